@@ -1,0 +1,314 @@
+//! Parsed identifiers: once constructed, each value is known to be well formed.
+
+use std::fmt;
+
+use base64::Engine;
+use rand::Rng;
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error(
+        "slug must be 1-64 characters of a-z, 0-9, '-' or '_', starting with a letter or digit"
+    )]
+    BadSlug,
+    #[error("not a valid order number")]
+    BadOrderNo,
+    #[error("not a valid email address")]
+    BadEmail,
+    #[error("quantity must be between 1 and {max}")]
+    BadQuantity { max: u32 },
+    #[error("unknown payment method")]
+    BadMethod,
+    #[error("channel id must be 1-32 characters of a-z, 0-9, '-' or '_'")]
+    BadChannelId,
+}
+
+fn is_slug_like(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+}
+
+/// A product's URL name: `steam-10`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Slug(String);
+
+impl Slug {
+    pub fn parse(s: &str) -> Result<Slug, IdError> {
+        if is_slug_like(s, 64) {
+            Ok(Slug(s.to_owned()))
+        } else {
+            Err(IdError::BadSlug)
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Slug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The stable id of a configured payment channel, as it appears in `/pay/notify/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ChannelId(String);
+
+impl ChannelId {
+    pub fn parse(s: &str) -> Result<ChannelId, IdError> {
+        if is_slug_like(s, 32) {
+            Ok(ChannelId(s.to_owned()))
+        } else {
+            Err(IdError::BadChannelId)
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ChannelId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Order number shown to buyers and sent to gateways as `out_trade_no`.
+/// Format: `K` + 14-digit UTC timestamp (yyyymmddHHMMSS) + 8 random digits = 23 characters,
+/// which fits every gateway's limit (Alipay 64, WeChat 32, Epay 64) and sorts by time.
+/// It is not a secret: reading an order needs its access token.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OrderNo(String);
+
+impl OrderNo {
+    pub const LEN: usize = 23;
+
+    /// `stamp` is the 14-digit UTC time; the caller supplies it so this crate stays clock-free.
+    pub fn generate(stamp: &str) -> OrderNo {
+        let mut rng = rand::thread_rng();
+        let digits: String = (0..8)
+            .map(|_| char::from(b'0' + rng.gen_range(0..10u8)))
+            .collect();
+        let stamp: String = stamp
+            .chars()
+            .filter(char::is_ascii_digit)
+            .chain(std::iter::repeat('0'))
+            .take(14)
+            .collect();
+        OrderNo(format!("K{stamp}{digits}"))
+    }
+
+    pub fn parse(s: &str) -> Result<OrderNo, IdError> {
+        let b = s.as_bytes();
+        if b.len() == Self::LEN && b[0] == b'K' && b[1..].iter().all(u8::is_ascii_digit) {
+            Ok(OrderNo(s.to_owned()))
+        } else {
+            Err(IdError::BadOrderNo)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for OrderNo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A buyer's email address. Deliberately modest validation: one `@`, a non-empty local part,
+/// a domain with a dot, no whitespace or control characters, at most 254 bytes. Lower-cased
+/// so lookups by email match however the buyer typed it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(s: &str) -> Result<Email, IdError> {
+        let s = s.trim();
+        if s.is_empty() || s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(IdError::BadEmail);
+        }
+        let (local, domain) = s.split_once('@').ok_or(IdError::BadEmail)?;
+        if local.is_empty()
+            || local.len() > 64
+            || domain.contains('@')
+            || domain.starts_with('.')
+            || domain.ends_with('.')
+            || domain.contains("..")
+            || !domain.contains('.')
+            || domain.contains(['<', '>', '(', ')', '[', ']', ',', ';', ':', '"', '\\'])
+            || local.contains(['<', '>', '(', ')', '[', ']', ',', ';', ':', '"', '\\'])
+        {
+            return Err(IdError::BadEmail);
+        }
+        Ok(Email(s.to_lowercase()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Number of items in one order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quantity(u32);
+
+impl Quantity {
+    pub const MAX: u32 = 100;
+
+    pub fn new(n: i64) -> Result<Quantity, IdError> {
+        if (1..=i64::from(Self::MAX)).contains(&n) {
+            Ok(Quantity(n as u32))
+        } else {
+            Err(IdError::BadQuantity { max: Self::MAX })
+        }
+    }
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+/// Buyer-facing payment methods (DESIGN 4.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    Alipay,
+    Wxpay,
+    Qqpay,
+    Sandbox,
+}
+
+impl Method {
+    pub const ALL: [Method; 4] = [
+        Method::Alipay,
+        Method::Wxpay,
+        Method::Qqpay,
+        Method::Sandbox,
+    ];
+
+    pub fn parse(s: &str) -> Result<Method, IdError> {
+        Method::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or(IdError::BadMethod)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Alipay => "alipay",
+            Method::Wxpay => "wxpay",
+            Method::Qqpay => "qqpay",
+            Method::Sandbox => "sandbox",
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A bearer secret (order access token, admin API token): 32 random bytes, base64url.
+/// Only its SHA-256 is stored, so a database leak does not reveal usable tokens.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretToken(String);
+
+impl SecretToken {
+    pub fn generate() -> SecretToken {
+        let bytes: [u8; 32] = rand::random();
+        SecretToken(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    }
+    pub fn from_presented(s: &str) -> SecretToken {
+        SecretToken(s.to_owned())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// Hex SHA-256, the form that is stored and looked up.
+    pub fn hash(&self) -> String {
+        hex::encode(Sha256::digest(self.0.as_bytes()))
+    }
+    /// Constant-time comparison against a stored hash.
+    pub fn matches(&self, stored_hash: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        let h = self.hash();
+        h.len() == stored_hash.len() && bool::from(h.as_bytes().ct_eq(stored_hash.as_bytes()))
+    }
+}
+
+impl fmt::Debug for SecretToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretToken(***)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_numbers_round_trip_and_reject_garbage() {
+        let n = OrderNo::generate("20261122010203");
+        assert_eq!(n.as_str().len(), OrderNo::LEN);
+        assert!(n.as_str().starts_with("K20261122010203"));
+        assert_eq!(OrderNo::parse(n.as_str()).unwrap(), n);
+        for bad in [
+            "",
+            "K123",
+            "X2026112201020312345678",
+            "K20261122010203123456789",
+            "K2026112201020312345a78",
+        ] {
+            assert!(OrderNo::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn emails() {
+        assert_eq!(
+            Email::parse(" Buyer@Example.COM ").unwrap().as_str(),
+            "buyer@example.com"
+        );
+        for bad in [
+            "", "a", "a@b", "@b.c", "a@@b.c", "a b@c.d", "a@.c", "a@b.", "a@b..c", "<a>@b.c",
+            "a@b,c.d",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn slugs_quantities_methods() {
+        assert!(Slug::parse("steam-10").is_ok());
+        for bad in ["", "-a", "A", "a b", "a/b", &"a".repeat(65)] {
+            assert!(Slug::parse(bad).is_err(), "{bad}");
+        }
+        assert!(Quantity::new(0).is_err());
+        assert!(Quantity::new(101).is_err());
+        assert_eq!(Quantity::new(3).unwrap().get(), 3);
+        assert_eq!(Method::parse("wxpay").unwrap(), Method::Wxpay);
+        assert!(Method::parse("bitcoin").is_err());
+    }
+
+    #[test]
+    fn tokens_hash_and_compare() {
+        let t = SecretToken::generate();
+        assert_eq!(t.expose().len(), 43);
+        let h = t.hash();
+        assert!(t.matches(&h));
+        assert!(!SecretToken::from_presented("nope").matches(&h));
+        assert!(!t.matches(""));
+        assert_eq!(format!("{t:?}"), "SecretToken(***)");
+    }
+}

@@ -1,0 +1,12 @@
+//! kami's domain: money, identifiers, and the order/payment state machines. No I/O.
+
+pub mod ids;
+pub mod money;
+pub mod order;
+
+pub use ids::{ChannelId, Email, IdError, Method, OrderNo, Quantity, SecretToken, Slug};
+pub use money::{Currency, Money, MoneyError};
+pub use order::{OrderEvent, OrderStatus, PaymentEvent, PaymentStatus, TransitionError};
+
+/// Milliseconds since the Unix epoch (UTC). The one time representation stored and compared.
+pub type Millis = i64;

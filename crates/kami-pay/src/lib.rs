@@ -1,0 +1,184 @@
+//! Payment channels. One trait, [`PaymentChannel`], that every protocol implements, and one
+//! module per protocol that owns that protocol's bytes. Nothing here touches the database:
+//! the server feeds raw notifications in and gets verified facts ([`NotifyVerdict`]) out.
+
+pub mod sandbox;
+
+use async_trait::async_trait;
+use kami_core::{ChannelId, Method, Money, OrderNo};
+
+/// Everything a channel needs to start collecting money for one order.
+#[derive(Debug, Clone)]
+pub struct CreatePayment {
+    /// Our trade number sent to the gateway (`out_trade_no`); today always the order number.
+    pub trade_no: OrderNo,
+    pub amount: Money,
+    /// Short product title for the gateway's `subject`.
+    pub subject: String,
+    pub method: Method,
+    pub device: Device,
+    /// Absolute URL the gateway must send asynchronous notifications to.
+    pub notify_url: String,
+    /// Absolute URL the buyer's browser returns to (never marks anything paid).
+    pub return_url: String,
+    /// Unix milliseconds after which the gateway should refuse payment.
+    pub expires_at_ms: i64,
+    /// The buyer's User-Agent, for channels that pick a flavour from it.
+    pub user_agent: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    Pc,
+    Mobile,
+}
+
+/// What the buyer must do next to pay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentAction {
+    /// Show this text as a QR code (e.g. Alipay precreate `qr_code`, WeChat `code_url`).
+    Qr { qr_code: String },
+    /// Send the browser to this URL.
+    Redirect { url: String },
+}
+
+/// A notification exactly as it reached `/pay/notify/{channel_id}`.
+#[derive(Debug, Clone)]
+pub struct RawNotification {
+    pub method: String,
+    /// Raw query string without the leading `?` (empty if none).
+    pub query: String,
+    /// Header names lower-cased, values as received (non-UTF-8 values dropped).
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawNotification {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A payment the channel has verified cryptographically and semantically (merchant id,
+/// status). The order engine still checks the order binding, amount and currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentConfirmation {
+    pub trade_no: String,
+    pub gateway_trade_no: String,
+    pub amount: Money,
+}
+
+/// The outcome of parsing and verifying one notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyVerdict {
+    /// Authentic and says the trade is paid.
+    Paid(PaymentConfirmation),
+    /// Authentic but not a payment (e.g. `TRADE_CLOSED`, `WAIT_BUYER_PAY`): nothing to do,
+    /// acknowledge so the gateway stops resending.
+    NotPaid { trade_no: String, status: String },
+}
+
+/// How kami answers a notification; each protocol turns it into its exact bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ack {
+    /// The outcome is durably committed (or was already): stop resending.
+    Success,
+    /// Rejected or not committed: the gateway should resend (or give up if forged).
+    Failure,
+}
+
+/// An HTTP response for a gateway, byte-exact for the protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckResponse {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+/// The channel's view of a trade when kami asks actively.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TradeState {
+    /// The gateway does not know the trade (not created or not yet scanned).
+    NotFound,
+    /// Created, waiting for the buyer.
+    Waiting,
+    /// Paid: carries the same verified facts a notification would.
+    Paid(PaymentConfirmation),
+    /// Closed or cancelled without payment.
+    Closed,
+    /// Fully refunded after payment.
+    Refunded,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundRequest {
+    pub trade_no: String,
+    /// Idempotency key for this refund at the gateway (`out_request_no` / `out_refund_no`).
+    pub refund_no: String,
+    pub amount: Money,
+    /// Total paid amount of the trade (some gateways require it).
+    pub total: Money,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundOutcome {
+    pub refund_no: String,
+    pub amount: Money,
+    /// True when the money has actually moved (Alipay `fund_change=Y`, WeChat `SUCCESS`).
+    pub settled: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PayError {
+    #[error("notification signature is invalid")]
+    BadSignature,
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    #[error("message is for another merchant or app")]
+    WrongMerchant,
+    #[error("message is outside the accepted time window")]
+    Stale,
+    #[error("gateway refused: {code}: {message}")]
+    Gateway { code: String, message: String },
+    #[error("gateway unreachable: {0}")]
+    Transport(String),
+    #[error("gateway response signature is invalid")]
+    BadResponseSignature,
+    #[error("operation not supported by this channel: {0}")]
+    Unsupported(&'static str),
+    #[error("channel configuration: {0}")]
+    Config(String),
+}
+
+/// One configured payment channel. Implementations are cheap to share (`Arc<dyn ...>`).
+#[async_trait]
+pub trait PaymentChannel: Send + Sync {
+    fn id(&self) -> &ChannelId;
+    /// `alipay`, `wechatpay`, `epay`, `sandbox`.
+    fn kind(&self) -> &'static str;
+    fn methods(&self) -> &[Method];
+    fn priority(&self) -> i32;
+
+    /// Start collecting: returns what the buyer must do.
+    async fn create(&self, req: &CreatePayment) -> Result<PaymentAction, PayError>;
+
+    /// Parse and verify a raw notification. Pure: no I/O, no database.
+    fn verify_notification(&self, raw: &RawNotification) -> Result<NotifyVerdict, PayError>;
+
+    /// The exact reply the gateway expects for this outcome.
+    fn ack(&self, ack: Ack) -> AckResponse;
+
+    /// Ask the gateway for the trade's state (authenticated, verified response).
+    async fn query(&self, trade_no: &str) -> Result<TradeState, PayError>;
+
+    /// Close the trade at the gateway so it can no longer be paid. Returns the state the
+    /// gateway reports afterwards: `Closed`/`NotFound` when closed, `Paid` if it was paid in
+    /// the meantime (then the order must be delivered, not expired).
+    async fn close(&self, trade_no: &str) -> Result<TradeState, PayError>;
+
+    async fn refund(&self, req: &RefundRequest) -> Result<RefundOutcome, PayError>;
+}
