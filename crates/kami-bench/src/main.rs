@@ -1,1 +1,902 @@
-fn main() {}
+//! kami-bench — load generator and integrity checker for kami.
+//!
+//! Runs N concurrent buyers through the whole purchase path of a real kami server —
+//! `POST /api/v1/orders` → sandbox pay (`POST payment.url`, `notify=normal`) → long-poll
+//! `GET /api/v1/orders/{order_no}?wait=10` until `delivered` — then checks integrity
+//! (every paid order delivered, no card key in two orders, exactly `quantity` cards per
+//! order, the admin API agrees on the delivered count) and, in the same run and on the
+//! same disk, calibrates how many durable single-row commits per second the machine can
+//! do, so the throughput can be read as "kami durable commits/s vs. what the disk allows".
+//!
+//! By default it spawns `target/release/kami` in a fresh temp dir (SQLite, or a fresh
+//! `kami_bench_<random>` PostgreSQL database with `--database-url`), creates a product
+//! and imports card keys through the admin API, runs the load, prints a table (and a JSON
+//! summary with `--json FILE`), and exits non-zero if integrity fails.
+//!
+//! Examples:
+//!
+//! ```text
+//! # SQLite, 64 buyers, 5000 orders (closed loop)
+//! cargo build --release -p kami && cargo run --release -p kami-bench -- --buyers 64 --orders 5000
+//!
+//! # the same on PostgreSQL (a fresh database is created on that server and dropped afterwards)
+//! cargo build --release -p kami && cargo run --release -p kami-bench -- \
+//!     --buyers 64 --orders 5000 --database-url postgres://postgres@127.0.0.1/postgres
+//!
+//! # open loop: 200 orders/s for 60 s, at most 512 orders in flight, JSON summary
+//! cargo run --release -p kami-bench -- --rate 200 --duration 60 --max-in-flight 512 --json bench.json
+//!
+//! # an already running server (RSS only with --pid)
+//! cargo run --release -p kami-bench -- --target http://127.0.0.1:8080 --admin-token TOKEN --pid 1234
+//!
+//! # only the disk calibration
+//! cargo run --release -p kami-bench -- --calibrate-only
+//! cargo run --release -p kami-bench -- --calibrate-only --database-url postgres://postgres@127.0.0.1/postgres
+//! ```
+//!
+//! Exit status: 0 integrity PASS, 1 integrity FAIL, 2 the bench could not run.
+//!
+//! `fake_kami.py` beside Cargo.toml is a stand-in server speaking just this contract
+//! (`--kami crates/kami-bench/fake_kami.py`), for checking the bench itself.
+
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+mod calibrate;
+mod integrity;
+mod load;
+mod pg;
+mod report;
+mod server;
+mod stats;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use load::{BuyerCtx, OrderRecord, Outcome, Progress, ServerCount};
+use report::{Counts, ErrorEntry, Latencies, Params, Report, ServerInfo, Setup};
+use reqwest::Url;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// `n` random lowercase hex digits (identifier-safe).
+pub fn rand_hex(n: usize) -> String {
+    (0..n)
+        .map(|_| char::from(b"0123456789abcdef"[rand::random::<usize>() % 16]))
+        .collect()
+}
+
+fn default_kami() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = root.canonicalize().unwrap_or(root);
+    root.join("target/release/kami")
+}
+
+const AFTER_HELP: &str = "\
+Examples:
+  cargo build --release -p kami && cargo run --release -p kami-bench -- --buyers 64 --orders 5000
+  cargo run --release -p kami-bench -- --database-url postgres://postgres@127.0.0.1/postgres
+  cargo run --release -p kami-bench -- --rate 200 --duration 60 --json bench.json
+  cargo run --release -p kami-bench -- --target http://127.0.0.1:8080 --admin-token TOKEN --pid 1234
+  cargo run --release -p kami-bench -- --calibrate-only [--database-url postgres://...]
+
+Exit status: 0 integrity PASS, 1 integrity FAIL, 2 the bench could not run.";
+
+/// Load generator for kami: concurrent buyers through create → sandbox pay → delivered,
+/// integrity checks, and a durable-commit calibration of the same disk.
+#[derive(Parser, Debug)]
+#[command(name = "kami-bench", version, after_help = AFTER_HELP)]
+struct Args {
+    /// The kami binary to spawn (spawn mode). Build it with `cargo build --release -p kami`.
+    #[arg(long, value_name = "PATH", default_value_os_t = default_kami())]
+    kami: PathBuf,
+
+    /// Database. Spawn mode: `postgres://USER@HOST[:PORT]/DB` makes the bench create a fresh
+    /// database `kami_bench_<random>` on that server for kami (dropped afterwards);
+    /// `sqlite://PATH` uses that file; unset = a fresh SQLite file in the temp dir.
+    /// Target mode: only tells the calibration which server / disk to measure.
+    /// With --calibrate-only: what to calibrate (unset = SQLite in the temp dir).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "KAMI_BENCH_DATABASE_URL",
+        hide_env_values = true
+    )]
+    database_url: Option<String>,
+
+    /// Use an already running kami at this base URL instead of spawning one
+    /// (needs --admin-token).
+    #[arg(long, value_name = "URL", requires = "admin_token")]
+    target: Option<String>,
+
+    /// Admin API token for --target (spawn mode creates its own).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "KAMI_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    admin_token: Option<String>,
+
+    /// With --target: the server's process id, to read its idle and peak RSS from /proc.
+    #[arg(long, value_name = "PID", requires = "target")]
+    pid: Option<u32>,
+
+    /// Closed loop: number of concurrent buyers, each running orders back to back.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    buyers: usize,
+
+    /// Closed loop: total number of orders to run.
+    #[arg(long, value_name = "M", default_value_t = 5000)]
+    orders: usize,
+
+    /// Open loop instead: start R new orders per second regardless of how fast they finish.
+    #[arg(long, value_name = "R")]
+    rate: Option<f64>,
+
+    /// Open loop: how long to keep arriving, in seconds [default: 30].
+    #[arg(long, value_name = "S", requires = "rate")]
+    duration: Option<f64>,
+
+    /// Open loop: concurrency cap; arrivals beyond it are shed and counted.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    max_in_flight: usize,
+
+    /// Card keys per order.
+    #[arg(long, value_name = "Q", default_value_t = 1)]
+    quantity: u32,
+
+    /// Card keys to import [default: orders × quantity + 10%].
+    #[arg(long, value_name = "K")]
+    keys: Option<usize>,
+
+    /// Long-poll seconds for `GET /api/v1/orders/{no}?wait=`.
+    #[arg(long, value_name = "S", default_value_t = 10)]
+    wait: u64,
+
+    /// Seconds after the pay step within which a paid order must be delivered.
+    #[arg(long, value_name = "S", default_value_t = 30)]
+    deliver_timeout: u64,
+
+    /// Per-request timeout in seconds for create and pay (added to --wait for polls).
+    #[arg(long, value_name = "S", default_value_t = 30)]
+    request_timeout: u64,
+
+    /// Single-row durable commits for the calibration (0 = skip it).
+    #[arg(long, value_name = "N", default_value_t = 3000)]
+    calibrate_commits: u64,
+
+    /// Durable commits kami makes per order (creation + notification), for
+    /// `kami durable commits/s = orders/s × this`.
+    #[arg(long, value_name = "C", default_value_t = 2.0)]
+    commits_per_order: f64,
+
+    /// Run only the commit calibration (SQLite, or PostgreSQL with --database-url) and exit.
+    #[arg(long)]
+    calibrate_only: bool,
+
+    /// Where the SQLite calibration writes when it cannot use the server's data dir
+    /// (target mode, --calibrate-only) [default: the temp dir].
+    #[arg(long, value_name = "DIR")]
+    calibrate_dir: Option<PathBuf>,
+
+    /// Parent of the run's temp dir (server data dir, config, log) [default: system temp].
+    /// Put it on the disk you want to measure.
+    #[arg(long, value_name = "DIR")]
+    tmp_dir: Option<PathBuf>,
+
+    /// Keep the temp dir (config, server log, SQLite database) after the run. It is also
+    /// kept when integrity fails.
+    #[arg(long)]
+    keep: bool,
+
+    /// Seconds to wait for the spawned server's `listening on http://...` line.
+    #[arg(long, value_name = "S", default_value_t = 20)]
+    startup_timeout: u64,
+
+    /// Seconds between progress lines on stderr (0 = none).
+    #[arg(long, value_name = "S", default_value_t = 5.0)]
+    progress: f64,
+
+    /// Also write the summary as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+impl Args {
+    fn validate(&self) -> Result<()> {
+        if let Some(r) = self.rate {
+            if !(r.is_finite() && r > 0.0) {
+                bail!("--rate must be a positive number");
+            }
+        }
+        if let Some(d) = self.duration {
+            if !(d.is_finite() && d > 0.0) {
+                bail!("--duration must be a positive number of seconds");
+            }
+        }
+        if self.buyers == 0 || self.orders == 0 || self.quantity == 0 || self.max_in_flight == 0 {
+            bail!("--buyers, --orders, --quantity and --max-in-flight must be at least 1");
+        }
+        if !(self.commits_per_order.is_finite() && self.commits_per_order >= 0.0) {
+            bail!("--commits-per-order must be a non-negative number");
+        }
+        if !(self.progress.is_finite() && self.progress >= 0.0) {
+            bail!("--progress must be a non-negative number of seconds");
+        }
+        if self.wait == 0 || self.deliver_timeout == 0 || self.request_timeout == 0 {
+            bail!("--wait, --deliver-timeout and --request-timeout must be at least 1 s");
+        }
+        Ok(())
+    }
+
+    fn duration_s(&self) -> f64 {
+        self.duration.unwrap_or(30.0)
+    }
+
+    /// Orders the run will try (closed loop exact, open loop planned).
+    fn planned_orders(&self) -> usize {
+        match self.rate {
+            Some(r) => (r * self.duration_s()).ceil() as usize,
+            None => self.orders,
+        }
+    }
+
+    fn key_count(&self) -> usize {
+        self.keys.unwrap_or_else(|| {
+            let need = self.planned_orders() * self.quantity as usize;
+            need + need.div_ceil(10)
+        })
+    }
+
+    fn concurrency(&self) -> usize {
+        if self.rate.is_some() {
+            self.max_in_flight
+        } else {
+            self.buyers
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("kami-bench: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn write_json(path: &Path, report: &Report) -> Result<()> {
+    let text = serde_json::to_string_pretty(report).context("serialising the report")?;
+    std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("JSON summary written to {}", path.display());
+    Ok(())
+}
+
+fn empty_report(mode: &str, database: &str) -> Report {
+    Report {
+        tool: format!("kami-bench {}", env!("CARGO_PKG_VERSION")),
+        mode: mode.to_string(),
+        database: database.to_string(),
+        params: None,
+        server: None,
+        setup: None,
+        orders: None,
+        errors: Default::default(),
+        wall_time_s: None,
+        orders_per_s: None,
+        latency_ms: None,
+        calibration: None,
+        durable: None,
+        integrity: None,
+        warnings: Vec::new(),
+    }
+}
+
+fn make_tempdir(args: &Args) -> Result<tempfile::TempDir> {
+    let parent = args.tmp_dir.clone().unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
+    tempfile::Builder::new()
+        .prefix("kami-bench-")
+        .tempdir_in(&parent)
+        .with_context(|| format!("cannot create a temp dir in {}", parent.display()))
+}
+
+/// The SQLite calibration directory for a `sqlite://` URL (the database file's directory).
+fn sqlite_dir(url: &str) -> Option<PathBuf> {
+    let path = pg::sqlite_path(url)?;
+    let parent = path.parent()?.to_path_buf();
+    Some(if parent.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        parent
+    })
+}
+
+/// Calibrates on a fresh `kami_bench_<random>` database of the server at `url`.
+fn calibrate_fresh_postgres(url: &str, commits: u64) -> Result<calibrate::Calibration> {
+    let mut db = pg::BenchDatabase::create(url)?;
+    eprintln!("calibrating on fresh database {}", db.name);
+    let cal = calibrate::calibrate_postgres(&db.url, commits);
+    db.drop_now()?;
+    cal
+}
+
+fn calibrate_only(args: &Args) -> Result<bool> {
+    let mut report;
+    let cal = match args.database_url.as_deref() {
+        Some(url) if pg::is_postgres(url) => {
+            report = empty_report("calibrate-only", "postgres");
+            calibrate_fresh_postgres(url, args.calibrate_commits)?
+        }
+        other => {
+            report = empty_report("calibrate-only", "sqlite");
+            let dir = args
+                .calibrate_dir
+                .clone()
+                .or_else(|| other.and_then(sqlite_dir));
+            match dir {
+                Some(dir) => calibrate::calibrate_sqlite(&dir, args.calibrate_commits)?,
+                None => {
+                    let tmp = make_tempdir(args)?;
+                    calibrate::calibrate_sqlite(tmp.path(), args.calibrate_commits)?
+                }
+            }
+        }
+    };
+    let mut text = String::new();
+    report::render_calibration(&mut text, &cal);
+    print!("{text}");
+    report.calibration = Some(cal);
+    if let Some(path) = &args.json {
+        write_json(path, &report)?;
+    }
+    Ok(true)
+}
+
+fn run(args: &Args) -> Result<bool> {
+    args.validate()?;
+    if args.calibrate_only {
+        return calibrate_only(args);
+    }
+    let spawn = args.target.is_none();
+    let tmp = make_tempdir(args)?;
+    let data_dir = tmp.path().join("data");
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+
+    // Which database the server uses (spawn mode) / the calibration measures.
+    let mut bench_db: Option<pg::BenchDatabase> = None;
+    let (db_kind, server_db_url) = match args.database_url.as_deref() {
+        Some(url) if pg::is_postgres(url) => {
+            if spawn {
+                let db = pg::BenchDatabase::create(url)?;
+                eprintln!("created database {}", db.name);
+                let u = db.url.clone();
+                bench_db = Some(db);
+                ("postgres", Some(u))
+            } else {
+                ("postgres", None)
+            }
+        }
+        Some(url) if url.starts_with("sqlite:") => ("sqlite", Some(url.to_string())),
+        Some(url) => bail!("unsupported --database-url {}", pg::redact(url)),
+        None if spawn => (
+            "sqlite",
+            Some(format!("sqlite://{}", data_dir.join("kami.db").display())),
+        ),
+        None => ("unknown", None),
+    };
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("building the tokio runtime")?;
+    let outcome = rt.block_on(load_phase(
+        args,
+        tmp.path(),
+        &data_dir,
+        server_db_url.as_deref(),
+    ));
+    rt.shutdown_timeout(Duration::from_secs(2));
+
+    let mut report = match outcome {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(mut db) = bench_db.take() {
+                let _ = db.drop_now();
+            }
+            if spawn && tmp.path().join("server.log").exists() {
+                let kept = tmp.keep();
+                eprintln!("temp dir kept for inspection: {}", kept.display());
+            }
+            return Err(e);
+        }
+    };
+    report.database = db_kind.to_string();
+
+    // Calibration, after the server is gone, on the same disk / database server.
+    if args.calibrate_commits > 0 {
+        eprintln!(
+            "calibrating: {} durable single-row commits...",
+            args.calibrate_commits
+        );
+        let cal = match (db_kind, &bench_db, args.database_url.as_deref()) {
+            ("postgres", Some(db), _) => {
+                calibrate::calibrate_postgres(&db.url, args.calibrate_commits)
+            }
+            ("postgres", None, Some(url)) => calibrate_fresh_postgres(url, args.calibrate_commits),
+            _ => {
+                let dir = args
+                    .calibrate_dir
+                    .clone()
+                    .or_else(|| server_db_url.as_deref().and_then(sqlite_dir))
+                    .unwrap_or_else(|| data_dir.clone());
+                if !spawn && args.calibrate_dir.is_none() && server_db_url.is_none() {
+                    report.warnings.push(format!(
+                        "calibrated SQLite in {}; pass --calibrate-dir (the server's data dir) or --database-url to measure the server's disk",
+                        dir.display()
+                    ));
+                }
+                calibrate::calibrate_sqlite(&dir, args.calibrate_commits)
+            }
+        };
+        match cal {
+            Ok(c) => {
+                report.durable = report::durable(
+                    report.orders_per_s.unwrap_or(0.0),
+                    args.commits_per_order,
+                    c.commits_per_s,
+                );
+                report.calibration = Some(c);
+            }
+            Err(e) => report.warnings.push(format!("calibration failed: {e:#}")),
+        }
+    }
+
+    if let Some(mut db) = bench_db.take() {
+        match db.drop_now() {
+            Ok(()) => eprintln!("dropped database {}", db.name),
+            Err(e) => report
+                .warnings
+                .push(format!("could not drop database {}: {e:#}", db.name)),
+        }
+    }
+
+    let pass = report.integrity.as_ref().is_some_and(|i| i.pass);
+    if spawn && (args.keep || !pass) {
+        let kept = tmp.keep();
+        report
+            .warnings
+            .push(format!("temp dir kept: {}", kept.display()));
+    }
+    print!("{}", report::render(&report));
+    if let Some(path) = &args.json {
+        write_json(path, &report)?;
+    }
+    Ok(pass)
+}
+
+/// Everything that needs the runtime: server start, setup, load, integrity, RSS, stop.
+async fn load_phase(
+    args: &Args,
+    tmp: &Path,
+    data_dir: &Path,
+    server_db_url: Option<&str>,
+) -> Result<Report> {
+    let mut report = empty_report(
+        if args.target.is_some() {
+            "target"
+        } else {
+            "spawn"
+        },
+        "",
+    );
+    let (mut server, token, base_url) = match &args.target {
+        Some(target) => {
+            let token = args
+                .admin_token
+                .clone()
+                .context("--target needs --admin-token")?;
+            (None, token, target.clone())
+        }
+        None => {
+            if !args.kami.is_file() {
+                bail!(
+                    "kami binary not found at {}: build it with `cargo build --release -p kami` or pass --kami PATH",
+                    args.kami.display()
+                );
+            }
+            let db_url = server_db_url.context("no database URL for the spawned server")?;
+            let config = tmp.join("kami.toml");
+            std::fs::write(&config, server::render_config(data_dir, db_url, 15))
+                .with_context(|| format!("writing {}", config.display()))?;
+            eprintln!("config {}", config.display());
+            let token = server::create_admin_token(&args.kami, &config).await?;
+            let s = server::SpawnedServer::start(
+                &args.kami,
+                &config,
+                &tmp.join("server.log"),
+                Duration::from_secs(args.startup_timeout),
+            )
+            .await?;
+            eprintln!("server up at {} (pid {})", s.base_url, s.pid);
+            let url = s.base_url.clone();
+            (Some(s), token, url)
+        }
+    };
+    let pid = server.as_ref().map(|s| s.pid).or(args.pid);
+
+    // Idle RSS: server up, nothing done yet, after a 1 s pause.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle_rss_kb = pid.and_then(|p| server::read_status_kb(p, "VmRSS"));
+
+    let driven = drive(args, &base_url, &token, server.is_some(), &mut report).await;
+
+    let peak_rss_kb = pid.and_then(|p| server::read_status_kb(p, "VmHWM"));
+    let exited = server.as_mut().and_then(server::SpawnedServer::exited);
+    let log = server.as_ref().map(|s| s.log_path.clone());
+    if let Some(s) = server.take() {
+        s.stop().await;
+    }
+    report.server = Some(ServerInfo {
+        base_url: base_url.clone(),
+        pid,
+        idle_rss_kb,
+        peak_rss_kb,
+        log: log.as_ref().map(|p| p.display().to_string()),
+        exited: exited.clone(),
+    });
+    if args.target.is_some() && pid.is_some() {
+        report.warnings.push(
+            "--target: VmHWM is the server's peak since it started, not just this run".into(),
+        );
+    }
+    if let Err(e) = driven {
+        let tail = log
+            .as_deref()
+            .map(|p| {
+                format!(
+                    "\nserver log tail ({}):\n{}",
+                    p.display(),
+                    server::tail_file(p, 30)
+                )
+            })
+            .unwrap_or_default();
+        bail!("{e:#}{tail}");
+    }
+    if let (Some(e), Some(i)) = (&exited, report.integrity.as_mut()) {
+        i.checks.push(integrity::Check {
+            name: "server stayed up".into(),
+            pass: false,
+            detail: format!("server exited during the run: {e}"),
+        });
+        i.pass = false;
+    }
+    Ok(report)
+}
+
+fn build_client(args: &Args) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency() + 16)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .no_proxy()
+        .build()
+        .context("building the HTTP client")
+}
+
+/// Setup, load and integrity against a live server; fills `report`.
+async fn drive(
+    args: &Args,
+    base_url: &str,
+    token: &str,
+    fresh_server: bool,
+    report: &mut Report,
+) -> Result<()> {
+    let base = Url::parse(base_url).with_context(|| format!("bad server URL {base_url}"))?;
+    let client = build_client(args)?;
+
+    // Setup: a product of our own and its card keys.
+    let run_id = rand_hex(8);
+    let slug = format!("bench-{run_id}");
+    load::create_product(&client, &base, token, &slug, 100).await?;
+    let n_keys = args.key_count();
+    let keys = load::generate_keys(&run_id, n_keys);
+    let t = Instant::now();
+    let (imported, duplicates) =
+        load::import_cards(&client, &base, token, &slug, &keys, 10_000).await?;
+    let import_seconds = t.elapsed().as_secs_f64();
+    eprintln!("product {slug}: imported {imported} keys ({duplicates} duplicates) in {import_seconds:.2} s");
+    if imported != n_keys as u64 {
+        report.warnings.push(format!(
+            "imported {imported} of {n_keys} generated keys ({duplicates} reported as duplicates)"
+        ));
+    }
+    report.setup = Some(Setup {
+        product: slug.clone(),
+        keys_imported: imported,
+        key_duplicates: duplicates,
+        import_seconds,
+    });
+    report.params = Some(Params {
+        loop_kind: if args.rate.is_some() {
+            "open"
+        } else {
+            "closed"
+        }
+        .into(),
+        buyers: args.rate.is_none().then_some(args.buyers),
+        orders: args.rate.is_none().then_some(args.orders),
+        rate: args.rate,
+        duration_s: args.rate.map(|_| args.duration_s()),
+        max_in_flight: args.rate.map(|_| args.max_in_flight),
+        quantity: args.quantity,
+        keys: n_keys,
+        wait_s: args.wait,
+        deliver_timeout_s: args.deliver_timeout,
+    });
+
+    // Load.
+    let ctx = Arc::new(BuyerCtx {
+        client: client.clone(),
+        base: base.clone(),
+        slug,
+        quantity: args.quantity,
+        wait_s: args.wait,
+        deliver_timeout: Duration::from_secs(args.deliver_timeout),
+        request_timeout: Duration::from_secs(args.request_timeout),
+        progress: Progress::default(),
+    });
+    let progress = (args.progress > 0.0)
+        .then(|| load::spawn_progress(ctx.clone(), Duration::from_secs_f64(args.progress)));
+    match args.rate {
+        Some(r) => eprintln!(
+            "open loop: {r} orders/s for {} s (max {} in flight)",
+            args.duration_s(),
+            args.max_in_flight
+        ),
+        None => eprintln!(
+            "closed loop: {} buyers, {} orders",
+            args.buyers, args.orders
+        ),
+    }
+    let start = Instant::now();
+    let records = match args.rate {
+        Some(rate) => {
+            load::open_loop(
+                ctx.clone(),
+                rate,
+                Duration::from_secs_f64(args.duration_s()),
+                args.planned_orders(),
+                args.max_in_flight,
+            )
+            .await
+        }
+        None => load::closed_loop(ctx.clone(), args.buyers, args.orders).await,
+    };
+    let wall = start.elapsed().as_secs_f64();
+    if let Some(p) = progress {
+        p.abort();
+    }
+    summarize_records(
+        &records,
+        ctx.progress.shed.load(std::sync::atomic::Ordering::Relaxed),
+        wall,
+        report,
+    );
+
+    // Integrity.
+    let imported_set: HashSet<String> = keys.into_iter().collect();
+    let mut checks = integrity::check_records(
+        &records,
+        args.quantity,
+        args.deliver_timeout,
+        Some(&imported_set),
+    );
+    let mut warnings = Vec::new();
+    let ours: HashSet<String> = records.iter().filter_map(|r| r.order_no.clone()).collect();
+    let bench_delivered = records
+        .iter()
+        .filter(|r| r.delivered_cards().is_some())
+        .count() as u64;
+    match load::count_server_delivered(&client, &base, token, &ours).await {
+        Ok(count) => {
+            if let Some(c) =
+                integrity::check_server_count(&count, bench_delivered, fresh_server, &mut warnings)
+            {
+                checks.push(c);
+            }
+            if let ServerCount::Counted { total, ours, .. } = count {
+                if !fresh_server && total != ours {
+                    warnings.push(format!(
+                        "server lists {total} delivered orders in all, {ours} of them from this run"
+                    ));
+                }
+            }
+        }
+        Err(e) => checks.push(integrity::Check {
+            name: "server-side delivered count matches (admin API)".into(),
+            pass: false,
+            detail: format!("admin order listing failed: {e:#}"),
+        }),
+    }
+    report.warnings.extend(warnings.iter().cloned());
+    report.integrity = Some(integrity::summarize(checks, warnings));
+    Ok(())
+}
+
+fn summarize_records(records: &[OrderRecord], shed: u64, wall: f64, report: &mut Report) {
+    let mut counts = Counts {
+        attempted: records.len() as u64,
+        shed,
+        ..Counts::default()
+    };
+    let (mut create, mut pay, mut deliver, mut total) = (vec![], vec![], vec![], vec![]);
+    let mut polls = 0u64;
+    for r in records {
+        if r.paid {
+            counts.paid += 1;
+        }
+        match r.outcome {
+            Outcome::Delivered { .. } => {
+                counts.delivered += 1;
+                polls += u64::from(r.polls);
+            }
+            Outcome::OutOfStock => counts.out_of_stock += 1,
+            Outcome::Failed { .. } => counts.failed += 1,
+        }
+        if !matches!(r.outcome, Outcome::OutOfStock) {
+            create.extend(r.create_us);
+        }
+        pay.extend(r.pay_us);
+        deliver.extend(r.deliver_us);
+        total.extend(r.total_us);
+    }
+    let per_s = if wall > 0.0 {
+        counts.delivered as f64 / wall
+    } else {
+        0.0
+    };
+    report.latency_ms = Some(Latencies {
+        create: stats::summarize_us(&mut create),
+        pay: stats::summarize_us(&mut pay),
+        deliver: stats::summarize_us(&mut deliver),
+        end_to_end: stats::summarize_us(&mut total),
+        mean_polls: (counts.delivered > 0).then(|| polls as f64 / counts.delivered as f64),
+    });
+    report.errors = load::errors_by_kind(records)
+        .into_iter()
+        .map(|(k, (count, example))| (k, ErrorEntry { count, example }))
+        .collect();
+    report.orders = Some(counts);
+    report.wall_time_s = Some(wall);
+    report.orders_per_s = Some(per_s);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_and_key_count() {
+        let a = Args::try_parse_from(["kami-bench"]).expect("parse");
+        assert_eq!(a.buyers, 64);
+        assert_eq!(a.orders, 5000);
+        assert_eq!(a.key_count(), 5500);
+        assert_eq!(a.calibrate_commits, 3000);
+        assert_eq!(a.commits_per_order, 2.0);
+        assert!(a.kami.ends_with("target/release/kami"));
+        a.validate().expect("valid");
+
+        let a = Args::try_parse_from(["kami-bench", "--orders", "7", "--quantity", "3"])
+            .expect("parse");
+        assert_eq!(a.key_count(), 21 + 3);
+
+        let a = Args::try_parse_from(["kami-bench", "--rate", "100", "--duration", "10"])
+            .expect("parse");
+        assert_eq!(a.planned_orders(), 1000);
+        assert_eq!(a.key_count(), 1100);
+        assert_eq!(a.concurrency(), 1024);
+    }
+
+    #[test]
+    fn cli_rejects_bad_combinations() {
+        assert!(
+            Args::try_parse_from(["kami-bench", "--target", "http://x"]).is_err()
+                || std::env::var_os("KAMI_ADMIN_TOKEN").is_some()
+        );
+        assert!(Args::try_parse_from(["kami-bench", "--duration", "5"]).is_err());
+        assert!(Args::try_parse_from(["kami-bench", "--pid", "5"]).is_err());
+        let a = Args::try_parse_from(["kami-bench", "--rate", "0"]).expect("parse");
+        assert!(a.validate().is_err());
+    }
+
+    #[test]
+    fn sqlite_dirs() {
+        assert_eq!(
+            sqlite_dir("sqlite:///tmp/x/data/kami.db"),
+            Some(PathBuf::from("/tmp/x/data"))
+        );
+        assert_eq!(sqlite_dir("sqlite://kami.db"), Some(PathBuf::from(".")));
+    }
+
+    #[test]
+    fn rand_hex_is_hex() {
+        let h = rand_hex(12);
+        assert_eq!(h.len(), 12);
+        assert!(h
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    }
+
+    #[test]
+    fn summary_counts() {
+        let mk = |i, paid, outcome, us: Option<u64>| OrderRecord {
+            index: i,
+            order_no: Some(format!("K{i}")),
+            paid,
+            create_us: us,
+            pay_us: us,
+            deliver_us: us.filter(|_| paid),
+            total_us: us.filter(|_| paid),
+            polls: 2,
+            outcome,
+        };
+        let recs = vec![
+            mk(
+                0,
+                true,
+                Outcome::Delivered {
+                    cards: vec!["a".into()],
+                },
+                Some(1000),
+            ),
+            mk(
+                1,
+                true,
+                Outcome::Delivered {
+                    cards: vec!["b".into()],
+                },
+                Some(3000),
+            ),
+            mk(2, false, Outcome::OutOfStock, Some(10)),
+            mk(
+                3,
+                false,
+                Outcome::Failed {
+                    kind: "pay_http_500".into(),
+                    message: "boom".into(),
+                },
+                None,
+            ),
+        ];
+        let mut report = empty_report("spawn", "sqlite");
+        summarize_records(&recs, 0, 2.0, &mut report);
+        let c = report.orders.as_ref().expect("counts");
+        assert_eq!(
+            (c.attempted, c.delivered, c.paid, c.out_of_stock, c.failed),
+            (4, 2, 2, 1, 1)
+        );
+        assert_eq!(report.orders_per_s, Some(1.0));
+        let l = report.latency_ms.as_ref().expect("latency");
+        assert_eq!(l.create.as_ref().map(|s| s.count), Some(2));
+        assert_eq!(l.end_to_end.as_ref().map(|s| s.max_ms), Some(3.0));
+        assert_eq!(l.mean_polls, Some(2.0));
+        assert_eq!(report.errors["pay_http_500"].count, 1);
+    }
+}

@@ -10,3 +10,5 @@ pub use order::{OrderEvent, OrderStatus, PaymentEvent, PaymentStatus, Transition
 
 /// Milliseconds since the Unix epoch (UTC). The one time representation stored and compared.
 pub type Millis = i64;
+
+pub mod cards;

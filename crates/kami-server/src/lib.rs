@@ -1,1 +1,15 @@
+//! kami's HTTP server: the JSON API, gateway endpoints, background workers, configuration.
 
+pub mod api;
+pub mod app;
+pub mod channels;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod passwords;
+pub mod time;
+pub mod watch;
+pub mod workers;
+
+pub use app::{AppState, Application, StartError};
+pub use config::Config;

@@ -1,1 +1,12 @@
+//! Protocol-faithful gateway simulators for kami's payment channels. Each module owns one
+//! protocol's gateway side and exposes an axum router mounted under `/sim/{kind}/...`, so a
+//! simulator can be merged into kami's own server (`kami serve --demo`) or served alone
+//! (`kami sim --listen ADDR`).
 
+pub mod sandbox;
+
+/// Every simulator on one router, for `kami sim --listen`. Default options (the real-ish
+/// notification retry schedule).
+pub fn standalone_router(sandbox_secret: Vec<u8>) -> axum::Router {
+    sandbox::SandboxSim::new(sandbox_secret, sandbox::SimOptions::default()).router()
+}

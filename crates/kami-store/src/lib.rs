@@ -1,1 +1,264 @@
+//! kami's persistence: one [`Store`] API over SQLite and PostgreSQL.
+//!
+//! The business logic (catalog, orders, payments) is written once against the small [`db::Tx`]
+//! trait; each backend supplies transactions with the right concurrency discipline:
+//! SQLite a single writer thread with group commit, PostgreSQL row locks, `SKIP LOCKED`
+//! claims and retried transactions. Correctness lives in the database: unique keys,
+//! compare-and-set status updates, and an outbox written in the same transaction.
 
+mod catalog;
+pub mod db;
+mod error;
+mod migrate;
+pub mod model;
+mod orders;
+mod payments;
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+
+use kami_core::{Millis, OrderNo};
+
+pub use error::{Result, StoreError};
+pub use model::*;
+
+use crate::db::Tx;
+
+/// Keys imported per write transaction: bounds how long one import holds the writer.
+const IMPORT_CHUNK: usize = 1000;
+
+enum Backend {
+    Sqlite(sqlite::Sqlite),
+    Postgres(postgres::Postgres),
+}
+
+/// Cheap to clone; all clones share the connections.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<Backend>,
+}
+
+impl Store {
+    /// Open (but do not migrate) the database at `url`: `sqlite://path` or `postgres://...`.
+    pub fn open(url: &str, max_connections: u32) -> Result<Store> {
+        let backend = if let Some(path) = sqlite::path_from_url(url) {
+            Backend::Sqlite(sqlite::Sqlite::open(path, max_connections.min(8))?)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres(postgres::Postgres::open(url, max_connections)?)
+        } else {
+            return Err(StoreError::BadUrl);
+        };
+        Ok(Store {
+            backend: Arc::new(backend),
+        })
+    }
+
+    /// Open and bring the schema up to date.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store> {
+        let store = Store::open(url, max_connections)?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match &*self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Create or upgrade the schema. Safe to run concurrently from several processes.
+    pub async fn migrate(&self) -> Result<()> {
+        match &*self.backend {
+            Backend::Sqlite(db) => db.with_writer_raw(migrate::sqlite).await,
+            Backend::Postgres(db) => db.with_client(migrate::postgres).await,
+        }
+    }
+
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut dyn Tx) -> Result<T> + Send + 'static,
+    {
+        match &*self.backend {
+            Backend::Sqlite(db) => db.write(f).await,
+            Backend::Postgres(db) => db.run(false, f).await,
+        }
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut dyn Tx) -> Result<T> + Send + 'static,
+    {
+        match &*self.backend {
+            Backend::Sqlite(db) => db.read(f).await,
+            Backend::Postgres(db) => db.run(true, f).await,
+        }
+    }
+
+    // ---- catalogue ----
+
+    pub async fn create_product(&self, p: NewProduct, now: Millis) -> Result<()> {
+        self.write(move |tx| catalog::create_product(tx, &p, now))
+            .await
+    }
+
+    pub async fn list_products(&self) -> Result<Vec<Product>> {
+        self.read(catalog::list_products).await
+    }
+
+    pub async fn product(&self, slug: &str) -> Result<Option<Product>> {
+        let slug = slug.to_owned();
+        self.read(move |tx| catalog::product_by_slug(tx, &slug))
+            .await
+    }
+
+    /// Import keys (already parsed, distinct) in chunks; `progress` gets the running count.
+    pub async fn import_cards(
+        &self,
+        slug: &str,
+        keys: Vec<String>,
+        is_loop: bool,
+        now: Millis,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<ImportResult> {
+        let slug_owned = slug.to_owned();
+        let (product_id, delivery) = self
+            .read(move |tx| catalog::product_id(tx, &slug_owned))
+            .await?;
+        if delivery != Delivery::Auto {
+            return Err(StoreError::InvalidInput(
+                "card keys can only be imported for auto-delivery products".into(),
+            ));
+        }
+        let mut total = ImportResult::default();
+        let mut done = 0u64;
+        for chunk in keys.chunks(IMPORT_CHUNK) {
+            let chunk = chunk.to_vec();
+            let r = self
+                .write(move |tx| catalog::import_cards(tx, product_id, &chunk, is_loop, now))
+                .await?;
+            total.imported += r.imported;
+            total.duplicates += r.duplicates;
+            done += r.imported + r.duplicates;
+            progress(done);
+        }
+        Ok(total)
+    }
+
+    // ---- orders ----
+
+    /// Create a pending order and reserve its stock in one transaction.
+    pub async fn create_order(&self, n: NewOrder) -> Result<CreatedOrder> {
+        self.write(move |tx| orders::create_order(tx, &n)).await
+    }
+
+    pub async fn order(&self, order_no: &OrderNo) -> Result<Option<Order>> {
+        let no = order_no.as_str().to_owned();
+        self.read(move |tx| orders::order_by_no(tx, &no)).await
+    }
+
+    pub async fn list_orders(&self, filter: OrderFilter) -> Result<Vec<Order>> {
+        self.read(move |tx| orders::list_orders(tx, &filter)).await
+    }
+
+    /// Expire due unpaid orders (at most `limit`), returning their numbers.
+    pub async fn expire_due(&self, now: Millis, limit: u32) -> Result<Vec<String>> {
+        self.write(move |tx| orders::expire_due(tx, now, limit))
+            .await
+    }
+
+    /// Expire an unpaid order at once; false if it was not pending.
+    pub async fn cancel_unpaid(&self, order_no: &OrderNo) -> Result<bool> {
+        let no = order_no.as_str().to_owned();
+        self.write(move |tx| orders::cancel_unpaid(tx, &no)).await
+    }
+
+    // ---- payments ----
+
+    /// Log a received notification and, if it is a verified payment, apply it — one commit.
+    pub async fn record_notification(
+        &self,
+        event: RawEvent,
+        verdict: Verdict,
+    ) -> Result<NotifyOutcome> {
+        self.write(move |tx| payments::record_notification(tx, &event, &verdict))
+            .await
+    }
+
+    // ---- admin ----
+
+    pub async fn create_admin_token(
+        &self,
+        name: &str,
+        token_hash: &str,
+        now: Millis,
+    ) -> Result<()> {
+        let (name, hash) = (name.to_owned(), token_hash.to_owned());
+        self.write(move |tx| {
+            tx.exec(
+                "INSERT INTO admin_tokens (name, token_hash, created_at) VALUES ($1, $2, $3)",
+                params![name.as_str(), hash.as_str(), now],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    /// The token's name if `token_hash` belongs to a live admin token.
+    pub async fn admin_token(&self, token_hash: &str) -> Result<Option<String>> {
+        let hash = token_hash.to_owned();
+        self.read(move |tx| {
+            tx.query_opt(
+                "SELECT name FROM admin_tokens WHERE token_hash = $1",
+                params![hash.as_str()],
+            )?
+            .map(|r| r.text(0))
+            .transpose()
+        })
+        .await
+    }
+
+    pub async fn create_admin_user(
+        &self,
+        name: &str,
+        password_hash: &str,
+        now: Millis,
+    ) -> Result<bool> {
+        let (name, hash) = (name.to_owned(), password_hash.to_owned());
+        self.write(move |tx| {
+            Ok(tx.exec(
+                "INSERT INTO admin_users (name, password_hash, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO NOTHING",
+                params![name.as_str(), hash.as_str(), now],
+            )? == 1)
+        })
+        .await
+    }
+
+    /// Numbers for `/metrics`.
+    pub async fn counts(&self) -> Result<Counts> {
+        self.read(|tx| {
+            let orders_by_status = tx
+                .query("SELECT status, COUNT(*) FROM orders GROUP BY status ORDER BY status", &[])?
+                .iter()
+                .map(|r| Ok((r.text(0)?, r.int(1)?)))
+                .collect::<Result<_>>()?;
+            let cards = tx.query_one(
+                "SELECT COALESCE(SUM(CASE WHEN status = 'available' AND is_loop = 0 THEN 1 ELSE 0 END), 0), \
+                        COALESCE(SUM(CASE WHEN status = 'sold' THEN 1 ELSE 0 END), 0) FROM cards",
+                &[],
+            )?;
+            Ok(Counts { orders_by_status, cards_available: cards.int(0)?, cards_sold: cards.int(1)? })
+        })
+        .await
+    }
+
+    /// Liveness probe: one trivial read.
+    pub async fn ping(&self) -> Result<()> {
+        self.read(|tx| tx.query_one("SELECT 1", &[]).map(|_| ()))
+            .await
+    }
+}

@@ -1,1 +1,331 @@
-fn main() {}
+//! `kami`: the command line (DESIGN 4.1). A thin layer over kami-server and kami-store.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use kami_core::{cards::parse_keys, SecretToken, Slug};
+use kami_server::{config, demo, passwords, time::now_ms, Application, Config};
+use kami_store::Store;
+
+#[derive(Parser)]
+#[command(
+    name = "kami",
+    version,
+    about = "kami: a self-hosted automatic digital-goods shop"
+)]
+struct Cli {
+    /// Configuration file (TOML). Without one kami runs on defaults; KAMI__SECTION__KEY
+    /// environment variables override any key.
+    #[arg(long, global = true, env = "KAMI_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the shop.
+    Serve {
+        /// Seed a demo catalogue and wire the sandbox channel to the built-in simulator.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Administration.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Card-key stock.
+    Cards {
+        #[command(subcommand)]
+        command: CardsCommand,
+    },
+    /// Run the gateway simulators standalone.
+    Sim {
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: std::net::SocketAddr,
+        /// HMAC secret of the sandbox protocol (random when absent; printed).
+        #[arg(long, env = "KAMI_SIM_SANDBOX_SECRET")]
+        sandbox_secret: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Admin API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Admin console logins.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an admin API token; printed as the last line of stdout.
+    Create { name: String },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an admin login; its generated password is the last line of stdout.
+    Create { name: String },
+}
+
+#[derive(Subcommand)]
+enum CardsCommand {
+    /// Import card keys, one per line, de-duplicated against stored keys.
+    Import {
+        /// The product's slug.
+        #[arg(long)]
+        product: String,
+        /// Reusable keys that are never used up.
+        #[arg(long = "loop")]
+        is_loop: bool,
+        /// File with one key per line (`-` for standard input).
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
+    let loaded = config::load(path.map(PathBuf::as_path), std::env::vars())?;
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(loaded.config)
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    Store::connect(&config.database.url, config.database.max_connections)
+        .await
+        .with_context(|| format!("opening the {} database", scheme(&config.database.url)))
+}
+
+/// The URL scheme only: the rest may hold a password.
+fn scheme(url: &str) -> &str {
+    url.split(':').next().unwrap_or("")
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { demo } => serve(cli.config.as_ref(), demo).await,
+        Command::Migrate => {
+            let config = load_config(cli.config.as_ref())?;
+            open_store(&config).await?;
+            println!(
+                "database schema is up to date ({})",
+                scheme(&config.database.url)
+            );
+            Ok(())
+        }
+        Command::Admin {
+            command:
+                AdminCommand::Token {
+                    command: TokenCommand::Create { name },
+                },
+        } => {
+            let config = load_config(cli.config.as_ref())?;
+            let store = open_store(&config).await?;
+            let name = check_name(&name)?;
+            let token = SecretToken::generate();
+            store
+                .create_admin_token(name, &token.hash(), now_ms())
+                .await?;
+            eprintln!("created admin API token {name:?}; it is shown once, store it now:");
+            println!("{}", token.expose());
+            Ok(())
+        }
+        Command::Admin {
+            command:
+                AdminCommand::User {
+                    command: UserCommand::Create { name },
+                },
+        } => {
+            let config = load_config(cli.config.as_ref())?;
+            let store = open_store(&config).await?;
+            let name = check_name(&name)?;
+            let password = SecretToken::generate().expose()[..20].to_owned();
+            let pw = password.clone();
+            let hash = tokio::task::spawn_blocking(move || passwords::hash_blocking(&pw))
+                .await?
+                .map_err(anyhow::Error::msg)?;
+            if !store.create_admin_user(name, &hash, now_ms()).await? {
+                bail!("an admin user named {name:?} already exists");
+            }
+            eprintln!("created admin user {name:?}; its password is shown once:");
+            println!("{password}");
+            Ok(())
+        }
+        Command::Cards {
+            command:
+                CardsCommand::Import {
+                    product,
+                    is_loop,
+                    file,
+                },
+        } => {
+            let config = load_config(cli.config.as_ref())?;
+            import_cards(&config, &product, is_loop, &file).await
+        }
+        Command::Sim {
+            listen,
+            sandbox_secret,
+        } => {
+            let secret = sandbox_secret.unwrap_or_else(|| {
+                let s = SecretToken::generate().expose().to_owned();
+                eprintln!("sandbox secret (configure it as the sandbox channel's `secret`): {s}");
+                s
+            });
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("listening on {listen}"))?;
+            println!("simulators listening on http://{}", listener.local_addr()?);
+            axum::serve(listener, kami_sim::standalone_router(secret.into_bytes()))
+                .await
+                .context("simulator server")
+        }
+    }
+}
+
+fn check_name(name: &str) -> anyhow::Result<&str> {
+    let n = name.trim();
+    if n.is_empty() || n.len() > 64 || n.chars().any(char::is_control) {
+        bail!("name must be 1 to 64 printable characters");
+    }
+    Ok(n)
+}
+
+async fn serve(config_path: Option<&PathBuf>, demo: bool) -> anyhow::Result<()> {
+    let mut config = load_config(config_path)?;
+    if demo {
+        demo::add_sandbox_channel(&mut config);
+    }
+    let app = Application::build(config).await?;
+    let state = app.state();
+    println!(
+        "kami {} listening on {} ({} database)",
+        env!("CARGO_PKG_VERSION"),
+        state.public_url,
+        state.store.backend_name()
+    );
+    // Machine-readable form for scripts and tests.
+    println!("listening on http://{}", app.addr());
+    if demo {
+        let token = demo::seed(&state.store)
+            .await
+            .context("seeding the demo catalogue")?;
+        println!("{}", demo::walkthrough(&state.public_url, &token));
+    }
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = tx.send(true);
+    });
+    app.run(rx).await.context("server")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn import_cards(
+    config: &Config,
+    product: &str,
+    is_loop: bool,
+    file: &PathBuf,
+) -> anyhow::Result<()> {
+    let slug = Slug::parse(product).map_err(|e| anyhow::anyhow!("--product: {e}"))?;
+    let text = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+    };
+    let parsed = parse_keys(&text);
+    let store = open_store(config).await?;
+    let bar = indicatif::ProgressBar::new(parsed.keys.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} keys ({per_sec}, {eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let progress_bar = bar.clone();
+    let result = store
+        .import_cards(
+            slug.as_str(),
+            parsed.keys,
+            is_loop,
+            now_ms(),
+            &move |done| progress_bar.set_position(done),
+        )
+        .await;
+    bar.finish_and_clear();
+    let r = result.map_err(|e| match e {
+        kami_store::StoreError::ProductNotFound => {
+            anyhow::anyhow!("no product with slug {:?}", slug.as_str())
+        }
+        other => other.into(),
+    })?;
+    println!(
+        "imported {} keys; {} duplicates skipped; {} lines rejected",
+        r.imported,
+        r.duplicates + parsed.duplicates_in_file,
+        parsed.rejected
+    );
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! Gateway endpoints: asynchronous notifications and the browser return page.
+//!
+//! A notification is logged raw, verified by its channel, applied by the order engine in the
+//! same commit, and only then acknowledged with the protocol's exact success reply.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, Method as HttpMethod, StatusCode, Uri};
+use axum::response::{Html, IntoResponse, Response};
+use bytes::Bytes;
+use kami_pay::{Ack, NotifyVerdict, RawNotification};
+use kami_store::{RawEvent, Verdict};
+use serde::Deserialize;
+
+use crate::app::AppState;
+use crate::time::now_ms;
+
+/// Largest notification body accepted (real gateways send a few KiB).
+const MAX_NOTIFY_BYTES: usize = 64 * 1024;
+
+pub async fn notify(
+    State(state): State<Arc<AppState>>,
+    Path(channel_id): Path<String>,
+    method: HttpMethod,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(channel) = state.channels.get(&channel_id).cloned() else {
+        return (StatusCode::NOT_FOUND, "unknown channel").into_response();
+    };
+    let reply = |ack: Ack| {
+        let r = channel.ack(ack);
+        let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, [(header::CONTENT_TYPE, r.content_type)], r.body).into_response()
+    };
+    if body.len() > MAX_NOTIFY_BYTES {
+        state.metrics.notification("too_large");
+        return reply(Ack::Failure);
+    }
+    let raw = RawNotification {
+        method: method.to_string(),
+        query: uri.query().unwrap_or("").to_owned(),
+        headers: headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect(),
+        body: body.to_vec(),
+    };
+    let verdict = match channel.verify_notification(&raw) {
+        Ok(NotifyVerdict::Paid(c)) => Verdict::Paid {
+            trade_no: c.trade_no,
+            gateway_trade_no: c.gateway_trade_no,
+            amount: c.amount,
+        },
+        Ok(NotifyVerdict::NotPaid { trade_no, status }) => Verdict::NotPaid { trade_no, status },
+        Err(e) => {
+            tracing::warn!(channel = %channel_id, "notification rejected: {e}");
+            Verdict::Rejected {
+                reason: e.to_string(),
+            }
+        }
+    };
+    let headers_json = serde_json::Value::Object(
+        raw.headers
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect(),
+    )
+    .to_string();
+    let event = RawEvent {
+        channel_id: channel_id.clone(),
+        http_method: raw.method,
+        query: raw.query,
+        headers: headers_json,
+        body: raw.body,
+        received_at: now_ms(),
+    };
+    match state.store.record_notification(event, verdict).await {
+        Ok(outcome) => {
+            state.metrics.notification(outcome.code());
+            if let Some(no) = outcome.changed_order() {
+                state.watch.changed(no);
+            }
+            if !outcome.acknowledge() {
+                tracing::warn!(channel = %channel_id, outcome = outcome.code(), "notification not accepted");
+            }
+            reply(if outcome.acknowledge() {
+                Ack::Success
+            } else {
+                Ack::Failure
+            })
+        }
+        Err(e) => {
+            // Nothing was committed: the gateway must resend.
+            tracing::error!(channel = %channel_id, "recording notification failed: {e}");
+            state.metrics.notification("store_error");
+            reply(Ack::Failure)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ReturnQuery {
+    order_no: Option<String>,
+}
+
+/// The browser comes back here after paying. It never marks anything paid.
+pub async fn return_page(
+    Path(_channel_id): Path<String>,
+    Query(q): Query<ReturnQuery>,
+) -> impl IntoResponse {
+    let no = q
+        .order_no
+        .as_deref()
+        .and_then(|n| kami_core::OrderNo::parse(n).ok())
+        .map(|n| n.to_string())
+        .unwrap_or_default();
+    Html(format!(
+        "<!doctype html><meta charset=utf-8><title>Payment submitted</title>\
+         <p>Thank you. Your payment for order <b>{no}</b> is being confirmed; your keys appear on your \
+         order page as soon as the payment channel confirms it.</p>"
+    ))
+}

@@ -1,0 +1,141 @@
+//! The application builder: everything a `kami serve` process runs, startable on port 0 with
+//! a fresh database by tests (`Application::build` then `run`).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use kami_store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::channels::{ChannelSetupError, Channels};
+use crate::config::Config;
+use crate::watch::OrderWatch;
+use crate::{api, workers};
+
+/// Shared by every handler and worker.
+pub struct AppState {
+    pub store: Store,
+    pub channels: Channels,
+    pub config: Config,
+    /// Base URL the gateways and buyers reach this server at (no trailing slash).
+    pub public_url: String,
+    pub watch: OrderWatch,
+    pub metrics: Metrics,
+}
+
+/// Counters for `/metrics`.
+#[derive(Default)]
+pub struct Metrics {
+    pub orders_created: AtomicU64,
+    pub orders_out_of_stock: AtomicU64,
+    /// Notifications by outcome code.
+    pub notifications: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    pub orders_expired: AtomicU64,
+}
+
+impl Metrics {
+    pub fn inc(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn notification(&self, outcome: &'static str) {
+        let mut m = self.notifications.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry(outcome).or_default() += 1;
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {err}")]
+    Listen {
+        addr: SocketAddr,
+        err: std::io::Error,
+    },
+    #[error("database: {0}")]
+    Store(#[from] kami_store::StoreError),
+    #[error(transparent)]
+    Channel(#[from] ChannelSetupError),
+    #[error("http client: {0}")]
+    Http(String),
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: Arc<AppState>,
+    addr: SocketAddr,
+}
+
+impl Application {
+    /// Open and migrate the database, bind the listener, wire the channels.
+    pub async fn build(config: Config) -> Result<Application, StartError> {
+        let store = Store::connect(&config.database.url, config.database.max_connections).await?;
+        Application::build_with_store(config, store).await
+    }
+
+    pub async fn build_with_store(config: Config, store: Store) -> Result<Application, StartError> {
+        let listen = config.server.listen;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|err| StartError::Listen { addr: listen, err })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|err| StartError::Listen { addr: listen, err })?;
+        let public_url = match &config.server.public_url {
+            Some(u) => u.as_str().trim_end_matches('/').to_owned(),
+            None => format!("http://{addr}"),
+        };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .map_err(|e| StartError::Http(e.to_string()))?;
+        let (channels, local_sandbox) = Channels::build(&config, &public_url, &http)?;
+        let state = Arc::new(AppState {
+            store,
+            channels,
+            config,
+            public_url,
+            watch: OrderWatch::default(),
+            metrics: Metrics::default(),
+        });
+        let mut router = api::router(state.clone());
+        if let Some(local) = local_sandbox {
+            let sim = kami_sim::sandbox::SandboxSim::new(local.secret, Default::default());
+            router = router.merge(sim.router());
+        }
+        Ok(Application {
+            listener,
+            router,
+            state,
+            addr,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    /// Serve until `shutdown` turns true (or forever), running the background workers.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+        let workers = workers::spawn(self.state.clone(), shutdown.clone());
+        let result = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move {
+                while !*shutdown.borrow() {
+                    if shutdown.changed().await.is_err() {
+                        // Sender gone: run until the process ends.
+                        std::future::pending::<()>().await;
+                    }
+                }
+            })
+            .await;
+        workers.abort();
+        result
+    }
+}

@@ -1,0 +1,148 @@
+//! `kami serve --demo`: a sandbox channel, a small catalogue with card keys, an admin token,
+//! and a printed walkthrough to buy something end to end.
+
+use kami_core::{Currency, Money, SecretToken, Slug};
+use kami_store::{Delivery, NewProduct, Store, StoreError};
+
+use crate::config::{ChannelKind, Config};
+use crate::time::now_ms;
+
+/// Add a sandbox channel if the configuration has none.
+pub fn add_sandbox_channel(config: &mut Config) {
+    if config
+        .channels
+        .iter()
+        .any(|c| c.kind == ChannelKind::Sandbox && c.enabled)
+    {
+        return;
+    }
+    // Built through the config parser so it gets exactly the defaults a user's file would.
+    const SNIPPET: &str =
+        "[[channels]]\nid = \"sandbox\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\n";
+    match Config::from_toml_str(SNIPPET) {
+        Ok(loaded) => config.channels.extend(loaded.config.channels),
+        Err(e) => tracing::error!("demo sandbox channel: {e}"),
+    }
+}
+
+struct DemoProduct {
+    slug: &'static str,
+    title: &'static str,
+    description: &'static str,
+    price: i64,
+    delivery: Delivery,
+    keys: usize,
+    loop_key: Option<&'static str>,
+}
+
+const PRODUCTS: &[DemoProduct] = &[
+    DemoProduct {
+        slug: "demo-game-key",
+        title: "Demo game key (¥12.30)",
+        description: "A made-up game activation key from the demo stock.",
+        price: 1230,
+        delivery: Delivery::Auto,
+        keys: 50,
+        loop_key: None,
+    },
+    DemoProduct {
+        slug: "demo-gift-card",
+        title: "Demo gift card ¥50",
+        description: "Only three in stock: watch it sell out.",
+        price: 5000,
+        delivery: Delivery::Auto,
+        keys: 3,
+        loop_key: None,
+    },
+    DemoProduct {
+        slug: "demo-tutorial",
+        title: "Demo tutorial download link",
+        description: "One shared link for every buyer (a reusable \"loop\" key).",
+        price: 100,
+        delivery: Delivery::Auto,
+        keys: 0,
+        loop_key: Some("https://example.com/demo-tutorial (demo link)"),
+    },
+    DemoProduct {
+        slug: "demo-recharge",
+        title: "Demo manual recharge service",
+        description: "Delivered by hand by the seller.",
+        price: 2000,
+        delivery: Delivery::Manual,
+        keys: 0,
+        loop_key: None,
+    },
+];
+
+/// Seed the demo catalogue (skipping products that already exist) and create an admin token.
+/// Returns the token.
+pub async fn seed(store: &Store) -> Result<String, StoreError> {
+    let now = now_ms();
+    for p in PRODUCTS {
+        let slug = Slug::parse(p.slug).map_err(|e| StoreError::InvalidInput(e.to_string()))?;
+        let price = Money::new(p.price, Currency::Cny)?;
+        let new = NewProduct {
+            slug,
+            title: p.title.into(),
+            description: p.description.into(),
+            price,
+            delivery: p.delivery,
+            manual_stock: None,
+        };
+        match store.create_product(new, now).await {
+            Ok(()) => {}
+            Err(StoreError::ProductExists) => continue,
+            Err(e) => return Err(e),
+        }
+        let keys: Vec<String> = (1..=p.keys)
+            .map(|i| {
+                format!(
+                    "DEMO-{}-{:04}-{}",
+                    p.slug.to_uppercase(),
+                    i,
+                    hex::encode(rand::random::<[u8; 4]>())
+                )
+            })
+            .collect();
+        if !keys.is_empty() {
+            store
+                .import_cards(p.slug, keys, false, now, &|_| {})
+                .await?;
+        }
+        if let Some(k) = p.loop_key {
+            store
+                .import_cards(p.slug, vec![k.to_owned()], true, now, &|_| {})
+                .await?;
+        }
+    }
+    let token = SecretToken::generate();
+    store.create_admin_token("demo", &token.hash(), now).await?;
+    Ok(token.expose().to_owned())
+}
+
+/// What `--demo` prints once the server listens.
+pub fn walkthrough(base: &str, admin_token: &str) -> String {
+    format!(
+        r#"
+kami demo shop is running at {base}
+
+Buy a key end to end (sandbox payment channel, simulator on this server):
+
+  1. See the catalogue:
+       curl -s {base}/api/v1/products
+
+  2. Create an order (note "order_no", "access_token" and "payment.url" in the answer):
+       curl -s -X POST {base}/api/v1/orders -H 'content-type: application/json' \
+         -d '{{"product":"demo-game-key","quantity":1,"email":"you@example.com","method":"sandbox"}}'
+
+  3. Pay: open payment.url in a browser and press "Pay" (or: curl -s -X POST "PAYMENT_URL").
+     The simulator sends a signed notification to {base}/pay/notify/sandbox.
+
+  4. Read your order and its key (long-polls up to 10 s until it is paid):
+       curl -s "{base}/api/v1/orders/ORDER_NO?wait=10" -H 'authorization: Bearer ACCESS_TOKEN'
+
+Admin API token for this demo: {admin_token}
+       curl -s {base}/api/v1/admin/orders -H 'authorization: Bearer {admin_token}'
+"#
+    )
+}

@@ -1,0 +1,56 @@
+//! Query passwords and admin passwords: argon2id, hashed off the async threads.
+
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
+use argon2::Argon2;
+
+use crate::error::ApiError;
+
+pub const MIN_LEN: usize = 4;
+pub const MAX_LEN: usize = 128;
+
+pub fn hash_blocking(password: &str) -> Result<String, String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+pub fn verify_blocking(password: &str, stored: &str) -> bool {
+    PasswordHash::new(stored)
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// Validate and hash a buyer's query password.
+pub async fn hash(password: String) -> Result<String, ApiError> {
+    let len = password.chars().count();
+    if !(MIN_LEN..=MAX_LEN).contains(&len) {
+        return Err(ApiError::unprocessable(
+            "invalid_password",
+            format!("query password must be {MIN_LEN} to {MAX_LEN} characters"),
+        ));
+    }
+    tokio::task::spawn_blocking(move || hash_blocking(&password))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hashes_and_verifies() {
+        let h = super::hash_blocking("0").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(super::verify_blocking("0", &h));
+        assert!(!super::verify_blocking("", &h));
+        assert!(!super::verify_blocking("0", "not a hash"));
+    }
+}

@@ -1,0 +1,40 @@
+//! Wall-clock helpers: kami stores unix milliseconds and shows RFC 3339.
+
+use kami_core::Millis;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+pub fn now_ms() -> Millis {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as Millis
+}
+
+pub fn rfc3339(ms: Millis) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// `yyyymmddHHMMSS` in UTC, for order numbers.
+pub fn stamp(ms: Millis) -> String {
+    let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::stamp(86_400_000 + 3_661_000), "19700102010101");
+    }
+}

@@ -1,0 +1,188 @@
+//! The small SQL surface the business logic is written against, implemented once for SQLite
+//! (rusqlite) and once for PostgreSQL (postgres). Queries are written in PostgreSQL syntax with
+//! `$1`-style parameters; the SQLite side rewrites `$N` to `?N` and drops row-lock clauses
+//! (`FOR UPDATE [OF t] [SKIP LOCKED]`), which a single-writer SQLite does not need.
+
+use crate::error::{Result, StoreError};
+
+/// A column value. Integers carry every number, flag and timestamp kami stores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Null,
+    Int(i64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Value::Int(v)
+    }
+}
+impl From<u32> for Value {
+    fn from(v: u32) -> Self {
+        Value::Int(i64::from(v))
+    }
+}
+impl From<bool> for Value {
+    fn from(v: bool) -> Self {
+        Value::Int(i64::from(v))
+    }
+}
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::Text(v.to_owned())
+    }
+}
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::Text(v)
+    }
+}
+impl From<&String> for Value {
+    fn from(v: &String) -> Self {
+        Value::Text(v.clone())
+    }
+}
+impl From<Vec<u8>> for Value {
+    fn from(v: Vec<u8>) -> Self {
+        Value::Blob(v)
+    }
+}
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
+/// Build a parameter slice: `params![a, b, c]`.
+#[macro_export]
+macro_rules! params {
+    ($($v:expr),* $(,)?) => { &[$($crate::db::Value::from($v)),*] };
+}
+
+/// One result row.
+#[derive(Debug, Clone)]
+pub struct Row(pub(crate) Vec<Value>);
+
+impl Row {
+    fn at(&self, i: usize) -> Result<&Value> {
+        self.0
+            .get(i)
+            .ok_or_else(|| StoreError::Corrupt(format!("missing column {i}")))
+    }
+    pub fn int(&self, i: usize) -> Result<i64> {
+        match self.at(i)? {
+            Value::Int(v) => Ok(*v),
+            other => Err(StoreError::Corrupt(format!(
+                "column {i}: expected integer, got {other:?}"
+            ))),
+        }
+    }
+    pub fn opt_int(&self, i: usize) -> Result<Option<i64>> {
+        match self.at(i)? {
+            Value::Null => Ok(None),
+            _ => self.int(i).map(Some),
+        }
+    }
+    pub fn text(&self, i: usize) -> Result<String> {
+        match self.at(i)? {
+            Value::Text(v) => Ok(v.clone()),
+            other => Err(StoreError::Corrupt(format!(
+                "column {i}: expected text, got {other:?}"
+            ))),
+        }
+    }
+    pub fn opt_text(&self, i: usize) -> Result<Option<String>> {
+        match self.at(i)? {
+            Value::Null => Ok(None),
+            _ => self.text(i).map(Some),
+        }
+    }
+    pub fn blob(&self, i: usize) -> Result<Vec<u8>> {
+        match self.at(i)? {
+            Value::Blob(v) => Ok(v.clone()),
+            Value::Text(v) => Ok(v.clone().into_bytes()),
+            other => Err(StoreError::Corrupt(format!(
+                "column {i}: expected blob, got {other:?}"
+            ))),
+        }
+    }
+}
+
+/// A transaction (or, for reads, a connection) the business logic runs against.
+pub trait Tx {
+    fn exec(&mut self, sql: &'static str, params: &[Value]) -> Result<u64>;
+    fn query(&mut self, sql: &'static str, params: &[Value]) -> Result<Vec<Row>>;
+
+    fn query_opt(&mut self, sql: &'static str, params: &[Value]) -> Result<Option<Row>> {
+        Ok(self.query(sql, params)?.into_iter().next())
+    }
+    fn query_one(&mut self, sql: &'static str, params: &[Value]) -> Result<Row> {
+        self.query_opt(sql, params)?
+            .ok_or_else(|| StoreError::Corrupt(format!("expected a row from: {sql}")))
+    }
+}
+
+/// Remove every `FOR UPDATE [OF t] [SKIP LOCKED]` clause (SQLite has no row locks).
+fn strip_row_locks(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(i) = rest.find(" FOR UPDATE") {
+        out.push_str(&rest[..i]);
+        rest = &rest[i + " FOR UPDATE".len()..];
+        if let Some(after) = rest.strip_prefix(" OF ") {
+            let end = after
+                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            rest = &after[end..];
+        }
+        if let Some(after) = rest.strip_prefix(" SKIP LOCKED") {
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Rewrite PostgreSQL-style SQL for SQLite: `$N` → `?N`, drop `FOR UPDATE [SKIP LOCKED]`.
+pub(crate) fn to_sqlite(sql: &str) -> String {
+    let sql = strip_row_locks(sql);
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewrites_for_sqlite() {
+        assert_eq!(
+            to_sqlite("SELECT id FROM t WHERE a = $1 AND b = $12 LIMIT $2 FOR UPDATE SKIP LOCKED"),
+            "SELECT id FROM t WHERE a = ?1 AND b = ?12 LIMIT ?2"
+        );
+        assert_eq!(
+            to_sqlite("SELECT 1 FROM t WHERE x=$3 FOR UPDATE"),
+            "SELECT 1 FROM t WHERE x=?3"
+        );
+        assert_eq!(
+            to_sqlite("SELECT 1 FROM t o JOIN u ON 1 FOR UPDATE OF o SKIP LOCKED"),
+            "SELECT 1 FROM t o JOIN u ON 1"
+        );
+        assert_eq!(
+            to_sqlite(
+                "WITH p AS (SELECT id FROM c LIMIT $1 FOR UPDATE SKIP LOCKED) UPDATE c SET x = $2"
+            ),
+            "WITH p AS (SELECT id FROM c LIMIT ?1) UPDATE c SET x = ?2"
+        );
+    }
+}

@@ -1,0 +1,61 @@
+use kami_core::{IdError, MoneyError};
+
+/// Everything the store can fail with. Business refusals (`OutOfStock`, ...) are distinct
+/// variants so the server can map them to precise HTTP errors; `Database` is an internal
+/// failure whose text is logged, never shown to users.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("product not found")]
+    ProductNotFound,
+    #[error("product already exists")]
+    ProductExists,
+    #[error("not enough stock")]
+    OutOfStock,
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("{0}")]
+    InvalidQuantity(String),
+    #[error("order not found")]
+    OrderNotFound,
+    #[error("unsupported database url (expected sqlite:// or postgres://)")]
+    BadUrl,
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        StoreError::Database(match e.as_db_error() {
+            Some(db) => format!("{}: {}", db.code().code(), db.message()),
+            None => e.to_string(),
+        })
+    }
+}
+
+impl From<r2d2::Error> for StoreError {
+    fn from(e: r2d2::Error) -> Self {
+        StoreError::Database(format!("connection pool: {e}"))
+    }
+}
+
+impl From<MoneyError> for StoreError {
+    fn from(e: MoneyError) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+impl From<IdError> for StoreError {
+    fn from(e: IdError) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}

@@ -1,0 +1,85 @@
+//! Embedded, ordered migrations. Each runs once, in a transaction, recorded in
+//! `kami_migrations`. PostgreSQL serialises concurrent migrators with an advisory lock.
+
+use crate::error::{Result, StoreError};
+
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sqlite: include_str!("migrations/sqlite/0001_init.sql"),
+    postgres: include_str!("migrations/postgres/0001_init.sql"),
+}];
+
+const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kami_migrations \
+    (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+pub(crate) fn sqlite(conn: &rusqlite::Connection) -> Result<()> {
+    conn.execute_batch(CREATE_TABLE)?;
+    for m in MIGRATIONS {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let r = (|| -> Result<()> {
+            let done: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM kami_migrations WHERE version = ?1",
+                [m.version],
+                |r| r.get(0),
+            )?;
+            if done == 0 {
+                conn.execute_batch(m.sqlite).map_err(|e| {
+                    StoreError::Database(format!("migration {} ({}): {e}", m.version, m.name))
+                })?;
+                conn.execute(
+                    "INSERT INTO kami_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+                    rusqlite::params![m.version, m.name, now_ms()],
+                )?;
+            }
+            Ok(())
+        })();
+        match r {
+            Ok(()) => conn.execute_batch("COMMIT")?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn postgres(client: &mut postgres::Client) -> Result<()> {
+    let mut tx = client.transaction()?;
+    // Arbitrary constant: "kami" migrations lock.
+    tx.execute("SELECT pg_advisory_xact_lock(7263001)", &[])?;
+    tx.batch_execute(CREATE_TABLE)?;
+    for m in MIGRATIONS {
+        let done: i64 = tx
+            .query_one(
+                "SELECT COUNT(*) FROM kami_migrations WHERE version = $1",
+                &[&m.version],
+            )?
+            .get(0);
+        if done == 0 {
+            tx.batch_execute(m.postgres).map_err(|e| {
+                StoreError::Database(format!("migration {} ({}): {e}", m.version, m.name))
+            })?;
+            tx.execute(
+                "INSERT INTO kami_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                &[&m.version, &m.name, &now_ms()],
+            )?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}

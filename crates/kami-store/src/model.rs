@@ -1,0 +1,215 @@
+//! The store's public records.
+
+use kami_core::{ChannelId, Email, Method, Millis, Money, OrderNo, OrderStatus, Quantity, Slug};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Card keys from stock, delivered the moment payment is verified.
+    Auto,
+    /// The seller fulfils by hand.
+    Manual,
+}
+
+impl Delivery {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::Auto => "auto",
+            Delivery::Manual => "manual",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Delivery> {
+        match s {
+            "auto" => Some(Delivery::Auto),
+            "manual" => Some(Delivery::Manual),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewProduct {
+    pub slug: Slug,
+    pub title: String,
+    pub description: String,
+    pub price: Money,
+    pub delivery: Delivery,
+    /// For manual products: how many can be sold (`None` = unlimited).
+    pub manual_stock: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stock {
+    Count(i64),
+    Unlimited,
+}
+
+#[derive(Debug, Clone)]
+pub struct Product {
+    pub slug: String,
+    pub title: String,
+    pub description: String,
+    pub price: Money,
+    pub delivery: Delivery,
+    pub stock: Stock,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ImportResult {
+    pub imported: u64,
+    pub duplicates: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub order_no: OrderNo,
+    pub product: Slug,
+    pub quantity: Quantity,
+    pub email: Email,
+    pub method: Method,
+    pub channel_id: ChannelId,
+    pub access_token_hash: String,
+    pub query_password_hash: Option<String>,
+    pub now: Millis,
+    pub expires_at: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct CreatedOrder {
+    pub order_no: OrderNo,
+    pub amount: Money,
+    pub product_title: String,
+    pub expires_at: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct Order {
+    pub order_no: OrderNo,
+    pub product_slug: String,
+    pub product_title: String,
+    pub quantity: i64,
+    pub amount: Money,
+    pub email: String,
+    pub method: String,
+    pub channel_id: String,
+    pub status: OrderStatus,
+    pub access_token_hash: String,
+    pub query_password_hash: Option<String>,
+    pub note: Option<String>,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+    pub paid_at: Option<Millis>,
+    pub delivered_at: Option<Millis>,
+    /// Delivered keys; empty unless the order was delivered.
+    pub cards: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct OrderFilter {
+    pub status: Option<OrderStatus>,
+    /// Page backwards: only orders whose number sorts before this one.
+    pub before: Option<OrderNo>,
+    pub limit: u32,
+}
+
+/// A notification exactly as received, for the payment event log.
+#[derive(Debug, Clone)]
+pub struct RawEvent {
+    pub channel_id: String,
+    pub http_method: String,
+    pub query: String,
+    /// JSON object of the headers.
+    pub headers: String,
+    pub body: Vec<u8>,
+    pub received_at: Millis,
+}
+
+/// What the payment layer concluded about a notification.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    /// Authentic, says paid. The store still checks binding, amount and currency.
+    Paid {
+        trade_no: String,
+        gateway_trade_no: String,
+        amount: Money,
+    },
+    /// Authentic, but not a payment.
+    NotPaid { trade_no: String, status: String },
+    /// Failed verification (signature, merchant, format): logged, changes nothing.
+    Rejected { reason: String },
+}
+
+/// What recording a notification did. `acknowledge()` says whether the gateway may stop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyOutcome {
+    Delivered {
+        order_no: String,
+        late: bool,
+    },
+    AwaitingFulfilment {
+        order_no: String,
+    },
+    /// Paid, but no stock could be found: the seller must act.
+    Exception {
+        order_no: String,
+    },
+    /// Already processed; nothing changed.
+    Duplicate {
+        order_no: String,
+    },
+    /// A second, different payment for an order that was already paid: recorded for the seller.
+    ConflictingPayment {
+        order_no: String,
+    },
+    NotPaid,
+    UnknownOrder,
+    AmountMismatch {
+        expected: String,
+        got: String,
+    },
+    Rejected,
+}
+
+impl NotifyOutcome {
+    /// True when the outcome is durably recorded and the gateway must not resend.
+    pub fn acknowledge(&self) -> bool {
+        !matches!(
+            self,
+            NotifyOutcome::UnknownOrder
+                | NotifyOutcome::AmountMismatch { .. }
+                | NotifyOutcome::Rejected
+        )
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            NotifyOutcome::Delivered { late: false, .. } => "delivered",
+            NotifyOutcome::Delivered { late: true, .. } => "late_delivered",
+            NotifyOutcome::AwaitingFulfilment { .. } => "awaiting_fulfilment",
+            NotifyOutcome::Exception { .. } => "exception",
+            NotifyOutcome::Duplicate { .. } => "duplicate",
+            NotifyOutcome::ConflictingPayment { .. } => "conflicting_payment",
+            NotifyOutcome::NotPaid => "not_paid",
+            NotifyOutcome::UnknownOrder => "unknown_order",
+            NotifyOutcome::AmountMismatch { .. } => "amount_mismatch",
+            NotifyOutcome::Rejected => "rejected",
+        }
+    }
+
+    /// The order whose state changed, if any (for waking waiters).
+    pub fn changed_order(&self) -> Option<&str> {
+        match self {
+            NotifyOutcome::Delivered { order_no, .. }
+            | NotifyOutcome::AwaitingFulfilment { order_no }
+            | NotifyOutcome::Exception { order_no } => Some(order_no),
+            _ => None,
+        }
+    }
+}
+
+/// Counts for `/metrics` and the admin.
+#[derive(Debug, Clone, Default)]
+pub struct Counts {
+    pub orders_by_status: Vec<(String, i64)>,
+    pub cards_available: i64,
+    pub cards_sold: i64,
+}

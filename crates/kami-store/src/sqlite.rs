@@ -1,0 +1,335 @@
+//! SQLite backend: WAL, `synchronous=FULL`, one writer thread, a pool of readers.
+//!
+//! All writes go through a single thread that owns the only write connection. It drains
+//! whatever jobs are queued, runs them in one `BEGIN IMMEDIATE` transaction with a
+//! `SAVEPOINT` per job (a failing job rolls back only itself), commits once, and only then
+//! answers every job. Under load this is group commit: many orders share one fsync, and
+//! there is never a "database is locked" between kami's own connections.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use rusqlite::{types::ValueRef, Connection, OpenFlags};
+use tokio::sync::oneshot;
+
+use crate::db::{to_sqlite, Row, Tx, Value};
+use crate::error::{Result, StoreError};
+
+/// Most jobs folded into one transaction: bounds the latency one commit adds.
+const MAX_BATCH: usize = 128;
+
+pub(crate) struct SqliteTx<'c> {
+    conn: &'c Connection,
+}
+
+fn bind(params: &[Value]) -> Vec<rusqlite::types::Value> {
+    params
+        .iter()
+        .map(|v| match v {
+            Value::Null => rusqlite::types::Value::Null,
+            Value::Int(i) => rusqlite::types::Value::Integer(*i),
+            Value::Text(s) => rusqlite::types::Value::Text(s.clone()),
+            Value::Blob(b) => rusqlite::types::Value::Blob(b.clone()),
+        })
+        .collect()
+}
+
+impl Tx for SqliteTx<'_> {
+    fn exec(&mut self, sql: &'static str, params: &[Value]) -> Result<u64> {
+        let mut stmt = self.conn.prepare_cached(&to_sqlite(sql))?;
+        let n = stmt.execute(rusqlite::params_from_iter(bind(params)))?;
+        Ok(n as u64)
+    }
+
+    fn query(&mut self, sql: &'static str, params: &[Value]) -> Result<Vec<Row>> {
+        let mut stmt = self.conn.prepare_cached(&to_sqlite(sql))?;
+        let cols = stmt.column_count();
+        let mut rows = stmt.query(rusqlite::params_from_iter(bind(params)))?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let mut vals = Vec::with_capacity(cols);
+            for i in 0..cols {
+                vals.push(match r.get_ref(i)? {
+                    ValueRef::Null => Value::Null,
+                    ValueRef::Integer(v) => Value::Int(v),
+                    ValueRef::Real(v) => Value::Int(v as i64),
+                    ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+                });
+            }
+            out.push(Row(vals));
+        }
+        Ok(out)
+    }
+}
+
+/// A write job as the writer thread sees it: run inside a savepoint, then learn whether the
+/// enclosing transaction committed.
+trait Job: Send {
+    fn run(&mut self, tx: &mut SqliteTx<'_>) -> bool;
+    fn finish(self: Box<Self>, committed: Result<(), String>);
+    /// Raw jobs take the connection alone, outside any batch transaction.
+    fn is_raw(&self) -> bool {
+        false
+    }
+}
+
+struct TypedJob<T, F> {
+    f: Option<F>,
+    result: Option<Result<T>>,
+    reply: oneshot::Sender<Result<T>>,
+}
+
+impl<T, F> Job for TypedJob<T, F>
+where
+    T: Send,
+    F: FnOnce(&mut dyn Tx) -> Result<T> + Send,
+{
+    fn run(&mut self, tx: &mut SqliteTx<'_>) -> bool {
+        let Some(f) = self.f.take() else { return false };
+        let r = match catch_unwind(AssertUnwindSafe(|| f(tx))) {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Database("write job panicked".into())),
+        };
+        let ok = r.is_ok();
+        self.result = Some(r);
+        ok
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), String>) {
+        let r = match committed {
+            Ok(()) => self
+                .result
+                .unwrap_or_else(|| Err(StoreError::Database("write job did not run".into()))),
+            // A job that failed on its own keeps its own error; the others learn nothing landed.
+            Err(e) => match self.result {
+                Some(Err(job_err)) => Err(job_err),
+                _ => Err(StoreError::Database(format!("commit failed: {e}"))),
+            },
+        };
+        // The caller may have gone away (request cancelled); the outcome is committed anyway.
+        let _ = self.reply.send(r);
+    }
+}
+
+pub(crate) struct Sqlite {
+    writer: mpsc::Sender<Box<dyn Job>>,
+    readers: r2d2::Pool<ReadManager>,
+}
+
+pub(crate) struct ReadManager {
+    path: String,
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+impl r2d2::ManageConnection for ReadManager {
+    type Connection = Connection;
+    type Error = rusqlite::Error;
+
+    fn connect(&self) -> rusqlite::Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
+        )?;
+        configure(&conn)?;
+        conn.pragma_update(None, "query_only", "ON")?;
+        Ok(conn)
+    }
+    fn is_valid(&self, conn: &mut Connection) -> rusqlite::Result<()> {
+        conn.execute_batch("SELECT 1")
+    }
+    fn has_broken(&self, _: &mut Connection) -> bool {
+        false
+    }
+}
+
+impl Sqlite {
+    /// `path` is a file path (`data/kami.db`); parent directories are created.
+    pub(crate) fn open(path: &str, readers: u32) -> Result<Sqlite> {
+        if let Some(dir) = Path::new(path).parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StoreError::Database(format!("create {}: {e}", dir.display())))?;
+            }
+        }
+        let conn = Connection::open(path)?;
+        configure(&conn)?;
+        let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
+        std::thread::Builder::new()
+            .name("kami-sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| StoreError::Database(format!("spawn writer: {e}")))?;
+        let readers = r2d2::Pool::builder()
+            .max_size(readers.clamp(1, 32))
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(30))
+            .build(ReadManager {
+                path: path.to_owned(),
+            })?;
+        Ok(Sqlite {
+            writer: tx,
+            readers,
+        })
+    }
+
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let job = TypedJob {
+            f: Some(f),
+            result: None,
+            reply,
+        };
+        self.writer
+            .send(Box::new(job))
+            .map_err(|_| StoreError::Database("sqlite writer has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Database("sqlite writer dropped the job".into()))?
+    }
+
+    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
+    {
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.get()?;
+            // One read transaction so multi-query reads see one snapshot.
+            conn.execute_batch("BEGIN")?;
+            let r = f(&mut SqliteTx { conn: &conn });
+            let _ = conn.execute_batch("COMMIT");
+            r
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("read task: {e}")))?
+    }
+
+    /// Run a closure on the writer connection outside any batch (migrations).
+    pub(crate) async fn with_writer_raw<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(Box::new(RawJob {
+                f: Some(f),
+                reply: Some(reply),
+            }))
+            .map_err(|_| StoreError::Database("sqlite writer has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Database("sqlite writer dropped the job".into()))?
+    }
+}
+
+/// A job that takes the connection itself, outside the batch transaction.
+struct RawJob<T, F> {
+    f: Option<F>,
+    reply: Option<oneshot::Sender<Result<T>>>,
+}
+
+impl<T: Send, F: FnOnce(&Connection) -> Result<T> + Send> Job for RawJob<T, F> {
+    fn run(&mut self, tx: &mut SqliteTx<'_>) -> bool {
+        if let (Some(f), Some(reply)) = (self.f.take(), self.reply.take()) {
+            let r = catch_unwind(AssertUnwindSafe(|| f(tx.conn)))
+                .unwrap_or_else(|_| Err(StoreError::Database("raw job panicked".into())));
+            let _ = reply.send(r);
+        }
+        true
+    }
+    fn finish(self: Box<Self>, _: Result<(), String>) {}
+    fn is_raw(&self) -> bool {
+        true
+    }
+}
+
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>) {
+    let mut pending: Option<Box<dyn Job>> = None;
+    loop {
+        let first = match pending.take() {
+            Some(j) => j,
+            None => match rx.recv() {
+                Ok(j) => j,
+                Err(_) => return, // store dropped
+            },
+        };
+        if first.is_raw() {
+            let mut first = first;
+            first.run(&mut SqliteTx { conn: &conn });
+            continue;
+        }
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) if j.is_raw() => {
+                    pending = Some(j);
+                    break;
+                }
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let committed = run_batch(&conn, &mut batch);
+        if committed.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for job in batch {
+            job.finish(committed.clone());
+        }
+    }
+}
+
+fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Result<(), String> {
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(|e| e.to_string())?;
+    for job in batch.iter_mut() {
+        conn.execute_batch("SAVEPOINT job")
+            .map_err(|e| e.to_string())?;
+        let ok = job.run(&mut SqliteTx { conn });
+        if !ok {
+            conn.execute_batch("ROLLBACK TO job")
+                .map_err(|e| e.to_string())?;
+        }
+        conn.execute_batch("RELEASE job")
+            .map_err(|e| e.to_string())?;
+    }
+    conn.execute_batch("COMMIT").map_err(|e| e.to_string())
+}
+
+/// `sqlite://data/kami.db`, `sqlite:data/kami.db`, `sqlite:///abs/path.db` → file path.
+pub(crate) fn path_from_url(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let rest = rest.split('?').next().unwrap_or(rest);
+    (!rest.is_empty()).then_some(rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_urls() {
+        assert_eq!(path_from_url("sqlite://data/kami.db"), Some("data/kami.db"));
+        assert_eq!(path_from_url("sqlite:///tmp/x.db"), Some("/tmp/x.db"));
+        assert_eq!(path_from_url("sqlite:x.db?mode=rwc"), Some("x.db"));
+        assert_eq!(path_from_url("sqlite://"), None);
+        assert_eq!(path_from_url("postgres://x"), None);
+    }
+}
