@@ -188,6 +188,30 @@ impl Store {
             .await
     }
 
+    /// Notifications logged for an order's trade number, oldest first (at most 200).
+    pub async fn payment_events(&self, order_no: &OrderNo) -> Result<Vec<PaymentEventSummary>> {
+        let no = order_no.as_str().to_owned();
+        self.read(move |tx| {
+            tx.query(
+                "SELECT channel_id, received_at, verified, outcome, detail FROM payment_events \
+                 WHERE trade_no = $1 ORDER BY id LIMIT 200",
+                params![no.as_str()],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(PaymentEventSummary {
+                    channel_id: r.text(0)?,
+                    received_at: r.int(1)?,
+                    verified: r.int(2)? != 0,
+                    outcome: r.text(3)?,
+                    detail: r.opt_text(4)?,
+                })
+            })
+            .collect()
+        })
+        .await
+    }
+
     // ---- admin ----
 
     pub async fn create_admin_token(

@@ -213,3 +213,13 @@ pub struct Counts {
     pub cards_available: i64,
     pub cards_sold: i64,
 }
+
+/// One logged notification, as the admin sees it (the raw body stays in the database).
+#[derive(Debug, Clone)]
+pub struct PaymentEventSummary {
+    pub channel_id: String,
+    pub received_at: Millis,
+    pub verified: bool,
+    pub outcome: String,
+    pub detail: Option<String>,
+}

@@ -203,5 +203,22 @@ pub async fn get_order(
         .order(&no)
         .await?
         .ok_or_else(|| ApiError::not_found("order_not_found", "no such order"))?;
-    Ok(Json(order_json(&order, true)))
+    let events: Vec<_> = state
+        .store
+        .payment_events(&no)
+        .await?
+        .into_iter()
+        .map(|e| {
+            json!({
+                "channel": e.channel_id,
+                "received_at": crate::time::rfc3339(e.received_at),
+                "verified": e.verified,
+                "outcome": e.outcome,
+                "detail": e.detail,
+            })
+        })
+        .collect();
+    let mut body = order_json(&order, true);
+    body["payment_events"] = json!(events);
+    Ok(Json(body))
 }

@@ -77,6 +77,12 @@ async fn expired_orders_release_stock_and_late_payments_are_kept(backend: Backen
     assert_eq!(exceptions.len(), 1);
     assert_eq!(exceptions[0]["order_no"], b["order_no"]);
     assert!(exceptions[0]["paid_at"].is_string());
+    // The raw notification is in the order's event log.
+    let detail = app.admin_order(b["order_no"].as_str().unwrap()).await;
+    let events = detail["payment_events"].as_array().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["outcome"], "exception");
+    assert_eq!(events[0]["verified"], true);
     // C is unaffected.
     app.pay(&c).await;
     assert_eq!(app.wait_settled(&c).await["status"], "delivered");

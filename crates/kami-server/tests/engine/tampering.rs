@@ -88,6 +88,19 @@ async fn tampered_notifications_change_nothing(backend: Backend) {
         1
     );
     assert_eq!(app.admin_orders("delivered").await.len(), 0);
+    // Every attempt on this order's trade number is logged with its outcome, verified or not.
+    let detail = app.admin_order(no).await;
+    let outcomes: Vec<&str> = detail["payment_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec!["amount_mismatch", "amount_mismatch"],
+        "forged ones carry no trusted trade number"
+    );
 
     // The genuine notification still works.
     let (status, body) = app

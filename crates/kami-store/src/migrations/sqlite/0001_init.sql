@@ -27,6 +27,8 @@ CREATE TABLE cards (
 CREATE UNIQUE INDEX cards_product_secret ON cards (product_id, secret);
 CREATE INDEX cards_claim ON cards (product_id, status, id);
 CREATE INDEX cards_order ON cards (order_id);
+-- the (few) reusable keys, looked up on every order of their product
+CREATE INDEX cards_loop ON cards (product_id, id) WHERE is_loop = 1;
 
 CREATE TABLE orders (
     id                  INTEGER PRIMARY KEY,
