@@ -99,8 +99,9 @@ pub struct Order {
     pub expires_at: Millis,
     pub paid_at: Option<Millis>,
     pub delivered_at: Option<Millis>,
-    /// Delivered keys; empty unless the order was delivered.
-    pub cards: Vec<String>,
+    /// Delivered keys: `Some` only when the order was delivered and its keys were loaded
+    /// (single-order reads); lists leave them out.
+    pub cards: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -174,7 +174,7 @@ fn order_from_row(r: &Row) -> Result<Order> {
         expires_at: r.int(14)?,
         paid_at: r.opt_int(15)?,
         delivered_at: r.opt_int(16)?,
-        cards: Vec::new(),
+        cards: None,
     })
 }
 
@@ -192,7 +192,7 @@ pub(crate) fn order_by_no(tx: &mut dyn Tx, order_no: &str) -> Result<Option<Orde
     let mut order = order_from_row(&r)?;
     if order.delivered_at.is_some() {
         let id = r.int(17)?;
-        order.cards = match r.opt_int(18)? {
+        let cards = match r.opt_int(18)? {
             Some(loop_id) => {
                 tx.query("SELECT secret FROM cards WHERE id = $1", params![loop_id])?
             }
@@ -204,6 +204,7 @@ pub(crate) fn order_by_no(tx: &mut dyn Tx, order_no: &str) -> Result<Option<Orde
         .iter()
         .map(|c| c.text(0))
         .collect::<Result<_>>()?;
+        order.cards = Some(cards);
     }
     Ok(Some(order))
 }

@@ -275,8 +275,8 @@ pub(crate) fn order_json(o: &Order, admin: bool) -> serde_json::Value {
         "paid_at": o.paid_at.map(rfc3339),
         "delivered_at": o.delivered_at.map(rfc3339),
     });
-    if o.delivered_at.is_some() {
-        v["cards"] = json!(o.cards);
+    if let Some(cards) = &o.cards {
+        v["cards"] = json!(cards);
     }
     if admin {
         v["email"] = json!(o.email);

@@ -125,6 +125,8 @@ pub struct TestApp {
     pub state: Arc<AppState>,
     #[allow(dead_code)]
     pub backend: Backend,
+    /// The database URL, to open a second store as another process would.
+    pub db_url: String,
     _shutdown: tokio::sync::watch::Sender<bool>,
     _db: TestDb,
 }
@@ -148,6 +150,7 @@ impl TestApp {
              [[channels]]\nid = \"sandbox\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\nsecret = \"{SANDBOX_SECRET}\"\n{extra}"
         );
         let config: Config = Config::from_toml_str(&toml).expect("test config").config;
+        let db_url = url.clone();
         let app = Application::build(config).await.expect("app builds");
         let state = app.state();
         let base = state.public_url.clone();
@@ -170,6 +173,7 @@ impl TestApp {
             admin_token: token.expose().to_owned(),
             state,
             backend,
+            db_url,
             _shutdown: tx,
             _db: db,
         })

@@ -79,6 +79,12 @@ async fn buy_through_the_simulator(backend: Backend) {
     assert_eq!(admin["email"], "buyer@example.com");
     let delivered = app.admin_orders("delivered").await;
     assert_eq!(delivered.len(), 1);
+    assert!(
+        delivered[0].get("cards").is_none(),
+        "lists leave keys out: {}",
+        delivered[0]
+    );
+    assert_eq!(admin["cards"].as_array().unwrap().len(), 2);
     assert_eq!(app.stock("game").await, json!(3));
     assert_eq!(
         app.metric("kami_notifications_total{outcome=\"delivered\"}")

@@ -184,3 +184,58 @@ async fn expiry_race(backend: Backend) {
     );
 }
 both_backends!(expiry_race);
+
+/// Two kami processes (two stores with their own connections) run the expiry worker over the
+/// same orders at once: every order expires exactly once and every key returns exactly once.
+async fn expiry_in_two_processes(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    app.create_product("twice", 100, "auto").await;
+    app.import_keys("twice", 120).await;
+    let mut orders = Vec::new();
+    for _ in 0..60 {
+        orders.push(
+            app.order("twice", 2).await["order_no"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(app.stock("twice").await, json!(0));
+    let other = kami_store::Store::connect(&app.db_url, 8).await.unwrap();
+    let stores = [
+        app.state.store.clone(),
+        other.clone(),
+        app.state.store.clone(),
+        other,
+    ];
+    let workers: Vec<_> = stores
+        .into_iter()
+        .map(|s| {
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                for _ in 0..40 {
+                    mine.extend(s.expire_due(FAR_FUTURE, 4).await.unwrap());
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await.unwrap());
+    }
+    all.sort();
+    let before = all.len();
+    all.dedup();
+    assert_eq!(before, all.len(), "an order was expired twice");
+    orders.sort();
+    assert_eq!(all, orders, "every order expired");
+    assert_eq!(
+        app.stock("twice").await,
+        json!(120),
+        "every key back exactly once"
+    );
+}
+both_backends!(expiry_in_two_processes);
