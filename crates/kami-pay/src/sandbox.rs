@@ -248,7 +248,10 @@ pub fn field<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
 }
 
 fn required<'a>(params: &'a [(String, String)], key: &str) -> Result<&'a str, PayError> {
-    field(params, key).ok_or_else(|| PayError::Malformed(format!("missing field {key}")))
+    // Empty counts as missing: signing skips empty values, so an empty field is unsigned.
+    field(params, key)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| PayError::Malformed(format!("missing field {key}")))
 }
 
 fn parse_money(amount: &str, currency: &str) -> Result<Money, PayError> {

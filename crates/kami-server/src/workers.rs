@@ -11,6 +11,10 @@ use crate::app::{AppState, Metrics};
 use crate::time::now_ms;
 
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(5);
+/// How long after its deadline an unpaid order is expired. The channel is told the deadline
+/// itself, so a payment made in its last second still has time to be notified before the
+/// reserved keys go back (the next stage closes the trade at the channel first).
+pub const EXPIRY_GRACE_MS: i64 = 60_000;
 const EXPIRY_BATCH: u32 = 500;
 
 pub fn spawn(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
@@ -33,7 +37,10 @@ pub fn spawn(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) -> JoinH
 pub async fn expire_once(state: &AppState) -> Result<usize, kami_store::StoreError> {
     let mut total = 0;
     loop {
-        let expired = state.store.expire_due(now_ms(), EXPIRY_BATCH).await?;
+        let expired = state
+            .store
+            .expire_due(now_ms() - EXPIRY_GRACE_MS, EXPIRY_BATCH)
+            .await?;
         total += expired.len();
         for no in &expired {
             Metrics::inc(&state.metrics.orders_expired);

@@ -10,6 +10,10 @@ use crate::model::{Delivery, NotifyOutcome, RawEvent, Verdict};
 use crate::orders::{cas_order_status, claim_cards, insert_outbox, release_cards};
 use crate::params;
 
+/// Bytes of a rejected (unauthenticated) notification's body that are kept: enough to debug a
+/// misconfigured gateway, not enough for a flood of forgeries to fill the disk.
+const REJECTED_BODY_KEEP: usize = 4096;
+
 pub(crate) fn record_notification(
     tx: &mut dyn Tx,
     ev: &RawEvent,
@@ -53,7 +57,10 @@ pub(crate) fn record_notification(
             ev.http_method.as_str(),
             ev.query.as_str(),
             ev.headers.as_str(),
-            ev.body.clone(),
+            match verdict {
+                Verdict::Rejected { .. } => ev.body[..ev.body.len().min(REJECTED_BODY_KEEP)].to_vec(),
+                _ => ev.body.clone(),
+            },
             !matches!(verdict, Verdict::Rejected { .. }),
             trade_no,
             outcome.code(),
@@ -113,7 +120,7 @@ fn apply_payment(
                 tx,
                 "payment.conflict",
                 order_id,
-                format!("{{\"gateway_trade_no\":{gateway_trade_no:?}}}"),
+                serde_json::json!({ "gateway_trade_no": gateway_trade_no }).to_string(),
                 now,
             )?;
             NotifyOutcome::ConflictingPayment { order_no }
@@ -136,7 +143,7 @@ fn apply_payment(
             tx,
             "payment.conflict",
             order_id,
-            format!("{{\"gateway_trade_no\":{gateway_trade_no:?}}}"),
+            serde_json::json!({ "gateway_trade_no": gateway_trade_no }).to_string(),
             now,
         )?;
         return Ok(NotifyOutcome::ConflictingPayment { order_no });
@@ -216,7 +223,7 @@ fn apply_payment(
         tx,
         kind,
         order_id,
-        format!("{{\"order_no\":{order_no:?}}}"),
+        serde_json::json!({ "order_no": order_no }).to_string(),
         now,
     )?;
     Ok(match final_status {

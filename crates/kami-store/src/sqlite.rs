@@ -9,17 +9,19 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{types::ValueRef, Connection, OpenFlags};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::db::{to_sqlite, Row, Tx, Value};
 use crate::error::{Result, StoreError};
 
 /// Most jobs folded into one transaction: bounds the latency one commit adds.
 const MAX_BATCH: usize = 128;
+/// Jobs that may wait for the writer; beyond this, callers wait (backpressure, bounded memory).
+const QUEUE_DEPTH: usize = 4096;
 /// WAL size (pages) at which the writer itself checkpoints; normally the background
 /// checkpointer has already copied almost all of it, so this is short.
 const WRITER_CHECKPOINT_PAGES: i64 = 4000;
@@ -194,7 +196,7 @@ impl Sqlite {
             .name("kami-sqlite-checkpoint".into())
             .spawn(move || checkpoint_loop(checkpointer, stop_flag))
             .map_err(|e| StoreError::Database(format!("spawn checkpointer: {e}")))?;
-        let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
+        let (tx, rx) = mpsc::channel::<Box<dyn Job>>(QUEUE_DEPTH);
         std::thread::Builder::new()
             .name("kami-sqlite-writer".into())
             .spawn(move || writer_loop(conn, rx))
@@ -226,6 +228,7 @@ impl Sqlite {
         };
         self.writer
             .send(Box::new(job))
+            .await
             .map_err(|_| StoreError::Database("sqlite writer has stopped".into()))?;
         rx.await
             .map_err(|_| StoreError::Database("sqlite writer dropped the job".into()))?
@@ -239,6 +242,10 @@ impl Sqlite {
         let pool = self.readers.clone();
         tokio::task::spawn_blocking(move || {
             let conn = pool.get()?;
+            // A reader abandoned mid-transaction (a panicking read) must not keep its snapshot.
+            if !conn.is_autocommit() {
+                conn.execute_batch("ROLLBACK")?;
+            }
             // One read transaction so multi-query reads see one snapshot.
             conn.execute_batch("BEGIN")?;
             let r = f(&mut SqliteTx { conn: &conn });
@@ -261,6 +268,7 @@ impl Sqlite {
                 f: Some(f),
                 reply: Some(reply),
             }))
+            .await
             .map_err(|_| StoreError::Database("sqlite writer has stopped".into()))?;
         rx.await
             .map_err(|_| StoreError::Database("sqlite writer dropped the job".into()))?
@@ -288,14 +296,14 @@ impl<T: Send, F: FnOnce(&Connection) -> Result<T> + Send> Job for RawJob<T, F> {
     }
 }
 
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>) {
+fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>) {
     let mut pending: Option<Box<dyn Job>> = None;
     loop {
         let first = match pending.take() {
             Some(j) => j,
-            None => match rx.recv() {
-                Ok(j) => j,
-                Err(_) => return, // store dropped
+            None => match rx.blocking_recv() {
+                Some(j) => j,
+                None => return, // store dropped
             },
         };
         if first.is_raw() {

@@ -28,6 +28,9 @@ async fn authorize(state: &AppState, headers: &HeaderMap) -> ApiResult<String> {
         .ok_or_else(ApiError::unauthorized)
 }
 
+/// Far above any real stock, far below integer overflow in stock arithmetic.
+const MAX_MANUAL_STOCK: i64 = 1_000_000_000;
+
 #[derive(Deserialize)]
 struct NewProductBody {
     slug: String,
@@ -79,10 +82,10 @@ pub async fn create_product(
                 "invalid_stock",
                 "auto-delivery stock is the imported card keys; stock applies to manual products",
             )),
-            (_, Some(n)) if n < 0 => {
+            (_, Some(n)) if !(0..=MAX_MANUAL_STOCK).contains(&n) => {
                 return Err(ApiError::unprocessable(
                     "invalid_stock",
-                    "stock must not be negative",
+                    format!("stock must be between 0 and {MAX_MANUAL_STOCK}"),
                 ))
             }
             (_, s) => s,

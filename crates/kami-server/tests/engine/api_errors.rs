@@ -107,6 +107,12 @@ async fn precise_errors(backend: Backend) {
         (mk("delivery", json!("drone")), 422, "invalid_delivery"),
         (mk("title", json!("")), 422, "invalid_title"),
         (mk("slug", json!("p")), 409, "product_exists"),
+        (mk("stock", json!(5)), 422, "invalid_stock"),
+        (
+            json!({"slug": "m", "title": "M", "price": 1, "currency": "CNY", "delivery": "manual", "stock": i64::MAX}),
+            422,
+            "invalid_stock",
+        ),
     ] {
         let (s, v) = admin(body.clone()).await;
         assert_eq!(

@@ -38,6 +38,11 @@ async fn tampered_notifications_change_nothing(backend: Backend) {
     let mut p = app.notification(no, "12.30", "CNY", &gw);
     p.retain(|(k, _)| k != "sign");
     cases.push(("no signature", p));
+    // Signed, but the gateway trade number is empty (signing skips empty values).
+    cases.push((
+        "empty gateway trade no",
+        app.notification(no, "12.30", "CNY", ""),
+    ));
 
     for (what, params) in &cases {
         let (status, body) = app.send_notification(params).await;
