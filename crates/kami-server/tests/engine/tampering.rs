@@ -80,7 +80,7 @@ async fn tampered_notifications_change_nothing(backend: Backend) {
     assert_eq!(
         app.metric("kami_notifications_total{outcome=\"rejected\"}")
             .await,
-        7
+        8
     );
     assert_eq!(
         app.metric("kami_notifications_total{outcome=\"amount_mismatch\"}")
