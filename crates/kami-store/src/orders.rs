@@ -61,7 +61,9 @@ pub(crate) fn cas_order_status(
 pub(crate) fn create_order(tx: &mut dyn Tx, n: &NewOrder) -> Result<CreatedOrder> {
     let p = tx
         .query_opt(
-            "SELECT id, title, price, currency, delivery, manual_stock FROM products WHERE slug = $1 AND active = 1",
+            "SELECT p.id, p.title, p.price, p.currency, p.delivery, p.manual_stock, \
+               (SELECT c.id FROM cards c WHERE c.product_id = p.id AND c.is_loop = 1 ORDER BY c.id DESC LIMIT 1) \
+             FROM products p WHERE p.slug = $1 AND p.active = 1",
             params![n.product.as_str()],
         )?
         .ok_or(StoreError::ProductNotFound)?;
@@ -75,14 +77,9 @@ pub(crate) fn create_order(tx: &mut dyn Tx, n: &NewOrder) -> Result<CreatedOrder
         .times(qty)
         .map_err(|_| StoreError::InvalidQuantity("the total is too large".into()))?;
 
+    // A reusable ("loop") key makes the product unlimited; manual products have none.
     let loop_card = match delivery {
-        Delivery::Auto => tx
-            .query_opt(
-                "SELECT id FROM cards WHERE product_id = $1 AND is_loop = 1 ORDER BY id DESC LIMIT 1",
-                params![product_id],
-            )?
-            .map(|r| r.int(0))
-            .transpose()?,
+        Delivery::Auto => p.opt_int(6)?,
         Delivery::Manual => None,
     };
     if loop_card.is_some() && qty != 1 {

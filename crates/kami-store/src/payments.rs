@@ -7,7 +7,7 @@ use kami_core::{Millis, Money, OrderEvent, OrderStatus, PaymentEvent, PaymentSta
 use crate::db::Tx;
 use crate::error::{Result, StoreError};
 use crate::model::{Delivery, NotifyOutcome, RawEvent, Verdict};
-use crate::orders::{cas_order_status, claim_cards, insert_outbox, release_cards};
+use crate::orders::{claim_cards, insert_outbox, release_cards};
 use crate::params;
 
 /// Bytes of a rejected (unauthenticated) notification's body that are kept: enough to debug a
@@ -88,13 +88,16 @@ fn apply_payment(
     let (payment_id, order_id) = (p.int(0)?, p.int(1)?);
 
     let o = tx.query_one(
-        "SELECT order_no, status, product_id, quantity, loop_card_id FROM orders WHERE id = $1 FOR UPDATE",
+        "SELECT o.order_no, o.status, o.product_id, o.quantity, o.loop_card_id, p.delivery \
+         FROM orders o JOIN products p ON p.id = o.product_id WHERE o.id = $1 FOR UPDATE OF o",
         params![order_id],
     )?;
     let order_no = o.text(0)?;
     let order_status = OrderStatus::parse(&o.text(1)?)
         .ok_or_else(|| StoreError::Corrupt("order status".into()))?;
     let (product_id, quantity, loop_card) = (o.int(2)?, o.int(3)?, o.opt_int(4)?);
+    let delivery =
+        Delivery::parse(&o.text(5)?).ok_or_else(|| StoreError::Corrupt("delivery".into()))?;
 
     let p = tx.query_one(
         "SELECT status, amount, currency, gateway_trade_no FROM payments WHERE id = $1 FOR UPDATE",
@@ -150,13 +153,6 @@ fn apply_payment(
     };
     let late = order_status == OrderStatus::Expired;
 
-    let delivery_row = tx.query_one(
-        "SELECT delivery FROM products WHERE id = $1",
-        params![product_id],
-    )?;
-    let delivery = Delivery::parse(&delivery_row.text(0)?)
-        .ok_or_else(|| StoreError::Corrupt("delivery".into()))?;
-
     let (event, note) = match delivery {
         Delivery::Manual => {
             // A late payment must win its stock back; on time it was taken at creation.
@@ -200,20 +196,21 @@ fn apply_payment(
     let final_status = paid_status
         .on(event)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    if !cas_order_status(tx, order_id, order_status, final_status)? {
-        return Err(StoreError::Database(
-            "order changed under its row lock".into(),
-        ));
-    }
-    tx.exec(
-        "UPDATE orders SET paid_at = $2, delivered_at = $3, note = $4 WHERE id = $1",
+    // Compare-and-set on the status read under the row lock, with the paid/delivered times.
+    if tx.exec(
+        "UPDATE orders SET status = $3, paid_at = $4, delivered_at = $5, note = $6 WHERE id = $1 AND status = $2",
         params![
             order_id,
+            order_status.as_str(),
+            final_status.as_str(),
             now,
             (final_status == OrderStatus::Delivered).then_some(now),
             note
         ],
-    )?;
+    )? != 1
+    {
+        return Err(StoreError::Database("order changed under its row lock".into()));
+    }
     let kind = match final_status {
         OrderStatus::Delivered => "order.delivered",
         OrderStatus::AwaitingFulfilment => "order.awaiting_fulfilment",

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use postgres::types::{to_sql_checked, IsNull, ToSql, Type};
-use postgres::{NoTls, Statement};
+use postgres::{GenericClient, NoTls, Statement};
 use tokio::sync::Semaphore;
 
 use crate::db::{Row, Tx, Value};
@@ -81,34 +81,32 @@ fn as_params(params: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
     params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
 }
 
-struct PgTx<'a> {
-    tx: postgres::Transaction<'a>,
+/// A transaction, or for reads a plain connection (one statement needs no BEGIN/COMMIT).
+struct PgTx<'a, C: GenericClient> {
+    client: &'a mut C,
     statements: &'a mut HashMap<&'static str, Statement>,
 }
 
-impl Tx for PgTx<'_> {
+impl<C: GenericClient> PgTx<'_, C> {
+    fn statement(&mut self, sql: &'static str) -> Result<Statement> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql)?;
+        self.statements.insert(sql, s.clone());
+        Ok(s)
+    }
+}
+
+impl<C: GenericClient> Tx for PgTx<'_, C> {
     fn exec(&mut self, sql: &'static str, params: &[Value]) -> Result<u64> {
-        let stmt = match self.statements.get(sql) {
-            Some(s) => s.clone(),
-            None => {
-                let s = self.tx.prepare(sql)?;
-                self.statements.insert(sql, s.clone());
-                s
-            }
-        };
-        Ok(self.tx.execute(&stmt, &as_params(params))?)
+        let stmt = self.statement(sql)?;
+        Ok(self.client.execute(&stmt, &as_params(params))?)
     }
 
     fn query(&mut self, sql: &'static str, params: &[Value]) -> Result<Vec<Row>> {
-        let stmt = match self.statements.get(sql) {
-            Some(s) => s.clone(),
-            None => {
-                let s = self.tx.prepare(sql)?;
-                self.statements.insert(sql, s.clone());
-                s
-            }
-        };
-        self.tx
+        let stmt = self.statement(sql)?;
+        self.client
             .query(&stmt, &as_params(params))?
             .iter()
             .map(convert_row)
@@ -193,23 +191,23 @@ impl Postgres {
             let mut f = f;
             let mut conn = pool.get()?;
             let PgConn { client, statements } = &mut *conn;
+            if read_only {
+                // Reads here are single statements or read immutable rows (delivered keys):
+                // autocommit saves two round trips.
+                return f(&mut PgTx { client, statements });
+            }
             let mut attempt = 0;
             loop {
                 attempt += 1;
-                let mut builder = client.build_transaction();
-                if read_only {
-                    builder = builder.read_only(true);
-                }
-                let tx = builder.start()?;
-                let mut ptx = PgTx {
-                    tx,
+                let mut tx = client.transaction()?;
+                let r = f(&mut PgTx {
+                    client: &mut tx,
                     statements: &mut *statements,
-                };
-                let r = f(&mut ptx);
+                });
                 let r = match r {
-                    Ok(v) => ptx.tx.commit().map(|_| v).map_err(StoreError::from),
+                    Ok(v) => tx.commit().map(|_| v).map_err(StoreError::from),
                     Err(e) => {
-                        let _ = ptx.tx.rollback();
+                        let _ = tx.rollback();
                         Err(e)
                     }
                 };
