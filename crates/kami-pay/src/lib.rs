@@ -2,7 +2,11 @@
 //! module per protocol that owns that protocol's bytes. Nothing here touches the database:
 //! the server feeds raw notifications in and gets verified facts ([`NotifyVerdict`]) out.
 
+pub mod alipay;
+pub mod crypto;
+pub mod epay;
 pub mod sandbox;
+pub mod wechatpay;
 
 use async_trait::async_trait;
 use kami_core::{ChannelId, Method, Money, OrderNo};

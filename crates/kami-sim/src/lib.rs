@@ -3,7 +3,10 @@
 //! simulator can be merged into kami's own server (`kami serve --demo`) or served alone
 //! (`kami sim --listen ADDR`).
 
+pub mod alipay;
+pub mod epay;
 pub mod sandbox;
+pub mod wechatpay;
 
 /// Every simulator on one router, for `kami sim --listen`. Default options (the real-ish
 /// notification retry schedule).

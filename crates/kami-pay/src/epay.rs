@@ -1,0 +1,1 @@
+//! epay: being written.

@@ -1,0 +1,1 @@
+//! wechatpay: being written.

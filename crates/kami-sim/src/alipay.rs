@@ -1,0 +1,1 @@
+//! alipay gateway simulator: being written.

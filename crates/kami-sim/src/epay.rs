@@ -1,0 +1,1 @@
+//! epay gateway simulator: being written.

@@ -1,0 +1,1 @@
+//! wechatpay gateway simulator: being written.
