@@ -163,12 +163,25 @@ impl fmt::Debug for DatabaseConfig {
 pub struct OrdersConfig {
     /// Minutes before an unpaid order expires, 1..=1440, default 15.
     pub expire_minutes: u32,
+    /// Overrides `expire_minutes` with a finer deadline, 5..=86400 (tests and demos).
+    pub expire_seconds: Option<u32>,
+}
+
+impl OrdersConfig {
+    /// The payment window in milliseconds.
+    pub fn expire_ms(&self) -> i64 {
+        match self.expire_seconds {
+            Some(s) => i64::from(s) * 1000,
+            None => i64::from(self.expire_minutes) * 60_000,
+        }
+    }
 }
 
 impl Default for OrdersConfig {
     fn default() -> OrdersConfig {
         OrdersConfig {
             expire_minutes: DEFAULT_EXPIRE_MINUTES,
+            expire_seconds: None,
         }
     }
 }
@@ -235,6 +248,8 @@ impl ChannelKind {
                 "version",
                 "merchant_private_key_file",
                 "platform_public_key_file",
+                // kami extension: `submit` (page jump, every platform) or `api` (mapi.php).
+                "mode",
             ],
             // `gateway`: where the sandbox simulator runs (default: this server itself).
             ChannelKind::Sandbox => &["gateway", "secret", "secret_file"],
@@ -776,6 +791,7 @@ struct RawDatabase {
 #[serde(default)]
 struct RawOrders {
     expire_minutes: Option<u32>,
+    expire_seconds: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -991,6 +1007,16 @@ fn build(
             DEFAULT_EXPIRE_MINUTES,
             EXPIRE_MINUTES_RANGE,
         )?,
+        expire_seconds: match raw.orders.expire_seconds {
+            None => None,
+            Some(v) => Some(check_range(
+                origins,
+                "orders.expire_seconds",
+                Some(v),
+                v,
+                (5, 86_400),
+            )?),
+        },
     };
 
     let mut channels: Vec<ChannelConfig> = Vec::with_capacity(raw.channels.len());
@@ -1343,6 +1369,14 @@ fn build_channel(
                     ));
                 }
             }
+            if let Some(t) = &rc.sign_type {
+                if !matches!(t.as_str(), "RSA2" | "RSA") {
+                    return Err(invalid_key(
+                        "sign_type",
+                        format!("`{t}` is not one of: RSA2, RSA"),
+                    ));
+                }
+            }
         }
         ChannelKind::Wechatpay => {
             require("mchid", &rc.mchid, &for_kind)?;
@@ -1354,6 +1388,11 @@ fn build_channel(
                 &for_kind,
             )?;
             require("apiv3_key_file", &rc.apiv3_key_file, &for_kind)?;
+            require(
+                "wechatpay_public_key_file",
+                &rc.wechatpay_public_key_file,
+                &for_kind,
+            )?;
             if let Some(mode) = &rc.mode {
                 if !matches!(mode.as_str(), "native" | "h5" | "auto") {
                     return Err(invalid_key(
@@ -1369,6 +1408,14 @@ fn build_channel(
         ChannelKind::Epay => {
             require("gateway", &rc.gateway, &for_kind)?;
             require("pid", &rc.pid, &for_kind)?;
+            if let Some(mode) = &rc.mode {
+                if !matches!(mode.as_str(), "submit" | "api") {
+                    return Err(invalid_key(
+                        "mode",
+                        format!("`{mode}` is not one of: submit, api"),
+                    ));
+                }
+            }
             match rc.version {
                 None | Some(1) => require("key_file", &rc.key_file, "required for epay version 1")?,
                 Some(2) => {
@@ -1597,6 +1644,8 @@ appid = "wx123"
 merchant_serial_no = "ABC"
 merchant_private_key_file = "/keys/wx.pem"
 apiv3_key_file = "/keys/v3"
+wechatpay_public_key_file = "/keys/wxpub.pem"
+wechatpay_public_key_id = "PUB_KEY_ID_0001"
 mode = "native"
 
 [[channels]]

@@ -72,6 +72,10 @@ impl From<StoreError> for ApiError {
             StoreError::InvalidQuantity(m) => ApiError::unprocessable("invalid_quantity", m),
             StoreError::InvalidInput(m) => ApiError::unprocessable("invalid_request", m),
             StoreError::OrderNotFound => ApiError::not_found("order_not_found", "no such order"),
+            StoreError::NotRefundable(m) => {
+                ApiError::new(StatusCode::CONFLICT, "not_refundable", m)
+            }
+            StoreError::InvalidAmount(m) => ApiError::unprocessable("invalid_amount", m),
             other => ApiError::internal(other),
         }
     }

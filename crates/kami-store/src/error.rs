@@ -17,6 +17,10 @@ pub enum StoreError {
     InvalidQuantity(String),
     #[error("order not found")]
     OrderNotFound,
+    #[error("{0}")]
+    NotRefundable(String),
+    #[error("{0}")]
+    InvalidAmount(String),
     #[error("unsupported database url (expected sqlite:// or postgres://)")]
     BadUrl,
     #[error("database error: {0}")]

@@ -7,6 +7,7 @@
 //! compare-and-set status updates, and an outbox written in the same transaction.
 
 mod catalog;
+mod checks;
 pub mod db;
 mod error;
 mod migrate;
@@ -14,14 +15,17 @@ pub mod model;
 mod orders;
 mod payments;
 mod postgres;
+mod refunds;
 mod sqlite;
 
 use std::sync::Arc;
 
 use kami_core::{Millis, OrderNo};
 
+pub use checks::PaymentCheck;
 pub use error::{Result, StoreError};
 pub use model::*;
+pub use refunds::{Refund, RefundCall, RefundResult};
 
 use crate::db::Tx;
 
@@ -210,6 +214,79 @@ impl Store {
             .collect()
         })
         .await
+    }
+
+    // ---- active checks ----
+
+    /// Claim up to `limit` payments due for a channel check, leased until `lease_until`.
+    pub async fn claim_payment_checks(
+        &self,
+        now: Millis,
+        lease_until: Millis,
+        limit: u32,
+    ) -> Result<Vec<PaymentCheck>> {
+        self.write(move |tx| checks::claim(tx, now, lease_until, limit))
+            .await
+    }
+
+    /// Release a claimed check and schedule the next (`None`: stop checking).
+    pub async fn reschedule_check(&self, payment_id: i64, next: Option<Millis>) -> Result<()> {
+        self.write(move |tx| checks::reschedule(tx, payment_id, next))
+            .await
+    }
+
+    // ---- refunds ----
+
+    /// Record a pending refund (or find the existing one with this number).
+    pub async fn begin_refund(
+        &self,
+        order_no: &OrderNo,
+        amount: Option<i64>,
+        reason: Option<String>,
+        refund_no: Option<String>,
+        now: Millis,
+        retry_at: Millis,
+    ) -> Result<RefundCall> {
+        let no = order_no.as_str().to_owned();
+        self.write(move |tx| {
+            refunds::begin(
+                tx,
+                &no,
+                amount,
+                reason.as_deref(),
+                refund_no.as_deref(),
+                now,
+                retry_at,
+            )
+        })
+        .await
+    }
+
+    /// Record the channel's answer for a pending refund.
+    pub async fn finish_refund(
+        &self,
+        refund_no: &str,
+        result: RefundResult,
+        now: Millis,
+    ) -> Result<RefundCall> {
+        let no = refund_no.to_owned();
+        self.write(move |tx| refunds::finish(tx, &no, &result, now))
+            .await
+    }
+
+    pub async fn claim_pending_refunds(
+        &self,
+        now: Millis,
+        lease_until: Millis,
+        limit: u32,
+    ) -> Result<Vec<RefundCall>> {
+        self.write(move |tx| refunds::claim_pending(tx, now, lease_until, limit))
+            .await
+    }
+
+    pub async fn refunds(&self, order_no: &OrderNo) -> Result<Vec<Refund>> {
+        let no = order_no.as_str().to_owned();
+        self.read(move |tx| refunds::list_for_order(tx, &no)).await
     }
 
     // ---- admin ----

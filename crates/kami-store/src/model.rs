@@ -71,6 +71,8 @@ pub struct NewOrder {
     pub query_password_hash: Option<String>,
     pub now: Millis,
     pub expires_at: Millis,
+    /// When the payment-check worker first asks the channel about this payment.
+    pub first_check_at: Millis,
 }
 
 #[derive(Debug, Clone)]

@@ -130,8 +130,8 @@ pub(crate) fn create_order(tx: &mut dyn Tx, n: &NewOrder) -> Result<CreatedOrder
     }
 
     tx.exec(
-        "INSERT INTO payments (order_id, channel_id, trade_no, amount, currency, status, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO payments (order_id, channel_id, trade_no, amount, currency, status, created_at, next_check_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         params![
             order_id,
             n.channel_id.as_str(),
@@ -139,7 +139,8 @@ pub(crate) fn create_order(tx: &mut dyn Tx, n: &NewOrder) -> Result<CreatedOrder
             amount.minor(),
             amount.currency().code(),
             PaymentStatus::Created.as_str(),
-            n.now
+            n.now,
+            n.first_check_at
         ],
     )?;
 
@@ -242,7 +243,7 @@ fn expire_locked(tx: &mut dyn Tx, order_id: i64, product_id: i64, quantity: i64)
         .on(PaymentEvent::Closed)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     tx.exec(
-        "UPDATE payments SET status = $2 WHERE order_id = $1 AND status = $3",
+        "UPDATE payments SET status = $2, next_check_at = NULL, lease_until = NULL WHERE order_id = $1 AND status = $3",
         params![order_id, closed.as_str(), PaymentStatus::Created.as_str()],
     )?;
     Ok(true)

@@ -133,7 +133,8 @@ fn apply_payment(
         .on(PaymentEvent::Confirmed)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     if tx.exec(
-        "UPDATE payments SET status = $2, gateway_trade_no = $3, paid_at = $4 WHERE id = $1 AND status = $5",
+        "UPDATE payments SET status = $2, gateway_trade_no = $3, paid_at = $4, next_check_at = NULL, lease_until = NULL \
+         WHERE id = $1 AND status = $5",
         params![payment_id, new_pay.as_str(), gateway_trade_no, now, pay_status.as_str()],
     )? != 1
     {

@@ -221,7 +221,109 @@ pub async fn get_order(
             })
         })
         .collect();
+    let refunds: Vec<_> = state
+        .store
+        .refunds(&no)
+        .await?
+        .iter()
+        .map(refund_json)
+        .collect();
     let mut body = order_json(&order, true);
     body["payment_events"] = json!(events);
+    body["refunds"] = json!(refunds);
     Ok(Json(body))
+}
+
+fn refund_json(r: &kami_store::Refund) -> serde_json::Value {
+    json!({
+        "refund_no": r.refund_no,
+        "amount": r.amount.minor(),
+        "currency": r.amount.currency().code(),
+        "status": r.status,
+        "error": r.error,
+        "created_at": crate::time::rfc3339(r.created_at),
+        "settled_at": r.settled_at.map(crate::time::rfc3339),
+    })
+}
+
+#[derive(Deserialize)]
+struct RefundBody {
+    /// Minor units; absent = everything still refundable.
+    amount: Option<i64>,
+    reason: Option<String>,
+    /// Idempotency key: repeating a request with the same number returns the same refund.
+    refund_no: Option<String>,
+}
+
+/// `POST /api/v1/admin/orders/{order_no}/refund`: full or partial refund through the order's
+/// channel. Recorded as pending before the channel is called, so a retry (by the admin with
+/// the same `refund_no`, or by the refund worker) never refunds twice.
+pub async fn refund(
+    State(state): State<Arc<AppState>>,
+    Path(order_no): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    authorize(&state, &headers).await?;
+    let no = OrderNo::parse(&order_no)
+        .map_err(|_| ApiError::not_found("order_not_found", "no such order"))?;
+    let b: RefundBody = if body.is_empty() {
+        RefundBody {
+            amount: None,
+            reason: None,
+            refund_no: None,
+        }
+    } else {
+        parse_json(&body)?
+    };
+    if let Some(r) = &b.refund_no {
+        if r.is_empty()
+            || r.len() > 64
+            || !r
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        {
+            return Err(ApiError::unprocessable(
+                "invalid_refund_no",
+                "refund_no must be 1-64 characters of A-Z, a-z, 0-9, '-' or '_'",
+            ));
+        }
+    }
+    if b.reason.as_ref().is_some_and(|r| r.chars().count() > 256) {
+        return Err(ApiError::unprocessable(
+            "invalid_reason",
+            "reason must be at most 256 characters",
+        ));
+    }
+    let now = now_ms();
+    let call = state
+        .store
+        .begin_refund(
+            &no,
+            b.amount,
+            b.reason,
+            b.refund_no,
+            now,
+            now + crate::workers::REFUND_RETRY_MS,
+        )
+        .await?;
+    let call = if call.refund.status == "pending" {
+        crate::workers::settle_refund(&state, call).await?
+    } else {
+        call
+    };
+    let order = state
+        .store
+        .order(&no)
+        .await?
+        .ok_or_else(|| ApiError::not_found("order_not_found", "no such order"))?;
+    state.watch.changed(no.as_str());
+    let status = match call.refund.status.as_str() {
+        "succeeded" => StatusCode::OK,
+        "pending" => StatusCode::ACCEPTED,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    let mut body = refund_json(&call.refund);
+    body["order_status"] = json!(order.status.as_str());
+    Ok((status, Json(body)))
 }

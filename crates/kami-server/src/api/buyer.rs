@@ -114,7 +114,7 @@ pub async fn create_order(
 
     let token = SecretToken::generate();
     let now = now_ms();
-    let expires_at = now + i64::from(state.config.orders.expire_minutes) * 60_000;
+    let expires_at = now + state.config.orders.expire_ms();
     let new = NewOrder {
         order_no: OrderNo::generate(&stamp(now)),
         product,
@@ -126,6 +126,7 @@ pub async fn create_order(
         query_password_hash: password_hash,
         now,
         expires_at,
+        first_check_at: now + crate::workers::FIRST_CHECK_MS,
     };
     let created = match state.store.create_order(new).await {
         Ok(c) => c,

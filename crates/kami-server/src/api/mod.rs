@@ -28,6 +28,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/admin/orders", get(admin::list_orders))
         .route("/api/v1/admin/orders/{order_no}", get(admin::get_order))
         .route(
+            "/api/v1/admin/orders/{order_no}/refund",
+            post(admin::refund),
+        )
+        .route(
             "/pay/notify/{channel_id}",
             get(gateway::notify).post(gateway::notify),
         )

@@ -244,16 +244,36 @@ impl TestApp {
 
     /// Press "Pay" in the simulator for a created order.
     pub async fn pay(&self, order: &Value) {
+        let (status, body) = self.pay_with(order, "normal").await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// Press "Pay" with a simulator control (`normal`, `drop`, `duplicate`); (status, body).
+    pub async fn pay_with(&self, order: &Value, notify: &str) -> (u16, String) {
         let url = order["payment"]["url"].as_str().unwrap();
         let r = self
             .http
             .post(url)
             .header("accept", "application/json")
-            .form(&[("notify", "normal")])
+            .form(&[("notify", notify)])
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    /// POST an admin refund; (status, body).
+    pub async fn refund(&self, order_no: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(&format!("/api/v1/admin/orders/{order_no}/refund")))
+            .bearer_auth(&self.admin_token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap())
     }
 
     pub async fn read_order(&self, order_no: &str, token: &str, wait: u64) -> (u16, Value) {
