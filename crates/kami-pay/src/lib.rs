@@ -185,4 +185,11 @@ pub trait PaymentChannel: Send + Sync {
     async fn close(&self, trade_no: &str) -> Result<TradeState, PayError>;
 
     async fn refund(&self, req: &RefundRequest) -> Result<RefundOutcome, PayError>;
+
+    /// Whether calling `refund` again with the same refund number is safe because the gateway
+    /// de-duplicates on it. When false, a refund whose outcome is unknown (timeout) must not be
+    /// retried automatically: it could pay the buyer back twice.
+    fn refund_is_idempotent(&self) -> bool {
+        true
+    }
 }

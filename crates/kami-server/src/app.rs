@@ -25,6 +25,18 @@ pub struct AppState {
     pub public_url: String,
     pub watch: OrderWatch,
     pub metrics: Metrics,
+    /// The in-process gateway simulators when built with `demo_gateways` (demo and tests).
+    pub gateways: Option<kami_sim::gateways::Gateways>,
+}
+
+/// How to build the application beyond its configuration.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BuildOptions {
+    /// Mount every gateway simulator on this server (generated keys) and add one channel of
+    /// each kind wired to them: `alipay-sim`, `wechat-sim`, `epay-sim`.
+    pub demo_gateways: bool,
+    /// Simulators retry notifications every 50 ms instead of on the real schedules (tests).
+    pub fast_sim_retries: bool,
 }
 
 /// Counters for `/metrics`.
@@ -60,6 +72,8 @@ pub enum StartError {
     Channel(#[from] ChannelSetupError),
     #[error("http client: {0}")]
     Http(String),
+    #[error("gateway simulators: {0}")]
+    Gateways(#[from] kami_sim::gateways::GatewayError),
 }
 
 pub struct Application {
@@ -72,11 +86,19 @@ pub struct Application {
 impl Application {
     /// Open and migrate the database, bind the listener, wire the channels.
     pub async fn build(config: Config) -> Result<Application, StartError> {
-        let store = Store::connect(&config.database.url, config.database.max_connections).await?;
-        Application::build_with_store(config, store).await
+        Application::build_with(config, BuildOptions::default()).await
     }
 
-    pub async fn build_with_store(config: Config, store: Store) -> Result<Application, StartError> {
+    pub async fn build_with(config: Config, opts: BuildOptions) -> Result<Application, StartError> {
+        let store = Store::connect(&config.database.url, config.database.max_connections).await?;
+        Application::build_with_store(config, store, opts).await
+    }
+
+    pub async fn build_with_store(
+        config: Config,
+        store: Store,
+        opts: BuildOptions,
+    ) -> Result<Application, StartError> {
         let listen = config.server.listen;
         let listener = TcpListener::bind(listen)
             .await
@@ -92,7 +114,32 @@ impl Application {
             .timeout(Duration::from_secs(20))
             .build()
             .map_err(|e| StartError::Http(e.to_string()))?;
-        let (channels, local_sandbox) = Channels::build(&config, &public_url, &http)?;
+        let (mut channels, local_sandbox) = Channels::build(&config, &public_url, &http)?;
+        let gateways = if opts.demo_gateways {
+            use kami_pay::{alipay::AlipayChannel, epay::EpayChannel, wechatpay::WechatPayChannel};
+            let gw = kami_sim::gateways::Gateways::generate(
+                &public_url,
+                kami_sim::gateways::GatewayOptions {
+                    fast_retries: opts.fast_sim_retries,
+                },
+            )?;
+            channels.push(Arc::new(AlipayChannel::new(
+                gw.alipay_config("alipay-sim")?,
+                http.clone(),
+            )));
+            channels.push(Arc::new(WechatPayChannel::new(
+                gw.wechatpay_config("wechat-sim")?,
+                http.clone(),
+            )));
+            channels.push(Arc::new(EpayChannel::new(
+                gw.epay_config("epay-sim")?,
+                http.clone(),
+            )));
+            Some(gw)
+        } else {
+            None
+        };
+        let sim_router = gateways.as_ref().map(|g| g.router.clone());
         let state = Arc::new(AppState {
             store,
             channels,
@@ -100,8 +147,12 @@ impl Application {
             public_url,
             watch: OrderWatch::default(),
             metrics: Metrics::default(),
+            gateways,
         });
         let mut router = api::router(state.clone());
+        if let Some(sims) = sim_router {
+            router = router.merge(sims);
+        }
         if let Some(local) = local_sandbox {
             let sim = kami_sim::sandbox::SandboxSim::new(local.secret, Default::default());
             router = router.merge(sim.router());

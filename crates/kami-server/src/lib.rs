@@ -11,5 +11,5 @@ pub mod time;
 pub mod watch;
 pub mod workers;
 
-pub use app::{AppState, Application, StartError};
+pub use app::{AppState, Application, BuildOptions, StartError};
 pub use config::Config;

@@ -29,6 +29,9 @@ const CHECK_BACKOFF_MS: [i64; 6] = [5_000, 10_000, 15_000, 30_000, 60_000, 120_0
 /// While closing at the channel fails (unreachable, or the protocol cannot close), keep trying
 /// this long past the deadline before expiring anyway.
 pub const CLOSE_GRACE_MS: i64 = 10 * 60_000;
+/// A reachable gateway that says "unpaid" but cannot close the trade (Epay has no close):
+/// expire this long after the deadline; a later payment still lands on the late-payment path.
+pub const UNCLOSABLE_GRACE_MS: i64 = 30_000;
 /// Expiry fallback for orders nobody could close: well after the close grace.
 pub const EXPIRY_GRACE_MS: i64 = CLOSE_GRACE_MS + 5 * 60_000;
 /// How long a claimed check or refund belongs to one worker.
@@ -129,7 +132,9 @@ async fn check_one(state: &Arc<AppState>, c: PaymentCheck) -> Result<(), kami_st
             .await;
     };
     if now < c.expires_at {
-        return match channel.query(&c.trade_no).await {
+        let queried = channel.query(&c.trade_no).await;
+        tracing::debug!(order = %c.order_no, channel = %c.channel_id, "query at the channel: {queried:?}");
+        return match queried {
             Ok(TradeState::Paid(conf)) => apply_paid(state, &c, "QUERY", conf).await,
             Ok(_) => {
                 state
@@ -153,10 +158,23 @@ async fn check_one(state: &Arc<AppState>, c: PaymentCheck) -> Result<(), kami_st
         };
     }
     // Deadline passed: close at the channel before the stock goes back.
-    match channel.close(&c.trade_no).await {
+    let closed = channel.close(&c.trade_no).await;
+    tracing::debug!(order = %c.order_no, channel = %c.channel_id, "close at the channel: {closed:?}");
+    match closed {
         Ok(TradeState::Paid(conf)) => apply_paid(state, &c, "CLOSE", conf).await,
         Ok(TradeState::Closed | TradeState::NotFound | TradeState::Refunded) => {
             expire(state, &c).await
+        }
+        // Reachable and unpaid, but the protocol cannot close (Epay): a short grace, then expire.
+        Ok(TradeState::Waiting) => {
+            if now >= c.expires_at + UNCLOSABLE_GRACE_MS {
+                expire(state, &c).await
+            } else {
+                state
+                    .store
+                    .reschedule_check(c.payment_id, Some(now + 5_000))
+                    .await
+            }
         }
         outcome => {
             if let Err(e) = &outcome {
@@ -257,7 +275,14 @@ pub async fn settle_refund(state: &AppState, call: RefundCall) -> Result<RefundC
         Err(PayError::Unsupported(what)) => RefundResult::Failed {
             error: format!("not supported by the channel: {what}"),
         },
-        // Unknown outcome (timeout, bad response): ask again with the same refund number.
+        // Unknown outcome (timeout, bad response): ask again with the same refund number —
+        // unless the gateway does not de-duplicate refunds, where a repeat could pay twice.
+        Err(e) if !channel.refund_is_idempotent() => {
+            tracing::error!(refund = %call.refund.refund_no, "refund outcome unknown; not retried: {e}");
+            RefundResult::Unknown {
+                error: e.to_string(),
+            }
+        }
         Err(e) => {
             tracing::warn!(refund = %call.refund.refund_no, "refund call failed, will retry: {e}");
             RefundResult::Pending {

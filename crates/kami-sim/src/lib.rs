@@ -5,6 +5,7 @@
 
 pub mod alipay;
 pub mod epay;
+pub mod gateways;
 pub mod sandbox;
 pub mod wechatpay;
 

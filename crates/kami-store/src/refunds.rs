@@ -46,6 +46,11 @@ pub enum RefundResult {
     Failed {
         error: String,
     },
+    /// The outcome is unknown and asking again could refund twice: keep the refund pending
+    /// (its amount stays reserved) but stop retrying; the seller checks the gateway.
+    Unknown {
+        error: String,
+    },
 }
 
 fn refund_from_row(r: &Row, order_no: &str) -> Result<Refund> {
@@ -171,6 +176,12 @@ pub(crate) fn finish(
             tx.exec(
                 "UPDATE refunds SET next_check_at = $2, lease_until = NULL WHERE id = $1",
                 params![refund_id, *retry_at],
+            )?;
+        }
+        RefundResult::Unknown { error } => {
+            tx.exec(
+                "UPDATE refunds SET error = $2, next_check_at = NULL, lease_until = NULL WHERE id = $1",
+                params![refund_id, format!("outcome unknown, not retried (check the gateway): {error}")],
             )?;
         }
         RefundResult::Failed { error } => {

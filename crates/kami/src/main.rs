@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use kami_core::{cards::parse_keys, SecretToken, Slug};
-use kami_server::{config, demo, passwords, time::now_ms, Application, Config};
+use kami_server::{config, demo, passwords, time::now_ms, Application, BuildOptions, Config};
 use kami_store::Store;
 
 #[derive(Parser)]
@@ -44,13 +44,17 @@ enum Command {
         #[command(subcommand)]
         command: CardsCommand,
     },
-    /// Run the gateway simulators standalone.
+    /// Run the gateway simulators standalone (Alipay, WeChat Pay v3, Epay, sandbox).
     Sim {
         #[arg(long, default_value = "127.0.0.1:8090")]
         listen: std::net::SocketAddr,
         /// HMAC secret of the sandbox protocol (random when absent; printed).
         #[arg(long, env = "KAMI_SIM_SANDBOX_SECRET")]
         sandbox_secret: Option<String>,
+        /// Write a kami configuration whose channels talk to these simulators (keys are
+        /// generated at start and written next to it, in `<FILE>.keys/`).
+        #[arg(long, value_name = "FILE")]
+        write_config: Option<PathBuf>,
     },
 }
 
@@ -206,17 +210,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sim {
             listen,
             sandbox_secret,
+            write_config,
         } => {
-            let secret = sandbox_secret.unwrap_or_else(|| {
-                let s = SecretToken::generate().expose().to_owned();
-                eprintln!("sandbox secret (configure it as the sandbox channel's `secret`): {s}");
-                s
-            });
+            let secret =
+                sandbox_secret.unwrap_or_else(|| SecretToken::generate().expose().to_owned());
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("listening on {listen}"))?;
-            println!("simulators listening on http://{}", listener.local_addr()?);
-            axum::serve(listener, kami_sim::standalone_router(secret.into_bytes()))
+            let base = format!("http://{}", listener.local_addr()?);
+            let gateways = kami_sim::gateways::Gateways::generate(&base, Default::default())?;
+            if let Some(file) = write_config {
+                let keys_dir = PathBuf::from(format!("{}.keys", file.display()));
+                let mut toml = gateways.write_channel_config(&keys_dir)?;
+                toml.push_str(&format!(
+                    "\n[[channels]]\nid = \"sandbox-sim\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\ngateway = \"{base}\"\nsecret = \"{secret}\"\n"
+                ));
+                std::fs::write(&file, toml)
+                    .with_context(|| format!("writing {}", file.display()))?;
+                eprintln!(
+                    "wrote {} (keys in {}); use it as kami's --config",
+                    file.display(),
+                    keys_dir.display()
+                );
+            } else {
+                eprintln!("sandbox secret (the sandbox channel's `secret`): {secret}");
+            }
+            let router = gateways
+                .router
+                .clone()
+                .merge(kami_sim::standalone_router(secret.into_bytes()));
+            println!("simulators listening on {base}");
+            axum::serve(listener, router)
                 .await
                 .context("simulator server")
         }
@@ -236,7 +260,14 @@ async fn serve(config_path: Option<&PathBuf>, demo: bool) -> anyhow::Result<()> 
     if demo {
         demo::add_sandbox_channel(&mut config);
     }
-    let app = Application::build(config).await?;
+    let app = Application::build_with(
+        config,
+        BuildOptions {
+            demo_gateways: demo,
+            fast_sim_retries: false,
+        },
+    )
+    .await?;
     let state = app.state();
     println!(
         "kami {} listening on {} ({} database)",

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kami_server::{AppState, Application, Config};
+use kami_server::{AppState, Application, BuildOptions, Config};
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +138,24 @@ impl TestApp {
 
     /// `extra` is appended to the generated TOML configuration.
     pub async fn spawn_with(backend: Backend, extra: &str) -> Option<TestApp> {
+        TestApp::spawn_opts(backend, extra, BuildOptions::default()).await
+    }
+
+    /// With every gateway simulator mounted and one channel of each kind wired to it
+    /// (`alipay` → Alipay, `wxpay` → WeChat Pay, `qqpay` → Epay, `sandbox`), fast retries.
+    pub async fn spawn_gateways(backend: Backend, extra: &str) -> Option<TestApp> {
+        TestApp::spawn_opts(
+            backend,
+            extra,
+            BuildOptions {
+                demo_gateways: true,
+                fast_sim_retries: true,
+            },
+        )
+        .await
+    }
+
+    pub async fn spawn_opts(backend: Backend, extra: &str, opts: BuildOptions) -> Option<TestApp> {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -151,7 +169,9 @@ impl TestApp {
         );
         let config: Config = Config::from_toml_str(&toml).expect("test config").config;
         let db_url = url.clone();
-        let app = Application::build(config).await.expect("app builds");
+        let app = Application::build_with(config, opts)
+            .await
+            .expect("app builds");
         let state = app.state();
         let base = state.public_url.clone();
         let (tx, rx) = tokio::sync::watch::channel(false);
@@ -262,6 +282,43 @@ impl TestApp {
         (r.status().as_u16(), r.text().await.unwrap())
     }
 
+    /// Pay like a buyer's browser: open the payment page (a QR code's page for QR actions),
+    /// then submit its first form with the simulator's `notify` control. (status, body)
+    pub async fn pay_in_browser(&self, order: &Value, notify: &str) -> (u16, String) {
+        let p = &order["payment"];
+        if p["channel"] == "sandbox" {
+            return self.pay_with(order, notify).await;
+        }
+        let target = p["url"]
+            .as_str()
+            .or(p["qr_code"].as_str())
+            .unwrap()
+            .to_owned();
+        let target = if target.starts_with(kami_sim::wechatpay::CODE_URL_PREFIX) {
+            kami_sim::wechatpay::scan_page_url(&self.base, &target).unwrap()
+        } else {
+            target
+        };
+        let page = self.http.get(&target).send().await.unwrap();
+        let page_url = page.url().clone();
+        let html = page.text().await.unwrap();
+        let action = html
+            .split("<form method=\"post\" action=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_else(|| panic!("no form on {page_url}: {html}"))
+            .replace("&amp;", "&");
+        let url = page_url.join(&action).unwrap();
+        let r = self
+            .http
+            .post(url)
+            .form(&[("notify", notify)])
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
     /// POST an admin refund; (status, body).
     pub async fn refund(&self, order_no: &str, body: Value) -> (u16, Value) {
         let r = self
@@ -290,9 +347,14 @@ impl TestApp {
 
     /// Long-poll until the order leaves `pending` (or 20 s).
     pub async fn wait_settled(&self, order: &Value) -> Value {
+        self.wait_settled_for(order, 20).await
+    }
+
+    /// Long-poll until the order leaves `pending` (or `secs`).
+    pub async fn wait_settled_for(&self, order: &Value, secs: u32) -> Value {
         let no = order["order_no"].as_str().unwrap();
         let token = order["access_token"].as_str().unwrap();
-        for _ in 0..20 {
+        for _ in 0..secs {
             let (s, v) = self.read_order(no, token, 1).await;
             assert_eq!(s, 200, "{v}");
             if v["status"] != "pending" {

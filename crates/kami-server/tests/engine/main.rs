@@ -5,6 +5,7 @@ mod common;
 
 mod api_errors;
 mod channel_ops;
+mod channels;
 mod flash_sale;
 mod happy_path;
 mod late_and_expiry;

@@ -1,1 +1,0 @@
-//! alipay: being written.

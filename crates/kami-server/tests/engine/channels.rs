@@ -1,0 +1,194 @@
+//! Every real protocol through its simulator, with the database on both backends: purchase,
+//! concurrent duplicate notifications, a dropped notification found by active query, refunds,
+//! closing at the channel before expiry — and a mixed run of hundreds of buyers over all
+//! channels for fewer keys than buyers.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::both_backends;
+use crate::common::{assert_no_key_twice, Backend, TestApp};
+
+/// (method, device) pairs covering each channel's flavours.
+const FLAVOURS: [(&str, &str, &str); 6] = [
+    ("alipay", "pc", "qr"),           // 当面付 precreate
+    ("alipay", "mobile", "redirect"), // wap.pay
+    ("wxpay", "pc", "qr"),            // Native
+    ("wxpay", "mobile", "redirect"),  // H5
+    ("qqpay", "pc", "redirect"),      // Epay submit.php
+    ("sandbox", "pc", "redirect"),
+];
+
+async fn order_via(app: &TestApp, slug: &str, method: &str, device: &str) -> Value {
+    let (s, v) = app
+        .try_order(json!({"product": slug, "quantity": 1, "email": "b@example.com", "method": method, "device": device}))
+        .await;
+    assert_eq!(s, 201, "{method}/{device}: {v}");
+    v
+}
+
+async fn every_flavour_buys_refunds_and_survives_duplicates(backend: Backend) {
+    let Some(app) = TestApp::spawn_gateways(backend, "").await else {
+        return;
+    };
+    app.create_product("multi", 1230, "auto").await;
+    app.import_keys("multi", 20).await;
+    for (method, device, action) in FLAVOURS {
+        let order = order_via(&app, "multi", method, device).await;
+        assert_eq!(
+            order["payment"]["action"], action,
+            "{method}/{device}: {order}"
+        );
+        // The simulator sends each notification twice at once: delivered exactly once.
+        let (s, body) = app.pay_in_browser(&order, "duplicate").await;
+        assert_eq!(s, 200, "{method}/{device}: {body}");
+        let v = app.wait_settled(&order).await;
+        assert_eq!(v["status"], "delivered", "{method}/{device}: {v}");
+        assert_eq!(v["cards"].as_array().unwrap().len(), 1);
+        let no = order["order_no"].as_str().unwrap();
+        // Partial then full refund through the order's own channel.
+        let (s, r) = app.refund(no, json!({"amount": 230})).await;
+        assert_eq!(
+            (s, r["order_status"].as_str()),
+            (200, Some("partially_refunded")),
+            "{method}: {r}"
+        );
+        let (s, r) = app.refund(no, json!({})).await;
+        assert_eq!(
+            (s, r["order_status"].as_str(), r["amount"].as_i64()),
+            (200, Some("refunded"), Some(1000)),
+            "{method}: {r}"
+        );
+    }
+    assert_eq!(app.admin_orders("refunded").await.len(), FLAVOURS.len());
+    assert_eq!(
+        app.metric("kami_notifications_total{outcome=\"delivered\"}")
+            .await,
+        FLAVOURS.len() as u64
+    );
+    assert_eq!(app.stock("multi").await, json!(20 - FLAVOURS.len()));
+}
+both_backends!(every_flavour_buys_refunds_and_survives_duplicates);
+
+/// Each channel's notification is dropped: the payment-check worker queries the channel.
+async fn dropped_notifications_are_found_on_every_channel(backend: Backend) {
+    let Some(app) = TestApp::spawn_gateways(backend, "").await else {
+        return;
+    };
+    app.create_product("drop", 500, "auto").await;
+    app.import_keys("drop", 10).await;
+    let mut orders = Vec::new();
+    for (method, device, _) in FLAVOURS {
+        let order = order_via(&app, "drop", method, device).await;
+        let (s, body) = app.pay_in_browser(&order, "drop").await;
+        assert_eq!(s, 200, "{method}/{device}: {body}");
+        orders.push((method, order));
+    }
+    for (method, order) in &orders {
+        let v = app.wait_settled(order).await;
+        assert_eq!(
+            v["status"], "delivered",
+            "{method}: found by active query: {v}"
+        );
+    }
+}
+both_backends!(dropped_notifications_are_found_on_every_channel);
+
+/// At the deadline every channel's trade is closed first: unpaid ones expire (and can no longer
+/// be paid), quietly paid ones are delivered instead.
+async fn every_channel_closes_before_expiry(backend: Backend) {
+    let Some(app) = TestApp::spawn_gateways(backend, "[orders]\nexpire_seconds = 6\n").await else {
+        return;
+    };
+    app.create_product("deadline", 500, "auto").await;
+    app.import_keys("deadline", 20).await;
+    let mut unpaid = Vec::new();
+    let mut quiet = Vec::new();
+    for (method, device, _) in FLAVOURS {
+        let a = order_via(&app, "deadline", method, device).await;
+        // Open the payment page (the trade becomes known to the gateway) but do not pay.
+        let p = &a["payment"];
+        if let Some(u) = p["url"].as_str() {
+            let _ = app.http.get(u).send().await.unwrap();
+        }
+        unpaid.push((method, a));
+        let b = order_via(&app, "deadline", method, device).await;
+        let (s, body) = app.pay_in_browser(&b, "drop").await;
+        assert_eq!(s, 200, "{body}");
+        quiet.push((method, b));
+    }
+    for (method, o) in &unpaid {
+        // Epay cannot close a trade: it expires after a short grace past the deadline instead.
+        assert_eq!(
+            app.wait_settled_for(o, 60).await["status"],
+            "expired",
+            "{method}"
+        );
+    }
+    for (method, o) in &quiet {
+        assert_eq!(
+            app.wait_settled(o).await["status"],
+            "delivered",
+            "{method}: paid before the close"
+        );
+    }
+    assert_eq!(app.stock("deadline").await, json!(20 - FLAVOURS.len()));
+}
+both_backends!(every_channel_closes_before_expiry);
+
+/// Hundreds of buyers at once over every channel for fewer keys than buyers: everyone told
+/// "paid" gets a key, no key twice, everyone else a clean out_of_stock.
+async fn mixed_run_over_all_channels(backend: Backend) {
+    let Some(app) = TestApp::spawn_gateways(backend, "").await else {
+        return;
+    };
+    let app = Arc::new(app);
+    app.create_product("mixed", 100, "auto").await;
+    let keys: HashSet<String> = app.import_keys("mixed", 120).await.into_iter().collect();
+    let buyers: Vec<_> = (0..300)
+        .map(|i| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let (method, device, _) = FLAVOURS[i % FLAVOURS.len()];
+                let (s, order) = app
+                    .try_order(json!({"product": "mixed", "email": format!("m{i}@example.com"), "method": method, "device": device}))
+                    .await;
+                if s == 409 {
+                    assert_eq!(order["error"]["code"], "out_of_stock");
+                    return None;
+                }
+                assert_eq!(s, 201, "{order}");
+                let (s, body) = app.pay_in_browser(&order, "normal").await;
+                assert_eq!(s, 200, "{method}: {body}");
+                Some(app.wait_settled(&order).await)
+            })
+        })
+        .collect();
+    let mut delivered = Vec::new();
+    for b in buyers {
+        if let Some(v) = b.await.unwrap() {
+            assert_eq!(
+                v["status"], "delivered",
+                "told paid, so it must be delivered: {v}"
+            );
+            assert_eq!(v["cards"].as_array().unwrap().len(), 1);
+            delivered.push(v);
+        }
+    }
+    assert_eq!(delivered.len(), 120, "every key sold exactly once");
+    let seen = assert_no_key_twice(&delivered);
+    assert!(seen.iter().all(|k| keys.contains(k)));
+    assert_eq!(app.stock("mixed").await, json!(0));
+    let by_channel: HashSet<&str> = delivered
+        .iter()
+        .map(|v| v["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        by_channel.len(),
+        4,
+        "every method sold something: {by_channel:?}"
+    );
+}
+both_backends!(mixed_run_over_all_channels);

@@ -1,1 +1,0 @@
-//! alipay gateway simulator: being written.

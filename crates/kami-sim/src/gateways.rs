@@ -1,0 +1,265 @@
+//! Every gateway simulator at once, with freshly generated keys, plus the merchant-side channel
+//! configurations that talk to them. `kami serve --demo` mounts them on its own server so a
+//! newcomer can buy through every protocol on one machine; `kami sim --listen` serves them
+//! alone and can write a kami configuration (with key files) that points at them.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kami_core::{ChannelId, IdError, Method};
+use kami_pay::alipay::{AlipayConfig, AlipayMode, AlipaySignType};
+use kami_pay::crypto::{KeyError, RsaSigner};
+use kami_pay::epay::{EpayConfig, EpayCredentials, EpayFlow};
+use kami_pay::wechatpay::{PlatformKeys, WechatMode, WechatPayConfig};
+
+use crate::alipay::{AlipaySim, AlipaySimConfig};
+use crate::epay::{EpaySim, EpaySimConfig};
+use crate::wechatpay::{WechatSim, WechatSimConfig};
+
+pub const ALIPAY_APP_ID: &str = "2021000000000001";
+pub const ALIPAY_SELLER_ID: &str = "2088000000000001";
+pub const WECHAT_MCHID: &str = "1900000001";
+pub const WECHAT_APPID: &str = "wx0000000000000001";
+pub const WECHAT_SERIAL: &str = "5157F09EFDC096DE15EBE81A47057A7232F1B8E1";
+pub const WECHAT_PUB_KEY_ID: &str = "PUB_KEY_ID_0000000000000000000000000001";
+pub const EPAY_PID: &str = "1001";
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("key generation: {0}")]
+    Key(#[from] KeyError),
+    #[error("channel id: {0}")]
+    Id(#[from] IdError),
+    #[error("writing {path}: {err}")]
+    Io { path: String, err: std::io::Error },
+}
+
+/// Key material, kept as PEM so it can be written out and loaded again.
+struct Keys {
+    alipay_app: String,
+    alipay_gateway: String,
+    wechat_merchant: String,
+    wechat_platform: String,
+    apiv3: String,
+    epay_key: String,
+}
+
+fn random_alnum(n: usize) -> String {
+    use rand::Rng;
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    (0..n)
+        .map(|_| char::from(CHARS[rng.gen_range(0..CHARS.len())]))
+        .collect()
+}
+
+/// All simulators and the matching merchant configurations.
+pub struct Gateways {
+    /// Routes of every simulator (`/sim/alipay/...`, `/sim/wechatpay/...`, `/sim/epay/...`).
+    pub router: axum::Router,
+    pub alipay: Arc<AlipaySim>,
+    pub wechatpay: Arc<WechatSim>,
+    pub epay: Arc<EpaySim>,
+    base_url: String,
+    keys: Keys,
+}
+
+/// Notification retry schedule: `fast` for tests (50 ms steps), else each protocol's real one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GatewayOptions {
+    pub fast_retries: bool,
+}
+
+impl Gateways {
+    /// Generate keys and start the simulators for a server reachable at `base_url`
+    /// (scheme://host:port, no trailing slash).
+    pub fn generate(base_url: &str, opts: GatewayOptions) -> Result<Gateways, GatewayError> {
+        let keys = Keys {
+            alipay_app: RsaSigner::generate()?.private_key_pem()?,
+            alipay_gateway: RsaSigner::generate()?.private_key_pem()?,
+            wechat_merchant: RsaSigner::generate()?.private_key_pem()?,
+            wechat_platform: RsaSigner::generate()?.private_key_pem()?,
+            apiv3: random_alnum(32),
+            epay_key: random_alnum(32),
+        };
+        let schedule = |real: Vec<Duration>| {
+            if opts.fast_retries {
+                (0..real.len() as u64)
+                    .map(|i| Duration::from_millis(50 * i))
+                    .collect()
+            } else {
+                real
+            }
+        };
+        let secs = |v: &[u64]| {
+            v.iter()
+                .map(|s| Duration::from_secs(*s))
+                .collect::<Vec<_>>()
+        };
+        let alipay = AlipaySim::new(AlipaySimConfig {
+            app_id: ALIPAY_APP_ID.into(),
+            merchant_public_key: RsaSigner::from_text(&keys.alipay_app)?.verifier()?,
+            gateway_key: RsaSigner::from_text(&keys.alipay_gateway)?,
+            seller_id: ALIPAY_SELLER_ID.into(),
+            // Alipay: 4m 10m 10m 1h 2h 6h 15h after the first try.
+            retry_schedule: schedule(secs(&[0, 240, 600, 600, 3600, 7200, 21600, 54000])),
+            notify_timeout: Duration::from_secs(10),
+        });
+        let wechatpay = WechatSim::new(WechatSimConfig {
+            mchid: WECHAT_MCHID.into(),
+            appid: WECHAT_APPID.into(),
+            merchant_serial_no: WECHAT_SERIAL.into(),
+            merchant_public_key: RsaSigner::from_text(&keys.wechat_merchant)?.verifier()?,
+            platform_key: RsaSigner::from_text(&keys.wechat_platform)?,
+            platform_key_id: WECHAT_PUB_KEY_ID.into(),
+            apiv3_key: keys.apiv3.as_bytes().to_vec(),
+            // WeChat Pay: 15s 15s 30s 3m 10m 20m 30m 30m 30m 60m 3h 3h 3h 6h 6h.
+            retry_schedule: schedule(secs(&[
+                0, 15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600,
+                21600,
+            ])),
+            notify_timeout: Duration::from_secs(5),
+        });
+        let mut epay_cfg = EpaySimConfig::v1(EPAY_PID, &keys.epay_key);
+        epay_cfg.retry_schedule = schedule(EpaySimConfig::default_schedule());
+        let epay = EpaySim::new(epay_cfg);
+        let router = axum::Router::new()
+            .merge(alipay.router())
+            .merge(wechatpay.router())
+            .merge(epay.router());
+        Ok(Gateways {
+            router,
+            alipay,
+            wechatpay,
+            epay,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            keys,
+        })
+    }
+
+    pub fn alipay_config(&self, id: &str) -> Result<AlipayConfig, GatewayError> {
+        Ok(AlipayConfig {
+            id: ChannelId::parse(id)?,
+            methods: vec![Method::Alipay],
+            priority: 10,
+            gateway: format!("{}/sim/alipay/gateway.do", self.base_url),
+            app_id: ALIPAY_APP_ID.into(),
+            app_private_key: RsaSigner::from_text(&self.keys.alipay_app)?,
+            alipay_public_key: RsaSigner::from_text(&self.keys.alipay_gateway)?.verifier()?,
+            sign_type: AlipaySignType::Rsa2,
+            mode: AlipayMode::Auto,
+            seller_id: Some(ALIPAY_SELLER_ID.into()),
+            app_auth_token: None,
+            sys_service_provider_id: None,
+        })
+    }
+
+    pub fn wechatpay_config(&self, id: &str) -> Result<WechatPayConfig, GatewayError> {
+        Ok(WechatPayConfig {
+            id: ChannelId::parse(id)?,
+            methods: vec![Method::Wxpay],
+            priority: 10,
+            api_base: format!("{}/sim/wechatpay", self.base_url),
+            mchid: WECHAT_MCHID.into(),
+            appid: WECHAT_APPID.into(),
+            merchant_serial_no: WECHAT_SERIAL.into(),
+            merchant_private_key: RsaSigner::from_text(&self.keys.wechat_merchant)?,
+            apiv3_key: self.keys.apiv3.as_bytes().to_vec(),
+            platform: PlatformKeys::PublicKey {
+                id: WECHAT_PUB_KEY_ID.into(),
+                key: RsaSigner::from_text(&self.keys.wechat_platform)?.verifier()?,
+            },
+            mode: WechatMode::Auto,
+        })
+    }
+
+    /// Epay serves `qqpay` here (and could serve alipay/wxpay at a lower priority).
+    pub fn epay_config(&self, id: &str) -> Result<EpayConfig, GatewayError> {
+        Ok(EpayConfig {
+            id: ChannelId::parse(id)?,
+            methods: vec![Method::Qqpay],
+            priority: 10,
+            gateway: format!("{}/sim/epay/", self.base_url),
+            pid: EPAY_PID.into(),
+            credentials: EpayCredentials::V1 {
+                key: self.keys.epay_key.clone(),
+            },
+            flow: EpayFlow::Submit,
+        })
+    }
+
+    /// Write the merchant keys into `dir` and return `[[channels]]` TOML for a kami
+    /// configuration that talks to these simulators (paths relative to `dir`'s parent config).
+    pub fn write_channel_config(&self, dir: &Path) -> Result<String, GatewayError> {
+        let write = |name: &str, text: &str| -> Result<String, GatewayError> {
+            let path = dir.join(name);
+            std::fs::write(&path, text).map_err(|err| GatewayError::Io {
+                path: path.display().to_string(),
+                err,
+            })?;
+            Ok(path.display().to_string())
+        };
+        std::fs::create_dir_all(dir).map_err(|err| GatewayError::Io {
+            path: dir.display().to_string(),
+            err,
+        })?;
+        let ali_priv = write("alipay_app_private_key.pem", &self.keys.alipay_app)?;
+        let ali_pub = write(
+            "alipay_public_key.pem",
+            &RsaSigner::from_text(&self.keys.alipay_gateway)?.public_key_pem()?,
+        )?;
+        let wx_priv = write(
+            "wechatpay_merchant_private_key.pem",
+            &self.keys.wechat_merchant,
+        )?;
+        let wx_pub = write(
+            "wechatpay_public_key.pem",
+            &RsaSigner::from_text(&self.keys.wechat_platform)?.public_key_pem()?,
+        )?;
+        let apiv3 = write("wechatpay_apiv3_key", &self.keys.apiv3)?;
+        let epay = write("epay_key", &self.keys.epay_key)?;
+        let b = &self.base_url;
+        Ok(format!(
+            r#"[[channels]]
+id = "alipay-sim"
+kind = "alipay"
+methods = ["alipay"]
+priority = 10
+gateway = "{b}/sim/alipay/gateway.do"
+app_id = "{ALIPAY_APP_ID}"
+app_private_key_file = "{ali_priv}"
+alipay_public_key_file = "{ali_pub}"
+seller_id = "{ALIPAY_SELLER_ID}"
+sign_type = "RSA2"
+mode = "auto"
+
+[[channels]]
+id = "wechat-sim"
+kind = "wechatpay"
+methods = ["wxpay"]
+priority = 10
+api_base = "{b}/sim/wechatpay"
+mchid = "{WECHAT_MCHID}"
+appid = "{WECHAT_APPID}"
+merchant_serial_no = "{WECHAT_SERIAL}"
+merchant_private_key_file = "{wx_priv}"
+apiv3_key_file = "{apiv3}"
+wechatpay_public_key_file = "{wx_pub}"
+wechatpay_public_key_id = "{WECHAT_PUB_KEY_ID}"
+mode = "auto"
+
+[[channels]]
+id = "epay-sim"
+kind = "epay"
+methods = ["qqpay"]
+priority = 10
+gateway = "{b}/sim/epay/"
+pid = "{EPAY_PID}"
+key_file = "{epay}"
+version = 1
+mode = "submit"
+"#
+        ))
+    }
+}
