@@ -190,15 +190,22 @@ impl Gateways {
     }
 
     /// Write the merchant keys into `dir` and return `[[channels]]` TOML for a kami
-    /// configuration that talks to these simulators (paths relative to `dir`'s parent config).
+    /// configuration that talks to these simulators. The configuration must be written in
+    /// `dir`'s parent directory: key paths are relative to it.
     pub fn write_channel_config(&self, dir: &Path) -> Result<String, GatewayError> {
+        // kami resolves relative `*_file` paths against the configuration file's directory, and
+        // `dir` sits next to that file: name the keys relative to it.
+        let dir_name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let write = |name: &str, text: &str| -> Result<String, GatewayError> {
             let path = dir.join(name);
             std::fs::write(&path, text).map_err(|err| GatewayError::Io {
                 path: path.display().to_string(),
                 err,
             })?;
-            Ok(path.display().to_string())
+            Ok(format!("{dir_name}/{name}"))
         };
         std::fs::create_dir_all(dir).map_err(|err| GatewayError::Io {
             path: dir.display().to_string(),
