@@ -151,3 +151,59 @@ async fn refunds_partial_then_full(backend: Backend) {
     assert_eq!(r.status(), 401);
 }
 both_backends!(refunds_partial_then_full);
+
+/// Two kami processes claiming payment checks at once never claim the same payment twice.
+async fn payment_checks_are_claimed_once_across_processes(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    app.create_product("claims", 100, "auto").await;
+    app.import_keys("claims", 30).await;
+    let mut expected = Vec::new();
+    for _ in 0..30 {
+        expected.push(
+            app.order("claims", 1).await["order_no"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let other = kami_store::Store::connect(&app.db_url, 8).await.unwrap();
+    // "Now" a little ahead so every first check is due; leases outlast the test.
+    let at = kami_server::time::now_ms() + 10_000;
+    let stores = [
+        app.state.store.clone(),
+        other.clone(),
+        app.state.store.clone(),
+        other,
+    ];
+    let workers: Vec<_> = stores
+        .into_iter()
+        .map(|s| {
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                for _ in 0..15 {
+                    mine.extend(
+                        s.claim_payment_checks(at, at + 600_000, 3)
+                            .await
+                            .unwrap()
+                            .into_iter()
+                            .map(|c| c.order_no),
+                    );
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await.unwrap());
+    }
+    all.sort();
+    let n = all.len();
+    all.dedup();
+    assert_eq!(n, all.len(), "a payment was claimed twice");
+    expected.sort();
+    assert_eq!(all, expected);
+}
+both_backends!(payment_checks_are_claimed_once_across_processes);

@@ -192,3 +192,59 @@ async fn mixed_run_over_all_channels(backend: Backend) {
     );
 }
 both_backends!(mixed_run_over_all_channels);
+
+/// A gateway that reports a different amount (the buyer paid less): the notification verifies,
+/// but the order is never delivered — not from the notification, not from the active query.
+async fn a_wrong_amount_is_never_delivered(backend: Backend) {
+    let Some(app) = TestApp::spawn_gateways(backend, "").await else {
+        return;
+    };
+    app.create_product("exact", 1230, "auto").await;
+    app.import_keys("exact", 5).await;
+    // Each simulator's own unit for its "pay a different amount" control.
+    let cases = [
+        ("alipay", "pc", "12.29"),
+        ("wxpay", "pc", "1229"),
+        ("qqpay", "pc", "12.29"),
+    ];
+    let mut orders = Vec::new();
+    for (method, device, amount) in cases {
+        let order = order_via(&app, "exact", method, device).await;
+        let (s, body) = app
+            .pay_in_browser_with(&order, &[("notify", "normal"), ("amount", amount)])
+            .await;
+        assert_eq!(s, 200, "{method}: {body}");
+        orders.push((method, order));
+    }
+    // Past the first active query (~5 s) too.
+    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    for (method, order) in &orders {
+        let (_, v) = app
+            .read_order(
+                order["order_no"].as_str().unwrap(),
+                order["access_token"].as_str().unwrap(),
+                0,
+            )
+            .await;
+        assert_eq!(v["status"], "pending", "{method}: {v}");
+        assert!(v.get("cards").is_none());
+        let detail = app.admin_order(order["order_no"].as_str().unwrap()).await;
+        let events = detail["payment_events"].as_array().unwrap();
+        assert!(
+            !events.is_empty() && events.iter().all(|e| e["outcome"] == "amount_mismatch"),
+            "{method}: {events:?}"
+        );
+    }
+    assert!(
+        app.metric("kami_notifications_total{outcome=\"amount_mismatch\"}")
+            .await
+            >= 3
+    );
+    assert_eq!(
+        app.stock("exact").await,
+        json!(2),
+        "still reserved, never sold"
+    );
+    assert!(app.admin_orders("delivered").await.is_empty());
+}
+both_backends!(a_wrong_amount_is_never_delivered);

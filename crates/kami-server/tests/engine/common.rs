@@ -285,6 +285,19 @@ impl TestApp {
     /// Pay like a buyer's browser: open the payment page (a QR code's page for QR actions),
     /// then submit its first form with the simulator's `notify` control. (status, body)
     pub async fn pay_in_browser(&self, order: &Value, notify: &str) -> (u16, String) {
+        self.pay_in_browser_with(order, &[("notify", notify)]).await
+    }
+
+    /// As `pay_in_browser`, with any simulator controls (e.g. `amount` to pay a different sum).
+    pub async fn pay_in_browser_with(
+        &self,
+        order: &Value,
+        fields: &[(&str, &str)],
+    ) -> (u16, String) {
+        let notify = fields
+            .iter()
+            .find(|(k, _)| *k == "notify")
+            .map_or("normal", |(_, v)| *v);
         let p = &order["payment"];
         if p["channel"] == "sandbox" {
             return self.pay_with(order, notify).await;
@@ -309,13 +322,7 @@ impl TestApp {
             .unwrap_or_else(|| panic!("no form on {page_url}: {html}"))
             .replace("&amp;", "&");
         let url = page_url.join(&action).unwrap();
-        let r = self
-            .http
-            .post(url)
-            .form(&[("notify", notify)])
-            .send()
-            .await
-            .unwrap();
+        let r = self.http.post(url).form(fields).send().await.unwrap();
         (r.status().as_u16(), r.text().await.unwrap())
     }
 
