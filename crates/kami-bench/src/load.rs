@@ -1,5 +1,6 @@
-//! The HTTP side: admin setup (product + card keys), the buyers (create → sandbox pay →
-//! delivered), and the admin-API cross-check of delivered orders.
+//! The HTTP side: admin setup (product + card keys), the buyers (create → pay → delivered;
+//! pay is the sandbox's JSON pay call, or for a real protocol the simulator's payment page
+//! and its Pay form, like a browser), and the admin-API cross-check of delivered orders.
 
 use anyhow::{bail, Context, Result};
 use reqwest::{header, Client, StatusCode, Url};
@@ -10,6 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+
+use crate::browser::{self, Device, PayMethod};
 
 /// `base` + path segments (each percent-encoded as needed).
 pub fn api_url(base: &Url, segments: &[&str]) -> Result<Url> {
@@ -154,7 +157,8 @@ pub enum Outcome {
 pub struct OrderRecord {
     pub index: usize,
     pub order_no: Option<String>,
-    /// The sandbox pay step answered `paid`.
+    /// The pay step succeeded (sandbox: answered `paid`; real protocols: the simulator's
+    /// Pay form answered HTTP 200).
     pub paid: bool,
     pub create_us: Option<u64>,
     pub pay_us: Option<u64>,
@@ -180,10 +184,20 @@ pub struct BuyerCtx {
     pub base: Url,
     pub slug: String,
     pub quantity: u32,
+    pub method: PayMethod,
+    pub device: Device,
     pub wait_s: u64,
     pub deliver_timeout: Duration,
     pub request_timeout: Duration,
     pub progress: Progress,
+    /// `channel … action …` of the first order created, for the report.
+    pub first_payment: std::sync::OnceLock<String>,
+}
+
+/// `channel alipay-sim, action qr` from a create answer's `payment`.
+pub fn describe_payment(payment: &Value) -> String {
+    let get = |k: &str| payment.get(k).and_then(Value::as_str).unwrap_or("?");
+    format!("channel {}, action {}", get("channel"), get("action"))
 }
 
 /// Live counters for the progress line.
@@ -263,7 +277,8 @@ async fn run_order_inner(ctx: &BuyerCtx, index: usize) -> OrderRecord {
         "product": ctx.slug,
         "quantity": ctx.quantity,
         "email": format!("b{index}@bench.test"),
-        "method": "sandbox",
+        "method": ctx.method.as_str(),
+        "device": ctx.device.as_str(),
     });
     let resp = ctx
         .client
@@ -299,55 +314,33 @@ async fn run_order_inner(ctx: &BuyerCtx, index: usize) -> OrderRecord {
         Ok(v) => v,
         Err(e) => return fail(rec, "create_bad_json", format!("{e}: {text}")),
     };
-    let (Some(order_no), Some(access_token), Some(pay_url)) = (
+    let (Some(order_no), Some(access_token), Some(payment)) = (
         created.get("order_no").and_then(Value::as_str),
         created.get("access_token").and_then(Value::as_str),
-        created.pointer("/payment/url").and_then(Value::as_str),
+        created.get("payment"),
     ) else {
         return fail(
             rec,
             "create_missing_fields",
-            format!("need order_no, access_token, payment.url: {text}"),
+            format!("need order_no, access_token, payment: {text}"),
         );
     };
     let order_no = order_no.to_string();
     let access_token = access_token.to_string();
+    let payment = payment.clone();
     rec.order_no = Some(order_no.clone());
     rec.create_us = Some(micros(t0.elapsed()));
 
-    // 2. pay at the sandbox simulator (relative URLs resolve against the server).
-    let pay_url = match ctx.base.join(pay_url) {
-        Ok(u) => u,
-        Err(e) => return fail(rec, "pay_bad_url", format!("{e}: {pay_url}")),
-    };
+    // 2. pay at the simulator.
     let t1 = Instant::now();
-    let resp = ctx
-        .client
-        .post(pay_url)
-        .header(header::ACCEPT, "application/json")
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body("notify=normal")
-        .timeout(ctx.request_timeout)
-        .send()
-        .await;
-    let (status, text) = match resp {
-        Ok(r) => {
-            let status = r.status();
-            match r.text().await {
-                Ok(t) => (status, t),
-                Err(e) => return fail(rec, transport_kind("pay", &e), e.to_string()),
-            }
-        }
-        Err(e) => return fail(rec, transport_kind("pay", &e), e.to_string()),
+    let _ = ctx.first_payment.set(describe_payment(&payment));
+    let paid = if ctx.method == PayMethod::Sandbox {
+        pay_sandbox(ctx, &payment).await
+    } else {
+        pay_in_browser(ctx, &payment).await
     };
-    if !status.is_success() {
-        return fail(rec, format!("pay_http_{}", status.as_u16()), text);
-    }
-    let paid_status = serde_json::from_str::<Value>(&text)
-        .ok()
-        .and_then(|v| v.get("status").and_then(Value::as_str).map(str::to_string));
-    if paid_status.as_deref() != Some("paid") {
-        return fail(rec, "pay_not_paid", text);
+    if let Err((kind, message)) = paid {
+        return fail(rec, kind, message);
     }
     rec.paid = true;
     rec.pay_us = Some(micros(t1.elapsed()));
@@ -459,6 +452,101 @@ async fn run_order_inner(ctx: &BuyerCtx, index: usize) -> OrderRecord {
             }
         }
     }
+}
+
+type PayError = (String, String);
+
+/// Sends a request and reads the body; (status, final URL after redirects, body).
+async fn send_read(
+    req: reqwest::RequestBuilder,
+    step: &str,
+) -> Result<(StatusCode, Url, String), PayError> {
+    let r = req
+        .send()
+        .await
+        .map_err(|e| (transport_kind(step, &e), e.to_string()))?;
+    let status = r.status();
+    let url = r.url().clone();
+    let text = r
+        .text()
+        .await
+        .map_err(|e| (transport_kind(step, &e), e.to_string()))?;
+    Ok((status, url, text))
+}
+
+/// Sandbox: `POST payment.url` with `notify=normal` (JSON answer `{"status":"paid"}`).
+async fn pay_sandbox(ctx: &BuyerCtx, payment: &Value) -> Result<(), PayError> {
+    let Some(pay_url) = payment.get("url").and_then(Value::as_str) else {
+        return Err((
+            "pay_no_url".into(),
+            format!("sandbox payment without url: {payment}"),
+        ));
+    };
+    // Relative URLs resolve against the server.
+    let pay_url = ctx
+        .base
+        .join(pay_url)
+        .map_err(|e| ("pay_bad_url".to_string(), format!("{e}: {pay_url}")))?;
+    let (status, _, text) = send_read(
+        ctx.client
+            .post(pay_url)
+            .header(header::ACCEPT, "application/json")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body("notify=normal")
+            .timeout(ctx.request_timeout),
+        "pay",
+    )
+    .await?;
+    if !status.is_success() {
+        return Err((format!("pay_http_{}", status.as_u16()), text));
+    }
+    let paid_status = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| v.get("status").and_then(Value::as_str).map(str::to_string));
+    if paid_status.as_deref() != Some("paid") {
+        return Err(("pay_not_paid".into(), text));
+    }
+    Ok(())
+}
+
+/// A real protocol, like a browser: open the payment page (`payment.url`, or the page
+/// behind `payment.qr_code`; redirects followed), then POST its first form with
+/// `notify=normal`. Success is HTTP 200; the simulator then notifies kami on its own.
+async fn pay_in_browser(ctx: &BuyerCtx, payment: &Value) -> Result<(), PayError> {
+    let page = browser::payment_page(
+        &ctx.base,
+        payment.get("url").and_then(Value::as_str),
+        payment.get("qr_code").and_then(Value::as_str),
+    )
+    .map_err(|e| ("pay_bad_url".to_string(), format!("{e:#}: {payment}")))?;
+    let (status, page_url, html) = send_read(
+        ctx.client
+            .get(page)
+            .header(header::ACCEPT, "text/html")
+            .timeout(ctx.request_timeout),
+        "pay_page",
+    )
+    .await?;
+    if status != StatusCode::OK {
+        return Err((format!("pay_page_http_{}", status.as_u16()), html));
+    }
+    let Some(action) = browser::first_post_form(&page_url, &html) else {
+        return Err(("pay_page_no_form".into(), format!("{page_url}: {html}")));
+    };
+    let (status, _, text) = send_read(
+        ctx.client
+            .post(action)
+            .header(header::ACCEPT, "text/html")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body("notify=normal")
+            .timeout(ctx.request_timeout),
+        "pay",
+    )
+    .await?;
+    if status != StatusCode::OK {
+        return Err((format!("pay_http_{}", status.as_u16()), text));
+    }
+    Ok(())
 }
 
 /// Closed loop: `buyers` tasks each run orders back to back until `orders` were started.

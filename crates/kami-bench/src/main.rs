@@ -1,12 +1,23 @@
 //! kami-bench — load generator and integrity checker for kami.
 //!
 //! Runs N concurrent buyers through the whole purchase path of a real kami server —
-//! `POST /api/v1/orders` → sandbox pay (`POST payment.url`, `notify=normal`) → long-poll
-//! `GET /api/v1/orders/{order_no}?wait=10` until `delivered` — then checks integrity
+//! `POST /api/v1/orders` → pay → long-poll `GET /api/v1/orders/{order_no}?wait=10` until
+//! `delivered` — then checks integrity
 //! (every paid order delivered, no card key in two orders, exactly `quantity` cards per
 //! order, the admin API agrees on the delivered count) and, in the same run and on the
 //! same disk, calibrates how many durable single-row commits per second the machine can
 //! do, so the throughput can be read as "kami durable commits/s vs. what the disk allows".
+//!
+//! Pay step: with `--method sandbox` (default) `POST payment.url` with `notify=normal`
+//! (JSON). With `--method alipay|wxpay|qqpay` the server is spawned with `serve --demo`,
+//! which mounts the gateway simulators on it and routes alipay → `alipay-sim` (Alipay
+//! OpenAPI RSA2), wxpay → `wechat-sim` (WeChat Pay v3), qqpay → `epay-sim` (Epay v1 MD5);
+//! the buyer then pays like a browser: GET `payment.url` or `payment.qr_code` (a
+//! `weixin://` code becomes `{base}/sim/wechatpay/scan/{TOKEN}`), take the page's first
+//! `<form method="post">`, POST it with `notify=normal`, expect HTTP 200. The simulator then
+//! sends its protocol's signed notification to kami in the background, so the
+//! notification's cost lands in the deliver step. `--device pc|mobile` picks the QR or
+//! redirect flavour (Alipay precreate / wap.pay, WeChat Native / H5).
 //!
 //! By default it spawns `target/release/kami` in a fresh temp dir (SQLite, or a fresh
 //! `kami_bench_<random>` PostgreSQL database with `--database-url`), creates a product
@@ -26,6 +37,9 @@
 //! # open loop: 200 orders/s for 60 s, at most 512 orders in flight, JSON summary
 //! cargo run --release -p kami-bench -- --rate 200 --duration 60 --max-in-flight 512 --json bench.json
 //!
+//! # WeChat Pay v3 H5 (redirect) through the in-process simulator
+//! cargo run --release -p kami-bench -- --method wxpay --device mobile --buyers 64 --orders 3000
+//!
 //! # an already running server (RSS only with --pid)
 //! cargo run --release -p kami-bench -- --target http://127.0.0.1:8080 --admin-token TOKEN --pid 1234
 //!
@@ -41,6 +55,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod browser;
 mod calibrate;
 mod integrity;
 mod load;
@@ -78,12 +93,13 @@ Examples:
   cargo build --release -p kami && cargo run --release -p kami-bench -- --buyers 64 --orders 5000
   cargo run --release -p kami-bench -- --database-url postgres://postgres@127.0.0.1/postgres
   cargo run --release -p kami-bench -- --rate 200 --duration 60 --json bench.json
+  cargo run --release -p kami-bench -- --method alipay --device mobile --orders 3000
   cargo run --release -p kami-bench -- --target http://127.0.0.1:8080 --admin-token TOKEN --pid 1234
   cargo run --release -p kami-bench -- --calibrate-only [--database-url postgres://...]
 
 Exit status: 0 integrity PASS, 1 integrity FAIL, 2 the bench could not run.";
 
-/// Load generator for kami: concurrent buyers through create → sandbox pay → delivered,
+/// Load generator for kami: concurrent buyers through create → pay → delivered,
 /// integrity checks, and a durable-commit calibration of the same disk.
 #[derive(Parser, Debug)]
 #[command(name = "kami-bench", version, after_help = AFTER_HELP)]
@@ -142,6 +158,17 @@ struct Args {
     /// Open loop: concurrency cap; arrivals beyond it are shed and counted.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     max_in_flight: usize,
+
+    /// Payment method the buyers choose. Anything but sandbox spawns `kami serve --demo`
+    /// (in-process Alipay / WeChat Pay v3 / Epay simulators, channels alipay-sim,
+    /// wechat-sim, epay-sim) and pays like a browser on the simulator's page.
+    #[arg(long, value_enum, value_name = "METHOD", default_value_t = browser::PayMethod::Sandbox)]
+    method: browser::PayMethod,
+
+    /// The buyer's device (`device` of the create call): pc = QR flavours (Alipay
+    /// precreate, WeChat Native), mobile = redirect flavours (Alipay wap.pay, WeChat H5).
+    #[arg(long, value_enum, value_name = "DEVICE", default_value_t = browser::Device::Pc)]
+    device: browser::Device,
 
     /// Card keys per order.
     #[arg(long, value_name = "Q", default_value_t = 1)]
@@ -565,14 +592,21 @@ async fn load_phase(
                 .with_context(|| format!("writing {}", config.display()))?;
             eprintln!("config {}", config.display());
             let token = server::create_admin_token(&args.kami, &config).await?;
+            let demo = args.method.needs_demo();
             let s = server::SpawnedServer::start(
                 &args.kami,
                 &config,
+                demo,
                 &tmp.join("server.log"),
                 Duration::from_secs(args.startup_timeout),
             )
             .await?;
-            eprintln!("server up at {} (pid {})", s.base_url, s.pid);
+            eprintln!(
+                "server up at {} (pid {}{})",
+                s.base_url,
+                s.pid,
+                if demo { ", serve --demo" } else { "" }
+            );
             let url = s.base_url.clone();
             (Some(s), token, url)
         }
@@ -685,6 +719,9 @@ async fn drive(
         duration_s: args.rate.map(|_| args.duration_s()),
         max_in_flight: args.rate.map(|_| args.max_in_flight),
         quantity: args.quantity,
+        method: args.method.as_str().into(),
+        device: args.device.as_str().into(),
+        payment: None,
         keys: n_keys,
         wait_s: args.wait,
         deliver_timeout_s: args.deliver_timeout,
@@ -696,10 +733,13 @@ async fn drive(
         base: base.clone(),
         slug,
         quantity: args.quantity,
+        method: args.method,
+        device: args.device,
         wait_s: args.wait,
         deliver_timeout: Duration::from_secs(args.deliver_timeout),
         request_timeout: Duration::from_secs(args.request_timeout),
         progress: Progress::default(),
+        first_payment: std::sync::OnceLock::new(),
     });
     let progress = (args.progress > 0.0)
         .then(|| load::spawn_progress(ctx.clone(), Duration::from_secs_f64(args.progress)));
@@ -714,6 +754,12 @@ async fn drive(
             args.buyers, args.orders
         ),
     }
+    eprintln!(
+        "paying with method {} on device {} (expected channel {})",
+        args.method.as_str(),
+        args.device.as_str(),
+        args.method.demo_channel()
+    );
     let start = Instant::now();
     let records = match args.rate {
         Some(rate) => {
@@ -731,6 +777,9 @@ async fn drive(
     let wall = start.elapsed().as_secs_f64();
     if let Some(p) = progress {
         p.abort();
+    }
+    if let Some(p) = report.params.as_mut() {
+        p.payment = ctx.first_payment.get().cloned();
     }
     summarize_records(
         &records,

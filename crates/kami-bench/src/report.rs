@@ -17,6 +17,11 @@ pub struct Params {
     pub duration_s: Option<f64>,
     pub max_in_flight: Option<usize>,
     pub quantity: u32,
+    /// `--method` and `--device` of the create call.
+    pub method: String,
+    pub device: String,
+    /// `channel …, action …` of the first created order.
+    pub payment: Option<String>,
     pub keys: usize,
     pub wait_s: u64,
     pub deliver_timeout_s: u64,
@@ -35,7 +40,7 @@ pub struct Counts {
     /// Orders the buyers started.
     pub attempted: u64,
     pub delivered: u64,
-    /// Orders whose sandbox pay step answered `paid`.
+    /// Orders whose pay step succeeded (sandbox `paid`; real protocols: Pay form HTTP 200).
     pub paid: u64,
     pub out_of_stock: u64,
     pub failed: u64,
@@ -179,6 +184,16 @@ pub fn render(r: &Report) -> String {
             out,
             "load         {how}, quantity {}, {} keys",
             p.quantity, p.keys
+        );
+        let _ = writeln!(
+            out,
+            "payment      method {}, device {}{}",
+            p.method,
+            p.device,
+            p.payment
+                .as_deref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default()
         );
     }
     if let Some(s) = &r.server {

@@ -193,19 +193,26 @@ fn pump<R: AsyncRead + Unpin + Send + 'static>(
 }
 
 impl SpawnedServer {
-    /// Starts `kami serve --config FILE`, logging its output to `log_path`, and waits
-    /// up to `timeout` for the "listening on" line.
+    /// Starts `kami serve [--demo] --config FILE`, logging its output to `log_path`, and
+    /// waits up to `timeout` for the "listening on" line. `--demo` mounts the gateway
+    /// simulators on the server and adds the channels alipay-sim, wechat-sim, epay-sim.
     pub async fn start(
         kami: &Path,
         config: &Path,
+        demo: bool,
         log_path: &Path,
         timeout: Duration,
     ) -> Result<Self> {
         let log = File::create(log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
         let log = Arc::new(Mutex::new(log));
-        let mut child = Command::new(kami)
-            .args(["serve", "--config"])
+        let mut cmd = Command::new(kami);
+        cmd.arg("serve");
+        if demo {
+            cmd.arg("--demo");
+        }
+        let mut child = cmd
+            .arg("--config")
             .arg(config)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())

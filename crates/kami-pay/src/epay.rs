@@ -1142,9 +1142,10 @@ impl PaymentChannel for EpayChannel {
         }
     }
 
-    /// v1 `act=refund` carries no refund number (G.1): a repeat is a second refund.
+    /// v1 `act=refund` carries no refund number (G.1), and older v2 hosts ignore
+    /// `out_refund_no` (G.5): a repeat may be a second refund.
     fn refund_is_idempotent(&self) -> bool {
-        matches!(self.version(), Version::V2)
+        false
     }
 }
 

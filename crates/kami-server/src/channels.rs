@@ -19,6 +19,8 @@ pub struct LocalSandbox {
 
 pub struct Channels {
     list: Vec<Arc<dyn PaymentChannel>>,
+    /// Ids of channels that take no new orders.
+    disabled: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,7 +111,9 @@ impl Channels {
     ) -> Result<(Channels, Option<LocalSandbox>), ChannelSetupError> {
         let mut list: Vec<Arc<dyn PaymentChannel>> = Vec::new();
         let mut local = None;
-        for c in config.channels.iter().filter(|c| c.enabled) {
+        // Disabled channels are built too: orders already sent to them must still be notified,
+        // queried, closed and refunded; they just take no new orders (see `route`).
+        for c in &config.channels {
             match c.kind {
                 ChannelKind::Sandbox => {
                     let secret = sandbox_secret(c, config)?;
@@ -133,7 +137,13 @@ impl Channels {
                 ChannelKind::Epay => list.push(Arc::new(build_epay(c, config, http)?)),
             }
         }
-        Ok((Channels { list }, local))
+        let disabled = config
+            .channels
+            .iter()
+            .filter(|c| !c.enabled)
+            .map(|c| c.id.to_string())
+            .collect();
+        Ok((Channels { list, disabled }, local))
     }
 
     /// Add a channel built elsewhere (the demo's simulator-wired channels).
@@ -149,7 +159,9 @@ impl Channels {
     pub fn route(&self, method: Method) -> Option<&Arc<dyn PaymentChannel>> {
         self.list
             .iter()
-            .filter(|c| c.methods().contains(&method))
+            .filter(|c| {
+                c.methods().contains(&method) && !self.disabled.iter().any(|d| d == c.id().as_str())
+            })
             .max_by_key(|c| c.priority())
     }
 
@@ -157,7 +169,7 @@ impl Channels {
     pub fn methods(&self) -> Vec<Method> {
         Method::ALL
             .into_iter()
-            .filter(|m| self.list.iter().any(|c| c.methods().contains(m)))
+            .filter(|m| self.route(*m).is_some())
             .collect()
     }
 }

@@ -35,9 +35,13 @@ pub const UNCLOSABLE_GRACE_MS: i64 = 30_000;
 /// Expiry fallback for orders nobody could close: well after the close grace.
 pub const EXPIRY_GRACE_MS: i64 = CLOSE_GRACE_MS + 5 * 60_000;
 /// How long a claimed check or refund belongs to one worker.
-const LEASE_MS: i64 = 60_000;
+const LEASE_MS: i64 = 180_000;
 /// A refund the channel has not settled yet is asked about again after this.
 pub const REFUND_RETRY_MS: i64 = 30_000;
+/// How long an admin refund call holds its refund against the retry worker.
+pub const REFUND_LEASE_MS: i64 = 180_000;
+/// A refund still unsettled after this long (gateway errors throughout) is given up as failed.
+const REFUND_GIVE_UP_MS: i64 = 24 * 3_600_000;
 
 const TICK: Duration = Duration::from_millis(500);
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(5);
@@ -136,6 +140,7 @@ async fn check_one(state: &Arc<AppState>, c: PaymentCheck) -> Result<(), kami_st
         tracing::debug!(order = %c.order_no, channel = %c.channel_id, "query at the channel: {queried:?}");
         return match queried {
             Ok(TradeState::Paid(conf)) => apply_paid(state, &c, "QUERY", conf).await,
+            Ok(TradeState::Refunded) => reversal(state, &c).await,
             Ok(_) => {
                 state
                     .store
@@ -162,9 +167,10 @@ async fn check_one(state: &Arc<AppState>, c: PaymentCheck) -> Result<(), kami_st
     tracing::debug!(order = %c.order_no, channel = %c.channel_id, "close at the channel: {closed:?}");
     match closed {
         Ok(TradeState::Paid(conf)) => apply_paid(state, &c, "CLOSE", conf).await,
-        Ok(TradeState::Closed | TradeState::NotFound | TradeState::Refunded) => {
-            expire(state, &c).await
-        }
+        Ok(TradeState::Closed | TradeState::NotFound) => expire(state, &c).await,
+        // The money came and went back (e.g. Alipay refunds a payment that raced the cancel):
+        // never expire-then-deliver it later; the seller sees an exception.
+        Ok(TradeState::Refunded) => reversal(state, &c).await,
         // Reachable and unpaid, but the protocol cannot close (Epay): a short grace, then expire.
         Ok(TradeState::Waiting) => {
             if now >= c.expires_at + UNCLOSABLE_GRACE_MS {
@@ -191,6 +197,18 @@ async fn check_one(state: &Arc<AppState>, c: PaymentCheck) -> Result<(), kami_st
             }
         }
     }
+}
+
+async fn reversal(state: &AppState, c: &PaymentCheck) -> Result<(), kami_store::StoreError> {
+    tracing::warn!(order = %c.order_no, channel = %c.channel_id, "channel reports the trade refunded before delivery");
+    if state
+        .store
+        .record_channel_reversal(&c.order_no, now_ms())
+        .await?
+    {
+        state.watch.changed(&c.order_no);
+    }
+    state.store.reschedule_check(c.payment_id, None).await
 }
 
 async fn expire(state: &AppState, c: &PaymentCheck) -> Result<(), kami_store::StoreError> {
@@ -263,30 +281,49 @@ pub async fn settle_refund(state: &AppState, call: RefundCall) -> Result<RefundC
         reason: call.reason.clone(),
     };
     let now = now_ms();
+    let idempotent = channel.refund_is_idempotent();
+    let given_up = now - call.refund.created_at > REFUND_GIVE_UP_MS;
+    let retry = |why: String| {
+        if given_up {
+            RefundResult::Failed {
+                error: format!("not settled after 24 hours: {why}"),
+            }
+        } else {
+            RefundResult::Pending {
+                retry_at: now + REFUND_RETRY_MS,
+            }
+        }
+    };
     let result = match channel.refund(&req).await {
         Ok(o) if o.settled => RefundResult::Succeeded,
-        Ok(_) => RefundResult::Pending {
-            retry_at: now + REFUND_RETRY_MS,
-        },
-        // The gateway refused for good: record it so the admin sees why.
-        Err(PayError::Gateway { code, message }) => RefundResult::Failed {
-            error: format!("{code}: {message}"),
+        // Accepted, not settled yet: ask again later with the same number — where that is safe.
+        Ok(_) if idempotent => retry("accepted, not settled".into()),
+        Ok(_) => RefundResult::Unknown {
+            error: "accepted by the gateway but not confirmed settled".into(),
         },
         Err(PayError::Unsupported(what)) => RefundResult::Failed {
             error: format!("not supported by the channel: {what}"),
         },
+        // A gateway error may be temporary (system busy, rate limited) and the money may still
+        // move: retry with the same number where the gateway de-duplicates; where it does not,
+        // its explicit refusal is final.
+        Err(PayError::Gateway { code, message }) if idempotent => {
+            tracing::warn!(refund = %call.refund.refund_no, "refund refused ({code}: {message}); will retry");
+            retry(format!("{code}: {message}"))
+        }
+        Err(PayError::Gateway { code, message }) => RefundResult::Failed {
+            error: format!("{code}: {message}"),
+        },
         // Unknown outcome (timeout, bad response): ask again with the same refund number —
         // unless the gateway does not de-duplicate refunds, where a repeat could pay twice.
-        Err(e) if !channel.refund_is_idempotent() => {
+        Err(e) if idempotent => {
+            tracing::warn!(refund = %call.refund.refund_no, "refund call failed, will retry: {e}");
+            retry(e.to_string())
+        }
+        Err(e) => {
             tracing::error!(refund = %call.refund.refund_no, "refund outcome unknown; not retried: {e}");
             RefundResult::Unknown {
                 error: e.to_string(),
-            }
-        }
-        Err(e) => {
-            tracing::warn!(refund = %call.refund.refund_no, "refund call failed, will retry: {e}");
-            RefundResult::Pending {
-                retry_at: now + REFUND_RETRY_MS,
             }
         }
     };

@@ -205,6 +205,12 @@ impl Gateways {
                 path: path.display().to_string(),
                 err,
             })?;
+            // Private keys: owner-only.
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+            }
             Ok(format!("{dir_name}/{name}"))
         };
         std::fs::create_dir_all(dir).map_err(|err| GatewayError::Io {

@@ -2,10 +2,11 @@
 //! with a lease, the channel is asked (outside any transaction), and the payment is then
 //! rescheduled, applied as paid, or closed. Claims skip rows other processes hold.
 
-use kami_core::{Currency, Millis, Money};
+use kami_core::{Currency, Millis, Money, OrderEvent, OrderStatus, PaymentEvent, PaymentStatus};
 
 use crate::db::Tx;
-use crate::error::Result;
+use crate::error::{Result, StoreError};
+use crate::orders::{insert_outbox, release_cards};
 use crate::params;
 
 /// One payment the worker must ask its channel about.
@@ -67,4 +68,63 @@ pub(crate) fn reschedule(tx: &mut dyn Tx, payment_id: i64, next: Option<Millis>)
         params![payment_id, next],
     )?;
     Ok(())
+}
+
+/// The channel reports the trade refunded (fully or partly) although kami never delivered it:
+/// money arrived and went back — e.g. Alipay refunds a payment that raced its cancel, or the
+/// seller refunded in the gateway's console. A pending or expired order becomes `exception`
+/// (paid, not deliverable) with its reserved keys returned, and the payment is marked refunded
+/// so a notification arriving later can never deliver it. For an order already paid, only an
+/// alert is recorded. Returns true when the order changed.
+pub(crate) fn channel_reversal(tx: &mut dyn Tx, order_no: &str, now: Millis) -> Result<bool> {
+    let o = tx
+        .query_opt(
+            "SELECT o.id, o.status, o.product_id, o.quantity, p.delivery FROM orders o \
+             JOIN products p ON p.id = o.product_id WHERE o.order_no = $1 FOR UPDATE OF o",
+            params![order_no],
+        )?
+        .ok_or(StoreError::OrderNotFound)?;
+    let (order_id, product_id, quantity) = (o.int(0)?, o.int(2)?, o.int(3)?);
+    let status = OrderStatus::parse(&o.text(1)?)
+        .ok_or_else(|| StoreError::Corrupt("order status".into()))?;
+    let note =
+        "the payment channel reports this trade refunded before delivery; no keys were delivered";
+    let alert = serde_json::json!({ "order_no": order_no, "reason": note }).to_string();
+    if status.is_paid() {
+        insert_outbox(tx, "payment.reversed", order_id, alert, now)?;
+        return Ok(false);
+    }
+    let next = status
+        .on(OrderEvent::PaymentConfirmed)
+        .and_then(|s| s.on(OrderEvent::Undeliverable))
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    if status == OrderStatus::Pending {
+        release_cards(tx, order_id)?;
+        if o.text(4)? == "manual" {
+            tx.exec(
+                "UPDATE products SET manual_stock = manual_stock + $2 WHERE id = $1 AND manual_stock IS NOT NULL",
+                params![product_id, quantity],
+            )?;
+        }
+    }
+    tx.exec(
+        "UPDATE orders SET status = $3, paid_at = $4, note = $5 WHERE id = $1 AND status = $2",
+        params![order_id, status.as_str(), next.as_str(), now, note],
+    )?;
+    for p in tx.query(
+        "SELECT id, status FROM payments WHERE order_id = $1 AND status IN ('created', 'closed') FOR UPDATE",
+        params![order_id],
+    )? {
+        let from = PaymentStatus::parse(&p.text(1)?).ok_or_else(|| StoreError::Corrupt("payment status".into()))?;
+        let to = from
+            .on(PaymentEvent::Confirmed)
+            .and_then(|s| s.on(PaymentEvent::Refunded { full: false }))
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        tx.exec(
+            "UPDATE payments SET status = $3, next_check_at = NULL, lease_until = NULL WHERE id = $1 AND status = $2",
+            params![p.int(0)?, from.as_str(), to.as_str()],
+        )?;
+    }
+    insert_outbox(tx, "payment.reversed", order_id, alert, now)?;
+    Ok(true)
 }

@@ -25,7 +25,7 @@ use kami_core::{Millis, OrderNo};
 pub use checks::PaymentCheck;
 pub use error::{Result, StoreError};
 pub use model::*;
-pub use refunds::{Refund, RefundCall, RefundResult};
+pub use refunds::{NewRefund, Refund, RefundCall, RefundResult};
 
 use crate::db::Tx;
 
@@ -229,6 +229,13 @@ impl Store {
             .await
     }
 
+    /// The channel reports the trade refunded before delivery (see `checks::channel_reversal`).
+    pub async fn record_channel_reversal(&self, order_no: &str, now: Millis) -> Result<bool> {
+        let no = order_no.to_owned();
+        self.write(move |tx| checks::channel_reversal(tx, &no, now))
+            .await
+    }
+
     /// Release a claimed check and schedule the next (`None`: stop checking).
     pub async fn reschedule_check(&self, payment_id: i64, next: Option<Millis>) -> Result<()> {
         self.write(move |tx| checks::reschedule(tx, payment_id, next))
@@ -238,28 +245,9 @@ impl Store {
     // ---- refunds ----
 
     /// Record a pending refund (or find the existing one with this number).
-    pub async fn begin_refund(
-        &self,
-        order_no: &OrderNo,
-        amount: Option<i64>,
-        reason: Option<String>,
-        refund_no: Option<String>,
-        now: Millis,
-        retry_at: Millis,
-    ) -> Result<RefundCall> {
+    pub async fn begin_refund(&self, order_no: &OrderNo, refund: NewRefund) -> Result<RefundCall> {
         let no = order_no.as_str().to_owned();
-        self.write(move |tx| {
-            refunds::begin(
-                tx,
-                &no,
-                amount,
-                reason.as_deref(),
-                refund_no.as_deref(),
-                now,
-                retry_at,
-            )
-        })
-        .await
+        self.write(move |tx| refunds::begin(tx, &no, &refund)).await
     }
 
     /// Record the channel's answer for a pending refund.

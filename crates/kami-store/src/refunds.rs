@@ -84,15 +84,30 @@ fn call_for(tx: &mut dyn Tx, refund_no: &str, existing: bool) -> Result<RefundCa
     })
 }
 
-pub(crate) fn begin(
-    tx: &mut dyn Tx,
-    order_no: &str,
-    amount: Option<i64>,
-    reason: Option<&str>,
-    refund_no: Option<&str>,
-    now: Millis,
-    retry_at: Millis,
-) -> Result<RefundCall> {
+/// A refund the admin asked for.
+#[derive(Debug, Clone, Default)]
+pub struct NewRefund {
+    /// Minor units; `None` = everything still refundable.
+    pub amount: Option<i64>,
+    pub reason: Option<String>,
+    /// Idempotency key; generated when absent.
+    pub refund_no: Option<String>,
+    pub now: Millis,
+    /// When the retry worker may ask the channel again (`None`: never automatically).
+    pub retry_at: Option<Millis>,
+    /// The caller's own call to the channel holds the refund until then.
+    pub lease_until: Millis,
+}
+
+pub(crate) fn begin(tx: &mut dyn Tx, order_no: &str, r: &NewRefund) -> Result<RefundCall> {
+    let (amount, reason, refund_no, now, retry_at, lease_until) = (
+        r.amount,
+        r.reason.as_deref(),
+        r.refund_no.as_deref(),
+        r.now,
+        r.retry_at,
+        r.lease_until,
+    );
     let o = tx
         .query_opt(
             "SELECT id FROM orders WHERE order_no = $1 FOR UPDATE",
@@ -110,7 +125,13 @@ pub(crate) fn begin(
                     "this refund number belongs to another order".into(),
                 ));
             }
-            return call_for(tx, no, true);
+            let existing = call_for(tx, no, true)?;
+            if amount.is_some_and(|a| a != existing.refund.amount.minor()) {
+                return Err(StoreError::InvalidInput(
+                    "this refund number was already used for a different amount".into(),
+                ));
+            }
+            return Ok(existing);
         }
     }
     let p = tx
@@ -147,9 +168,9 @@ pub(crate) fn begin(
         None => format!("{order_no}R{}", all.int(0)? + 1),
     };
     tx.exec(
-        "INSERT INTO refunds (order_id, payment_id, refund_no, amount, currency, reason, status, created_at, next_check_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8)",
-        params![order_id, payment_id, refund_no.as_str(), amount, currency.as_str(), reason, now, retry_at],
+        "INSERT INTO refunds (order_id, payment_id, refund_no, amount, currency, reason, status, created_at, \
+           next_check_at, lease_until) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9)",
+        params![order_id, payment_id, refund_no.as_str(), amount, currency.as_str(), reason, now, retry_at, lease_until],
     )?;
     call_for(tx, &refund_no, false)
 }

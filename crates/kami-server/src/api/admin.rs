@@ -296,18 +296,36 @@ pub async fn refund(
         ));
     }
     let now = now_ms();
+    let channel = {
+        let order = state
+            .store
+            .order(&no)
+            .await?
+            .ok_or_else(|| ApiError::not_found("order_not_found", "no such order"))?;
+        state.channels.get(&order.channel_id).cloned()
+    };
+    let idempotent = channel.as_ref().is_some_and(|c| c.refund_is_idempotent());
+    // Where the gateway does not de-duplicate refunds, nothing retries automatically.
+    let retry_at = idempotent.then_some(now + crate::workers::REFUND_RETRY_MS);
     let call = state
         .store
         .begin_refund(
             &no,
-            b.amount,
-            b.reason,
-            b.refund_no,
-            now,
-            now + crate::workers::REFUND_RETRY_MS,
+            kami_store::NewRefund {
+                amount: b.amount,
+                reason: b.reason,
+                refund_no: b.refund_no,
+                now,
+                retry_at,
+                lease_until: now + crate::workers::REFUND_LEASE_MS,
+            },
         )
         .await?;
-    let call = if call.refund.status == "pending" {
+    // A repeated request for an existing refund asks the gateway again only where that is safe.
+    let call = if call.refund.status == "pending"
+        && (!call.existing || idempotent)
+        && call.refund.error.is_none()
+    {
         crate::workers::settle_refund(&state, call).await?
     } else {
         call

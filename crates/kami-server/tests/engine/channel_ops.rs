@@ -207,3 +207,61 @@ async fn payment_checks_are_claimed_once_across_processes(backend: Backend) {
     assert_eq!(all, expected);
 }
 both_backends!(payment_checks_are_claimed_once_across_processes);
+
+/// The gateway gave the money back before kami delivered (refunded in its console, or Alipay
+/// refunding a payment that raced the cancel): the order becomes an exception for the seller,
+/// its key returns to stock, and the payment's own notification arriving late delivers nothing.
+async fn money_returned_by_the_gateway_is_never_delivered(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    app.create_product("reversed", 700, "auto").await;
+    app.import_keys("reversed", 1).await;
+    let order = app.order("reversed", 1).await;
+    let no = order["order_no"].as_str().unwrap();
+    let (s, body) = app.pay_with(&order, "drop").await;
+    assert_eq!(s, 200, "{body}");
+    let gateway_trade_no = serde_json::from_str::<serde_json::Value>(&body).unwrap()
+        ["gateway_trade_no"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The seller refunds at the gateway, behind kami's back.
+    let channel = app.state.channels.get("sandbox").unwrap().clone();
+    let money = kami_core::Money::new(700, kami_core::Currency::Cny).unwrap();
+    let r = channel
+        .refund(&kami_pay::RefundRequest {
+            trade_no: no.to_owned(),
+            refund_no: "console-1".into(),
+            amount: money,
+            total: money,
+            reason: None,
+        })
+        .await
+        .unwrap();
+    assert!(r.settled);
+
+    let v = app.wait_settled(&order).await;
+    assert_eq!(v["status"], "exception", "{v}");
+    assert!(v.get("cards").is_none());
+    assert_eq!(
+        app.stock("reversed").await,
+        json!(1),
+        "the reserved key went back"
+    );
+    // The original notification arrives late: acknowledged, nothing delivered.
+    let (s, body) = app
+        .send_notification(&app.notification(no, "7.00", "CNY", &gateway_trade_no))
+        .await;
+    assert_eq!((s, body.as_str()), (200, "success"));
+    let (_, v) = app
+        .read_order(no, order["access_token"].as_str().unwrap(), 0)
+        .await;
+    assert_eq!(v["status"], "exception");
+    assert_eq!(app.stock("reversed").await, json!(1));
+    assert!(app.admin_order(no).await["note"]
+        .as_str()
+        .unwrap()
+        .contains("refunded"));
+}
+both_backends!(money_returned_by_the_gateway_is_never_delivered);

@@ -5,6 +5,8 @@ ALTER TABLE payments ADD COLUMN next_check_at BIGINT;
 ALTER TABLE payments ADD COLUMN check_attempts BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE payments ADD COLUMN lease_until BIGINT;
 CREATE INDEX payments_check ON payments (next_check_at) WHERE next_check_at IS NOT NULL;
+-- payments already waiting at upgrade are checked too
+UPDATE payments SET next_check_at = created_at + 5000 WHERE status = 'created';
 
 -- Refunds: recorded `pending` before the channel is called (with a stable refund number the
 -- channel de-duplicates on), then `succeeded` or `failed`. Pending ones are retried.
