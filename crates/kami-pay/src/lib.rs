@@ -5,6 +5,7 @@
 pub mod alipay;
 pub mod crypto;
 pub mod epay;
+pub mod form;
 pub mod sandbox;
 pub mod wechatpay;
 
