@@ -132,6 +132,23 @@ fn apply_payment(
     let new_pay = pay_status
         .on(PaymentEvent::Confirmed)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    // A gateway trade number already seen on another of our payments: the gateway (or its
+    // configuration) is reusing numbers. This payment is still bound by our trade number and
+    // its amount, so it counts; the seller gets an alert to look at both.
+    if let Some(other) = tx.query_opt(
+        "SELECT o.order_no FROM payments p JOIN orders o ON o.id = p.order_id \
+         WHERE p.channel_id = $1 AND p.gateway_trade_no = $2 AND p.id <> $3 LIMIT 1",
+        params![channel_id, gateway_trade_no, payment_id],
+    )? {
+        let payload = serde_json::json!({ "gateway_trade_no": gateway_trade_no, "other_order_no": other.text(0)? });
+        insert_outbox(
+            tx,
+            "payment.gateway_trade_reused",
+            order_id,
+            payload.to_string(),
+            now,
+        )?;
+    }
     if tx.exec(
         "UPDATE payments SET status = $2, gateway_trade_no = $3, paid_at = $4, next_check_at = NULL, lease_until = NULL \
          WHERE id = $1 AND status = $5",

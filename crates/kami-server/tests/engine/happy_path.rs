@@ -155,3 +155,30 @@ async fn manual_and_loop_products(backend: Backend) {
     assert_eq!(app.stock("dedup").await, json!(4));
 }
 both_backends!(manual_and_loop_products);
+
+/// A gateway reusing its own trade number for two of our orders (a gateway bug, or numbers that
+/// collide at high rates) must not leave a paid order stuck: each payment is bound by our trade
+/// number and its amount, and both orders are delivered.
+async fn a_reused_gateway_trade_number_does_not_block_delivery(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    app.create_product("reuse", 300, "auto").await;
+    app.import_keys("reuse", 2).await;
+    let a = app.order("reuse", 1).await;
+    let b = app.order("reuse", 1).await;
+    for o in [&a, &b] {
+        let n = app.notification(
+            o["order_no"].as_str().unwrap(),
+            "3.00",
+            "CNY",
+            "SBX-SAME-NUMBER",
+        );
+        let (s, body) = app.send_notification(&n).await;
+        assert_eq!((s, body.as_str()), (200, "success"));
+    }
+    for o in [&a, &b] {
+        assert_eq!(app.wait_settled(o).await["status"], "delivered");
+    }
+}
+both_backends!(a_reused_gateway_trade_number_does_not_block_delivery);

@@ -67,7 +67,9 @@ CREATE TABLE payments (
     UNIQUE (channel_id, trade_no)
 );
 CREATE INDEX payments_order ON payments (order_id);
-CREATE UNIQUE INDEX payments_gateway_trade ON payments (channel_id, gateway_trade_no)
+-- Not unique: the binding that counts is our own (channel, trade_no) plus the amount. A gateway
+-- reusing its trade number for another order is recorded as an alert, never a stuck payment.
+CREATE INDEX payments_gateway_trade ON payments (channel_id, gateway_trade_no)
     WHERE gateway_trade_no IS NOT NULL;
 
 -- every notification received, verified or not, exactly as it arrived
