@@ -102,8 +102,6 @@ pub const TRADE_SUCCESS: &str = "TRADE_SUCCESS";
 /// Longest `name` sent, in bytes (cut at a character boundary): some hosts truncate names
 /// around 127 bytes before verifying, which would break the signature (G.2).
 pub const MAX_NAME_BYTES: usize = 120;
-/// Largest gateway API response the channel reads.
-const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// Per-request timeout for gateway API calls.
 const API_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -626,17 +624,9 @@ impl EpayChannel {
 
     /// Send a request; the reply's HTTP status and flattened JSON fields.
     async fn call(&self, req: reqwest::RequestBuilder) -> Result<Vec<(String, String)>, PayError> {
-        // `without_url`: v1 URLs carry the merchant key.
-        let transport = |e: reqwest::Error| PayError::Transport(e.without_url().to_string());
-        let mut resp = req.timeout(API_TIMEOUT).send().await.map_err(transport)?;
-        let status = resp.status().as_u16();
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(PayError::Malformed("gateway response too large".into()));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        // Transport errors never carry the URL: v1 URLs carry the merchant key.
+        let crate::http::Reply { status, body, .. } =
+            crate::http::send(req.timeout(API_TIMEOUT)).await?;
         match flatten_json(&body) {
             Some(fields) => Ok(fields),
             None => Err(PayError::Gateway {

@@ -6,6 +6,7 @@ pub mod alipay;
 pub mod crypto;
 pub mod epay;
 pub mod form;
+mod http;
 pub mod sandbox;
 pub mod wechatpay;
 

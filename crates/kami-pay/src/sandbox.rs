@@ -71,8 +71,6 @@ type HmacSha256 = Hmac<Sha256>;
 
 use crate::form::{clip, required};
 pub use crate::form::{field, parse_form, MAX_FORM_BYTES, MAX_FORM_FIELDS};
-/// Largest gateway API response the channel reads.
-const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// Per-request timeout for gateway API calls.
 const API_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -220,23 +218,8 @@ impl SandboxChannel {
 
     /// Send an API request and return the verified fields of a successful answer.
     async fn call(&self, req: reqwest::RequestBuilder) -> Result<Vec<(String, String)>, PayError> {
-        let mut resp = req
-            .timeout(API_TIMEOUT)
-            .send()
-            .await
-            .map_err(|e| PayError::Transport(e.without_url().to_string()))?;
-        let status = resp.status().as_u16();
-        let mut body = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| PayError::Transport(e.without_url().to_string()))?
-        {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(PayError::Malformed("gateway response too large".into()));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let crate::http::Reply { status, body, .. } =
+            crate::http::send(req.timeout(API_TIMEOUT)).await?;
         let http_error = || PayError::Gateway {
             code: format!("HTTP_{status}"),
             message: clip(&String::from_utf8_lossy(&body)),

@@ -77,8 +77,6 @@ pub const DEFAULT_PAYER_CLIENT_IP: &str = "127.0.0.1";
 /// The only `resource.algorithm` of API v3 notifications (B.3).
 pub const RESOURCE_ALGORITHM: &str = "AEAD_AES_256_GCM";
 
-/// Largest gateway API response the channel reads.
-const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// Per-request timeout for gateway API calls.
 const API_TIMEOUT: Duration = Duration::from_secs(15);
 /// Pauses before re-querying a `PROCESSING` refund.
@@ -804,23 +802,11 @@ impl WechatPayChannel {
         if method != reqwest::Method::GET {
             req = req.header("content-type", "application/json").body(body);
         }
-        let mut resp = req
-            .send()
-            .await
-            .map_err(|e| PayError::Transport(e.without_url().to_string()))?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let mut bytes = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| PayError::Transport(e.without_url().to_string()))?
-        {
-            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(PayError::Malformed("gateway response too large".into()));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+        let crate::http::Reply {
+            status,
+            headers,
+            body: bytes,
+        } = crate::http::send(req).await?;
         if !(200..300).contains(&status) {
             return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
                 Ok(e) => PayError::Gateway {

@@ -101,8 +101,6 @@ use crate::{
 pub use wire::AlipaySignType;
 use wire::{clip, field};
 
-/// Largest gateway response the channel reads.
-const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// Per-request timeout for gateway API calls.
 const API_TIMEOUT: Duration = Duration::from_secs(15);
 /// Longest `subject` Alipay accepts (characters).
@@ -419,7 +417,7 @@ impl AlipayChannel {
             .map_err(|e| PayError::Malformed(e.to_string()))?;
         let body = serde_urlencoded::to_string(&body_params)
             .map_err(|e| PayError::Malformed(e.to_string()))?;
-        let mut resp = self
+        let req = self
             .http
             .post(format!("{}?{query}", self.cfg.gateway))
             .header(
@@ -427,22 +425,12 @@ impl AlipayChannel {
                 "application/x-www-form-urlencoded;charset=utf-8",
             )
             .body(body)
-            .timeout(API_TIMEOUT)
-            .send()
-            .await
-            .map_err(|e| PayError::Transport(e.without_url().to_string()))?;
-        let status = resp.status().as_u16();
-        let mut bytes = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| PayError::Transport(e.without_url().to_string()))?
-        {
-            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(PayError::Malformed("gateway response too large".into()));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+            .timeout(API_TIMEOUT);
+        let crate::http::Reply {
+            status,
+            body: bytes,
+            ..
+        } = crate::http::send(req).await?;
         if status != 200 {
             return Err(PayError::Gateway {
                 code: format!("HTTP_{status}"),
