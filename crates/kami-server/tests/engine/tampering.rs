@@ -130,3 +130,35 @@ async fn tampered_notifications_change_nothing(backend: Backend) {
     );
 }
 both_backends!(tampered_notifications_change_nothing);
+
+/// DESIGN invariant 3: the browser coming back from the gateway never marks anything paid,
+/// whatever it claims in the query string.
+async fn the_return_url_never_marks_paid(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    app.create_product("back", 100, "auto").await;
+    app.import_keys("back", 1).await;
+    let order = app.order("back", 1).await;
+    let no = order["order_no"].as_str().unwrap();
+    for q in [
+        format!("order_no={no}"),
+        format!("order_no={no}&trade_status=TRADE_SUCCESS&status=paid&total_amount=1.00"),
+        "order_no=<script>".to_owned(),
+    ] {
+        let r = app
+            .http
+            .get(app.url(&format!("/pay/return/sandbox?{q}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(!r.text().await.unwrap().contains("<script>"));
+    }
+    let (_, v) = app
+        .read_order(no, order["access_token"].as_str().unwrap(), 0)
+        .await;
+    assert_eq!(v["status"], "pending");
+    assert_eq!(app.stock("back").await, json!(0), "still only reserved");
+}
+both_backends!(the_return_url_never_marks_paid);
