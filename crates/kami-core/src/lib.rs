@@ -3,10 +3,12 @@
 pub mod ids;
 pub mod money;
 pub mod order;
+pub mod pricing;
 
 pub use ids::{ChannelId, Email, IdError, Method, OrderNo, Quantity, SecretToken, Slug};
 pub use money::{Currency, Money, MoneyError};
 pub use order::{OrderEvent, OrderStatus, PaymentEvent, PaymentStatus, TransitionError};
+pub use pricing::{PriceTiers, Pricing, PricingError, Tier};
 
 /// Milliseconds since the Unix epoch (UTC). The one time representation stored and compared.
 pub type Millis = i64;

@@ -27,6 +27,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The in-process gateway simulators when built with `demo_gateways` (demo and tests).
     pub gateways: Option<kami_sim::gateways::Gateways>,
+    /// Storefront templates, assets and message catalogues.
+    pub theme: crate::web::Theme,
 }
 
 /// How to build the application beyond its configuration.
@@ -72,6 +74,8 @@ pub enum StartError {
     Channel(#[from] ChannelSetupError),
     #[error("http client: {0}")]
     Http(String),
+    #[error("theme: {0}")]
+    Theme(#[from] crate::web::ThemeError),
     #[error("gateway simulators: {0}")]
     Gateways(#[from] kami_sim::gateways::GatewayError),
 }
@@ -140,6 +144,7 @@ impl Application {
             None
         };
         let sim_router = gateways.as_ref().map(|g| g.router.clone());
+        let theme = crate::web::Theme::load(config.shop.theme_dir.as_deref())?;
         let state = Arc::new(AppState {
             store,
             channels,
@@ -148,6 +153,7 @@ impl Application {
             watch: OrderWatch::default(),
             metrics: Metrics::default(),
             gateways,
+            theme,
         });
         let mut router = api::router(state.clone());
         if let Some(sims) = sim_router {

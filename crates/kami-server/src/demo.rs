@@ -33,6 +33,8 @@ struct DemoProduct {
     delivery: Delivery,
     keys: usize,
     loop_key: Option<&'static str>,
+    category: &'static str,
+    tiers: &'static str,
 }
 
 const PRODUCTS: &[DemoProduct] = &[
@@ -44,6 +46,8 @@ const PRODUCTS: &[DemoProduct] = &[
         delivery: Delivery::Auto,
         keys: 50,
         loop_key: None,
+        category: "Games",
+        tiers: "5:1100,10:990",
     },
     DemoProduct {
         slug: "demo-gift-card",
@@ -53,6 +57,8 @@ const PRODUCTS: &[DemoProduct] = &[
         delivery: Delivery::Auto,
         keys: 3,
         loop_key: None,
+        category: "Gift cards",
+        tiers: "",
     },
     DemoProduct {
         slug: "demo-tutorial",
@@ -62,6 +68,8 @@ const PRODUCTS: &[DemoProduct] = &[
         delivery: Delivery::Auto,
         keys: 0,
         loop_key: Some("https://example.com/demo-tutorial (demo link)"),
+        category: "Downloads",
+        tiers: "",
     },
     DemoProduct {
         slug: "demo-recharge",
@@ -71,6 +79,8 @@ const PRODUCTS: &[DemoProduct] = &[
         delivery: Delivery::Manual,
         keys: 0,
         loop_key: None,
+        category: "Services",
+        tiers: "",
     },
 ];
 
@@ -88,6 +98,12 @@ pub async fn seed(store: &Store) -> Result<String, StoreError> {
             price,
             delivery: p.delivery,
             manual_stock: None,
+            category: p.category.into(),
+            sort_order: 0,
+            tiers: kami_core::PriceTiers::parse(p.tiers)
+                .map_err(|e| StoreError::InvalidInput(e.to_string()))?,
+            min_quantity: 1,
+            max_quantity: if p.loop_key.is_some() { 1 } else { 100 },
         };
         match store.create_product(new, now).await {
             Ok(()) => {}

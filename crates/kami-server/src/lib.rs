@@ -9,6 +9,7 @@ pub mod error;
 pub mod passwords;
 pub mod time;
 pub mod watch;
+pub mod web;
 pub mod workers;
 
 pub use app::{AppState, Application, BuildOptions, StartError};

@@ -1,6 +1,6 @@
 //! Products and card-key stock.
 
-use kami_core::{Currency, Millis, Money};
+use kami_core::{Currency, Millis, Money, PriceTiers, Pricing};
 
 use crate::db::{Row, Tx};
 use crate::error::{Result, StoreError};
@@ -9,8 +9,9 @@ use crate::params;
 
 pub(crate) fn create_product(tx: &mut dyn Tx, p: &NewProduct, now: Millis) -> Result<()> {
     let inserted = tx.exec(
-        "INSERT INTO products (slug, title, description, price, currency, delivery, manual_stock, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (slug) DO NOTHING",
+        "INSERT INTO products (slug, title, description, price, currency, delivery, manual_stock, created_at, \
+           category, sort_order, min_quantity, max_quantity, price_tiers) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (slug) DO NOTHING",
         params![
             p.slug.as_str(),
             p.title.as_str(),
@@ -19,7 +20,12 @@ pub(crate) fn create_product(tx: &mut dyn Tx, p: &NewProduct, now: Millis) -> Re
             p.price.currency().code(),
             p.delivery.as_str(),
             p.manual_stock,
-            now
+            now,
+            p.category.as_str(),
+            p.sort_order,
+            p.min_quantity,
+            p.max_quantity,
+            p.tiers.to_string()
         ],
     )?;
     if inserted == 0 {
@@ -36,22 +42,32 @@ fn product_from_row(r: &Row) -> Result<Product> {
         Delivery::Auto if r.int(8)? > 0 => Stock::Unlimited,
         Delivery::Auto => Stock::Count(r.int(7)?),
     };
+    let price = Money::new(r.int(3)?, Currency::parse(&r.text(4)?)?)?;
     Ok(Product {
         slug: r.text(0)?,
         title: r.text(1)?,
         description: r.text(2)?,
-        price: Money::new(r.int(3)?, Currency::parse(&r.text(4)?)?)?,
+        price,
         delivery,
         stock,
+        category: r.text(9)?,
+        sort_order: r.int(10)?,
+        pricing: pricing_from(price, &r.text(13)?, r.int(11)?, r.int(12)?)?,
     })
+}
+
+pub(crate) fn pricing_from(price: Money, tiers: &str, min: i64, max: i64) -> Result<Pricing> {
+    let corrupt = |e: kami_core::PricingError| StoreError::Corrupt(format!("product pricing: {e}"));
+    Pricing::new(price, PriceTiers::parse(tiers).map_err(corrupt)?, min, max).map_err(corrupt)
 }
 
 pub(crate) fn list_products(tx: &mut dyn Tx) -> Result<Vec<Product>> {
     tx.query(
         "SELECT p.slug, p.title, p.description, p.price, p.currency, p.delivery, p.manual_stock, \
            (SELECT COUNT(*) FROM cards c WHERE c.product_id = p.id AND c.status = 'available' AND c.is_loop = 0), \
-           (SELECT COUNT(*) FROM cards c WHERE c.product_id = p.id AND c.is_loop = 1) \
-         FROM products p WHERE p.active = 1 ORDER BY p.id",
+           (SELECT COUNT(*) FROM cards c WHERE c.product_id = p.id AND c.is_loop = 1), \
+           p.category, p.sort_order, p.min_quantity, p.max_quantity, p.price_tiers \
+         FROM products p WHERE p.active = 1 ORDER BY p.sort_order, p.id",
         &[],
     )?
     .iter()
@@ -63,7 +79,8 @@ pub(crate) fn product_by_slug(tx: &mut dyn Tx, slug: &str) -> Result<Option<Prod
     tx.query_opt(
         "SELECT p.slug, p.title, p.description, p.price, p.currency, p.delivery, p.manual_stock, \
            (SELECT COUNT(*) FROM cards c WHERE c.product_id = p.id AND c.status = 'available' AND c.is_loop = 0), \
-           (SELECT COUNT(*) FROM cards c WHERE c.product_id = p.id AND c.is_loop = 1) \
+           (SELECT COUNT(*) FROM cards c WHERE c.product_id = p.id AND c.is_loop = 1), \
+           p.category, p.sort_order, p.min_quantity, p.max_quantity, p.price_tiers \
          FROM products p WHERE p.slug = $1 AND p.active = 1",
         params![slug],
     )?

@@ -168,6 +168,29 @@ impl Store {
         self.read(move |tx| orders::list_orders(tx, &filter)).await
     }
 
+    /// Orders placed with this email that have a query password, newest first.
+    pub async fn orders_by_email(&self, email: &str, limit: u32) -> Result<Vec<Order>> {
+        let email = email.to_owned();
+        self.read(move |tx| orders::orders_by_email(tx, &email, limit))
+            .await
+    }
+
+    /// Remember the payment action (`qr`/`redirect` and its code or URL) of an order.
+    pub async fn set_pay_action(
+        &self,
+        order_no: &OrderNo,
+        action: &str,
+        target: &str,
+    ) -> Result<()> {
+        let (no, action, target) = (
+            order_no.as_str().to_owned(),
+            action.to_owned(),
+            target.to_owned(),
+        );
+        self.write(move |tx| orders::set_pay_action(tx, &no, &action, &target))
+            .await
+    }
+
     /// Expire due unpaid orders (at most `limit`), returning their numbers.
     pub async fn expire_due(&self, now: Millis, limit: u32) -> Result<Vec<String>> {
         self.write(move |tx| orders::expire_due(tx, now, limit))

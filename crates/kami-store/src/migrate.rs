@@ -23,6 +23,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0002_checks_refunds.sql"),
         postgres: include_str!("migrations/postgres/0002_checks_refunds.sql"),
     },
+    Migration {
+        version: 3,
+        name: "storefront",
+        sqlite: include_str!("migrations/sqlite/0003_storefront.sql"),
+        postgres: include_str!("migrations/postgres/0003_storefront.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kami_migrations \

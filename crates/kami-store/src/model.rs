@@ -1,6 +1,9 @@
 //! The store's public records.
 
-use kami_core::{ChannelId, Email, Method, Millis, Money, OrderNo, OrderStatus, Quantity, Slug};
+use kami_core::{
+    ChannelId, Email, Method, Millis, Money, OrderNo, OrderStatus, PriceTiers, Pricing, Quantity,
+    Slug,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
@@ -35,6 +38,13 @@ pub struct NewProduct {
     pub delivery: Delivery,
     /// For manual products: how many can be sold (`None` = unlimited).
     pub manual_stock: Option<i64>,
+    /// Catalogue group ("" = none) and position within the catalogue (lower first).
+    pub category: String,
+    pub sort_order: i64,
+    /// Wholesale tiers and quantity limits; `price` is the base unit price.
+    pub tiers: PriceTiers,
+    pub min_quantity: i64,
+    pub max_quantity: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +61,10 @@ pub struct Product {
     pub price: Money,
     pub delivery: Delivery,
     pub stock: Stock,
+    pub category: String,
+    pub sort_order: i64,
+    /// Base price, wholesale tiers and quantity limits: what an order of N costs.
+    pub pricing: Pricing,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -69,6 +83,8 @@ pub struct NewOrder {
     pub channel_id: ChannelId,
     pub access_token_hash: String,
     pub query_password_hash: Option<String>,
+    /// The buyer's language tag (`zh-CN`, `en`), for mail.
+    pub locale: String,
     pub now: Millis,
     pub expires_at: Millis,
     /// When the payment-check worker first asks the channel about this payment.
@@ -101,6 +117,10 @@ pub struct Order {
     pub expires_at: Millis,
     pub paid_at: Option<Millis>,
     pub delivered_at: Option<Millis>,
+    pub locale: String,
+    /// How the buyer pays, as the channel answered at creation (`qr` / `redirect` and the
+    /// code or URL); `None` for orders created through the API.
+    pub pay_action: Option<(String, String)>,
     /// Delivered keys: `Some` only when the order was delivered and its keys were loaded
     /// (single-order reads); lists leave them out.
     pub cards: Option<Vec<String>>,

@@ -62,7 +62,8 @@ pub(crate) fn create_order(tx: &mut dyn Tx, n: &NewOrder) -> Result<CreatedOrder
     let p = tx
         .query_opt(
             "SELECT p.id, p.title, p.price, p.currency, p.delivery, p.manual_stock, \
-               (SELECT c.id FROM cards c WHERE c.product_id = p.id AND c.is_loop = 1 ORDER BY c.id DESC LIMIT 1) \
+               (SELECT c.id FROM cards c WHERE c.product_id = p.id AND c.is_loop = 1 ORDER BY c.id DESC LIMIT 1), \
+               p.price_tiers, p.min_quantity, p.max_quantity \
              FROM products p WHERE p.slug = $1 AND p.active = 1",
             params![n.product.as_str()],
         )?
@@ -73,9 +74,13 @@ pub(crate) fn create_order(tx: &mut dyn Tx, n: &NewOrder) -> Result<CreatedOrder
     let delivery =
         Delivery::parse(&p.text(4)?).ok_or_else(|| StoreError::Corrupt("delivery".into()))?;
     let qty = n.quantity.get();
-    let amount = price
-        .times(qty)
-        .map_err(|_| StoreError::InvalidQuantity("the total is too large".into()))?;
+    let pricing = crate::catalog::pricing_from(price, &p.text(7)?, p.int(8)?, p.int(9)?)?;
+    let amount = pricing.total(n.quantity).map_err(|e| match e {
+        kami_core::PricingError::Money(_) => {
+            StoreError::InvalidQuantity("the total is too large".into())
+        }
+        other => StoreError::InvalidQuantity(other.to_string()),
+    })?;
 
     // A reusable ("loop") key makes the product unlimited; manual products have none.
     let loop_card = match delivery {
@@ -100,8 +105,8 @@ pub(crate) fn create_order(tx: &mut dyn Tx, n: &NewOrder) -> Result<CreatedOrder
     let order_id = tx
         .query_one(
             "INSERT INTO orders (order_no, product_id, quantity, amount, currency, email, method, channel_id, \
-               status, access_token_hash, query_password_hash, loop_card_id, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
+               status, access_token_hash, query_password_hash, loop_card_id, created_at, expires_at, locale) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
             params![
                 n.order_no.as_str(),
                 product_id,
@@ -116,7 +121,8 @@ pub(crate) fn create_order(tx: &mut dyn Tx, n: &NewOrder) -> Result<CreatedOrder
                 n.query_password_hash.clone(),
                 loop_card,
                 n.now,
-                n.expires_at
+                n.expires_at,
+                n.locale.as_str()
             ],
         )?
         .int(0)?;
@@ -172,6 +178,11 @@ fn order_from_row(r: &Row) -> Result<Order> {
         expires_at: r.int(14)?,
         paid_at: r.opt_int(15)?,
         delivered_at: r.opt_int(16)?,
+        locale: r.text(17)?,
+        pay_action: match (r.opt_text(18)?, r.opt_text(19)?) {
+            (Some(a), Some(t)) => Some((a, t)),
+            _ => None,
+        },
         cards: None,
     })
 }
@@ -180,7 +191,7 @@ pub(crate) fn order_by_no(tx: &mut dyn Tx, order_no: &str) -> Result<Option<Orde
     let Some(r) = tx.query_opt(
         "SELECT o.order_no, p.slug, p.title, o.quantity, o.amount, o.currency, o.email, o.method, o.status, \
            o.channel_id, o.access_token_hash, o.query_password_hash, o.note, o.created_at, o.expires_at, \
-           o.paid_at, o.delivered_at, o.id, o.loop_card_id \
+           o.paid_at, o.delivered_at, o.locale, o.pay_action, o.pay_target, o.id, o.loop_card_id \
          FROM orders o JOIN products p ON p.id = o.product_id WHERE o.order_no = $1",
         params![order_no],
     )?
@@ -189,8 +200,8 @@ pub(crate) fn order_by_no(tx: &mut dyn Tx, order_no: &str) -> Result<Option<Orde
     };
     let mut order = order_from_row(&r)?;
     if order.delivered_at.is_some() {
-        let id = r.int(17)?;
-        let cards = match r.opt_int(18)? {
+        let id = r.int(20)?;
+        let cards = match r.opt_int(21)? {
             Some(loop_id) => {
                 tx.query("SELECT secret FROM cards WHERE id = $1", params![loop_id])?
             }
@@ -214,7 +225,7 @@ pub(crate) fn list_orders(tx: &mut dyn Tx, f: &OrderFilter) -> Result<Vec<Order>
     tx.query(
         "SELECT o.order_no, p.slug, p.title, o.quantity, o.amount, o.currency, o.email, o.method, o.status, \
            o.channel_id, o.access_token_hash, o.query_password_hash, o.note, o.created_at, o.expires_at, \
-           o.paid_at, o.delivered_at \
+           o.paid_at, o.delivered_at, o.locale, o.pay_action, o.pay_target \
          FROM orders o JOIN products p ON p.id = o.product_id \
          WHERE ($1 = '' OR o.status = $1) AND o.order_no < $2 ORDER BY o.order_no DESC LIMIT $3",
         params![status, before, i64::from(f.limit.clamp(1, 500))],
@@ -222,6 +233,36 @@ pub(crate) fn list_orders(tx: &mut dyn Tx, f: &OrderFilter) -> Result<Vec<Order>
     .iter()
     .map(order_from_row)
     .collect()
+}
+
+/// The newest orders placed with this email that have a query password (lookups), newest
+/// first; keys are not loaded.
+pub(crate) fn orders_by_email(tx: &mut dyn Tx, email: &str, limit: u32) -> Result<Vec<Order>> {
+    tx.query(
+        "SELECT o.order_no, p.slug, p.title, o.quantity, o.amount, o.currency, o.email, o.method, o.status, \
+           o.channel_id, o.access_token_hash, o.query_password_hash, o.note, o.created_at, o.expires_at, \
+           o.paid_at, o.delivered_at, o.locale, o.pay_action, o.pay_target \
+         FROM orders o JOIN products p ON p.id = o.product_id \
+         WHERE o.email = $1 AND o.query_password_hash IS NOT NULL ORDER BY o.id DESC LIMIT $2",
+        params![email, i64::from(limit.clamp(1, 100))],
+    )?
+    .iter()
+    .map(order_from_row)
+    .collect()
+}
+
+/// Remember how the channel asked the buyer to pay, so the checkout page can show it again.
+pub(crate) fn set_pay_action(
+    tx: &mut dyn Tx,
+    order_no: &str,
+    action: &str,
+    target: &str,
+) -> Result<()> {
+    tx.exec(
+        "UPDATE orders SET pay_action = $2, pay_target = $3 WHERE order_no = $1",
+        params![order_no, action, target],
+    )?;
+    Ok(())
 }
 
 /// Expire one locked pending order: status, reserved keys back to stock, manual stock back,

@@ -7,7 +7,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use bytes::Bytes;
-use kami_core::{cards::parse_keys, Currency, Money, OrderNo, OrderStatus, SecretToken, Slug};
+use kami_core::{
+    cards::parse_keys, Currency, Money, OrderNo, OrderStatus, PriceTiers, Pricing, SecretToken,
+    Slug,
+};
 use kami_store::{Delivery, NewProduct, OrderFilter};
 use serde::Deserialize;
 use serde_json::json;
@@ -42,6 +45,32 @@ struct NewProductBody {
     description: String,
     /// Manual products only: how many may be sold (absent = unlimited).
     stock: Option<i64>,
+    /// Catalogue group shown on the storefront ("" = none).
+    #[serde(default)]
+    category: String,
+    /// Position in the catalogue, lower first.
+    #[serde(default)]
+    sort_order: i64,
+    #[serde(default = "one")]
+    min_quantity: i64,
+    #[serde(default = "hundred")]
+    max_quantity: i64,
+    /// Wholesale tiers: `[{"min_quantity": 5, "price": 900}, ...]` (unit price, minor units).
+    #[serde(default)]
+    tiers: Vec<TierBody>,
+}
+
+#[derive(Deserialize)]
+struct TierBody {
+    min_quantity: i64,
+    price: i64,
+}
+
+fn one() -> i64 {
+    1
+}
+fn hundred() -> i64 {
+    100
 }
 
 pub async fn create_product(
@@ -90,6 +119,17 @@ pub async fn create_product(
             }
             (_, s) => s,
         };
+    let category = b.category.trim().to_owned();
+    if category.chars().count() > 60 {
+        return Err(ApiError::unprocessable(
+            "invalid_category",
+            "category must be at most 60 characters",
+        ));
+    }
+    let tiers = PriceTiers::new(b.tiers.iter().map(|t| (t.min_quantity, t.price)).collect())
+        .map_err(|e| ApiError::unprocessable("invalid_tiers", e.to_string()))?;
+    let pricing = Pricing::new(price, tiers.clone(), b.min_quantity, b.max_quantity)
+        .map_err(|e| ApiError::unprocessable("invalid_pricing", e.to_string()))?;
     let p = NewProduct {
         slug: slug.clone(),
         title: title.to_owned(),
@@ -97,6 +137,11 @@ pub async fn create_product(
         price,
         delivery,
         manual_stock,
+        category,
+        sort_order: b.sort_order,
+        tiers,
+        min_quantity: i64::from(pricing.min_quantity()),
+        max_quantity: i64::from(pricing.max_quantity()),
     };
     state.store.create_product(p, now_ms()).await?;
     let body = json!({

@@ -124,6 +124,13 @@ pub async fn create_order(
         channel_id: channel.id().clone(),
         access_token_hash: token.hash(),
         query_password_hash: password_hash,
+        locale: headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::web::Locale::negotiate)
+            .unwrap_or(crate::web::Locale::ZhCn)
+            .tag()
+            .to_owned(),
         now,
         expires_at,
         first_check_at: now + crate::workers::FIRST_CHECK_MS,

@@ -1,0 +1,274 @@
+//! The theme: templates, static assets and message catalogues. The default theme is embedded
+//! in the binary; `shop.theme_dir` may override any file (`templates/NAME`, `assets/NAME`,
+//! `locales/TAG.toml`, merged key by key). Nothing is fetched from elsewhere: no CDN, no
+//! external font.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use minijinja::value::{Kwargs, Value};
+use minijinja::{Environment, Error, ErrorKind, State};
+
+use super::i18n::{fill, Catalog, Locale};
+
+/// Files of the embedded default theme.
+const TEMPLATES: &[(&str, &str)] = &[
+    ("base.html", include_str!("../../theme/templates/base.html")),
+    (
+        "catalogue.html",
+        include_str!("../../theme/templates/catalogue.html"),
+    ),
+    (
+        "product.html",
+        include_str!("../../theme/templates/product.html"),
+    ),
+    (
+        "order.html",
+        include_str!("../../theme/templates/order.html"),
+    ),
+    (
+        "order_body.html",
+        include_str!("../../theme/templates/order_body.html"),
+    ),
+    (
+        "lookup.html",
+        include_str!("../../theme/templates/lookup.html"),
+    ),
+    (
+        "message.html",
+        include_str!("../../theme/templates/message.html"),
+    ),
+    (
+        "mail/delivered.txt",
+        include_str!("../../theme/mail/delivered.txt"),
+    ),
+    (
+        "mail/delivered.html",
+        include_str!("../../theme/mail/delivered.html"),
+    ),
+];
+
+const ASSETS: &[(&str, &[u8])] = &[
+    ("style.css", include_bytes!("../../theme/assets/style.css")),
+    ("app.js", include_bytes!("../../theme/assets/app.js")),
+    (
+        "favicon.svg",
+        include_bytes!("../../theme/assets/favicon.svg"),
+    ),
+];
+
+const CATALOGS: &[(Locale, &str)] = &[
+    (Locale::ZhCn, include_str!("../../theme/locales/zh-CN.toml")),
+    (Locale::En, include_str!("../../theme/locales/en.toml")),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ThemeError {
+    #[error(transparent)]
+    Catalog(#[from] super::i18n::CatalogError),
+    #[error("theme file `{}`: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("theme template `{name}`: {source}")]
+    Template { name: String, source: Error },
+}
+
+pub struct Theme {
+    env: Environment<'static>,
+    catalogs: Arc<Vec<(Locale, Catalog)>>,
+    dir: Option<PathBuf>,
+}
+
+impl Theme {
+    /// The embedded theme, overridden by `dir`. Every template is compiled here, so a broken
+    /// override stops start-up with its name instead of failing a buyer's page later.
+    pub fn load(dir: Option<&Path>) -> Result<Theme, ThemeError> {
+        let mut catalogs = Vec::new();
+        for (locale, text) in CATALOGS {
+            let mut c = Catalog::parse(locale.tag(), text)?;
+            if let Some(dir) = dir {
+                let path = dir.join("locales").join(format!("{}.toml", locale.tag()));
+                if let Some(text) = read_optional(&path)? {
+                    c.merge(Catalog::parse(&path.display().to_string(), &text)?);
+                }
+            }
+            catalogs.push((*locale, c));
+        }
+        let catalogs = Arc::new(catalogs);
+
+        let mut env = Environment::new();
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(".html") {
+                minijinja::AutoEscape::Html
+            } else {
+                minijinja::AutoEscape::None
+            }
+        });
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        let owned_dir = dir.map(Path::to_path_buf);
+        env.set_loader(move |name| {
+            if let Some(dir) = &owned_dir {
+                if name.split('/').any(|seg| seg == ".." || seg.is_empty()) {
+                    return Ok(None);
+                }
+                let path = dir.join("templates").join(name);
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => return Ok(Some(text)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(Error::new(
+                            ErrorKind::TemplateNotFound,
+                            format!("cannot read {}: {e}", path.display()),
+                        ))
+                    }
+                }
+            }
+            Ok(TEMPLATES
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, t)| (*t).to_owned()))
+        });
+        let cats = catalogs.clone();
+        env.add_function(
+            "t",
+            move |state: &State, key: &str, kwargs: Kwargs| -> Result<String, Error> {
+                let locale = current_locale(state);
+                let text = lookup(&cats, locale, key);
+                let mut args: Vec<(&str, String)> = Vec::new();
+                for name in kwargs.args() {
+                    let v: Value = kwargs.get(name)?;
+                    args.push((name, v.to_string()));
+                }
+                Ok(fill(text, &args))
+            },
+        );
+        env.add_filter("money", money_filter);
+
+        for (name, _) in TEMPLATES {
+            env.get_template(name)
+                .map_err(|source| ThemeError::Template {
+                    name: (*name).to_owned(),
+                    source,
+                })?;
+        }
+        Ok(Theme {
+            env,
+            catalogs,
+            dir: dir.map(Path::to_path_buf),
+        })
+    }
+
+    /// Render a template; `locale` is visible to templates as `locale` and drives `t(...)`.
+    pub fn render(&self, name: &str, locale: Locale, ctx: Value) -> Result<String, Error> {
+        let tmpl = self.env.get_template(name)?;
+        tmpl.render(minijinja::context! { locale => locale.tag(), ..ctx })
+    }
+
+    /// A message outside templates (mail subjects, HTTP errors).
+    pub fn text(&self, locale: Locale, key: &str, args: &[(&str, String)]) -> String {
+        fill(lookup(&self.catalogs, locale, key), args)
+    }
+
+    /// The catalogue of a language (tests check that every key exists in both).
+    pub fn catalog(&self, locale: Locale) -> Option<&Catalog> {
+        self.catalogs
+            .iter()
+            .find(|(l, _)| *l == locale)
+            .map(|(_, c)| c)
+    }
+
+    /// A static asset and its content type: the theme directory's, else the embedded one.
+    pub fn asset(&self, name: &str) -> Option<(Cow<'static, [u8]>, &'static str)> {
+        if name.is_empty()
+            || name
+                .split('/')
+                .any(|seg| seg.is_empty() || seg == ".." || seg.starts_with('.'))
+        {
+            return None;
+        }
+        let mime = content_type(name)?;
+        if let Some(dir) = &self.dir {
+            if let Ok(bytes) = std::fs::read(dir.join("assets").join(name)) {
+                return Some((Cow::Owned(bytes), mime));
+            }
+        }
+        ASSETS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, b)| (Cow::Borrowed(*b), mime))
+    }
+
+    /// Names of the embedded templates (tests render every one).
+    pub fn template_names() -> impl Iterator<Item = &'static str> {
+        TEMPLATES.iter().map(|(n, _)| *n)
+    }
+}
+
+fn read_optional(path: &Path) -> Result<Option<String>, ThemeError> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(ThemeError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+fn current_locale(state: &State) -> Locale {
+    state
+        .lookup("locale")
+        .and_then(|v| v.as_str().and_then(Locale::parse))
+        .unwrap_or(Locale::ZhCn)
+}
+
+fn lookup<'a>(cats: &'a [(Locale, Catalog)], locale: Locale, key: &'a str) -> &'a str {
+    cats.iter()
+        .find(|(l, _)| *l == locale)
+        .and_then(|(_, c)| c.get(key))
+        .unwrap_or(key)
+}
+
+/// `{{ 1230 | money("CNY") }}` → `¥12.30`.
+fn money_filter(minor: i64, currency: &str) -> Result<String, Error> {
+    let cur = kami_core::Currency::parse(currency)
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+    let m = kami_core::Money::new(minor, cur)
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+    Ok(format_money(m))
+}
+
+pub fn format_money(m: kami_core::Money) -> String {
+    let symbol = match m.currency().code() {
+        "CNY" => "¥",
+        "USD" => "$",
+        "EUR" => "€",
+        "HKD" => "HK$",
+        _ => "",
+    };
+    if symbol.is_empty() {
+        format!("{} {}", m.to_major_string(), m.currency().code())
+    } else {
+        format!("{symbol}{}", m.to_major_string())
+    }
+}
+
+fn content_type(name: &str) -> Option<&'static str> {
+    Some(match name.rsplit_once('.')?.1 {
+        "css" => "text/css; charset=utf-8",
+        "js" => "text/javascript; charset=utf-8",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "webp" => "image/webp",
+        "ico" => "image/x-icon",
+        "woff2" => "font/woff2",
+        "txt" => "text/plain; charset=utf-8",
+        _ => return None,
+    })
+}
