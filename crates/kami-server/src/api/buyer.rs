@@ -232,6 +232,7 @@ pub(crate) async fn place_order(state: &AppState, b: OrderInput) -> ApiResult<Pl
         ),
         expires_at_ms: created.expires_at,
         user_agent: b.user_agent,
+        client_ip: b.client_ip,
     };
     let action = match channel.create(&req).await {
         Ok(a) => {
