@@ -40,7 +40,7 @@ struct DemoProduct {
 const PRODUCTS: &[DemoProduct] = &[
     DemoProduct {
         slug: "demo-game-key",
-        title: "Demo game key (¥12.30)",
+        title: "Demo game key",
         description: "A made-up game activation key from the demo stock.",
         price: 1230,
         delivery: Delivery::Auto,
