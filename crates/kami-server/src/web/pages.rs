@@ -348,6 +348,12 @@ pub async fn place(State(state): St, ctx: Ctx, Path(slug): Path<String>, body: B
             );
         }
     }
+    if !super::allow(&state.web.orders, ctx.ip) {
+        return fail(
+            StatusCode::TOO_MANY_REQUESTS,
+            state.theme.text(ctx.locale, "error.too_many_orders", &[]),
+        );
+    }
     let input = OrderInput {
         product: slug,
         quantity,
@@ -717,10 +723,7 @@ struct LookupForm {
 const LOOKUP_EMAIL_LIMIT: u32 = 10;
 
 pub async fn lookup(State(state): St, ctx: Ctx, body: Bytes) -> Response {
-    let ip = ctx
-        .ip
-        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-    if state.web.lookups.check_key(&ip).is_err() {
+    if !super::allow(&state.web.lookups, ctx.ip) {
         return message(
             &state,
             &ctx,
