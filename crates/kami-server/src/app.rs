@@ -29,6 +29,7 @@ pub struct AppState {
     pub gateways: Option<kami_sim::gateways::Gateways>,
     /// Storefront templates, assets and message catalogues.
     pub theme: crate::web::Theme,
+    pub web: crate::web::WebState,
     /// Buyer mail through `[smtp]`; `None` when it is not configured (no mail is attempted).
     pub mailer: Option<Arc<crate::mail::Mailer>>,
 }
@@ -158,6 +159,7 @@ impl Application {
         };
         let sim_router = gateways.as_ref().map(|g| g.router.clone());
         let theme = crate::web::Theme::load(config.shop.theme_dir.as_deref())?;
+        let web = crate::web::WebState::new(&config.shop);
         let mailer = match &config.smtp {
             Some(smtp) => Some(Arc::new(crate::mail::Mailer::new(smtp)?)),
             None => None,
@@ -170,6 +172,7 @@ impl Application {
             watch: OrderWatch::default(),
             metrics: Metrics::default(),
             gateways,
+            web,
             theme,
             mailer,
         });
@@ -200,16 +203,20 @@ impl Application {
     /// Serve until `shutdown` turns true (or forever), running the background workers.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
         let workers = workers::spawn(self.state.clone(), shutdown.clone());
-        let result = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move {
-                while !*shutdown.borrow() {
-                    if shutdown.changed().await.is_err() {
-                        // Sender gone: run until the process ends.
-                        std::future::pending::<()>().await;
-                    }
+        let result = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            while !*shutdown.borrow() {
+                if shutdown.changed().await.is_err() {
+                    // Sender gone: run until the process ends.
+                    std::future::pending::<()>().await;
                 }
-            })
-            .await;
+            }
+        })
+        .await;
         workers.abort();
         result
     }
