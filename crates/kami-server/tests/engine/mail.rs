@@ -254,6 +254,22 @@ async fn wait_mail_state(
     }
 }
 
+/// The buyer's order page (with the order's access token).
+async fn order_page(app: &TestApp, order: &Value) -> String {
+    let r = app
+        .http
+        .get(app.url(&format!(
+            "/orders/{}?t={}",
+            order["order_no"].as_str().unwrap(),
+            order["access_token"].as_str().unwrap()
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.text().await.unwrap()
+}
+
 fn is_sent(s: &MailState) -> bool {
     matches!(s, MailState::Sent { .. })
 }
@@ -370,6 +386,8 @@ async fn delivery_mail_reaches_the_buyer(backend: Backend) {
                 .unwrap(),
             MailStatus::Known(MailState::Sent { .. })
         ));
+        let page = order_page(&app, order).await;
+        assert!(page.contains("data-testid=\"mail-sent\""), "{page}");
     }
     // Both rows are done: nothing more is sent.
     assert_eq!(sink.messages().len(), 2);
@@ -428,10 +446,12 @@ async fn mail_server_outage_delays_mail_not_delivery(backend: Backend) {
             .unwrap(),
         MailStatus::Known(MailState::Pending { .. })
     ));
+    let page = order_page(&app, &order).await;
+    assert!(page.contains("data-testid=\"mail-pending\""), "{page}");
 
     // The server comes back on the same port.
     let sink = Sink::start(&python, port, SinkTls::None, None, false).await;
-    let messages = sink.wait_for(1, Duration::from_secs(20)).await;
+    let messages = sink.wait_for(1, Duration::from_secs(40)).await;
     let no = order["order_no"].as_str().unwrap();
     check_delivery_mail(
         message_to(&messages, "patient@example.com"),
@@ -446,6 +466,8 @@ async fn mail_server_outage_delays_mail_not_delivery(backend: Backend) {
         "{sent:?}"
     );
     assert_eq!(sink.messages().len(), 1);
+    let page = order_page(&app, &order).await;
+    assert!(page.contains("data-testid=\"mail-sent\""), "{page}");
 }
 both_backends!(mail_server_outage_delays_mail_not_delivery);
 
@@ -475,6 +497,9 @@ async fn without_smtp_no_mail_is_attempted(backend: Backend) {
             .unwrap(),
         MailStatus::Disabled
     );
+    // The order page says so.
+    let page = order_page(&app, &order).await;
+    assert!(page.contains("data-testid=\"mail-off\""), "{page}");
     // Orders without a delivery have no mail at all.
     app.import_keys("nomail", 1).await;
     let unpaid = app.order("nomail", 1).await;
