@@ -103,7 +103,8 @@ async fn mail_line(state: &AppState, order: &kami_store::Order) -> &'static str 
         Ok(MailStatus::Disabled) => "off",
         Ok(MailStatus::Known(MailState::Sent { .. })) => "sent",
         Ok(MailStatus::Known(MailState::Pending { .. })) => "pending",
-        Ok(MailStatus::Known(MailState::Failed { .. }) | MailStatus::NotApplicable) => "none",
+        Ok(MailStatus::Known(MailState::Failed { .. })) => "failed",
+        Ok(MailStatus::NotApplicable) => "none",
         Err(e) => {
             tracing::warn!(order = %order.order_no, "reading the delivery mail state: {e}");
             "none"
