@@ -29,6 +29,7 @@ pub struct AppState {
     pub gateways: Option<kami_sim::gateways::Gateways>,
     /// Storefront templates, assets and message catalogues.
     pub theme: crate::web::Theme,
+    pub web: crate::web::WebState,
 }
 
 /// How to build the application beyond its configuration.
@@ -145,6 +146,7 @@ impl Application {
         };
         let sim_router = gateways.as_ref().map(|g| g.router.clone());
         let theme = crate::web::Theme::load(config.shop.theme_dir.as_deref())?;
+        let web = crate::web::WebState::new(&config.shop);
         let state = Arc::new(AppState {
             store,
             channels,
@@ -153,6 +155,7 @@ impl Application {
             watch: OrderWatch::default(),
             metrics: Metrics::default(),
             gateways,
+            web,
             theme,
         });
         let mut router = api::router(state.clone());
@@ -182,16 +185,20 @@ impl Application {
     /// Serve until `shutdown` turns true (or forever), running the background workers.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
         let workers = workers::spawn(self.state.clone(), shutdown.clone());
-        let result = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move {
-                while !*shutdown.borrow() {
-                    if shutdown.changed().await.is_err() {
-                        // Sender gone: run until the process ends.
-                        std::future::pending::<()>().await;
-                    }
+        let result = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            while !*shutdown.borrow() {
+                if shutdown.changed().await.is_err() {
+                    // Sender gone: run until the process ends.
+                    std::future::pending::<()>().await;
                 }
-            })
-            .await;
+            }
+        })
+        .await;
         workers.abort();
         result
     }

@@ -21,6 +21,19 @@ pub struct Channels {
     list: Vec<Arc<dyn PaymentChannel>>,
     /// Ids of channels that take no new orders.
     disabled: Vec<String>,
+    /// Recent payment-creation failures per channel id (a circuit breaker).
+    health: std::sync::Mutex<std::collections::HashMap<String, Health>>,
+}
+
+/// After this many creation failures in a row a channel rests (takes no new orders) for
+/// [`REST_MS`]; then it is tried again, and one success clears it.
+const FAILURES_TO_REST: u32 = 3;
+const REST_MS: i64 = 60_000;
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Health {
+    failures: u32,
+    resting_until: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -143,7 +156,14 @@ impl Channels {
             .filter(|c| !c.enabled)
             .map(|c| c.id.to_string())
             .collect();
-        Ok((Channels { list, disabled }, local))
+        Ok((
+            Channels {
+                list,
+                disabled,
+                health: Default::default(),
+            },
+            local,
+        ))
     }
 
     /// Add a channel built elsewhere (the demo's simulator-wired channels).
@@ -155,14 +175,40 @@ impl Channels {
         self.list.iter().find(|c| c.id().as_str() == id)
     }
 
-    /// The preferred channel for a buyer-facing method (highest priority first).
+    /// The preferred healthy channel for a buyer-facing method (highest priority first).
     pub fn route(&self, method: Method) -> Option<&Arc<dyn PaymentChannel>> {
+        let now = crate::time::now_ms();
+        let health = self.health.lock().unwrap_or_else(|p| p.into_inner());
         self.list
             .iter()
             .filter(|c| {
-                c.methods().contains(&method) && !self.disabled.iter().any(|d| d == c.id().as_str())
+                c.methods().contains(&method)
+                    && !self.disabled.iter().any(|d| d == c.id().as_str())
+                    && health
+                        .get(c.id().as_str())
+                        .is_none_or(|h| h.resting_until <= now)
             })
             .max_by_key(|c| c.priority())
+    }
+
+    /// Record how a payment creation went: repeated failures rest the channel.
+    pub fn record_create(&self, channel_id: &str, ok: bool) {
+        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        if ok {
+            health.remove(channel_id);
+            return;
+        }
+        let h = health.entry(channel_id.to_owned()).or_default();
+        h.failures += 1;
+        if h.failures >= FAILURES_TO_REST {
+            h.resting_until = crate::time::now_ms() + REST_MS;
+            h.failures = 0;
+            tracing::warn!(
+                channel = channel_id,
+                "payment creation failed {FAILURES_TO_REST} times in a row; channel rests for {} s",
+                REST_MS / 1000
+            );
+        }
     }
 
     /// Methods some channel serves, for the catalogue.

@@ -18,6 +18,14 @@ pub fn hash_blocking(password: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// A hash of a random password, checked when a lookup has nothing to check, so that "no such
+/// order" costs as much time as "wrong password".
+pub fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY
+        .get_or_init(|| hash_blocking(&hex::encode(rand::random::<[u8; 16]>())).unwrap_or_default())
+}
+
 pub fn verify_blocking(password: &str, stored: &str) -> bool {
     PasswordHash::new(stored)
         .map(|h| {

@@ -69,18 +69,6 @@ pub async fn create_order(
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
     let b: CreateOrderBody = parse_json(&body)?;
-    let product = Slug::parse(&b.product)
-        .map_err(|_| ApiError::not_found("product_not_found", "no such product"))?;
-    let quantity = Quantity::new(b.quantity)
-        .map_err(|e| ApiError::unprocessable("invalid_quantity", e.to_string()))?;
-    let email = Email::parse(&b.email)
-        .map_err(|e| ApiError::unprocessable("invalid_email", e.to_string()))?;
-    let method = Method::parse(&b.method).map_err(|_| {
-        ApiError::unprocessable(
-            "unknown_method",
-            format!("unknown payment method {:?}", b.method),
-        )
-    })?;
     let device = match b.device.as_deref() {
         None => None,
         Some("pc") => Some(Device::Pc),
@@ -96,7 +84,97 @@ pub async fn create_order(
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let device = device.unwrap_or_else(|| guess_device(user_agent.as_deref()));
+    let locale = headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::web::Locale::negotiate)
+        .unwrap_or(crate::web::Locale::ZhCn);
+    let placed = place_order(
+        &state,
+        OrderInput {
+            product: b.product,
+            quantity: b.quantity,
+            email: b.email,
+            method: b.method,
+            query_password: b.query_password,
+            device: device.unwrap_or_else(|| guess_device(user_agent.as_deref())),
+            user_agent,
+            locale,
+            client_ip: None,
+        },
+    )
+    .await?;
+    let body = json!({
+        "order_no": placed.order_no.as_str(),
+        "access_token": placed.token.expose(),
+        "status": "pending",
+        "amount": placed.amount.minor(),
+        "currency": placed.amount.currency().code(),
+        "quantity": placed.quantity,
+        "expires_at": rfc3339(placed.expires_at),
+        "payment": placed.payment_json(),
+    });
+    Ok((
+        StatusCode::CREATED,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(body),
+    ))
+}
+
+/// An order as a buyer asks for it, from the JSON API or the product page's form.
+pub(crate) struct OrderInput {
+    pub product: String,
+    pub quantity: i64,
+    pub email: String,
+    pub method: String,
+    pub query_password: Option<String>,
+    pub device: Device,
+    pub user_agent: Option<String>,
+    pub locale: crate::web::Locale,
+    pub client_ip: Option<std::net::IpAddr>,
+}
+
+/// A created order with its payment, and the access token (shown once, stored hashed).
+pub(crate) struct Placed {
+    pub order_no: OrderNo,
+    pub token: SecretToken,
+    pub amount: kami_core::Money,
+    pub quantity: u32,
+    pub expires_at: kami_core::Millis,
+    pub channel_id: String,
+    pub method: Method,
+    pub action: PaymentAction,
+}
+
+impl Placed {
+    fn payment_json(&self) -> serde_json::Value {
+        let (channel, method) = (self.channel_id.as_str(), self.method.as_str());
+        match &self.action {
+            PaymentAction::Qr { qr_code } => {
+                json!({"channel": channel, "method": method, "action": "qr", "qr_code": qr_code})
+            }
+            PaymentAction::Redirect { url } => {
+                json!({"channel": channel, "method": method, "action": "redirect", "url": url})
+            }
+        }
+    }
+}
+
+/// Validate, reserve stock, and ask the routed channel to create the payment. On a channel
+/// failure the stock goes back at once and the channel's health records it.
+pub(crate) async fn place_order(state: &AppState, b: OrderInput) -> ApiResult<Placed> {
+    let product = Slug::parse(&b.product)
+        .map_err(|_| ApiError::not_found("product_not_found", "no such product"))?;
+    let quantity = Quantity::new(b.quantity)
+        .map_err(|e| ApiError::unprocessable("invalid_quantity", e.to_string()))?;
+    let email = Email::parse(&b.email)
+        .map_err(|e| ApiError::unprocessable("invalid_email", e.to_string()))?;
+    let method = Method::parse(&b.method).map_err(|_| {
+        ApiError::unprocessable(
+            "unknown_method",
+            format!("unknown payment method {:?}", b.method),
+        )
+    })?;
     let channel = state
         .channels
         .route(method)
@@ -124,13 +202,7 @@ pub async fn create_order(
         channel_id: channel.id().clone(),
         access_token_hash: token.hash(),
         query_password_hash: password_hash,
-        locale: headers
-            .get(header::ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(crate::web::Locale::negotiate)
-            .unwrap_or(crate::web::Locale::ZhCn)
-            .tag()
-            .to_owned(),
+        locale: b.locale.tag().to_owned(),
         now,
         expires_at,
         first_check_at: now + crate::workers::FIRST_CHECK_MS,
@@ -150,7 +222,7 @@ pub async fn create_order(
         amount: created.amount,
         subject: created.product_title.clone(),
         method,
-        device,
+        device: b.device,
         notify_url: format!("{}/pay/notify/{}", state.public_url, channel.id()),
         return_url: format!(
             "{}/pay/return/{}?order_no={}",
@@ -159,11 +231,15 @@ pub async fn create_order(
             created.order_no
         ),
         expires_at_ms: created.expires_at,
-        user_agent,
+        user_agent: b.user_agent,
     };
     let action = match channel.create(&req).await {
-        Ok(a) => a,
+        Ok(a) => {
+            state.channels.record_create(channel.id().as_str(), true);
+            a
+        }
         Err(e) => {
+            state.channels.record_create(channel.id().as_str(), false);
             // Give the stock back now rather than at expiry.
             if let Err(ce) = state.store.cancel_unpaid(&created.order_no).await {
                 tracing::error!(order = %created.order_no, "cancel after channel failure: {ce}");
@@ -177,32 +253,19 @@ pub async fn create_order(
             .with_cause(format!("channel {}: {e}", channel.id())));
         }
     };
-    let payment = match action {
-        PaymentAction::Qr { qr_code } => {
-            json!({"channel": channel.id().as_str(), "method": method.as_str(), "action": "qr", "qr_code": qr_code})
-        }
-        PaymentAction::Redirect { url } => {
-            json!({"channel": channel.id().as_str(), "method": method.as_str(), "action": "redirect", "url": url})
-        }
-    };
-    let body = json!({
-        "order_no": created.order_no.as_str(),
-        "access_token": token.expose(),
-        "status": "pending",
-        "amount": created.amount.minor(),
-        "currency": created.amount.currency().code(),
-        "quantity": quantity.get(),
-        "expires_at": rfc3339(created.expires_at),
-        "payment": payment,
-    });
-    Ok((
-        StatusCode::CREATED,
-        [(header::CACHE_CONTROL, "no-store")],
-        Json(body),
-    ))
+    Ok(Placed {
+        order_no: created.order_no,
+        token,
+        amount: created.amount,
+        quantity: quantity.get(),
+        expires_at: created.expires_at,
+        channel_id: channel.id().to_string(),
+        method,
+        action,
+    })
 }
 
-fn guess_device(ua: Option<&str>) -> Device {
+pub(crate) fn guess_device(ua: Option<&str>) -> Device {
     match ua {
         Some(ua)
             if ["Mobile", "Android", "iPhone", "iPad", "MicroMessenger"]

@@ -1,7 +1,7 @@
 //! HTTP routes (DESIGN 4.3).
 
 mod admin;
-mod buyer;
+pub(crate) mod buyer;
 mod gateway;
 mod ops;
 
@@ -38,8 +38,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/pay/return/{channel_id}", get(gateway::return_page))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
-        .fallback(ops::not_found)
+        .merge(crate::web::router())
+        .fallback(crate::web::fallback)
         .with_state(state)
+}
+
+/// The API's 404 for unknown paths.
+pub(crate) fn not_found_json() -> ApiError {
+    ApiError::not_found("not_found", "no such endpoint")
 }
 
 /// Parse a JSON body with a precise, user-facing error (`invalid_json`).

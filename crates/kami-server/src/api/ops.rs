@@ -74,7 +74,3 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<impl IntoResp
     let _ = writeln!(out, "kami_cards{{status=\"sold\"}} {}", counts.cards_sold);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
 }
-
-pub async fn not_found() -> ApiError {
-    ApiError::not_found("not_found", "no such endpoint")
-}

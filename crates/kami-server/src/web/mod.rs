@@ -1,8 +1,86 @@
 //! The storefront: server-rendered pages (DESIGN 4.3 "Pages"), their theme, languages and
-//! assets. Pages read and write through the same store and channels as the JSON API.
+//! assets. Pages read and write through the same store and channels as the JSON API; they
+//! work without JavaScript, and the page script adds live updates, the running total and
+//! copy buttons.
 
+pub mod catalog;
 pub mod i18n;
+pub mod markup;
+mod pages;
+pub mod request;
 pub mod theme;
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 pub use i18n::Locale;
 pub use theme::{Theme, ThemeError};
+
+use crate::app::AppState;
+use crate::config::ShopConfig;
+
+/// Storefront state beyond the theme.
+pub struct WebState {
+    pub catalog: catalog::CatalogCache,
+    /// Order lookups per client IP (`shop.lookup_per_minute`).
+    pub lookups: DefaultKeyedRateLimiter<IpAddr>,
+    pub notice_html: String,
+    pub footer_html: String,
+}
+
+impl WebState {
+    pub fn new(shop: &ShopConfig) -> WebState {
+        let per_minute = NonZeroU32::new(shop.lookup_per_minute).unwrap_or(NonZeroU32::MIN);
+        WebState {
+            catalog: Default::default(),
+            lookups: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            notice_html: markup::markdown(&shop.notice),
+            footer_html: markup::markdown(&shop.footer),
+        }
+    }
+}
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/", get(pages::catalogue))
+        .route("/p/{slug}", get(pages::product).post(pages::place))
+        .route("/orders/{order_no}", get(pages::order))
+        .route("/orders/{order_no}/keys.txt", get(pages::keys_txt))
+        .route("/lookup", get(pages::lookup_form).post(pages::lookup))
+        .route("/assets/{*path}", get(asset))
+}
+
+pub use pages::fallback;
+
+async fn asset(State(state): State<Arc<AppState>>, Path(path): Path<String>) -> Response {
+    match state.theme.asset(&path) {
+        Some((bytes, mime)) => {
+            let mut resp = bytes.into_owned().into_response();
+            let h = resp.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+            h.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            );
+            h.insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
+            resp
+        }
+        None => (StatusCode::NOT_FOUND, "no such asset").into_response(),
+    }
+}
+
+/// What the order page says about the delivery mail: `off` (no `[smtp]`), `pending`, `sent`.
+async fn mail_line(_state: &AppState, _order: &kami_store::Order) -> &'static str {
+    "off"
+}

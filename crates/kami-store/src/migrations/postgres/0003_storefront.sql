@@ -10,4 +10,4 @@ ALTER TABLE products ADD COLUMN price_tiers TEXT NOT NULL DEFAULT '';
 ALTER TABLE orders ADD COLUMN locale TEXT NOT NULL DEFAULT 'zh-CN';
 ALTER TABLE orders ADD COLUMN pay_action TEXT;
 ALTER TABLE orders ADD COLUMN pay_target TEXT;
-CREATE INDEX orders_email ON orders (email, id);
+-- (orders_email on (email) exists since 0001)

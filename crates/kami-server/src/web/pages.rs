@@ -1,0 +1,814 @@
+//! Page handlers: catalogue, product, checkout / order, keys download, lookup.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use kami_core::{Email, Method, OrderNo, OrderStatus, SecretToken};
+use kami_pay::{Device, PaymentAction};
+use kami_store::Order;
+use minijinja::{context, Value};
+use serde::{Deserialize, Serialize};
+
+use super::catalog::ProductView;
+use super::markup::qr_svg;
+use super::request::{page, security_headers, Caching, Ctx, ORDERS_COOKIE};
+use super::theme::format_money;
+use super::Locale;
+use crate::api::buyer::{place_order, OrderInput};
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::passwords;
+use crate::time::now_ms;
+
+type St = State<Arc<AppState>>;
+
+// ---------------------------------------------------------------------------------------------
+// Shared
+// ---------------------------------------------------------------------------------------------
+
+/// Variables every page template gets.
+fn base(state: &AppState, ctx: &Ctx) -> Value {
+    let web = &state.web;
+    let langs: Vec<Value> = Locale::ALL
+        .iter()
+        .map(|l| {
+            context! {
+                tag => l.tag(),
+                current => *l == ctx.locale,
+                href => if ctx.query_without_lang.is_empty() {
+                    format!("{}?lang={}", ctx.path, l.tag())
+                } else {
+                    format!("{}?{}&lang={}", ctx.path, ctx.query_without_lang, l.tag())
+                },
+            }
+        })
+        .collect();
+    context! {
+        shop => context! {
+            name => state.config.shop.name.as_str(),
+            notice_html => web.notice_html.as_str(),
+            footer_html => web.footer_html.as_str(),
+        },
+        langs => langs,
+        in_app => ctx.in_app.map(|a| a.as_str()),
+        mobile => ctx.mobile,
+    }
+}
+
+fn render(state: &AppState, ctx: &Ctx, name: &str, vars: Value) -> Result<String, Response> {
+    state
+        .theme
+        .render(name, ctx.locale, context! { ..vars, ..base(state, ctx) })
+        .map_err(|e| {
+            tracing::error!("rendering {name}: {e}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "page could not be rendered",
+            )
+                .into_response()
+        })
+}
+
+fn respond(
+    state: &AppState,
+    ctx: &Ctx,
+    status: StatusCode,
+    caching: Caching,
+    name: &str,
+    vars: Value,
+) -> Response {
+    match render(state, ctx, name, vars) {
+        Ok(html) => page(ctx, status, caching, html),
+        Err(r) => r,
+    }
+}
+
+/// A page with a title and a message (errors, not found, guides).
+pub fn message(
+    state: &AppState,
+    ctx: &Ctx,
+    status: StatusCode,
+    kind: &str,
+    extra: Value,
+) -> Response {
+    respond(
+        state,
+        ctx,
+        status,
+        Caching::NoStore,
+        "message.html",
+        context! { kind => kind, ..extra },
+    )
+}
+
+fn not_found(state: &AppState, ctx: &Ctx) -> Response {
+    message(state, ctx, StatusCode::NOT_FOUND, "not_found", context! {})
+}
+
+fn internal(state: &AppState, ctx: &Ctx, cause: impl std::fmt::Display) -> Response {
+    tracing::error!("page: {cause}");
+    message(
+        state,
+        ctx,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        context! {},
+    )
+}
+
+/// Unknown paths outside the API get a page; the API keeps its JSON.
+pub async fn fallback(State(state): St, ctx: Ctx, uri: axum::http::Uri) -> Response {
+    if uri.path().starts_with("/api/") {
+        return crate::api::not_found_json().into_response();
+    }
+    not_found(&state, &ctx)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Catalogue and product
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct Category<'a> {
+    name: &'a str,
+    products: Vec<&'a ProductView>,
+}
+
+pub async fn catalogue(State(state): St, ctx: Ctx) -> Response {
+    let products = match state
+        .web
+        .catalog
+        .products(&state.store, state.config.shop.low_stock_threshold)
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => return internal(&state, &ctx, e),
+    };
+    // Categories in the order their first product sorts.
+    let mut cats: Vec<Category> = Vec::new();
+    for p in products.iter() {
+        match cats.iter_mut().find(|c| c.name == p.category) {
+            Some(c) => c.products.push(p),
+            None => cats.push(Category {
+                name: &p.category,
+                products: vec![p],
+            }),
+        }
+    }
+    let recent = ctx.recent_orders().len();
+    respond(
+        &state,
+        &ctx,
+        StatusCode::OK,
+        Caching::Revalidate,
+        "catalogue.html",
+        context! { categories => cats, recent_count => recent },
+    )
+}
+
+#[derive(Serialize)]
+struct MethodView {
+    value: &'static str,
+    blocked: bool,
+    checked: bool,
+}
+
+fn method_views(state: &AppState, ctx: &Ctx, chosen: Option<&str>) -> Vec<MethodView> {
+    let methods = state.channels.methods();
+    let first_ok = methods
+        .iter()
+        .find(|m| !ctx.in_app.is_some_and(|a| a.blocks(**m)))
+        .copied();
+    methods
+        .into_iter()
+        .map(|m| MethodView {
+            value: m.as_str(),
+            blocked: ctx.in_app.is_some_and(|a| a.blocks(m)),
+            checked: match chosen {
+                Some(c) => c == m.as_str(),
+                None => Some(m) == first_ok,
+            },
+        })
+        .collect()
+}
+
+async fn find_product(state: &AppState, slug: &str) -> Result<Option<ProductView>, Response> {
+    let threshold = state.config.shop.low_stock_threshold;
+    match state.web.catalog.products(&state.store, threshold).await {
+        Ok(list) => {
+            if let Some(p) = list.iter().find(|p| p.slug == slug) {
+                return Ok(Some(p.clone()));
+            }
+        }
+        Err(e) => {
+            tracing::error!("catalogue: {e}");
+        }
+    }
+    // Not in the cached list (just created, or the cache failed): ask the store.
+    match state.store.product(slug).await {
+        Ok(p) => Ok(p.map(|p| super::catalog::view(&p, threshold))),
+        Err(e) => {
+            tracing::error!("product {slug}: {e}");
+            Err((
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "product could not be read",
+            )
+                .into_response())
+        }
+    }
+}
+
+#[derive(Serialize, Default)]
+struct FormValues {
+    quantity: i64,
+    email: String,
+}
+
+fn product_page(
+    state: &AppState,
+    ctx: &Ctx,
+    status: StatusCode,
+    p: &ProductView,
+    form: FormValues,
+    chosen: Option<&str>,
+    error: Option<String>,
+) -> Response {
+    let qty = form.quantity.clamp(
+        i64::from(p.min_quantity),
+        i64::from(p.max_quantity.max(p.min_quantity)),
+    );
+    let total = initial_total(p, qty);
+    respond(
+        state,
+        ctx,
+        status,
+        if error.is_some() {
+            Caching::NoStore
+        } else {
+            Caching::Revalidate
+        },
+        "product.html",
+        context! {
+            product => p,
+            methods => method_views(state, ctx, chosen),
+            form => context! { quantity => qty, email => form.email },
+            total => total,
+            error => error,
+        },
+    )
+}
+
+/// The total the server will charge for `qty`, as the page first shows it.
+fn initial_total(p: &ProductView, qty: i64) -> String {
+    let Ok(cur) = kami_core::Currency::parse(&p.currency) else {
+        return String::new();
+    };
+    let unit = kami_core::PriceTiers::parse(&p.tiers_data)
+        .ok()
+        .and_then(|t| {
+            t.tiers()
+                .iter()
+                .rev()
+                .find(|t| i64::from(t.min_quantity()) <= qty)
+                .map(|t| t.unit_minor())
+        })
+        .unwrap_or(p.price_minor);
+    unit.checked_mul(qty)
+        .and_then(|m| kami_core::Money::new(m, cur).ok())
+        .map(format_money)
+        .unwrap_or_default()
+}
+
+pub async fn product(State(state): St, ctx: Ctx, Path(slug): Path<String>) -> Response {
+    match find_product(&state, &slug).await {
+        Ok(Some(p)) => product_page(
+            &state,
+            &ctx,
+            StatusCode::OK,
+            &p,
+            FormValues::default(),
+            None,
+            None,
+        ),
+        Ok(None) => not_found(&state, &ctx),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct OrderForm {
+    quantity: String,
+    email: String,
+    query_password: String,
+    method: String,
+}
+
+/// The buyer message for an API error code, from the catalogue.
+fn error_text(state: &AppState, ctx: &Ctx, e: &ApiError) -> String {
+    let key = format!("error.{}", e.code);
+    let text = state.theme.text(ctx.locale, &key, &[]);
+    if text == key {
+        state.theme.text(ctx.locale, "error.generic", &[])
+    } else {
+        text
+    }
+}
+
+pub async fn place(State(state): St, ctx: Ctx, Path(slug): Path<String>, body: Bytes) -> Response {
+    let p = match find_product(&state, &slug).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return not_found(&state, &ctx),
+        Err(r) => return r,
+    };
+    let form: OrderForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let quantity = form.quantity.trim().parse::<i64>().unwrap_or(0);
+    let values = FormValues {
+        quantity,
+        email: form.email.trim().chars().take(254).collect(),
+    };
+    let fail = |status: StatusCode, text: String| {
+        product_page(
+            &state,
+            &ctx,
+            status,
+            &p,
+            FormValues {
+                quantity: values.quantity,
+                email: values.email.clone(),
+            },
+            Some(form.method.as_str()),
+            Some(text),
+        )
+    };
+    if let (Some(app), Ok(m)) = (ctx.in_app, Method::parse(&form.method)) {
+        if app.blocks(m) {
+            return message(
+                &state,
+                &ctx,
+                StatusCode::OK,
+                "open_in_browser",
+                context! { app => app.as_str(), method => m.as_str(), slug => p.slug.as_str() },
+            );
+        }
+    }
+    let input = OrderInput {
+        product: slug,
+        quantity,
+        email: form.email,
+        method: form.method.clone(),
+        query_password: Some(form.query_password).filter(|p| !p.is_empty()),
+        device: if ctx.mobile {
+            Device::Mobile
+        } else {
+            Device::Pc
+        },
+        user_agent: Some(ctx.user_agent.clone()).filter(|u| !u.is_empty()),
+        locale: ctx.locale,
+        client_ip: ctx.ip,
+    };
+    let placed = match place_order(&state, input).await {
+        Ok(p) => p,
+        Err(e) => {
+            if e.status.is_server_error() {
+                tracing::warn!("order from page: {}", e.message);
+            }
+            let text = error_text(&state, &ctx, &e);
+            return fail(e.status, text);
+        }
+    };
+    let (action, target) = match &placed.action {
+        PaymentAction::Qr { qr_code } => ("qr", qr_code.as_str()),
+        PaymentAction::Redirect { url } => ("redirect", url.as_str()),
+    };
+    if let Err(e) = state
+        .store
+        .set_pay_action(&placed.order_no, action, target)
+        .await
+    {
+        // The order stands; the page can still follow it, only without the QR code.
+        tracing::error!(order = %placed.order_no, "saving the payment action: {e}");
+    }
+    state.web.catalog.invalidate();
+    let token = placed.token.expose();
+    let location = format!("/orders/{}?t={}", placed.order_no, token);
+    let mut resp = (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response();
+    let cookie = format!(
+        "{ORDERS_COOKIE}={}; Path=/; Max-Age=2592000; HttpOnly; SameSite=Lax",
+        ctx.remember_order(placed.order_no.as_str(), token)
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkout / order page
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct OrderQuery {
+    t: Option<String>,
+    /// Long-poll (page script): wait up to this many seconds while the status is `since`.
+    wait: Option<u64>,
+    since: Option<String>,
+    /// Answer with the order section only (page script).
+    fragment: Option<u8>,
+}
+
+/// Read an order and whether the presented (or remembered) token opens it in full.
+async fn open_order(
+    state: &AppState,
+    ctx: &Ctx,
+    order_no: &str,
+    presented: Option<&str>,
+) -> Result<Option<(Order, Option<String>)>, kami_store::StoreError> {
+    let Ok(no) = OrderNo::parse(order_no) else {
+        return Ok(None);
+    };
+    let Some(order) = state.store.order(&no).await? else {
+        return Ok(None);
+    };
+    let candidates = presented
+        .map(str::to_owned)
+        .into_iter()
+        .chain(ctx.token_for(no.as_str()));
+    for t in candidates {
+        if SecretToken::from_presented(&t).matches(&order.access_token_hash) {
+            return Ok(Some((order, Some(t))));
+        }
+    }
+    Ok(Some((order, None)))
+}
+
+/// Whether a status can still change by itself (payment or delivery still to come).
+fn is_open(s: OrderStatus) -> bool {
+    matches!(s, OrderStatus::Pending | OrderStatus::Paid)
+}
+
+pub async fn order(
+    State(state): St,
+    ctx: Ctx,
+    Path(order_no): Path<String>,
+    Query(q): Query<OrderQuery>,
+) -> Response {
+    let opened = match open_order(&state, &ctx, &order_no, q.t.as_deref()).await {
+        Ok(Some(o)) => o,
+        Ok(None) => return not_found(&state, &ctx),
+        Err(e) => return internal(&state, &ctx, e),
+    };
+    let (mut order, token) = opened;
+    let wait = Duration::from_secs(q.wait.unwrap_or(0).min(30));
+    if token.is_some() && !wait.is_zero() {
+        let since = q
+            .since
+            .as_deref()
+            .unwrap_or(order.status.as_str())
+            .to_owned();
+        if order.status.as_str() == since && is_open(order.status) {
+            let handle = state.watch.subscribe(order.order_no.as_str());
+            let mut failed = None;
+            {
+                // Subscribe, then re-read, so a change between the two reads is not missed.
+                let notified = handle.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                match state.store.order(&order.order_no).await {
+                    Ok(Some(o)) => order = o,
+                    Ok(None) => {}
+                    Err(e) => failed = Some(e),
+                }
+                if failed.is_none()
+                    && order.status.as_str() == since
+                    && tokio::time::timeout(wait, notified).await.is_ok()
+                {
+                    if let Ok(Some(o)) = state.store.order(&order.order_no).await {
+                        order = o;
+                    }
+                }
+            }
+            state.watch.unsubscribe(order.order_no.as_str(), handle);
+            if let Some(e) = failed {
+                return internal(&state, &ctx, e);
+            }
+        }
+    }
+    let mail = match &token {
+        Some(_) => mail_state(&state, &order).await,
+        None => "hidden",
+    };
+    let view = order_view(&state, &order, token.as_deref(), mail);
+    let name = if q.fragment == Some(1) {
+        "order_body.html"
+    } else {
+        "order.html"
+    };
+    respond(
+        &state,
+        &ctx,
+        StatusCode::OK,
+        Caching::NoStore,
+        name,
+        context! { order => view },
+    )
+}
+
+/// What the order page says about the delivery mail.
+async fn mail_state(state: &AppState, order: &Order) -> &'static str {
+    if !matches!(
+        order.status,
+        OrderStatus::Delivered | OrderStatus::Fulfilled
+    ) {
+        return "none";
+    }
+    super::mail_line(state, order).await
+}
+
+#[derive(Serialize)]
+struct OrderView {
+    no: String,
+    status: &'static str,
+    full: bool,
+    product_title: String,
+    product_slug: String,
+    quantity: i64,
+    amount: String,
+    method: String,
+    created_at: String,
+    /// Seconds left to pay (pending only), and as `m:ss`.
+    remaining: i64,
+    remaining_text: String,
+    pay: Option<PayView>,
+    keys: Option<Vec<String>>,
+    token: Option<String>,
+    poll: bool,
+    mail: &'static str,
+    email_masked: String,
+}
+
+#[derive(Serialize)]
+struct PayView {
+    action: String,
+    qr_svg: Option<String>,
+    qr_text: Option<String>,
+    url: Option<String>,
+    /// Demo only: the simulator's payer page for a QR code.
+    sim_link: Option<String>,
+}
+
+fn order_view(state: &AppState, o: &Order, token: Option<&str>, mail: &'static str) -> OrderView {
+    let full = token.is_some();
+    let remaining = ((o.expires_at - now_ms()) / 1000).max(0);
+    let pending = o.status == OrderStatus::Pending;
+    let pay = match (&o.pay_action, full && pending) {
+        (Some((action, target)), true) => Some(match action.as_str() {
+            "qr" => PayView {
+                action: "qr".into(),
+                qr_svg: qr_svg(target),
+                qr_text: Some(target.clone()),
+                url: None,
+                sim_link: state.gateways.as_ref().and_then(|_| sim_link(target)),
+            },
+            _ => PayView {
+                action: "redirect".into(),
+                qr_svg: None,
+                qr_text: None,
+                url: Some(target.clone()),
+                sim_link: None,
+            },
+        }),
+        _ => None,
+    };
+    OrderView {
+        no: o.order_no.to_string(),
+        status: o.status.as_str(),
+        full,
+        product_title: o.product_title.clone(),
+        product_slug: o.product_slug.clone(),
+        quantity: o.quantity,
+        amount: format_money(o.amount),
+        method: o.method.clone(),
+        created_at: crate::time::rfc3339(o.created_at),
+        remaining,
+        remaining_text: format!("{}:{:02}", remaining / 60, remaining % 60),
+        pay,
+        keys: if full { o.cards.clone() } else { None },
+        token: token.map(str::to_owned),
+        poll: full && is_open(o.status),
+        mail,
+        email_masked: mask_email(&o.email),
+    }
+}
+
+/// `alice@example.com` → `a***@example.com`.
+fn mask_email(e: &str) -> String {
+    match e.split_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}***@{domain}")
+        }
+        None => "***".into(),
+    }
+}
+
+/// Where a demo buyer "scans" a QR code: the simulators' payer pages.
+fn sim_link(qr: &str) -> Option<String> {
+    if let Some(page) = kami_sim::wechatpay::scan_page_url("", qr) {
+        return Some(page);
+    }
+    // The Alipay simulator's qr_code is its payer page already (an http URL).
+    url::Url::parse(qr)
+        .ok()
+        .filter(|u| u.path().starts_with("/sim/"))
+        .map(|u| match u.query() {
+            Some(q) => format!("{}?{q}", u.path()),
+            None => u.path().to_owned(),
+        })
+}
+
+pub async fn keys_txt(
+    State(state): St,
+    ctx: Ctx,
+    Path(order_no): Path<String>,
+    Query(q): Query<OrderQuery>,
+) -> Response {
+    let (order, token) = match open_order(&state, &ctx, &order_no, q.t.as_deref()).await {
+        Ok(Some(o)) => o,
+        Ok(None) => return not_found(&state, &ctx),
+        Err(e) => return internal(&state, &ctx, e),
+    };
+    let (Some(_), Some(keys)) = (token, order.cards.as_ref()) else {
+        return not_found(&state, &ctx);
+    };
+    let mut body = keys.join("\r\n");
+    body.push_str("\r\n");
+    let mut resp = body.into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Ok(v) =
+        HeaderValue::from_str(&format!("attachment; filename=\"{}.txt\"", order.order_no))
+    {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    security_headers(h);
+    resp
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lookup
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct RecentView {
+    no: String,
+    status: &'static str,
+    product_title: String,
+    amount: String,
+    href: String,
+}
+
+async fn recent_views(state: &AppState, ctx: &Ctx) -> Vec<RecentView> {
+    let mut out = Vec::new();
+    for (no, token) in ctx.recent_orders() {
+        let Ok(order_no) = OrderNo::parse(&no) else {
+            continue;
+        };
+        let Ok(Some(o)) = state.store.order(&order_no).await else {
+            continue;
+        };
+        if !SecretToken::from_presented(&token).matches(&o.access_token_hash) {
+            continue;
+        }
+        out.push(RecentView {
+            href: format!("/orders/{no}?t={token}"),
+            no,
+            status: o.status.as_str(),
+            product_title: o.product_title,
+            amount: format_money(o.amount),
+        });
+    }
+    out
+}
+
+pub async fn lookup_form(State(state): St, ctx: Ctx) -> Response {
+    let recent = recent_views(&state, &ctx).await;
+    respond(
+        &state,
+        &ctx,
+        StatusCode::OK,
+        Caching::NoStore,
+        "lookup.html",
+        context! { recent => recent, searched => false, q => "" },
+    )
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct LookupForm {
+    q: String,
+    password: String,
+}
+
+/// Orders a lookup may open: at most this many per email are checked (each costs a hash).
+const LOOKUP_EMAIL_LIMIT: u32 = 10;
+
+pub async fn lookup(State(state): St, ctx: Ctx, body: Bytes) -> Response {
+    let ip = ctx
+        .ip
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    if state.web.lookups.check_key(&ip).is_err() {
+        return message(
+            &state,
+            &ctx,
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            context! {},
+        );
+    }
+    let form: LookupForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let q = form.q.trim().to_owned();
+    let candidates: Vec<Order> = if let Ok(no) = OrderNo::parse(&q) {
+        match state.store.order(&no).await {
+            Ok(o) => o.into_iter().collect(),
+            Err(e) => return internal(&state, &ctx, e),
+        }
+    } else if let Ok(email) = Email::parse(&q) {
+        match state
+            .store
+            .orders_by_email(email.as_str(), LOOKUP_EMAIL_LIMIT)
+            .await
+        {
+            Ok(list) => list,
+            Err(e) => return internal(&state, &ctx, e),
+        }
+    } else {
+        Vec::new()
+    };
+    let matched = match verify_all(form.password, candidates).await {
+        Ok(m) => m,
+        Err(e) => return internal(&state, &ctx, e),
+    };
+    // Lists leave the keys out: read each match in full.
+    let mut found = Vec::new();
+    for o in matched {
+        match state.store.order(&o.order_no).await {
+            Ok(Some(full)) => found.push(order_view(&state, &full, Some(""), "hidden")),
+            Ok(None) => {}
+            Err(e) => return internal(&state, &ctx, e),
+        }
+    }
+    for v in &mut found {
+        // Opened by password: no token to hand out, no live polling.
+        v.token = None;
+        v.poll = false;
+        v.pay = None;
+    }
+    let recent = recent_views(&state, &ctx).await;
+    respond(
+        &state,
+        &ctx,
+        StatusCode::OK,
+        Caching::NoStore,
+        "lookup.html",
+        context! { recent => recent, searched => true, found => found, q => q },
+    )
+}
+
+/// The orders whose query password is `password`. Every candidate is checked (argon2, off the
+/// async threads, constant-time by construction); with no candidate a dummy hash is checked,
+/// so an unknown order or email takes as long as a wrong password.
+async fn verify_all(password: String, candidates: Vec<Order>) -> Result<Vec<Order>, String> {
+    tokio::task::spawn_blocking(move || {
+        let len = password.chars().count();
+        let plausible = (passwords::MIN_LEN..=passwords::MAX_LEN).contains(&len);
+        let mut out = Vec::new();
+        let mut checked = false;
+        for o in candidates {
+            let Some(hash) = o.query_password_hash.as_deref() else {
+                continue;
+            };
+            checked = true;
+            if plausible && passwords::verify_blocking(&password, hash) {
+                out.push(o);
+            }
+        }
+        if !checked {
+            passwords::verify_blocking(&password, passwords::dummy_hash());
+        }
+        out
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
