@@ -3,29 +3,47 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { DESKTOP, firstPage, launchBrowser, shot, startKami, tid } from './lib/harness.mjs';
+import {
+  DESKTOP,
+  failureShots,
+  firstPage,
+  launchBrowser,
+  shot,
+  startKami,
+  tid,
+} from './lib/harness.mjs';
 import { buyThroughSimulator } from './lib/flows.mjs';
 
 describe('order lookup', { timeout: 180_000 }, () => {
   let kami;
-  let browser;
+  let buyer;
+  let other;
   let page;
   let bought;
 
   before(async () => {
     kami = await startKami('lookup');
-    browser = await launchBrowser(DESKTOP);
-    page = await firstPage(browser.context);
-    bought = await buyThroughSimulator(browser.context, page, kami.base, 'lookup-buy', {
-      method: 'sandbox',
-      expect: 'redirect',
-      email: 'lookup-buyer@example.com',
-      password: 'correct-horse-7',
-    });
+    buyer = await launchBrowser(DESKTOP);
+    const buyerPage = await firstPage(buyer.context);
+    bought = await failureShots(buyer.context, 'lookup-buy', () =>
+      buyThroughSimulator(buyer.context, buyerPage, kami, 'lookup-buy', {
+        method: 'sandbox',
+        expect: 'redirect',
+        email: 'lookup-buyer@example.com',
+        password: 'correct-horse-7',
+      }),
+    );
+    await buyer.close();
+    buyer = null;
+    // Looked up from another device: a fresh browser that has never seen the order (the
+    // buyer's own browser lists its recent orders on /lookup anyway).
+    other = await launchBrowser(DESKTOP);
+    page = await firstPage(other.context);
   });
 
   after(async () => {
-    await browser?.close();
+    await buyer?.close();
+    await other?.close();
     await kami?.stop();
   });
 
@@ -44,6 +62,9 @@ describe('order lookup', { timeout: 180_000 }, () => {
     await shot(page, 'lookup', step);
   }
 
+  /** A test on the other browser, with screenshots of its tabs if it fails. */
+  const check = (name, fn) => it(name, () => failureShots(other.context, 'lookup', fn));
+
   async function expectFound() {
     await page.locator(tid('lookup-result')).waitFor();
     const orders = page.locator(tid('lookup-order'));
@@ -55,12 +76,12 @@ describe('order lookup', { timeout: 180_000 }, () => {
     assert.equal(await page.locator(tid('lookup-empty')).count(), 0, 'no empty state');
   }
 
-  it('email + correct password shows the order with its key', async () => {
+  check('email + correct password shows the order with its key', async () => {
     await lookup(bought.email, bought.password, 'email-right-password');
     await expectFound();
   });
 
-  it('email + wrong password shows nothing, no key anywhere', async () => {
+  check('email + wrong password shows nothing, no key anywhere', async () => {
     await lookup(bought.email, 'wrong-password-1', 'email-wrong-password');
     await page.locator(tid('lookup-empty')).waitFor();
     assert.equal(await page.locator(tid('key')).count(), 0, 'no [data-testid=key]');
@@ -70,12 +91,12 @@ describe('order lookup', { timeout: 180_000 }, () => {
     assert.ok(!html.includes(bought.orderNo), 'the order number is not disclosed');
   });
 
-  it('order number + password shows the order with its key', async () => {
+  check('order number + password shows the order with its key', async () => {
     await lookup(bought.orderNo, bought.password, 'order-no-right-password');
     await expectFound();
   });
 
-  it('order number + wrong password shows nothing', async () => {
+  check('order number + wrong password shows nothing', async () => {
     await lookup(bought.orderNo, 'wrong-password-2', 'order-no-wrong-password');
     await page.locator(tid('lookup-empty')).waitFor();
     assert.equal(await page.locator(tid('key')).count(), 0, 'no [data-testid=key]');

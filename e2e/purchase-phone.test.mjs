@@ -3,7 +3,14 @@
 // redirect to the simulator's cashier page.
 
 import { after, before, describe, it } from 'node:test';
-import { PHONE, firstPage, launchBrowser, recordTimings, startKami } from './lib/harness.mjs';
+import {
+  PHONE,
+  failureShots,
+  firstPage,
+  launchBrowser,
+  recordTimings,
+  startKami,
+} from './lib/harness.mjs';
 import { buyThroughSimulator } from './lib/flows.mjs';
 
 describe('phone purchase through each simulator channel', { timeout: 240_000 }, () => {
@@ -26,18 +33,30 @@ describe('phone purchase through each simulator channel', { timeout: 240_000 }, 
     await kami?.stop();
   });
 
-  for (const method of ['alipay', 'wxpay', 'qqpay', 'sandbox']) {
+  const simulators = {
+    alipay: /alipay\.trade\.wap\.pay/, // wap.pay: the wallet jump
+    wxpay: /WeChat Pay — H5 cashier/, // H5
+    qqpay: /易支付收银台/,
+    sandbox: /Sandbox payment/,
+  };
+  for (const [method, simulator] of Object.entries(simulators)) {
     const flow = `phone-${method}`;
     it(`${method}: wallet-jump / cashier redirect, the key appears in place`, { timeout: 90_000 }, async () => {
-      const page = await firstPage(browser.context);
-      const r = await buyThroughSimulator(browser.context, page, kami.base, flow, {
-        method,
-        expect: 'redirect',
-        expectTotal: method === 'alipay' ? '12.30' : undefined,
+      await failureShots(browser.context, flow, async () => {
+        const page = await firstPage(browser.context);
+        const r = await buyThroughSimulator(browser.context, page, kami, flow, {
+          method,
+          expect: 'redirect',
+          simulator,
+          expectTotal: method === 'alipay' ? '12.30' : undefined,
+        });
+        timings[flow] = r.timing;
+        console.log(
+          `${flow}: order ${r.orderNo}; Pay click → key ${r.timing.pay_click_to_key_ms} ms, ` +
+            `notification received → key ${r.timing.notification_to_key_ms} ms`,
+        );
+        await page.close();
       });
-      timings[flow] = r.timing;
-      console.log(`${flow}: order ${r.orderNo}, Pay click → key ${r.timing.pay_click_to_key_ms} ms`);
-      await page.close();
     });
   }
 });

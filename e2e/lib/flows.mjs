@@ -9,6 +9,9 @@ export const PRODUCT = 'demo-game-key';
 // Demo keys: DEMO-<SLUG>-<NNNN>-<8 hex> (crates/kami-server/src/demo.rs).
 export const KEY_RE = /^DEMO-DEMO-GAME-KEY-\d{4}-[0-9a-f]{8}$/;
 
+/** The buyer expects the key on screen within a second of paying (issue 4's target). */
+export const KEY_BUDGET_MS = Number(process.env.KAMI_E2E_KEY_BUDGET_MS || 1000);
+
 /** The simulator's payer pages: their Pay button ("Pay", WeChat's "Pay ¥12.30"). */
 export const PAY_BUTTON = { name: /^Pay(\s|$)/ };
 
@@ -16,7 +19,12 @@ export const PAY_BUTTON = { name: /^Pay(\s|$)/ };
  * Open `/`, follow the product link, fill and submit the order form; returns the checkout page
  * (already at `/orders/{order_no}?t=...`) and its order number.
  */
-export async function placeOrder(page, base, flow, { method, email, password, quantity = 1 }) {
+export async function placeOrder(
+  page,
+  base,
+  flow,
+  { method, email, password, quantity = 1, expectTotal },
+) {
   await page.goto(`${base}/`);
   const product = page.locator(`a${tid(`product-${PRODUCT}`)}`);
   await product.waitFor();
@@ -35,6 +43,13 @@ export async function placeOrder(page, base, flow, { method, email, password, qu
   await form.locator('input[name="email"]').fill(email);
   await form.locator('input[name="query_password"]').fill(password);
   await form.locator(`input[name="method"][value="${method}"]`).check();
+  if (expectTotal) {
+    // The live total follows the quantity (tier prices; the server charges the same).
+    await waitUntil(
+      async () => (await page.locator(tid('total')).innerText()).includes(expectTotal),
+      `total to show ${expectTotal} for quantity ${quantity}`,
+    );
+  }
   await shot(page, flow, 'form-filled');
 
   await Promise.all([
@@ -98,25 +113,18 @@ export async function watchCheckout(page) {
  * The whole purchase through one simulator channel. `expect`: `'qr'` (desktop Alipay/WeChat:
  * QR code + demo sim-link) or `'redirect'` (pay-link). Returns the timings and the keys.
  */
-export async function buyThroughSimulator(context, page, base, flow, opts) {
-  const { method, expect, quantity = 1, expectTotal } = opts;
+export async function buyThroughSimulator(context, page, kami, flow, opts) {
+  const { base } = kami;
+  const { method, expect, quantity = 1, expectTotal, simulator } = opts;
   const email = opts.email || `${flow}@example.com`;
   const password = opts.password || `pw-${flow}-1`;
 
-  if (expectTotal) {
-    // The live total follows the quantity (tier prices are charged by the server).
-    await page.goto(`${base}/p/${PRODUCT}`);
-    await page.locator(`form${tid('order-form')} input[name="quantity"]`).fill(String(quantity));
-    await waitUntil(
-      async () => (await page.locator(tid('total')).innerText()).includes(expectTotal),
-      `total to show ${expectTotal} for quantity ${quantity}`,
-    );
-  }
   const { orderNo, checkoutUrl } = await placeOrder(page, base, flow, {
     method,
     email,
     password,
     quantity,
+    expectTotal,
   });
   if (expectTotal) {
     const body = await page.locator('body').innerText();
@@ -132,8 +140,9 @@ export async function buyThroughSimulator(context, page, base, flow, opts) {
     );
     assert.ok(isSvg, 'the QR code is an inline <svg>');
     const text = await qr.getAttribute('data-qr');
-    if (method === 'alipay') assert.match(text, /^https?:\/\/.*\/sim\/alipay\/qr\/\w+/, 'Alipay QR text');
-    if (method === 'wxpay') assert.match(text, /^weixin:\/\//, 'WeChat Native QR text');
+    // Alipay's precreate qr_code is the simulator's payer page; WeChat Native a weixin:// code.
+    if (method === 'alipay') assert.match(text, /^https?:\/\/.*\/sim\/alipay\/qr\/\w+/);
+    if (method === 'wxpay') assert.match(text, /^weixin:\/\//);
     await page.locator(tid('countdown')).waitFor();
     link = page.locator(`a${tid('sim-link')}`);
     assert.equal(await page.locator(`a${tid('pay-link')}`).count(), 0, 'no pay-link next to a QR');
@@ -152,6 +161,12 @@ export async function buyThroughSimulator(context, page, base, flow, opts) {
   await sim.waitForLoadState('load');
   const pay = sim.getByRole('button', PAY_BUTTON);
   await pay.waitFor({ timeout: 20_000 });
+  if (simulator) {
+    const text = await sim.locator('body').innerText();
+    assert.match(text, simulator, `the simulator page is the expected flavour (${sim.url()})`);
+  }
+  const simText = squash(await sim.locator('body').innerText());
+  assert.ok(simText.includes(orderNo), `the simulator shows order ${orderNo}`);
   await shot(sim, flow, 'simulator');
   assert.equal(page.url(), checkoutUrl, 'the checkout tab stayed where it was');
 
@@ -179,6 +194,13 @@ export async function buyThroughSimulator(context, page, base, flow, opts) {
   await shot(page, flow, 'delivered');
   await sim.close();
 
+  // When kami received (and verified) the simulator's notification, from its own log of them.
+  const notifiedAt = await notificationReceivedAt(kami, orderNo);
+  const notificationToKey = (keyAt ?? seenAt) - notifiedAt;
+  assert.ok(
+    notificationToKey < KEY_BUDGET_MS,
+    `notification → key took ${notificationToKey} ms (budget ${KEY_BUDGET_MS} ms)`,
+  );
   return {
     orderNo,
     email,
@@ -191,9 +213,28 @@ export async function buyThroughSimulator(context, page, base, flow, opts) {
       pay_click_to_key_ms: (keyAt ?? seenAt) - clickedAt,
       pay_click_to_sim_answer_ms: simAnsweredAt - clickedAt,
       pay_click_to_key_visible_ms: seenAt - clickedAt,
+      notification_to_key_ms: notificationToKey,
     },
   };
 }
+
+/** `received_at` (epoch ms) of the first verified notification of the order (admin API). */
+export async function notificationReceivedAt(kami, orderNo) {
+  assert.ok(kami.adminToken, 'kami --demo printed its admin API token');
+  const r = await fetch(`${kami.base}/api/v1/admin/orders/${orderNo}`, {
+    headers: { authorization: `Bearer ${kami.adminToken}` },
+  });
+  assert.equal(r.status, 200, `admin order view of ${orderNo}`);
+  const order = await r.json();
+  const times = (order.payment_events || [])
+    .filter((e) => e.verified)
+    .map((e) => Date.parse(e.received_at))
+    .filter(Number.isFinite);
+  assert.ok(times.length > 0, `kami logged a verified notification for ${orderNo}`);
+  return Math.min(...times);
+}
+
+const squash = (s) => s.replace(/\s+/g, ' ');
 
 /** Copy button puts the key on the clipboard; the download link serves a .txt with the keys. */
 export async function checkCopyAndDownload(context, page, base, keys) {
@@ -203,7 +244,7 @@ export async function checkCopyAndDownload(context, page, base, keys) {
     () => page.evaluate(() => navigator.clipboard.readText()),
     'clipboard text after copy',
   );
-  assert.ok(keys.some((k) => copied.includes(k)), `clipboard holds a key (got ${JSON.stringify(copied)})`);
+  assert.ok(keys.some((k) => copied.includes(k)), `clipboard holds a key: ${JSON.stringify(copied)}`);
 
   const [download] = await Promise.all([
     page.waitForEvent('download'),

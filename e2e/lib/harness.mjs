@@ -88,7 +88,7 @@ function removeTempDir(d) {
  * `/healthz` answers. Its output goes to `<shots>/kami-<name>.log`.
  */
 export async function startKami(name) {
-  const bin = process.env.KAMI_BIN;
+  const bin = process.env.KAMI_BIN && path.resolve(process.env.KAMI_BIN);
   if (!bin) throw new Error('KAMI_BIN is not set (path to the kami binary, e.g. target/debug/kami)');
   if (!fs.existsSync(bin)) throw new Error(`KAMI_BIN=${bin} does not exist (cargo build -p kami)`);
   prepareShots();
@@ -116,20 +116,27 @@ export async function startKami(name) {
   children.add(child);
   let exited = null;
   const exit = new Promise((resolve) => {
-    child.once('exit', (code, signal) => {
-      exited = { code, signal };
+    const done = (how) => {
+      if (exited) return;
+      exited = how;
       children.delete(child);
       resolve(exited);
-    });
+    };
+    child.once('exit', (code, signal) => done({ code, signal }));
+    child.once('error', (e) => done({ error: e.message })); // e.g. spawn ENOENT
   });
   const tail = [];
   let base = null;
+  let adminToken = null;
   const onLine = (line) => {
     tail.push(line);
     if (tail.length > 40) tail.shift();
     // `serve` prints the machine-readable "listening on http://ADDR" once bound.
     const m = /^listening on (http:\/\/\S+)$/.exec(line.trim());
     if (m && !base) base = m[1];
+    // The demo's walkthrough prints an admin API token (used to read notification times).
+    const t = /^Admin API token for this demo: (\S+)$/.exec(line.trim());
+    if (t) adminToken = t[1];
   };
   for (const stream of [child.stdout, child.stderr]) {
     let buf = '';
@@ -176,7 +183,10 @@ export async function startKami(name) {
     }
     await sleep(50);
   }
-  return { base, stop, logPath, log: () => tail.join('\n') };
+  // The walkthrough (with the token) follows the "listening" line once the demo is seeded.
+  const tokenDeadline = Date.now() + 10_000;
+  while (!adminToken && Date.now() < tokenDeadline && !exited) await sleep(25);
+  return { base, adminToken, stop, logPath, log: () => tail.join('\n') };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -298,6 +308,24 @@ export async function shot(page, flow, step) {
   return file;
 }
 
+/** Run `fn`; if it throws, screenshot every open tab as `NN-flow-FAILED-i.png`, then rethrow. */
+export async function failureShots(context, flow, fn) {
+  try {
+    return await fn();
+  } catch (e) {
+    let i = 0;
+    for (const page of context.pages()) {
+      i += 1;
+      try {
+        await shot(page, flow, `FAILED-${i}`);
+      } catch {
+        /* a crashed or closing tab */
+      }
+    }
+    throw e;
+  }
+}
+
 /** Merge `entries` (flow → numbers) into `<shots>/timings.json`; returns the whole file. */
 export function recordTimings(entries) {
   prepareShots();
@@ -310,17 +338,28 @@ export function recordTimings(entries) {
       /* new */
     }
     Object.assign(all.flows, entries);
-    const pay = Object.values(all.flows)
-      .map((f) => f.pay_click_to_key_ms)
-      .filter((v) => typeof v === 'number');
+    const stats = (field) => {
+      const xs = Object.values(all.flows)
+        .map((f) => f[field])
+        .filter((v) => typeof v === 'number');
+      return xs.length
+        ? {
+            flows: xs.length,
+            median_ms: median(xs),
+            max_ms: Math.max(...xs),
+            under_1s: xs.every((v) => v < 1000),
+          }
+        : null;
+    };
     all.summary = {
-      what:
-        'pay_click_to_key_ms: from the click on Pay in the simulator (which then notifies kami) ' +
-        'to the key being in the checkout page DOM, measured on one clock; target < 1000 ms',
-      flows: pay.length,
-      max_pay_click_to_key_ms: pay.length ? Math.max(...pay) : null,
-      median_pay_click_to_key_ms: pay.length ? median(pay) : null,
-      all_under_1s: pay.every((v) => v < 1000),
+      notification_to_key_ms:
+        'kami received the simulator\'s notification (received_at of the first verified one in ' +
+        'the admin order view) → the key is in the checkout page\'s DOM; target < 1000 ms',
+      pay_click_to_key_ms:
+        'click on Pay in the simulator → the key is in the checkout page\'s DOM (includes the ' +
+        'simulator\'s own work before it notifies)',
+      notification_to_key: stats('notification_to_key_ms'),
+      pay_click_to_key: stats('pay_click_to_key_ms'),
     };
     fs.writeFileSync(file, `${JSON.stringify(all, null, 2)}\n`);
     return all;
