@@ -740,7 +740,7 @@ impl EpayChannel {
 
     async fn create_api_v1(&self, req: &CreatePayment) -> Result<PaymentAction, PayError> {
         let mut params = self.create_params(req)?;
-        params.push(("clientip".into(), DEFAULT_CLIENT_IP.into()));
+        params.push(("clientip".into(), req.client_ip_or(DEFAULT_CLIENT_IP)));
         params.push((
             "device".into(),
             device_param(req.device, req.user_agent.as_deref()).into(),
@@ -782,7 +782,7 @@ impl EpayChannel {
     async fn create_api_v2(&self, req: &CreatePayment) -> Result<PaymentAction, PayError> {
         let mut params = self.create_params(req)?;
         params.push(("method".into(), "web".into()));
-        params.push(("clientip".into(), DEFAULT_CLIENT_IP.into()));
+        params.push(("clientip".into(), req.client_ip_or(DEFAULT_CLIENT_IP)));
         params.push((
             "device".into(),
             device_param(req.device, req.user_agent.as_deref()).into(),
@@ -1577,6 +1577,7 @@ mod tests {
             return_url: "https://shop.example/pay/return/ep?o=1".into(),
             expires_at_ms: 0,
             user_agent: None,
+            client_ip: None,
         }
     }
 

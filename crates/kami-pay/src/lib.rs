@@ -31,6 +31,18 @@ pub struct CreatePayment {
     pub expires_at_ms: i64,
     /// The buyer's User-Agent, for channels that pick a flavour from it.
     pub user_agent: Option<String>,
+    /// The buyer's IP address (WeChat H5 `payer_client_ip`, Epay `clientip`); channels send
+    /// a loopback placeholder when it is unknown (API orders).
+    pub client_ip: Option<std::net::IpAddr>,
+}
+
+impl CreatePayment {
+    /// The buyer's IP as gateways want it, or a placeholder when unknown.
+    pub fn client_ip_or(&self, placeholder: &str) -> String {
+        self.client_ip
+            .map(|ip| ip.to_canonical().to_string())
+            .unwrap_or_else(|| placeholder.to_owned())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

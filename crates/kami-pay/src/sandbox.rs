@@ -778,6 +778,7 @@ mod tests {
             return_url: "http://shop/pay/return/sbx?x=1".into(),
             expires_at_ms: 1_700_000_000_000,
             user_agent: None,
+            client_ip: None,
         };
         let PaymentAction::Redirect { url } = ch.create(&req).await.unwrap() else {
             panic!("expected redirect");

@@ -941,8 +941,9 @@ impl PaymentChannel for WechatPayChannel {
                 .ok_or_else(|| PayError::Malformed("expiry time out of range".into()))?,
         );
         let mode = self.flavour(req);
+        let client_ip = req.client_ip_or(DEFAULT_PAYER_CLIENT_IP);
         let scene_info = (mode == WechatMode::H5).then_some(SceneInfo {
-            payer_client_ip: DEFAULT_PAYER_CLIENT_IP,
+            payer_client_ip: &client_ip,
             h5_info: H5Info { kind: "Wap" },
         });
         let body = serde_json::to_string(&OrderReq {

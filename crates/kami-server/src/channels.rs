@@ -381,3 +381,47 @@ fn build_epay(
     };
     Ok(EpayChannel::new(cfg, http.clone()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn two_sandboxes() -> Channels {
+        let toml = "[[channels]]\nid = \"a\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\npriority = 20\n\
+                    [[channels]]\nid = \"b\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\npriority = 10\n";
+        let config = Config::from_toml_str(toml).unwrap().config;
+        Channels::build(&config, "http://127.0.0.1:9", &reqwest::Client::new())
+            .unwrap()
+            .0
+    }
+
+    #[test]
+    fn repeated_creation_failures_rest_a_channel_and_a_success_clears_it() {
+        let ch = two_sandboxes();
+        let routed = |ch: &Channels| ch.route(Method::Sandbox).map(|c| c.id().to_string());
+        assert_eq!(routed(&ch).as_deref(), Some("a"));
+        ch.record_create("a", false);
+        ch.record_create("a", false);
+        assert_eq!(
+            routed(&ch).as_deref(),
+            Some("a"),
+            "two failures: still trusted"
+        );
+        ch.record_create("a", false);
+        assert_eq!(routed(&ch).as_deref(), Some("b"), "third failure: a rests");
+        ch.record_create("b", false);
+        ch.record_create("b", true);
+        ch.record_create("b", false);
+        ch.record_create("b", false);
+        assert_eq!(
+            routed(&ch).as_deref(),
+            Some("b"),
+            "a success resets the count"
+        );
+        ch.record_create("b", false);
+        assert_eq!(routed(&ch), None, "both resting: the method is not offered");
+        assert!(ch.methods().is_empty());
+        ch.record_create("a", true);
+        assert_eq!(routed(&ch).as_deref(), Some("a"));
+    }
+}

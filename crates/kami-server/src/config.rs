@@ -206,6 +206,9 @@ pub struct ShopConfig {
     pub default_locale: String,
     /// Order lookups allowed per client IP per minute, 1..=1000, default 10.
     pub lookup_per_minute: u32,
+    /// Orders a client IP may place from the product page per minute (each reserves stock
+    /// until it expires), 1..=10000, default 30. The JSON API is not limited here.
+    pub orders_per_minute: u32,
     /// Trust `X-Forwarded-For` / `X-Real-IP` for the client IP (only behind your own proxy).
     pub trust_proxy_headers: bool,
 }
@@ -220,6 +223,7 @@ impl Default for ShopConfig {
             low_stock_threshold: 10,
             default_locale: "zh-CN".into(),
             lookup_per_minute: 10,
+            orders_per_minute: 30,
             trust_proxy_headers: false,
         }
     }
@@ -821,6 +825,7 @@ struct RawShop {
     low_stock_threshold: Option<u32>,
     default_locale: Option<String>,
     lookup_per_minute: Option<u32>,
+    orders_per_minute: Option<u32>,
     trust_proxy_headers: Option<bool>,
 }
 
@@ -1160,6 +1165,13 @@ fn build_shop(raw: RawShop, base_dir: &Path, origins: &Origins) -> Result<ShopCo
             raw.lookup_per_minute,
             d.lookup_per_minute,
             (1, 1000),
+        )?,
+        orders_per_minute: check_range(
+            origins,
+            "shop.orders_per_minute",
+            raw.orders_per_minute,
+            d.orders_per_minute,
+            (1, 10_000),
         )?,
         trust_proxy_headers: raw.trust_proxy_headers.unwrap_or(d.trust_proxy_headers),
     })

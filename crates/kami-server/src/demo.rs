@@ -40,7 +40,7 @@ struct DemoProduct {
 const PRODUCTS: &[DemoProduct] = &[
     DemoProduct {
         slug: "demo-game-key",
-        title: "Demo game key (¥12.30)",
+        title: "Demo game key",
         description: "A made-up game activation key from the demo stock.",
         price: 1230,
         delivery: Delivery::Auto,
@@ -142,7 +142,12 @@ pub fn walkthrough(base: &str, admin_token: &str) -> String {
         r#"
 kami demo shop is running at {base}
 
-Buy a key end to end (sandbox payment channel, simulator on this server):
+In a browser: open {base}/ , pick a product, pay with any method (Alipay and WeChat show a
+QR code with a "Demo: open the simulator's payment page" link; QQ Wallet (Epay) and Sandbox
+open the simulator's cashier), press Pay there, and watch the key appear on the checkout page.
+Find the order again at {base}/lookup with its email and query password.
+
+Or with curl (sandbox payment channel, simulator on this server):
 
   1. See the catalogue:
        curl -s {base}/api/v1/products

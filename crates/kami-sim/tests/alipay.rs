@@ -241,6 +241,7 @@ impl Env {
             return_url: format!("{}/pay/return/ali?o={trade}", self.base),
             expires_at_ms: now_ms() + 15 * 60_000,
             user_agent: None,
+            client_ip: None,
         }
     }
 

@@ -300,6 +300,7 @@ impl Env {
             return_url: format!("{}/pay/return/ep?o={trade_no}", self.base),
             expires_at_ms: 0,
             user_agent: None,
+            client_ip: None,
         }
     }
 

@@ -172,6 +172,7 @@ impl Env {
             return_url: format!("{}/pay/return/sbx?o={trade_no}", self.base),
             expires_at_ms,
             user_agent: None,
+            client_ip: None,
         };
         match self.channel.create(&req).await.unwrap() {
             PaymentAction::Redirect { url } => url,
@@ -337,6 +338,7 @@ async fn unreachable_merchant_exhausts_schedule() {
         return_url: "javascript:alert(1)".into(),
         expires_at_ms: now_ms() + 60_000,
         user_agent: None,
+        client_ip: None,
     };
     let PaymentAction::Redirect { url } = env.channel.create(&req).await.unwrap() else {
         panic!()

@@ -889,6 +889,7 @@ fn create_req(device: Device, ua: Option<&str>) -> CreatePayment {
         return_url: "https://shop.example/pay/return/ali?o=K1".into(),
         expires_at_ms: 1_704_082_500_500,
         user_agent: ua.map(str::to_owned),
+        client_ip: None,
     }
 }
 

@@ -985,6 +985,7 @@ fn create_req(device: Device, ua: Option<&str>) -> CreatePayment {
         return_url: "https://shop/pay/return/wx-main".into(),
         expires_at_ms: 1_700_000_000_000,
         user_agent: ua.map(str::to_owned),
+        client_ip: None,
     }
 }
 

@@ -42,6 +42,13 @@ pub async fn products(State(state): State<Arc<AppState>>) -> ApiResult<impl Into
                 "delivery": p.delivery.as_str(),
                 "stock": match p.stock { Stock::Count(n) => json!(n), Stock::Unlimited => json!(null) },
                 "methods": methods,
+                "category": p.category,
+                "min_quantity": p.pricing.min_quantity(),
+                "max_quantity": p.pricing.max_quantity(),
+                "tiers": p.pricing.tiers().tiers().iter().map(|t| json!({
+                    "min_quantity": t.min_quantity(),
+                    "price": t.unit_minor(),
+                })).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -232,6 +239,7 @@ pub(crate) async fn place_order(state: &AppState, b: OrderInput) -> ApiResult<Pl
         ),
         expires_at_ms: created.expires_at,
         user_agent: b.user_agent,
+        client_ip: b.client_ip,
     };
     let action = match channel.create(&req).await {
         Ok(a) => {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, Method as HttpMethod, StatusCode, Uri};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use kami_pay::{Ack, NotifyVerdict, RawNotification};
 use kami_store::{RawEvent, Verdict};
@@ -106,20 +106,31 @@ pub struct ReturnQuery {
     order_no: Option<String>,
 }
 
-/// The browser comes back here after paying. It never marks anything paid.
+/// The browser comes back here after paying. It never marks anything paid: it sends the
+/// buyer to the order page, which shows the status (and the keys only to a browser that
+/// holds the order's token).
 pub async fn return_page(
     Path(_channel_id): Path<String>,
     Query(q): Query<ReturnQuery>,
-) -> impl IntoResponse {
-    let no = q
+) -> Response {
+    match q
         .order_no
         .as_deref()
         .and_then(|n| kami_core::OrderNo::parse(n).ok())
-        .map(|n| n.to_string())
-        .unwrap_or_default();
-    Html(format!(
-        "<!doctype html><meta charset=utf-8><title>Payment submitted</title>\
-         <p>Thank you. Your payment for order <b>{no}</b> is being confirmed; your keys appear on your \
-         order page as soon as the payment channel confirms it.</p>"
-    ))
+    {
+        Some(no) => (
+            StatusCode::SEE_OTHER,
+            [
+                (header::LOCATION, format!("/orders/{no}")),
+                (header::CACHE_CONTROL, "no-store".to_owned()),
+            ],
+        )
+            .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "unknown order; open your order from the shop's lookup page",
+        )
+            .into_response(),
+    }
 }

@@ -32,20 +32,34 @@ pub struct WebState {
     pub catalog: catalog::CatalogCache,
     /// Order lookups per client IP (`shop.lookup_per_minute`).
     pub lookups: DefaultKeyedRateLimiter<IpAddr>,
+    /// Orders from the product page per client IP (`shop.orders_per_minute`): each one
+    /// reserves stock, so one client cannot hold the whole stock hostage.
+    pub orders: DefaultKeyedRateLimiter<IpAddr>,
     pub notice_html: String,
     pub footer_html: String,
 }
 
 impl WebState {
     pub fn new(shop: &ShopConfig) -> WebState {
-        let per_minute = NonZeroU32::new(shop.lookup_per_minute).unwrap_or(NonZeroU32::MIN);
+        let quota = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
         WebState {
             catalog: Default::default(),
-            lookups: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            lookups: RateLimiter::keyed(quota(shop.lookup_per_minute)),
+            orders: RateLimiter::keyed(quota(shop.orders_per_minute)),
             notice_html: markup::markdown(&shop.notice),
             footer_html: markup::markdown(&shop.footer),
         }
     }
+}
+
+/// Whether `ip` may go on; forgets idle clients once many are tracked, so memory stays
+/// bounded under a flood of addresses.
+pub fn allow(limiter: &DefaultKeyedRateLimiter<IpAddr>, ip: Option<IpAddr>) -> bool {
+    if limiter.len() > 10_000 {
+        limiter.retain_recent();
+    }
+    let ip = ip.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    limiter.check_key(&ip).is_ok()
 }
 
 pub fn router() -> Router<Arc<AppState>> {

@@ -59,20 +59,6 @@ fn base(state: &AppState, ctx: &Ctx) -> Value {
     }
 }
 
-fn render(state: &AppState, ctx: &Ctx, name: &str, vars: Value) -> Result<String, Response> {
-    state
-        .theme
-        .render(name, ctx.locale, context! { ..vars, ..base(state, ctx) })
-        .map_err(|e| {
-            tracing::error!("rendering {name}: {e}");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "page could not be rendered",
-            )
-                .into_response()
-        })
-}
-
 fn respond(
     state: &AppState,
     ctx: &Ctx,
@@ -81,9 +67,20 @@ fn respond(
     name: &str,
     vars: Value,
 ) -> Response {
-    match render(state, ctx, name, vars) {
+    match state
+        .theme
+        .render(name, ctx.locale, context! { ..vars, ..base(state, ctx) })
+    {
         Ok(html) => page(ctx, status, caching, html),
-        Err(r) => r,
+        Err(e) => {
+            // Display only: the alternate form would print the template context (tokens, keys).
+            tracing::error!("rendering {name}: {e}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "page could not be rendered",
+            )
+                .into_response()
+        }
     }
 }
 
@@ -196,7 +193,10 @@ fn method_views(state: &AppState, ctx: &Ctx, chosen: Option<&str>) -> Vec<Method
         .collect()
 }
 
-async fn find_product(state: &AppState, slug: &str) -> Result<Option<ProductView>, Response> {
+async fn find_product(
+    state: &AppState,
+    slug: &str,
+) -> Result<Option<ProductView>, kami_store::StoreError> {
     let threshold = state.config.shop.low_stock_threshold;
     match state.web.catalog.products(&state.store, threshold).await {
         Ok(list) => {
@@ -204,22 +204,14 @@ async fn find_product(state: &AppState, slug: &str) -> Result<Option<ProductView
                 return Ok(Some(p.clone()));
             }
         }
-        Err(e) => {
-            tracing::error!("catalogue: {e}");
-        }
+        Err(e) => tracing::error!("catalogue: {e}"),
     }
     // Not in the cached list (just created, or the cache failed): ask the store.
-    match state.store.product(slug).await {
-        Ok(p) => Ok(p.map(|p| super::catalog::view(&p, threshold))),
-        Err(e) => {
-            tracing::error!("product {slug}: {e}");
-            Err((
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "product could not be read",
-            )
-                .into_response())
-        }
-    }
+    Ok(state
+        .store
+        .product(slug)
+        .await?
+        .map(|p| super::catalog::view(&p, threshold)))
 }
 
 #[derive(Serialize, Default)]
@@ -295,7 +287,7 @@ pub async fn product(State(state): St, ctx: Ctx, Path(slug): Path<String>) -> Re
             None,
         ),
         Ok(None) => not_found(&state, &ctx),
-        Err(r) => r,
+        Err(e) => internal(&state, &ctx, e),
     }
 }
 
@@ -323,7 +315,7 @@ pub async fn place(State(state): St, ctx: Ctx, Path(slug): Path<String>, body: B
     let p = match find_product(&state, &slug).await {
         Ok(Some(p)) => p,
         Ok(None) => return not_found(&state, &ctx),
-        Err(r) => return r,
+        Err(e) => return internal(&state, &ctx, e),
     };
     let form: OrderForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let quantity = form.quantity.trim().parse::<i64>().unwrap_or(0);
@@ -355,6 +347,12 @@ pub async fn place(State(state): St, ctx: Ctx, Path(slug): Path<String>, body: B
                 context! { app => app.as_str(), method => m.as_str(), slug => p.slug.as_str() },
             );
         }
+    }
+    if !super::allow(&state.web.orders, ctx.ip) {
+        return fail(
+            StatusCode::TOO_MANY_REQUESTS,
+            state.theme.text(ctx.locale, "error.too_many_orders", &[]),
+        );
     }
     let input = OrderInput {
         product: slug,
@@ -725,10 +723,7 @@ struct LookupForm {
 const LOOKUP_EMAIL_LIMIT: u32 = 10;
 
 pub async fn lookup(State(state): St, ctx: Ctx, body: Bytes) -> Response {
-    let ip = ctx
-        .ip
-        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-    if state.web.lookups.check_key(&ip).is_err() {
+    if !super::allow(&state.web.lookups, ctx.ip) {
         return message(
             &state,
             &ctx,

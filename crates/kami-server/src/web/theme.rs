@@ -272,3 +272,150 @@ fn content_type(name: &str) -> Option<&'static str> {
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every literal `t("key")` in the embedded templates.
+    fn literal_keys() -> Vec<String> {
+        let mut keys = Vec::new();
+        for (_, text) in TEMPLATES {
+            for quote in ['"', '\''] {
+                let open = format!("t({quote}");
+                let mut rest = *text;
+                while let Some(i) = rest.find(&open) {
+                    rest = &rest[i + open.len()..];
+                    if let Some(end) = rest.find(quote) {
+                        let key = &rest[..end];
+                        if !key.ends_with('.') {
+                            keys.push(key.to_owned());
+                        }
+                    }
+                }
+            }
+        }
+        keys
+    }
+
+    /// Keys templates build at run time (`"status." ~ order.status ~ ".title"`, ...).
+    fn computed_keys() -> Vec<String> {
+        let mut keys = Vec::new();
+        for m in kami_core::Method::ALL {
+            keys.push(format!("method.{}", m.as_str()));
+            keys.push(format!("pay.scan.{}", m.as_str()));
+        }
+        for s in [
+            "pending",
+            "paid",
+            "delivered",
+            "awaiting_fulfilment",
+            "fulfilled",
+            "expired",
+            "exception",
+            "refunded",
+            "partially_refunded",
+        ] {
+            assert!(kami_core::OrderStatus::parse(s).is_some(), "{s}");
+            keys.push(format!("status.{s}.title"));
+            keys.push(format!("status.{s}.text"));
+        }
+        for k in ["not_found", "internal", "rate_limited", "open_in_browser"] {
+            keys.push(format!("message.{k}.title"));
+            keys.push(format!("message.{k}.text"));
+        }
+        for app in ["wechat", "qq", "alipay"] {
+            keys.push(format!("inapp.step1.{app}"));
+        }
+        for l in Locale::ALL {
+            keys.push(format!("lang.{}", l.tag()));
+        }
+        keys
+    }
+
+    #[test]
+    fn both_languages_have_every_message_the_templates_use() {
+        let theme = Theme::load(None).unwrap();
+        let zh = theme.catalog(Locale::ZhCn).unwrap();
+        let en = theme.catalog(Locale::En).unwrap();
+        for key in literal_keys().into_iter().chain(computed_keys()) {
+            assert!(zh.get(&key).is_some(), "zh-CN lacks {key}");
+            assert!(en.get(&key).is_some(), "en lacks {key}");
+        }
+        let mut a: Vec<&str> = zh.keys().collect();
+        let mut b: Vec<&str> = en.keys().collect();
+        a.sort_unstable();
+        b.sort_unstable();
+        assert_eq!(a, b, "the catalogues must have the same keys");
+    }
+
+    #[test]
+    fn templates_hold_no_bare_text() {
+        // Text between tags must come from the catalogues: after removing tags and template
+        // expressions, only punctuation and whitespace may remain.
+        for (name, text) in TEMPLATES {
+            if name.starts_with("mail/") && name.ends_with(".txt") {
+                continue;
+            }
+            // Template constructs first, then HTML tags.
+            let mut no_tpl = String::new();
+            let mut rest = *text;
+            while let Some(i) = rest.find(['{']) {
+                let (before, after) = rest.split_at(i);
+                no_tpl.push_str(before);
+                let close = match after.as_bytes().get(1) {
+                    Some(b'{') => "}}",
+                    Some(b'%') => "%}",
+                    Some(b'#') => "#}",
+                    _ => {
+                        no_tpl.push('{');
+                        rest = &after[1..];
+                        continue;
+                    }
+                };
+                rest = after.find(close).map_or("", |e| &after[e + 2..]);
+            }
+            no_tpl.push_str(rest);
+            let mut out = String::new();
+            let mut in_tag = false;
+            for c in no_tpl.chars() {
+                match c {
+                    '<' => in_tag = true,
+                    '>' => in_tag = false,
+                    _ if !in_tag => out.push(c),
+                    _ => {}
+                }
+            }
+            let bare: String = out
+                .chars()
+                .filter(|c| c.is_alphabetic() && !"×·›".contains(*c))
+                .collect();
+            assert!(bare.is_empty(), "{name} has bare text: {bare:?}");
+        }
+    }
+
+    #[test]
+    fn money_is_formatted_per_currency() {
+        let m = |minor, c| {
+            kami_core::Money::new(minor, kami_core::Currency::parse(c).unwrap()).unwrap()
+        };
+        assert_eq!(format_money(m(1230, "CNY")), "¥12.30");
+        assert_eq!(format_money(m(5, "USD")), "$0.05");
+    }
+
+    #[test]
+    fn assets_cannot_escape_the_theme() {
+        let theme = Theme::load(None).unwrap();
+        assert!(theme.asset("style.css").is_some());
+        for bad in [
+            "../Cargo.toml",
+            "",
+            "a//b.css",
+            ".hidden.css",
+            "x/../../y.css",
+            "style.exe",
+        ] {
+            assert!(theme.asset(bad).is_none(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! Storefront page tests over real HTTP: snapshots of every page in both languages, HTML
+//! escaping of every user- or seller-provided field, and the pages' behaviour (prices charged,
+//! limits, stock, lookup, tokens and cookies, in-app browsers, languages, headers, themes).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+// The engine harness, shared as is; not every helper is used here.
+#[allow(dead_code)]
+#[path = "../engine/common.rs"]
+mod common;
+
+mod support;
+
+mod buying;
+mod escaping;
+mod headers_and_language;
+mod lookup;
+mod order_access;
+mod render;
+mod theme_dir;
