@@ -85,9 +85,8 @@ fn browser_end_to_end() {
             break status;
         }
         if started.elapsed() > SUITE_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the browser suite did not finish within {SUITE_TIMEOUT:?}; killed");
+            stop(&mut child);
+            panic!("the browser suite did not finish within {SUITE_TIMEOUT:?}; stopped");
         }
         std::thread::sleep(Duration::from_millis(200));
     };
@@ -97,4 +96,21 @@ fn browser_end_to_end() {
         shots.display()
     );
     assert!(status.success(), "node --test e2e/ failed ({status})");
+}
+
+/// SIGTERM first: node's test runner then ends its test-file processes, whose harness kills
+/// their kami server and Chromium; SIGKILL if that takes more than ten seconds.
+fn stop(child: &mut std::process::Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
