@@ -30,6 +30,17 @@ pub struct AppState {
     /// Storefront templates, assets and message catalogues.
     pub theme: crate::web::Theme,
     pub web: crate::web::WebState,
+    /// Buyer mail through `[smtp]`; `None` when it is not configured (no mail is attempted).
+    pub mailer: Option<Arc<crate::mail::Mailer>>,
+}
+
+impl AppState {
+    /// An order was just delivered: let the mail worker look now instead of at its next poll.
+    pub fn wake_mail(&self) {
+        if let Some(m) = &self.mailer {
+            m.wake();
+        }
+    }
 }
 
 /// How to build the application beyond its configuration.
@@ -79,6 +90,8 @@ pub enum StartError {
     Theme(#[from] crate::web::ThemeError),
     #[error("gateway simulators: {0}")]
     Gateways(#[from] kami_sim::gateways::GatewayError),
+    #[error("mail: {0}")]
+    Mail(#[from] crate::mail::MailSetupError),
 }
 
 pub struct Application {
@@ -147,6 +160,10 @@ impl Application {
         let sim_router = gateways.as_ref().map(|g| g.router.clone());
         let theme = crate::web::Theme::load(config.shop.theme_dir.as_deref())?;
         let web = crate::web::WebState::new(&config.shop);
+        let mailer = match &config.smtp {
+            Some(smtp) => Some(Arc::new(crate::mail::Mailer::new(smtp)?)),
+            None => None,
+        };
         let state = Arc::new(AppState {
             store,
             channels,
@@ -157,6 +174,7 @@ impl Application {
             gateways,
             web,
             theme,
+            mailer,
         });
         let mut router = api::router(state.clone());
         if let Some(sims) = sim_router {

@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use kami_core::{ChannelId, Method};
+use lettre::message::Mailbox;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 use url::Url;
@@ -33,6 +34,10 @@ const MAX_CONNECTIONS_RANGE: (u32, u32) = (1, 200);
 const DEFAULT_EXPIRE_MINUTES: u32 = 15;
 const EXPIRE_MINUTES_RANGE: (u32, u32) = (1, 1440);
 const DATABASE_SCHEMES: [&str; 3] = ["sqlite://", "postgres://", "postgresql://"];
+const DEFAULT_SMTP_TIMEOUT_SECONDS: u32 = 15;
+const SMTP_TIMEOUT_RANGE: (u32, u32) = (1, 300);
+const DEFAULT_SMTP_RETRY_BASE_SECONDS: u32 = 30;
+const SMTP_RETRY_BASE_RANGE: (u32, u32) = (1, 3600);
 /// Default `api_base` of `wechatpay` channels (DESIGN 4.2).
 pub const WECHATPAY_DEFAULT_API_BASE: &str = "https://api.mch.weixin.qq.com";
 
@@ -73,6 +78,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub orders: OrdersConfig,
     pub shop: ShopConfig,
+    /// `[smtp]`: buyer mail; `None` (no section) means no mail is ever attempted.
+    pub smtp: Option<SmtpConfig>,
     pub channels: Vec<ChannelConfig>,
     /// Directory of the configuration file (absolute when loaded from a file); relative
     /// `*_file` paths resolve against it, against the current directory when there is no
@@ -87,6 +94,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             orders: OrdersConfig::default(),
             shop: ShopConfig::default(),
+            smtp: None,
             channels: Vec::new(),
             base_dir: PathBuf::from("."),
         }
@@ -227,6 +235,59 @@ impl Default for ShopConfig {
             trust_proxy_headers: false,
         }
     }
+}
+
+/// How the SMTP connection is secured (`smtp.tls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS, which the server must offer (default; port 587).
+    StartTls,
+    /// TLS from the first byte, "SMTPS" (port 465).
+    Tls,
+    /// No encryption (a local relay only; port 25).
+    None,
+}
+
+impl SmtpTls {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SmtpTls::StartTls => "starttls",
+            SmtpTls::Tls => "tls",
+            SmtpTls::None => "none",
+        }
+    }
+
+    /// The usual port for this mode.
+    pub fn default_port(self) -> u16 {
+        match self {
+            SmtpTls::StartTls => 587,
+            SmtpTls::Tls => 465,
+            SmtpTls::None => 25,
+        }
+    }
+}
+
+/// `[smtp]`: where buyer mail (the delivered keys) is sent through.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SmtpConfig {
+    /// Server host name (or IP address); also the name its TLS certificate must carry.
+    pub host: String,
+    /// Default by `tls`: 587 (starttls), 465 (tls), 25 (none).
+    pub port: u16,
+    pub tls: SmtpTls,
+    /// Login, with `password`; both or neither.
+    pub username: Option<String>,
+    /// From `password` or `password_file`.
+    pub password: Option<Secret>,
+    /// The sender, e.g. `Shop <shop@example.com>`.
+    pub from: Mailbox,
+    /// Extra PEM certificate(s) to trust besides the public roots (self-hosted servers);
+    /// resolved against [`Config::base_dir`], read when the mailer starts.
+    pub ca_file: Option<PathBuf>,
+    /// Per connection / command, 1..=300 seconds, default 15.
+    pub timeout_seconds: u32,
+    /// Retry backoff: base · 2^(attempt-1), at most an hour; 1..=3600 seconds, default 30.
+    pub retry_base_seconds: u32,
 }
 
 /// The protocol a channel speaks.
@@ -634,6 +695,18 @@ fn is_string_key(segs: &[Seg]) -> bool {
             (a.key(), b.key()),
             (Some("server"), Some("listen" | "public_url" | "data_dir"))
                 | (Some("database"), Some("url" | "url_file"))
+                | (
+                    Some("smtp"),
+                    Some(
+                        "host"
+                            | "tls"
+                            | "username"
+                            | "password"
+                            | "password_file"
+                            | "from"
+                            | "ca_file"
+                    )
+                )
         ),
         [a, Seg::Index(_), c] => {
             a.key() == Some("channels") && c.key().is_some_and(|k| CHANNEL_STRING_KEYS.contains(&k))
@@ -812,7 +885,25 @@ struct RawConfig {
     database: RawDatabase,
     orders: RawOrders,
     shop: RawShop,
+    smtp: Option<RawSmtp>,
     channels: Vec<RawChannel>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawSmtp {
+    host: Option<String>,
+    port: Option<u32>,
+    tls: Option<String>,
+    #[serde(deserialize_with = "string_or_int")]
+    username: Option<String>,
+    #[serde(deserialize_with = "string_or_int")]
+    password: Option<String>,
+    password_file: Option<PathBuf>,
+    from: Option<String>,
+    ca_file: Option<PathBuf>,
+    timeout_seconds: Option<u32>,
+    retry_base_seconds: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -967,7 +1058,9 @@ fn methods_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, 
 
 /// `channels[0].secret`, `database.url`: values that must not appear in messages.
 fn is_secret_key(key: &str) -> bool {
-    key == "database.url" || (key.starts_with("channels[") && key.ends_with(".secret"))
+    key == "database.url"
+        || key == "smtp.password"
+        || (key.starts_with("channels[") && key.ends_with(".secret"))
 }
 
 fn ignored_path(path: &serde_ignored::Path<'_>) -> String {
@@ -1078,6 +1171,10 @@ fn build(
     };
 
     let shop = build_shop(raw.shop, &base_dir, origins)?;
+    let smtp = raw
+        .smtp
+        .map(|s| build_smtp(s, &base_dir, origins, warnings))
+        .transpose()?;
 
     let mut channels: Vec<ChannelConfig> = Vec::with_capacity(raw.channels.len());
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -1099,6 +1196,7 @@ fn build(
         database,
         orders,
         shop,
+        smtp,
         channels,
         base_dir,
     })
@@ -1174,6 +1272,149 @@ fn build_shop(raw: RawShop, base_dir: &Path, origins: &Origins) -> Result<ShopCo
             (1, 10_000),
         )?,
         trust_proxy_headers: raw.trust_proxy_headers.unwrap_or(d.trust_proxy_headers),
+    })
+}
+
+fn build_smtp(
+    raw: RawSmtp,
+    base_dir: &Path,
+    origins: &Origins,
+    warnings: &mut Vec<String>,
+) -> Result<SmtpConfig, ConfigError> {
+    let host = raw.host.as_deref().map(str::trim).unwrap_or_default();
+    if host.is_empty() {
+        return Err(invalid(
+            origins,
+            "smtp.host",
+            "required when [smtp] is present (the mail server's host name)".into(),
+        ));
+    }
+    let port_in_host = host.contains(':') && host.parse::<std::net::Ipv6Addr>().is_err();
+    if port_in_host || host.chars().any(|c| c.is_whitespace() || c == '/') {
+        return Err(invalid(
+            origins,
+            "smtp.host",
+            format!(
+                "`{host}` is not a host name (write e.g. smtp.example.com, without scheme; the port goes in `smtp.port`)"
+            ),
+        ));
+    }
+    let tls = match raw.tls.as_deref().map(str::trim) {
+        None | Some("starttls") => SmtpTls::StartTls,
+        Some("tls") => SmtpTls::Tls,
+        Some("none") => SmtpTls::None,
+        Some(other) => {
+            return Err(invalid(
+                origins,
+                "smtp.tls",
+                format!("`{other}` is not one of: starttls, tls, none"),
+            ))
+        }
+    };
+    let port = match raw.port {
+        None => tls.default_port(),
+        Some(p) => u16::try_from(p).ok().filter(|p| *p != 0).ok_or_else(|| {
+            invalid(
+                origins,
+                "smtp.port",
+                format!("must be between 1 and 65535, got {p}"),
+            )
+        })?,
+    };
+    let password = match (raw.password, raw.password_file) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::SecretConflict {
+                key: "smtp.password".into(),
+                origin: origins
+                    .of("smtp.password_file")
+                    .or_else(|| origins.of("smtp.password")),
+            })
+        }
+        (Some(p), None) => Some(Secret(p)),
+        (None, Some(f)) => Some(Secret(read_secret_file(
+            "smtp.password_file",
+            base_dir.join(f),
+        )?)),
+        (None, None) => None,
+    };
+    let username = raw
+        .username
+        .map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty());
+    match (&username, &password) {
+        (Some(_), None) => {
+            return Err(invalid(
+                origins,
+                "smtp.password",
+                "`smtp.username` is set, so a password (`password` or `password_file`) is required"
+                    .into(),
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                origins,
+                "smtp.username",
+                "a password is set, so `smtp.username` is required".into(),
+            ))
+        }
+        _ => {}
+    }
+    if tls == SmtpTls::None && password.is_some() {
+        warnings.push(format!(
+            "smtp: tls = \"none\" sends the password to `{host}` unencrypted; use \"starttls\" or \"tls\" unless it is a local relay"
+        ));
+    }
+    let from_raw = raw.from.as_deref().map(str::trim).unwrap_or_default();
+    if from_raw.is_empty() {
+        return Err(invalid(
+            origins,
+            "smtp.from",
+            "required when [smtp] is present (the sender, e.g. \"Shop <shop@example.com>\")".into(),
+        ));
+    }
+    let from = from_raw.parse::<Mailbox>().map_err(|e| {
+        invalid(
+            origins,
+            "smtp.from",
+            format!(
+                "`{from_raw}` is not a mail address ({}); expected e.g. \"Shop <shop@example.com>\" or \"shop@example.com\"",
+                e.to_string().to_lowercase()
+            ),
+        )
+    })?;
+    let ca_file = match raw.ca_file {
+        None => None,
+        Some(p) if p.as_os_str().is_empty() => {
+            return Err(invalid(origins, "smtp.ca_file", "must not be empty".into()))
+        }
+        Some(p) => Some(base_dir.join(p)),
+    };
+    if ca_file.is_some() && tls == SmtpTls::None {
+        warnings
+            .push("smtp: `ca_file` has no effect with tls = \"none\" (no TLS is used)".to_owned());
+    }
+    Ok(SmtpConfig {
+        host: host.to_owned(),
+        port,
+        tls,
+        username,
+        password,
+        from,
+        ca_file,
+        timeout_seconds: check_range(
+            origins,
+            "smtp.timeout_seconds",
+            raw.timeout_seconds,
+            DEFAULT_SMTP_TIMEOUT_SECONDS,
+            SMTP_TIMEOUT_RANGE,
+        )?,
+        retry_base_seconds: check_range(
+            origins,
+            "smtp.retry_base_seconds",
+            raw.retry_base_seconds,
+            DEFAULT_SMTP_RETRY_BASE_SECONDS,
+            SMTP_RETRY_BASE_RANGE,
+        )?,
     })
 }
 
@@ -2339,6 +2580,215 @@ gateway = "http://127.0.0.1:9100"
                 assert!(msg.contains("line 3"), "{msg}");
             }
         }
+    }
+
+    const SMTP_MIN: &str =
+        "[smtp]\nhost = \"smtp.example.com\"\nfrom = \"Shop <shop@example.com>\"\n";
+
+    fn smtp_of(toml: &str) -> SmtpConfig {
+        let loaded = parse(toml);
+        match loaded.config.smtp {
+            Some(s) => s,
+            None => panic!("no [smtp] in {toml}"),
+        }
+    }
+
+    #[test]
+    fn smtp_is_absent_without_the_section() {
+        assert!(parse("").config.smtp.is_none());
+        assert!(parse(DESIGN_EXAMPLE).config.smtp.is_none());
+        assert!(Config::default().smtp.is_none());
+    }
+
+    #[test]
+    fn smtp_defaults() {
+        let loaded = parse(SMTP_MIN);
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let s = smtp_of(SMTP_MIN);
+        assert_eq!(s.host, "smtp.example.com");
+        assert_eq!(s.tls, SmtpTls::StartTls);
+        assert_eq!(s.port, 587);
+        assert_eq!(s.username, None);
+        assert_eq!(s.password, None);
+        assert_eq!(s.from.email.to_string(), "shop@example.com");
+        assert_eq!(s.from.name.as_deref(), Some("Shop"));
+        assert_eq!(s.ca_file, None);
+        assert_eq!(s.timeout_seconds, 15);
+        assert_eq!(s.retry_base_seconds, 30);
+        // The default port follows the TLS mode; an explicit port wins.
+        assert_eq!(smtp_of(&format!("{SMTP_MIN}tls = \"tls\"\n")).port, 465);
+        assert_eq!(smtp_of(&format!("{SMTP_MIN}tls = \"none\"\n")).port, 25);
+        let s = smtp_of(&format!("{SMTP_MIN}tls = \"tls\"\nport = 2465\n"));
+        assert_eq!((s.tls, s.port), (SmtpTls::Tls, 2465));
+        // A bare address and a non-ASCII display name are mailboxes too.
+        let s = smtp_of("[smtp]\nhost = \"127.0.0.1\"\nfrom = \"shop@example.com\"\n");
+        assert_eq!(s.from.name, None);
+        let s = smtp_of("[smtp]\nhost = \"::1\"\nfrom = \"卡密小店 <shop@example.com>\"\n");
+        assert_eq!(s.from.name.as_deref(), Some("卡密小店"));
+    }
+
+    #[test]
+    fn smtp_every_key() {
+        let toml = "[smtp]\nhost = \" mail.example.com \"\nport = 2587\ntls = \"starttls\"\n\
+                    username = \"kami\"\npassword = \"hunter2\"\nfrom = \"shop@example.com\"\n\
+                    ca_file = \"certs/ca.pem\"\ntimeout_seconds = 5\nretry_base_seconds = 1\n";
+        let loaded = parse(toml);
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let s = smtp_of(toml);
+        assert_eq!(s.host, "mail.example.com");
+        assert_eq!(s.port, 2587);
+        assert_eq!(s.username.as_deref(), Some("kami"));
+        assert_eq!(s.password.as_ref().map(Secret::expose), Some("hunter2"));
+        assert_eq!(s.ca_file.as_deref(), Some(Path::new("./certs/ca.pem")));
+        assert_eq!((s.timeout_seconds, s.retry_base_seconds), (5, 1));
+        // The password never shows in Debug.
+        let debug = format!("{:?}", parse(toml).config);
+        assert!(!debug.contains("hunter2"), "{debug}");
+        // Unknown keys in the section are warned about.
+        let loaded = parse(&format!("{SMTP_MIN}pasword = \"x\"\n"));
+        assert_eq!(
+            loaded.warnings,
+            vec!["unknown configuration key `smtp.pasword` (ignored)".to_owned()]
+        );
+    }
+
+    #[test]
+    fn smtp_errors_name_the_key() {
+        assert_eq!(
+            parse_err("[smtp]\nfrom = \"shop@example.com\"\n"),
+            "invalid `smtp.host`: required when [smtp] is present (the mail server's host name)"
+        );
+        let msg = parse_err("[smtp]\nhost = \"smtp.example.com\"\n");
+        assert!(msg.starts_with("invalid `smtp.from`: required"), "{msg}");
+        for host in ["smtp://smtp.example.com", "smtp.example.com:587", "a b"] {
+            let msg = parse_err(&format!("[smtp]\nhost = \"{host}\"\nfrom = \"a@b.c\"\n"));
+            assert!(msg.starts_with("invalid `smtp.host`: "), "{msg}");
+            assert!(msg.contains(host), "{msg}");
+        }
+        let msg = parse_err(&format!("{SMTP_MIN}tls = \"ssl\"\n"));
+        assert_eq!(
+            msg,
+            "invalid `smtp.tls`: `ssl` is not one of: starttls, tls, none"
+        );
+        for port in ["0", "65536"] {
+            let msg = parse_err(&format!("{SMTP_MIN}port = {port}\n"));
+            assert_eq!(
+                msg,
+                format!("invalid `smtp.port`: must be between 1 and 65535, got {port}")
+            );
+        }
+        let msg = parse_err("[smtp]\nhost = \"h\"\nfrom = \"not an address\"\n");
+        assert!(
+            msg.starts_with("invalid `smtp.from`: `not an address` is not a mail address"),
+            "{msg}"
+        );
+        let msg = parse_err(&format!("{SMTP_MIN}timeout_seconds = 0\n"));
+        assert_eq!(
+            msg,
+            "invalid `smtp.timeout_seconds`: must be between 1 and 300, got 0"
+        );
+        let msg = parse_err(&format!("{SMTP_MIN}retry_base_seconds = 7200\n"));
+        assert_eq!(
+            msg,
+            "invalid `smtp.retry_base_seconds`: must be between 1 and 3600, got 7200"
+        );
+        // Credentials come in pairs.
+        let msg = parse_err(&format!("{SMTP_MIN}username = \"kami\"\n"));
+        assert!(msg.starts_with("invalid `smtp.password`: "), "{msg}");
+        let msg = parse_err(&format!("{SMTP_MIN}password = \"s3cret\"\n"));
+        assert!(msg.starts_with("invalid `smtp.username`: "), "{msg}");
+        assert!(!msg.contains("s3cret"), "{msg}");
+        assert_eq!(
+            parse_err(&format!(
+                "{SMTP_MIN}username = \"u\"\npassword = \"p\"\npassword_file = \"/x\"\n"
+            )),
+            "both `smtp.password` and `smtp.password_file` are set; set only one"
+        );
+        // A password of the wrong type is not echoed.
+        let msg = parse_err(&format!(
+            "{SMTP_MIN}username = \"u\"\npassword = [\"hunter2\"]\n"
+        ));
+        assert!(msg.contains("`smtp.password`"), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+
+    #[test]
+    fn smtp_plaintext_password_is_warned_about() {
+        let loaded = parse(&format!(
+            "{SMTP_MIN}tls = \"none\"\nusername = \"u\"\npassword = \"p\"\nca_file = \"ca.pem\"\n"
+        ));
+        assert_eq!(loaded.warnings.len(), 2, "{:?}", loaded.warnings);
+        assert!(
+            loaded.warnings[0].contains("unencrypted"),
+            "{:?}",
+            loaded.warnings
+        );
+        assert!(loaded.warnings[1].contains("`ca_file` has no effect"));
+    }
+
+    #[test]
+    fn smtp_password_file_and_env_overrides() {
+        let dir = match tempfile::tempdir() {
+            Ok(d) => d,
+            Err(e) => panic!("{e}"),
+        };
+        if let Err(e) = std::fs::write(dir.path().join("smtp-pass"), "  0123456789\n") {
+            panic!("{e}");
+        }
+        if let Err(e) = std::fs::write(
+            dir.path().join("kami.toml"),
+            format!("{SMTP_MIN}username = \"kami\"\npassword_file = \"smtp-pass\"\nca_file = \"ca.pem\"\n"),
+        ) {
+            panic!("{e}");
+        }
+        let loaded = match load(Some(&dir.path().join("kami.toml")), Vec::new()) {
+            Ok(l) => l,
+            Err(e) => panic!("{e}"),
+        };
+        let s = loaded.config.smtp.unwrap_or_else(|| panic!("no smtp"));
+        assert_eq!(s.password.as_ref().map(Secret::expose), Some("0123456789"));
+        assert!(s
+            .ca_file
+            .is_some_and(|p| p.starts_with(&loaded.config.base_dir)));
+
+        // The whole section from the environment; numeric-looking strings stay strings.
+        let loaded = load(
+            None,
+            env(&[
+                ("KAMI__SMTP__HOST", "127.0.0.1"),
+                ("KAMI__SMTP__PORT", "2525"),
+                ("KAMI__SMTP__TLS", "none"),
+                ("KAMI__SMTP__FROM", "Shop <shop@example.com>"),
+                ("KAMI__SMTP__USERNAME", "10001"),
+                ("KAMI__SMTP__PASSWORD", "123456"),
+                ("KAMI__SMTP__RETRY_BASE_SECONDS", "1"),
+            ]),
+        );
+        let s = match loaded {
+            Ok(l) => l.config.smtp.unwrap_or_else(|| panic!("no smtp")),
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(
+            (s.host.as_str(), s.port, s.tls),
+            ("127.0.0.1", 2525, SmtpTls::None)
+        );
+        assert_eq!(s.username.as_deref(), Some("10001"));
+        assert_eq!(s.password.as_ref().map(Secret::expose), Some("123456"));
+        assert_eq!(s.retry_base_seconds, 1);
+        // An environment error names the variable.
+        match load_env(SMTP_MIN, &[("KAMI__SMTP__TLS", "ssl")]) {
+            Ok(_) => panic!("accepted"),
+            Err(e) => assert!(e.to_string().contains("KAMI__SMTP__TLS"), "{e}"),
+        }
+        // A missing password file names the key and the path.
+        let msg = parse_err(&format!(
+            "{SMTP_MIN}username = \"u\"\npassword_file = \"{}\"\n",
+            dir.path().join("nope").display()
+        ));
+        assert!(
+            msg.starts_with("cannot read `smtp.password_file` file"),
+            "{msg}"
+        );
     }
 
     #[test]

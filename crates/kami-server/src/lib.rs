@@ -6,6 +6,7 @@ pub mod channels;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod mail;
 pub mod passwords;
 pub mod time;
 pub mod watch;

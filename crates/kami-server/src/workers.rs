@@ -9,6 +9,8 @@
 //! - **Refunds** still pending at their channel are asked again with the same refund number.
 //! - **Expiry fallback**: orders whose channel could not be reached to close are expired
 //!   after a long grace (a late payment is still accepted by the late-payment path).
+//! - **Buyer mail** (only with `[smtp]`): delivered orders' keys by email, from the outbox
+//!   (see [`crate::mail`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,7 +50,26 @@ const EXPIRY_INTERVAL: Duration = Duration::from_secs(5);
 const EXPIRY_BATCH: u32 = 500;
 const CHECK_BATCH: u32 = 64;
 
-pub fn spawn(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+/// The running background tasks.
+pub struct Workers(Vec<JoinHandle<()>>);
+
+impl Workers {
+    pub fn abort(&self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+pub fn spawn(state: Arc<AppState>, shutdown: watch::Receiver<bool>) -> Workers {
+    let mut tasks = vec![spawn_payments(state.clone(), shutdown.clone())];
+    if let Some(mailer) = state.mailer.clone() {
+        tasks.push(crate::mail::spawn(state, mailer, shutdown));
+    }
+    Workers(tasks)
+}
+
+fn spawn_payments(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -253,6 +274,9 @@ async fn apply_paid(
     state.metrics.notification(outcome.code());
     if let Some(no) = outcome.changed_order() {
         state.watch.changed(no);
+    }
+    if matches!(outcome, kami_store::NotifyOutcome::Delivered { .. }) {
+        state.wake_mail();
     }
     if !outcome.acknowledge() {
         // e.g. the channel reports a different amount: keep asking, the seller sees the event.

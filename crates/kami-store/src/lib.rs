@@ -13,6 +13,7 @@ mod error;
 mod migrate;
 pub mod model;
 mod orders;
+mod outbox;
 mod payments;
 mod postgres;
 mod refunds;
@@ -25,6 +26,7 @@ use kami_core::{Millis, OrderNo};
 pub use checks::PaymentCheck;
 pub use error::{Result, StoreError};
 pub use model::*;
+pub use outbox::{MailState, OutboxItem, ORDER_DELIVERED};
 pub use refunds::{NewRefund, Refund, RefundCall, RefundResult};
 
 use crate::db::Tx;
@@ -298,6 +300,57 @@ impl Store {
     pub async fn refunds(&self, order_no: &OrderNo) -> Result<Vec<Refund>> {
         let no = order_no.as_str().to_owned();
         self.read(move |tx| refunds::list_for_order(tx, &no)).await
+    }
+
+    // ---- outbox ----
+
+    /// Claim up to `limit` due outbox rows of these kinds (in the order given), leased until
+    /// `lease_until`: each claim counts an attempt, and no other claimer — in this process or
+    /// another sharing the database — gets the row before the lease ends.
+    pub async fn claim_outbox(
+        &self,
+        kinds: &[&str],
+        now: Millis,
+        lease_until: Millis,
+        limit: u32,
+    ) -> Result<Vec<OutboxItem>> {
+        let kinds: Vec<String> = kinds.iter().map(|k| (*k).to_owned()).collect();
+        self.write(move |tx| outbox::claim(tx, &kinds, now, lease_until, limit))
+            .await
+    }
+
+    /// A claimed row's work succeeded; false if the row was already finished.
+    pub async fn complete_outbox(&self, id: i64, now: Millis) -> Result<bool> {
+        self.write(move |tx| outbox::complete(tx, id, now)).await
+    }
+
+    /// A claimed row's work failed: record `error` and make it due again at `next_at`.
+    /// `attempts` is the claim's [`OutboxItem::attempts`]; false if the row was re-claimed
+    /// since (the lease ran out) or is finished.
+    pub async fn reschedule_outbox(
+        &self,
+        id: i64,
+        attempts: i64,
+        next_at: Millis,
+        error: &str,
+    ) -> Result<bool> {
+        let error = error.to_owned();
+        self.write(move |tx| outbox::reschedule(tx, id, attempts, next_at, &error))
+            .await
+    }
+
+    /// Finish a row without success (`error` says why); false if it was already finished.
+    pub async fn give_up_outbox(&self, id: i64, now: Millis, error: &str) -> Result<bool> {
+        let error = error.to_owned();
+        self.write(move |tx| outbox::give_up(tx, id, now, &error))
+            .await
+    }
+
+    /// Where the order's delivery mail stands: `None` when the order has no delivery to mail
+    /// (not delivered, or unknown). Whether mail is configured at all is the server's to say.
+    pub async fn mail_state(&self, order_no: &OrderNo) -> Result<Option<MailState>> {
+        let no = order_no.as_str().to_owned();
+        self.read(move |tx| outbox::mail_state(tx, &no)).await
     }
 
     // ---- admin ----

@@ -29,6 +29,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0003_storefront.sql"),
         postgres: include_str!("migrations/postgres/0003_storefront.sql"),
     },
+    Migration {
+        version: 4,
+        name: "outbox_mail",
+        sqlite: include_str!("migrations/sqlite/0004_outbox_mail.sql"),
+        postgres: include_str!("migrations/postgres/0004_outbox_mail.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kami_migrations \

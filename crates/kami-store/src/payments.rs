@@ -230,7 +230,7 @@ fn apply_payment(
         return Err(StoreError::Database("order changed under its row lock".into()));
     }
     let kind = match final_status {
-        OrderStatus::Delivered => "order.delivered",
+        OrderStatus::Delivered => crate::outbox::ORDER_DELIVERED,
         OrderStatus::AwaitingFulfilment => "order.awaiting_fulfilment",
         _ => "order.exception",
     };

@@ -144,6 +144,7 @@ pub async fn create_product(
         max_quantity: i64::from(pricing.max_quantity()),
     };
     state.store.create_product(p, now_ms()).await?;
+    state.web.catalog.invalidate();
     let body = json!({
         "slug": slug.as_str(),
         "title": title,
@@ -182,6 +183,7 @@ pub async fn import_cards(
         .store
         .import_cards(slug.as_str(), parsed.keys, q.is_loop, now_ms(), &|_| {})
         .await?;
+    state.web.catalog.invalidate();
     Ok(Json(json!({
         "imported": r.imported,
         "duplicates": r.duplicates + parsed.duplicates_in_file,

@@ -83,6 +83,9 @@ pub async fn notify(
             if let Some(no) = outcome.changed_order() {
                 state.watch.changed(no);
             }
+            if matches!(outcome, kami_store::NotifyOutcome::Delivered { .. }) {
+                state.wake_mail();
+            }
             if !outcome.acknowledge() {
                 tracing::warn!(channel = %channel_id, outcome = outcome.code(), "notification not accepted");
             }

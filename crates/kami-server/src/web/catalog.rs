@@ -85,7 +85,10 @@ impl CatalogCache {
 pub fn view(p: &Product, low_threshold: u32) -> ProductView {
     let (stock_state, stock_left, unlimited) = match p.stock {
         Stock::Unlimited => ("in_stock", None, true),
-        Stock::Count(n) if n <= 0 => ("sold_out", Some(0), false),
+        // Fewer than the smallest order allowed is as good as none.
+        Stock::Count(n) if n <= 0 || n < p.pricing.min_quantity().into() => {
+            ("sold_out", Some(n.max(0)), false)
+        }
         Stock::Count(n) if n <= i64::from(low_threshold) => ("low", Some(n), false),
         Stock::Count(n) => ("in_stock", Some(n), false),
     };

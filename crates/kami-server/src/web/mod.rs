@@ -94,7 +94,19 @@ async fn asset(State(state): State<Arc<AppState>>, Path(path): Path<String>) -> 
     }
 }
 
-/// What the order page says about the delivery mail: `off` (no `[smtp]`), `pending`, `sent`.
-async fn mail_line(_state: &AppState, _order: &kami_store::Order) -> &'static str {
-    "off"
+/// What the order page says about the delivery mail: `off` (no `[smtp]`), `pending`, `sent`;
+/// `none` (nothing said) for orders without a delivery mail, one given up, or a failed read.
+async fn mail_line(state: &AppState, order: &kami_store::Order) -> &'static str {
+    use crate::mail::MailStatus;
+    use kami_store::MailState;
+    match crate::mail::status(state, &order.order_no).await {
+        Ok(MailStatus::Disabled) => "off",
+        Ok(MailStatus::Known(MailState::Sent { .. })) => "sent",
+        Ok(MailStatus::Known(MailState::Pending { .. })) => "pending",
+        Ok(MailStatus::Known(MailState::Failed { .. }) | MailStatus::NotApplicable) => "none",
+        Err(e) => {
+            tracing::warn!(order = %order.order_no, "reading the delivery mail state: {e}");
+            "none"
+        }
+    }
 }

@@ -375,7 +375,18 @@ pub async fn place(State(state): St, ctx: Ctx, Path(slug): Path<String>, body: B
             if e.status.is_server_error() {
                 tracing::warn!("order from page: {}", e.message);
             }
-            let text = error_text(&state, &ctx, &e);
+            let text = if e.code == "invalid_quantity" {
+                state.theme.text(
+                    ctx.locale,
+                    "error.quantity_limits",
+                    &[
+                        ("min", p.min_quantity.to_string()),
+                        ("max", p.max_quantity.to_string()),
+                    ],
+                )
+            } else {
+                error_text(&state, &ctx, &e)
+            };
             return fail(e.status, text);
         }
     };
@@ -395,8 +406,14 @@ pub async fn place(State(state): St, ctx: Ctx, Path(slug): Path<String>, body: B
     let token = placed.token.expose();
     let location = format!("/orders/{}?t={}", placed.order_no, token);
     let mut resp = (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response();
+    // The cookie holds order tokens: an https shop never lets it travel in clear text.
+    let secure = if state.public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
     let cookie = format!(
-        "{ORDERS_COOKIE}={}; Path=/; Max-Age=2592000; HttpOnly; SameSite=Lax",
+        "{ORDERS_COOKIE}={}; Path=/; Max-Age=2592000; HttpOnly; SameSite=Lax{secure}",
         ctx.remember_order(placed.order_no.as_str(), token)
     );
     if let Ok(v) = HeaderValue::from_str(&cookie) {
@@ -719,8 +736,9 @@ struct LookupForm {
     password: String,
 }
 
-/// Orders a lookup may open: at most this many per email are checked (each costs a hash).
-const LOOKUP_EMAIL_LIMIT: u32 = 10;
+/// Orders a lookup may open: at most this many per email are checked. Every lookup costs
+/// exactly this many password hashes, whatever it finds.
+const LOOKUP_EMAIL_LIMIT: u32 = 5;
 
 pub async fn lookup(State(state): St, ctx: Ctx, body: Bytes) -> Response {
     if !super::allow(&state.web.lookups, ctx.ip) {
@@ -781,26 +799,31 @@ pub async fn lookup(State(state): St, ctx: Ctx, body: Bytes) -> Response {
     )
 }
 
-/// The orders whose query password is `password`. Every candidate is checked (argon2, off the
-/// async threads, constant-time by construction); with no candidate a dummy hash is checked,
-/// so an unknown order or email takes as long as a wrong password.
+/// The orders whose query password is `password`. The same work whatever the candidates:
+/// exactly [`LOOKUP_EMAIL_LIMIT`] argon2 checks (off the async threads), the missing ones
+/// against a dummy hash, so the time of an answer tells nothing about which orders or emails
+/// exist. A password of impossible length is still hashed, and then refused.
 async fn verify_all(password: String, candidates: Vec<Order>) -> Result<Vec<Order>, String> {
     tokio::task::spawn_blocking(move || {
         let len = password.chars().count();
         let plausible = (passwords::MIN_LEN..=passwords::MAX_LEN).contains(&len);
+        // Hash at most MAX_LEN characters: a huge password must not cost more.
+        let probe: String = password.chars().take(passwords::MAX_LEN).collect();
         let mut out = Vec::new();
-        let mut checked = false;
-        for o in candidates {
-            let Some(hash) = o.query_password_hash.as_deref() else {
-                continue;
-            };
-            checked = true;
-            if plausible && passwords::verify_blocking(&password, hash) {
+        let mut checks = 0;
+        for o in candidates.into_iter().take(LOOKUP_EMAIL_LIMIT as usize) {
+            let hash = o
+                .query_password_hash
+                .clone()
+                .unwrap_or_else(|| passwords::dummy_hash().to_owned());
+            checks += 1;
+            let ok = passwords::verify_blocking(&probe, &hash);
+            if ok && plausible && o.query_password_hash.is_some() {
                 out.push(o);
             }
         }
-        if !checked {
-            passwords::verify_blocking(&password, passwords::dummy_hash());
+        for _ in checks..LOOKUP_EMAIL_LIMIT {
+            passwords::verify_blocking(&probe, passwords::dummy_hash());
         }
         out
     })

@@ -107,8 +107,10 @@ impl FromRequestParts<Arc<AppState>> for Ctx {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
         if state.config.shop.trust_proxy_headers {
+            // The last entry is the one our own proxy appended; earlier ones are whatever
+            // the client sent.
             let forwarded = header(header::HeaderName::from_static("x-forwarded-for"))
-                .split(',')
+                .rsplit(',')
                 .next()
                 .and_then(|s| s.trim().parse().ok())
                 .or_else(|| {

@@ -9,5 +9,6 @@ mod channels;
 mod flash_sale;
 mod happy_path;
 mod late_and_expiry;
+mod mail;
 mod notify_storm;
 mod tampering;

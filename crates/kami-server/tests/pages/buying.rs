@@ -139,7 +139,7 @@ async fn quantity_limits_are_refused(backend: Backend) {
         assert_eq!(p.status, 422, "quantity {bad:?}: {}", p.body);
         assert_eq!(
             p.text_of("form-error"),
-            "This quantity cannot be ordered.",
+            "Please order between 2 and 5.",
             "quantity {bad:?}"
         );
         // The limits are right there with the message, and the form is ready to resubmit.
@@ -157,7 +157,7 @@ async fn quantity_limits_are_refused(backend: Backend) {
         &[("accept-language", "zh-CN")],
     )
     .await;
-    assert_eq!(p.text_of("form-error"), "无法购买该数量。");
+    assert_eq!(p.text_of("form-error"), "请购买 2 至 5 件。");
 
     assert_eq!(
         order_count(&app).await,

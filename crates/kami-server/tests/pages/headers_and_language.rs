@@ -246,7 +246,7 @@ async fn lang_parameter_switches_and_is_remembered() {
     )
     .await;
     assert_eq!(p.lang(), "en");
-    assert_eq!(p.text_of("form-error"), "This quantity cannot be ordered.");
+    assert_eq!(p.text_of("form-error"), "Please order between 1 and 3.");
 
     // The language links keep the rest of the query (the order's token) and mark the
     // current language.

@@ -218,7 +218,6 @@ async fn behind_a_proxy_each_client_has_its_own_limit() {
 /// (nginx `$proxy_add_x_forwarded_for`): the client controls every entry but the last, so
 /// it must not get a fresh limit by writing a new first entry on each request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "bug: web/request.rs keys the lookup limit on the first (client-written) X-Forwarded-For entry"]
 async fn a_client_cannot_forge_its_way_past_the_limit() {
     let app = TestApp::spawn_with(
         Backend::Sqlite,
@@ -245,7 +244,6 @@ async fn a_client_cannot_forge_its_way_past_the_limit() {
 /// has password-protected orders. A password of an implausible length skips the hash when
 /// candidates exist, while "no such email" always pays for the dummy hash.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "bug: web/pages.rs verify_all skips every hash for implausible passwords when there are candidates (timing oracle)"]
 async fn lookup_timing_does_not_reveal_customers() {
     let app = TestApp::spawn_with(Backend::Sqlite, MANY).await.unwrap();
     app.create_product("item", 100, "auto").await;

@@ -359,7 +359,6 @@ both_backends!(expired_orders_offer_to_order_again);
 /// HTTP: the cookie needs `Secure` (a single `http://` visit would otherwise send every token
 /// remembered by this browser in clear).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "bug: web/pages.rs place() sets kami_orders without Secure on an https public_url"]
 async fn orders_cookie_is_secure_on_an_https_shop() {
     let dir = tempfile::tempdir().unwrap();
     let toml = format!(
@@ -493,7 +492,6 @@ both_backends!(order_page_speaks_every_status);
 /// Seen without its token, a delivered order shows no keys, so it should not say "here are
 /// your keys" above the note that only the status is shown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "bug: theme/templates/order_body.html shows status.delivered.text (\"Here are your keys\") on the status-only view"]
 async fn status_only_view_does_not_promise_keys() {
     let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
     app.create_product("item", 100, "auto").await;
@@ -510,7 +508,6 @@ async fn status_only_view_does_not_promise_keys() {
 /// coming back from the wallet in the browser that placed the order (its `kami_orders`
 /// cookie opens the order) must be able to reach the order page from there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "bug: api/gateway.rs return_page is a dead end: no redirect or link to /orders/{no}"]
 async fn return_url_leads_back_to_the_order_page() {
     let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
     app.create_product("item", 100, "auto").await;
