@@ -18,6 +18,20 @@ pub fn hash_blocking(password: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Argon2 takes ~19 MiB and tens of milliseconds per hash: at most this many run at once,
+/// so a burst of orders or lookups queues instead of exhausting memory.
+const CONCURRENT_HASHES: usize = 4;
+
+fn hashing() -> &'static tokio::sync::Semaphore {
+    static SEM: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CONCURRENT_HASHES);
+    &SEM
+}
+
+/// Wait for a turn to hash (order creation, lookups).
+pub async fn permit() -> Result<tokio::sync::SemaphorePermit<'static>, ApiError> {
+    hashing().acquire().await.map_err(ApiError::internal)
+}
+
 /// A hash of a random password, checked when a lookup has nothing to check, so that "no such
 /// order" costs as much time as "wrong password".
 pub fn dummy_hash() -> &'static str {
@@ -45,6 +59,7 @@ pub async fn hash(password: String) -> Result<String, ApiError> {
             format!("query password must be {MIN_LEN} to {MAX_LEN} characters"),
         ));
     }
+    let _permit = permit().await?;
     tokio::task::spawn_blocking(move || hash_blocking(&password))
         .await
         .map_err(ApiError::internal)?

@@ -235,15 +235,17 @@ pub(crate) fn list_orders(tx: &mut dyn Tx, f: &OrderFilter) -> Result<Vec<Order>
     .collect()
 }
 
-/// The newest orders placed with this email that have a query password (lookups), newest
-/// first; keys are not loaded.
+/// The newest paid orders placed with this email that have a query password (lookups),
+/// newest first; keys are not loaded. Unpaid ones are left out: they hold no keys, and
+/// anyone could place them to push a victim's real orders out of the window.
 pub(crate) fn orders_by_email(tx: &mut dyn Tx, email: &str, limit: u32) -> Result<Vec<Order>> {
     tx.query(
         "SELECT o.order_no, p.slug, p.title, o.quantity, o.amount, o.currency, o.email, o.method, o.status, \
            o.channel_id, o.access_token_hash, o.query_password_hash, o.note, o.created_at, o.expires_at, \
            o.paid_at, o.delivered_at, o.locale, o.pay_action, o.pay_target \
          FROM orders o JOIN products p ON p.id = o.product_id \
-         WHERE o.email = $1 AND o.query_password_hash IS NOT NULL ORDER BY o.id DESC LIMIT $2",
+         WHERE o.email = $1 AND o.query_password_hash IS NOT NULL AND o.paid_at IS NOT NULL \
+         ORDER BY o.id DESC LIMIT $2",
         params![email, i64::from(limit.clamp(1, 100))],
     )?
     .iter()

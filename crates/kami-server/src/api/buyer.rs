@@ -247,7 +247,15 @@ pub(crate) async fn place_order(state: &AppState, b: OrderInput) -> ApiResult<Pl
             a
         }
         Err(e) => {
-            state.channels.record_create(channel.id().as_str(), false);
+            // Only a channel that cannot be reached or answers garbage is unhealthy; a
+            // refusal of this one payment (a flavour not enabled, a parameter) is not, or any
+            // buyer could take a method down by asking for it three times.
+            if !matches!(
+                e,
+                kami_pay::PayError::Gateway { .. } | kami_pay::PayError::Unsupported(_)
+            ) {
+                state.channels.record_create(channel.id().as_str(), false);
+            }
             // Give the stock back now rather than at expiry.
             if let Err(ce) = state.store.cancel_unpaid(&created.order_no).await {
                 tracing::error!(order = %created.order_no, "cancel after channel failure: {ce}");

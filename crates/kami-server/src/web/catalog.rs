@@ -22,6 +22,8 @@ pub struct ProductView {
     pub price: String,
     pub price_minor: i64,
     pub currency: String,
+    /// Digits after the decimal point of the currency (2 for CNY, 0 for JPY).
+    pub currency_exp: u32,
     /// `in_stock`, `low` or `sold_out`.
     pub stock_state: &'static str,
     /// Keys left, when counted (auto delivery) and low.
@@ -125,6 +127,7 @@ pub fn view(p: &Product, low_threshold: u32) -> ProductView {
         price: format_money(p.price),
         price_minor: p.price.minor(),
         currency: cur.code().to_owned(),
+        currency_exp: cur.exponent(),
         stock_state,
         stock_left,
         unlimited,

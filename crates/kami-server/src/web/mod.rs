@@ -32,6 +32,9 @@ pub struct WebState {
     pub catalog: catalog::CatalogCache,
     /// Order lookups per client IP (`shop.lookup_per_minute`).
     pub lookups: DefaultKeyedRateLimiter<IpAddr>,
+    /// Lookups per searched order number or email, whatever the client's address: guessing
+    /// one buyer's query password from many addresses stays slow.
+    pub lookup_targets: DefaultKeyedRateLimiter<String>,
     /// Orders from the product page per client IP (`shop.orders_per_minute`): each one
     /// reserves stock, so one client cannot hold the whole stock hostage.
     pub orders: DefaultKeyedRateLimiter<IpAddr>,
@@ -45,6 +48,14 @@ impl WebState {
         WebState {
             catalog: Default::default(),
             lookups: RateLimiter::keyed(quota(shop.lookup_per_minute)),
+            // One target: a burst of `lookup_per_minute`, then 3 × that per hour.
+            lookup_targets: RateLimiter::keyed(
+                Quota::per_hour(
+                    NonZeroU32::new(shop.lookup_per_minute.saturating_mul(3))
+                        .unwrap_or(NonZeroU32::MIN),
+                )
+                .allow_burst(NonZeroU32::new(shop.lookup_per_minute).unwrap_or(NonZeroU32::MIN)),
+            ),
             orders: RateLimiter::keyed(quota(shop.orders_per_minute)),
             notice_html: markup::markdown(&shop.notice),
             footer_html: markup::markdown(&shop.footer),
@@ -52,14 +63,26 @@ impl WebState {
     }
 }
 
-/// Whether `ip` may go on; forgets idle clients once many are tracked, so memory stays
-/// bounded under a flood of addresses.
+/// Whether `ip` may go on. IPv6 clients are limited per /64 (one host usually holds a whole
+/// /64). Idle clients are forgotten at most once a minute, so memory stays bounded under a
+/// flood of addresses without a full scan per request.
 pub fn allow(limiter: &DefaultKeyedRateLimiter<IpAddr>, ip: Option<IpAddr>) -> bool {
-    if limiter.len() > 10_000 {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST_SWEEP: AtomicI64 = AtomicI64::new(0);
+    let now = crate::time::now_ms();
+    if limiter.len() > 10_000 && now - LAST_SWEEP.swap(now, Ordering::Relaxed) > 60_000 {
         limiter.retain_recent();
     }
-    let ip = ip.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-    limiter.check_key(&ip).is_ok()
+    let key = match ip.map(|ip| ip.to_canonical()) {
+        Some(IpAddr::V6(v6)) => {
+            let mut o = v6.octets();
+            o[8..].fill(0);
+            IpAddr::V6(o.into())
+        }
+        Some(v4) => v4,
+        None => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+    };
+    limiter.check_key(&key).is_ok()
 }
 
 pub fn router() -> Router<Arc<AppState>> {

@@ -39,10 +39,12 @@ fn base(state: &AppState, ctx: &Ctx) -> Value {
             context! {
                 tag => l.tag(),
                 current => *l == ctx.locale,
+                // Query-only links: the path is never echoed (`//evil.example` would be a
+                // link off the shop).
                 href => if ctx.query_without_lang.is_empty() {
-                    format!("{}?lang={}", ctx.path, l.tag())
+                    format!("?lang={}", l.tag())
                 } else {
-                    format!("{}?{}&lang={}", ctx.path, ctx.query_without_lang, l.tag())
+                    format!("?{}&lang={}", ctx.query_without_lang, l.tag())
                 },
             }
         })
@@ -317,6 +319,15 @@ pub async fn place(State(state): St, ctx: Ctx, Path(slug): Path<String>, body: B
         Ok(None) => return not_found(&state, &ctx),
         Err(e) => return internal(&state, &ctx, e),
     };
+    if ctx.cross_site {
+        return message(
+            &state,
+            &ctx,
+            StatusCode::FORBIDDEN,
+            "cross_site",
+            context! {},
+        );
+    }
     let form: OrderForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let quantity = form.quantity.trim().parse::<i64>().unwrap_or(0);
     let values = FormValues {
@@ -750,8 +761,30 @@ pub async fn lookup(State(state): St, ctx: Ctx, body: Bytes) -> Response {
             context! {},
         );
     }
+    if ctx.cross_site {
+        return message(
+            &state,
+            &ctx,
+            StatusCode::FORBIDDEN,
+            "cross_site",
+            context! {},
+        );
+    }
     let form: LookupForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let q = form.q.trim().to_owned();
+    let target = q.to_lowercase();
+    if state.web.lookup_targets.len() > 10_000 {
+        state.web.lookup_targets.retain_recent();
+    }
+    if state.web.lookup_targets.check_key(&target).is_err() {
+        return message(
+            &state,
+            &ctx,
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            context! {},
+        );
+    }
     let candidates: Vec<Order> = if let Ok(no) = OrderNo::parse(&q) {
         match state.store.order(&no).await {
             Ok(o) => o.into_iter().collect(),
@@ -804,6 +837,7 @@ pub async fn lookup(State(state): St, ctx: Ctx, body: Bytes) -> Response {
 /// against a dummy hash, so the time of an answer tells nothing about which orders or emails
 /// exist. A password of impossible length is still hashed, and then refused.
 async fn verify_all(password: String, candidates: Vec<Order>) -> Result<Vec<Order>, String> {
+    let _permit = passwords::permit().await.map_err(|e| e.message)?;
     tokio::task::spawn_blocking(move || {
         let len = password.chars().count();
         let plausible = (passwords::MIN_LEN..=passwords::MAX_LEN).contains(&len);

@@ -71,6 +71,8 @@ pub struct Ctx {
     pub path: String,
     /// The query string without `lang=` (language links keep the rest, e.g. `t=`).
     pub query_without_lang: String,
+    /// The request comes from another site's page (forms must not be posted from there).
+    pub cross_site: bool,
 }
 
 impl FromRequestParts<Arc<AppState>> for Ctx {
@@ -107,11 +109,15 @@ impl FromRequestParts<Arc<AppState>> for Ctx {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
         if state.config.shop.trust_proxy_headers {
-            // The last entry is the one our own proxy appended; earlier ones are whatever
-            // the client sent.
-            let forwarded = header(header::HeaderName::from_static("x-forwarded-for"))
-                .rsplit(',')
-                .next()
+            // The last entry is the one our own proxy appended; earlier ones (and earlier
+            // header lines) are whatever the client sent.
+            let forwarded = parts
+                .headers
+                .get_all(header::HeaderName::from_static("x-forwarded-for"))
+                .iter()
+                .next_back()
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.rsplit(',').next())
                 .and_then(|s| s.trim().parse().ok())
                 .or_else(|| {
                     header(header::HeaderName::from_static("x-real-ip"))
@@ -121,7 +127,20 @@ impl FromRequestParts<Arc<AppState>> for Ctx {
                 });
             ip = forwarded.or(ip);
         }
+        let origin = header(header::ORIGIN);
+        let host = header(header::HOST);
+        // Browsers say where a form came from; an Origin is ours if it names the Host asked
+        // for or the configured public URL (a proxy may rewrite Host).
+        let ours = |origin: &str| {
+            origin
+                .split_once("://")
+                .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
+                || origin.eq_ignore_ascii_case(state.public_url.trim_end_matches('/'))
+        };
+        let cross_site = header(header::HeaderName::from_static("sec-fetch-site")) == "cross-site"
+            || (!origin.is_empty() && !ours(origin));
         Ok(Ctx {
+            cross_site,
             locale,
             set_lang: query_lang,
             in_app: InApp::detect(&user_agent),

@@ -320,7 +320,13 @@ mod tests {
             keys.push(format!("status.{s}.title"));
             keys.push(format!("status.{s}.text"));
         }
-        for k in ["not_found", "internal", "rate_limited", "open_in_browser"] {
+        for k in [
+            "not_found",
+            "internal",
+            "rate_limited",
+            "open_in_browser",
+            "cross_site",
+        ] {
             keys.push(format!("message.{k}.title"));
             keys.push(format!("message.{k}.text"));
         }

@@ -195,13 +195,19 @@ async fn behind_a_proxy_each_client_has_its_own_limit() {
     )
     .await
     .unwrap();
+    // A different searched email each time: the per-target limit is not what is tested here.
+    let n = std::sync::atomic::AtomicU32::new(0);
     let from = |ip: &'static str| {
         let app = &app;
+        let q = format!(
+            "x{}@example.com",
+            n.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         async move {
             post(
                 app,
                 "/lookup",
-                &[("q", "x@example.com"), ("password", "pass")],
+                &[("q", q.as_str()), ("password", "pass")],
                 &[("x-forwarded-for", ip)],
             )
             .await

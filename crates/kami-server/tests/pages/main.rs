@@ -12,6 +12,7 @@ mod support;
 
 mod buying;
 mod escaping;
+mod hardening;
 mod headers_and_language;
 mod lookup;
 mod order_access;

@@ -15,8 +15,9 @@
     });
     var cur = form.getAttribute("data-currency");
     var sym = { CNY: "¥", USD: "$", EUR: "€", HKD: "HK$" }[cur];
+    var exp = parseInt(form.getAttribute("data-exp") || "2", 10);
     var fmt = function (minor) {
-      var s = (minor / 100).toFixed(2);
+      var s = (minor / Math.pow(10, exp)).toFixed(exp);
       return sym ? sym + s : s + " " + cur;
     };
     var update = function () {
