@@ -286,6 +286,17 @@ async fn prepare(state: &AppState, mailer: &Mailer, item: &OutboxItem) -> Result
         Ok(None) => return Err(Failure::GiveUp(format!("order {no} not found"))),
         Err(e) => return Err(Failure::Retry(format!("reading the order: {e}"))),
     };
+    // Refunded (or otherwise reversed) before the mail went out: its keys are not the
+    // buyer's to keep, so they are not mailed.
+    if !matches!(
+        order.status,
+        kami_core::OrderStatus::Delivered | kami_core::OrderStatus::Fulfilled
+    ) {
+        return Err(Failure::GiveUp(format!(
+            "order is {} now; keys are not mailed",
+            order.status.as_str()
+        )));
+    }
     build_message(state, mailer, item.id, &order)
 }
 
