@@ -137,8 +137,10 @@ impl FromRequestParts<Arc<AppState>> for Ctx {
                 .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
                 || origin.eq_ignore_ascii_case(state.public_url.trim_end_matches('/'))
         };
+        // `Origin: null` says nothing: browsers send it for our own forms too, because our
+        // pages set `Referrer-Policy: no-referrer`; `Sec-Fetch-Site` decides then.
         let cross_site = header(header::HeaderName::from_static("sec-fetch-site")) == "cross-site"
-            || (!origin.is_empty() && !ours(origin));
+            || (!origin.is_empty() && origin != "null" && !ours(origin));
         Ok(Ctx {
             cross_site,
             locale,
