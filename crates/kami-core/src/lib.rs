@@ -1,10 +1,12 @@
 //! kami's domain: money, identifiers, and the order/payment state machines. No I/O.
 
+pub mod clock;
 pub mod ids;
 pub mod money;
 pub mod order;
 pub mod pricing;
 
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use ids::{ChannelId, Email, IdError, Method, OrderNo, Quantity, SecretToken, Slug};
 pub use money::{Currency, Money, MoneyError};
 pub use order::{OrderEvent, OrderStatus, PaymentEvent, PaymentStatus, TransitionError};
