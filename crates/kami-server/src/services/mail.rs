@@ -97,6 +97,7 @@ enum Failure {
     GiveUp(String),
 }
 
+#[tracing::instrument(skip_all, fields(outbox = item.id))]
 async fn send_one(state: &AppState, mailer: &Mailer, item: OutboxItem) -> Result<(), StoreError> {
     let no = item.order_no.clone().unwrap_or_default();
     if state.now_ms() - item.created_at >= GIVE_UP_AFTER_MS {
