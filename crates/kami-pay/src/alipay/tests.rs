@@ -5,8 +5,10 @@
 
 use super::wire::*;
 use super::*;
+use crate::common::form::parse_form;
 use crate::crypto::RsaHash;
-use kami_core::OrderNo;
+use crate::PaymentConfirmation;
+use kami_core::{Money, OrderNo};
 
 fn k1_signer() -> RsaSigner {
     RsaSigner::from_text(K1_TEST_ONLY_PRIVATE_KEY_PKCS1_PEM).unwrap()
@@ -900,7 +902,10 @@ async fn page_and_wap_redirects_are_signed_get_urls() {
     cfg.app_auth_token = Some("tok".into());
     cfg.sys_service_provider_id = Some("2088511833207846".into());
     cfg.mode = AlipayMode::Page;
-    let page = AlipayChannel::new(cfg, reqwest::Client::new());
+    // Requests are stamped with the channel's clock.
+    let now = 1_704_081_600_750;
+    let page = AlipayChannel::new(cfg, reqwest::Client::new())
+        .with_clock(std::sync::Arc::new(kami_core::ManualClock::new(now)));
     let verifier = RsaVerifier::from_text(K1_PUBLIC_KEY).unwrap();
     let PaymentAction::Redirect { url } = page
         .create(&create_req(Device::Mobile, None))
@@ -948,7 +953,8 @@ async fn page_and_wap_redirects_are_signed_get_urls() {
     );
     let ts = field(&params, "timestamp").unwrap();
     let ts_ms = parse_beijing_time(ts).unwrap();
-    assert!((ts_ms - now_ms()).abs() < 60_000, "{ts}");
+    assert_eq!(ts, "2024-01-01 12:00:00");
+    assert_eq!(ts_ms, now - 750, "{ts}");
     let biz: Value = serde_json::from_str(field(&params, "biz_content").unwrap()).unwrap();
     assert_eq!(
         biz,

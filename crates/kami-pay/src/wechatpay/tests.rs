@@ -1,7 +1,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use base64::Engine;
+
+use super::notify::Envelope;
 use super::vectors::*;
 use super::*;
+use crate::crypto::{aes256gcm_decrypt, Certificate, RsaHash};
+use crate::PaymentConfirmation;
+use kami_core::Money;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 const MCHID: &str = "1230000109";
 const APPID: &str = "wxd678efh567hg6787";

@@ -1,0 +1,8 @@
+//! What every protocol module needs and none owns: the strict form parser ([`form`]), the
+//! sorted `k=v&...` sign string and the one-`sign` check ([`sign`]), the plain-text
+//! `success`/`fail` acknowledgement ([`ack`]) and small text helpers ([`text`]).
+
+pub mod ack;
+pub mod form;
+pub mod sign;
+pub mod text;
