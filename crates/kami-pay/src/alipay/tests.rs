@@ -5,6 +5,7 @@
 
 use super::wire::*;
 use super::*;
+use crate::common::ack::assert_plain_text_ack;
 use crate::common::form::parse_form;
 use crate::crypto::RsaHash;
 use crate::PaymentConfirmation;
@@ -859,14 +860,7 @@ fn ack_bytes_and_debug_redaction() {
     let mut cfg = config("2021000122671080", K1_PUBLIC_KEY, AlipaySignType::Rsa2);
     cfg.app_auth_token = Some("202401BBsecret-token".into());
     let ch = AlipayChannel::new(cfg, reqwest::Client::new());
-    assert_eq!(
-        ch.ack(Ack::Success),
-        AckResponse {
-            status: 200,
-            content_type: "text/plain; charset=utf-8",
-            body: "success".into()
-        }
-    );
+    assert_plain_text_ack(&ch);
     let fail = ch.ack(Ack::Failure);
     assert_eq!(fail.status, 400);
     assert_ne!(fail.body, "success");

@@ -18,3 +18,24 @@ pub fn plain_text_ack(ack: Ack) -> AckResponse {
         body: body.to_owned(),
     }
 }
+
+/// Asserts `channel` answers notifications with exactly the plain-text bytes above.
+#[cfg(test)]
+pub(crate) fn assert_plain_text_ack(channel: &dyn crate::PaymentChannel) {
+    assert_eq!(
+        channel.ack(Ack::Success),
+        AckResponse {
+            status: 200,
+            content_type: "text/plain; charset=utf-8",
+            body: "success".into()
+        }
+    );
+    assert_eq!(
+        channel.ack(Ack::Failure),
+        AckResponse {
+            status: 400,
+            content_type: "text/plain; charset=utf-8",
+            body: "fail".into()
+        }
+    );
+}

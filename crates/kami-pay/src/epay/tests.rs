@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::notify::NOTIFY_REQUIRED;
 use super::wire::{flatten_json, is_not_found, is_safe_redirect, truncate_name};
 use super::*;
+use crate::common::ack::assert_plain_text_ack;
 use crate::common::text::owned;
 use crate::{Device, PaymentConfirmation};
 use kami_core::OrderNo;
@@ -509,22 +510,7 @@ fn v2_rsa_sign_verify_and_timestamp_window() {
 #[test]
 fn ack_bytes_kind_and_redaction() {
     let ch = v1_channel(EpayFlow::Api);
-    assert_eq!(
-        ch.ack(Ack::Success),
-        AckResponse {
-            status: 200,
-            content_type: "text/plain; charset=utf-8",
-            body: "success".into()
-        }
-    );
-    assert_eq!(
-        ch.ack(Ack::Failure),
-        AckResponse {
-            status: 400,
-            content_type: "text/plain; charset=utf-8",
-            body: "fail".into()
-        }
-    );
+    assert_plain_text_ack(&ch);
     assert_eq!(ch.kind(), "epay");
     assert_eq!(ch.priority(), 3);
     assert_eq!(ch.methods(), &[Method::Alipay, Method::Wxpay]);

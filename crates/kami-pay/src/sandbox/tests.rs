@@ -6,11 +6,9 @@
 use super::notify::NOTIFY_REQUIRED;
 use super::sign::canonical;
 use super::*;
+use crate::common::ack::assert_plain_text_ack;
 use crate::common::text::owned;
-use crate::{
-    Ack, AckResponse, NotifyVerdict, PaymentAction, PaymentChannel, PaymentConfirmation,
-    RawNotification,
-};
+use crate::{NotifyVerdict, PaymentAction, PaymentChannel, PaymentConfirmation, RawNotification};
 use kami_core::OrderNo;
 use kami_core::{Currency, Money};
 
@@ -293,22 +291,7 @@ fn bad_amount_or_currency_is_malformed() {
 #[test]
 fn ack_bytes() {
     let ch = channel();
-    assert_eq!(
-        ch.ack(Ack::Success),
-        AckResponse {
-            status: 200,
-            content_type: "text/plain; charset=utf-8",
-            body: "success".into()
-        }
-    );
-    assert_eq!(
-        ch.ack(Ack::Failure),
-        AckResponse {
-            status: 400,
-            content_type: "text/plain; charset=utf-8",
-            body: "fail".into()
-        }
-    );
+    assert_plain_text_ack(&ch);
     assert_eq!(ch.kind(), "sandbox");
     assert_eq!(ch.gateway(), "http://127.0.0.1:9");
     assert!(!format!("{ch:?}").contains("sandbox-test-secret"));
