@@ -7,6 +7,7 @@ use super::wire::*;
 use super::*;
 use crate::common::ack::assert_plain_text_ack;
 use crate::common::form::parse_form;
+use crate::common::test_support::{encode, malformed};
 use crate::crypto::RsaHash;
 use crate::PaymentConfirmation;
 use kami_core::{Money, OrderNo};
@@ -56,11 +57,6 @@ fn with(mut params: Vec<(String, String)>, extra: &[(&str, &str)]) -> Vec<(Strin
     }
     params
 }
-
-fn encode(params: &[(String, String)]) -> String {
-    serde_urlencoded::to_string(params).unwrap()
-}
-
 fn post(body: impl Into<Vec<u8>>) -> RawNotification {
     RawNotification {
         method: "POST".into(),
@@ -92,14 +88,6 @@ fn v3_resigned(
     }
     signed_notify(&k1_signer(), sign_type, params).unwrap()
 }
-
-fn malformed(r: Result<NotifyVerdict, PayError>) -> String {
-    match r {
-        Err(PayError::Malformed(m)) => m,
-        other => panic!("expected Malformed, got {other:?}"),
-    }
-}
-
 fn v1_params(sign_type: &str) -> Vec<(String, String)> {
     vec![
         ("app_id".into(), "2021000122671080".into()),

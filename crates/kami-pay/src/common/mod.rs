@@ -6,3 +6,6 @@ pub mod ack;
 pub mod form;
 pub mod sign;
 pub mod text;
+
+#[cfg(test)]
+pub(crate) mod test_support;

@@ -9,6 +9,7 @@ use super::notify::NOTIFY_REQUIRED;
 use super::wire::{flatten_json, is_not_found, is_safe_redirect, truncate_name};
 use super::*;
 use crate::common::ack::assert_plain_text_ack;
+use crate::common::test_support::{encode, form_post as post, malformed};
 use crate::common::text::owned;
 use crate::{Device, PaymentConfirmation};
 use kami_core::OrderNo;
@@ -90,11 +91,6 @@ fn v2_notify(keys: &V2Keys, status: &str, timestamp: i64) -> Vec<(String, String
     p.push(("timestamp".into(), timestamp.to_string()));
     signed_rsa(&keys.platform, p).unwrap()
 }
-
-fn encode(params: &[(String, String)]) -> String {
-    serde_urlencoded::to_string(params).unwrap()
-}
-
 fn get(query: impl Into<String>) -> RawNotification {
     RawNotification {
         method: "GET".into(),
@@ -103,19 +99,6 @@ fn get(query: impl Into<String>) -> RawNotification {
         body: vec![],
     }
 }
-
-fn post(body: impl Into<Vec<u8>>) -> RawNotification {
-    RawNotification {
-        method: "POST".into(),
-        query: String::new(),
-        headers: vec![(
-            "content-type".into(),
-            "application/x-www-form-urlencoded".into(),
-        )],
-        body: body.into(),
-    }
-}
-
 fn paid(amount_fen: i64) -> NotifyVerdict {
     NotifyVerdict::Paid(PaymentConfirmation {
         trade_no: "ORD20240101001".into(),
@@ -123,14 +106,6 @@ fn paid(amount_fen: i64) -> NotifyVerdict {
         amount: Money::new(amount_fen, Currency::Cny).unwrap(),
     })
 }
-
-fn malformed(r: Result<NotifyVerdict, PayError>) -> String {
-    match r {
-        Err(PayError::Malformed(m)) => m,
-        other => panic!("expected Malformed, got {other:?}"),
-    }
-}
-
 #[test]
 fn md5_vectors_from_protocols_g4() {
     // Pinned: computed once with Python's hashlib (md5((canonical + key).encode()).hexdigest()).

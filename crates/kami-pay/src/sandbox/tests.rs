@@ -7,6 +7,7 @@ use super::notify::NOTIFY_REQUIRED;
 use super::sign::canonical;
 use super::*;
 use crate::common::ack::assert_plain_text_ack;
+use crate::common::test_support::{encode, form_post as post, malformed};
 use crate::common::text::owned;
 use crate::{NotifyVerdict, PaymentAction, PaymentChannel, PaymentConfirmation, RawNotification};
 use kami_core::OrderNo;
@@ -39,30 +40,6 @@ fn notification_params(status: &str) -> Vec<(String, String)> {
         ]),
     )
 }
-
-fn post(body: impl Into<Vec<u8>>) -> RawNotification {
-    RawNotification {
-        method: "POST".into(),
-        query: String::new(),
-        headers: vec![(
-            "content-type".into(),
-            "application/x-www-form-urlencoded".into(),
-        )],
-        body: body.into(),
-    }
-}
-
-fn encode(params: &[(String, String)]) -> String {
-    serde_urlencoded::to_string(params).unwrap()
-}
-
-fn malformed(r: Result<NotifyVerdict, PayError>) -> String {
-    match r {
-        Err(PayError::Malformed(m)) => m,
-        other => panic!("expected Malformed, got {other:?}"),
-    }
-}
-
 #[test]
 fn canonical_string_rules() {
     let c = canonical(&[
