@@ -1,5 +1,5 @@
 //! What the protocol tests share: form encoding, a form-POST notification as gateways send
-//! it, and the message of an expected [`PayError::Malformed`].
+//! it, and the expected [`PayError::BadSignature`] / [`PayError::Malformed`].
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -21,6 +21,11 @@ pub(crate) fn form_post(body: impl Into<Vec<u8>>) -> RawNotification {
         )],
         body: body.into(),
     }
+}
+
+/// Panics unless `r` is [`PayError::BadSignature`].
+pub(crate) fn bad_signature(r: Result<NotifyVerdict, PayError>) {
+    assert!(matches!(r, Err(PayError::BadSignature)), "{r:?}");
 }
 
 /// The message of a [`PayError::Malformed`]; panics on anything else.
