@@ -38,7 +38,7 @@
 //! (`QUICK_WAP_WAY`, `quit_url` = return URL) → [`PaymentAction::Redirect`] to the gateway
 //! URL with the signed parameters as its query string (no server call). `Auto` picks `Wap`
 //! for [`Device::Mobile`] or a mobile User-Agent, else `Qr`. `biz_content` carries
-//! `out_trade_no`, `total_amount` (yuan, `"12.30"`, from [`Money`]), `subject` (control
+//! `out_trade_no`, `total_amount` (yuan, `"12.30"`, from [`Money`](kami_core::Money)), `subject` (control
 //! characters removed, at most 256 characters), `product_code` and `time_expire` (Beijing
 //! time of `expires_at_ms`, rounded down to the second). Only CNY can be collected.
 //!
@@ -79,6 +79,13 @@
 //!   `N` (a replay of a refund already done) `alipay.trade.fastpay.refund.query` must say
 //!   `refund_status` `REFUND_SUCCESS` to report it settled, with the refunded amount it
 //!   reports.
+//!
+//! # Files
+//!
+//! `sign` (sign strings, RSA, the signed common parameters), `wire` (response node
+//! extraction, Beijing time, answers → facts; re-exports `sign` for the simulator), `api`
+//! (one verified call, the error model, cancel), `notify` (A.4), `tests`. Request timestamps
+//! come from the channel's [`kami_core::Clock`] ([`AlipayChannel::with_clock`]).
 
 mod api;
 mod notify;

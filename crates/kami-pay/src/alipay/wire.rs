@@ -2,7 +2,7 @@
 //! the gateway simulator (`kami_sim::alipay`): extraction of the signed raw node of a
 //! synchronous response (A.3), building such a response, Beijing-time formatting (A.1, A.6),
 //! and the translation of answers to kami's facts. The sign strings and signatures live in
-//! [`super::sign`] and are re-exported here, where the simulator has always found them.
+//! the private `sign` module and are re-exported here, where the simulator has always found them.
 //!
 //! Everything here is pure and never panics on any input.
 

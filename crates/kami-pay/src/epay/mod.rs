@@ -32,7 +32,7 @@
 //! [`MAX_FORM_BYTES`] bytes, and **a duplicated key is malformed** (PHP would silently take the
 //! last one, so a duplicate is how a tampered message would hide). Money is strict: `money`
 //! must be a plain decimal with at most two fraction digits (`"12.30"`, `"12.3"`, `"12"`) and
-//! is converted to fen exactly by [`Money::from_major_str`]; only `trade_status ==
+//! is converted to fen exactly by [`Money::from_major_str`](kami_core::Money::from_major_str); only `trade_status ==
 //! "TRADE_SUCCESS"` means paid; `pid` must be ours.
 //!
 //! # What each trait method sends
@@ -78,6 +78,13 @@
 //! amount must be in CNY. Hosts append the notification parameters to `notify_url`, so a
 //! `notify_url` with its own query parameters would fail verification (they are unsigned):
 //! kami's `/pay/notify/{channel_id}` has none.
+//!
+//! # Files
+//!
+//! `sign` (the canonical string, the version's signature), `v1` (MD5, `mapi.php`,
+//! `api.php`), `v2` (RSA, timestamps, `/api/pay/*`), `wire` (what both versions share),
+//! `notify` (G.3), `tests`. v2 timestamps and the window use the channel's
+//! [`kami_core::Clock`] ([`EpayChannel::with_clock`]).
 
 mod notify;
 mod sign;

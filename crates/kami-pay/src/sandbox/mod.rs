@@ -53,6 +53,11 @@
 //! `EXCEEDS_TOTAL` | ...) and HTTP 409. When refunds reach the total the trade is `REFUNDED`.
 //!
 //! API requests with a bad signature get HTTP 400 `{"error":"BAD_SIGNATURE"}` (unsigned).
+//!
+//! # Files
+//!
+//! `sign` (HMAC), `wire` (API answers → facts), `notify`, `tests`. The sandbox channel never
+//! reads the clock: expiry travels in the request.
 
 mod notify;
 mod sign;

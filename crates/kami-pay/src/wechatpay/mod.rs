@@ -46,6 +46,13 @@
 //!
 //! Mode `auto` uses H5 on mobile browsers and Native (a QR code) on PCs and inside WeChat's
 //! own browser, where H5 pay is refused but a QR code can be long-pressed.
+//!
+//! # Files
+//!
+//! `sign` (B.1/B.2 messages, `Authorization`, platform keys), `wire` (JSON shapes, answers →
+//! facts, one verified call), `notify` (B.3 and the reply), `tests` with `vectors`. Request
+//! timestamps and the clock window use the channel's [`kami_core::Clock`]
+//! ([`WechatPayChannel::with_clock`]).
 
 mod notify;
 mod sign;

@@ -70,7 +70,7 @@ pub(super) fn ack(ack: Ack) -> AckResponse {
 }
 
 impl WechatPayChannel {
-    /// [`PaymentChannel::verify_notification`] at an explicit unix time (tests, replays of
+    /// [`crate::PaymentChannel::verify_notification`] at an explicit unix time (tests, replays of
     /// recorded vectors).
     pub fn verify_notification_at(
         &self,
