@@ -106,9 +106,10 @@ use crate::{
 };
 
 pub use crate::common::form::{field, parse_form, MAX_FORM_BYTES, MAX_FORM_FIELDS};
+pub use crate::common::now_secs;
 pub use sign::canonical;
 pub use v1::{md5_sign, md5_verify, signed_md5};
-pub use v2::{check_timestamp, now_secs, rsa_sign, rsa_verify, signed_rsa};
+pub use v2::{check_timestamp, rsa_sign, rsa_verify, signed_rsa};
 pub use wire::{device_param, parse_money, pay_type, DEFAULT_CLIENT_IP};
 
 /// v2 messages whose `timestamp` is further than this from our clock are refused (G.5).

@@ -2,8 +2,6 @@
 //! in), a `timestamp` on every message checked against a ±[`TIMESTAMP_WINDOW_SECS`] window,
 //! and the `/api/pay/*` endpoints whose success `code` is 0.
 
-use kami_core::{Clock, SystemClock};
-
 use super::sign::{canonical, canonical_with, has_zero, UNSIGNED};
 use super::wire::{gateway_error, is_not_found, is_safe_redirect, parse_money, push_client};
 use super::{EpayChannel, TIMESTAMP_WINDOW_SECS};
@@ -52,12 +50,6 @@ pub fn signed_rsa(
     params.push(("sign".into(), s));
     params.push(("sign_type".into(), "RSA".into()));
     Ok(params)
-}
-
-/// Wall-clock seconds, for callers that hold no clock (the simulator); a channel reads the
-/// clock it was given ([`EpayChannel::with_clock`]).
-pub fn now_secs() -> i64 {
-    SystemClock.now_secs()
 }
 
 /// Check a v2 `timestamp` (Unix seconds, plain digits) against `now` ± [`TIMESTAMP_WINDOW_SECS`].

@@ -66,7 +66,7 @@ mod vectors;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kami_core::{ChannelId, Clock, Currency, Method, SharedClock, SystemClock};
+use kami_core::{ChannelId, Currency, Method, SharedClock};
 
 use crate::crypto::RsaSigner;
 use crate::{
@@ -74,6 +74,7 @@ use crate::{
     PaymentChannel, RawNotification, RefundOutcome, RefundRequest, TradeState,
 };
 
+pub use crate::common::now_secs;
 pub use notify::{decrypt_resource, Resource};
 pub use sign::{
     authorization, nonce_str, request_message, response_message, verify_signature,
@@ -201,12 +202,6 @@ impl WechatPayConfig {
             _ => Ok(()),
         }
     }
-}
-
-/// Wall-clock seconds, for callers that hold no clock (the simulator); a channel reads the
-/// clock it was given ([`WechatPayChannel::with_clock`]).
-pub fn now_secs() -> i64 {
-    SystemClock.now_secs()
 }
 
 /// The WeChat Pay API v3 channel (kami side).
