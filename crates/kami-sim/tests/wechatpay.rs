@@ -4,7 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::atomic::{AtomicU32, Ordering};
+mod support;
+
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,74 +22,17 @@ use kami_pay::wechatpay::{
     authorization, now_secs, PlatformKeys, WechatMode, WechatPayChannel, WechatPayConfig,
 };
 use kami_pay::{
-    Ack, CreatePayment, Device, NotifyVerdict, PayError, PaymentAction, PaymentChannel,
-    RawNotification, RefundRequest, TradeState,
+    CreatePayment, Device, NotifyVerdict, PayError, PaymentAction, PaymentChannel, RawNotification,
+    RefundRequest, TradeState,
 };
 use kami_sim::wechatpay::{
     demo_pair, scan_page_url, NotifyMode, NotifyStats, PayOptions, PayRefusal, ResponseFault,
     WechatSim,
 };
-
-#[derive(Default)]
-struct Merchant {
-    /// Answer failure to this many authentic notifications first.
-    fail_first: AtomicU32,
-    requests: AtomicU32,
-    verdicts: Mutex<Vec<NotifyVerdict>>,
-    rejected: Mutex<Vec<String>>,
-}
-
-struct MerchantState {
-    merchant: Arc<Merchant>,
-    channel: Arc<WechatPayChannel>,
-}
-
-fn raw_notification(method: &HttpMethod, headers: &HeaderMap, body: &[u8]) -> RawNotification {
-    RawNotification {
-        method: method.as_str().to_owned(),
-        query: String::new(),
-        headers: headers
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-            .collect(),
-        body: body.to_vec(),
-    }
-}
-
-async fn merchant_notify(
-    State(st): State<Arc<MerchantState>>,
-    method: HttpMethod,
-    headers: HeaderMap,
-    body: Bytes,
-) -> impl IntoResponse {
-    let raw = raw_notification(&method, &headers, &body);
-    st.merchant.requests.fetch_add(1, Ordering::SeqCst);
-    let ack = match st.channel.verify_notification(&raw) {
-        Ok(v) => {
-            let failing = st
-                .merchant
-                .fail_first
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok();
-            if failing {
-                Ack::Failure
-            } else {
-                st.merchant.verdicts.lock().unwrap().push(v);
-                Ack::Success
-            }
-        }
-        Err(e) => {
-            st.merchant.rejected.lock().unwrap().push(e.to_string());
-            Ack::Failure
-        }
-    };
-    let a = st.channel.ack(ack);
-    (
-        StatusCode::from_u16(a.status).unwrap(),
-        [("content-type", a.content_type)],
-        a.body,
-    )
-}
+use support::{
+    cny, eventually, fast_schedule, interop_python, listen, merchant_routes, new_trade_no, now_ms,
+    post_form, serve, workspace_root, Merchant, MerchantState,
+};
 
 /// What a request to the capture endpoint looked like.
 #[derive(Debug, Clone, Default)]
@@ -133,15 +78,8 @@ struct Env {
     http: reqwest::Client,
 }
 
-fn fast_schedule(attempts: usize) -> Vec<Duration> {
-    let mut schedule = vec![Duration::ZERO];
-    schedule.extend(std::iter::repeat_n(Duration::from_millis(50), attempts - 1));
-    schedule
-}
-
 async fn start(attempts: usize) -> Env {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (listener, base) = listen().await;
     let mut pair = demo_pair(
         ChannelId::parse("wx").unwrap(),
         vec![Method::Wxpay],
@@ -156,12 +94,8 @@ async fn start(attempts: usize) -> Env {
     let channel = Arc::new(WechatPayChannel::new(pair.channel, reqwest::Client::new()));
     let merchant = Arc::new(Merchant::default());
     let captured = Arc::new(Mutex::new(None));
-    let merchant_routes = Router::new()
-        .route("/pay/notify/wx", any(merchant_notify))
-        .with_state(Arc::new(MerchantState {
-            merchant: Arc::clone(&merchant),
-            channel: Arc::clone(&channel),
-        }));
+    let merchant_routes =
+        merchant_routes("/pay/notify/wx").with_state(MerchantState::new(&merchant, &channel));
     let capture_routes = Router::new()
         .route("/capture/{*rest}", any(capture))
         .with_state(Arc::clone(&captured));
@@ -171,7 +105,7 @@ async fn start(attempts: usize) -> Env {
         .merge(capture_routes)
         // The API also at the root (`/v3/...`), as on the real host.
         .merge(sim.api_root_router());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    serve(listener, app);
     Env {
         base,
         sim,
@@ -181,18 +115,6 @@ async fn start(attempts: usize) -> Env {
         captured,
         http: reqwest::Client::new(),
     }
-}
-
-fn cny(fen: i64) -> Money {
-    Money::new(fen, Currency::Cny).unwrap()
-}
-
-fn now_ms() -> i64 {
-    now_secs() * 1000
-}
-
-fn new_trade_no() -> OrderNo {
-    OrderNo::generate("20240101120000")
 }
 
 impl Env {
@@ -258,26 +180,16 @@ impl Env {
     }
 
     async fn wait_stats(&self, trade_no: &str, cond: impl Fn(&NotifyStats) -> bool) -> NotifyStats {
-        for _ in 0..300 {
-            if let Some(s) = self.sim.notify_stats(trade_no) {
-                if cond(&s) {
-                    return s;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!(
-            "condition not reached; stats {:?}",
-            self.sim.notify_stats(trade_no)
-        );
+        let stats = || self.sim.notify_stats(trade_no);
+        eventually(300, || stats().filter(|s| cond(s)), stats).await
     }
 
     fn verdicts(&self) -> Vec<NotifyVerdict> {
-        self.merchant.verdicts.lock().unwrap().clone()
+        self.merchant.verdicts()
     }
 
     fn rejected(&self) -> Vec<String> {
-        self.merchant.rejected.lock().unwrap().clone()
+        self.merchant.rejected()
     }
 
     async fn refund(
@@ -299,16 +211,8 @@ impl Env {
     }
 
     async fn form(&self, url: &str, form: &[(&str, &str)], json: bool) -> (StatusCode, String) {
-        let mut req = self
-            .http
-            .post(url)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(serde_urlencoded::to_string(form).unwrap());
-        if json {
-            req = req.header("accept", "application/json");
-        }
-        let r = req.send().await.unwrap();
-        (r.status(), r.text().await.unwrap())
+        let body = serde_urlencoded::to_string(form).unwrap();
+        post_form(&self.http, url, &body, json).await
     }
 }
 
@@ -1295,21 +1199,11 @@ async fn demo_pair_and_standalone_root_api() {
 // ---------------------------------------------------------------------------------------
 // Interop with the PyPI SDK wechatpayv3==2.0.4 (interop/wechatpay/check.py).
 
-fn repo_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 #[tokio::test]
+#[ignore = "needs the SDK interop environment: bash interop/setup-wechatpay.sh"]
 async fn interop_with_wechatpayv3() {
-    let root = repo_root();
-    let python = root.join("target/interop-venv/wechatpay/bin/python");
-    if !python.exists() {
-        if std::env::var("KAMI_REQUIRE_INTEROP").as_deref() == Ok("1") {
-            panic!("interop venv missing: run interop/setup-wechatpay.sh");
-        }
-        println!("SKIPPED: wechatpay interop (no venv; run interop/setup-wechatpay.sh)");
-        return;
-    }
+    let python = interop_python("wechatpay", "setup-wechatpay.sh");
+    let root = workspace_root();
     let env = start(3).await;
     let sc = env.sim.config();
     let dir = std::env::temp_dir().join(format!("kami-wechatpay-interop-{}", rand_suffix()));
