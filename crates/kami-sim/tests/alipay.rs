@@ -14,6 +14,7 @@ use axum::extract::RawQuery;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::any;
+use axum::Router;
 use kami_core::{ChannelId, Method, Money, OrderNo};
 use kami_pay::alipay::wire::{self, field, AlipaySignType};
 use kami_pay::alipay::{AlipayChannel, AlipayConfig, AlipayMode};
@@ -28,8 +29,8 @@ use kami_sim::alipay::{
 };
 use serde_json::{json, Value};
 use support::{
-    cny, eventually, fast_schedule, get_page, interop_python, listen, merchant_routes,
-    new_trade_no, now_ms, pairs_json, post_form, serve, workspace_root, Merchant, MerchantState,
+    cny, eventually, fast_schedule, get_page, interop_python, listen, merchant_app, new_trade_no,
+    now_ms, pairs_json, post_form, serve, workspace_root, Merchant,
 };
 
 const APP_ID: &str = "2021000000000001";
@@ -129,11 +130,13 @@ async fn start_with(mode: AlipayMode, sign_type: AlipaySignType, attempts: usize
         notify_timeout: Duration::from_secs(2),
     });
     let channel = Arc::new(channel_for(&base, mode, sign_type));
-    let merchant = Arc::new(Merchant::default());
-    let merchant_routes = merchant_routes("/pay/notify/ali")
-        .route("/sloppy/notify", any(sloppy_notify))
-        .route("/fake/sim/alipay/gateway.do", any(fake_gateway))
-        .with_state(MerchantState::new(&merchant, &channel));
+    let (merchant, merchant_routes) = merchant_app(
+        "/pay/notify/ali",
+        &channel,
+        Router::new()
+            .route("/sloppy/notify", any(sloppy_notify))
+            .route("/fake/sim/alipay/gateway.do", any(fake_gateway)),
+    );
     serve(listener, sim.router().merge(merchant_routes));
     Env {
         base,
@@ -210,6 +213,15 @@ impl Env {
 
     fn verdicts(&self) -> Vec<NotifyVerdict> {
         self.merchant.verdicts()
+    }
+
+    /// Pay without notifying (kami must find the payment by query or close).
+    fn pay_dropped(&self, out_trade_no: &str) -> String {
+        let opts = PayOptions {
+            amount: None,
+            notify: NotifyMode::Drop,
+        };
+        self.sim.pay(out_trade_no, opts).unwrap()
     }
 
     fn refund_req(&self, trade: &OrderNo, refund_no: &str, minor: i64) -> RefundRequest {
@@ -474,16 +486,7 @@ async fn query_not_found_waiting_paid_closed() {
         env.channel.query(trade.as_str()).await.unwrap(),
         TradeState::Waiting
     );
-    let g = env
-        .sim
-        .pay(
-            trade.as_str(),
-            PayOptions {
-                amount: None,
-                notify: NotifyMode::Drop,
-            },
-        )
-        .unwrap();
+    let g = env.pay_dropped(trade.as_str());
     assert_eq!(
         env.channel.query(trade.as_str()).await.unwrap(),
         TradeState::Paid(paid(&trade, &g, 1230))
@@ -562,16 +565,7 @@ async fn pay_during_close_returns_paid() {
     let trade = trade_no();
     env.precreate(&trade, 1230).await;
     env.sim.scan(trade.as_str()).unwrap();
-    let g = env
-        .sim
-        .pay(
-            trade.as_str(),
-            PayOptions {
-                amount: None,
-                notify: NotifyMode::Drop,
-            },
-        )
-        .unwrap();
+    let g = env.pay_dropped(trade.as_str());
     assert_eq!(
         env.channel.close(trade.as_str()).await.unwrap(),
         TradeState::Paid(paid(&trade, &g, 1230))
@@ -587,15 +581,7 @@ async fn pay_during_close_returns_paid() {
         Fault::business("ACQ.TRADE_NOT_EXIST"),
         1,
     );
-    env.sim
-        .pay(
-            trade.as_str(),
-            PayOptions {
-                amount: None,
-                notify: NotifyMode::Drop,
-            },
-        )
-        .unwrap();
+    env.pay_dropped(trade.as_str());
     assert_eq!(
         env.channel.close(trade.as_str()).await.unwrap(),
         TradeState::Refunded
@@ -606,16 +592,7 @@ async fn pay_during_close_returns_paid() {
     // Finished trades: cancel refuses (TRADE_HAS_FINISHED) → query → Paid.
     let trade = trade_no();
     env.precreate(&trade, 800).await;
-    let g = env
-        .sim
-        .pay(
-            trade.as_str(),
-            PayOptions {
-                amount: None,
-                notify: NotifyMode::Drop,
-            },
-        )
-        .unwrap();
+    let g = env.pay_dropped(trade.as_str());
     env.sim.finish(trade.as_str()).unwrap();
     env.sim.inject_fault(
         "alipay.trade.close",

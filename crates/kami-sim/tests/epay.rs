@@ -16,6 +16,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{any, post};
+use axum::Router;
 use kami_core::{ChannelId, Method, Money, OrderNo};
 use kami_pay::crypto::RsaSigner;
 use kami_pay::epay::{
@@ -24,14 +25,14 @@ use kami_pay::epay::{
 };
 use kami_pay::{
     CreatePayment, Device, NotifyVerdict, PayError, PaymentAction, PaymentChannel,
-    PaymentConfirmation, RawNotification, RefundRequest, TradeState,
+    PaymentConfirmation, RawNotification, TradeState,
 };
 use kami_sim::epay::{
     EpaySim, EpaySimConfig, MapiReply, NotifyMethod, NotifyMode, NotifyStats, PayOptions,
 };
 use support::{
-    cny, eventually, fast_schedule, get_page, interop_python, listen, merchant_routes,
-    new_trade_no, pairs_json, post_form, serve, workspace_root, Merchant, MerchantState,
+    cny, eventually, fast_schedule, get_page, interop_python, listen, merchant_app, new_trade_no,
+    pairs_json, post_form, serve, settled_refund, workspace_root, Merchant, MerchantState,
 };
 
 const KEY: &str = "epay-e2e-key-0123456789abcdef";
@@ -184,12 +185,14 @@ async fn start(opts: Opts) -> Env {
         opts.flow,
         credentials(keys.as_deref(), KEY),
     ));
-    let merchant = Arc::new(Merchant::default());
-    let merchant_routes = merchant_routes("/pay/notify/ep")
-        .route("/capture/mapi.php", post(capture_mapi))
-        .route("/other/api.php", any(other_merchant_order))
-        .route("/forged/api/pay/query", post(forged_v2_query))
-        .with_state(MerchantState::new(&merchant, &channel));
+    let (merchant, merchant_routes) = merchant_app(
+        "/pay/notify/ep",
+        &channel,
+        Router::new()
+            .route("/capture/mapi.php", post(capture_mapi))
+            .route("/other/api.php", any(other_merchant_order))
+            .route("/forged/api/pay/query", post(forged_v2_query)),
+    );
     serve(listener, sim.router().merge(merchant_routes));
     Env {
         base,
@@ -262,20 +265,14 @@ impl Env {
         refund_no: &str,
         minor: i64,
     ) -> Result<Money, PayError> {
-        self.channel
-            .refund(&RefundRequest {
-                trade_no: trade.to_string(),
-                refund_no: refund_no.into(),
-                amount: cny(minor),
-                total: cny(1230),
-                reason: None,
-            })
-            .await
-            .map(|o| {
-                assert_eq!(o.refund_no, refund_no);
-                assert!(o.settled);
-                o.amount
-            })
+        settled_refund(
+            &*self.channel,
+            trade.as_str(),
+            refund_no,
+            cny(minor),
+            cny(1230),
+        )
+        .await
     }
 }
 

@@ -13,6 +13,7 @@ use axum::extract::RawQuery;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum::Router;
 use kami_core::{ChannelId, Currency, Method, Money, OrderNo};
 use kami_pay::sandbox::{sign, SandboxChannel};
 use kami_pay::{
@@ -21,8 +22,8 @@ use kami_pay::{
 };
 use kami_sim::sandbox::{NotifyStats, SandboxSim, SimOptions};
 use support::{
-    cny, eventually, fast_schedule, get_page, listen, merchant_routes, new_trade_no, now_ms,
-    post_form, serve, Merchant, MerchantState,
+    cny, eventually, fast_schedule, get_page, listen, merchant_app, new_trade_no, now_ms,
+    post_form, serve, settled_refund, Merchant,
 };
 
 const SECRET: &[u8] = b"sandbox-e2e-secret";
@@ -69,10 +70,11 @@ async fn start(opts: SimOptions) -> Env {
     let (listener, base) = listen().await;
     let sim = SandboxSim::new(SECRET.to_vec(), opts);
     let channel = Arc::new(channel_for(&base, SECRET));
-    let merchant = Arc::new(Merchant::default());
-    let merchant_routes = merchant_routes("/pay/notify/sbx")
-        .route("/fake/sim/sandbox/api/query", get(forged_query))
-        .with_state(MerchantState::new(&merchant, &channel));
+    let (merchant, merchant_routes) = merchant_app(
+        "/pay/notify/sbx",
+        &channel,
+        Router::new().route("/fake/sim/sandbox/api/query", get(forged_query)),
+    );
     serve(listener, sim.router().merge(merchant_routes));
     Env {
         base,
@@ -131,20 +133,14 @@ impl Env {
         refund_no: &str,
         minor: i64,
     ) -> Result<Money, PayError> {
-        self.channel
-            .refund(&RefundRequest {
-                trade_no: trade_no.to_string(),
-                refund_no: refund_no.into(),
-                amount: cny(minor),
-                total: cny(1230),
-                reason: None,
-            })
-            .await
-            .map(|o| {
-                assert_eq!(o.refund_no, refund_no);
-                assert!(o.settled);
-                o.amount
-            })
+        settled_refund(
+            &*self.channel,
+            trade_no.as_str(),
+            refund_no,
+            cny(minor),
+            cny(1230),
+        )
+        .await
     }
 }
 

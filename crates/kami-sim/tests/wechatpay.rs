@@ -30,8 +30,8 @@ use kami_sim::wechatpay::{
     WechatSim,
 };
 use support::{
-    cny, eventually, fast_schedule, interop_python, listen, merchant_routes, new_trade_no, now_ms,
-    post_form, serve, workspace_root, Merchant, MerchantState,
+    cny, eventually, fast_schedule, interop_python, listen, merchant_app, new_trade_no, now_ms,
+    post_form, serve, workspace_root, Merchant,
 };
 
 /// What a request to the capture endpoint looked like.
@@ -92,10 +92,8 @@ async fn start(attempts: usize) -> Env {
     let merchant_key_pem = pair.channel.merchant_private_key.private_key_pem().unwrap();
     let sim = WechatSim::new(pair.sim);
     let channel = Arc::new(WechatPayChannel::new(pair.channel, reqwest::Client::new()));
-    let merchant = Arc::new(Merchant::default());
     let captured = Arc::new(Mutex::new(None));
-    let merchant_routes =
-        merchant_routes("/pay/notify/wx").with_state(MerchantState::new(&merchant, &channel));
+    let (merchant, merchant_routes) = merchant_app("/pay/notify/wx", &channel, Router::new());
     let capture_routes = Router::new()
         .route("/capture/{*rest}", any(capture))
         .with_state(Arc::clone(&captured));
@@ -139,6 +137,15 @@ impl Env {
             platform,
             mode: WechatMode::Auto,
         }
+    }
+
+    /// The env's own channel config (to change one field).
+    fn own_config(&self) -> WechatPayConfig {
+        self.config_with(
+            &format!("{}/sim/wechatpay", self.base),
+            self.merchant_key(),
+            self.platform_keys(),
+        )
     }
 
     fn platform_keys(&self) -> PlatformKeys {
@@ -214,6 +221,14 @@ impl Env {
         let body = serde_urlencoded::to_string(form).unwrap();
         post_form(&self.http, url, &body, json).await
     }
+}
+
+/// The simulator refused the request's `Authorization`.
+fn assert_sign_error<T: std::fmt::Debug>(r: &Result<T, PayError>) {
+    assert!(
+        matches!(r, Err(PayError::Gateway { code, .. }) if code == "SIGN_ERROR"),
+        "{r:?}"
+    );
 }
 
 fn paid(v: &NotifyVerdict) -> &kami_pay::PaymentConfirmation {
@@ -871,37 +886,20 @@ async fn merchant_authorization_is_enforced() {
     );
     let wrong_key = WechatPayChannel::new(cfg, reqwest::Client::new());
     let r = wrong_key.query(trade.as_str()).await;
-    assert!(
-        matches!(&r, Err(PayError::Gateway { code, .. }) if code == "SIGN_ERROR"),
-        "{r:?}"
-    );
+    assert_sign_error(&r);
     // Other serial / mchid.
-    let mut cfg = env.config_with(
-        &format!("{}/sim/wechatpay", env.base),
-        env.merchant_key(),
-        env.platform_keys(),
-    );
+    let mut cfg = env.own_config();
     cfg.merchant_serial_no = "ABCDEF".into();
     let r = WechatPayChannel::new(cfg, reqwest::Client::new())
         .query(trade.as_str())
         .await;
-    assert!(
-        matches!(&r, Err(PayError::Gateway { code, .. }) if code == "SIGN_ERROR"),
-        "{r:?}"
-    );
-    let mut cfg = env.config_with(
-        &format!("{}/sim/wechatpay", env.base),
-        env.merchant_key(),
-        env.platform_keys(),
-    );
+    assert_sign_error(&r);
+    let mut cfg = env.own_config();
     cfg.mchid = "1900000001".into();
     let r = WechatPayChannel::new(cfg, reqwest::Client::new())
         .query(trade.as_str())
         .await;
-    assert!(
-        matches!(&r, Err(PayError::Gateway { code, .. }) if code == "SIGN_ERROR"),
-        "{r:?}"
-    );
+    assert_sign_error(&r);
 
     // Hand-made requests.
     let key = env.merchant_key();

@@ -42,6 +42,28 @@ fn pay_target(
     }
 }
 
+/// The creation both API versions share, after the signature check: the `required` fields,
+/// the creation controls, the trade, and where the buyer pays it (trade number, form kind,
+/// URL).
+async fn create(
+    sim: &EpaySim,
+    params: &Params,
+    headers: &HeaderMap,
+    required: &[&str],
+) -> Result<(String, &'static str, String), String> {
+    for k in required {
+        req(params, k)?;
+    }
+    sim.creation_controls().await?;
+    let trade_no = match sim.create_trade(params, false)? {
+        (_, true) => return Err("订单已支付 (already paid)".into()),
+        (t, false) => t,
+    };
+    let device = field(params, "device").unwrap_or("");
+    let (kind, value) = pay_target(sim, headers, &trade_no, device);
+    Ok((trade_no, kind, value))
+}
+
 pub(super) async fn mapi_v1(
     State(sim): State<Arc<EpaySim>>,
     headers: HeaderMap,
@@ -54,23 +76,10 @@ pub(super) async fn mapi_v1(
     if let Err(e) = sim.verify_request(&params, false) {
         return json_error(&e);
     }
-    if let Err(e) = req(&params, "clientip") {
-        return json_error(&e);
-    }
-    if let Err(e) = sim.creation_controls().await {
-        return json_error(&e);
-    }
-    let trade_no = match sim.create_trade(&params, false) {
-        Ok((_, true)) => return json_error("订单已支付 (already paid)"),
-        Ok((t, false)) => t,
+    let (trade_no, kind, value) = match create(&sim, &params, &headers, &["clientip"]).await {
+        Ok(created) => created,
         Err(e) => return json_error(&e),
     };
-    let (kind, value) = pay_target(
-        &sim,
-        &headers,
-        &trade_no,
-        field(&params, "device").unwrap_or(""),
-    );
     let mut reply = serde_json::Map::new();
     reply.insert("code".into(), 1.into());
     reply.insert("msg".into(), "".into());
@@ -197,25 +206,11 @@ pub(super) async fn create_v2(
         Ok(p) => p,
         Err(r) => return *r,
     };
-    for k in ["method", "clientip"] {
-        if let Err(e) = req(&params, k) {
-            return json_error(&e);
-        }
-    }
-    if let Err(e) = sim.creation_controls().await {
-        return json_error(&e);
-    }
-    let trade_no = match sim.create_trade(&params, false) {
-        Ok((_, true)) => return json_error("订单已支付 (already paid)"),
-        Ok((t, false)) => t,
+    let created = create(&sim, &params, &headers, &["method", "clientip"]).await;
+    let (trade_no, kind, value) = match created {
+        Ok(created) => created,
         Err(e) => return json_error(&e),
     };
-    let (kind, value) = pay_target(
-        &sim,
-        &headers,
-        &trade_no,
-        field(&params, "device").unwrap_or(""),
-    );
     let pay_type = match kind {
         "qrcode" => "qrcode",
         "urlscheme" => "urlscheme",

@@ -359,13 +359,13 @@ impl EpaySim {
         Router::new()
             .route(
                 "/sim/epay/submit.php",
-                get(pages::submit_v1).post(pages::submit_v1),
+                get(pages::submit::<false>).post(pages::submit::<false>),
             )
             .route("/sim/epay/mapi.php", post(api::mapi_v1))
             .route("/sim/epay/api.php", get(api::api_v1).post(api::api_v1))
             .route(
                 "/sim/epay/api/pay/submit",
-                get(pages::submit_v2).post(pages::submit_v2),
+                get(pages::submit::<true>).post(pages::submit::<true>),
             )
             .route("/sim/epay/api/pay/create", post(api::create_v2))
             .route("/sim/epay/api/pay/query", post(api::query_v2))

@@ -104,20 +104,13 @@ async fn submit_common(sim: Arc<EpaySim>, params: Result<Params, String>, v2: bo
     }
 }
 
-pub(super) async fn submit_v1(
+/// `submit.php` (v1) and `api/pay/submit` (v2).
+pub(super) async fn submit<const V2: bool>(
     State(sim): State<Arc<EpaySim>>,
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    submit_common(sim, merged(query.as_deref(), &body), false).await
-}
-
-pub(super) async fn submit_v2(
-    State(sim): State<Arc<EpaySim>>,
-    RawQuery(query): RawQuery,
-    body: Bytes,
-) -> Response {
-    submit_common(sim, merged(query.as_deref(), &body), true).await
+    submit_common(sim, merged(query.as_deref(), &body), V2).await
 }
 
 pub(super) async fn cashier(

@@ -221,3 +221,39 @@ pub fn pairs_json(params: &[(String, String)]) -> serde_json::Value {
             .collect(),
     )
 }
+
+/// A fresh merchant for `channel` and its routes: the notify endpoint at `path` plus a
+/// test's `more` routes (which share the merchant's state).
+pub fn merchant_app<C: PaymentChannel + 'static>(
+    path: &str,
+    channel: &Arc<C>,
+    more: Router<Arc<MerchantState<C>>>,
+) -> (Arc<Merchant>, Router) {
+    let merchant = Arc::new(Merchant::default());
+    let routes = merchant_routes(path)
+        .merge(more)
+        .with_state(MerchantState::new(&merchant, channel));
+    (merchant, routes)
+}
+
+/// Refund through `channel`, expecting a settled refund under `refund_no`; the amount.
+pub async fn settled_refund<C: PaymentChannel>(
+    channel: &C,
+    trade_no: &str,
+    refund_no: &str,
+    amount: Money,
+    total: Money,
+) -> Result<Money, kami_pay::PayError> {
+    let req = kami_pay::RefundRequest {
+        trade_no: trade_no.to_owned(),
+        refund_no: refund_no.into(),
+        amount,
+        total,
+        reason: None,
+    };
+    channel.refund(&req).await.map(|o| {
+        assert_eq!(o.refund_no, refund_no);
+        assert!(o.settled);
+        o.amount
+    })
+}
