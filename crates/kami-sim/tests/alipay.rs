@@ -215,6 +215,16 @@ impl Env {
         self.merchant.verdicts()
     }
 
+    /// A notification of `trade` was delivered, and kami read `TRADE_CLOSED` (not paid).
+    async fn closed_notified(&self, trade: &OrderNo) {
+        self.wait_notes(trade, |n| n.iter().any(|r| r.delivered))
+            .await;
+        assert!(self.verdicts().contains(&NotifyVerdict::NotPaid {
+            trade_no: trade.to_string(),
+            status: "TRADE_CLOSED".into()
+        }));
+    }
+
     /// Pay without notifying (kami must find the payment by query or close).
     fn pay_dropped(&self, out_trade_no: &str) -> String {
         let opts = PayOptions {
@@ -506,12 +516,7 @@ async fn query_not_found_waiting_paid_closed() {
         TradeState::Closed
     );
     // The close of a visible trade is notified (TRADE_CLOSED → NotPaid).
-    env.wait_notes(&waiting, |n| n.iter().any(|r| r.delivered))
-        .await;
-    assert!(env.verdicts().contains(&NotifyVerdict::NotPaid {
-        trade_no: waiting.to_string(),
-        status: "TRADE_CLOSED".into()
-    }));
+    env.closed_notified(&waiting).await;
     // Closing twice: the gateway says TRADE_STATUS_ERROR, kami asks and reports Closed.
     assert_eq!(
         env.channel.close(waiting.as_str()).await.unwrap(),
@@ -1119,12 +1124,7 @@ async fn expired_trade_is_closed_and_notified() {
         env.channel.query(trade.as_str()).await.unwrap(),
         TradeState::Closed
     );
-    env.wait_notes(&trade, |n| n.iter().any(|r| r.delivered))
-        .await;
-    assert!(env.verdicts().contains(&NotifyVerdict::NotPaid {
-        trade_no: trade.to_string(),
-        status: "TRADE_CLOSED".into()
-    }));
+    env.closed_notified(&trade).await;
 }
 
 #[tokio::test]

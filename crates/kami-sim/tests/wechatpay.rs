@@ -195,6 +195,15 @@ impl Env {
         self.merchant.verdicts()
     }
 
+    /// Pay without notifying (kami must find the payment by query or close).
+    fn pay_dropped(&self, out_trade_no: &str) -> String {
+        let opts = PayOptions {
+            notify: NotifyMode::Drop,
+            ..Default::default()
+        };
+        self.sim.pay(out_trade_no, opts).unwrap()
+    }
+
     fn rejected(&self) -> Vec<String> {
         self.merchant.rejected()
     }
@@ -220,6 +229,17 @@ impl Env {
     async fn form(&self, url: &str, form: &[(&str, &str)], json: bool) -> (StatusCode, String) {
         let body = serde_urlencoded::to_string(form).unwrap();
         post_form(&self.http, url, &body, json).await
+    }
+}
+
+/// `state` is paid by transaction `tx`, `fen` fen.
+fn assert_paid(state: TradeState, tx: &str, fen: i64) {
+    match state {
+        TradeState::Paid(c) => {
+            assert_eq!(c.gateway_trade_no, tx);
+            assert_eq!(c.amount, cny(fen));
+        }
+        other => panic!("expected Paid, got {other:?}"),
     }
 }
 
@@ -398,23 +418,8 @@ async fn query_reports_every_state() {
         );
     }
     assert!(!env.sim.force_state(trade.as_str(), "PAID"));
-    let tx = env
-        .sim
-        .pay(
-            trade.as_str(),
-            PayOptions {
-                notify: NotifyMode::Drop,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    match env.channel.query(trade.as_str()).await.unwrap() {
-        TradeState::Paid(c) => {
-            assert_eq!(c.gateway_trade_no, tx);
-            assert_eq!(c.amount, cny(1230));
-        }
-        other => panic!("{other:?}"),
-    }
+    let tx = env.pay_dropped(trade.as_str());
+    assert_paid(env.channel.query(trade.as_str()).await.unwrap(), &tx, 1230);
     assert!(env.refund(&trade, "R1", 1230, 1230).await.unwrap().settled);
     assert_eq!(
         env.channel.query(trade.as_str()).await.unwrap(),
@@ -485,23 +490,8 @@ async fn pay_during_close_is_paid() {
     let env = start(3).await;
     let trade = new_trade_no();
     env.create_native(&trade, 1230).await;
-    let tx = env
-        .sim
-        .pay(
-            trade.as_str(),
-            PayOptions {
-                notify: NotifyMode::Drop,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    match env.channel.close(trade.as_str()).await.unwrap() {
-        TradeState::Paid(c) => {
-            assert_eq!(c.gateway_trade_no, tx);
-            assert_eq!(c.amount, cny(1230));
-        }
-        other => panic!("expected Paid, got {other:?}"),
-    }
+    let tx = env.pay_dropped(trade.as_str());
+    assert_paid(env.channel.close(trade.as_str()).await.unwrap(), &tx, 1230);
     assert_eq!(env.sim.trade_state(trade.as_str()), "SUCCESS");
 }
 
@@ -521,15 +511,7 @@ async fn refunds_partial_full_processing_and_replay() {
         matches!(&r, Err(PayError::Gateway { code, .. }) if code == "INVALID_REQUEST"),
         "{r:?}"
     );
-    env.sim
-        .pay(
-            trade.as_str(),
-            PayOptions {
-                notify: NotifyMode::Drop,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    env.pay_dropped(trade.as_str());
 
     // Partial: PROCESSING at first (default 1 look), SUCCESS on the channel's re-query.
     let o = env.refund(&trade, "R1", 500, 1230).await.unwrap();
@@ -591,15 +573,7 @@ async fn refund_left_processing_is_unsettled_then_settles() {
     let env = start(3).await;
     let trade = new_trade_no();
     env.create_native(&trade, 1000).await;
-    env.sim
-        .pay(
-            trade.as_str(),
-            PayOptions {
-                notify: NotifyMode::Drop,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    env.pay_dropped(trade.as_str());
     // Four looks: the create answer and three polls all say PROCESSING.
     env.sim.set_refund_processing_polls(5);
     let started = Instant::now();
