@@ -326,3 +326,46 @@ impl SandboxSim {
             .await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use kami_core::clock::ManualClock;
+
+    const SECRET: &[u8] = b"clock-test";
+
+    fn pay_query(trade_no: &str, expires_at: i64) -> String {
+        let fields = [
+            ("trade_no", trade_no),
+            ("amount", "1.00"),
+            ("currency", "CNY"),
+            ("expires_at", &expires_at.to_string()),
+            ("subject", "key"),
+            ("notify_url", "http://127.0.0.1:9/notify"),
+            ("return_url", "http://127.0.0.1:9/return"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        serde_urlencoded::to_string(signed(SECRET, fields.to_vec())).unwrap()
+    }
+
+    #[test]
+    fn link_expiry_follows_the_injected_clock() {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let sim = SandboxSim::with_clock(SECRET.to_vec(), SimOptions::default(), clock.clone());
+        let early = sim
+            .check_pay_url("T1", &pay_query("T1", 1_000_500))
+            .unwrap();
+        assert!(sim.pay("T1", &early, NotifyMode::Drop).is_ok());
+        assert_eq!(sim.trade_status("T1"), "PAID");
+
+        let late = sim
+            .check_pay_url("T2", &pay_query("T2", 1_000_500))
+            .unwrap();
+        clock.advance(501);
+        let refused = sim.pay("T2", &late, NotifyMode::Drop).err().unwrap();
+        assert_eq!(refused.status, StatusCode::GONE);
+        assert_eq!(sim.trade_status("T2"), "NOT_FOUND");
+    }
+}

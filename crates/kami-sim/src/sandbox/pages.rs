@@ -24,8 +24,9 @@ const LOOK: Look = Look {
 };
 
 /// A refusal of the pay page, as HTML or JSON.
+#[derive(Debug)]
 pub(super) struct PageError {
-    status: StatusCode,
+    pub(super) status: StatusCode,
     code: &'static str,
     message: String,
 }
