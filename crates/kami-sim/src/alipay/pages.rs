@@ -272,7 +272,8 @@ pub(super) async fn qr_page(
 }
 
 /// The Pay form's test controls.
-fn pay_options(form: &[(String, String)]) -> Result<PayOptions, &'static str> {
+fn pay_options(body: &[u8]) -> Result<PayOptions, String> {
+    let form = &parse_form(body).map_err(|e| e.to_string())?;
     let amount = form_yuan(form, "amount")
         .map_err(|_| "amount must be a positive yuan amount like 12.30")?;
     let delay = form_millis(form, "delay_ms", 3_600_000)
@@ -295,14 +296,9 @@ pub(super) async fn pay_submit(
     body: Bytes,
 ) -> Response {
     let json = wants_json(&headers);
-    let bad = |m: &str| refused(StatusCode::BAD_REQUEST, "INVALID_REQUEST", m, json);
-    let form = match parse_form(&body) {
-        Ok(f) => f,
-        Err(e) => return bad(&e.to_string()),
-    };
-    let opts = match pay_options(&form) {
+    let opts = match pay_options(&body) {
         Ok(o) => o,
-        Err(m) => return bad(m),
+        Err(m) => return refused(StatusCode::BAD_REQUEST, "INVALID_REQUEST", &m, json),
     };
     let result = {
         let mut st = sim.lock();
@@ -374,6 +370,20 @@ pub(super) async fn index_page(State(sim): State<Arc<AlipaySim>>) -> Response {
 }
 
 /// The fault form's fault.
+/// The fault form: which method, what fault, how many times.
+fn queued_fault(body: &[u8]) -> Result<(String, Fault, u32), String> {
+    let form = &parse_form(body).map_err(|e| e.to_string())?;
+    let method = form_value(form, "method")
+        .filter(|m| METHODS.contains(m))
+        .ok_or("method must be one of the simulated alipay.trade.* methods")?;
+    let times = match form_value(form, "times").map(str::parse::<u32>) {
+        None => 1,
+        Some(Ok(n)) if (1..=100).contains(&n) => n,
+        Some(_) => return Err("times must be 1..100".into()),
+    };
+    Ok((method.to_owned(), fault(form)?, times))
+}
+
 fn fault(form: &[(String, String)]) -> Result<Fault, &'static str> {
     let get = |k: &str| form_value(form, k);
     Ok(match get("fault").unwrap_or("") {
@@ -407,24 +417,11 @@ pub(super) async fn control(
     body: Bytes,
 ) -> Response {
     let json = wants_json(&headers);
-    let bad = |m: &str| refused(StatusCode::BAD_REQUEST, "INVALID_REQUEST", m, json);
-    let form = match parse_form(&body) {
-        Ok(f) => f,
-        Err(e) => return bad(&e.to_string()),
+    let (method, fault, times) = match queued_fault(&body) {
+        Ok(q) => q,
+        Err(m) => return refused(StatusCode::BAD_REQUEST, "INVALID_REQUEST", &m, json),
     };
-    let Some(method) = form_value(&form, "method").filter(|m| METHODS.contains(m)) else {
-        return bad("method must be one of the simulated alipay.trade.* methods");
-    };
-    let times = match form_value(&form, "times").map(str::parse::<u32>) {
-        None => 1,
-        Some(Ok(n)) if (1..=100).contains(&n) => n,
-        Some(_) => return bad("times must be 1..100"),
-    };
-    let fault = match fault(&form) {
-        Ok(f) => f,
-        Err(m) => return bad(m),
-    };
-    sim.inject_fault(method, fault, times);
+    sim.inject_fault(&method, fault, times);
     if json {
         return json_response(
             StatusCode::OK,

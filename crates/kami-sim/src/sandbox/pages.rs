@@ -151,6 +151,15 @@ pub(super) async fn pay_page(
     )
 }
 
+/// The Pay form's notification control.
+fn notify_mode(body: &[u8]) -> Result<NotifyMode, PageError> {
+    let bad = |m: String| PageError::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", m);
+    let form = parse_form(body).map_err(|e| bad(e.to_string()))?;
+    let notify = field(&form, "notify").unwrap_or("");
+    NotifyMode::parse(notify, Duration::ZERO, &NOTIFY_MODES)
+        .ok_or_else(|| bad("notify must be normal, drop or duplicate".into()))
+}
+
 pub(super) async fn pay_submit(
     State(sim): State<Arc<SandboxSim>>,
     Path(trade_no): Path<String>,
@@ -159,26 +168,12 @@ pub(super) async fn pay_submit(
     body: Bytes,
 ) -> Response {
     let json = wants_json(&headers);
-    let query = query.unwrap_or_default();
-    let order = match sim.check_pay_url(&trade_no, &query) {
-        Ok(o) => o,
+    let (order, mode) = match sim
+        .check_pay_url(&trade_no, query.as_deref().unwrap_or_default())
+        .and_then(|order| Ok((order, notify_mode(&body)?)))
+    {
+        Ok(paying) => paying,
         Err(e) => return e.respond(json),
-    };
-    let form = match parse_form(&body) {
-        Ok(f) => f,
-        Err(e) => {
-            return PageError::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", e.to_string())
-                .respond(json)
-        }
-    };
-    let notify = field(&form, "notify").unwrap_or("");
-    let Some(mode) = NotifyMode::parse(notify, Duration::ZERO, &NOTIFY_MODES) else {
-        return PageError::new(
-            StatusCode::BAD_REQUEST,
-            "INVALID_REQUEST",
-            "notify must be normal, drop or duplicate",
-        )
-        .respond(json);
     };
     // Decide under the lock; deliver after releasing it.
     let (gateway_trade_no, delivery) = match sim.pay(&trade_no, &order, mode) {
