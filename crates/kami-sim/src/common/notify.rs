@@ -10,8 +10,9 @@ use axum::http::{header, StatusCode};
 /// Largest merchant reply body a simulator reads.
 const MAX_REPLY_BYTES: usize = 64 * 1024;
 
-/// How a payment's notification is delivered (test control). Each simulator accepts the
-/// modes its pay page offers; see its `PayOptions`.
+/// How a payment's notification is delivered (test control). Each simulator acts on the
+/// modes its pay page offers (see its `PayOptions`); one it does not offer is delivered like
+/// [`NotifyMode::Normal`] (apart from `Delay`, which every simulator honours).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum NotifyMode {
     #[default]
