@@ -79,6 +79,8 @@
 //! `notify_url` with its own query parameters would fail verification (they are unsigned):
 //! kami's `/pay/notify/{channel_id}` has none.
 
+pub mod settings;
+
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -8,7 +8,10 @@ pub mod epay;
 pub mod form;
 mod http;
 pub mod sandbox;
+pub mod settings;
 pub mod wechatpay;
+
+pub use settings::{ChannelKind, ChannelSettings};
 
 use async_trait::async_trait;
 use kami_core::{ChannelId, Method, Money, OrderNo};

@@ -54,6 +54,8 @@
 //!
 //! API requests with a bad signature get HTTP 400 `{"error":"BAD_SIGNATURE"}` (unsigned).
 
+pub mod settings;
+
 use std::collections::HashSet;
 use std::time::Duration;
 

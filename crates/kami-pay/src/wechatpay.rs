@@ -47,6 +47,8 @@
 //! Mode `auto` uses H5 on mobile browsers and Native (a QR code) on PCs and inside WeChat's
 //! own browser, where H5 pay is refused but a QR code can be long-pressed.
 
+pub mod settings;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;

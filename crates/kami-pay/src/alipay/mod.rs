@@ -80,6 +80,7 @@
 //!   `refund_status` `REFUND_SUCCESS` to report it settled, with the refunded amount it
 //!   reports.
 
+pub mod settings;
 pub mod wire;
 
 #[cfg(test)]
