@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use url::Url;
 
-use super::secrets::read_secret_file;
+use super::secrets::value_or_file;
 use super::{check_range, invalid, ConfigError, Origins};
 
 const DEFAULT_DATABASE_URL: &str = "sqlite://data/kami.db";
@@ -56,19 +56,14 @@ pub(super) fn build_database(
     base_dir: &Path,
     origins: &Origins,
 ) -> Result<DatabaseConfig, ConfigError> {
-    let url = match (raw.url, raw.url_file) {
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::SecretConflict {
-                key: "database.url".into(),
-                origin: origins
-                    .of("database.url_file")
-                    .or_else(|| origins.of("database.url")),
-            })
-        }
-        (Some(url), None) => url,
-        (None, Some(file)) => read_secret_file("database.url_file", base_dir.join(file))?,
-        (None, None) => DEFAULT_DATABASE_URL.to_owned(),
-    };
+    let url = value_or_file(
+        origins,
+        ("database.url", "database.url_file"),
+        raw.url,
+        raw.url_file,
+        base_dir,
+    )?
+    .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
     if !DATABASE_SCHEMES.iter().any(|s| url.starts_with(s)) {
         // Only the scheme is shown: the rest of the URL may hold a password.
         let scheme = url.split_once("://").map(|(s, _)| s).filter(|s| {

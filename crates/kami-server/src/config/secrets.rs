@@ -1,13 +1,13 @@
 //! Secrets in the configuration: [`Secret`] (hidden from `Debug`), `*_file` keys read at load
 //! time, and which keys' values must never appear in an error.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::de::Deserializer;
 
 pub use kami_pay::settings::Secret;
 
-use super::ConfigError;
+use super::{ConfigError, Origins};
 
 /// Reads a `*_file` secret (trimmed, never empty); errors name `key` and the path.
 pub(super) fn read_secret_file(key: &'static str, path: PathBuf) -> Result<String, ConfigError> {
@@ -31,6 +31,26 @@ pub(super) fn read_secret_file(key: &'static str, path: PathBuf) -> Result<Strin
             origin: None,
         },
     })
+}
+
+/// A secret given either as `key` or as a file at `key_file` (relative to `base_dir`), not
+/// both.
+pub(super) fn value_or_file(
+    origins: &Origins,
+    (key, key_file): (&'static str, &'static str),
+    value: Option<String>,
+    file: Option<PathBuf>,
+    base_dir: &Path,
+) -> Result<Option<String>, ConfigError> {
+    match (value, file) {
+        (Some(_), Some(_)) => Err(ConfigError::SecretConflict {
+            key: key.to_owned(),
+            origin: origins.of(key_file).or_else(|| origins.of(key)),
+        }),
+        (Some(v), None) => Ok(Some(v)),
+        (None, Some(f)) => read_secret_file(key_file, base_dir.join(f)).map(Some),
+        (None, None) => Ok(None),
+    }
 }
 
 /// `channels[0].secret`, `database.url`: values that must not appear in messages.

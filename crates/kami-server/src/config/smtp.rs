@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use lettre::message::Mailbox;
 use serde::Deserialize;
 
-use super::secrets::{read_secret_file, string_or_int, Secret};
+use super::secrets::{string_or_int, value_or_file, Secret};
 use super::{check_range, invalid, ConfigError, Origins};
 
 const DEFAULT_SMTP_TIMEOUT_SECONDS: u32 = 15;
@@ -130,22 +130,14 @@ pub(super) fn build_smtp(
             )
         })?,
     };
-    let password = match (raw.password, raw.password_file) {
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::SecretConflict {
-                key: "smtp.password".into(),
-                origin: origins
-                    .of("smtp.password_file")
-                    .or_else(|| origins.of("smtp.password")),
-            })
-        }
-        (Some(p), None) => Some(Secret::new(p)),
-        (None, Some(f)) => Some(Secret::new(read_secret_file(
-            "smtp.password_file",
-            base_dir.join(f),
-        )?)),
-        (None, None) => None,
-    };
+    let password = value_or_file(
+        origins,
+        ("smtp.password", "smtp.password_file"),
+        raw.password,
+        raw.password_file,
+        base_dir,
+    )?
+    .map(Secret::new);
     let username = raw
         .username
         .map(|u| u.trim().to_owned())
