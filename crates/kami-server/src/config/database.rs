@@ -85,8 +85,7 @@ pub(super) fn build_database(
     let max_connections = check_range(
         origins,
         "database.max_connections",
-        raw.max_connections,
-        DEFAULT_MAX_CONNECTIONS,
+        raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
         MAX_CONNECTIONS_RANGE,
     )?;
     Ok(DatabaseConfig {

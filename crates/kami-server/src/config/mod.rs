@@ -235,8 +235,8 @@ fn load_text(
 
     let server = server::build_server(raw.server, &origins)?;
     let database = database::build_database(raw.database, &base_dir, &origins)?;
-    let orders = orders::build_orders(raw.orders, &origins)?;
-    let shop = shop::build_shop(raw.shop, &base_dir, &origins)?;
+    orders::check_orders(&raw.orders, &origins)?;
+    let shop = shop::check_shop(raw.shop, &base_dir, &origins)?;
     let smtp = raw
         .smtp
         .map(|s| smtp::build_smtp(s, &base_dir, &origins, &mut warnings))
@@ -246,7 +246,7 @@ fn load_text(
         config: Config {
             server,
             database,
-            orders,
+            orders: raw.orders,
             shop,
             smtp,
             channels,
@@ -262,8 +262,8 @@ fn load_text(
 struct RawConfig {
     server: server::RawServer,
     database: database::RawDatabase,
-    orders: orders::RawOrders,
-    shop: shop::RawShop,
+    orders: OrdersConfig,
+    shop: ShopConfig,
     smtp: Option<smtp::RawSmtp>,
     channels: IgnoredAny,
 }
@@ -299,11 +299,9 @@ fn invalid(origins: &Origins, key: &str, message: String) -> ConfigError {
 fn check_range(
     origins: &Origins,
     key: &str,
-    value: Option<u32>,
-    default: u32,
+    value: u32,
     (min, max): (u32, u32),
 ) -> Result<u32, ConfigError> {
-    let value = value.unwrap_or(default);
     if (min..=max).contains(&value) {
         Ok(value)
     } else {

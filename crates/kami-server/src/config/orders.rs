@@ -8,7 +8,8 @@ const DEFAULT_EXPIRE_MINUTES: u32 = 15;
 const EXPIRE_MINUTES_RANGE: (u32, u32) = (1, 1440);
 
 /// `[orders]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
 pub struct OrdersConfig {
     /// Minutes before an unpaid order expires, 1..=1440, default 15.
     pub expire_minutes: u32,
@@ -35,31 +36,16 @@ impl Default for OrdersConfig {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub(super) struct RawOrders {
-    expire_minutes: Option<u32>,
-    expire_seconds: Option<u32>,
-}
-
-pub(super) fn build_orders(raw: RawOrders, origins: &Origins) -> Result<OrdersConfig, ConfigError> {
-    Ok(OrdersConfig {
-        expire_minutes: check_range(
-            origins,
-            "orders.expire_minutes",
-            raw.expire_minutes,
-            DEFAULT_EXPIRE_MINUTES,
-            EXPIRE_MINUTES_RANGE,
-        )?,
-        expire_seconds: match raw.expire_seconds {
-            None => None,
-            Some(v) => Some(check_range(
-                origins,
-                "orders.expire_seconds",
-                Some(v),
-                v,
-                (5, 86_400),
-            )?),
-        },
-    })
+/// Checks the ranges.
+pub(super) fn check_orders(orders: &OrdersConfig, origins: &Origins) -> Result<(), ConfigError> {
+    check_range(
+        origins,
+        "orders.expire_minutes",
+        orders.expire_minutes,
+        EXPIRE_MINUTES_RANGE,
+    )?;
+    if let Some(v) = orders.expire_seconds {
+        check_range(origins, "orders.expire_seconds", v, (5, 86_400))?;
+    }
+    Ok(())
 }

@@ -6,7 +6,8 @@ use serde::Deserialize;
 
 use super::{check_range, invalid, ConfigError, Origins};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
 pub struct ShopConfig {
     /// Shop name in the header and titles; default "kami".
     pub name: String,
@@ -46,38 +47,24 @@ impl Default for ShopConfig {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub(super) struct RawShop {
-    name: Option<String>,
-    notice: Option<String>,
-    footer: Option<String>,
-    theme_dir: Option<PathBuf>,
-    low_stock_threshold: Option<u32>,
-    default_locale: Option<String>,
-    lookup_per_minute: Option<u32>,
-    orders_per_minute: Option<u32>,
-    trust_proxy_headers: Option<bool>,
-}
-
-pub(super) fn build_shop(
-    raw: RawShop,
+/// Checks `shop` (trimming the name and the language) and resolves `theme_dir` against
+/// `base_dir`.
+pub(super) fn check_shop(
+    mut shop: ShopConfig,
     base_dir: &Path,
     origins: &Origins,
 ) -> Result<ShopConfig, ConfigError> {
-    let d = ShopConfig::default();
-    let name = raw.name.map(|n| n.trim().to_owned()).unwrap_or(d.name);
-    if name.is_empty() || name.chars().count() > 80 {
+    shop.name = shop.name.trim().to_owned();
+    if shop.name.is_empty() || shop.name.chars().count() > 80 {
         return Err(invalid(
             origins,
             "shop.name",
             "must be 1 to 80 characters".into(),
         ));
     }
-    let default_locale = match raw.default_locale.as_deref().map(str::trim) {
-        None => d.default_locale,
-        Some(l @ ("zh-CN" | "en")) => l.to_owned(),
-        Some(other) => {
+    shop.default_locale = match shop.default_locale.trim() {
+        l @ ("zh-CN" | "en") => l.to_owned(),
+        other => {
             return Err(invalid(
                 origins,
                 "shop.default_locale",
@@ -85,7 +72,7 @@ pub(super) fn build_shop(
             ))
         }
     };
-    let theme_dir = match raw.theme_dir {
+    shop.theme_dir = match shop.theme_dir.take() {
         None => None,
         Some(p) if p.as_os_str().is_empty() => {
             return Err(invalid(
@@ -106,33 +93,20 @@ pub(super) fn build_shop(
             Some(p)
         }
     };
-    Ok(ShopConfig {
-        name,
-        notice: raw.notice.unwrap_or_default(),
-        footer: raw.footer.unwrap_or_default(),
-        theme_dir,
-        low_stock_threshold: check_range(
-            origins,
+    for (key, value, range) in [
+        (
             "shop.low_stock_threshold",
-            raw.low_stock_threshold,
-            d.low_stock_threshold,
+            shop.low_stock_threshold,
             (0, 1_000_000),
-        )?,
-        default_locale,
-        lookup_per_minute: check_range(
-            origins,
-            "shop.lookup_per_minute",
-            raw.lookup_per_minute,
-            d.lookup_per_minute,
-            (1, 1000),
-        )?,
-        orders_per_minute: check_range(
-            origins,
+        ),
+        ("shop.lookup_per_minute", shop.lookup_per_minute, (1, 1000)),
+        (
             "shop.orders_per_minute",
-            raw.orders_per_minute,
-            d.orders_per_minute,
+            shop.orders_per_minute,
             (1, 10_000),
-        )?,
-        trust_proxy_headers: raw.trust_proxy_headers.unwrap_or(d.trust_proxy_headers),
-    })
+        ),
+    ] {
+        check_range(origins, key, value, range)?;
+    }
+    Ok(shop)
 }

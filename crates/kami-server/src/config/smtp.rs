@@ -205,15 +205,14 @@ pub(super) fn build_smtp(
         timeout_seconds: check_range(
             origins,
             "smtp.timeout_seconds",
-            raw.timeout_seconds,
-            DEFAULT_SMTP_TIMEOUT_SECONDS,
+            raw.timeout_seconds.unwrap_or(DEFAULT_SMTP_TIMEOUT_SECONDS),
             SMTP_TIMEOUT_RANGE,
         )?,
         retry_base_seconds: check_range(
             origins,
             "smtp.retry_base_seconds",
-            raw.retry_base_seconds,
-            DEFAULT_SMTP_RETRY_BASE_SECONDS,
+            raw.retry_base_seconds
+                .unwrap_or(DEFAULT_SMTP_RETRY_BASE_SECONDS),
             SMTP_RETRY_BASE_RANGE,
         )?,
     })
