@@ -231,9 +231,15 @@ fn load_text(
                 ));
             }
         })
-        .map_err(|f| type_error(&origins, "", f))?;
+        .map_err(|f| match f.kind {
+            // A value the key's own check refused (`server.listen`, ...).
+            figment::error::Kind::Message(message) if !f.path.is_empty() => {
+                invalid(&origins, &f.path, message)
+            }
+            _ => type_error(&origins, "", f),
+        })?;
 
-    let server = server::build_server(raw.server, &origins)?;
+    server::check_server(&raw.server, &origins)?;
     let database = database::build_database(raw.database, &base_dir, &origins)?;
     orders::check_orders(&raw.orders, &origins)?;
     let shop = shop::check_shop(raw.shop, &base_dir, &origins)?;
@@ -244,7 +250,7 @@ fn load_text(
     let channels = channels::build_channels(&origins, &base_dir, &mut warnings)?;
     Ok(Loaded {
         config: Config {
-            server,
+            server: raw.server,
             database,
             orders: raw.orders,
             shop,
@@ -260,7 +266,7 @@ fn load_text(
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct RawConfig {
-    server: server::RawServer,
+    server: ServerConfig,
     database: database::RawDatabase,
     orders: OrdersConfig,
     shop: ShopConfig,

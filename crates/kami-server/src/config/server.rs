@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use url::Url;
 
@@ -12,11 +13,14 @@ const DEFAULT_LISTEN: ([u8; 4], u16) = ([127, 0, 0, 1], 8080);
 const DEFAULT_DATA_DIR: &str = "./data";
 
 /// `[server]`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
 pub struct ServerConfig {
     /// Default `127.0.0.1:8080`.
+    #[serde(deserialize_with = "listen")]
     pub listen: SocketAddr,
     /// Base for notify_url / return_url sent to gateways; http(s), no query or fragment.
+    #[serde(deserialize_with = "public_url")]
     pub public_url: Option<Url>,
     /// Default `./data`.
     pub data_dir: PathBuf,
@@ -32,47 +36,32 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub(super) struct RawServer {
-    listen: Option<String>,
-    public_url: Option<String>,
-    data_dir: Option<PathBuf>,
+/// `listen`: an IP address and port.
+fn listen<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let s = String::deserialize(d)?;
+    s.trim().parse().map_err(|_| {
+        de::Error::custom(format!(
+            "`{s}` is not an IP address and port (expected e.g. 127.0.0.1:8080)"
+        ))
+    })
 }
 
-pub(super) fn build_server(raw: RawServer, origins: &Origins) -> Result<ServerConfig, ConfigError> {
-    let listen = match raw.listen {
-        None => SocketAddr::from(DEFAULT_LISTEN),
-        Some(s) => s.trim().parse().map_err(|_| {
-            invalid(
-                origins,
-                "server.listen",
-                format!("`{s}` is not an IP address and port (expected e.g. 127.0.0.1:8080)"),
-            )
-        })?,
-    };
-    let public_url = match raw.public_url {
-        None => None,
-        Some(s) => {
-            Some(parse_public_url(&s).map_err(|m| invalid(origins, "server.public_url", m))?)
-        }
-    };
-    let data_dir = match raw.data_dir {
-        None => PathBuf::from(DEFAULT_DATA_DIR),
-        Some(d) if d.as_os_str().is_empty() => {
-            return Err(invalid(
-                origins,
-                "server.data_dir",
-                "must not be empty".into(),
-            ))
-        }
-        Some(d) => d,
-    };
-    Ok(ServerConfig {
-        listen,
-        public_url,
-        data_dir,
-    })
+/// `public_url`: see [`parse_public_url`].
+fn public_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Url>, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_public_url(&s).map(Some).map_err(de::Error::custom)
+}
+
+/// Checks what deserializing cannot.
+pub(super) fn check_server(server: &ServerConfig, origins: &Origins) -> Result<(), ConfigError> {
+    if server.data_dir.as_os_str().is_empty() {
+        return Err(invalid(
+            origins,
+            "server.data_dir",
+            "must not be empty".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn parse_public_url(s: &str) -> Result<Url, String> {
