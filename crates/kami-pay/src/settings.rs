@@ -388,6 +388,49 @@ mod tests {
     }
 
     #[test]
+    fn settings_are_tagged_by_kind() {
+        let json = r#"{"kind": "sandbox", "allow_sandbox": true, "secret": "hunter2"}"#;
+        let settings: ChannelSettings = match serde_json::from_str(json) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(settings.kind(), ChannelKind::Sandbox);
+        assert!(!format!("{settings:?}").contains("hunter2"));
+        match &settings {
+            ChannelSettings::Sandbox(s) => assert!(s.allow_sandbox),
+            other => panic!("{other:?}"),
+        }
+        let json = r#"{"kind": "epay", "gateway": "https://pay.example.com/", "pid": 1001,
+                       "key_file": "k", "version": 3}"#;
+        let err = serde_json::from_str::<ChannelSettings>(json)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.starts_with("must be 1 or 2, got 3"), "{err}");
+        let json = r#"{"kind": "alipay", "app_id": "1", "app_private_key_file": "a",
+                       "alipay_public_key_file": "b", "mode": "h5"}"#;
+        let err = serde_json::from_str::<ChannelSettings>(json)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.starts_with("`h5` is not one of: qr, page, wap, auto"),
+            "{err}"
+        );
+        let json = r#"{"kind": "wechatpay", "mchid": "1", "appid": "a", "merchant_serial_no": "s",
+                       "merchant_private_key_file": "k", "apiv3_key_file": "v",
+                       "wechatpay_public_key_file": "p", "api_base": "ftp://x"}"#;
+        let err = serde_json::from_str::<ChannelSettings>(json)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.starts_with("must be an http:// or https:// URL, got scheme `ftp`"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn secret_debug_is_hidden() {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s:?}"), "***");
