@@ -85,6 +85,7 @@ impl Config {
         load_text(
             Some(s),
             "configuration",
+            false,
             PathBuf::from("."),
             std::iter::empty(),
         )
@@ -126,7 +127,8 @@ pub enum ConfigError {
     Type {
         key: String,
         message: String,
-        /// The environment variable that set this key, if one did.
+        /// Where the value came from, when known: "set by environment variable `KAMI__…`"
+        /// or "FILE, line N".
         origin: Option<String>,
     },
     #[error("invalid `{key}`: {message}{}", env_note(.origin))]
@@ -177,7 +179,7 @@ fn position(line: Option<usize>, column: Option<usize>) -> String {
 
 fn env_note(origin: &Option<String>) -> String {
     match origin {
-        Some(var) => format!(" (set by environment variable `{var}`)"),
+        Some(origin) => format!(" ({origin})"),
         None => String::new(),
     }
 }
@@ -204,22 +206,25 @@ pub fn load(
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
             let base_dir = std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf());
-            load_text(Some(&text), &path.display().to_string(), base_dir, env)
+            let file = path.display().to_string();
+            load_text(Some(&text), &file, true, base_dir, env)
         }
         None => {
             let base_dir = std::path::absolute(".").unwrap_or_else(|_| PathBuf::from("."));
-            load_text(None, "configuration", base_dir, env)
+            load_text(None, "configuration", false, base_dir, env)
         }
     }
 }
 
+/// `text` is the TOML of `file`; `lines`: errors about its values give their line in `file`.
 fn load_text(
     text: Option<&str>,
     file: &str,
+    lines: bool,
     base_dir: PathBuf,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Loaded, ConfigError> {
-    let origins = Origins::layer(text, file, env)?;
+    let origins = Origins::layer(text, file, lines, env)?;
     let mut warnings = Vec::new();
     let raw: RawConfig = origins
         .extract(origins.root(), std::marker::PhantomData, |key| {

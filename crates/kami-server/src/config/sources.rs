@@ -26,14 +26,17 @@ use super::{ConfigError, ENV_PREFIX};
 pub(super) struct Origins {
     figment: Figment,
     root: Value,
+    /// The file's name and text, to give the line of a value.
+    file: Option<(String, String)>,
 }
 
 impl Origins {
     /// Parses `text` (syntax errors name `file`, line and column) and layers the `KAMI__…`
-    /// entries of `env` over it.
+    /// entries of `env` over it. With `lines`, [`Origins::of`] gives a value's line in `file`.
     pub(super) fn layer(
         text: Option<&str>,
         file: &str,
+        lines: bool,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Origins, ConfigError> {
         let table = match text {
@@ -59,25 +62,38 @@ impl Origins {
         let dict = data.remove(&Profile::Default).unwrap_or_default();
         let mut root = Value::Dict(Tag::Default, dict);
         tables_to_arrays(&mut root);
-        Ok(Origins { figment, root })
+        let file = text
+            .filter(|_| lines)
+            .map(|text| (file.to_owned(), text.to_owned()));
+        Ok(Origins {
+            figment,
+            root,
+            file,
+        })
     }
 
     pub(super) fn root(&self) -> &Value {
         &self.root
     }
 
-    /// The environment variable that set `key` (`server.listen`, `channels[0].app_id`), if
-    /// one did.
+    /// Where the value of `key` (`server.listen`, `channels[0].app_id`) came from, when
+    /// known: "set by environment variable `KAMI__…`", or "FILE, line N" for a file loaded
+    /// with `lines`.
     pub(super) fn of(&self, key: &str) -> Option<String> {
+        let segs = parse_display_path(key);
         let mut cur = &self.root;
-        for seg in parse_display_path(key) {
+        for seg in &segs {
             cur = match (seg, cur) {
-                (Seg::Key(k), Value::Dict(_, d)) => d.get(&k)?,
-                (Seg::Index(i), Value::Array(_, a)) => a.get(i)?,
+                (Seg::Key(k), Value::Dict(_, d)) => d.get(k)?,
+                (Seg::Index(i), Value::Array(_, a)) => a.get(*i)?,
                 _ => return None,
             };
         }
-        self.env_var(cur.tag())
+        if let Some(var) = self.env_var(cur.tag()) {
+            return Some(format!("set by environment variable `{var}`"));
+        }
+        let (file, text) = self.file.as_ref()?;
+        line_of(text, &segs).map(|line| format!("{file}, line {line}"))
     }
 
     fn env_var(&self, tag: Tag) -> Option<String> {
@@ -178,6 +194,40 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, column)
+}
+
+/// The line (1-based) where `key = ...` or the table `key` is written, for the plain
+/// layouts (`[table]`, `[[array]]`, `key = value`); `None` for others (inline tables, dotted
+/// keys).
+fn line_of(text: &str, target: &[Seg]) -> Option<usize> {
+    let target: Vec<String> = target.iter().map(Seg::as_table_key).collect();
+    let mut table: Vec<String> = Vec::new();
+    let mut counts: std::collections::HashMap<String, usize> = Default::default();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        let path = if let Some(name) = line.strip_prefix("[[").and_then(|l| l.split("]]").next()) {
+            let name = name.trim().to_owned();
+            let count = counts.entry(name.clone()).or_insert(0);
+            table = name.split('.').map(|s| s.trim().to_owned()).collect();
+            table.push(count.to_string());
+            *count += 1;
+            table.clone()
+        } else if let Some(name) = line.strip_prefix('[').and_then(|l| l.split(']').next()) {
+            table = name.split('.').map(|s| s.trim().to_owned()).collect();
+            table.clone()
+        } else if let Some((key, _)) = line.split_once('=') {
+            let key = key.trim().trim_matches('"').to_owned();
+            let mut path = table.clone();
+            path.push(key);
+            path
+        } else {
+            continue;
+        };
+        if path == target {
+            return Some(n + 1);
+        }
+    }
+    None
 }
 
 /// A provider whose arrays of tables are handed to figment as tables keyed by index.
@@ -615,6 +665,18 @@ mod tests {
         assert_eq!(line_col("ab\ncd", 4), (2, 2));
         assert_eq!(line_col("é\nx", 1), (1, 1));
         assert_eq!(line_col("ab", 99), (1, 3));
+    }
+
+    #[test]
+    fn lines_of_keys() {
+        let text = "a = 1\n[server]\nlisten = \"x\"\n[[channels]]\nid = \"a\"\n\n[[channels]]\nid = \"b\"\n";
+        let line = |key: &str| line_of(text, &parse_display_path(key));
+        assert_eq!(line("a"), Some(1));
+        assert_eq!(line("server.listen"), Some(3));
+        assert_eq!(line("channels[0].id"), Some(5));
+        assert_eq!(line("channels[1]"), Some(7));
+        assert_eq!(line("channels[1].id"), Some(8));
+        assert_eq!(line("channels[1].mode"), None);
     }
 
     #[test]

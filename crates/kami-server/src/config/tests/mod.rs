@@ -47,7 +47,13 @@ pub(super) fn parse_err(s: &str) -> String {
 }
 
 pub(super) fn load_env(toml: &str, vars: &[(&str, &str)]) -> Result<Loaded, ConfigError> {
-    load_text(Some(toml), "kami.toml", PathBuf::from("."), env(vars))
+    load_text(
+        Some(toml),
+        "kami.toml",
+        false,
+        PathBuf::from("."),
+        env(vars),
+    )
 }
 
 pub(super) const SANDBOX: &str = r#"
@@ -544,5 +550,58 @@ fn secrets_never_appear_in_debug_or_errors() {
                 assert!(!format!("{e:?}").contains(secret), "{e:?}");
             }
         }
+    }
+}
+
+#[test]
+fn errors_about_a_files_values_give_its_line() {
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => panic!("{e}"),
+    };
+    let path = dir.path().join("kami.toml");
+    let load_file = |text: &str| {
+        if let Err(e) = std::fs::write(&path, text) {
+            panic!("{e}");
+        }
+        load(Some(&path), Vec::new())
+    };
+    let file = path.display().to_string();
+    match load_file("# shop\n[orders]\nexpire_minutes = 0\n") {
+        Ok(_) => panic!("accepted"),
+        Err(e) => assert_eq!(
+            e.to_string(),
+            format!(
+                "invalid `orders.expire_minutes`: must be between 1 and 1440, got 0 ({file}, line 3)"
+            )
+        ),
+    }
+    match load_file(&format!("{SANDBOX}{ALIPAY_MIN}mode = \"native\"\n")) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => assert!(
+            e.to_string().ends_with(&format!(
+                "invalid `mode`: `native` is not one of: qr, page, wap, auto ({file}, line 14)"
+            )),
+            "{e}"
+        ),
+    }
+    match load_file(&format!("{SANDBOX}colour = \"red\"\n")) {
+        Ok(l) => assert_eq!(
+            l.warnings,
+            vec![format!(
+                "unknown configuration key `channels[0].colour` (ignored) ({file}, line 6)"
+            )]
+        ),
+        Err(e) => panic!("{e}"),
+    }
+    // The environment wins over the file, and is named instead.
+    match load(Some(&path), env(&[("KAMI__CHANNELS__0__COLOUR", "blue")])) {
+        Ok(l) => assert_eq!(
+            l.warnings,
+            vec!["unknown configuration key `channels[0].colour` (ignored) \
+                  (set by environment variable `KAMI__CHANNELS__0__COLOUR`)"
+                .to_owned()]
+        ),
+        Err(e) => panic!("{e}"),
     }
 }
