@@ -8,10 +8,12 @@ pub mod crypto;
 pub mod epay;
 mod http;
 pub mod sandbox;
+pub mod settings;
 pub mod wechatpay;
 
 /// The strict form parser, at its historical path.
 pub use common::form;
+pub use settings::{ChannelKind, ChannelSettings};
 
 use async_trait::async_trait;
 use kami_core::{ChannelId, Method, Money, OrderNo};

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use crate::catalog::CatalogCache;
 use crate::channels::{ChannelSetupError, Channels};
-use crate::config::{ChannelKind, Config};
+use crate::config::{ChannelSettings, Config};
 use crate::limits::Limits;
 use crate::mailer::{MailSetupError, Mailer};
 use crate::markup::markdown;
@@ -218,15 +218,14 @@ impl Application {
 /// A sandbox channel simulates payments: outside the demo it must be asked for explicitly,
 /// and then it is announced loudly at every start.
 fn check_sandboxes(config: &Config, demo: bool) -> Result<(), StartError> {
-    for c in config
-        .channels
-        .iter()
-        .filter(|c| c.kind == ChannelKind::Sandbox)
-    {
+    for c in &config.channels {
+        let ChannelSettings::Sandbox(sandbox) = &c.settings else {
+            continue;
+        };
         if demo {
             continue;
         }
-        if !c.allow_sandbox {
+        if !sandbox.allow_sandbox {
             return Err(StartError::SandboxNotAllowed(c.id.to_string()));
         }
         tracing::warn!(channel = %c.id, "SANDBOX CHANNEL ENABLED (allow_sandbox = true): its payments are simulated, not real money");
@@ -239,7 +238,7 @@ fn local_sandbox_id(config: &Config) -> String {
     config
         .channels
         .iter()
-        .find(|c| c.kind == ChannelKind::Sandbox && c.gateway.is_none())
+        .find(|c| matches!(&c.settings, ChannelSettings::Sandbox(s) if s.gateway.is_none()))
         .map(|c| c.id.to_string())
         .unwrap_or_else(|| "sandbox".into())
 }

@@ -1,16 +1,17 @@
-//! Builds the configured payment channels and routes a buyer's method to one of them.
+//! The channel registry: the configured payment channels (each built by its protocol from
+//! its settings, `kami_pay::<protocol>::settings`), looked up by id, and routing a buyer's
+//! method to a healthy one (a circuit breaker rests a channel that keeps failing).
 
 use std::sync::Arc;
 
 use kami_core::Method;
-use kami_pay::alipay::{AlipayChannel, AlipayConfig, AlipayMode, AlipaySignType};
-use kami_pay::crypto::{Certificate, RsaSigner, RsaVerifier};
-use kami_pay::epay::{EpayChannel, EpayConfig, EpayCredentials, EpayFlow};
-use kami_pay::sandbox::SandboxChannel;
-use kami_pay::wechatpay::{PlatformKeys, WechatMode, WechatPayChannel, WechatPayConfig};
-use kami_pay::PaymentChannel;
+use kami_pay::settings::BuildContext;
+use kami_pay::{ChannelSettings, PaymentChannel};
 
-use crate::config::{ChannelConfig, ChannelKind, Config};
+use crate::config::Config;
+
+/// Why a channel could not be built: names the channel and the key.
+pub use kami_pay::settings::SetupError as ChannelSetupError;
 
 /// A sandbox channel whose gateway is this very server: its simulator must be mounted here.
 pub struct LocalSandbox {
@@ -36,85 +37,6 @@ struct Health {
     resting_until: i64,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ChannelSetupError {
-    #[error("channel `{id}`: cannot read `{key}` file {path}: {err}")]
-    File {
-        id: String,
-        key: &'static str,
-        path: String,
-        err: std::io::Error,
-    },
-    #[error("channel `{id}`: `{key}`: {message}")]
-    Key {
-        id: String,
-        key: &'static str,
-        message: String,
-    },
-}
-
-/// Reads the kind-specific files of one channel, with errors naming the channel and key.
-struct Files<'a> {
-    c: &'a ChannelConfig,
-    config: &'a Config,
-}
-
-impl Files<'_> {
-    fn text(&self, key: &'static str, path: Option<&String>) -> Result<String, ChannelSetupError> {
-        let path = path.ok_or_else(|| self.err(key, "missing"))?;
-        let full = self.config.base_dir.join(path);
-        std::fs::read_to_string(&full).map_err(|err| ChannelSetupError::File {
-            id: self.c.id.to_string(),
-            key,
-            path: full.display().to_string(),
-            err,
-        })
-    }
-    fn signer(
-        &self,
-        key: &'static str,
-        path: Option<&String>,
-    ) -> Result<RsaSigner, ChannelSetupError> {
-        RsaSigner::from_text(&self.text(key, path)?).map_err(|e| self.err(key, &e.to_string()))
-    }
-    fn verifier(
-        &self,
-        key: &'static str,
-        path: Option<&String>,
-    ) -> Result<RsaVerifier, ChannelSetupError> {
-        RsaVerifier::from_text(&self.text(key, path)?).map_err(|e| self.err(key, &e.to_string()))
-    }
-    fn required(&self, key: &'static str, v: Option<&String>) -> Result<String, ChannelSetupError> {
-        v.cloned().ok_or_else(|| self.err(key, "missing"))
-    }
-    fn err(&self, key: &'static str, message: &str) -> ChannelSetupError {
-        ChannelSetupError::Key {
-            id: self.c.id.to_string(),
-            key,
-            message: message.to_owned(),
-        }
-    }
-}
-
-fn sandbox_secret(c: &ChannelConfig, config: &Config) -> Result<Vec<u8>, ChannelSetupError> {
-    if let Some(s) = &c.secret {
-        return Ok(s.expose().as_bytes().to_vec());
-    }
-    if let Some(p) = &c.secret_file {
-        let path = config.base_dir.join(p);
-        return std::fs::read_to_string(&path)
-            .map(|s| s.trim().as_bytes().to_vec())
-            .map_err(|err| ChannelSetupError::File {
-                id: c.id.to_string(),
-                key: "secret_file",
-                path: path.display().to_string(),
-                err,
-            });
-    }
-    // No secret configured: a fresh one per start, shared only with the in-process simulator.
-    Ok(hex::encode(rand::random::<[u8; 32]>()).into_bytes())
-}
-
 impl Channels {
     /// Build every enabled channel. `public_url` is this server's base URL (no trailing slash).
     pub fn build(
@@ -127,28 +49,26 @@ impl Channels {
         // Disabled channels are built too: orders already sent to them must still be notified,
         // queried, closed and refunded; they just take no new orders (see `route`).
         for c in &config.channels {
-            match c.kind {
-                ChannelKind::Sandbox => {
-                    let secret = sandbox_secret(c, config)?;
-                    let gateway = c.gateway.clone().unwrap_or_else(|| public_url.to_owned());
-                    if gateway.trim_end_matches('/') == public_url && local.is_none() {
-                        local = Some(LocalSandbox {
-                            secret: secret.clone(),
-                        });
+            let cx = BuildContext {
+                id: &c.id,
+                methods: &c.methods,
+                priority: c.priority,
+                http,
+            };
+            let channel: Arc<dyn PaymentChannel> = match &c.settings {
+                ChannelSettings::Sandbox(s) => {
+                    let secret = s.secret_bytes();
+                    let channel = s.build(&cx, secret.clone(), public_url);
+                    if channel.gateway() == public_url && local.is_none() {
+                        local = Some(LocalSandbox { secret });
                     }
-                    list.push(Arc::new(SandboxChannel::new(
-                        c.id.clone(),
-                        c.methods.clone(),
-                        c.priority,
-                        secret,
-                        gateway,
-                        http.clone(),
-                    )));
+                    Arc::new(channel)
                 }
-                ChannelKind::Alipay => list.push(Arc::new(build_alipay(c, config, http)?)),
-                ChannelKind::Wechatpay => list.push(Arc::new(build_wechatpay(c, config, http)?)),
-                ChannelKind::Epay => list.push(Arc::new(build_epay(c, config, http)?)),
-            }
+                ChannelSettings::Alipay(s) => Arc::new(s.build(&cx)?),
+                ChannelSettings::Wechatpay(s) => Arc::new(s.build(&cx)?),
+                ChannelSettings::Epay(s) => Arc::new(s.build(&cx)?),
+            };
+            list.push(channel);
         }
         let disabled = config
             .channels
@@ -218,168 +138,6 @@ impl Channels {
             .filter(|m| self.route(*m).is_some())
             .collect()
     }
-}
-
-const ALIPAY_DEFAULT_GATEWAY: &str = "https://openapi.alipay.com/gateway.do";
-
-fn build_alipay(
-    c: &ChannelConfig,
-    config: &Config,
-    http: &reqwest::Client,
-) -> Result<AlipayChannel, ChannelSetupError> {
-    let f = Files { c, config };
-    let cfg = AlipayConfig {
-        id: c.id.clone(),
-        methods: c.methods.clone(),
-        priority: c.priority,
-        gateway: c
-            .gateway
-            .clone()
-            .unwrap_or_else(|| ALIPAY_DEFAULT_GATEWAY.to_owned()),
-        app_id: f.required("app_id", c.app_id.as_ref())?,
-        app_private_key: f.signer("app_private_key_file", c.app_private_key_file.as_ref())?,
-        alipay_public_key: f
-            .verifier("alipay_public_key_file", c.alipay_public_key_file.as_ref())?,
-        sign_type: match c.sign_type.as_deref() {
-            Some("RSA") => AlipaySignType::Rsa,
-            _ => AlipaySignType::Rsa2,
-        },
-        mode: match c.mode.as_deref() {
-            Some("qr") => AlipayMode::Qr,
-            Some("page") => AlipayMode::Page,
-            Some("wap") => AlipayMode::Wap,
-            _ => AlipayMode::Auto,
-        },
-        seller_id: c.seller_id.clone(),
-        app_auth_token: c.app_auth_token.clone(),
-        sys_service_provider_id: c.sys_service_provider_id.clone(),
-    };
-    Ok(AlipayChannel::new(cfg, http.clone()))
-}
-
-fn build_wechatpay(
-    c: &ChannelConfig,
-    config: &Config,
-    http: &reqwest::Client,
-) -> Result<WechatPayChannel, ChannelSetupError> {
-    let f = Files { c, config };
-    let apiv3_key = f
-        .text("apiv3_key_file", c.apiv3_key_file.as_ref())?
-        .trim()
-        .as_bytes()
-        .to_vec();
-    if apiv3_key.len() != 32 {
-        return Err(f.err(
-            "apiv3_key_file",
-            "the APIv3 key must be exactly 32 characters",
-        ));
-    }
-    let platform_text = f.text(
-        "wechatpay_public_key_file",
-        c.wechatpay_public_key_file.as_ref(),
-    )?;
-    // A certificate file (one or more PEM certificates) selects platform-certificate mode;
-    // a public key selects the WeChat Pay public-key mode and needs its `PUB_KEY_ID_...`.
-    let platform = if platform_text.contains("BEGIN CERTIFICATE") {
-        let certs = split_pem_certificates(&platform_text)
-            .iter()
-            .map(|pem| Certificate::from_text(pem))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| f.err("wechatpay_public_key_file", &e.to_string()))?;
-        PlatformKeys::Certificates(certs)
-    } else {
-        let id = f.required(
-            "wechatpay_public_key_id",
-            c.wechatpay_public_key_id.as_ref(),
-        )?;
-        if !id.starts_with("PUB_KEY_ID_") {
-            return Err(f.err("wechatpay_public_key_id", "must start with PUB_KEY_ID_"));
-        }
-        let key = RsaVerifier::from_text(&platform_text)
-            .map_err(|e| f.err("wechatpay_public_key_file", &e.to_string()))?;
-        PlatformKeys::PublicKey { id, key }
-    };
-    let cfg = WechatPayConfig {
-        id: c.id.clone(),
-        methods: c.methods.clone(),
-        priority: c.priority,
-        api_base: c
-            .api_base
-            .clone()
-            .unwrap_or_else(|| "https://api.mch.weixin.qq.com".to_owned()),
-        mchid: f.required("mchid", c.mchid.as_ref())?,
-        appid: f.required("appid", c.appid.as_ref())?,
-        merchant_serial_no: f.required("merchant_serial_no", c.merchant_serial_no.as_ref())?,
-        merchant_private_key: f.signer(
-            "merchant_private_key_file",
-            c.merchant_private_key_file.as_ref(),
-        )?,
-        apiv3_key,
-        platform,
-        mode: match c.mode.as_deref() {
-            Some("native") => WechatMode::Native,
-            Some("h5") => WechatMode::H5,
-            _ => WechatMode::Auto,
-        },
-    };
-    Ok(WechatPayChannel::new(cfg, http.clone()))
-}
-
-fn split_pem_certificates(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    for line in text.lines() {
-        if line.starts_with("-----BEGIN CERTIFICATE") {
-            cur.clear();
-        }
-        cur.push_str(line);
-        cur.push('\n');
-        if line.starts_with("-----END CERTIFICATE") {
-            out.push(std::mem::take(&mut cur));
-        }
-    }
-    out
-}
-
-fn build_epay(
-    c: &ChannelConfig,
-    config: &Config,
-    http: &reqwest::Client,
-) -> Result<EpayChannel, ChannelSetupError> {
-    let f = Files { c, config };
-    let credentials = match c.version {
-        Some(2) => EpayCredentials::V2 {
-            merchant_private_key: f.signer(
-                "merchant_private_key_file",
-                c.merchant_private_key_file.as_ref(),
-            )?,
-            platform_public_key: f.verifier(
-                "platform_public_key_file",
-                c.platform_public_key_file.as_ref(),
-            )?,
-        },
-        _ => {
-            let key = f.text("key_file", c.key_file.as_ref())?.trim().to_owned();
-            if key.is_empty() {
-                return Err(f.err("key_file", "the merchant key file is empty"));
-            }
-            EpayCredentials::V1 { key }
-        }
-    };
-    let cfg = EpayConfig {
-        id: c.id.clone(),
-        methods: c.methods.clone(),
-        priority: c.priority,
-        gateway: f.required("gateway", c.gateway.as_ref())?,
-        pid: f.required("pid", c.pid.as_ref())?,
-        credentials,
-        flow: match c.mode.as_deref() {
-            Some("api") => EpayFlow::Api,
-            // The page jump works on every Epay host; `mapi.php` is not everywhere.
-            _ => EpayFlow::Submit,
-        },
-    };
-    Ok(EpayChannel::new(cfg, http.clone()))
 }
 
 #[cfg(test)]

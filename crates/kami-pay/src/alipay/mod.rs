@@ -89,6 +89,7 @@
 
 mod api;
 mod notify;
+pub mod settings;
 mod sign;
 pub mod wire;
 

@@ -4,6 +4,7 @@
 
 pub mod ack;
 pub mod form;
+pub mod settings;
 pub mod sign;
 pub mod text;
 

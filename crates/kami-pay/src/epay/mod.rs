@@ -87,6 +87,7 @@
 //! [`kami_core::Clock`] ([`EpayChannel::with_clock`]).
 
 mod notify;
+pub mod settings;
 mod sign;
 mod v1;
 mod v2;

@@ -60,6 +60,7 @@
 //! reads the clock: expiry travels in the request.
 
 mod notify;
+pub mod settings;
 mod sign;
 mod wire;
 

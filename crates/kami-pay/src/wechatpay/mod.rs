@@ -55,6 +55,7 @@
 //! ([`WechatPayChannel::with_clock`]).
 
 mod notify;
+pub mod settings;
 mod sign;
 mod wire;
 

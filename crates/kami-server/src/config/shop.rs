@@ -1,0 +1,112 @@
+//! `[shop]`: what the storefront shows and how it behaves.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::{check_range, invalid, ConfigError, Origins};
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct ShopConfig {
+    /// Shop name in the header and titles; default "kami".
+    pub name: String,
+    /// Announcement above the catalogue (Markdown, rendered safely); empty = none.
+    pub notice: String,
+    /// Footer text (Markdown, rendered safely); empty = none.
+    pub footer: String,
+    /// A theme directory (`templates/`, `assets/`, `locales/`) whose files override the
+    /// embedded default theme; resolved against the config file's directory.
+    pub theme_dir: Option<PathBuf>,
+    /// Stock at or below this shows as "low"; default 10.
+    pub low_stock_threshold: u32,
+    /// Language when the browser asks for none we have: `zh-CN` (default) or `en`.
+    pub default_locale: String,
+    /// Order lookups allowed per client IP per minute, 1..=1000, default 10.
+    pub lookup_per_minute: u32,
+    /// Orders a client IP may place from the product page per minute (each reserves stock
+    /// until it expires), 1..=10000, default 30. The JSON API is not limited here.
+    pub orders_per_minute: u32,
+    /// Trust `X-Forwarded-For` / `X-Real-IP` for the client IP (only behind your own proxy).
+    pub trust_proxy_headers: bool,
+}
+
+impl Default for ShopConfig {
+    fn default() -> ShopConfig {
+        ShopConfig {
+            name: "kami".into(),
+            notice: String::new(),
+            footer: String::new(),
+            theme_dir: None,
+            low_stock_threshold: 10,
+            default_locale: "zh-CN".into(),
+            lookup_per_minute: 10,
+            orders_per_minute: 30,
+            trust_proxy_headers: false,
+        }
+    }
+}
+
+/// Checks `shop` (trimming the name and the language) and resolves `theme_dir` against
+/// `base_dir`.
+pub(super) fn check_shop(
+    mut shop: ShopConfig,
+    base_dir: &Path,
+    origins: &Origins,
+) -> Result<ShopConfig, ConfigError> {
+    shop.name = shop.name.trim().to_owned();
+    if shop.name.is_empty() || shop.name.chars().count() > 80 {
+        return Err(invalid(
+            origins,
+            "shop.name",
+            "must be 1 to 80 characters".into(),
+        ));
+    }
+    shop.default_locale = match shop.default_locale.trim() {
+        l @ ("zh-CN" | "en") => l.to_owned(),
+        other => {
+            return Err(invalid(
+                origins,
+                "shop.default_locale",
+                format!("`{other}` is not a shop language (expected \"zh-CN\" or \"en\")"),
+            ))
+        }
+    };
+    shop.theme_dir = match shop.theme_dir.take() {
+        None => None,
+        Some(p) if p.as_os_str().is_empty() => {
+            return Err(invalid(
+                origins,
+                "shop.theme_dir",
+                "must not be empty".into(),
+            ))
+        }
+        Some(p) => {
+            let p = base_dir.join(p);
+            if !p.is_dir() {
+                return Err(invalid(
+                    origins,
+                    "shop.theme_dir",
+                    format!("`{}` is not a directory", p.display()),
+                ));
+            }
+            Some(p)
+        }
+    };
+    for (key, value, range) in [
+        (
+            "shop.low_stock_threshold",
+            shop.low_stock_threshold,
+            (0, 1_000_000),
+        ),
+        ("shop.lookup_per_minute", shop.lookup_per_minute, (1, 1000)),
+        (
+            "shop.orders_per_minute",
+            shop.orders_per_minute,
+            (1, 10_000),
+        ),
+    ] {
+        check_range(origins, key, value, range)?;
+    }
+    Ok(shop)
+}
