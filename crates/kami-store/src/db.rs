@@ -3,6 +3,8 @@
 //! `$1`-style parameters; the SQLite side rewrites `$N` to `?N` and drops row-lock clauses
 //! (`FOR UPDATE [OF t] [SKIP LOCKED]`), which a single-writer SQLite does not need.
 
+use kami_core::{CardStatus, OrderStatus, PaymentStatus, RefundStatus};
+
 use crate::error::{Result, StoreError};
 
 /// A column value. Integers carry every number, flag and timestamp kami stores.
@@ -49,6 +51,18 @@ impl From<Vec<u8>> for Value {
         Value::Blob(v)
     }
 }
+/// Statuses are stored as their `as_str` names.
+macro_rules! status_values {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Value {
+            fn from(v: $t) -> Self {
+                Value::Text(v.as_str().to_owned())
+            }
+        }
+    )*};
+}
+status_values!(OrderStatus, PaymentStatus, RefundStatus, CardStatus);
+
 impl<T: Into<Value>> From<Option<T>> for Value {
     fn from(v: Option<T>) -> Self {
         v.map_or(Value::Null, Into::into)
@@ -61,54 +75,7 @@ macro_rules! params {
     ($($v:expr),* $(,)?) => { &[$($crate::db::Value::from($v)),*] };
 }
 
-/// One result row.
-#[derive(Debug, Clone)]
-pub struct Row(pub(crate) Vec<Value>);
-
-impl Row {
-    fn at(&self, i: usize) -> Result<&Value> {
-        self.0
-            .get(i)
-            .ok_or_else(|| StoreError::Corrupt(format!("missing column {i}")))
-    }
-    pub fn int(&self, i: usize) -> Result<i64> {
-        match self.at(i)? {
-            Value::Int(v) => Ok(*v),
-            other => Err(StoreError::Corrupt(format!(
-                "column {i}: expected integer, got {other:?}"
-            ))),
-        }
-    }
-    pub fn opt_int(&self, i: usize) -> Result<Option<i64>> {
-        match self.at(i)? {
-            Value::Null => Ok(None),
-            _ => self.int(i).map(Some),
-        }
-    }
-    pub fn text(&self, i: usize) -> Result<String> {
-        match self.at(i)? {
-            Value::Text(v) => Ok(v.clone()),
-            other => Err(StoreError::Corrupt(format!(
-                "column {i}: expected text, got {other:?}"
-            ))),
-        }
-    }
-    pub fn opt_text(&self, i: usize) -> Result<Option<String>> {
-        match self.at(i)? {
-            Value::Null => Ok(None),
-            _ => self.text(i).map(Some),
-        }
-    }
-    pub fn blob(&self, i: usize) -> Result<Vec<u8>> {
-        match self.at(i)? {
-            Value::Blob(v) => Ok(v.clone()),
-            Value::Text(v) => Ok(v.clone().into_bytes()),
-            other => Err(StoreError::Corrupt(format!(
-                "column {i}: expected blob, got {other:?}"
-            ))),
-        }
-    }
-}
+pub use crate::row::{FromValue, Row};
 
 /// A transaction (or, for reads, a connection) the business logic runs against.
 pub trait Tx {
