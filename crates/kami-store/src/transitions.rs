@@ -174,6 +174,150 @@ pub(crate) fn close_open_payments(tx: &mut dyn Tx, order_id: i64) -> Result<u64>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Delivery, NewOrder, NewProduct};
+    use crate::Store;
+    use kami_core::{ChannelId, Currency, Email, Method, Money, PriceTiers, Quantity, Slug};
+
+    /// A fresh SQLite store holding one pending order for a manual product.
+    async fn store_with_pending_order() -> (tempfile::TempDir, Store, OrderNo) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = Store::connect(&url, 2).await.unwrap();
+        let price = Money::new(500, Currency::parse("CNY").unwrap()).unwrap();
+        let product = NewProduct {
+            slug: Slug::parse("gift").unwrap(),
+            title: "Gift".into(),
+            description: String::new(),
+            price,
+            delivery: Delivery::Manual,
+            manual_stock: None,
+            category: String::new(),
+            sort_order: 0,
+            tiers: PriceTiers::parse("").unwrap(),
+            min_quantity: 1,
+            max_quantity: 10,
+        };
+        store.create_product(product, 1).await.unwrap();
+        let order_no = OrderNo::generate("20260101000000");
+        store
+            .create_order(NewOrder {
+                order_no: order_no.clone(),
+                product: Slug::parse("gift").unwrap(),
+                quantity: Quantity::new(1).unwrap(),
+                email: Email::parse("a@example.com").unwrap(),
+                method: Method::Sandbox,
+                channel_id: ChannelId::parse("sandbox").unwrap(),
+                access_token_hash: "h".into(),
+                query_password_hash: None,
+                locale: "en".into(),
+                now: 1,
+                expires_at: 1_000,
+                first_check_at: 100,
+            })
+            .await
+            .unwrap();
+        (dir, store, order_no)
+    }
+
+    fn lock(tx: &mut dyn Tx, no: &str) -> Result<LockedOrder> {
+        let r = tx.query_one(
+            "SELECT id, order_no, status FROM orders WHERE order_no = $1",
+            params![no],
+        )?;
+        LockedOrder::from_row(&r)
+    }
+
+    #[tokio::test]
+    async fn applies_once_with_its_columns_and_outbox_row() {
+        let (_dir, store, no) = store_with_pending_order().await;
+        let n = no.as_str().to_owned();
+        let (to, outbox) = store
+            .write(move |tx| {
+                let order = lock(tx, &n)?;
+                let note = Some("gone back");
+                let to = apply_order_event(
+                    tx,
+                    &order,
+                    OrderEvent::ChannelReversed,
+                    42,
+                    Details {
+                        note,
+                        payload: None,
+                    },
+                )?;
+                let kinds = tx.query(
+                    "SELECT kind, payload FROM outbox WHERE order_id = $1",
+                    params![order.id],
+                )?;
+                let outbox: Vec<(String, String)> = kinds
+                    .iter()
+                    .map(|r| Ok((r.get("kind")?, r.get("payload")?)))
+                    .collect::<Result<_>>()?;
+                Ok((to, outbox))
+            })
+            .await
+            .unwrap();
+        assert_eq!(to, OrderStatus::Exception);
+        assert_eq!(
+            outbox,
+            vec![(
+                "payment.reversed".to_owned(),
+                serde_json::json!({ "order_no": no.as_str() }).to_string()
+            )]
+        );
+        let order = store.order(&no).await.unwrap().unwrap();
+        assert_eq!(order.status, OrderStatus::Exception);
+        assert_eq!(order.paid_at, Some(42));
+        assert_eq!(order.delivered_at, None);
+        assert_eq!(order.note.as_deref(), Some("gone back"));
+    }
+
+    #[tokio::test]
+    async fn a_stale_status_or_an_illegal_event_changes_nothing() {
+        let (_dir, store, no) = store_with_pending_order().await;
+        let n = no.as_str().to_owned();
+        // Read as expired, but the row is pending: the compare-and-set matches no row.
+        let stale = store
+            .write(move |tx| {
+                let mut order = lock(tx, &n)?;
+                order.status = OrderStatus::Expired;
+                apply_order_event(
+                    tx,
+                    &order,
+                    OrderEvent::PaymentConfirmed,
+                    5,
+                    Details::default(),
+                )
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                stale,
+                StoreError::StatusChanged {
+                    table: "orders",
+                    expected: "expired",
+                    ..
+                }
+            ),
+            "{stale:?}"
+        );
+        let n = no.as_str().to_owned();
+        let illegal = store
+            .write(move |tx| {
+                let order = lock(tx, &n)?;
+                apply_order_event(tx, &order, OrderEvent::Fulfilled, 5, Details::default())
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(illegal, StoreError::IllegalTransition(_)),
+            "{illegal:?}"
+        );
+        let order = store.order(&no).await.unwrap().unwrap();
+        assert_eq!(order.status, OrderStatus::Pending);
+        assert_eq!(order.paid_at, None);
+    }
 
     #[test]
     fn outbox_rows_follow_the_change() {
