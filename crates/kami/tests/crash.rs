@@ -511,7 +511,7 @@ async fn crash_scenario(backend: Backend) {
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"{db_url}\"\n\
              [[channels]]\nid = \"sandbox\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\n\
-             secret = \"{SECRET}\"\n"
+             secret = \"{SECRET}\"\nallow_sandbox = true\n"
         ),
     )
     .unwrap();

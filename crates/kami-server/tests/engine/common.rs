@@ -118,6 +118,48 @@ pub fn hex_rand() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
+/// The sandbox's pay page on the server itself, and with `gateways` every gateway simulator
+/// with one channel of each kind wired to it (fast notification retries).
+pub fn sim_options(gateways: bool) -> BuildOptions {
+    BuildOptions {
+        demo: false,
+        extension: Some(Box::new(move |cx: &kami_server::ExtensionContext<'_>| {
+            let mut extra = kami_server::Extra::default();
+            if gateways {
+                let gw = kami_sim::gateways::Gateways::generate(
+                    cx.public_url,
+                    kami_sim::gateways::GatewayOptions { fast_retries: true },
+                )
+                .map_err(|e| e.to_string())?;
+                let http = cx.http.clone();
+                extra.channels = vec![
+                    Arc::new(kami_pay::alipay::AlipayChannel::new(
+                        gw.alipay_config("alipay-sim").map_err(|e| e.to_string())?,
+                        http.clone(),
+                    )),
+                    Arc::new(kami_pay::wechatpay::WechatPayChannel::new(
+                        gw.wechatpay_config("wechat-sim")
+                            .map_err(|e| e.to_string())?,
+                        http.clone(),
+                    )),
+                    Arc::new(kami_pay::epay::EpayChannel::new(
+                        gw.epay_config("epay-sim").map_err(|e| e.to_string())?,
+                        http,
+                    )),
+                ];
+                extra.routes = gw.router.clone();
+                extra.qr_link = Some(Box::new(kami_sim::gateways::payer_page));
+            }
+            for local in cx.local_sandboxes {
+                let sim =
+                    kami_sim::sandbox::SandboxSim::new(local.secret.clone(), Default::default());
+                extra.routes = extra.routes.merge(sim.router());
+            }
+            Ok(extra)
+        })),
+    }
+}
+
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
@@ -138,21 +180,13 @@ impl TestApp {
 
     /// `extra` is appended to the generated TOML configuration.
     pub async fn spawn_with(backend: Backend, extra: &str) -> Option<TestApp> {
-        TestApp::spawn_opts(backend, extra, BuildOptions::default()).await
+        TestApp::spawn_opts(backend, extra, sim_options(false)).await
     }
 
     /// With every gateway simulator mounted and one channel of each kind wired to it
     /// (`alipay` → Alipay, `wxpay` → WeChat Pay, `qqpay` → Epay, `sandbox`), fast retries.
     pub async fn spawn_gateways(backend: Backend, extra: &str) -> Option<TestApp> {
-        TestApp::spawn_opts(
-            backend,
-            extra,
-            BuildOptions {
-                demo_gateways: true,
-                fast_sim_retries: true,
-            },
-        )
-        .await
+        TestApp::spawn_opts(backend, extra, sim_options(true)).await
     }
 
     pub async fn spawn_opts(backend: Backend, extra: &str, opts: BuildOptions) -> Option<TestApp> {
@@ -165,7 +199,7 @@ impl TestApp {
         let (db, url) = TestDb::new(backend).await?;
         let toml = format!(
             "[server]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"{url}\"\nmax_connections = 16\n\
-             [[channels]]\nid = \"sandbox\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\nsecret = \"{SANDBOX_SECRET}\"\n{extra}"
+             [[channels]]\nid = \"sandbox\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\nsecret = \"{SANDBOX_SECRET}\"\nallow_sandbox = true\n{extra}"
         );
         let config: Config = Config::from_toml_str(&toml).expect("test config").config;
         let db_url = url.clone();

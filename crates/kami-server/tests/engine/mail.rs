@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kami_core::OrderNo;
-use kami_server::mail::MailStatus;
+use kami_server::services::mail::MailStatus;
 use kami_server::{AppState, Application, Config};
 use kami_store::MailState;
 use serde_json::{json, Value};
@@ -381,7 +381,7 @@ async fn delivery_mail_reaches_the_buyer(backend: Backend) {
         let s = wait_mail_state(&app.state, order, Duration::from_secs(10), "sent", is_sent).await;
         assert!(matches!(s, MailState::Sent { attempts: 1, .. }), "{s:?}");
         assert!(matches!(
-            kami_server::mail::status(&app.state, &order_no(order))
+            kami_server::services::mail::status(&app.state, &order_no(order))
                 .await
                 .unwrap(),
             MailStatus::Known(MailState::Sent { .. })
@@ -441,7 +441,7 @@ async fn mail_server_outage_delays_mail_not_delivery(backend: Backend) {
     assert!(error.to_lowercase().contains("connect"), "{error}");
     assert!(!cards(&order).iter().any(|k| error.contains(k)));
     assert!(matches!(
-        kami_server::mail::status(&app.state, &order_no(&order))
+        kami_server::services::mail::status(&app.state, &order_no(&order))
             .await
             .unwrap(),
         MailStatus::Known(MailState::Pending { .. })
@@ -492,7 +492,7 @@ async fn without_smtp_no_mail_is_attempted(backend: Backend) {
         other => panic!("the outbox row was touched: {other:?}"),
     }
     assert_eq!(
-        kami_server::mail::status(&app.state, &order_no(&order))
+        kami_server::services::mail::status(&app.state, &order_no(&order))
             .await
             .unwrap(),
         MailStatus::Disabled
@@ -504,7 +504,7 @@ async fn without_smtp_no_mail_is_attempted(backend: Backend) {
     app.import_keys("nomail", 1).await;
     let unpaid = app.order("nomail", 1).await;
     assert_eq!(
-        kami_server::mail::status(&app.state, &order_no(&unpaid))
+        kami_server::services::mail::status(&app.state, &order_no(&unpaid))
             .await
             .unwrap(),
         MailStatus::NotApplicable
@@ -579,7 +579,7 @@ async fn spawn_instance(
 ) -> (Arc<AppState>, tokio::sync::watch::Sender<bool>) {
     let toml = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"{db_url}\"\nmax_connections = 8\n\
-         [[channels]]\nid = \"sandbox\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\nsecret = \"{SANDBOX_SECRET}\"\n{extra}"
+         [[channels]]\nid = \"sandbox\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\nsecret = \"{SANDBOX_SECRET}\"\nallow_sandbox = true\n{extra}"
     );
     let config: Config = Config::from_toml_str(&toml).unwrap().config;
     let app = Application::build(config).await.unwrap();
