@@ -18,6 +18,29 @@ pub use order::{
 pub use pricing::{PriceTiers, Pricing, PricingError, Tier};
 pub use refund::{RefundEvent, RefundStatus, RefundTransitionError};
 
+/// Identifiers and statuses serialize as their stored string (`"K2026…"`, `"delivered"`), the
+/// form every JSON answer already uses.
+macro_rules! serialize_as_str {
+    ($($t:ty),*) => {$(
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+    )*};
+}
+serialize_as_str!(
+    Slug,
+    ChannelId,
+    OrderNo,
+    Email,
+    Method,
+    OrderStatus,
+    PaymentStatus,
+    RefundStatus,
+    CardStatus
+);
+
 /// Milliseconds since the Unix epoch (UTC). The one time representation stored and compared.
 pub type Millis = i64;
 

@@ -2,7 +2,7 @@
 //! with a lease, the channel is asked (outside any transaction), and the payment is then
 //! rescheduled, applied as paid, or closed. Claims skip rows other processes hold.
 
-use kami_core::{Millis, Money, OrderEvent, PaymentEvent, PaymentStatus};
+use kami_core::{ChannelId, Millis, Money, OrderEvent, OrderNo, PaymentEvent, PaymentStatus};
 
 use crate::cards;
 use crate::db::Tx;
@@ -18,8 +18,8 @@ use crate::transitions::{
 #[derive(Debug, Clone)]
 pub struct PaymentCheck {
     pub payment_id: i64,
-    pub order_no: String,
-    pub channel_id: String,
+    pub order_no: OrderNo,
+    pub channel_id: ChannelId,
     pub trade_no: String,
     pub amount: Money,
     /// Checks done so far (drives the backoff).

@@ -199,7 +199,7 @@ impl Store {
     }
 
     /// Expire due unpaid orders (at most `limit`), returning their numbers.
-    pub async fn expire_due(&self, now: Millis, limit: u32) -> Result<Vec<String>> {
+    pub async fn expire_due(&self, now: Millis, limit: u32) -> Result<Vec<OrderNo>> {
         self.write(move |tx| orders::expire_due(tx, now, limit))
             .await
     }
@@ -260,8 +260,8 @@ impl Store {
     }
 
     /// The channel reports the trade refunded before delivery (see `checks::channel_reversal`).
-    pub async fn record_channel_reversal(&self, order_no: &str, now: Millis) -> Result<bool> {
-        let no = order_no.to_owned();
+    pub async fn record_channel_reversal(&self, order_no: &OrderNo, now: Millis) -> Result<bool> {
+        let no = order_no.as_str().to_owned();
         self.write(move |tx| checks::channel_reversal(tx, &no, now))
             .await
     }

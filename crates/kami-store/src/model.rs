@@ -55,7 +55,7 @@ pub enum Stock {
 
 #[derive(Debug, Clone)]
 pub struct Product {
-    pub slug: String,
+    pub slug: Slug,
     pub title: String,
     pub description: String,
     pub price: Money,
@@ -102,13 +102,13 @@ pub struct CreatedOrder {
 #[derive(Debug, Clone)]
 pub struct Order {
     pub order_no: OrderNo,
-    pub product_slug: String,
+    pub product_slug: Slug,
     pub product_title: String,
     pub quantity: i64,
     pub amount: Money,
-    pub email: String,
-    pub method: String,
-    pub channel_id: String,
+    pub email: Email,
+    pub method: Method,
+    pub channel_id: ChannelId,
     pub status: OrderStatus,
     pub access_token_hash: String,
     pub query_password_hash: Option<String>,
@@ -232,7 +232,7 @@ impl NotifyOutcome {
 /// Counts for `/metrics` and the admin.
 #[derive(Debug, Clone, Default)]
 pub struct Counts {
-    pub orders_by_status: Vec<(String, i64)>,
+    pub orders_by_status: Vec<(OrderStatus, i64)>,
     pub cards_available: i64,
     pub cards_sold: i64,
 }
@@ -240,7 +240,7 @@ pub struct Counts {
 /// One logged notification, as the admin sees it (the raw body stays in the database).
 #[derive(Debug, Clone)]
 pub struct PaymentEventSummary {
-    pub channel_id: String,
+    pub channel_id: ChannelId,
     pub received_at: Millis,
     pub verified: bool,
     pub outcome: String,

@@ -249,7 +249,7 @@ fn expire_locked(
 
 /// Expire up to `limit` pending orders whose time is up. Safe to run from several processes:
 /// rows another transaction holds are skipped, and each expiry is a compare-and-set.
-pub(crate) fn expire_due(tx: &mut dyn Tx, now: Millis, limit: u32) -> Result<Vec<String>> {
+pub(crate) fn expire_due(tx: &mut dyn Tx, now: Millis, limit: u32) -> Result<Vec<OrderNo>> {
     let due = tx.query(
         "SELECT id, order_no, status, product_id, quantity FROM orders \
          WHERE status = $3 AND expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED",
@@ -259,7 +259,7 @@ pub(crate) fn expire_due(tx: &mut dyn Tx, now: Millis, limit: u32) -> Result<Vec
     for r in &due {
         let order = LockedOrder::from_row(r)?;
         expire_locked(tx, &order, r.get("product_id")?, r.get("quantity")?, now)?;
-        expired.push(order.order_no.as_str().to_owned());
+        expired.push(order.order_no);
     }
     Ok(expired)
 }

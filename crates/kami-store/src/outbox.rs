@@ -11,7 +11,7 @@
 //! After the work, the claimer marks the row done, reschedules it (with the error, and only if
 //! nobody re-claimed it meanwhile: the attempt count is the lease token), or gives it up.
 
-use kami_core::Millis;
+use kami_core::{Millis, OrderNo};
 
 use crate::db::Tx;
 use crate::error::Result;
@@ -29,7 +29,7 @@ pub struct OutboxItem {
     pub id: i64,
     pub kind: String,
     /// The order the row belongs to, if any.
-    pub order_no: Option<String>,
+    pub order_no: Option<OrderNo>,
     /// JSON written with the row (never secrets or card keys).
     pub payload: String,
     pub created_at: Millis,

@@ -4,7 +4,8 @@
 //! `finish` records the outcome and moves the payment and the order along their state machines.
 
 use kami_core::{
-    Millis, Money, OrderEvent, PaymentEvent, PaymentStatus, RefundEvent, RefundStatus,
+    ChannelId, Millis, Money, OrderEvent, OrderNo, PaymentEvent, PaymentStatus, RefundEvent,
+    RefundStatus,
 };
 
 use crate::db::{Row, Tx};
@@ -18,9 +19,9 @@ use crate::transitions::{
 #[derive(Debug, Clone)]
 pub struct Refund {
     pub refund_no: String,
-    pub order_no: String,
+    pub order_no: OrderNo,
     pub amount: Money,
-    pub status: String,
+    pub status: RefundStatus,
     pub error: Option<String>,
     pub created_at: Millis,
     pub settled_at: Option<Millis>,
@@ -30,7 +31,7 @@ pub struct Refund {
 #[derive(Debug, Clone)]
 pub struct RefundCall {
     pub refund: Refund,
-    pub channel_id: String,
+    pub channel_id: ChannelId,
     pub trade_no: String,
     /// The payment's full amount (some gateways want it with every refund).
     pub total: Money,
@@ -57,19 +58,20 @@ pub enum RefundResult {
     },
 }
 
-/// The refund's own columns, selected from `refunds f` (read by `refund_from_row`).
+/// The refund's own columns, selected from `refunds f` (read by `refund_from_row`, with
+/// `o.order_no`).
 macro_rules! refund_columns {
     () => {
         "SELECT f.refund_no, f.amount, f.currency, f.status, f.error, f.created_at, f.settled_at, "
     };
 }
 
-fn refund_from_row(r: &Row, order_no: &str) -> Result<Refund> {
+fn refund_from_row(r: &Row) -> Result<Refund> {
     Ok(Refund {
         refund_no: r.get("refund_no")?,
-        order_no: order_no.to_owned(),
+        order_no: r.get("order_no")?,
         amount: r.money("amount", "currency")?,
-        status: r.get::<RefundStatus>("status")?.as_str().to_owned(),
+        status: r.get("status")?,
         error: r.get("error")?,
         created_at: r.get("created_at")?,
         settled_at: r.get("settled_at")?,
@@ -90,9 +92,8 @@ fn call_for(tx: &mut dyn Tx, refund_no: &str, existing: bool) -> Result<RefundCa
         ),
         params![refund_no],
     )?;
-    let order_no: String = r.get("order_no")?;
     Ok(RefundCall {
-        refund: refund_from_row(&r, &order_no)?,
+        refund: refund_from_row(&r)?,
         channel_id: r.get("channel_id")?,
         trade_no: r.get("trade_no")?,
         total: r.money("payment_amount", "payment_currency")?,
@@ -340,7 +341,7 @@ pub(crate) fn list_for_order(tx: &mut dyn Tx, order_no: &str) -> Result<Vec<Refu
         params![order_no],
     )?
     .iter()
-    .map(|r| refund_from_row(r, order_no))
+    .map(refund_from_row)
     .collect()
 }
 
