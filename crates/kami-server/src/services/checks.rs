@@ -33,6 +33,7 @@ const EXPIRY_BATCH: u32 = 500;
 const CHECK_BATCH: u32 = 64;
 
 /// Expire unpaid orders nobody managed to close (fallback); returns how many expired.
+#[tracing::instrument(skip_all)]
 pub async fn expire_once(state: &AppState) -> Result<usize, kami_store::StoreError> {
     let mut total = 0;
     loop {
@@ -100,17 +101,10 @@ async fn check_one(state: &Arc<AppState>, c: PaymentCheck) -> Result<(), kami_st
         return match queried {
             Ok(TradeState::Paid(conf)) => apply_paid(state, &c, "QUERY", conf).await,
             Ok(TradeState::Refunded) => reversal(state, &c).await,
-            Ok(_) => {
-                state
-                    .store
-                    .reschedule_check(
-                        c.payment_id,
-                        Some(next_check(c.attempts, now, c.expires_at)),
-                    )
-                    .await
-            }
-            Err(e) => {
-                tracing::info!(channel = %c.channel_id, order = %c.order_no, "query failed: {e}");
+            Ok(_) | Err(_) => {
+                if let Err(e) = &queried {
+                    tracing::info!(channel = %c.channel_id, order = %c.order_no, "query failed: {e}");
+                }
                 state
                     .store
                     .reschedule_check(

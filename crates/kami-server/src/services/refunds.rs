@@ -109,6 +109,7 @@ pub async fn refund(
 }
 
 /// Call the channel for a pending refund and record the answer.
+#[tracing::instrument(skip_all, fields(refund = %call.refund.refund_no, channel = %call.channel_id))]
 pub async fn settle_refund(state: &AppState, call: RefundCall) -> ServiceResult<RefundCall> {
     let channel: Arc<dyn PaymentChannel> = state
         .channels

@@ -103,7 +103,12 @@ pub fn message(
 }
 
 fn not_found(state: &AppState, ctx: &Ctx) -> Response {
-    message(state, ctx, StatusCode::NOT_FOUND, "not_found", context! {})
+    refused(state, ctx, StatusCode::NOT_FOUND, "not_found")
+}
+
+/// The message page for a request that is not served (`kind` names the message).
+fn refused(state: &AppState, ctx: &Ctx, status: StatusCode, kind: &str) -> Response {
+    message(state, ctx, status, kind, context! {})
 }
 
 fn internal(state: &AppState, ctx: &Ctx, cause: impl std::fmt::Display) -> Response {
@@ -317,13 +322,7 @@ pub async fn place(State(state): St, ctx: Ctx, Path(slug): Path<String>, body: B
         Err(e) => return internal(&state, &ctx, e),
     };
     if ctx.cross_site {
-        return message(
-            &state,
-            &ctx,
-            StatusCode::FORBIDDEN,
-            "cross_site",
-            context! {},
-        );
+        return refused(&state, &ctx, StatusCode::FORBIDDEN, "cross_site");
     }
     let form: OrderForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let quantity = form.quantity.trim().parse::<i64>().unwrap_or(0);
@@ -719,34 +718,16 @@ struct LookupForm {
 /// exactly this many password hashes, whatever it finds.
 pub async fn lookup(State(state): St, ctx: Ctx, body: Bytes) -> Response {
     if !state.limits.allow_lookup(ctx.ip, state.now_ms()) {
-        return message(
-            &state,
-            &ctx,
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            context! {},
-        );
+        return refused(&state, &ctx, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
     }
     if ctx.cross_site {
-        return message(
-            &state,
-            &ctx,
-            StatusCode::FORBIDDEN,
-            "cross_site",
-            context! {},
-        );
+        return refused(&state, &ctx, StatusCode::FORBIDDEN, "cross_site");
     }
     let form: LookupForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let q = form.q.trim().to_owned();
     let target = q.to_lowercase();
     if !state.limits.allow_lookup_target(&target) {
-        return message(
-            &state,
-            &ctx,
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            context! {},
-        );
+        return refused(&state, &ctx, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
     }
     let matched = match lookup::find(&state, &q, form.password).await {
         Ok(m) => m,
