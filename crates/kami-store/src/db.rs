@@ -3,71 +3,7 @@
 //! `$1`-style parameters; the SQLite side rewrites `$N` to `?N` and drops row-lock clauses
 //! (`FOR UPDATE [OF t] [SKIP LOCKED]`), which a single-writer SQLite does not need.
 
-use kami_core::{CardStatus, OrderStatus, PaymentStatus, RefundStatus};
-
 use crate::error::{Result, StoreError};
-
-/// A column value. Integers carry every number, flag and timestamp kami stores.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Value {
-    Null,
-    Int(i64),
-    Text(String),
-    Blob(Vec<u8>),
-}
-
-impl From<i64> for Value {
-    fn from(v: i64) -> Self {
-        Value::Int(v)
-    }
-}
-impl From<u32> for Value {
-    fn from(v: u32) -> Self {
-        Value::Int(i64::from(v))
-    }
-}
-impl From<bool> for Value {
-    fn from(v: bool) -> Self {
-        Value::Int(i64::from(v))
-    }
-}
-impl From<&str> for Value {
-    fn from(v: &str) -> Self {
-        Value::Text(v.to_owned())
-    }
-}
-impl From<String> for Value {
-    fn from(v: String) -> Self {
-        Value::Text(v)
-    }
-}
-impl From<&String> for Value {
-    fn from(v: &String) -> Self {
-        Value::Text(v.clone())
-    }
-}
-impl From<Vec<u8>> for Value {
-    fn from(v: Vec<u8>) -> Self {
-        Value::Blob(v)
-    }
-}
-/// Statuses are stored as their `as_str` names.
-macro_rules! status_values {
-    ($($t:ty),*) => {$(
-        impl From<$t> for Value {
-            fn from(v: $t) -> Self {
-                Value::Text(v.as_str().to_owned())
-            }
-        }
-    )*};
-}
-status_values!(OrderStatus, PaymentStatus, RefundStatus, CardStatus);
-
-impl<T: Into<Value>> From<Option<T>> for Value {
-    fn from(v: Option<T>) -> Self {
-        v.map_or(Value::Null, Into::into)
-    }
-}
 
 /// Build a parameter slice: `params![a, b, c]`.
 #[macro_export]
@@ -75,7 +11,7 @@ macro_rules! params {
     ($($v:expr),* $(,)?) => { &[$($crate::db::Value::from($v)),*] };
 }
 
-pub use crate::row::{FromValue, Row};
+pub use crate::row::{FromValue, Row, Value};
 
 /// A transaction (or, for reads, a connection) the business logic runs against.
 pub trait Tx {

@@ -1,5 +1,6 @@
-//! Typed row mapping by column name: a [`Row`] keeps its columns' names next to the values,
-//! and `row.get::<T>("column")` converts through [`FromValue`]. A value that does not fit its
+//! Column values and typed row mapping by column name: parameters and results are
+//! [`Value`]s; a [`Row`] keeps its columns' names next to the values, and
+//! `row.get::<T>("column")` converts through [`FromValue`]. A value that does not fit its
 //! type (a bad status string, text where a number belongs) is [`StoreError::Corrupt`] naming
 //! the column and what is wrong with the value. Queries alias every computed column
 //! (`AS name`) so both backends report the same names.
@@ -11,9 +12,70 @@ use kami_core::{
     RefundStatus, Slug,
 };
 
-use crate::db::Value;
 use crate::error::{Result, StoreError};
 use crate::model::Delivery;
+
+/// A column value. Integers carry every number, flag and timestamp kami stores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Null,
+    Int(i64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Value::Int(v)
+    }
+}
+impl From<u32> for Value {
+    fn from(v: u32) -> Self {
+        Value::Int(i64::from(v))
+    }
+}
+impl From<bool> for Value {
+    fn from(v: bool) -> Self {
+        Value::Int(i64::from(v))
+    }
+}
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::Text(v.to_owned())
+    }
+}
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::Text(v)
+    }
+}
+impl From<&String> for Value {
+    fn from(v: &String) -> Self {
+        Value::Text(v.clone())
+    }
+}
+impl From<Vec<u8>> for Value {
+    fn from(v: Vec<u8>) -> Self {
+        Value::Blob(v)
+    }
+}
+/// Statuses are stored as their `as_str` names.
+macro_rules! status_values {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Value {
+            fn from(v: $t) -> Self {
+                Value::Text(v.as_str().to_owned())
+            }
+        }
+    )*};
+}
+status_values!(OrderStatus, PaymentStatus, RefundStatus, CardStatus);
+
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Value::Null, Into::into)
+    }
+}
 
 /// One result row: the statement's column names (shared by all its rows) and the values.
 #[derive(Debug, Clone)]
