@@ -165,23 +165,23 @@ pub enum Verdict {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NotifyOutcome {
     Delivered {
-        order_no: String,
+        order_no: OrderNo,
         late: bool,
     },
     AwaitingFulfilment {
-        order_no: String,
+        order_no: OrderNo,
     },
     /// Paid, but no stock could be found: the seller must act.
     Exception {
-        order_no: String,
+        order_no: OrderNo,
     },
     /// Already processed; nothing changed.
     Duplicate {
-        order_no: String,
+        order_no: OrderNo,
     },
     /// A second, different payment for an order that was already paid: recorded for the seller.
     ConflictingPayment {
-        order_no: String,
+        order_no: OrderNo,
     },
     NotPaid,
     UnknownOrder,
@@ -219,7 +219,7 @@ impl NotifyOutcome {
     }
 
     /// The order whose state changed, if any (for waking waiters).
-    pub fn changed_order(&self) -> Option<&str> {
+    pub fn changed_order(&self) -> Option<&OrderNo> {
         match self {
             NotifyOutcome::Delivered { order_no, .. }
             | NotifyOutcome::AwaitingFulfilment { order_no }

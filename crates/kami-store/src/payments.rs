@@ -97,7 +97,7 @@ fn apply_payment(
         params![order_id],
     )?;
     let order = LockedOrder::from_row(&o)?;
-    let order_no = order.order_no.as_str().to_owned();
+    let order_no = order.order_no.clone();
     let (product_id, quantity): (i64, i64) = (o.get("product_id")?, o.get("quantity")?);
     let loop_card: Option<i64> = o.get("loop_card_id")?;
     let delivery: Delivery = o.get("delivery")?;
