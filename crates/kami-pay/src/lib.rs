@@ -3,12 +3,15 @@
 //! the server feeds raw notifications in and gets verified facts ([`NotifyVerdict`]) out.
 
 pub mod alipay;
+pub mod common;
 pub mod crypto;
 pub mod epay;
-pub mod form;
 mod http;
 pub mod sandbox;
 pub mod wechatpay;
+
+/// The strict form parser, at its historical path.
+pub use common::form;
 
 use async_trait::async_trait;
 use kami_core::{ChannelId, Method, Money, OrderNo};

@@ -1,9 +1,12 @@
-//! Protocol-faithful gateway simulators for kami's payment channels. Each module owns one
-//! protocol's gateway side and exposes an axum router mounted under `/sim/{kind}/...`, so a
+//! Protocol-faithful gateway simulators for kami's payment channels. Each protocol folder owns
+//! one gateway side (`mod.rs`: state and wiring, `api.rs`: the merchant API, `pages.rs`: the
+//! buyer's cashier pages) and exposes an axum router mounted under `/sim/{kind}/...`, so a
 //! simulator can be merged into kami's own server (`kami serve --demo`) or served alone
-//! (`kami sim --listen ADDR`).
+//! (`kami sim --listen ADDR`). What they share — notification delivery, test controls, the
+//! page templates — lives in [`common`].
 
 pub mod alipay;
+pub mod common;
 pub mod epay;
 pub mod gateways;
 pub mod sandbox;

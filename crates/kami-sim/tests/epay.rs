@@ -5,110 +5,44 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, Method as HttpMethod, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{any, post};
 use axum::Router;
-use kami_core::{ChannelId, Currency, Method, Money, OrderNo};
+use kami_core::{ChannelId, Method, Money, OrderNo};
 use kami_pay::crypto::RsaSigner;
 use kami_pay::epay::{
     field, md5_verify, now_secs, parse_form, signed_md5, signed_rsa, EpayChannel, EpayConfig,
     EpayCredentials, EpayFlow,
 };
 use kami_pay::{
-    Ack, CreatePayment, Device, NotifyVerdict, PayError, PaymentAction, PaymentChannel,
-    PaymentConfirmation, RawNotification, RefundRequest, TradeState,
+    CreatePayment, Device, NotifyVerdict, PayError, PaymentAction, PaymentChannel,
+    PaymentConfirmation, RawNotification, TradeState,
 };
 use kami_sim::epay::{
     EpaySim, EpaySimConfig, MapiReply, NotifyMethod, NotifyMode, NotifyStats, PayOptions,
+};
+use support::{
+    cny, eventually, fast_schedule, get_page, interop_python, listen, merchant_app, new_trade_no,
+    pairs_json, post_form, serve, settled_refund, workspace_root, Merchant, MerchantState,
 };
 
 const KEY: &str = "epay-e2e-key-0123456789abcdef";
 const PID: &str = "1001";
 
-#[derive(Default)]
-struct Merchant {
-    /// Answer `fail` to this many verified notifications first.
-    fail_first: AtomicU32,
-    requests: AtomicU32,
-    methods: Mutex<Vec<String>>,
-    verdicts: Mutex<Vec<NotifyVerdict>>,
-    rejected: Mutex<Vec<String>>,
-    /// Forms posted to the capture endpoint (`/capture/mapi.php`).
-    captured: Mutex<Vec<Vec<(String, String)>>>,
-}
-
-struct MerchantState {
-    merchant: Arc<Merchant>,
-    channel: Arc<EpayChannel>,
-}
-
-fn raw_notification(
-    method: &HttpMethod,
-    query: Option<String>,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> RawNotification {
-    RawNotification {
-        method: method.as_str().to_owned(),
-        query: query.unwrap_or_default(),
-        headers: headers
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-            .collect(),
-        body: body.to_vec(),
-    }
-}
-
-async fn merchant_notify(
-    State(st): State<Arc<MerchantState>>,
-    method: HttpMethod,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
+/// Records the form a channel posts to `mapi.php` and answers like a host would.
+async fn capture_mapi(
+    State(st): State<Arc<MerchantState<EpayChannel>>>,
     body: Bytes,
 ) -> impl IntoResponse {
-    let raw = raw_notification(&method, query, &headers, &body);
-    st.merchant.requests.fetch_add(1, Ordering::SeqCst);
-    st.merchant
-        .methods
-        .lock()
-        .unwrap()
-        .push(method.as_str().to_owned());
-    let ack = match st.channel.verify_notification(&raw) {
-        Ok(v) => {
-            let failing = st
-                .merchant
-                .fail_first
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok();
-            if failing {
-                Ack::Failure
-            } else {
-                st.merchant.verdicts.lock().unwrap().push(v);
-                Ack::Success
-            }
-        }
-        Err(e) => {
-            st.merchant.rejected.lock().unwrap().push(e.to_string());
-            Ack::Failure
-        }
-    };
-    let a = st.channel.ack(ack);
-    (
-        StatusCode::from_u16(a.status).unwrap(),
-        [("content-type", a.content_type)],
-        a.body,
-    )
-}
-
-/// Records the form a channel posts to `mapi.php` and answers like a host would.
-async fn capture_mapi(State(st): State<Arc<MerchantState>>, body: Bytes) -> impl IntoResponse {
     st.merchant
         .captured
         .lock()
@@ -184,12 +118,6 @@ struct Env {
     keys: Option<Arc<Keys>>,
 }
 
-fn fast_schedule(attempts: usize) -> Vec<Duration> {
-    let mut schedule = vec![Duration::ZERO];
-    schedule.extend(std::iter::repeat_n(Duration::from_millis(50), attempts - 1));
-    schedule
-}
-
 fn credentials(keys: Option<&Keys>, key: &str) -> EpayCredentials {
     match keys {
         None => EpayCredentials::V1 { key: key.into() },
@@ -234,8 +162,7 @@ impl Default for Opts {
 }
 
 async fn start(opts: Opts) -> Env {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (listener, base) = listen().await;
     let keys = match opts.version {
         Version::V1 => None,
         Version::V2 => Some(Arc::new(keys())),
@@ -258,18 +185,15 @@ async fn start(opts: Opts) -> Env {
         opts.flow,
         credentials(keys.as_deref(), KEY),
     ));
-    let merchant = Arc::new(Merchant::default());
-    let merchant_routes = Router::new()
-        .route("/pay/notify/ep", any(merchant_notify))
-        .route("/capture/mapi.php", post(capture_mapi))
-        .route("/other/api.php", any(other_merchant_order))
-        .route("/forged/api/pay/query", post(forged_v2_query))
-        .with_state(Arc::new(MerchantState {
-            merchant: Arc::clone(&merchant),
-            channel: Arc::clone(&channel),
-        }));
-    let app = sim.router().merge(merchant_routes);
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (merchant, merchant_routes) = merchant_app(
+        "/pay/notify/ep",
+        &channel,
+        Router::new()
+            .route("/capture/mapi.php", post(capture_mapi))
+            .route("/other/api.php", any(other_merchant_order))
+            .route("/forged/api/pay/query", post(forged_v2_query)),
+    );
+    serve(listener, sim.router().merge(merchant_routes));
     Env {
         base,
         sim,
@@ -278,14 +202,6 @@ async fn start(opts: Opts) -> Env {
         http: reqwest::Client::new(),
         keys,
     }
-}
-
-fn cny(minor: i64) -> Money {
-    Money::new(minor, Currency::Cny).unwrap()
-}
-
-fn new_trade_no() -> OrderNo {
-    OrderNo::generate("20240101120000")
 }
 
 impl Env {
@@ -312,21 +228,12 @@ impl Env {
     }
 
     async fn open(&self, url: &str) -> (StatusCode, String) {
-        let r = self.http.get(url).send().await.unwrap();
-        (r.status(), r.text().await.unwrap())
+        get_page(&self.http, url).await
     }
 
     /// Press Pay on the cashier page of `page_url` with the given form.
     async fn pay_page(&self, page_url: &str, form: &str) -> (StatusCode, String) {
-        let r = self
-            .http
-            .post(page_url)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form.to_owned())
-            .send()
-            .await
-            .unwrap();
-        (r.status(), r.text().await.unwrap())
+        post_form(&self.http, page_url, form, false).await
     }
 
     fn page_url(&self, trade: &OrderNo) -> String {
@@ -335,37 +242,21 @@ impl Env {
     }
 
     async fn wait_stats(&self, trade: &str, cond: impl Fn(&NotifyStats) -> bool) -> NotifyStats {
-        for _ in 0..250 {
-            if let Some(s) = self.sim.notify_stats(trade) {
-                if cond(&s) {
-                    return s;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!(
-            "condition not reached; stats {:?}",
-            self.sim.notify_stats(trade)
-        );
+        let stats = || self.sim.notify_stats(trade);
+        eventually(250, || stats().filter(|s| cond(s)), stats).await
     }
 
     async fn wait_verdicts(&self, n: usize) -> Vec<NotifyVerdict> {
-        for _ in 0..250 {
-            let v = self.verdicts();
-            if v.len() >= n {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("expected {n} verdicts, got {:?}", self.verdicts());
+        let verdicts = || self.verdicts();
+        eventually(250, || Some(verdicts()).filter(|v| v.len() >= n), verdicts).await
     }
 
     fn verdicts(&self) -> Vec<NotifyVerdict> {
-        self.merchant.verdicts.lock().unwrap().clone()
+        self.merchant.verdicts()
     }
 
     fn rejected(&self) -> Vec<String> {
-        self.merchant.rejected.lock().unwrap().clone()
+        self.merchant.rejected()
     }
 
     async fn refund(
@@ -374,20 +265,14 @@ impl Env {
         refund_no: &str,
         minor: i64,
     ) -> Result<Money, PayError> {
-        self.channel
-            .refund(&RefundRequest {
-                trade_no: trade.to_string(),
-                refund_no: refund_no.into(),
-                amount: cny(minor),
-                total: cny(1230),
-                reason: None,
-            })
-            .await
-            .map(|o| {
-                assert_eq!(o.refund_no, refund_no);
-                assert!(o.settled);
-                o.amount
-            })
+        settled_refund(
+            &*self.channel,
+            trade.as_str(),
+            refund_no,
+            cny(minor),
+            cny(1230),
+        )
+        .await
     }
 }
 
@@ -831,13 +716,11 @@ async fn tampered_requests_and_forged_notifications_are_rejected() {
     assert_eq!(env.sim.trade_status(trade.as_str()), "NOT_FOUND");
 
     // A host holding another key signs notifications kami rejects; it retries and gives up.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let rogue_base = format!("http://{}", listener.local_addr().unwrap());
+    let (listener, rogue_base) = listen().await;
     let mut cfg = EpaySimConfig::v1(PID, "rogue-key");
     cfg.retry_schedule = fast_schedule(3);
     let rogue = EpaySim::new(cfg);
-    let app = rogue.router();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    serve(listener, rogue.router());
     let rogue_channel = channel_for(
         &format!("{rogue_base}/sim/epay/"),
         EpayFlow::Api,
@@ -1069,29 +952,11 @@ async fn creation_failures_and_slowness() {
 // Interop (interop/epay/check.py): independent implementations, both ways.
 // ----------------------------------------------------------------------------------------
 
-fn workspace_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn pairs_json(p: &[(String, String)]) -> serde_json::Value {
-    serde_json::Value::Array(p.iter().map(|(k, v)| serde_json::json!([k, v])).collect())
-}
-
 #[tokio::test]
+#[ignore = "needs the SDK interop environment: bash interop/setup-epay.sh"]
 async fn interop_with_independent_epay_implementations() {
-    let root = workspace_root();
-    let python = root.join("target/interop-venv/epay/bin/python");
-    let script = root.join("interop/epay/check.py");
-    let required = std::env::var("KAMI_REQUIRE_INTEROP").as_deref() == Ok("1");
-    if !python.exists() {
-        assert!(
-            !required,
-            "KAMI_REQUIRE_INTEROP=1 but {} is missing: run interop/setup-epay.sh",
-            python.display()
-        );
-        println!("SKIPPED: epay interop venv missing (run interop/setup-epay.sh)");
-        return;
-    }
+    let python = interop_python("epay", "setup-epay.sh");
+    let script = workspace_root().join("interop/epay/check.py");
 
     let v1 = start(Opts {
         notify_method: NotifyMethod::Get,
@@ -1258,7 +1123,7 @@ async fn interop_with_independent_epay_implementations() {
         .arg(&script)
         .arg(&in_path)
         .arg(&out_path)
-        .current_dir(root.join("interop/epay"))
+        .current_dir(workspace_root().join("interop/epay"))
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .output()
         .await

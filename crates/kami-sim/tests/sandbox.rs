@@ -3,83 +3,30 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, Method as HttpMethod, StatusCode};
+use axum::extract::RawQuery;
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{any, get};
+use axum::routing::get;
 use axum::Router;
 use kami_core::{ChannelId, Currency, Method, Money, OrderNo};
 use kami_pay::sandbox::{sign, SandboxChannel};
 use kami_pay::{
-    Ack, CreatePayment, Device, NotifyVerdict, PayError, PaymentAction, PaymentChannel,
-    RawNotification, RefundRequest, TradeState,
+    CreatePayment, Device, NotifyVerdict, PayError, PaymentAction, PaymentChannel, RefundRequest,
+    TradeState,
 };
 use kami_sim::sandbox::{NotifyStats, SandboxSim, SimOptions};
+use support::{
+    cny, eventually, fast_schedule, get_page, listen, merchant_app, new_trade_no, now_ms,
+    post_form, serve, settled_refund, Merchant,
+};
 
 const SECRET: &[u8] = b"sandbox-e2e-secret";
-
-#[derive(Default)]
-struct Merchant {
-    /// Answer `fail` to this many requests first.
-    fail_first: AtomicU32,
-    requests: AtomicU32,
-    verdicts: Mutex<Vec<NotifyVerdict>>,
-    rejected: Mutex<Vec<String>>,
-}
-
-struct MerchantState {
-    merchant: Arc<Merchant>,
-    channel: Arc<SandboxChannel>,
-}
-
-async fn merchant_notify(
-    State(st): State<Arc<MerchantState>>,
-    method: HttpMethod,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> impl IntoResponse {
-    let raw = RawNotification {
-        method: method.as_str().to_owned(),
-        query: query.unwrap_or_default(),
-        headers: headers
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-            .collect(),
-        body: body.to_vec(),
-    };
-    st.merchant.requests.fetch_add(1, Ordering::SeqCst);
-    let ack = match st.channel.verify_notification(&raw) {
-        Ok(v) => {
-            let failing = st
-                .merchant
-                .fail_first
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok();
-            if failing {
-                Ack::Failure
-            } else {
-                st.merchant.verdicts.lock().unwrap().push(v);
-                Ack::Success
-            }
-        }
-        Err(e) => {
-            st.merchant.rejected.lock().unwrap().push(e.to_string());
-            Ack::Failure
-        }
-    };
-    let a = st.channel.ack(ack);
-    (
-        StatusCode::from_u16(a.status).unwrap(),
-        [("content-type", a.content_type)],
-        a.body,
-    )
-}
 
 /// A fake gateway whose query answer carries a forged signature.
 async fn forged_query(RawQuery(_q): RawQuery) -> impl IntoResponse {
@@ -102,10 +49,8 @@ struct Env {
 }
 
 fn fast_options(attempts: usize) -> SimOptions {
-    let mut schedule = vec![Duration::ZERO];
-    schedule.extend(std::iter::repeat_n(Duration::from_millis(50), attempts - 1));
     SimOptions {
-        retry_schedule: schedule,
+        retry_schedule: fast_schedule(attempts),
         notify_timeout: Duration::from_secs(2),
     }
 }
@@ -122,20 +67,15 @@ fn channel_for(base: &str, secret: &[u8]) -> SandboxChannel {
 }
 
 async fn start(opts: SimOptions) -> Env {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (listener, base) = listen().await;
     let sim = SandboxSim::new(SECRET.to_vec(), opts);
     let channel = Arc::new(channel_for(&base, SECRET));
-    let merchant = Arc::new(Merchant::default());
-    let merchant_routes = Router::new()
-        .route("/pay/notify/sbx", any(merchant_notify))
-        .route("/fake/sim/sandbox/api/query", get(forged_query))
-        .with_state(Arc::new(MerchantState {
-            merchant: Arc::clone(&merchant),
-            channel: Arc::clone(&channel),
-        }));
-    let app = sim.router().merge(merchant_routes);
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (merchant, merchant_routes) = merchant_app(
+        "/pay/notify/sbx",
+        &channel,
+        Router::new().route("/fake/sim/sandbox/api/query", get(forged_query)),
+    );
+    serve(listener, sim.router().merge(merchant_routes));
     Env {
         base,
         sim,
@@ -143,21 +83,6 @@ async fn start(opts: SimOptions) -> Env {
         merchant,
         http: reqwest::Client::new(),
     }
-}
-
-fn new_trade_no() -> OrderNo {
-    OrderNo::generate("20240101120000")
-}
-
-fn cny(minor: i64) -> Money {
-    Money::new(minor, Currency::Cny).unwrap()
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 impl Env {
@@ -186,40 +111,20 @@ impl Env {
     }
 
     async fn open(&self, url: &str) -> (StatusCode, String) {
-        let r = self.http.get(url).send().await.unwrap();
-        (r.status(), r.text().await.unwrap())
+        get_page(&self.http, url).await
     }
 
     async fn pay(&self, url: &str, notify: &str, json: bool) -> (StatusCode, String) {
-        let mut req = self
-            .http
-            .post(url)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!("notify={notify}"));
-        if json {
-            req = req.header("accept", "application/json");
-        }
-        let r = req.send().await.unwrap();
-        (r.status(), r.text().await.unwrap())
+        post_form(&self.http, url, &format!("notify={notify}"), json).await
     }
 
     async fn wait_stats(&self, trade_no: &str, cond: impl Fn(&NotifyStats) -> bool) -> NotifyStats {
-        for _ in 0..250 {
-            if let Some(s) = self.sim.notify_stats(trade_no) {
-                if cond(&s) {
-                    return s;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!(
-            "condition not reached; stats {:?}",
-            self.sim.notify_stats(trade_no)
-        );
+        let stats = || self.sim.notify_stats(trade_no);
+        eventually(250, || stats().filter(|s| cond(s)), stats).await
     }
 
     fn verdicts(&self) -> Vec<NotifyVerdict> {
-        self.merchant.verdicts.lock().unwrap().clone()
+        self.merchant.verdicts()
     }
 
     async fn refund(
@@ -228,20 +133,14 @@ impl Env {
         refund_no: &str,
         minor: i64,
     ) -> Result<Money, PayError> {
-        self.channel
-            .refund(&RefundRequest {
-                trade_no: trade_no.to_string(),
-                refund_no: refund_no.into(),
-                amount: cny(minor),
-                total: cny(1230),
-                reason: None,
-            })
-            .await
-            .map(|o| {
-                assert_eq!(o.refund_no, refund_no);
-                assert!(o.settled);
-                o.amount
-            })
+        settled_refund(
+            &*self.channel,
+            trade_no.as_str(),
+            refund_no,
+            cny(minor),
+            cny(1230),
+        )
+        .await
     }
 }
 

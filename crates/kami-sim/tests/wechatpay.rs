@@ -4,7 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::atomic::{AtomicU32, Ordering};
+mod support;
+
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,74 +22,17 @@ use kami_pay::wechatpay::{
     authorization, now_secs, PlatformKeys, WechatMode, WechatPayChannel, WechatPayConfig,
 };
 use kami_pay::{
-    Ack, CreatePayment, Device, NotifyVerdict, PayError, PaymentAction, PaymentChannel,
-    RawNotification, RefundRequest, TradeState,
+    CreatePayment, Device, NotifyVerdict, PayError, PaymentAction, PaymentChannel, RawNotification,
+    RefundRequest, TradeState,
 };
 use kami_sim::wechatpay::{
     demo_pair, scan_page_url, NotifyMode, NotifyStats, PayOptions, PayRefusal, ResponseFault,
     WechatSim,
 };
-
-#[derive(Default)]
-struct Merchant {
-    /// Answer failure to this many authentic notifications first.
-    fail_first: AtomicU32,
-    requests: AtomicU32,
-    verdicts: Mutex<Vec<NotifyVerdict>>,
-    rejected: Mutex<Vec<String>>,
-}
-
-struct MerchantState {
-    merchant: Arc<Merchant>,
-    channel: Arc<WechatPayChannel>,
-}
-
-fn raw_notification(method: &HttpMethod, headers: &HeaderMap, body: &[u8]) -> RawNotification {
-    RawNotification {
-        method: method.as_str().to_owned(),
-        query: String::new(),
-        headers: headers
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-            .collect(),
-        body: body.to_vec(),
-    }
-}
-
-async fn merchant_notify(
-    State(st): State<Arc<MerchantState>>,
-    method: HttpMethod,
-    headers: HeaderMap,
-    body: Bytes,
-) -> impl IntoResponse {
-    let raw = raw_notification(&method, &headers, &body);
-    st.merchant.requests.fetch_add(1, Ordering::SeqCst);
-    let ack = match st.channel.verify_notification(&raw) {
-        Ok(v) => {
-            let failing = st
-                .merchant
-                .fail_first
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok();
-            if failing {
-                Ack::Failure
-            } else {
-                st.merchant.verdicts.lock().unwrap().push(v);
-                Ack::Success
-            }
-        }
-        Err(e) => {
-            st.merchant.rejected.lock().unwrap().push(e.to_string());
-            Ack::Failure
-        }
-    };
-    let a = st.channel.ack(ack);
-    (
-        StatusCode::from_u16(a.status).unwrap(),
-        [("content-type", a.content_type)],
-        a.body,
-    )
-}
+use support::{
+    cny, eventually, fast_schedule, interop_python, listen, merchant_app, new_trade_no, now_ms,
+    post_form, serve, workspace_root, Merchant,
+};
 
 /// What a request to the capture endpoint looked like.
 #[derive(Debug, Clone, Default)]
@@ -133,15 +78,8 @@ struct Env {
     http: reqwest::Client,
 }
 
-fn fast_schedule(attempts: usize) -> Vec<Duration> {
-    let mut schedule = vec![Duration::ZERO];
-    schedule.extend(std::iter::repeat_n(Duration::from_millis(50), attempts - 1));
-    schedule
-}
-
 async fn start(attempts: usize) -> Env {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (listener, base) = listen().await;
     let mut pair = demo_pair(
         ChannelId::parse("wx").unwrap(),
         vec![Method::Wxpay],
@@ -154,14 +92,8 @@ async fn start(attempts: usize) -> Env {
     let merchant_key_pem = pair.channel.merchant_private_key.private_key_pem().unwrap();
     let sim = WechatSim::new(pair.sim);
     let channel = Arc::new(WechatPayChannel::new(pair.channel, reqwest::Client::new()));
-    let merchant = Arc::new(Merchant::default());
     let captured = Arc::new(Mutex::new(None));
-    let merchant_routes = Router::new()
-        .route("/pay/notify/wx", any(merchant_notify))
-        .with_state(Arc::new(MerchantState {
-            merchant: Arc::clone(&merchant),
-            channel: Arc::clone(&channel),
-        }));
+    let (merchant, merchant_routes) = merchant_app("/pay/notify/wx", &channel, Router::new());
     let capture_routes = Router::new()
         .route("/capture/{*rest}", any(capture))
         .with_state(Arc::clone(&captured));
@@ -171,7 +103,7 @@ async fn start(attempts: usize) -> Env {
         .merge(capture_routes)
         // The API also at the root (`/v3/...`), as on the real host.
         .merge(sim.api_root_router());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    serve(listener, app);
     Env {
         base,
         sim,
@@ -181,18 +113,6 @@ async fn start(attempts: usize) -> Env {
         captured,
         http: reqwest::Client::new(),
     }
-}
-
-fn cny(fen: i64) -> Money {
-    Money::new(fen, Currency::Cny).unwrap()
-}
-
-fn now_ms() -> i64 {
-    now_secs() * 1000
-}
-
-fn new_trade_no() -> OrderNo {
-    OrderNo::generate("20240101120000")
 }
 
 impl Env {
@@ -217,6 +137,15 @@ impl Env {
             platform,
             mode: WechatMode::Auto,
         }
+    }
+
+    /// The env's own channel config (to change one field).
+    fn own_config(&self) -> WechatPayConfig {
+        self.config_with(
+            &format!("{}/sim/wechatpay", self.base),
+            self.merchant_key(),
+            self.platform_keys(),
+        )
     }
 
     fn platform_keys(&self) -> PlatformKeys {
@@ -258,26 +187,25 @@ impl Env {
     }
 
     async fn wait_stats(&self, trade_no: &str, cond: impl Fn(&NotifyStats) -> bool) -> NotifyStats {
-        for _ in 0..300 {
-            if let Some(s) = self.sim.notify_stats(trade_no) {
-                if cond(&s) {
-                    return s;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!(
-            "condition not reached; stats {:?}",
-            self.sim.notify_stats(trade_no)
-        );
+        let stats = || self.sim.notify_stats(trade_no);
+        eventually(300, || stats().filter(|s| cond(s)), stats).await
     }
 
     fn verdicts(&self) -> Vec<NotifyVerdict> {
-        self.merchant.verdicts.lock().unwrap().clone()
+        self.merchant.verdicts()
+    }
+
+    /// Pay without notifying (kami must find the payment by query or close).
+    fn pay_dropped(&self, out_trade_no: &str) -> String {
+        let opts = PayOptions {
+            notify: NotifyMode::Drop,
+            ..Default::default()
+        };
+        self.sim.pay(out_trade_no, opts).unwrap()
     }
 
     fn rejected(&self) -> Vec<String> {
-        self.merchant.rejected.lock().unwrap().clone()
+        self.merchant.rejected()
     }
 
     async fn refund(
@@ -299,17 +227,28 @@ impl Env {
     }
 
     async fn form(&self, url: &str, form: &[(&str, &str)], json: bool) -> (StatusCode, String) {
-        let mut req = self
-            .http
-            .post(url)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(serde_urlencoded::to_string(form).unwrap());
-        if json {
-            req = req.header("accept", "application/json");
-        }
-        let r = req.send().await.unwrap();
-        (r.status(), r.text().await.unwrap())
+        let body = serde_urlencoded::to_string(form).unwrap();
+        post_form(&self.http, url, &body, json).await
     }
+}
+
+/// `state` is paid by transaction `tx`, `fen` fen.
+fn assert_paid(state: TradeState, tx: &str, fen: i64) {
+    match state {
+        TradeState::Paid(c) => {
+            assert_eq!(c.gateway_trade_no, tx);
+            assert_eq!(c.amount, cny(fen));
+        }
+        other => panic!("expected Paid, got {other:?}"),
+    }
+}
+
+/// The simulator refused the request's `Authorization`.
+fn assert_sign_error<T: std::fmt::Debug>(r: &Result<T, PayError>) {
+    assert!(
+        matches!(r, Err(PayError::Gateway { code, .. }) if code == "SIGN_ERROR"),
+        "{r:?}"
+    );
 }
 
 fn paid(v: &NotifyVerdict) -> &kami_pay::PaymentConfirmation {
@@ -479,23 +418,8 @@ async fn query_reports_every_state() {
         );
     }
     assert!(!env.sim.force_state(trade.as_str(), "PAID"));
-    let tx = env
-        .sim
-        .pay(
-            trade.as_str(),
-            PayOptions {
-                notify: NotifyMode::Drop,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    match env.channel.query(trade.as_str()).await.unwrap() {
-        TradeState::Paid(c) => {
-            assert_eq!(c.gateway_trade_no, tx);
-            assert_eq!(c.amount, cny(1230));
-        }
-        other => panic!("{other:?}"),
-    }
+    let tx = env.pay_dropped(trade.as_str());
+    assert_paid(env.channel.query(trade.as_str()).await.unwrap(), &tx, 1230);
     assert!(env.refund(&trade, "R1", 1230, 1230).await.unwrap().settled);
     assert_eq!(
         env.channel.query(trade.as_str()).await.unwrap(),
@@ -566,23 +490,8 @@ async fn pay_during_close_is_paid() {
     let env = start(3).await;
     let trade = new_trade_no();
     env.create_native(&trade, 1230).await;
-    let tx = env
-        .sim
-        .pay(
-            trade.as_str(),
-            PayOptions {
-                notify: NotifyMode::Drop,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    match env.channel.close(trade.as_str()).await.unwrap() {
-        TradeState::Paid(c) => {
-            assert_eq!(c.gateway_trade_no, tx);
-            assert_eq!(c.amount, cny(1230));
-        }
-        other => panic!("expected Paid, got {other:?}"),
-    }
+    let tx = env.pay_dropped(trade.as_str());
+    assert_paid(env.channel.close(trade.as_str()).await.unwrap(), &tx, 1230);
     assert_eq!(env.sim.trade_state(trade.as_str()), "SUCCESS");
 }
 
@@ -602,15 +511,7 @@ async fn refunds_partial_full_processing_and_replay() {
         matches!(&r, Err(PayError::Gateway { code, .. }) if code == "INVALID_REQUEST"),
         "{r:?}"
     );
-    env.sim
-        .pay(
-            trade.as_str(),
-            PayOptions {
-                notify: NotifyMode::Drop,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    env.pay_dropped(trade.as_str());
 
     // Partial: PROCESSING at first (default 1 look), SUCCESS on the channel's re-query.
     let o = env.refund(&trade, "R1", 500, 1230).await.unwrap();
@@ -672,15 +573,7 @@ async fn refund_left_processing_is_unsettled_then_settles() {
     let env = start(3).await;
     let trade = new_trade_no();
     env.create_native(&trade, 1000).await;
-    env.sim
-        .pay(
-            trade.as_str(),
-            PayOptions {
-                notify: NotifyMode::Drop,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    env.pay_dropped(trade.as_str());
     // Four looks: the create answer and three polls all say PROCESSING.
     env.sim.set_refund_processing_polls(5);
     let started = Instant::now();
@@ -967,37 +860,20 @@ async fn merchant_authorization_is_enforced() {
     );
     let wrong_key = WechatPayChannel::new(cfg, reqwest::Client::new());
     let r = wrong_key.query(trade.as_str()).await;
-    assert!(
-        matches!(&r, Err(PayError::Gateway { code, .. }) if code == "SIGN_ERROR"),
-        "{r:?}"
-    );
+    assert_sign_error(&r);
     // Other serial / mchid.
-    let mut cfg = env.config_with(
-        &format!("{}/sim/wechatpay", env.base),
-        env.merchant_key(),
-        env.platform_keys(),
-    );
+    let mut cfg = env.own_config();
     cfg.merchant_serial_no = "ABCDEF".into();
     let r = WechatPayChannel::new(cfg, reqwest::Client::new())
         .query(trade.as_str())
         .await;
-    assert!(
-        matches!(&r, Err(PayError::Gateway { code, .. }) if code == "SIGN_ERROR"),
-        "{r:?}"
-    );
-    let mut cfg = env.config_with(
-        &format!("{}/sim/wechatpay", env.base),
-        env.merchant_key(),
-        env.platform_keys(),
-    );
+    assert_sign_error(&r);
+    let mut cfg = env.own_config();
     cfg.mchid = "1900000001".into();
     let r = WechatPayChannel::new(cfg, reqwest::Client::new())
         .query(trade.as_str())
         .await;
-    assert!(
-        matches!(&r, Err(PayError::Gateway { code, .. }) if code == "SIGN_ERROR"),
-        "{r:?}"
-    );
+    assert_sign_error(&r);
 
     // Hand-made requests.
     let key = env.merchant_key();
@@ -1295,21 +1171,11 @@ async fn demo_pair_and_standalone_root_api() {
 // ---------------------------------------------------------------------------------------
 // Interop with the PyPI SDK wechatpayv3==2.0.4 (interop/wechatpay/check.py).
 
-fn repo_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 #[tokio::test]
+#[ignore = "needs the SDK interop environment: bash interop/setup-wechatpay.sh"]
 async fn interop_with_wechatpayv3() {
-    let root = repo_root();
-    let python = root.join("target/interop-venv/wechatpay/bin/python");
-    if !python.exists() {
-        if std::env::var("KAMI_REQUIRE_INTEROP").as_deref() == Ok("1") {
-            panic!("interop venv missing: run interop/setup-wechatpay.sh");
-        }
-        println!("SKIPPED: wechatpay interop (no venv; run interop/setup-wechatpay.sh)");
-        return;
-    }
+    let python = interop_python("wechatpay", "setup-wechatpay.sh");
+    let root = workspace_root();
     let env = start(3).await;
     let sc = env.sim.config();
     let dir = std::env::temp_dir().join(format!("kami-wechatpay-interop-{}", rand_suffix()));

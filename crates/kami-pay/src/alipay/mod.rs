@@ -38,7 +38,7 @@
 //! (`QUICK_WAP_WAY`, `quit_url` = return URL) → [`PaymentAction::Redirect`] to the gateway
 //! URL with the signed parameters as its query string (no server call). `Auto` picks `Wap`
 //! for [`Device::Mobile`] or a mobile User-Agent, else `Qr`. `biz_content` carries
-//! `out_trade_no`, `total_amount` (yuan, `"12.30"`, from [`Money`]), `subject` (control
+//! `out_trade_no`, `total_amount` (yuan, `"12.30"`, from [`Money`](kami_core::Money)), `subject` (control
 //! characters removed, at most 256 characters), `product_code` and `time_expire` (Beijing
 //! time of `expires_at_ms`, rounded down to the second). Only CNY can be collected.
 //!
@@ -79,41 +79,37 @@
 //!   `N` (a replay of a refund already done) `alipay.trade.fastpay.refund.query` must say
 //!   `refund_status` `REFUND_SUCCESS` to report it settled, with the refunded amount it
 //!   reports.
+//!
+//! # Files
+//!
+//! `sign` (sign strings, RSA, the signed common parameters), `wire` (response node
+//! extraction, Beijing time, answers → facts; re-exports `sign` for the simulator), `api`
+//! (one verified call, the error model, cancel), `notify` (A.4), `tests`. Request timestamps
+//! come from the channel's [`kami_core::Clock`] ([`AlipayChannel::with_clock`]).
 
+mod api;
+mod notify;
+mod sign;
 pub mod wire;
 
 #[cfg(test)]
 mod tests;
 
-use std::time::Duration;
-
 use async_trait::async_trait;
-use kami_core::{ChannelId, Currency, Method, Money};
-use serde_json::{json, Map, Value};
+use kami_core::{ChannelId, Currency, Method, SharedClock};
+use serde_json::{json, Value};
 
+use crate::common::ack::plain_text_ack;
 use crate::crypto::{RsaSigner, RsaVerifier};
-use crate::sandbox::parse_form;
 use crate::{
     Ack, AckResponse, CreatePayment, Device, NotifyVerdict, PayError, PaymentAction,
-    PaymentChannel, PaymentConfirmation, RawNotification, RefundOutcome, RefundRequest, TradeState,
+    PaymentChannel, RawNotification, RefundOutcome, RefundRequest, TradeState,
 };
 
-pub use wire::AlipaySignType;
-use wire::{clip, field};
-
-/// Per-request timeout for gateway API calls.
-const API_TIMEOUT: Duration = Duration::from_secs(15);
-/// Longest `subject` Alipay accepts (characters).
-const MAX_SUBJECT_CHARS: usize = 256;
-/// Notification fields that must be present (and non-empty).
-pub const NOTIFY_REQUIRED: [&str; 6] = [
-    "sign",
-    "app_id",
-    "out_trade_no",
-    "trade_no",
-    "total_amount",
-    "trade_status",
-];
+use api::{ApiError, SETTLED_STATE_CODES};
+pub use notify::NOTIFY_REQUIRED;
+use wire::{check_echo, clean_subject, cny, required_str, str_field, trade_state};
+pub use wire::{is_mobile_user_agent, AlipaySignType};
 
 /// How the buyer pays (A.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,51 +179,12 @@ impl std::fmt::Debug for AlipayConfig {
     }
 }
 
-/// A business or protocol error answered by the gateway (A.5 result model).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct ApiError {
-    code: String,
-    msg: String,
-    sub_code: String,
-    sub_msg: String,
-}
-
-impl ApiError {
-    fn is(&self, sub_code: &str) -> bool {
-        self.sub_code == sub_code
-    }
-
-    fn into_pay_error(self) -> PayError {
-        let code = if self.sub_code.is_empty() {
-            self.code
-        } else {
-            self.sub_code
-        };
-        let message = if self.sub_msg.is_empty() {
-            self.msg
-        } else {
-            self.sub_msg
-        };
-        PayError::Gateway {
-            code: clip(&code, 64),
-            message: clip(&message, 200),
-        }
-    }
-}
-
-/// Answers that mean "the trade is not (or no longer) in WAIT_BUYER_PAY": ask query.
-const SETTLED_STATE_CODES: [&str; 5] = [
-    "ACQ.TRADE_STATUS_ERROR",
-    "ACQ.TRADE_HAS_SUCCESS",
-    "ACQ.TRADE_HAS_FINISHED",
-    "ACQ.TRADE_HAS_CLOSE",
-    "ACQ.CANCEL_NOT_ALLOWED",
-];
-
 /// The Alipay payment channel (kami side).
 pub struct AlipayChannel {
     cfg: AlipayConfig,
     http: reqwest::Client,
+    /// Request timestamps (`timestamp`) read this clock.
+    clock: SharedClock,
 }
 
 impl std::fmt::Debug for AlipayChannel {
@@ -238,59 +195,23 @@ impl std::fmt::Debug for AlipayChannel {
     }
 }
 
-fn str_field<'a>(map: &'a Map<String, Value>, key: &str) -> &'a str {
-    map.get(key).and_then(Value::as_str).unwrap_or("")
-}
-
-fn required_str<'a>(map: &'a Map<String, Value>, key: &str) -> Result<&'a str, PayError> {
-    match map.get(key).and_then(Value::as_str) {
-        Some(s) if !s.is_empty() => Ok(s),
-        _ => Err(PayError::Malformed(format!("gateway response lacks {key}"))),
-    }
-}
-
-fn cny(amount: &str) -> Result<Money, PayError> {
-    Money::from_major_str(amount, Currency::Cny).map_err(|e| PayError::Malformed(e.to_string()))
-}
-
-fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
-
-/// True for the User-Agents of phones and tablets (and the Alipay app's own browser).
-pub fn is_mobile_user_agent(ua: &str) -> bool {
-    [
-        "Mobile",
-        "Android",
-        "iPhone",
-        "iPad",
-        "iPod",
-        "HarmonyOS",
-        "AlipayClient",
-    ]
-    .iter()
-    .any(|m| ua.contains(m))
-}
-
-fn clean_subject(s: &str) -> String {
-    let s: String = s.chars().filter(|c| !c.is_control()).collect();
-    let s = s.trim();
-    if s.is_empty() {
-        return "order".to_owned();
-    }
-    s.chars().take(MAX_SUBJECT_CHARS).collect()
-}
-
 impl AlipayChannel {
     pub fn new(cfg: AlipayConfig, http: reqwest::Client) -> AlipayChannel {
         let mut cfg = cfg;
         if let Some(i) = cfg.gateway.find(['?', '#']) {
             cfg.gateway.truncate(i);
         }
-        AlipayChannel { cfg, http }
+        AlipayChannel {
+            cfg,
+            http,
+            clock: kami_core::clock::system(),
+        }
+    }
+
+    /// The same channel reading `clock` for request timestamps.
+    pub fn with_clock(mut self, clock: SharedClock) -> AlipayChannel {
+        self.clock = clock;
+        self
     }
 
     /// The configured `gateway.do` URL (without query string).
@@ -315,247 +236,6 @@ impl AlipayChannel {
                 }
             }
             m => m,
-        }
-    }
-
-    /// Common parameters (A.1) plus `extra` and `biz_content`, signed (A.2).
-    pub fn signed_params(
-        &self,
-        method: &str,
-        biz: &Value,
-        extra: &[(&str, &str)],
-        now_ms: i64,
-    ) -> Result<Vec<(String, String)>, PayError> {
-        let timestamp = wire::beijing_time(now_ms)
-            .ok_or_else(|| PayError::Config("clock out of range".into()))?;
-        let mut params = owned(&[
-            ("app_id", &self.cfg.app_id),
-            ("method", method),
-            ("format", "JSON"),
-            ("charset", "utf-8"),
-            ("timestamp", &timestamp),
-            ("version", "1.0"),
-        ]);
-        if let Some(t) = &self.cfg.app_auth_token {
-            params.push(("app_auth_token".into(), t.clone()));
-        }
-        params.extend(owned(extra));
-        params.push(("biz_content".into(), biz.to_string()));
-        wire::signed_request(&self.cfg.app_private_key, self.cfg.sign_type, params)
-    }
-
-    fn create_biz(&self, req: &CreatePayment, product_code: &str) -> Result<Value, PayError> {
-        if req.amount.currency() != Currency::Cny {
-            return Err(PayError::Unsupported("Alipay collects CNY only"));
-        }
-        let time_expire = wire::beijing_time(req.expires_at_ms)
-            .ok_or_else(|| PayError::Malformed("expiry time out of range".into()))?;
-        let mut biz = json!({
-            "out_trade_no": req.trade_no.as_str(),
-            "total_amount": req.amount.to_major_string(),
-            "subject": clean_subject(&req.subject),
-            "product_code": product_code,
-            "time_expire": time_expire,
-        });
-        if let Some(obj) = biz.as_object_mut() {
-            if let Some(id) = self
-                .cfg
-                .sys_service_provider_id
-                .as_deref()
-                .filter(|s| !s.is_empty())
-            {
-                obj.insert(
-                    "extend_params".into(),
-                    json!({ "sys_service_provider_id": id }),
-                );
-            }
-        }
-        Ok(biz)
-    }
-
-    /// The signed redirect URL of a page.pay / wap.pay (A.5): `gateway?<urlencoded params>`.
-    fn redirect(&self, req: &CreatePayment, wap: bool) -> Result<PaymentAction, PayError> {
-        let (method, product_code) = if wap {
-            ("alipay.trade.wap.pay", "QUICK_WAP_WAY")
-        } else {
-            ("alipay.trade.page.pay", "FAST_INSTANT_TRADE_PAY")
-        };
-        let mut biz = self.create_biz(req, product_code)?;
-        if wap {
-            if let Some(obj) = biz.as_object_mut() {
-                obj.insert("quit_url".into(), Value::String(req.return_url.clone()));
-            }
-        }
-        let params = self.signed_params(
-            method,
-            &biz,
-            &[
-                ("notify_url", &req.notify_url),
-                ("return_url", &req.return_url),
-            ],
-            wire::now_ms(),
-        )?;
-        let query =
-            serde_urlencoded::to_string(&params).map_err(|e| PayError::Malformed(e.to_string()))?;
-        Ok(PaymentAction::Redirect {
-            url: format!("{}?{query}", self.cfg.gateway),
-        })
-    }
-
-    /// One API call: sign, send, read (bounded), verify (A.3). The inner `Err` is an error
-    /// the gateway answered authentically (or unsigned, for errors only).
-    async fn call(
-        &self,
-        method: &str,
-        biz: &Value,
-        extra: &[(&str, &str)],
-    ) -> Result<Result<Map<String, Value>, ApiError>, PayError> {
-        let params = self.signed_params(method, biz, extra, wire::now_ms())?;
-        let (body_params, query_params): (Vec<_>, Vec<_>) =
-            params.into_iter().partition(|(k, _)| k == "biz_content");
-        let query = serde_urlencoded::to_string(&query_params)
-            .map_err(|e| PayError::Malformed(e.to_string()))?;
-        let body = serde_urlencoded::to_string(&body_params)
-            .map_err(|e| PayError::Malformed(e.to_string()))?;
-        let req = self
-            .http
-            .post(format!("{}?{query}", self.cfg.gateway))
-            .header(
-                "content-type",
-                "application/x-www-form-urlencoded;charset=utf-8",
-            )
-            .body(body)
-            .timeout(API_TIMEOUT);
-        let crate::http::Reply {
-            status,
-            body: bytes,
-            ..
-        } = crate::http::send(req).await?;
-        if status != 200 {
-            return Err(PayError::Gateway {
-                code: format!("HTTP_{status}"),
-                message: clip(&String::from_utf8_lossy(&bytes), 200),
-            });
-        }
-        self.verify_response(method, &bytes)
-    }
-
-    /// Verify a synchronous response body of `method` (A.3) and split success from error.
-    pub fn verify_response_body(
-        &self,
-        method: &str,
-        body: &[u8],
-    ) -> Result<Map<String, Value>, PayError> {
-        self.verify_response(method, body)?
-            .map_err(ApiError::into_pay_error)
-    }
-
-    fn verify_response(
-        &self,
-        method: &str,
-        body: &[u8],
-    ) -> Result<Result<Map<String, Value>, ApiError>, PayError> {
-        let text = std::str::from_utf8(body)
-            .map_err(|_| PayError::Malformed("gateway response is not UTF-8".into()))?;
-        let parts = wire::split_response(text, &wire::response_node_name(method))?;
-        let node: Map<String, Value> = serde_json::from_str(parts.node_raw)
-            .map_err(|_| PayError::Malformed("gateway response node is not an object".into()))?;
-        let code = required_str(&node, "code")?;
-        let signed = parts.sign.as_deref().is_some_and(|s| !s.is_empty());
-        if (code == "10000" || signed)
-            && !wire::verify_response_node(
-                &self.cfg.alipay_public_key,
-                self.cfg.sign_type,
-                parts.node_raw,
-                parts.sign.as_deref(),
-            )
-        {
-            return Err(PayError::BadResponseSignature);
-        }
-        if code == "10000" {
-            if parts.node_name == wire::ERROR_NODE {
-                return Err(PayError::Malformed(
-                    "gateway answered success under error_response".into(),
-                ));
-            }
-            return Ok(Ok(node));
-        }
-        Ok(Err(ApiError {
-            code: code.to_owned(),
-            msg: str_field(&node, "msg").to_owned(),
-            sub_code: str_field(&node, "sub_code").to_owned(),
-            sub_msg: str_field(&node, "sub_msg").to_owned(),
-        }))
-    }
-
-    fn check_echo(map: &Map<String, Value>, trade_no: &str) -> Result<(), PayError> {
-        match map.get("out_trade_no").and_then(Value::as_str) {
-            Some(t) if t != trade_no => Err(PayError::Malformed(
-                "gateway answered for another trade".into(),
-            )),
-            _ => Ok(()),
-        }
-    }
-
-    fn trade_state(map: &Map<String, Value>, trade_no: &str) -> Result<TradeState, PayError> {
-        let echoed = required_str(map, "out_trade_no")?;
-        if echoed != trade_no {
-            return Err(PayError::Malformed(
-                "gateway answered for another trade".into(),
-            ));
-        }
-        match required_str(map, "trade_status")? {
-            "WAIT_BUYER_PAY" => Ok(TradeState::Waiting),
-            "TRADE_CLOSED" => Ok(TradeState::Closed),
-            "TRADE_SUCCESS" | "TRADE_FINISHED" => Ok(TradeState::Paid(PaymentConfirmation {
-                trade_no: trade_no.to_owned(),
-                gateway_trade_no: required_str(map, "trade_no")?.to_owned(),
-                amount: cny(required_str(map, "total_amount")?)?,
-            })),
-            other => Err(PayError::Malformed(format!(
-                "unknown trade_status {}",
-                clip(other, 32)
-            ))),
-        }
-    }
-
-    async fn cancel(&self, trade_no: &str) -> Result<TradeState, PayError> {
-        let biz = json!({ "out_trade_no": trade_no });
-        for _attempt in 0..3 {
-            match self.call("alipay.trade.cancel", &biz, &[]).await? {
-                Ok(map) => {
-                    Self::check_echo(&map, trade_no)?;
-                    match (str_field(&map, "action"), str_field(&map, "retry_flag")) {
-                        ("refund", _) => return Ok(TradeState::Refunded),
-                        (_, "Y") => continue,
-                        ("close" | "cancel" | "", _) => return Ok(TradeState::Closed),
-                        (other, _) => {
-                            return Err(PayError::Malformed(format!(
-                                "unknown cancel action {}",
-                                clip(other, 32)
-                            )))
-                        }
-                    }
-                }
-                Err(e) if e.is("ACQ.TRADE_NOT_EXIST") => return Ok(TradeState::NotFound),
-                Err(e) if SETTLED_STATE_CODES.iter().any(|c| e.is(c)) => {
-                    return self.query_after(trade_no, e).await
-                }
-                Err(e) => return Err(e.into_pay_error()),
-            }
-        }
-        Err(PayError::Gateway {
-            code: "CANCEL_RETRY".into(),
-            message: "alipay.trade.cancel still asks to retry".into(),
-        })
-    }
-
-    /// After close/cancel refused because the trade left WAIT_BUYER_PAY: what is it now?
-    async fn query_after(&self, trade_no: &str, refusal: ApiError) -> Result<TradeState, PayError> {
-        match self.query(trade_no).await? {
-            // Still payable although close/cancel said otherwise: report the refusal.
-            TradeState::Waiting => Err(refusal.into_pay_error()),
-            state => Ok(state),
         }
     }
 }
@@ -593,7 +273,7 @@ impl PaymentChannel for AlipayChannel {
                     )
                     .await?
                     .map_err(ApiError::into_pay_error)?;
-                Self::check_echo(&map, trade_no)?;
+                check_echo(&map, trade_no)?;
                 let qr_code = required_str(&map, "qr_code")?;
                 Ok(PaymentAction::Qr {
                     qr_code: qr_code.to_owned(),
@@ -603,99 +283,17 @@ impl PaymentChannel for AlipayChannel {
     }
 
     fn verify_notification(&self, raw: &RawNotification) -> Result<NotifyVerdict, PayError> {
-        let input: &[u8] = if raw.method.eq_ignore_ascii_case("POST") {
-            &raw.body
-        } else if raw.method.eq_ignore_ascii_case("GET") {
-            raw.query.as_bytes()
-        } else {
-            return Err(PayError::Malformed(format!(
-                "unsupported method {}",
-                clip(&raw.method, 16)
-            )));
-        };
-        let params = parse_form(input)?;
-        let get = |key: &str| {
-            // Empty counts as missing: the sign string skips empty values.
-            field(&params, key)
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| PayError::Malformed(format!("missing field {key}")))
-        };
-        for key in NOTIFY_REQUIRED {
-            get(key)?;
-        }
-        if let Some(st) = field(&params, "sign_type") {
-            if st != self.cfg.sign_type.as_str() {
-                return Err(PayError::BadSignature);
-            }
-        }
-        if !wire::verify_params(
-            &self.cfg.alipay_public_key,
-            self.cfg.sign_type,
-            &params,
-            wire::NOTIFY_UNSIGNED,
-        ) {
-            return Err(PayError::BadSignature);
-        }
-        if get("app_id")? != self.cfg.app_id {
-            return Err(PayError::WrongMerchant);
-        }
-        if let Some(seller) = self.cfg.seller_id.as_deref().filter(|s| !s.is_empty()) {
-            if field(&params, "seller_id") != Some(seller) {
-                return Err(PayError::WrongMerchant);
-            }
-        }
-        let out_trade_no = get("out_trade_no")?;
-        let gateway_trade_no = get("trade_no")?;
-        let amount = cny(get("total_amount")?)?;
-        let status = get("trade_status")?;
-        let not_paid = |status: &str| {
-            Ok(NotifyVerdict::NotPaid {
-                trade_no: out_trade_no.to_owned(),
-                status: clip(status, 64),
-            })
-        };
-        if let Some(t) = field(&params, "notify_type") {
-            if t != "trade_status_sync" {
-                return not_paid(t);
-            }
-        }
-        match status {
-            "TRADE_SUCCESS" | "TRADE_FINISHED" => {
-                let refund = ["refund_fee", "out_biz_no", "gmt_refund"]
-                    .iter()
-                    .any(|k| field(&params, k).is_some_and(|v| !v.is_empty()));
-                if refund {
-                    return not_paid("PARTIAL_REFUND");
-                }
-                Ok(NotifyVerdict::Paid(PaymentConfirmation {
-                    trade_no: out_trade_no.to_owned(),
-                    gateway_trade_no: gateway_trade_no.to_owned(),
-                    amount,
-                }))
-            }
-            other => not_paid(other),
-        }
+        self.verify_notify(raw)
     }
 
     fn ack(&self, ack: Ack) -> AckResponse {
-        match ack {
-            Ack::Success => AckResponse {
-                status: 200,
-                content_type: "text/plain; charset=utf-8",
-                body: "success".to_owned(),
-            },
-            Ack::Failure => AckResponse {
-                status: 400,
-                content_type: "text/plain; charset=utf-8",
-                body: "fail".to_owned(),
-            },
-        }
+        plain_text_ack(ack)
     }
 
     async fn query(&self, trade_no: &str) -> Result<TradeState, PayError> {
         let biz = json!({ "out_trade_no": trade_no });
         match self.call("alipay.trade.query", &biz, &[]).await? {
-            Ok(map) => Self::trade_state(&map, trade_no),
+            Ok(map) => trade_state(&map, trade_no),
             Err(e) if e.is("ACQ.TRADE_NOT_EXIST") => Ok(TradeState::NotFound),
             Err(e) => Err(e.into_pay_error()),
         }
@@ -705,7 +303,7 @@ impl PaymentChannel for AlipayChannel {
         let biz = json!({ "out_trade_no": trade_no });
         match self.call("alipay.trade.close", &biz, &[]).await? {
             Ok(map) => {
-                Self::check_echo(&map, trade_no)?;
+                check_echo(&map, trade_no)?;
                 Ok(TradeState::Closed)
             }
             Err(e) if e.is("ACQ.TRADE_NOT_EXIST") => self.cancel(trade_no).await,
@@ -735,7 +333,7 @@ impl PaymentChannel for AlipayChannel {
             .call("alipay.trade.refund", &biz, &[])
             .await?
             .map_err(ApiError::into_pay_error)?;
-        Self::check_echo(&map, &req.trade_no)?;
+        check_echo(&map, &req.trade_no)?;
         if str_field(&map, "fund_change") == "Y" {
             return Ok(RefundOutcome {
                 refund_no: req.refund_no.clone(),
@@ -752,7 +350,7 @@ impl PaymentChannel for AlipayChannel {
             .call("alipay.trade.fastpay.refund.query", &biz, &[])
             .await?
             .map_err(ApiError::into_pay_error)?;
-        Self::check_echo(&map, &req.trade_no)?;
+        check_echo(&map, &req.trade_no)?;
         if let Some(r) = map.get("out_request_no").and_then(Value::as_str) {
             if r != req.refund_no {
                 return Err(PayError::Malformed(

@@ -1,171 +1,36 @@
 //! Alipay OpenAPI (`gateway.do`) bytes, shared by the channel ([`super::AlipayChannel`]) and
-//! the gateway simulator (`kami_sim::alipay`): the canonical sign strings (protocols.md A.2,
-//! A.4), RSA signing/verification of them, extraction of the signed raw node of a synchronous
-//! response (A.3), building such a response, and Beijing-time formatting (A.1, A.6).
+//! the gateway simulator (`kami_sim::alipay`): extraction of the signed raw node of a
+//! synchronous response (A.3), building such a response, Beijing-time formatting (A.1, A.6),
+//! and the translation of answers to kami's facts. The sign strings and signatures live in
+//! the private `sign` module and are re-exported here, where the simulator has always found them.
 //!
 //! Everything here is pure and never panics on any input.
 
 use std::collections::HashSet;
 use std::ops::Range;
 
+use kami_core::{Currency, Money};
+use serde_json::{Map, Value};
 use time::macros::{format_description, offset};
 use time::{OffsetDateTime, PrimitiveDateTime};
 
-use crate::crypto::{RsaHash, RsaSigner, RsaVerifier};
-use crate::PayError;
+use crate::crypto::RsaSigner;
+use crate::{PayError, PaymentConfirmation, TradeState};
 
-/// `sign_type`: `RSA2` = SHA256withRSA (recommended), `RSA` = legacy SHA1withRSA (A.1).
-/// Both are RSASSA-PKCS1-v1_5, base64 (standard alphabet, padded, one line).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AlipaySignType {
-    Rsa2,
-    Rsa,
-}
+use super::sign::sign_error;
+pub use super::sign::{
+    notify_sign_content, request_sign_content, sign_content, signed_notify, signed_request,
+    verify_params, verify_response_node, AlipaySignType, NOTIFY_UNSIGNED, REQUEST_UNSIGNED,
+};
+pub use crate::common::form::field;
+pub use crate::common::text::clip;
+pub(super) use crate::common::text::owned;
+/// Wall-clock milliseconds, for callers that hold no clock (the simulator); the channel
+/// reads the clock it was given ([`super::AlipayChannel::with_clock`]).
+pub use kami_core::clock::now_ms;
 
-impl AlipaySignType {
-    /// The wire value: `RSA2` or `RSA`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlipaySignType::Rsa2 => "RSA2",
-            AlipaySignType::Rsa => "RSA",
-        }
-    }
-
-    /// Exactly `RSA2` or `RSA` (case-sensitive, as the gateway is).
-    pub fn parse(s: &str) -> Option<AlipaySignType> {
-        match s {
-            "RSA2" => Some(AlipaySignType::Rsa2),
-            "RSA" => Some(AlipaySignType::Rsa),
-            _ => None,
-        }
-    }
-
-    pub fn hash(self) -> RsaHash {
-        match self {
-            AlipaySignType::Rsa2 => RsaHash::Sha256,
-            AlipaySignType::Rsa => RsaHash::Sha1,
-        }
-    }
-}
-
-/// Request parameters excluded from the request sign string (A.2 step 1): only `sign`.
-pub const REQUEST_UNSIGNED: &[&str] = &["sign"];
-/// Notification parameters excluded from the notify sign string (A.4 "rsaCheckV1"): `sign`
-/// AND `sign_type`.
-pub const NOTIFY_UNSIGNED: &[&str] = &["sign", "sign_type"];
-
-/// The canonical string (A.2 steps 1-4, A.4): every parameter whose key is not in `exclude`
-/// and whose value is non-empty, sorted by key bytewise (ASCII), joined as `k=v` with `&`,
-/// raw values (decoded, not re-encoded). Keys are unique in every message kami accepts;
-/// equal keys would be ordered by value.
-pub fn sign_content<K: AsRef<str>, V: AsRef<str>>(params: &[(K, V)], exclude: &[&str]) -> String {
-    let mut pairs: Vec<(&str, &str)> = params
-        .iter()
-        .map(|(k, v)| (k.as_ref(), v.as_ref()))
-        .filter(|(k, v)| !v.is_empty() && !exclude.contains(k))
-        .collect();
-    pairs.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()).then(a.1.cmp(b.1)));
-    let mut out = String::new();
-    for (i, (k, v)) in pairs.iter().enumerate() {
-        if i > 0 {
-            out.push('&');
-        }
-        out.push_str(k);
-        out.push('=');
-        out.push_str(v);
-    }
-    out
-}
-
-/// The request sign string (A.2): all parameters except `sign` — `sign_type` included.
-pub fn request_sign_content<K: AsRef<str>, V: AsRef<str>>(params: &[(K, V)]) -> String {
-    sign_content(params, REQUEST_UNSIGNED)
-}
-
-/// The notification sign string (A.4): all parameters except `sign` and `sign_type`.
-pub fn notify_sign_content<K: AsRef<str>, V: AsRef<str>>(params: &[(K, V)]) -> String {
-    sign_content(params, NOTIFY_UNSIGNED)
-}
-
-fn sign_error() -> PayError {
-    PayError::Config("RSA signing failed".into())
-}
-
-/// `params` with `sign_type` set to `sign_type` and a fresh `sign` appended (any previous
-/// `sign`/`sign_type` replaced), signed with the request rule (A.2). Empty values are
-/// dropped from the returned list too: the client must never send them.
-pub fn signed_request(
-    signer: &RsaSigner,
-    sign_type: AlipaySignType,
-    params: Vec<(String, String)>,
-) -> Result<Vec<(String, String)>, PayError> {
-    let mut params: Vec<(String, String)> = params
-        .into_iter()
-        .filter(|(k, v)| k != "sign" && k != "sign_type" && !v.is_empty())
-        .collect();
-    params.push(("sign_type".into(), sign_type.as_str().into()));
-    let content = request_sign_content(&params);
-    let sign = signer
-        .sign_base64(sign_type.hash(), content.as_bytes())
-        .map_err(|_| sign_error())?;
-    params.push(("sign".into(), sign));
-    Ok(params)
-}
-
-/// `params` (a notification or return-URL message) with `sign_type` and `sign` appended,
-/// signed with the notify rule (A.4: `sign_type` not signed).
-pub fn signed_notify(
-    signer: &RsaSigner,
-    sign_type: AlipaySignType,
-    params: Vec<(String, String)>,
-) -> Result<Vec<(String, String)>, PayError> {
-    let mut params: Vec<(String, String)> = params
-        .into_iter()
-        .filter(|(k, v)| k != "sign" && k != "sign_type" && !v.is_empty())
-        .collect();
-    let content = notify_sign_content(&params);
-    let sign = signer
-        .sign_base64(sign_type.hash(), content.as_bytes())
-        .map_err(|_| sign_error())?;
-    params.push(("sign_type".into(), sign_type.as_str().into()));
-    params.push(("sign".into(), sign));
-    Ok(params)
-}
-
-/// The value of `key`, if present.
-pub fn field<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    params
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
-
-/// True iff `params` has exactly one non-empty `sign` that verifies over the sign string
-/// built with `exclude` (use [`REQUEST_UNSIGNED`] or [`NOTIFY_UNSIGNED`]), and no key twice.
-pub fn verify_params<K: AsRef<str>, V: AsRef<str>>(
-    verifier: &RsaVerifier,
-    sign_type: AlipaySignType,
-    params: &[(K, V)],
-    exclude: &[&str],
-) -> bool {
-    let mut seen = HashSet::new();
-    let mut sig = None;
-    for (k, v) in params {
-        if !seen.insert(k.as_ref()) {
-            return false;
-        }
-        if k.as_ref() == "sign" {
-            sig = Some(v.as_ref());
-        }
-    }
-    match sig {
-        Some(sig) if !sig.is_empty() => {
-            let content = sign_content(params, exclude);
-            verifier.verify_base64(sign_type.hash(), content.as_bytes(), sig)
-        }
-        _ => false,
-    }
-}
+/// Longest `subject` Alipay accepts (characters).
+const MAX_SUBJECT_CHARS: usize = 256;
 
 /// The response node name of a method (A.3): `alipay.trade.query` →
 /// `alipay_trade_query_response`.
@@ -331,26 +196,6 @@ fn top_level_members(body: &str) -> Option<Vec<(String, Range<usize>)>> {
     }
 }
 
-/// Verify a response node's signature (A.3): over the raw node text; if that fails and the
-/// text contains `\/`, once more with `\/` unescaped to `/` (the Java SDK's fallback, for
-/// gateways that signed before escaping). A signature is required: `None`/empty fails.
-pub fn verify_response_node(
-    verifier: &RsaVerifier,
-    sign_type: AlipaySignType,
-    node_raw: &str,
-    sign: Option<&str>,
-) -> bool {
-    let Some(sign) = sign.filter(|s| !s.is_empty()) else {
-        return false;
-    };
-    let hash = sign_type.hash();
-    if verifier.verify_base64(hash, node_raw.as_bytes(), sign) {
-        return true;
-    }
-    node_raw.contains("\\/")
-        && verifier.verify_base64(hash, node_raw.replace("\\/", "/").as_bytes(), sign)
-}
-
 /// Compact JSON of `fields` in the given order, with `/` escaped as `\/` like Alipay does.
 pub fn compact_json_object(fields: &[(&str, serde_json::Value)]) -> String {
     let mut out = String::from("{");
@@ -405,22 +250,78 @@ pub fn parse_beijing_time(s: &str) -> Option<i64> {
     Some(t.assume_offset(offset!(+8)).unix_timestamp() * 1000)
 }
 
-/// Now, unix milliseconds.
-pub fn now_ms() -> i64 {
-    let ns = OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-    i64::try_from(ns).unwrap_or(i64::MAX)
+pub(super) fn str_field<'a>(map: &'a Map<String, Value>, key: &str) -> &'a str {
+    map.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
-/// At most `max` characters of `s`, control characters replaced, `…` when cut: for error
-/// messages built from outside data.
-pub fn clip(s: &str, max: usize) -> String {
-    let mut out: String = s
-        .chars()
-        .take(max)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    if s.chars().count() > max {
-        out.push('…');
+pub(super) fn required_str<'a>(
+    map: &'a Map<String, Value>,
+    key: &str,
+) -> Result<&'a str, PayError> {
+    match map.get(key).and_then(Value::as_str) {
+        Some(s) if !s.is_empty() => Ok(s),
+        _ => Err(PayError::Malformed(format!("gateway response lacks {key}"))),
     }
-    out
+}
+
+pub(super) fn cny(amount: &str) -> Result<Money, PayError> {
+    Money::from_major_str(amount, Currency::Cny).map_err(|e| PayError::Malformed(e.to_string()))
+}
+
+/// True for the User-Agents of phones and tablets (and the Alipay app's own browser).
+pub fn is_mobile_user_agent(ua: &str) -> bool {
+    [
+        "Mobile",
+        "Android",
+        "iPhone",
+        "iPad",
+        "iPod",
+        "HarmonyOS",
+        "AlipayClient",
+    ]
+    .iter()
+    .any(|m| ua.contains(m))
+}
+
+pub(super) fn clean_subject(s: &str) -> String {
+    let s: String = s.chars().filter(|c| !c.is_control()).collect();
+    let s = s.trim();
+    if s.is_empty() {
+        return "order".to_owned();
+    }
+    s.chars().take(MAX_SUBJECT_CHARS).collect()
+}
+
+pub(super) fn check_echo(map: &Map<String, Value>, trade_no: &str) -> Result<(), PayError> {
+    match map.get("out_trade_no").and_then(Value::as_str) {
+        Some(t) if t != trade_no => Err(PayError::Malformed(
+            "gateway answered for another trade".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+pub(super) fn trade_state(
+    map: &Map<String, Value>,
+    trade_no: &str,
+) -> Result<TradeState, PayError> {
+    let echoed = required_str(map, "out_trade_no")?;
+    if echoed != trade_no {
+        return Err(PayError::Malformed(
+            "gateway answered for another trade".into(),
+        ));
+    }
+    match required_str(map, "trade_status")? {
+        "WAIT_BUYER_PAY" => Ok(TradeState::Waiting),
+        "TRADE_CLOSED" => Ok(TradeState::Closed),
+        "TRADE_SUCCESS" | "TRADE_FINISHED" => Ok(TradeState::Paid(PaymentConfirmation {
+            trade_no: trade_no.to_owned(),
+            gateway_trade_no: required_str(map, "trade_no")?.to_owned(),
+            amount: cny(required_str(map, "total_amount")?)?,
+        })),
+        other => Err(PayError::Malformed(format!(
+            "unknown trade_status {}",
+            clip(other, 32)
+        ))),
+    }
 }

@@ -1,12 +1,23 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use base64::Engine;
+
+use super::notify::Envelope;
 use super::vectors::*;
 use super::*;
+use crate::crypto::{aes256gcm_decrypt, Certificate, RsaHash};
+use crate::PaymentConfirmation;
+use kami_core::{ManualClock, Money};
+use std::sync::Arc;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 const MCHID: &str = "1230000109";
 const APPID: &str = "wxd678efh567hg6787";
 const W4_KEY: &[u8] = b"wechatpay-apiv3-test-key-32bytes";
 const W4_TRADE: &str = "1217752501201407033233368018";
+/// The fixed time of the test channels' clock (2026-01-01T00:00:00Z).
+const NOW: i64 = 1_767_225_600;
 const PUB_ID: &str = "PUB_KEY_ID_0000000000000024101100397200000006";
 
 fn k2_signer() -> RsaSigner {
@@ -45,6 +56,7 @@ fn channel_with(platform: PlatformKeys, apiv3_key: &[u8], mode: WechatMode) -> W
         },
         reqwest::Client::new(),
     )
+    .with_clock(Arc::new(ManualClock::new(NOW * 1000)))
 }
 
 fn channel(platform: PlatformKeys) -> WechatPayChannel {
@@ -401,7 +413,7 @@ fn w4_every_tampered_header_or_byte_is_rejected() {
         let r = ch.verify_notification_at(&raw(w4_headers(), body.clone()), now);
         assert!(matches!(r, Err(PayError::Stale)), "{r:?}");
     }
-    // The real clock: the vector is from 2024, long stale.
+    // The channel's own clock (2026): the vector is from 2024, long stale.
     let r = ch.verify_notification(&raw(w4_headers(), body.clone()));
     assert!(matches!(r, Err(PayError::Stale)), "{r:?}");
     // Another merchant / app configured: the same authentic notification is not ours.
@@ -477,7 +489,7 @@ fn x0_notify_signature_verifies_but_aes128_key_is_refused() {
 #[test]
 fn fresh_notification_paid_and_not_paid() {
     let ch = channel(pubkey_mode());
-    let now = now_secs();
+    let now = NOW;
     let b = build("TRANSACTION.SUCCESS", &tx_json("SUCCESS").to_string(), now);
     assert_eq!(
         ch.verify_notification(&raw(b.headers.clone(), b.body.clone()))
@@ -537,7 +549,7 @@ fn fresh_notification_paid_and_not_paid() {
 #[test]
 fn every_checked_resource_field_is_enforced() {
     let ch = channel(pubkey_mode());
-    let now = now_secs();
+    let now = NOW;
     let check = |tx: serde_json::Value| {
         verdict(
             &ch,
@@ -643,7 +655,7 @@ fn every_checked_resource_field_is_enforced() {
 #[test]
 fn resource_and_envelope_faults_are_malformed() {
     let ch = channel(pubkey_mode());
-    let now = now_secs();
+    let now = NOW;
     let plain = tx_json("SUCCESS").to_string();
     // Wrong key, wrong AAD, wrong nonce length.
     let b = build_with(
@@ -738,7 +750,7 @@ fn resource_and_envelope_faults_are_malformed() {
 #[test]
 fn signature_faults_stale_and_probe() {
     let ch = channel(pubkey_mode());
-    let now = now_secs();
+    let now = NOW;
     let plain = tx_json("SUCCESS").to_string();
     // Stale and future timestamps, correctly signed.
     for ts in [now - 301, now + 301, 0] {
@@ -752,6 +764,21 @@ fn signature_faults_stale_and_probe() {
         let b = build("TRANSACTION.SUCCESS", &plain, ts);
         assert!(verdict(&ch, &b, now).is_ok());
     }
+    // The trait method reads the channel's clock: fresh now, stale once it moves on.
+    let clock = Arc::new(ManualClock::new(now * 1000));
+    let moving = channel(pubkey_mode()).with_clock(clock.clone());
+    let b = build("TRANSACTION.SUCCESS", &plain, now);
+    let fresh = moving.verify_notification(&raw(b.headers.clone(), b.body.clone()));
+    assert!(matches!(fresh, Ok(NotifyVerdict::Paid(_))), "{fresh:?}");
+    clock.advance(300_000);
+    assert!(moving
+        .verify_notification(&raw(b.headers.clone(), b.body.clone()))
+        .is_ok());
+    clock.advance(1_000);
+    assert!(matches!(
+        moving.verify_notification(&raw(b.headers.clone(), b.body.clone())),
+        Err(PayError::Stale)
+    ));
     let b = build("TRANSACTION.SUCCESS", &plain, now);
     // Probe traffic.
     let mut h = b.headers.clone();
@@ -1047,7 +1074,7 @@ async fn unreachable_gateway_and_local_refusals() {
 #[test]
 fn hostile_bytes_never_panic() {
     let ch = channel(pubkey_mode());
-    let now = now_secs();
+    let now = NOW;
     for seed in 0u32..800 {
         let bytes: Vec<u8> = (0..(seed % 131))
             .map(|i| (seed.wrapping_mul(2654435761).wrapping_add(i * 40503) >> 7) as u8)

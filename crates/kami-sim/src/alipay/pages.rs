@@ -1,53 +1,39 @@
 //! The buyer-facing and test-control pages of the Alipay simulator: the page/wap cashier,
-//! the QR "scan" page, the Pay button, the index and the fault form. Every echoed value is
-//! HTML-escaped.
+//! the QR "scan" page, the Pay button, the index and the fault form (templates
+//! `alipay/*.html`, auto-escaped).
 
-use super::*;
+use std::sync::Arc;
+use std::time::Duration;
 
-pub(super) fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use kami_core::Money;
+use kami_pay::alipay::wire::{self, signed_notify};
+use kami_pay::sandbox::parse_form;
+use minijinja::{context, Value as Ctx};
+use serde_json::Value;
 
-fn html_page(title: &str, body: &str) -> String {
-    format!(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{t} · kami Alipay simulator</title>\
-         <style>body{{font-family:sans-serif;max-width:36rem;margin:2rem auto;padding:0 1rem}}\
-         .amount{{font-size:2rem;font-weight:bold}}button{{font-size:1.2rem;padding:.5rem 2rem}}\
-         fieldset{{margin:1rem 0}}table{{border-collapse:collapse}}td,th{{padding:.2rem .5rem;\
-         border:1px solid #ccc}}</style></head><body><h1>{t}</h1>\n{body}\n<p><small>kami \
-         Alipay gateway simulator — test payments only, no real money moves.</small></p>\
-         </body></html>\n",
-        t = escape(title)
-    )
-}
+use super::api::{biz_str, invalid, ApiErr};
+use super::{
+    bj, AlipaySim, Fault, NotifyMode, PayOptions, SimError, Status, Trade, METHODS, NOTIFY_MODES,
+};
+use crate::common::faults::{form_millis, form_value, form_yuan};
+use crate::common::html::{self, wants_json, web_url, Look};
 
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        html_page(title, body),
-    )
-        .into_response()
-}
+const LOOK: Look = Look {
+    site: "kami Alipay simulator",
+    css: "body{font-family:sans-serif;max-width:36rem;margin:2rem auto;padding:0 1rem}\
+          .amount{font-size:2rem;font-weight:bold}button{font-size:1.2rem;padding:.5rem 2rem}\
+          fieldset{margin:1rem 0}table{border-collapse:collapse}td,th{padding:.2rem .5rem;\
+          border:1px solid #ccc}",
+    footer: "kami Alipay gateway simulator — test payments only, no real money moves.",
+};
 
-fn wants_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("application/json"))
+fn page(status: StatusCode, title: &str, ctx: Ctx) -> Response {
+    let ctx = context! { methods => METHODS, ..ctx };
+    html::page(status, &LOOK, "alipay/cashier.html", title, ctx)
 }
 
 fn json_response(status: StatusCode, v: Value) -> Response {
@@ -56,14 +42,13 @@ fn json_response(status: StatusCode, v: Value) -> Response {
 
 /// A gateway error shown to the buyer's browser (page/wap requests).
 pub(super) fn gateway_error(e: &ApiErr) -> Response {
-    let body = format!(
-        "<p>The payment request was refused.</p><p><code>{}</code> {}<br><code>{}</code> {}</p>",
-        escape(&e.code),
-        escape(&e.msg),
-        escape(&e.sub_code),
-        escape(&e.sub_msg)
-    );
-    page(StatusCode::BAD_REQUEST, "Payment request error", &body)
+    let error =
+        context! { code => e.code, msg => e.msg, sub_code => e.sub_code, sub_msg => e.sub_msg };
+    page(
+        StatusCode::BAD_REQUEST,
+        "Payment request error",
+        context! { error => error },
+    )
 }
 
 /// What a cashier page shows.
@@ -75,6 +60,22 @@ struct View {
     token: String,
     method: String,
     return_link: Option<String>,
+}
+
+impl View {
+    /// The page's values; `pay_form` shows the Pay button, else `note` says why not.
+    fn context(&self, pay_form: bool, note: &str) -> Ctx {
+        context! {
+            subject => self.subject,
+            amount => self.amount.to_major_string(),
+            out_trade_no => self.out_trade_no,
+            trade_no => self.trade_no,
+            method => self.method,
+            token => pay_form.then_some(&self.token),
+            note => note,
+            return_url => self.return_link,
+        }
+    }
 }
 
 impl AlipaySim {
@@ -92,10 +93,8 @@ impl AlipaySim {
 
     /// The signed browser return URL of a paid page/wap trade (A.4; never proof of payment).
     fn return_link(&self, t: &Trade) -> Option<String> {
-        let url = t.return_url.as_deref()?;
-        if t.paid.is_none() || !(url.starts_with("http://") || url.starts_with("https://")) {
-            return None;
-        }
+        let url = web_url(t.return_url.as_deref()?)?;
+        t.paid?;
         let params = vec![
             ("charset".to_owned(), "utf-8".to_owned()),
             ("out_trade_no".to_owned(), t.out_trade_no.clone()),
@@ -109,7 +108,7 @@ impl AlipaySim {
             ("version".to_owned(), "1.0".to_owned()),
             ("app_id".to_owned(), self.cfg.app_id.clone()),
             ("seller_id".to_owned(), self.cfg.seller_id.clone()),
-            ("timestamp".to_owned(), bj(now_ms())),
+            ("timestamp".to_owned(), bj(self.now_ms())),
         ];
         let signed = signed_notify(&self.cfg.gateway_key, t.sign_type, params).ok()?;
         let query = serde_urlencoded::to_string(signed).ok()?;
@@ -184,83 +183,23 @@ fn json_view(status: StatusCode, v: &View, trade_status: &str) -> Response {
     )
 }
 
-fn summary(v: &View) -> String {
-    format!(
-        "<p>{}</p>\n<p class=\"amount\">¥ {}</p>\n<p>Order <code>{}</code> · Alipay trade \
-         <code>{}</code> · <code>{}</code></p>",
-        escape(&v.subject),
-        escape(&v.amount.to_major_string()),
-        escape(&v.out_trade_no),
-        escape(&v.trade_no),
-        escape(&v.method),
-    )
-}
-
-fn fault_form() -> String {
-    let methods: String = METHODS
-        .iter()
-        .map(|m| format!("<option value=\"{m}\">{m}</option>"))
-        .collect();
-    format!(
-        "<form method=\"post\" action=\"/sim/alipay/control\"><fieldset><legend>Test control: \
-         gateway faults</legend>\
-         <label>Method <select name=\"method\">{methods}</select></label><br>\
-         <label>Fault <select name=\"fault\">\
-         <option value=\"system_error\">20000 ACQ.SYSTEM_ERROR</option>\
-         <option value=\"sleep\">sleep, then answer</option>\
-         <option value=\"lose_response\">process, answer 20000 (result unknown)</option>\
-         <option value=\"forge_signature\">process, forge the response signature</option>\
-         <option value=\"unsigned\">process, answer unsigned</option>\
-         <option value=\"retry_later\">cancel: retry_flag=Y</option>\
-         <option value=\"error\">error (code, sub_code below)</option>\
-         </select></label><br>\
-         <label>Sleep ms <input name=\"sleep_ms\" value=\"3000\" size=\"6\"></label> \
-         <label>Code <input name=\"code\" value=\"40004\" size=\"5\"></label> \
-         <label>Sub code <input name=\"sub_code\" value=\"ACQ.SYSTEM_ERROR\"></label><br>\
-         <label>Times <input name=\"times\" value=\"1\" size=\"3\"></label> \
-         <button type=\"submit\">Queue fault</button></fieldset></form>"
-    )
-}
-
 fn cashier_page(v: &View) -> Response {
-    let body = format!(
-        "{}\n<form method=\"post\" action=\"/sim/alipay/pay/{}\">\n\
-         <fieldset><legend>Test controls</legend>\
-         <label>Notification <select name=\"notify\">\
-         <option value=\"normal\" selected>normal</option>\
-         <option value=\"drop\">drop (paid, never notified)</option>\
-         <option value=\"duplicate\">duplicate (each attempt twice)</option>\
-         <option value=\"delay\">delay (by the ms below)</option>\
-         <option value=\"reorder\">reorder (stale WAIT_BUYER_PAY after TRADE_SUCCESS)</option>\
-         </select></label><br>\
-         <label>Delay ms <input name=\"delay_ms\" value=\"3000\" size=\"6\"></label><br>\
-         <label>Pay a different amount (yuan) <input name=\"amount\" placeholder=\"{}\" \
-         size=\"10\"></label></fieldset>\n<p><button type=\"submit\">Pay</button></p>\n</form>\n{}",
-        summary(v),
-        escape(&v.token),
-        escape(&v.amount.to_major_string()),
-        fault_form()
-    );
-    page(StatusCode::OK, "Alipay cashier (simulated)", &body)
-}
-
-fn return_html(v: &View) -> String {
-    match &v.return_link {
-        Some(url) => format!("<p><a href=\"{}\">Return to the shop</a></p>", escape(url)),
-        None => String::new(),
-    }
+    page(
+        StatusCode::OK,
+        "Alipay cashier (simulated)",
+        v.context(true, ""),
+    )
 }
 
 fn already_paid(v: &View, json: bool) -> Response {
     if json {
         return json_view(StatusCode::OK, v, "TRADE_SUCCESS");
     }
-    let body = format!(
-        "{}\n<p>This trade is already paid.</p>{}",
-        summary(v),
-        return_html(v)
-    );
-    page(StatusCode::OK, "Already paid", &body)
+    page(
+        StatusCode::OK,
+        "Already paid",
+        v.context(false, "This trade is already paid."),
+    )
 }
 
 fn closed(json: bool) -> Response {
@@ -270,10 +209,12 @@ fn closed(json: bool) -> Response {
             serde_json::json!({"code": "40004", "sub_code": "ACQ.TRADE_HAS_CLOSE"}),
         );
     }
-    page(
+    html::message(
         StatusCode::CONFLICT,
+        &LOOK,
         "Trade closed",
-        "<p>The trade is closed and can no longer be paid.</p>",
+        "The trade is closed and can no longer be paid.",
+        None,
     )
 }
 
@@ -284,11 +225,7 @@ fn refused(status: StatusCode, code: &str, message: &str, json: bool) -> Respons
             serde_json::json!({"error": code, "message": message}),
         );
     }
-    page(
-        status,
-        "Payment refused",
-        &format!("<p>{}</p>", escape(message)),
-    )
+    html::message(status, &LOOK, "Payment refused", message, None)
 }
 
 /// `GET /sim/alipay/qr/{token}`: the buyer scans the QR code.
@@ -305,7 +242,7 @@ pub(super) async fn qr_page(
         match key.and_then(|k| st.trades.get_mut(&k)) {
             None => Err(None),
             Some(t) => {
-                out.extend(sim.expire_locked(t, now_ms()));
+                out.extend(sim.expire_locked(t, sim.now_ms()));
                 match t.status {
                     Status::WaitBuyerPay => {
                         t.visible = true;
@@ -334,6 +271,23 @@ pub(super) async fn qr_page(
     }
 }
 
+/// The Pay form's test controls.
+fn pay_options(body: &[u8]) -> Result<PayOptions, String> {
+    let form = &parse_form(body).map_err(|e| e.to_string())?;
+    let amount = form_yuan(form, "amount")
+        .map_err(|_| "amount must be a positive yuan amount like 12.30")?;
+    let delay = form_millis(form, "delay_ms", 3_600_000)
+        .map_err(|_| "delay_ms must be a number of milliseconds (at most an hour)")?
+        .unwrap_or(Duration::from_millis(2000));
+    let notify = NotifyMode::parse(
+        form_value(form, "notify").unwrap_or(""),
+        delay,
+        &NOTIFY_MODES,
+    )
+    .ok_or("notify must be normal, drop, duplicate, delay or reorder")?;
+    Ok(PayOptions { amount, notify })
+}
+
 /// `POST /sim/alipay/pay/{token}`: the Pay button, with the test controls.
 pub(super) async fn pay_submit(
     State(sim): State<Arc<AlipaySim>>,
@@ -342,26 +296,10 @@ pub(super) async fn pay_submit(
     body: Bytes,
 ) -> Response {
     let json = wants_json(&headers);
-    let bad = |m: &str| refused(StatusCode::BAD_REQUEST, "INVALID_REQUEST", m, json);
-    let form = match parse_form(&body) {
-        Ok(f) => f,
-        Err(e) => return bad(&e.to_string()),
+    let opts = match pay_options(&body) {
+        Ok(o) => o,
+        Err(m) => return refused(StatusCode::BAD_REQUEST, "INVALID_REQUEST", &m, json),
     };
-    let get = |k: &str| field(&form, k).map(str::trim).filter(|v| !v.is_empty());
-    let amount = match get("amount").map(|a| Money::from_major_str(a, Currency::Cny)) {
-        None => None,
-        Some(Ok(m)) if m.minor() > 0 => Some(m),
-        Some(_) => return bad("amount must be a positive yuan amount like 12.30"),
-    };
-    let delay_ms = match get("delay_ms").map(str::parse::<u64>) {
-        None => None,
-        Some(Ok(ms)) if ms <= 3_600_000 => Some(ms),
-        Some(_) => return bad("delay_ms must be a number of milliseconds (at most an hour)"),
-    };
-    let Some(notify) = NotifyMode::parse(get("notify").unwrap_or(""), delay_ms) else {
-        return bad("notify must be normal, drop, duplicate, delay or reorder");
-    };
-    let opts = PayOptions { amount, notify };
     let result = {
         let mut st = sim.lock();
         let key = st.tokens.get(&token).cloned();
@@ -382,8 +320,11 @@ pub(super) async fn pay_submit(
             if json {
                 return json_view(StatusCode::OK, &v, "TRADE_SUCCESS");
             }
-            let body = format!("{}\n<p>Payment done.</p>{}", summary(&v), return_html(&v));
-            page(StatusCode::OK, "Payment done", &body)
+            page(
+                StatusCode::OK,
+                "Payment done",
+                v.context(false, "Payment done."),
+            )
         }
         Err((SimError::AlreadyPaid, Some(v))) => already_paid(&v, json),
         Err((SimError::Closed, _)) => closed(json),
@@ -404,64 +345,52 @@ pub(super) async fn pay_submit(
 
 /// `GET /sim/alipay/`: the trades and the fault form.
 pub(super) async fn index_page(State(sim): State<Arc<AlipaySim>>) -> Response {
-    let rows: String = sim
+    let trades: Vec<Ctx> = sim
         .trades()
         .iter()
         .take(200)
         .map(|t| {
-            format!(
-                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-                 <td>{}</td></tr>",
-                escape(&t.out_trade_no),
-                escape(&t.method),
-                escape(&t.total.to_major_string()),
-                escape(t.status),
-                if t.visible { "yes" } else { "no" },
-                if t.status == "WAIT_BUYER_PAY" {
-                    format!(
-                        "<a href=\"/sim/alipay/qr/{}\">open</a>",
-                        escape(&t.qr_token)
-                    )
-                } else {
-                    String::new()
-                },
-            )
+            context! {
+                out_trade_no => t.out_trade_no,
+                method => t.method,
+                total => t.total.to_major_string(),
+                status => t.status,
+                visible => t.visible,
+                qr_token => t.qr_token,
+            }
         })
         .collect();
-    let body = format!(
-        "<table><tr><th>out_trade_no</th><th>method</th><th>total</th><th>status</th>\
-         <th>visible</th><th></th></tr>{rows}</table>\n{}",
-        fault_form()
-    );
-    page(StatusCode::OK, "Alipay simulator", &body)
+    html::page(
+        StatusCode::OK,
+        &LOOK,
+        "alipay/index.html",
+        "Alipay simulator",
+        context! { trades => trades, methods => METHODS },
+    )
 }
 
-/// `POST /sim/alipay/control`: queue a gateway fault.
-pub(super) async fn control(
-    State(sim): State<Arc<AlipaySim>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let json = wants_json(&headers);
-    let bad = |m: &str| refused(StatusCode::BAD_REQUEST, "INVALID_REQUEST", m, json);
-    let form = match parse_form(&body) {
-        Ok(f) => f,
-        Err(e) => return bad(&e.to_string()),
-    };
-    let get = |k: &str| field(&form, k).map(str::trim).filter(|v| !v.is_empty());
-    let Some(method) = get("method").filter(|m| METHODS.contains(m)) else {
-        return bad("method must be one of the simulated alipay.trade.* methods");
-    };
-    let times = match get("times").map(str::parse::<u32>) {
+/// The fault form's fault.
+/// The fault form: which method, what fault, how many times.
+fn queued_fault(body: &[u8]) -> Result<(String, Fault, u32), String> {
+    let form = &parse_form(body).map_err(|e| e.to_string())?;
+    let method = form_value(form, "method")
+        .filter(|m| METHODS.contains(m))
+        .ok_or("method must be one of the simulated alipay.trade.* methods")?;
+    let times = match form_value(form, "times").map(str::parse::<u32>) {
         None => 1,
         Some(Ok(n)) if (1..=100).contains(&n) => n,
-        Some(_) => return bad("times must be 1..100"),
+        Some(_) => return Err("times must be 1..100".into()),
     };
-    let fault = match get("fault").unwrap_or("") {
+    Ok((method.to_owned(), fault(form)?, times))
+}
+
+fn fault(form: &[(String, String)]) -> Result<Fault, &'static str> {
+    let get = |k: &str| form_value(form, k);
+    Ok(match get("fault").unwrap_or("") {
         "system_error" => Fault::system_error(),
-        "sleep" => match get("sleep_ms").map(str::parse::<u64>) {
-            Some(Ok(ms)) if ms <= 600_000 => Fault::Sleep(Duration::from_millis(ms)),
-            _ => return bad("sleep_ms must be a number of milliseconds (at most 10 minutes)"),
+        "sleep" => match form_millis(form, "sleep_ms", 600_000) {
+            Ok(Some(d)) => Fault::Sleep(d),
+            _ => return Err("sleep_ms must be a number of milliseconds (at most 10 minutes)"),
         },
         "lose_response" => Fault::LoseResponse,
         "forge_signature" => Fault::ForgeSignature,
@@ -477,9 +406,22 @@ pub(super) async fn control(
                 sub_msg: wire::clip(get("sub_msg").unwrap_or(sub_code), 128),
             }
         }
-        _ => return bad("unknown fault"),
+        _ => return Err("unknown fault"),
+    })
+}
+
+/// `POST /sim/alipay/control`: queue a gateway fault.
+pub(super) async fn control(
+    State(sim): State<Arc<AlipaySim>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let json = wants_json(&headers);
+    let (method, fault, times) = match queued_fault(&body) {
+        Ok(q) => q,
+        Err(m) => return refused(StatusCode::BAD_REQUEST, "INVALID_REQUEST", &m, json),
     };
-    sim.inject_fault(method, fault, times);
+    sim.inject_fault(&method, fault, times);
     if json {
         return json_response(
             StatusCode::OK,
@@ -489,10 +431,6 @@ pub(super) async fn control(
     page(
         StatusCode::OK,
         "Fault queued",
-        &format!(
-            "<p>Queued for the next {times} call(s) of <code>{}</code>.</p>\
-             <p><a href=\"/sim/alipay/\">Back</a></p>",
-            escape(method)
-        ),
+        context! { queued => context! { times => times, method => method } },
     )
 }

@@ -4,21 +4,16 @@
 
 use std::collections::HashSet;
 
-use crate::PayError;
+use crate::{PayError, RawNotification};
 
 /// Largest form (notification body or query string) [`parse_form`] accepts.
 pub const MAX_FORM_BYTES: usize = 64 * 1024;
 /// Most fields [`parse_form`] accepts.
 pub const MAX_FORM_FIELDS: usize = 64;
 
+/// At most 64 characters of outside text, for error messages.
 pub(crate) fn clip(s: &str) -> String {
-    let mut out: String = s.chars().take(64).collect();
-    if out.len() < s.len() {
-        out.push('…');
-    }
-    out.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    super::text::clip(s, 64)
 }
 
 fn hex_val(b: u8) -> Option<u8> {
@@ -96,6 +91,22 @@ pub fn field<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
         .iter()
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.as_str())
+}
+
+/// The form of a notification sent as a POST body or as the query string of a GET (Alipay
+/// A.4, sandbox): the POST's query string is not the message.
+pub(crate) fn body_or_query(raw: &RawNotification) -> Result<Vec<(String, String)>, PayError> {
+    let input: &[u8] = if raw.method.eq_ignore_ascii_case("POST") {
+        &raw.body
+    } else if raw.method.eq_ignore_ascii_case("GET") {
+        raw.query.as_bytes()
+    } else {
+        return Err(PayError::Malformed(format!(
+            "unsupported method {}",
+            clip(&raw.method)
+        )));
+    };
+    parse_form(input)
 }
 
 pub(crate) fn required<'a>(params: &'a [(String, String)], key: &str) -> Result<&'a str, PayError> {
