@@ -43,6 +43,10 @@ pub enum OrderEvent {
     Expire,
     /// A refund succeeded; `full` when the whole paid amount is back with the buyer.
     Refunded { full: bool },
+    /// The channel reports the trade refunded although kami never delivered it: money
+    /// arrived and went back (a payment that raced its cancel, a refund in the gateway's
+    /// console). The order counts as paid but cannot be delivered: the seller looks at it.
+    ChannelReversed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -75,6 +79,8 @@ impl OrderStatus {
             (S::Paid, E::Delivered) => S::Delivered,
             (S::Paid, E::NeedsManualFulfilment) => S::AwaitingFulfilment,
             (S::Paid, E::Undeliverable) => S::Exception,
+            // Only an order kami never took money for: a paid one keeps its status (an alert).
+            (S::Pending | S::Expired, E::ChannelReversed) => S::Exception,
             // The seller can still deliver an exception order once stock is back (补单).
             (S::Exception, E::Delivered) => S::Delivered,
             (S::AwaitingFulfilment, E::Fulfilled) => S::Fulfilled,
@@ -151,7 +157,13 @@ pub enum PaymentStatus {
 pub enum PaymentEvent {
     Confirmed,
     Closed,
-    Refunded { full: bool },
+    Refunded {
+        full: bool,
+    },
+    /// The channel took the money and gave it back before kami saw it paid. The attempt is
+    /// settled as partially refunded (how much went back is the gateway's to say), so no
+    /// later notification can deliver it.
+    ChannelReversed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -178,6 +190,7 @@ impl PaymentStatus {
             (S::Created, E::Closed) => S::Closed,
             (S::Paid | S::PartiallyRefunded, E::Refunded { full: true }) => S::Refunded,
             (S::Paid | S::PartiallyRefunded, E::Refunded { full: false }) => S::PartiallyRefunded,
+            (S::Created | S::Closed, E::ChannelReversed) => S::PartiallyRefunded,
             (from, event) => return Err(PaymentTransitionError { from, event }),
         })
     }
@@ -218,7 +231,46 @@ mod tests {
             Just(OrderEvent::Fulfilled),
             Just(OrderEvent::Expire),
             any::<bool>().prop_map(|full| OrderEvent::Refunded { full }),
+            Just(OrderEvent::ChannelReversed),
         ]
+    }
+
+    #[test]
+    fn a_channel_reversal_makes_an_unpaid_order_an_exception() {
+        for from in [OrderStatus::Pending, OrderStatus::Expired] {
+            let to = from.on(OrderEvent::ChannelReversed).unwrap();
+            assert_eq!(to, OrderStatus::Exception);
+            // The same end as the history the store used to fake for it.
+            let faked = from
+                .on(OrderEvent::PaymentConfirmed)
+                .and_then(|s| s.on(OrderEvent::Undeliverable))
+                .unwrap();
+            assert_eq!(to, faked);
+            assert!(to.is_paid() && !to.has_goods());
+        }
+        // A paid order is never reversed by the state machine (the store only alerts).
+        for from in OrderStatus::ALL.into_iter().filter(|s| s.is_paid()) {
+            let err = from.on(OrderEvent::ChannelReversed).unwrap_err();
+            assert_eq!(err.from, from);
+        }
+        for from in [PaymentStatus::Created, PaymentStatus::Closed] {
+            let to = from.on(PaymentEvent::ChannelReversed).unwrap();
+            let faked = from
+                .on(PaymentEvent::Confirmed)
+                .and_then(|s| s.on(PaymentEvent::Refunded { full: false }))
+                .unwrap();
+            assert_eq!(to, faked);
+            assert_eq!(to, PaymentStatus::PartiallyRefunded);
+            // Settled: a later verified payment cannot confirm it again.
+            assert!(to.on(PaymentEvent::Confirmed).is_err());
+        }
+        for from in [
+            PaymentStatus::Paid,
+            PaymentStatus::Refunded,
+            PaymentStatus::PartiallyRefunded,
+        ] {
+            assert!(from.on(PaymentEvent::ChannelReversed).is_err());
+        }
     }
 
     #[test]
@@ -261,8 +313,9 @@ mod tests {
 
     proptest! {
         /// Whatever sequence of events arrives, applying only the allowed ones keeps the
-        /// order's history sane: payment is confirmed at most once, goods appear only after
-        /// payment, a paid order never becomes unpaid, and refunds are final.
+        /// order's history sane: money arrives (a confirmed payment or a reversed one) at most
+        /// once, goods appear only after it, a paid order never becomes unpaid, and refunds
+        /// are final.
         #[test]
         fn random_event_sequences_keep_invariants(events in proptest::collection::vec(any_event(), 0..40)) {
             let mut s = OrderStatus::Pending;
@@ -272,7 +325,10 @@ mod tests {
                 let before = s;
                 match s.on(e) {
                     Ok(next) => {
-                        if e == OrderEvent::PaymentConfirmed { confirmations += 1; }
+                        if matches!(e, OrderEvent::PaymentConfirmed | OrderEvent::ChannelReversed) {
+                            confirmations += 1;
+                            prop_assert!(!before.is_paid() && next.is_paid());
+                        }
                         if e == OrderEvent::Delivered { deliveries += 1; }
                         if before.is_paid() { prop_assert!(next.is_paid(), "{before} -> {next}"); }
                         if next.has_goods() { prop_assert!(confirmations == 1); }
@@ -287,7 +343,7 @@ mod tests {
         }
 
         #[test]
-        fn payment_is_confirmed_at_most_once(events in proptest::collection::vec(0u8..4, 0..30)) {
+        fn payment_is_confirmed_at_most_once(events in proptest::collection::vec(0u8..5, 0..30)) {
             let mut s = PaymentStatus::Created;
             let mut confirmed = 0;
             for e in events {
@@ -295,10 +351,11 @@ mod tests {
                     0 => PaymentEvent::Confirmed,
                     1 => PaymentEvent::Closed,
                     2 => PaymentEvent::Refunded { full: true },
-                    _ => PaymentEvent::Refunded { full: false },
+                    3 => PaymentEvent::Refunded { full: false },
+                    _ => PaymentEvent::ChannelReversed,
                 };
                 if let Ok(next) = s.on(ev) {
-                    if ev == PaymentEvent::Confirmed { confirmed += 1; }
+                    if matches!(ev, PaymentEvent::Confirmed | PaymentEvent::ChannelReversed) { confirmed += 1; }
                     if s.is_paid() { prop_assert!(next.is_paid()); }
                     s = next;
                 }

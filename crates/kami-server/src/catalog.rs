@@ -120,7 +120,7 @@ pub fn view(p: &Product, low_threshold: u32) -> ProductView {
         _ => pricing.max_quantity(),
     };
     ProductView {
-        slug: p.slug.clone(),
+        slug: p.slug.to_string(),
         title: p.title.clone(),
         category: p.category.clone(),
         description_html: markdown(&p.description),

@@ -32,7 +32,7 @@ pub struct Metrics {
 
 /// What the database says at scrape time.
 pub struct Snapshot<'a> {
-    pub orders_by_status: &'a [(String, i64)],
+    pub orders_by_status: &'a [(OrderStatus, i64)],
     pub cards_available: i64,
     pub cards_sold: i64,
 }
@@ -96,7 +96,7 @@ impl Metrics {
             let n = db
                 .orders_by_status
                 .iter()
-                .find(|(s, _)| s == status.as_str())
+                .find(|(s, _)| *s == status)
                 .map_or(0, |(_, n)| *n);
             self.gauge(&self.orders, status.as_str(), n);
         }
@@ -129,7 +129,7 @@ mod tests {
         m.notification("delivered");
         let text = m
             .encode(&Snapshot {
-                orders_by_status: &[("delivered".into(), 7)],
+                orders_by_status: &[(OrderStatus::Delivered, 7)],
                 cards_available: 3,
                 cards_sold: 9,
             })

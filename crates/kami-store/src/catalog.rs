@@ -1,6 +1,6 @@
 //! Products and card-key stock.
 
-use kami_core::{Currency, Millis, Money, PriceTiers, Pricing};
+use kami_core::{CardStatus, Millis, Money, PriceTiers, Pricing};
 
 use crate::db::{Row, Tx};
 use crate::error::{Result, StoreError};
@@ -34,25 +34,44 @@ pub(crate) fn create_product(tx: &mut dyn Tx, p: &NewProduct, now: Millis) -> Re
     Ok(())
 }
 
-fn product_from_row(r: &Row) -> Result<Product> {
-    let delivery = Delivery::parse(&r.text(5)?)
-        .ok_or_else(|| StoreError::Corrupt("unknown delivery kind".into()))?;
-    let stock = match delivery {
-        Delivery::Manual => r.opt_int(6)?.map_or(Stock::Unlimited, Stock::Count),
-        Delivery::Auto if r.int(8)? > 0 => Stock::Unlimited,
-        Delivery::Auto => Stock::Count(r.int(7)?),
+/// The columns every product read selects (`product_from_row` reads them by name). The
+/// storefront's hottest query: `'available'` ([`CardStatus::Available`]) stays a literal so
+/// the planner sees it.
+macro_rules! product_columns {
+    () => {
+        "SELECT p.slug, p.title, p.description, p.price, p.currency, p.delivery, p.manual_stock, \
+           (SELECT COUNT(*) FROM cards c WHERE c.product_id = p.id AND c.status = 'available' AND c.is_loop = 0) AS available, \
+           (SELECT COUNT(*) FROM cards c WHERE c.product_id = p.id AND c.is_loop = 1) AS loop_cards, \
+           p.category, p.sort_order, p.min_quantity, p.max_quantity, p.price_tiers \
+         FROM products p "
     };
-    let price = Money::new(r.int(3)?, Currency::parse(&r.text(4)?)?)?;
+}
+
+fn product_from_row(r: &Row) -> Result<Product> {
+    let delivery: Delivery = r.get("delivery")?;
+    let stock = match delivery {
+        Delivery::Manual => r
+            .get::<Option<i64>>("manual_stock")?
+            .map_or(Stock::Unlimited, Stock::Count),
+        Delivery::Auto if r.get::<i64>("loop_cards")? > 0 => Stock::Unlimited,
+        Delivery::Auto => Stock::Count(r.get("available")?),
+    };
+    let price = r.money("price", "currency")?;
     Ok(Product {
-        slug: r.text(0)?,
-        title: r.text(1)?,
-        description: r.text(2)?,
+        slug: r.get("slug")?,
+        title: r.get("title")?,
+        description: r.get("description")?,
         price,
         delivery,
         stock,
-        category: r.text(9)?,
-        sort_order: r.int(10)?,
-        pricing: pricing_from(price, &r.text(13)?, r.int(11)?, r.int(12)?)?,
+        category: r.get("category")?,
+        sort_order: r.get("sort_order")?,
+        pricing: pricing_from(
+            price,
+            &r.get::<String>("price_tiers")?,
+            r.get("min_quantity")?,
+            r.get("max_quantity")?,
+        )?,
     })
 }
 
@@ -63,11 +82,10 @@ pub(crate) fn pricing_from(price: Money, tiers: &str, min: i64, max: i64) -> Res
 
 pub(crate) fn list_products(tx: &mut dyn Tx) -> Result<Vec<Product>> {
     tx.query(
-        "SELECT p.slug, p.title, p.description, p.price, p.currency, p.delivery, p.manual_stock, \
-           (SELECT COUNT(*) FROM cards c WHERE c.product_id = p.id AND c.status = 'available' AND c.is_loop = 0), \
-           (SELECT COUNT(*) FROM cards c WHERE c.product_id = p.id AND c.is_loop = 1), \
-           p.category, p.sort_order, p.min_quantity, p.max_quantity, p.price_tiers \
-         FROM products p WHERE p.active = 1 ORDER BY p.sort_order, p.id",
+        concat!(
+            product_columns!(),
+            "WHERE p.active = 1 ORDER BY p.sort_order, p.id"
+        ),
         &[],
     )?
     .iter()
@@ -77,11 +95,7 @@ pub(crate) fn list_products(tx: &mut dyn Tx) -> Result<Vec<Product>> {
 
 pub(crate) fn product_by_slug(tx: &mut dyn Tx, slug: &str) -> Result<Option<Product>> {
     tx.query_opt(
-        "SELECT p.slug, p.title, p.description, p.price, p.currency, p.delivery, p.manual_stock, \
-           (SELECT COUNT(*) FROM cards c WHERE c.product_id = p.id AND c.status = 'available' AND c.is_loop = 0), \
-           (SELECT COUNT(*) FROM cards c WHERE c.product_id = p.id AND c.is_loop = 1), \
-           p.category, p.sort_order, p.min_quantity, p.max_quantity, p.price_tiers \
-         FROM products p WHERE p.slug = $1 AND p.active = 1",
+        concat!(product_columns!(), "WHERE p.slug = $1 AND p.active = 1"),
         params![slug],
     )?
     .as_ref()
@@ -96,9 +110,7 @@ pub(crate) fn product_id(tx: &mut dyn Tx, slug: &str) -> Result<(i64, Delivery)>
             params![slug],
         )?
         .ok_or(StoreError::ProductNotFound)?;
-    let delivery = Delivery::parse(&r.text(1)?)
-        .ok_or_else(|| StoreError::Corrupt("unknown delivery kind".into()))?;
-    Ok((r.int(0)?, delivery))
+    Ok((r.get("id")?, r.get("delivery")?))
 }
 
 /// Insert keys, skipping any the product already has (de-duplicated by the unique index).
@@ -113,8 +125,8 @@ pub(crate) fn import_cards(
     for k in keys {
         let n = tx.exec(
             "INSERT INTO cards (product_id, secret, is_loop, status, created_at) \
-             VALUES ($1, $2, $3, 'available', $4) ON CONFLICT (product_id, secret) DO NOTHING",
-            params![product_id, k.as_str(), is_loop, now],
+             VALUES ($1, $2, $3, $5, $4) ON CONFLICT (product_id, secret) DO NOTHING",
+            params![product_id, k.as_str(), is_loop, now, CardStatus::Available],
         )?;
         if n == 1 {
             res.imported += 1;

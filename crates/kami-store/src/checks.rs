@@ -2,19 +2,24 @@
 //! with a lease, the channel is asked (outside any transaction), and the payment is then
 //! rescheduled, applied as paid, or closed. Claims skip rows other processes hold.
 
-use kami_core::{Currency, Millis, Money, OrderEvent, OrderStatus, PaymentEvent, PaymentStatus};
+use kami_core::{ChannelId, Millis, Money, OrderEvent, OrderNo, PaymentEvent, PaymentStatus};
 
+use crate::cards;
 use crate::db::Tx;
 use crate::error::{Result, StoreError};
-use crate::orders::{insert_outbox, release_cards};
+use crate::model::Delivery;
+use crate::outbox;
 use crate::params;
+use crate::transitions::{
+    apply_order_event, apply_payment_event, Details, LockedOrder, LockedPayment,
+};
 
 /// One payment the worker must ask its channel about.
 #[derive(Debug, Clone)]
 pub struct PaymentCheck {
     pub payment_id: i64,
-    pub order_no: String,
-    pub channel_id: String,
+    pub order_no: OrderNo,
+    pub channel_id: ChannelId,
     pub trade_no: String,
     pub amount: Money,
     /// Checks done so far (drives the backoff).
@@ -30,14 +35,14 @@ pub(crate) fn claim(
     limit: u32,
 ) -> Result<Vec<PaymentCheck>> {
     let due = tx.query(
-        "SELECT id FROM payments WHERE next_check_at IS NOT NULL AND next_check_at <= $1 AND status = 'created' \
+        "SELECT id FROM payments WHERE next_check_at IS NOT NULL AND next_check_at <= $1 AND status = $3 \
            AND (lease_until IS NULL OR lease_until <= $1) \
          ORDER BY next_check_at LIMIT $2 FOR UPDATE SKIP LOCKED",
-        params![now, i64::from(limit)],
+        params![now, i64::from(limit), PaymentStatus::Created],
     )?;
     let mut out = Vec::with_capacity(due.len());
     for r in &due {
-        let id = r.int(0)?;
+        let id: i64 = r.get("id")?;
         tx.exec(
             "UPDATE payments SET lease_until = $2 WHERE id = $1",
             params![id, lease_until],
@@ -49,12 +54,12 @@ pub(crate) fn claim(
         )?;
         out.push(PaymentCheck {
             payment_id: id,
-            order_no: d.text(0)?,
-            channel_id: d.text(1)?,
-            trade_no: d.text(2)?,
-            amount: Money::new(d.int(3)?, Currency::parse(&d.text(4)?)?)?,
-            attempts: d.int(5)?,
-            expires_at: d.int(6)?,
+            order_no: d.get("order_no")?,
+            channel_id: d.get("channel_id")?,
+            trade_no: d.get("trade_no")?,
+            amount: d.money("amount", "currency")?,
+            attempts: d.get("check_attempts")?,
+            expires_at: d.get("expires_at")?,
         });
     }
     Ok(out)
@@ -64,8 +69,8 @@ pub(crate) fn claim(
 pub(crate) fn reschedule(tx: &mut dyn Tx, payment_id: i64, next: Option<Millis>) -> Result<()> {
     tx.exec(
         "UPDATE payments SET next_check_at = $2, lease_until = NULL, check_attempts = check_attempts + 1 \
-         WHERE id = $1 AND status = 'created'",
-        params![payment_id, next],
+         WHERE id = $1 AND status = $3",
+        params![payment_id, next, PaymentStatus::Created],
     )?;
     Ok(())
 }
@@ -79,52 +84,46 @@ pub(crate) fn reschedule(tx: &mut dyn Tx, payment_id: i64, next: Option<Millis>)
 pub(crate) fn channel_reversal(tx: &mut dyn Tx, order_no: &str, now: Millis) -> Result<bool> {
     let o = tx
         .query_opt(
-            "SELECT o.id, o.status, o.product_id, o.quantity, p.delivery FROM orders o \
+            "SELECT o.id, o.order_no, o.status, o.product_id, o.quantity, p.delivery FROM orders o \
              JOIN products p ON p.id = o.product_id WHERE o.order_no = $1 FOR UPDATE OF o",
             params![order_no],
         )?
         .ok_or(StoreError::OrderNotFound)?;
-    let (order_id, product_id, quantity) = (o.int(0)?, o.int(2)?, o.int(3)?);
-    let status = OrderStatus::parse(&o.text(1)?)
-        .ok_or_else(|| StoreError::Corrupt("order status".into()))?;
+    let order = LockedOrder::from_row(&o)?;
     let note =
         "the payment channel reports this trade refunded before delivery; no keys were delivered";
-    let alert = serde_json::json!({ "order_no": order_no, "reason": note }).to_string();
-    if status.is_paid() {
-        insert_outbox(tx, "payment.reversed", order_id, alert, now)?;
+    let alert = serde_json::json!({ "order_no": order_no, "reason": note });
+    if order.status.is_paid() {
+        outbox::insert(tx, "payment.reversed", order.id, alert.to_string(), now)?;
         return Ok(false);
     }
-    let next = status
-        .on(OrderEvent::PaymentConfirmed)
-        .and_then(|s| s.on(OrderEvent::Undeliverable))
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    if status == OrderStatus::Pending {
-        release_cards(tx, order_id)?;
-        if o.text(4)? == "manual" {
+    if order.status == kami_core::OrderStatus::Pending {
+        // Its stock is still held: give it back (an expired order gave it back already).
+        cards::release(tx, order.id)?;
+        if o.get::<Delivery>("delivery")? == Delivery::Manual {
             tx.exec(
                 "UPDATE products SET manual_stock = manual_stock + $2 WHERE id = $1 AND manual_stock IS NOT NULL",
-                params![product_id, quantity],
+                params![o.get::<i64>("product_id")?, o.get::<i64>("quantity")?],
             )?;
         }
     }
-    tx.exec(
-        "UPDATE orders SET status = $3, paid_at = $4, note = $5 WHERE id = $1 AND status = $2",
-        params![order_id, status.as_str(), next.as_str(), now, note],
+    apply_order_event(
+        tx,
+        &order,
+        OrderEvent::ChannelReversed,
+        now,
+        Details {
+            note: Some(note),
+            payload: Some(alert),
+        },
     )?;
+    // Settle every open attempt so a notification arriving later can never deliver it.
     for p in tx.query(
-        "SELECT id, status FROM payments WHERE order_id = $1 AND status IN ('created', 'closed') FOR UPDATE",
-        params![order_id],
+        "SELECT id, status FROM payments WHERE order_id = $1 AND status IN ($2, $3) FOR UPDATE",
+        params![order.id, PaymentStatus::Created, PaymentStatus::Closed],
     )? {
-        let from = PaymentStatus::parse(&p.text(1)?).ok_or_else(|| StoreError::Corrupt("payment status".into()))?;
-        let to = from
-            .on(PaymentEvent::Confirmed)
-            .and_then(|s| s.on(PaymentEvent::Refunded { full: false }))
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        tx.exec(
-            "UPDATE payments SET status = $3, next_check_at = NULL, lease_until = NULL WHERE id = $1 AND status = $2",
-            params![p.int(0)?, from.as_str(), to.as_str()],
-        )?;
+        let payment = LockedPayment::from_row(&p)?;
+        apply_payment_event(tx, payment, PaymentEvent::ChannelReversed, now, None)?;
     }
-    insert_outbox(tx, "payment.reversed", order_id, alert, now)?;
     Ok(true)
 }

@@ -5,110 +5,13 @@
 
 use crate::error::{Result, StoreError};
 
-/// A column value. Integers carry every number, flag and timestamp kami stores.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Value {
-    Null,
-    Int(i64),
-    Text(String),
-    Blob(Vec<u8>),
-}
-
-impl From<i64> for Value {
-    fn from(v: i64) -> Self {
-        Value::Int(v)
-    }
-}
-impl From<u32> for Value {
-    fn from(v: u32) -> Self {
-        Value::Int(i64::from(v))
-    }
-}
-impl From<bool> for Value {
-    fn from(v: bool) -> Self {
-        Value::Int(i64::from(v))
-    }
-}
-impl From<&str> for Value {
-    fn from(v: &str) -> Self {
-        Value::Text(v.to_owned())
-    }
-}
-impl From<String> for Value {
-    fn from(v: String) -> Self {
-        Value::Text(v)
-    }
-}
-impl From<&String> for Value {
-    fn from(v: &String) -> Self {
-        Value::Text(v.clone())
-    }
-}
-impl From<Vec<u8>> for Value {
-    fn from(v: Vec<u8>) -> Self {
-        Value::Blob(v)
-    }
-}
-impl<T: Into<Value>> From<Option<T>> for Value {
-    fn from(v: Option<T>) -> Self {
-        v.map_or(Value::Null, Into::into)
-    }
-}
-
 /// Build a parameter slice: `params![a, b, c]`.
 #[macro_export]
 macro_rules! params {
     ($($v:expr),* $(,)?) => { &[$($crate::db::Value::from($v)),*] };
 }
 
-/// One result row.
-#[derive(Debug, Clone)]
-pub struct Row(pub(crate) Vec<Value>);
-
-impl Row {
-    fn at(&self, i: usize) -> Result<&Value> {
-        self.0
-            .get(i)
-            .ok_or_else(|| StoreError::Corrupt(format!("missing column {i}")))
-    }
-    pub fn int(&self, i: usize) -> Result<i64> {
-        match self.at(i)? {
-            Value::Int(v) => Ok(*v),
-            other => Err(StoreError::Corrupt(format!(
-                "column {i}: expected integer, got {other:?}"
-            ))),
-        }
-    }
-    pub fn opt_int(&self, i: usize) -> Result<Option<i64>> {
-        match self.at(i)? {
-            Value::Null => Ok(None),
-            _ => self.int(i).map(Some),
-        }
-    }
-    pub fn text(&self, i: usize) -> Result<String> {
-        match self.at(i)? {
-            Value::Text(v) => Ok(v.clone()),
-            other => Err(StoreError::Corrupt(format!(
-                "column {i}: expected text, got {other:?}"
-            ))),
-        }
-    }
-    pub fn opt_text(&self, i: usize) -> Result<Option<String>> {
-        match self.at(i)? {
-            Value::Null => Ok(None),
-            _ => self.text(i).map(Some),
-        }
-    }
-    pub fn blob(&self, i: usize) -> Result<Vec<u8>> {
-        match self.at(i)? {
-            Value::Blob(v) => Ok(v.clone()),
-            Value::Text(v) => Ok(v.clone().into_bytes()),
-            other => Err(StoreError::Corrupt(format!(
-                "column {i}: expected blob, got {other:?}"
-            ))),
-        }
-    }
-}
+pub use crate::row::{FromValue, Row, Value};
 
 /// A transaction (or, for reads, a connection) the business logic runs against.
 pub trait Tx {

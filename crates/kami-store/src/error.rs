@@ -1,4 +1,9 @@
-use kami_core::{IdError, MoneyError};
+//! The store's one error type.
+
+use kami_core::{
+    CardTransitionError, IdError, MoneyError, PaymentTransitionError, RefundTransitionError,
+    TransitionError,
+};
 
 /// Everything the store can fail with. Business refusals (`OutOfStock`, ...) are distinct
 /// variants so the server can map them to precise HTTP errors; `Database` is an internal
@@ -27,6 +32,17 @@ pub enum StoreError {
     Database(String),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    /// The state machine refuses this change (kami-core's transition error, as text).
+    #[error("refused status change: {0}")]
+    IllegalTransition(String),
+    /// A compare-and-set on a status matched no row: the row is not in the status it was read
+    /// in, although it was read under its row lock.
+    #[error("{table} row {id} is no longer {expected:?}; its status changed under the row lock")]
+    StatusChanged {
+        table: &'static str,
+        id: i64,
+        expected: &'static str,
+    },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -63,3 +79,20 @@ impl From<IdError> for StoreError {
         StoreError::Corrupt(e.to_string())
     }
 }
+
+/// Every kami-core transition error is an [`StoreError::IllegalTransition`].
+macro_rules! illegal_transition {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::IllegalTransition(e.to_string())
+            }
+        }
+    )*};
+}
+illegal_transition!(
+    TransitionError,
+    PaymentTransitionError,
+    RefundTransitionError,
+    CardTransitionError
+);

@@ -1,11 +1,14 @@
 //! kami's persistence: one [`Store`] API over SQLite and PostgreSQL.
 //!
 //! The business logic (catalog, orders, payments) is written once against the small [`db::Tx`]
-//! trait; each backend supplies transactions with the right concurrency discipline:
+//! trait, reading rows by column name ([`db::Row::get`]); every order and payment status
+//! change goes through one module (`transitions`). Each backend supplies transactions with
+//! the right concurrency discipline:
 //! SQLite a single writer thread with group commit, PostgreSQL row locks, `SKIP LOCKED`
 //! claims and retried transactions. Correctness lives in the database: unique keys,
 //! compare-and-set status updates, and an outbox written in the same transaction.
 
+mod cards;
 mod catalog;
 mod checks;
 pub mod db;
@@ -17,11 +20,13 @@ mod outbox;
 mod payments;
 mod postgres;
 mod refunds;
+mod row;
 mod sqlite;
+mod transitions;
 
 use std::sync::Arc;
 
-use kami_core::{Millis, OrderNo};
+use kami_core::{CardStatus, Millis, OrderNo};
 
 pub use checks::PaymentCheck;
 pub use error::{Result, StoreError};
@@ -194,7 +199,7 @@ impl Store {
     }
 
     /// Expire due unpaid orders (at most `limit`), returning their numbers.
-    pub async fn expire_due(&self, now: Millis, limit: u32) -> Result<Vec<String>> {
+    pub async fn expire_due(&self, now: Millis, limit: u32) -> Result<Vec<OrderNo>> {
         self.write(move |tx| orders::expire_due(tx, now, limit))
             .await
     }
@@ -229,11 +234,11 @@ impl Store {
             .iter()
             .map(|r| {
                 Ok(PaymentEventSummary {
-                    channel_id: r.text(0)?,
-                    received_at: r.int(1)?,
-                    verified: r.int(2)? != 0,
-                    outcome: r.text(3)?,
-                    detail: r.opt_text(4)?,
+                    channel_id: r.get("channel_id")?,
+                    received_at: r.get("received_at")?,
+                    verified: r.get("verified")?,
+                    outcome: r.get("outcome")?,
+                    detail: r.get("detail")?,
                 })
             })
             .collect()
@@ -255,8 +260,8 @@ impl Store {
     }
 
     /// The channel reports the trade refunded before delivery (see `checks::channel_reversal`).
-    pub async fn record_channel_reversal(&self, order_no: &str, now: Millis) -> Result<bool> {
-        let no = order_no.to_owned();
+    pub async fn record_channel_reversal(&self, order_no: &OrderNo, now: Millis) -> Result<bool> {
+        let no = order_no.as_str().to_owned();
         self.write(move |tx| checks::channel_reversal(tx, &no, now))
             .await
     }
@@ -380,7 +385,7 @@ impl Store {
                 "SELECT name FROM admin_tokens WHERE token_hash = $1",
                 params![hash.as_str()],
             )?
-            .map(|r| r.text(0))
+            .map(|r| r.get("name"))
             .transpose()
         })
         .await
@@ -407,16 +412,20 @@ impl Store {
     pub async fn counts(&self) -> Result<Counts> {
         self.read(|tx| {
             let orders_by_status = tx
-                .query("SELECT status, COUNT(*) FROM orders GROUP BY status ORDER BY status", &[])?
+                .query("SELECT status, COUNT(*) AS n FROM orders GROUP BY status ORDER BY status", &[])?
                 .iter()
-                .map(|r| Ok((r.text(0)?, r.int(1)?)))
+                .map(|r| Ok((r.get("status")?, r.get("n")?)))
                 .collect::<Result<_>>()?;
             let cards = tx.query_one(
-                "SELECT COALESCE(SUM(CASE WHEN status = 'available' AND is_loop = 0 THEN 1 ELSE 0 END), 0), \
-                        COALESCE(SUM(CASE WHEN status = 'sold' THEN 1 ELSE 0 END), 0) FROM cards",
-                &[],
+                "SELECT COALESCE(SUM(CASE WHEN status = $1 AND is_loop = 0 THEN 1 ELSE 0 END), 0) AS available, \
+                        COALESCE(SUM(CASE WHEN status = $2 THEN 1 ELSE 0 END), 0) AS sold FROM cards",
+                params![CardStatus::Available, CardStatus::Sold],
             )?;
-            Ok(Counts { orders_by_status, cards_available: cards.int(0)?, cards_sold: cards.int(1)? })
+            Ok(Counts {
+                orders_by_status,
+                cards_available: cards.get("available")?,
+                cards_sold: cards.get("sold")?,
+            })
         })
         .await
     }

@@ -55,7 +55,7 @@ pub enum Stock {
 
 #[derive(Debug, Clone)]
 pub struct Product {
-    pub slug: String,
+    pub slug: Slug,
     pub title: String,
     pub description: String,
     pub price: Money,
@@ -102,13 +102,13 @@ pub struct CreatedOrder {
 #[derive(Debug, Clone)]
 pub struct Order {
     pub order_no: OrderNo,
-    pub product_slug: String,
+    pub product_slug: Slug,
     pub product_title: String,
     pub quantity: i64,
     pub amount: Money,
-    pub email: String,
-    pub method: String,
-    pub channel_id: String,
+    pub email: Email,
+    pub method: Method,
+    pub channel_id: ChannelId,
     pub status: OrderStatus,
     pub access_token_hash: String,
     pub query_password_hash: Option<String>,
@@ -165,23 +165,23 @@ pub enum Verdict {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NotifyOutcome {
     Delivered {
-        order_no: String,
+        order_no: OrderNo,
         late: bool,
     },
     AwaitingFulfilment {
-        order_no: String,
+        order_no: OrderNo,
     },
     /// Paid, but no stock could be found: the seller must act.
     Exception {
-        order_no: String,
+        order_no: OrderNo,
     },
     /// Already processed; nothing changed.
     Duplicate {
-        order_no: String,
+        order_no: OrderNo,
     },
     /// A second, different payment for an order that was already paid: recorded for the seller.
     ConflictingPayment {
-        order_no: String,
+        order_no: OrderNo,
     },
     NotPaid,
     UnknownOrder,
@@ -219,7 +219,7 @@ impl NotifyOutcome {
     }
 
     /// The order whose state changed, if any (for waking waiters).
-    pub fn changed_order(&self) -> Option<&str> {
+    pub fn changed_order(&self) -> Option<&OrderNo> {
         match self {
             NotifyOutcome::Delivered { order_no, .. }
             | NotifyOutcome::AwaitingFulfilment { order_no }
@@ -232,7 +232,7 @@ impl NotifyOutcome {
 /// Counts for `/metrics` and the admin.
 #[derive(Debug, Clone, Default)]
 pub struct Counts {
-    pub orders_by_status: Vec<(String, i64)>,
+    pub orders_by_status: Vec<(OrderStatus, i64)>,
     pub cards_available: i64,
     pub cards_sold: i64,
 }
@@ -240,7 +240,7 @@ pub struct Counts {
 /// One logged notification, as the admin sees it (the raw body stays in the database).
 #[derive(Debug, Clone)]
 pub struct PaymentEventSummary {
-    pub channel_id: String,
+    pub channel_id: ChannelId,
     pub received_at: Millis,
     pub verified: bool,
     pub outcome: String,

@@ -11,7 +11,7 @@
 //! After the work, the claimer marks the row done, reschedules it (with the error, and only if
 //! nobody re-claimed it meanwhile: the attempt count is the lease token), or gives it up.
 
-use kami_core::Millis;
+use kami_core::{Millis, OrderNo};
 
 use crate::db::Tx;
 use crate::error::Result;
@@ -29,7 +29,7 @@ pub struct OutboxItem {
     pub id: i64,
     pub kind: String,
     /// The order the row belongs to, if any.
-    pub order_no: Option<String>,
+    pub order_no: Option<OrderNo>,
     /// JSON written with the row (never secrets or card keys).
     pub payload: String,
     pub created_at: Millis,
@@ -58,6 +58,21 @@ pub enum MailState {
     Failed { at: Millis, error: String },
 }
 
+/// Write a row in the caller's transaction: due at once.
+pub(crate) fn insert(
+    tx: &mut dyn Tx,
+    kind: &str,
+    order_id: i64,
+    payload: String,
+    now: Millis,
+) -> Result<()> {
+    tx.exec(
+        "INSERT INTO outbox (kind, order_id, payload, created_at, available_at) VALUES ($1, $2, $3, $4, $4)",
+        params![kind, order_id, payload, now],
+    )?;
+    Ok(())
+}
+
 pub(crate) fn claim(
     tx: &mut dyn Tx,
     kinds: &[String],
@@ -77,7 +92,7 @@ pub(crate) fn claim(
             params![kind.as_str(), now, left],
         )?;
         for r in &due {
-            let id = r.int(0)?;
+            let id: i64 = r.get("id")?;
             // Compare-and-set: only a row that is still due is taken.
             if tx.exec(
                 "UPDATE outbox SET available_at = $3, attempts = attempts + 1 \
@@ -94,12 +109,12 @@ pub(crate) fn claim(
             )?;
             out.push(OutboxItem {
                 id,
-                kind: d.text(0)?,
-                payload: d.text(1)?,
-                created_at: d.int(2)?,
-                attempts: d.int(3)?,
-                order_no: d.opt_text(4)?,
-                last_error: d.opt_text(5)?,
+                kind: d.get("kind")?,
+                payload: d.get("payload")?,
+                created_at: d.get("created_at")?,
+                attempts: d.get("attempts")?,
+                order_no: d.get("order_no")?,
+                last_error: d.get("last_error")?,
             });
         }
     }
@@ -149,19 +164,17 @@ pub(crate) fn mail_state(tx: &mut dyn Tx, order_no: &str) -> Result<Option<MailS
     else {
         return Ok(None);
     };
-    let last_error = r.opt_text(4)?;
-    Ok(Some(match r.opt_int(0)? {
-        Some(at) if r.int(1)? != 0 => MailState::Failed {
+    let last_error: Option<String> = r.get("last_error")?;
+    let attempts: i64 = r.get("attempts")?;
+    Ok(Some(match r.get::<Option<i64>>("done_at")? {
+        Some(at) if r.get::<bool>("gave_up")? => MailState::Failed {
             at,
             error: last_error.unwrap_or_default(),
         },
-        Some(at) => MailState::Sent {
-            at,
-            attempts: r.int(2)?,
-        },
+        Some(at) => MailState::Sent { at, attempts },
         None => MailState::Pending {
-            attempts: r.int(2)?,
-            next_attempt_at: r.int(3)?,
+            attempts,
+            next_attempt_at: r.get("available_at")?,
             last_error,
         },
     }))

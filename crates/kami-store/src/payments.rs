@@ -2,13 +2,17 @@
 //! move to paid and its delivery, all in one transaction. Locks are always taken order first,
 //! then payment, then cards (the same order as expiry), so concurrent paths cannot deadlock.
 
-use kami_core::{Millis, Money, OrderEvent, OrderStatus, PaymentEvent, PaymentStatus};
+use kami_core::{Millis, Money, OrderEvent, OrderStatus, PaymentEvent};
 
+use crate::cards;
 use crate::db::Tx;
 use crate::error::{Result, StoreError};
 use crate::model::{Delivery, NotifyOutcome, RawEvent, Verdict};
-use crate::orders::{claim_cards, insert_outbox, release_cards};
+use crate::outbox;
 use crate::params;
+use crate::transitions::{
+    apply_order_events, apply_payment_event, Details, LockedOrder, LockedPayment,
+};
 
 /// Bytes of a rejected (unauthenticated) notification's body that are kept: enough to debug a
 /// misconfigured gateway, not enough for a flood of forgeries to fill the disk.
@@ -85,27 +89,25 @@ fn apply_payment(
     else {
         return Ok(NotifyOutcome::UnknownOrder);
     };
-    let (payment_id, order_id) = (p.int(0)?, p.int(1)?);
+    let (payment_id, order_id): (i64, i64) = (p.get("id")?, p.get("order_id")?);
 
     let o = tx.query_one(
-        "SELECT o.order_no, o.status, o.product_id, o.quantity, o.loop_card_id, p.delivery \
+        "SELECT o.id, o.order_no, o.status, o.product_id, o.quantity, o.loop_card_id, p.delivery \
          FROM orders o JOIN products p ON p.id = o.product_id WHERE o.id = $1 FOR UPDATE OF o",
         params![order_id],
     )?;
-    let order_no = o.text(0)?;
-    let order_status = OrderStatus::parse(&o.text(1)?)
-        .ok_or_else(|| StoreError::Corrupt("order status".into()))?;
-    let (product_id, quantity, loop_card) = (o.int(2)?, o.int(3)?, o.opt_int(4)?);
-    let delivery =
-        Delivery::parse(&o.text(5)?).ok_or_else(|| StoreError::Corrupt("delivery".into()))?;
+    let order = LockedOrder::from_row(&o)?;
+    let order_no = order.order_no.clone();
+    let (product_id, quantity): (i64, i64) = (o.get("product_id")?, o.get("quantity")?);
+    let loop_card: Option<i64> = o.get("loop_card_id")?;
+    let delivery: Delivery = o.get("delivery")?;
 
     let p = tx.query_one(
-        "SELECT status, amount, currency, gateway_trade_no FROM payments WHERE id = $1 FOR UPDATE",
+        "SELECT id, status, amount, currency, gateway_trade_no FROM payments WHERE id = $1 FOR UPDATE",
         params![payment_id],
     )?;
-    let pay_status = PaymentStatus::parse(&p.text(0)?)
-        .ok_or_else(|| StoreError::Corrupt("payment status".into()))?;
-    let (expected_minor, expected_currency) = (p.int(1)?, p.text(2)?);
+    let payment = LockedPayment::from_row(&p)?;
+    let (expected_minor, expected_currency): (i64, String) = (p.get("amount")?, p.get("currency")?);
 
     // Binding is by (channel, trade_no); the money must match to the minor unit and currency.
     if paid.minor() != expected_minor || paid.currency().code() != expected_currency {
@@ -115,23 +117,16 @@ fn apply_payment(
         });
     }
 
-    if pay_status.is_paid() {
-        return Ok(if p.opt_text(3)?.as_deref() == Some(gateway_trade_no) {
-            NotifyOutcome::Duplicate { order_no }
-        } else {
-            insert_outbox(
-                tx,
-                "payment.conflict",
-                order_id,
-                serde_json::json!({ "gateway_trade_no": gateway_trade_no }).to_string(),
-                now,
-            )?;
-            NotifyOutcome::ConflictingPayment { order_no }
-        });
+    if payment.status.is_paid() {
+        return Ok(
+            if p.get::<Option<String>>("gateway_trade_no")?.as_deref() == Some(gateway_trade_no) {
+                NotifyOutcome::Duplicate { order_no }
+            } else {
+                conflict_alert(tx, order_id, gateway_trade_no, now)?;
+                NotifyOutcome::ConflictingPayment { order_no }
+            },
+        );
     }
-    let new_pay = pay_status
-        .on(PaymentEvent::Confirmed)
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     // A gateway trade number already seen on another of our payments: the gateway (or its
     // configuration) is reusing numbers. This payment is still bound by our trade number and
     // its amount, so it counts; the seller gets an alert to look at both.
@@ -140,8 +135,11 @@ fn apply_payment(
          WHERE p.channel_id = $1 AND p.gateway_trade_no = $2 AND p.id <> $3 LIMIT 1",
         params![channel_id, gateway_trade_no, payment_id],
     )? {
-        let payload = serde_json::json!({ "gateway_trade_no": gateway_trade_no, "other_order_no": other.text(0)? });
-        insert_outbox(
+        let payload = serde_json::json!({
+            "gateway_trade_no": gateway_trade_no,
+            "other_order_no": other.get::<String>("order_no")?,
+        });
+        outbox::insert(
             tx,
             "payment.gateway_trade_reused",
             order_id,
@@ -149,27 +147,20 @@ fn apply_payment(
             now,
         )?;
     }
-    if tx.exec(
-        "UPDATE payments SET status = $2, gateway_trade_no = $3, paid_at = $4, next_check_at = NULL, lease_until = NULL \
-         WHERE id = $1 AND status = $5",
-        params![payment_id, new_pay.as_str(), gateway_trade_no, now, pay_status.as_str()],
-    )? != 1
-    {
-        return Err(StoreError::Database("payment changed under its row lock".into()));
-    }
+    apply_payment_event(
+        tx,
+        payment,
+        PaymentEvent::Confirmed,
+        now,
+        Some(gateway_trade_no),
+    )?;
 
-    let Ok(paid_status) = order_status.on(OrderEvent::PaymentConfirmed) else {
+    if order.status.on(OrderEvent::PaymentConfirmed).is_err() {
         // The order was already paid through another payment attempt: money arrived twice.
-        insert_outbox(
-            tx,
-            "payment.conflict",
-            order_id,
-            serde_json::json!({ "gateway_trade_no": gateway_trade_no }).to_string(),
-            now,
-        )?;
+        conflict_alert(tx, order_id, gateway_trade_no, now)?;
         return Ok(NotifyOutcome::ConflictingPayment { order_no });
-    };
-    let late = order_status == OrderStatus::Expired;
+    }
+    let late = order.status == OrderStatus::Expired;
 
     let (event, note) = match delivery {
         Delivery::Manual => {
@@ -191,17 +182,14 @@ fn apply_payment(
         }
         Delivery::Auto if loop_card.is_some() => (OrderEvent::Delivered, None),
         Delivery::Auto => {
-            if late && claim_cards(tx, order_id, product_id, quantity)? < quantity as u64 {
-                release_cards(tx, order_id)?;
+            if late && cards::reserve(tx, order_id, product_id, quantity)? < quantity as u64 {
+                cards::release(tx, order_id)?;
                 (
                     OrderEvent::Undeliverable,
                     Some("paid after expiry; out of stock"),
                 )
             } else {
-                let sold = tx.exec(
-                    "UPDATE cards SET status = 'sold', sold_at = $2 WHERE order_id = $1 AND status = 'reserved'",
-                    params![order_id, now],
-                )?;
+                let sold = cards::sell(tx, order_id, now)?;
                 if sold != quantity as u64 {
                     return Err(StoreError::Corrupt(format!(
                         "order {order_no} had {sold} reserved keys, expected {quantity}"
@@ -211,39 +199,36 @@ fn apply_payment(
             }
         }
     };
-    let final_status = paid_status
-        .on(event)
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    // Compare-and-set on the status read under the row lock, with the paid/delivered times.
-    if tx.exec(
-        "UPDATE orders SET status = $3, paid_at = $4, delivered_at = $5, note = $6 WHERE id = $1 AND status = $2",
-        params![
-            order_id,
-            order_status.as_str(),
-            final_status.as_str(),
-            now,
-            (final_status == OrderStatus::Delivered).then_some(now),
-            note
-        ],
-    )? != 1
-    {
-        return Err(StoreError::Database("order changed under its row lock".into()));
-    }
-    let kind = match final_status {
-        OrderStatus::Delivered => crate::outbox::ORDER_DELIVERED,
-        OrderStatus::AwaitingFulfilment => "order.awaiting_fulfilment",
-        _ => "order.exception",
-    };
-    insert_outbox(
+    // Paid and delivered (or not) in one compare-and-set, with its outbox row.
+    let final_status = apply_order_events(
         tx,
-        kind,
-        order_id,
-        serde_json::json!({ "order_no": order_no }).to_string(),
+        &order,
+        &[OrderEvent::PaymentConfirmed, event],
         now,
+        Details {
+            note,
+            payload: None,
+        },
     )?;
     Ok(match final_status {
         OrderStatus::Delivered => NotifyOutcome::Delivered { order_no, late },
         OrderStatus::AwaitingFulfilment => NotifyOutcome::AwaitingFulfilment { order_no },
         _ => NotifyOutcome::Exception { order_no },
     })
+}
+
+/// A second, different payment for an order already paid: recorded for the seller.
+fn conflict_alert(
+    tx: &mut dyn Tx,
+    order_id: i64,
+    gateway_trade_no: &str,
+    now: Millis,
+) -> Result<()> {
+    outbox::insert(
+        tx,
+        "payment.conflict",
+        order_id,
+        serde_json::json!({ "gateway_trade_no": gateway_trade_no }).to_string(),
+        now,
+    )
 }

@@ -48,7 +48,7 @@ pub(crate) struct PgConn {
     statements: HashMap<&'static str, Statement>,
 }
 
-fn convert_row(row: &postgres::Row) -> Result<Row> {
+fn convert_row(row: &postgres::Row, names: &Arc<[String]>) -> Result<Row> {
     let mut vals = Vec::with_capacity(row.len());
     for (i, col) in row.columns().iter().enumerate() {
         let v = match *col.type_() {
@@ -74,7 +74,7 @@ fn convert_row(row: &postgres::Row) -> Result<Row> {
         };
         vals.push(v.unwrap_or(Value::Null));
     }
-    Ok(Row(vals))
+    Ok(Row::new(names.clone(), vals))
 }
 
 fn as_params(params: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
@@ -106,10 +106,11 @@ impl<C: GenericClient> Tx for PgTx<'_, C> {
 
     fn query(&mut self, sql: &'static str, params: &[Value]) -> Result<Vec<Row>> {
         let stmt = self.statement(sql)?;
+        let names: Arc<[String]> = stmt.columns().iter().map(|c| c.name().to_owned()).collect();
         self.client
             .query(&stmt, &as_params(params))?
             .iter()
-            .map(convert_row)
+            .map(|r| convert_row(r, &names))
             .collect()
     }
 }

@@ -3,20 +3,25 @@
 //! order's lock), the channel is called with that number (gateways de-duplicate on it), and
 //! `finish` records the outcome and moves the payment and the order along their state machines.
 
-use kami_core::{Currency, Millis, Money, OrderEvent, OrderStatus, PaymentEvent, PaymentStatus};
+use kami_core::{
+    ChannelId, Millis, Money, OrderEvent, OrderNo, PaymentEvent, PaymentStatus, RefundEvent,
+    RefundStatus,
+};
 
 use crate::db::{Row, Tx};
 use crate::error::{Result, StoreError};
-use crate::orders::insert_outbox;
 use crate::params;
+use crate::transitions::{
+    apply_order_event, apply_payment_event, Details, LockedOrder, LockedPayment,
+};
 
 /// A refund as the admin sees it.
 #[derive(Debug, Clone)]
 pub struct Refund {
     pub refund_no: String,
-    pub order_no: String,
+    pub order_no: OrderNo,
     pub amount: Money,
-    pub status: String,
+    pub status: RefundStatus,
     pub error: Option<String>,
     pub created_at: Millis,
     pub settled_at: Option<Millis>,
@@ -26,7 +31,7 @@ pub struct Refund {
 #[derive(Debug, Clone)]
 pub struct RefundCall {
     pub refund: Refund,
-    pub channel_id: String,
+    pub channel_id: ChannelId,
     pub trade_no: String,
     /// The payment's full amount (some gateways want it with every refund).
     pub total: Money,
@@ -53,33 +58,46 @@ pub enum RefundResult {
     },
 }
 
-fn refund_from_row(r: &Row, order_no: &str) -> Result<Refund> {
+/// The refund's own columns, selected from `refunds f` (read by `refund_from_row`, with
+/// `o.order_no`).
+macro_rules! refund_columns {
+    () => {
+        "SELECT f.refund_no, f.amount, f.currency, f.status, f.error, f.created_at, f.settled_at, "
+    };
+}
+
+fn refund_from_row(r: &Row) -> Result<Refund> {
     Ok(Refund {
-        refund_no: r.text(0)?,
-        order_no: order_no.to_owned(),
-        amount: Money::new(r.int(1)?, Currency::parse(&r.text(2)?)?)?,
-        status: r.text(3)?,
-        error: r.opt_text(4)?,
-        created_at: r.int(5)?,
-        settled_at: r.opt_int(6)?,
+        refund_no: r.get("refund_no")?,
+        order_no: r.get("order_no")?,
+        amount: r.money("amount", "currency")?,
+        status: r.get("status")?,
+        error: r.get("error")?,
+        created_at: r.get("created_at")?,
+        settled_at: r.get("settled_at")?,
     })
 }
 
+/// The statuses whose amount is no longer refundable ([`RefundStatus::holds_amount`]).
+const HOLDING: [RefundStatus; 2] = [RefundStatus::Pending, RefundStatus::Succeeded];
+
 fn call_for(tx: &mut dyn Tx, refund_no: &str, existing: bool) -> Result<RefundCall> {
     let r = tx.query_one(
-        "SELECT f.refund_no, f.amount, f.currency, f.status, f.error, f.created_at, f.settled_at, \
-                o.order_no, p.channel_id, p.trade_no, p.amount, p.currency, f.reason \
-         FROM refunds f JOIN orders o ON o.id = f.order_id JOIN payments p ON p.id = f.payment_id \
-         WHERE f.refund_no = $1",
+        concat!(
+            refund_columns!(),
+            "o.order_no, p.channel_id, p.trade_no, p.amount AS payment_amount, \
+               p.currency AS payment_currency, f.reason \
+             FROM refunds f JOIN orders o ON o.id = f.order_id JOIN payments p ON p.id = f.payment_id \
+             WHERE f.refund_no = $1"
+        ),
         params![refund_no],
     )?;
-    let order_no = r.text(7)?;
     Ok(RefundCall {
-        refund: refund_from_row(&r, &order_no)?,
-        channel_id: r.text(8)?,
-        trade_no: r.text(9)?,
-        total: Money::new(r.int(10)?, Currency::parse(&r.text(11)?)?)?,
-        reason: r.opt_text(12)?,
+        refund: refund_from_row(&r)?,
+        channel_id: r.get("channel_id")?,
+        trade_no: r.get("trade_no")?,
+        total: r.money("payment_amount", "payment_currency")?,
+        reason: r.get("reason")?,
         existing,
     })
 }
@@ -114,13 +132,13 @@ pub(crate) fn begin(tx: &mut dyn Tx, order_no: &str, r: &NewRefund) -> Result<Re
             params![order_no],
         )?
         .ok_or(StoreError::OrderNotFound)?;
-    let order_id = o.int(0)?;
+    let order_id: i64 = o.get("id")?;
     if let Some(no) = refund_no {
         if let Some(r) = tx.query_opt(
             "SELECT order_id FROM refunds WHERE refund_no = $1",
             params![no],
         )? {
-            if r.int(0)? != order_id {
+            if r.get::<i64>("order_id")? != order_id {
                 return Err(StoreError::InvalidInput(
                     "this refund number belongs to another order".into(),
                 ));
@@ -136,18 +154,25 @@ pub(crate) fn begin(tx: &mut dyn Tx, order_no: &str, r: &NewRefund) -> Result<Re
     }
     let p = tx
         .query_opt(
-            "SELECT id, amount, currency FROM payments WHERE order_id = $1 AND status IN ('paid', 'partially_refunded') \
+            "SELECT id, amount, currency FROM payments WHERE order_id = $1 AND status IN ($2, $3) \
              ORDER BY id LIMIT 1 FOR UPDATE",
-            params![order_id],
+            params![
+                order_id,
+                PaymentStatus::Paid,
+                PaymentStatus::PartiallyRefunded
+            ],
         )?
-        .ok_or_else(|| StoreError::NotRefundable("the order has no settled payment to refund".into()))?;
-    let (payment_id, paid, currency) = (p.int(0)?, p.int(1)?, p.text(2)?);
+        .ok_or_else(|| {
+            StoreError::NotRefundable("the order has no settled payment to refund".into())
+        })?;
+    let (payment_id, paid, currency): (i64, i64, String) =
+        (p.get("id")?, p.get("amount")?, p.get("currency")?);
     let taken = tx.query_one(
-        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT), CAST(COUNT(*) AS BIGINT) FROM refunds \
-             WHERE payment_id = $1 AND status IN ('pending', 'succeeded')",
-        params![payment_id],
+        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS taken FROM refunds \
+             WHERE payment_id = $1 AND status IN ($2, $3)",
+        params![payment_id, HOLDING[0], HOLDING[1]],
     )?;
-    let refundable = paid - taken.int(0)?;
+    let refundable = paid - taken.get::<i64>("taken")?;
     if refundable <= 0 {
         return Err(StoreError::NotRefundable(
             "the payment is already fully refunded".into(),
@@ -160,17 +185,28 @@ pub(crate) fn begin(tx: &mut dyn Tx, order_no: &str, r: &NewRefund) -> Result<Re
         )));
     }
     let all = tx.query_one(
-        "SELECT CAST(COUNT(*) AS BIGINT) FROM refunds WHERE order_id = $1",
+        "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM refunds WHERE order_id = $1",
         params![order_id],
     )?;
     let refund_no = match refund_no {
         Some(n) => n.to_owned(),
-        None => format!("{order_no}R{}", all.int(0)? + 1),
+        None => format!("{order_no}R{}", all.get::<i64>("n")? + 1),
     };
     tx.exec(
         "INSERT INTO refunds (order_id, payment_id, refund_no, amount, currency, reason, status, created_at, \
-           next_check_at, lease_until) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9)",
-        params![order_id, payment_id, refund_no.as_str(), amount, currency.as_str(), reason, now, retry_at, lease_until],
+           next_check_at, lease_until) VALUES ($1, $2, $3, $4, $5, $6, $10, $7, $8, $9)",
+        params![
+            order_id,
+            payment_id,
+            refund_no.as_str(),
+            amount,
+            currency.as_str(),
+            reason,
+            now,
+            retry_at,
+            lease_until,
+            RefundStatus::Pending
+        ],
     )?;
     call_for(tx, &refund_no, false)
 }
@@ -187,8 +223,9 @@ pub(crate) fn finish(
             params![refund_no],
         )?
         .ok_or_else(|| StoreError::InvalidInput("unknown refund number".into()))?;
-    let (refund_id, order_id, payment_id) = (f.int(0)?, f.int(1)?, f.int(2)?);
-    if f.text(4)? != "pending" {
+    let (refund_id, order_id, payment_id): (i64, i64, i64) =
+        (f.get("id")?, f.get("order_id")?, f.get("payment_id")?);
+    if f.get::<RefundStatus>("status")?.is_settled() {
         // Already settled one way or the other: recording again changes nothing.
         return call_for(tx, refund_no, true);
     }
@@ -206,62 +243,69 @@ pub(crate) fn finish(
             )?;
         }
         RefundResult::Failed { error } => {
-            tx.exec(
-                "UPDATE refunds SET status = 'failed', error = $2, settled_at = $3, next_check_at = NULL, lease_until = NULL \
-                 WHERE id = $1",
-                params![refund_id, error.as_str(), now],
-            )?;
+            settle(tx, refund_id, RefundEvent::Failed, Some(error), now)?;
         }
         RefundResult::Succeeded => {
             // Lock order first, then payment: the same order as every other path.
             let o = tx.query_one(
-                "SELECT status FROM orders WHERE id = $1 FOR UPDATE",
+                "SELECT id, order_no, status FROM orders WHERE id = $1 FOR UPDATE",
                 params![order_id],
             )?;
-            let order_status = OrderStatus::parse(&o.text(0)?)
-                .ok_or_else(|| StoreError::Corrupt("order status".into()))?;
+            let order = LockedOrder::from_row(&o)?;
             let p = tx.query_one(
-                "SELECT status, amount FROM payments WHERE id = $1 FOR UPDATE",
+                "SELECT id, status, amount FROM payments WHERE id = $1 FOR UPDATE",
                 params![payment_id],
             )?;
-            let pay_status = PaymentStatus::parse(&p.text(0)?)
-                .ok_or_else(|| StoreError::Corrupt("payment status".into()))?;
-            tx.exec(
-                "UPDATE refunds SET status = 'succeeded', settled_at = $2, next_check_at = NULL, lease_until = NULL \
-                 WHERE id = $1",
-                params![refund_id, now],
-            )?;
-            let refunded = tx
+            let payment = LockedPayment::from_row(&p)?;
+            settle(tx, refund_id, RefundEvent::Succeeded, None, now)?;
+            let refunded: i64 = tx
                 .query_one(
-                    "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM refunds WHERE payment_id = $1 AND status = 'succeeded'",
-                    params![payment_id],
+                    "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS refunded FROM refunds \
+                     WHERE payment_id = $1 AND status = $2",
+                    params![payment_id, RefundStatus::Succeeded],
                 )?
-                .int(0)?;
-            let full = refunded >= p.int(1)?;
-            let new_pay = pay_status
-                .on(PaymentEvent::Refunded { full })
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            tx.exec(
-                "UPDATE payments SET status = $2 WHERE id = $1 AND status = $3",
-                params![payment_id, new_pay.as_str(), pay_status.as_str()],
-            )?;
-            let new_order = order_status
-                .on(OrderEvent::Refunded { full })
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            tx.exec(
-                "UPDATE orders SET status = $2 WHERE id = $1 AND status = $3",
-                params![order_id, new_order.as_str(), order_status.as_str()],
-            )?;
-            insert_outbox(
+                .get("refunded")?;
+            let full = refunded >= p.get::<i64>("amount")?;
+            apply_payment_event(tx, payment, PaymentEvent::Refunded { full }, now, None)?;
+            apply_order_event(
                 tx,
-                "order.refunded",
-                order_id,
-                serde_json::json!({ "refund_no": refund_no, "full": full }).to_string(),
+                &order,
+                OrderEvent::Refunded { full },
                 now,
+                Details {
+                    note: None,
+                    payload: Some(serde_json::json!({ "refund_no": refund_no, "full": full })),
+                },
             )?;
         }
     }
     call_for(tx, refund_no, true)
+}
+
+/// Settle a locked pending refund: a compare-and-set on `pending`, run through
+/// [`RefundStatus::on`].
+fn settle(
+    tx: &mut dyn Tx,
+    refund_id: i64,
+    event: RefundEvent,
+    error: Option<&str>,
+    now: Millis,
+) -> Result<()> {
+    let from = RefundStatus::Pending;
+    let to = from.on(event)?;
+    if tx.exec(
+        "UPDATE refunds SET status = $3, error = COALESCE($4, error), settled_at = $5, next_check_at = NULL, lease_until = NULL \
+         WHERE id = $1 AND status = $2",
+        params![refund_id, from, to, error, now],
+    )? != 1
+    {
+        return Err(StoreError::StatusChanged {
+            table: "refunds",
+            id: refund_id,
+            expected: from.as_str(),
+        });
+    }
+    Ok(())
 }
 
 /// Pending refunds whose retry time has come, leased to this worker.
@@ -272,28 +316,45 @@ pub(crate) fn claim_pending(
     limit: u32,
 ) -> Result<Vec<RefundCall>> {
     let due = tx.query(
-        "SELECT id, refund_no FROM refunds WHERE status = 'pending' AND next_check_at IS NOT NULL AND next_check_at <= $1 \
+        "SELECT id, refund_no FROM refunds WHERE status = $3 AND next_check_at IS NOT NULL AND next_check_at <= $1 \
            AND (lease_until IS NULL OR lease_until <= $1) ORDER BY next_check_at LIMIT $2 FOR UPDATE SKIP LOCKED",
-        params![now, i64::from(limit)],
+        params![now, i64::from(limit), RefundStatus::Pending],
     )?;
     let mut out = Vec::with_capacity(due.len());
     for r in &due {
         tx.exec(
             "UPDATE refunds SET lease_until = $2 WHERE id = $1",
-            params![r.int(0)?, lease_until],
+            params![r.get::<i64>("id")?, lease_until],
         )?;
-        out.push(call_for(tx, &r.text(1)?, true)?);
+        out.push(call_for(tx, &r.get::<String>("refund_no")?, true)?);
     }
     Ok(out)
 }
 
 pub(crate) fn list_for_order(tx: &mut dyn Tx, order_no: &str) -> Result<Vec<Refund>> {
     tx.query(
-        "SELECT f.refund_no, f.amount, f.currency, f.status, f.error, f.created_at, f.settled_at \
-         FROM refunds f JOIN orders o ON o.id = f.order_id WHERE o.order_no = $1 ORDER BY f.id",
+        concat!(
+            refund_columns!(),
+            "o.order_no FROM refunds f JOIN orders o ON o.id = f.order_id \
+             WHERE o.order_no = $1 ORDER BY f.id"
+        ),
         params![order_no],
     )?
     .iter()
-    .map(|r| refund_from_row(r, order_no))
+    .map(refund_from_row)
     .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holding_statuses_are_the_state_machines() {
+        let held: Vec<_> = RefundStatus::ALL
+            .into_iter()
+            .filter(|s| s.holds_amount())
+            .collect();
+        assert_eq!(held, HOLDING);
+    }
 }

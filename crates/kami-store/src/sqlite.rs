@@ -53,6 +53,7 @@ impl Tx for SqliteTx<'_> {
     fn query(&mut self, sql: &'static str, params: &[Value]) -> Result<Vec<Row>> {
         let mut stmt = self.conn.prepare_cached(&to_sqlite(sql))?;
         let cols = stmt.column_count();
+        let names: Arc<[String]> = stmt.column_names().into_iter().map(str::to_owned).collect();
         let mut rows = stmt.query(rusqlite::params_from_iter(bind(params)))?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
@@ -66,7 +67,7 @@ impl Tx for SqliteTx<'_> {
                     ValueRef::Blob(b) => Value::Blob(b.to_vec()),
                 });
             }
-            out.push(Row(vals));
+            out.push(Row::new(names.clone(), vals));
         }
         Ok(out)
     }

@@ -44,7 +44,7 @@ pub async fn expire_once(state: &AppState) -> Result<usize, kami_store::StoreErr
         total += expired.len();
         for no in &expired {
             state.metrics.order_expired();
-            state.watch.changed(no);
+            state.watch.changed(no.as_str());
         }
         if expired.len() < EXPIRY_BATCH as usize {
             return Ok(total);
@@ -87,7 +87,7 @@ fn next_check(attempts: i64, now: i64, deadline: i64) -> i64 {
 #[tracing::instrument(skip_all, fields(order = %c.order_no, channel = %c.channel_id))]
 async fn check_one(state: &Arc<AppState>, c: PaymentCheck) -> Result<(), kami_store::StoreError> {
     let now = state.now_ms();
-    let Some(channel) = state.channels.get(&c.channel_id).cloned() else {
+    let Some(channel) = state.channels.get(c.channel_id.as_str()).cloned() else {
         // The channel was removed from the configuration: nothing can be asked; look again later.
         tracing::warn!(channel = %c.channel_id, order = %c.order_no, "payment's channel is not configured");
         return state
@@ -159,16 +159,15 @@ async fn reversal(state: &AppState, c: &PaymentCheck) -> Result<(), kami_store::
         .record_channel_reversal(&c.order_no, state.now_ms())
         .await?
     {
-        state.watch.changed(&c.order_no);
+        state.watch.changed(c.order_no.as_str());
     }
     state.store.reschedule_check(c.payment_id, None).await
 }
 
 async fn expire(state: &AppState, c: &PaymentCheck) -> Result<(), kami_store::StoreError> {
-    let no = kami_core::OrderNo::parse(&c.order_no)?;
-    if state.store.cancel_unpaid(&no).await? {
+    if state.store.cancel_unpaid(&c.order_no).await? {
         state.metrics.order_expired();
-        state.watch.changed(&c.order_no);
+        state.watch.changed(c.order_no.as_str());
     } else {
         state.store.reschedule_check(c.payment_id, None).await?;
     }
@@ -182,7 +181,7 @@ async fn apply_paid(
     how: &str,
     conf: kami_pay::PaymentConfirmation,
 ) -> Result<(), kami_store::StoreError> {
-    let outcome = apply_confirmation(state, &c.channel_id, how, conf).await?;
+    let outcome = apply_confirmation(state, c.channel_id.as_str(), how, conf).await?;
     if !outcome.acknowledge() {
         // e.g. the channel reports a different amount: keep asking, the seller sees the event.
         state

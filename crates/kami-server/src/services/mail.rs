@@ -79,7 +79,13 @@ pub async fn send_due_once(
     for item in due {
         let (state, mailer) = (state.clone(), mailer.clone());
         tasks.spawn(async move {
-            let (id, order) = (item.id, item.order_no.clone().unwrap_or_default());
+            let (id, order) = (
+                item.id,
+                item.order_no
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+            );
             if let Err(e) = send_one(&state, &mailer, item).await {
                 // The lease runs out and the row is claimed again.
                 tracing::warn!(order = %order, outbox = id, "delivery mail: {e}");
@@ -99,7 +105,11 @@ enum Failure {
 
 #[tracing::instrument(skip_all, fields(outbox = item.id))]
 async fn send_one(state: &AppState, mailer: &Mailer, item: OutboxItem) -> Result<(), StoreError> {
-    let no = item.order_no.clone().unwrap_or_default();
+    let no = item
+        .order_no
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
     if state.now_ms() - item.created_at >= GIVE_UP_AFTER_MS {
         // Failing for days, or mail was off (or no worker ran) when the order was delivered.
         let why = match &item.last_error {
@@ -148,8 +158,7 @@ async fn send_one(state: &AppState, mailer: &Mailer, item: OutboxItem) -> Result
 async fn prepare(state: &AppState, mailer: &Mailer, item: &OutboxItem) -> Result<Message, Failure> {
     let no = item
         .order_no
-        .as_deref()
-        .and_then(|n| OrderNo::parse(n).ok())
+        .clone()
         .ok_or_else(|| Failure::GiveUp("the outbox row names no order".into()))?;
     let order = match state.store.order(&no).await {
         Ok(Some(o)) => o,
@@ -184,6 +193,7 @@ fn build_message(
     };
     let to: Mailbox = order
         .email
+        .as_str()
         .parse::<lettre::Address>()
         .map(|a| Mailbox::new(None, a))
         .map_err(|e| Failure::GiveUp(format!("the buyer's address is not usable for SMTP: {e}")))?;
@@ -280,13 +290,13 @@ mod tests {
     fn order(locale: &str) -> Order {
         Order {
             order_no: OrderNo::parse("K20261122030000123456789012").unwrap(),
-            product_slug: "game".into(),
+            product_slug: kami_core::Slug::parse("game").unwrap(),
             product_title: "Game <Deluxe> & \"More\"".into(),
             quantity: 2,
             amount: Money::new(2460, Currency::Cny).unwrap(),
-            email: "buyer@example.com".into(),
-            method: "sandbox".into(),
-            channel_id: "sandbox".into(),
+            email: kami_core::Email::parse("buyer@example.com").unwrap(),
+            method: kami_core::Method::Sandbox,
+            channel_id: kami_core::ChannelId::parse("sandbox").unwrap(),
             status: OrderStatus::Delivered,
             access_token_hash: String::new(),
             query_password_hash: None,

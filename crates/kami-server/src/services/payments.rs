@@ -25,7 +25,7 @@ pub async fn apply_verdict(
     };
     state.metrics.notification(outcome.code());
     if let Some(no) = outcome.changed_order() {
-        state.watch.changed(no);
+        state.watch.changed(no.as_str());
     }
     if matches!(outcome, NotifyOutcome::Delivered { .. }) {
         state.wake_mail();

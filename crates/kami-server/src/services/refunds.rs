@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use kami_core::{OrderNo, OrderStatus};
+use kami_core::{OrderNo, OrderStatus, RefundStatus};
 use kami_pay::{PayError, PaymentChannel, RefundRequest};
 use kami_store::{NewRefund, RefundCall, RefundResult};
 
@@ -72,7 +72,7 @@ pub async fn refund(
     let now = state.now_ms();
     let channel = {
         let order = state.store.order(no).await?.ok_or_else(not_found)?;
-        state.channels.get(&order.channel_id).cloned()
+        state.channels.get(order.channel_id.as_str()).cloned()
     };
     let idempotent = channel.as_ref().is_some_and(|c| c.refund_is_idempotent());
     // Where the gateway does not de-duplicate refunds, nothing retries automatically.
@@ -92,7 +92,7 @@ pub async fn refund(
         )
         .await?;
     // A repeated request for an existing refund asks the gateway again only where that is safe.
-    let call = if call.refund.status == "pending"
+    let call = if call.refund.status == RefundStatus::Pending
         && (!call.existing || idempotent)
         && call.refund.error.is_none()
     {
@@ -113,7 +113,7 @@ pub async fn refund(
 pub async fn settle_refund(state: &AppState, call: RefundCall) -> ServiceResult<RefundCall> {
     let channel: Arc<dyn PaymentChannel> = state
         .channels
-        .get(&call.channel_id)
+        .get(call.channel_id.as_str())
         .cloned()
         .ok_or_else(|| {
             ServiceError::internal(format!("channel {} is not configured", call.channel_id))
@@ -189,7 +189,7 @@ pub async fn retry_due(state: &Arc<AppState>) -> Result<usize, kami_store::Store
     for call in due {
         let no = call.refund.order_no.clone();
         match settle_refund(state, call).await {
-            Ok(_) => state.watch.changed(&no),
+            Ok(_) => state.watch.changed(no.as_str()),
             Err(e) => tracing::warn!(order = %no, "refund retry: {e}"),
         }
     }

@@ -188,7 +188,7 @@ async fn payment_checks_are_claimed_once_across_processes(backend: Backend) {
                             .await
                             .unwrap()
                             .into_iter()
-                            .map(|c| c.order_no),
+                            .map(|c| c.order_no.to_string()),
                     );
                 }
                 mine

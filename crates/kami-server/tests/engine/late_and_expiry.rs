@@ -18,6 +18,7 @@ async fn expired_orders_release_stock_and_late_payments_are_kept(backend: Backen
     let a = app.order("late", 1).await;
     assert_eq!(app.stock("late").await, json!(0));
     let expired = app.state.store.expire_due(FAR_FUTURE, 100).await.unwrap();
+    let expired: Vec<String> = expired.iter().map(ToString::to_string).collect();
     assert_eq!(expired, vec![a["order_no"].as_str().unwrap().to_owned()]);
     assert!(app
         .state
@@ -216,7 +217,8 @@ async fn expiry_in_two_processes(backend: Backend) {
             tokio::spawn(async move {
                 let mut mine = Vec::new();
                 for _ in 0..40 {
-                    mine.extend(s.expire_due(FAR_FUTURE, 4).await.unwrap());
+                    let expired = s.expire_due(FAR_FUTURE, 4).await.unwrap();
+                    mine.extend(expired.iter().map(ToString::to_string));
                 }
                 mine
             })

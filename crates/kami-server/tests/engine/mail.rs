@@ -544,7 +544,7 @@ async fn outbox_rows_are_claimed_once_across_processes(backend: Backend) {
                         .unwrap()
                     {
                         assert_eq!(item.attempts, 1, "{item:?}");
-                        mine.push(item.order_no.unwrap());
+                        mine.push(item.order_no.unwrap().to_string());
                     }
                 }
                 mine

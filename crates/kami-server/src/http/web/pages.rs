@@ -599,10 +599,10 @@ fn order_view(state: &AppState, o: &Order, token: Option<&str>, mail: &'static s
         status: o.status.as_str(),
         full,
         product_title: o.product_title.clone(),
-        product_slug: o.product_slug.clone(),
+        product_slug: o.product_slug.to_string(),
         quantity: o.quantity,
         amount: format_money(o.amount),
-        method: o.method.clone(),
+        method: o.method.to_string(),
         created_at: crate::time::rfc3339(o.created_at),
         remaining,
         remaining_text: format!("{}:{:02}", remaining / 60, remaining % 60),
@@ -611,7 +611,7 @@ fn order_view(state: &AppState, o: &Order, token: Option<&str>, mail: &'static s
         token: token.map(str::to_owned),
         poll: full && is_open(o.status),
         mail,
-        email_masked: mask_email(&o.email),
+        email_masked: mask_email(o.email.as_str()),
     }
 }
 
