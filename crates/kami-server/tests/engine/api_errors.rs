@@ -1,13 +1,11 @@
 use serde_json::json;
 
-use crate::both_backends;
-use crate::common::{Backend, TestApp};
+use kami_testkit::both_backends;
+use kami_testkit::{Backend, TestApp};
 
 /// Bad input gets a precise error code and changes nothing.
 async fn precise_errors(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = TestApp::spawn(backend).await;
     app.create_product("p", 100, "auto").await;
     app.import_keys("p", 2).await;
     let ok = json!({"product": "p", "quantity": 1, "email": "a@b.cd", "method": "sandbox"});

@@ -5,15 +5,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::both_backends;
-use crate::common::{Backend, TestApp};
+use kami_testkit::both_backends;
+use kami_testkit::{Backend, TestApp};
 
 /// The notification is dropped by the gateway: the payment-check worker finds the payment by
 /// querying the channel, and delivers.
 async fn dropped_notification_is_recovered_by_active_query(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = TestApp::spawn(backend).await;
     app.create_product("quiet", 500, "auto").await;
     app.import_keys("quiet", 2).await;
     let order = app.order("quiet", 1).await;
@@ -39,9 +37,7 @@ both_backends!(dropped_notification_is_recovered_by_active_query);
 /// At the deadline the trade is closed at the channel before the keys go back; a trade that
 /// was paid (its notification lost) is delivered instead of expired.
 async fn expiry_closes_at_the_channel_first(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, "[orders]\nexpire_seconds = 5\n").await else {
-        return;
-    };
+    let app = TestApp::spawn_with(backend, "[orders]\nexpire_seconds = 5\n").await;
     app.create_product("close", 500, "auto").await;
     app.import_keys("close", 2).await;
     let unpaid = app.order("close", 1).await;
@@ -78,9 +74,7 @@ both_backends!(expiry_closes_at_the_channel_first);
 
 /// Partial and full refunds through the order's channel, idempotent by refund number.
 async fn refunds_partial_then_full(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = TestApp::spawn(backend).await;
     app.create_product("refund", 1000, "auto").await;
     app.import_keys("refund", 3).await;
     let pending = app.order("refund", 1).await;
@@ -154,9 +148,7 @@ both_backends!(refunds_partial_then_full);
 
 /// Two kami processes claiming payment checks at once never claim the same payment twice.
 async fn payment_checks_are_claimed_once_across_processes(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = TestApp::spawn(backend).await;
     app.create_product("claims", 100, "auto").await;
     app.import_keys("claims", 30).await;
     let mut expected = Vec::new();
@@ -212,9 +204,7 @@ both_backends!(payment_checks_are_claimed_once_across_processes);
 /// refunding a payment that raced the cancel): the order becomes an exception for the seller,
 /// its key returns to stock, and the payment's own notification arriving late delivers nothing.
 async fn money_returned_by_the_gateway_is_never_delivered(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = TestApp::spawn(backend).await;
     app.create_product("reversed", 700, "auto").await;
     app.import_keys("reversed", 1).await;
     let order = app.order("reversed", 1).await;

@@ -2,15 +2,13 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::both_backends;
-use crate::common::{assert_no_key_twice, hex_rand, Backend, TestApp};
+use kami_testkit::both_backends;
+use kami_testkit::{assert_no_key_twice, hex_rand, Backend, TestApp};
 
 const FAR_FUTURE: i64 = 4_102_444_800_000; // 2100-01-01
 
 async fn expired_orders_release_stock_and_late_payments_are_kept(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = TestApp::spawn(backend).await;
     app.create_product("late", 700, "auto").await;
     app.import_keys("late", 1).await;
 
@@ -92,9 +90,7 @@ both_backends!(expired_orders_release_stock_and_late_payments_are_kept);
 /// Notifications racing the expiry worker: no double release, no double delivery, and
 /// released keys become sellable again exactly once.
 async fn expiry_race(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = TestApp::spawn(backend).await;
     let app = Arc::new(app);
     app.create_product("race", 100, "auto").await;
     app.import_keys("race", 40).await;
@@ -188,9 +184,7 @@ both_backends!(expiry_race);
 /// Two kami processes (two stores with their own connections) run the expiry worker over the
 /// same orders at once: every order expires exactly once and every key returns exactly once.
 async fn expiry_in_two_processes(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = TestApp::spawn(backend).await;
     app.create_product("twice", 100, "auto").await;
     app.import_keys("twice", 120).await;
     let mut orders = Vec::new();

@@ -8,7 +8,7 @@ use kami_core::OrderNo;
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 
-use crate::common::TestApp;
+use kami_testkit::TestApp;
 
 /// Far enough ahead that every pending order is due to expire.
 pub const FAR_FUTURE: i64 = 4_102_444_800_000; // 2100-01-01
@@ -95,14 +95,7 @@ impl Page {
 }
 
 /// Undo the template engine's HTML escaping.
-pub fn unescape(s: &str) -> String {
-    s.replace("&#x2f;", "/")
-        .replace("&#x27;", "'")
-        .replace("&quot;", "\"")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
+pub use kami_testkit::html::unescape;
 
 /// What the theme's autoescaping makes of `s` (minijinja's HTML escaping).
 pub fn escaped(s: &str) -> String {
