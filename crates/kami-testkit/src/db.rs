@@ -55,11 +55,15 @@ impl TestDb {
                 .await
                 .expect("PostgreSQL setup task");
                 if let Err(e) = created {
+                    // The connection error's own text is terse; its cause says what happened.
+                    let cause = std::error::Error::source(&e)
+                        .map(|c| format!(" ({c})"))
+                        .unwrap_or_default();
                     crate::require(
                         "PostgreSQL",
                         "Start it, or point KAMI_TEST_PG_URL at one (default \
                          postgres://postgres@127.0.0.1:5432/postgres).",
-                        format_args!("cannot create a database at {}: {e}", pg_admin_url()),
+                        format_args!("cannot create a database at {}: {e}{cause}", pg_admin_url()),
                     );
                 }
                 let url = replace_db(&pg_admin_url(), &name);

@@ -39,7 +39,8 @@ pub fn require(what: &str, how: &str, why_missing: impl std::fmt::Display) -> ! 
 
 /// The workspace root (the test kit sits in `crates/kami-testkit`).
 pub fn workspace_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    root.canonicalize().unwrap_or(root)
 }
 
 /// `sqlite` and `postgres` test variants of an async test body `async fn NAME(Backend)`, in a

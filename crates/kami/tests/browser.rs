@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The browser end-to-end suite (`e2e/`, headless Chromium driven by playwright-core under
 //! Node's test runner) against this build's `kami serve --demo`, so that `cargo test
-//! --workspace` runs it: buyers pay through every simulator channel on a desktop and a phone
+//! --workspace -- --include-ignored` runs it: buyers pay through every simulator channel on a desktop and a phone
 //! and see the key appear in place, order lookup, the language switch. Screenshots and
 //! `timings.json` land in `target/e2e-screenshots` (or `KAMI_E2E_SHOTS`).
 //!
@@ -15,12 +15,6 @@ use std::time::{Duration, Instant};
 
 /// The whole suite normally takes well under two minutes.
 const SUITE_TIMEOUT: Duration = Duration::from_secs(900);
-
-fn workspace() -> PathBuf {
-    kami_testkit::workspace_root()
-        .canonicalize()
-        .expect("workspace root")
-}
 
 /// What is missing to run the suite, if anything.
 fn missing(root: &Path) -> Vec<String> {
@@ -44,7 +38,7 @@ fn missing(root: &Path) -> Vec<String> {
 #[test]
 #[ignore = "needs chromium and e2e/node_modules: bash e2e/setup.sh"]
 fn browser_end_to_end() {
-    let root = workspace();
+    let root = kami_testkit::workspace_root();
     let missing = missing(&root);
     if !missing.is_empty() {
         kami_testkit::require(
