@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use kami_server::{AppState, Application, BuildOptions, Config};
+use kami_store::Store;
 
 use crate::{Backend, Shop, TestDb, SANDBOX_SECRET};
 
@@ -82,6 +83,54 @@ impl TestApp {
             BuildOptions::default(),
         )
         .await
+    }
+
+    /// Claimers in two kami processes at once, as far as the database can tell: four tasks, two
+    /// on this app's store and two on a second store with connections of its own, each calling
+    /// `claim` `rounds` times. Returns everything claimed, sorted, after checking that nothing
+    /// came twice (`what` says what would have happened twice, for the failure message).
+    pub async fn claim_from_two_processes<T, F, Fut>(
+        &self,
+        rounds: usize,
+        what: &str,
+        claim: F,
+    ) -> Vec<T>
+    where
+        T: Ord + std::fmt::Debug + Send + 'static,
+        F: Fn(Store) -> Fut + Clone + Send + 'static,
+        Fut: std::future::Future<Output = Vec<T>> + Send + 'static,
+    {
+        let other = Store::connect(&self.db_url, 8)
+            .await
+            .expect("a second store on the test database");
+        let stores = [
+            self.state.store.clone(),
+            other.clone(),
+            self.state.store.clone(),
+            other,
+        ];
+        let workers: Vec<_> = stores
+            .into_iter()
+            .map(|store| {
+                let claim = claim.clone();
+                tokio::spawn(async move {
+                    let mut mine = Vec::new();
+                    for _ in 0..rounds {
+                        mine.extend(claim(store.clone()).await);
+                    }
+                    mine
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for w in workers {
+            all.extend(w.await.expect("claimer task"));
+        }
+        all.sort();
+        let n = all.len();
+        all.dedup();
+        assert_eq!(n, all.len(), "{what} twice");
+        all
     }
 
     async fn start(

@@ -171,17 +171,20 @@ impl Shop {
 
     // -- the buyer -------------------------------------------------------------------------
 
-    /// A product as the public catalogue lists it.
-    pub async fn product(&self, slug: &str) -> Value {
-        let r: Value = self
+    /// GET a JSON document, whatever the status.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let r = self
             .http
-            .get(self.url("/api/v1/products"))
+            .get(self.url(path))
             .send()
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        r.json().await.unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    /// A product as the public catalogue lists it.
+    pub async fn product(&self, slug: &str) -> Value {
+        let r = self.get_json("/api/v1/products").await;
         r["products"]
             .as_array()
             .expect("products array")
@@ -261,6 +264,16 @@ impl Shop {
         }
         panic!("order {no} still pending after {secs} s");
     }
+}
+
+/// The keys an order shows (`cards`), which it must have.
+pub fn cards(order: &Value) -> Vec<String> {
+    order["cards"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no keys in {order}"))
+        .iter()
+        .map(|c| c.as_str().expect("a key is a string").to_owned())
+        .collect()
 }
 
 /// Keys of delivered orders must never repeat; returns every key seen.

@@ -160,41 +160,18 @@ async fn payment_checks_are_claimed_once_across_processes(backend: Backend) {
                 .to_owned(),
         );
     }
-    let other = kami_store::Store::connect(&app.db_url, 8).await.unwrap();
     // "Now" a little ahead so every first check is due; leases outlast the test.
     let at = kami_server::time::now_ms() + 10_000;
-    let stores = [
-        app.state.store.clone(),
-        other.clone(),
-        app.state.store.clone(),
-        other,
-    ];
-    let workers: Vec<_> = stores
-        .into_iter()
-        .map(|s| {
-            tokio::spawn(async move {
-                let mut mine = Vec::new();
-                for _ in 0..15 {
-                    mine.extend(
-                        s.claim_payment_checks(at, at + 600_000, 3)
-                            .await
-                            .unwrap()
-                            .into_iter()
-                            .map(|c| c.order_no),
-                    );
-                }
-                mine
-            })
+    let all = app
+        .claim_from_two_processes(15, "a payment was claimed", move |s| async move {
+            s.claim_payment_checks(at, at + 600_000, 3)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|c| c.order_no)
+                .collect()
         })
-        .collect();
-    let mut all = Vec::new();
-    for w in workers {
-        all.extend(w.await.unwrap());
-    }
-    all.sort();
-    let n = all.len();
-    all.dedup();
-    assert_eq!(n, all.len(), "a payment was claimed twice");
+        .await;
     expected.sort();
     assert_eq!(all, expected);
 }

@@ -89,15 +89,7 @@ async fn buy_through_the_simulator(backend: Backend) {
             .await,
         1
     );
-    let h: serde_json::Value = app
-        .http
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let h = app.get_json("/healthz").await;
     assert_eq!(h["status"], "ok");
 }
 both_backends!(buy_through_the_simulator);

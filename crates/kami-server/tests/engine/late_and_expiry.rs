@@ -197,33 +197,11 @@ async fn expiry_in_two_processes(backend: Backend) {
         );
     }
     assert_eq!(app.stock("twice").await, json!(0));
-    let other = kami_store::Store::connect(&app.db_url, 8).await.unwrap();
-    let stores = [
-        app.state.store.clone(),
-        other.clone(),
-        app.state.store.clone(),
-        other,
-    ];
-    let workers: Vec<_> = stores
-        .into_iter()
-        .map(|s| {
-            tokio::spawn(async move {
-                let mut mine = Vec::new();
-                for _ in 0..40 {
-                    mine.extend(s.expire_due(FAR_FUTURE, 4).await.unwrap());
-                }
-                mine
-            })
+    let all = app
+        .claim_from_two_processes(40, "an order was expired", |s| async move {
+            s.expire_due(FAR_FUTURE, 4).await.unwrap()
         })
-        .collect();
-    let mut all = Vec::new();
-    for w in workers {
-        all.extend(w.await.unwrap());
-    }
-    all.sort();
-    let before = all.len();
-    all.dedup();
-    assert_eq!(before, all.len(), "an order was expired twice");
+        .await;
     orders.sort();
     assert_eq!(all, orders, "every order expired");
     assert_eq!(

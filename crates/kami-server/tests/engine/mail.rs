@@ -14,7 +14,7 @@ use kami_store::MailState;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use kami_testkit::{both_backends, workspace_root, Backend, TestApp};
+use kami_testkit::{both_backends, cards, workspace_root, Backend, TestApp};
 
 const SINK_USER: &str = "kami";
 const SINK_PASSWORD: &str = "sink-test-password";
@@ -214,15 +214,6 @@ async fn buy(app: &TestApp, slug: &str, qty: u32, email: &str, accept_language: 
 
 fn order_no(v: &Value) -> OrderNo {
     OrderNo::parse(v["order_no"].as_str().unwrap()).unwrap()
-}
-
-fn cards(v: &Value) -> Vec<String> {
-    v["cards"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap().to_owned())
-        .collect()
 }
 
 async fn mail_state(state: &AppState, v: &Value) -> MailState {
@@ -512,41 +503,22 @@ async fn outbox_rows_are_claimed_once_across_processes(backend: Backend) {
         let order = buy(&app, "claimed", 1, &format!("c{i}@example.com"), "en").await;
         expected.push(order["order_no"].as_str().unwrap().to_owned());
     }
-    let other = kami_store::Store::connect(&app.db_url, 8).await.unwrap();
     let at = kami_server::time::now_ms() + 1_000;
-    let stores = [
-        app.state.store.clone(),
-        other.clone(),
-        app.state.store.clone(),
-        other,
-    ];
-    let workers: Vec<_> = stores
-        .into_iter()
-        .map(|s| {
-            tokio::spawn(async move {
-                let mut mine = Vec::new();
-                for _ in 0..12 {
-                    for item in s
-                        .claim_outbox(&[kami_store::ORDER_DELIVERED], at, at + 600_000, 2)
-                        .await
-                        .unwrap()
-                    {
-                        assert_eq!(item.attempts, 1, "{item:?}");
-                        mine.push(item.order_no.unwrap());
-                    }
-                }
-                mine
-            })
+    let all = app
+        .claim_from_two_processes(12, "an outbox row was claimed", move |s| async move {
+            let items = s
+                .claim_outbox(&[kami_store::ORDER_DELIVERED], at, at + 600_000, 2)
+                .await
+                .unwrap();
+            items
+                .into_iter()
+                .map(|item| {
+                    assert_eq!(item.attempts, 1, "{item:?}");
+                    item.order_no.unwrap()
+                })
+                .collect()
         })
-        .collect();
-    let mut all = Vec::new();
-    for w in workers {
-        all.extend(w.await.unwrap());
-    }
-    all.sort();
-    let n = all.len();
-    all.dedup();
-    assert_eq!(n, all.len(), "an outbox row was claimed twice");
+        .await;
     expected.sort();
     assert_eq!(all, expected);
     // Leased: nothing is due any more.

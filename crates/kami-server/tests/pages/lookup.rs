@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 use kami_testkit::both_backends;
-use kami_testkit::{Backend, TestApp};
+use kami_testkit::{cards, Backend, TestApp};
 
 const EN: (&str, &str) = ("accept-language", "en");
 const MANY: &str = "[shop]\nlookup_per_minute = 1000\n";
@@ -25,13 +25,7 @@ async fn bought(app: &TestApp, email: &str, password: &str) -> (Placed, Vec<Stri
     .await;
     let v = pay_and_settle(app, &placed).await;
     assert_eq!(v["status"], "delivered", "{v}");
-    let keys = v["cards"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k.as_str().unwrap().to_owned())
-        .collect();
-    (placed, keys)
+    (placed, cards(&v))
 }
 
 async fn lookup_by_order_number_or_email(backend: Backend) {

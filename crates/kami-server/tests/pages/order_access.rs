@@ -8,19 +8,13 @@ use serde_json::json;
 
 use crate::support::*;
 use kami_testkit::both_backends;
-use kami_testkit::{Backend, TestApp};
+use kami_testkit::{cards, Backend, TestApp};
 
 async fn delivered(app: &TestApp, quantity: u32) -> (Placed, Vec<String>) {
     let placed = buy_simple(app, "item", quantity, "").await;
     let v = pay_and_settle(app, &placed).await;
     assert_eq!(v["status"], "delivered", "{v}");
-    let keys = v["cards"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k.as_str().unwrap().to_owned())
-        .collect();
-    (placed, keys)
+    (placed, cards(&v))
 }
 
 async fn keys_file_needs_the_token(backend: Backend) {

@@ -193,15 +193,8 @@ pub async fn add_product(app: &TestApp, slug: &str, title: &str, price: i64, ext
     for (k, v) in extra.as_object().unwrap() {
         body[k] = v.clone();
     }
-    let r = app
-        .http
-        .post(app.url("/api/v1/admin/products"))
-        .bearer_auth(&app.admin_token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let (status, v) = app.admin_post("/api/v1/admin/products", body).await;
+    assert_eq!(status, 201, "{v}");
 }
 
 /// Import these exact keys, one per line.
