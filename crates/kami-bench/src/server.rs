@@ -48,7 +48,8 @@ pub fn render_config(data_dir: &Path, database_url: &str, expire_minutes: u32) -
          [[channels]]\n\
          id = \"sandbox\"\n\
          kind = \"sandbox\"\n\
-         methods = [\"sandbox\"]\n",
+         methods = [\"sandbox\"]\n\
+         allow_sandbox = true\n",
         data = toml_str(&data_dir.display().to_string()),
         db = toml_str(database_url),
     )

@@ -30,9 +30,9 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now_ms(&self) -> Millis {
         // Before 1970 only on a badly broken machine; 0 keeps every comparison defined.
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX))
+        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| {
+            Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
+        })
     }
 }
 
@@ -80,7 +80,11 @@ mod tests {
         c.advance(877);
         assert_eq!(c.now_secs(), 1_700_000_001);
         c.set(-1);
-        assert_eq!(c.now_secs(), -1, "seconds round down, also before the epoch");
+        assert_eq!(
+            c.now_secs(),
+            -1,
+            "seconds round down, also before the epoch"
+        );
     }
 
     #[test]

@@ -1,76 +1,70 @@
 //! The application builder: everything a `kami serve` process runs, startable on port 0 with
-//! a fresh database by tests (`Application::build` then `run`).
+//! a fresh database by tests (`Application::build` then `run`). The composition root: the one
+//! module that wires state, HTTP and jobs together.
+//!
+//! The production server links no simulator. What the demo (and tests) add — channels wired
+//! to in-process gateway simulators and the simulators' routes — comes in through
+//! [`BuildOptions::extension`], supplied by the `kami` binary.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use kami_pay::PaymentChannel;
 use kami_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::catalog::CatalogCache;
 use crate::channels::{ChannelSetupError, Channels};
-use crate::config::Config;
+use crate::config::{ChannelKind, Config};
+use crate::limits::Limits;
+use crate::mailer::{MailSetupError, Mailer};
+use crate::markup::markdown;
+use crate::metrics::Metrics;
+use crate::state::AppState;
+use crate::theme::{Theme, ThemeError};
 use crate::watch::OrderWatch;
-use crate::{api, workers};
-
-/// Shared by every handler and worker.
-pub struct AppState {
-    pub store: Store,
-    pub channels: Channels,
-    pub config: Config,
-    /// Base URL the gateways and buyers reach this server at (no trailing slash).
-    pub public_url: String,
-    pub watch: OrderWatch,
-    pub metrics: Metrics,
-    /// The in-process gateway simulators when built with `demo_gateways` (demo and tests).
-    pub gateways: Option<kami_sim::gateways::Gateways>,
-    /// Storefront templates, assets and message catalogues.
-    pub theme: crate::web::Theme,
-    pub web: crate::web::WebState,
-    /// Buyer mail through `[smtp]`; `None` when it is not configured (no mail is attempted).
-    pub mailer: Option<Arc<crate::mail::Mailer>>,
-}
-
-impl AppState {
-    /// An order was just delivered: let the mail worker look now instead of at its next poll.
-    pub fn wake_mail(&self) {
-        if let Some(m) = &self.mailer {
-            m.wake();
-        }
-    }
-}
+use crate::{http, jobs};
 
 /// How to build the application beyond its configuration.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct BuildOptions {
-    /// Mount every gateway simulator on this server (generated keys) and add one channel of
-    /// each kind wired to them: `alipay-sim`, `wechat-sim`, `epay-sim`.
-    pub demo_gateways: bool,
-    /// Simulators retry notifications every 50 ms instead of on the real schedules (tests).
-    pub fast_sim_retries: bool,
-}
-
-/// Counters for `/metrics`.
 #[derive(Default)]
-pub struct Metrics {
-    pub orders_created: AtomicU64,
-    pub orders_out_of_stock: AtomicU64,
-    /// Notifications by outcome code.
-    pub notifications: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
-    pub orders_expired: AtomicU64,
+pub struct BuildOptions {
+    /// `kami serve --demo`: sandbox channels need no `allow_sandbox`.
+    pub demo: bool,
+    /// Extra channels and routes (the demo's simulators; tests).
+    pub extension: Option<Extension>,
 }
 
-impl Metrics {
-    pub fn inc(c: &AtomicU64) {
-        c.fetch_add(1, Ordering::Relaxed);
-    }
-    pub fn notification(&self, outcome: &'static str) {
-        let mut m = self.notifications.lock().unwrap_or_else(|p| p.into_inner());
-        *m.entry(outcome).or_default() += 1;
-    }
+/// Called once the public URL is known, before the server starts.
+pub type Extension = Box<dyn FnOnce(&ExtensionContext<'_>) -> Result<Extra, String> + Send>;
+
+/// What an [`Extension`] may build on.
+pub struct ExtensionContext<'a> {
+    /// Base URL the gateways and buyers reach this server at (no trailing slash).
+    pub public_url: &'a str,
+    pub http: &'a reqwest::Client,
+    pub config: &'a Config,
+    /// Sandbox channels without a `gateway`: their pay page must be mounted by the extension.
+    pub local_sandboxes: &'a [LocalSandbox],
+}
+
+/// A sandbox channel whose gateway is this very server.
+pub struct LocalSandbox {
+    pub channel_id: String,
+    pub secret: Vec<u8>,
+}
+
+pub use crate::state::QrLink;
+
+/// What an [`Extension`] adds.
+#[derive(Default)]
+pub struct Extra {
+    pub channels: Vec<Arc<dyn PaymentChannel>>,
+    pub routes: Router,
+    /// Demo: beside each QR code, a link to the simulator's payment page.
+    pub qr_link: Option<QrLink>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,14 +78,16 @@ pub enum StartError {
     Store(#[from] kami_store::StoreError),
     #[error(transparent)]
     Channel(#[from] ChannelSetupError),
+    #[error("channel `{0}` is a sandbox (payments are simulated): outside `kami serve --demo` its block must set `allow_sandbox = true`")]
+    SandboxNotAllowed(String),
     #[error("http client: {0}")]
     Http(String),
     #[error("theme: {0}")]
-    Theme(#[from] crate::web::ThemeError),
-    #[error("gateway simulators: {0}")]
-    Gateways(#[from] kami_sim::gateways::GatewayError),
+    Theme(#[from] ThemeError),
+    #[error("extension: {0}")]
+    Extension(String),
     #[error("mail: {0}")]
-    Mail(#[from] crate::mail::MailSetupError),
+    Mail(#[from] MailSetupError),
 }
 
 pub struct Application {
@@ -117,6 +113,7 @@ impl Application {
         store: Store,
         opts: BuildOptions,
     ) -> Result<Application, StartError> {
+        check_sandboxes(&config, opts.demo)?;
         let listen = config.server.listen;
         let listener = TcpListener::bind(listen)
             .await
@@ -128,62 +125,58 @@ impl Application {
             Some(u) => u.as_str().trim_end_matches('/').to_owned(),
             None => format!("http://{addr}"),
         };
-        let http = reqwest::Client::builder()
+        let http_client = reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
             .build()
             .map_err(|e| StartError::Http(e.to_string()))?;
-        let (mut channels, local_sandbox) = Channels::build(&config, &public_url, &http)?;
-        let gateways = if opts.demo_gateways {
-            use kami_pay::{alipay::AlipayChannel, epay::EpayChannel, wechatpay::WechatPayChannel};
-            let gw = kami_sim::gateways::Gateways::generate(
-                &public_url,
-                kami_sim::gateways::GatewayOptions {
-                    fast_retries: opts.fast_sim_retries,
-                },
-            )?;
-            channels.push(Arc::new(AlipayChannel::new(
-                gw.alipay_config("alipay-sim")?,
-                http.clone(),
-            )));
-            channels.push(Arc::new(WechatPayChannel::new(
-                gw.wechatpay_config("wechat-sim")?,
-                http.clone(),
-            )));
-            channels.push(Arc::new(EpayChannel::new(
-                gw.epay_config("epay-sim")?,
-                http.clone(),
-            )));
-            Some(gw)
-        } else {
-            None
+        let (mut channels, local) = Channels::build(&config, &public_url, &http_client)?;
+        let local_sandboxes: Vec<LocalSandbox> = local
+            .into_iter()
+            .map(|l| LocalSandbox {
+                channel_id: local_sandbox_id(&config),
+                secret: l.secret,
+            })
+            .collect();
+        let extra = match opts.extension {
+            Some(extend) => extend(&ExtensionContext {
+                public_url: &public_url,
+                http: &http_client,
+                config: &config,
+                local_sandboxes: &local_sandboxes,
+            })
+            .map_err(StartError::Extension)?,
+            None => {
+                for l in &local_sandboxes {
+                    tracing::warn!(channel = %l.channel_id, "sandbox channel has no `gateway` and no simulator is mounted here: its payments cannot complete");
+                }
+                Extra::default()
+            }
         };
-        let sim_router = gateways.as_ref().map(|g| g.router.clone());
-        let theme = crate::web::Theme::load(config.shop.theme_dir.as_deref())?;
-        let web = crate::web::WebState::new(&config.shop);
+        for channel in extra.channels {
+            channels.push(channel);
+        }
+        let theme = Theme::load(config.shop.theme_dir.as_deref())?;
         let mailer = match &config.smtp {
-            Some(smtp) => Some(Arc::new(crate::mail::Mailer::new(smtp)?)),
+            Some(smtp) => Some(Arc::new(Mailer::new(smtp)?)),
             None => None,
         };
         let state = Arc::new(AppState {
             store,
             channels,
-            config,
             public_url,
+            clock: kami_core::clock::system(),
             watch: OrderWatch::default(),
             metrics: Metrics::default(),
-            gateways,
-            web,
             theme,
+            catalog: CatalogCache::default(),
+            limits: Limits::new(&config.shop),
+            notice_html: markdown(&config.shop.notice),
+            footer_html: markdown(&config.shop.footer),
+            qr_link: extra.qr_link,
             mailer,
+            config,
         });
-        let mut router = api::router(state.clone());
-        if let Some(sims) = sim_router {
-            router = router.merge(sims);
-        }
-        if let Some(local) = local_sandbox {
-            let sim = kami_sim::sandbox::SandboxSim::new(local.secret, Default::default());
-            router = router.merge(sim.router());
-        }
+        let router = http::router(state.clone()).merge(extra.routes);
         Ok(Application {
             listener,
             router,
@@ -200,9 +193,9 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serve until `shutdown` turns true (or forever), running the background workers.
+    /// Serve until `shutdown` turns true (or forever), running the background jobs.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
-        let workers = workers::spawn(self.state.clone(), shutdown.clone());
+        let jobs = jobs::spawn(self.state.clone(), shutdown.clone());
         let result = axum::serve(
             self.listener,
             self.router
@@ -217,7 +210,36 @@ impl Application {
             }
         })
         .await;
-        workers.abort();
+        jobs.abort();
         result
     }
+}
+
+/// A sandbox channel simulates payments: outside the demo it must be asked for explicitly,
+/// and then it is announced loudly at every start.
+fn check_sandboxes(config: &Config, demo: bool) -> Result<(), StartError> {
+    for c in config
+        .channels
+        .iter()
+        .filter(|c| c.kind == ChannelKind::Sandbox)
+    {
+        if demo {
+            continue;
+        }
+        if !c.allow_sandbox {
+            return Err(StartError::SandboxNotAllowed(c.id.to_string()));
+        }
+        tracing::warn!(channel = %c.id, "SANDBOX CHANNEL ENABLED (allow_sandbox = true): its payments are simulated, not real money");
+    }
+    Ok(())
+}
+
+/// The id of the sandbox channel served by this very server (the first without a gateway).
+fn local_sandbox_id(config: &Config) -> String {
+    config
+        .channels
+        .iter()
+        .find(|c| c.kind == ChannelKind::Sandbox && c.gateway.is_none())
+        .map(|c| c.id.to_string())
+        .unwrap_or_else(|| "sandbox".into())
 }

@@ -380,6 +380,8 @@ pub struct ChannelConfig {
     pub priority: i32,
     /// Default true.
     pub enabled: bool,
+    /// sandbox: may run outside `--demo` (default false).
+    pub allow_sandbox: bool,
 
     // alipay
     /// alipay, epay; sandbox (the simulator's base URL). Checked to be an http(s) URL.
@@ -954,6 +956,7 @@ struct RawChannel {
     methods: Option<Vec<String>>,
     priority: Option<i32>,
     enabled: Option<bool>,
+    allow_sandbox: Option<bool>,
 
     #[serde(deserialize_with = "string_or_int")]
     gateway: Option<String>,
@@ -1843,6 +1846,7 @@ fn build_channel(
         methods,
         priority: rc.priority.unwrap_or(0),
         enabled: rc.enabled.unwrap_or(true),
+        allow_sandbox: rc.allow_sandbox.unwrap_or(false),
         gateway: rc.gateway,
         app_id: rc.app_id,
         app_private_key_file: resolve("app_private_key_file", rc.app_private_key_file)?,

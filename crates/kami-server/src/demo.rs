@@ -5,7 +5,7 @@ use kami_core::{Currency, Money, SecretToken, Slug};
 use kami_store::{Delivery, NewProduct, Store, StoreError};
 
 use crate::config::{ChannelKind, Config};
-use crate::time::now_ms;
+use kami_core::clock::now_ms;
 
 /// Add a sandbox channel if the configuration has none.
 pub fn add_sandbox_channel(config: &mut Config) {

@@ -1,17 +1,30 @@
-//! kami's HTTP server: the JSON API, gateway endpoints, background workers, configuration.
+//! kami's server: the services (the shop's use cases), the HTTP edge and the background jobs
+//! on top of them, and the building blocks they share. See ARCHITECTURE.md for the map.
+//!
+//! Layers depend inward: `app` (composition root) → `http`, `jobs` → `services` → `state`
+//! and the building blocks (`config`, `channels`, `catalog`, `limits`, `mailer`, `metrics`,
+//! `theme`, `i18n`, `markup`, `watch`, `time`) → kami-store / kami-pay → kami-core.
 
-pub mod api;
 pub mod app;
+pub mod catalog;
 pub mod channels;
 pub mod config;
 pub mod demo;
-pub mod error;
-pub mod mail;
-pub mod passwords;
+pub mod http;
+pub mod i18n;
+pub mod jobs;
+pub mod limits;
+pub mod mailer;
+pub mod markup;
+pub mod metrics;
+pub mod services;
+pub mod state;
+pub mod theme;
 pub mod time;
 pub mod watch;
-pub mod web;
-pub mod workers;
 
-pub use app::{AppState, Application, BuildOptions, StartError};
+pub use app::{
+    Application, BuildOptions, Extension, ExtensionContext, Extra, LocalSandbox, QrLink, StartError,
+};
 pub use config::Config;
+pub use state::AppState;

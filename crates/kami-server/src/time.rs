@@ -1,12 +1,11 @@
-//! Wall-clock helpers: kami stores unix milliseconds and shows RFC 3339.
+//! Time formats: kami stores unix milliseconds and shows RFC 3339.
 
 use kami_core::Millis;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-pub fn now_ms() -> Millis {
-    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as Millis
-}
+/// Wall-clock milliseconds, for the CLI and other edges without an injected clock.
+pub use kami_core::clock::now_ms;
 
 pub fn rfc3339(ms: Millis) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)

@@ -276,3 +276,19 @@ mode = "submit"
         ))
     }
 }
+
+/// The simulator page a buyer reaches by scanning `qr` (the demo's link beside a QR code):
+/// WeChat's `weixin://` codes map to the simulator's scan page; the Alipay simulator's code is
+/// its payer page already. `None` for codes that are not the simulators'.
+pub fn payer_page(qr: &str) -> Option<String> {
+    if let Some(page) = crate::wechatpay::scan_page_url("", qr) {
+        return Some(page);
+    }
+    reqwest::Url::parse(qr)
+        .ok()
+        .filter(|u| u.path().starts_with("/sim/"))
+        .map(|u| match u.query() {
+            Some(q) => format!("{}?{q}", u.path()),
+            None => u.path().to_owned(),
+        })
+}

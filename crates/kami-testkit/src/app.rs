@@ -6,6 +6,7 @@ use std::sync::Arc;
 use kami_server::{AppState, Application, BuildOptions, Config};
 use kami_store::Store;
 
+use crate::sims::simulators;
 use crate::{Backend, Shop, TestDb, SANDBOX_SECRET};
 
 pub struct TestApp {
@@ -27,13 +28,14 @@ impl std::ops::Deref for TestApp {
 }
 
 /// The configuration of every test server: port 0, `db_url`, and a `sandbox` channel (method
-/// `sandbox`, secret [`SANDBOX_SECRET`]); `extra` TOML is appended.
+/// `sandbox`, secret [`SANDBOX_SECRET`], opted in with `allow_sandbox`); `extra` TOML is
+/// appended.
 pub fn test_config(db_url: &str, max_connections: u32, extra: &str) -> Config {
     let toml = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n\
          [database]\nurl = \"{db_url}\"\nmax_connections = {max_connections}\n\
          [[channels]]\nid = \"sandbox\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\n\
-         secret = \"{SANDBOX_SECRET}\"\n{extra}"
+         secret = \"{SANDBOX_SECRET}\"\nallow_sandbox = true\n{extra}"
     );
     Config::from_toml_str(&toml)
         .unwrap_or_else(|e| panic!("test configuration: {e}\n{toml}"))
@@ -47,21 +49,13 @@ impl TestApp {
 
     /// `extra` is appended to the generated TOML configuration.
     pub async fn spawn_with(backend: Backend, extra: &str) -> TestApp {
-        TestApp::spawn_opts(backend, extra, BuildOptions::default()).await
+        TestApp::spawn_opts(backend, extra, simulators(false)).await
     }
 
     /// With every gateway simulator mounted and one channel of each kind wired to it
     /// (`alipay` → Alipay, `wxpay` → WeChat Pay, `qqpay` → Epay, `sandbox`), fast retries.
     pub async fn spawn_gateways(backend: Backend, extra: &str) -> TestApp {
-        TestApp::spawn_opts(
-            backend,
-            extra,
-            BuildOptions {
-                demo_gateways: true,
-                fast_sim_retries: true,
-            },
-        )
-        .await
+        TestApp::spawn_opts(backend, extra, simulators(true)).await
     }
 
     pub async fn spawn_opts(backend: Backend, extra: &str, opts: BuildOptions) -> TestApp {
@@ -75,14 +69,7 @@ impl TestApp {
     /// Another kami process (as far as the database can tell) on this app's database, with its
     /// own configuration `extra`; the database stays this app's.
     pub async fn another_instance(&self, extra: &str) -> TestApp {
-        TestApp::start(
-            self.backend,
-            &self.db_url,
-            8,
-            extra,
-            BuildOptions::default(),
-        )
-        .await
+        TestApp::start(self.backend, &self.db_url, 8, extra, simulators(false)).await
     }
 
     /// Claimers in two kami processes at once, as far as the database can tell: four tasks, two

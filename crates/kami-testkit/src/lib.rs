@@ -24,11 +24,13 @@ mod gateway;
 pub mod html;
 pub mod process;
 mod shop;
+mod sims;
 
 pub use app::{test_config, TestApp};
 pub use db::{hex_rand, pg_admin_url, replace_db, Backend, TestDb, PG_DEFAULT_URL};
 pub use gateway::{notification_params, payment_page, SANDBOX_SECRET};
 pub use shop::{assert_no_key_twice, cards, Shop};
+pub use sims::simulators;
 
 /// Fail the running test because an outside prerequisite is missing. Tests needing one are
 /// `#[ignore]`d; whoever runs them anyway asked for them, so missing means failed, not passed.

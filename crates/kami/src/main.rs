@@ -6,8 +6,11 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use kami_core::{cards::parse_keys, SecretToken, Slug};
-use kami_server::{config, demo, passwords, time::now_ms, Application, BuildOptions, Config};
+use kami_server::services::passwords;
+use kami_server::{config, demo, time::now_ms, Application, BuildOptions, Config};
 use kami_store::Store;
+
+mod simulators;
 
 #[derive(Parser)]
 #[command(
@@ -224,7 +227,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let keys_dir = PathBuf::from(format!("{}.keys", file.display()));
                 let mut toml = gateways.write_channel_config(&keys_dir)?;
                 toml.push_str(&format!(
-                    "\n[[channels]]\nid = \"sandbox-sim\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\ngateway = \"{base}\"\nsecret = \"{secret}\"\n"
+                    "\n[[channels]]\nid = \"sandbox-sim\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\ngateway = \"{base}\"\nsecret = \"{secret}\"\nallow_sandbox = true\n"
                 ));
                 std::fs::write(&file, toml)
                     .with_context(|| format!("writing {}", file.display()))?;
@@ -264,8 +267,8 @@ async fn serve(config_path: Option<&PathBuf>, demo: bool) -> anyhow::Result<()> 
     let app = Application::build_with(
         config,
         BuildOptions {
-            demo_gateways: demo,
-            fast_sim_retries: false,
+            demo,
+            extension: Some(simulators::extension(demo)),
         },
     )
     .await?;

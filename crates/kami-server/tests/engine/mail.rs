@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use kami_core::OrderNo;
-use kami_server::mail::MailStatus;
+use kami_server::services::mail::MailStatus;
 use kami_server::AppState;
 use kami_store::MailState;
 use serde_json::{json, Value};
@@ -370,7 +370,7 @@ async fn delivery_mail_reaches_the_buyer(backend: Backend) {
         let s = wait_mail_state(&app.state, order, Duration::from_secs(10), "sent", is_sent).await;
         assert!(matches!(s, MailState::Sent { attempts: 1, .. }), "{s:?}");
         assert!(matches!(
-            kami_server::mail::status(&app.state, &order_no(order))
+            kami_server::services::mail::status(&app.state, &order_no(order))
                 .await
                 .unwrap(),
             MailStatus::Known(MailState::Sent { .. })
@@ -424,7 +424,7 @@ async fn mail_server_outage_delays_mail_not_delivery(backend: Backend) {
     assert!(error.to_lowercase().contains("connect"), "{error}");
     assert!(!cards(&order).iter().any(|k| error.contains(k)));
     assert!(matches!(
-        kami_server::mail::status(&app.state, &order_no(&order))
+        kami_server::services::mail::status(&app.state, &order_no(&order))
             .await
             .unwrap(),
         MailStatus::Known(MailState::Pending { .. })
@@ -473,7 +473,7 @@ async fn without_smtp_no_mail_is_attempted(backend: Backend) {
         other => panic!("the outbox row was touched: {other:?}"),
     }
     assert_eq!(
-        kami_server::mail::status(&app.state, &order_no(&order))
+        kami_server::services::mail::status(&app.state, &order_no(&order))
             .await
             .unwrap(),
         MailStatus::Disabled
@@ -485,7 +485,7 @@ async fn without_smtp_no_mail_is_attempted(backend: Backend) {
     app.import_keys("nomail", 1).await;
     let unpaid = app.order("nomail", 1).await;
     assert_eq!(
-        kami_server::mail::status(&app.state, &order_no(&unpaid))
+        kami_server::services::mail::status(&app.state, &order_no(&unpaid))
             .await
             .unwrap(),
         MailStatus::NotApplicable

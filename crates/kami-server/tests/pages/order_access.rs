@@ -346,7 +346,7 @@ async fn orders_cookie_is_secure_on_an_https_shop() {
     let toml = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://shop.example.com\"\n\
          [database]\nurl = \"sqlite://{}/kami.db\"\n\
-         [[channels]]\nid = \"sandbox\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\nsecret = \"{}\"\n",
+         [[channels]]\nid = \"sandbox\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\nsecret = \"{}\"\nallow_sandbox = true\n",
         dir.path().display(),
         kami_testkit::SANDBOX_SECRET
     );

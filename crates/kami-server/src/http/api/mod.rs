@@ -1,7 +1,7 @@
-//! HTTP routes (DESIGN 4.3).
+//! The JSON API (DESIGN 4.3): buyer, admin, gateway and operations endpoints.
 
 mod admin;
-pub(crate) mod buyer;
+mod buyer;
 mod gateway;
 mod ops;
 
@@ -10,12 +10,11 @@ use std::sync::Arc;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
-use serde::de::DeserializeOwned;
 
-use crate::app::AppState;
-use crate::error::ApiError;
+use super::error::ApiError;
+use crate::state::AppState;
 
-pub fn router(state: Arc<AppState>) -> Router {
+pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/v1/products", get(buyer::products))
         .route("/api/v1/orders", post(buyer::create_order))
@@ -38,31 +37,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/pay/return/{channel_id}", get(gateway::return_page))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
-        .merge(crate::web::router())
-        .fallback(crate::web::fallback)
-        .with_state(state)
 }
 
 /// The API's 404 for unknown paths.
 pub(crate) fn not_found_json() -> ApiError {
     ApiError::not_found("not_found", "no such endpoint")
-}
-
-/// Parse a JSON body with a precise, user-facing error (`invalid_json`).
-pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request("invalid_json", format!("request body: {e}")))
-}
-
-/// The bearer token of a request, from `Authorization: Bearer ...`.
-pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
-    let v = headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
 }

@@ -2,16 +2,17 @@
 //! browser, cookies; and the headers every page answers with.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::Locale;
-use crate::app::AppState;
+use crate::http::extract::ClientIp;
+use crate::i18n::Locale;
+use crate::state::AppState;
 
 /// Browsers inside apps, where some payment methods cannot open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,29 +105,7 @@ impl FromRequestParts<Arc<AppState>> for Ctx {
             .chars()
             .take(512)
             .collect::<String>();
-        let mut ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        if state.config.shop.trust_proxy_headers {
-            // The last entry is the one our own proxy appended; earlier ones (and earlier
-            // header lines) are whatever the client sent.
-            let forwarded = parts
-                .headers
-                .get_all(header::HeaderName::from_static("x-forwarded-for"))
-                .iter()
-                .next_back()
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.rsplit(',').next())
-                .and_then(|s| s.trim().parse().ok())
-                .or_else(|| {
-                    header(header::HeaderName::from_static("x-real-ip"))
-                        .trim()
-                        .parse()
-                        .ok()
-                });
-            ip = forwarded.or(ip);
-        }
+        let ip = ClientIp::from_parts(parts, state.config.shop.trust_proxy_headers).0;
         let origin = header(header::ORIGIN);
         let host = header(header::HOST);
         // Browsers say where a form came from; an Origin is ours if it names the Host asked
@@ -146,7 +125,8 @@ impl FromRequestParts<Arc<AppState>> for Ctx {
             locale,
             set_lang: query_lang,
             in_app: InApp::detect(&user_agent),
-            mobile: crate::api::buyer::guess_device(Some(&user_agent)) == kami_pay::Device::Mobile,
+            mobile: crate::services::checkout::guess_device(Some(&user_agent))
+                == kami_pay::Device::Mobile,
             user_agent,
             ip,
             cookies,

@@ -17,129 +17,31 @@
 //! Logs name the order and the cause, never the SMTP password or a key.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use kami_core::OrderNo;
 use kami_store::{MailState, Order, OutboxItem, StoreError, ORDER_DELIVERED};
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, Message, MultiPart};
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::transport::smtp::PoolConfig;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use tokio::sync::{watch, Notify};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 
-use crate::app::AppState;
-use crate::config::{ShopConfig, SmtpConfig, SmtpTls};
-use crate::time::now_ms;
-use crate::web::{Locale, Theme};
+use crate::config::ShopConfig;
+use crate::i18n::Locale;
+use crate::mailer::{Mailer, POOL_SIZE};
+use crate::state::AppState;
+use crate::theme::Theme;
 
-/// How often the worker looks for due mail when nobody wakes it.
-const POLL: Duration = Duration::from_secs(1);
 /// Rows claimed (and messages sent concurrently) per round.
-const BATCH: u32 = 8;
+pub const BATCH: u32 = POOL_SIZE;
 /// Longest wait between two tries of one message.
 const MAX_BACKOFF_MS: i64 = 3_600_000;
 /// A delivery mail still unsent this long after delivery is given up.
 const GIVE_UP_AFTER_MS: i64 = 3 * 24 * 3_600_000;
-
-/// Why the mailer could not be set up (at start-up, so a bad `[smtp]` is seen at once).
-#[derive(Debug, thiserror::Error)]
-pub enum MailSetupError {
-    #[error("cannot read `smtp.ca_file` `{}`: {source}", .path.display())]
-    ReadCaFile {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
-    #[error("`smtp.ca_file` `{}` holds no PEM certificate (-----BEGIN CERTIFICATE-----)", .path.display())]
-    NoCertificate { path: std::path::PathBuf },
-    #[error("`smtp.ca_file` `{}`: {message}", .path.display())]
-    BadCaFile {
-        path: std::path::PathBuf,
-        message: String,
-    },
-    #[error("smtp: TLS setup for `{host}`: {message}")]
-    Tls { host: String, message: String },
-}
-
-/// The SMTP side of buyer mail: one per process, shared by the worker.
-pub struct Mailer {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
-    from: Mailbox,
-    retry_base_ms: i64,
-    /// Bound on one whole SMTP transaction (connect … QUIT).
-    send_timeout: Duration,
-    /// How long a claimed row belongs to this worker: longer than any send.
-    lease_ms: i64,
-    wake: Notify,
-}
-
-impl Mailer {
-    /// Build the transport from `[smtp]` (reading `ca_file`). Needs a Tokio runtime: the
-    /// connection pool starts its housekeeping task.
-    pub fn new(cfg: &SmtpConfig) -> Result<Mailer, MailSetupError> {
-        let timeout = Duration::from_secs(u64::from(cfg.timeout_seconds));
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.host)
-            .port(cfg.port)
-            .timeout(Some(timeout))
-            .pool_config(PoolConfig::new().max_size(BATCH));
-        if cfg.tls != SmtpTls::None {
-            let mut params = TlsParameters::builder(cfg.host.clone());
-            if let Some(path) = &cfg.ca_file {
-                params = params.add_root_certificate(read_ca_file(path)?);
-            }
-            let params = params.build().map_err(|e| MailSetupError::Tls {
-                host: cfg.host.clone(),
-                message: e.to_string(),
-            })?;
-            builder = builder.tls(match cfg.tls {
-                SmtpTls::Tls => Tls::Wrapper(params),
-                _ => Tls::Required(params),
-            });
-        }
-        if let (Some(user), Some(password)) = (&cfg.username, &cfg.password) {
-            builder =
-                builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
-        }
-        let send_timeout = timeout * 4;
-        Ok(Mailer {
-            transport: builder.build(),
-            from: cfg.from.clone(),
-            retry_base_ms: i64::from(cfg.retry_base_seconds) * 1000,
-            send_timeout,
-            lease_ms: send_timeout.as_millis() as i64 + 60_000,
-            wake: Notify::new(),
-        })
-    }
-
-    /// Look for due mail now rather than at the next poll (an order was just delivered).
-    pub fn wake(&self) {
-        self.wake.notify_one();
-    }
-}
 
 /// The wait after failed try number `attempts` (1, 2, …): base · 2^(attempts-1), at most an hour.
 fn backoff_ms(base_ms: i64, attempts: i64) -> i64 {
     base_ms
         .saturating_mul(1i64 << (attempts - 1).clamp(0, 30))
         .min(MAX_BACKOFF_MS)
-}
-
-fn read_ca_file(path: &std::path::Path) -> Result<Certificate, MailSetupError> {
-    let pem = std::fs::read(path).map_err(|source| MailSetupError::ReadCaFile {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
-        return Err(MailSetupError::NoCertificate {
-            path: path.to_path_buf(),
-        });
-    }
-    Certificate::from_pem(&pem).map_err(|e| MailSetupError::BadCaFile {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
 }
 
 /// Where an order's delivery mail stands, as the order page shows it.
@@ -162,42 +64,15 @@ pub async fn status(state: &AppState, order_no: &OrderNo) -> Result<MailStatus, 
     })
 }
 
-/// Run the mail worker until `shutdown`: every second, or at once when woken.
-pub fn spawn(
-    state: Arc<AppState>,
-    mailer: Arc<Mailer>,
-    mut shutdown: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            let handled = match send_due_once(&state, &mailer).await {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!("mail worker: {e}");
-                    0
-                }
-            };
-            if handled >= BATCH as usize {
-                continue; // more may be due
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(POLL) => {}
-                _ = mailer.wake.notified() => {}
-                _ = shutdown.changed() => return,
-            }
-        }
-    })
-}
-
 /// Claim the due delivery mails (at most one batch) and send them; returns how many.
 pub async fn send_due_once(
     state: &Arc<AppState>,
     mailer: &Arc<Mailer>,
 ) -> Result<usize, StoreError> {
-    let now = now_ms();
+    let now = state.now_ms();
     let due = state
         .store
-        .claim_outbox(&[ORDER_DELIVERED], now, now + mailer.lease_ms, BATCH)
+        .claim_outbox(&[ORDER_DELIVERED], now, now + mailer.lease_ms(), BATCH)
         .await?;
     let n = due.len();
     let mut tasks = JoinSet::new();
@@ -222,39 +97,34 @@ enum Failure {
     GiveUp(String),
 }
 
+#[tracing::instrument(skip_all, fields(outbox = item.id))]
 async fn send_one(state: &AppState, mailer: &Mailer, item: OutboxItem) -> Result<(), StoreError> {
     let no = item.order_no.clone().unwrap_or_default();
-    if now_ms() - item.created_at >= GIVE_UP_AFTER_MS {
+    if state.now_ms() - item.created_at >= GIVE_UP_AFTER_MS {
         // Failing for days, or mail was off (or no worker ran) when the order was delivered.
         let why = match &item.last_error {
             Some(e) => format!("unsent 3 days after delivery; last error: {e}"),
             None => "not sent: no mail was being sent within 3 days of delivery".to_owned(),
         };
         tracing::warn!(order = %no, attempt = item.attempts, "delivery mail given up: {why}");
-        state.store.give_up_outbox(item.id, now_ms(), &why).await?;
+        state
+            .store
+            .give_up_outbox(item.id, state.now_ms(), &why)
+            .await?;
         return Ok(());
     }
     let outcome = match prepare(state, mailer, &item).await {
-        Ok(message) => {
-            match tokio::time::timeout(mailer.send_timeout, mailer.transport.send(message)).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(Failure::Retry(error_chain(&e))),
-                Err(_) => Err(Failure::Retry(format!(
-                    "no answer from the mail server within {} s",
-                    mailer.send_timeout.as_secs()
-                ))),
-            }
-        }
+        Ok(message) => mailer.send(message).await.map_err(Failure::Retry),
         Err(f) => Err(f),
     };
-    let now = now_ms();
+    let now = state.now_ms();
     match outcome {
         Ok(()) => {
             state.store.complete_outbox(item.id, now).await?;
             tracing::info!(order = %no, attempt = item.attempts, "delivery mail sent");
         }
         Err(Failure::Retry(cause)) => {
-            let wait = backoff_ms(mailer.retry_base_ms, item.attempts);
+            let wait = backoff_ms(mailer.retry_base_ms(), item.attempts);
             tracing::warn!(
                 order = %no,
                 attempt = item.attempts,
@@ -325,9 +195,9 @@ fn build_message(
         keys,
     )
     .map_err(Failure::Retry)?;
-    let domain = mailer.from.email.domain();
+    let domain = mailer.from().email.domain();
     Message::builder()
-        .from(mailer.from.clone())
+        .from(mailer.from().clone())
         .to(to)
         .subject(rendered.subject)
         .message_id(Some(format!("<{}.{row_id}@{domain}>", order.order_no)))
@@ -398,21 +268,6 @@ pub fn render(
         text,
         html,
     })
-}
-
-/// An error with its causes, on one line ("Connection error: Connection refused (os error 111)").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
@@ -551,66 +406,5 @@ mod tests {
         assert_eq!(backoff_ms(1000, 3), 4000);
         assert_eq!(backoff_ms(3_600_000, 1_000_000), MAX_BACKOFF_MS);
         assert_eq!(backoff_ms(1000, 0), 1000);
-    }
-
-    #[test]
-    fn error_chains_are_one_line_without_repeats() {
-        #[derive(Debug)]
-        struct E(&'static str, Option<Box<E>>);
-        impl std::fmt::Display for E {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.0)
-            }
-        }
-        impl std::error::Error for E {
-            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-                self.1.as_deref().map(|e| e as _)
-            }
-        }
-        let e = E(
-            "tls error: bad\ncert",
-            Some(Box::new(E("bad\ncert", Some(Box::new(E("root", None)))))),
-        );
-        assert_eq!(error_chain(&e), "tls error: bad cert: root");
-    }
-
-    #[tokio::test]
-    async fn setup_errors_name_the_ca_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = |ca: &str| {
-            let toml = format!(
-                "[smtp]\nhost = \"127.0.0.1\"\nfrom = \"a@example.com\"\nca_file = \"{}\"\n",
-                dir.path().join(ca).display()
-            );
-            crate::Config::from_toml_str(&toml)
-                .unwrap()
-                .config
-                .smtp
-                .unwrap()
-        };
-        let err = |ca: &str| match Mailer::new(&cfg(ca)) {
-            Ok(_) => panic!("accepted {ca}"),
-            Err(e) => e.to_string(),
-        };
-        let msg = err("missing.pem");
-        assert!(msg.starts_with("cannot read `smtp.ca_file`"), "{msg}");
-        assert!(msg.contains("missing.pem"), "{msg}");
-        std::fs::write(dir.path().join("empty.pem"), "hello").unwrap();
-        assert!(err("empty.pem").contains("holds no PEM certificate"));
-        std::fs::write(
-            dir.path().join("bad.pem"),
-            "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n",
-        )
-        .unwrap();
-        assert!(err("bad.pem").starts_with("`smtp.ca_file`"));
-        // Without a CA file (public roots) the mailer builds; nothing is connected yet.
-        let ok = crate::Config::from_toml_str(
-            "[smtp]\nhost = \"smtp.example.com\"\nfrom = \"a@example.com\"\n",
-        )
-        .unwrap()
-        .config
-        .smtp
-        .unwrap();
-        assert!(Mailer::new(&ok).is_ok());
     }
 }

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use kami_store::{Delivery, Product, Stock, Store, StoreError};
 use serde::Serialize;
 
-use super::markup::markdown;
-use super::theme::format_money;
+use crate::markup::markdown;
+use crate::theme::format_money;
 
 pub const TTL: Duration = Duration::from_secs(1);
 

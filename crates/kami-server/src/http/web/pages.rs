@@ -7,22 +7,21 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use kami_core::{Email, Method, OrderNo, OrderStatus, SecretToken};
+use kami_core::{Method, OrderNo, OrderStatus, SecretToken};
 use kami_pay::{Device, PaymentAction};
 use kami_store::Order;
 use minijinja::{context, Value};
 use serde::{Deserialize, Serialize};
 
-use super::catalog::ProductView;
-use super::markup::qr_svg;
 use super::request::{page, security_headers, Caching, Ctx, ORDERS_COOKIE};
-use super::theme::format_money;
-use super::Locale;
-use crate::api::buyer::{place_order, OrderInput};
-use crate::app::AppState;
-use crate::error::ApiError;
-use crate::passwords;
-use crate::time::now_ms;
+use crate::catalog::ProductView;
+use crate::http::error::ApiError;
+use crate::i18n::Locale;
+use crate::markup::qr_svg;
+use crate::services::checkout::{place_order, OrderInput};
+use crate::services::{lookup, orders};
+use crate::state::AppState;
+use crate::theme::format_money;
 
 type St = State<Arc<AppState>>;
 
@@ -32,7 +31,6 @@ type St = State<Arc<AppState>>;
 
 /// Variables every page template gets.
 fn base(state: &AppState, ctx: &Ctx) -> Value {
-    let web = &state.web;
     let langs: Vec<Value> = Locale::ALL
         .iter()
         .map(|l| {
@@ -52,8 +50,8 @@ fn base(state: &AppState, ctx: &Ctx) -> Value {
     context! {
         shop => context! {
             name => state.config.shop.name.as_str(),
-            notice_html => web.notice_html.as_str(),
-            footer_html => web.footer_html.as_str(),
+            notice_html => state.notice_html.as_str(),
+            footer_html => state.footer_html.as_str(),
         },
         langs => langs,
         in_app => ctx.in_app.map(|a| a.as_str()),
@@ -105,7 +103,12 @@ pub fn message(
 }
 
 fn not_found(state: &AppState, ctx: &Ctx) -> Response {
-    message(state, ctx, StatusCode::NOT_FOUND, "not_found", context! {})
+    refused(state, ctx, StatusCode::NOT_FOUND, "not_found")
+}
+
+/// The message page for a request that is not served (`kind` names the message).
+fn refused(state: &AppState, ctx: &Ctx, status: StatusCode, kind: &str) -> Response {
+    message(state, ctx, status, kind, context! {})
 }
 
 fn internal(state: &AppState, ctx: &Ctx, cause: impl std::fmt::Display) -> Response {
@@ -122,7 +125,7 @@ fn internal(state: &AppState, ctx: &Ctx, cause: impl std::fmt::Display) -> Respo
 /// Unknown paths outside the API get a page; the API keeps its JSON.
 pub async fn fallback(State(state): St, ctx: Ctx, uri: axum::http::Uri) -> Response {
     if uri.path().starts_with("/api/") {
-        return crate::api::not_found_json().into_response();
+        return crate::http::api::not_found_json().into_response();
     }
     not_found(&state, &ctx)
 }
@@ -139,7 +142,6 @@ struct Category<'a> {
 
 pub async fn catalogue(State(state): St, ctx: Ctx) -> Response {
     let products = match state
-        .web
         .catalog
         .products(&state.store, state.config.shop.low_stock_threshold)
         .await
@@ -200,7 +202,7 @@ async fn find_product(
     slug: &str,
 ) -> Result<Option<ProductView>, kami_store::StoreError> {
     let threshold = state.config.shop.low_stock_threshold;
-    match state.web.catalog.products(&state.store, threshold).await {
+    match state.catalog.products(&state.store, threshold).await {
         Ok(list) => {
             if let Some(p) = list.iter().find(|p| p.slug == slug) {
                 return Ok(Some(p.clone()));
@@ -213,7 +215,7 @@ async fn find_product(
         .store
         .product(slug)
         .await?
-        .map(|p| super::catalog::view(&p, threshold)))
+        .map(|p| crate::catalog::view(&p, threshold)))
 }
 
 #[derive(Serialize, Default)]
@@ -320,13 +322,7 @@ pub async fn place(State(state): St, ctx: Ctx, Path(slug): Path<String>, body: B
         Err(e) => return internal(&state, &ctx, e),
     };
     if ctx.cross_site {
-        return message(
-            &state,
-            &ctx,
-            StatusCode::FORBIDDEN,
-            "cross_site",
-            context! {},
-        );
+        return refused(&state, &ctx, StatusCode::FORBIDDEN, "cross_site");
     }
     let form: OrderForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let quantity = form.quantity.trim().parse::<i64>().unwrap_or(0);
@@ -359,7 +355,7 @@ pub async fn place(State(state): St, ctx: Ctx, Path(slug): Path<String>, body: B
             );
         }
     }
-    if !super::allow(&state.web.orders, ctx.ip) {
+    if !state.limits.allow_order(ctx.ip, state.now_ms()) {
         return fail(
             StatusCode::TOO_MANY_REQUESTS,
             state.theme.text(ctx.locale, "error.too_many_orders", &[]),
@@ -383,6 +379,7 @@ pub async fn place(State(state): St, ctx: Ctx, Path(slug): Path<String>, body: B
     let placed = match place_order(&state, input).await {
         Ok(p) => p,
         Err(e) => {
+            let e = ApiError::from(e);
             if e.status.is_server_error() {
                 tracing::warn!("order from page: {}", e.message);
             }
@@ -413,7 +410,7 @@ pub async fn place(State(state): St, ctx: Ctx, Path(slug): Path<String>, body: B
         // The order stands; the page can still follow it, only without the QR code.
         tracing::error!(order = %placed.order_no, "saving the payment action: {e}");
     }
-    state.web.catalog.invalidate();
+    state.catalog.invalidate();
     let token = placed.token.expose();
     let location = format!("/orders/{}?t={}", placed.order_no, token);
     let mut resp = (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response();
@@ -492,40 +489,24 @@ pub async fn order(
         Err(e) => return internal(&state, &ctx, e),
     };
     let (mut order, token) = opened;
-    let wait = Duration::from_secs(q.wait.unwrap_or(0).min(30));
-    if token.is_some() && !wait.is_zero() {
+    if token.is_some() {
         let since = q
             .since
-            .as_deref()
-            .unwrap_or(order.status.as_str())
-            .to_owned();
-        if order.status.as_str() == since && is_open(order.status) {
-            let handle = state.watch.subscribe(order.order_no.as_str());
-            let mut failed = None;
-            {
-                // Subscribe, then re-read, so a change between the two reads is not missed.
-                let notified = handle.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                match state.store.order(&order.order_no).await {
-                    Ok(Some(o)) => order = o,
-                    Ok(None) => {}
-                    Err(e) => failed = Some(e),
-                }
-                if failed.is_none()
-                    && order.status.as_str() == since
-                    && tokio::time::timeout(wait, notified).await.is_ok()
-                {
-                    if let Ok(Some(o)) = state.store.order(&order.order_no).await {
-                        order = o;
-                    }
-                }
-            }
-            state.watch.unsubscribe(order.order_no.as_str(), handle);
-            if let Some(e) = failed {
-                return internal(&state, &ctx, e);
-            }
-        }
+            .clone()
+            .unwrap_or_else(|| order.status.as_str().to_owned());
+        let wait = Duration::from_secs(q.wait.unwrap_or(0));
+        let no = match OrderNo::parse(order.order_no.as_str()) {
+            Ok(no) => no,
+            Err(e) => return internal(&state, &ctx, e),
+        };
+        order = match orders::wait_while(&state, &no, order, wait, |o| {
+            o.status.as_str() == since && is_open(o.status)
+        })
+        .await
+        {
+            Ok(o) => o,
+            Err(e) => return internal(&state, &ctx, e),
+        };
     }
     let mail = match &token {
         Some(_) => mail_state(&state, &order).await,
@@ -592,7 +573,7 @@ struct PayView {
 
 fn order_view(state: &AppState, o: &Order, token: Option<&str>, mail: &'static str) -> OrderView {
     let full = token.is_some();
-    let remaining = ((o.expires_at - now_ms()) / 1000).max(0);
+    let remaining = ((o.expires_at - state.now_ms()) / 1000).max(0);
     let pending = o.status == OrderStatus::Pending;
     let pay = match (&o.pay_action, full && pending) {
         (Some((action, target)), true) => Some(match action.as_str() {
@@ -601,7 +582,7 @@ fn order_view(state: &AppState, o: &Order, token: Option<&str>, mail: &'static s
                 qr_svg: qr_svg(target),
                 qr_text: Some(target.clone()),
                 url: None,
-                sim_link: state.gateways.as_ref().and_then(|_| sim_link(target)),
+                sim_link: state.qr_link.as_ref().and_then(|link| link(target)),
             },
             _ => PayView {
                 action: "redirect".into(),
@@ -646,20 +627,6 @@ fn mask_email(e: &str) -> String {
 }
 
 /// Where a demo buyer "scans" a QR code: the simulators' payer pages.
-fn sim_link(qr: &str) -> Option<String> {
-    if let Some(page) = kami_sim::wechatpay::scan_page_url("", qr) {
-        return Some(page);
-    }
-    // The Alipay simulator's qr_code is its payer page already (an http URL).
-    url::Url::parse(qr)
-        .ok()
-        .filter(|u| u.path().starts_with("/sim/"))
-        .map(|u| match u.query() {
-            Some(q) => format!("{}?{q}", u.path()),
-            None => u.path().to_owned(),
-        })
-}
-
 pub async fn keys_txt(
     State(state): St,
     ctx: Ctx,
@@ -749,72 +716,27 @@ struct LookupForm {
 
 /// Orders a lookup may open: at most this many per email are checked. Every lookup costs
 /// exactly this many password hashes, whatever it finds.
-const LOOKUP_EMAIL_LIMIT: u32 = 5;
-
 pub async fn lookup(State(state): St, ctx: Ctx, body: Bytes) -> Response {
-    if !super::allow(&state.web.lookups, ctx.ip) {
-        return message(
-            &state,
-            &ctx,
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            context! {},
-        );
+    if !state.limits.allow_lookup(ctx.ip, state.now_ms()) {
+        return refused(&state, &ctx, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
     }
     if ctx.cross_site {
-        return message(
-            &state,
-            &ctx,
-            StatusCode::FORBIDDEN,
-            "cross_site",
-            context! {},
-        );
+        return refused(&state, &ctx, StatusCode::FORBIDDEN, "cross_site");
     }
     let form: LookupForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let q = form.q.trim().to_owned();
     let target = q.to_lowercase();
-    if state.web.lookup_targets.len() > 10_000 {
-        state.web.lookup_targets.retain_recent();
+    if !state.limits.allow_lookup_target(&target) {
+        return refused(&state, &ctx, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
     }
-    if state.web.lookup_targets.check_key(&target).is_err() {
-        return message(
-            &state,
-            &ctx,
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            context! {},
-        );
-    }
-    let candidates: Vec<Order> = if let Ok(no) = OrderNo::parse(&q) {
-        match state.store.order(&no).await {
-            Ok(o) => o.into_iter().collect(),
-            Err(e) => return internal(&state, &ctx, e),
-        }
-    } else if let Ok(email) = Email::parse(&q) {
-        match state
-            .store
-            .orders_by_email(email.as_str(), LOOKUP_EMAIL_LIMIT)
-            .await
-        {
-            Ok(list) => list,
-            Err(e) => return internal(&state, &ctx, e),
-        }
-    } else {
-        Vec::new()
-    };
-    let matched = match verify_all(form.password, candidates).await {
+    let matched = match lookup::find(&state, &q, form.password).await {
         Ok(m) => m,
         Err(e) => return internal(&state, &ctx, e),
     };
-    // Lists leave the keys out: read each match in full.
-    let mut found = Vec::new();
-    for o in matched {
-        match state.store.order(&o.order_no).await {
-            Ok(Some(full)) => found.push(order_view(&state, &full, Some(""), "hidden")),
-            Ok(None) => {}
-            Err(e) => return internal(&state, &ctx, e),
-        }
-    }
+    let mut found: Vec<_> = matched
+        .iter()
+        .map(|o| order_view(&state, o, Some(""), "hidden"))
+        .collect();
     for v in &mut found {
         // Opened by password: no token to hand out, no live polling.
         v.token = None;
@@ -830,37 +752,4 @@ pub async fn lookup(State(state): St, ctx: Ctx, body: Bytes) -> Response {
         "lookup.html",
         context! { recent => recent, searched => true, found => found, q => q },
     )
-}
-
-/// The orders whose query password is `password`. The same work whatever the candidates:
-/// exactly [`LOOKUP_EMAIL_LIMIT`] argon2 checks (off the async threads), the missing ones
-/// against a dummy hash, so the time of an answer tells nothing about which orders or emails
-/// exist. A password of impossible length is still hashed, and then refused.
-async fn verify_all(password: String, candidates: Vec<Order>) -> Result<Vec<Order>, String> {
-    let _permit = passwords::permit().await.map_err(|e| e.message)?;
-    tokio::task::spawn_blocking(move || {
-        let len = password.chars().count();
-        let plausible = (passwords::MIN_LEN..=passwords::MAX_LEN).contains(&len);
-        // Hash at most MAX_LEN characters: a huge password must not cost more.
-        let probe: String = password.chars().take(passwords::MAX_LEN).collect();
-        let mut out = Vec::new();
-        let mut checks = 0;
-        for o in candidates.into_iter().take(LOOKUP_EMAIL_LIMIT as usize) {
-            let hash = o
-                .query_password_hash
-                .clone()
-                .unwrap_or_else(|| passwords::dummy_hash().to_owned());
-            checks += 1;
-            let ok = passwords::verify_blocking(&probe, &hash);
-            if ok && plausible && o.query_password_hash.is_some() {
-                out.push(o);
-            }
-        }
-        for _ in checks..LOOKUP_EMAIL_LIMIT {
-            passwords::verify_blocking(&probe, passwords::dummy_hash());
-        }
-        out
-    })
-    .await
-    .map_err(|e| e.to_string())
 }

@@ -13,8 +13,8 @@ use kami_pay::{Ack, NotifyVerdict, RawNotification};
 use kami_store::{RawEvent, Verdict};
 use serde::Deserialize;
 
-use crate::app::AppState;
-use crate::time::now_ms;
+use crate::services::payments::apply_verdict;
+use crate::state::AppState;
 
 /// Largest notification body accepted (real gateways send a few KiB).
 const MAX_NOTIFY_BYTES: usize = 64 * 1024;
@@ -75,30 +75,17 @@ pub async fn notify(
         query: raw.query,
         headers: headers_json,
         body: raw.body,
-        received_at: now_ms(),
+        received_at: state.now_ms(),
     };
-    match state.store.record_notification(event, verdict).await {
-        Ok(outcome) => {
-            state.metrics.notification(outcome.code());
-            if let Some(no) = outcome.changed_order() {
-                state.watch.changed(no);
-            }
-            if matches!(outcome, kami_store::NotifyOutcome::Delivered { .. }) {
-                state.wake_mail();
-            }
-            if !outcome.acknowledge() {
-                tracing::warn!(channel = %channel_id, outcome = outcome.code(), "notification not accepted");
-            }
-            reply(if outcome.acknowledge() {
-                Ack::Success
-            } else {
-                Ack::Failure
-            })
-        }
+    match apply_verdict(&state, event, verdict).await {
+        Ok(outcome) => reply(if outcome.acknowledge() {
+            Ack::Success
+        } else {
+            Ack::Failure
+        }),
         Err(e) => {
             // Nothing was committed: the gateway must resend.
             tracing::error!(channel = %channel_id, "recording notification failed: {e}");
-            state.metrics.notification("store_error");
             reply(Ack::Failure)
         }
     }

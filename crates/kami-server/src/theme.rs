@@ -10,63 +10,57 @@ use std::sync::Arc;
 use minijinja::value::{Kwargs, Value};
 use minijinja::{Environment, Error, ErrorKind, State};
 
-use super::i18n::{fill, Catalog, Locale};
+use crate::i18n::{fill, Catalog, Locale};
 
 /// Files of the embedded default theme.
 const TEMPLATES: &[(&str, &str)] = &[
-    ("base.html", include_str!("../../theme/templates/base.html")),
+    ("base.html", include_str!("../theme/templates/base.html")),
     (
         "catalogue.html",
-        include_str!("../../theme/templates/catalogue.html"),
+        include_str!("../theme/templates/catalogue.html"),
     ),
     (
         "product.html",
-        include_str!("../../theme/templates/product.html"),
+        include_str!("../theme/templates/product.html"),
     ),
-    (
-        "order.html",
-        include_str!("../../theme/templates/order.html"),
-    ),
+    ("order.html", include_str!("../theme/templates/order.html")),
     (
         "order_body.html",
-        include_str!("../../theme/templates/order_body.html"),
+        include_str!("../theme/templates/order_body.html"),
     ),
     (
         "lookup.html",
-        include_str!("../../theme/templates/lookup.html"),
+        include_str!("../theme/templates/lookup.html"),
     ),
     (
         "message.html",
-        include_str!("../../theme/templates/message.html"),
+        include_str!("../theme/templates/message.html"),
     ),
     (
         "mail/delivered.txt",
-        include_str!("../../theme/mail/delivered.txt"),
+        include_str!("../theme/mail/delivered.txt"),
     ),
     (
         "mail/delivered.html",
-        include_str!("../../theme/mail/delivered.html"),
+        include_str!("../theme/mail/delivered.html"),
     ),
 ];
 
 const ASSETS: &[(&str, &[u8])] = &[
-    ("style.css", include_bytes!("../../theme/assets/style.css")),
-    ("app.js", include_bytes!("../../theme/assets/app.js")),
-    (
-        "favicon.svg",
-        include_bytes!("../../theme/assets/favicon.svg"),
-    ),
+    ("style.css", include_bytes!("../theme/assets/style.css")),
+    ("app.js", include_bytes!("../theme/assets/app.js")),
+    ("favicon.svg", include_bytes!("../theme/assets/favicon.svg")),
 ];
 
 const CATALOGS: &[(Locale, &str)] = &[
-    (Locale::ZhCn, include_str!("../../theme/locales/zh-CN.toml")),
-    (Locale::En, include_str!("../../theme/locales/en.toml")),
+    (Locale::ZhCn, include_str!("../theme/locales/zh-CN.toml")),
+    (Locale::En, include_str!("../theme/locales/en.toml")),
 ];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ThemeError {
     #[error(transparent)]
-    Catalog(#[from] super::i18n::CatalogError),
+    Catalog(#[from] crate::i18n::CatalogError),
     #[error("theme file `{}`: {source}", .path.display())]
     Read {
         path: PathBuf,

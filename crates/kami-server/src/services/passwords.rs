@@ -5,7 +5,7 @@ use argon2::password_hash::{
 };
 use argon2::Argon2;
 
-use crate::error::ApiError;
+use super::ServiceError;
 
 pub const MIN_LEN: usize = 4;
 pub const MAX_LEN: usize = 128;
@@ -28,8 +28,8 @@ fn hashing() -> &'static tokio::sync::Semaphore {
 }
 
 /// Wait for a turn to hash (order creation, lookups).
-pub async fn permit() -> Result<tokio::sync::SemaphorePermit<'static>, ApiError> {
-    hashing().acquire().await.map_err(ApiError::internal)
+pub async fn permit() -> Result<tokio::sync::SemaphorePermit<'static>, ServiceError> {
+    hashing().acquire().await.map_err(ServiceError::internal)
 }
 
 /// A hash of a random password, checked when a lookup has nothing to check, so that "no such
@@ -51,10 +51,10 @@ pub fn verify_blocking(password: &str, stored: &str) -> bool {
 }
 
 /// Validate and hash a buyer's query password.
-pub async fn hash(password: String) -> Result<String, ApiError> {
+pub async fn hash(password: String) -> Result<String, ServiceError> {
     let len = password.chars().count();
     if !(MIN_LEN..=MAX_LEN).contains(&len) {
-        return Err(ApiError::unprocessable(
+        return Err(ServiceError::invalid(
             "invalid_password",
             format!("query password must be {MIN_LEN} to {MAX_LEN} characters"),
         ));
@@ -62,8 +62,8 @@ pub async fn hash(password: String) -> Result<String, ApiError> {
     let _permit = permit().await?;
     tokio::task::spawn_blocking(move || hash_blocking(&password))
         .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)
+        .map_err(ServiceError::internal)?
+        .map_err(ServiceError::internal)
 }
 
 #[cfg(test)]

@@ -3,39 +3,28 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use bytes::Bytes;
 use kami_core::{
-    cards::parse_keys, Currency, Money, OrderNo, OrderStatus, PriceTiers, Pricing, SecretToken,
-    Slug,
+    cards::parse_keys, Currency, Money, OrderNo, OrderStatus, PriceTiers, Pricing, Slug,
 };
 use kami_store::{Delivery, NewProduct, OrderFilter};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::buyer::order_json;
-use super::{bearer, parse_json};
-use crate::app::AppState;
-use crate::error::{ApiError, ApiResult};
-use crate::time::now_ms;
-
-/// Checks the admin bearer token; returns the token's name.
-async fn authorize(state: &AppState, headers: &HeaderMap) -> ApiResult<String> {
-    let token = bearer(headers).ok_or_else(ApiError::unauthorized)?;
-    state
-        .store
-        .admin_token(&SecretToken::from_presented(token).hash())
-        .await?
-        .ok_or_else(ApiError::unauthorized)
-}
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{parse_json, AdminAuth, AppJson};
+use crate::services::refunds::{self, RefundInput};
+use crate::state::AppState;
 
 /// Far above any real stock, far below integer overflow in stock arithmetic.
 const MAX_MANUAL_STOCK: i64 = 1_000_000_000;
 
 #[derive(Deserialize)]
-struct NewProductBody {
+pub struct NewProductBody {
     slug: String,
     title: String,
     price: i64,
@@ -61,7 +50,7 @@ struct NewProductBody {
 }
 
 #[derive(Deserialize)]
-struct TierBody {
+pub struct TierBody {
     min_quantity: i64,
     price: i64,
 }
@@ -75,11 +64,9 @@ fn hundred() -> i64 {
 
 pub async fn create_product(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Bytes,
+    _admin: AdminAuth,
+    AppJson(b): AppJson<NewProductBody>,
 ) -> ApiResult<impl IntoResponse> {
-    authorize(&state, &headers).await?;
-    let b: NewProductBody = parse_json(&body)?;
     let slug =
         Slug::parse(&b.slug).map_err(|e| ApiError::unprocessable("invalid_slug", e.to_string()))?;
     let title = b.title.trim();
@@ -143,8 +130,8 @@ pub async fn create_product(
         min_quantity: i64::from(pricing.min_quantity()),
         max_quantity: i64::from(pricing.max_quantity()),
     };
-    state.store.create_product(p, now_ms()).await?;
-    state.web.catalog.invalidate();
+    state.store.create_product(p, state.now_ms()).await?;
+    state.catalog.invalidate();
     let body = json!({
         "slug": slug.as_str(),
         "title": title,
@@ -166,10 +153,9 @@ pub async fn import_cards(
     State(state): State<Arc<AppState>>,
     Path(slug): Path<String>,
     Query(q): Query<ImportQuery>,
-    headers: HeaderMap,
+    _admin: AdminAuth,
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
-    authorize(&state, &headers).await?;
     let slug = Slug::parse(&slug)
         .map_err(|_| ApiError::not_found("product_not_found", "no such product"))?;
     let text = std::str::from_utf8(&body).map_err(|_| {
@@ -181,9 +167,15 @@ pub async fn import_cards(
     let parsed = parse_keys(text);
     let r = state
         .store
-        .import_cards(slug.as_str(), parsed.keys, q.is_loop, now_ms(), &|_| {})
+        .import_cards(
+            slug.as_str(),
+            parsed.keys,
+            q.is_loop,
+            state.now_ms(),
+            &|_| {},
+        )
         .await?;
-    state.web.catalog.invalidate();
+    state.catalog.invalidate();
     Ok(Json(json!({
         "imported": r.imported,
         "duplicates": r.duplicates + parsed.duplicates_in_file,
@@ -201,9 +193,8 @@ pub struct ListQuery {
 pub async fn list_orders(
     State(state): State<Arc<AppState>>,
     Query(q): Query<ListQuery>,
-    headers: HeaderMap,
+    _admin: AdminAuth,
 ) -> ApiResult<impl IntoResponse> {
-    authorize(&state, &headers).await?;
     let status = q
         .status
         .as_deref()
@@ -243,9 +234,8 @@ pub async fn list_orders(
 pub async fn get_order(
     State(state): State<Arc<AppState>>,
     Path(order_no): Path<String>,
-    headers: HeaderMap,
+    _admin: AdminAuth,
 ) -> ApiResult<impl IntoResponse> {
-    authorize(&state, &headers).await?;
     let no = OrderNo::parse(&order_no)
         .map_err(|_| ApiError::not_found("order_not_found", "no such order"))?;
     let order = state
@@ -308,10 +298,9 @@ struct RefundBody {
 pub async fn refund(
     State(state): State<Arc<AppState>>,
     Path(order_no): Path<String>,
-    headers: HeaderMap,
+    _admin: AdminAuth,
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
-    authorize(&state, &headers).await?;
     let no = OrderNo::parse(&order_no)
         .map_err(|_| ApiError::not_found("order_not_found", "no such order"))?;
     let b: RefundBody = if body.is_empty() {
@@ -323,72 +312,23 @@ pub async fn refund(
     } else {
         parse_json(&body)?
     };
-    if let Some(r) = &b.refund_no {
-        if r.is_empty()
-            || r.len() > 64
-            || !r
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-        {
-            return Err(ApiError::unprocessable(
-                "invalid_refund_no",
-                "refund_no must be 1-64 characters of A-Z, a-z, 0-9, '-' or '_'",
-            ));
-        }
-    }
-    if b.reason.as_ref().is_some_and(|r| r.chars().count() > 256) {
-        return Err(ApiError::unprocessable(
-            "invalid_reason",
-            "reason must be at most 256 characters",
-        ));
-    }
-    let now = now_ms();
-    let channel = {
-        let order = state
-            .store
-            .order(&no)
-            .await?
-            .ok_or_else(|| ApiError::not_found("order_not_found", "no such order"))?;
-        state.channels.get(&order.channel_id).cloned()
-    };
-    let idempotent = channel.as_ref().is_some_and(|c| c.refund_is_idempotent());
-    // Where the gateway does not de-duplicate refunds, nothing retries automatically.
-    let retry_at = idempotent.then_some(now + crate::workers::REFUND_RETRY_MS);
-    let call = state
-        .store
-        .begin_refund(
-            &no,
-            kami_store::NewRefund {
-                amount: b.amount,
-                reason: b.reason,
-                refund_no: b.refund_no,
-                now,
-                retry_at,
-                lease_until: now + crate::workers::REFUND_LEASE_MS,
-            },
-        )
-        .await?;
-    // A repeated request for an existing refund asks the gateway again only where that is safe.
-    let call = if call.refund.status == "pending"
-        && (!call.existing || idempotent)
-        && call.refund.error.is_none()
-    {
-        crate::workers::settle_refund(&state, call).await?
-    } else {
-        call
-    };
-    let order = state
-        .store
-        .order(&no)
-        .await?
-        .ok_or_else(|| ApiError::not_found("order_not_found", "no such order"))?;
-    state.watch.changed(no.as_str());
+    let done = refunds::refund(
+        &state,
+        &no,
+        RefundInput {
+            amount: b.amount,
+            reason: b.reason,
+            refund_no: b.refund_no,
+        },
+    )
+    .await?;
+    let (call, order_status) = (done.call, done.order_status);
     let status = match call.refund.status.as_str() {
         "succeeded" => StatusCode::OK,
         "pending" => StatusCode::ACCEPTED,
         _ => StatusCode::BAD_GATEWAY,
     };
     let mut body = refund_json(&call.refund);
-    body["order_status"] = json!(order.status.as_str());
+    body["order_status"] = json!(order_status.as_str());
     Ok((status, Json(body)))
 }

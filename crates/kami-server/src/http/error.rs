@@ -6,6 +6,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use kami_store::StoreError;
 
+use crate::services::ServiceError;
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -77,6 +79,23 @@ impl From<StoreError> for ApiError {
             }
             StoreError::InvalidAmount(m) => ApiError::unprocessable("invalid_amount", m),
             other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Invalid { code, message } => ApiError::unprocessable(code, message),
+            ServiceError::NotFound { code, message } => ApiError::not_found(code, message),
+            ServiceError::ChannelUnavailable { cause } => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "channel_unavailable",
+                "the payment channel could not create the payment; please try again",
+            )
+            .with_cause(cause),
+            ServiceError::Store(e) => e.into(),
+            ServiceError::Internal(cause) => ApiError::internal(cause),
         }
     }
 }

@@ -1,0 +1,197 @@
+//! Buyer API: catalogue, order creation, order reading.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use kami_core::{Method, OrderStatus};
+use kami_pay::{Device, PaymentAction};
+use kami_store::{Order, Stock};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{bearer, AppJson};
+use crate::i18n::Locale;
+use crate::services::checkout::{guess_device, place_order, OrderInput, Placed};
+use crate::services::orders;
+use crate::state::AppState;
+use crate::time::rfc3339;
+
+pub async fn products(State(state): State<Arc<AppState>>) -> ApiResult<impl IntoResponse> {
+    let methods: Vec<&str> = state
+        .channels
+        .methods()
+        .into_iter()
+        .map(Method::as_str)
+        .collect();
+    let list: Vec<_> = state
+        .store
+        .list_products()
+        .await?
+        .into_iter()
+        .map(|p| {
+            json!({
+                "slug": p.slug,
+                "title": p.title,
+                "description": p.description,
+                "price": p.price.minor(),
+                "currency": p.price.currency().code(),
+                "delivery": p.delivery.as_str(),
+                "stock": match p.stock { Stock::Count(n) => json!(n), Stock::Unlimited => json!(null) },
+                "methods": methods,
+                "category": p.category,
+                "min_quantity": p.pricing.min_quantity(),
+                "max_quantity": p.pricing.max_quantity(),
+                "tiers": p.pricing.tiers().tiers().iter().map(|t| json!({
+                    "min_quantity": t.min_quantity(),
+                    "price": t.unit_minor(),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "products": list })))
+}
+
+#[derive(Deserialize)]
+pub struct CreateOrderBody {
+    product: String,
+    #[serde(default = "one")]
+    quantity: i64,
+    email: String,
+    method: String,
+    query_password: Option<String>,
+    device: Option<String>,
+}
+
+fn one() -> i64 {
+    1
+}
+
+pub async fn create_order(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    AppJson(b): AppJson<CreateOrderBody>,
+) -> ApiResult<impl IntoResponse> {
+    let device = match b.device.as_deref() {
+        None => None,
+        Some("pc") => Some(Device::Pc),
+        Some("mobile") => Some(Device::Mobile),
+        Some(_) => {
+            return Err(ApiError::unprocessable(
+                "invalid_device",
+                "device must be \"pc\" or \"mobile\"",
+            ))
+        }
+    };
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let locale = headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(Locale::negotiate)
+        .unwrap_or(Locale::ZhCn);
+    let placed = place_order(
+        &state,
+        OrderInput {
+            product: b.product,
+            quantity: b.quantity,
+            email: b.email,
+            method: b.method,
+            query_password: b.query_password,
+            device: device.unwrap_or_else(|| guess_device(user_agent.as_deref())),
+            user_agent,
+            locale,
+            client_ip: None,
+        },
+    )
+    .await?;
+    let body = json!({
+        "order_no": placed.order_no.as_str(),
+        "access_token": placed.token.expose(),
+        "status": "pending",
+        "amount": placed.amount.minor(),
+        "currency": placed.amount.currency().code(),
+        "quantity": placed.quantity,
+        "expires_at": rfc3339(placed.expires_at),
+        "payment": payment_json(&placed),
+    });
+    Ok((
+        StatusCode::CREATED,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(body),
+    ))
+}
+
+/// The payment part of a created order's JSON.
+fn payment_json(p: &Placed) -> serde_json::Value {
+    let (channel, method) = (p.channel_id.as_str(), p.method.as_str());
+    match &p.action {
+        PaymentAction::Qr { qr_code } => {
+            json!({"channel": channel, "method": method, "action": "qr", "qr_code": qr_code})
+        }
+        PaymentAction::Redirect { url } => {
+            json!({"channel": channel, "method": method, "action": "redirect", "url": url})
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ReadQuery {
+    token: Option<String>,
+    /// Long-poll: wait up to this many seconds (max 30) while the order is pending.
+    wait: Option<u64>,
+}
+
+pub async fn get_order(
+    State(state): State<Arc<AppState>>,
+    Path(order_no): Path<String>,
+    Query(q): Query<ReadQuery>,
+    headers: HeaderMap,
+) -> ApiResult<impl IntoResponse> {
+    let presented = bearer(&headers)
+        .or(q.token.as_deref())
+        .ok_or_else(ApiError::unauthorized)?;
+    let (no, order) = orders::for_token(&state, &order_no, presented).await?;
+    let wait = Duration::from_secs(q.wait.unwrap_or(0));
+    let order = orders::wait_while(&state, &no, order, wait, |o| {
+        o.status == OrderStatus::Pending
+    })
+    .await?;
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(order_json(&order, false)),
+    ))
+}
+
+/// The JSON view of an order. Keys appear only once delivered; `admin` adds internals.
+pub(crate) fn order_json(o: &Order, admin: bool) -> serde_json::Value {
+    let mut v = json!({
+        "order_no": o.order_no.as_str(),
+        "status": o.status.as_str(),
+        "product": o.product_slug,
+        "product_title": o.product_title,
+        "quantity": o.quantity,
+        "amount": o.amount.minor(),
+        "currency": o.amount.currency().code(),
+        "method": o.method,
+        "created_at": rfc3339(o.created_at),
+        "expires_at": rfc3339(o.expires_at),
+        "paid_at": o.paid_at.map(rfc3339),
+        "delivered_at": o.delivered_at.map(rfc3339),
+    });
+    if let Some(cards) = &o.cards {
+        v["cards"] = json!(cards);
+    }
+    if admin {
+        v["email"] = json!(o.email);
+        v["channel"] = json!(o.channel_id);
+        v["note"] = json!(o.note);
+    }
+    v
+}

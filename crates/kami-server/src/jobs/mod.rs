@@ -1,0 +1,65 @@
+//! Background jobs: the loops that call the services on a schedule. Every job is safe to run
+//! in several kami processes sharing one PostgreSQL (the services claim their work with
+//! leases and change state by compare-and-set).
+//!
+//! - payment checks, refund retries and the expiry fallback, every 500 ms (expiry every 5 s);
+//! - buyer mail (only with `[smtp]`): see [`mail`].
+
+pub mod mail;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::services::{checks, refunds};
+use crate::state::AppState;
+
+const TICK: Duration = Duration::from_millis(500);
+const EXPIRY_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The running background tasks.
+pub struct Workers(Vec<JoinHandle<()>>);
+
+impl Workers {
+    pub fn abort(&self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+pub fn spawn(state: Arc<AppState>, shutdown: watch::Receiver<bool>) -> Workers {
+    let mut tasks = vec![spawn_payments(state.clone(), shutdown.clone())];
+    if let Some(mailer) = state.mailer.clone() {
+        tasks.push(mail::spawn(state, mailer, shutdown));
+    }
+    Workers(tasks)
+}
+
+fn spawn_payments(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_expiry = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            if let Err(e) = checks::check_payments_once(&state).await {
+                tracing::warn!("payment check worker: {e}");
+            }
+            if let Err(e) = refunds::retry_due(&state).await {
+                tracing::warn!("refund worker: {e}");
+            }
+            if last_expiry.elapsed() >= EXPIRY_INTERVAL {
+                last_expiry = tokio::time::Instant::now();
+                if let Err(e) = checks::expire_once(&state).await {
+                    tracing::warn!("expiry worker: {e}");
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,161 @@
+//! Placing an order: validate what the buyer asked for, reserve stock, and have the routed
+//! channel create the payment. On a channel failure the stock goes back at once and the
+//! channel's health records it. The JSON API and the product page's form both come here.
+
+use std::net::IpAddr;
+
+use kami_core::{Email, Method, Millis, Money, OrderNo, Quantity, SecretToken, Slug};
+use kami_pay::{CreatePayment, Device, PayError, PaymentAction};
+use kami_store::{NewOrder, StoreError};
+
+use super::checks::FIRST_CHECK_MS;
+use super::{passwords, ServiceError, ServiceResult};
+use crate::i18n::Locale;
+use crate::state::AppState;
+use crate::time::stamp;
+
+/// An order as a buyer asks for it, from the JSON API or the product page's form.
+pub struct OrderInput {
+    pub product: String,
+    pub quantity: i64,
+    pub email: String,
+    pub method: String,
+    pub query_password: Option<String>,
+    pub device: Device,
+    pub user_agent: Option<String>,
+    pub locale: Locale,
+    pub client_ip: Option<IpAddr>,
+}
+
+/// A created order with its payment, and the access token (shown once, stored hashed).
+pub struct Placed {
+    pub order_no: OrderNo,
+    pub token: SecretToken,
+    pub amount: Money,
+    pub quantity: u32,
+    pub expires_at: Millis,
+    pub channel_id: String,
+    pub method: Method,
+    pub action: PaymentAction,
+}
+
+#[tracing::instrument(skip_all, fields(product = %b.product, method = %b.method))]
+pub async fn place_order(state: &AppState, b: OrderInput) -> ServiceResult<Placed> {
+    let product = Slug::parse(&b.product)
+        .map_err(|_| ServiceError::not_found("product_not_found", "no such product"))?;
+    let quantity = Quantity::new(b.quantity)
+        .map_err(|e| ServiceError::invalid("invalid_quantity", e.to_string()))?;
+    let email = Email::parse(&b.email)
+        .map_err(|e| ServiceError::invalid("invalid_email", e.to_string()))?;
+    let method = Method::parse(&b.method).map_err(|_| {
+        ServiceError::invalid(
+            "unknown_method",
+            format!("unknown payment method {:?}", b.method),
+        )
+    })?;
+    let channel = state
+        .channels
+        .route(method)
+        .ok_or_else(|| {
+            ServiceError::invalid(
+                "unknown_method",
+                format!("no payment channel serves {method}"),
+            )
+        })?
+        .clone();
+    let password_hash = match b.query_password {
+        None => None,
+        Some(p) => Some(passwords::hash(p).await?),
+    };
+
+    let token = SecretToken::generate();
+    let now = state.now_ms();
+    let expires_at = now + state.config.orders.expire_ms();
+    let new = NewOrder {
+        order_no: OrderNo::generate(&stamp(now)),
+        product,
+        quantity,
+        email,
+        method,
+        channel_id: channel.id().clone(),
+        access_token_hash: token.hash(),
+        query_password_hash: password_hash,
+        locale: b.locale.tag().to_owned(),
+        now,
+        expires_at,
+        first_check_at: now + FIRST_CHECK_MS,
+    };
+    let created = match state.store.create_order(new).await {
+        Ok(c) => c,
+        Err(StoreError::OutOfStock) => {
+            state.metrics.out_of_stock();
+            return Err(StoreError::OutOfStock.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    state.metrics.order_created();
+
+    let req = CreatePayment {
+        trade_no: created.order_no.clone(),
+        amount: created.amount,
+        subject: created.product_title.clone(),
+        method,
+        device: b.device,
+        notify_url: format!("{}/pay/notify/{}", state.public_url, channel.id()),
+        return_url: format!(
+            "{}/pay/return/{}?order_no={}",
+            state.public_url,
+            channel.id(),
+            created.order_no
+        ),
+        expires_at_ms: created.expires_at,
+        user_agent: b.user_agent,
+        client_ip: b.client_ip,
+    };
+    let action = match channel.create(&req).await {
+        Ok(a) => {
+            state.channels.record_create(channel.id().as_str(), true);
+            a
+        }
+        Err(e) => {
+            // Only a channel that cannot be reached or answers garbage is unhealthy; a
+            // refusal of this one payment (a flavour not enabled, a parameter) is not, or any
+            // buyer could take a method down by asking for it three times.
+            if !matches!(e, PayError::Gateway { .. } | PayError::Unsupported(_)) {
+                state.channels.record_create(channel.id().as_str(), false);
+            }
+            // Give the stock back now rather than at expiry.
+            if let Err(ce) = state.store.cancel_unpaid(&created.order_no).await {
+                tracing::error!(order = %created.order_no, "cancel after channel failure: {ce}");
+            }
+            state.watch.changed(created.order_no.as_str());
+            return Err(ServiceError::ChannelUnavailable {
+                cause: format!("channel {}: {e}", channel.id()),
+            });
+        }
+    };
+    Ok(Placed {
+        order_no: created.order_no,
+        token,
+        amount: created.amount,
+        quantity: quantity.get(),
+        expires_at: created.expires_at,
+        channel_id: channel.id().to_string(),
+        method,
+        action,
+    })
+}
+
+/// Phones and in-app browsers get the wallet jump; everything else the QR code.
+pub fn guess_device(ua: Option<&str>) -> Device {
+    match ua {
+        Some(ua)
+            if ["Mobile", "Android", "iPhone", "iPad", "MicroMessenger"]
+                .iter()
+                .any(|m| ua.contains(m)) =>
+        {
+            Device::Mobile
+        }
+        _ => Device::Pc,
+    }
+}

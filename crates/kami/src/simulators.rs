@@ -1,0 +1,48 @@
+//! The simulators the binary wires into its own server: with `--demo`, one channel of every
+//! real protocol talking to in-process gateway simulators (fresh keys each start), and for any
+//! sandbox channel without a `gateway`, the sandbox's pay page. The server itself never links
+//! kami-sim; this is the extension it is handed (`kami_server::BuildOptions::extension`).
+
+use std::sync::Arc;
+
+use kami_pay::alipay::AlipayChannel;
+use kami_pay::epay::EpayChannel;
+use kami_pay::wechatpay::WechatPayChannel;
+use kami_server::{Extension, ExtensionContext, Extra};
+use kami_sim::gateways::{GatewayOptions, Gateways};
+use kami_sim::sandbox::SandboxSim;
+
+/// The extension for `kami serve` (`demo`: also the gateway simulators).
+pub fn extension(demo: bool) -> Extension {
+    Box::new(move |cx: &ExtensionContext<'_>| {
+        let mut extra = Extra::default();
+        if demo {
+            let gw = Gateways::generate(cx.public_url, GatewayOptions::default())
+                .map_err(|e| format!("gateway simulators: {e}"))?;
+            let http = cx.http.clone();
+            let config_error =
+                |e: kami_sim::gateways::GatewayError| format!("gateway simulators: {e}");
+            extra.channels = vec![
+                Arc::new(AlipayChannel::new(
+                    gw.alipay_config("alipay-sim").map_err(config_error)?,
+                    http.clone(),
+                )),
+                Arc::new(WechatPayChannel::new(
+                    gw.wechatpay_config("wechat-sim").map_err(config_error)?,
+                    http.clone(),
+                )),
+                Arc::new(EpayChannel::new(
+                    gw.epay_config("epay-sim").map_err(config_error)?,
+                    http,
+                )),
+            ];
+            extra.routes = gw.router.clone();
+            extra.qr_link = Some(Box::new(kami_sim::gateways::payer_page));
+        }
+        for local in cx.local_sandboxes {
+            let sim = SandboxSim::new(local.secret.clone(), Default::default());
+            extra.routes = extra.routes.merge(sim.router());
+        }
+        Ok(extra)
+    })
+}
