@@ -30,7 +30,7 @@ impl std::ops::Deref for TestApp {
 /// The configuration of every test server: port 0, `db_url`, and a `sandbox` channel (method
 /// `sandbox`, secret [`SANDBOX_SECRET`], opted in with `allow_sandbox`); `extra` TOML is
 /// appended.
-pub fn test_config(db_url: &str, max_connections: u32, extra: &str) -> Config {
+fn test_config(db_url: &str, max_connections: u32, extra: &str) -> Config {
     let toml = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n\
          [database]\nurl = \"{db_url}\"\nmax_connections = {max_connections}\n\

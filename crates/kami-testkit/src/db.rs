@@ -9,7 +9,7 @@ pub enum Backend {
 }
 
 /// Where the PostgreSQL tests connect unless `KAMI_TEST_PG_URL` says otherwise.
-pub const PG_DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const PG_DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// The PostgreSQL server the tests create their databases on (`KAMI_TEST_PG_URL`).
 pub fn pg_admin_url() -> String {

@@ -26,8 +26,8 @@ pub mod process;
 mod shop;
 mod sims;
 
-pub use app::{test_config, TestApp};
-pub use db::{hex_rand, pg_admin_url, replace_db, Backend, TestDb, PG_DEFAULT_URL};
+pub use app::TestApp;
+pub use db::{hex_rand, pg_admin_url, Backend, TestDb};
 pub use gateway::{notification_params, payment_page, SANDBOX_SECRET};
 pub use shop::{assert_no_key_twice, cards, Shop};
 pub use sims::simulators;
@@ -36,7 +36,7 @@ pub use sims::simulators;
 /// `#[ignore]`d; whoever runs them anyway asked for them, so missing means failed, not passed.
 #[track_caller]
 pub fn require(what: &str, how: &str, why_missing: impl std::fmt::Display) -> ! {
-    panic!("this test needs {what}, which is missing: {why_missing}. {how}")
+    panic!("this test needs {what}, and it is not there: {why_missing}. {how}")
 }
 
 /// The workspace root (the test kit sits in `crates/kami-testkit`).
