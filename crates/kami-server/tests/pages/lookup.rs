@@ -177,11 +177,7 @@ async fn lookups_are_rate_limited_per_ip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn behind_a_proxy_each_client_has_its_own_limit() {
-    let app = TestApp::spawn_with(
-        Backend::Sqlite,
-        "[shop]\nlookup_per_minute = 2\ntrust_proxy_headers = true\n",
-    )
-    .await;
+    let app = behind_a_proxy(2).await;
     // A different searched email each time: the per-target limit is not what is tested here.
     let n = std::sync::atomic::AtomicU32::new(0);
     let from = |ip: &'static str| {
@@ -212,23 +208,9 @@ async fn behind_a_proxy_each_client_has_its_own_limit() {
 /// it must not get a fresh limit by writing a new first entry on each request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_client_cannot_forge_its_way_past_the_limit() {
-    let app = TestApp::spawn_with(
-        Backend::Sqlite,
-        "[shop]\nlookup_per_minute = 2\ntrust_proxy_headers = true\n",
-    )
-    .await;
-    let mut statuses = Vec::new();
-    for i in 0..4 {
-        let xff = format!("10.0.0.{i}, 203.0.113.7");
-        let p = post(
-            &app,
-            "/lookup",
-            &[("q", "x@example.com"), ("password", "pass")],
-            &[("x-forwarded-for", &xff)],
-        )
-        .await;
-        statuses.push(p.status);
-    }
+    let app = behind_a_proxy(2).await;
+    let xffs: Vec<String> = (0..4).map(|i| format!("10.0.0.{i}, 203.0.113.7")).collect();
+    let statuses = lookup_statuses(&app, "x@example.com", "pass", &xffs).await;
     assert_eq!(statuses, [200, 200, 429, 429]);
 }
 

@@ -160,6 +160,28 @@ pub async fn post(
     read(req.send().await.unwrap()).await
 }
 
+/// A shop behind a trusted proxy (`trust_proxy_headers`) allowing `per_minute` lookups.
+pub async fn behind_a_proxy(per_minute: u32) -> TestApp {
+    let shop = format!("[shop]\nlookup_per_minute = {per_minute}\ntrust_proxy_headers = true\n");
+    TestApp::spawn_with(kami_testkit::Backend::Sqlite, &shop).await
+}
+
+/// The statuses of looking up `q` once with each `X-Forwarded-For` value, in turn.
+pub async fn lookup_statuses(
+    app: &TestApp,
+    q: &str,
+    password: &str,
+    forwarded: &[String],
+) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for xff in forwarded {
+        let form = [("q", q), ("password", password)];
+        let p = post(app, "/lookup", &form, &[("x-forwarded-for", xff)]).await;
+        statuses.push(p.status);
+    }
+    statuses
+}
+
 /// A request whose target is sent byte for byte (no client-side percent-encoding), over a raw
 /// HTTP/1.1 connection. Returns (status, whole response text).
 pub async fn raw_get(app: &TestApp, target: &str) -> (u16, String) {
