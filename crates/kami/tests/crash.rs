@@ -7,16 +7,15 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
+use kami_testkit::process::{self, Proc};
+use kami_testkit::{hex_rand, notification_params, Backend, Shop, TestDb};
 use rand::seq::SliceRandom;
-use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use serde_json::Value;
 
 const SECRET: &str = "test-only-crash-secret";
 const SLUG: &str = "crash";
@@ -31,23 +30,18 @@ const KILL_AFTER: [usize; 2] = [60, 40];
 const MAX_ATTEMPTS: usize = 20;
 const STEP: Duration = Duration::from_secs(60);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn crash_sqlite() {
     bounded(crash_scenario(Backend::Sqlite)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL at KAMI_TEST_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres)"]
 async fn crash_postgres() {
     bounded(crash_scenario(Backend::Postgres)).await;
 }
 
-/// The whole scenario has ten minutes; dropping it on timeout kills the server (see `Server`).
+/// The whole scenario has ten minutes; dropping it on timeout kills the server (see `Proc`).
 async fn bounded(f: impl std::future::Future<Output = ()>) {
     tokio::time::timeout(Duration::from_secs(600), f)
         .await
@@ -55,281 +49,35 @@ async fn bounded(f: impl std::future::Future<Output = ()>) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Database
-
-fn pg_admin_url() -> String {
-    std::env::var("KAMI_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// Swap the database name in a postgres URL.
-fn replace_db(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let after_scheme = base.find("://").map_or(0, |i| i + 3);
-    let host_end = base[after_scheme..]
-        .find('/')
-        .map_or(base.len(), |i| after_scheme + i);
-    let mut out = format!("{}/{db}", &base[..host_end]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
-}
-
-fn hex_rand() -> String {
-    format!("{:016x}", rand::random::<u64>())
-}
-
-/// A PostgreSQL database created for this run and dropped with it.
-struct PgDb {
-    name: String,
-}
-
-impl PgDb {
-    /// `None` (after printing why) when PostgreSQL is unreachable and not required.
-    fn create() -> Option<(PgDb, String)> {
-        let name = format!("kami_crash_{}", hex_rand());
-        let admin = pg_admin_url();
-        let n = name.clone();
-        // The postgres crate must not run on an async runtime thread.
-        let created = std::thread::spawn(move || {
-            let mut c = postgres::Client::connect(&admin, postgres::NoTls)?;
-            c.batch_execute(&format!("CREATE DATABASE {n}"))
-        })
-        .join()
-        .expect("postgres setup thread");
-        if let Err(e) = created {
-            if std::env::var("KAMI_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
-                panic!(
-                    "PostgreSQL is required (KAMI_REQUIRE_POSTGRES=1) but unreachable at {}: {e}",
-                    pg_admin_url()
-                );
-            }
-            println!(
-                "SKIPPED: PostgreSQL not reachable at {} ({e}); set KAMI_TEST_PG_URL",
-                pg_admin_url()
-            );
-            return None;
-        }
-        let url = replace_db(&pg_admin_url(), &name);
-        Some((PgDb { name }, url))
-    }
-}
-
-impl Drop for PgDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Best effort; a leftover test database is harmless.
-        let _ = std::thread::spawn(move || {
-            if let Ok(mut c) = postgres::Client::connect(&pg_admin_url(), postgres::NoTls) {
-                let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-            }
-        })
-        .join();
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // The binary
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_kami")
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_kami"))
 }
 
-/// Run a one-shot `kami` command; returns its stdout.
-async fn kami(config: &Path, args: &[&str]) -> String {
-    let out = tokio::time::timeout(
-        STEP,
-        Command::new(bin())
-            .args(args)
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("kami {args:?} timed out"))
-    .expect("kami runs");
-    assert!(
-        out.status.success(),
-        "kami {args:?} failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 stdout")
-}
-
-/// A running `kami serve`. Dropping it kills the process, so no server outlives the test, even
-/// when an assertion fails.
+/// A running `kami serve` (killed when dropped) and the shop it serves.
 struct Server {
-    /// Shared so that the notification senders can kill it the moment they count enough
-    /// acknowledgements; `None` once killed and reaped.
-    child: Arc<Mutex<Option<Child>>>,
-    base: String,
-    http: reqwest::Client,
-    log: PathBuf,
+    proc: Proc,
+    shop: Shop,
 }
 
 impl Server {
-    async fn start(config: &Path, log: PathBuf) -> Server {
-        let log_file = std::fs::File::create(&log).expect("server log file");
-        let mut child = Command::new(bin())
-            .args(["serve", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log_file))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("kami serve starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = tokio::sync::oneshot::channel::<String>();
-        // Find the machine-readable line, then keep draining so the pipe never fills.
-        tokio::spawn(async move {
-            let mut tx = Some(tx);
-            let mut lines = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(addr) = line.strip_prefix("listening on ") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(addr.trim().to_owned());
-                    }
-                }
-            }
-        });
-        let mut server = Server {
-            child: Arc::new(Mutex::new(Some(child))),
-            base: String::new(),
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(SENDERS * 2)
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("http client"),
-            log,
-        };
-        match tokio::time::timeout(STEP, rx).await {
-            Ok(Ok(base)) => {
-                assert!(base.starts_with("http://"), "odd listen line: {base}");
-                server.base = base;
-            }
-            Ok(Err(_)) => panic!("kami serve exited before listening"),
-            Err(_) => panic!("kami serve did not report its address in time"),
-        }
-        server
+    async fn start(config: &Path, token: &str, log: PathBuf) -> Server {
+        let cwd = config.parent().expect("config directory");
+        let (proc, base) = Proc::serve(bin(), config, cwd, &[], log).await;
+        let mut shop = Shop::new(base, token);
+        shop.http = reqwest::Client::builder()
+            .pool_max_idle_per_host(SENDERS * 2)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("http client");
+        Server { proc, shop }
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// Sends SIGKILL (what `Child::start_kill` sends on unix) at once when called.
-    fn killer(&self) -> impl Fn() + Send + 'static {
-        let child = Arc::clone(&self.child);
-        move || {
-            if let Some(c) = child.lock().unwrap().as_mut() {
-                c.start_kill().expect("SIGKILL");
-            }
-        }
-    }
-
-    /// SIGKILL (if not sent yet) and reap the process.
+    /// SIGKILL (if not sent yet) and reap the process, which must not have exited cleanly.
     async fn kill(&mut self) {
-        let child = self.child.lock().unwrap().take();
-        if let Some(mut child) = child {
-            // Fails harmlessly if the signal was already delivered by `killer`.
-            let _ = child.start_kill();
-            let status = tokio::time::timeout(STEP, child.wait())
-                .await
-                .expect("the killed server did not exit in time")
-                .expect("wait for the server");
+        if let Some(status) = self.proc.kill().await {
             assert!(!status.success(), "the server exited cleanly: {status}");
-        }
-    }
-
-    async fn admin_get(&self, token: &str, path: &str) -> Value {
-        let r = self
-            .http
-            .get(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-        let status = r.status();
-        let body = r.text().await.unwrap();
-        assert_eq!(status, 200, "GET {path}: {body}");
-        serde_json::from_str(&body).unwrap()
-    }
-
-    /// One order through the admin API.
-    async fn admin_order(&self, token: &str, no: &str) -> Value {
-        self.admin_get(token, &format!("/api/v1/admin/orders/{no}"))
-            .await
-    }
-
-    /// All orders with a status, through the paged admin list.
-    async fn admin_orders(&self, token: &str, status: &str) -> Vec<Value> {
-        let mut out = Vec::new();
-        let mut before = String::new();
-        for _ in 0..100 {
-            let r = self
-                .admin_get(
-                    token,
-                    &format!("/api/v1/admin/orders?status={status}&limit=500&before={before}"),
-                )
-                .await;
-            out.extend(
-                r["orders"]
-                    .as_array()
-                    .expect("orders array")
-                    .iter()
-                    .cloned(),
-            );
-            match r["next_before"].as_str() {
-                Some(n) => before = n.to_owned(),
-                None => return out,
-            }
-        }
-        panic!("admin order list does not end");
-    }
-
-    async fn metric(&self, line_prefix: &str) -> Option<u64> {
-        let text = self
-            .http
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find(|l| l.starts_with(line_prefix))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|n| n.parse().ok())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(mut child) = self.child.lock() {
-            if let Some(c) = child.as_mut() {
-                let _ = c.start_kill();
-            }
-        }
-        if std::thread::panicking() {
-            if let Ok(log) = std::fs::read_to_string(&self.log) {
-                let tail: Vec<&str> = log.lines().rev().take(40).collect();
-                eprintln!("--- last lines of {} ---", self.log.display());
-                for l in tail.iter().rev() {
-                    eprintln!("{l}");
-                }
-            }
         }
     }
 }
@@ -345,16 +93,14 @@ struct Notification {
 }
 
 fn notification(order: usize, order_no: &str) -> Notification {
-    let params = vec![
-        ("trade_no".to_owned(), order_no.to_owned()),
-        ("gateway_trade_no".to_owned(), format!("SBX{order_no}")),
-        ("amount".to_owned(), "1.00".to_owned()),
-        ("currency".to_owned(), "CNY".to_owned()),
-        ("status".to_owned(), "paid".to_owned()),
-        ("paid_at".to_owned(), "1795000000000".to_owned()),
-        ("notify_id".to_owned(), hex_rand()),
-    ];
-    let signed = kami_pay::sandbox::signed(SECRET.as_bytes(), params);
+    let gateway_trade_no = format!("SBX{order_no}");
+    let signed = notification_params(
+        order_no,
+        "1.00",
+        "CNY",
+        &gateway_trade_no,
+        SECRET.as_bytes(),
+    );
     Notification {
         order,
         body: serde_urlencoded::to_string(signed).unwrap(),
@@ -426,11 +172,11 @@ async fn send_round(
     let total = items.len();
     let acked = Arc::new(Mutex::new(HashSet::new()));
     let dead = Arc::new(AtomicBool::new(false));
-    let url = server.url("/pay/notify/sandbox");
-    let http = server.http.clone();
+    let url = server.shop.url("/pay/notify/sandbox");
+    let http = server.shop.http.clone();
     let notes2 = Arc::clone(notes);
     let acked2 = Arc::clone(&acked);
-    let killer = server.killer();
+    let killer = server.proc.killer();
     let sender = tokio::spawn(async move {
         let mut stats = RoundStats {
             total,
@@ -495,83 +241,45 @@ async fn send_round(
 
 async fn crash_scenario(backend: Backend) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (_pg, db_url) = match backend {
-        Backend::Sqlite => (
-            None,
-            format!("sqlite://{}", dir.path().join("kami.db").display()),
-        ),
-        Backend::Postgres => match PgDb::create() {
-            Some((db, url)) => (Some(db), url),
-            None => return,
-        },
-    };
-    let config = dir.path().join("kami.toml");
+    let d = dir.path();
+    let db = TestDb::create(backend).await;
+    let config = d.join("kami.toml");
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"{db_url}\"\n\
+            "[server]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"{}\"\n\
              [[channels]]\nid = \"sandbox\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\n\
-             secret = \"{SECRET}\"\nallow_sandbox = true\n"
+             secret = \"{SECRET}\"\nallow_sandbox = true\n",
+            db.url()
         ),
     )
     .unwrap();
 
-    kami(&config, &["migrate"]).await;
-    let token = kami(&config, &["admin", "token", "create", "crash-test"]).await;
-    let token = token.lines().last().expect("token line").trim().to_owned();
-    assert!(!token.is_empty());
+    let config_arg = config.to_str().expect("utf-8 path");
+    process::run(bin(), &["migrate", "--config", config_arg], d).await;
+    let token = process::admin_token(bin(), &config, d).await;
 
     let started = std::time::Instant::now();
     let mut generation = 0;
-    let log = |g: usize| dir.path().join(format!("serve-{g}.log"));
-    let mut server = Server::start(&config, log(generation)).await;
+    let log = |g: usize| d.join(format!("serve-{g}.log"));
+    let mut server = Server::start(&config, &token, log(generation)).await;
 
     // Catalogue: one auto-delivered product with KEYS keys.
-    let r = server
-        .http
-        .post(server.url("/api/v1/admin/products"))
-        .bearer_auth(&token)
-        .json(&json!({"slug": SLUG, "title": "Crash", "price": 100, "currency": "CNY", "delivery": "auto"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    server.shop.create_product(SLUG, 100, "auto").await;
     let keys: Vec<String> = (0..KEYS)
         .map(|i| format!("CRASH-{i:04}-{}", hex_rand()))
         .collect();
-    let r = server
-        .http
-        .post(server.url(&format!("/api/v1/admin/products/{SLUG}/cards")))
-        .bearer_auth(&token)
-        .header("content-type", "text/plain")
-        .body(keys.join("\n"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let imported: Value = r.json().await.unwrap();
+    let imported = server.shop.import_text(SLUG, &keys.join("\n"), false).await;
     assert_eq!(imported["imported"], KEYS as u64, "{imported}");
     let keys: HashSet<String> = keys.into_iter().collect();
 
     // ORDERS orders, created a few at a time.
-    let http = server.http.clone();
-    let orders_url = server.url("/api/v1/orders");
+    let shop = &server.shop;
     let order_nos: Vec<String> = futures::stream::iter(0..ORDERS)
-        .map(|_| {
-            let (http, url) = (http.clone(), orders_url.clone());
-            async move {
-                let r = http
-                    .post(url)
-                    .json(&json!({"product": SLUG, "quantity": 1, "email": "c@example.com", "method": "sandbox"}))
-                    .send()
-                    .await
-                    .expect("create order");
-                let status = r.status();
-                let v: Value = r.json().await.unwrap();
-                assert_eq!(status, 201, "{v}");
-                assert_eq!(v["amount"], 100, "{v}");
-                v["order_no"].as_str().expect("order_no").to_owned()
-            }
+        .map(|_| async move {
+            let v = shop.order(SLUG, 1).await;
+            assert_eq!(v["amount"], 100, "{v}");
+            v["order_no"].as_str().expect("order_no").to_owned()
         })
         .buffered(8)
         .collect()
@@ -633,9 +341,9 @@ async fn crash_scenario(backend: Backend) {
 
         // Restart; before resending anything, every acknowledged payment must be delivered.
         generation += 1;
-        server = Server::start(&config, log(generation)).await;
-        check_acknowledged(&server, &token, &order_nos, &paid_orders, &mut delivered).await;
-        let now_delivered = server.admin_orders(&token, "delivered").await.len();
+        server = Server::start(&config, &token, log(generation)).await;
+        check_acknowledged(&server.shop, &order_nos, &paid_orders, &mut delivered).await;
+        let now_delivered = server.shop.admin_orders("delivered").await.len();
         assert!(now_delivered >= paid_orders.len());
         report.push(format!(
             "  [{:.1}s] after restart {}: {now_delivered} orders delivered ({} committed but never acknowledged)",
@@ -678,7 +386,7 @@ async fn crash_scenario(backend: Backend) {
     // delivered before the resends.
     // The list gives the statuses; the keys come from each order's own view (the list shows no
     // keys).
-    let all = server.admin_orders(&token, "delivered").await;
+    let all = server.shop.admin_orders("delivered").await;
     let listed: HashSet<&str> = all
         .iter()
         .map(|o| o["order_no"].as_str().expect("order_no"))
@@ -686,7 +394,7 @@ async fn crash_scenario(backend: Backend) {
     assert_eq!(listed.len(), all.len(), "an order is listed twice");
     assert_eq!(all.len(), ORDERS, "delivered orders");
     let everything: Vec<usize> = (0..ORDERS).collect();
-    let full = admin_orders_by_index(&server, &token, &order_nos, &everything).await;
+    let full = admin_orders_by_index(&server.shop, &order_nos, &everything).await;
     let mut seen = HashSet::new();
     for (i, o) in full {
         let no = &order_nos[i];
@@ -703,34 +411,20 @@ async fn crash_scenario(backend: Backend) {
     }
     assert_eq!(seen.len(), ORDERS);
     for status in ["pending", "paid", "expired"] {
-        let rest = server.admin_orders(&token, status).await;
+        let rest = server.shop.admin_orders(status).await;
         assert!(rest.is_empty(), "{} orders {status}", rest.len());
     }
 
     // The catalogue: exactly ORDERS keys gone.
-    let products: Value = server
-        .http
-        .get(server.url("/api/v1/products"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let product = products["products"]
-        .as_array()
-        .expect("products")
-        .iter()
-        .find(|p| p["slug"] == SLUG)
-        .expect("crash product listed");
+    let product = server.shop.product(SLUG).await;
     assert_eq!(product["stock"], (KEYS - ORDERS) as u64, "{product}");
     assert_eq!(
-        server.metric("kami_cards{status=\"sold\"}").await,
-        Some(ORDERS as u64)
+        server.shop.metric("kami_cards{status=\"sold\"}").await,
+        ORDERS as u64
     );
     assert_eq!(
-        server.metric("kami_cards{status=\"available\"}").await,
-        Some((KEYS - ORDERS) as u64)
+        server.shop.metric("kami_cards{status=\"available\"}").await,
+        (KEYS - ORDERS) as u64
     );
 
     server.kill().await;
@@ -744,14 +438,13 @@ async fn crash_scenario(backend: Backend) {
 /// After a restart: each order with an acknowledged notification is delivered with one key,
 /// the same key it had after any earlier restart.
 async fn check_acknowledged(
-    server: &Server,
-    token: &str,
+    shop: &Shop,
     order_nos: &[String],
     paid: &HashSet<usize>,
     delivered: &mut HashMap<usize, String>,
 ) {
     let paid: Vec<usize> = paid.iter().copied().collect();
-    for (i, o) in admin_orders_by_index(server, token, order_nos, &paid).await {
+    for (i, o) in admin_orders_by_index(shop, order_nos, &paid).await {
         let no = &order_nos[i];
         assert_eq!(
             o["status"], "delivered",
@@ -768,13 +461,12 @@ async fn check_acknowledged(
 
 /// `GET /api/v1/admin/orders/{no}` for the given orders, a few at a time.
 async fn admin_orders_by_index(
-    server: &Server,
-    token: &str,
+    shop: &Shop,
     order_nos: &[String],
     which: &[usize],
 ) -> Vec<(usize, Value)> {
     futures::stream::iter(which.iter().copied())
-        .map(|i| async move { (i, server.admin_order(token, &order_nos[i]).await) })
+        .map(|i| async move { (i, shop.admin_order(&order_nos[i]).await) })
         .buffer_unordered(8)
         .collect()
         .await

@@ -10,12 +10,11 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use kami_testkit::process::{self, Proc};
+use kami_testkit::Shop;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 /// Bound of any single step (process start, one-shot command, HTTP exchange).
 const STEP: Duration = Duration::from_secs(120);
@@ -74,136 +73,8 @@ async fn bounded(f: impl std::future::Future<Output = ()>) {
 // ---------------------------------------------------------------------------------------------
 // Processes
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_kami")
-}
-
-/// A running `kami` process. Dropping it kills the process, so nothing outlives the test, even
-/// when an assertion fails; on a panic the tail of its log is printed.
-struct Proc {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Proc {
-    /// Spawn `kami ARGS` (stderr to `log`) and wait for the stdout line starting with `prefix`;
-    /// returns the process and the rest of that line.
-    async fn start(
-        args: &[&str],
-        cwd: &Path,
-        env: &[(&str, &str)],
-        prefix: &'static str,
-        log: PathBuf,
-    ) -> (Proc, String) {
-        let log_file = std::fs::File::create(&log).expect("log file");
-        let mut child = Command::new(bin())
-            .args(args)
-            .current_dir(cwd)
-            .env("RUST_LOG", "warn")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log_file))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("kami starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = tokio::sync::oneshot::channel::<String>();
-        // Find the machine-readable line, then keep draining so the pipe never fills.
-        tokio::spawn(async move {
-            let mut tx = Some(tx);
-            let mut lines = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(rest) = line.strip_prefix(prefix) {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(rest.trim().to_owned());
-                    }
-                }
-            }
-        });
-        let proc = Proc {
-            child: Some(child),
-            log,
-        };
-        let rest = match tokio::time::timeout(STEP, rx).await {
-            Ok(Ok(rest)) => rest,
-            Ok(Err(_)) => panic!(
-                "kami {args:?} exited before printing {prefix:?}:\n{}",
-                proc.log_text()
-            ),
-            Err(_) => panic!("kami {args:?} did not print {prefix:?} in time"),
-        };
-        (proc, rest)
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Kill and reap.
-    async fn stop(mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.start_kill();
-            let _ = tokio::time::timeout(STEP, child.wait()).await;
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(c) = self.child.as_mut() {
-            let _ = c.start_kill();
-        }
-        if std::thread::panicking() {
-            let log = self.log_text();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            eprintln!("--- last lines of {} ---", self.log.display());
-            for l in tail.iter().rev() {
-                eprintln!("{l}");
-            }
-        }
-    }
-}
-
-/// The exit status, stdout and stderr of a one-shot `kami` command, bounded by `limit`.
-async fn kami_output(
-    args: &[&str],
-    cwd: &Path,
-    limit: Duration,
-) -> (std::process::ExitStatus, String, String) {
-    let out = tokio::time::timeout(
-        limit,
-        Command::new(bin())
-            .args(args)
-            .current_dir(cwd)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("kami {args:?} did not exit within {limit:?}"))
-    .expect("kami runs");
-    (
-        out.status,
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// Create an admin API token with the CLI (the last stdout line).
-async fn admin_token(config: &Path, cwd: &Path) -> String {
-    let config = config.to_str().unwrap();
-    let (status, stdout, stderr) = kami_output(
-        &["admin", "token", "create", "t", "--config", config],
-        cwd,
-        STEP,
-    )
-    .await;
-    assert!(status.success(), "token create failed: {status}\n{stderr}");
-    let token = stdout.lines().last().expect("token line").trim().to_owned();
-    assert!(!token.is_empty());
-    token
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_kami"))
 }
 
 /// A running `kami sim --write-config`: its base URL and the TOML it wrote.
@@ -218,6 +89,7 @@ struct Sim {
 /// to it) and wait for the written configuration.
 async fn start_sim(cwd: &Path, write: &str, log: PathBuf) -> Sim {
     let (proc, base) = Proc::start(
+        bin(),
         &["sim", "--listen", "127.0.0.1:0", "--write-config", write],
         cwd,
         &[],
@@ -290,248 +162,25 @@ fn with_channel_value(toml: &str, id: &str, key: &str, value: &str) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// HTTP
+// The shop
 
-struct Shop {
-    proc: Proc,
-    base: String,
-    token: String,
-    http: reqwest::Client,
-}
-
-fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
+/// `kami admin token create` then `kami serve --config CONFIG`; the shop pays through the
+/// simulators at `sim_base`.
+async fn start_shop(config: &Path, cwd: &Path, sim_base: &str, log: PathBuf) -> (Proc, Shop) {
+    let token = process::admin_token(bin(), config, cwd).await;
+    let (proc, base) = Proc::serve(bin(), config, cwd, &[], log).await;
+    let mut shop = Shop::new(base, token).with_simulators(sim_base);
+    shop.http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
-        .expect("http client")
+        .expect("http client");
+    (proc, shop)
 }
 
-/// `kami admin token create` then `kami serve --config CONFIG`.
-async fn start_shop(config: &Path, cwd: &Path, log: PathBuf) -> Shop {
-    let token = admin_token(config, cwd).await;
-    let (proc, base) = Proc::start(
-        &["serve", "--config", config.to_str().unwrap()],
-        cwd,
-        &[],
-        "listening on ",
-        log,
-    )
-    .await;
-    assert!(
-        base.starts_with("http://127.0.0.1:"),
-        "odd listen line: {base}"
-    );
-    Shop {
-        proc,
-        base,
-        token,
-        http: http_client(),
-    }
-}
-
-impl Shop {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn admin_post(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self
-            .http
-            .post(self.url(path))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        let v = serde_json::from_str(&text).unwrap_or_else(|_| json!({ "raw": text }));
-        (status, v)
-    }
-
-    async fn admin_get(&self, path: &str) -> Value {
-        let r = self
-            .http
-            .get(self.url(path))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-        let status = r.status();
-        let text = r.text().await.unwrap();
-        assert_eq!(status, 200, "GET {path}: {text}");
-        serde_json::from_str(&text).unwrap()
-    }
-
-    /// A product with `n` fresh keys; returns the keys.
-    async fn product_with_keys(&self, slug: &str, price: i64, n: usize) -> HashSet<String> {
-        let (s, v) = self
-            .admin_post(
-                "/api/v1/admin/products",
-                json!({"slug": slug, "title": format!("Product {slug}"), "price": price,
-                       "currency": "CNY", "delivery": "auto"}),
-            )
-            .await;
-        assert_eq!(s, 201, "{v}");
-        let keys: Vec<String> = (0..n)
-            .map(|i| format!("SIMCFG-{slug}-{i:03}-{:016x}", rand::random::<u64>()))
-            .collect();
-        let r = self
-            .http
-            .post(self.url(&format!("/api/v1/admin/products/{slug}/cards")))
-            .bearer_auth(&self.token)
-            .header("content-type", "text/plain")
-            .body(keys.join("\n"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let v: Value = r.json().await.unwrap();
-        assert_eq!(v["imported"], n as u64, "{v}");
-        keys.into_iter().collect()
-    }
-
-    async fn order(&self, slug: &str, method: &str, device: &str) -> Value {
-        let r = self
-            .http
-            .post(self.url("/api/v1/orders"))
-            .json(
-                &json!({"product": slug, "quantity": 1, "email": "buyer@example.com",
-                          "method": method, "device": device}),
-            )
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        let v: Value = r.json().await.unwrap();
-        assert_eq!(status, 201, "{method}/{device}: {v}");
-        assert_eq!(v["status"], "pending", "{v}");
-        v
-    }
-
-    /// `GET /api/v1/orders/{no}?wait=W` with the order's access token.
-    async fn read_order(&self, order: &Value, wait: u64) -> Value {
-        let no = order["order_no"].as_str().unwrap();
-        let r = self
-            .http
-            .get(self.url(&format!("/api/v1/orders/{no}?wait={wait}")))
-            .bearer_auth(order["access_token"].as_str().unwrap())
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        let v: Value = r.json().await.unwrap();
-        assert_eq!(status, 200, "{v}");
-        v
-    }
-
-    /// Long-poll until the order leaves `pending` (bounded).
-    async fn wait_settled(&self, order: &Value) -> Value {
-        for _ in 0..6 {
-            let v = self.read_order(order, 10).await;
-            if v["status"] != "pending" {
-                return v;
-            }
-        }
-        panic!("order {} still pending after 60 s", order["order_no"]);
-    }
-
-    async fn metric(&self, line_prefix: &str) -> u64 {
-        let text = self
-            .http
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find(|l| l.starts_with(line_prefix))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-/// The page a buyer opens for an order's payment: the redirect URL, the QR code's URL, or for a
-/// WeChat `weixin://` code the simulator's scan page (what scanning it with the app shows).
-fn payment_page(sim_base: &str, order: &Value) -> String {
-    let p = &order["payment"];
-    match p["action"].as_str() {
-        Some("redirect") => p["url"].as_str().expect("redirect url").to_owned(),
-        Some("qr") => {
-            let code = p["qr_code"].as_str().expect("qr_code");
-            match code.strip_prefix(WX_CODE_PREFIX) {
-                Some(token) => {
-                    assert!(
-                        !token.is_empty() && token.bytes().all(|b| b.is_ascii_alphanumeric()),
-                        "odd WeChat code_url {code}"
-                    );
-                    format!("{sim_base}/sim/wechatpay/scan/{token}")
-                }
-                None => code.to_owned(),
-            }
-        }
-        other => panic!("unknown payment action {other:?}: {order}"),
-    }
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
-/// `name="..."`-style attribute of one tag.
-fn attr(tag: &str, name: &str) -> Option<String> {
-    let start = tag.find(&format!(" {name}=\""))? + name.len() + 3;
-    let len = tag[start..].find('"')?;
-    Some(unescape(&tag[start..start + len]))
-}
-
-/// Pay like a buyer's browser: open the payment page on the simulator, submit its first
-/// `<form method="post">` (its hidden fields plus the simulator's `notify` control).
-/// Returns (status, body) of the submission.
-async fn pay_in_browser(
-    http: &reqwest::Client,
-    sim_base: &str,
-    order: &Value,
-    notify: &str,
-) -> (u16, String) {
-    let target = payment_page(sim_base, order);
-    assert!(
-        target.starts_with(sim_base),
-        "the payment page {target} is not on the simulator {sim_base}"
-    );
-    let page = http.get(&target).send().await.unwrap();
-    let page_url = page.url().clone();
-    let status = page.status();
-    let html = page.text().await.unwrap();
-    assert_eq!(status, 200, "GET {page_url}: {html}");
-    const FORM: &str = "<form method=\"post\" action=\"";
-    let form = html
-        .split_once(FORM)
-        .map(|(_, rest)| rest.split("</form>").next().unwrap_or(rest))
-        .unwrap_or_else(|| panic!("no form on {page_url}: {html}"));
-    let action = unescape(form.split('"').next().unwrap());
-    let url = page_url.join(&action).unwrap();
-    let mut fields: Vec<(String, String)> = form
-        .split("<input")
-        .skip(1)
-        .filter_map(|t| {
-            let tag = t.split('>').next()?;
-            if attr(tag, "type").as_deref() != Some("hidden") {
-                return None;
-            }
-            Some((attr(tag, "name")?, attr(tag, "value").unwrap_or_default()))
-        })
-        .collect();
-    fields.push(("notify".into(), notify.into()));
-    let r = http.post(url).form(&fields).send().await.unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
+/// A product with `n` fresh keys; returns the keys.
+async fn product_with_keys(shop: &Shop, slug: &str, price: i64, n: usize) -> HashSet<String> {
+    shop.create_product(slug, price, "auto").await;
+    shop.import_keys(slug, n).await.into_iter().collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -595,27 +244,12 @@ async fn every_protocol() {
     }
 
     let config = write_config(d, "kami", &sim.toml);
-    let shop = start_shop(&config, d, d.join("serve.log")).await;
+    let (shop_proc, shop) = start_shop(&config, d, &sim.base, d.join("serve.log")).await;
     let shop_ready = started.elapsed();
 
-    let keys = shop.product_with_keys("cfg", 1230, 20).await;
+    let keys = product_with_keys(&shop, "cfg", 1230, 20).await;
     // The catalogue offers every configured method.
-    let products: Value = shop
-        .http
-        .get(shop.url("/api/v1/products"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let product = products["products"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["slug"] == "cfg")
-        .expect("product listed")
-        .clone();
+    let product = shop.product("cfg").await;
     let methods: HashSet<&str> = product["methods"]
         .as_array()
         .expect("methods")
@@ -629,7 +263,7 @@ async fn every_protocol() {
     let mut seen = HashSet::new();
     let mut delivered = Vec::new();
     for (method, device, action, channel, starts) in FLAVOURS {
-        let order = shop.order("cfg", method, device).await;
+        let order = shop.order_via("cfg", method, device).await;
         let p = &order["payment"];
         assert_eq!(
             (p["action"].as_str(), p["channel"].as_str()),
@@ -644,9 +278,9 @@ async fn every_protocol() {
             "{method}/{device}: {target} does not start with {starts} (SIM = {})",
             sim.base
         );
-        let (s, body) = pay_in_browser(&shop.http, &sim.base, &order, "normal").await;
+        let (s, body) = shop.pay_in_browser(&order, "normal").await;
         assert_eq!(s, 200, "{method}/{device}: paying: {body}");
-        let v = shop.wait_settled(&order).await;
+        let v = shop.wait_settled_for(&order, 60).await;
         assert_eq!(v["status"], "delivered", "{method}/{device}: {v}");
         let cards = v["cards"].as_array().expect("cards");
         assert_eq!(cards.len(), 1, "{method}/{device}: {v}");
@@ -681,7 +315,7 @@ async fn every_protocol() {
             (200, Some("refunded"), Some(1230)),
             "{method}/{device}: refund: {r}"
         );
-        let o = shop.admin_get(&format!("/api/v1/admin/orders/{no}")).await;
+        let o = shop.admin_order(no).await;
         assert_eq!(o["status"], "refunded", "{method}/{device}: {o}");
     }
     let refunded = shop.admin_get("/api/v1/admin/orders?status=refunded").await;
@@ -691,7 +325,7 @@ async fn every_protocol() {
         "{refunded}"
     );
 
-    shop.proc.stop().await;
+    shop_proc.stop().await;
     sim.proc.stop().await;
     println!(
         "every protocol from the written config: sim ready {:.1}s, shop ready {:.1}s, done {:.1}s",
@@ -772,7 +406,12 @@ async fn bad_keys() {
         let toml = with_channel_value(&sim.toml, id, key, value);
         let config = write_config(d, case, &toml);
         let t0 = Instant::now();
-        let (status, stdout, stderr) = kami_output(
+        let process::Output {
+            status,
+            stdout,
+            stderr,
+        } = process::output(
+            bin(),
             &["serve", "--config", config.to_str().unwrap()],
             d,
             QUICK_EXIT,
@@ -817,17 +456,17 @@ async fn bad_keys() {
     );
     let toml = with_channel_value(&toml, "wechat-sim", "apiv3_key_file", &wrong_apiv3);
     let config = write_config(d, "wrong", &toml);
-    let shop = start_shop(&config, d, d.join("wrong.log")).await;
-    shop.product_with_keys("wrong", 500, 5).await;
+    let (shop_proc, shop) = start_shop(&config, d, &sim.base, d.join("wrong.log")).await;
+    product_with_keys(&shop, "wrong", 500, 5).await;
     // Alipay wap.pay: the redirect is signed with the (right) app key; the notification is
     // signed with the gateway key that kami does not have.
-    let ali = shop.order("wrong", "alipay", "mobile").await;
-    let (s, body) = pay_in_browser(&shop.http, &sim.base, &ali, "normal").await;
+    let ali = shop.order_via("wrong", "alipay", "mobile").await;
+    let (s, body) = shop.pay_in_browser(&ali, "normal").await;
     assert_eq!(s, 200, "alipay: paying: {body}");
     // WeChat Native: the API answers are signed with the right platform key; the notification
     // resource is encrypted with the APIv3 key that kami does not have.
-    let wx = shop.order("wrong", "wxpay", "pc").await;
-    let (s, body) = pay_in_browser(&shop.http, &sim.base, &wx, "normal").await;
+    let wx = shop.order_via("wrong", "wxpay", "pc").await;
+    let (s, body) = shop.pay_in_browser(&wx, "normal").await;
     assert_eq!(s, 200, "wxpay: paying: {body}");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -840,7 +479,7 @@ async fn bad_keys() {
         assert!(
             Instant::now() < deadline,
             "{rejected} notification(s) rejected after 30 s; expected both\n{}",
-            shop.proc.log_text()
+            shop_proc.log_text()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -851,10 +490,17 @@ async fn bad_keys() {
         "a notification was accepted with the wrong key"
     );
     // Nor can the payment be confirmed by querying Alipay: its answers fail verification too.
-    let v = shop.read_order(&ali, 2).await;
+    let (s, v) = shop
+        .read_order(
+            ali["order_no"].as_str().unwrap(),
+            ali["access_token"].as_str().unwrap(),
+            2,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
     assert_eq!(v["status"], "pending", "alipay with the wrong key: {v}");
     assert!(v.get("cards").is_none_or(Value::is_null), "{v}");
-    let log = shop.proc.log_text();
+    let log = shop_proc.log_text();
     for id in ["alipay-sim", "wechat-sim"] {
         assert!(
             log.lines()
@@ -863,7 +509,7 @@ async fn bad_keys() {
         );
     }
 
-    shop.proc.stop().await;
+    shop_proc.stop().await;
     sim.proc.stop().await;
     println!("bad key files: {:.1}s", started.elapsed().as_secs_f64());
 }
@@ -882,18 +528,18 @@ async fn subdirectory() {
     std::fs::create_dir(d.join("conf")).unwrap();
     let sim = start_sim(d, "conf/sim.toml", d.join("sim.log")).await;
     let db = format!("sqlite://{}", d.join("sub.db").display());
-    let (shop, base) = Proc::start(
-        &["serve", "--config", "conf/sim.toml"],
+    // `Proc::serve` checks the listen line: the server started with the written key paths.
+    let (shop, _base) = Proc::serve(
+        bin(),
+        Path::new("conf/sim.toml"),
         d,
         &[
             ("KAMI__SERVER__LISTEN", "127.0.0.1:0"),
             ("KAMI__DATABASE__URL", &db),
         ],
-        "listening on ",
         d.join("serve.log"),
     )
     .await;
-    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
     shop.stop().await;
     sim.proc.stop().await;
 }

@@ -1,13 +1,11 @@
 use serde_json::json;
 
-use crate::both_backends;
-use crate::common::{Backend, TestApp};
+use kami_testkit::both_backends;
+use kami_testkit::{Backend, TestApp};
 
 /// Bad input gets a precise error code and changes nothing.
 async fn precise_errors(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = TestApp::spawn(backend).await;
     app.create_product("p", 100, "auto").await;
     app.import_keys("p", 2).await;
     let ok = json!({"product": "p", "quantity": 1, "email": "a@b.cd", "method": "sandbox"});
@@ -78,21 +76,7 @@ async fn precise_errors(backend: Backend) {
         let v: serde_json::Value = r.json().await.unwrap();
         assert_eq!(v["error"]["code"], "unauthorized");
     }
-    let admin = |body: serde_json::Value| {
-        let app = &app;
-        async move {
-            let r = app
-                .http
-                .post(app.url("/api/v1/admin/products"))
-                .bearer_auth(&app.admin_token)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            let s = r.status().as_u16();
-            (s, r.json::<serde_json::Value>().await.unwrap())
-        }
-    };
+    let admin = |body: serde_json::Value| app.admin_post("/api/v1/admin/products", body);
     let good =
         json!({"slug": "x", "title": "X", "price": 100, "currency": "CNY", "delivery": "auto"});
     let mk = |k: &str, v: serde_json::Value| {

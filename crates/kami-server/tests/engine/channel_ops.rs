@@ -5,15 +5,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::both_backends;
-use crate::common::{Backend, TestApp};
+use kami_testkit::both_backends;
+use kami_testkit::{Backend, TestApp};
 
 /// The notification is dropped by the gateway: the payment-check worker finds the payment by
 /// querying the channel, and delivers.
 async fn dropped_notification_is_recovered_by_active_query(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = TestApp::spawn(backend).await;
     app.create_product("quiet", 500, "auto").await;
     app.import_keys("quiet", 2).await;
     let order = app.order("quiet", 1).await;
@@ -39,9 +37,7 @@ both_backends!(dropped_notification_is_recovered_by_active_query);
 /// At the deadline the trade is closed at the channel before the keys go back; a trade that
 /// was paid (its notification lost) is delivered instead of expired.
 async fn expiry_closes_at_the_channel_first(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, "[orders]\nexpire_seconds = 5\n").await else {
-        return;
-    };
+    let app = TestApp::spawn_with(backend, "[orders]\nexpire_seconds = 5\n").await;
     app.create_product("close", 500, "auto").await;
     app.import_keys("close", 2).await;
     let unpaid = app.order("close", 1).await;
@@ -78,9 +74,7 @@ both_backends!(expiry_closes_at_the_channel_first);
 
 /// Partial and full refunds through the order's channel, idempotent by refund number.
 async fn refunds_partial_then_full(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = TestApp::spawn(backend).await;
     app.create_product("refund", 1000, "auto").await;
     app.import_keys("refund", 3).await;
     let pending = app.order("refund", 1).await;
@@ -154,9 +148,7 @@ both_backends!(refunds_partial_then_full);
 
 /// Two kami processes claiming payment checks at once never claim the same payment twice.
 async fn payment_checks_are_claimed_once_across_processes(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = TestApp::spawn(backend).await;
     app.create_product("claims", 100, "auto").await;
     app.import_keys("claims", 30).await;
     let mut expected = Vec::new();
@@ -168,41 +160,18 @@ async fn payment_checks_are_claimed_once_across_processes(backend: Backend) {
                 .to_owned(),
         );
     }
-    let other = kami_store::Store::connect(&app.db_url, 8).await.unwrap();
     // "Now" a little ahead so every first check is due; leases outlast the test.
     let at = kami_server::time::now_ms() + 10_000;
-    let stores = [
-        app.state.store.clone(),
-        other.clone(),
-        app.state.store.clone(),
-        other,
-    ];
-    let workers: Vec<_> = stores
-        .into_iter()
-        .map(|s| {
-            tokio::spawn(async move {
-                let mut mine = Vec::new();
-                for _ in 0..15 {
-                    mine.extend(
-                        s.claim_payment_checks(at, at + 600_000, 3)
-                            .await
-                            .unwrap()
-                            .into_iter()
-                            .map(|c| c.order_no.to_string()),
-                    );
-                }
-                mine
-            })
+    let all = app
+        .claim_from_two_processes(15, "a payment was claimed", move |s| async move {
+            s.claim_payment_checks(at, at + 600_000, 3)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|c| c.order_no.to_string())
+                .collect()
         })
-        .collect();
-    let mut all = Vec::new();
-    for w in workers {
-        all.extend(w.await.unwrap());
-    }
-    all.sort();
-    let n = all.len();
-    all.dedup();
-    assert_eq!(n, all.len(), "a payment was claimed twice");
+        .await;
     expected.sort();
     assert_eq!(all, expected);
 }
@@ -212,9 +181,7 @@ both_backends!(payment_checks_are_claimed_once_across_processes);
 /// refunding a payment that raced the cancel): the order becomes an exception for the seller,
 /// its key returns to stock, and the payment's own notification arriving late delivers nothing.
 async fn money_returned_by_the_gateway_is_never_delivered(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = TestApp::spawn(backend).await;
     app.create_product("reversed", 700, "auto").await;
     app.import_keys("reversed", 1).await;
     let order = app.order("reversed", 1).await;

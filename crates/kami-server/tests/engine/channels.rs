@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::both_backends;
-use crate::common::{assert_no_key_twice, Backend, TestApp};
+use kami_testkit::both_backends;
+use kami_testkit::{assert_no_key_twice, Backend, TestApp};
 
 /// (method, device) pairs covering each channel's flavours.
 const FLAVOURS: [(&str, &str, &str); 6] = [
@@ -30,9 +30,7 @@ async fn order_via(app: &TestApp, slug: &str, method: &str, device: &str) -> Val
 }
 
 async fn every_flavour_buys_refunds_and_survives_duplicates(backend: Backend) {
-    let Some(app) = TestApp::spawn_gateways(backend, "").await else {
-        return;
-    };
+    let app = TestApp::spawn_gateways(backend, "").await;
     app.create_product("multi", 1230, "auto").await;
     app.import_keys("multi", 20).await;
     for (method, device, action) in FLAVOURS {
@@ -74,9 +72,7 @@ both_backends!(every_flavour_buys_refunds_and_survives_duplicates);
 
 /// Each channel's notification is dropped: the payment-check worker queries the channel.
 async fn dropped_notifications_are_found_on_every_channel(backend: Backend) {
-    let Some(app) = TestApp::spawn_gateways(backend, "").await else {
-        return;
-    };
+    let app = TestApp::spawn_gateways(backend, "").await;
     app.create_product("drop", 500, "auto").await;
     app.import_keys("drop", 10).await;
     let mut orders = Vec::new();
@@ -99,9 +95,7 @@ both_backends!(dropped_notifications_are_found_on_every_channel);
 /// At the deadline every channel's trade is closed first: unpaid ones expire (and can no longer
 /// be paid), quietly paid ones are delivered instead.
 async fn every_channel_closes_before_expiry(backend: Backend) {
-    let Some(app) = TestApp::spawn_gateways(backend, "[orders]\nexpire_seconds = 6\n").await else {
-        return;
-    };
+    let app = TestApp::spawn_gateways(backend, "[orders]\nexpire_seconds = 6\n").await;
     app.create_product("deadline", 500, "auto").await;
     app.import_keys("deadline", 20).await;
     let mut unpaid = Vec::new();
@@ -141,9 +135,7 @@ both_backends!(every_channel_closes_before_expiry);
 /// Hundreds of buyers at once over every channel for fewer keys than buyers: everyone told
 /// "paid" gets a key, no key twice, everyone else a clean out_of_stock.
 async fn mixed_run_over_all_channels(backend: Backend) {
-    let Some(app) = TestApp::spawn_gateways(backend, "").await else {
-        return;
-    };
+    let app = TestApp::spawn_gateways(backend, "").await;
     let app = Arc::new(app);
     app.create_product("mixed", 100, "auto").await;
     let keys: HashSet<String> = app.import_keys("mixed", 120).await.into_iter().collect();
@@ -196,9 +188,7 @@ both_backends!(mixed_run_over_all_channels);
 /// A gateway that reports a different amount (the buyer paid less): the notification verifies,
 /// but the order is never delivered — not from the notification, not from the active query.
 async fn a_wrong_amount_is_never_delivered(backend: Backend) {
-    let Some(app) = TestApp::spawn_gateways(backend, "").await else {
-        return;
-    };
+    let app = TestApp::spawn_gateways(backend, "").await;
     app.create_product("exact", 1230, "auto").await;
     app.import_keys("exact", 5).await;
     // Each simulator's own unit for its "pay a different amount" control.

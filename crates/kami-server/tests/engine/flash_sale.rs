@@ -2,14 +2,12 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use crate::both_backends;
-use crate::common::{assert_no_key_twice, Backend, TestApp};
+use kami_testkit::both_backends;
+use kami_testkit::{assert_no_key_twice, Backend, TestApp};
 
 /// 500 buyers at once for 50 keys: exactly 50 orders, 450 clean 409s, no key twice.
 async fn flash_sale(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = TestApp::spawn(backend).await;
     let app = Arc::new(app);
     app.create_product("flash", 990, "auto").await;
     let keys = app.import_keys("flash", 50).await;

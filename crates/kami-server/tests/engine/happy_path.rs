@@ -2,13 +2,11 @@ use std::collections::HashSet;
 
 use serde_json::json;
 
-use crate::both_backends;
-use crate::common::{Backend, TestApp};
+use kami_testkit::both_backends;
+use kami_testkit::{Backend, TestApp};
 
 async fn buy_through_the_simulator(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = TestApp::spawn(backend).await;
     app.create_product("game", 1230, "auto").await;
     let keys: HashSet<String> = app.import_keys("game", 5).await.into_iter().collect();
     assert_eq!(app.stock("game").await, json!(5));
@@ -91,23 +89,13 @@ async fn buy_through_the_simulator(backend: Backend) {
             .await,
         1
     );
-    let h: serde_json::Value = app
-        .http
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let h = app.get_json("/healthz").await;
     assert_eq!(h["status"], "ok");
 }
 both_backends!(buy_through_the_simulator);
 
 async fn manual_and_loop_products(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = TestApp::spawn(backend).await;
     // Manual delivery: paid orders wait for the seller.
     app.create_product("recharge", 500, "manual").await;
     let order = app.order("recharge", 1).await;
@@ -160,9 +148,7 @@ both_backends!(manual_and_loop_products);
 /// collide at high rates) must not leave a paid order stuck: each payment is bound by our trade
 /// number and its amount, and both orders are delivered.
 async fn a_reused_gateway_trade_number_does_not_block_delivery(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = TestApp::spawn(backend).await;
     app.create_product("reuse", 300, "auto").await;
     app.import_keys("reuse", 2).await;
     let a = app.order("reuse", 1).await;

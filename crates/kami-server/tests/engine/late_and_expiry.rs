@@ -2,15 +2,13 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::both_backends;
-use crate::common::{assert_no_key_twice, hex_rand, Backend, TestApp};
+use kami_testkit::both_backends;
+use kami_testkit::{assert_no_key_twice, hex_rand, Backend, TestApp};
 
 const FAR_FUTURE: i64 = 4_102_444_800_000; // 2100-01-01
 
 async fn expired_orders_release_stock_and_late_payments_are_kept(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = TestApp::spawn(backend).await;
     app.create_product("late", 700, "auto").await;
     app.import_keys("late", 1).await;
 
@@ -93,9 +91,7 @@ both_backends!(expired_orders_release_stock_and_late_payments_are_kept);
 /// Notifications racing the expiry worker: no double release, no double delivery, and
 /// released keys become sellable again exactly once.
 async fn expiry_race(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = TestApp::spawn(backend).await;
     let app = Arc::new(app);
     app.create_product("race", 100, "auto").await;
     app.import_keys("race", 40).await;
@@ -189,9 +185,7 @@ both_backends!(expiry_race);
 /// Two kami processes (two stores with their own connections) run the expiry worker over the
 /// same orders at once: every order expires exactly once and every key returns exactly once.
 async fn expiry_in_two_processes(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = TestApp::spawn(backend).await;
     app.create_product("twice", 100, "auto").await;
     app.import_keys("twice", 120).await;
     let mut orders = Vec::new();
@@ -204,34 +198,12 @@ async fn expiry_in_two_processes(backend: Backend) {
         );
     }
     assert_eq!(app.stock("twice").await, json!(0));
-    let other = kami_store::Store::connect(&app.db_url, 8).await.unwrap();
-    let stores = [
-        app.state.store.clone(),
-        other.clone(),
-        app.state.store.clone(),
-        other,
-    ];
-    let workers: Vec<_> = stores
-        .into_iter()
-        .map(|s| {
-            tokio::spawn(async move {
-                let mut mine = Vec::new();
-                for _ in 0..40 {
-                    let expired = s.expire_due(FAR_FUTURE, 4).await.unwrap();
-                    mine.extend(expired.iter().map(ToString::to_string));
-                }
-                mine
-            })
+    let all = app
+        .claim_from_two_processes(40, "an order was expired", |s| async move {
+            let expired = s.expire_due(FAR_FUTURE, 4).await.unwrap();
+            expired.iter().map(ToString::to_string).collect()
         })
-        .collect();
-    let mut all = Vec::new();
-    for w in workers {
-        all.extend(w.await.unwrap());
-    }
-    all.sort();
-    let before = all.len();
-    all.dedup();
-    assert_eq!(before, all.len(), "an order was expired twice");
+        .await;
     orders.sort();
     assert_eq!(all, orders, "every order expired");
     assert_eq!(

@@ -1,44 +1,47 @@
 //! Buyer mail through the outbox, against a real SMTP server: `interop/smtp/sink.py`
 //! (aiosmtpd, from the venv `interop/setup-smtp.sh` creates) started on a free port, with a
-//! certificate generated here for STARTTLS and implicit TLS. Without the venv these tests
-//! print SKIPPED, unless `KAMI_REQUIRE_INTEROP=1` (CI), where that is a failure.
+//! certificate generated here for STARTTLS and implicit TLS. The tests that need the sink are
+//! ignored by default; run with `--include-ignored` they fail when the venv is missing.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kami_core::OrderNo;
 use kami_server::services::mail::MailStatus;
-use kami_server::{AppState, Application, Config};
+use kami_server::AppState;
 use kami_store::MailState;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::both_backends;
-use crate::common::{Backend, TestApp, SANDBOX_SECRET};
+use kami_testkit::{both_backends, cards, workspace_root, Backend, TestApp};
 
 const SINK_USER: &str = "kami";
 const SINK_PASSWORD: &str = "sink-test-password";
 const SHOP: &str = "Kami Test Shop";
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+/// The sink's Python; a test that needs it fails when the venv is missing.
+fn sink_python() -> PathBuf {
+    let python = workspace_root().join("target/interop-venv/smtp/bin/python");
+    if !python.exists() {
+        kami_testkit::require(
+            "the SMTP sink",
+            "Run bash interop/setup-smtp.sh.",
+            format_args!("{} does not exist", python.display()),
+        );
+    }
+    python
 }
 
-/// The sink's Python, or `None` (after saying so) when the venv is missing and not required.
-fn sink_python() -> Option<PathBuf> {
-    let python = workspace_root().join("target/interop-venv/smtp/bin/python");
-    if python.exists() {
-        return Some(python);
-    }
-    assert!(
-        std::env::var("KAMI_REQUIRE_INTEROP").as_deref() != Ok("1"),
-        "KAMI_REQUIRE_INTEROP=1 but {} is missing: run interop/setup-smtp.sh",
-        python.display()
-    );
-    println!("SKIPPED: SMTP sink venv missing (run interop/setup-smtp.sh)");
-    None
+/// `both_backends!` for a test that also needs the SMTP sink: both variants ignored.
+macro_rules! with_sink {
+    ($name:ident) => {
+        kami_testkit::both_backends!(
+            $name,
+            ignore = "needs the SMTP sink: bash interop/setup-smtp.sh",
+            postgres = "needs the SMTP sink (bash interop/setup-smtp.sh) and PostgreSQL at KAMI_TEST_PG_URL"
+        );
+    };
 }
 
 fn free_port() -> u16 {
@@ -213,15 +216,6 @@ fn order_no(v: &Value) -> OrderNo {
     OrderNo::parse(v["order_no"].as_str().unwrap()).unwrap()
 }
 
-fn cards(v: &Value) -> Vec<String> {
-    v["cards"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap().to_owned())
-        .collect()
-}
-
 async fn mail_state(state: &AppState, v: &Value) -> MailState {
     state
         .store
@@ -327,20 +321,15 @@ fn check_delivery_mail(m: &Value, order: &Value, email: &str, subject: &str, ord
 /// A delivered order mails its keys to the buyer, in the order's language, over STARTTLS
 /// with a certificate trusted through `ca_file` and SMTP AUTH; exactly one mail per order.
 async fn delivery_mail_reaches_the_buyer(backend: Backend) {
-    let Some(python) = sink_python() else {
-        return;
-    };
+    let python = sink_python();
     let cert = TestCert::generate();
     let port = free_port();
     let sink = Sink::start(&python, port, SinkTls::StartTls, Some(&cert), true).await;
-    let Some(app) = TestApp::spawn_with(
+    let app = TestApp::spawn_with(
         backend,
         &smtp_toml(port, SinkTls::StartTls, Some(&cert), true),
     )
-    .await
-    else {
-        return;
-    };
+    .await;
     app.create_product("mailed", 1230, "auto").await;
     app.import_keys("mailed", 5).await;
     let zh = buy(
@@ -392,21 +381,15 @@ async fn delivery_mail_reaches_the_buyer(backend: Backend) {
     // Both rows are done: nothing more is sent.
     assert_eq!(sink.messages().len(), 2);
 }
-both_backends!(delivery_mail_reaches_the_buyer);
+with_sink!(delivery_mail_reaches_the_buyer);
 
 /// The mail server is down when the order is paid: the order is delivered at once all the
 /// same, the mail waits in the outbox with its failed tries, and it goes out once the server
 /// is back (retry_base_seconds = 1).
 async fn mail_server_outage_delays_mail_not_delivery(backend: Backend) {
-    let Some(python) = sink_python() else {
-        return;
-    };
+    let python = sink_python();
     let port = free_port(); // nothing listens here yet
-    let Some(app) =
-        TestApp::spawn_with(backend, &smtp_toml(port, SinkTls::None, None, false)).await
-    else {
-        return;
-    };
+    let app = TestApp::spawn_with(backend, &smtp_toml(port, SinkTls::None, None, false)).await;
     app.create_product("outage", 500, "auto").await;
     app.import_keys("outage", 2).await;
     let started = Instant::now();
@@ -469,14 +452,12 @@ async fn mail_server_outage_delays_mail_not_delivery(backend: Backend) {
     let page = order_page(&app, &order).await;
     assert!(page.contains("data-testid=\"mail-sent\""), "{page}");
 }
-both_backends!(mail_server_outage_delays_mail_not_delivery);
+with_sink!(mail_server_outage_delays_mail_not_delivery);
 
 /// Without `[smtp]` no mail is attempted: the delivery's outbox row stays unclaimed and the
 /// order's mail status says mail is off.
 async fn without_smtp_no_mail_is_attempted(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = TestApp::spawn(backend).await;
     assert!(app.state.mailer.is_none());
     app.create_product("nomail", 100, "auto").await;
     app.import_keys("nomail", 1).await;
@@ -514,9 +495,7 @@ both_backends!(without_smtp_no_mail_is_attempted);
 
 /// Several processes claiming outbox rows at once never claim one twice.
 async fn outbox_rows_are_claimed_once_across_processes(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = TestApp::spawn(backend).await;
     app.create_product("claimed", 100, "auto").await;
     app.import_keys("claimed", 24).await;
     let mut expected = Vec::new();
@@ -524,41 +503,22 @@ async fn outbox_rows_are_claimed_once_across_processes(backend: Backend) {
         let order = buy(&app, "claimed", 1, &format!("c{i}@example.com"), "en").await;
         expected.push(order["order_no"].as_str().unwrap().to_owned());
     }
-    let other = kami_store::Store::connect(&app.db_url, 8).await.unwrap();
     let at = kami_server::time::now_ms() + 1_000;
-    let stores = [
-        app.state.store.clone(),
-        other.clone(),
-        app.state.store.clone(),
-        other,
-    ];
-    let workers: Vec<_> = stores
-        .into_iter()
-        .map(|s| {
-            tokio::spawn(async move {
-                let mut mine = Vec::new();
-                for _ in 0..12 {
-                    for item in s
-                        .claim_outbox(&[kami_store::ORDER_DELIVERED], at, at + 600_000, 2)
-                        .await
-                        .unwrap()
-                    {
-                        assert_eq!(item.attempts, 1, "{item:?}");
-                        mine.push(item.order_no.unwrap().to_string());
-                    }
-                }
-                mine
-            })
+    let all = app
+        .claim_from_two_processes(12, "an outbox row was claimed", move |s| async move {
+            let items = s
+                .claim_outbox(&[kami_store::ORDER_DELIVERED], at, at + 600_000, 2)
+                .await
+                .unwrap();
+            items
+                .into_iter()
+                .map(|item| {
+                    assert_eq!(item.attempts, 1, "{item:?}");
+                    item.order_no.unwrap().to_string()
+                })
+                .collect()
         })
-        .collect();
-    let mut all = Vec::new();
-    for w in workers {
-        all.extend(w.await.unwrap());
-    }
-    all.sort();
-    let n = all.len();
-    all.dedup();
-    assert_eq!(n, all.len(), "an outbox row was claimed twice");
+        .await;
     expected.sort();
     assert_eq!(all, expected);
     // Leased: nothing is due any more.
@@ -572,33 +532,12 @@ async fn outbox_rows_are_claimed_once_across_processes(backend: Backend) {
 }
 both_backends!(outbox_rows_are_claimed_once_across_processes);
 
-/// Another kami process on the same database, with its own `[smtp]`.
-async fn spawn_instance(
-    db_url: &str,
-    extra: &str,
-) -> (Arc<AppState>, tokio::sync::watch::Sender<bool>) {
-    let toml = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"{db_url}\"\nmax_connections = 8\n\
-         [[channels]]\nid = \"sandbox\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\nsecret = \"{SANDBOX_SECRET}\"\nallow_sandbox = true\n{extra}"
-    );
-    let config: Config = Config::from_toml_str(&toml).unwrap().config;
-    let app = Application::build(config).await.unwrap();
-    let state = app.state();
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(app.run(rx));
-    (state, tx)
-}
-
 /// Two kami processes with mail workers share one database holding a backlog of delivered
 /// orders: every order gets exactly one mail, each row claimed once.
 async fn two_instances_send_one_mail_per_order(backend: Backend) {
-    let Some(python) = sink_python() else {
-        return;
-    };
+    let python = sink_python();
     // The shop delivers while no process sends mail: a backlog builds up.
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = TestApp::spawn(backend).await;
     app.create_product("shared", 100, "auto").await;
     app.import_keys("shared", 16).await;
     let mut orders = Vec::new();
@@ -608,12 +547,12 @@ async fn two_instances_send_one_mail_per_order(backend: Backend) {
     let port = free_port();
     let sink = Sink::start(&python, port, SinkTls::None, None, false).await;
     let smtp = smtp_toml(port, SinkTls::None, None, false);
-    let (a, _stop_a) = spawn_instance(&app.db_url, &smtp).await;
-    let (b, _stop_b) = spawn_instance(&app.db_url, &smtp).await;
+    let a = app.another_instance(&smtp).await;
+    let b = app.another_instance(&smtp).await;
 
     let messages = sink.wait_for(16, Duration::from_secs(30)).await;
     for (i, order) in orders.iter().enumerate() {
-        let state = if i % 2 == 0 { &a } else { &b };
+        let state = if i % 2 == 0 { &a.state } else { &b.state };
         let s = wait_mail_state(state, order, Duration::from_secs(10), "sent", is_sent).await;
         assert!(
             matches!(s, MailState::Sent { attempts: 1, .. }),
@@ -632,23 +571,17 @@ async fn two_instances_send_one_mail_per_order(backend: Backend) {
     }
     assert_eq!(sink.messages().len(), 16);
 }
-both_backends!(two_instances_send_one_mail_per_order);
+with_sink!(two_instances_send_one_mail_per_order);
 
 /// Implicit TLS ("SMTPS") works with the trusted certificate; without `ca_file` the same
 /// self-signed server is refused (no mail leaves over an unverified connection) and the row
 /// keeps the TLS error for the seller.
 async fn implicit_tls_and_certificate_verification(backend: Backend) {
-    let Some(python) = sink_python() else {
-        return;
-    };
+    let python = sink_python();
     let cert = TestCert::generate();
     let port = free_port();
     let sink = Sink::start(&python, port, SinkTls::Tls, Some(&cert), true).await;
-    let Some(app) =
-        TestApp::spawn_with(backend, &smtp_toml(port, SinkTls::Tls, Some(&cert), true)).await
-    else {
-        return;
-    };
+    let app = TestApp::spawn_with(backend, &smtp_toml(port, SinkTls::Tls, Some(&cert), true)).await;
     app.create_product("smtps", 100, "auto").await;
     app.import_keys("smtps", 1).await;
     let order = buy(&app, "smtps", 1, "tls@example.com", "zh-CN").await;
@@ -666,11 +599,7 @@ async fn implicit_tls_and_certificate_verification(backend: Backend) {
     );
 
     // The same server, not trusted.
-    let Some(untrusting) =
-        TestApp::spawn_with(backend, &smtp_toml(port, SinkTls::Tls, None, true)).await
-    else {
-        return;
-    };
+    let untrusting = TestApp::spawn_with(backend, &smtp_toml(port, SinkTls::Tls, None, true)).await;
     untrusting.create_product("smtps", 100, "auto").await;
     untrusting.import_keys("smtps", 1).await;
     let order = buy(&untrusting, "smtps", 1, "tls@example.com", "en").await;
@@ -705,4 +634,4 @@ async fn implicit_tls_and_certificate_verification(backend: Backend) {
         "nothing sent over an unverified connection"
     );
 }
-both_backends!(implicit_tls_and_certificate_verification);
+with_sink!(implicit_tls_and_certificate_verification);

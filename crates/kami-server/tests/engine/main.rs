@@ -1,7 +1,7 @@
-//! Order-engine tests through HTTP, each run on SQLite and on PostgreSQL.
+//! Order-engine tests through HTTP, each run on SQLite and on PostgreSQL (the PostgreSQL
+//! variants are ignored unless asked for: `cargo test -- --include-ignored`). The harness is
+//! `kami-testkit`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 mod api_errors;
 mod channel_ops;

@@ -5,8 +5,8 @@
 
 use serde_json::json;
 
-use crate::common::{Backend, TestApp};
 use crate::support::*;
+use kami_testkit::{Backend, TestApp};
 
 const EN: (&str, &str) = ("accept-language", "en");
 
@@ -40,9 +40,7 @@ fn shop_config() -> String {
 }
 
 async fn evil_shop() -> TestApp {
-    let app = TestApp::spawn_with(Backend::Sqlite, &shop_config())
-        .await
-        .unwrap();
+    let app = TestApp::spawn_with(Backend::Sqlite, &shop_config()).await;
     add_product(
         &app,
         "evil",

@@ -4,14 +4,12 @@
 
 use serde_json::json;
 
-use crate::both_backends;
-use crate::common::{Backend, TestApp};
 use crate::support::*;
+use kami_testkit::both_backends;
+use kami_testkit::{Backend, TestApp};
 
 async fn cross_site_forms_change_nothing(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = TestApp::spawn(backend).await;
     app.create_product("item", 100, "auto").await;
     app.import_keys("item", 3).await;
     let form = order_form("1", "buyer@example.com", "sandbox", "pass-word");
@@ -66,9 +64,7 @@ async fn cross_site_forms_change_nothing(backend: Backend) {
 both_backends!(cross_site_forms_change_nothing);
 
 async fn unpaid_decoys_cannot_hide_a_buyers_orders(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, "[shop]\nlookup_per_minute = 100\n").await else {
-        return;
-    };
+    let app = TestApp::spawn_with(backend, "[shop]\nlookup_per_minute = 100\n").await;
     app.create_product("item", 100, "auto").await;
     app.import_keys("item", 20).await;
     let placed = buy(
@@ -115,24 +111,9 @@ both_backends!(unpaid_decoys_cannot_hide_a_buyers_orders);
 /// limit of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_target_is_limited_across_addresses() {
-    let app = TestApp::spawn_with(
-        Backend::Sqlite,
-        "[shop]\nlookup_per_minute = 3\ntrust_proxy_headers = true\n",
-    )
-    .await
-    .unwrap();
-    let mut statuses = Vec::new();
-    for i in 0..5 {
-        let ip = format!("198.51.100.{i}");
-        let p = post(
-            &app,
-            "/lookup",
-            &[("q", "Target@Example.com"), ("password", "guess")],
-            &[("x-forwarded-for", &ip)],
-        )
-        .await;
-        statuses.push(p.status);
-    }
+    let app = behind_a_proxy(3).await;
+    let ips: Vec<String> = (0..5).map(|i| format!("198.51.100.{i}")).collect();
+    let statuses = lookup_statuses(&app, "Target@Example.com", "guess", &ips).await;
     assert_eq!(statuses, [200, 200, 200, 429, 429]);
     // Another target from a fresh address is not affected.
     let p = post(
@@ -148,12 +129,7 @@ async fn one_target_is_limited_across_addresses() {
 /// A proxy that adds its own `X-Forwarded-For` line (HAProxy) leaves the client's line first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_forged_first_forwarded_line_is_ignored() {
-    let app = TestApp::spawn_with(
-        Backend::Sqlite,
-        "[shop]\nlookup_per_minute = 2\ntrust_proxy_headers = true\n",
-    )
-    .await
-    .unwrap();
+    let app = behind_a_proxy(2).await;
     let mut statuses = Vec::new();
     for i in 0..4 {
         let forged = format!("10.9.9.{i}");

@@ -1,9 +1,9 @@
 //! Security headers and caching on every page; language from `?lang=`, the `kami_lang`
 //! cookie, `Accept-Language` and `shop.default_locale`, in that order.
 
-use crate::both_backends;
-use crate::common::{Backend, TestApp};
 use crate::support::*;
+use kami_testkit::both_backends;
+use kami_testkit::{Backend, TestApp};
 
 const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
                    connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -41,9 +41,7 @@ fn assert_secure(what: &str, p: &Page, cache: &str) {
 }
 
 async fn every_page_sends_the_security_headers(backend: Backend) {
-    let Some(app) = TestApp::spawn_gateways(backend, "").await else {
-        return;
-    };
+    let app = TestApp::spawn_gateways(backend, "").await;
     app.create_product("item", 100, "auto").await;
     app.import_keys("item", 5).await;
     let placed = buy_simple(&app, "item", 1, "pass-word").await;
@@ -143,7 +141,7 @@ both_backends!(every_page_sends_the_security_headers);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn language_follows_accept_language_then_the_default() {
-    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let app = TestApp::spawn(Backend::Sqlite).await;
     for (accept, lang) in [
         ("", "zh-CN"),
         ("en", "en"),
@@ -176,9 +174,7 @@ async fn language_follows_accept_language_then_the_default() {
         );
     }
 
-    let app = TestApp::spawn_with(Backend::Sqlite, "[shop]\ndefault_locale = \"en\"\n")
-        .await
-        .unwrap();
+    let app = TestApp::spawn_with(Backend::Sqlite, "[shop]\ndefault_locale = \"en\"\n").await;
     assert_eq!(get(&app, "/", &[]).await.lang(), "en");
     assert_eq!(
         get(&app, "/", &[("accept-language", "de")]).await.lang(),
@@ -189,7 +185,7 @@ async fn language_follows_accept_language_then_the_default() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lang_parameter_switches_and_is_remembered() {
-    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let app = TestApp::spawn(Backend::Sqlite).await;
     app.create_product("item", 100, "auto").await;
     app.import_keys("item", 3).await;
 

@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::both_backends;
-use crate::common::{Backend, TestApp};
 use crate::support::*;
+use kami_testkit::both_backends;
+use kami_testkit::{cards, Backend, TestApp};
 
 const EN: (&str, &str) = ("accept-language", "en");
 const MANY: &str = "[shop]\nlookup_per_minute = 1000\n";
@@ -25,19 +25,11 @@ async fn bought(app: &TestApp, email: &str, password: &str) -> (Placed, Vec<Stri
     .await;
     let v = pay_and_settle(app, &placed).await;
     assert_eq!(v["status"], "delivered", "{v}");
-    let keys = v["cards"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k.as_str().unwrap().to_owned())
-        .collect();
-    (placed, keys)
+    (placed, cards(&v))
 }
 
 async fn lookup_by_order_number_or_email(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, MANY).await else {
-        return;
-    };
+    let app = TestApp::spawn_with(backend, MANY).await;
     app.create_product("item", 100, "auto").await;
     app.import_keys("item", 10).await;
     let (a, a_keys) = bought(&app, "alice@example.com", "pass-one").await;
@@ -102,9 +94,7 @@ async fn lookup_by_order_number_or_email(backend: Backend) {
 both_backends!(lookup_by_order_number_or_email);
 
 async fn failed_lookups_show_nothing(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, MANY).await else {
-        return;
-    };
+    let app = TestApp::spawn_with(backend, MANY).await;
     app.create_product("item", 100, "auto").await;
     app.import_keys("item", 10).await;
     let (with_pw, keys) = bought(&app, "bob@example.com", "right-pass").await;
@@ -163,9 +153,7 @@ both_backends!(failed_lookups_show_nothing);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lookups_are_rate_limited_per_ip() {
-    let app = TestApp::spawn_with(Backend::Sqlite, "[shop]\nlookup_per_minute = 2\n")
-        .await
-        .unwrap();
+    let app = TestApp::spawn_with(Backend::Sqlite, "[shop]\nlookup_per_minute = 2\n").await;
     for _ in 0..2 {
         assert_eq!(lookup(&app, "x@example.com", "pass").await.status, 200);
     }
@@ -189,12 +177,7 @@ async fn lookups_are_rate_limited_per_ip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn behind_a_proxy_each_client_has_its_own_limit() {
-    let app = TestApp::spawn_with(
-        Backend::Sqlite,
-        "[shop]\nlookup_per_minute = 2\ntrust_proxy_headers = true\n",
-    )
-    .await
-    .unwrap();
+    let app = behind_a_proxy(2).await;
     // A different searched email each time: the per-target limit is not what is tested here.
     let n = std::sync::atomic::AtomicU32::new(0);
     let from = |ip: &'static str| {
@@ -225,24 +208,9 @@ async fn behind_a_proxy_each_client_has_its_own_limit() {
 /// it must not get a fresh limit by writing a new first entry on each request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_client_cannot_forge_its_way_past_the_limit() {
-    let app = TestApp::spawn_with(
-        Backend::Sqlite,
-        "[shop]\nlookup_per_minute = 2\ntrust_proxy_headers = true\n",
-    )
-    .await
-    .unwrap();
-    let mut statuses = Vec::new();
-    for i in 0..4 {
-        let xff = format!("10.0.0.{i}, 203.0.113.7");
-        let p = post(
-            &app,
-            "/lookup",
-            &[("q", "x@example.com"), ("password", "pass")],
-            &[("x-forwarded-for", &xff)],
-        )
-        .await;
-        statuses.push(p.status);
-    }
+    let app = behind_a_proxy(2).await;
+    let xffs: Vec<String> = (0..4).map(|i| format!("10.0.0.{i}, 203.0.113.7")).collect();
+    let statuses = lookup_statuses(&app, "x@example.com", "pass", &xffs).await;
     assert_eq!(statuses, [200, 200, 429, 429]);
 }
 
@@ -251,7 +219,7 @@ async fn a_client_cannot_forge_its_way_past_the_limit() {
 /// candidates exist, while "no such email" always pays for the dummy hash.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lookup_timing_does_not_reveal_customers() {
-    let app = TestApp::spawn_with(Backend::Sqlite, MANY).await.unwrap();
+    let app = TestApp::spawn_with(Backend::Sqlite, MANY).await;
     app.create_product("item", 100, "auto").await;
     app.import_keys("item", 10).await;
     bought(&app, "known@example.com", "pass-word").await;

@@ -3,11 +3,6 @@
 //! limits, stock, lookup, tokens and cookies, in-app browsers, languages, headers, themes).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-// The engine harness, shared as is; not every helper is used here.
-#[allow(dead_code)]
-#[path = "../engine/common.rs"]
-mod common;
-
 mod support;
 
 mod buying;

@@ -6,27 +6,19 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::both_backends;
-use crate::common::{Backend, TestApp};
 use crate::support::*;
+use kami_testkit::both_backends;
+use kami_testkit::{cards, Backend, TestApp};
 
 async fn delivered(app: &TestApp, quantity: u32) -> (Placed, Vec<String>) {
     let placed = buy_simple(app, "item", quantity, "").await;
     let v = pay_and_settle(app, &placed).await;
     assert_eq!(v["status"], "delivered", "{v}");
-    let keys = v["cards"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k.as_str().unwrap().to_owned())
-        .collect();
-    (placed, keys)
+    (placed, cards(&v))
 }
 
 async fn keys_file_needs_the_token(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = TestApp::spawn(backend).await;
     app.create_product("item", 100, "auto").await;
     app.import_keys("item", 5).await;
     let (placed, keys) = delivered(&app, 2).await;
@@ -78,9 +70,7 @@ async fn keys_file_needs_the_token(backend: Backend) {
 both_backends!(keys_file_needs_the_token);
 
 async fn without_the_token_only_the_status_shows(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = TestApp::spawn(backend).await;
     app.create_product("item", 100, "auto").await;
     app.import_keys("item", 5).await;
     let (placed, keys) = delivered(&app, 2).await;
@@ -157,9 +147,7 @@ both_backends!(without_the_token_only_the_status_shows);
 /// The gateway sends the buyer's browser to `/pay/return/{channel}?order_no=...`: whoever
 /// opens that URL learns nothing and pays nothing (DESIGN invariant 3).
 async fn return_url_shows_no_keys_and_marks_nothing_paid(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = TestApp::spawn(backend).await;
     app.create_product("item", 100, "auto").await;
     let keys = app.import_keys("item", 3).await;
     let placed = buy_simple(&app, "item", 1, "").await;
@@ -194,9 +182,7 @@ async fn return_url_shows_no_keys_and_marks_nothing_paid(backend: Backend) {
 both_backends!(return_url_shows_no_keys_and_marks_nothing_paid);
 
 async fn orders_cookie_is_http_only_and_remembers_every_order(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = TestApp::spawn(backend).await;
     app.create_product("item", 100, "auto").await;
     app.import_keys("item", 5).await;
 
@@ -272,9 +258,7 @@ const EN_HEADER: (&str, &str) = ("accept-language", "en");
 /// The checkout page's script long-polls the order fragment: it answers the moment the
 /// payment is delivered, with the keys.
 async fn checkout_follows_the_payment_live(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = TestApp::spawn(backend).await;
     app.create_product("item", 100, "auto").await;
     let keys = app.import_keys("item", 3).await;
     let placed = buy_simple(&app, "item", 1, "").await;
@@ -338,9 +322,7 @@ async fn checkout_follows_the_payment_live(backend: Backend) {
 both_backends!(checkout_follows_the_payment_live);
 
 async fn expired_orders_offer_to_order_again(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = TestApp::spawn(backend).await;
     app.create_product("item", 100, "auto").await;
     app.import_keys("item", 1).await;
     let placed = buy_simple(&app, "item", 1, "").await;
@@ -366,7 +348,7 @@ async fn orders_cookie_is_secure_on_an_https_shop() {
          [database]\nurl = \"sqlite://{}/kami.db\"\n\
          [[channels]]\nid = \"sandbox\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\nsecret = \"{}\"\nallow_sandbox = true\n",
         dir.path().display(),
-        crate::common::SANDBOX_SECRET
+        kami_testkit::SANDBOX_SECRET
     );
     let config = kami_server::Config::from_toml_str(&toml).unwrap().config;
     let app = kami_server::Application::build(config).await.unwrap();
@@ -414,9 +396,7 @@ async fn orders_cookie_is_secure_on_an_https_shop() {
 /// The order page in every status an order reaches, in both languages: the status is named,
 /// every message exists, keys show only where they belong.
 async fn order_page_speaks_every_status(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
+    let app = TestApp::spawn(backend).await;
     app.create_product("item", 1000, "auto").await;
     app.create_product("manual", 500, "manual").await;
     app.import_keys("item", 4).await;
@@ -493,7 +473,7 @@ both_backends!(order_page_speaks_every_status);
 /// your keys" above the note that only the status is shown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn status_only_view_does_not_promise_keys() {
-    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let app = TestApp::spawn(Backend::Sqlite).await;
     app.create_product("item", 100, "auto").await;
     app.import_keys("item", 1).await;
     let (placed, _) = delivered(&app, 1).await;
@@ -509,7 +489,7 @@ async fn status_only_view_does_not_promise_keys() {
 /// cookie opens the order) must be able to reach the order page from there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn return_url_leads_back_to_the_order_page() {
-    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let app = TestApp::spawn(Backend::Sqlite).await;
     app.create_product("item", 100, "auto").await;
     app.import_keys("item", 1).await;
     let placed = buy_simple(&app, "item", 1, "").await;

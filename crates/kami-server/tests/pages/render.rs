@@ -3,8 +3,8 @@
 
 use serde_json::json;
 
-use crate::common::{Backend, TestApp};
 use crate::support::*;
+use kami_testkit::{Backend, TestApp};
 
 const LANGS: [&str; 2] = ["zh-CN", "en"];
 
@@ -17,7 +17,7 @@ async fn shop() -> TestApp {
 }
 
 async fn shop_with(config: &str) -> TestApp {
-    let app = TestApp::spawn_with(Backend::Sqlite, config).await.unwrap();
+    let app = TestApp::spawn_with(Backend::Sqlite, config).await;
     catalogue(&app).await;
     app
 }
@@ -82,7 +82,7 @@ async fn catalogue_page() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn empty_catalogue_page() {
-    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let app = TestApp::spawn(Backend::Sqlite).await;
     for lang in LANGS {
         let p = get_in(&app, "/", lang).await;
         assert_eq!(p.status, 200);
@@ -133,9 +133,7 @@ async fn product_page_with_validation_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn checkout_with_qr_code() {
-    let app = TestApp::spawn_gateways(Backend::Sqlite, SHOP)
-        .await
-        .unwrap();
+    let app = TestApp::spawn_gateways(Backend::Sqlite, SHOP).await;
     catalogue(&app).await;
     let placed = buy(
         &app,
@@ -236,9 +234,7 @@ async fn not_found_page() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn in_app_browser_guide() {
-    let app = TestApp::spawn_gateways(Backend::Sqlite, SHOP)
-        .await
-        .unwrap();
+    let app = TestApp::spawn_gateways(Backend::Sqlite, SHOP).await;
     catalogue(&app).await;
     for lang in LANGS {
         let p = get(

@@ -8,7 +8,7 @@ use kami_core::OrderNo;
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 
-use crate::common::TestApp;
+use kami_testkit::TestApp;
 
 /// Far enough ahead that every pending order is due to expire.
 pub const FAR_FUTURE: i64 = 4_102_444_800_000; // 2100-01-01
@@ -95,14 +95,7 @@ impl Page {
 }
 
 /// Undo the template engine's HTML escaping.
-pub fn unescape(s: &str) -> String {
-    s.replace("&#x2f;", "/")
-        .replace("&#x27;", "'")
-        .replace("&quot;", "\"")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
+pub use kami_testkit::html::unescape;
 
 /// What the theme's autoescaping makes of `s` (minijinja's HTML escaping).
 pub fn escaped(s: &str) -> String {
@@ -167,6 +160,28 @@ pub async fn post(
     read(req.send().await.unwrap()).await
 }
 
+/// A shop behind a trusted proxy (`trust_proxy_headers`) allowing `per_minute` lookups.
+pub async fn behind_a_proxy(per_minute: u32) -> TestApp {
+    let shop = format!("[shop]\nlookup_per_minute = {per_minute}\ntrust_proxy_headers = true\n");
+    TestApp::spawn_with(kami_testkit::Backend::Sqlite, &shop).await
+}
+
+/// The statuses of looking up `q` once with each `X-Forwarded-For` value, in turn.
+pub async fn lookup_statuses(
+    app: &TestApp,
+    q: &str,
+    password: &str,
+    forwarded: &[String],
+) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for xff in forwarded {
+        let form = [("q", q), ("password", password)];
+        let p = post(app, "/lookup", &form, &[("x-forwarded-for", xff)]).await;
+        statuses.push(p.status);
+    }
+    statuses
+}
+
 /// A request whose target is sent byte for byte (no client-side percent-encoding), over a raw
 /// HTTP/1.1 connection. Returns (status, whole response text).
 pub async fn raw_get(app: &TestApp, target: &str) -> (u16, String) {
@@ -200,15 +215,8 @@ pub async fn add_product(app: &TestApp, slug: &str, title: &str, price: i64, ext
     for (k, v) in extra.as_object().unwrap() {
         body[k] = v.clone();
     }
-    let r = app
-        .http
-        .post(app.url("/api/v1/admin/products"))
-        .bearer_auth(&app.admin_token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let (status, v) = app.admin_post("/api/v1/admin/products", body).await;
+    assert_eq!(status, 201, "{v}");
 }
 
 /// Import these exact keys, one per line.

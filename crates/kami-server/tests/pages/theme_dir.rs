@@ -3,8 +3,8 @@
 
 use kami_server::{Application, Config};
 
-use crate::common::{Backend, TestApp};
 use crate::support::*;
+use kami_testkit::{Backend, TestApp};
 
 fn write(dir: &std::path::Path, file: &str, text: &str) {
     let path = dir.join(file);
@@ -35,9 +35,7 @@ async fn theme_dir_overrides_templates_assets_and_messages() {
         "assets/style.css",
         "body { color: rebeccapurple }\n",
     );
-    let app = TestApp::spawn_with(Backend::Sqlite, &theme_config(dir.path()))
-        .await
-        .unwrap();
+    let app = TestApp::spawn_with(Backend::Sqlite, &theme_config(dir.path())).await;
     app.create_product("item", 100, "auto").await;
     app.import_keys("item", 1).await;
 

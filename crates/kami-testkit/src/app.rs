@@ -1,0 +1,158 @@
+//! [`TestApp`]: a real kami server on 127.0.0.1:0 over a fresh database, in this process, with
+//! an admin token. It derefs to the [`Shop`] that drives it over HTTP.
+
+use std::sync::Arc;
+
+use kami_server::{AppState, Application, BuildOptions, Config};
+use kami_store::Store;
+
+use crate::sims::simulators;
+use crate::{Backend, Shop, TestDb, SANDBOX_SECRET};
+
+pub struct TestApp {
+    pub shop: Shop,
+    pub state: Arc<AppState>,
+    pub backend: Backend,
+    /// The database URL, to open a second store as another process would.
+    pub db_url: String,
+    _shutdown: tokio::sync::watch::Sender<bool>,
+    /// `None` for another instance on a database some other `TestApp` owns.
+    _db: Option<TestDb>,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Shop;
+    fn deref(&self) -> &Shop {
+        &self.shop
+    }
+}
+
+/// The configuration of every test server: port 0, `db_url`, and a `sandbox` channel (method
+/// `sandbox`, secret [`SANDBOX_SECRET`], opted in with `allow_sandbox`); `extra` TOML is
+/// appended.
+fn test_config(db_url: &str, max_connections: u32, extra: &str) -> Config {
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\
+         [database]\nurl = \"{db_url}\"\nmax_connections = {max_connections}\n\
+         [[channels]]\nid = \"sandbox\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\n\
+         secret = \"{SANDBOX_SECRET}\"\nallow_sandbox = true\n{extra}"
+    );
+    Config::from_toml_str(&toml)
+        .unwrap_or_else(|e| panic!("test configuration: {e}\n{toml}"))
+        .config
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        TestApp::spawn_with(backend, "").await
+    }
+
+    /// `extra` is appended to the generated TOML configuration.
+    pub async fn spawn_with(backend: Backend, extra: &str) -> TestApp {
+        TestApp::spawn_opts(backend, extra, simulators(false)).await
+    }
+
+    /// With every gateway simulator mounted and one channel of each kind wired to it
+    /// (`alipay` → Alipay, `wxpay` → WeChat Pay, `qqpay` → Epay, `sandbox`), fast retries.
+    pub async fn spawn_gateways(backend: Backend, extra: &str) -> TestApp {
+        TestApp::spawn_opts(backend, extra, simulators(true)).await
+    }
+
+    pub async fn spawn_opts(backend: Backend, extra: &str, opts: BuildOptions) -> TestApp {
+        let db = TestDb::create(backend).await;
+        let db_url = db.url().to_owned();
+        let mut app = TestApp::start(backend, &db_url, 16, extra, opts).await;
+        app._db = Some(db);
+        app
+    }
+
+    /// Another kami process (as far as the database can tell) on this app's database, with its
+    /// own configuration `extra`; the database stays this app's.
+    pub async fn another_instance(&self, extra: &str) -> TestApp {
+        TestApp::start(self.backend, &self.db_url, 8, extra, simulators(false)).await
+    }
+
+    /// Claimers in two kami processes at once, as far as the database can tell: four tasks, two
+    /// on this app's store and two on a second store with connections of its own, each calling
+    /// `claim` `rounds` times. Returns everything claimed, sorted, after checking that nothing
+    /// came twice (`what` says what would have happened twice, for the failure message).
+    pub async fn claim_from_two_processes<T, F, Fut>(
+        &self,
+        rounds: usize,
+        what: &str,
+        claim: F,
+    ) -> Vec<T>
+    where
+        T: Ord + std::fmt::Debug + Send + 'static,
+        F: Fn(Store) -> Fut + Clone + Send + 'static,
+        Fut: std::future::Future<Output = Vec<T>> + Send + 'static,
+    {
+        let other = Store::connect(&self.db_url, 8)
+            .await
+            .expect("a second store on the test database");
+        let stores = [
+            self.state.store.clone(),
+            other.clone(),
+            self.state.store.clone(),
+            other,
+        ];
+        let workers: Vec<_> = stores
+            .into_iter()
+            .map(|store| {
+                let claim = claim.clone();
+                tokio::spawn(async move {
+                    let mut mine = Vec::new();
+                    for _ in 0..rounds {
+                        mine.extend(claim(store.clone()).await);
+                    }
+                    mine
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for w in workers {
+            all.extend(w.await.expect("claimer task"));
+        }
+        all.sort();
+        let n = all.len();
+        all.dedup();
+        assert_eq!(n, all.len(), "{what} twice");
+        all
+    }
+
+    async fn start(
+        backend: Backend,
+        db_url: &str,
+        max_connections: u32,
+        extra: &str,
+        opts: BuildOptions,
+    ) -> TestApp {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            ))
+            .with_test_writer()
+            .try_init();
+        let config = test_config(db_url, max_connections, extra);
+        let app = Application::build_with(config, opts)
+            .await
+            .expect("app builds");
+        let state = app.state();
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(app.run(rx));
+        let token = kami_core::SecretToken::generate();
+        state
+            .store
+            .create_admin_token("test", &token.hash(), 0)
+            .await
+            .expect("admin token");
+        TestApp {
+            shop: Shop::new(state.public_url.clone(), token.expose()),
+            state,
+            backend,
+            db_url: db_url.to_owned(),
+            _shutdown: tx,
+            _db: None,
+        }
+    }
+}
