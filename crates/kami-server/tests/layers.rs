@@ -5,7 +5,8 @@
 //! - in kami-server, services never reach up into `http`, `jobs` or `app`; `jobs` never into
 //!   `http`; `state` and the building blocks never into `services`, `http`, `jobs` or `app`;
 //! - the production server does not link the simulators (kami-sim only as a dev-dependency);
-//! - no source file over 1,000 lines outside tests.
+//! - no source file over 1,000 lines outside tests;
+//! - `orders.status` is written by one module (the store's transitions).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -209,4 +210,30 @@ fn no_source_file_over_1000_lines_outside_tests() {
         })
         .collect();
     assert!(long.is_empty(), "files over 1,000 lines: {long:#?}");
+}
+
+#[test]
+fn order_status_is_written_in_one_module() {
+    let mut files = Vec::new();
+    for krate in crates() {
+        rust_files(&krate.join("src"), &mut files);
+    }
+    let writers: Vec<String> = files
+        .iter()
+        .filter(|f| {
+            let text = std::fs::read_to_string(f).unwrap();
+            let code = text.split("#[cfg(test)]").next().unwrap_or("");
+            code.contains("UPDATE orders SET status")
+        })
+        .map(|f| f.display().to_string())
+        .collect();
+    assert_eq!(
+        writers.len(),
+        1,
+        "`UPDATE orders SET status` must appear in exactly one module: {writers:#?}"
+    );
+    assert!(
+        writers[0].ends_with("kami-store/src/transitions.rs"),
+        "{writers:?}"
+    );
 }

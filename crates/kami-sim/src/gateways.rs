@@ -138,6 +138,28 @@ impl Gateways {
         })
     }
 
+    /// One channel of every kind wired to these simulators — `alipay-sim`, `wechat-sim`,
+    /// `epay-sim` — as the demo and the test kit mount them.
+    pub fn channels(
+        &self,
+        http: &reqwest::Client,
+    ) -> Result<Vec<Arc<dyn kami_pay::PaymentChannel>>, GatewayError> {
+        Ok(vec![
+            Arc::new(kami_pay::alipay::AlipayChannel::new(
+                self.alipay_config("alipay-sim")?,
+                http.clone(),
+            )),
+            Arc::new(kami_pay::wechatpay::WechatPayChannel::new(
+                self.wechatpay_config("wechat-sim")?,
+                http.clone(),
+            )),
+            Arc::new(kami_pay::epay::EpayChannel::new(
+                self.epay_config("epay-sim")?,
+                http.clone(),
+            )),
+        ])
+    }
+
     pub fn alipay_config(&self, id: &str) -> Result<AlipayConfig, GatewayError> {
         Ok(AlipayConfig {
             id: ChannelId::parse(id)?,

@@ -20,7 +20,7 @@ use axum::Router;
 use kami_core::{ChannelId, Method, Money, OrderNo};
 use kami_pay::crypto::RsaSigner;
 use kami_pay::epay::{
-    field, md5_verify, now_secs, parse_form, signed_md5, signed_rsa, EpayChannel, EpayConfig,
+    field, md5_verify, parse_form, signed_md5, signed_rsa, EpayChannel, EpayConfig,
     EpayCredentials, EpayFlow,
 };
 use kami_pay::{
@@ -32,7 +32,8 @@ use kami_sim::epay::{
 };
 use support::{
     cny, eventually, fast_schedule, get_page, interop_python, listen, merchant_app, new_trade_no,
-    pairs_json, post_form, serve, settled_refund, workspace_root, Merchant, MerchantState,
+    now_secs, pairs_json, post_form, serve, settled_refund, workspace_root, Merchant,
+    MerchantState,
 };
 
 const KEY: &str = "epay-e2e-key-0123456789abcdef";

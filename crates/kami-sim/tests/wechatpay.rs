@@ -19,7 +19,7 @@ use axum::Router;
 use kami_core::{ChannelId, Currency, Method, Money, OrderNo};
 use kami_pay::crypto::{Certificate, RsaHash, RsaSigner, RsaVerifier};
 use kami_pay::wechatpay::{
-    authorization, now_secs, PlatformKeys, WechatMode, WechatPayChannel, WechatPayConfig,
+    authorization, PlatformKeys, WechatMode, WechatPayChannel, WechatPayConfig,
 };
 use kami_pay::{
     CreatePayment, Device, NotifyVerdict, PayError, PaymentAction, PaymentChannel, RawNotification,
@@ -31,7 +31,7 @@ use kami_sim::wechatpay::{
 };
 use support::{
     cny, eventually, fast_schedule, interop_python, listen, merchant_app, new_trade_no, now_ms,
-    post_form, serve, workspace_root, Merchant,
+    now_secs, post_form, serve, workspace_root, Merchant,
 };
 
 /// What a request to the capture endpoint looked like.

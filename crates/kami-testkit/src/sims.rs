@@ -2,11 +2,6 @@
 //! `--demo` does: the sandbox's pay page for every local sandbox channel and, on request, every
 //! gateway simulator with one channel of each kind wired to it (fast notification retries).
 
-use std::sync::Arc;
-
-use kami_pay::alipay::AlipayChannel;
-use kami_pay::epay::EpayChannel;
-use kami_pay::wechatpay::WechatPayChannel;
 use kami_server::{BuildOptions, ExtensionContext, Extra};
 use kami_sim::gateways::{GatewayOptions, Gateways};
 use kami_sim::sandbox::SandboxSim;
@@ -34,22 +29,8 @@ pub fn simulators(gateways: bool) -> BuildOptions {
 fn gateway_simulators(cx: &ExtensionContext<'_>) -> Result<Extra, String> {
     let e = |e: kami_sim::gateways::GatewayError| e.to_string();
     let gw = Gateways::generate(cx.public_url, GatewayOptions { fast_retries: true }).map_err(e)?;
-    let http = cx.http.clone();
     Ok(Extra {
-        channels: vec![
-            Arc::new(AlipayChannel::new(
-                gw.alipay_config("alipay-sim").map_err(e)?,
-                http.clone(),
-            )),
-            Arc::new(WechatPayChannel::new(
-                gw.wechatpay_config("wechat-sim").map_err(e)?,
-                http.clone(),
-            )),
-            Arc::new(EpayChannel::new(
-                gw.epay_config("epay-sim").map_err(e)?,
-                http,
-            )),
-        ],
+        channels: gw.channels(cx.http).map_err(e)?,
         routes: gw.router.clone(),
         qr_link: Some(Box::new(kami_sim::gateways::payer_page)),
     })

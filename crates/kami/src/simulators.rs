@@ -3,11 +3,6 @@
 //! sandbox channel without a `gateway`, the sandbox's pay page. The server itself never links
 //! kami-sim; this is the extension it is handed (`kami_server::BuildOptions::extension`).
 
-use std::sync::Arc;
-
-use kami_pay::alipay::AlipayChannel;
-use kami_pay::epay::EpayChannel;
-use kami_pay::wechatpay::WechatPayChannel;
 use kami_server::{Extension, ExtensionContext, Extra};
 use kami_sim::gateways::{GatewayOptions, Gateways};
 use kami_sim::sandbox::SandboxSim;
@@ -19,23 +14,9 @@ pub fn extension(demo: bool) -> Extension {
         if demo {
             let gw = Gateways::generate(cx.public_url, GatewayOptions::default())
                 .map_err(|e| format!("gateway simulators: {e}"))?;
-            let http = cx.http.clone();
-            let config_error =
-                |e: kami_sim::gateways::GatewayError| format!("gateway simulators: {e}");
-            extra.channels = vec![
-                Arc::new(AlipayChannel::new(
-                    gw.alipay_config("alipay-sim").map_err(config_error)?,
-                    http.clone(),
-                )),
-                Arc::new(WechatPayChannel::new(
-                    gw.wechatpay_config("wechat-sim").map_err(config_error)?,
-                    http.clone(),
-                )),
-                Arc::new(EpayChannel::new(
-                    gw.epay_config("epay-sim").map_err(config_error)?,
-                    http,
-                )),
-            ];
+            extra.channels = gw
+                .channels(cx.http)
+                .map_err(|e| format!("gateway simulators: {e}"))?;
             extra.routes = gw.router.clone();
             extra.qr_link = Some(Box::new(kami_sim::gateways::payer_page));
         }

@@ -25,9 +25,6 @@ pub use super::sign::{
 pub use crate::common::form::field;
 pub use crate::common::text::clip;
 pub(super) use crate::common::text::owned;
-/// Wall-clock milliseconds, for callers that hold no clock (the simulator); the channel
-/// reads the clock it was given ([`super::AlipayChannel::with_clock`]).
-pub use kami_core::clock::now_ms;
 
 /// Longest `subject` Alipay accepts (characters).
 const MAX_SUBJECT_CHARS: usize = 256;

@@ -8,14 +8,5 @@ pub mod settings;
 pub mod sign;
 pub mod text;
 
-use kami_core::Clock;
-
-/// Wall-clock seconds, for callers that hold no clock (the simulators, at the historical
-/// paths `epay::now_secs` and `wechatpay::now_secs`). Channels never call it: they read the
-/// [`kami_core::SharedClock`] they were given.
-pub fn now_secs() -> i64 {
-    kami_core::SystemClock.now_secs()
-}
-
 #[cfg(test)]
 pub(crate) mod test_support;

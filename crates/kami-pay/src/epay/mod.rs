@@ -107,7 +107,6 @@ use crate::{
 };
 
 pub use crate::common::form::{field, parse_form, MAX_FORM_BYTES, MAX_FORM_FIELDS};
-pub use crate::common::now_secs;
 pub use sign::canonical;
 pub use v1::{md5_sign, md5_verify, signed_md5};
 pub use v2::{check_timestamp, rsa_sign, rsa_verify, signed_rsa};

@@ -75,7 +75,6 @@ use crate::{
     PaymentChannel, RawNotification, RefundOutcome, RefundRequest, TradeState,
 };
 
-pub use crate::common::now_secs;
 pub use notify::{decrypt_resource, Resource};
 pub use sign::{
     authorization, nonce_str, request_message, response_message, verify_signature,

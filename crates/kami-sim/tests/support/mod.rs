@@ -150,6 +150,11 @@ pub fn now_ms() -> i64 {
     kami_core::clock::now_ms()
 }
 
+/// Wall-clock seconds, as protocol timestamps want them.
+pub fn now_secs() -> i64 {
+    now_ms().div_euclid(1000)
+}
+
 /// Poll `probe` every 20 ms until it answers, for at most `tries` polls; then panic showing
 /// `state()`.
 pub async fn eventually<T, S: Debug>(
