@@ -39,7 +39,6 @@ pub struct Snapshot<'a> {
 
 impl Default for Metrics {
     fn default() -> Metrics {
-        let mut registry = Registry::default();
         let m = Metrics {
             orders_created: Counter::default(),
             orders_out_of_stock: Counter::default(),
@@ -49,21 +48,23 @@ impl Default for Metrics {
             cards: Family::default(),
             registry: Registry::default(),
         };
-        registry.register(
-            "kami_orders_created",
-            "Orders created",
-            m.orders_created.clone(),
-        );
-        registry.register(
-            "kami_orders_out_of_stock",
-            "Orders refused for lack of stock",
-            m.orders_out_of_stock.clone(),
-        );
-        registry.register(
-            "kami_orders_expired",
-            "Unpaid orders expired",
-            m.orders_expired.clone(),
-        );
+        let mut registry = Registry::default();
+        let counters = [
+            ("kami_orders_created", "Orders created", &m.orders_created),
+            (
+                "kami_orders_out_of_stock",
+                "Orders refused for lack of stock",
+                &m.orders_out_of_stock,
+            ),
+            (
+                "kami_orders_expired",
+                "Unpaid orders expired",
+                &m.orders_expired,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            registry.register(name, help, counter.clone());
+        }
         registry.register(
             "kami_notifications",
             "Gateway notifications and channel answers, by outcome",

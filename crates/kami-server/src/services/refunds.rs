@@ -22,8 +22,8 @@ const REFUND_GIVE_UP_MS: i64 = 24 * 3_600_000;
 /// Refunds the retry job claims per round.
 const RETRY_BATCH: u32 = 16;
 
-/// What the seller asks for.
-#[derive(Debug, Default)]
+/// What the seller asks for (the refund API's JSON body).
+#[derive(Debug, Default, serde::Deserialize)]
 pub struct RefundInput {
     /// Minor units; `None` = everything still refundable.
     pub amount: Option<i64>,

@@ -283,15 +283,6 @@ fn refund_json(r: &kami_store::Refund) -> serde_json::Value {
     })
 }
 
-#[derive(Deserialize)]
-struct RefundBody {
-    /// Minor units; absent = everything still refundable.
-    amount: Option<i64>,
-    reason: Option<String>,
-    /// Idempotency key: repeating a request with the same number returns the same refund.
-    refund_no: Option<String>,
-}
-
 /// `POST /api/v1/admin/orders/{order_no}/refund`: full or partial refund through the order's
 /// channel. Recorded as pending before the channel is called, so a retry (by the admin with
 /// the same `refund_no`, or by the refund worker) never refunds twice.
@@ -303,25 +294,13 @@ pub async fn refund(
 ) -> ApiResult<impl IntoResponse> {
     let no = OrderNo::parse(&order_no)
         .map_err(|_| ApiError::not_found("order_not_found", "no such order"))?;
-    let b: RefundBody = if body.is_empty() {
-        RefundBody {
-            amount: None,
-            reason: None,
-            refund_no: None,
-        }
+    // An empty body refunds everything still refundable.
+    let input: RefundInput = if body.is_empty() {
+        RefundInput::default()
     } else {
         parse_json(&body)?
     };
-    let done = refunds::refund(
-        &state,
-        &no,
-        RefundInput {
-            amount: b.amount,
-            reason: b.reason,
-            refund_no: b.refund_no,
-        },
-    )
-    .await?;
+    let done = refunds::refund(&state, &no, input).await?;
     let (call, order_status) = (done.call, done.order_status);
     let status = match call.refund.status.as_str() {
         "succeeded" => StatusCode::OK,

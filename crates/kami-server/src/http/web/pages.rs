@@ -696,14 +696,19 @@ async fn recent_views(state: &AppState, ctx: &Ctx) -> Vec<RecentView> {
 }
 
 pub async fn lookup_form(State(state): St, ctx: Ctx) -> Response {
-    let recent = recent_views(&state, &ctx).await;
+    lookup_page(&state, &ctx, context! { searched => false, q => "" }).await
+}
+
+/// The lookup page, with this browser's recent orders.
+async fn lookup_page(state: &AppState, ctx: &Ctx, vars: Value) -> Response {
+    let recent = recent_views(state, ctx).await;
     respond(
-        &state,
-        &ctx,
+        state,
+        ctx,
         StatusCode::OK,
         Caching::NoStore,
         "lookup.html",
-        context! { recent => recent, searched => false, q => "" },
+        context! { recent => recent, ..vars },
     )
 }
 
@@ -714,8 +719,6 @@ struct LookupForm {
     password: String,
 }
 
-/// Orders a lookup may open: at most this many per email are checked. Every lookup costs
-/// exactly this many password hashes, whatever it finds.
 pub async fn lookup(State(state): St, ctx: Ctx, body: Bytes) -> Response {
     if !state.limits.allow_lookup(ctx.ip, state.now_ms()) {
         return refused(&state, &ctx, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
@@ -743,13 +746,10 @@ pub async fn lookup(State(state): St, ctx: Ctx, body: Bytes) -> Response {
         v.poll = false;
         v.pay = None;
     }
-    let recent = recent_views(&state, &ctx).await;
-    respond(
+    lookup_page(
         &state,
         &ctx,
-        StatusCode::OK,
-        Caching::NoStore,
-        "lookup.html",
-        context! { recent => recent, searched => true, found => found, q => q },
+        context! { searched => true, found => found, q => q },
     )
+    .await
 }
