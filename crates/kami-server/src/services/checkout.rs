@@ -39,7 +39,7 @@ pub struct Placed {
     pub action: PaymentAction,
 }
 
-#[tracing::instrument(skip_all, fields(product = %b.product, method = %b.method))]
+#[tracing::instrument(level = "debug", skip_all, fields(product = %b.product, method = %b.method))]
 pub async fn place_order(state: &AppState, b: OrderInput) -> ServiceResult<Placed> {
     let product = Slug::parse(&b.product)
         .map_err(|_| ServiceError::not_found("product_not_found", "no such product"))?;

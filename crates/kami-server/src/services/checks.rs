@@ -33,7 +33,7 @@ const EXPIRY_BATCH: u32 = 500;
 const CHECK_BATCH: u32 = 64;
 
 /// Expire unpaid orders nobody managed to close (fallback); returns how many expired.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn expire_once(state: &AppState) -> Result<usize, kami_store::StoreError> {
     let mut total = 0;
     loop {
@@ -84,7 +84,7 @@ fn next_check(attempts: i64, now: i64, deadline: i64) -> i64 {
     (now + step).min(deadline.max(now + 1_000))
 }
 
-#[tracing::instrument(skip_all, fields(order = %c.order_no, channel = %c.channel_id))]
+#[tracing::instrument(level = "debug", skip_all, fields(order = %c.order_no, channel = %c.channel_id))]
 async fn check_one(state: &Arc<AppState>, c: PaymentCheck) -> Result<(), kami_store::StoreError> {
     let now = state.now_ms();
     let Some(channel) = state.channels.get(c.channel_id.as_str()).cloned() else {

@@ -14,7 +14,7 @@ pub const CANDIDATES: u32 = 5;
 
 /// The orders `q` (an order number or an email) names whose query password is `password`,
 /// read in full (with their keys when delivered).
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn find(state: &AppState, q: &str, password: String) -> ServiceResult<Vec<Order>> {
     let candidates: Vec<Order> = if let Ok(no) = OrderNo::parse(q) {
         state.store.order(&no).await?.into_iter().collect()

@@ -103,7 +103,7 @@ enum Failure {
     GiveUp(String),
 }
 
-#[tracing::instrument(skip_all, fields(outbox = item.id))]
+#[tracing::instrument(level = "debug", skip_all, fields(outbox = item.id))]
 async fn send_one(state: &AppState, mailer: &Mailer, item: OutboxItem) -> Result<(), StoreError> {
     let no = item
         .order_no

@@ -10,7 +10,7 @@ use kami_store::{NotifyOutcome, RawEvent, StoreError, Verdict};
 use crate::state::AppState;
 
 /// Record `event`, apply `verdict` in the same commit, and run the post-commit steps.
-#[tracing::instrument(skip_all, fields(channel = %event.channel_id, how = %event.http_method))]
+#[tracing::instrument(level = "debug", skip_all, fields(channel = %event.channel_id, how = %event.http_method))]
 pub async fn apply_verdict(
     state: &AppState,
     event: RawEvent,

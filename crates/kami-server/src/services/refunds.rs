@@ -39,7 +39,7 @@ pub struct RefundOutcome {
 }
 
 /// Refund (part of) a paid order through its channel.
-#[tracing::instrument(skip_all, fields(order = %no))]
+#[tracing::instrument(level = "debug", skip_all, fields(order = %no))]
 pub async fn refund(
     state: &AppState,
     no: &OrderNo,
@@ -109,7 +109,7 @@ pub async fn refund(
 }
 
 /// Call the channel for a pending refund and record the answer.
-#[tracing::instrument(skip_all, fields(refund = %call.refund.refund_no, channel = %call.channel_id))]
+#[tracing::instrument(level = "debug", skip_all, fields(refund = %call.refund.refund_no, channel = %call.channel_id))]
 pub async fn settle_refund(state: &AppState, call: RefundCall) -> ServiceResult<RefundCall> {
     let channel: Arc<dyn PaymentChannel> = state
         .channels
