@@ -1,6 +1,6 @@
 //! The SMTP transport of buyer mail (lettre over rustls): built once from `[smtp]` at
 //! start-up, so a bad `[smtp]` is seen at once, and shared by the mail worker. What is mailed,
-//! and when, is [`crate::services::mail`]'s business.
+//! and when, is the mail service's business (`services/mail.rs`).
 
 use std::time::Duration;
 

@@ -41,8 +41,8 @@ fn top_module(src: &Path, file: &Path) -> Option<String> {
     (name != "lib" && name != "main").then(|| name.to_owned())
 }
 
-/// `crate::x` references, by top-level module, ignoring comments and test modules' lines
-/// after `#[cfg(test)]`.
+/// `crate::x` references, by top-level module, in code and comments alike, ignoring test
+/// modules' lines after `#[cfg(test)]`.
 fn module_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
     let mut files = Vec::new();
     rust_files(src, &mut files);
@@ -54,10 +54,8 @@ fn module_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
         let text = std::fs::read_to_string(f).unwrap();
         let code = text.split("#[cfg(test)]").next().unwrap_or("");
         let deps = graph.entry(from.clone()).or_default();
-        for line in code.lines().map(str::trim_start) {
-            if line.starts_with("//") {
-                continue;
-            }
+        // Comments count too: a doc link to `crate::x` is a dependency on x for the reader.
+        for line in code.lines() {
             let mut rest = line;
             while let Some(i) = rest.find("crate::") {
                 rest = &rest[i + "crate::".len()..];

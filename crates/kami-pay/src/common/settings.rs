@@ -1,6 +1,7 @@
 //! What every protocol's settings share: the errors, the build context (routing identity and
 //! HTTP client), secrets and the deserializers that check values as they are read. The
-//! protocol folders own their keys (`<protocol>/settings.rs`); `crate::settings` combines them.
+//! protocol folders own their keys (`<protocol>/settings.rs`); the crate's top-level
+//! `settings` module combines them.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
