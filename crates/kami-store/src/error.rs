@@ -26,6 +26,9 @@ pub enum StoreError {
     NotRefundable(String),
     #[error("{0}")]
     InvalidAmount(String),
+    /// The order is not in the status the action needs (the text says which it is in).
+    #[error("{0}")]
+    InvalidStatus(String),
     #[error("unsupported database url (expected sqlite:// or postgres://)")]
     BadUrl,
     #[error("database error: {0}")]

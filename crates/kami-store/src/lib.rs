@@ -13,6 +13,7 @@ mod catalog;
 mod checks;
 pub mod db;
 mod error;
+mod fulfilment;
 mod migrate;
 pub mod model;
 mod orders;
@@ -208,6 +209,29 @@ impl Store {
     pub async fn cancel_unpaid(&self, order_no: &OrderNo) -> Result<bool> {
         let no = order_no.as_str().to_owned();
         self.write(move |tx| orders::cancel_unpaid(tx, &no)).await
+    }
+
+    /// The seller fulfils an `awaiting_fulfilment` (manual) order with `content`: the order
+    /// becomes `fulfilled` and keeps the content, in one commit. Another status →
+    /// [`StoreError::InvalidStatus`], nothing changed.
+    pub async fn fulfil_order(
+        &self,
+        order_no: &OrderNo,
+        content: &str,
+        now: Millis,
+    ) -> Result<Order> {
+        let (no, content) = (order_no.as_str().to_owned(), content.to_owned());
+        self.write(move |tx| fulfilment::fulfil(tx, &no, &content, now))
+            .await
+    }
+
+    /// The seller delivers an `exception` order from stock now: its keys are taken and sold
+    /// and the delivery mail queued, in one commit. Too few keys → [`StoreError::OutOfStock`],
+    /// another status → [`StoreError::InvalidStatus`]; either way nothing changed.
+    pub async fn deliver_exception(&self, order_no: &OrderNo, now: Millis) -> Result<Order> {
+        let no = order_no.as_str().to_owned();
+        self.write(move |tx| fulfilment::deliver_exception(tx, &no, now))
+            .await
     }
 
     // ---- payments ----

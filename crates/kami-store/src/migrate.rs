@@ -35,6 +35,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0004_outbox_mail.sql"),
         postgres: include_str!("migrations/postgres/0004_outbox_mail.sql"),
     },
+    Migration {
+        version: 5,
+        name: "fulfilment",
+        sqlite: include_str!("migrations/sqlite/0005_fulfilment.sql"),
+        postgres: include_str!("migrations/postgres/0005_fulfilment.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kami_migrations \

@@ -124,6 +124,8 @@ pub struct Order {
     /// Delivered keys: `Some` only when the order was delivered and its keys were loaded
     /// (single-order reads); lists leave them out.
     pub cards: Option<Vec<String>>,
+    /// What the seller gave the buyer for a manual order; `Some` once it was fulfilled.
+    pub fulfilment: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]

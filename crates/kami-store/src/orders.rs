@@ -119,7 +119,7 @@ macro_rules! order_columns {
     () => {
         "SELECT o.id, o.order_no, p.slug, p.title, o.quantity, o.amount, o.currency, o.email, o.method, \
            o.status, o.channel_id, o.access_token_hash, o.query_password_hash, o.note, o.created_at, \
-           o.expires_at, o.paid_at, o.delivered_at, o.locale, o.pay_action, o.pay_target, o.loop_card_id \
+           o.expires_at, o.paid_at, o.delivered_at, o.locale, o.pay_action, o.pay_target, o.loop_card_id, o.fulfilment \
          FROM orders o JOIN products p ON p.id = o.product_id "
     };
 }
@@ -148,6 +148,7 @@ fn order_from_row(r: &Row) -> Result<Order> {
             _ => None,
         },
         cards: None,
+        fulfilment: r.get("fulfilment")?,
     })
 }
 

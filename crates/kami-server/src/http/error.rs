@@ -78,6 +78,9 @@ impl From<StoreError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "not_refundable", m)
             }
             StoreError::InvalidAmount(m) => ApiError::unprocessable("invalid_amount", m),
+            StoreError::InvalidStatus(m) => {
+                ApiError::new(StatusCode::CONFLICT, "invalid_status", m)
+            }
             other => ApiError::internal(other),
         }
     }

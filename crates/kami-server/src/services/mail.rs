@@ -308,6 +308,7 @@ mod tests {
             locale: locale.into(),
             pay_action: None,
             cards: None,
+            fulfilment: None,
         }
     }
 

@@ -5,6 +5,7 @@
 
 pub mod checkout;
 pub mod checks;
+pub mod fulfilment;
 pub mod lookup;
 pub mod mail;
 pub mod orders;

@@ -230,5 +230,14 @@ async fn money_returned_by_the_gateway_is_never_delivered(backend: Backend) {
         .as_str()
         .unwrap()
         .contains("refunded"));
+    // Nor can the seller deliver it from stock: the money is not kami's.
+    let (s, v) = app
+        .admin_post(&format!("/api/v1/admin/orders/{no}/deliver"), json!({}))
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("invalid_status"))
+    );
+    assert_eq!(app.stock("reversed").await, json!(1));
 }
 both_backends!(money_returned_by_the_gateway_is_never_delivered);

@@ -7,6 +7,7 @@ mod api_errors;
 mod channel_ops;
 mod channels;
 mod flash_sale;
+mod fulfilment;
 mod happy_path;
 mod late_and_expiry;
 mod mail;

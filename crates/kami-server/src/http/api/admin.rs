@@ -17,6 +17,7 @@ use serde_json::json;
 use super::buyer::order_json;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{parse_json, AdminAuth, AppJson};
+use crate::services::fulfilment;
 use crate::services::refunds::{self, RefundInput};
 use crate::state::AppState;
 
@@ -310,4 +311,37 @@ pub async fn refund(
     let mut body = refund_json(&call.refund);
     body["order_status"] = json!(order_status.as_str());
     Ok((status, Json(body)))
+}
+
+#[derive(Deserialize)]
+pub struct FulfilBody {
+    content: String,
+}
+
+fn order_no_or_404(order_no: &str) -> ApiResult<OrderNo> {
+    OrderNo::parse(order_no).map_err(|_| ApiError::not_found("order_not_found", "no such order"))
+}
+
+/// `POST /api/v1/admin/orders/{order_no}/fulfil` `{"content": TEXT}`: an
+/// `awaiting_fulfilment` (manual) order becomes `fulfilled`; the buyer sees the content.
+pub async fn fulfil(
+    State(state): State<Arc<AppState>>,
+    Path(order_no): Path<String>,
+    _admin: AdminAuth,
+    AppJson(b): AppJson<FulfilBody>,
+) -> ApiResult<impl IntoResponse> {
+    let no = order_no_or_404(&order_no)?;
+    let order = fulfilment::fulfil(&state, &no, &b.content).await?;
+    Ok(Json(order_json(&order, true)))
+}
+
+/// `POST /api/v1/admin/orders/{order_no}/deliver`: an `exception` order delivered from stock.
+pub async fn deliver(
+    State(state): State<Arc<AppState>>,
+    Path(order_no): Path<String>,
+    _admin: AdminAuth,
+) -> ApiResult<impl IntoResponse> {
+    let no = order_no_or_404(&order_no)?;
+    let order = fulfilment::deliver_exception(&state, &no).await?;
+    Ok(Json(order_json(&order, true)))
 }

@@ -188,6 +188,14 @@ pub(crate) fn order_json(o: &Order, admin: bool) -> serde_json::Value {
     if let Some(cards) = &o.cards {
         v["cards"] = json!(cards);
     }
+    // The seller's content is the buyer's once the order is fulfilled.
+    if let Some(f) = o
+        .fulfilment
+        .as_ref()
+        .filter(|_| admin || o.status == OrderStatus::Fulfilled)
+    {
+        v["fulfilment"] = json!(f);
+    }
     if admin {
         v["email"] = json!(o.email);
         v["channel"] = json!(o.channel_id);

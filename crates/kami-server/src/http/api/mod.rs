@@ -31,6 +31,14 @@ pub fn routes() -> Router<Arc<AppState>> {
             post(admin::refund),
         )
         .route(
+            "/api/v1/admin/orders/{order_no}/fulfil",
+            post(admin::fulfil),
+        )
+        .route(
+            "/api/v1/admin/orders/{order_no}/deliver",
+            post(admin::deliver),
+        )
+        .route(
             "/pay/notify/{channel_id}",
             get(gateway::notify).post(gateway::notify),
         )
