@@ -242,3 +242,40 @@ fn local_sandbox_id(config: &Config) -> String {
         .map(|c| c.id.to_string())
         .unwrap_or_else(|| "sandbox".into())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        let toml = format!(
+            "[[channels]]\nid = \"play\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\n{extra}"
+        );
+        Config::from_toml_str(&toml).unwrap().config
+    }
+
+    #[test]
+    fn a_sandbox_channel_outside_the_demo_needs_allow_sandbox() {
+        match check_sandboxes(&config(""), false) {
+            Err(e @ StartError::SandboxNotAllowed(_)) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains("`play`") && text.contains("allow_sandbox = true"),
+                    "{text}"
+                );
+            }
+            other => panic!("a sandbox channel started outside the demo: {other:?}"),
+        }
+        assert!(
+            check_sandboxes(&config(""), true).is_ok(),
+            "the demo needs no opt-in"
+        );
+        assert!(check_sandboxes(&config("allow_sandbox = true\n"), false).is_ok());
+        assert!(
+            check_sandboxes(&Config::default(), false).is_ok(),
+            "no sandbox, no refusal"
+        );
+    }
+}
