@@ -1,8 +1,9 @@
 //! `[server]`: where kami listens and the URL gateways and buyers reach it at.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
+use ipnet::IpNet;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use url::Url;
@@ -24,6 +25,18 @@ pub struct ServerConfig {
     pub public_url: Option<Url>,
     /// Default `./data`.
     pub data_dir: PathBuf,
+    /// Peers whose `X-Forwarded-For` is believed (CIDRs; a bare address is its /32 or /128).
+    /// Default: none, and the header is ignored.
+    #[serde(deserialize_with = "cidrs")]
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl ServerConfig {
+    /// Is this TCP peer one of our own proxies?
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
 }
 
 impl Default for ServerConfig {
@@ -32,6 +45,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(DEFAULT_LISTEN),
             public_url: None,
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -44,6 +58,25 @@ fn listen<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
             "`{s}` is not an IP address and port (expected e.g. 127.0.0.1:8080)"
         ))
     })
+}
+
+/// A list of CIDRs (`10.0.0.0/8`, `::1/128`) or bare addresses.
+pub(super) fn cidrs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| parse_cidr(s).map_err(de::Error::custom))
+        .collect()
+}
+
+/// One CIDR or bare IP address.
+pub(super) fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+        .map(|net| net.trunc())
+        .map_err(|_| {
+            format!("`{s}` is not an IP address or CIDR (expected e.g. 10.0.0.0/8 or ::1)")
+        })
 }
 
 /// `public_url`: see [`parse_public_url`].

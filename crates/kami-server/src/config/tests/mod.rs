@@ -605,3 +605,30 @@ fn errors_about_a_files_values_give_its_line() {
         Err(e) => panic!("{e}"),
     }
 }
+
+#[test]
+fn trusted_proxies_are_cidrs_or_addresses() {
+    let c = parse("[server]\ntrusted_proxies = [\"10.1.2.3/8\", \"::1\", \"192.0.2.7\"]\n").config;
+    let nets: Vec<String> = c
+        .server
+        .trusted_proxies
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert_eq!(nets, ["10.0.0.0/8", "::1/128", "192.0.2.7/32"]);
+    let ip = |s: &str| {
+        s.parse::<std::net::IpAddr>()
+            .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into())
+    };
+    assert!(c.server.is_trusted_proxy(ip("10.200.0.1")));
+    assert!(c.server.is_trusted_proxy(ip("::ffff:192.0.2.7")));
+    assert!(!c.server.is_trusted_proxy(ip("192.0.2.8")));
+    assert!(!crate::config::Config::default()
+        .server
+        .is_trusted_proxy(ip("127.0.0.1")));
+    let err = parse_err("[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n");
+    assert!(
+        err.contains("server.trusted_proxies") && err.contains("10.0.0.0/33"),
+        "{err}"
+    );
+}
