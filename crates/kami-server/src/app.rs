@@ -23,6 +23,7 @@ use crate::limits::Limits;
 use crate::mailer::{MailSetupError, Mailer};
 use crate::markup::markdown;
 use crate::metrics::Metrics;
+use crate::notify_limits::RejectedEventLimits;
 use crate::state::AppState;
 use crate::theme::{Theme, ThemeError};
 use crate::watch::OrderWatch;
@@ -170,6 +171,7 @@ impl Application {
             theme,
             catalog: CatalogCache::default(),
             limits: Limits::new(&config.shop),
+            notify_limits: RejectedEventLimits::new(config.retention.rejected_events_per_minute),
             notice_html: markdown(&config.shop.notice),
             footer_html: markdown(&config.shop.footer),
             qr_link: extra.qr_link,

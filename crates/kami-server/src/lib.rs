@@ -2,7 +2,7 @@
 //! on top of them, and the building blocks they share. See ARCHITECTURE.md for the map.
 //!
 //! Layers depend inward: `app` (composition root) → `http`, `jobs` → `services` → `state`
-//! and the building blocks (`config`, `channels`, `catalog`, `limits`, `mailer`, `metrics`,
+//! and the building blocks (`config`, `channels`, `catalog`, `limits`, `notify_limits`, `mailer`, `metrics`,
 //! `theme`, `i18n`, `markup`, `watch`, `time`) → kami-store / kami-pay → kami-core.
 
 pub mod app;
@@ -17,6 +17,7 @@ pub mod limits;
 pub mod mailer;
 pub mod markup;
 pub mod metrics;
+pub mod notify_limits;
 pub mod services;
 pub mod state;
 pub mod theme;

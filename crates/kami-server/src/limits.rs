@@ -78,7 +78,7 @@ impl Limits {
 }
 
 /// The key one client is limited under: its IPv4 address, or its IPv6 /64.
-fn client_key(ip: Option<IpAddr>) -> IpAddr {
+pub(crate) fn client_key(ip: Option<IpAddr>) -> IpAddr {
     match ip.map(|ip| ip.to_canonical()) {
         Some(IpAddr::V6(v6)) => {
             let mut o = v6.octets();

@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::limits::Limits;
 use crate::mailer::Mailer;
 use crate::metrics::Metrics;
+use crate::notify_limits::RejectedEventLimits;
 use crate::theme::Theme;
 use crate::watch::OrderWatch;
 
@@ -35,6 +36,8 @@ pub struct AppState {
     pub catalog: CatalogCache,
     /// Per-client and per-target request limits.
     pub limits: Limits,
+    /// How many rejected notifications are stored per client and channel.
+    pub notify_limits: RejectedEventLimits,
     /// The shop's notice and footer, rendered from Markdown once.
     pub notice_html: String,
     pub footer_html: String,

@@ -246,6 +246,13 @@ impl Store {
             .await
     }
 
+    /// Delete up to `limit` unverified notifications received before `before` (retention);
+    /// verified ones are kept forever. Returns how many were deleted.
+    pub async fn purge_rejected_events(&self, before: Millis, limit: u32) -> Result<u64> {
+        self.write(move |tx| payments::purge_rejected(tx, before, limit))
+            .await
+    }
+
     /// Notifications logged for an order's trade number, oldest first (at most 200).
     pub async fn payment_events(&self, order_no: &OrderNo) -> Result<Vec<PaymentEventSummary>> {
         let no = order_no.as_str().to_owned();

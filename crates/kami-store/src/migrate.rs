@@ -41,6 +41,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0005_fulfilment.sql"),
         postgres: include_str!("migrations/postgres/0005_fulfilment.sql"),
     },
+    Migration {
+        version: 8,
+        name: "event_retention",
+        sqlite: include_str!("migrations/sqlite/0008_event_retention.sql"),
+        postgres: include_str!("migrations/postgres/0008_event_retention.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kami_migrations \

@@ -14,9 +14,45 @@ use crate::transitions::{
     apply_order_events, apply_payment_event, Details, LockedOrder, LockedPayment,
 };
 
-/// Bytes of a rejected (unauthenticated) notification's body that are kept: enough to debug a
-/// misconfigured gateway, not enough for a flood of forgeries to fill the disk.
-const REJECTED_BODY_KEEP: usize = 4096;
+/// Bytes of a rejected (unauthenticated) notification kept, query + headers + body together:
+/// enough to debug a misconfigured gateway, not enough for a flood of forgeries to fill the
+/// disk. Verified events are kept whole.
+pub const REJECTED_EVENT_KEEP: usize = 4096;
+
+/// A rejected event cut to [`REJECTED_EVENT_KEEP`] bytes: the query first, then the headers,
+/// then the body, each cut on a character boundary. Returns the cut event and how many bytes
+/// the whole had (when it was cut).
+fn truncated(ev: &RawEvent) -> (String, String, Vec<u8>, Option<usize>) {
+    let total = ev.query.len() + ev.headers.len() + ev.body.len();
+    let mut budget = REJECTED_EVENT_KEEP;
+    let mut cut = |s: &str| {
+        let mut end = s.len().min(budget);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        budget -= end;
+        s[..end].to_owned()
+    };
+    let query = cut(&ev.query);
+    let headers = cut(&ev.headers);
+    let body = ev.body[..ev.body.len().min(budget)].to_vec();
+    (
+        query,
+        headers,
+        body,
+        (total > REJECTED_EVENT_KEEP).then_some(total),
+    )
+}
+
+/// Delete up to `limit` unverified events received before `before`; returns how many.
+/// Verified events (the proof of every payment) are never deleted.
+pub(crate) fn purge_rejected(tx: &mut dyn Tx, before: Millis, limit: u32) -> Result<u64> {
+    tx.exec(
+        "DELETE FROM payment_events WHERE id IN (SELECT id FROM payment_events \
+         WHERE verified = 0 AND received_at < $1 ORDER BY received_at LIMIT $2)",
+        params![before, i64::from(limit)],
+    )
+}
 
 pub(crate) fn record_notification(
     tx: &mut dyn Tx,
@@ -52,6 +88,22 @@ pub(crate) fn record_notification(
             (outcome, Some(trade_no.clone()), detail)
         }
     };
+    let (query, headers, body, detail) = match verdict {
+        Verdict::Rejected { .. } => {
+            let (q, h, b, cut_from) = truncated(ev);
+            let detail = match cut_from {
+                Some(n) => detail.map(|d| format!("{d} (kept {REJECTED_EVENT_KEEP} of {n} bytes)")),
+                None => detail,
+            };
+            (q, h, b, detail)
+        }
+        _ => (
+            ev.query.clone(),
+            ev.headers.clone(),
+            ev.body.clone(),
+            detail,
+        ),
+    };
     tx.exec(
         "INSERT INTO payment_events (channel_id, received_at, http_method, query, headers, body, verified, \
            trade_no, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -59,12 +111,9 @@ pub(crate) fn record_notification(
             ev.channel_id.as_str(),
             ev.received_at,
             ev.http_method.as_str(),
-            ev.query.as_str(),
-            ev.headers.as_str(),
-            match verdict {
-                Verdict::Rejected { .. } => ev.body[..ev.body.len().min(REJECTED_BODY_KEEP)].to_vec(),
-                _ => ev.body.clone(),
-            },
+            query,
+            headers,
+            body,
             !matches!(verdict, Verdict::Rejected { .. }),
             trade_no,
             outcome.code(),
@@ -231,4 +280,51 @@ fn conflict_alert(
         serde_json::json!({ "gateway_trade_no": gateway_trade_no }).to_string(),
         now,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(query: &str, headers: &str, body: &[u8]) -> RawEvent {
+        RawEvent {
+            channel_id: "c".into(),
+            http_method: "POST".into(),
+            query: query.into(),
+            headers: headers.into(),
+            body: body.to_vec(),
+            received_at: 0,
+        }
+    }
+
+    #[test]
+    fn a_rejected_event_keeps_at_most_4_kib_in_all() {
+        let small = event("a=1", "{}", b"x");
+        assert_eq!(
+            truncated(&small),
+            ("a=1".into(), "{}".into(), b"x".to_vec(), None)
+        );
+
+        // A huge query leaves nothing for headers and body.
+        let q = "q".repeat(10_000);
+        let (query, headers, body, cut) = truncated(&event(&q, "{\"h\":1}", &[7; 100]));
+        assert_eq!(
+            (query.len(), headers.len(), body.len()),
+            (REJECTED_EVENT_KEEP, 0, 0)
+        );
+        assert_eq!(cut, Some(10_107));
+
+        // Budget flows on: query, then headers, then body; multi-byte text is cut on a
+        // character boundary, never inside one.
+        let h = "字".repeat(1_000); // 3,000 bytes
+        let (query, headers, body, cut) = truncated(&event(&"q".repeat(1_000), &h, &[1; 500]));
+        assert_eq!(query.len(), 1_000);
+        assert_eq!(headers.len(), 3_000);
+        assert_eq!(body.len(), REJECTED_EVENT_KEEP - 4_000);
+        assert_eq!(cut, Some(4_500));
+        let (_, headers, body, _) = truncated(&event(&"q".repeat(2_000), &h, b""));
+        assert_eq!(headers.len(), 2_094); // 698 whole characters: 2,096 would split one
+        assert!(headers.chars().all(|c| c == '字'));
+        assert!(body.is_empty());
+    }
 }

@@ -22,6 +22,7 @@ mod app;
 mod db;
 mod gateway;
 pub mod html;
+pub mod inspect;
 pub mod process;
 mod shop;
 mod sims;

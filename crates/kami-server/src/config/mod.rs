@@ -17,6 +17,7 @@
 mod channels;
 mod database;
 mod orders;
+mod retention;
 mod secrets;
 mod server;
 mod shop;
@@ -39,6 +40,7 @@ pub use kami_pay::settings::{
 /// Default `api_base` of `wechatpay` channels (DESIGN 4.2).
 pub use kami_pay::wechatpay::DEFAULT_API_BASE as WECHATPAY_DEFAULT_API_BASE;
 pub use orders::OrdersConfig;
+pub use retention::RetentionConfig;
 pub use secrets::Secret;
 pub use server::ServerConfig;
 pub use shop::ShopConfig;
@@ -57,6 +59,7 @@ pub struct Config {
     pub shop: ShopConfig,
     /// `[smtp]`: buyer mail; `None` (no section) means no mail is ever attempted.
     pub smtp: Option<SmtpConfig>,
+    pub retention: RetentionConfig,
     pub channels: Vec<ChannelConfig>,
     /// Directory of the configuration file (absolute when loaded from a file); relative
     /// `*_file` paths resolve against it, against the current directory when there is no
@@ -72,6 +75,7 @@ impl Default for Config {
             orders: OrdersConfig::default(),
             shop: ShopConfig::default(),
             smtp: None,
+            retention: RetentionConfig::default(),
             channels: Vec::new(),
             base_dir: PathBuf::from("."),
         }
@@ -247,6 +251,7 @@ fn load_text(
     server::check_server(&raw.server, &origins)?;
     let database = database::build_database(raw.database, &base_dir, &origins)?;
     orders::check_orders(&raw.orders, &origins)?;
+    retention::check_retention(&raw.retention, &origins)?;
     let shop = shop::check_shop(raw.shop, &base_dir, &origins)?;
     let smtp = raw
         .smtp
@@ -260,6 +265,7 @@ fn load_text(
             orders: raw.orders,
             shop,
             smtp,
+            retention: raw.retention,
             channels,
             base_dir,
         },
@@ -276,6 +282,7 @@ struct RawConfig {
     orders: OrdersConfig,
     shop: ShopConfig,
     smtp: Option<smtp::RawSmtp>,
+    retention: RetentionConfig,
     channels: IgnoredAny,
 }
 

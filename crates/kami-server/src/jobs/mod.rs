@@ -3,6 +3,8 @@
 //! leases and change state by compare-and-set).
 //!
 //! - payment checks, refund retries and the expiry fallback, every 500 ms (expiry every 5 s);
+//! - retention: rejected notifications past `retention.rejected_events_days`, hourly (and
+//!   once at start);
 //! - buyer mail (only with `[smtp]`): see [`mail`].
 
 pub mod mail;
@@ -13,11 +15,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::services::{checks, refunds};
+use crate::services::{checks, refunds, retention};
 use crate::state::AppState;
 
 const TICK: Duration = Duration::from_millis(500);
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(5);
+const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// The running background tasks.
 pub struct Workers(Vec<JoinHandle<()>>);
@@ -31,7 +34,10 @@ impl Workers {
 }
 
 pub fn spawn(state: Arc<AppState>, shutdown: watch::Receiver<bool>) -> Workers {
-    let mut tasks = vec![spawn_payments(state.clone(), shutdown.clone())];
+    let mut tasks = vec![
+        spawn_payments(state.clone(), shutdown.clone()),
+        spawn_retention(state.clone(), shutdown.clone()),
+    ];
     if let Some(mailer) = state.mailer.clone() {
         tasks.push(mail::spawn(state, mailer, shutdown));
     }
@@ -59,6 +65,22 @@ fn spawn_payments(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) -> 
                 if let Err(e) = checks::expire_once(&state).await {
                     tracing::warn!("expiry worker: {e}");
                 }
+            }
+        }
+    })
+}
+
+fn spawn_retention(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(RETENTION_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            if let Err(e) = retention::purge_rejected_events(&state).await {
+                tracing::warn!("retention job: {e}");
             }
         }
     })

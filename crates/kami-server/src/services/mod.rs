@@ -12,6 +12,7 @@ pub mod orders;
 pub mod passwords;
 pub mod payments;
 pub mod refunds;
+pub mod retention;
 
 use kami_store::StoreError;
 

@@ -4,10 +4,35 @@
 //! readers, waking the mail worker). The gateway's success reply may only follow an outcome
 //! that [`NotifyOutcome::acknowledge`]s.
 
+use std::net::IpAddr;
+
 use kami_pay::PaymentConfirmation;
 use kami_store::{NotifyOutcome, RawEvent, StoreError, Verdict};
 
 use crate::state::AppState;
+
+/// A notification from a gateway (`client`: who sent it). A verified one goes through
+/// [`apply_verdict`]; a rejected one is stored (truncated, by the store) only within
+/// `retention.rejected_events_per_minute` per client and channel, and beyond it only counted,
+/// so a flood of forgeries neither fills the disk nor the log.
+pub async fn record_notification(
+    state: &AppState,
+    client: Option<IpAddr>,
+    event: RawEvent,
+    verdict: Verdict,
+) -> Result<NotifyOutcome, StoreError> {
+    if let Verdict::Rejected { reason } = &verdict {
+        if !state
+            .notify_limits
+            .allow(client, &event.channel_id, state.now_ms())
+        {
+            state.metrics.notification("rejected_unlogged");
+            return Ok(NotifyOutcome::Rejected);
+        }
+        tracing::warn!(channel = %event.channel_id, client = ?client, "notification rejected: {reason}");
+    }
+    apply_verdict(state, event, verdict).await
+}
 
 /// Record `event`, apply `verdict` in the same commit, and run the post-commit steps.
 #[tracing::instrument(level = "debug", skip_all, fields(channel = %event.channel_id, how = %event.http_method))]
@@ -30,7 +55,7 @@ pub async fn apply_verdict(
     if matches!(outcome, NotifyOutcome::Delivered { .. }) {
         state.wake_mail();
     }
-    if !outcome.acknowledge() {
+    if !outcome.acknowledge() && !matches!(outcome, NotifyOutcome::Rejected) {
         tracing::warn!(outcome = outcome.code(), "payment signal not accepted");
     }
     Ok(outcome)

@@ -632,3 +632,22 @@ fn trusted_proxies_are_cidrs_or_addresses() {
         "{err}"
     );
 }
+
+#[test]
+fn retention_keys_and_ranges() {
+    let d = Config::default().retention;
+    assert_eq!(
+        (d.rejected_events_days, d.rejected_events_per_minute),
+        (7, 30)
+    );
+    let c =
+        parse("[retention]\nrejected_events_days = 30\nrejected_events_per_minute = 5\n").config;
+    assert_eq!(c.retention.rejected_events_days, 30);
+    assert_eq!(c.retention.rejected_events_ms(), 30 * 86_400_000);
+    assert_eq!(c.retention.rejected_events_per_minute, 5);
+    let err = parse_err("[retention]\nrejected_events_days = 0\n");
+    assert!(
+        err.contains("retention.rejected_events_days") && err.contains("between 1 and 3650"),
+        "{err}"
+    );
+}

@@ -13,7 +13,8 @@ use kami_pay::{Ack, NotifyVerdict, RawNotification};
 use kami_store::{RawEvent, Verdict};
 use serde::Deserialize;
 
-use crate::services::payments::apply_verdict;
+use crate::http::extract::ClientIp;
+use crate::services::payments::record_notification;
 use crate::state::AppState;
 
 /// Largest notification body accepted (real gateways send a few KiB).
@@ -22,6 +23,7 @@ const MAX_NOTIFY_BYTES: usize = 64 * 1024;
 pub async fn notify(
     State(state): State<Arc<AppState>>,
     Path(channel_id): Path<String>,
+    ClientIp(client): ClientIp,
     method: HttpMethod,
     uri: Uri,
     headers: HeaderMap,
@@ -55,12 +57,9 @@ pub async fn notify(
             amount: c.amount,
         },
         Ok(NotifyVerdict::NotPaid { trade_no, status }) => Verdict::NotPaid { trade_no, status },
-        Err(e) => {
-            tracing::warn!(channel = %channel_id, "notification rejected: {e}");
-            Verdict::Rejected {
-                reason: e.to_string(),
-            }
-        }
+        Err(e) => Verdict::Rejected {
+            reason: e.to_string(),
+        },
     };
     let headers_json = serde_json::Value::Object(
         raw.headers
@@ -77,7 +76,7 @@ pub async fn notify(
         body: raw.body,
         received_at: state.now_ms(),
     };
-    match apply_verdict(&state, event, verdict).await {
+    match record_notification(&state, client, event, verdict).await {
         Ok(outcome) => reply(if outcome.acknowledge() {
             Ack::Success
         } else {
