@@ -169,7 +169,7 @@ impl Application {
             metrics: Metrics::default(),
             theme,
             catalog: CatalogCache::default(),
-            limits: Limits::new(&config.shop),
+            limits: Limits::new(&config.shop, &config.risk),
             notice_html: markdown(&config.shop.notice),
             footer_html: markdown(&config.shop.footer),
             qr_link: extra.qr_link,

@@ -41,6 +41,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0005_fulfilment.sql"),
         postgres: include_str!("migrations/postgres/0005_fulfilment.sql"),
     },
+    Migration {
+        version: 7,
+        name: "risk",
+        sqlite: include_str!("migrations/sqlite/0007_risk.sql"),
+        postgres: include_str!("migrations/postgres/0007_risk.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kami_migrations \

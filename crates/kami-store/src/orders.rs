@@ -6,11 +6,49 @@ use kami_core::{CardStatus, Millis, OrderEvent, OrderNo, OrderStatus, PaymentSta
 use crate::cards;
 use crate::db::{Row, Tx};
 use crate::error::{Result, StoreError};
-use crate::model::{CreatedOrder, Delivery, NewOrder, Order, OrderFilter};
+use crate::model::{CreatedOrder, Delivery, NewOrder, Order, OrderFilter, PendingScope};
 use crate::params;
 use crate::transitions::{apply_order_event, close_open_payments, Details, LockedOrder};
 
+/// Refuse the order if its client key or its email already holds its cap of unexpired
+/// pending orders. Runs first in the creating transaction: PostgreSQL serialises the orders
+/// of one key with an advisory lock until commit, SQLite has one writer; so concurrent
+/// orders from one client are counted one after the other and cannot overshoot the cap.
+fn check_pending_caps(tx: &mut dyn Tx, n: &NewOrder) -> Result<()> {
+    if let (Some(cap), Some(key)) = (n.pending_caps.per_client, n.client_ip.as_deref()) {
+        tx.lock_key(&format!("ip:{key}"))?;
+        let r = tx.query_one(
+            "SELECT COUNT(*) AS n, MIN(expires_at) AS oldest FROM orders \
+             WHERE client_ip = $1 AND status = 'pending' AND expires_at > $2",
+            params![key, n.now],
+        )?;
+        refuse_at_cap(&r, cap, PendingScope::Client, n.now)?;
+    }
+    if let Some(cap) = n.pending_caps.per_email {
+        let email = n.email.as_str();
+        tx.lock_key(&format!("email:{email}"))?;
+        let r = tx.query_one(
+            "SELECT COUNT(*) AS n, MIN(expires_at) AS oldest FROM orders \
+             WHERE email = $1 AND status = 'pending' AND expires_at > $2",
+            params![email, n.now],
+        )?;
+        refuse_at_cap(&r, cap, PendingScope::Email, n.now)?;
+    }
+    Ok(())
+}
+
+fn refuse_at_cap(r: &Row, cap: u32, scope: PendingScope, now: Millis) -> Result<()> {
+    if r.get::<i64>("n")? >= i64::from(cap) {
+        return Err(StoreError::TooManyPending {
+            scope,
+            oldest_expires_at: r.get::<Option<i64>>("oldest")?.unwrap_or(now),
+        });
+    }
+    Ok(())
+}
+
 pub(crate) fn create_order(tx: &mut dyn Tx, n: &NewOrder) -> Result<CreatedOrder> {
+    check_pending_caps(tx, n)?;
     let p = tx
         .query_opt(
             "SELECT p.id, p.title, p.price, p.currency, p.delivery, p.manual_stock, \
@@ -61,8 +99,8 @@ pub(crate) fn create_order(tx: &mut dyn Tx, n: &NewOrder) -> Result<CreatedOrder
     let order_id = tx
         .query_one(
             "INSERT INTO orders (order_no, product_id, quantity, amount, currency, email, method, channel_id, \
-               status, access_token_hash, query_password_hash, loop_card_id, created_at, expires_at, locale) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
+               status, access_token_hash, query_password_hash, loop_card_id, created_at, expires_at, locale, client_ip) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
             params![
                 n.order_no.as_str(),
                 product_id,
@@ -78,7 +116,8 @@ pub(crate) fn create_order(tx: &mut dyn Tx, n: &NewOrder) -> Result<CreatedOrder
                 loop_card,
                 n.now,
                 n.expires_at,
-                n.locale.as_str()
+                n.locale.as_str(),
+                n.client_ip.clone()
             ],
         )?
         .get("id")?;

@@ -16,7 +16,9 @@
 
 mod channels;
 mod database;
+mod metrics;
 mod orders;
+mod risk;
 mod secrets;
 mod server;
 mod shop;
@@ -38,7 +40,9 @@ pub use kami_pay::settings::{
 };
 /// Default `api_base` of `wechatpay` channels (DESIGN 4.2).
 pub use kami_pay::wechatpay::DEFAULT_API_BASE as WECHATPAY_DEFAULT_API_BASE;
+pub use metrics::MetricsConfig;
 pub use orders::OrdersConfig;
+pub use risk::RiskConfig;
 pub use secrets::Secret;
 pub use server::ServerConfig;
 pub use shop::ShopConfig;
@@ -58,6 +62,10 @@ pub struct Config {
     /// `[smtp]`: buyer mail; `None` (no section) means no mail is ever attempted.
     pub smtp: Option<SmtpConfig>,
     pub channels: Vec<ChannelConfig>,
+    /// `[risk]`: pending-order caps, order rate, block lists.
+    pub risk: RiskConfig,
+    /// `[metrics]`: who may read `/metrics`.
+    pub metrics: MetricsConfig,
     /// Directory of the configuration file (absolute when loaded from a file); relative
     /// `*_file` paths resolve against it, against the current directory when there is no
     /// file. The `*_file` paths in [`ChannelConfig`] are already resolved.
@@ -73,6 +81,8 @@ impl Default for Config {
             shop: ShopConfig::default(),
             smtp: None,
             channels: Vec::new(),
+            risk: RiskConfig::default(),
+            metrics: MetricsConfig::default(),
             base_dir: PathBuf::from("."),
         }
     }
@@ -247,7 +257,9 @@ fn load_text(
     server::check_server(&raw.server, &origins)?;
     let database = database::build_database(raw.database, &base_dir, &origins)?;
     orders::check_orders(&raw.orders, &origins)?;
-    let shop = shop::check_shop(raw.shop, &base_dir, &origins)?;
+    let shop = shop::check_shop(raw.shop, &base_dir, &origins, &mut warnings)?;
+    let risk = risk::build_risk(raw.risk, shop.orders_per_minute, &origins, &mut warnings)?;
+    let metrics = metrics::build_metrics(raw.metrics, &base_dir)?;
     let smtp = raw
         .smtp
         .map(|s| smtp::build_smtp(s, &base_dir, &origins, &mut warnings))
@@ -261,6 +273,8 @@ fn load_text(
             shop,
             smtp,
             channels,
+            risk,
+            metrics,
             base_dir,
         },
         warnings,
@@ -277,6 +291,8 @@ struct RawConfig {
     shop: ShopConfig,
     smtp: Option<smtp::RawSmtp>,
     channels: IgnoredAny,
+    risk: risk::RawRisk,
+    metrics: metrics::RawMetrics,
 }
 
 /// A deserialization failure at `prefix` + its path as a [`ConfigError::Type`].
