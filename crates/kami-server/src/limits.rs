@@ -1,6 +1,6 @@
 //! Request limits per client and per searched target: orders per minute
 //! (`risk.orders_per_minute_per_ip`, the JSON API and the form together), password hashes
-//! (`risk.password_checks_per_minute_per_ip`, at most [`HASHES_PER_CLIENT`] at once), order
+//! (`risk.password_checks_per_minute_per_ip`, `risk.password_hashes_at_once_per_ip`), order
 //! lookups (`shop.lookup_per_minute`, per client and per (target, client) with a higher
 //! ceiling per target), and failed admin-token attempts. IPv6 clients are limited per /64:
 //! one host usually holds a whole /64.
@@ -25,8 +25,6 @@ use crate::config::{RiskConfig, ShopConfig};
 const SWEEP_EVERY_MS: i64 = 60_000;
 /// Above this many remembered keys in one limiter, idle ones are forgotten every second.
 const SWEEP_ABOVE: usize = 10_000;
-/// Password hashes one client may have running or queued at once.
-pub const HASHES_PER_CLIENT: u32 = 2;
 /// Failed admin-token attempts one client may make per minute; then `429` until the minute
 /// is over, whatever it presents.
 pub const ADMIN_FAILURES_PER_MINUTE: u32 = 10;
@@ -51,6 +49,7 @@ pub struct Limits {
     /// Password hashes per client (orders with a query password, lookups).
     password_checks: DefaultKeyedRateLimiter<IpAddr>,
     hashing: Mutex<HashMap<IpAddr, u32>>,
+    hashes_at_once: u32,
     /// Failed admin-token attempts per client: (minute, count).
     admin_failures: Mutex<HashMap<IpAddr, (i64, u32)>>,
     targets: RandomState,
@@ -80,6 +79,7 @@ impl Limits {
                 risk.password_checks_per_minute_per_ip,
             ))),
             hashing: Mutex::new(HashMap::new()),
+            hashes_at_once: risk.password_hashes_at_once_per_ip,
             admin_failures: Mutex::new(HashMap::new()),
             targets: RandomState::new(),
             last_sweep: AtomicI64::new(0),
@@ -113,13 +113,13 @@ impl Limits {
     }
 
     /// A turn to hash a password for this client: within its rate, and fewer than
-    /// [`HASHES_PER_CLIENT`] of its hashes running or queued. Held until dropped.
+    /// `password_hashes_at_once_per_ip` of its hashes running or queued. Held until dropped.
     pub fn hash_slot(&self, ip: Option<IpAddr>, now_ms: i64) -> Result<HashSlot<'_>, RetryAfter> {
         self.sweep(now_ms);
         let key = client_key(ip);
         let mut running = self.hashing.lock().unwrap_or_else(|p| p.into_inner());
         let n = running.entry(key).or_insert(0);
-        if *n >= HASHES_PER_CLIENT {
+        if *n >= self.hashes_at_once {
             return Err(RetryAfter(1));
         }
         check(&self.password_checks, &key)?;

@@ -19,8 +19,11 @@ pub struct RiskConfig {
     /// together, default 10.
     pub orders_per_minute_per_ip: u32,
     /// Password hashes one client IP may cause per minute (orders with a query password,
-    /// lookups), default 20. Beyond it, and beyond two at once, `429`.
+    /// lookups), default 20. Beyond it, `429`.
     pub password_checks_per_minute_per_ip: u32,
+    /// Password hashes one client IP may have running or waiting at once, default 2; beyond
+    /// it `429`, so one client's flood cannot queue ahead of everyone else's orders.
+    pub password_hashes_at_once_per_ip: u32,
     /// Clients refused with `403 blocked` (CIDRs; a bare address is its /32 or /128).
     pub blocked_ips: Vec<IpNet>,
     /// Buyer emails refused with `403 blocked`: `a@b.com`, or `*@b.com` for a whole domain;
@@ -35,6 +38,7 @@ impl Default for RiskConfig {
             max_pending_orders_per_email: 3,
             orders_per_minute_per_ip: 10,
             password_checks_per_minute_per_ip: 20,
+            password_hashes_at_once_per_ip: 2,
             blocked_ips: Vec::new(),
             blocked_emails: Vec::new(),
         }
@@ -68,6 +72,7 @@ pub(super) struct RawRisk {
     max_pending_orders_per_email: Option<u32>,
     orders_per_minute_per_ip: Option<u32>,
     password_checks_per_minute_per_ip: Option<u32>,
+    password_hashes_at_once_per_ip: Option<u32>,
     #[serde(deserialize_with = "cidrs")]
     blocked_ips: Vec<IpNet>,
     blocked_emails: Vec<String>,
@@ -111,6 +116,9 @@ pub(super) fn build_risk(
         password_checks_per_minute_per_ip: raw
             .password_checks_per_minute_per_ip
             .unwrap_or(d.password_checks_per_minute_per_ip),
+        password_hashes_at_once_per_ip: raw
+            .password_hashes_at_once_per_ip
+            .unwrap_or(d.password_hashes_at_once_per_ip),
         blocked_ips: raw.blocked_ips,
         blocked_emails: raw
             .blocked_emails
@@ -125,6 +133,10 @@ pub(super) fn build_risk(
         (
             "risk.password_checks_per_minute_per_ip",
             risk.password_checks_per_minute_per_ip,
+        ),
+        (
+            "risk.password_hashes_at_once_per_ip",
+            risk.password_hashes_at_once_per_ip,
         ),
     ] {
         let key = if key == "risk.orders_per_minute_per_ip" && raw.orders_per_minute_per_ip.is_none()

@@ -210,3 +210,84 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .then(|| token.trim())
         .filter(|t| !t.is_empty())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(peer: &str, xff: &[&str], trusted: &[&str], legacy: bool) -> Option<String> {
+        let mut req = axum::http::Request::builder();
+        for line in xff {
+            req = req.header("x-forwarded-for", *line);
+        }
+        let (mut parts, ()) = req.body(()).unwrap_or_default().into_parts();
+        let peer: SocketAddr = format!("{peer}:4000")
+            .parse()
+            .or_else(|_| format!("[{peer}]:4000").parse())
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        parts.extensions.insert(ConnectInfo(peer));
+        let server = ServerConfig {
+            trusted_proxies: trusted
+                .iter()
+                .filter_map(|t| {
+                    t.parse::<ipnet::IpNet>()
+                        .or_else(|_| t.parse::<IpAddr>().map(ipnet::IpNet::from))
+                        .ok()
+                })
+                .collect(),
+            ..ServerConfig::default()
+        };
+        let shop = ShopConfig {
+            trust_proxy_headers: legacy,
+            ..ShopConfig::default()
+        };
+        ClientIp::from_parts(&parts, &server, &shop)
+            .0
+            .map(|ip| ip.to_string())
+    }
+
+    #[test]
+    fn forwarded_for_is_read_through_trusted_proxies_only() {
+        let some = |s: &str| Some(s.to_owned());
+        // No trusted proxies: the header is ignored.
+        assert_eq!(client("127.0.0.1", &["198.51.100.7"], &[], false), some("127.0.0.1"));
+        // A trusted peer: the first untrusted address from the right.
+        let trusted = ["127.0.0.1", "10.0.0.0/8"];
+        assert_eq!(
+            client("127.0.0.1", &["6.6.6.6, 198.51.100.7, 10.1.2.3"], &trusted, false),
+            some("198.51.100.7")
+        );
+        // Several header lines: the later ones were appended later.
+        assert_eq!(
+            client("127.0.0.1", &["6.6.6.6", "198.51.100.7, 10.0.0.1"], &trusted, false),
+            some("198.51.100.7")
+        );
+        // An untrusted peer's header is ignored.
+        assert_eq!(
+            client("192.0.2.1", &["198.51.100.7"], &trusted, false),
+            some("192.0.2.1")
+        );
+        // Garbage beyond our proxies: the last hop we could read is the client.
+        assert_eq!(
+            client("127.0.0.1", &["junk, 10.0.0.9"], &trusted, false),
+            some("10.0.0.9")
+        );
+        // No header from a trusted peer: the peer.
+        assert_eq!(client("127.0.0.1", &[], &trusted, false), some("127.0.0.1"));
+        // IPv6 peers and clients.
+        assert_eq!(
+            client("::1", &["2001:db8::7"], &["::1"], false),
+            some("2001:db8::7")
+        );
+        // Deprecated `trust_proxy_headers`: the last entry from any peer, as before.
+        assert_eq!(
+            client("192.0.2.1", &["6.6.6.6, 198.51.100.7"], &[], true),
+            some("198.51.100.7")
+        );
+        // ...but `trusted_proxies`, when set, wins.
+        assert_eq!(
+            client("192.0.2.1", &["198.51.100.7"], &["127.0.0.1"], true),
+            some("192.0.2.1")
+        );
+    }
+}

@@ -28,7 +28,8 @@ fn hashing() -> &'static tokio::sync::Semaphore {
 }
 
 /// At most this many wait for a turn; beyond, `429` at once (each client has at most
-/// `limits::HASHES_PER_CLIENT` running or waiting, so this takes a crowd of addresses).
+/// `risk.password_hashes_at_once_per_ip` running or waiting, so this takes a crowd of
+/// addresses).
 const MAX_WAITING: usize = 64;
 
 /// Wait for a turn to hash (order creation, lookups); `429 rate_limited` when too many wait.
