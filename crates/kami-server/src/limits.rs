@@ -131,7 +131,10 @@ impl Limits {
     pub fn admin_locked_out(&self, ip: Option<IpAddr>, now_ms: i64) -> Option<RetryAfter> {
         self.sweep(now_ms);
         let minute = now_ms.div_euclid(60_000);
-        let failures = self.admin_failures.lock().unwrap_or_else(|p| p.into_inner());
+        let failures = self
+            .admin_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         match failures.get(&client_key(ip)) {
             Some(&(m, n)) if m == minute && n >= ADMIN_FAILURES_PER_MINUTE => {
                 Some(RetryAfter(seconds_left_in_minute(now_ms)))
@@ -143,7 +146,10 @@ impl Limits {
     /// Count a failed admin-token attempt from this client.
     pub fn admin_failed(&self, ip: Option<IpAddr>, now_ms: i64) {
         let minute = now_ms.div_euclid(60_000);
-        let mut failures = self.admin_failures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failures = self
+            .admin_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let e = failures.entry(client_key(ip)).or_insert((minute, 0));
         if e.0 != minute {
             *e = (minute, 0);

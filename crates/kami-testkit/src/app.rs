@@ -35,7 +35,10 @@ impl std::ops::Deref for TestApp {
 fn test_config(db_url: &str, max_connections: u32, extra: &str) -> Config {
     let listen = "listen = \"127.0.0.1:0\"\n";
     let (server, extra) = if extra.contains("[server]\n") {
-        (String::new(), extra.replacen("[server]\n", &format!("[server]\n{listen}"), 1))
+        (
+            String::new(),
+            extra.replacen("[server]\n", &format!("[server]\n{listen}"), 1),
+        )
     } else {
         (format!("[server]\n{listen}"), extra.to_owned())
     };

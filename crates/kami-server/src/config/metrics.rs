@@ -22,7 +22,10 @@ pub(super) struct RawMetrics {
 }
 
 /// Reads `token_file` (relative to `base_dir`).
-pub(super) fn build_metrics(raw: RawMetrics, base_dir: &Path) -> Result<MetricsConfig, ConfigError> {
+pub(super) fn build_metrics(
+    raw: RawMetrics,
+    base_dir: &Path,
+) -> Result<MetricsConfig, ConfigError> {
     let token = raw
         .token_file
         .map(|f| read_secret_file("metrics.token_file", base_dir.join(f)))

@@ -56,10 +56,12 @@ impl RiskConfig {
     pub fn is_blocked_email(&self, email: &str) -> bool {
         let email = email.trim().to_lowercase();
         let domain = email.rsplit_once('@').map(|(_, d)| d);
-        self.blocked_emails.iter().any(|b| match b.strip_prefix("*@") {
-            Some(d) => domain == Some(d),
-            None => *b == email,
-        })
+        self.blocked_emails
+            .iter()
+            .any(|b| match b.strip_prefix("*@") {
+                Some(d) => domain == Some(d),
+                None => *b == email,
+            })
     }
 }
 
@@ -127,9 +129,18 @@ pub(super) fn build_risk(
             .collect::<Result<_, _>>()?,
     };
     for (key, value) in [
-        ("risk.max_pending_orders_per_ip", risk.max_pending_orders_per_ip),
-        ("risk.max_pending_orders_per_email", risk.max_pending_orders_per_email),
-        ("risk.orders_per_minute_per_ip", risk.orders_per_minute_per_ip),
+        (
+            "risk.max_pending_orders_per_ip",
+            risk.max_pending_orders_per_ip,
+        ),
+        (
+            "risk.max_pending_orders_per_email",
+            risk.max_pending_orders_per_email,
+        ),
+        (
+            "risk.orders_per_minute_per_ip",
+            risk.orders_per_minute_per_ip,
+        ),
         (
             "risk.password_checks_per_minute_per_ip",
             risk.password_checks_per_minute_per_ip,
@@ -139,12 +150,12 @@ pub(super) fn build_risk(
             risk.password_hashes_at_once_per_ip,
         ),
     ] {
-        let key = if key == "risk.orders_per_minute_per_ip" && raw.orders_per_minute_per_ip.is_none()
-        {
-            "shop.orders_per_minute"
-        } else {
-            key
-        };
+        let key =
+            if key == "risk.orders_per_minute_per_ip" && raw.orders_per_minute_per_ip.is_none() {
+                "shop.orders_per_minute"
+            } else {
+                key
+            };
         check_range(origins, key, value, (1, 1_000_000))?;
     }
     Ok(risk)

@@ -178,9 +178,14 @@ pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    let json = mime == "application/json"
-        || (mime.starts_with("application/") && mime.ends_with("+json"));
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let json =
+        mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"));
     if json {
         Ok(())
     } else {
@@ -189,7 +194,11 @@ pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
             "unsupported_media_type",
             format!(
                 "the request body must be JSON (Content-Type: application/json), got {}",
-                if ct.is_empty() { "no Content-Type".to_owned() } else { format!("`{}`", ct.chars().take(100).collect::<String>()) }
+                if ct.is_empty() {
+                    "no Content-Type".to_owned()
+                } else {
+                    format!("`{}`", ct.chars().take(100).collect::<String>())
+                }
             ),
         ))
     }
@@ -250,16 +259,29 @@ mod tests {
     fn forwarded_for_is_read_through_trusted_proxies_only() {
         let some = |s: &str| Some(s.to_owned());
         // No trusted proxies: the header is ignored.
-        assert_eq!(client("127.0.0.1", &["198.51.100.7"], &[], false), some("127.0.0.1"));
+        assert_eq!(
+            client("127.0.0.1", &["198.51.100.7"], &[], false),
+            some("127.0.0.1")
+        );
         // A trusted peer: the first untrusted address from the right.
         let trusted = ["127.0.0.1", "10.0.0.0/8"];
         assert_eq!(
-            client("127.0.0.1", &["6.6.6.6, 198.51.100.7, 10.1.2.3"], &trusted, false),
+            client(
+                "127.0.0.1",
+                &["6.6.6.6, 198.51.100.7, 10.1.2.3"],
+                &trusted,
+                false
+            ),
             some("198.51.100.7")
         );
         // Several header lines: the later ones were appended later.
         assert_eq!(
-            client("127.0.0.1", &["6.6.6.6", "198.51.100.7, 10.0.0.1"], &trusted, false),
+            client(
+                "127.0.0.1",
+                &["6.6.6.6", "198.51.100.7, 10.0.0.1"],
+                &trusted,
+                false
+            ),
             some("198.51.100.7")
         );
         // An untrusted peer's header is ignored.

@@ -44,7 +44,12 @@ fn retry_after(r: &reqwest::Response) -> Option<u64> {
 }
 
 /// The product page's form from `client`: (status, Retry-After, page).
-async fn form_order(app: &TestApp, client: &str, slug: &str, email: &str) -> (u16, Option<u64>, String) {
+async fn form_order(
+    app: &TestApp,
+    client: &str,
+    slug: &str,
+    email: &str,
+) -> (u16, Option<u64>, String) {
     // The form answers an order with `303 See Other`: see it, do not follow it.
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -75,7 +80,10 @@ async fn pending(app: &TestApp) -> usize {
 /// rest `429 too_many_pending_orders` with a Retry-After until the oldest one expires; the
 /// form is held to the same cap; and a buyer elsewhere still buys the last key.
 async fn one_client_cannot_hoard_the_stock(backend: Backend) {
-    let extra = format!("{BEHIND_PROXY}{}[orders]\nexpire_minutes = 15\n", risk(3, 1000, 1000));
+    let extra = format!(
+        "{BEHIND_PROXY}{}[orders]\nexpire_minutes = 15\n",
+        risk(3, 1000, 1000)
+    );
     let app = TestApp::spawn_with(backend, &extra).await;
     app.create_product("hoard", 100, "auto").await;
     app.import_keys("hoard", 7).await;
@@ -84,7 +92,12 @@ async fn one_client_cannot_hoard_the_stock(backend: Backend) {
     let answers = join_all((0..50).map(|i| {
         let app = &app;
         async move {
-            api_order(app, Some(hoarder), &body("hoard", &format!("h{i}@example.com"))).await
+            api_order(
+                app,
+                Some(hoarder),
+                &body("hoard", &format!("h{i}@example.com")),
+            )
+            .await
         }
     }))
     .await;
@@ -94,7 +107,10 @@ async fn one_client_cannot_hoard_the_stock(backend: Backend) {
         assert_eq!(*status, 429, "{v}");
         assert_eq!(v["error"]["code"], "too_many_pending_orders", "{v}");
         let retry = retry.expect("Retry-After on a 429");
-        assert!((800..=900).contains(&retry), "Retry-After {retry}: the oldest expires in ~900 s");
+        assert!(
+            (800..=900).contains(&retry),
+            "Retry-After {retry}: the oldest expires in ~900 s"
+        );
     }
     assert_eq!(pending(&app).await, 3);
 
@@ -117,7 +133,12 @@ async fn one_client_cannot_hoard_the_stock(backend: Backend) {
     assert_eq!(pending(&app).await, 6);
 
     // One key is left: a buyer behind the proxy buys it.
-    let (status, _, order) = api_order(&app, Some("198.51.100.7"), &body("hoard", "buyer@example.com")).await;
+    let (status, _, order) = api_order(
+        &app,
+        Some("198.51.100.7"),
+        &body("hoard", "buyer@example.com"),
+    )
+    .await;
     assert_eq!(status, 201, "{order}");
     app.pay(&order).await;
     let settled = app.wait_settled(&order).await;
@@ -134,18 +155,30 @@ async fn api_and_form_share_the_order_rate(backend: Backend) {
     app.import_keys("rate", 20).await;
     let client = "203.0.113.20";
     for i in 0..2 {
-        let (s, _, v) = api_order(&app, Some(client), &body("rate", &format!("a{i}@example.com"))).await;
+        let (s, _, v) = api_order(
+            &app,
+            Some(client),
+            &body("rate", &format!("a{i}@example.com")),
+        )
+        .await;
         assert_eq!(s, 201, "{v}");
         let (s, _, page) = form_order(&app, client, "rate", &format!("b{i}@example.com")).await;
         assert_eq!(s, 303, "{page}");
     }
     let (s, retry, v) = api_order(&app, Some(client), &body("rate", "c@example.com")).await;
-    assert_eq!((s, v["error"]["code"].as_str()), (429, Some("rate_limited")), "{v}");
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (429, Some("rate_limited")),
+        "{v}"
+    );
     assert!(retry.is_some_and(|r| (1..=60).contains(&r)), "{retry:?}");
     let (s, retry, page) = form_order(&app, client, "rate", "d@example.com").await;
     assert_eq!(s, 429, "{page}");
     assert!(retry.is_some());
-    assert!(page.contains("Too many orders") || page.contains("下单过多"), "{page}");
+    assert!(
+        page.contains("Too many orders") || page.contains("下单过多"),
+        "{page}"
+    );
     assert_eq!(pending(&app).await, 4);
     // Another client is not affected.
     let (s, _, v) = api_order(&app, Some("198.51.100.7"), &body("rate", "e@example.com")).await;
@@ -164,7 +197,12 @@ async fn forged_forwarded_for_is_ignored(backend: Backend) {
         let mut statuses = Vec::new();
         for i in 0..5 {
             let forged = format!("198.51.100.{}", 10 + i);
-            let (s, _, _) = api_order(&app, Some(&forged), &body("forge", &format!("x{i}@example.com"))).await;
+            let (s, _, _) = api_order(
+                &app,
+                Some(&forged),
+                &body("forge", &format!("x{i}@example.com")),
+            )
+            .await;
             statuses.push(s);
         }
         assert_eq!(statuses, [201, 201, 429, 429, 429], "trusted: {server:?}");
@@ -186,7 +224,12 @@ async fn ipv6_clients_share_their_64(backend: Backend) {
     let b = |i: u32| body("six", &format!("v{i}@example.com"));
     let (s1, _, _) = api_order(&app, Some("2001:db8:1:2::a"), &b(1)).await;
     // Through a second trusted hop, with a forged address in front.
-    let (s2, _, _) = api_order(&app, Some("203.0.113.1, 2001:db8:1:2:ffff::b, 192.0.2.5"), &b(2)).await;
+    let (s2, _, _) = api_order(
+        &app,
+        Some("203.0.113.1, 2001:db8:1:2:ffff::b, 192.0.2.5"),
+        &b(2),
+    )
+    .await;
     let (s3, _, v3) = api_order(&app, Some("2001:db8:1:2:1234::c"), &b(3)).await;
     let (s4, _, v4) = api_order(&app, Some("2001:db8:1:3::1"), &b(4)).await;
     assert_eq!((s1, s2), (201, 201));
@@ -201,14 +244,39 @@ async fn one_email_is_capped(backend: Backend) {
     let app = TestApp::spawn_with(backend, &extra).await;
     app.create_product("mail", 100, "auto").await;
     app.import_keys("mail", 10).await;
-    let (s1, _, _) = api_order(&app, Some("198.51.100.1"), &body("mail", "Victim@Example.com")).await;
-    let (s2, _, _) = api_order(&app, Some("198.51.100.2"), &body("mail", "victim@example.com")).await;
-    let (s3, retry, v3) = api_order(&app, Some("198.51.100.3"), &body("mail", "VICTIM@example.COM")).await;
+    let (s1, _, _) = api_order(
+        &app,
+        Some("198.51.100.1"),
+        &body("mail", "Victim@Example.com"),
+    )
+    .await;
+    let (s2, _, _) = api_order(
+        &app,
+        Some("198.51.100.2"),
+        &body("mail", "victim@example.com"),
+    )
+    .await;
+    let (s3, retry, v3) = api_order(
+        &app,
+        Some("198.51.100.3"),
+        &body("mail", "VICTIM@example.COM"),
+    )
+    .await;
     assert_eq!((s1, s2, s3), (201, 201, 429), "{v3}");
     assert_eq!(v3["error"]["code"], "too_many_pending_orders");
-    assert!(v3["error"]["message"].as_str().is_some_and(|m| m.contains("email")), "{v3}");
+    assert!(
+        v3["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("email")),
+        "{v3}"
+    );
     assert!(retry.is_some());
-    let (s4, _, _) = api_order(&app, Some("198.51.100.3"), &body("mail", "other@example.com")).await;
+    let (s4, _, _) = api_order(
+        &app,
+        Some("198.51.100.3"),
+        &body("mail", "other@example.com"),
+    )
+    .await;
     assert_eq!(s4, 201);
 }
 both_backends!(one_email_is_capped);
@@ -232,7 +300,11 @@ async fn blocked_clients_and_emails(backend: Backend) {
         ("198.51.100.7", "BAD@example.com"),
     ] {
         let (s, _, v) = api_order(&app, Some(client), &body("blk", email)).await;
-        assert_eq!((s, v["error"]["code"].as_str()), (403, Some("blocked")), "{client} {email}: {v}");
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (403, Some("blocked")),
+            "{client} {email}: {v}"
+        );
         let (s, _, page) = form_order(&app, client, "blk", email).await;
         assert_eq!(s, 403, "{page}");
         assert!(page.contains("data-testid=\"message-blocked\""), "{page}");
@@ -257,7 +329,11 @@ async fn one_order_reserves_at_most_max_quantity(backend: Backend) {
     let mut b = body("bulk", "q@example.com");
     b["quantity"] = json!(100);
     let (s, _, v) = api_order(&app, Some("198.51.100.7"), &b).await;
-    assert_eq!((s, v["error"]["code"].as_str()), (422, Some("invalid_quantity")), "{v}");
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (422, Some("invalid_quantity")),
+        "{v}"
+    );
     b["quantity"] = json!(6);
     let (s, _, _) = api_order(&app, Some("198.51.100.7"), &b).await;
     assert_eq!(s, 422);
@@ -269,6 +345,10 @@ async fn one_order_reserves_at_most_max_quantity(backend: Backend) {
     for _ in 0..3 {
         api_order(&app, Some("198.51.100.8"), &b).await;
     }
-    assert_eq!(app.stock("bulk").await, 45 - 10, "the third order hits the email cap");
+    assert_eq!(
+        app.stock("bulk").await,
+        45 - 10,
+        "the third order hits the email cap"
+    );
 }
 both_backends!(one_order_reserves_at_most_max_quantity);

@@ -54,14 +54,27 @@ async fn json_api_refuses_other_content_types(backend: Backend) {
     assert_eq!(r.status(), 201);
 
     // Every error under /api is JSON: unknown path, wrong method, oversized body.
-    let r = app.http.get(app.url("/api/v1/orders")).send().await.unwrap();
+    let r = app
+        .http
+        .get(app.url("/api/v1/orders"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 405);
     assert!(r.headers().contains_key("allow"));
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "method_not_allowed");
-    let r = app.http.get(app.url("/api/v2/nothing")).send().await.unwrap();
+    let r = app
+        .http
+        .get(app.url("/api/v2/nothing"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "not_found");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "not_found"
+    );
     let big = format!("{{\"product\": \"{}\"}}", "a".repeat(3 << 20));
     let r = app
         .http
@@ -85,10 +98,7 @@ async fn metrics_need_a_token(backend: Backend) {
     std::fs::File::create(&token_file)
         .and_then(|mut f| writeln!(f, "{token}"))
         .unwrap();
-    let extra = format!(
-        "[metrics]\ntoken_file = \"{}\"\n",
-        token_file.display()
-    );
+    let extra = format!("[metrics]\ntoken_file = \"{}\"\n", token_file.display());
     let app = TestApp::spawn_with(backend, &extra).await;
     let get = |bearer: Option<String>| {
         let mut req = app.http.get(app.url("/metrics"));
@@ -143,8 +153,10 @@ async fn lookup_guesses_do_not_lock_out_the_buyer(backend: Backend) {
     app.create_product("lk", 100, "auto").await;
     app.import_keys("lk", 2).await;
     let (s, order) = app
-        .try_order(json!({"product": "lk", "quantity": 1, "email": "buyer@example.com",
-                          "method": "sandbox", "query_password": "right-pass"}))
+        .try_order(
+            json!({"product": "lk", "quantity": 1, "email": "buyer@example.com",
+                          "method": "sandbox", "query_password": "right-pass"}),
+        )
         .await;
     assert_eq!(s, 201, "{order}");
     let no = order["order_no"].as_str().unwrap().to_owned();
@@ -153,7 +165,10 @@ async fn lookup_guesses_do_not_lock_out_the_buyer(backend: Backend) {
     for i in 0..10 {
         let (s, page) = lookup(&app, attacker, &no, &format!("guess-{i}")).await;
         assert_eq!(s, 200, "guess {i}");
-        assert!(!page.contains("data-testid=\"order-"), "a wrong guess found the order");
+        assert!(
+            !page.contains("data-testid=\"order-"),
+            "a wrong guess found the order"
+        );
     }
     let (s, _) = lookup(&app, attacker, &no, "right-pass").await;
     assert_eq!(s, 429, "the guessing address is limited");
@@ -203,8 +218,10 @@ async fn password_hash_flood_leaves_room_for_others(backend: Backend) {
                 .http
                 .post(app.url("/api/v1/orders"))
                 .header("x-forwarded-for", client)
-                .json(&json!({"product": "hash", "quantity": 1, "email": "h@example.com",
-                              "method": "sandbox", "query_password": pw}))
+                .json(
+                    &json!({"product": "hash", "quantity": 1, "email": "h@example.com",
+                              "method": "sandbox", "query_password": pw}),
+                )
                 .send()
                 .await
                 .unwrap();
@@ -228,7 +245,10 @@ async fn password_hash_flood_leaves_room_for_others(backend: Backend) {
         .iter()
         .filter(|(s, v, _)| *s == 429 && v["error"]["code"] == "rate_limited")
         .count();
-    assert!(refused >= 20, "the flooding address was limited: {refused} of 32 refused");
+    assert!(
+        refused >= 20,
+        "the flooding address was limited: {refused} of 32 refused"
+    );
     assert!(
         during < alone * 4 + Duration::from_millis(500),
         "the other buyer waited {during:?} (alone: {alone:?})"
@@ -248,8 +268,10 @@ async fn password_hash_flood_leaves_room_for_others(backend: Backend) {
             .http
             .post(app2.url("/api/v1/orders"))
             .header("x-forwarded-for", "203.0.113.5")
-            .json(&json!({"product": "hash", "email": format!("p{i}@example.com"),
-                          "method": "sandbox", "query_password": "pw-pw-pw"}))
+            .json(
+                &json!({"product": "hash", "email": format!("p{i}@example.com"),
+                          "method": "sandbox", "query_password": "pw-pw-pw"}),
+            )
             .send()
             .await
             .unwrap();
@@ -297,7 +319,10 @@ async fn failed_admin_tokens_are_limited_and_logged(backend: Backend) {
     let r = guess(attacker, token.clone()).await;
     assert_eq!(r.status(), 429, "locked out even with the right token");
     assert!(r.headers().contains_key("retry-after"));
-    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "rate_limited");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "rate_limited"
+    );
     // /metrics counts against the same budget.
     let r = http
         .get(format!("{base}/metrics"))
@@ -316,8 +341,14 @@ async fn failed_admin_tokens_are_limited_and_logged(backend: Backend) {
         .filter(|l| l.contains("admin authentication failed") && l.contains(attacker))
         .collect();
     assert!(lines.len() >= 10, "failed attempts logged: {text}");
-    assert!(lines.iter().all(|l| l.contains("/api/v1/admin/orders")), "{lines:?}");
-    assert!(!text.contains(&secret_guess), "the presented token was logged");
+    assert!(
+        lines.iter().all(|l| l.contains("/api/v1/admin/orders")),
+        "{lines:?}"
+    );
+    assert!(
+        !text.contains(&secret_guess),
+        "the presented token was logged"
+    );
     proc.stop().await;
 }
 both_backends!(failed_admin_tokens_are_limited_and_logged);
