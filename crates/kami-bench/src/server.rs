@@ -396,6 +396,15 @@ mod tests {
             Some("sqlite:///tmp/x/kami.db")
         );
         assert_eq!(v["orders"]["expire_minutes"].as_integer(), Some(15));
+        // Every bench client is 127.0.0.1: the per-client limits are raised out of the way.
+        assert_eq!(
+            v["risk"]["max_pending_orders_per_ip"].as_integer(),
+            Some(1_000_000)
+        );
+        assert_eq!(
+            v["risk"]["orders_per_minute_per_ip"].as_integer(),
+            Some(1_000_000)
+        );
         let ch = &v["channels"][0];
         assert_eq!(ch["id"].as_str(), Some("sandbox"));
         assert_eq!(ch["kind"].as_str(), Some("sandbox"));
