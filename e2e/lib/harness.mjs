@@ -105,6 +105,14 @@ export async function startKami(name) {
       '[database]',
       `url = ${JSON.stringify(`sqlite://${path.join(dir, 'kami.db')}`)}`,
       '',
+      // Every browser of the suite is 127.0.0.1: per-client limits are the abuse suite's.
+      '[risk]',
+      'max_pending_orders_per_ip = 1000',
+      'max_pending_orders_per_email = 1000',
+      'orders_per_minute_per_ip = 1000',
+      'password_checks_per_minute_per_ip = 1000',
+      'password_hashes_at_once_per_ip = 1000',
+      '',
     ].join('\n'),
   );
   const logPath = path.join(SHOTS, `kami-${name}.log`);

@@ -122,7 +122,8 @@ struct Args {
     database_url: Option<String>,
 
     /// Use an already running kami at this base URL instead of spawning one
-    /// (needs --admin-token).
+    /// (needs --admin-token). Every bench buyer comes from this machine's address: raise that
+    /// server's `[risk]` limits as the spawned server's configuration does.
     #[arg(long, value_name = "URL", requires = "admin_token")]
     target: Option<String>,
 

@@ -49,7 +49,15 @@ pub fn render_config(data_dir: &Path, database_url: &str, expire_minutes: u32) -
          id = \"sandbox\"\n\
          kind = \"sandbox\"\n\
          methods = [\"sandbox\"]\n\
-         allow_sandbox = true\n",
+         allow_sandbox = true\n\
+         \n\
+         # every bench client is 127.0.0.1: the per-client limits must not be what is measured\n\
+         [risk]\n\
+         max_pending_orders_per_ip = 1000000\n\
+         max_pending_orders_per_email = 1000000\n\
+         orders_per_minute_per_ip = 1000000\n\
+         password_checks_per_minute_per_ip = 1000000\n\
+         password_hashes_at_once_per_ip = 1000000\n",
         data = toml_str(&data_dir.display().to_string()),
         db = toml_str(database_url),
     )
@@ -388,6 +396,15 @@ mod tests {
             Some("sqlite:///tmp/x/kami.db")
         );
         assert_eq!(v["orders"]["expire_minutes"].as_integer(), Some(15));
+        // Every bench client is 127.0.0.1: the per-client limits are raised out of the way.
+        assert_eq!(
+            v["risk"]["max_pending_orders_per_ip"].as_integer(),
+            Some(1_000_000)
+        );
+        assert_eq!(
+            v["risk"]["orders_per_minute_per_ip"].as_integer(),
+            Some(1_000_000)
+        );
         let ch = &v["channels"][0];
         assert_eq!(ch["id"].as_str(), Some("sandbox"));
         assert_eq!(ch["kind"].as_str(), Some("sandbox"));

@@ -170,7 +170,7 @@ impl Application {
             metrics: Metrics::default(),
             theme,
             catalog: CatalogCache::default(),
-            limits: Limits::new(&config.shop),
+            limits: Limits::new(&config.shop, &config.risk),
             notify_limits: RejectedEventLimits::new(config.retention.rejected_events_per_minute),
             notice_html: markdown(&config.shop.notice),
             footer_html: markdown(&config.shop.footer),

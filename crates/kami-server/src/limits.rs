@@ -1,84 +1,237 @@
-//! Request limits per client and per searched target (`shop.lookup_per_minute`,
-//! `shop.orders_per_minute`). IPv6 clients are limited per /64: one host usually holds a
-//! whole /64.
+//! Request limits per client and per searched target: orders per minute
+//! (`risk.orders_per_minute_per_ip`, the JSON API and the form together), password hashes
+//! (`risk.password_checks_per_minute_per_ip`, `risk.password_hashes_at_once_per_ip`), order
+//! lookups (`shop.lookup_per_minute`, per client and per (target, client) with a higher
+//! ceiling per target), and failed admin-token attempts. IPv6 clients are limited per /64:
+//! one host usually holds a whole /64.
+//!
+//! Memory stays bounded: keys are fixed-size (an address, a 64-bit hash of a searched
+//! target), and idle keys are forgotten once a minute, sooner under a flood of keys.
 
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv4Addr};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Mutex;
 
+use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::config::ShopConfig;
+use crate::config::{RiskConfig, ShopConfig};
 
-/// Above this many remembered keys, idle ones are forgotten (at most once a minute), so
-/// memory stays bounded under a flood of addresses without a full scan per request.
+/// Idle keys are forgotten at least this often (ms).
+const SWEEP_EVERY_MS: i64 = 60_000;
+/// Above this many remembered keys in one limiter, idle ones are forgotten every second.
 const SWEEP_ABOVE: usize = 10_000;
+/// Failed admin-token attempts one client may make per minute; then `429` until the minute
+/// is over, whatever it presents.
+pub const ADMIN_FAILURES_PER_MINUTE: u32 = 10;
+/// One searched target may be looked up this many times more often (from all clients
+/// together) than from one client.
+const TARGET_CEILING_FACTOR: u32 = 5;
+
+/// A refusal: try again after this many seconds (at least 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryAfter(pub u64);
 
 pub struct Limits {
-    /// Order lookups per client IP.
+    /// Order lookups per client.
     lookups: DefaultKeyedRateLimiter<IpAddr>,
-    /// Lookups per searched order number or email, whatever the client's address: guessing
-    /// one buyer's query password from many addresses stays slow.
-    lookup_targets: DefaultKeyedRateLimiter<String>,
-    /// Orders from the product page per client IP: each one reserves stock, so one client
-    /// cannot hold the whole stock hostage.
+    /// Lookups of one target (hashed order number or email) from one client.
+    lookup_pairs: DefaultKeyedRateLimiter<(u64, IpAddr)>,
+    /// Lookups of one target from all clients: guessing one buyer's query password from many
+    /// addresses stays slow, while one client's guesses cannot lock the buyer out.
+    lookup_targets: DefaultKeyedRateLimiter<u64>,
+    /// Orders per client, JSON API and form together: each one reserves stock.
     orders: DefaultKeyedRateLimiter<IpAddr>,
+    /// Password hashes per client (orders with a query password, lookups).
+    password_checks: DefaultKeyedRateLimiter<IpAddr>,
+    hashing: Mutex<HashMap<IpAddr, u32>>,
+    hashes_at_once: u32,
+    /// Failed admin-token attempts per client: (minute, count).
+    admin_failures: Mutex<HashMap<IpAddr, (i64, u32)>>,
+    targets: RandomState,
     last_sweep: AtomicI64,
 }
 
+fn nonzero(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
+}
+
+/// One target: a burst of `n`, then 3 × `n` per hour.
+fn target_quota(n: u32) -> Quota {
+    Quota::per_hour(nonzero(n.saturating_mul(3))).allow_burst(nonzero(n))
+}
+
 impl Limits {
-    pub fn new(shop: &ShopConfig) -> Limits {
-        let quota = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
+    pub fn new(shop: &ShopConfig, risk: &RiskConfig) -> Limits {
+        let lookup = shop.lookup_per_minute;
         Limits {
-            lookups: RateLimiter::keyed(quota(shop.lookup_per_minute)),
-            // One target: a burst of `lookup_per_minute`, then 3 × that per hour.
-            lookup_targets: RateLimiter::keyed(
-                Quota::per_hour(
-                    NonZeroU32::new(shop.lookup_per_minute.saturating_mul(3))
-                        .unwrap_or(NonZeroU32::MIN),
-                )
-                .allow_burst(NonZeroU32::new(shop.lookup_per_minute).unwrap_or(NonZeroU32::MIN)),
-            ),
-            orders: RateLimiter::keyed(quota(shop.orders_per_minute)),
+            lookups: RateLimiter::keyed(Quota::per_minute(nonzero(lookup))),
+            lookup_pairs: RateLimiter::keyed(target_quota(lookup)),
+            lookup_targets: RateLimiter::keyed(target_quota(
+                lookup.saturating_mul(TARGET_CEILING_FACTOR),
+            )),
+            orders: RateLimiter::keyed(Quota::per_minute(nonzero(risk.orders_per_minute_per_ip))),
+            password_checks: RateLimiter::keyed(Quota::per_minute(nonzero(
+                risk.password_checks_per_minute_per_ip,
+            ))),
+            hashing: Mutex::new(HashMap::new()),
+            hashes_at_once: risk.password_hashes_at_once_per_ip,
+            admin_failures: Mutex::new(HashMap::new()),
+            targets: RandomState::new(),
             last_sweep: AtomicI64::new(0),
         }
     }
 
     /// May this client look an order up now?
-    pub fn allow_lookup(&self, ip: Option<IpAddr>, now_ms: i64) -> bool {
-        self.allow_ip(&self.lookups, ip, now_ms)
+    pub fn allow_lookup(&self, ip: Option<IpAddr>, now_ms: i64) -> Result<(), RetryAfter> {
+        self.sweep(now_ms);
+        check(&self.lookups, &client_key(ip))
     }
 
-    /// May this client place an order from the product page now?
-    pub fn allow_order(&self, ip: Option<IpAddr>, now_ms: i64) -> bool {
-        self.allow_ip(&self.orders, ip, now_ms)
+    /// May this client place an order now (JSON API or form)?
+    pub fn allow_order(&self, ip: Option<IpAddr>, now_ms: i64) -> Result<(), RetryAfter> {
+        self.sweep(now_ms);
+        check(&self.orders, &client_key(ip))
     }
 
-    /// May anyone search for this order number or email now? (`target` is case-folded.)
-    pub fn allow_lookup_target(&self, target: &str) -> bool {
-        if self.lookup_targets.len() > SWEEP_ABOVE {
-            self.lookup_targets.retain_recent();
-        }
-        self.lookup_targets.check_key(&target.to_owned()).is_ok()
-    }
-
-    fn allow_ip(
+    /// May this client search for this order number or email now? `target` is case-folded
+    /// here and remembered only as a 64-bit keyed hash.
+    pub fn allow_lookup_target(
         &self,
-        limiter: &DefaultKeyedRateLimiter<IpAddr>,
+        target: &str,
         ip: Option<IpAddr>,
         now_ms: i64,
-    ) -> bool {
-        if limiter.len() > SWEEP_ABOVE
-            && now_ms - self.last_sweep.swap(now_ms, Ordering::Relaxed) > 60_000
-        {
-            limiter.retain_recent();
+    ) -> Result<(), RetryAfter> {
+        self.sweep(now_ms);
+        let h = self.targets.hash_one(target.to_lowercase());
+        check(&self.lookup_pairs, &(h, client_key(ip)))?;
+        check(&self.lookup_targets, &h)
+    }
+
+    /// A turn to hash a password for this client: within its rate, and fewer than
+    /// `password_hashes_at_once_per_ip` of its hashes running or queued. Held until dropped.
+    pub fn hash_slot(&self, ip: Option<IpAddr>, now_ms: i64) -> Result<HashSlot<'_>, RetryAfter> {
+        self.sweep(now_ms);
+        let key = client_key(ip);
+        let mut running = self.hashing.lock().unwrap_or_else(|p| p.into_inner());
+        let n = running.entry(key).or_insert(0);
+        if *n >= self.hashes_at_once {
+            return Err(RetryAfter(1));
         }
-        limiter.check_key(&client_key(ip)).is_ok()
+        check(&self.password_checks, &key)?;
+        *n += 1;
+        Ok(HashSlot { limits: self, key })
+    }
+
+    /// Has this client used up its failed admin-token attempts for this minute?
+    pub fn admin_locked_out(&self, ip: Option<IpAddr>, now_ms: i64) -> Option<RetryAfter> {
+        self.sweep(now_ms);
+        let minute = now_ms.div_euclid(60_000);
+        let failures = self
+            .admin_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match failures.get(&client_key(ip)) {
+            Some(&(m, n)) if m == minute && n >= ADMIN_FAILURES_PER_MINUTE => {
+                Some(RetryAfter(seconds_left_in_minute(now_ms)))
+            }
+            _ => None,
+        }
+    }
+
+    /// Count a failed admin-token attempt from this client.
+    pub fn admin_failed(&self, ip: Option<IpAddr>, now_ms: i64) {
+        let minute = now_ms.div_euclid(60_000);
+        let mut failures = self
+            .admin_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let e = failures.entry(client_key(ip)).or_insert((minute, 0));
+        if e.0 != minute {
+            *e = (minute, 0);
+        }
+        e.1 = e.1.saturating_add(1);
+    }
+
+    /// Keys remembered by the lookup limiters (tests: memory stays bounded).
+    pub fn lookup_keys(&self) -> usize {
+        self.lookups.len() + self.lookup_pairs.len() + self.lookup_targets.len()
+    }
+
+    /// Forget idle keys once a minute, or every second while a limiter holds many (called on
+    /// requests and by the housekeeping job's timer, so memory is returned when traffic stops).
+    pub fn sweep(&self, now_ms: i64) {
+        let last = self.last_sweep.load(Ordering::Relaxed);
+        let crowded = self.lookup_pairs.len() > SWEEP_ABOVE
+            || self.lookup_targets.len() > SWEEP_ABOVE
+            || self.lookups.len() > SWEEP_ABOVE
+            || self.orders.len() > SWEEP_ABOVE
+            || self.password_checks.len() > SWEEP_ABOVE;
+        let due = now_ms - last > SWEEP_EVERY_MS || (crowded && now_ms - last > 1_000);
+        if !due
+            || self
+                .last_sweep
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        self.lookups.retain_recent();
+        self.lookup_pairs.retain_recent();
+        self.lookup_targets.retain_recent();
+        self.orders.retain_recent();
+        self.password_checks.retain_recent();
+        let minute = now_ms.div_euclid(60_000);
+        self.admin_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, (m, _)| *m == minute);
     }
 }
 
+/// A password hash this client may run; gives its turn back when dropped.
+pub struct HashSlot<'a> {
+    limits: &'a Limits,
+    key: IpAddr,
+}
+
+impl Drop for HashSlot<'_> {
+    fn drop(&mut self) {
+        let mut running = self
+            .limits
+            .hashing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = running.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                running.remove(&self.key);
+            }
+        }
+    }
+}
+
+fn check<K: std::hash::Hash + Eq + Clone>(
+    limiter: &DefaultKeyedRateLimiter<K>,
+    key: &K,
+) -> Result<(), RetryAfter> {
+    limiter.check_key(key).map_err(|not_until| {
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        RetryAfter(wait.as_secs_f64().ceil().max(1.0) as u64)
+    })
+}
+
+fn seconds_left_in_minute(now_ms: i64) -> u64 {
+    let left = 60_000 - now_ms.rem_euclid(60_000);
+    u64::try_from((left + 999) / 1000).unwrap_or(60).max(1)
+}
+
 /// The key one client is limited under: its IPv4 address, or its IPv6 /64.
-pub(crate) fn client_key(ip: Option<IpAddr>) -> IpAddr {
+pub fn client_key(ip: Option<IpAddr>) -> IpAddr {
     match ip.map(|ip| ip.to_canonical()) {
         Some(IpAddr::V6(v6)) => {
             let mut o = v6.octets();
@@ -90,29 +243,81 @@ pub(crate) fn client_key(ip: Option<IpAddr>) -> IpAddr {
     }
 }
 
+/// The client key as the store keeps it with an order (`orders.client_ip`): `192.0.2.7`, or
+/// `2001:db8:1:2::/64`.
+pub fn client_key_text(ip: IpAddr) -> String {
+    match client_key(Some(ip)) {
+        IpAddr::V6(v6) => format!("{v6}/64"),
+        v4 => v4.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+
     #[test]
     fn ipv6_clients_share_their_64() {
-        let a: IpAddr = "2001:db8:1:2:aaaa::1"
-            .parse()
-            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-        let b: IpAddr = "2001:db8:1:2:bbbb::9"
-            .parse()
-            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-        let c: IpAddr = "2001:db8:1:3::1"
-            .parse()
-            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let (a, b, c) = (
+            ip("2001:db8:1:2:aaaa::1"),
+            ip("2001:db8:1:2:bbbb::9"),
+            ip("2001:db8:1:3::1"),
+        );
         assert_eq!(client_key(Some(a)), client_key(Some(b)));
         assert_ne!(client_key(Some(a)), client_key(Some(c)));
-        let mapped: IpAddr = "::ffff:192.0.2.7"
-            .parse()
-            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(client_key_text(a), "2001:db8:1:2::/64");
         assert_eq!(
-            client_key(Some(mapped)),
+            client_key(Some(ip("::ffff:192.0.2.7"))),
             IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7))
         );
+        assert_eq!(client_key_text(ip("::ffff:192.0.2.7")), "192.0.2.7");
+    }
+
+    #[test]
+    fn lookup_guesses_from_one_client_do_not_lock_out_another() {
+        let shop = ShopConfig {
+            lookup_per_minute: 3,
+            ..ShopConfig::default()
+        };
+        let l = Limits::new(&shop, &RiskConfig::default());
+        let (a, b) = (Some(ip("192.0.2.1")), Some(ip("198.51.100.7")));
+        for _ in 0..3 {
+            assert!(l.allow_lookup_target("Buyer@Example.com", a, 0).is_ok());
+        }
+        assert!(l.allow_lookup_target("buyer@example.com", a, 0).is_err());
+        assert!(l.allow_lookup_target("buyer@example.com", b, 0).is_ok());
+        // The per-target ceiling still holds across clients: 5 × 3 in all.
+        let mut allowed = 4;
+        for i in 0..40u8 {
+            let c = Some(IpAddr::V4(Ipv4Addr::new(203, 0, 113, i)));
+            allowed += usize::from(l.allow_lookup_target("buyer@example.com", c, 0).is_ok());
+        }
+        assert_eq!(allowed, 15);
+    }
+
+    #[test]
+    fn hash_slots_per_client_and_admin_failures() {
+        let l = Limits::new(&ShopConfig::default(), &RiskConfig::default());
+        let a = Some(ip("192.0.2.1"));
+        let s1 = l.hash_slot(a, 0);
+        let s2 = l.hash_slot(a, 0);
+        assert!(s1.is_ok() && s2.is_ok());
+        assert!(l.hash_slot(a, 0).is_err(), "a third concurrent hash");
+        assert!(l.hash_slot(Some(ip("192.0.2.2")), 0).is_ok());
+        drop(s1);
+        assert!(l.hash_slot(a, 0).is_ok());
+        drop(s2);
+
+        for _ in 0..ADMIN_FAILURES_PER_MINUTE {
+            assert!(l.admin_locked_out(a, 1_000).is_none());
+            l.admin_failed(a, 1_000);
+        }
+        assert_eq!(l.admin_locked_out(a, 1_000), Some(RetryAfter(59)));
+        assert!(l.admin_locked_out(Some(ip("192.0.2.2")), 1_000).is_none());
+        assert!(l.admin_locked_out(a, 61_000).is_none(), "a new minute");
     }
 }

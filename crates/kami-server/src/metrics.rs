@@ -8,7 +8,11 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use kami_core::OrderStatus;
+use kami_store::Counts;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Outcome {
@@ -28,7 +32,14 @@ pub struct Metrics {
     notifications: Family<Outcome, Counter>,
     orders: Family<Status, Gauge>,
     cards: Family<Status, Gauge>,
+    /// The database's counts and when they were read: a scrape reuses them for
+    /// [`COUNTS_TTL_MS`], so scraping costs no GROUP BY over all orders per hit.
+    counts: tokio::sync::Mutex<Option<(i64, Counts)>>,
+    counts_reads: AtomicU64,
 }
+
+/// How long the database's counts are reused between scrapes.
+pub const COUNTS_TTL_MS: i64 = 5_000;
 
 /// What the database says at scrape time.
 pub struct Snapshot<'a> {
@@ -47,6 +58,8 @@ impl Default for Metrics {
             orders: Family::default(),
             cards: Family::default(),
             registry: Registry::default(),
+            counts: tokio::sync::Mutex::new(None),
+            counts_reads: AtomicU64::new(0),
         };
         let mut registry = Registry::default();
         let counters = [
@@ -89,6 +102,30 @@ impl Metrics {
     /// A notification (or a query answer applied like one) ended with this outcome code.
     pub fn notification(&self, outcome: &'static str) {
         self.notifications.get_or_create(&Outcome { outcome }).inc();
+    }
+
+    /// The database's counts: the last ones read if younger than [`COUNTS_TTL_MS`], else
+    /// `read` again (one read at a time; concurrent scrapes wait for it and share it).
+    pub async fn store_counts<E, F, Fut>(&self, now_ms: i64, read: F) -> Result<Counts, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Counts, E>>,
+    {
+        let mut cached = self.counts.lock().await;
+        if let Some((at, c)) = cached.as_ref() {
+            if (0..COUNTS_TTL_MS).contains(&(now_ms - at)) {
+                return Ok(c.clone());
+            }
+        }
+        let fresh = read().await?;
+        self.counts_reads.fetch_add(1, Ordering::Relaxed);
+        *cached = Some((now_ms, fresh.clone()));
+        Ok(fresh)
+    }
+
+    /// How often the database's counts were read (tests: scrapes stay cheap).
+    pub fn counts_reads(&self) -> u64 {
+        self.counts_reads.load(Ordering::Relaxed)
     }
 
     /// The Prometheus text of every metric, with the database's figures as gauges.

@@ -21,6 +21,11 @@ pub trait Tx {
     fn query_opt(&mut self, sql: &'static str, params: &[Value]) -> Result<Option<Row>> {
         Ok(self.query(sql, params)?.into_iter().next())
     }
+    /// Serialise the transactions that pass the same `key` until commit (PostgreSQL: an
+    /// advisory transaction lock). SQLite has one writer, so nothing to do there.
+    fn lock_key(&mut self, _key: &str) -> Result<()> {
+        Ok(())
+    }
     fn query_one(&mut self, sql: &'static str, params: &[Value]) -> Result<Row> {
         self.query_opt(sql, params)?
             .ok_or_else(|| StoreError::Corrupt(format!("expected a row from: {sql}")))

@@ -22,6 +22,13 @@ pub enum StoreError {
     InvalidQuantity(String),
     #[error("order not found")]
     OrderNotFound,
+    /// The client or the email already holds its cap of unpaid orders; the oldest of them
+    /// expires at `oldest_expires_at`.
+    #[error("too many unpaid orders for this {}", match .scope { crate::model::PendingScope::Client => "client", crate::model::PendingScope::Email => "email" })]
+    TooManyPending {
+        scope: crate::model::PendingScope,
+        oldest_expires_at: kami_core::Millis,
+    },
     #[error("{0}")]
     NotRefundable(String),
     #[error("{0}")]

@@ -42,6 +42,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/postgres/0005_fulfilment.sql"),
     },
     Migration {
+        version: 7,
+        name: "risk",
+        sqlite: include_str!("migrations/sqlite/0007_risk.sql"),
+        postgres: include_str!("migrations/postgres/0007_risk.sql"),
+    },
+    Migration {
         version: 8,
         name: "event_retention",
         sqlite: include_str!("migrations/sqlite/0008_event_retention.sql"),

@@ -89,6 +89,27 @@ pub struct NewOrder {
     pub expires_at: Millis,
     /// When the payment-check worker first asks the channel about this payment.
     pub first_check_at: Millis,
+    /// The client key the order is placed under (an IPv4 address, or an IPv6 /64 as
+    /// `2001:db8:1:2::/64`); `None` when unknown.
+    pub client_ip: Option<String>,
+    /// Caps on the unpaid orders this client and this email may hold, checked in the
+    /// transaction that creates the order.
+    pub pending_caps: PendingCaps,
+}
+
+/// How many unexpired pending orders one client key and one email may hold at once
+/// (`None`: no cap). Counted in the creating transaction, so concurrent orders cannot overshoot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PendingCaps {
+    pub per_client: Option<u32>,
+    pub per_email: Option<u32>,
+}
+
+/// Which cap a refused order hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PendingScope {
+    Client,
+    Email,
 }
 
 #[derive(Debug, Clone)]

@@ -6,11 +6,49 @@ use kami_core::{CardStatus, Millis, OrderEvent, OrderNo, OrderStatus, PaymentSta
 use crate::cards;
 use crate::db::{Row, Tx};
 use crate::error::{Result, StoreError};
-use crate::model::{CreatedOrder, Delivery, NewOrder, Order, OrderFilter};
+use crate::model::{CreatedOrder, Delivery, NewOrder, Order, OrderFilter, PendingScope};
 use crate::params;
 use crate::transitions::{apply_order_event, close_open_payments, Details, LockedOrder};
 
+/// Refuse the order if its client key or its email already holds its cap of unexpired
+/// pending orders. Runs first in the creating transaction: PostgreSQL serialises the orders
+/// of one key with an advisory lock until commit, SQLite has one writer; so concurrent
+/// orders from one client are counted one after the other and cannot overshoot the cap.
+fn check_pending_caps(tx: &mut dyn Tx, n: &NewOrder) -> Result<()> {
+    if let (Some(cap), Some(key)) = (n.pending_caps.per_client, n.client_ip.as_deref()) {
+        tx.lock_key(&format!("ip:{key}"))?;
+        let r = tx.query_one(
+            "SELECT COUNT(*) AS n, MIN(expires_at) AS oldest FROM orders \
+             WHERE client_ip = $1 AND status = 'pending' AND expires_at > $2",
+            params![key, n.now],
+        )?;
+        refuse_at_cap(&r, cap, PendingScope::Client, n.now)?;
+    }
+    if let Some(cap) = n.pending_caps.per_email {
+        let email = n.email.as_str();
+        tx.lock_key(&format!("email:{email}"))?;
+        let r = tx.query_one(
+            "SELECT COUNT(*) AS n, MIN(expires_at) AS oldest FROM orders \
+             WHERE email = $1 AND status = 'pending' AND expires_at > $2",
+            params![email, n.now],
+        )?;
+        refuse_at_cap(&r, cap, PendingScope::Email, n.now)?;
+    }
+    Ok(())
+}
+
+fn refuse_at_cap(r: &Row, cap: u32, scope: PendingScope, now: Millis) -> Result<()> {
+    if r.get::<i64>("n")? >= i64::from(cap) {
+        return Err(StoreError::TooManyPending {
+            scope,
+            oldest_expires_at: r.get::<Option<i64>>("oldest")?.unwrap_or(now),
+        });
+    }
+    Ok(())
+}
+
 pub(crate) fn create_order(tx: &mut dyn Tx, n: &NewOrder) -> Result<CreatedOrder> {
+    check_pending_caps(tx, n)?;
     let p = tx
         .query_opt(
             "SELECT p.id, p.title, p.price, p.currency, p.delivery, p.manual_stock, \
@@ -61,8 +99,8 @@ pub(crate) fn create_order(tx: &mut dyn Tx, n: &NewOrder) -> Result<CreatedOrder
     let order_id = tx
         .query_one(
             "INSERT INTO orders (order_no, product_id, quantity, amount, currency, email, method, channel_id, \
-               status, access_token_hash, query_password_hash, loop_card_id, created_at, expires_at, locale) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
+               status, access_token_hash, query_password_hash, loop_card_id, created_at, expires_at, locale, client_ip) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
             params![
                 n.order_no.as_str(),
                 product_id,
@@ -78,7 +116,8 @@ pub(crate) fn create_order(tx: &mut dyn Tx, n: &NewOrder) -> Result<CreatedOrder
                 loop_card,
                 n.now,
                 n.expires_at,
-                n.locale.as_str()
+                n.locale.as_str(),
+                n.client_ip.clone()
             ],
         )?
         .get("id")?;
@@ -278,4 +317,114 @@ pub(crate) fn cancel_unpaid(tx: &mut dyn Tx, order_no: &str) -> Result<bool> {
     let order = LockedOrder::from_row(&r)?;
     expire_locked(tx, &order, r.get("product_id")?, r.get("quantity")?, 0)?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use kami_core::{ChannelId, Currency, Email, Method, Money, PriceTiers, Quantity, Slug};
+
+    use crate::model::{NewProduct, PendingCaps, PendingScope};
+    use crate::{Delivery, NewOrder, Store, StoreError};
+
+    fn order(ip: &str, email: &str, now: i64, caps: PendingCaps) -> NewOrder {
+        NewOrder {
+            order_no: kami_core::OrderNo::generate("20260101000000"),
+            product: Slug::parse("gift").unwrap(),
+            quantity: Quantity::new(1).unwrap(),
+            email: Email::parse(email).unwrap(),
+            method: Method::Sandbox,
+            channel_id: ChannelId::parse("sandbox").unwrap(),
+            access_token_hash: "h".into(),
+            query_password_hash: None,
+            locale: "en".into(),
+            now,
+            expires_at: now + 1_000,
+            first_check_at: now + 100,
+            client_ip: Some(ip.into()),
+            pending_caps: caps,
+        }
+    }
+
+    #[tokio::test]
+    async fn pending_caps_count_unexpired_pending_orders_per_client_and_email() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = Store::connect(&url, 2).await.unwrap();
+        let product = NewProduct {
+            slug: Slug::parse("gift").unwrap(),
+            title: "Gift".into(),
+            description: String::new(),
+            price: Money::new(500, Currency::parse("CNY").unwrap()).unwrap(),
+            delivery: Delivery::Manual,
+            manual_stock: None,
+            category: String::new(),
+            sort_order: 0,
+            tiers: PriceTiers::parse("").unwrap(),
+            min_quantity: 1,
+            max_quantity: 10,
+        };
+        store.create_product(product, 1).await.unwrap();
+        let caps = PendingCaps {
+            per_client: Some(2),
+            per_email: Some(3),
+        };
+        store
+            .create_order(order("192.0.2.1", "a@x.com", 100, caps))
+            .await
+            .unwrap();
+        store
+            .create_order(order("192.0.2.1", "b@x.com", 200, caps))
+            .await
+            .unwrap();
+        match store
+            .create_order(order("192.0.2.1", "c@x.com", 300, caps))
+            .await
+        {
+            Err(StoreError::TooManyPending {
+                scope: PendingScope::Client,
+                oldest_expires_at,
+            }) => assert_eq!(oldest_expires_at, 1_100, "the oldest one's expiry"),
+            other => panic!("expected the client cap, got {other:?}"),
+        }
+        // Another client; and no cap at all.
+        store
+            .create_order(order("192.0.2.2", "c@x.com", 300, caps))
+            .await
+            .unwrap();
+        store
+            .create_order(order("192.0.2.1", "d@x.com", 300, PendingCaps::default()))
+            .await
+            .unwrap();
+        // Past its expiry a pending order no longer counts, expired by the job or not: at
+        // 1_250 only the uncapped order of 300 (until 1_300) is live for 192.0.2.1.
+        assert!(store
+            .create_order(order("192.0.2.1", "e@x.com", 1_150, caps))
+            .await
+            .is_err());
+        store
+            .create_order(order("192.0.2.1", "e@x.com", 1_250, caps))
+            .await
+            .unwrap();
+
+        // The email cap, whatever the client.
+        for (i, ip) in ["198.51.100.1", "198.51.100.2"].iter().enumerate() {
+            store
+                .create_order(order(ip, "m@x.com", 400 + i as i64, caps))
+                .await
+                .unwrap();
+        }
+        store
+            .create_order(order("198.51.100.3", "m@x.com", 402, caps))
+            .await
+            .unwrap();
+        assert!(matches!(
+            store
+                .create_order(order("198.51.100.4", "M@x.com", 403, caps))
+                .await,
+            Err(StoreError::TooManyPending {
+                scope: PendingScope::Email,
+                oldest_expires_at: 1_400
+            })
+        ));
+    }
 }

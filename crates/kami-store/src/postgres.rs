@@ -113,6 +113,15 @@ impl<C: GenericClient> Tx for PgTx<'_, C> {
             .map(|r| convert_row(r, &names))
             .collect()
     }
+
+    fn lock_key(&mut self, key: &str) -> Result<()> {
+        // 7263007: kami's class of per-key locks (the migrations take 7263001).
+        self.exec(
+            "SELECT pg_advisory_xact_lock(7263007, hashtext($1))",
+            crate::params![key],
+        )
+        .map(|_| ())
+    }
 }
 
 pub(crate) struct PgManager {

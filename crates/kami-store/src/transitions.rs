@@ -213,6 +213,8 @@ mod tests {
                 now: 1,
                 expires_at: 1_000,
                 first_check_at: 100,
+                client_ip: None,
+                pending_caps: Default::default(),
             })
             .await
             .unwrap();

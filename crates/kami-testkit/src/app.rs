@@ -29,18 +29,39 @@ impl std::ops::Deref for TestApp {
 
 /// The configuration of every test server: port 0, `db_url`, and a `sandbox` channel (method
 /// `sandbox`, secret [`SANDBOX_SECRET`], opted in with `allow_sandbox`); `extra` TOML is
-/// appended.
+/// appended. Suites place many orders from 127.0.0.1, so `[risk]` limits are raised to
+/// [`RAISED_RISK`] unless `extra` has its own `[risk]` section (the abuse tests set low ones);
+/// `extra` may have a `[server]` section of its own (e.g. `trusted_proxies`).
 fn test_config(db_url: &str, max_connections: u32, extra: &str) -> Config {
+    let listen = "listen = \"127.0.0.1:0\"\n";
+    let (server, extra) = if extra.contains("[server]\n") {
+        (
+            String::new(),
+            extra.replacen("[server]\n", &format!("[server]\n{listen}"), 1),
+        )
+    } else {
+        (format!("[server]\n{listen}"), extra.to_owned())
+    };
+    let risk = if extra.contains("[risk]") {
+        ""
+    } else {
+        RAISED_RISK
+    };
     let toml = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n\
+        "{server}\
          [database]\nurl = \"{db_url}\"\nmax_connections = {max_connections}\n\
          [[channels]]\nid = \"sandbox\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\n\
-         secret = \"{SANDBOX_SECRET}\"\nallow_sandbox = true\n{extra}"
+         secret = \"{SANDBOX_SECRET}\"\nallow_sandbox = true\n{extra}\n{risk}"
     );
     Config::from_toml_str(&toml)
         .unwrap_or_else(|e| panic!("test configuration: {e}\n{toml}"))
         .config
 }
+
+/// The `[risk]` section of test servers that do not set their own: limits no suite reaches.
+pub const RAISED_RISK: &str = "[risk]\nmax_pending_orders_per_ip = 1000000\n\
+     max_pending_orders_per_email = 1000000\norders_per_minute_per_ip = 1000000\n\
+     password_checks_per_minute_per_ip = 1000000\npassword_hashes_at_once_per_ip = 1000000\n";
 
 impl TestApp {
     pub async fn spawn(backend: Backend) -> TestApp {

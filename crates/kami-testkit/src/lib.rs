@@ -27,7 +27,7 @@ pub mod process;
 mod shop;
 mod sims;
 
-pub use app::TestApp;
+pub use app::{TestApp, RAISED_RISK};
 pub use db::{hex_rand, pg_admin_url, Backend, TestDb};
 pub use gateway::{notification_params, payment_page, SANDBOX_SECRET};
 pub use shop::{assert_no_key_twice, cards, Shop};

@@ -151,11 +151,13 @@ impl Shop {
         panic!("the admin order list does not end");
     }
 
-    /// The value of the first `/metrics` line starting with `line_prefix` (0 when absent).
+    /// The value of the first `/metrics` line starting with `line_prefix` (0 when absent),
+    /// read with the admin token. The database's gauges may be a few seconds old.
     pub async fn metric(&self, line_prefix: &str) -> u64 {
         let text = self
             .http
             .get(self.url("/metrics"))
+            .bearer_auth(&self.admin_token)
             .send()
             .await
             .unwrap()

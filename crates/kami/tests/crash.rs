@@ -249,8 +249,9 @@ async fn crash_scenario(backend: Backend) {
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"{}\"\n\
              [[channels]]\nid = \"sandbox\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\n\
-             secret = \"{SECRET}\"\nallow_sandbox = true\n",
-            db.url()
+             secret = \"{SECRET}\"\nallow_sandbox = true\n{}",
+            db.url(),
+            kami_testkit::RAISED_RISK
         ),
     )
     .unwrap();

@@ -16,8 +16,10 @@
 
 mod channels;
 mod database;
+mod metrics;
 mod orders;
 mod retention;
+mod risk;
 mod secrets;
 mod server;
 mod shop;
@@ -39,8 +41,10 @@ pub use kami_pay::settings::{
 };
 /// Default `api_base` of `wechatpay` channels (DESIGN 4.2).
 pub use kami_pay::wechatpay::DEFAULT_API_BASE as WECHATPAY_DEFAULT_API_BASE;
+pub use metrics::MetricsConfig;
 pub use orders::OrdersConfig;
 pub use retention::RetentionConfig;
+pub use risk::RiskConfig;
 pub use secrets::Secret;
 pub use server::ServerConfig;
 pub use shop::ShopConfig;
@@ -61,6 +65,10 @@ pub struct Config {
     pub smtp: Option<SmtpConfig>,
     pub retention: RetentionConfig,
     pub channels: Vec<ChannelConfig>,
+    /// `[risk]`: pending-order caps, order rate, block lists.
+    pub risk: RiskConfig,
+    /// `[metrics]`: who may read `/metrics`.
+    pub metrics: MetricsConfig,
     /// Directory of the configuration file (absolute when loaded from a file); relative
     /// `*_file` paths resolve against it, against the current directory when there is no
     /// file. The `*_file` paths in [`ChannelConfig`] are already resolved.
@@ -77,6 +85,8 @@ impl Default for Config {
             smtp: None,
             retention: RetentionConfig::default(),
             channels: Vec::new(),
+            risk: RiskConfig::default(),
+            metrics: MetricsConfig::default(),
             base_dir: PathBuf::from("."),
         }
     }
@@ -252,7 +262,9 @@ fn load_text(
     let database = database::build_database(raw.database, &base_dir, &origins)?;
     orders::check_orders(&raw.orders, &origins)?;
     retention::check_retention(&raw.retention, &origins)?;
-    let shop = shop::check_shop(raw.shop, &base_dir, &origins)?;
+    let shop = shop::check_shop(raw.shop, &base_dir, &origins, &mut warnings)?;
+    let risk = risk::build_risk(raw.risk, shop.orders_per_minute, &origins, &mut warnings)?;
+    let metrics = metrics::build_metrics(raw.metrics, &base_dir)?;
     let smtp = raw
         .smtp
         .map(|s| smtp::build_smtp(s, &base_dir, &origins, &mut warnings))
@@ -267,6 +279,8 @@ fn load_text(
             smtp,
             retention: raw.retention,
             channels,
+            risk,
+            metrics,
             base_dir,
         },
         warnings,
@@ -284,6 +298,8 @@ struct RawConfig {
     smtp: Option<smtp::RawSmtp>,
     retention: RetentionConfig,
     channels: IgnoredAny,
+    risk: risk::RawRisk,
+    metrics: metrics::RawMetrics,
 }
 
 /// A deserialization failure at `prefix` + its path as a [`ConfigError::Type`].

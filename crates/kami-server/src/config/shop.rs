@@ -24,10 +24,12 @@ pub struct ShopConfig {
     pub default_locale: String,
     /// Order lookups allowed per client IP per minute, 1..=1000, default 10.
     pub lookup_per_minute: u32,
-    /// Orders a client IP may place from the product page per minute (each reserves stock
-    /// until it expires), 1..=10000, default 30. The JSON API is not limited here.
-    pub orders_per_minute: u32,
-    /// Trust `X-Forwarded-For` / `X-Real-IP` for the client IP (only behind your own proxy).
+    /// Deprecated alias of `risk.orders_per_minute_per_ip` (used, with a warning, when that
+    /// key is not set), 1..=1000000.
+    pub orders_per_minute: Option<u32>,
+    /// Deprecated (one release; use `server.trusted_proxies`): believe the last
+    /// `X-Forwarded-For` entry (or `X-Real-IP`) from any peer, as before `trusted_proxies`.
+    /// Ignored when `server.trusted_proxies` is set.
     pub trust_proxy_headers: bool,
 }
 
@@ -41,7 +43,7 @@ impl Default for ShopConfig {
             low_stock_threshold: 10,
             default_locale: "zh-CN".into(),
             lookup_per_minute: 10,
-            orders_per_minute: 30,
+            orders_per_minute: None,
             trust_proxy_headers: false,
         }
     }
@@ -53,7 +55,17 @@ pub(super) fn check_shop(
     mut shop: ShopConfig,
     base_dir: &Path,
     origins: &Origins,
+    warnings: &mut Vec<String>,
 ) -> Result<ShopConfig, ConfigError> {
+    if shop.trust_proxy_headers {
+        warnings.push(
+            "`shop.trust_proxy_headers` is deprecated and will be removed in the next release: \
+             set `server.trusted_proxies` to your proxy's addresses instead (until then, the \
+             last `X-Forwarded-For` entry is believed from any peer when `trusted_proxies` is \
+             empty)"
+                .into(),
+        );
+    }
     shop.name = shop.name.trim().to_owned();
     if shop.name.is_empty() || shop.name.chars().count() > 80 {
         return Err(invalid(
@@ -100,11 +112,6 @@ pub(super) fn check_shop(
             (0, 1_000_000),
         ),
         ("shop.lookup_per_minute", shop.lookup_per_minute, (1, 1000)),
-        (
-            "shop.orders_per_minute",
-            shop.orders_per_minute,
-            (1, 10_000),
-        ),
     ] {
         check_range(origins, key, value, range)?;
     }

@@ -14,6 +14,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     cause: Option<String>,
+    /// Seconds for `Retry-After` (429 answers).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -23,6 +25,7 @@ impl ApiError {
             code,
             message: message.into(),
             cause: None,
+            retry_after: None,
         }
     }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -47,7 +50,14 @@ impl ApiError {
             code: "internal",
             message: "internal error; it has been logged".into(),
             cause: Some(cause.to_string()),
+            retry_after: None,
         }
+    }
+    /// `429` with `Retry-After: seconds`.
+    pub fn too_many(code: &'static str, message: impl Into<String>, seconds: u64) -> ApiError {
+        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message);
+        e.retry_after = Some(seconds.max(1));
+        e
     }
     pub fn with_cause(mut self, cause: impl std::fmt::Display) -> ApiError {
         self.cause = Some(cause.to_string());
@@ -97,6 +107,16 @@ impl From<ServiceError> for ApiError {
                 "the payment channel could not create the payment; please try again",
             )
             .with_cause(cause),
+            ServiceError::Limited {
+                code,
+                message,
+                retry_after,
+            } => ApiError::too_many(code, message, retry_after),
+            ServiceError::Blocked => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "blocked",
+                "orders from this address or email are not accepted",
+            ),
             ServiceError::Store(e) => e.into(),
             ServiceError::Internal(cause) => ApiError::internal(cause),
         }
@@ -111,8 +131,58 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, Json(body)).into_response()
+        let mut resp = (self.status, Json(body)).into_response();
+        if let Some(s) = self.retry_after {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, s.into());
+        }
+        resp
     }
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Under `/api/` every error is JSON: an error answer that is not (axum's own `405`, a body
+/// limit's `413`, ...) gets the API's error body with the same status and headers.
+pub async fn json_errors_under_api(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::http::header;
+    let api = req.uri().path().starts_with("/api/");
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !api || is_json || !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let (code, message) = match status {
+        StatusCode::NOT_FOUND => ("not_found", "no such endpoint"),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "this endpoint does not accept this method",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            "the request body must be application/json",
+        ),
+        StatusCode::REQUEST_TIMEOUT => ("request_timeout", "the request took too long"),
+        StatusCode::TOO_MANY_REQUESTS => ("rate_limited", "too many requests; try again later"),
+        StatusCode::SERVICE_UNAVAILABLE => ("unavailable", "the server is busy; try again later"),
+        s if s.is_server_error() => ("internal", "internal error; it has been logged"),
+        _ => ("bad_request", "the request could not be served"),
+    };
+    let (mut parts, _) = resp.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
+    Response::from_parts(parts, axum::body::Body::from(body))
+}

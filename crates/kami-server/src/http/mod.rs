@@ -32,6 +32,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(web::routes())
         .fallback(web::fallback)
         .with_state(state)
+        .layer(axum::middleware::from_fn(error::json_errors_under_api))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {

@@ -3,8 +3,8 @@
 //! leases and change state by compare-and-set).
 //!
 //! - payment checks, refund retries and the expiry fallback, every 500 ms (expiry every 5 s);
-//! - retention: rejected notifications past `retention.rejected_events_days`, hourly (and
-//!   once at start);
+//! - housekeeping: request limiters forget idle clients every minute; rejected notifications
+//!   past `retention.rejected_events_days` are deleted hourly (and once at start);
 //! - buyer mail (only with `[smtp]`): see [`mail`].
 
 pub mod mail;
@@ -20,7 +20,9 @@ use crate::state::AppState;
 
 const TICK: Duration = Duration::from_millis(500);
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(5);
-const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
+const HOUSEKEEPING_TICK: Duration = Duration::from_secs(60);
+/// Retention runs every this many housekeeping ticks (hourly).
+const RETENTION_EVERY: u32 = 60;
 
 /// The running background tasks.
 pub struct Workers(Vec<JoinHandle<()>>);
@@ -36,7 +38,7 @@ impl Workers {
 pub fn spawn(state: Arc<AppState>, shutdown: watch::Receiver<bool>) -> Workers {
     let mut tasks = vec![
         spawn_payments(state.clone(), shutdown.clone()),
-        spawn_retention(state.clone(), shutdown.clone()),
+        spawn_housekeeping(state.clone(), shutdown.clone()),
     ];
     if let Some(mailer) = state.mailer.clone() {
         tasks.push(mail::spawn(state, mailer, shutdown));
@@ -70,17 +72,21 @@ fn spawn_payments(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) -> 
     })
 }
 
-fn spawn_retention(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+fn spawn_housekeeping(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(RETENTION_INTERVAL);
+        let mut tick = tokio::time::interval(HOUSEKEEPING_TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
+        for n in 0u32.. {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
-            if let Err(e) = retention::purge_rejected_events(&state).await {
-                tracing::warn!("retention job: {e}");
+            state.limits.sweep(state.now_ms());
+            state.notify_limits.sweep();
+            if n % RETENTION_EVERY == 0 {
+                if let Err(e) = retention::purge_rejected_events(&state).await {
+                    tracing::warn!("retention job: {e}");
+                }
             }
         }
     })

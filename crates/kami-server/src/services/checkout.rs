@@ -9,7 +9,7 @@ use kami_pay::{CreatePayment, Device, PayError, PaymentAction};
 use kami_store::{NewOrder, StoreError};
 
 use super::checks::FIRST_CHECK_MS;
-use super::{passwords, ServiceError, ServiceResult};
+use super::{passwords, risk, ServiceError, ServiceResult};
 use crate::i18n::Locale;
 use crate::state::AppState;
 use crate::time::stamp;
@@ -47,6 +47,7 @@ pub async fn place_order(state: &AppState, b: OrderInput) -> ServiceResult<Place
         .map_err(|e| ServiceError::invalid("invalid_quantity", e.to_string()))?;
     let email = Email::parse(&b.email)
         .map_err(|e| ServiceError::invalid("invalid_email", e.to_string()))?;
+    risk::admit_order(state, b.client_ip, email.as_str())?;
     let method = Method::parse(&b.method).map_err(|_| {
         ServiceError::invalid(
             "unknown_method",
@@ -65,8 +66,12 @@ pub async fn place_order(state: &AppState, b: OrderInput) -> ServiceResult<Place
         .clone();
     let password_hash = match b.query_password {
         None => None,
-        Some(p) => Some(passwords::hash(p).await?),
+        Some(p) => {
+            let _slot = risk::hash_slot(state, b.client_ip)?;
+            Some(passwords::hash(p).await?)
+        }
     };
+    let (client_ip, pending_caps) = risk::pending_caps(state, b.client_ip);
 
     let token = SecretToken::generate();
     let now = state.now_ms();
@@ -84,6 +89,8 @@ pub async fn place_order(state: &AppState, b: OrderInput) -> ServiceResult<Place
         now,
         expires_at,
         first_check_at: now + FIRST_CHECK_MS,
+        client_ip,
+        pending_caps,
     };
     let created = match state.store.create_order(new).await {
         Ok(c) => c,
@@ -91,7 +98,7 @@ pub async fn place_order(state: &AppState, b: OrderInput) -> ServiceResult<Place
             state.metrics.out_of_stock();
             return Err(StoreError::OutOfStock.into());
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(risk::pending_refusal(e, now)),
     };
     state.metrics.order_created();
 

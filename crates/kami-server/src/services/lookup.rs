@@ -3,19 +3,37 @@
 //! [`CANDIDATES`] argon2 checks, so its timing tells nothing about which orders or emails
 //! exist. Only paid orders are found by email (unpaid decoys cannot push a buyer's orders out).
 
+use std::net::IpAddr;
+
 use kami_core::{Email, OrderNo};
 use kami_store::Order;
 
-use super::{passwords, ServiceError, ServiceResult};
+use super::{passwords, risk, ServiceError, ServiceResult};
 use crate::state::AppState;
 
 /// Orders checked per lookup (an email's newest paid orders with a query password).
 pub const CANDIDATES: u32 = 5;
 
+/// The longest search text: an email is at most 254 characters, an order number less.
+pub const MAX_QUERY_CHARS: usize = 254;
+
 /// The orders `q` (an order number or an email) names whose query password is `password`,
-/// read in full (with their keys when delivered).
+/// read in full (with their keys when delivered). The hashing counts against `ip`'s share
+/// (`429 rate_limited` beyond it).
 #[tracing::instrument(level = "debug", skip_all)]
-pub async fn find(state: &AppState, q: &str, password: String) -> ServiceResult<Vec<Order>> {
+pub async fn find(
+    state: &AppState,
+    q: &str,
+    password: String,
+    ip: Option<IpAddr>,
+) -> ServiceResult<Vec<Order>> {
+    if q.chars().count() > MAX_QUERY_CHARS {
+        return Err(ServiceError::invalid(
+            "query_too_long",
+            format!("search text must be at most {MAX_QUERY_CHARS} characters"),
+        ));
+    }
+    let _slot = risk::hash_slot(state, ip)?;
     let candidates: Vec<Order> = if let Ok(no) = OrderNo::parse(q) {
         state.store.order(&no).await?.into_iter().collect()
     } else if let Ok(email) = Email::parse(q) {

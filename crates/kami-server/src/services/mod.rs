@@ -13,6 +13,7 @@ pub mod passwords;
 pub mod payments;
 pub mod refunds;
 pub mod retention;
+pub mod risk;
 
 use kami_store::StoreError;
 
@@ -28,6 +29,16 @@ pub enum ServiceError {
     /// The payment channel could not create the payment (HTTP 502); `cause` is for the log.
     #[error("the payment channel could not create the payment: {cause}")]
     ChannelUnavailable { cause: String },
+    /// Too many requests or unpaid orders (HTTP 429): retry after `retry_after` seconds.
+    #[error("{message}")]
+    Limited {
+        code: &'static str,
+        message: String,
+        retry_after: u64,
+    },
+    /// The client address or the email is on a `[risk]` block list (HTTP 403).
+    #[error("this order is not accepted")]
+    Blocked,
     /// The store refused or failed (its own variants say which).
     #[error(transparent)]
     Store(#[from] StoreError),

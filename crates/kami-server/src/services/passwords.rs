@@ -27,8 +27,32 @@ fn hashing() -> &'static tokio::sync::Semaphore {
     &SEM
 }
 
-/// Wait for a turn to hash (order creation, lookups).
+/// At most this many wait for a turn; beyond, `429` at once (each client has at most
+/// `risk.password_hashes_at_once_per_ip` running or waiting, so this takes a crowd of
+/// addresses).
+const MAX_WAITING: usize = 64;
+
+/// Wait for a turn to hash (order creation, lookups); `429 rate_limited` when too many wait.
 pub async fn permit() -> Result<tokio::sync::SemaphorePermit<'static>, ServiceError> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static WAITING: AtomicUsize = AtomicUsize::new(0);
+    if let Ok(p) = hashing().try_acquire() {
+        return Ok(p);
+    }
+    struct Waiting;
+    impl Drop for Waiting {
+        fn drop(&mut self) {
+            WAITING.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    let _waiting = Waiting;
+    if WAITING.fetch_add(1, Ordering::Relaxed) >= MAX_WAITING {
+        return Err(ServiceError::Limited {
+            code: "rate_limited",
+            message: "the server is busy checking passwords; try again in a moment".into(),
+            retry_after: 1,
+        });
+    }
     hashing().acquire().await.map_err(ServiceError::internal)
 }
 

@@ -22,7 +22,6 @@ pub async fn purge_rejected_events(state: &AppState) -> Result<u64, StoreError> 
         // Let other writers in between batches (SQLite has one writer).
         tokio::task::yield_now().await;
     }
-    state.notify_limits.sweep();
     if total > 0 {
         tracing::info!(
             deleted = total,

@@ -42,6 +42,7 @@ async fn precise_errors(backend: Backend) {
     let r = app
         .http
         .post(app.url("/api/v1/orders"))
+        .header("content-type", "application/json")
         .body("{not json")
         .send()
         .await

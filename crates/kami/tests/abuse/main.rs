@@ -4,3 +4,5 @@
 //! sockets matter — bounded in count and time, loopback only, asserting the defence.
 
 mod events;
+mod risk;
+mod risk_edges;

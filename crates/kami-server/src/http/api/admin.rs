@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::buyer::order_json;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{parse_json, AdminAuth, AppJson};
+use crate::http::extract::{parse_json, require_json, AdminAuth, AppJson};
 use crate::services::fulfilment;
 use crate::services::refunds::{self, RefundInput};
 use crate::state::AppState;
@@ -291,6 +291,7 @@ pub async fn refund(
     State(state): State<Arc<AppState>>,
     Path(order_no): Path<String>,
     _admin: AdminAuth,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
     let no = OrderNo::parse(&order_no)
@@ -299,6 +300,7 @@ pub async fn refund(
     let input: RefundInput = if body.is_empty() {
         RefundInput::default()
     } else {
+        require_json(&headers)?;
         parse_json(&body)?
     };
     let done = refunds::refund(&state, &no, input).await?;

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{bearer, AppJson};
+use crate::http::extract::{bearer, AppJson, ClientIp};
 use crate::i18n::Locale;
 use crate::services::checkout::{guess_device, place_order, OrderInput, Placed};
 use crate::services::orders;
@@ -74,6 +74,7 @@ fn one() -> i64 {
 pub async fn create_order(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    ClientIp(client_ip): ClientIp,
     AppJson(b): AppJson<CreateOrderBody>,
 ) -> ApiResult<impl IntoResponse> {
     let device = match b.device.as_deref() {
@@ -107,7 +108,7 @@ pub async fn create_order(
             device: device.unwrap_or_else(|| guess_device(user_agent.as_deref())),
             user_agent,
             locale,
-            client_ip: None,
+            client_ip,
         },
     )
     .await?;

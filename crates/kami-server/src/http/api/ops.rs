@@ -7,7 +7,12 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 
+use axum::http::request::Parts;
+use kami_core::SecretToken;
+
 use crate::http::error::ApiError;
+use crate::http::extract::{bearer, check_admin, ClientIp};
+use crate::limits::RetryAfter;
 use crate::metrics::Snapshot;
 use crate::state::AppState;
 
@@ -29,8 +34,34 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     }
 }
 
-pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiError> {
-    let counts = state.store.counts().await?;
+/// `GET /metrics`: `Authorization: Bearer` with the `[metrics]` token or an admin API token.
+pub async fn metrics(
+    State(state): State<Arc<AppState>>,
+    ClientIp(ip): ClientIp,
+    parts: Parts,
+) -> Result<impl IntoResponse, ApiError> {
+    if let Some(RetryAfter(s)) = state.limits.admin_locked_out(ip, state.now_ms()) {
+        return Err(ApiError::too_many(
+            "rate_limited",
+            "too many failed token attempts from this address; try again later",
+            s,
+        ));
+    }
+    let metrics_token = state.config.metrics.token.as_ref().is_some_and(|t| {
+        bearer(&parts.headers).is_some_and(|presented| {
+            // Both hashed, compared in constant time.
+            SecretToken::from_presented(presented)
+                .matches(&SecretToken::from_presented(t.expose()).hash())
+        })
+    });
+    if !metrics_token {
+        check_admin(&state, &parts, ip).await?;
+    }
+    let store = state.store.clone();
+    let counts = state
+        .metrics
+        .store_counts(state.now_ms(), || async move { store.counts().await })
+        .await?;
     let text = state
         .metrics
         .encode(&Snapshot {

@@ -17,6 +17,7 @@ use super::request::{page, security_headers, Caching, Ctx, ORDERS_COOKIE};
 use crate::catalog::ProductView;
 use crate::http::error::ApiError;
 use crate::i18n::Locale;
+use crate::limits::RetryAfter;
 use crate::markup::qr_svg;
 use crate::services::checkout::{place_order, OrderInput};
 use crate::services::{lookup, orders};
@@ -120,6 +121,14 @@ fn internal(state: &AppState, ctx: &Ctx, cause: impl std::fmt::Display) -> Respo
         "internal",
         context! {},
     )
+}
+
+/// `Retry-After: seconds` on a refused request's page.
+fn with_retry_after(mut resp: Response, seconds: Option<u64>) -> Response {
+    if let Some(s) = seconds {
+        resp.headers_mut().insert(header::RETRY_AFTER, s.into());
+    }
+    resp
 }
 
 /// Unknown paths outside the API get a page; the API keeps its JSON.
@@ -355,12 +364,8 @@ pub async fn place(State(state): St, ctx: Ctx, Path(slug): Path<String>, body: B
             );
         }
     }
-    if !state.limits.allow_order(ctx.ip, state.now_ms()) {
-        return fail(
-            StatusCode::TOO_MANY_REQUESTS,
-            state.theme.text(ctx.locale, "error.too_many_orders", &[]),
-        );
-    }
+    // The order rate, the pending caps and the block lists are the checkout service's: the
+    // JSON API and this form share them.
     let input = OrderInput {
         product: slug,
         quantity,
@@ -383,6 +388,9 @@ pub async fn place(State(state): St, ctx: Ctx, Path(slug): Path<String>, body: B
             if e.status.is_server_error() {
                 tracing::warn!("order from page: {}", e.message);
             }
+            if e.code == "blocked" {
+                return refused(&state, &ctx, e.status, "blocked");
+            }
             let text = if e.code == "invalid_quantity" {
                 state.theme.text(
                     ctx.locale,
@@ -395,7 +403,7 @@ pub async fn place(State(state): St, ctx: Ctx, Path(slug): Path<String>, body: B
             } else {
                 error_text(&state, &ctx, &e)
             };
-            return fail(e.status, text);
+            return with_retry_after(fail(e.status, text), e.retry_after);
         }
     };
     let (action, target) = match &placed.action {
@@ -720,21 +728,36 @@ struct LookupForm {
 }
 
 pub async fn lookup(State(state): St, ctx: Ctx, body: Bytes) -> Response {
-    if !state.limits.allow_lookup(ctx.ip, state.now_ms()) {
-        return refused(&state, &ctx, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    let limited = |r: RetryAfter| {
+        with_retry_after(
+            refused(&state, &ctx, StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Some(r.0),
+        )
+    };
+    if let Err(r) = state.limits.allow_lookup(ctx.ip, state.now_ms()) {
+        return limited(r);
     }
     if ctx.cross_site {
         return refused(&state, &ctx, StatusCode::FORBIDDEN, "cross_site");
     }
     let form: LookupForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let q = form.q.trim().to_owned();
-    let target = q.to_lowercase();
-    if !state.limits.allow_lookup_target(&target) {
-        return refused(&state, &ctx, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    // An order number or an email: nothing longer is searched, or remembered by a limiter.
+    if q.chars().count() > lookup::MAX_QUERY_CHARS {
+        return refused(&state, &ctx, StatusCode::BAD_REQUEST, "search_too_long");
     }
-    let matched = match lookup::find(&state, &q, form.password).await {
+    if let Err(r) = state.limits.allow_lookup_target(&q, ctx.ip, state.now_ms()) {
+        return limited(r);
+    }
+    let matched = match lookup::find(&state, &q, form.password, ctx.ip).await {
         Ok(m) => m,
-        Err(e) => return internal(&state, &ctx, e),
+        Err(e) => {
+            let e = ApiError::from(e);
+            if let Some(s) = e.retry_after {
+                return limited(RetryAfter(s));
+            }
+            return internal(&state, &ctx, e.message);
+        }
     };
     let mut found: Vec<_> = matched
         .iter()

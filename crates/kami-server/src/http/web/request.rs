@@ -105,7 +105,7 @@ impl FromRequestParts<Arc<AppState>> for Ctx {
             .chars()
             .take(512)
             .collect::<String>();
-        let ip = ClientIp::from_parts(parts, state.config.shop.trust_proxy_headers).0;
+        let ip = ClientIp::from_parts(parts, &state.config.server, &state.config.shop).0;
         let origin = header(header::ORIGIN);
         let host = header(header::HOST);
         // Browsers say where a form came from; an Origin is ours if it names the Host asked
