@@ -41,6 +41,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0005_fulfilment.sql"),
         postgres: include_str!("migrations/postgres/0005_fulfilment.sql"),
     },
+    Migration {
+        version: 6,
+        name: "sealed_secrets",
+        sqlite: include_str!("migrations/sqlite/0006_sealed_secrets.sql"),
+        postgres: include_str!("migrations/postgres/0006_sealed_secrets.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kami_migrations \
