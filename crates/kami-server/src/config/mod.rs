@@ -18,6 +18,7 @@ mod channels;
 mod database;
 mod orders;
 mod secrets;
+mod security;
 mod server;
 mod shop;
 mod smtp;
@@ -40,6 +41,7 @@ pub use kami_pay::settings::{
 pub use kami_pay::wechatpay::DEFAULT_API_BASE as WECHATPAY_DEFAULT_API_BASE;
 pub use orders::OrdersConfig;
 pub use secrets::Secret;
+pub use security::SecurityConfig;
 pub use server::ServerConfig;
 pub use shop::ShopConfig;
 pub use smtp::{SmtpConfig, SmtpTls};
@@ -58,6 +60,8 @@ pub struct Config {
     /// `[smtp]`: buyer mail; `None` (no section) means no mail is ever attempted.
     pub smtp: Option<SmtpConfig>,
     pub channels: Vec<ChannelConfig>,
+    /// `[security]`: the master key file.
+    pub security: SecurityConfig,
     /// Directory of the configuration file (absolute when loaded from a file); relative
     /// `*_file` paths resolve against it, against the current directory when there is no
     /// file. The `*_file` paths in [`ChannelConfig`] are already resolved.
@@ -73,6 +77,7 @@ impl Default for Config {
             shop: ShopConfig::default(),
             smtp: None,
             channels: Vec::new(),
+            security: SecurityConfig::default(),
             base_dir: PathBuf::from("."),
         }
     }
@@ -253,6 +258,7 @@ fn load_text(
         .map(|s| smtp::build_smtp(s, &base_dir, &origins, &mut warnings))
         .transpose()?;
     let channels = channels::build_channels(&origins, &base_dir, &mut warnings)?;
+    let security = security::check_security(raw.security, &base_dir, &origins)?;
     Ok(Loaded {
         config: Config {
             server: raw.server,
@@ -261,6 +267,7 @@ fn load_text(
             shop,
             smtp,
             channels,
+            security,
             base_dir,
         },
         warnings,
@@ -277,6 +284,7 @@ struct RawConfig {
     shop: ShopConfig,
     smtp: Option<smtp::RawSmtp>,
     channels: IgnoredAny,
+    security: SecurityConfig,
 }
 
 /// A deserialization failure at `prefix` + its path as a [`ConfigError::Type`].
