@@ -443,6 +443,30 @@ impl Store {
         .await
     }
 
+    /// Open every stored secret (card keys, fulfilment contents); how many there are. Any
+    /// that does not open is an error naming why.
+    pub async fn verify_secrets(&self) -> Result<u64> {
+        let ring = self.ring()?;
+        self.read(move |tx| {
+            let mut n = 0;
+            for r in tx.query("SELECT product_id, secret FROM cards", &[])? {
+                let v: Vec<u8> = r.get("secret")?;
+                ring.open(&card_place(r.get("product_id")?), &v)?;
+                n += 1;
+            }
+            for r in tx.query(
+                "SELECT id, fulfilment FROM orders WHERE fulfilment IS NOT NULL",
+                &[],
+            )? {
+                let v: Vec<u8> = r.get("fulfilment")?;
+                ring.open(&fulfilment_place(r.get("id")?), &v)?;
+                n += 1;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
     /// `kami backup FILE` on SQLite: a consistent copy (`VACUUM INTO`) of the live database,
     /// created with mode 0600. Secrets stay sealed in it. PostgreSQL → `InvalidInput`.
     pub async fn backup_to(&self, file: &Path) -> Result<()> {
