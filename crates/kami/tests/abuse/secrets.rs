@@ -156,7 +156,7 @@ async fn pg_relation_bytes(url: &str, tables: &[&'static str]) -> Vec<Vec<u8>> {
             .iter()
             .map(|t| {
                 c.query_one(
-                    "SELECT pg_read_binary_file(pg_relation_filepath($1::regclass)) AS b",
+                    "SELECT pg_read_binary_file(pg_relation_filepath($1::text::regclass)) AS b",
                     &[&t],
                 )
                 .unwrap_or_else(|e| panic!("read the {t} relation file: {e}"))
