@@ -38,9 +38,9 @@ pub enum StoreError {
     /// The master key or its files: wrong, missing, unreadable (never the key itself).
     #[error("master key: {0}")]
     Key(String),
-    /// A stored secret names a key this process does not hold.
+    /// A stored secret names a key (its id, in hex) this process does not hold.
     #[error("a stored secret is sealed under key {0}, which is not in this process's key ring (is master.key the right one?)")]
-    UnknownKey(crate::sealed::KeyId),
+    UnknownKey(String),
     /// The state machine refuses this change (kami-core's transition error, as text).
     #[error("refused status change: {0}")]
     IllegalTransition(String),

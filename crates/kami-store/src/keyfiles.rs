@@ -177,8 +177,8 @@ impl KeyFiles {
     /// moment `master.key` holds the old or the new key, and the other one sits beside it.
     pub fn promote_next(&self) -> Result<()> {
         let dir = parent(&self.path);
-        let current = fs::read(&self.path)
-            .map_err(|e| io_err("cannot read the key file", &self.path, e))?;
+        let current =
+            fs::read(&self.path).map_err(|e| io_err("cannot read the key file", &self.path, e))?;
         let old = self.old_path();
         let tmp = with_suffix(&self.path, ".old.tmp");
         let _ = fs::remove_file(&tmp);
@@ -226,7 +226,12 @@ mod tests {
         let again = files.load().unwrap().unwrap();
         assert_eq!(again.primary().id(), ring.primary().id());
         // The same key written as hex text opens the same values.
-        let hex: String = ring.primary().raw().iter().map(|b| format!("{b:02x}")).collect();
+        let hex: String = ring
+            .primary()
+            .raw()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let hex_file = tmp.path().join("hex.key");
         fs::write(&hex_file, format!("{hex}\n")).unwrap();
         let from_hex = KeyFiles::new(&hex_file).load().unwrap().unwrap();
@@ -249,7 +254,10 @@ mod tests {
         files.promote_next().unwrap();
         let after = files.load().unwrap().unwrap();
         assert_eq!(after.primary().id(), next);
-        assert!(after.get(old).is_some(), "the old key stays as master.key.old");
+        assert!(
+            after.get(old).is_some(),
+            "the old key stays as master.key.old"
+        );
         assert!(!files.next_path().exists());
         let mode = fs::metadata(files.old_path()).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);

@@ -299,7 +299,9 @@ impl Store {
         let mut after = 0;
         loop {
             let r = ring.clone();
-            let (last, n) = self.write(move |tx| reseal_plain_fulfilments(tx, &r, after)).await?;
+            let (last, n) = self
+                .write(move |tx| reseal_plain_fulfilments(tx, &r, after))
+                .await?;
             sealed += n;
             match last {
                 Some(id) => after = id,
@@ -360,7 +362,9 @@ impl Store {
         after = 0;
         loop {
             let r = ring.clone();
-            let (last, n) = self.write(move |tx| reseal_fulfilments(tx, &r, after)).await?;
+            let (last, n) = self
+                .write(move |tx| reseal_fulfilments(tx, &r, after))
+                .await?;
             changed += n;
             match last {
                 Some(id) => after = id,

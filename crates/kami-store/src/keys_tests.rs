@@ -155,7 +155,10 @@ async fn plain_text_of_an_older_kami_is_sealed_at_start_and_leaves_no_trace() {
     let ks = keys("OLDPLAIN", 500);
     let content = "FULFILMENT-CONTENT-license-0123456789";
     legacy_database(&db.file(), &ks, content);
-    assert!(contains(&db.raw(), &ks[0]), "the legacy file holds plain text");
+    assert!(
+        contains(&db.raw(), &ks[0]),
+        "the legacy file holds plain text"
+    );
     let store = db.connect().await.unwrap();
     let raw = db.raw();
     for k in &ks {
@@ -206,7 +209,11 @@ async fn a_wrong_or_missing_key_refuses_to_open_a_database_with_secrets() {
     let other = tempfile::tempdir().unwrap();
     KeyFiles::new(other.path().join("k")).create().unwrap();
     std::fs::copy(other.path().join("k"), &key_file).unwrap();
-    let err = db.connect().await.err().expect("a wrong key must be refused");
+    let err = db
+        .connect()
+        .await
+        .err()
+        .expect("a wrong key must be refused");
     assert!(matches!(err, StoreError::Key(_)), "{err:?}");
     let msg = err.to_string();
     assert!(msg.contains("is not this database's key"), "{msg}");
@@ -214,11 +221,18 @@ async fn a_wrong_or_missing_key_refuses_to_open_a_database_with_secrets() {
 
     // No key at all: refused, and no new key file is made.
     std::fs::remove_file(&key_file).unwrap();
-    let err = db.connect().await.err().expect("a missing key must be refused");
+    let err = db
+        .connect()
+        .await
+        .err()
+        .expect("a missing key must be refused");
     let msg = err.to_string();
     assert!(msg.contains("is missing"), "{msg}");
     assert!(msg.contains("restore the key file"), "{msg}");
-    assert!(!key_file.exists(), "a fresh key was created for an existing database");
+    assert!(
+        !key_file.exists(),
+        "a fresh key was created for an existing database"
+    );
 
     // The right key opens it again.
     std::fs::write(&key_file, &good).unwrap();
@@ -273,9 +287,8 @@ async fn backup_is_a_0600_copy_with_secrets_still_sealed() {
         .unwrap();
     let copy = db.dir.path().join("backup.db");
     store.backup_to(&copy).await.unwrap();
-    let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(&copy).unwrap().permissions(),
-    );
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&copy).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
     let bytes = std::fs::read(&copy).unwrap();
     assert!(bytes.starts_with(b"SQLite format 3\0"));

@@ -177,9 +177,7 @@ impl Store {
             let chunk = chunk.to_vec();
             let ring = ring.clone();
             let r = self
-                .write(move |tx| {
-                    catalog::import_cards(tx, &ring, product_id, &chunk, is_loop, now)
-                })
+                .write(move |tx| catalog::import_cards(tx, &ring, product_id, &chunk, is_loop, now))
                 .await?;
             total.imported += r.imported;
             total.duplicates += r.duplicates;

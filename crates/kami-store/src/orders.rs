@@ -192,11 +192,7 @@ pub(crate) fn order_by_no(
     Ok(Some(order))
 }
 
-pub(crate) fn list_orders(
-    tx: &mut dyn Tx,
-    ring: &Keyring,
-    f: &OrderFilter,
-) -> Result<Vec<Order>> {
+pub(crate) fn list_orders(tx: &mut dyn Tx, ring: &Keyring, f: &OrderFilter) -> Result<Vec<Order>> {
     let status = f.status.map_or("", OrderStatus::as_str);
     // Every order number sorts before "L".
     let before = f.before.as_ref().map_or("L", OrderNo::as_str);

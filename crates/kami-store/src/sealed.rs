@@ -151,7 +151,10 @@ impl MasterKey {
     fn open(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
         let nonce = Nonce::try_assume_unique_for_key(&sealed[1 + KEY_ID_LEN..HEADER_LEN]).ok()?;
         let mut buf = sealed[HEADER_LEN..].to_vec();
-        let plain = self.aead.open_in_place(nonce, Aad::from(aad), &mut buf).ok()?;
+        let plain = self
+            .aead
+            .open_in_place(nonce, Aad::from(aad), &mut buf)
+            .ok()?;
         let n = plain.len();
         buf.truncate(n);
         Some(buf)
@@ -199,10 +202,7 @@ pub fn sealed_key_id(stored: &[u8]) -> Option<KeyId> {
 impl Keyring {
     /// `primary` seals new values; `others` (older or next keys) only open.
     pub fn new(primary: MasterKey, others: Vec<MasterKey>) -> Keyring {
-        let others = others
-            .into_iter()
-            .filter(|k| k.id != primary.id)
-            .collect();
+        let others = others.into_iter().filter(|k| k.id != primary.id).collect();
         Keyring { primary, others }
     }
 
@@ -248,7 +248,9 @@ impl Keyring {
         let id = sealed_key_id(sealed).ok_or_else(|| {
             StoreError::Corrupt("a stored secret is not in the sealed format".into())
         })?;
-        let key = self.get(id).ok_or(StoreError::UnknownKey(id))?;
+        let key = self
+            .get(id)
+            .ok_or_else(|| StoreError::UnknownKey(id.to_string()))?;
         key.open(aad, sealed).ok_or_else(|| {
             StoreError::Corrupt(format!(
                 "a secret sealed under key {id} does not open (tampered, or moved from another row)"
@@ -357,7 +359,9 @@ mod tests {
         let sealed_new = both.seal(b"p", b"v-new").unwrap();
         assert_ne!(sealed_key_id(&sealed_new), Some(old_id));
         match old.open(b"p", &sealed_new) {
-            Err(StoreError::UnknownKey(id)) => assert_eq!(Some(id), sealed_key_id(&sealed_new)),
+            Err(StoreError::UnknownKey(id)) => {
+                assert_eq!(Some(id), sealed_key_id(&sealed_new).map(|k| k.to_string()))
+            }
             other => panic!("expected UnknownKey, got {other:?}"),
         }
     }

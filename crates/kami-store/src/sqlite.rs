@@ -290,7 +290,9 @@ impl Sqlite {
                 .create_new(true)
                 .mode(0o600)
                 .open(&dst)
-                .map_err(|e| StoreError::InvalidInput(format!("cannot create {}: {e}", dst.display())))?;
+                .map_err(|e| {
+                    StoreError::InvalidInput(format!("cannot create {}: {e}", dst.display()))
+                })?;
             drop(created);
             let copy = (|| -> Result<()> {
                 let dst_str = dst.to_str().ok_or_else(|| {

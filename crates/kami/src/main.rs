@@ -183,7 +183,7 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
         &key_files(config),
     )
     .await
-        .with_context(|| format!("opening the {} database", scheme(&config.database.url)))
+    .with_context(|| format!("opening the {} database", scheme(&config.database.url)))
 }
 
 /// The URL scheme only: the rest may hold a password.

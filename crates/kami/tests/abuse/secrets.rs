@@ -47,11 +47,7 @@ impl Site {
             ),
         )
         .expect("write config");
-        Site {
-            dir,
-            url,
-            _pg: pg,
-        }
+        Site { dir, url, _pg: pg }
     }
 
     fn path(&self) -> &Path {
@@ -151,7 +147,8 @@ async fn pg_relation_bytes(url: &str, tables: &[&'static str]) -> Vec<Vec<u8>> {
     let (url, tables) = (url.to_owned(), tables.to_vec());
     tokio::task::spawn_blocking(move || {
         let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
-        c.batch_execute("CHECKPOINT").expect("CHECKPOINT (the test user is a superuser)");
+        c.batch_execute("CHECKPOINT")
+            .expect("CHECKPOINT (the test user is a superuser)");
         tables
             .iter()
             .map(|t| {
@@ -181,7 +178,10 @@ fn sqlite_bytes(site: &Site) -> Vec<u8> {
 
 fn assert_none_readable(bytes: &[u8], secrets: &[String], when: &str) {
     for s in secrets {
-        assert!(!contains(bytes, s), "{s:?} is readable in the database files {when}");
+        assert!(
+            !contains(bytes, s),
+            "{s:?} is readable in the database files {when}"
+        );
     }
 }
 
@@ -194,10 +194,11 @@ async fn secrets_never_reach_the_database_files(backend: Backend) {
     shop.create_product("sec", 100, "auto").await;
     shop.create_product("gift", 100, "manual").await;
     let keys = shop.import_keys("sec", 60).await;
-    let again = shop
-        .import_text("sec", &keys[..15].join("\n"), false)
-        .await;
-    assert_eq!((again["imported"].clone(), again["duplicates"].clone()), (json!(0), json!(15)));
+    let again = shop.import_text("sec", &keys[..15].join("\n"), false).await;
+    assert_eq!(
+        (again["imported"].clone(), again["duplicates"].clone()),
+        (json!(0), json!(15))
+    );
 
     let mut sold = Vec::new();
     for _ in 0..4 {
@@ -208,7 +209,10 @@ async fn secrets_never_reach_the_database_files(backend: Backend) {
         let got = cards(&v);
         assert_eq!(got.len(), 2);
         for k in &got {
-            assert!(keys.contains(k), "delivered {k:?}, which was never imported");
+            assert!(
+                keys.contains(k),
+                "delivered {k:?}, which was never imported"
+            );
             assert!(!sold.contains(k), "{k:?} delivered twice");
         }
         sold.extend(got);
@@ -222,7 +226,10 @@ async fn secrets_never_reach_the_database_files(backend: Backend) {
         Backend::Sqlite => {
             let live = sqlite_bytes(&site);
             // The files are real: what is not secret is there in clear.
-            assert!(contains(&live, "Product sec"), "the product title is not in the files");
+            assert!(
+                contains(&live, "Product sec"),
+                "the product title is not in the files"
+            );
             assert_none_readable(&live, &secrets, "while the server runs");
             assert_eq!(mode(&site.data()), 0o700, "data directory");
             for f in ["kami.db", "kami.db-wal", "kami.db-shm", "master.key"] {
@@ -245,14 +252,20 @@ async fn secrets_never_reach_the_database_files(backend: Backend) {
                 .expect("the backup opens with the master key");
             assert_eq!(copy_store.verify_secrets().await.expect("secrets open"), 61);
             let refused = site.kami_output(&["backup", &copy_arg]).await;
-            assert!(!refused.status.success(), "an existing backup file was overwritten");
+            assert!(
+                !refused.status.success(),
+                "an existing backup file was overwritten"
+            );
 
             proc.kill().await;
             assert_none_readable(&sqlite_bytes(&site), &secrets, "after the server stops");
         }
         Backend::Postgres => {
             let files = pg_relation_bytes(&site.url, &["products", "cards", "orders"]).await;
-            assert!(contains(&files[0], "Product sec"), "the product relation file is not read");
+            assert!(
+                contains(&files[0], "Product sec"),
+                "the product relation file is not read"
+            );
             assert!(files[1].len() >= 8192, "the cards relation file is empty");
             assert_none_readable(&files[1], &secrets, "(cards relation file)");
             assert_none_readable(&files[2], &secrets, "(orders relation file)");
@@ -272,8 +285,16 @@ async fn a_wrong_or_missing_master_key_refuses_to_start(backend: Backend) {
     let first = site.kami_output(&["migrate"]).await;
     assert!(first.status.success(), "{}", first.stderr);
     let key = site.data().join("master.key");
-    assert!(first.stderr.contains("BACK UP THIS FILE"), "{}", first.stderr);
-    assert!(first.stderr.contains(&key.display().to_string()), "{}", first.stderr);
+    assert!(
+        first.stderr.contains("BACK UP THIS FILE"),
+        "{}",
+        first.stderr
+    );
+    assert!(
+        first.stderr.contains(&key.display().to_string()),
+        "{}",
+        first.stderr
+    );
     assert_eq!(mode(&key), 0o600);
     assert_eq!(mode(&site.data()), 0o700);
     let good = std::fs::read(&key).expect("key");
@@ -281,23 +302,42 @@ async fn a_wrong_or_missing_master_key_refuses_to_start(backend: Backend) {
     assert!(!first.stderr.contains(&format!("{good:?}")));
     let second = site.kami_output(&["migrate"]).await;
     assert!(second.status.success(), "{}", second.stderr);
-    assert!(!second.stderr.contains("BACK UP"), "the key was created twice: {}", second.stderr);
+    assert!(
+        !second.stderr.contains("BACK UP"),
+        "the key was created twice: {}",
+        second.stderr
+    );
 
     // Someone else's key.
     let wrong: [u8; 32] = rand::random();
     std::fs::write(&key, wrong).expect("write key");
     let out = site.kami_output(&["serve"]).await;
     assert!(!out.status.success());
-    assert!(out.stderr.contains("is not this database's key"), "{}", out.stderr);
-    assert!(out.stderr.contains(&key.display().to_string()), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("is not this database's key"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&key.display().to_string()),
+        "{}",
+        out.stderr
+    );
 
     // No key at all: refused, and no fresh key made that would open nothing.
     std::fs::remove_file(&key).expect("remove key");
     let out = site.kami_output(&["serve"]).await;
     assert!(!out.status.success());
     assert!(out.stderr.contains("is missing"), "{}", out.stderr);
-    assert!(out.stderr.contains("restore the key file"), "{}", out.stderr);
-    assert!(!key.exists(), "a new key was created for a database that has one");
+    assert!(
+        out.stderr.contains("restore the key file"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !key.exists(),
+        "a new key was created for a database that has one"
+    );
 
     std::fs::write(&key, &good).expect("restore key");
     let back = site.kami_output(&["migrate"]).await;
@@ -369,7 +409,10 @@ async fn rotation_survives_sigkill_at_any_point(backend: Backend) {
             "round {round}"
         );
     }
-    assert!(killed_midway >= 3, "only {killed_midway} of 6 runs were killed before finishing");
+    assert!(
+        killed_midway >= 3,
+        "only {killed_midway} of 6 runs were killed before finishing"
+    );
 
     site.kami(&["keys", "rotate"]).await;
     let files = site.key_files();

@@ -9,6 +9,7 @@ use url::Url;
 use super::*;
 
 mod channels;
+mod security;
 mod smtp;
 
 pub(super) fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
