@@ -144,7 +144,7 @@ fn legacy_database(file: &Path, card_keys: &[String], content: &str) {
         [content],
     )
     .unwrap();
-    // Leave some of it in the WAL, as a running kami would.
+    // Checkpointed into the file (closing the connection does the rest).
     conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
         .unwrap();
 }
@@ -159,7 +159,24 @@ async fn plain_text_of_an_older_kami_is_sealed_at_start_and_leaves_no_trace() {
         contains(&db.raw(), &ks[0]),
         "the legacy file holds plain text"
     );
+    let mode = |p: &Path| {
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions())
+            & 0o777
+    };
+    let wal = PathBuf::from(format!("{}-wal", db.file().display()));
+    std::fs::set_permissions(
+        db.file(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
     let store = db.connect().await.unwrap();
+    assert_eq!(
+        mode(&db.file()),
+        0o600,
+        "an older kami's database file stays readable"
+    );
+    // SQLite gives the WAL the mode of the database file.
+    assert_eq!(mode(&wal), 0o600);
     let raw = db.raw();
     for k in &ks {
         assert!(!contains(&raw, k), "{k} survived the upgrade in the files");
