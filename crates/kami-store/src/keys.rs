@@ -218,6 +218,10 @@ pub struct Rotation {
     pub to: KeyId,
     /// Values re-sealed by this run (an interrupted run's work is not counted again).
     pub resealed: u64,
+    /// Values found under another key once the rotation finished: written by a kami that
+    /// ran during the rotation. They stay readable while `master.key.old` exists; stop the
+    /// shop and rotate again.
+    pub stragglers: u64,
 }
 
 impl Store {
@@ -422,10 +426,18 @@ impl Store {
             )
         })
         .await?;
+        let stragglers = self
+            .sealed_census()
+            .await?
+            .iter()
+            .filter(|(id, _)| *id != Some(next))
+            .map(|(_, n)| n)
+            .sum();
         Ok(Rotation {
             from,
             to: next,
             resealed,
+            stragglers,
         })
     }
 

@@ -269,7 +269,7 @@ async fn rotation_moves_every_secret_to_a_new_key_and_keeps_the_old_one_beside()
         .unwrap();
     let before = store.sealed_census().await.unwrap();
     let rotation = store.rotate_keys(&db.keys()).await.unwrap();
-    assert_eq!(rotation.resealed, 450);
+    assert_eq!((rotation.resealed, rotation.stragglers), (450, 0));
     assert_ne!(rotation.from, rotation.to);
     assert_eq!(before[0].0, Some(rotation.from));
     assert_eq!(
@@ -318,4 +318,35 @@ async fn backup_is_a_0600_copy_with_secrets_still_sealed() {
     // An existing file is never overwritten.
     let err = store.backup_to(&copy).await.unwrap_err().to_string();
     assert!(err.contains("cannot create"), "{err}");
+}
+
+#[tokio::test]
+async fn secrets_a_running_kami_sealed_under_the_old_key_are_moved_by_the_next_rotation() {
+    let db = Db::new();
+    let running = db.connect().await.unwrap();
+    running.create_product(product("keys"), 1).await.unwrap();
+    running
+        .import_cards("keys", keys("A", 20), false, 2, &|_| {})
+        .await
+        .unwrap();
+    let tool = db.connect().await.unwrap();
+    let first = tool.rotate_keys(&db.keys()).await.unwrap();
+    // The shop was (wrongly) left running: it still seals under the old key.
+    running
+        .import_cards("keys", keys("B", 5), false, 3, &|_| {})
+        .await
+        .unwrap();
+    let census = tool.sealed_census().await.unwrap();
+    assert!(census.contains(&(Some(first.from), 5)), "{census:?}");
+    // Still readable with master.key.old beside the new key; the next rotation moves them.
+    assert_eq!(
+        db.connect().await.unwrap().verify_secrets().await.unwrap(),
+        25
+    );
+    let second = tool.rotate_keys(&db.keys()).await.unwrap();
+    assert_eq!((second.resealed, second.stragglers), (25, 0));
+    assert_eq!(
+        tool.sealed_census().await.unwrap(),
+        vec![(Some(second.to), 25)]
+    );
 }

@@ -270,6 +270,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 files.path().display(),
                 files.old_path().display()
             );
+            if r.stragglers > 0 {
+                bail!(
+                    "{} secrets were stored under another key while the rotation ran (was the \
+                     shop running?): they stay readable while {} exists; stop every `kami serve` \
+                     on this database and run `kami keys rotate` again",
+                    r.stragglers,
+                    files.old_path().display()
+                );
+            }
             Ok(())
         }
         Command::Backup { file } => {
