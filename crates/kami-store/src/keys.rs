@@ -339,14 +339,7 @@ impl Store {
                 })
                 .await
             }
-            Backend::Postgres(db) => {
-                db.with_client(|c| {
-                    c.batch_execute("VACUUM FULL cards")?;
-                    c.batch_execute("VACUUM FULL orders")?;
-                    Ok(())
-                })
-                .await
-            }
+            Backend::Postgres(db) => db.with_client(pg_compact).await,
         }
     }
 
@@ -493,6 +486,36 @@ impl Store {
             )),
         }
     }
+}
+
+/// VACUUM FULL keeps old row versions that a transaction still running anywhere on the server
+/// might see; wait (up to 30 s) until every transaction older than the sealing has ended, so
+/// the rewrite drops the plain text.
+fn pg_compact(c: &mut postgres::Client) -> Result<()> {
+    let marker: i64 = c.query_one("SELECT txid_current() AS x", &[])?.get(0);
+    let marker = (marker % (1 << 32)).to_string();
+    let mut clear = false;
+    for _ in 0..60 {
+        let older: i64 = c
+            .query_one(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND \
+                 ((backend_xid IS NOT NULL AND age(backend_xid) >= age($1::text::xid)) OR \
+                  (backend_xmin IS NOT NULL AND age(backend_xmin) >= age($1::text::xid)))",
+                &[&marker],
+            )?
+            .get(0);
+        if older == 0 {
+            clear = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    if !clear {
+        tracing::warn!("a long transaction on the PostgreSQL server may keep old plain-text row versions of cards/orders; run `VACUUM FULL cards, orders` once it has ended");
+    }
+    c.batch_execute("VACUUM FULL cards")?;
+    c.batch_execute("VACUUM FULL orders")?;
+    Ok(())
 }
 
 /// Seal the plain-text fulfilment contents after `after` (keys other than the primary are

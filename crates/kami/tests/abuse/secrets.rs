@@ -442,3 +442,91 @@ async fn rotation_survives_sigkill_at_any_point(backend: Backend) {
     assert_eq!(site.store().await.verify_secrets().await.unwrap(), total);
 }
 both_backends!(rotation_survives_sigkill_at_any_point);
+
+/// A PostgreSQL database as an older kami left it (schema 1-5, keys and a fulfilment in plain
+/// text): the first start seals everything in place, and the relation files keep no plain
+/// text (the tables are rewritten).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL at KAMI_TEST_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres)"]
+async fn an_older_kamis_plain_text_is_sealed_at_start_postgres() {
+    let site = Site::new(Backend::Postgres).await;
+    let keys: Vec<String> = (0..200)
+        .map(|i| format!("LEGACY-{i:04}-{}", hex_rand()))
+        .collect();
+    let content = format!("LEGACY-CONTENT-{}", hex_rand());
+    let (url, k, c) = (site.url.clone(), keys.clone(), content.clone());
+    tokio::task::spawn_blocking(move || {
+        let mut db = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+        db.batch_execute(
+            "CREATE TABLE kami_migrations \
+             (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+        )
+        .unwrap();
+        let old = [
+            include_str!("../../../kami-store/src/migrations/postgres/0001_init.sql"),
+            include_str!("../../../kami-store/src/migrations/postgres/0002_checks_refunds.sql"),
+            include_str!("../../../kami-store/src/migrations/postgres/0003_storefront.sql"),
+            include_str!("../../../kami-store/src/migrations/postgres/0004_outbox_mail.sql"),
+            include_str!("../../../kami-store/src/migrations/postgres/0005_fulfilment.sql"),
+        ];
+        for (v, sql) in old.iter().enumerate() {
+            db.batch_execute(sql).unwrap();
+            db.execute(
+                "INSERT INTO kami_migrations VALUES ($1, 'm', 0)",
+                &[&(v as i64 + 1)],
+            )
+            .unwrap();
+        }
+        db.batch_execute(
+            "INSERT INTO products (id, slug, title, price, currency, delivery, created_at) \
+             VALUES (1, 'old', 'Product old', 100, 'CNY', 'auto', 0), \
+                    (2, 'gift', 'Gift', 100, 'CNY', 'manual', 0)",
+        )
+        .unwrap();
+        for key in &k {
+            db.execute(
+                "INSERT INTO cards (product_id, secret, status, created_at) \
+                 VALUES (1, $1, 'available', 0)",
+                &[key],
+            )
+            .unwrap();
+        }
+        db.execute(
+            "INSERT INTO orders (id, order_no, product_id, quantity, amount, currency, email, \
+               method, channel_id, status, access_token_hash, created_at, expires_at, paid_at, \
+               fulfilment) \
+             VALUES (1, 'K20260101000000123456789012', 2, 1, 100, 'CNY', 'a@b.cn', 'sandbox', \
+               'sandbox', 'fulfilled', 'h', 0, 1, 1, $1)",
+            &[&c],
+        )
+        .unwrap();
+    })
+    .await
+    .expect("legacy database");
+    let before = pg_relation_bytes(&site.url, &["cards"]).await;
+    assert!(
+        contains(&before[0], &keys[0]),
+        "the legacy relation file holds plain text"
+    );
+
+    let out = site.kami_output(&["migrate"]).await;
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stderr.contains("BACK UP THIS FILE"), "{}", out.stderr);
+    let files = pg_relation_bytes(&site.url, &["products", "cards", "orders"]).await;
+    assert!(contains(&files[0], "Product old"));
+    let mut secrets = keys.clone();
+    secrets.push(content.clone());
+    assert_none_readable(&files[1], &secrets, "(cards, after the upgrade)");
+    assert_none_readable(&files[2], &secrets, "(orders, after the upgrade)");
+
+    let store = site.store().await;
+    assert_eq!(store.verify_secrets().await.unwrap(), 201);
+    let again = store
+        .import_cards("old", keys.clone(), false, 1, &|_| {})
+        .await
+        .unwrap();
+    assert_eq!((again.imported, again.duplicates), (0, 200));
+    let no = kami_core::OrderNo::parse("K20260101000000123456789012").unwrap();
+    let order = store.order(&no).await.unwrap().unwrap();
+    assert_eq!(order.fulfilment.as_deref(), Some(content.as_str()));
+}
