@@ -105,7 +105,9 @@ impl Application {
     }
 
     pub async fn build_with(config: Config, opts: BuildOptions) -> Result<Application, StartError> {
-        let store = Store::connect(&config.database.url, config.database.max_connections).await?;
+        let keys = kami_store::KeyFiles::new(config.security.master_key_path(&config.server));
+        let store =
+            Store::connect(&config.database.url, config.database.max_connections, &keys).await?;
         Application::build_with_store(config, store, opts).await
     }
 

@@ -6,6 +6,7 @@ use crate::db::{Row, Tx};
 use crate::error::{Result, StoreError};
 use crate::model::{Delivery, ImportResult, NewProduct, Product, Stock};
 use crate::params;
+use crate::sealed::{card_place, Keyring};
 
 pub(crate) fn create_product(tx: &mut dyn Tx, p: &NewProduct, now: Millis) -> Result<()> {
     let inserted = tx.exec(
@@ -113,20 +114,46 @@ pub(crate) fn product_id(tx: &mut dyn Tx, slug: &str) -> Result<(i64, Delivery)>
     Ok((r.get("id")?, r.get("delivery")?))
 }
 
-/// Insert keys, skipping any the product already has (de-duplicated by the unique index).
+/// Insert keys sealed (`sealed.rs`), skipping any the product already has: de-duplicated by
+/// the unique index on the keyed hash, and, while a key rotation has left keys under another
+/// key of the ring, by their hashes under that key.
 pub(crate) fn import_cards(
     tx: &mut dyn Tx,
+    ring: &Keyring,
     product_id: i64,
     keys: &[String],
     is_loop: bool,
     now: Millis,
 ) -> Result<ImportResult> {
     let mut res = ImportResult::default();
+    let place = card_place(product_id);
     for k in keys {
+        let hashes = ring.hashes(&place, k.as_bytes());
+        let mut known = false;
+        for h in hashes.iter().skip(1) {
+            known |= tx
+                .query_opt(
+                    "SELECT id FROM cards WHERE product_id = $1 AND secret_hash = $2",
+                    params![product_id, h.clone()],
+                )?
+                .is_some();
+        }
+        if known {
+            res.duplicates += 1;
+            continue;
+        }
+        let hash = hashes.into_iter().next().unwrap_or_default();
         let n = tx.exec(
-            "INSERT INTO cards (product_id, secret, is_loop, status, created_at) \
-             VALUES ($1, $2, $3, $5, $4) ON CONFLICT (product_id, secret) DO NOTHING",
-            params![product_id, k.as_str(), is_loop, now, CardStatus::Available],
+            "INSERT INTO cards (product_id, secret, secret_hash, is_loop, status, created_at) \
+             VALUES ($1, $2, $6, $3, $5, $4) ON CONFLICT (product_id, secret_hash) DO NOTHING",
+            params![
+                product_id,
+                ring.seal(&place, k.as_bytes())?,
+                is_loop,
+                now,
+                CardStatus::Available,
+                hash
+            ],
         )?;
         if n == 1 {
             res.imported += 1;

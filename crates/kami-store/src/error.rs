@@ -42,6 +42,12 @@ pub enum StoreError {
     Database(String),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    /// The master key or its files: wrong, missing, unreadable (never the key itself).
+    #[error("master key: {0}")]
+    Key(String),
+    /// A stored secret names a key (its id, in hex) this process does not hold.
+    #[error("a stored secret is sealed under key {0}, which is not in this process's key ring (is master.key the right one?)")]
+    UnknownKey(String),
     /// The state machine refuses this change (kami-core's transition error, as text).
     #[error("refused status change: {0}")]
     IllegalTransition(String),

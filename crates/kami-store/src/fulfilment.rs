@@ -12,6 +12,7 @@ use crate::error::{Result, StoreError};
 use crate::model::{Delivery, Order};
 use crate::orders::order_by_no;
 use crate::params;
+use crate::sealed::{fulfilment_place, Keyring};
 use crate::transitions::{apply_order_event, Details, LockedOrder};
 
 /// Lock the order row (with its product's delivery); `OrderNotFound` if there is none.
@@ -42,12 +43,18 @@ fn require(order: &LockedOrder, event: OrderEvent, needs: OrderStatus) -> Result
     Ok(())
 }
 
-fn reload(tx: &mut dyn Tx, order_no: &str) -> Result<Order> {
-    order_by_no(tx, order_no)?.ok_or(StoreError::OrderNotFound)
+fn reload(tx: &mut dyn Tx, ring: &Keyring, order_no: &str) -> Result<Order> {
+    order_by_no(tx, ring, order_no)?.ok_or(StoreError::OrderNotFound)
 }
 
 /// `awaiting_fulfilment` → `fulfilled`, keeping `content` for the buyer.
-pub(crate) fn fulfil(tx: &mut dyn Tx, order_no: &str, content: &str, now: Millis) -> Result<Order> {
+pub(crate) fn fulfil(
+    tx: &mut dyn Tx,
+    ring: &Keyring,
+    order_no: &str,
+    content: &str,
+    now: Millis,
+) -> Result<Order> {
     let (order, _) = lock(tx, order_no)?;
     require(
         &order,
@@ -56,16 +63,24 @@ pub(crate) fn fulfil(tx: &mut dyn Tx, order_no: &str, content: &str, now: Millis
     )?;
     tx.exec(
         "UPDATE orders SET fulfilment = $2 WHERE id = $1",
-        params![order.id, content],
+        params![
+            order.id,
+            ring.seal(&fulfilment_place(order.id), content.as_bytes())?
+        ],
     )?;
     apply_order_event(tx, &order, OrderEvent::Fulfilled, now, Details::default())?;
-    reload(tx, order_no)
+    reload(tx, ring, order_no)
 }
 
 /// `exception` → `delivered`: the order's keys are reserved from stock and sold (no key twice:
 /// `cards.rs` moves each by compare-and-set), and the `order.delivered` outbox row queues the
 /// buyer's mail.
-pub(crate) fn deliver_exception(tx: &mut dyn Tx, order_no: &str, now: Millis) -> Result<Order> {
+pub(crate) fn deliver_exception(
+    tx: &mut dyn Tx,
+    ring: &Keyring,
+    order_no: &str,
+    now: Millis,
+) -> Result<Order> {
     let (order, r) = lock(tx, order_no)?;
     require(&order, OrderEvent::Delivered, OrderStatus::Exception)?;
     let delivery: Delivery = r.get("delivery")?;
@@ -111,5 +126,5 @@ pub(crate) fn deliver_exception(tx: &mut dyn Tx, order_no: &str, now: Millis) ->
         }
     }
     apply_order_event(tx, &order, OrderEvent::Delivered, now, Details::default())?;
-    reload(tx, order_no)
+    reload(tx, ring, order_no)
 }

@@ -14,6 +14,8 @@ mod checks;
 pub mod db;
 mod error;
 mod fulfilment;
+mod keyfiles;
+mod keys;
 mod migrate;
 pub mod model;
 mod orders;
@@ -22,6 +24,7 @@ mod payments;
 mod postgres;
 mod refunds;
 mod row;
+pub mod sealed;
 mod sqlite;
 mod transitions;
 
@@ -31,6 +34,8 @@ use kami_core::{CardStatus, Millis, OrderNo};
 
 pub use checks::PaymentCheck;
 pub use error::{Result, StoreError};
+pub use keyfiles::{create_private_dir, restrict_file, KeyFiles};
+pub use keys::Rotation;
 pub use model::*;
 pub use outbox::{MailState, OutboxItem, ORDER_DELIVERED};
 pub use refunds::{NewRefund, Refund, RefundCall, RefundResult};
@@ -49,10 +54,13 @@ enum Backend {
 #[derive(Clone)]
 pub struct Store {
     backend: Arc<Backend>,
+    /// The master keys secrets are sealed under (`keys.rs`, `sealed.rs`).
+    keys: Arc<keys::KeyState>,
 }
 
 impl Store {
-    /// Open (but do not migrate) the database at `url`: `sqlite://path` or `postgres://...`.
+    /// Open (but do not migrate or unlock) the database at `url`: `sqlite://path` or
+    /// `postgres://...`.
     pub fn open(url: &str, max_connections: u32) -> Result<Store> {
         let backend = if let Some(path) = sqlite::path_from_url(url) {
             Backend::Sqlite(sqlite::Sqlite::open(path, max_connections.min(8))?)
@@ -63,13 +71,30 @@ impl Store {
         };
         Ok(Store {
             backend: Arc::new(backend),
+            keys: Arc::default(),
         })
     }
 
-    /// Open and bring the schema up to date.
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Store> {
+    /// Open, bring the schema up to date and unlock with the master key of `keys`
+    /// ([`Store::unlock`]: created if missing on a database without secrets, refused if wrong).
+    pub async fn connect(url: &str, max_connections: u32, keys: &KeyFiles) -> Result<Store> {
         let store = Store::open(url, max_connections)?;
         store.migrate().await?;
+        store.unlock(keys).await?;
+        Ok(store)
+    }
+
+    /// As [`Store::connect`] with a key ring in hand instead of key files (tests, tools).
+    pub async fn connect_with_keyring(
+        url: &str,
+        max_connections: u32,
+        ring: sealed::Keyring,
+    ) -> Result<Store> {
+        let store = Store::open(url, max_connections)?;
+        store.migrate().await?;
+        store
+            .unlock_with(ring, std::path::Path::new("(key ring given in code)"))
+            .await?;
         Ok(store)
     }
 
@@ -145,12 +170,14 @@ impl Store {
                 "card keys can only be imported for auto-delivery products".into(),
             ));
         }
+        let ring = self.ring()?;
         let mut total = ImportResult::default();
         let mut done = 0u64;
         for chunk in keys.chunks(IMPORT_CHUNK) {
             let chunk = chunk.to_vec();
+            let ring = ring.clone();
             let r = self
-                .write(move |tx| catalog::import_cards(tx, product_id, &chunk, is_loop, now))
+                .write(move |tx| catalog::import_cards(tx, &ring, product_id, &chunk, is_loop, now))
                 .await?;
             total.imported += r.imported;
             total.duplicates += r.duplicates;
@@ -169,17 +196,22 @@ impl Store {
 
     pub async fn order(&self, order_no: &OrderNo) -> Result<Option<Order>> {
         let no = order_no.as_str().to_owned();
-        self.read(move |tx| orders::order_by_no(tx, &no)).await
+        let ring = self.ring()?;
+        self.read(move |tx| orders::order_by_no(tx, &ring, &no))
+            .await
     }
 
     pub async fn list_orders(&self, filter: OrderFilter) -> Result<Vec<Order>> {
-        self.read(move |tx| orders::list_orders(tx, &filter)).await
+        let ring = self.ring()?;
+        self.read(move |tx| orders::list_orders(tx, &ring, &filter))
+            .await
     }
 
     /// Orders placed with this email that have a query password, newest first.
     pub async fn orders_by_email(&self, email: &str, limit: u32) -> Result<Vec<Order>> {
         let email = email.to_owned();
-        self.read(move |tx| orders::orders_by_email(tx, &email, limit))
+        let ring = self.ring()?;
+        self.read(move |tx| orders::orders_by_email(tx, &ring, &email, limit))
             .await
     }
 
@@ -221,7 +253,8 @@ impl Store {
         now: Millis,
     ) -> Result<Order> {
         let (no, content) = (order_no.as_str().to_owned(), content.to_owned());
-        self.write(move |tx| fulfilment::fulfil(tx, &no, &content, now))
+        let ring = self.ring()?;
+        self.write(move |tx| fulfilment::fulfil(tx, &ring, &no, &content, now))
             .await
     }
 
@@ -230,7 +263,8 @@ impl Store {
     /// another status → [`StoreError::InvalidStatus`]; either way nothing changed.
     pub async fn deliver_exception(&self, order_no: &OrderNo, now: Millis) -> Result<Order> {
         let no = order_no.as_str().to_owned();
-        self.write(move |tx| fulfilment::deliver_exception(tx, &no, now))
+        let ring = self.ring()?;
+        self.write(move |tx| fulfilment::deliver_exception(tx, &ring, &no, now))
             .await
     }
 

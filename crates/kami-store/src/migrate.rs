@@ -42,6 +42,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/postgres/0005_fulfilment.sql"),
     },
     Migration {
+        version: 6,
+        name: "sealed_secrets",
+        sqlite: include_str!("migrations/sqlite/0006_sealed_secrets.sql"),
+        postgres: include_str!("migrations/postgres/0006_sealed_secrets.sql"),
+    },
+    Migration {
         version: 7,
         name: "risk",
         sqlite: include_str!("migrations/sqlite/0007_risk.sql"),

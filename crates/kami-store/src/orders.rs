@@ -8,6 +8,7 @@ use crate::db::{Row, Tx};
 use crate::error::{Result, StoreError};
 use crate::model::{CreatedOrder, Delivery, NewOrder, Order, OrderFilter, PendingScope};
 use crate::params;
+use crate::sealed::{card_place, fulfilment_place, Keyring};
 use crate::transitions::{apply_order_event, close_open_payments, Details, LockedOrder};
 
 /// Refuse the order if its client key or its email already holds its cap of unexpired
@@ -163,7 +164,7 @@ macro_rules! order_columns {
     };
 }
 
-fn order_from_row(r: &Row) -> Result<Order> {
+fn order_from_row(ring: &Keyring, r: &Row) -> Result<Order> {
     Ok(Order {
         order_no: r.get::<OrderNo>("order_no")?,
         product_slug: r.get("slug")?,
@@ -187,11 +188,18 @@ fn order_from_row(r: &Row) -> Result<Order> {
             _ => None,
         },
         cards: None,
-        fulfilment: r.get("fulfilment")?,
+        fulfilment: r
+            .get::<Option<Vec<u8>>>("fulfilment")?
+            .map(|sealed| ring.open_string(&fulfilment_place(r.get("id")?), &sealed))
+            .transpose()?,
     })
 }
 
-pub(crate) fn order_by_no(tx: &mut dyn Tx, order_no: &str) -> Result<Option<Order>> {
+pub(crate) fn order_by_no(
+    tx: &mut dyn Tx,
+    ring: &Keyring,
+    order_no: &str,
+) -> Result<Option<Order>> {
     let Some(r) = tx.query_opt(
         concat!(order_columns!(), "WHERE o.order_no = $1"),
         params![order_no],
@@ -199,27 +207,31 @@ pub(crate) fn order_by_no(tx: &mut dyn Tx, order_no: &str) -> Result<Option<Orde
     else {
         return Ok(None);
     };
-    let mut order = order_from_row(&r)?;
+    let mut order = order_from_row(ring, &r)?;
     if order.delivered_at.is_some() {
         let id: i64 = r.get("id")?;
         let cards = match r.get::<Option<i64>>("loop_card_id")? {
-            Some(loop_id) => {
-                tx.query("SELECT secret FROM cards WHERE id = $1", params![loop_id])?
-            }
+            Some(loop_id) => tx.query(
+                "SELECT product_id, secret FROM cards WHERE id = $1",
+                params![loop_id],
+            )?,
             None => tx.query(
-                "SELECT secret FROM cards WHERE order_id = $1 AND status = $2 ORDER BY id",
+                "SELECT product_id, secret FROM cards WHERE order_id = $1 AND status = $2 ORDER BY id",
                 params![id, CardStatus::Sold],
             )?,
         }
         .iter()
-        .map(|c| c.get("secret"))
+        .map(|c| {
+            let sealed: Vec<u8> = c.get("secret")?;
+            ring.open_string(&card_place(c.get("product_id")?), &sealed)
+        })
         .collect::<Result<_>>()?;
         order.cards = Some(cards);
     }
     Ok(Some(order))
 }
 
-pub(crate) fn list_orders(tx: &mut dyn Tx, f: &OrderFilter) -> Result<Vec<Order>> {
+pub(crate) fn list_orders(tx: &mut dyn Tx, ring: &Keyring, f: &OrderFilter) -> Result<Vec<Order>> {
     let status = f.status.map_or("", OrderStatus::as_str);
     // Every order number sorts before "L".
     let before = f.before.as_ref().map_or("L", OrderNo::as_str);
@@ -231,14 +243,19 @@ pub(crate) fn list_orders(tx: &mut dyn Tx, f: &OrderFilter) -> Result<Vec<Order>
         params![status, before, i64::from(f.limit.clamp(1, 500))],
     )?
     .iter()
-    .map(order_from_row)
+    .map(|r| order_from_row(ring, r))
     .collect()
 }
 
 /// The newest paid orders placed with this email that have a query password (lookups),
 /// newest first; keys are not loaded. Unpaid ones are left out: they hold no keys, and
 /// anyone could place them to push a victim's real orders out of the window.
-pub(crate) fn orders_by_email(tx: &mut dyn Tx, email: &str, limit: u32) -> Result<Vec<Order>> {
+pub(crate) fn orders_by_email(
+    tx: &mut dyn Tx,
+    ring: &Keyring,
+    email: &str,
+    limit: u32,
+) -> Result<Vec<Order>> {
     tx.query(
         concat!(
             order_columns!(),
@@ -248,7 +265,7 @@ pub(crate) fn orders_by_email(tx: &mut dyn Tx, email: &str, limit: u32) -> Resul
         params![email, i64::from(limit.clamp(1, 100))],
     )?
     .iter()
-    .map(order_from_row)
+    .map(|r| order_from_row(ring, r))
     .collect()
 }
 
@@ -349,7 +366,8 @@ mod tests {
     async fn pending_caps_count_unexpired_pending_orders_per_client_and_email() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let store = Store::connect(&url, 2).await.unwrap();
+        let ring = crate::sealed::Keyring::generate().unwrap();
+        let store = Store::connect_with_keyring(&url, 2, ring).await.unwrap();
         let product = NewProduct {
             slug: Slug::parse("gift").unwrap(),
             title: "Gift".into(),

@@ -6,6 +6,7 @@
 //! answers every job. Under load this is group commit: many orders share one fsync, and
 //! there is never a "database is locked" between kami's own connections.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -127,6 +128,7 @@ pub(crate) struct Sqlite {
     readers: r2d2::Pool<ReadManager>,
     /// Tells the checkpointer thread to stop.
     stop: Arc<AtomicBool>,
+    path: String,
 }
 
 impl Drop for Sqlite {
@@ -176,10 +178,10 @@ impl Sqlite {
     pub(crate) fn open(path: &str, readers: u32) -> Result<Sqlite> {
         if let Some(dir) = Path::new(path).parent() {
             if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| StoreError::Database(format!("create {}: {e}", dir.display())))?;
+                crate::keyfiles::create_private_dir(dir)?;
             }
         }
+        restrict_files(path)?;
         let conn = Connection::open(path)?;
         configure(&conn)?;
         // WAL checkpoints are done by a background connection (below) so that they do not run
@@ -213,6 +215,7 @@ impl Sqlite {
             writer: tx,
             readers,
             stop,
+            path: path.to_owned(),
         })
     }
 
@@ -274,6 +277,63 @@ impl Sqlite {
         rx.await
             .map_err(|_| StoreError::Database("sqlite writer dropped the job".into()))?
     }
+}
+
+impl Sqlite {
+    /// A consistent copy of the database (`VACUUM INTO`, a read transaction: writers carry
+    /// on) in a new file of mode 0600, fsynced.
+    pub(crate) async fn backup_to(&self, file: &Path) -> Result<()> {
+        let (src, dst) = (self.path.clone(), file.to_path_buf());
+        tokio::task::spawn_blocking(move || {
+            let created = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&dst)
+                .map_err(|e| {
+                    StoreError::InvalidInput(format!("cannot create {}: {e}", dst.display()))
+                })?;
+            drop(created);
+            let copy = (|| -> Result<()> {
+                let dst_str = dst.to_str().ok_or_else(|| {
+                    StoreError::InvalidInput(format!("{} is not a UTF-8 path", dst.display()))
+                })?;
+                let conn = Connection::open_with_flags(
+                    &src,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                conn.busy_timeout(Duration::from_secs(10))?;
+                conn.execute("VACUUM INTO ?1", [dst_str])?;
+                std::fs::File::open(&dst)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| StoreError::Database(format!("sync {}: {e}", dst.display())))
+            })();
+            if copy.is_err() {
+                let _ = std::fs::remove_file(&dst);
+            }
+            copy
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("backup task: {e}")))?
+    }
+}
+
+/// The database file is created 0600 (SQLite gives its `-wal` and `-shm` the mode of the
+/// database file); files of an older kami are restricted to 0600 too.
+fn restrict_files(path: &str) -> Result<()> {
+    if !Path::new(path).exists() {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| StoreError::Database(format!("create {path}: {e}")))?;
+    }
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        crate::keyfiles::restrict_file(Path::new(&format!("{path}{suffix}")))?;
+    }
+    Ok(())
 }
 
 /// A job that takes the connection itself, outside the batch transaction.

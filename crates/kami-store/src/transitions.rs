@@ -182,7 +182,8 @@ mod tests {
     async fn store_with_pending_order() -> (tempfile::TempDir, Store, OrderNo) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let store = Store::connect(&url, 2).await.unwrap();
+        let ring = crate::sealed::Keyring::generate().unwrap();
+        let store = Store::connect_with_keyring(&url, 2, ring).await.unwrap();
         let price = Money::new(500, Currency::parse("CNY").unwrap()).unwrap();
         let product = NewProduct {
             slug: Slug::parse("gift").unwrap(),

@@ -1,10 +1,11 @@
 //! [`TestApp`]: a real kami server on 127.0.0.1:0 over a fresh database, in this process, with
 //! an admin token. It derefs to the [`Shop`] that drives it over HTTP.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kami_server::{AppState, Application, BuildOptions, Config};
-use kami_store::Store;
+use kami_store::{KeyFiles, Store};
 
 use crate::sims::simulators;
 use crate::{Backend, Shop, TestDb, SANDBOX_SECRET};
@@ -15,6 +16,11 @@ pub struct TestApp {
     pub backend: Backend,
     /// The database URL, to open a second store as another process would.
     pub db_url: String,
+    /// The master key file every instance on this database shares (generated at first start,
+    /// in a directory of this test's own).
+    pub key_file: PathBuf,
+    /// Keeps the key file's directory; shared by every instance on the database.
+    _keys: Arc<tempfile::TempDir>,
     _shutdown: tokio::sync::watch::Sender<bool>,
     /// `None` for another instance on a database some other `TestApp` owns.
     _db: Option<TestDb>,
@@ -27,12 +33,14 @@ impl std::ops::Deref for TestApp {
     }
 }
 
-/// The configuration of every test server: port 0, `db_url`, and a `sandbox` channel (method
-/// `sandbox`, secret [`SANDBOX_SECRET`], opted in with `allow_sandbox`); `extra` TOML is
-/// appended. Suites place many orders from 127.0.0.1, so `[risk]` limits are raised to
-/// [`RAISED_RISK`] unless `extra` has its own `[risk]` section (the abuse tests set low ones);
-/// `extra` may have a `[server]` section of its own (e.g. `trusted_proxies`).
-fn test_config(db_url: &str, max_connections: u32, extra: &str) -> Config {
+/// The configuration of every test server: port 0, `db_url`, the master key `key_file`, and
+/// a `sandbox` channel (method `sandbox`, secret [`SANDBOX_SECRET`], opted in with
+/// `allow_sandbox`); `extra` TOML is appended. Suites place many orders from 127.0.0.1, so
+/// `[risk]` limits are raised to [`RAISED_RISK`] unless `extra` has its own `[risk]` section
+/// (the abuse tests set low ones); `extra` may have a `[server]` section of its own (e.g.
+/// `trusted_proxies`).
+fn test_config(db_url: &str, key_file: &Path, max_connections: u32, extra: &str) -> Config {
+    let key_file = key_file.display();
     let listen = "listen = \"127.0.0.1:0\"\n";
     let (server, extra) = if extra.contains("[server]\n") {
         (
@@ -50,6 +58,7 @@ fn test_config(db_url: &str, max_connections: u32, extra: &str) -> Config {
     let toml = format!(
         "{server}\
          [database]\nurl = \"{db_url}\"\nmax_connections = {max_connections}\n\
+         [security]\nmaster_key_file = \"{key_file}\"\n\
          [[channels]]\nid = \"sandbox\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\n\
          secret = \"{SANDBOX_SECRET}\"\nallow_sandbox = true\n{extra}\n{risk}"
     );
@@ -82,7 +91,8 @@ impl TestApp {
     pub async fn spawn_opts(backend: Backend, extra: &str, opts: BuildOptions) -> TestApp {
         let db = TestDb::create(backend).await;
         let db_url = db.url().to_owned();
-        let mut app = TestApp::start(backend, &db_url, 16, extra, opts).await;
+        let keys = Arc::new(tempfile::tempdir().expect("temp dir for the master key"));
+        let mut app = TestApp::start(backend, &db_url, keys, 16, extra, opts).await;
         app._db = Some(db);
         app
     }
@@ -90,7 +100,15 @@ impl TestApp {
     /// Another kami process (as far as the database can tell) on this app's database, with its
     /// own configuration `extra`; the database stays this app's.
     pub async fn another_instance(&self, extra: &str) -> TestApp {
-        TestApp::start(self.backend, &self.db_url, 8, extra, simulators(false)).await
+        TestApp::start(
+            self.backend,
+            &self.db_url,
+            self._keys.clone(),
+            8,
+            extra,
+            simulators(false),
+        )
+        .await
     }
 
     /// Claimers in two kami processes at once, as far as the database can tell: four tasks, two
@@ -108,7 +126,7 @@ impl TestApp {
         F: Fn(Store) -> Fut + Clone + Send + 'static,
         Fut: std::future::Future<Output = Vec<T>> + Send + 'static,
     {
-        let other = Store::connect(&self.db_url, 8)
+        let other = Store::connect(&self.db_url, 8, &KeyFiles::new(&self.key_file))
             .await
             .expect("a second store on the test database");
         let stores = [
@@ -144,6 +162,7 @@ impl TestApp {
     async fn start(
         backend: Backend,
         db_url: &str,
+        keys: Arc<tempfile::TempDir>,
         max_connections: u32,
         extra: &str,
         opts: BuildOptions,
@@ -154,7 +173,8 @@ impl TestApp {
             ))
             .with_test_writer()
             .try_init();
-        let config = test_config(db_url, max_connections, extra);
+        let key_file = keys.path().join("master.key");
+        let config = test_config(db_url, &key_file, max_connections, extra);
         let app = Application::build_with(config, opts)
             .await
             .expect("app builds");
@@ -172,6 +192,8 @@ impl TestApp {
             state,
             backend,
             db_url: db_url.to_owned(),
+            key_file,
+            _keys: keys,
             _shutdown: tx,
             _db: None,
         }

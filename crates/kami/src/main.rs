@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use kami_core::{cards::parse_keys, SecretToken, Slug};
 use kami_server::services::passwords;
 use kami_server::{config, demo, time::now_ms, Application, BuildOptions, Config};
-use kami_store::Store;
+use kami_store::{KeyFiles, Store};
 
 mod simulators;
 
@@ -47,6 +47,19 @@ enum Command {
         #[command(subcommand)]
         command: CardsCommand,
     },
+    /// The master key that encrypts card keys and other stored secrets.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Write a consistent copy of the live SQLite database to FILE (mode 0600).
+    ///
+    /// The copy is taken online (`VACUUM INTO`: the shop keeps running) and its card keys stay
+    /// encrypted: back up the master key (`[security] master_key_file`) separately, and keep
+    /// it away from the database copies; without it the copy's card keys cannot be read.
+    /// FILE must not exist. On PostgreSQL nothing is written: kami prints how to use
+    /// `pg_dump` and exits with status 2.
+    Backup { file: PathBuf },
     /// Run the gateway simulators standalone (Alipay, WeChat Pay v3, Epay, sandbox).
     Sim {
         #[arg(long, default_value = "127.0.0.1:8090")]
@@ -59,6 +72,20 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         write_config: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Re-encrypt every stored secret under a new master key.
+    ///
+    /// Stop the shop first (every `kami serve` on this database): a server running during the
+    /// rotation would keep encrypting new secrets under the old key. The new key is written to
+    /// `master.key.next` (mode 0600) and registered before anything is encrypted under it;
+    /// secrets are re-encrypted in small transactions; then `master.key.next` replaces
+    /// `master.key`, and the old key is kept as `master.key.old`. Safe to interrupt at any
+    /// point (every secret stays readable with the files present); run it again to finish.
+    /// Back up the new `master.key` afterwards.
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -103,6 +130,12 @@ enum CardsCommand {
 }
 
 fn main() -> ExitCode {
+    // Whatever kami creates (data directory, database and WAL files, keys, backups) is the
+    // owner's alone.
+    // SAFETY: umask only sets the process's file mode mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -139,10 +172,18 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     Ok(loaded.config)
 }
 
+fn key_files(config: &Config) -> KeyFiles {
+    KeyFiles::new(config.security.master_key_path(&config.server))
+}
+
 async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    Store::connect(&config.database.url, config.database.max_connections)
-        .await
-        .with_context(|| format!("opening the {} database", scheme(&config.database.url)))
+    Store::connect(
+        &config.database.url,
+        config.database.max_connections,
+        &key_files(config),
+    )
+    .await
+    .with_context(|| format!("opening the {} database", scheme(&config.database.url)))
 }
 
 /// The URL scheme only: the rest may hold a password.
@@ -210,6 +251,58 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let config = load_config(cli.config.as_ref())?;
             import_cards(&config, &product, is_loop, &file).await
+        }
+        Command::Keys {
+            command: KeysCommand::Rotate,
+        } => {
+            let config = load_config(cli.config.as_ref())?;
+            let store = open_store(&config).await?;
+            let files = key_files(&config);
+            let r = store
+                .rotate_keys(&files)
+                .await
+                .context("rotating the master key")?;
+            println!(
+                "re-encrypted {} secrets; key {} → {} ({}); the old key is kept as {}. Back up the new key file.",
+                r.resealed,
+                r.from,
+                r.to,
+                files.path().display(),
+                files.old_path().display()
+            );
+            if r.stragglers > 0 {
+                bail!(
+                    "{} secrets were stored under another key while the rotation ran (was the \
+                     shop running?): they stay readable while {} exists; stop every `kami serve` \
+                     on this database and run `kami keys rotate` again",
+                    r.stragglers,
+                    files.old_path().display()
+                );
+            }
+            Ok(())
+        }
+        Command::Backup { file } => {
+            let config = load_config(cli.config.as_ref())?;
+            let store = open_store(&config).await?;
+            if store.backend_name() == "postgres" {
+                eprintln!(
+                    "kami backup copies SQLite databases only. For PostgreSQL use its own tool, e.g.\n  \
+                     pg_dump --format=custom --file=kami.dump \"$DATABASE_URL\"\n\
+                     (card keys stay encrypted in the dump). Back up the master key ({}) separately.",
+                    key_files(&config).path().display()
+                );
+                std::process::exit(2);
+            }
+            store
+                .backup_to(&file)
+                .await
+                .with_context(|| format!("backing up to {}", file.display()))?;
+            println!(
+                "wrote {} (card keys stay encrypted); back up the master key {} separately",
+                file.display(),
+                key_files(&config).path().display()
+            );
+            Ok(())
         }
         Command::Sim {
             listen,

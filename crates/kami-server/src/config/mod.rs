@@ -21,6 +21,7 @@ mod orders;
 mod retention;
 mod risk;
 mod secrets;
+mod security;
 mod server;
 mod shop;
 mod smtp;
@@ -46,6 +47,7 @@ pub use orders::OrdersConfig;
 pub use retention::RetentionConfig;
 pub use risk::RiskConfig;
 pub use secrets::Secret;
+pub use security::SecurityConfig;
 pub use server::ServerConfig;
 pub use shop::ShopConfig;
 pub use smtp::{SmtpConfig, SmtpTls};
@@ -69,6 +71,8 @@ pub struct Config {
     pub risk: RiskConfig,
     /// `[metrics]`: who may read `/metrics`.
     pub metrics: MetricsConfig,
+    /// `[security]`: the master key file.
+    pub security: SecurityConfig,
     /// Directory of the configuration file (absolute when loaded from a file); relative
     /// `*_file` paths resolve against it, against the current directory when there is no
     /// file. The `*_file` paths in [`ChannelConfig`] are already resolved.
@@ -87,6 +91,7 @@ impl Default for Config {
             channels: Vec::new(),
             risk: RiskConfig::default(),
             metrics: MetricsConfig::default(),
+            security: SecurityConfig::default(),
             base_dir: PathBuf::from("."),
         }
     }
@@ -270,6 +275,7 @@ fn load_text(
         .map(|s| smtp::build_smtp(s, &base_dir, &origins, &mut warnings))
         .transpose()?;
     let channels = channels::build_channels(&origins, &base_dir, &mut warnings)?;
+    let security = security::check_security(raw.security, &base_dir, &origins)?;
     Ok(Loaded {
         config: Config {
             server: raw.server,
@@ -281,6 +287,7 @@ fn load_text(
             channels,
             risk,
             metrics,
+            security,
             base_dir,
         },
         warnings,
@@ -300,6 +307,7 @@ struct RawConfig {
     channels: IgnoredAny,
     risk: risk::RawRisk,
     metrics: metrics::RawMetrics,
+    security: SecurityConfig,
 }
 
 /// A deserialization failure at `prefix` + its path as a [`ConfigError::Type`].

@@ -345,8 +345,8 @@ async fn orders_cookie_is_secure_on_an_https_shop() {
     let dir = tempfile::tempdir().unwrap();
     let toml = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://shop.example.com\"\n\
-         [database]\nurl = \"sqlite://{}/kami.db\"\n\
-         [[channels]]\nid = \"sandbox\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\nsecret = \"{}\"\nallow_sandbox = true\n",
+         data_dir = \"{0}\"\n[database]\nurl = \"sqlite://{0}/kami.db\"\n\
+         [[channels]]\nid = \"sandbox\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\nsecret = \"{1}\"\nallow_sandbox = true\n",
         dir.path().display(),
         kami_testkit::SANDBOX_SECRET
     );

@@ -83,7 +83,7 @@ async fn build_with_theme(files: &[(&str, &str)]) -> Result<(), String> {
         write(dir.path(), f, text);
     }
     let toml = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"sqlite://{}/kami.db\"\n{}",
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{0}\"\n[database]\nurl = \"sqlite://{0}/kami.db\"\n{1}",
         dir.path().display(),
         theme_config(dir.path())
     );

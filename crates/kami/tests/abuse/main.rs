@@ -6,3 +6,4 @@
 mod events;
 mod risk;
 mod risk_edges;
+mod secrets;

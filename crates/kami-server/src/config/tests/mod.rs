@@ -10,6 +10,7 @@ use super::*;
 
 mod channels;
 mod risk;
+mod security;
 mod smtp;
 
 pub(super) fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

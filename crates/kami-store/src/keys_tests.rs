@@ -1,0 +1,352 @@
+//! Secrets at rest on a SQLite file: nothing readable in the raw bytes, plain text of an older
+//! kami sealed at start, wrong or missing keys refused, rotation.
+
+use std::path::{Path, PathBuf};
+
+use kami_core::{Currency, Money, PriceTiers, Slug};
+
+use crate::model::{Delivery, NewProduct};
+use crate::{KeyFiles, Store, StoreError};
+
+fn product(slug: &str) -> NewProduct {
+    NewProduct {
+        slug: Slug::parse(slug).unwrap(),
+        title: "Keys".into(),
+        description: String::new(),
+        price: Money::new(100, Currency::parse("CNY").unwrap()).unwrap(),
+        delivery: Delivery::Auto,
+        manual_stock: None,
+        category: String::new(),
+        sort_order: 0,
+        tiers: PriceTiers::parse("").unwrap(),
+        min_quantity: 1,
+        max_quantity: 10,
+    }
+}
+
+struct Db {
+    dir: tempfile::TempDir,
+}
+
+impl Db {
+    fn new() -> Db {
+        Db {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn file(&self) -> PathBuf {
+        self.dir.path().join("kami.db")
+    }
+    fn url(&self) -> String {
+        format!("sqlite://{}", self.file().display())
+    }
+    fn keys(&self) -> KeyFiles {
+        KeyFiles::new(self.dir.path().join("keys/master.key"))
+    }
+    async fn connect(&self) -> crate::Result<Store> {
+        Store::connect(&self.url(), 2, &self.keys()).await
+    }
+    /// The database file and its WAL, as raw bytes.
+    fn raw(&self) -> Vec<u8> {
+        let mut all = Vec::new();
+        for suffix in ["", "-wal"] {
+            let p = format!("{}{suffix}", self.file().display());
+            if let Ok(b) = std::fs::read(Path::new(&p)) {
+                all.extend(b);
+            }
+        }
+        all
+    }
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+fn keys(prefix: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("{prefix}-{i:05}-{:016x}", rand::random::<u64>()))
+        .collect()
+}
+
+#[tokio::test]
+async fn imported_keys_are_sealed_on_disk_and_deduplicated_by_keyed_hash() {
+    let db = Db::new();
+    let store = db.connect().await.unwrap();
+    store.create_product(product("keys"), 1).await.unwrap();
+    let ks = keys("PLAINCARD", 300);
+    let r = store
+        .import_cards("keys", ks.clone(), false, 2, &|_| {})
+        .await
+        .unwrap();
+    assert_eq!((r.imported, r.duplicates), (300, 0));
+    let again = store
+        .import_cards("keys", ks[..50].to_vec(), false, 3, &|_| {})
+        .await
+        .unwrap();
+    assert_eq!((again.imported, again.duplicates), (0, 50));
+    let raw = db.raw();
+    assert!(raw.len() > 10_000);
+    for k in &ks {
+        assert!(!contains(&raw, k), "{k} is readable in the database files");
+    }
+    assert!(!contains(&raw, "PLAINCARD"));
+    let census = store.sealed_census().await.unwrap();
+    assert_eq!(census.len(), 1, "{census:?}");
+    assert_eq!(census[0].1, 300);
+    assert!(census[0].0.is_some(), "no plain-text value");
+}
+
+/// A database as kami left it before secrets were sealed (schema 1-5), with plain-text keys
+/// and a fulfilment content.
+fn legacy_database(file: &Path, card_keys: &[String], content: &str) {
+    let conn = rusqlite::Connection::open(file).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; CREATE TABLE kami_migrations \
+         (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+    )
+    .unwrap();
+    for (v, sql) in [
+        include_str!("migrations/sqlite/0001_init.sql"),
+        include_str!("migrations/sqlite/0002_checks_refunds.sql"),
+        include_str!("migrations/sqlite/0003_storefront.sql"),
+        include_str!("migrations/sqlite/0004_outbox_mail.sql"),
+        include_str!("migrations/sqlite/0005_fulfilment.sql"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        conn.execute_batch(sql).unwrap();
+        conn.execute(
+            "INSERT INTO kami_migrations VALUES (?1, 'm', 0)",
+            [v as i64 + 1],
+        )
+        .unwrap();
+    }
+    conn.execute_batch(
+        "INSERT INTO products (id, slug, title, price, currency, delivery, created_at) \
+         VALUES (1, 'keys', 'Keys', 100, 'CNY', 'auto', 0), \
+                (2, 'gift', 'Gift', 100, 'CNY', 'manual', 0)",
+    )
+    .unwrap();
+    for k in card_keys {
+        conn.execute(
+            "INSERT INTO cards (product_id, secret, status, created_at) VALUES (1, ?1, 'available', 0)",
+            [k],
+        )
+        .unwrap();
+    }
+    conn.execute(
+        "INSERT INTO orders (id, order_no, product_id, quantity, amount, currency, email, method, \
+           channel_id, status, access_token_hash, created_at, expires_at, paid_at, fulfilment) \
+         VALUES (1, 'K20260101000000123456789012', 2, 1, 100, 'CNY', 'a@b.cn', 'sandbox', 'sandbox', \
+           'fulfilled', 'h', 0, 1, 1, ?1)",
+        [content],
+    )
+    .unwrap();
+    // Checkpointed into the file (closing the connection does the rest).
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        .unwrap();
+}
+
+#[tokio::test]
+async fn plain_text_of_an_older_kami_is_sealed_at_start_and_leaves_no_trace() {
+    let db = Db::new();
+    let ks = keys("OLDPLAIN", 500);
+    let content = "FULFILMENT-CONTENT-license-0123456789";
+    legacy_database(&db.file(), &ks, content);
+    assert!(
+        contains(&db.raw(), &ks[0]),
+        "the legacy file holds plain text"
+    );
+    let mode = |p: &Path| {
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions())
+            & 0o777
+    };
+    let wal = PathBuf::from(format!("{}-wal", db.file().display()));
+    std::fs::set_permissions(
+        db.file(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let store = db.connect().await.unwrap();
+    assert_eq!(
+        mode(&db.file()),
+        0o600,
+        "an older kami's database file stays readable"
+    );
+    // SQLite gives the WAL the mode of the database file.
+    assert_eq!(mode(&wal), 0o600);
+    let raw = db.raw();
+    for k in &ks {
+        assert!(!contains(&raw, k), "{k} survived the upgrade in the files");
+    }
+    assert!(!contains(&raw, content));
+    assert!(!contains(&raw, "OLDPLAIN"));
+    let census = store.sealed_census().await.unwrap();
+    assert!(census.iter().all(|(id, _)| id.is_some()), "{census:?}");
+    assert_eq!(census.iter().map(|c| c.1).sum::<u64>(), 501);
+    // The fulfilment opens to the same text; re-importing the keys finds them all.
+    let order = store
+        .order(&kami_core::OrderNo::parse("K20260101000000123456789012").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(order.fulfilment.as_deref(), Some(content));
+    let again = store
+        .import_cards("keys", ks.clone(), false, 5, &|_| {})
+        .await
+        .unwrap();
+    assert_eq!((again.imported, again.duplicates), (0, 500));
+    drop(store);
+    // A second start finds nothing more to seal and the same key.
+    let store = db.connect().await.unwrap();
+    assert_eq!(store.sealed_census().await.unwrap(), census);
+}
+
+#[tokio::test]
+async fn a_wrong_or_missing_key_refuses_to_open_a_database_with_secrets() {
+    let db = Db::new();
+    let store = db.connect().await.unwrap();
+    store.create_product(product("keys"), 1).await.unwrap();
+    store
+        .import_cards("keys", keys("K", 3), false, 2, &|_| {})
+        .await
+        .unwrap();
+    drop(store);
+    let key_file = db.keys().path().to_path_buf();
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&key_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let good = std::fs::read(&key_file).unwrap();
+
+    // Another key in its place.
+    std::fs::remove_file(&key_file).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    KeyFiles::new(other.path().join("k")).create().unwrap();
+    std::fs::copy(other.path().join("k"), &key_file).unwrap();
+    let err = db
+        .connect()
+        .await
+        .err()
+        .expect("a wrong key must be refused");
+    assert!(matches!(err, StoreError::Key(_)), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("is not this database's key"), "{msg}");
+    assert!(msg.contains(&key_file.display().to_string()), "{msg}");
+
+    // No key at all: refused, and no new key file is made.
+    std::fs::remove_file(&key_file).unwrap();
+    let err = db
+        .connect()
+        .await
+        .err()
+        .expect("a missing key must be refused");
+    let msg = err.to_string();
+    assert!(msg.contains("is missing"), "{msg}");
+    assert!(msg.contains("restore the key file"), "{msg}");
+    assert!(
+        !key_file.exists(),
+        "a fresh key was created for an existing database"
+    );
+
+    // The right key opens it again.
+    std::fs::write(&key_file, &good).unwrap();
+    let store = db.connect().await.unwrap();
+    assert_eq!(store.sealed_census().await.unwrap()[0].1, 3);
+}
+
+#[tokio::test]
+async fn rotation_moves_every_secret_to_a_new_key_and_keeps_the_old_one_beside() {
+    let db = Db::new();
+    let store = db.connect().await.unwrap();
+    store.create_product(product("keys"), 1).await.unwrap();
+    let ks = keys("ROT", 450);
+    store
+        .import_cards("keys", ks.clone(), false, 2, &|_| {})
+        .await
+        .unwrap();
+    let before = store.sealed_census().await.unwrap();
+    let rotation = store.rotate_keys(&db.keys()).await.unwrap();
+    assert_eq!((rotation.resealed, rotation.stragglers), (450, 0));
+    assert_ne!(rotation.from, rotation.to);
+    assert_eq!(before[0].0, Some(rotation.from));
+    assert_eq!(
+        store.sealed_census().await.unwrap(),
+        vec![(Some(rotation.to), 450)]
+    );
+    assert!(db.keys().old_path().exists());
+    assert!(!db.keys().next_path().exists());
+    drop(store);
+    // Restarted on the new key: keys are still found as duplicates.
+    let store = db.connect().await.unwrap();
+    let again = store
+        .import_cards("keys", ks[..10].to_vec(), false, 3, &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(again.duplicates, 10);
+    // Without the old key the database still opens: nothing is under it any more.
+    std::fs::remove_file(db.keys().old_path()).unwrap();
+    drop(store);
+    db.connect().await.unwrap();
+}
+
+#[tokio::test]
+async fn backup_is_a_0600_copy_with_secrets_still_sealed() {
+    let db = Db::new();
+    let store = db.connect().await.unwrap();
+    store.create_product(product("keys"), 1).await.unwrap();
+    let ks = keys("BAK", 20);
+    store
+        .import_cards("keys", ks.clone(), false, 2, &|_| {})
+        .await
+        .unwrap();
+    let copy = db.dir.path().join("backup.db");
+    store.backup_to(&copy).await.unwrap();
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&copy).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let bytes = std::fs::read(&copy).unwrap();
+    assert!(bytes.starts_with(b"SQLite format 3\0"));
+    assert!(!ks.iter().any(|k| contains(&bytes, k)));
+    let conn = rusqlite::Connection::open(&copy).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT COUNT(*) FROM cards", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 20);
+    // An existing file is never overwritten.
+    let err = store.backup_to(&copy).await.unwrap_err().to_string();
+    assert!(err.contains("cannot create"), "{err}");
+}
+
+#[tokio::test]
+async fn secrets_a_running_kami_sealed_under_the_old_key_are_moved_by_the_next_rotation() {
+    let db = Db::new();
+    let running = db.connect().await.unwrap();
+    running.create_product(product("keys"), 1).await.unwrap();
+    running
+        .import_cards("keys", keys("A", 20), false, 2, &|_| {})
+        .await
+        .unwrap();
+    let tool = db.connect().await.unwrap();
+    let first = tool.rotate_keys(&db.keys()).await.unwrap();
+    // The shop was (wrongly) left running: it still seals under the old key.
+    running
+        .import_cards("keys", keys("B", 5), false, 3, &|_| {})
+        .await
+        .unwrap();
+    let census = tool.sealed_census().await.unwrap();
+    assert!(census.contains(&(Some(first.from), 5)), "{census:?}");
+    // Still readable with master.key.old beside the new key; the next rotation moves them.
+    assert_eq!(
+        db.connect().await.unwrap().verify_secrets().await.unwrap(),
+        25
+    );
+    let second = tool.rotate_keys(&db.keys()).await.unwrap();
+    assert_eq!((second.resealed, second.stragglers), (25, 0));
+    assert_eq!(
+        tool.sealed_census().await.unwrap(),
+        vec![(Some(second.to), 25)]
+    );
+}
