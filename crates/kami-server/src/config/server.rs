@@ -41,7 +41,7 @@ pub struct ServerConfig {
     /// open-files limit allows).
     pub max_connections: u32,
     /// Open connections from one client address (IPv6: its /64) at most; trusted proxies
-    /// have no such cap. Default 256.
+    /// and this host (127.0.0.1, ::1) have no such cap. Default 256.
     pub max_connections_per_ip: u32,
     /// Requests being answered at once at most; beyond it `503` + `Retry-After`. Gateway
     /// notifications may use the last eighth, which other requests may not. Default 1024.

@@ -42,7 +42,9 @@ impl ConnCaps {
     }
 
     /// A slot for a new connection from `peer`, or `None` when a cap is reached. Our own
-    /// proxies (`server.trusted_proxies`) carry many clients: only the global cap applies.
+    /// proxies (`server.trusted_proxies`) carry many clients: only the global cap applies;
+    /// so does it to this host itself (127.0.0.1, ::1): a reverse proxy beside kami, even
+    /// one not (yet) listed, must not make all its clients share one address's cap.
     pub(super) fn admit(&self, peer: IpAddr) -> Option<Slot> {
         let peer = peer.to_canonical();
         if self.open.fetch_add(1, Ordering::AcqRel) >= self.max {
@@ -53,7 +55,7 @@ impl ConnCaps {
             open: self.open.clone(),
             per_ip: None,
         };
-        if self.trusted.iter().any(|net| net.contains(&peer)) {
+        if is_this_host(peer) || self.trusted.iter().any(|net| net.contains(&peer)) {
             return Some(slot);
         }
         let key = client_key(peer);
@@ -86,6 +88,14 @@ impl Drop for Slot {
                 }
             }
         }
+    }
+}
+
+/// 127.0.0.1 or ::1: this host (other 127.0.0.0/8 addresses count as clients).
+fn is_this_host(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4 == std::net::Ipv4Addr::LOCALHOST,
+        IpAddr::V6(v6) => v6 == std::net::Ipv6Addr::LOCALHOST,
     }
 }
 
@@ -293,7 +303,15 @@ mod tests {
         assert_eq!(caps.open(), 6);
         assert!(caps.admit(ip("10.1.1.1")).is_none(), "the global cap binds proxies too");
         assert!(caps.admit(ip("198.51.100.1")).is_none(), "global cap");
+        assert!(caps.admit(ip("127.0.0.1")).is_none(), "global cap, this host too");
         drop((a2, a3, b, b2, p1, p2));
+        let local: Vec<Slot> = (0..6).filter_map(|_| caps.admit(ip("::1"))).collect();
+        assert_eq!(local.len(), 6, "no per-IP cap for this host");
+        assert!(caps.admit(ip("127.0.0.2")).is_none(), "global cap");
+        drop(local);
+        let other_loopback: Vec<Slot> = (0..3).filter_map(|_| caps.admit(ip("127.0.0.2"))).collect();
+        assert_eq!(other_loopback.len(), 2, "127.0.0.2 is a client like any other");
+        drop(other_loopback);
         assert_eq!(caps.open(), 0);
         assert!(caps.per_ip.lock().unwrap().is_empty(), "no entry outlives its connections");
     }
