@@ -14,7 +14,9 @@ pub const MAX_LINE_LEN: usize = 64 * 1024;
 /// Why a streamed import stopped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyStreamError {
-    #[error("line {line} is longer than {MAX_LINE_LEN} bytes (a card key is at most {MAX_KEY_LEN})")]
+    #[error(
+        "line {line} is longer than {MAX_LINE_LEN} bytes (a card key is at most {MAX_KEY_LEN})"
+    )]
     LineTooLong { line: u64 },
     #[error("line {line} is not UTF-8 text")]
     NotUtf8 { line: u64 },

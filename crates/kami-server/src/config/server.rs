@@ -118,11 +118,27 @@ pub(super) fn check_server(server: &ServerConfig, origins: &Origins) -> Result<(
         ));
     }
     for (key, value, range) in [
-        ("server.header_timeout_secs", server.header_timeout_secs, (1, 3600)),
-        ("server.body_timeout_secs", server.body_timeout_secs, (1, 3600)),
+        (
+            "server.header_timeout_secs",
+            server.header_timeout_secs,
+            (1, 3600),
+        ),
+        (
+            "server.body_timeout_secs",
+            server.body_timeout_secs,
+            (1, 3600),
+        ),
         ("server.keepalive_secs", server.keepalive_secs, (1, 3600)),
-        ("server.max_connections", server.max_connections, (1, 1_000_000)),
-        ("server.max_connections_per_ip", server.max_connections_per_ip, (1, 1_000_000)),
+        (
+            "server.max_connections",
+            server.max_connections,
+            (1, 1_000_000),
+        ),
+        (
+            "server.max_connections_per_ip",
+            server.max_connections_per_ip,
+            (1, 1_000_000),
+        ),
         ("server.max_in_flight", server.max_in_flight, (2, 1_000_000)),
     ] {
         check_range(origins, key, value, range)?;

@@ -169,7 +169,10 @@ async fn idle_and_half_sent_sockets_are_closed_by_the_header_timeout() {
         let r = reqwest::get(s.shop.url("/healthz")).await.unwrap();
         assert_eq!(r.status(), 200);
         let took = started.elapsed();
-        assert!(took < Duration::from_secs(1), "healthz took {took:?} during the attack");
+        assert!(
+            took < Duration::from_secs(1),
+            "healthz took {took:?} during the attack"
+        );
         let held = s.fds();
         assert!(
             held >= before + IDLE,
@@ -237,8 +240,8 @@ async fn unauthenticated_uploads_are_refused_before_their_body_is_read() {
             tokio::spawn(async move {
                 let mut peak = 0u64;
                 for _ in 0..400 {
-                    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-                        .unwrap_or_default();
+                    let status =
+                        std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
                     let rss = status
                         .lines()
                         .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -290,7 +293,10 @@ async fn unauthenticated_uploads_are_refused_before_their_body_is_read() {
         for (response, sent) in &results {
             assert_eq!(status_of(response), 401, "{response}");
             assert!(response.contains("\"unauthorized\""), "{response}");
-            assert!(sent < &UPLOAD_BYTES, "the server read a whole unauthenticated upload");
+            assert!(
+                sent < &UPLOAD_BYTES,
+                "the server read a whole unauthenticated upload"
+            );
         }
         let rss_after = s.rss_kib();
         sampler.abort();
@@ -426,7 +432,8 @@ async fn a_dribbled_body_is_cut_off_by_the_body_timeout() {
             }
         });
         let mut response = Vec::new();
-        let read = tokio::time::timeout(Duration::from_secs(10), r.read_to_end(&mut response)).await;
+        let read =
+            tokio::time::timeout(Duration::from_secs(10), r.read_to_end(&mut response)).await;
         let took = started.elapsed();
         assert!(read.is_ok(), "the connection was not cut within 10 s");
         let response = String::from_utf8_lossy(&response);

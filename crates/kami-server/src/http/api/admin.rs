@@ -3,10 +3,10 @@
 use std::mem;
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::body::Body;
 use axum::Json;
 use http_body_util::BodyExt;
 use kami_core::cards::{KeyStream, KeyStreamError, ParsedKeys};
@@ -220,9 +220,11 @@ impl ImportTotals {
 
 fn stream_error(e: KeyStreamError) -> ApiError {
     match e {
-        KeyStreamError::LineTooLong { .. } => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "line_too_long", e.to_string())
-        }
+        KeyStreamError::LineTooLong { .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "line_too_long",
+            e.to_string(),
+        ),
         KeyStreamError::NotUtf8 { .. } => ApiError::bad_request(
             "invalid_encoding",
             format!("card keys must be UTF-8 text, one per line: {e}"),

@@ -160,7 +160,10 @@ mod tests {
         let n1 = cap.admit(Class::Notification);
         let n2 = cap.admit(Class::Notification);
         assert!(n1.is_some() && n2.is_some());
-        assert!(cap.admit(Class::Notification).is_none(), "the cap binds them too");
+        assert!(
+            cap.admit(Class::Notification).is_none(),
+            "the cap binds them too"
+        );
         drop(others);
         assert!(cap.admit(Class::Other).is_some(), "permits are given back");
         assert_eq!(InFlight::new(2).max_other, 1, "at least one place is kept");

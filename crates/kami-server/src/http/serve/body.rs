@@ -134,7 +134,10 @@ mod tests {
         let started = Instant::now();
         let steady = TimedBody::new(dribble(MS(20), 25), BodyRule::BetweenChunks(gap));
         assert_eq!(steady.collect().await.unwrap().to_bytes().len(), 25);
-        assert!(started.elapsed() > gap, "the whole took longer than one gap");
+        assert!(
+            started.elapsed() > gap,
+            "the whole took longer than one gap"
+        );
         let stalled = TimedBody::new(dribble(MS(400), 2), BodyRule::BetweenChunks(gap));
         let err = stalled.collect().await.err().unwrap();
         assert!(err.downcast_ref::<BodyTimeout>().is_some(), "{err}");

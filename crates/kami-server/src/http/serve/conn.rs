@@ -15,11 +15,14 @@ use ipnet::IpNet;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+/// Open connections per client key.
+type PerIp = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
 /// The caps on open connections.
 pub(super) struct ConnCaps {
     open: Arc<AtomicUsize>,
     max: usize,
-    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    per_ip: PerIp,
     max_per_ip: usize,
     trusted: Vec<IpNet>,
 }
@@ -27,7 +30,7 @@ pub(super) struct ConnCaps {
 /// An open connection's place under the caps; freed on drop.
 pub(super) struct Slot {
     open: Arc<AtomicUsize>,
-    per_ip: Option<(Arc<Mutex<HashMap<IpAddr, usize>>>, IpAddr)>,
+    per_ip: Option<(PerIp, IpAddr)>,
 }
 
 impl ConnCaps {
@@ -181,7 +184,12 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Watched<IO> {
         let heads = this.activity.heads.load(Ordering::Acquire);
         let busy = this.activity.busy.load(Ordering::Acquire) > 0;
         // A head read since arming, or a request being answered: that head is done.
-        if busy || this.head_deadline.as_ref().is_some_and(|(h, _)| *h != heads) {
+        if busy
+            || this
+                .head_deadline
+                .as_ref()
+                .is_some_and(|(h, _)| *h != heads)
+        {
             this.head_deadline = None;
         }
         let before = buf.filled().len();
@@ -210,7 +218,11 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Watched<IO> {
 
 impl<IO: AsyncWrite + Unpin> Watched<IO> {
     /// Clears the stall deadline on progress; on `Pending`, arms and polls it.
-    fn watch_write<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+    fn watch_write<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
         if r.is_ready() {
             self.write_deadline = None;
             return r;
@@ -281,7 +293,10 @@ mod tests {
             client_key(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")),
             client_key(ip("2001:db8:1:2::7"))
         );
-        assert_ne!(client_key(ip("2001:db8:1:3::1")), client_key(ip("2001:db8:1:2::1")));
+        assert_ne!(
+            client_key(ip("2001:db8:1:3::1")),
+            client_key(ip("2001:db8:1:2::1"))
+        );
         assert_eq!(client_key(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
         assert_eq!(client_key(ip("192.0.2.7")), ip("192.0.2.7"));
     }
@@ -301,18 +316,32 @@ mod tests {
         let p1 = caps.admit(ip("10.1.1.1")).unwrap();
         let p2 = caps.admit(ip("10.1.1.1")).unwrap();
         assert_eq!(caps.open(), 6);
-        assert!(caps.admit(ip("10.1.1.1")).is_none(), "the global cap binds proxies too");
+        assert!(
+            caps.admit(ip("10.1.1.1")).is_none(),
+            "the global cap binds proxies too"
+        );
         assert!(caps.admit(ip("198.51.100.1")).is_none(), "global cap");
-        assert!(caps.admit(ip("127.0.0.1")).is_none(), "global cap, this host too");
+        assert!(
+            caps.admit(ip("127.0.0.1")).is_none(),
+            "global cap, this host too"
+        );
         drop((a2, a3, b, b2, p1, p2));
         let local: Vec<Slot> = (0..6).filter_map(|_| caps.admit(ip("::1"))).collect();
         assert_eq!(local.len(), 6, "no per-IP cap for this host");
         assert!(caps.admit(ip("127.0.0.2")).is_none(), "global cap");
         drop(local);
-        let other_loopback: Vec<Slot> = (0..3).filter_map(|_| caps.admit(ip("127.0.0.2"))).collect();
-        assert_eq!(other_loopback.len(), 2, "127.0.0.2 is a client like any other");
+        let other_loopback: Vec<Slot> =
+            (0..3).filter_map(|_| caps.admit(ip("127.0.0.2"))).collect();
+        assert_eq!(
+            other_loopback.len(),
+            2,
+            "127.0.0.2 is a client like any other"
+        );
         drop(other_loopback);
         assert_eq!(caps.open(), 0);
-        assert!(caps.per_ip.lock().unwrap().is_empty(), "no entry outlives its connections");
+        assert!(
+            caps.per_ip.lock().unwrap().is_empty(),
+            "no entry outlives its connections"
+        );
     }
 }

@@ -246,7 +246,10 @@ mod tests {
     fn the_card_import_route_is_recognised() {
         let post = Method::POST;
         assert!(is_card_import(&post, "/api/v1/admin/products/vip/cards"));
-        assert!(!is_card_import(&Method::GET, "/api/v1/admin/products/vip/cards"));
+        assert!(!is_card_import(
+            &Method::GET,
+            "/api/v1/admin/products/vip/cards"
+        ));
         assert!(!is_card_import(&post, "/api/v1/admin/products//cards"));
         assert!(!is_card_import(&post, "/api/v1/admin/products/a/b/cards"));
         assert!(!is_card_import(&post, "/api/v1/admin/products"));
