@@ -15,6 +15,7 @@ mod conn;
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -114,7 +115,10 @@ pub async fn serve(
         in_flight: InFlight::new(limits.max_in_flight),
         router,
         limits,
+        refused: AtomicU64::new(0),
+        shed: AtomicU64::new(0),
     });
+    let reporter = tokio::spawn(report(shared.clone()));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         // hyper times the wait for the next request head from the moment the connection
@@ -137,6 +141,7 @@ pub async fn serve(
         let Some(slot) = shared.caps.admit(peer.ip()) else {
             // Over a cap: closed before anything is spawned for it.
             tracing::debug!(%peer, "connection refused: connection cap reached");
+            shared.refused.fetch_add(1, Ordering::Relaxed);
             drop(stream);
             continue;
         };
@@ -163,7 +168,28 @@ pub async fn serve(
     }
     drop(listener);
     graceful.shutdown().await;
+    reporter.abort();
     Ok(())
+}
+
+/// Once a minute, what the caps refused (if anything): one line, however large the attack.
+async fn report(shared: Arc<Shared>) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let refused = shared.refused.swap(0, Ordering::Relaxed);
+        let shed = shared.shed.swap(0, Ordering::Relaxed);
+        if refused > 0 || shed > 0 {
+            tracing::warn!(
+                refused,
+                shed,
+                "in the last minute: {refused} connections closed at the connection caps \
+                 (server.max_connections, max_connections_per_ip), {shed} requests answered \
+                 503 at server.max_in_flight"
+            );
+        }
+    }
 }
 
 /// What every connection shares.
@@ -172,6 +198,9 @@ struct Shared {
     in_flight: InFlight,
     router: Router,
     limits: Limits,
+    /// Connections closed at a cap, requests shed: since the last report.
+    refused: AtomicU64,
+    shed: AtomicU64,
 }
 
 /// One request: admitted (or shed), its body under a deadline, the peer's address for the
@@ -185,6 +214,7 @@ async fn handle(
     let path = req.uri().path();
     let class = Class::of(path);
     let Some(permit) = shared.in_flight.admit(class) else {
+        shared.shed.fetch_add(1, Ordering::Relaxed);
         return Ok(admit::overloaded(path, started));
     };
     let rule = if is_card_import(req.method(), path) {
