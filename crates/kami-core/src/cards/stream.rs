@@ -36,6 +36,9 @@ pub struct KeyStream {
     lines: u64,
     batch: ParsedKeys,
     seen: HashSet<String>,
+    /// An error found after batches completed in the same `push`: those batches are returned
+    /// first, the error by the next call.
+    failed: Option<KeyStreamError>,
 }
 
 impl KeyStream {
@@ -47,12 +50,36 @@ impl KeyStream {
             lines: 0,
             batch: ParsedKeys::default(),
             seen: HashSet::new(),
+            failed: None,
         }
     }
 
-    /// Feed the next bytes; returns the batches they completed (usually none).
-    pub fn push(&mut self, mut chunk: &[u8]) -> Result<Vec<ParsedKeys>, KeyStreamError> {
+    /// Feed the next bytes; returns the batches they completed (usually none). Once it has
+    /// failed, the stream only repeats its error; every batch completed before the failing
+    /// line is returned first.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<ParsedKeys>, KeyStreamError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
         let mut full = Vec::new();
+        match self.split(chunk, &mut full) {
+            Ok(()) => Ok(full),
+            Err(e) if full.is_empty() => {
+                self.failed = Some(e.clone());
+                Err(e)
+            }
+            Err(e) => {
+                self.failed = Some(e);
+                Ok(full)
+            }
+        }
+    }
+
+    fn split(
+        &mut self,
+        mut chunk: &[u8],
+        full: &mut Vec<ParsedKeys>,
+    ) -> Result<(), KeyStreamError> {
         while let Some(end) = chunk.iter().position(|&b| b == b'\n') {
             if self.partial.is_empty() {
                 self.line(&chunk[..end])?;
@@ -66,12 +93,14 @@ impl KeyStream {
                 full.push(self.take_batch());
             }
         }
-        self.extend_partial(chunk)?;
-        Ok(full)
+        self.extend_partial(chunk)
     }
 
     /// The end of the file: the last batch (possibly empty).
     pub fn finish(mut self) -> Result<ParsedKeys, KeyStreamError> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
         if !self.partial.is_empty() {
             let line = mem::take(&mut self.partial);
             self.line(&line)?;
@@ -185,6 +214,18 @@ mod tests {
         assert_eq!(stream(max.as_bytes(), 4096, 10).unwrap()[0].rejected, 1);
         let bad = b"a\nb\n\xff\xfe\n";
         assert_eq!(stream(bad, 2, 10), Err(KeyStreamError::NotUtf8 { line: 3 }));
+        // Batches completed before the failing line, in the same chunk, come out first.
+        let mut s = KeyStream::new(3);
+        let text = format!("a\nb\nc\nd\n{}\nlater\n", "y".repeat(MAX_LINE_LEN + 1));
+        let first = s.push(text.as_bytes()).unwrap();
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].keys, ["a", "b", "c"]);
+        let again = Err(KeyStreamError::LineTooLong { line: 5 });
+        assert_eq!(s.push(b"more\n"), again);
+        assert_eq!(
+            s.finish(),
+            again.map(|_: Vec<ParsedKeys>| ParsedKeys::default())
+        );
         // A character split across two chunks is fine.
         let split = "é\n".as_bytes();
         assert_eq!(stream(split, 1, 10).unwrap()[0].keys, ["é"]);

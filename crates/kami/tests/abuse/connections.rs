@@ -39,13 +39,17 @@ struct Server {
 }
 
 impl Server {
-    /// `server` is extra `[server]` keys.
+    /// `server` is extra `[server]` keys; SQLite.
     async fn start(server: &str) -> Server {
+        Server::start_on(Backend::Sqlite, server).await
+    }
+
+    async fn start_on(backend: Backend, server: &str) -> Server {
         // This process opens thousands of sockets too.
         let _ = rlimit::increase_nofile_limit(u64::MAX);
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let db = TestDb::create(Backend::Sqlite).await;
+        let db = TestDb::create(backend).await;
         let config = d.join("kami.toml");
         std::fs::write(
             &config,
@@ -454,9 +458,19 @@ const IMPORT_KEYS: usize = 100_000;
 const REPEAT_EVERY: usize = 997;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_large_import_streams_in_batches_with_bounded_memory() {
+async fn a_large_import_streams_in_batches_with_bounded_memory_sqlite() {
+    large_import(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL at KAMI_TEST_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres)"]
+async fn a_large_import_streams_in_batches_with_bounded_memory_postgres() {
+    large_import(Backend::Postgres).await;
+}
+
+async fn large_import(backend: Backend) {
     bounded(240, async {
-        let s = Server::start("").await;
+        let s = Server::start_on(backend, "").await;
         s.shop.create_product("bulk", 100, "auto").await;
         let key = |i: usize| format!("BULK-{i:08}-{}", "x".repeat(220));
         let mut text = String::with_capacity(IMPORT_KEYS * 250);
