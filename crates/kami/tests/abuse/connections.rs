@@ -414,7 +414,7 @@ async fn one_address_is_capped_while_others_are_served_and_load_is_shed_but_not_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dribbled_body_is_cut_off_by_the_body_timeout() {
+async fn a_dribbled_body_is_cut_off_by_the_body_timeout_and_body_errors_are_json() {
     bounded(60, async {
         let s = Server::start("body_timeout_secs = 2\n").await;
         let mut t = TcpStream::connect(s.addr).await.unwrap();
@@ -448,6 +448,30 @@ async fn a_dribbled_body_is_cut_off_by_the_body_timeout() {
             "cut after {took:?} with body_timeout_secs = 2"
         );
         dribbler.abort();
+
+        // Too large is refused in JSON too, once past the limit (2 MiB).
+        let t = TcpStream::connect(s.addr).await.unwrap();
+        let size = 3 * 1024 * 1024;
+        let head = format!(
+            "POST /api/v1/admin/products HTTP/1.1\r\nHost: shop\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {size}\r\n\r\n",
+            s.shop.admin_token,
+        );
+        let (mut r, mut w) = t.into_split();
+        let writer = tokio::spawn(async move {
+            let _ = w.write_all(head.as_bytes()).await;
+            let _ = w.write_all(&vec![b' '; size]).await;
+            w
+        });
+        let mut response = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), r.read_to_end(&mut response)).await;
+        assert!(read.is_ok(), "a refused body closes its connection");
+        drop(writer);
+        let response = String::from_utf8_lossy(&response);
+        assert_eq!(status_of(&response), 413, "{response}");
+        let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {response}"));
+        assert_eq!(v["error"]["code"], "invalid_body", "{v}");
         s.proc.stop().await;
     })
     .await;
