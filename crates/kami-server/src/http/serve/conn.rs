@@ -286,6 +286,68 @@ mod tests {
         s.parse().unwrap()
     }
 
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    /// Reads from `io` until it fails or `limit` passes; the error kind and when.
+    async fn read_until_error(
+        io: &mut Watched<tokio::io::DuplexStream>,
+        limit: Duration,
+    ) -> Option<(io::ErrorKind, Duration)> {
+        let started = Instant::now();
+        let mut buf = [0u8; 64];
+        tokio::time::timeout(limit, async {
+            loop {
+                if let Err(e) = io.read(&mut buf).await {
+                    return (e.kind(), started.elapsed());
+                }
+            }
+        })
+        .await
+        .ok()
+    }
+
+    #[tokio::test]
+    async fn a_head_has_its_time_from_connecting_then_from_its_first_byte_never_while_idle() {
+        // Nothing sent: the connection's first head times out.
+        let (server, _client) = tokio::io::duplex(1024);
+        let mut io = Watched::new(server, Arc::default(), MS(200), MS(200));
+        let (kind, after) = read_until_error(&mut io, MS(2000)).await.unwrap();
+        assert_eq!(kind, io::ErrorKind::TimedOut);
+        assert!(after >= MS(150), "{after:?}");
+
+        // A request read and answered: idle, the head clock is stopped (hyper's keep-alive
+        // timer is in charge) ...
+        let (server, mut client) = tokio::io::duplex(1024);
+        let activity = Arc::new(Activity::default());
+        let mut io = Watched::new(server, activity.clone(), MS(200), MS(200));
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 64];
+        assert!(io.read(&mut buf).await.unwrap() > 0);
+        drop(activity.request_started());
+        assert_eq!(
+            read_until_error(&mut io, MS(600)).await,
+            None,
+            "idle is not a late head"
+        );
+        // ... until the next head's first byte: then it has 200 ms.
+        client.write_all(b"GET").await.unwrap();
+        let (kind, after) = read_until_error(&mut io, MS(2000)).await.unwrap();
+        assert_eq!(kind, io::ErrorKind::TimedOut);
+        assert!(after >= MS(150) && after < MS(1000), "{after:?}");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_does_not_read_its_response_is_cut_off() {
+        let (server, _client) = tokio::io::duplex(64);
+        let mut io = Watched::new(server, Arc::default(), MS(5000), MS(200));
+        let started = Instant::now();
+        let err = io.write_all(&[b'x'; 4096]).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= MS(150));
+    }
+
     #[test]
     fn ipv6_clients_count_per_64_and_mapped_ipv4_as_ipv4() {
         assert_eq!(client_key(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
