@@ -38,6 +38,10 @@ pub fn render_config(data_dir: &Path, database_url: &str, expire_minutes: u32) -
          [server]\n\
          listen = \"127.0.0.1:0\"\n\
          data_dir = {data}\n\
+         # the load generator is one address with up to thousands of requests at once\n\
+         max_connections = 100000\n\
+         max_connections_per_ip = 100000\n\
+         max_in_flight = 100000\n\
          \n\
          [database]\n\
          url = {db}\n\

@@ -3,6 +3,9 @@
 use std::collections::HashSet;
 use std::fmt;
 
+mod stream;
+pub use stream::{KeyStream, KeyStreamError, MAX_LINE_LEN};
+
 /// Longest key kami stores (bytes). Longer lines are refused, not truncated.
 pub const MAX_KEY_LEN: usize = 1024;
 

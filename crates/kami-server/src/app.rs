@@ -198,21 +198,14 @@ impl Application {
     }
 
     /// Serve until `shutdown` turns true (or forever), running the background jobs.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+    pub async fn run(self, shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
         let jobs = jobs::spawn(self.state.clone(), shutdown.clone());
-        let result = axum::serve(
+        let result = http::serve::serve(
             self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
+            self.router,
+            &self.state.config.server,
+            shutdown,
         )
-        .with_graceful_shutdown(async move {
-            while !*shutdown.borrow() {
-                if shutdown.changed().await.is_err() {
-                    // Sender gone: run until the process ends.
-                    std::future::pending::<()>().await;
-                }
-            }
-        })
         .await;
         jobs.abort();
         result

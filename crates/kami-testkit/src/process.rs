@@ -153,6 +153,11 @@ impl Proc {
         (proc, base)
     }
 
+    /// The process id (`None` once reaped): for reading its memory and descriptors in /proc.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.lock().ok()?.as_ref()?.id()
+    }
+
     /// What the process wrote to stderr so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

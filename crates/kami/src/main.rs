@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use kami_core::{cards::parse_keys, SecretToken, Slug};
+use kami_core::{cards::KeyStream, SecretToken, Slug};
 use kami_server::services::passwords;
 use kami_server::{config, demo, time::now_ms, Application, BuildOptions, Config};
 use kami_store::{KeyFiles, Store};
@@ -411,49 +411,109 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+/// Keys per `Store::import_cards` call: the file is read as a stream and imported a batch
+/// at a time, so memory holds one batch, not the file.
+const IMPORT_BATCH: usize = 1000;
+
 async fn import_cards(
     config: &Config,
     product: &str,
     is_loop: bool,
     file: &PathBuf,
 ) -> anyhow::Result<()> {
+    use tokio::io::AsyncReadExt;
+
     let slug = Slug::parse(product).map_err(|e| anyhow::anyhow!("--product: {e}"))?;
-    let text = if file.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+    let (mut input, size): (Box<dyn tokio::io::AsyncRead + Unpin>, Option<u64>) =
+        if file.as_os_str() == "-" {
+            (Box::new(tokio::io::stdin()), None)
+        } else {
+            let f = tokio::fs::File::open(file)
+                .await
+                .with_context(|| format!("reading {}", file.display()))?;
+            let size = f.metadata().await.ok().map(|m| m.len());
+            (Box::new(f), size)
+        };
+    let name = if file.as_os_str() == "-" {
+        "standard input".to_owned()
     } else {
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+        file.display().to_string()
     };
-    let parsed = parse_keys(&text);
     let store = open_store(config).await?;
-    let bar = indicatif::ProgressBar::new(parsed.keys.len() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} keys ({per_sec}, {eta} left)",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    let progress_bar = bar.clone();
-    let result = store
-        .import_cards(
-            slug.as_str(),
-            parsed.keys,
-            is_loop,
-            now_ms(),
-            &move |done| progress_bar.set_position(done),
-        )
-        .await;
-    bar.finish_and_clear();
-    let r = result.map_err(|e| match e {
+    let not_found = |e: kami_store::StoreError| match e {
         kami_store::StoreError::ProductNotFound => {
             anyhow::anyhow!("no product with slug {:?}", slug.as_str())
         }
         other => other.into(),
-    })?;
+    };
+    // No such product: said before the file is read.
+    store
+        .import_cards(slug.as_str(), Vec::new(), is_loop, now_ms(), &|_| {})
+        .await
+        .map_err(not_found)?;
+    let bar = match size {
+        Some(len) => indicatif::ProgressBar::new(len).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        ),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    let mut keys = KeyStream::new(IMPORT_BATCH);
+    let mut chunk = vec![0u8; 256 * 1024];
+    let mut totals = [0u64; 3]; // imported, duplicates, rejected
+    let import = |batch: kami_core::cards::ParsedKeys| {
+        let store = &store;
+        let slug = &slug;
+        async move {
+            let r = store
+                .import_cards(slug.as_str(), batch.keys, is_loop, now_ms(), &|_| {})
+                .await
+                .map_err(not_found)?;
+            anyhow::Ok([
+                r.imported,
+                r.duplicates + batch.duplicates_in_file,
+                batch.rejected,
+            ])
+        }
+    };
+    let result: anyhow::Result<()> = async {
+        loop {
+            let n = input
+                .read(&mut chunk)
+                .await
+                .with_context(|| format!("reading {name}"))?;
+            if n == 0 {
+                break;
+            }
+            bar.inc(n as u64);
+            let batches = keys
+                .push(&chunk[..n])
+                .with_context(|| format!("reading {name}"))?;
+            for batch in batches {
+                let t = import(batch).await?;
+                (0..3).for_each(|i| totals[i] += t[i]);
+            }
+        }
+        let last = keys.finish().with_context(|| format!("reading {name}"))?;
+        let t = import(last).await?;
+        (0..3).for_each(|i| totals[i] += t[i]);
+        Ok(())
+    }
+    .await;
+    let [imported, duplicates, rejected] = totals;
+    bar.finish_and_clear();
+    if let Err(e) = result {
+        if imported > 0 {
+            return Err(e.context(format!(
+                "{imported} keys were imported before this (importing the file again skips them)"
+            )));
+        }
+        return Err(e);
+    }
     println!(
-        "imported {} keys; {} duplicates skipped; {} lines rejected",
-        r.imported,
-        r.duplicates + parsed.duplicates_in_file,
-        parsed.rejected
+        "imported {imported} keys; {duplicates} duplicates skipped; {rejected} lines rejected"
     );
     Ok(())
 }

@@ -8,7 +8,7 @@ use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use url::Url;
 
-use super::{invalid, ConfigError, Origins};
+use super::{check_range, invalid, ConfigError, Origins};
 
 const DEFAULT_LISTEN: ([u8; 4], u16) = ([127, 0, 0, 1], 8080);
 const DEFAULT_DATA_DIR: &str = "./data";
@@ -29,6 +29,23 @@ pub struct ServerConfig {
     /// Default: none, and the header is ignored.
     #[serde(deserialize_with = "cidrs")]
     pub trusted_proxies: Vec<IpNet>,
+    /// Seconds a client has to send a request's head (from connecting, or from its first byte
+    /// on a kept-alive connection). Default 10.
+    pub header_timeout_secs: u32,
+    /// Seconds a client has to send a request's whole body (the card import: between two
+    /// chunks), and to take each chunk of a response. Default 30.
+    pub body_timeout_secs: u32,
+    /// Seconds an idle kept-alive connection is kept open for its next request. Default 60.
+    pub keepalive_secs: u32,
+    /// Open connections at most; more are closed at once. Default 4096 (and at most what the
+    /// open-files limit allows).
+    pub max_connections: u32,
+    /// Open connections from one client address (IPv6: its /64) at most; trusted proxies
+    /// and this host (127.0.0.1, ::1) have no such cap. Default 256.
+    pub max_connections_per_ip: u32,
+    /// Requests being answered at once at most; beyond it `503` + `Retry-After`. Gateway
+    /// notifications may use the last eighth, which other requests may not. Default 1024.
+    pub max_in_flight: u32,
 }
 
 impl ServerConfig {
@@ -46,6 +63,12 @@ impl Default for ServerConfig {
             public_url: None,
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             trusted_proxies: Vec::new(),
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            keepalive_secs: 60,
+            max_connections: 4096,
+            max_connections_per_ip: 256,
+            max_in_flight: 1024,
         }
     }
 }
@@ -93,6 +116,32 @@ pub(super) fn check_server(server: &ServerConfig, origins: &Origins) -> Result<(
             "server.data_dir",
             "must not be empty".into(),
         ));
+    }
+    for (key, value, range) in [
+        (
+            "server.header_timeout_secs",
+            server.header_timeout_secs,
+            (1, 3600),
+        ),
+        (
+            "server.body_timeout_secs",
+            server.body_timeout_secs,
+            (1, 3600),
+        ),
+        ("server.keepalive_secs", server.keepalive_secs, (1, 3600)),
+        (
+            "server.max_connections",
+            server.max_connections,
+            (1, 1_000_000),
+        ),
+        (
+            "server.max_connections_per_ip",
+            server.max_connections_per_ip,
+            (1, 1_000_000),
+        ),
+        ("server.max_in_flight", server.max_in_flight, (2, 1_000_000)),
+    ] {
+        check_range(origins, key, value, range)?;
     }
     Ok(())
 }

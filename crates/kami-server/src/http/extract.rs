@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, StatusCode};
 use kami_core::SecretToken;
 use serde::de::DeserializeOwned;
 
@@ -163,9 +163,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<AppJson<T>, ApiError> {
         require_json(req.headers())?;
-        let body = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::new(e.status(), "invalid_body", format!("request body: {e}")))?;
+        let AppBytes(body) = AppBytes::from_request(req, state).await?;
         parse_json(&body).map(AppJson)
     }
 }
@@ -202,6 +200,34 @@ pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
             ),
         ))
     }
+}
+
+/// A raw request body whose failures are the API's JSON errors: too large is `413`, too
+/// slow (the server's body timeout) `408 body_timeout`.
+#[derive(Debug)]
+pub struct AppBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for AppBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<AppBytes, ApiError> {
+        Bytes::from_request(req, state)
+            .await
+            .map(AppBytes)
+            .map_err(|e| body_error(e.status(), &e))
+    }
+}
+
+/// The API's error for a request body that could not be read.
+pub fn body_error(status: StatusCode, e: &(dyn std::error::Error + 'static)) -> ApiError {
+    if super::serve::is_body_timeout(e) {
+        return ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            "the request body did not arrive in time",
+        );
+    }
+    ApiError::new(status, "invalid_body", format!("request body: {e}"))
 }
 
 /// Parse a JSON body with a precise, user-facing error (`invalid_json`).

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod error;
 pub mod extract;
+pub mod serve;
 pub mod web;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -3,6 +3,7 @@
 //! server — in this process through the test kit, or as the `kami` binary where its memory and
 //! sockets matter — bounded in count and time, loopback only, asserting the defence.
 
+mod connections;
 mod events;
 mod risk;
 mod risk_edges;

@@ -653,3 +653,44 @@ fn retention_keys_and_ranges() {
         "{err}"
     );
 }
+
+#[test]
+fn server_limits_have_defaults_and_ranges() {
+    let d = crate::config::Config::default().server;
+    assert_eq!(
+        (d.header_timeout_secs, d.body_timeout_secs, d.keepalive_secs),
+        (10, 30, 60)
+    );
+    assert_eq!(
+        (d.max_connections, d.max_connections_per_ip, d.max_in_flight),
+        (4096, 256, 1024)
+    );
+    let c = parse(
+        "[server]\nheader_timeout_secs = 2\nbody_timeout_secs = 5\nkeepalive_secs = 7\n\
+         max_connections = 100\nmax_connections_per_ip = 4\nmax_in_flight = 8\n",
+    )
+    .config
+    .server;
+    assert_eq!(
+        (c.header_timeout_secs, c.body_timeout_secs, c.keepalive_secs),
+        (2, 5, 7)
+    );
+    assert_eq!(
+        (c.max_connections, c.max_connections_per_ip, c.max_in_flight),
+        (100, 4, 8)
+    );
+    for (key, bad) in [
+        ("header_timeout_secs", "0"),
+        ("body_timeout_secs", "3601"),
+        ("keepalive_secs", "0"),
+        ("max_connections", "0"),
+        ("max_connections_per_ip", "0"),
+        ("max_in_flight", "1"),
+    ] {
+        let err = parse_err(&format!("[server]\n{key} = {bad}\n"));
+        assert!(
+            err.contains(&format!("server.{key}")) && err.contains(&format!("got {bad}")),
+            "{err}"
+        );
+    }
+}

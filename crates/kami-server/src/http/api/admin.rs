@@ -1,22 +1,23 @@
 //! Admin API (bearer admin token).
 
+use std::mem;
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use bytes::Bytes;
-use kami_core::{
-    cards::parse_keys, Currency, Money, OrderNo, OrderStatus, PriceTiers, Pricing, Slug,
-};
+use http_body_util::BodyExt;
+use kami_core::cards::{KeyStream, KeyStreamError, ParsedKeys};
+use kami_core::{Currency, Money, OrderNo, OrderStatus, PriceTiers, Pricing, Slug};
 use kami_store::{Delivery, NewProduct, OrderFilter};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::buyer::order_json;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{parse_json, require_json, AdminAuth, AppJson};
+use crate::http::extract::{body_error, parse_json, require_json, AdminAuth, AppBytes, AppJson};
 use crate::services::fulfilment;
 use crate::services::refunds::{self, RefundInput};
 use crate::state::AppState;
@@ -150,38 +151,96 @@ pub struct ImportQuery {
     is_loop: bool,
 }
 
+/// Keys per `Store::import_cards` call of a streamed import.
+const IMPORT_BATCH: usize = 1000;
+
+/// `POST /api/v1/admin/products/{slug}/cards`: the body (one key per line, any size) is read
+/// as a stream and imported a batch at a time, so memory holds one batch, not the file. The
+/// admin token is checked before any of the body is read.
 pub async fn import_cards(
     State(state): State<Arc<AppState>>,
     Path(slug): Path<String>,
     Query(q): Query<ImportQuery>,
     _admin: AdminAuth,
-    body: Bytes,
+    body: Body,
 ) -> ApiResult<impl IntoResponse> {
     let slug = Slug::parse(&slug)
         .map_err(|_| ApiError::not_found("product_not_found", "no such product"))?;
-    let text = std::str::from_utf8(&body).map_err(|_| {
-        ApiError::bad_request(
-            "invalid_encoding",
-            "card keys must be UTF-8 text, one per line",
-        )
-    })?;
-    let parsed = parse_keys(text);
-    let r = state
-        .store
-        .import_cards(
-            slug.as_str(),
-            parsed.keys,
-            q.is_loop,
-            state.now_ms(),
-            &|_| {},
-        )
-        .await?;
+    let import = |keys: Vec<String>| {
+        state
+            .store
+            .import_cards(slug.as_str(), keys, q.is_loop, state.now_ms(), &|_| {})
+    };
+    // No such product, or not an auto-delivery one: said before the body is read.
+    import(Vec::new()).await?;
+    let mut totals = ImportTotals::default();
+    let result = async {
+        let mut body = body;
+        let mut keys = KeyStream::new(IMPORT_BATCH);
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| body_error(StatusCode::BAD_REQUEST, &e))?;
+            let Ok(chunk) = frame.into_data() else {
+                continue; // trailers
+            };
+            for mut batch in keys.push(&chunk).map_err(stream_error)? {
+                let r = import(mem::take(&mut batch.keys)).await?;
+                totals.add(&r, &batch);
+            }
+        }
+        let mut last = keys.finish().map_err(stream_error)?;
+        let r = import(mem::take(&mut last.keys)).await?;
+        totals.add(&r, &last);
+        Ok::<(), ApiError>(())
+    }
+    .await;
     state.catalog.invalidate();
+    result.map_err(|e| partial(e, totals.imported))?;
     Ok(Json(json!({
-        "imported": r.imported,
-        "duplicates": r.duplicates + parsed.duplicates_in_file,
-        "rejected": parsed.rejected,
+        "imported": totals.imported,
+        "duplicates": totals.duplicates,
+        "rejected": totals.rejected,
     })))
+}
+
+/// A streamed import's running totals.
+#[derive(Default)]
+struct ImportTotals {
+    imported: u64,
+    duplicates: u64,
+    rejected: u64,
+}
+
+impl ImportTotals {
+    fn add(&mut self, stored: &kami_store::ImportResult, batch: &ParsedKeys) {
+        self.imported += stored.imported;
+        self.duplicates += stored.duplicates + batch.duplicates_in_file;
+        self.rejected += batch.rejected;
+    }
+}
+
+fn stream_error(e: KeyStreamError) -> ApiError {
+    match e {
+        KeyStreamError::LineTooLong { .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "line_too_long",
+            e.to_string(),
+        ),
+        KeyStreamError::NotUtf8 { .. } => ApiError::bad_request(
+            "invalid_encoding",
+            format!("card keys must be UTF-8 text, one per line: {e}"),
+        ),
+    }
+}
+
+/// An import that stopped part-way: the message says what was imported before it.
+fn partial(mut e: ApiError, imported: u64) -> ApiError {
+    if imported > 0 {
+        e.message = format!(
+            "{}; {imported} keys were imported before it (importing the file again skips them)",
+            e.message
+        );
+    }
+    e
 }
 
 #[derive(Deserialize)]
@@ -292,7 +351,7 @@ pub async fn refund(
     Path(order_no): Path<String>,
     _admin: AdminAuth,
     headers: axum::http::HeaderMap,
-    body: Bytes,
+    AppBytes(body): AppBytes,
 ) -> ApiResult<impl IntoResponse> {
     let no = OrderNo::parse(&order_no)
         .map_err(|_| ApiError::not_found("order_not_found", "no such order"))?;
