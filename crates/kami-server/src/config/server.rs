@@ -41,11 +41,16 @@ pub struct ServerConfig {
     /// open-files limit allows).
     pub max_connections: u32,
     /// Open connections from one client address (IPv6: its /64) at most; trusted proxies
-    /// and this host (127.0.0.1, ::1) have no such cap. Default 256.
+    /// and this host (127.0.0.1, ::1) have no such cap. Default 64.
     pub max_connections_per_ip: u32,
     /// Requests being answered at once at most; beyond it `503` + `Retry-After`. Gateway
     /// notifications may use the last eighth, which other requests may not. Default 1024.
     pub max_in_flight: u32,
+    /// Requests being answered at once for one client (IPv6: its /64; through a trusted
+    /// proxy, the client it forwards for) at most, notifications included, and of the
+    /// notifications' eighth no more than a quarter; beyond it `429` + `Retry-After`. This
+    /// host (127.0.0.1, ::1) has no such cap. Default 16.
+    pub max_in_flight_per_ip: u32,
 }
 
 impl ServerConfig {
@@ -67,8 +72,9 @@ impl Default for ServerConfig {
             body_timeout_secs: 30,
             keepalive_secs: 60,
             max_connections: 4096,
-            max_connections_per_ip: 256,
+            max_connections_per_ip: 64,
             max_in_flight: 1024,
+            max_in_flight_per_ip: 16,
         }
     }
 }
@@ -140,6 +146,11 @@ pub(super) fn check_server(server: &ServerConfig, origins: &Origins) -> Result<(
             (1, 1_000_000),
         ),
         ("server.max_in_flight", server.max_in_flight, (2, 1_000_000)),
+        (
+            "server.max_in_flight_per_ip",
+            server.max_in_flight_per_ip,
+            (1, 1_000_000),
+        ),
     ] {
         check_range(origins, key, value, range)?;
     }

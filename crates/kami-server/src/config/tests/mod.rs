@@ -662,12 +662,18 @@ fn server_limits_have_defaults_and_ranges() {
         (10, 30, 60)
     );
     assert_eq!(
-        (d.max_connections, d.max_connections_per_ip, d.max_in_flight),
-        (4096, 256, 1024)
+        (
+            d.max_connections,
+            d.max_connections_per_ip,
+            d.max_in_flight,
+            d.max_in_flight_per_ip
+        ),
+        (4096, 64, 1024, 16)
     );
     let c = parse(
         "[server]\nheader_timeout_secs = 2\nbody_timeout_secs = 5\nkeepalive_secs = 7\n\
-         max_connections = 100\nmax_connections_per_ip = 4\nmax_in_flight = 8\n",
+         max_connections = 100\nmax_connections_per_ip = 4\nmax_in_flight = 8\n\
+         max_in_flight_per_ip = 3\n",
     )
     .config
     .server;
@@ -676,8 +682,13 @@ fn server_limits_have_defaults_and_ranges() {
         (2, 5, 7)
     );
     assert_eq!(
-        (c.max_connections, c.max_connections_per_ip, c.max_in_flight),
-        (100, 4, 8)
+        (
+            c.max_connections,
+            c.max_connections_per_ip,
+            c.max_in_flight,
+            c.max_in_flight_per_ip
+        ),
+        (100, 4, 8, 3)
     );
     for (key, bad) in [
         ("header_timeout_secs", "0"),
@@ -686,6 +697,7 @@ fn server_limits_have_defaults_and_ranges() {
         ("max_connections", "0"),
         ("max_connections_per_ip", "0"),
         ("max_in_flight", "1"),
+        ("max_in_flight_per_ip", "0"),
     ] {
         let err = parse_err(&format!("[server]\n{key} = {bad}\n"));
         assert!(

@@ -1,11 +1,13 @@
 //! The accept loop: hyper's HTTP/1 connection driver under the router, with what an open
 //! internet needs and `axum::serve` does not give — a header-read timeout, a keep-alive idle
 //! timeout, a request-body timeout, a global and a per-IP connection cap (connections beyond
-//! them are closed at once, before any work is spawned), and a global in-flight request cap
-//! that sheds load with `503` + `Retry-After` (gateway notifications keep a share of it).
+//! them are closed at once, before any work is spawned), a global in-flight request cap that
+//! sheds load with `503` + `Retry-After` (gateway notifications keep a share of it), and a
+//! per-client one answering `429` + `Retry-After`, so that a few addresses holding requests
+//! open take neither the capacity nor the notifications' share.
 //!
 //! - `conn.rs`: the connection caps and the watchdog on a connection's socket;
-//! - `admit.rs`: the in-flight cap and the `503` it answers;
+//! - `admit.rs`: the in-flight caps and what they answer;
 //! - `body.rs`: the request-body deadline.
 
 mod admit;
@@ -14,7 +16,7 @@ mod conn;
 
 use std::convert::Infallible;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,14 +32,16 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
-use crate::config::ServerConfig;
+use super::extract::ClientIp;
+use crate::config::{ServerConfig, ShopConfig};
+use crate::limits::client_key;
 
 pub use admit::Class;
 pub use body::{is_body_timeout, BodyTimeout};
 
-use admit::InFlight;
+use admit::{InFlight, Refusal};
 use body::{BodyRule, TimedBody};
-use conn::{Activity, ConnCaps, Started, Watched};
+use conn::{is_this_host, Activity, ConnCaps, Started, Watched};
 
 /// Kept free for the database pool, log files and the like when capping connections to the
 /// open-files limit.
@@ -52,6 +56,7 @@ pub struct Limits {
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub max_in_flight: usize,
+    pub max_in_flight_per_ip: usize,
 }
 
 impl Limits {
@@ -64,6 +69,7 @@ impl Limits {
             max_connections: c.max_connections as usize,
             max_connections_per_ip: c.max_connections_per_ip as usize,
             max_in_flight: c.max_in_flight as usize,
+            max_in_flight_per_ip: c.max_in_flight_per_ip as usize,
         }
     }
 }
@@ -112,11 +118,13 @@ pub async fn serve(
             limits.max_connections_per_ip,
             config.trusted_proxies.clone(),
         ),
-        in_flight: InFlight::new(limits.max_in_flight),
+        in_flight: InFlight::new(limits.max_in_flight, limits.max_in_flight_per_ip),
         router,
         limits,
+        server: config.clone(),
         refused: AtomicU64::new(0),
         shed: AtomicU64::new(0),
+        busy: AtomicU64::new(0),
     });
     let reporter = tokio::spawn(report(shared.clone()));
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -180,13 +188,16 @@ async fn report(shared: Arc<Shared>) {
         every.tick().await;
         let refused = shared.refused.swap(0, Ordering::Relaxed);
         let shed = shared.shed.swap(0, Ordering::Relaxed);
-        if refused > 0 || shed > 0 {
+        let busy = shared.busy.swap(0, Ordering::Relaxed);
+        if refused > 0 || shed > 0 || busy > 0 {
             tracing::warn!(
                 refused,
                 shed,
+                busy,
                 "in the last minute: {refused} connections closed at the connection caps \
                  (server.max_connections, max_connections_per_ip), {shed} requests answered \
-                 503 at server.max_in_flight"
+                 503 at server.max_in_flight, {busy} answered 429 at \
+                 server.max_in_flight_per_ip"
             );
         }
     }
@@ -198,9 +209,37 @@ struct Shared {
     in_flight: InFlight,
     router: Router,
     limits: Limits,
-    /// Connections closed at a cap, requests shed: since the last report.
+    server: ServerConfig,
+    /// Connections closed at a cap, requests shed (`503`) or refused per client (`429`):
+    /// since the last report.
     refused: AtomicU64,
     shed: AtomicU64,
+    busy: AtomicU64,
+}
+
+/// The key a request counts against under the per-client in-flight cap: the peer's
+/// (IPv6: its /64), or through one of our proxies the client it forwards for. `None`
+/// (exempt) for this host and our proxies' own requests, as for the connection cap.
+/// `X-Forwarded-For` is read only from `server.trusted_proxies` (never under the
+/// deprecated `shop.trust_proxy_headers`: any client could pick its key with it).
+fn client_of(
+    server: &ServerConfig,
+    peer: IpAddr,
+    parts: &axum::http::request::Parts,
+) -> Option<IpAddr> {
+    let peer = peer.to_canonical();
+    let client = if server.is_trusted_proxy(peer) {
+        // With trusted proxies set, the shop's legacy setting is not consulted.
+        ClientIp::from_parts(parts, server, &ShopConfig::default())
+            .0?
+            .to_canonical()
+    } else {
+        peer
+    };
+    if is_this_host(client) || server.is_trusted_proxy(client) {
+        return None;
+    }
+    Some(client_key(Some(client)))
 }
 
 /// One request: admitted (or shed), its body under a deadline, the peer's address for the
@@ -211,20 +250,28 @@ async fn handle(
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<admit::GuardedBody>, Infallible> {
-    let path = req.uri().path();
-    let class = Class::of(path);
-    let Some(permit) = shared.in_flight.admit(class) else {
-        shared.shed.fetch_add(1, Ordering::Relaxed);
-        return Ok(admit::overloaded(path, started));
+    let (mut parts, body) = req.into_parts();
+    parts.extensions.insert(ConnectInfo(peer));
+    let path = parts.uri.path();
+    let client = client_of(&shared.server, peer.ip(), &parts);
+    let permit = match shared.in_flight.admit(Class::of(path), client) {
+        Ok(permit) => permit,
+        Err(refusal) => {
+            let count = match refusal {
+                Refusal::Overloaded => &shared.shed,
+                Refusal::ClientBusy => &shared.busy,
+            };
+            count.fetch_add(1, Ordering::Relaxed);
+            return Ok(admit::refused(path, started, refusal));
+        }
     };
-    let rule = if is_card_import(req.method(), path) {
+    let rule = if is_card_import(&parts.method, path) {
         // Very large files stream in: the deadline is between two chunks, not for the whole.
         BodyRule::BetweenChunks(shared.limits.body_timeout)
     } else {
         BodyRule::Whole(tokio::time::Instant::now() + shared.limits.body_timeout)
     };
-    let mut req = req.map(|b| Body::new(TimedBody::new(b, rule)));
-    req.extensions_mut().insert(ConnectInfo(peer));
+    let req = Request::from_parts(parts, Body::new(TimedBody::new(body, rule)));
     let response = match shared.router.clone().oneshot(req).await {
         Ok(r) => r,
         Err(never) => match never {},
@@ -271,6 +318,48 @@ async fn accept_error(e: io::Error, shutdown: &mut watch::Receiver<bool>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_in_flight_key_is_the_client_behind_our_proxies_and_this_host_is_exempt() {
+        let server = ServerConfig {
+            trusted_proxies: vec!["10.0.0.0/8".parse().unwrap_or_else(|_| unreachable!())],
+            ..ServerConfig::default()
+        };
+        let key = |peer: &str, xff: &[&str]| {
+            let mut req = Request::builder();
+            for line in xff {
+                req = req.header("x-forwarded-for", *line);
+            }
+            let peer: SocketAddr = format!("{peer}:1000")
+                .parse()
+                .unwrap_or_else(|e| panic!("{e}"));
+            let (mut parts, ()) = req.body(()).unwrap_or_else(|e| panic!("{e}")).into_parts();
+            parts.extensions.insert(ConnectInfo(peer));
+            client_of(&server, peer.ip(), &parts).map(|ip| ip.to_string())
+        };
+        let some = |s: &str| Some(s.to_owned());
+        assert_eq!(key("192.0.2.7", &[]), some("192.0.2.7"));
+        assert_eq!(
+            key("192.0.2.7", &["198.51.100.1"]),
+            some("192.0.2.7"),
+            "an untrusted peer's header is ignored"
+        );
+        assert_eq!(key("[2001:db8:1:2::9]", &[]), some("2001:db8:1:2::"));
+        assert_eq!(key("[::ffff:192.0.2.7]", &[]), some("192.0.2.7"));
+        assert_eq!(
+            key("10.1.1.1", &["203.0.113.5, 198.51.100.1, 10.2.2.2"]),
+            some("198.51.100.1"),
+            "through our proxies: the client they forward for"
+        );
+        assert_eq!(key("10.1.1.1", &[]), None, "a proxy's own requests");
+        assert_eq!(key("127.0.0.1", &["198.51.100.1"]), None, "this host");
+        assert_eq!(key("[::1]", &[]), None, "this host");
+        assert_eq!(
+            key("127.0.0.2", &[]),
+            some("127.0.0.2"),
+            "a client like any other"
+        );
+    }
 
     #[test]
     fn the_card_import_route_is_recognised() {
