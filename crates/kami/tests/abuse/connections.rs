@@ -6,6 +6,8 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kami_testkit::process::{self, Proc};
@@ -146,6 +148,35 @@ fn status_of(response: &str) -> u16 {
         .unwrap_or(0)
 }
 
+/// POST a sandbox `paid` notification for `order`, signed as the gateway signs it, from
+/// `from` (default: 127.0.0.1); the answer's status and body.
+async fn notify(s: &Server, from: Option<Ipv4Addr>, order: &Value) -> (u16, String) {
+    let no = order["order_no"].as_str().expect("order_no");
+    let minor = order["amount"].as_i64().expect("amount");
+    let amount = format!("{}.{:02}", minor / 100, minor % 100);
+    let params = kami_testkit::notification_params(
+        no,
+        &amount,
+        "CNY",
+        &format!("SBX{no}"),
+        SECRET.as_bytes(),
+    );
+    let mut client = reqwest::Client::builder().timeout(Duration::from_secs(5));
+    if let Some(ip) = from {
+        client = client.local_address(std::net::IpAddr::from(ip));
+    }
+    let r = client
+        .build()
+        .unwrap()
+        .post(s.shop.url("/pay/notify/sandbox"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(&params).unwrap())
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
 const IDLE: usize = 2000;
 const HALF_SENT: usize = 300;
 
@@ -239,11 +270,15 @@ async fn unauthenticated_uploads_are_refused_before_their_body_is_read() {
         let s = Server::start("").await;
         s.shop.create_product("vip", 100, "auto").await;
         let rss_before = s.rss_kib();
+        let done = Arc::new(AtomicBool::new(false));
         let sampler = {
             let pid = s.pid;
+            let done = done.clone();
             tokio::spawn(async move {
                 let mut peak = 0u64;
-                for _ in 0..400 {
+                // Until the uploads are over, and once more after (at most 20 s).
+                for _ in 0..800 {
+                    let last = done.load(Ordering::Acquire);
                     let status =
                         std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
                     let rss = status
@@ -252,6 +287,9 @@ async fn unauthenticated_uploads_are_refused_before_their_body_is_read() {
                         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
                         .unwrap_or(0);
                     peak = peak.max(rss);
+                    if last {
+                        break;
+                    }
                     tokio::time::sleep(Duration::from_millis(25)).await;
                 }
                 peak
@@ -312,12 +350,14 @@ async fn unauthenticated_uploads_are_refused_before_their_body_is_read() {
             unauthorized >= 10,
             "{unauthorized} of {UPLOADS} refused as unauthorized"
         );
-        let rss_after = s.rss_kib();
-        sampler.abort();
-        let grown = rss_after.saturating_sub(rss_before);
+        done.store(true, Ordering::Release);
+        let peak = sampler.await.unwrap();
+        assert!(peak >= rss_before, "the sampler read no RSS: {peak} KiB");
+        let grown = peak - rss_before;
         assert!(
             grown < 20 * 1024,
-            "RSS grew {grown} KiB ({rss_before} -> {rss_after}) from refused uploads"
+            "RSS peaked {grown} KiB above its start ({rss_before} -> {peak}) during refused \
+             uploads"
         );
         s.proc.stop().await;
     })
@@ -332,6 +372,10 @@ async fn one_address_is_capped_while_others_are_served_and_load_is_shed_but_not_
              header_timeout_secs = 20\nbody_timeout_secs = 20\n",
         )
         .await;
+        // An order to be paid while the server sheds load.
+        s.shop.create_product("vip", 100, "auto").await;
+        s.shop.import_keys("vip", 2).await;
+        let order = s.shop.order("vip", 1).await;
         let greedy = Ipv4Addr::new(127, 0, 0, 2);
         let mut held = Vec::new();
         for _ in 0..4 {
@@ -393,17 +437,13 @@ async fn one_address_is_capped_while_others_are_served_and_load_is_shed_but_not_
         assert_eq!(page.status(), 503);
         assert!(page.headers().contains_key("retry-after"));
         assert!(page.text().await.unwrap().contains("busy"));
-        // A gateway's notification still gets through (and is judged: a forged one is
-        // refused by the channel, not shed).
-        let notify = reqwest::Client::new()
-            .post(s.shop.url("/pay/notify/sandbox"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body("out_trade_no=nope&sign=forged")
-            .send()
-            .await
-            .unwrap();
-        assert_ne!(notify.status(), 503, "a notification was shed");
+        // A gateway's notification still gets through: answered as the protocol wants, the
+        // order paid.
+        let (status, body) = notify(&s, None, &order).await;
+        assert_eq!((status, body.as_str()), (200, "success"), "a notification was shed");
         drop(hogs);
+        let settled = s.shop.wait_settled(&order).await;
+        assert_eq!(settled["status"], "delivered", "{settled}");
         // The capacity comes back.
         let mut status = 0;
         for _ in 0..50 {
@@ -418,6 +458,148 @@ async fn one_address_is_capped_while_others_are_served_and_load_is_shed_but_not_
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert_eq!(status, 200, "the shed capacity did not come back");
+        s.proc.stop().await;
+    })
+    .await;
+}
+
+/// Addresses holding requests open; each has `max_in_flight_per_ip = 2` places: with the two
+/// that do not read their responses, 16 at most, less than the 21 of `max_in_flight = 24`
+/// that requests other than notifications may use (the 72 requests they hold open would
+/// fill it three times over).
+const HOLDERS: u8 = 6;
+const HELD_EACH: usize = 12;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_few_addresses_holding_bodies_and_responses_take_neither_the_capacity_nor_the_notifications(
+) {
+    bounded(60, async {
+        let s = Server::start(
+            "max_in_flight = 24\nmax_in_flight_per_ip = 2\n\
+             header_timeout_secs = 20\nbody_timeout_secs = 20\n",
+        )
+        .await;
+        s.shop.create_product("vip", 100, "auto").await;
+        s.shop.import_keys("vip", 3).await;
+        let holder = |i: u8| Ipv4Addr::new(127, 0, 0, 2 + i);
+
+        // Each holder: requests whose small bodies never finish, half of them to the
+        // notification endpoint (what a gateway would use).
+        let mut held = Vec::new();
+        for i in 0..HOLDERS {
+            for j in 0..HELD_EACH {
+                let mut t = connect_from(holder(i), s.addr).await;
+                let path = if j % 2 == 0 {
+                    "/api/v1/orders"
+                } else {
+                    "/pay/notify/sandbox"
+                };
+                let head = format!(
+                    "POST {path} HTTP/1.1\r\nHost: shop\r\nContent-Type: application/json\r\n\
+                     Content-Length: 1000\r\n\r\n{{\"product\": "
+                );
+                t.write_all(head.as_bytes()).await.unwrap();
+                held.push((i, path, t));
+            }
+        }
+        // Two of each holder's requests wait for their bodies; the others are refused at
+        // once with 429 (and their connections closed).
+        let answers = futures::future::join_all(
+            held.iter_mut()
+                .map(|(_, _, t)| read_response(t, Duration::from_secs(2))),
+        )
+        .await;
+        for i in 0..HOLDERS {
+            let mine: Vec<(&str, &String)> = held
+                .iter()
+                .zip(&answers)
+                .filter(|((h, _, _), _)| *h == i)
+                .map(|((_, path, _), a)| (*path, a))
+                .collect();
+            let waiting = mine.iter().filter(|(_, a)| a.is_empty()).count();
+            assert_eq!(waiting, 2, "holder {i}: {mine:?}");
+            for (path, a) in mine.iter().filter(|(_, a)| !a.is_empty()) {
+                assert_eq!(status_of(a), 429, "{path}: {a}");
+                assert!(a.to_ascii_lowercase().contains("retry-after: 2"), "{a}");
+            }
+        }
+        // Two more addresses send requests without reading what comes back.
+        let mut unread = Vec::new();
+        for i in 0..2 {
+            for _ in 0..4 {
+                let mut t = connect_from(holder(HOLDERS + i), s.addr).await;
+                let many = "GET /api/v1/products HTTP/1.1\r\nHost: shop\r\n\r\n".repeat(200);
+                t.write_all(many.as_bytes()).await.unwrap();
+                unread.push(t);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // A holder is at its own cap...
+        let at_cap = reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from(holder(0)))
+            .build()
+            .unwrap()
+            .get(s.shop.url("/api/v1/products"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(at_cap.status(), 429);
+        let v: Value = at_cap.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "too_many_in_flight", "{v}");
+
+        // ... while a buyer elsewhere is served at once: the catalogue, a new order ...
+        let started = Instant::now();
+        let buyer = reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from(Ipv4Addr::new(127, 0, 0, 20)))
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let r = buyer
+            .get(s.shop.url("/api/v1/products"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let r = buyer
+            .post(s.shop.url("/api/v1/orders"))
+            .json(&serde_json::json!({"product": "vip", "quantity": 1,
+                  "email": "buyer@example.com", "method": "sandbox"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let order: Value = r.json().await.unwrap();
+        // ... and so is the gateway's notification of its payment, with the protocol's answer.
+        let (status, body) = notify(&s, Some(Ipv4Addr::new(127, 0, 0, 21)), &order).await;
+        assert_eq!((status, body.as_str()), (200, "success"));
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(2),
+            "buyer and gateway took {took:?} during the attack"
+        );
+        let settled = s.shop.wait_settled(&order).await;
+        assert_eq!(settled["status"], "delivered", "{settled}");
+
+        // Gone, the holders' places come back.
+        drop((held, unread));
+        let mut status = 0;
+        for _ in 0..50 {
+            status = reqwest::Client::builder()
+                .local_address(std::net::IpAddr::from(holder(0)))
+                .build()
+                .unwrap()
+                .get(s.shop.url("/api/v1/products"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16();
+            if status == 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(status, 200, "a holder's places did not come back");
         s.proc.stop().await;
     })
     .await;
