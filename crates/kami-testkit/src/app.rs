@@ -38,17 +38,22 @@ impl std::ops::Deref for TestApp {
 /// `allow_sandbox`); `extra` TOML is appended. Suites place many orders from 127.0.0.1, so
 /// `[risk]` limits are raised to [`RAISED_RISK`] unless `extra` has its own `[risk]` section
 /// (the abuse tests set low ones); `extra` may have a `[server]` section of its own (e.g.
-/// `trusted_proxies`).
+/// `trusted_proxies`). Suites also fire dozens of requests at once for one client (through
+/// a trusted proxy), so `server.max_in_flight_per_ip` is raised unless `extra` sets it.
 fn test_config(db_url: &str, key_file: &Path, max_connections: u32, extra: &str) -> Config {
     let key_file = key_file.display();
-    let listen = "listen = \"127.0.0.1:0\"\n";
+    let server_keys = if extra.contains("max_in_flight_per_ip") {
+        "listen = \"127.0.0.1:0\"\n"
+    } else {
+        "listen = \"127.0.0.1:0\"\nmax_in_flight_per_ip = 1000000\n"
+    };
     let (server, extra) = if extra.contains("[server]\n") {
         (
             String::new(),
-            extra.replacen("[server]\n", &format!("[server]\n{listen}"), 1),
+            extra.replacen("[server]\n", &format!("[server]\n{server_keys}"), 1),
         )
     } else {
-        (format!("[server]\n{listen}"), extra.to_owned())
+        (format!("[server]\n{server_keys}"), extra.to_owned())
     };
     let risk = if extra.contains("[risk]") {
         ""
