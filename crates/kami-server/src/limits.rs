@@ -118,12 +118,13 @@ impl Limits {
         self.sweep(now_ms);
         let key = client_key(ip);
         let mut running = self.hashing.lock().unwrap_or_else(|p| p.into_inner());
-        let n = running.entry(key).or_insert(0);
-        if *n >= self.hashes_at_once {
+        if running.get(&key).is_some_and(|n| *n >= self.hashes_at_once) {
             return Err(RetryAfter(1));
         }
         check(&self.password_checks, &key)?;
-        *n += 1;
+        // Only a granted slot is remembered (the drop removes it again at zero), so refused
+        // attempts leave nothing behind.
+        *running.entry(key).or_insert(0) += 1;
         Ok(HashSlot { limits: self, key })
     }
 

@@ -32,8 +32,13 @@ impl RejectedEventLimits {
 
     /// May a rejected notification from this client to this channel be stored now?
     pub fn allow(&self, ip: Option<IpAddr>, channel: &str, now_ms: i64) -> bool {
+        let last = self.last_sweep.load(Ordering::Relaxed);
         if self.stored.len() > SWEEP_ABOVE
-            && now_ms - self.last_sweep.swap(now_ms, Ordering::Relaxed) > 60_000
+            && now_ms - last > 60_000
+            && self
+                .last_sweep
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
         {
             self.sweep();
         }

@@ -61,8 +61,8 @@ pub(super) fn check_shop(
         warnings.push(
             "`shop.trust_proxy_headers` is deprecated and will be removed in the next release: \
              set `server.trusted_proxies` to your proxy's addresses instead (until then, the \
-             last `X-Forwarded-For` entry is believed from any peer when `trusted_proxies` is \
-             empty)"
+             last `X-Forwarded-For` entry is believed from a loopback or private peer when \
+             `trusted_proxies` is empty)"
                 .into(),
         );
     }

@@ -65,11 +65,14 @@ impl ClientIp {
             }
             return ClientIp(Some(client));
         }
-        if !shop.trust_proxy_headers {
+        // Deprecated `shop.trust_proxy_headers`: believed only from a loopback or private
+        // peer (where a proxy of one's own sits), so a server exposed directly cannot be
+        // talked out of its limits with a forged header.
+        if !shop.trust_proxy_headers || !peer.is_some_and(is_local_or_private) {
             return ClientIp(peer);
         }
-        // Deprecated: the last entry is the one our own proxy appended; earlier ones (and
-        // earlier header lines) are whatever the client sent.
+        // The last entry is the one our own proxy appended; earlier ones (and earlier header
+        // lines) are whatever the client sent.
         let forwarded = xff()
             .into_iter()
             .next_back()
@@ -84,6 +87,14 @@ impl ClientIp {
                     .and_then(|v| v.trim().parse().ok())
             });
         ClientIp(forwarded.or(peer))
+    }
+}
+
+/// Loopback, private (RFC 1918, IPv6 unique-local) or link-local: not on the open internet.
+fn is_local_or_private(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unique_local() || v6.is_unicast_link_local(),
     }
 }
 
@@ -327,10 +338,19 @@ mod tests {
             client("::1", &["2001:db8::7"], &["::1"], false),
             some("2001:db8::7")
         );
-        // Deprecated `trust_proxy_headers`: the last entry from any peer, as before.
+        // Deprecated `trust_proxy_headers`: the last entry, from a loopback or private peer...
+        assert_eq!(
+            client("10.0.0.5", &["6.6.6.6, 198.51.100.7"], &[], true),
+            some("198.51.100.7")
+        );
+        assert_eq!(
+            client("::1", &["198.51.100.7"], &[], true),
+            some("198.51.100.7")
+        );
+        // ...never from a peer on the open internet.
         assert_eq!(
             client("192.0.2.1", &["6.6.6.6, 198.51.100.7"], &[], true),
-            some("198.51.100.7")
+            some("192.0.2.1")
         );
         // ...but `trusted_proxies`, when set, wins.
         assert_eq!(
