@@ -33,6 +33,10 @@ const PG_CLASS: i32 = 7263009;
 const PG_KEY: i32 = 1;
 /// How often a holder checks its PostgreSQL lock connection.
 const PG_CHECK: Duration = Duration::from_secs(5);
+/// How long an exclusive taker keeps trying before it refuses: a server stopped a moment ago
+/// may still be closing its lock connection.
+const GRACE: Duration = Duration::from_secs(2);
+const RETRY: Duration = Duration::from_millis(100);
 
 /// Held shared by every process using a database, exclusive by `kami keys rotate`. Released
 /// when dropped (or when the process ends).
@@ -76,19 +80,19 @@ impl KeyLock {
     /// it exclusive, saying so once. `who` names this process to a refused rotation
     /// (PostgreSQL: its `application_name`).
     pub async fn shared(url: &str, who: &str) -> Result<KeyLock> {
-        KeyLock::take(url, who, false).await
+        KeyLock::take(url, who, false, Duration::ZERO).await
     }
 
-    /// Take the lock exclusive (`kami keys rotate`), or fail at once with
-    /// [`StoreError::InUse`] saying who holds it.
+    /// Take the lock exclusive (`kami keys rotate`), or fail with [`StoreError::InUse`]
+    /// saying who holds it (after a grace of two seconds for holders that are just ending).
     pub async fn exclusive(url: &str, who: &str) -> Result<KeyLock> {
-        KeyLock::take(url, who, true).await
+        KeyLock::take(url, who, true, GRACE).await
     }
 
-    async fn take(url: &str, who: &str, exclusive: bool) -> Result<KeyLock> {
+    async fn take(url: &str, who: &str, exclusive: bool, grace: Duration) -> Result<KeyLock> {
         if let Some(path) = crate::sqlite::path_from_url(url) {
             let path = sqlite_lock_path(path);
-            let file = tokio::task::spawn_blocking(move || lock_file(&path, exclusive))
+            let file = tokio::task::spawn_blocking(move || lock_file(&path, exclusive, grace))
                 .await
                 .map_err(|e| StoreError::Database(format!("key lock task: {e}")))??;
             Ok(KeyLock {
@@ -107,7 +111,7 @@ impl KeyLock {
             let h = held.clone();
             std::thread::Builder::new()
                 .name("kami-key-lock".into())
-                .spawn(move || pg_lock_thread(config, exclusive, h, ready, released))
+                .spawn(move || pg_lock_thread(config, exclusive, grace, h, ready, released))
                 .map_err(|e| StoreError::Database(format!("spawn key lock thread: {e}")))?;
             is_ready
                 .await
@@ -132,7 +136,7 @@ impl KeyLock {
     }
 }
 
-fn lock_file(path: &Path, exclusive: bool) -> Result<File> {
+fn lock_file(path: &Path, exclusive: bool, grace: Duration) -> Result<File> {
     let io = |what: &str, e: std::io::Error| {
         StoreError::Key(format!("{what} the key lock file {}: {e}", path.display()))
     };
@@ -147,10 +151,19 @@ fn lock_file(path: &Path, exclusive: bool) -> Result<File> {
         .mode(0o600)
         .open(path)
         .map_err(|e| io("cannot open", e))?;
-    let tried = if exclusive {
-        file.try_lock()
-    } else {
-        file.try_lock_shared()
+    let give_up = std::time::Instant::now() + grace;
+    let tried = loop {
+        let tried = if exclusive {
+            file.try_lock()
+        } else {
+            file.try_lock_shared()
+        };
+        match tried {
+            Err(TryLockError::WouldBlock) if exclusive && std::time::Instant::now() < give_up => {
+                std::thread::sleep(RETRY)
+            }
+            other => break other,
+        }
     };
     match tried {
         Ok(()) => Ok(file),
@@ -168,18 +181,28 @@ fn lock_file(path: &Path, exclusive: bool) -> Result<File> {
     }
 }
 
-/// Connect and take the advisory lock. `Ok(false)`: an exclusive try found it held (the
-/// error says by whom).
-fn pg_take(config: &postgres::Config, exclusive: bool) -> Result<postgres::Client> {
+/// Connect and take the advisory lock: shared waits for a rotation; exclusive tries for
+/// `grace`, then refuses saying who holds it.
+fn pg_take(
+    config: &postgres::Config,
+    exclusive: bool,
+    grace: Duration,
+) -> Result<postgres::Client> {
     let mut client = config.connect(postgres::NoTls)?;
     if exclusive {
-        let got: bool = client
-            .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&PG_CLASS, &PG_KEY])?
-            .get(0);
-        if !got {
-            return Err(refused(&pg_holders(&mut client)?));
+        let give_up = std::time::Instant::now() + grace;
+        loop {
+            let got: bool = client
+                .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&PG_CLASS, &PG_KEY])?
+                .get(0);
+            if got {
+                return Ok(client);
+            }
+            if std::time::Instant::now() >= give_up {
+                return Err(refused(&pg_holders(&mut client)?));
+            }
+            std::thread::sleep(RETRY);
         }
-        return Ok(client);
     }
     let got: bool = client
         .query_one(
@@ -230,11 +253,12 @@ fn pg_holders(client: &mut postgres::Client) -> Result<String> {
 fn pg_lock_thread(
     config: postgres::Config,
     exclusive: bool,
+    grace: Duration,
     held: Arc<AtomicBool>,
     ready: tokio::sync::oneshot::Sender<Result<()>>,
     released: mpsc::Receiver<()>,
 ) {
-    let mut client = match pg_take(&config, exclusive) {
+    let mut client = match pg_take(&config, exclusive, grace) {
         Ok(c) => {
             held.store(true, Ordering::SeqCst);
             let _ = ready.send(Ok(()));
@@ -265,7 +289,7 @@ fn pg_lock_thread(
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 _ => return,
             }
-            match pg_take(&config, false) {
+            match pg_take(&config, false, Duration::ZERO) {
                 Ok(c) => {
                     client = c;
                     held.store(true, Ordering::SeqCst);
@@ -286,6 +310,10 @@ mod tests {
         format!("sqlite://{}/kami.db", dir.display())
     }
 
+    async fn try_exclusive(url: &str) -> Result<KeyLock> {
+        KeyLock::take(url, "kami keys rotate", true, Duration::ZERO).await
+    }
+
     #[tokio::test]
     async fn shared_holders_refuse_an_exclusive_one_which_makes_shared_ones_wait() {
         let tmp = tempfile::tempdir().unwrap();
@@ -293,19 +321,17 @@ mod tests {
         let a = KeyLock::shared(&url, "kami serve").await.unwrap();
         let b = KeyLock::shared(&url, "kami serve").await.unwrap();
         assert!(a.is_held() && !a.is_exclusive());
-        let err = KeyLock::exclusive(&url, "kami keys rotate")
-            .await
-            .unwrap_err();
+        let err = try_exclusive(&url).await.unwrap_err();
         assert!(matches!(err, StoreError::InUse(_)), "{err:?}");
         let msg = err.to_string();
         assert!(msg.contains("kami keys rotate refused"), "{msg}");
         assert!(msg.contains("kami.db.lock"), "{msg}");
         drop(a);
-        assert!(KeyLock::exclusive(&url, "kami keys rotate").await.is_err());
+        assert!(try_exclusive(&url).await.is_err());
         drop(b);
         let x = KeyLock::exclusive(&url, "kami keys rotate").await.unwrap();
         assert!(x.is_exclusive());
-        assert!(KeyLock::exclusive(&url, "kami keys rotate").await.is_err());
+        assert!(try_exclusive(&url).await.is_err());
         // A process starting during a rotation waits until it ends.
         let waiting = tokio::spawn({
             let url = url.clone();
@@ -323,6 +349,14 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(got.is_held());
+        // A rotation started just as the last server stops gets the lock within its grace.
+        let rotate = tokio::spawn({
+            let url = url.clone();
+            async move { KeyLock::exclusive(&url, "kami keys rotate").await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(got);
+        assert!(rotate.await.unwrap().unwrap().is_exclusive());
         let mode = std::os::unix::fs::PermissionsExt::mode(
             &std::fs::metadata(tmp.path().join("kami.db.lock"))
                 .unwrap()
