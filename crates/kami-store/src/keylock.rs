@@ -236,8 +236,17 @@ fn pg_holders(client: &mut postgres::Client) -> Result<String> {
     let names: Vec<String> = rows
         .iter()
         .map(|r| {
-            let app: String = r.get("app");
-            let addr: String = r.get("addr");
+            // NULL where this role may not see another role's sessions.
+            let app: String = r
+                .try_get::<_, Option<String>>("app")
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| "a kami process".into());
+            let addr: String = r
+                .try_get::<_, Option<String>>("addr")
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| "an unknown address".into());
             let app = app.strip_suffix(" (key lock)").unwrap_or(&app).to_owned();
             format!("`{app}` from {addr}")
         })
