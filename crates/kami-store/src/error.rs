@@ -46,8 +46,11 @@ pub enum StoreError {
     #[error("master key: {0}")]
     Key(String),
     /// A stored secret names a key (its id, in hex) this process does not hold.
-    #[error("a stored secret is sealed under key {0}, which is not in this process's key ring (is master.key the right one?)")]
+    #[error("a stored secret is sealed under key {0}, which is not in this process's key ring: the master key was rotated after this process started (restart it), or master.key is not this database's key")]
     UnknownKey(String),
+    /// The database is in use by other kami processes (`kami keys rotate` refuses to run).
+    #[error("{0}")]
+    InUse(String),
     /// The state machine refuses this change (kami-core's transition error, as text).
     #[error("refused status change: {0}")]
     IllegalTransition(String),

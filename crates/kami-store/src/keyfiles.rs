@@ -1,10 +1,13 @@
 //! The master key's files: `master.key` (the key in use), `master.key.next` (the key a
-//! rotation is moving to) and `master.key.old` (the key a finished rotation moved from).
+//! rotation is moving to) and `master.key.old.<key id>` (each key a finished rotation moved
+//! from; `master.key.old`, written by an earlier kami, is still read).
 //!
 //! A key file holds the 32 key bytes, raw or as 64 hex digits (one optional newline). It is
-//! written with mode 0600 in a directory created 0700, fsynced with its directory before
-//! anything is sealed under it, and never replaced in place: a rotation writes `.next`
-//! first and renames it over `master.key` only when every secret is sealed under it.
+//! written with mode 0600 in a directory created 0700, complete and fsynced under a temporary
+//! name before it appears under its own (a crash never leaves half a key file), fsynced with
+//! its directory before anything is sealed under it, and never replaced: a rotation writes
+//! `.next` first, keeps the current key as `.old.<its id>`, and only then renames `.next` over
+//! `master.key`. Old key files are never overwritten, so no key is ever lost to a file write.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
@@ -12,7 +15,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, StoreError};
-use crate::sealed::{Keyring, MasterKey, MASTER_KEY_LEN};
+use crate::sealed::{KeyId, Keyring, MasterKey, KEY_ID_LEN, MASTER_KEY_LEN};
 
 /// Where a process's master key lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,20 +101,41 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
         .map_err(|e| io_err("cannot create the directory", dir, e))
 }
 
-/// Write a new key file (mode 0600, must not exist yet) and fsync it and its directory.
+/// Write a new key file (mode 0600, must not exist yet) and fsync it and its directory. The
+/// bytes are written and fsynced under a temporary name and then linked to `path`, so `path` never
+/// exists half-written.
 fn write_new(path: &Path, key: &MasterKey) -> Result<()> {
     let dir = parent(path);
     create_private_dir(dir)?;
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| io_err("cannot create the key file", path, e))?;
-    f.write_all(key.raw())
-        .and_then(|()| f.sync_all())
-        .map_err(|e| io_err("cannot write the key file", path, e))?;
+    // A name of its own: processes creating the same key file at once never share it.
+    let tmp = with_suffix(
+        path,
+        &format!(".{}-{:016x}.tmp", std::process::id(), rand::random::<u64>()),
+    );
+    {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| io_err("cannot create the key file", &tmp, e))?;
+        f.write_all(key.raw())
+            .and_then(|()| f.sync_all())
+            .map_err(|e| io_err("cannot write the key file", &tmp, e))?;
+    }
+    // A link, unlike a rename, fails if `path` exists: nothing is ever overwritten.
+    let linked =
+        fs::hard_link(&tmp, path).map_err(|e| io_err("cannot create the key file", path, e));
+    let _ = fs::remove_file(&tmp);
+    linked?;
     sync_dir(dir)
+}
+
+/// Is `name` `<base>.old.<16 hex digits>`?
+fn is_old_key_name(name: &str, base: &str) -> bool {
+    name.strip_prefix(base)
+        .and_then(|r| r.strip_prefix(".old."))
+        .is_some_and(|id| id.len() == 2 * KEY_ID_LEN && id.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 impl KeyFiles {
@@ -128,19 +152,61 @@ impl KeyFiles {
         with_suffix(&self.path, ".next")
     }
 
+    /// `master.key.old`, where an earlier kami kept the one key it rotated from (still read).
     pub fn old_path(&self) -> PathBuf {
         with_suffix(&self.path, ".old")
     }
 
-    /// The keys on disk: `master.key` seals, `.next` and `.old` (when present) also open.
-    /// `None` when `master.key` does not exist.
+    /// `master.key.old.<id>`: where a rotation keeps the key `id` it moved from.
+    pub fn old_key_path(&self, id: KeyId) -> PathBuf {
+        with_suffix(&self.path, &format!(".old.{id}"))
+    }
+
+    /// Every `master.key.old.<id>` present, in name order.
+    pub fn old_key_paths(&self) -> Result<Vec<PathBuf>> {
+        let dir = parent(&self.path);
+        let Some(base) = self.path.file_name().and_then(|n| n.to_str()) else {
+            return Ok(Vec::new());
+        };
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("cannot list the directory", dir, e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| io_err("cannot list the directory", dir, e))?;
+            if entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| is_old_key_name(n, base))
+            {
+                out.push(entry.path());
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The keys on disk: `master.key` seals; `.next`, `.old` and every `.old.<id>` (when
+    /// present) also open. `None` when `master.key` does not exist.
     pub fn load(&self) -> Result<Option<Keyring>> {
         let Some(primary) = read_key(&self.path)? else {
             return Ok(None);
         };
         let mut others = Vec::new();
-        for p in [self.next_path(), self.old_path()] {
+        let paths = [self.next_path(), self.old_path()]
+            .into_iter()
+            .chain(self.old_key_paths()?);
+        for p in paths {
             if let Some(k) = read_key(&p)? {
+                if is_old_key_name(
+                    &p.file_name().unwrap_or_default().to_string_lossy(),
+                    &self.path.file_name().unwrap_or_default().to_string_lossy(),
+                ) && p != self.old_key_path(k.id())
+                {
+                    tracing::warn!(file = %p.display(), "this old key file holds key {}, not the key its name says", k.id());
+                }
                 others.push(k);
             }
         }
@@ -172,32 +238,57 @@ impl KeyFiles {
         Ok(key)
     }
 
-    /// Finish a rotation on disk: the current key is kept as `master.key.old` (replacing an
-    /// older one), then `master.key.next` is renamed over `master.key` in one step. At every
-    /// moment `master.key` holds the old or the new key, and the other one sits beside it.
-    pub fn promote_next(&self) -> Result<()> {
-        let dir = parent(&self.path);
-        let current =
-            fs::read(&self.path).map_err(|e| io_err("cannot read the key file", &self.path, e))?;
-        let old = self.old_path();
-        let tmp = with_suffix(&self.path, ".old.tmp");
-        let _ = fs::remove_file(&tmp);
-        {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(|e| io_err("cannot create", &tmp, e))?;
-            f.write_all(&current)
-                .and_then(|()| f.sync_all())
-                .map_err(|e| io_err("cannot write", &tmp, e))?;
+    /// Keep `key` (the current key) as `master.key.old.<its id>`; already kept is fine.
+    pub fn keep_old(&self, key: &MasterKey) -> Result<PathBuf> {
+        let path = self.old_key_path(key.id());
+        match read_key(&path)? {
+            Some(k) if k.id() == key.id() => return Ok(path),
+            Some(k) => {
+                return Err(StoreError::Key(format!(
+                    "{} holds key {}, not the key its name says; move it away (it may be needed \
+                     to read an older backup) and run the rotation again",
+                    path.display(),
+                    k.id()
+                )))
+            }
+            None => {}
         }
-        fs::rename(&tmp, &old).map_err(|e| io_err("cannot rename to", &old, e))?;
-        sync_dir(dir)?;
+        write_new(&path, key)?;
+        Ok(path)
+    }
+
+    /// Rename `master.key.next` over `master.key`, once the key `master.key` holds is kept
+    /// beside it (`.old.<id>`, or `.old` from an earlier kami): at every moment `master.key`
+    /// holds the old or the new key, and the other one sits beside it.
+    pub fn switch_to_next(&self) -> Result<()> {
+        let current = read_key(&self.path)?
+            .ok_or_else(|| StoreError::Key(format!("{} is missing", self.path.display())))?;
+        let kept = [self.old_key_path(current.id()), self.old_path()]
+            .iter()
+            .map(|p| read_key(p))
+            .collect::<Result<Vec<_>>>()?
+            .iter()
+            .any(|k| k.as_ref().is_some_and(|k| k.id() == current.id()));
+        if !kept {
+            return Err(StoreError::Key(format!(
+                "refusing to replace {}: its key {} is not kept in {} yet",
+                self.path.display(),
+                current.id(),
+                self.old_key_path(current.id()).display()
+            )));
+        }
         fs::rename(self.next_path(), &self.path)
             .map_err(|e| io_err("cannot rename the next key over", &self.path, e))?;
-        sync_dir(dir)
+        sync_dir(parent(&self.path))
+    }
+
+    /// Finish a rotation on disk: [`KeyFiles::keep_old`] the current key, then
+    /// [`KeyFiles::switch_to_next`].
+    pub fn promote_next(&self) -> Result<()> {
+        let current = read_key(&self.path)?
+            .ok_or_else(|| StoreError::Key(format!("{} is missing", self.path.display())))?;
+        self.keep_old(&current)?;
+        self.switch_to_next()
     }
 }
 
@@ -243,23 +334,61 @@ mod tests {
     }
 
     #[test]
-    fn promoting_the_next_key_keeps_the_old_one_beside_it() {
+    fn promoting_the_next_key_keeps_every_old_one_beside_it_under_its_id() {
+        let tmp = tempfile::tempdir().unwrap();
+        let files = KeyFiles::new(tmp.path().join("master.key"));
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let mut olds = vec![files.create().unwrap().primary().id()];
+        for _ in 0..3 {
+            let old = *olds.last().unwrap();
+            let next = files.create_next().unwrap().id();
+            let during = files.load().unwrap().unwrap();
+            assert_eq!(during.primary().id(), old);
+            assert!(during.get(next).is_some());
+            files.promote_next().unwrap();
+            let after = files.load().unwrap().unwrap();
+            assert_eq!(after.primary().id(), next);
+            for id in &olds {
+                assert!(after.get(*id).is_some(), "old key {id} lost");
+                assert_eq!(mode(&files.old_key_path(*id)), 0o600);
+            }
+            assert!(!files.next_path().exists());
+            olds.push(next);
+        }
+        assert_eq!(files.old_key_paths().unwrap().len(), 3);
+        assert!(!files.old_path().exists());
+        // No temporary file is left behind.
+        let names: Vec<_> = fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
+        assert_eq!(names.len(), 4, "{names:?}");
+    }
+
+    #[test]
+    fn the_current_key_is_never_replaced_before_it_is_kept() {
         let tmp = tempfile::tempdir().unwrap();
         let files = KeyFiles::new(tmp.path().join("master.key"));
         let old = files.create().unwrap().primary().id();
-        let next = files.create_next().unwrap().id();
-        let during = files.load().unwrap().unwrap();
-        assert_eq!(during.primary().id(), old);
-        assert!(during.get(next).is_some());
+        files.create_next().unwrap();
+        let err = files.switch_to_next().unwrap_err().to_string();
+        assert!(err.contains("is not kept"), "{err}");
+        assert_eq!(files.load().unwrap().unwrap().primary().id(), old);
+        // A file under the old key's name that holds another key is not trusted or replaced.
+        let other = MasterKey::generate().unwrap();
+        fs::write(files.old_key_path(old), other.raw()).unwrap();
+        let current = files.load().unwrap().unwrap();
+        let err = files.keep_old(current.primary()).unwrap_err().to_string();
+        assert!(err.contains("not the key its name says"), "{err}");
+        assert_eq!(fs::read(files.old_key_path(old)).unwrap(), other.raw());
+        // A half-written temporary file left by a crash is not read as a key.
+        fs::remove_file(files.old_key_path(old)).unwrap();
+        fs::write(with_suffix(&files.old_key_path(old), ".1-00.tmp"), b"half").unwrap();
         files.promote_next().unwrap();
-        let after = files.load().unwrap().unwrap();
-        assert_eq!(after.primary().id(), next);
-        assert!(
-            after.get(old).is_some(),
-            "the old key stays as master.key.old"
-        );
-        assert!(!files.next_path().exists());
-        let mode = fs::metadata(files.old_path()).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
+        assert!(files.load().unwrap().unwrap().get(old).is_some());
+        // A key file already present is never overwritten.
+        assert!(files.create_next().is_ok());
+        assert!(files.create_next().is_err());
     }
 }

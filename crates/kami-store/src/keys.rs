@@ -2,11 +2,14 @@
 //! unlocking it at start (a wrong or missing key refuses, never opens nothing), sealing the
 //! plain-text rows an older kami left, `kami keys rotate`, and `kami backup`.
 //!
-//! Rotation is interruptible at any point: the next key's file is written and fsynced, then
-//! registered, before anything is sealed under it; each batch re-seals its rows (value and
-//! keyed hash together) in one transaction; the key files are switched only once every
-//! value is under the next key, and the old key's registration goes last. Every secret is
-//! always under a key that `master.key`, `master.key.next` or `master.key.old` holds.
+//! Rotation runs under the exclusive [`KeyLock`] (no other kami process uses the database
+//! meanwhile) and is interruptible at any point: the next key's file is written and fsynced,
+//! then registered, before anything is sealed under it; each batch re-seals its rows (value
+//! and keyed hash together) in one transaction; a census then confirms every value is under
+//! the next key before the files are switched (the current key kept as `master.key.old.<id>`,
+//! never overwriting a key file); the old keys' registrations go last, in one transaction with
+//! a census that finds nothing under them. Every secret is always under a key that
+//! `master.key`, `master.key.next` or a `master.key.old*` file holds.
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -16,6 +19,7 @@ use kami_core::Millis;
 use crate::db::Tx;
 use crate::error::{Result, StoreError};
 use crate::keyfiles::KeyFiles;
+use crate::keylock::KeyLock;
 use crate::params;
 use crate::sealed::{self, card_place, fulfilment_place, KeyId, Keyring, MasterKey};
 use crate::{Backend, Store};
@@ -110,10 +114,11 @@ fn check_ring(tx: &mut dyn Tx, ring: &Keyring, path: &Path) -> Result<()> {
             None => {
                 return Err(StoreError::Key(format!(
                     "this database also has secrets under key id {id}, which none of {}, its \
-                     `.next` or its `.old` holds (key files present: {}); restore that key file \
-                     beside master.key as master.key.old",
+                     `.next` or its `.old*` files holds (keys present: {}); restore that key \
+                     file beside it as {}.old.{id}",
                     path.display(),
-                    ids(&ring.keys().map(MasterKey::id).collect::<Vec<_>>())
+                    ids(&ring.keys().map(MasterKey::id).collect::<Vec<_>>()),
+                    path.display()
                 )))
             }
         }
@@ -121,8 +126,14 @@ fn check_ring(tx: &mut dyn Tx, ring: &Keyring, path: &Path) -> Result<()> {
     register(tx, ring.primary())
 }
 
-/// Seal up to [`BATCH`] plain-text card keys; how many were sealed.
-fn seal_legacy_cards(tx: &mut dyn Tx, ring: &Keyring) -> Result<u64> {
+/// Serialises legacy sealing across processes (PostgreSQL: a transaction advisory lock;
+/// SQLite's writer lock already does).
+const SEAL_LEGACY_LOCK: &str = "kami:seal-legacy";
+
+/// Seal up to [`BATCH`] plain-text card keys; how many unsealed rows were found and how many
+/// were sealed.
+fn seal_legacy_cards(tx: &mut dyn Tx, ring: &Keyring) -> Result<(usize, u64)> {
+    tx.lock_key(SEAL_LEGACY_LOCK)?;
     let rows = tx.query(
         "SELECT id, product_id, secret FROM cards WHERE secret_hash IS NULL ORDER BY id LIMIT $1",
         params![BATCH],
@@ -144,7 +155,7 @@ fn seal_legacy_cards(tx: &mut dyn Tx, ring: &Keyring) -> Result<u64> {
             params![id, sealed, hash],
         )?;
     }
-    Ok(n)
+    Ok((rows.len(), n))
 }
 
 /// Re-seal the fulfilment contents of orders after `after` (by id) that are plain text or
@@ -218,10 +229,103 @@ pub struct Rotation {
     pub to: KeyId,
     /// Values re-sealed by this run (an interrupted run's work is not counted again).
     pub resealed: u64,
-    /// Values found under another key once the rotation finished: written by a kami that
-    /// ran during the rotation. They stay readable while `master.key.old` exists; stop the
-    /// shop and rotate again.
-    pub stragglers: u64,
+    /// This run finished a rotation that was interrupted after switching the key files
+    /// (`from` is the key it had moved from) instead of starting a new one.
+    pub finished_interrupted: bool,
+}
+
+/// The points of a rotation, in order, reported to [`Store::rotate_keys`]'s `step` hook just
+/// after each is reached (the CLI's fail points for tests hang off them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RotateStep {
+    /// Finishing an interrupted rotation: everything re-sealed under `master.key`, the older
+    /// keys' registrations not yet removed.
+    FinishResealed,
+    /// `master.key.next` written and registered; nothing sealed under it yet.
+    NextRegistered,
+    /// A batch of values re-sealed under the next key (reported after each batch).
+    Resealing,
+    /// Every value under the next key (census done); the files not switched yet.
+    Resealed,
+    /// The current key kept as `master.key.old.<id>`; `master.key` not switched yet.
+    OldKept,
+    /// `master.key.next` renamed over `master.key`; the old key still registered.
+    Promoted,
+    /// The old keys' registrations removed: the rotation is complete.
+    Unregistered,
+}
+
+impl RotateStep {
+    pub const ALL: [RotateStep; 7] = [
+        RotateStep::FinishResealed,
+        RotateStep::NextRegistered,
+        RotateStep::Resealing,
+        RotateStep::Resealed,
+        RotateStep::OldKept,
+        RotateStep::Promoted,
+        RotateStep::Unregistered,
+    ];
+
+    /// `next-registered`, `resealing`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            RotateStep::FinishResealed => "finish-resealed",
+            RotateStep::NextRegistered => "next-registered",
+            RotateStep::Resealing => "resealing",
+            RotateStep::Resealed => "resealed",
+            RotateStep::OldKept => "old-kept",
+            RotateStep::Promoted => "promoted",
+            RotateStep::Unregistered => "unregistered",
+        }
+    }
+}
+
+/// How many stored secrets are sealed under each key, plus the plain-text ones (`None`),
+/// counted by the database (only each value's header is read).
+fn census(tx: &mut dyn Tx) -> Result<Vec<(Option<KeyId>, u64)>> {
+    let mut counts: std::collections::BTreeMap<Option<KeyId>, u64> = Default::default();
+    for sql in [
+        "SELECT substr(secret, 1, 9) AS h, length(secret) >= 37 AS whole, COUNT(*) AS n \
+         FROM cards GROUP BY 1, 2",
+        "SELECT substr(fulfilment, 1, 9) AS h, length(fulfilment) >= 37 AS whole, COUNT(*) AS n \
+         FROM orders WHERE fulfilment IS NOT NULL GROUP BY 1, 2",
+    ] {
+        for r in tx.query(sql, &[])? {
+            let head: Vec<u8> = r.get("h")?;
+            let whole: bool = r.get("whole")?;
+            let n: i64 = r.get("n")?;
+            let id =
+                (whole && head.len() == 1 + sealed::KEY_ID_LEN && head[0] == sealed::SEALED_V1)
+                    .then(|| KeyId::from_slice(&head[1..]))
+                    .flatten();
+            *counts.entry(id).or_default() += n as u64;
+        }
+    }
+    Ok(counts.into_iter().collect())
+}
+
+/// The census entries not under `key`, as "N under key X, M in plain text".
+fn not_under(census: &[(Option<KeyId>, u64)], key: KeyId) -> Option<String> {
+    let others: Vec<String> = census
+        .iter()
+        .filter(|(id, n)| *id != Some(key) && *n > 0)
+        .map(|(id, n)| match id {
+            Some(id) => format!("{n} under key {id}"),
+            None => format!("{n} in plain text"),
+        })
+        .collect();
+    (!others.is_empty()).then(|| others.join(", "))
+}
+
+fn still_locked(lock: &KeyLock) -> Result<()> {
+    if lock.is_exclusive() && lock.is_held() {
+        return Ok(());
+    }
+    Err(StoreError::InUse(
+        "the rotation no longer holds the exclusive key lock (its connection dropped); \
+         every secret is still readable; run `kami keys rotate` again"
+            .into(),
+    ))
 }
 
 impl Store {
@@ -288,23 +392,37 @@ impl Store {
     }
 
     /// Seal every plain-text secret an older kami stored, then (when there were any) rewrite
-    /// the database so no copy of the plain text stays in free pages.
+    /// the database so no copy of the plain text stays in free pages. Batches are serialised
+    /// across processes (each takes the legacy-sealing lock), and this returns only once no
+    /// card is left without its keyed hash: a process starting beside another that is sealing
+    /// does not go on to import keys whose duplicates it could not yet see.
     async fn seal_legacy(&self) -> Result<()> {
         let ring = self.ring()?;
         let mut sealed = 0;
+        let mut stalled = 0;
         loop {
             let r = ring.clone();
-            let n = self.write(move |tx| seal_legacy_cards(tx, &r)).await?;
+            let (seen, n) = self.write(move |tx| seal_legacy_cards(tx, &r)).await?;
             sealed += n;
-            if n == 0 {
+            if seen == 0 {
                 break;
+            }
+            // Rows found but none sealed: another process sealed them first. Never forever.
+            stalled = if n == 0 { stalled + 1 } else { 0 };
+            if stalled > 100 {
+                return Err(StoreError::Database(
+                    "card keys without a keyed hash stay unsealed after 100 attempts".into(),
+                ));
             }
         }
         let mut after = 0;
         loop {
             let r = ring.clone();
             let (last, n) = self
-                .write(move |tx| reseal_plain_fulfilments(tx, &r, after))
+                .write(move |tx| {
+                    tx.lock_key(SEAL_LEGACY_LOCK)?;
+                    reseal_plain_fulfilments(tx, &r, after)
+                })
                 .await?;
             sealed += n;
             match last {
@@ -344,7 +462,11 @@ impl Store {
     }
 
     /// Re-seal every stored secret under the primary key, in batches; how many changed.
-    async fn reseal_all(&self, ring: Arc<Keyring>) -> Result<u64> {
+    async fn reseal_all(
+        &self,
+        ring: Arc<Keyring>,
+        step: &(dyn Fn(RotateStep) + Sync),
+    ) -> Result<u64> {
         let mut changed = 0;
         let mut after = 0;
         loop {
@@ -355,6 +477,7 @@ impl Store {
                 Some(id) => after = id,
                 None => break,
             }
+            step(RotateStep::Resealing);
         }
         after = 0;
         loop {
@@ -367,14 +490,78 @@ impl Store {
                 Some(id) => after = id,
                 None => break,
             }
+            step(RotateStep::Resealing);
         }
         Ok(changed)
     }
 
+    /// Re-seal everything under the ring's primary until a census finds every value under
+    /// it; refuses (naming what is left where) if a few passes do not get there, which only a
+    /// kami process ignoring the key lock (an older version) could cause.
+    async fn reseal_until_clean(
+        &self,
+        ring: Arc<Keyring>,
+        step: &(dyn Fn(RotateStep) + Sync),
+    ) -> Result<u64> {
+        let key = ring.primary().id();
+        let mut resealed = 0;
+        for _ in 0..3 {
+            resealed += self.reseal_all(ring.clone(), step).await?;
+            let left = not_under(&self.sealed_census().await?, key);
+            let Some(left) = left else {
+                return Ok(resealed);
+            };
+            tracing::warn!(
+                "after re-sealing, secrets are still not under key {key}: {left}; once more"
+            );
+        }
+        let left = not_under(&self.sealed_census().await?, key).unwrap_or_default();
+        Err(StoreError::InUse(format!(
+            "secrets keep appearing under other keys than {key} while rotating ({left}): a kami \
+             process that does not take the key lock (an older version?) is writing to this \
+             database. Stop it and run `kami keys rotate` again; every secret is still readable"
+        )))
+    }
+
+    /// Remove every key registration but `keep`'s, in one transaction with a census that
+    /// finds every stored secret under `keep` (else refuses, naming what is under which key).
+    /// PostgreSQL: the census holds SHARE locks on cards and orders, so nothing is written
+    /// under another key between the count and the delete.
+    async fn unregister_others(&self, keep: KeyId) -> Result<()> {
+        let pg = matches!(&*self.backend, Backend::Postgres(_));
+        self.write(move |tx| {
+            if pg {
+                tx.exec("LOCK TABLE cards, orders IN SHARE MODE", &[])?;
+            }
+            if let Some(left) = not_under(&census(tx)?, keep) {
+                return Err(StoreError::InUse(format!(
+                    "refusing to unregister the older master keys: stored secrets are not all \
+                     under key {keep} ({left}); was a kami process running? Every secret is \
+                     still readable with the key files present; stop every kami process on \
+                     this database and run `kami keys rotate` again"
+                )));
+            }
+            tx.exec(
+                "DELETE FROM kami_keys WHERE key_id <> $1",
+                params![keep.as_bytes().to_vec()],
+            )
+        })
+        .await?;
+        Ok(())
+    }
+
     /// `kami keys rotate`: move every secret to a new master key (see the module doc). The
-    /// store must have been unlocked with `files`. Run it again after an interruption: it
-    /// finishes the rotation it finds (`master.key.next`) instead of starting another.
-    pub async fn rotate_keys(&self, files: &KeyFiles) -> Result<Rotation> {
+    /// store must have been unlocked with `files` while `lock` was held exclusive (taken
+    /// before opening the store); `step` is called as each [`RotateStep`] is reached. Run it
+    /// again after an interruption: it finishes the rotation it finds (`master.key.next`, or
+    /// older keys still registered after the files were switched) instead of starting another.
+    pub async fn rotate_keys(
+        &self,
+        files: &KeyFiles,
+        lock: &KeyLock,
+        step: &(dyn Fn(RotateStep) + Sync),
+    ) -> Result<Rotation> {
+        still_locked(lock)?;
         let path = files.path().to_path_buf();
         let current = files
             .load()?
@@ -384,19 +571,21 @@ impl Store {
         let next = match files.load_next()? {
             Some(k) => k.id(),
             None => {
-                // A rotation that stopped after switching the files still has the older key
-                // registered: finish it first, so no registration outlives its key file.
+                // A rotation that stopped after switching the files still has older keys
+                // registered: finish it first, so no registration outlives its use.
                 let known = self.read(registered).await?;
-                if known.iter().any(|(id, _)| *id != from) {
-                    resealed += self.reseal_all(Arc::new(current)).await?;
-                    let keep = from.as_bytes().to_vec();
-                    self.write(move |tx| {
-                        tx.exec(
-                            "DELETE FROM kami_keys WHERE key_id <> $1",
-                            params![keep.clone()],
-                        )
-                    })
-                    .await?;
+                if let Some(older) = known.iter().map(|(id, _)| *id).find(|id| *id != from) {
+                    resealed += self.reseal_until_clean(Arc::new(current), step).await?;
+                    step(RotateStep::FinishResealed);
+                    still_locked(lock)?;
+                    self.unregister_others(from).await?;
+                    step(RotateStep::Unregistered);
+                    return Ok(Rotation {
+                        from: older,
+                        to: from,
+                        resealed,
+                        finished_interrupted: true,
+                    });
                 }
                 files.create_next()?.id()
             }
@@ -409,47 +598,35 @@ impl Store {
         let ring = Arc::new(ring);
         let r = ring.clone();
         self.write(move |tx| register(tx, r.primary())).await?;
-        resealed += self.reseal_all(ring.clone()).await?;
-        files.promote_next()?;
-        let keep = next.as_bytes().to_vec();
-        self.write(move |tx| {
-            tx.exec(
-                "DELETE FROM kami_keys WHERE key_id <> $1",
-                params![keep.clone()],
-            )
-        })
-        .await?;
-        let stragglers = self
-            .sealed_census()
-            .await?
-            .iter()
-            .filter(|(id, _)| *id != Some(next))
-            .map(|(_, n)| n)
-            .sum();
+        step(RotateStep::NextRegistered);
+        resealed += self.reseal_until_clean(ring.clone(), step).await?;
+        step(RotateStep::Resealed);
+        // The files: keep the current key under its id (never overwriting a key file), then
+        // switch. A key `master.key` holds is always kept before it is replaced.
+        still_locked(lock)?;
+        let now = files
+            .load()?
+            .ok_or_else(|| StoreError::Key(format!("no master key at {}", path.display())))?;
+        if now.primary().id() != next {
+            files.keep_old(now.primary())?;
+            step(RotateStep::OldKept);
+            files.switch_to_next()?;
+        }
+        step(RotateStep::Promoted);
+        still_locked(lock)?;
+        self.unregister_others(next).await?;
+        step(RotateStep::Unregistered);
         Ok(Rotation {
             from,
             to: next,
             resealed,
-            stragglers,
+            finished_interrupted: false,
         })
     }
 
     /// How many stored secrets are sealed under each key, plus the plain-text ones (`None`).
     pub async fn sealed_census(&self) -> Result<Vec<(Option<KeyId>, u64)>> {
-        self.read(|tx| {
-            let mut counts: std::collections::BTreeMap<Option<KeyId>, u64> = Default::default();
-            for sql in [
-                "SELECT secret AS v FROM cards",
-                "SELECT fulfilment AS v FROM orders WHERE fulfilment IS NOT NULL",
-            ] {
-                for r in tx.query(sql, &[])? {
-                    let v: Vec<u8> = r.get("v")?;
-                    *counts.entry(sealed::sealed_key_id(&v)).or_default() += 1;
-                }
-            }
-            Ok(counts.into_iter().collect())
-        })
-        .await
+        self.read(census).await
     }
 
     /// Open every stored secret (card keys, fulfilment contents); how many there are. Any

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use kami_core::{Currency, Money, PriceTiers, Slug};
 
 use crate::model::{Delivery, NewProduct};
-use crate::{KeyFiles, Store, StoreError};
+use crate::{KeyFiles, KeyLock, RotateStep, Rotation, Store, StoreError};
 
 fn product(slug: &str) -> NewProduct {
     NewProduct {
@@ -45,6 +45,18 @@ impl Db {
     }
     async fn connect(&self) -> crate::Result<Store> {
         Store::connect(&self.url(), 2, &self.keys()).await
+    }
+    /// `kami keys rotate` as the CLI runs it: under the exclusive key lock.
+    async fn rotate(&self, store: &Store) -> crate::Result<Rotation> {
+        self.rotate_with(store, &|_| {}).await
+    }
+    async fn rotate_with(
+        &self,
+        store: &Store,
+        step: &(dyn Fn(RotateStep) + Sync),
+    ) -> crate::Result<Rotation> {
+        let lock = KeyLock::exclusive(&self.url(), "test rotate").await?;
+        store.rotate_keys(&self.keys(), &lock, step).await
     }
     /// The database file and its WAL, as raw bytes.
     fn raw(&self) -> Vec<u8> {
@@ -268,15 +280,15 @@ async fn rotation_moves_every_secret_to_a_new_key_and_keeps_the_old_one_beside()
         .await
         .unwrap();
     let before = store.sealed_census().await.unwrap();
-    let rotation = store.rotate_keys(&db.keys()).await.unwrap();
-    assert_eq!((rotation.resealed, rotation.stragglers), (450, 0));
+    let rotation = db.rotate(&store).await.unwrap();
+    assert_eq!(rotation.resealed, 450);
     assert_ne!(rotation.from, rotation.to);
     assert_eq!(before[0].0, Some(rotation.from));
     assert_eq!(
         store.sealed_census().await.unwrap(),
         vec![(Some(rotation.to), 450)]
     );
-    assert!(db.keys().old_path().exists());
+    assert!(db.keys().old_key_path(rotation.from).exists());
     assert!(!db.keys().next_path().exists());
     drop(store);
     // Restarted on the new key: keys are still found as duplicates.
@@ -286,10 +298,20 @@ async fn rotation_moves_every_secret_to_a_new_key_and_keeps_the_old_one_beside()
         .await
         .unwrap();
     assert_eq!(again.duplicates, 10);
-    // Without the old key the database still opens: nothing is under it any more.
-    std::fs::remove_file(db.keys().old_path()).unwrap();
+    // A second rotation keeps the first key's file too: no key file is overwritten.
+    let second = db.rotate(&store).await.unwrap();
+    assert_eq!(second.from, rotation.to);
+    assert!(db.keys().old_key_path(rotation.from).exists());
+    assert!(db.keys().old_key_path(rotation.to).exists());
+    // Without the old keys the database still opens: nothing is under them any more.
+    for p in db.keys().old_key_paths().unwrap() {
+        std::fs::remove_file(p).unwrap();
+    }
     drop(store);
-    db.connect().await.unwrap();
+    assert_eq!(
+        db.connect().await.unwrap().verify_secrets().await.unwrap(),
+        450
+    );
 }
 
 #[tokio::test]
@@ -330,23 +352,141 @@ async fn secrets_a_running_kami_sealed_under_the_old_key_are_moved_by_the_next_r
         .await
         .unwrap();
     let tool = db.connect().await.unwrap();
-    let first = tool.rotate_keys(&db.keys()).await.unwrap();
-    // The shop was (wrongly) left running: it still seals under the old key.
+    let first = db.rotate(&tool).await.unwrap();
+    // A kami that ignored the key lock still seals under the old key...
     running
         .import_cards("keys", keys("B", 5), false, 3, &|_| {})
         .await
         .unwrap();
     let census = tool.sealed_census().await.unwrap();
     assert!(census.contains(&(Some(first.from), 5)), "{census:?}");
-    // Still readable with master.key.old beside the new key; the next rotation moves them.
+    // ... and cannot read what the rotation moved: a precise error, never garbage.
+    let err = running.verify_secrets().await.unwrap_err();
+    match &err {
+        StoreError::UnknownKey(id) => assert_eq!(id, &first.to.to_string()),
+        other => panic!("expected UnknownKey, got {other:?}"),
+    }
+    assert!(
+        err.to_string()
+            .contains("rotated after this process started"),
+        "{err}"
+    );
+    // Still readable with master.key.old.<id> beside the new key; the next rotation moves them.
     assert_eq!(
         db.connect().await.unwrap().verify_secrets().await.unwrap(),
         25
     );
-    let second = tool.rotate_keys(&db.keys()).await.unwrap();
-    assert_eq!((second.resealed, second.stragglers), (25, 0));
+    let second = db.rotate(&tool).await.unwrap();
+    assert_eq!(second.resealed, 25);
     assert_eq!(
         tool.sealed_census().await.unwrap(),
         vec![(Some(second.to), 25)]
+    );
+}
+
+/// Run `fut` from inside a synchronous rotation hook.
+fn block_on<T>(fut: impl std::future::Future<Output = T>) -> T {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(fut))
+}
+
+/// A value sealed under the old key after the files were switched (a kami ignoring the key
+/// lock): the rotation refuses to unregister the old key, naming what it found, and a re-run
+/// moves it and finishes. A value sealed during re-sealing is caught by the census and moved
+/// in the same run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_never_unregisters_a_key_something_is_still_sealed_under() {
+    let db = Db::new();
+    let running = db.connect().await.unwrap();
+    running.create_product(product("keys"), 1).await.unwrap();
+    running
+        .import_cards("keys", keys("A", 450), false, 2, &|_| {})
+        .await
+        .unwrap();
+    let old = running.sealed_census().await.unwrap()[0].0.unwrap();
+    let tool = db.connect().await.unwrap();
+    let straggle = |tag: &'static str| {
+        let running = running.clone();
+        move |step: RotateStep| {
+            if step == RotateStep::Promoted {
+                block_on(running.import_cards("keys", keys(tag, 3), false, 3, &|_| {})).unwrap();
+            }
+        }
+    };
+    let err = db.rotate_with(&tool, &straggle("B")).await.unwrap_err();
+    assert!(matches!(err, StoreError::InUse(_)), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains(&format!("3 under key {old}")), "{msg}");
+    assert!(msg.contains("refusing to unregister"), "{msg}");
+    // The old key is still registered and kept on disk: a restart opens everything.
+    assert!(db.keys().old_key_path(old).exists());
+    assert_eq!(
+        db.connect().await.unwrap().verify_secrets().await.unwrap(),
+        453
+    );
+    // A re-run finishes that rotation (moving the stragglers) rather than starting another.
+    let done = db.rotate(&tool).await.unwrap();
+    assert_eq!(
+        (done.from, done.resealed, done.finished_interrupted),
+        (old, 3, true)
+    );
+    assert_eq!(
+        tool.sealed_census().await.unwrap(),
+        vec![(Some(done.to), 453)]
+    );
+
+    // Written during re-sealing (after the first batch): moved by the next pass of this run.
+    let during = |step: RotateStep| {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        if step == RotateStep::Resealing {
+            ONCE.call_once(|| {
+                block_on(running.import_cards("keys", keys("C", 2), false, 4, &|_| {})).unwrap();
+            });
+        }
+    };
+    let r = db.rotate_with(&tool, &during).await.unwrap();
+    assert_eq!(tool.sealed_census().await.unwrap(), vec![(Some(r.to), 455)]);
+}
+
+/// Several processes starting at once on a database an older kami left: each returns from
+/// unlocking only when no card is left unsealed, and they never collide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_starts_seal_legacy_rows_once_and_wait_until_all_are_sealed() {
+    let db = Db::new();
+    let ks = keys("RACE", 1200);
+    legacy_database(&db.file(), &ks, "CONTENT");
+    let first = db.connect().await.unwrap();
+    drop(first);
+    // The key exists now; put plain rows back as an older kami would have kept writing them.
+    let conn = rusqlite::Connection::open(db.file()).unwrap();
+    let more = keys("LATE", 900);
+    for k in &more {
+        conn.execute(
+            "INSERT INTO cards (product_id, secret, status, created_at) VALUES (1, ?1, 'available', 0)",
+            [k],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    let starts = (0..3).map(|_| async {
+        let s = db.connect().await.unwrap();
+        let unsealed: i64 = rusqlite::Connection::open(db.file())
+            .unwrap()
+            .query_row(
+                "SELECT COUNT(*) FROM cards WHERE secret_hash IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(unsealed, 0, "a start returned with cards still unsealed");
+        s.import_cards("keys", more[..50].to_vec(), false, 9, &|_| {})
+            .await
+            .unwrap()
+    });
+    for r in futures::future::join_all(starts).await {
+        assert_eq!((r.imported, r.duplicates), (0, 50));
+    }
+    assert_eq!(
+        db.connect().await.unwrap().verify_secrets().await.unwrap(),
+        2101
     );
 }

@@ -300,6 +300,8 @@ pub fn place(column: &str, owner: i64) -> Vec<u8> {
 }
 
 /// The place of a card key: its product (a key row's id is not known before it is inserted).
+/// So keys of one product can be swapped between cards undetected; see ARCHITECTURE.md,
+/// "Secrets at rest", for why that is accepted.
 pub(crate) fn card_place(product_id: i64) -> Vec<u8> {
     place("cards.secret", product_id)
 }

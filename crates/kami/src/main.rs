@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use kami_core::{cards::KeyStream, SecretToken, Slug};
 use kami_server::services::passwords;
 use kami_server::{config, demo, time::now_ms, Application, BuildOptions, Config};
-use kami_store::{KeyFiles, Store};
+use kami_store::{KeyFiles, KeyLock, RotateStep, Store};
 
 mod simulators;
 
@@ -78,13 +78,16 @@ enum Command {
 enum KeysCommand {
     /// Re-encrypt every stored secret under a new master key.
     ///
-    /// Stop the shop first (every `kami serve` on this database): a server running during the
-    /// rotation would keep encrypting new secrets under the old key. The new key is written to
+    /// Refused while any other kami process uses the database: every `kami serve` (and every
+    /// other kami command, while it runs) holds the database's key lock shared, and rotation
+    /// needs it exclusive — stop the shop first, on every host. The new key is written to
     /// `master.key.next` (mode 0600) and registered before anything is encrypted under it;
-    /// secrets are re-encrypted in small transactions; then `master.key.next` replaces
-    /// `master.key`, and the old key is kept as `master.key.old`. Safe to interrupt at any
-    /// point (every secret stays readable with the files present); run it again to finish.
-    /// Back up the new `master.key` afterwards.
+    /// secrets are re-encrypted in small transactions; once a census finds every secret under
+    /// the new key, the current key is kept as `master.key.old.<key id>` (no key file is ever
+    /// overwritten) and `master.key.next` replaces `master.key`; the old key is unregistered
+    /// last. Safe to interrupt at any point (every secret stays readable with the files
+    /// present); run it again to finish. Back up the new `master.key` afterwards; the
+    /// `master.key.old.*` files are needed only to read backups taken before the rotation.
     Rotate,
 }
 
@@ -176,7 +179,21 @@ fn key_files(config: &Config) -> KeyFiles {
     KeyFiles::new(config.security.master_key_path(&config.server))
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<Store> {
+/// The database's key lock, shared: held by every command while it uses the database (and
+/// by `kami serve` for its life), so `kami keys rotate` never runs beside one. Taken before
+/// the key files are read.
+async fn shared_lock(config: &Config, who: &str) -> anyhow::Result<KeyLock> {
+    KeyLock::shared(&config.database.url, who)
+        .await
+        .with_context(|| {
+            format!(
+                "taking the key lock of the {} database",
+                scheme(&config.database.url)
+            )
+        })
+}
+
+async fn connect(config: &Config) -> anyhow::Result<Store> {
     Store::connect(
         &config.database.url,
         config.database.max_connections,
@@ -184,6 +201,41 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
     )
     .await
     .with_context(|| format!("opening the {} database", scheme(&config.database.url)))
+}
+
+/// Open the store for the command `who`, holding the shared key lock (keep it while the store
+/// is used).
+async fn open_store(config: &Config, who: &str) -> anyhow::Result<(Store, KeyLock)> {
+    let lock = shared_lock(config, who).await?;
+    Ok((connect(config).await?, lock))
+}
+
+/// Fail points for tests: `KAMI_TEST_ROTATE_FAIL_AT=<step>` (a [`RotateStep`] name) makes
+/// `kami keys rotate` exit at once with status 86 when it reaches that step — no cleanup, as
+/// if killed there. Only tests set it; a rotation is built to survive exactly that.
+fn rotate_fail_point() -> anyhow::Result<impl Fn(RotateStep) + Sync> {
+    let at = match std::env::var("KAMI_TEST_ROTATE_FAIL_AT") {
+        Ok(name) => Some(
+            RotateStep::ALL
+                .into_iter()
+                .find(|s| s.name() == name)
+                .ok_or_else(|| {
+                    let names: Vec<_> = RotateStep::ALL.iter().map(|s| s.name()).collect();
+                    anyhow::anyhow!(
+                        "KAMI_TEST_ROTATE_FAIL_AT={name:?} names no rotation step (one of: {})",
+                        names.join(", ")
+                    )
+                })?,
+        ),
+        Err(_) => None,
+    };
+    Ok(move |step: RotateStep| {
+        if Some(step) == at {
+            eprintln!("KAMI_TEST_ROTATE_FAIL_AT: exiting at step {}", step.name());
+            // SAFETY: _exit ends the process at once; nothing after it runs.
+            unsafe { libc::_exit(86) }
+        }
+    })
 }
 
 /// The URL scheme only: the rest may hold a password.
@@ -196,7 +248,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { demo } => serve(cli.config.as_ref(), demo).await,
         Command::Migrate => {
             let config = load_config(cli.config.as_ref())?;
-            open_store(&config).await?;
+            let _opened = open_store(&config, "kami migrate").await?;
             println!(
                 "database schema is up to date ({})",
                 scheme(&config.database.url)
@@ -210,7 +262,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => {
             let config = load_config(cli.config.as_ref())?;
-            let store = open_store(&config).await?;
+            let (store, _lock) = open_store(&config, "kami admin token create").await?;
             let name = check_name(&name)?;
             let token = SecretToken::generate();
             store
@@ -227,7 +279,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => {
             let config = load_config(cli.config.as_ref())?;
-            let store = open_store(&config).await?;
+            let (store, _lock) = open_store(&config, "kami admin user create").await?;
             let name = check_name(&name)?;
             let password = SecretToken::generate().expose()[..20].to_owned();
             let pw = password.clone();
@@ -256,34 +308,42 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: KeysCommand::Rotate,
         } => {
             let config = load_config(cli.config.as_ref())?;
-            let store = open_store(&config).await?;
+            let fail_point = rotate_fail_point()?;
+            // Exclusive before the key files are read; refused while any other kami process
+            // uses the database.
+            let lock = KeyLock::exclusive(&config.database.url, "kami keys rotate").await?;
+            let store = connect(&config).await?;
             let files = key_files(&config);
             let r = store
-                .rotate_keys(&files)
+                .rotate_keys(&files, &lock, &fail_point)
                 .await
                 .context("rotating the master key")?;
-            println!(
-                "re-encrypted {} secrets; key {} → {} ({}); the old key is kept as {}. Back up the new key file.",
-                r.resealed,
-                r.from,
-                r.to,
-                files.path().display(),
-                files.old_path().display()
-            );
-            if r.stragglers > 0 {
-                bail!(
-                    "{} secrets were stored under another key while the rotation ran (was the \
-                     shop running?): they stay readable while {} exists; stop every `kami serve` \
-                     on this database and run `kami keys rotate` again",
-                    r.stragglers,
-                    files.old_path().display()
+            if r.finished_interrupted {
+                println!(
+                    "finished the interrupted rotation: re-encrypted {} more secrets; key {} → {} \
+                     ({}); the old key is kept as {}. Back up the new key file.",
+                    r.resealed,
+                    r.from,
+                    r.to,
+                    files.path().display(),
+                    files.old_key_path(r.from).display()
+                );
+            } else {
+                println!(
+                    "re-encrypted {} secrets; key {} → {} ({}); the old key is kept as {}. Back \
+                     up the new key file.",
+                    r.resealed,
+                    r.from,
+                    r.to,
+                    files.path().display(),
+                    files.old_key_path(r.from).display()
                 );
             }
             Ok(())
         }
         Command::Backup { file } => {
             let config = load_config(cli.config.as_ref())?;
-            let store = open_store(&config).await?;
+            let (store, _lock) = open_store(&config, "kami backup").await?;
             if store.backend_name() == "postgres" {
                 eprintln!(
                     "kami backup copies SQLite databases only. For PostgreSQL use its own tool, e.g.\n  \
@@ -357,6 +417,8 @@ async fn serve(config_path: Option<&PathBuf>, demo: bool) -> anyhow::Result<()> 
     if demo {
         demo::add_sandbox_channel(&mut config);
     }
+    // Held for the server's whole life: `kami keys rotate` refuses while it is.
+    let _lock = shared_lock(&config, "kami serve").await?;
     let app = Application::build_with(
         config,
         BuildOptions {
@@ -439,7 +501,7 @@ async fn import_cards(
     } else {
         file.display().to_string()
     };
-    let store = open_store(config).await?;
+    let (store, _lock) = open_store(config, "kami cards import").await?;
     let not_found = |e: kami_store::StoreError| match e {
         kami_store::StoreError::ProductNotFound => {
             anyhow::anyhow!("no product with slug {:?}", slug.as_str())

@@ -1,13 +1,15 @@
 //! Attack 5 of issue 9, "database file copied": card keys and fulfilment contents must not be
 //! readable in the database files (SQLite file and WAL, PostgreSQL relation files), the files
 //! are the owner's alone, a wrong or missing master key refuses to start, `kami keys rotate`
-//! survives SIGKILL at any point, and `kami backup` copies without decrypting.
+//! is refused while `kami serve` runs and survives SIGKILL or an abrupt exit at any of its
+//! steps without losing a secret or a key, and `kami backup` copies without decrypting.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use kami_store::{KeyFiles, Store};
+use kami_store::sealed::KeyId;
+use kami_store::{KeyFiles, RotateStep, Store};
 use kami_testkit::process::{self, Proc};
 use kami_testkit::{both_backends, cards, hex_rand, Backend, Shop, TestDb, SANDBOX_SECRET};
 use rand::Rng;
@@ -80,6 +82,30 @@ impl Site {
         let mut all = args.to_vec();
         all.extend(["--config", cfg.as_str()]);
         process::output(bin(), &all, self.path(), Duration::from_secs(60)).await
+    }
+
+    /// `kami keys rotate` with the fail point `KAMI_TEST_ROTATE_FAIL_AT=step`.
+    async fn rotate_failing_at(&self, step: &str) -> process::Output {
+        let cfg = self.config_arg();
+        let out = tokio::time::timeout(
+            Duration::from_secs(60),
+            tokio::process::Command::new(bin())
+                .args(["keys", "rotate", "--config", &cfg])
+                .current_dir(self.path())
+                .env("RUST_LOG", "warn")
+                .env("KAMI_TEST_ROTATE_FAIL_AT", step)
+                .stdin(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .expect("kami keys rotate did not exit within 60 s")
+        .expect("kami keys rotate runs");
+        process::Output {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
     }
 
     /// `kami serve` and a shop driving it with a fresh admin token.
@@ -437,24 +463,252 @@ async fn rotation_survives_sigkill_at_any_point(backend: Backend) {
     let order = store.order(&gift).await.unwrap().unwrap();
     assert_eq!(order.fulfilment.as_deref(), Some(content.as_str()));
     drop(store);
-    // The database no longer needs the first key: without `master.key.old` it still opens.
-    std::fs::remove_file(files.old_path()).unwrap();
+    // The database no longer needs the former keys: without `master.key.old.*` it opens.
+    let olds = files.old_key_paths().unwrap();
+    assert!(!olds.is_empty());
+    for p in olds {
+        std::fs::remove_file(p).unwrap();
+    }
     assert_eq!(site.store().await.verify_secrets().await.unwrap(), total);
 }
 both_backends!(rotation_survives_sigkill_at_any_point);
 
-/// A PostgreSQL database as an older kami left it (schema 1-5, keys and a fulfilment in plain
-/// text): the first start seals everything in place, and the relation files keep no plain
-/// text (the tables are rewritten).
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs PostgreSQL at KAMI_TEST_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres)"]
-async fn an_older_kamis_plain_text_is_sealed_at_start_postgres() {
-    let site = Site::new(Backend::Postgres).await;
-    let keys: Vec<String> = (0..200)
-        .map(|i| format!("LEGACY-{i:04}-{}", hex_rand()))
+/// `kami keys rotate` while `kami serve` runs: refused at once, with a message naming why and
+/// who holds the database, a non-zero status, and nothing touched (no next key, the same key,
+/// every secret still under it); the shop keeps selling. Other commands still run beside the
+/// server. Once the server is stopped the rotation runs, and a server started afterwards
+/// sells the remaining keys under the new key.
+async fn rotation_is_refused_while_kami_serve_runs(backend: Backend) {
+    let site = Site::new(backend).await;
+    let (proc, shop) = site.serve().await;
+    shop.create_product("busy", 100, "auto").await;
+    let keys = shop.import_keys("busy", 30).await;
+    let files = site.key_files();
+    let before = files.load().unwrap().unwrap().primary().id();
+
+    let out = site.kami_output(&["keys", "rotate"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("kami keys rotate refused: this database is in use by"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("Stop every `kami serve` on this database"),
+        "{}",
+        out.stderr
+    );
+    match backend {
+        Backend::Sqlite => assert!(out.stderr.contains("kami.db.lock"), "{}", out.stderr),
+        Backend::Postgres => assert!(
+            out.stderr
+                .contains("1 kami process on PostgreSQL (`kami serve` from"),
+            "{}",
+            out.stderr
+        ),
+    }
+    assert!(
+        !files.next_path().exists(),
+        "a refused rotation wrote a next key"
+    );
+    assert!(files.old_key_paths().unwrap().is_empty());
+    assert_eq!(files.load().unwrap().unwrap().primary().id(), before);
+    // Another command beside the server is not refused.
+    site.kami(&["migrate"]).await;
+    let o = shop.order("busy", 2).await;
+    pay(&shop, &o).await;
+    let sold = cards(&shop.wait_settled(&o).await);
+    assert_eq!(sold.len(), 2);
+    assert!(sold.iter().all(|k| keys.contains(k)), "{sold:?}");
+    assert_eq!(
+        site.store().await.sealed_census().await.unwrap(),
+        vec![(Some(before), 30)]
+    );
+
+    proc.stop().await;
+    let out = site.kami(&["keys", "rotate"]).await;
+    assert!(out.contains("re-encrypted 30 secrets"), "{out}");
+    let after = files.load().unwrap().unwrap().primary().id();
+    assert_ne!(after, before);
+    assert!(files.old_key_path(before).exists());
+    let (proc, shop) = site.serve().await;
+    let o = shop.order("busy", 3).await;
+    pay(&shop, &o).await;
+    let more = cards(&shop.wait_settled(&o).await);
+    assert_eq!(more.len(), 3);
+    assert!(
+        more.iter().all(|k| keys.contains(k) && !sold.contains(k)),
+        "{more:?}"
+    );
+    proc.stop().await;
+}
+both_backends!(rotation_is_refused_while_kami_serve_runs);
+
+/// After an interruption: every stored secret opens with the key files on disk, and every key
+/// file that ever existed is still there.
+async fn nothing_is_lost(site: &Site, total: u64, ever: &mut Vec<KeyId>, when: &str) {
+    let ring = site.key_files().load().unwrap().unwrap();
+    for k in ring.keys() {
+        if !ever.contains(&k.id()) {
+            ever.push(k.id());
+        }
+    }
+    for id in ever.iter() {
+        assert!(
+            ring.contains(*id),
+            "{when}: key {id} is gone from the key files"
+        );
+    }
+    let store = site.store().await;
+    assert_eq!(
+        store
+            .verify_secrets()
+            .await
+            .unwrap_or_else(|e| panic!("{when}: a secret does not open: {e}")),
+        total,
+        "{when}"
+    );
+}
+
+/// `kami keys rotate` exiting abruptly (the test-only fail point `KAMI_TEST_ROTATE_FAIL_AT`,
+/// status 86, no cleanup) at each of its steps in turn, some twice: after every exit each
+/// secret opens with the files on disk and no key file is lost; re-runs continue the same
+/// rotation (the same next key) rather than starting another, the one interrupted after
+/// switching the files is finished by the next run, and at the end everything is under the
+/// last key and the shop sells and reads back exactly what it stored.
+async fn rotation_interrupted_at_each_step_loses_nothing(backend: Backend) {
+    const KEYS: usize = 450; // three re-sealing batches
+    let site = Site::new(backend).await;
+    let (proc, shop) = site.serve().await;
+    shop.create_product("step", 100, "auto").await;
+    shop.create_product("gift", 100, "manual").await;
+    let keys: Vec<String> = (0..KEYS)
+        .map(|i| format!("STEP-{i:04}-{}", hex_rand()))
         .collect();
-    let content = format!("LEGACY-CONTENT-{}", hex_rand());
-    let (url, k, c) = (site.url.clone(), keys.clone(), content.clone());
+    let r = shop.import_text("step", &keys.join("\n"), false).await;
+    assert_eq!(r["imported"], KEYS as u64, "{r}");
+    let o = shop.order("step", 2).await;
+    pay(&shop, &o).await;
+    let delivered = cards(&shop.wait_settled(&o).await);
+    let content = format!("GIFT-{}", hex_rand());
+    let gift = fulfilled_order(&shop, "gift", &content).await;
+    proc.stop().await;
+    let total = KEYS as u64 + 1;
+    let files = site.key_files();
+    let first = files.load().unwrap().unwrap().primary().id();
+    let mut ever = vec![first];
+
+    let fail_at = |step: RotateStep| {
+        let site = &site;
+        async move {
+            let out = site.rotate_failing_at(step.name()).await;
+            assert_eq!(
+                out.status.code(),
+                Some(86),
+                "the rotation did not stop at {}: {}",
+                step.name(),
+                out.stderr
+            );
+            assert!(
+                out.stderr
+                    .contains(&format!("exiting at step {}", step.name())),
+                "{}",
+                out.stderr
+            );
+        }
+    };
+    // The first rotation, interrupted at each step up to the switch of the files.
+    fail_at(RotateStep::NextRegistered).await;
+    let next = files.load_next().unwrap().expect("the next key file").id();
+    nothing_is_lost(&site, total, &mut ever, "next-registered").await;
+    for step in [
+        RotateStep::Resealing,
+        RotateStep::Resealing,
+        RotateStep::Resealed,
+        RotateStep::OldKept,
+    ] {
+        fail_at(step).await;
+        nothing_is_lost(&site, total, &mut ever, step.name()).await;
+        assert_eq!(
+            files.load_next().unwrap().map(|k| k.id()),
+            Some(next),
+            "a re-run after {} started another rotation",
+            step.name()
+        );
+    }
+    assert!(
+        files.old_key_path(first).exists(),
+        "old-kept: {first} not kept"
+    );
+    assert_eq!(files.load().unwrap().unwrap().primary().id(), first);
+    fail_at(RotateStep::Promoted).await;
+    nothing_is_lost(&site, total, &mut ever, "promoted").await;
+    assert_eq!(files.load().unwrap().unwrap().primary().id(), next);
+    assert!(!files.next_path().exists());
+    // The next run finishes that rotation (interrupted once more on the way).
+    fail_at(RotateStep::FinishResealed).await;
+    nothing_is_lost(&site, total, &mut ever, "finish-resealed").await;
+    let out = site.kami(&["keys", "rotate"]).await;
+    assert!(out.contains("finished the interrupted rotation"), "{out}");
+    assert!(out.contains(&format!("key {first} → {next}")), "{out}");
+    nothing_is_lost(&site, total, &mut ever, "finished").await;
+    assert_eq!(
+        site.store().await.sealed_census().await.unwrap(),
+        vec![(Some(next), total)]
+    );
+
+    // A second rotation stopped after its very last step is complete; a third runs whole.
+    fail_at(RotateStep::Unregistered).await;
+    nothing_is_lost(&site, total, &mut ever, "unregistered").await;
+    let out = site.kami(&["keys", "rotate"]).await;
+    assert!(
+        out.contains(&format!("re-encrypted {total} secrets")),
+        "{out}"
+    );
+    nothing_is_lost(&site, total, &mut ever, "third rotation").await;
+    let last = files.load().unwrap().unwrap().primary().id();
+    assert_eq!(ever.len(), 4, "{ever:?}");
+    assert_eq!(
+        files.old_key_paths().unwrap().len(),
+        3,
+        "each former key is kept under its own id"
+    );
+    let store = site.store().await;
+    assert_eq!(
+        store.sealed_census().await.unwrap(),
+        vec![(Some(last), total)]
+    );
+    let again = store
+        .import_cards("step", keys.clone(), false, 1, &|_| {})
+        .await
+        .unwrap();
+    assert_eq!((again.imported, again.duplicates), (0, KEYS as u64));
+    drop(store);
+
+    // The shop, on the last key, reads back exactly what it delivered and stored.
+    let (proc, shop) = site.serve().await;
+    let (status, seen) = shop
+        .read_order(
+            o["order_no"].as_str().unwrap(),
+            o["access_token"].as_str().unwrap(),
+            0,
+        )
+        .await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(cards(&seen), delivered);
+    let gift = kami_core::OrderNo::parse(&gift).unwrap();
+    let order = site.store().await.order(&gift).await.unwrap().unwrap();
+    assert_eq!(order.fulfilment.as_deref(), Some(content.as_str()));
+    proc.stop().await;
+}
+both_backends!(rotation_interrupted_at_each_step_loses_nothing);
+
+/// Make the PostgreSQL database at `url` what an older kami left (schema 1-5, `keys` of
+/// product `old` and one fulfilment `content`, all in plain text).
+async fn legacy_postgres(url: &str, keys: &[String], content: &str) {
+    let (url, k, c) = (url.to_owned(), keys.to_vec(), content.to_owned());
     tokio::task::spawn_blocking(move || {
         let mut db = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
         db.batch_execute(
@@ -503,6 +757,20 @@ async fn an_older_kamis_plain_text_is_sealed_at_start_postgres() {
     })
     .await
     .expect("legacy database");
+}
+
+/// A PostgreSQL database as an older kami left it (schema 1-5, keys and a fulfilment in plain
+/// text): the first start seals everything in place, and the relation files keep no plain
+/// text (the tables are rewritten).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL at KAMI_TEST_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres)"]
+async fn an_older_kamis_plain_text_is_sealed_at_start_postgres() {
+    let site = Site::new(Backend::Postgres).await;
+    let keys: Vec<String> = (0..200)
+        .map(|i| format!("LEGACY-{i:04}-{}", hex_rand()))
+        .collect();
+    let content = format!("LEGACY-CONTENT-{}", hex_rand());
+    legacy_postgres(&site.url, &keys, &content).await;
     let before = pg_relation_bytes(&site.url, &["cards"]).await;
     assert!(
         contains(&before[0], &keys[0]),
@@ -529,4 +797,48 @@ async fn an_older_kamis_plain_text_is_sealed_at_start_postgres() {
     let no = kami_core::OrderNo::parse("K20260101000000123456789012").unwrap();
     let order = store.order(&no).await.unwrap().unwrap();
     assert_eq!(order.fulfilment.as_deref(), Some(content.as_str()));
+}
+
+/// Several kami processes starting at once on a PostgreSQL database an older kami left: the
+/// legacy sealing is serialised between them, none returns while a card is still unsealed
+/// (so none imports a key whose stored duplicate it cannot see yet), and a later start does
+/// not trip over the unique index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL at KAMI_TEST_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres)"]
+async fn concurrent_starts_on_an_older_kamis_database_wait_until_all_is_sealed_postgres() {
+    let site = Site::new(Backend::Postgres).await;
+    let keys: Vec<String> = (0..3000)
+        .map(|i| format!("RACE-{i:04}-{}", hex_rand()))
+        .collect();
+    legacy_postgres(&site.url, &keys, "RACE-CONTENT").await;
+    site.key_files().create().expect("the master key");
+    let unsealed = |url: String| async move {
+        tokio::task::spawn_blocking(move || {
+            let mut db = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+            db.query_one("SELECT COUNT(*) FROM cards WHERE secret_hash IS NULL", &[])
+                .expect("count")
+                .get::<_, i64>(0)
+        })
+        .await
+        .expect("count task")
+    };
+    let starts = (0..3).map(|i| {
+        let (site, keys, unsealed) = (&site, &keys, &unsealed);
+        async move {
+            let store = site.store().await;
+            assert_eq!(
+                unsealed(site.url.clone()).await,
+                0,
+                "start {i} returned while cards were still unsealed"
+            );
+            let at = i * 500;
+            let r = store
+                .import_cards("old", keys[at..at + 100].to_vec(), false, 1, &|_| {})
+                .await
+                .unwrap();
+            assert_eq!((r.imported, r.duplicates), (0, 100), "start {i}");
+        }
+    });
+    futures::future::join_all(starts).await;
+    assert_eq!(site.store().await.verify_secrets().await.unwrap(), 3001);
 }
