@@ -98,7 +98,8 @@ pub async fn place_order(state: &AppState, b: OrderInput) -> ServiceResult<Place
             state.metrics.out_of_stock();
             return Err(StoreError::OutOfStock.into());
         }
-        Err(e) => return Err(risk::pending_refusal(e, now)),
+        // Now, not when this request began: a concurrent order may be the oldest one.
+        Err(e) => return Err(risk::pending_refusal(e, state.now_ms())),
     };
     state.metrics.order_created();
 
