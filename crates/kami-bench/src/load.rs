@@ -284,6 +284,17 @@ async fn run_order_inner(ctx: &BuyerCtx, index: usize) -> OrderRecord {
         .client
         .post(create_url)
         .header(header::ACCEPT, "application/json")
+        // Each order from its own address, as real buyers are (the spawned server trusts
+        // 127.0.0.1 as a proxy), so per-client limits and locks are exercised as in a shop.
+        .header(
+            "x-forwarded-for",
+            format!(
+                "10.{}.{}.{}",
+                (index >> 16) & 255,
+                (index >> 8) & 255,
+                index & 255
+            ),
+        )
         .json(&body)
         .timeout(ctx.request_timeout)
         .send()

@@ -42,6 +42,8 @@ pub fn render_config(data_dir: &Path, database_url: &str, expire_minutes: u32) -
          max_connections = 100000\n\
          max_connections_per_ip = 100000\n\
          max_in_flight = 100000\n\
+         # buyers are told apart by X-Forwarded-For, as behind a reverse proxy\n\
+         trusted_proxies = [\"127.0.0.1/32\"]\n\
          \n\
          [database]\n\
          url = {db}\n\
