@@ -696,7 +696,8 @@ fn pg_compact(c: &mut postgres::Client) -> Result<()> {
 }
 
 /// Seal the plain-text fulfilment contents after `after` (keys other than the primary are
-/// left to rotation).
+/// left to rotation). Not folded into [`reseal_fulfilments`]: an older kami's SQLite column
+/// holds TEXT, which its compare-and-set on the stored bytes (a BLOB) would never match.
 fn reseal_plain_fulfilments(
     tx: &mut dyn Tx,
     ring: &Keyring,
