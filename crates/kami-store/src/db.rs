@@ -23,7 +23,11 @@ pub trait Tx {
     }
     /// Serialise the transactions that pass the same `key` until commit (PostgreSQL: an
     /// advisory transaction lock). SQLite has one writer, so nothing to do there.
-    fn lock_key(&mut self, _key: &str) -> Result<()> {
+    fn lock_key(&mut self, key: &str) -> Result<()> {
+        self.lock_keys(&[key])
+    }
+    /// [`Tx::lock_key`] for each of `keys`, in that order (PostgreSQL: one round trip).
+    fn lock_keys(&mut self, _keys: &[&str]) -> Result<()> {
         Ok(())
     }
     fn query_one(&mut self, sql: &'static str, params: &[Value]) -> Result<Row> {
@@ -51,6 +55,25 @@ fn strip_row_locks(sql: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// [`to_sqlite`] of one of the program's SQL texts, rewritten once and remembered: every
+/// statement runs through here, and rewriting costs more than running a small one. Keyed by
+/// the text's address (a literal keeps one for the life of the program); bounded by the
+/// number of SQL literals in the program.
+pub(crate) fn sqlite_sql(sql: &'static str) -> &'static str {
+    use std::collections::HashMap;
+    use std::sync::{OnceLock, RwLock};
+    type Rewritten = RwLock<HashMap<(usize, usize), &'static str>>;
+    static REWRITTEN: OnceLock<Rewritten> = OnceLock::new();
+    let map = REWRITTEN.get_or_init(Rewritten::default);
+    let key = (sql.as_ptr() as usize, sql.len());
+    if let Some(s) = map.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return s;
+    }
+    let mut w = map.write().unwrap_or_else(|p| p.into_inner());
+    w.entry(key)
+        .or_insert_with(|| Box::leak(to_sqlite(sql).into_boxed_str()))
 }
 
 /// Rewrite PostgreSQL-style SQL for SQLite: `$N` → `?N`, drop `FOR UPDATE [SKIP LOCKED]`.
@@ -85,6 +108,12 @@ mod tests {
         assert_eq!(
             to_sqlite("SELECT 1 FROM t o JOIN u ON 1 FOR UPDATE OF o SKIP LOCKED"),
             "SELECT 1 FROM t o JOIN u ON 1"
+        );
+        static SQL: &str = "SELECT a FROM t WHERE b = $1 FOR UPDATE";
+        assert_eq!(sqlite_sql(SQL), "SELECT a FROM t WHERE b = ?1");
+        assert!(
+            std::ptr::eq(sqlite_sql(SQL), sqlite_sql(SQL)),
+            "rewritten once"
         );
         assert_eq!(
             to_sqlite(

@@ -8,6 +8,7 @@
 //! claims and retried transactions. Correctness lives in the database: unique keys,
 //! compare-and-set status updates, and an outbox written in the same transaction.
 
+mod audit;
 mod cards;
 mod catalog;
 mod checks;
@@ -426,6 +427,17 @@ impl Store {
     }
 
     // ---- admin ----
+
+    /// Write one audit row on its own. Changes made by the store write theirs in their own
+    /// transaction; this is for what has no store change (a login, an export).
+    pub async fn record_audit(&self, entry: AuditEntry, now: Millis) -> Result<()> {
+        self.write(move |tx| audit::record(tx, &entry, now)).await
+    }
+
+    /// Audit rows, newest first.
+    pub async fn audit_log(&self, filter: AuditFilter) -> Result<Vec<AuditRecord>> {
+        self.read(move |tx| audit::list(tx, &filter)).await
+    }
 
     pub async fn create_admin_token(
         &self,

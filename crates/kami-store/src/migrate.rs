@@ -59,6 +59,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0008_event_retention.sql"),
         postgres: include_str!("migrations/postgres/0008_event_retention.sql"),
     },
+    Migration {
+        version: 9,
+        name: "audit",
+        sqlite: include_str!("migrations/sqlite/0009_audit.sql"),
+        postgres: include_str!("migrations/postgres/0009_audit.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kami_migrations \

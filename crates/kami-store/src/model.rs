@@ -269,3 +269,39 @@ pub struct PaymentEventSummary {
     pub outcome: String,
     pub detail: Option<String>,
 }
+
+/// One change for the audit log (`audit.rs`). `before` / `after` hold the changed fields as
+/// JSON, never a secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    /// `user:NAME` (console), `token:NAME` (admin API), `cli`, `system`.
+    pub actor: String,
+    /// What was done, `noun.verb`: `product.update`, `order.refund`, `session.revoke`, ...
+    pub action: String,
+    /// What it was done to, `kind:id`: `product:vip`, `order:K20261206…`, `user:owner`.
+    pub target: String,
+    pub ip: Option<String>,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
+/// An audit log row as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub at: Millis,
+    pub entry: AuditEntry,
+}
+
+/// Which audit rows to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Page backwards: only rows older than this id.
+    pub before_id: Option<i64>,
+    pub target: Option<String>,
+    pub actor: Option<String>,
+    /// `at` in `[from, to)`.
+    pub from: Option<Millis>,
+    pub to: Option<Millis>,
+    pub limit: u32,
+}

@@ -16,7 +16,7 @@ use std::time::Duration;
 use rusqlite::{types::ValueRef, Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::db::{to_sqlite, Row, Tx, Value};
+use crate::db::{sqlite_sql, Row, Tx, Value};
 use crate::error::{Result, StoreError};
 
 /// Most jobs folded into one transaction: bounds the latency one commit adds.
@@ -46,13 +46,13 @@ fn bind(params: &[Value]) -> Vec<rusqlite::types::Value> {
 
 impl Tx for SqliteTx<'_> {
     fn exec(&mut self, sql: &'static str, params: &[Value]) -> Result<u64> {
-        let mut stmt = self.conn.prepare_cached(&to_sqlite(sql))?;
+        let mut stmt = self.conn.prepare_cached(sqlite_sql(sql))?;
         let n = stmt.execute(rusqlite::params_from_iter(bind(params)))?;
         Ok(n as u64)
     }
 
     fn query(&mut self, sql: &'static str, params: &[Value]) -> Result<Vec<Row>> {
-        let mut stmt = self.conn.prepare_cached(&to_sqlite(sql))?;
+        let mut stmt = self.conn.prepare_cached(sqlite_sql(sql))?;
         let cols = stmt.column_count();
         let names: Arc<[String]> = stmt.column_names().into_iter().map(str::to_owned).collect();
         let mut rows = stmt.query(rusqlite::params_from_iter(bind(params)))?;
