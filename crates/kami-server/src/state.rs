@@ -53,6 +53,11 @@ impl AppState {
         self.clock.now_ms()
     }
 
+    /// Whether the shop mails buyers at all (`[smtp]` configured).
+    pub fn mail_enabled(&self) -> bool {
+        self.mailer.is_some()
+    }
+
     /// An order was just delivered: let the mail worker look now instead of at its next poll.
     pub fn wake_mail(&self) {
         if let Some(m) = &self.mailer {

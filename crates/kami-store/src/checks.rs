@@ -127,3 +127,41 @@ pub(crate) fn channel_reversal(tx: &mut dyn Tx, order_no: &str, now: Millis) -> 
     }
     Ok(true)
 }
+
+/// One payment attempt of an order, as the seller's "check payment" (补单) asks about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderPayment {
+    pub payment_id: i64,
+    pub channel_id: ChannelId,
+    pub trade_no: String,
+    pub amount: Money,
+    pub status: PaymentStatus,
+}
+
+/// Every payment attempt of an order, oldest first (`None`: no such order).
+pub(crate) fn order_payments(tx: &mut dyn Tx, order_no: &str) -> Result<Option<Vec<OrderPayment>>> {
+    let Some(o) = tx.query_opt(
+        "SELECT id FROM orders WHERE order_no = $1",
+        params![order_no],
+    )?
+    else {
+        return Ok(None);
+    };
+    tx.query(
+        "SELECT id, channel_id, trade_no, amount, currency, status FROM payments \
+         WHERE order_id = $1 ORDER BY id",
+        params![o.get::<i64>("id")?],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(OrderPayment {
+            payment_id: r.get("id")?,
+            channel_id: r.get("channel_id")?,
+            trade_no: r.get("trade_no")?,
+            amount: r.money("amount", "currency")?,
+            status: r.get("status")?,
+        })
+    })
+    .collect::<Result<Vec<_>>>()
+    .map(Some)
+}

@@ -23,12 +23,12 @@ pub trait Tx {
     }
     /// Serialise the transactions that pass the same `key` until commit (PostgreSQL: an
     /// advisory transaction lock). SQLite has one writer, so nothing to do there.
-    fn lock_key(&mut self, key: &str) -> Result<()> {
-        self.lock_keys(&[key])
-    }
-    /// [`Tx::lock_key`] for each of `keys`, in that order (PostgreSQL: one round trip).
-    fn lock_keys(&mut self, _keys: &[&str]) -> Result<()> {
+    fn lock_key(&mut self, _key: &str) -> Result<()> {
         Ok(())
+    }
+    /// For the few places where one round trip matters enough to call a PostgreSQL function.
+    fn is_postgres(&self) -> bool {
+        false
     }
     fn query_one(&mut self, sql: &'static str, params: &[Value]) -> Result<Row> {
         self.query_opt(sql, params)?

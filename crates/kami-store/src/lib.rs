@@ -34,13 +34,13 @@ use std::sync::Arc;
 
 use kami_core::{CardStatus, Millis, OrderNo};
 
-pub use checks::PaymentCheck;
+pub use checks::{OrderPayment, PaymentCheck};
 pub use error::{Result, StoreError};
 pub use keyfiles::{create_private_dir, restrict_file, KeyFiles};
 pub use keylock::KeyLock;
 pub use keys::{RotateStep, Rotation};
 pub use model::*;
-pub use outbox::{MailState, OutboxItem, ORDER_DELIVERED};
+pub use outbox::{MailState, OutboxItem, ORDER_DELIVERED, ORDER_FULFILLED};
 pub use refunds::{NewRefund, Refund, RefundCall, RefundResult};
 
 use crate::db::Tx;
@@ -240,10 +240,63 @@ impl Store {
             .await
     }
 
-    /// Expire an unpaid order at once; false if it was not pending.
-    pub async fn cancel_unpaid(&self, order_no: &OrderNo) -> Result<bool> {
+    /// Expire an unpaid order at once, with a note for the seller saying why; false if it
+    /// was not pending (nothing changed).
+    pub async fn cancel_unpaid(
+        &self,
+        order_no: &OrderNo,
+        note: Option<String>,
+        now: Millis,
+    ) -> Result<bool> {
         let no = order_no.as_str().to_owned();
-        self.write(move |tx| orders::cancel_unpaid(tx, &no)).await
+        self.write(move |tx| orders::cancel_unpaid(tx, &no, note.as_deref(), now))
+            .await
+    }
+
+    /// The seller cancels a pending order (after closing its trade at the channel): expired
+    /// with `note`, stock back, and the audit row, in one commit. False if it was not
+    /// pending (nothing changed, nothing audited).
+    pub async fn cancel_by_seller(
+        &self,
+        order_no: &OrderNo,
+        note: String,
+        audit: AuditEntry,
+        now: Millis,
+    ) -> Result<bool> {
+        let no = order_no.as_str().to_owned();
+        self.write(move |tx| {
+            let cancelled = orders::cancel_unpaid(tx, &no, Some(&note), now)?;
+            if cancelled {
+                audit::record(tx, &audit, now)?;
+            }
+            Ok(cancelled)
+        })
+        .await
+    }
+
+    /// Every payment attempt of an order, oldest first; `None`: no such order.
+    pub async fn order_payments(&self, order_no: &OrderNo) -> Result<Option<Vec<OrderPayment>>> {
+        let no = order_no.as_str().to_owned();
+        self.read(move |tx| checks::order_payments(tx, &no)).await
+    }
+
+    /// Queue the buyer's mail of a delivered (keys) or fulfilled (content) order again, with
+    /// the audit row, in one commit. False when the order has no such mail (another status).
+    pub async fn requeue_order_mail(
+        &self,
+        order_no: &OrderNo,
+        audit: AuditEntry,
+        now: Millis,
+    ) -> Result<bool> {
+        let no = order_no.as_str().to_owned();
+        self.write(move |tx| {
+            let queued = outbox::requeue_order_mail(tx, &no, now)?;
+            if queued {
+                audit::record(tx, &audit, now)?;
+            }
+            Ok(queued)
+        })
+        .await
     }
 
     /// The seller fulfils an `awaiting_fulfilment` (manual) order with `content`: the order

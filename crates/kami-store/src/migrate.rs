@@ -65,6 +65,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0009_audit.sql"),
         postgres: include_str!("migrations/postgres/0009_audit.sql"),
     },
+    Migration {
+        version: 12,
+        name: "pending_counts",
+        sqlite: include_str!("migrations/sqlite/0012_pending_counts.sql"),
+        postgres: include_str!("migrations/postgres/0012_pending_counts.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kami_migrations \

@@ -19,22 +19,23 @@ fn check_pending_caps(tx: &mut dyn Tx, n: &NewOrder) -> Result<()> {
     let caps = &n.pending_caps;
     let client = caps.per_client.zip(n.client_ip.as_deref());
     let email = caps.per_email.map(|cap| (cap, n.email.as_str()));
-    let mut keys = Vec::with_capacity(2);
-    keys.extend(client.map(|(_, key)| format!("ip:{key}")));
-    keys.extend(email.map(|(_, email)| format!("email:{email}")));
-    if keys.is_empty() {
+    if client.is_none() && email.is_none() {
         return Ok(());
     }
-    // Both locks in one statement and both counts in one query: two round trips to
-    // PostgreSQL for every order, not four. Always client before email, so two orders never
-    // wait for each other crosswise. An absent key counts nothing (`= NULL`).
-    tx.lock_keys(&keys.iter().map(String::as_str).collect::<Vec<_>>())?;
-    let r = tx.query_one(
+    // One round trip for every order. PostgreSQL: the locks and the counts in one server-side
+    // function (migration 0012); the counts alone are the same query. An absent key counts
+    // nothing (`= NULL`).
+    let sql = if tx.is_postgres() {
+        "SELECT client_n, client_oldest, email_n, email_oldest FROM kami_pending_counts($1, $2, $3)"
+    } else {
         "SELECT c.n AS client_n, c.oldest AS client_oldest, e.n AS email_n, e.oldest AS email_oldest \
          FROM (SELECT COUNT(*) AS n, MIN(expires_at) AS oldest FROM orders \
                WHERE client_ip = $1 AND status = 'pending' AND expires_at > $3) c, \
               (SELECT COUNT(*) AS n, MIN(expires_at) AS oldest FROM orders \
-               WHERE email = $2 AND status = 'pending' AND expires_at > $3) e",
+               WHERE email = $2 AND status = 'pending' AND expires_at > $3) e"
+    };
+    let r = tx.query_one(
+        sql,
         params![
             client.map(|(_, key)| key),
             email.map(|(_, email)| email),
@@ -322,9 +323,14 @@ fn expire_locked(
     order: &LockedOrder,
     product_id: i64,
     quantity: i64,
+    note: Option<&str>,
     now: Millis,
 ) -> Result<()> {
-    apply_order_event(tx, order, OrderEvent::Expire, now, Details::default())?;
+    let details = Details {
+        note,
+        payload: None,
+    };
+    apply_order_event(tx, order, OrderEvent::Expire, now, details)?;
     cards::release(tx, order.id)?;
     tx.exec(
         "UPDATE products SET manual_stock = manual_stock + $2 \
@@ -346,14 +352,28 @@ pub(crate) fn expire_due(tx: &mut dyn Tx, now: Millis, limit: u32) -> Result<Vec
     let mut expired = Vec::with_capacity(due.len());
     for r in &due {
         let order = LockedOrder::from_row(r)?;
-        expire_locked(tx, &order, r.get("product_id")?, r.get("quantity")?, now)?;
+        expire_locked(
+            tx,
+            &order,
+            r.get("product_id")?,
+            r.get("quantity")?,
+            None,
+            now,
+        )?;
         expired.push(order.order_no);
     }
     Ok(expired)
 }
 
-/// Give up on an unpaid order at once (the channel could not create the payment).
-pub(crate) fn cancel_unpaid(tx: &mut dyn Tx, order_no: &str) -> Result<bool> {
+/// Give up on an unpaid order at once: the channel could not create the payment, the trade
+/// was closed at the channel, or the seller cancelled it. `note` says why, for the seller.
+/// False when the order is not pending (nothing changed).
+pub(crate) fn cancel_unpaid(
+    tx: &mut dyn Tx,
+    order_no: &str,
+    note: Option<&str>,
+    now: Millis,
+) -> Result<bool> {
     let Some(r) = tx.query_opt(
         "SELECT id, order_no, status, product_id, quantity FROM orders \
          WHERE order_no = $1 AND status = $2 FOR UPDATE",
@@ -363,7 +383,14 @@ pub(crate) fn cancel_unpaid(tx: &mut dyn Tx, order_no: &str) -> Result<bool> {
         return Ok(false);
     };
     let order = LockedOrder::from_row(&r)?;
-    expire_locked(tx, &order, r.get("product_id")?, r.get("quantity")?, 0)?;
+    expire_locked(
+        tx,
+        &order,
+        r.get("product_id")?,
+        r.get("quantity")?,
+        note,
+        now,
+    )?;
     Ok(true)
 }
 

@@ -19,6 +19,9 @@ use crate::params;
 
 /// Kind of the row written when an order is delivered (payload `{"order_no": …}`).
 pub const ORDER_DELIVERED: &str = "order.delivered";
+/// Kind of the row written when the seller fulfils a manual order (payload `{"order_no": …}`):
+/// the buyer is mailed the content.
+pub const ORDER_FULFILLED: &str = "order.fulfilled";
 
 /// Longest error text kept on a row.
 const MAX_ERROR_CHARS: usize = 500;
@@ -154,12 +157,32 @@ pub(crate) fn give_up(tx: &mut dyn Tx, id: i64, now: Millis, error: &str) -> Res
 
 /// The newest `order.delivered` row of an order; `None` if it has none (not delivered, or
 /// no such order).
+/// A new mail row for a delivered or fulfilled order (the seller's "resend"); false for any
+/// other status.
+pub(crate) fn requeue_order_mail(tx: &mut dyn Tx, order_no: &str, now: Millis) -> Result<bool> {
+    let Some(o) = tx.query_opt(
+        "SELECT id, status FROM orders WHERE order_no = $1",
+        params![order_no],
+    )?
+    else {
+        return Err(crate::StoreError::OrderNotFound);
+    };
+    let kind = match o.get::<kami_core::OrderStatus>("status")? {
+        kami_core::OrderStatus::Delivered => ORDER_DELIVERED,
+        kami_core::OrderStatus::Fulfilled => ORDER_FULFILLED,
+        _ => return Ok(false),
+    };
+    let payload = serde_json::json!({ "order_no": order_no, "resent": true });
+    insert(tx, kind, o.get("id")?, payload.to_string(), now)?;
+    Ok(true)
+}
+
 pub(crate) fn mail_state(tx: &mut dyn Tx, order_no: &str) -> Result<Option<MailState>> {
     let Some(r) = tx.query_opt(
         "SELECT x.done_at, x.gave_up, x.attempts, x.available_at, x.last_error \
          FROM outbox x JOIN orders o ON o.id = x.order_id \
-         WHERE o.order_no = $1 AND x.kind = $2 ORDER BY x.id DESC LIMIT 1",
-        params![order_no, ORDER_DELIVERED],
+         WHERE o.order_no = $1 AND x.kind IN ($2, $3) ORDER BY x.id DESC LIMIT 1",
+        params![order_no, ORDER_DELIVERED, ORDER_FULFILLED],
     )?
     else {
         return Ok(None);

@@ -114,24 +114,17 @@ impl<C: GenericClient> Tx for PgTx<'_, C> {
             .collect()
     }
 
-    fn lock_keys(&mut self, keys: &[&str]) -> Result<()> {
-        // 7263007: kami's class of per-key locks (the migrations take 7263001). A target
-        // list is evaluated left to right, so two keys are taken in the order given.
-        for pair in keys.chunks(2) {
-            match pair {
-                [a, b] => self.exec(
-                    "SELECT pg_advisory_xact_lock(7263007, hashtext($1)), \
-                            pg_advisory_xact_lock(7263007, hashtext($2))",
-                    crate::params![*a, *b],
-                ),
-                [a] => self.exec(
-                    "SELECT pg_advisory_xact_lock(7263007, hashtext($1))",
-                    crate::params![*a],
-                ),
-                _ => Ok(0), // `chunks(2)` gives one or two
-            }?;
-        }
-        Ok(())
+    fn lock_key(&mut self, key: &str) -> Result<()> {
+        // 7263007: kami's class of per-key locks (the migrations take 7263001).
+        self.exec(
+            "SELECT pg_advisory_xact_lock(7263007, hashtext($1))",
+            crate::params![key],
+        )
+        .map(|_| ())
+    }
+
+    fn is_postgres(&self) -> bool {
+        true
     }
 }
 

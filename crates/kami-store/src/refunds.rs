@@ -152,19 +152,27 @@ pub(crate) fn begin(tx: &mut dyn Tx, order_no: &str, r: &NewRefund) -> Result<Re
             return Ok(existing);
         }
     }
-    let p = tx
-        .query_opt(
-            "SELECT id, amount, currency FROM payments WHERE order_id = $1 AND status IN ($2, $3) \
+    let p = tx.query_opt(
+        "SELECT id, amount, currency FROM payments WHERE order_id = $1 AND status IN ($2, $3) \
              ORDER BY id LIMIT 1 FOR UPDATE",
-            params![
-                order_id,
-                PaymentStatus::Paid,
-                PaymentStatus::PartiallyRefunded
-            ],
-        )?
-        .ok_or_else(|| {
-            StoreError::NotRefundable("the order has no settled payment to refund".into())
-        })?;
+        params![
+            order_id,
+            PaymentStatus::Paid,
+            PaymentStatus::PartiallyRefunded
+        ],
+    )?;
+    let Some(p) = p else {
+        // A fully refunded payment is not "settled" any more: say what the seller needs.
+        let refunded = tx.query_opt(
+            "SELECT id FROM payments WHERE order_id = $1 AND status = $2 LIMIT 1",
+            params![order_id, PaymentStatus::Refunded],
+        )?;
+        return Err(StoreError::NotRefundable(if refunded.is_some() {
+            "the order is already fully refunded".into()
+        } else {
+            "the order has no settled payment to refund".into()
+        }));
+    };
     let (payment_id, paid, currency): (i64, i64, String) =
         (p.get("id")?, p.get("amount")?, p.get("currency")?);
     let taken = tx.query_one(

@@ -9,7 +9,7 @@ use kami_core::{Millis, OrderEvent, OrderNo, OrderStatus, PaymentEvent, PaymentS
 
 use crate::db::{Row, Tx};
 use crate::error::{Result, StoreError};
-use crate::outbox::{self, ORDER_DELIVERED};
+use crate::outbox::{self, ORDER_DELIVERED, ORDER_FULFILLED};
 use crate::params;
 
 /// An order row read under its row lock (`FOR UPDATE`; SQLite's single writer is the lock).
@@ -109,6 +109,7 @@ fn outbox_kind(last: OrderEvent, to: OrderStatus) -> Option<&'static str> {
         (OrderEvent::ChannelReversed, _) => "payment.reversed",
         (OrderEvent::Refunded { .. }, _) => "order.refunded",
         (_, OrderStatus::Delivered) => ORDER_DELIVERED,
+        (_, OrderStatus::Fulfilled) => ORDER_FULFILLED,
         (_, OrderStatus::AwaitingFulfilment) => "order.awaiting_fulfilment",
         (_, OrderStatus::Exception) => "order.exception",
         _ => return None,
@@ -345,6 +346,11 @@ mod tests {
         assert_eq!(
             outbox_kind(E::Refunded { full: true }, S::Refunded),
             Some("order.refunded")
+        );
+        assert_eq!(
+            outbox_kind(E::Fulfilled, S::Fulfilled),
+            Some(ORDER_FULFILLED),
+            "the buyer is mailed what the seller gave"
         );
         assert_eq!(outbox_kind(E::Expire, S::Expired), None);
         assert_eq!(outbox_kind(E::PaymentConfirmed, S::Paid), None);

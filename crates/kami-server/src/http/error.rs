@@ -101,6 +101,9 @@ impl From<ServiceError> for ApiError {
         match e {
             ServiceError::Invalid { code, message } => ApiError::unprocessable(code, message),
             ServiceError::NotFound { code, message } => ApiError::not_found(code, message),
+            ServiceError::Conflict { code, message } => {
+                ApiError::new(StatusCode::CONFLICT, code, message)
+            }
             ServiceError::ChannelUnavailable { cause } => ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 "channel_unavailable",

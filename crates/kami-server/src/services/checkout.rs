@@ -132,8 +132,18 @@ pub async fn place_order(state: &AppState, b: OrderInput) -> ServiceResult<Place
             if !matches!(e, PayError::Gateway { .. } | PayError::Unsupported(_)) {
                 state.channels.record_create(channel.id().as_str(), false);
             }
-            // Give the stock back now rather than at expiry.
-            if let Err(ce) = state.store.cancel_unpaid(&created.order_no).await {
+            tracing::warn!(
+                channel = %channel.id(),
+                order = %created.order_no,
+                "the channel could not create the payment: {e}"
+            );
+            // Give the stock back now rather than at expiry, saying why to the seller.
+            let note = format!("channel {} could not create the payment: {e}", channel.id());
+            if let Err(ce) = state
+                .store
+                .cancel_unpaid(&created.order_no, Some(note), state.now_ms())
+                .await
+            {
                 tracing::error!(order = %created.order_no, "cancel after channel failure: {ce}");
             }
             state.watch.changed(created.order_no.as_str());

@@ -165,7 +165,11 @@ async fn reversal(state: &AppState, c: &PaymentCheck) -> Result<(), kami_store::
 }
 
 async fn expire(state: &AppState, c: &PaymentCheck) -> Result<(), kami_store::StoreError> {
-    if state.store.cancel_unpaid(&c.order_no).await? {
+    if state
+        .store
+        .cancel_unpaid(&c.order_no, None, state.now_ms())
+        .await?
+    {
         state.metrics.order_expired();
         state.watch.changed(c.order_no.as_str());
     } else {

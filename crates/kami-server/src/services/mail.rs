@@ -19,7 +19,7 @@
 use std::sync::Arc;
 
 use kami_core::OrderNo;
-use kami_store::{MailState, Order, OutboxItem, StoreError, ORDER_DELIVERED};
+use kami_store::{MailState, Order, OutboxItem, StoreError, ORDER_DELIVERED, ORDER_FULFILLED};
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, Message, MultiPart};
 use tokio::task::JoinSet;
@@ -72,7 +72,12 @@ pub async fn send_due_once(
     let now = state.now_ms();
     let due = state
         .store
-        .claim_outbox(&[ORDER_DELIVERED], now, now + mailer.lease_ms(), BATCH)
+        .claim_outbox(
+            &[ORDER_DELIVERED, ORDER_FULFILLED],
+            now,
+            now + mailer.lease_ms(),
+            BATCH,
+        )
         .await?;
     let n = due.len();
     let mut tasks = JoinSet::new();
@@ -185,12 +190,15 @@ fn build_message(
     row_id: i64,
     order: &Order,
 ) -> Result<Message, Failure> {
-    let Some(keys) = order.cards.as_ref().filter(|k| !k.is_empty()) else {
+    // A delivered order mails its keys; a fulfilled (manual) one what the seller gave.
+    let keys: &[String] = order.cards.as_deref().unwrap_or_default();
+    let content = order.fulfilment.as_deref().filter(|c| !c.is_empty());
+    if keys.is_empty() && content.is_none() {
         return Err(Failure::GiveUp(format!(
-            "order {} has no delivered keys to mail",
+            "order {} has no delivered keys or content to mail",
             order.order_no
         )));
-    };
+    }
     let to: Mailbox = order
         .email
         .as_str()
@@ -203,6 +211,7 @@ fn build_message(
         &state.public_url,
         order,
         keys,
+        content,
     )
     .map_err(Failure::Retry)?;
     let domain = mailer.from().email.domain();
@@ -230,15 +239,16 @@ pub struct Rendered {
     pub html: String,
 }
 
-/// Render the delivery mail of `order` (with its `keys`) from the theme, in the order's
-/// language; links point at `public_url`. Errors (a broken theme override) are described
-/// for the log.
+/// Render the delivery mail of `order` (with its `keys`, or the seller's `content` for a
+/// fulfilled manual order) from the theme, in the order's language; links point at
+/// `public_url`. Errors (a broken theme override) are described for the log.
 pub fn render(
     theme: &Theme,
     shop_config: &ShopConfig,
     public_url: &str,
     order: &Order,
     keys: &[String],
+    content: Option<&str>,
 ) -> Result<Rendered, String> {
     let locale = Locale::parse(&order.locale)
         .or_else(|| Locale::parse(&shop_config.default_locale))
@@ -252,6 +262,7 @@ pub fn render(
         amount => order.amount.minor(),
         currency => order.amount.currency().code(),
         keys => keys,
+        content => content,
         email => order.email.as_str(),
         order_url => format!("{public_url}/orders/{}", order.order_no),
         lookup_url => format!("{public_url}/lookup"),
@@ -324,8 +335,32 @@ mod tests {
             "https://shop.example.com",
             &order(locale),
             keys,
+            None,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_fulfilled_order_mails_the_sellers_content_in_both_languages() {
+        let theme = Theme::load(None).unwrap();
+        let shop = ShopConfig::default();
+        let mut o = order("en");
+        o.status = OrderStatus::Fulfilled;
+        let content = "Account topped up: <100 gems> & a note";
+        let en = render(&theme, &shop, "http://x", &o, &[], Some(content)).unwrap();
+        assert!(en.text.contains("From the seller"), "{}", en.text);
+        assert!(en.text.contains(content), "{}", en.text);
+        assert!(!en.text.contains("Your keys"), "{}", en.text);
+        assert!(
+            en.html
+                .contains("Account topped up: &lt;100 gems&gt; &amp; a note"),
+            "escaped in HTML: {}",
+            en.html
+        );
+        o.locale = "zh-CN".into();
+        let zh = render(&theme, &shop, "http://x", &o, &[], Some(content)).unwrap();
+        assert!(zh.text.contains("卖家发给您的内容"), "{}", zh.text);
+        assert!(zh.text.contains(content));
     }
 
     #[test]
@@ -398,7 +433,7 @@ mod tests {
             name: "Evil\r\nBcc: x@example.com".into(),
             ..ShopConfig::default()
         };
-        let r = render(&theme, &shop, "http://x", &order("en"), &["k".into()]).unwrap();
+        let r = render(&theme, &shop, "http://x", &order("en"), &["k".into()], None).unwrap();
         assert!(
             !r.subject.contains('\n') && !r.subject.contains('\r'),
             "{}",

@@ -8,6 +8,7 @@ pub mod checks;
 pub mod fulfilment;
 pub mod lookup;
 pub mod mail;
+pub mod order_actions;
 pub mod orders;
 pub mod passwords;
 pub mod payments;
@@ -26,6 +27,9 @@ pub enum ServiceError {
     /// What the request names does not exist, or is not the caller's to see (HTTP 404).
     #[error("{message}")]
     NotFound { code: &'static str, message: String },
+    /// The request conflicts with the current state of what it names (HTTP 409).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
     /// The payment channel could not create the payment (HTTP 502); `cause` is for the log.
     #[error("the payment channel could not create the payment: {cause}")]
     ChannelUnavailable { cause: String },

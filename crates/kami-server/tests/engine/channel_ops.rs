@@ -127,6 +127,10 @@ async fn refunds_partial_then_full(backend: Backend) {
         (s, v["error"]["code"].as_str()),
         (409, Some("not_refundable"))
     );
+    assert_eq!(
+        v["error"]["message"], "the order is already fully refunded",
+        "says why, not \"no settled payment\": {v}"
+    );
 
     let detail = app.admin_order(no).await;
     let refunds = detail["refunds"].as_array().unwrap();

@@ -238,3 +238,49 @@ async fn a_wrong_amount_is_never_delivered(backend: Backend) {
     assert!(app.admin_orders("delivered").await.is_empty());
 }
 both_backends!(a_wrong_amount_is_never_delivered);
+
+/// A channel that fails to create the payment: the buyer gets `502 channel_unavailable`, the
+/// key goes back at once, and the seller sees on the order which channel failed and what the
+/// gateway said.
+async fn a_failed_create_tells_the_seller_which_channel_and_why(backend: Backend) {
+    let app = TestApp::spawn_gateways(backend, "").await;
+    app.create_product("fails", 500, "auto").await;
+    app.import_keys("fails", 2).await;
+    let first = order_via(&app, "fails", "wxpay", "pc").await;
+    let channel = first["payment"]["channel"].as_str().unwrap().to_owned();
+    let scan = kami_testkit::payment_page(&app.sim_base, &first);
+    let r = app
+        .http
+        .post(&scan)
+        .form(&[("action", "controls"), ("fail_creates", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let (s, v) = app
+        .try_order(
+            json!({"product": "fails", "quantity": 1, "email": "b@example.com",
+                          "method": "wxpay", "device": "pc"}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (502, Some("channel_unavailable")),
+        "{v}"
+    );
+    assert_eq!(
+        app.stock("fails").await,
+        json!(1),
+        "only the first order holds a key"
+    );
+    let expired = app.admin_orders("expired").await;
+    assert_eq!(expired.len(), 1, "{expired:?}");
+    let note = expired[0]["note"].as_str().unwrap_or_default();
+    assert!(
+        note.starts_with(&format!(
+            "channel {channel} could not create the payment: gateway refused: "
+        )),
+        "names the channel and the gateway's answer: {note}"
+    );
+}
+both_backends!(a_failed_create_tells_the_seller_which_channel_and_why);

@@ -383,6 +383,115 @@ async fn delivery_mail_reaches_the_buyer(backend: Backend) {
 }
 with_sink!(delivery_mail_reaches_the_buyer);
 
+/// A fulfilled manual order mails the seller's content; "resend" mails a delivered order's
+/// keys (and a fulfilled order's content) once more, audited; other statuses have no mail.
+async fn fulfilment_mail_and_resend(backend: Backend) {
+    let python = sink_python();
+    let port = free_port();
+    let sink = Sink::start(&python, port, SinkTls::None, None, false).await;
+    let app = TestApp::spawn_with(backend, &smtp_toml(port, SinkTls::None, None, false)).await;
+    app.create_product("topup", 500, "manual").await;
+    let r = app
+        .http
+        .post(app.url("/api/v1/orders"))
+        .header("accept-language", "en-US")
+        .json(&json!({"product": "topup", "quantity": 1, "email": "manual@example.com", "method": "sandbox"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let manual: Value = r.json().await.unwrap();
+    app.pay(&manual).await;
+    let settled = app.wait_settled(&manual).await;
+    assert_eq!(settled["status"], "awaiting_fulfilment", "{settled}");
+    let no = manual["order_no"].as_str().unwrap();
+    let content = "Topped up account 42 <ok> & done";
+    let (s, v) = app
+        .admin_post(
+            &format!("/api/v1/admin/orders/{no}/fulfil"),
+            json!({ "content": content }),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let messages = sink.wait_for(1, Duration::from_secs(20)).await;
+    let m = message_to(&messages, "manual@example.com");
+    let text = m["parts"][0]["body"].as_str().unwrap();
+    assert!(text.contains("From the seller"), "{text}");
+    assert!(text.contains(content), "{text}");
+    let html = m["parts"][1]["body"].as_str().unwrap();
+    assert!(
+        html.contains("Topped up account 42 &lt;ok&gt; &amp; done"),
+        "{html}"
+    );
+
+    app.create_product("keys", 300, "auto").await;
+    app.import_keys("keys", 2).await;
+    let auto = buy(&app, "keys", 1, "auto@example.com", "en-US").await;
+    assert_eq!(auto["status"], "delivered");
+    sink.wait_for(2, Duration::from_secs(20)).await;
+    let auto_no = auto["order_no"].as_str().unwrap();
+    for order_no in [auto_no, no] {
+        let (s, v) = app
+            .admin_post(
+                &format!("/api/v1/admin/orders/{order_no}/resend-mail"),
+                json!({}),
+            )
+            .await;
+        assert_eq!((s, v["queued"].as_bool()), (202, Some(true)), "{v}");
+    }
+    let messages = sink.wait_for(4, Duration::from_secs(20)).await;
+    let to_auto: Vec<&Value> = messages
+        .iter()
+        .filter(|m| m["rcpt_tos"] == json!(["auto@example.com"]))
+        .collect();
+    assert_eq!(to_auto.len(), 2, "the keys twice: {messages:?}");
+    for m in to_auto {
+        let body = m["parts"][0]["body"].as_str().unwrap();
+        for key in cards(&auto) {
+            assert!(body.contains(&key), "{body}");
+        }
+    }
+    let to_manual = messages
+        .iter()
+        .filter(|m| m["rcpt_tos"] == json!(["manual@example.com"]))
+        .count();
+    assert_eq!(to_manual, 2);
+    let audited = app
+        .state
+        .store
+        .audit_log(kami_store::AuditFilter {
+            target: Some(format!("order:{auto_no}")),
+            limit: 10,
+            ..kami_store::AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(audited.len(), 1);
+    assert_eq!(audited[0].entry.action, "order.resend_mail");
+
+    // A pending order has no mail to send.
+    app.create_product("later", 300, "auto").await;
+    app.import_keys("later", 1).await;
+    let pending = app.order("later", 1).await;
+    let (s, v) = app
+        .admin_post(
+            &format!(
+                "/api/v1/admin/orders/{}/resend-mail",
+                pending["order_no"].as_str().unwrap()
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("nothing_to_mail")),
+        "{v}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sink.messages().len(), 4, "nothing more was sent");
+}
+with_sink!(fulfilment_mail_and_resend);
+
 /// The mail server is down when the order is paid: the order is delivered at once all the
 /// same, the mail waits in the outbox with its failed tries, and it goes out once the server
 /// is back (retry_base_seconds = 1).

@@ -12,4 +12,5 @@ mod happy_path;
 mod late_and_expiry;
 mod mail;
 mod notify_storm;
+mod order_actions;
 mod tampering;

@@ -379,7 +379,7 @@ pub struct FulfilBody {
     content: String,
 }
 
-fn order_no_or_404(order_no: &str) -> ApiResult<OrderNo> {
+pub(super) fn order_no_or_404(order_no: &str) -> ApiResult<OrderNo> {
     OrderNo::parse(order_no).map_err(|_| ApiError::not_found("order_not_found", "no such order"))
 }
 

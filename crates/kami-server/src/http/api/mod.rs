@@ -1,6 +1,7 @@
 //! The JSON API (DESIGN 4.3): buyer, admin, gateway and operations endpoints.
 
 mod admin;
+mod admin_orders;
 mod buyer;
 mod gateway;
 mod ops;
@@ -38,6 +39,18 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route(
             "/api/v1/admin/orders/{order_no}/deliver",
             post(admin::deliver),
+        )
+        .route(
+            "/api/v1/admin/orders/{order_no}/check-payment",
+            post(admin_orders::check_payment),
+        )
+        .route(
+            "/api/v1/admin/orders/{order_no}/cancel",
+            post(admin_orders::cancel),
+        )
+        .route(
+            "/api/v1/admin/orders/{order_no}/resend-mail",
+            post(admin_orders::resend_mail),
         )
         .route(
             "/pay/notify/{channel_id}",
