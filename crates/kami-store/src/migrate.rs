@@ -65,6 +65,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0009_audit.sql"),
         postgres: include_str!("migrations/postgres/0009_audit.sql"),
     },
+    Migration {
+        version: 10,
+        name: "console_auth",
+        sqlite: include_str!("migrations/sqlite/0010_console_auth.sql"),
+        postgres: include_str!("migrations/postgres/0010_console_auth.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kami_migrations \
