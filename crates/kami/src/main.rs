@@ -424,6 +424,7 @@ async fn serve(config_path: Option<&PathBuf>, demo: bool) -> anyhow::Result<()> 
         BuildOptions {
             demo,
             extension: Some(simulators::extension(demo)),
+            clock: None,
         },
     )
     .await?;
