@@ -168,6 +168,19 @@ impl Store {
             .await
     }
 
+    /// Replace a user's password hash (the demo's login at each start); false: no such user.
+    pub async fn set_admin_password(&self, name: &str, password_hash: &str) -> Result<bool> {
+        let (name, hash) = (name.to_owned(), password_hash.to_owned());
+        self.write(move |tx| {
+            Ok(tx.exec(
+                "UPDATE admin_users SET password_hash = $2, failed_logins = 0, locked_until = 0 \
+                 WHERE name = $1",
+                params![name.as_str(), hash.as_str()],
+            )? == 1)
+        })
+        .await
+    }
+
     /// The user's confirmed TOTP secret, opened (`None`: no second factor).
     pub async fn admin_totp_secret(&self, user_id: i64) -> Result<Option<Vec<u8>>> {
         self.totp_column(user_id, "totp_secret").await
