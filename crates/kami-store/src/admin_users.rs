@@ -92,11 +92,7 @@ fn failed(
     Ok(Some(until))
 }
 
-fn set_steps_and_codes(
-    tx: &mut dyn Tx,
-    user_id: i64,
-    recovery_hashes: &[String],
-) -> Result<()> {
+fn set_steps_and_codes(tx: &mut dyn Tx, user_id: i64, recovery_hashes: &[String]) -> Result<()> {
     tx.exec(
         "DELETE FROM admin_recovery_codes WHERE user_id = $1",
         params![user_id],
@@ -207,9 +203,7 @@ impl Store {
                     .flatten())
             })
             .await?;
-        sealed
-            .map(|s| ring.open(&place(user_id), &s))
-            .transpose()
+        sealed.map(|s| ring.open(&place(user_id), &s)).transpose()
     }
 
     /// Start (or restart) an enrolment: `secret` is kept sealed until confirmed. Refused when

@@ -44,10 +44,10 @@ pub use keyfiles::{create_private_dir, restrict_file, KeyFiles};
 pub use keylock::KeyLock;
 pub use keys::{RotateStep, Rotation};
 pub use model::*;
-pub use overview::Overview;
-pub use sessions::{NewSession, SecondFactor, Session};
 pub use outbox::{MailState, OutboxItem, ORDER_DELIVERED};
+pub use overview::Overview;
 pub use refunds::{NewRefund, Refund, RefundCall, RefundResult};
+pub use sessions::{NewSession, SecondFactor, Session};
 
 use crate::db::Tx;
 

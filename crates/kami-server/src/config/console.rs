@@ -44,7 +44,12 @@ impl ConsoleConfig {
 /// Checks the ranges.
 pub(super) fn check_console(c: &ConsoleConfig, origins: &Origins) -> Result<(), ConfigError> {
     check_range(origins, "console.idle_minutes", c.idle_minutes, (1, 1440))?;
-    check_range(origins, "console.absolute_hours", c.absolute_hours, (1, 720))?;
+    check_range(
+        origins,
+        "console.absolute_hours",
+        c.absolute_hours,
+        (1, 720),
+    )?;
     check_range(
         origins,
         "console.failed_logins_before_lock",

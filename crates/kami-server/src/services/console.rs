@@ -45,7 +45,9 @@ fn bad_credentials() -> ServiceError {
 }
 
 fn locked(until: i64, now: i64) -> ServiceError {
-    let secs = u64::try_from((until - now + 999) / 1000).unwrap_or(1).max(1);
+    let secs = u64::try_from((until - now + 999) / 1000)
+        .unwrap_or(1)
+        .max(1);
     ServiceError::Limited {
         code: "account_locked",
         message: format!(
@@ -108,9 +110,10 @@ pub async fn sign_in(
             return Err(locked(u.locked_until, now));
         }
     }
-    let stored = user
-        .as_ref()
-        .map_or_else(|| passwords::dummy_hash().to_owned(), |u| u.password_hash.clone());
+    let stored = user.as_ref().map_or_else(
+        || passwords::dummy_hash().to_owned(),
+        |u| u.password_hash.clone(),
+    );
     let ok = {
         let _permit = passwords::permit().await?;
         tokio::task::spawn_blocking(move || passwords::verify_blocking(&password, &stored))
@@ -152,8 +155,18 @@ pub async fn sign_in(
         ip: client.ip_text(),
         user_agent: client.user_agent.clone(),
     };
-    let audit = (!pending).then(|| entry(&format!("user:{}", user.name), "session.login", target, client));
-    state.store.create_admin_session(session, audit, now).await?;
+    let audit = (!pending).then(|| {
+        entry(
+            &format!("user:{}", user.name),
+            "session.login",
+            target,
+            client,
+        )
+    });
+    state
+        .store
+        .create_admin_session(session, audit, now)
+        .await?;
     Ok(if pending {
         SignIn::NeedsCode(token)
     } else {
@@ -231,7 +244,9 @@ pub async fn second_factor(
         None => FactorCheck::UnknownCode,
     };
     let failure = AuditEntry {
-        after: Some(json!({ "reason": if check == FactorCheck::Replayed { "replayed" } else { "wrong" } })),
+        after: Some(
+            json!({ "reason": if check == FactorCheck::Replayed { "replayed" } else { "wrong" } }),
+        ),
         ..entry("anonymous", "session.second_factor_failed", target, client)
     };
     if let Some(until) = state
@@ -242,7 +257,10 @@ pub async fn second_factor(
         return Err(locked(until, now));
     }
     Err(if check == FactorCheck::Replayed {
-        ServiceError::invalid("code_used", "this code was used already; wait for the next one")
+        ServiceError::invalid(
+            "code_used",
+            "this code was used already; wait for the next one",
+        )
     } else {
         ServiceError::invalid("bad_code", "wrong code")
     })
@@ -275,7 +293,12 @@ pub async fn sessions(state: &AppState, of: &Session) -> ServiceResult<Vec<Sessi
 /// End this session (logout).
 pub async fn logout(state: &AppState, s: &Session, client: &Client) -> ServiceResult<()> {
     let actor = format!("user:{}", s.user_name);
-    let e = entry(&actor, "session.logout", format!("session:{}", s.id), client);
+    let e = entry(
+        &actor,
+        "session.logout",
+        format!("session:{}", s.id),
+        client,
+    );
     state
         .store
         .end_admin_session(s.user_id, s.id, e, state.now_ms())
@@ -291,7 +314,12 @@ pub async fn revoke(
     client: &Client,
 ) -> ServiceResult<()> {
     let actor = format!("user:{}", by.user_name);
-    let e = entry(&actor, "session.revoke", format!("session:{session_id}"), client);
+    let e = entry(
+        &actor,
+        "session.revoke",
+        format!("session:{session_id}"),
+        client,
+    );
     if state
         .store
         .end_admin_session(by.user_id, session_id, e, state.now_ms())
@@ -299,7 +327,10 @@ pub async fn revoke(
     {
         Ok(())
     } else {
-        Err(ServiceError::not_found("session_not_found", "no such session"))
+        Err(ServiceError::not_found(
+            "session_not_found",
+            "no such session",
+        ))
     }
 }
 
@@ -308,7 +339,12 @@ pub async fn revoke_others(state: &AppState, by: &Session, client: &Client) -> S
     let actor = format!("user:{}", by.user_name);
     let e = AuditEntry {
         after: Some(json!({ "kept": by.id })),
-        ..entry(&actor, "session.revoke_others", format!("user:{}", by.user_name), client)
+        ..entry(
+            &actor,
+            "session.revoke_others",
+            format!("user:{}", by.user_name),
+            client,
+        )
     };
     Ok(state
         .store

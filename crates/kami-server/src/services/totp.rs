@@ -107,8 +107,14 @@ mod tests {
 
     #[test]
     fn uri_and_base32() {
-        assert_eq!(base32(b"12345678901234567890"), "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
+        assert_eq!(
+            base32(b"12345678901234567890"),
+            "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
+        );
         let uri = otpauth_uri("My Shop", "owner", b"12345678901234567890");
-        assert!(uri.starts_with("otpauth://totp/My%20Shop:owner?secret=GEZDGNBV"), "{uri}");
+        assert!(
+            uri.starts_with("otpauth://totp/My%20Shop:owner?secret=GEZDGNBV"),
+            "{uri}"
+        );
     }
 }

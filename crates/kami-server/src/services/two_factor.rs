@@ -37,7 +37,10 @@ fn enrolment(state: &AppState, s: &Session, secret: &[u8]) -> Enrolment {
 /// Start an enrolment (a fresh secret each time).
 pub async fn begin(state: &AppState, s: &Session) -> ServiceResult<Enrolment> {
     let secret = totp::generate_secret();
-    state.store.begin_admin_totp(s.user_id, secret.clone()).await?;
+    state
+        .store
+        .begin_admin_totp(s.user_id, secret.clone())
+        .await?;
     Ok(enrolment(state, s, &secret))
 }
 
@@ -77,7 +80,10 @@ pub async fn confirm(
         .enable_admin_totp(s.user_id, step, hashes, audit(s, "2fa.enable", client), now)
         .await?
     {
-        return Err(ServiceError::invalid("no_enrolment", "start the set-up again"));
+        return Err(ServiceError::invalid(
+            "no_enrolment",
+            "start the set-up again",
+        ));
     }
     Ok(codes)
 }
@@ -120,6 +126,9 @@ pub async fn reset_from_cli(store: &kami_store::Store, name: &str, now: i64) -> 
     if store.disable_admin_totp(name, e, now).await? {
         Ok(())
     } else {
-        Err(ServiceError::not_found("user_not_found", format!("no admin user named {name:?}")))
+        Err(ServiceError::not_found(
+            "user_not_found",
+            format!("no admin user named {name:?}"),
+        ))
     }
 }

@@ -35,27 +35,39 @@ async fn refused_posts_change_nothing(backend: Backend) {
     }
     let p = a.post_with("/admin/logout", &[], &[]).await;
     assert_eq!(p.status, 403);
-    assert!(a.is_signed_in().await, "a logout without the token does not log out");
+    assert!(
+        a.is_signed_in().await,
+        "a logout without the token does not log out"
+    );
     assert!(audit(&app, "session.revoke_others").await.is_empty());
 
     // Another session's token is not this session's.
     let other_token = other.get("/admin/security").await.csrf();
     assert_ne!(other_token, token);
     let p = a
-        .post("/admin/security/sessions/revoke-others", &[("csrf", &other_token)])
+        .post(
+            "/admin/security/sessions/revoke-others",
+            &[("csrf", &other_token)],
+        )
         .await;
     assert_eq!(p.status, 403);
 
     // The sign-in form carries its own token too.
     let mut fresh = Browser::new(&app);
     let p = fresh
-        .post("/admin/login", &[("username", USER), ("password", PASSWORD)])
+        .post(
+            "/admin/login",
+            &[("username", USER), ("password", PASSWORD)],
+        )
         .await;
     assert_eq!(p.status, 403);
     assert!(!fresh.cookies.contains_key("kami_session"));
 
     let p = a
-        .post("/admin/security/sessions/revoke-others", &[("csrf", &token)])
+        .post(
+            "/admin/security/sessions/revoke-others",
+            &[("csrf", &token)],
+        )
         .await;
     assert_eq!(p.status, 303, "the right token from our page works");
     assert!(!other.is_signed_in().await);

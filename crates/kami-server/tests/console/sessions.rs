@@ -12,20 +12,29 @@ async fn idle_expiry(backend: Backend) {
     clock.advance(29 * MIN);
     assert!(b.is_signed_in().await);
     clock.advance(29 * MIN);
-    assert!(b.is_signed_in().await, "each request restarts the idle clock");
+    assert!(
+        b.is_signed_in().await,
+        "each request restarts the idle clock"
+    );
     clock.advance(31 * MIN);
     assert!(!b.is_signed_in().await, "31 minutes idle");
 }
 both_backends!(idle_expiry);
 
 async fn absolute_expiry(backend: Backend) {
-    let (app, clock) =
-        spawn(backend, "[console]\nidle_minutes = 600\nabsolute_hours = 1\n").await;
+    let (app, clock) = spawn(
+        backend,
+        "[console]\nidle_minutes = 600\nabsolute_hours = 1\n",
+    )
+    .await;
     let mut b = Browser::signed_in(&app).await;
     clock.advance(59 * MIN);
     assert!(b.is_signed_in().await);
     clock.advance(2 * MIN);
-    assert!(!b.is_signed_in().await, "past the absolute expiry, however active");
+    assert!(
+        !b.is_signed_in().await,
+        "past the absolute expiry, however active"
+    );
 }
 both_backends!(absolute_expiry);
 
@@ -49,7 +58,10 @@ async fn revoke_one_and_all_others(backend: Backend) {
     assert_eq!(page.status, 200);
     let ids = session_ids(&page.body);
     assert_eq!(ids.len(), 3, "{}", page.body);
-    assert_eq!(page.body.matches("data-testid=\"session-current\"").count(), 1);
+    assert_eq!(
+        page.body.matches("data-testid=\"session-current\"").count(),
+        1
+    );
     assert!(page.body.contains("console-test"), "user agent shown");
     // Newest first: c, b, a.
     let b_id = ids[1].to_string();
@@ -67,7 +79,10 @@ async fn revoke_one_and_all_others(backend: Backend) {
 
     let page = a.get("/admin/security").await;
     let p = a
-        .post("/admin/security/sessions/revoke-others", &[("csrf", &page.csrf())])
+        .post(
+            "/admin/security/sessions/revoke-others",
+            &[("csrf", &page.csrf())],
+        )
         .await;
     assert_eq!(p.status, 303);
     assert!(!c.is_signed_in().await);

@@ -9,7 +9,10 @@ async fn sign_in_and_out(backend: Backend) {
     let (app, _clock) = spawn(backend, "").await;
     let mut b = Browser::new(&app);
     let p = b.get("/admin").await;
-    assert_eq!((p.status, p.location()), (303, "/admin/login?next=%2Fadmin"));
+    assert_eq!(
+        (p.status, p.location()),
+        (303, "/admin/login?next=%2Fadmin")
+    );
 
     let wrong = b.sign_in(USER, "not the password").await;
     assert_eq!(wrong.status, 401);
@@ -23,7 +26,10 @@ async fn sign_in_and_out(backend: Backend) {
         .iter()
         .map(|r| (r.entry.actor.as_str(), r.entry.target.as_str()))
         .collect();
-    assert_eq!(targets, [("anonymous", "user:nobody"), ("anonymous", "user:owner")]);
+    assert_eq!(
+        targets,
+        [("anonymous", "user:nobody"), ("anonymous", "user:owner")]
+    );
 
     let ok = b.sign_in(USER, PASSWORD).await;
     assert_eq!((ok.status, ok.location()), (303, "/admin"));
@@ -32,7 +38,12 @@ async fn sign_in_and_out(backend: Backend) {
         .into_iter()
         .find(|c| c.starts_with("kami_session="))
         .expect("session cookie");
-    for attr in ["HttpOnly", "SameSite=Strict", "Path=/admin", "Max-Age=43200"] {
+    for attr in [
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/admin",
+        "Max-Age=43200",
+    ] {
         assert!(cookie.contains(attr), "{cookie} lacks {attr}");
     }
     assert!(!cookie.contains("Secure"), "plain http: {cookie}");
@@ -63,7 +74,11 @@ async fn per_user_lock(backend: Backend) {
     }
     let fifth = b.sign_in(USER, "wrong").await;
     assert_eq!(fifth.status, 429);
-    assert!(fifth.testid("login-error").unwrap().contains("15"), "{}", fifth.body);
+    assert!(
+        fifth.testid("login-error").unwrap().contains("15"),
+        "{}",
+        fifth.body
+    );
     let right = b.sign_in(USER, PASSWORD).await;
     assert_eq!(right.status, 429, "locked even with the right password");
     assert!(right.headers.contains_key("retry-after"));

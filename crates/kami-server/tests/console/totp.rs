@@ -36,7 +36,10 @@ async fn enrol(app: &TestApp, b: &mut Browser) -> (Vec<u8>, Vec<String>) {
     let done = b
         .post(
             "/admin/security/totp/confirm",
-            &[("csrf", &enrol.csrf()), ("code", &code(&secret, app.state.now_ms()))],
+            &[
+                ("csrf", &enrol.csrf()),
+                ("code", &code(&secret, app.state.now_ms())),
+            ],
         )
         .await;
     assert_eq!(done.status, 200, "{}", done.body);
@@ -66,7 +69,10 @@ fn recovery_codes(p: &Page) -> Vec<String> {
 async fn password_step(app: &TestApp) -> (Browser, String) {
     let mut b = Browser::new(app);
     let p = b.sign_in(USER, PASSWORD).await;
-    assert_eq!((p.status, p.location()), (303, "/admin/login/code?next=%2Fadmin"));
+    assert_eq!(
+        (p.status, p.location()),
+        (303, "/admin/login/code?next=%2Fadmin")
+    );
     let form = b.get("/admin/login/code").await;
     assert_eq!(form.status, 200);
     let csrf = form.csrf();
@@ -92,7 +98,12 @@ async fn totp_sign_in(backend: Backend) {
     let replay = send_code(&mut b, &csrf, &enrol_code).await;
     assert_eq!(replay.status, 401, "the enrolment's time step is used");
     assert!(replay.testid("code-error").is_some());
-    let mut wrong = if enrol_code == "123456" { "654321" } else { "123456" }.to_owned();
+    let mut wrong = if enrol_code == "123456" {
+        "654321"
+    } else {
+        "123456"
+    }
+    .to_owned();
     for d in [-1, 1] {
         if wrong == code_at(&secret, step_at(app.state.now_ms() / 1000) + d) {
             wrong = "999999".into();
@@ -121,16 +132,30 @@ async fn totp_sign_in(backend: Backend) {
     assert_eq!(send_code(&mut third, &csrf3, &codes[3]).await.status, 401);
     assert!(!third.is_signed_in().await);
     let page = b.get("/admin/security").await;
-    assert!(page.testid("totp-on").unwrap().contains('9'), "{}", page.body);
+    assert!(
+        page.testid("totp-on").unwrap().contains('9'),
+        "{}",
+        page.body
+    );
     let failures = audit(&app, "session.second_factor_failed").await;
-    assert_eq!(failures.len(), 4, "replayed, wrong, replayed, recovery reused");
+    assert_eq!(
+        failures.len(),
+        4,
+        "replayed, wrong, replayed, recovery reused"
+    );
 
     // `kami admin user reset-2fa` (its service): the password alone signs in again.
     kami_server::services::two_factor::reset_from_cli(&app.state.store, USER, app.state.now_ms())
         .await
         .unwrap();
     let resets = audit(&app, "2fa.reset").await;
-    assert_eq!((resets[0].entry.actor.as_str(), resets[0].entry.target.as_str()), ("cli", "user:owner"));
+    assert_eq!(
+        (
+            resets[0].entry.actor.as_str(),
+            resets[0].entry.target.as_str()
+        ),
+        ("cli", "user:owner")
+    );
     let mut plain = Browser::new(&app);
     let p = plain.sign_in(USER, PASSWORD).await;
     assert_eq!((p.status, p.location()), (303, "/admin"));
@@ -154,7 +179,10 @@ async fn disable_needs_a_code(backend: Backend) {
     let p = b
         .post(
             "/admin/security/totp/disable",
-            &[("csrf", &page.csrf()), ("code", &code(&secret, app.state.now_ms()))],
+            &[
+                ("csrf", &page.csrf()),
+                ("code", &code(&secret, app.state.now_ms())),
+            ],
         )
         .await;
     assert_eq!(p.status, 303);

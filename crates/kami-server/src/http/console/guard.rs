@@ -87,7 +87,13 @@ pub fn check_post(
     fields: &[(String, String)],
 ) -> Result<(), Response> {
     if ctx.cross_site || !same_token(expected, super::field(fields, "csrf")) {
-        return Err(message(state, ctx, user, StatusCode::FORBIDDEN, "forbidden"));
+        return Err(message(
+            state,
+            ctx,
+            user,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ));
     }
     Ok(())
 }
@@ -99,8 +105,9 @@ pub fn set_cookie(state: &AppState, resp: &mut Response, name: &str, value: &str
     } else {
         ""
     };
-    let cookie =
-        format!("{name}={value}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
+    let cookie = format!(
+        "{name}={value}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    );
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }

@@ -217,7 +217,14 @@ pub async fn code_submit(State(state): St, ctx: Ctx, body: Bytes) -> Response {
         }
         Err(e) => match refusal(e) {
             Ok((status, key, retry)) => with_retry_after(
-                code_page(&state, &ctx, status, &csrf, next, Some((key, retry.unwrap_or(0)))),
+                code_page(
+                    &state,
+                    &ctx,
+                    status,
+                    &csrf,
+                    next,
+                    Some((key, retry.unwrap_or(0))),
+                ),
                 retry,
             ),
             Err(other) => super::failed(&state, &ctx, None, other),

@@ -3,9 +3,13 @@
 //! confirmations, no SPA. Sign-in and sessions are `services::console`; this module only
 //! guards (session cookie, CSRF token, cross-site checks) and renders.
 
+// The guards return the page to answer with as their error: a refusal is a response, built
+// once, on the way out; its size does not matter there.
+#[allow(clippy::result_large_err)]
 mod guard;
 mod login;
 mod overview;
+#[allow(clippy::result_large_err)]
 mod security;
 
 use std::sync::Arc;
@@ -28,11 +32,17 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/admin", get(overview::page))
         .route("/admin/", get(overview::page))
         .route("/admin/login", get(login::form).post(login::submit))
-        .route("/admin/login/code", get(login::code_form).post(login::code_submit))
+        .route(
+            "/admin/login/code",
+            get(login::code_form).post(login::code_submit),
+        )
         .route("/admin/logout", post(login::logout))
         .route("/admin/security", get(security::page))
         .route("/admin/security/sessions/revoke", post(security::revoke))
-        .route("/admin/security/sessions/revoke-others", post(security::revoke_others))
+        .route(
+            "/admin/security/sessions/revoke-others",
+            post(security::revoke_others),
+        )
         .route("/admin/security/totp/begin", post(security::totp_begin))
         .route("/admin/security/totp/confirm", post(security::totp_confirm))
         .route("/admin/security/totp/disable", post(security::totp_disable))
@@ -103,7 +113,11 @@ fn render(
         Ok(html) => page(ctx, status, Caching::NoStore, html),
         Err(e) => {
             tracing::error!("rendering {name}: {e}");
-            (StatusCode::INTERNAL_SERVER_ERROR, "page could not be rendered").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "page could not be rendered",
+            )
+                .into_response()
         }
     }
 }
@@ -130,10 +144,18 @@ fn message(
 /// A service refusal as a console page: internal causes are logged, never shown.
 fn failed(state: &AppState, ctx: &Ctx, user: Option<&guard::Admin>, e: ServiceError) -> Response {
     match e {
-        ServiceError::NotFound { .. } => message(state, ctx, user, StatusCode::NOT_FOUND, "not_found"),
+        ServiceError::NotFound { .. } => {
+            message(state, ctx, user, StatusCode::NOT_FOUND, "not_found")
+        }
         other => {
             tracing::error!("console: {other}");
-            message(state, ctx, user, StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            message(
+                state,
+                ctx,
+                user,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+            )
         }
     }
 }
@@ -183,7 +205,12 @@ mod tests {
 
     #[test]
     fn next_is_a_local_console_path_only() {
-        for ok in ["/admin", "/admin/security", "/admin?lang=en", "/admin/security?x=1"] {
+        for ok in [
+            "/admin",
+            "/admin/security",
+            "/admin?lang=en",
+            "/admin/security?x=1",
+        ] {
             assert_eq!(safe_next(ok), ok);
         }
         for bad in [

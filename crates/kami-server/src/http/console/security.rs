@@ -21,7 +21,11 @@ use crate::time::rfc3339;
 type St = State<Arc<AppState>>;
 
 /// The signed-in user and the POST's fields, once its origin and form token check out.
-async fn post_guard(state: &AppState, ctx: &Ctx, body: &[u8]) -> Result<(Admin, Vec<(String, String)>), Response> {
+async fn post_guard(
+    state: &AppState,
+    ctx: &Ctx,
+    body: &[u8],
+) -> Result<(Admin, Vec<(String, String)>), Response> {
     let fields = form_fields(body);
     let admin = guard::require(state, ctx).await?;
     guard::check_post(state, ctx, Some(&admin), &admin.csrf, &fields)?;
@@ -43,7 +47,11 @@ async fn security_page(
         Ok(u) => u,
         Err(e) => return super::failed(state, ctx, Some(admin), e.into()),
     };
-    let codes_left = match state.store.admin_recovery_codes_left(admin.session.user_id).await {
+    let codes_left = match state
+        .store
+        .admin_recovery_codes_left(admin.session.user_id)
+        .await
+    {
         Ok(n) => n,
         Err(e) => return super::failed(state, ctx, Some(admin), e.into()),
     };
@@ -89,7 +97,13 @@ pub async fn revoke(State(state): St, ctx: Ctx, body: Bytes) -> Response {
         Err(resp) => return resp,
     };
     let Ok(id) = field(&fields, "session").parse::<i64>() else {
-        return super::message(&state, &ctx, Some(&admin), StatusCode::NOT_FOUND, "not_found");
+        return super::message(
+            &state,
+            &ctx,
+            Some(&admin),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        );
     };
     match console::revoke(&state, &admin.session, id, &guard::client(&ctx)).await {
         Ok(()) if id == admin.session.id => {
@@ -144,7 +158,14 @@ pub async fn totp_begin(State(state): St, ctx: Ctx, body: Bytes) -> Response {
     match two_factor::begin(&state, &admin.session).await {
         Ok(e) => enrol_page(&state, &ctx, &admin, StatusCode::OK, &e, None),
         Err(ServiceError::Store(kami_store::StoreError::InvalidStatus(_))) => {
-            security_page(&state, &ctx, &admin, StatusCode::CONFLICT, Some("already_on")).await
+            security_page(
+                &state,
+                &ctx,
+                &admin,
+                StatusCode::CONFLICT,
+                Some("already_on"),
+            )
+            .await
         }
         Err(e) => super::failed(&state, &ctx, Some(&admin), e),
     }
@@ -166,20 +187,20 @@ pub async fn totp_confirm(State(state): St, ctx: Ctx, body: Bytes) -> Response {
             "security",
             context! { codes => codes },
         ),
-        Err(ServiceError::Invalid { code: "bad_code", .. }) => {
-            match two_factor::pending(&state, &admin.session).await {
-                Ok(Some(e)) => enrol_page(
-                    &state,
-                    &ctx,
-                    &admin,
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    &e,
-                    Some("bad_code"),
-                ),
-                Ok(None) => see_other("/admin/security"),
-                Err(e) => super::failed(&state, &ctx, Some(&admin), e),
-            }
-        }
+        Err(ServiceError::Invalid {
+            code: "bad_code", ..
+        }) => match two_factor::pending(&state, &admin.session).await {
+            Ok(Some(e)) => enrol_page(
+                &state,
+                &ctx,
+                &admin,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &e,
+                Some("bad_code"),
+            ),
+            Ok(None) => see_other("/admin/security"),
+            Err(e) => super::failed(&state, &ctx, Some(&admin), e),
+        },
         Err(ServiceError::Invalid { .. }) => see_other("/admin/security"),
         Err(e) => super::failed(&state, &ctx, Some(&admin), e),
     }
@@ -194,7 +215,14 @@ pub async fn totp_disable(State(state): St, ctx: Ctx, body: Bytes) -> Response {
     match two_factor::disable(&state, &admin.session, field(&fields, "code"), &client).await {
         Ok(()) => see_other("/admin/security"),
         Err(ServiceError::Invalid { .. }) => {
-            security_page(&state, &ctx, &admin, StatusCode::UNPROCESSABLE_ENTITY, Some("bad_code")).await
+            security_page(
+                &state,
+                &ctx,
+                &admin,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some("bad_code"),
+            )
+            .await
         }
         Err(e) => super::failed(&state, &ctx, Some(&admin), e),
     }
