@@ -100,15 +100,36 @@ pub fn check_post(
 
 /// `Set-Cookie` for a cookie of the console (`max_age` seconds; 0 deletes it).
 pub fn set_cookie(state: &AppState, resp: &mut Response, name: &str, value: &str, max_age: i64) {
-    let secure = if state.public_url.starts_with("https://") {
-        "; Secure"
-    } else {
-        ""
-    };
-    let cookie = format!(
-        "{name}={value}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
-    );
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
+    let https = state.public_url.starts_with("https://");
+    if let Ok(v) = HeaderValue::from_str(&cookie_text(name, value, max_age, https)) {
         resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+/// The cookie's text: never readable by scripts, never sent cross-site, only to `/admin`, and
+/// only over TLS when the shop is served over https.
+fn cookie_text(name: &str, value: &str, max_age: i64, https: bool) -> String {
+    let secure = if https { "; Secure" } else { "" };
+    format!("{name}={value}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cookies_are_secure_on_https() {
+        let on = super::cookie_text("kami_session", "v", 60, true);
+        assert_eq!(
+            on,
+            "kami_session=v; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=60; Secure"
+        );
+        assert!(!super::cookie_text("kami_session", "v", 60, false).contains("Secure"));
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(super::same_token("abc", "abc"));
+        assert!(!super::same_token("abc", "abd"));
+        assert!(!super::same_token("abc", "ab"));
+        assert!(!super::same_token("", ""), "no token is never a match");
     }
 }
