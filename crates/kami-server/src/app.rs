@@ -36,6 +36,8 @@ pub struct BuildOptions {
     pub demo: bool,
     /// Extra channels and routes (the demo's simulators; tests).
     pub extension: Option<Extension>,
+    /// Where "now" comes from; `None`: the wall clock (tests move a manual one).
+    pub clock: Option<kami_core::SharedClock>,
 }
 
 /// Called once the public URL is known, before the server starts.
@@ -167,7 +169,7 @@ impl Application {
             store,
             channels,
             public_url,
-            clock: kami_core::clock::system(),
+            clock: opts.clock.unwrap_or_else(kami_core::clock::system),
             watch: OrderWatch::default(),
             metrics: Metrics::default(),
             theme,

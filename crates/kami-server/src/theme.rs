@@ -37,6 +37,38 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../theme/templates/message.html"),
     ),
     (
+        "console/base.html",
+        include_str!("../theme/templates/console/base.html"),
+    ),
+    (
+        "console/login.html",
+        include_str!("../theme/templates/console/login.html"),
+    ),
+    (
+        "console/code.html",
+        include_str!("../theme/templates/console/code.html"),
+    ),
+    (
+        "console/overview.html",
+        include_str!("../theme/templates/console/overview.html"),
+    ),
+    (
+        "console/security.html",
+        include_str!("../theme/templates/console/security.html"),
+    ),
+    (
+        "console/totp_enrol.html",
+        include_str!("../theme/templates/console/totp_enrol.html"),
+    ),
+    (
+        "console/recovery_codes.html",
+        include_str!("../theme/templates/console/recovery_codes.html"),
+    ),
+    (
+        "console/message.html",
+        include_str!("../theme/templates/console/message.html"),
+    ),
+    (
         "mail/delivered.txt",
         include_str!("../theme/mail/delivered.txt"),
     ),
@@ -50,6 +82,8 @@ const ASSETS: &[(&str, &[u8])] = &[
     ("style.css", include_bytes!("../theme/assets/style.css")),
     ("app.js", include_bytes!("../theme/assets/app.js")),
     ("favicon.svg", include_bytes!("../theme/assets/favicon.svg")),
+    ("console.css", include_bytes!("../theme/assets/console.css")),
+    ("console.js", include_bytes!("../theme/assets/console.js")),
 ];
 
 const CATALOGS: &[(Locale, &str)] = &[
@@ -323,6 +357,25 @@ mod tests {
         ] {
             keys.push(format!("message.{k}.title"));
             keys.push(format!("message.{k}.text"));
+        }
+        for k in ["forbidden", "not_found", "internal"] {
+            keys.push(format!("console.message.{k}.title"));
+            keys.push(format!("console.message.{k}.text"));
+        }
+        for k in [
+            "bad_credentials",
+            "account_locked",
+            "rate_limited",
+            "bad_code",
+            "code_used",
+        ] {
+            keys.push(format!("console.error.{k}"));
+        }
+        for k in ["dashboard", "security"] {
+            keys.push(format!("console.nav.{k}"));
+        }
+        for k in ["already_on", "bad_code"] {
+            keys.push(format!("console.security.notice.{k}"));
         }
         for app in ["wechat", "qq", "alipay"] {
             keys.push(format!("inapp.step1.{app}"));

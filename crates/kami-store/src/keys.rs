@@ -222,6 +222,37 @@ fn reseal_cards(tx: &mut dyn Tx, ring: &Keyring, after: i64) -> Result<(Option<i
     Ok((last, changed))
 }
 
+/// Re-seal the admins' TOTP secrets (confirmed and pending) not under the primary key; few
+/// rows, all in one transaction. Returns how many values changed.
+fn reseal_totp(tx: &mut dyn Tx, ring: &Keyring) -> Result<u64> {
+    let rows = tx.query(
+        "SELECT id, totp_secret, totp_pending FROM admin_users \
+         WHERE totp_secret IS NOT NULL OR totp_pending IS NOT NULL ORDER BY id",
+        &[],
+    )?;
+    let mut changed = 0;
+    for r in &rows {
+        let id: i64 = r.get("id")?;
+        let place = sealed::place("admin_users.totp_secret", id);
+        for column in ["totp_secret", "totp_pending"] {
+            let Some(stored) = r.get::<Option<Vec<u8>>>(column)? else {
+                continue;
+            };
+            if sealed::sealed_key_id(&stored) == Some(ring.primary().id()) {
+                continue;
+            }
+            let fresh = ring.seal(&place, &ring.open(&place, &stored)?)?;
+            let sql = if column == "totp_secret" {
+                "UPDATE admin_users SET totp_secret = $2 WHERE id = $1 AND totp_secret = $3"
+            } else {
+                "UPDATE admin_users SET totp_pending = $2 WHERE id = $1 AND totp_pending = $3"
+            };
+            changed += tx.exec(sql, params![id, fresh, stored])?;
+        }
+    }
+    Ok(changed)
+}
+
 /// What `kami keys rotate` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rotation {
@@ -289,6 +320,10 @@ fn census(tx: &mut dyn Tx) -> Result<Vec<(Option<KeyId>, u64)>> {
          FROM cards GROUP BY 1, 2",
         "SELECT substr(fulfilment, 1, 9) AS h, length(fulfilment) >= 37 AS whole, COUNT(*) AS n \
          FROM orders WHERE fulfilment IS NOT NULL GROUP BY 1, 2",
+        "SELECT substr(totp_secret, 1, 9) AS h, length(totp_secret) >= 37 AS whole, \
+         COUNT(*) AS n FROM admin_users WHERE totp_secret IS NOT NULL GROUP BY 1, 2",
+        "SELECT substr(totp_pending, 1, 9) AS h, length(totp_pending) >= 37 AS whole, \
+         COUNT(*) AS n FROM admin_users WHERE totp_pending IS NOT NULL GROUP BY 1, 2",
     ] {
         for r in tx.query(sql, &[])? {
             let head: Vec<u8> = r.get("h")?;
@@ -492,6 +527,8 @@ impl Store {
             }
             step(RotateStep::Resealing);
         }
+        let r = ring.clone();
+        changed += self.write(move |tx| reseal_totp(tx, &r)).await?;
         Ok(changed)
     }
 
@@ -531,7 +568,7 @@ impl Store {
         let pg = matches!(&*self.backend, Backend::Postgres(_));
         self.write(move |tx| {
             if pg {
-                tx.exec("LOCK TABLE cards, orders IN SHARE MODE", &[])?;
+                tx.exec("LOCK TABLE cards, orders, admin_users IN SHARE MODE", &[])?;
             }
             if let Some(left) = not_under(&census(tx)?, keep) {
                 return Err(StoreError::InUse(format!(

@@ -490,3 +490,52 @@ async fn concurrent_starts_seal_legacy_rows_once_and_wait_until_all_are_sealed()
         2101
     );
 }
+
+#[tokio::test]
+async fn rotation_moves_admin_totp_secrets_too() {
+    let db = Db::new();
+    let store = db.connect().await.unwrap();
+    let entry = || crate::AuditEntry {
+        actor: "user:a".into(),
+        action: "2fa.enable".into(),
+        target: "user:a".into(),
+        ip: None,
+        before: None,
+        after: None,
+    };
+    assert!(store.create_admin_user("a", "hash", 1).await.unwrap());
+    assert!(store.create_admin_user("b", "hash", 1).await.unwrap());
+    let a = store.admin_user("a").await.unwrap().unwrap().id;
+    let b = store.admin_user("b").await.unwrap().unwrap().id;
+    store
+        .begin_admin_totp(a, b"secret-a".to_vec())
+        .await
+        .unwrap();
+    assert!(store
+        .enable_admin_totp(a, 5, vec!["h".into()], entry(), 2)
+        .await
+        .unwrap());
+    store
+        .begin_admin_totp(b, b"pending-b".to_vec())
+        .await
+        .unwrap();
+    let rotation = db.rotate(&store).await.unwrap();
+    assert_eq!(rotation.resealed, 2, "a's secret and b's pending one");
+    assert_eq!(
+        store.sealed_census().await.unwrap(),
+        vec![(Some(rotation.to), 2)]
+    );
+    for p in db.keys().old_key_paths().unwrap() {
+        std::fs::remove_file(p).unwrap();
+    }
+    drop(store);
+    let store = db.connect().await.unwrap();
+    assert_eq!(
+        store.admin_totp_secret(a).await.unwrap().as_deref(),
+        Some(&b"secret-a"[..])
+    );
+    assert_eq!(
+        store.admin_totp_pending(b).await.unwrap().as_deref(),
+        Some(&b"pending-b"[..])
+    );
+}

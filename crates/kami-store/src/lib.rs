@@ -8,6 +8,7 @@
 //! claims and retried transactions. Correctness lives in the database: unique keys,
 //! compare-and-set status updates, and an outbox written in the same transaction.
 
+mod admin_users;
 mod audit;
 mod cards;
 mod catalog;
@@ -22,11 +23,13 @@ mod migrate;
 pub mod model;
 mod orders;
 mod outbox;
+mod overview;
 mod payments;
 mod postgres;
 mod refunds;
 mod row;
 pub mod sealed;
+mod sessions;
 mod sqlite;
 mod transitions;
 
@@ -34,6 +37,7 @@ use std::sync::Arc;
 
 use kami_core::{CardStatus, Millis, OrderNo};
 
+pub use admin_users::{AdminUser, FactorCheck, LockPolicy};
 pub use checks::{OrderPayment, PaymentCheck};
 pub use error::{Result, StoreError};
 pub use keyfiles::{create_private_dir, restrict_file, KeyFiles};
@@ -41,7 +45,9 @@ pub use keylock::KeyLock;
 pub use keys::{RotateStep, Rotation};
 pub use model::*;
 pub use outbox::{MailState, OutboxItem, ORDER_DELIVERED, ORDER_FULFILLED};
+pub use overview::Overview;
 pub use refunds::{NewRefund, Refund, RefundCall, RefundResult};
+pub use sessions::{NewSession, SecondFactor, Session};
 
 use crate::db::Tx;
 

@@ -66,6 +66,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/postgres/0009_audit.sql"),
     },
     Migration {
+        version: 10,
+        name: "console_auth",
+        sqlite: include_str!("migrations/sqlite/0010_console_auth.sql"),
+        postgres: include_str!("migrations/postgres/0010_console_auth.sql"),
+    },
+    Migration {
         version: 12,
         name: "pending_counts",
         sqlite: include_str!("migrations/sqlite/0012_pending_counts.sql"),

@@ -11,6 +11,7 @@ use kami_sim::sandbox::SandboxSim;
 pub fn simulators(gateways: bool) -> BuildOptions {
     BuildOptions {
         demo: false,
+        clock: None,
         extension: Some(Box::new(move |cx: &ExtensionContext<'_>| {
             let mut extra = if gateways {
                 gateway_simulators(cx)?

@@ -115,6 +115,9 @@ enum TokenCommand {
 enum UserCommand {
     /// Create an admin login; its generated password is the last line of stdout.
     Create { name: String },
+    /// Turn off an admin's second factor (lost phone); they sign in with the password alone.
+    #[command(name = "reset-2fa")]
+    Reset2fa { name: String },
 }
 
 #[derive(Subcommand)]
@@ -293,6 +296,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{password}");
             Ok(())
         }
+        Command::Admin {
+            command:
+                AdminCommand::User {
+                    command: UserCommand::Reset2fa { name },
+                },
+        } => {
+            let config = load_config(cli.config.as_ref())?;
+            let (store, _lock) = open_store(&config, "kami admin user reset-2fa").await?;
+            kami_server::services::two_factor::reset_from_cli(&store, &name, now_ms())
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            eprintln!("the second factor of admin user {name:?} is off; they sign in with their password alone");
+            Ok(())
+        }
         Command::Cards {
             command:
                 CardsCommand::Import {
@@ -424,6 +441,7 @@ async fn serve(config_path: Option<&PathBuf>, demo: bool) -> anyhow::Result<()> 
         BuildOptions {
             demo,
             extension: Some(simulators::extension(demo)),
+            clock: None,
         },
     )
     .await?;
@@ -441,6 +459,11 @@ async fn serve(config_path: Option<&PathBuf>, demo: bool) -> anyhow::Result<()> 
             .await
             .context("seeding the demo catalogue")?;
         println!("{}", demo::walkthrough(&state.public_url, &token));
+        let (user, password) = demo_admin(&state.store).await?;
+        eprintln!(
+            "demo console: {}/admin/login  user: {user}  password: {password}",
+            state.public_url
+        );
     }
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -450,6 +473,23 @@ async fn serve(config_path: Option<&PathBuf>, demo: bool) -> anyhow::Result<()> 
     });
     app.run(rx).await.context("server")?;
     Ok(())
+}
+
+/// The demo's console login: user `demo` with a password generated at each start (never a
+/// default one), printed on stderr.
+async fn demo_admin(store: &Store) -> anyhow::Result<(&'static str, String)> {
+    const NAME: &str = "demo";
+    let password = SecretToken::generate().expose()[..20].to_owned();
+    let pw = password.clone();
+    let hash = tokio::task::spawn_blocking(move || passwords::hash_blocking(&pw))
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    if !store.create_admin_user(NAME, &hash, now_ms()).await?
+        && !store.set_admin_password(NAME, &hash).await?
+    {
+        bail!("could not create the demo console login");
+    }
+    Ok((NAME, password))
 }
 
 async fn shutdown_signal() {

@@ -15,6 +15,7 @@
 //! secret values.
 
 mod channels;
+mod console;
 mod database;
 mod metrics;
 mod orders;
@@ -35,6 +36,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 pub use channels::ChannelConfig;
+pub use console::ConsoleConfig;
 pub use database::DatabaseConfig;
 pub use kami_pay::settings::{
     AlipaySettings, ChannelKind, ChannelSettings, EpaySettings, EpayVersion, SandboxSettings,
@@ -73,6 +75,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[security]`: the master key file.
     pub security: SecurityConfig,
+    /// `[console]`: the seller console's sessions and sign-in lock.
+    pub console: ConsoleConfig,
     /// Directory of the configuration file (absolute when loaded from a file); relative
     /// `*_file` paths resolve against it, against the current directory when there is no
     /// file. The `*_file` paths in [`ChannelConfig`] are already resolved.
@@ -92,6 +96,7 @@ impl Default for Config {
             risk: RiskConfig::default(),
             metrics: MetricsConfig::default(),
             security: SecurityConfig::default(),
+            console: ConsoleConfig::default(),
             base_dir: PathBuf::from("."),
         }
     }
@@ -267,6 +272,7 @@ fn load_text(
     let database = database::build_database(raw.database, &base_dir, &origins)?;
     orders::check_orders(&raw.orders, &origins)?;
     retention::check_retention(&raw.retention, &origins)?;
+    console::check_console(&raw.console, &origins)?;
     let shop = shop::check_shop(raw.shop, &base_dir, &origins, &mut warnings)?;
     let risk = risk::build_risk(raw.risk, shop.orders_per_minute, &origins, &mut warnings)?;
     let metrics = metrics::build_metrics(raw.metrics, &base_dir)?;
@@ -288,6 +294,7 @@ fn load_text(
             risk,
             metrics,
             security,
+            console: raw.console,
             base_dir,
         },
         warnings,
@@ -308,6 +315,7 @@ struct RawConfig {
     risk: risk::RawRisk,
     metrics: metrics::RawMetrics,
     security: SecurityConfig,
+    console: ConsoleConfig,
 }
 
 /// A deserialization failure at `prefix` + its path as a [`ConfigError::Type`].

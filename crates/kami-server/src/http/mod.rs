@@ -3,6 +3,7 @@
 //! service results into responses; the rules live in [`crate::services`].
 
 pub mod api;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod serve;
@@ -31,6 +32,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(state: Arc<AppState>) -> Router {
     api::routes()
         .merge(web::routes())
+        .merge(console::routes())
         .fallback(web::fallback)
         .with_state(state)
         .layer(axum::middleware::from_fn(error::json_errors_under_api))

@@ -5,16 +5,21 @@
 
 pub mod checkout;
 pub mod checks;
+pub mod console;
 pub mod fulfilment;
 pub mod lookup;
 pub mod mail;
 pub mod order_actions;
 pub mod orders;
+pub mod overview;
 pub mod passwords;
 pub mod payments;
+pub mod recovery;
 pub mod refunds;
 pub mod retention;
 pub mod risk;
+pub mod totp;
+pub mod two_factor;
 
 use kami_store::StoreError;
 

@@ -1,0 +1,230 @@
+//! The seller console at `/admin`: server-rendered pages in the storefront's theme machinery
+//! (templates `console/*.html`, the same catalogues and language switch), a small script for
+//! confirmations, no SPA. Sign-in and sessions are `services::console`; this module only
+//! guards (session cookie, CSRF token, cross-site checks) and renders.
+
+// The guards return the page to answer with as their error: a refusal is a response, built
+// once, on the way out; its size does not matter there.
+#[allow(clippy::result_large_err)]
+mod guard;
+mod login;
+mod overview;
+#[allow(clippy::result_large_err)]
+mod security;
+
+use std::sync::Arc;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use minijinja::{context, Value};
+
+use super::web::request::{page, Caching, Ctx};
+use crate::i18n::Locale;
+use crate::services::ServiceError;
+use crate::state::AppState;
+
+pub use guard::SESSION_COOKIE;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/admin", get(overview::page))
+        .route("/admin/", get(overview::page))
+        .route("/admin/login", get(login::form).post(login::submit))
+        .route(
+            "/admin/login/code",
+            get(login::code_form).post(login::code_submit),
+        )
+        .route("/admin/logout", post(login::logout))
+        .route("/admin/security", get(security::page))
+        .route("/admin/security/sessions/revoke", post(security::revoke))
+        .route(
+            "/admin/security/sessions/revoke-others",
+            post(security::revoke_others),
+        )
+        .route("/admin/security/totp/begin", post(security::totp_begin))
+        .route("/admin/security/totp/confirm", post(security::totp_confirm))
+        .route("/admin/security/totp/disable", post(security::totp_disable))
+}
+
+/// A navigation entry: only pages that exist are listed.
+struct Nav {
+    key: &'static str,
+    href: &'static str,
+}
+
+const NAV: &[Nav] = &[
+    Nav {
+        key: "dashboard",
+        href: "/admin",
+    },
+    Nav {
+        key: "security",
+        href: "/admin/security",
+    },
+];
+
+/// Variables every console page gets: the shop, languages, navigation, the signed-in user
+/// and the form token.
+fn base(state: &AppState, ctx: &Ctx, user: Option<&guard::Admin>, current: &str) -> Value {
+    let langs: Vec<Value> = Locale::ALL
+        .iter()
+        .map(|l| {
+            context! {
+                tag => l.tag(),
+                current => *l == ctx.locale,
+                href => if ctx.query_without_lang.is_empty() {
+                    format!("?lang={}", l.tag())
+                } else {
+                    format!("?{}&lang={}", ctx.query_without_lang, l.tag())
+                },
+            }
+        })
+        .collect();
+    let nav: Vec<Value> = NAV
+        .iter()
+        .map(|n| context! { key => n.key, href => n.href, current => n.key == current })
+        .collect();
+    context! {
+        shop => context! { name => state.config.shop.name.as_str() },
+        langs => langs,
+        nav => if user.is_some() { nav } else { Vec::new() },
+        user => user.map(|u| u.session.user_name.as_str()),
+        csrf => user.map(|u| u.csrf.as_str()),
+    }
+}
+
+/// Render a console page (never cached, never framed).
+fn render(
+    state: &AppState,
+    ctx: &Ctx,
+    user: Option<&guard::Admin>,
+    status: StatusCode,
+    name: &str,
+    current: &str,
+    vars: Value,
+) -> Response {
+    match state.theme.render(
+        name,
+        ctx.locale,
+        context! { ..vars, ..base(state, ctx, user, current) },
+    ) {
+        Ok(html) => page(ctx, status, Caching::NoStore, html),
+        Err(e) => {
+            tracing::error!("rendering {name}: {e}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "page could not be rendered",
+            )
+                .into_response()
+        }
+    }
+}
+
+/// A console message page (`kind`: `forbidden`, `not_found`, `internal`, ...).
+fn message(
+    state: &AppState,
+    ctx: &Ctx,
+    user: Option<&guard::Admin>,
+    status: StatusCode,
+    kind: &str,
+) -> Response {
+    render(
+        state,
+        ctx,
+        user,
+        status,
+        "console/message.html",
+        "",
+        context! { kind => kind },
+    )
+}
+
+/// A service refusal as a console page: internal causes are logged, never shown.
+fn failed(state: &AppState, ctx: &Ctx, user: Option<&guard::Admin>, e: ServiceError) -> Response {
+    match e {
+        ServiceError::NotFound { .. } => {
+            message(state, ctx, user, StatusCode::NOT_FOUND, "not_found")
+        }
+        other => {
+            tracing::error!("console: {other}");
+            message(
+                state,
+                ctx,
+                user,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+            )
+        }
+    }
+}
+
+/// `303 See Other` to a local path.
+fn see_other(to: &str) -> Response {
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// A form body's fields (`application/x-www-form-urlencoded`); a malformed body has none.
+fn form_fields(body: &[u8]) -> Vec<(String, String)> {
+    serde_urlencoded::from_bytes(body).unwrap_or_default()
+}
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> &'a str {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map_or("", |(_, v)| v.as_str())
+}
+
+/// Where to go after signing in: only a local console path, else the overview (no open
+/// redirect: `//evil.example`, `/\evil`, `https://…` and anything outside `/admin` are refused).
+pub fn safe_next(next: &str) -> &str {
+    let local = next.starts_with("/admin")
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && !next.chars().any(|c| c.is_control())
+        && next.len() <= 512
+        && matches!(next.as_bytes().get(6), None | Some(b'/' | b'?'));
+    if local {
+        next
+    } else {
+        "/admin"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_is_a_local_console_path_only() {
+        for ok in [
+            "/admin",
+            "/admin/security",
+            "/admin?lang=en",
+            "/admin/security?x=1",
+        ] {
+            assert_eq!(safe_next(ok), ok);
+        }
+        for bad in [
+            "https://evil.example/admin",
+            "//evil.example",
+            "/\\evil.example",
+            "/admin\\..\\x",
+            "/adminx",
+            "/",
+            "",
+            "javascript:alert(1)",
+            "/admin/\r\nSet-Cookie: x",
+        ] {
+            assert_eq!(safe_next(bad), "/admin", "{bad:?}");
+        }
+    }
+}
