@@ -21,7 +21,7 @@ use crate::error::{Result, StoreError};
 use crate::keyfiles::KeyFiles;
 use crate::keylock::KeyLock;
 use crate::params;
-use crate::sealed::{self, card_place, fulfilment_place, KeyId, Keyring, MasterKey};
+use crate::sealed::{self, card_place, fields_place, fulfilment_place, KeyId, Keyring, MasterKey};
 use crate::{Backend, Store};
 
 /// Rows re-sealed per transaction.
@@ -72,11 +72,12 @@ fn register(tx: &mut dyn Tx, key: &MasterKey) -> Result<()> {
     Ok(())
 }
 
-/// Does the database hold any card key or fulfilment content (sealed or not)?
+/// Does the database hold any card key, fulfilment content or buyer answers (sealed or not)?
 fn has_secrets(tx: &mut dyn Tx) -> Result<bool> {
     let r = tx.query_one(
         "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM cards LIMIT 1) c) + \
-                (SELECT COUNT(*) FROM (SELECT 1 FROM orders WHERE fulfilment IS NOT NULL LIMIT 1) o) AS n",
+                (SELECT COUNT(*) FROM (SELECT 1 FROM orders WHERE fulfilment IS NOT NULL LIMIT 1) o) + \
+                (SELECT COUNT(*) FROM (SELECT 1 FROM orders WHERE fields IS NOT NULL LIMIT 1) f) AS n",
         &[],
     )?;
     Ok(r.get::<i64>("n")? > 0)
@@ -190,6 +191,33 @@ fn reseal_fulfilments(tx: &mut dyn Tx, ring: &Keyring, after: i64) -> Result<(Op
     Ok((last, changed))
 }
 
+/// Re-seal the buyer's answers of orders after `after` (by id) under another key than the
+/// primary (they were never stored in plain text); returns the last id seen (`None`: done)
+/// and how many changed.
+fn reseal_order_fields(tx: &mut dyn Tx, ring: &Keyring, after: i64) -> Result<(Option<i64>, u64)> {
+    let rows = tx.query(
+        "SELECT id, fields FROM orders WHERE fields IS NOT NULL AND id > $1 ORDER BY id LIMIT $2",
+        params![after, BATCH],
+    )?;
+    let mut changed = 0;
+    let mut last = None;
+    for r in &rows {
+        let id: i64 = r.get("id")?;
+        last = Some(id);
+        let stored: Vec<u8> = r.get("fields")?;
+        if sealed::sealed_key_id(&stored) == Some(ring.primary().id()) {
+            continue;
+        }
+        let place = fields_place(id);
+        let plain = ring.open(&place, &stored)?;
+        changed += tx.exec(
+            "UPDATE orders SET fields = $2 WHERE id = $1 AND fields = $3",
+            params![id, ring.seal(&place, &plain)?, stored],
+        )?;
+    }
+    Ok((last, changed))
+}
+
 /// Re-seal card keys after `after` (by id) not under the primary key, value and keyed hash
 /// together; returns the last id seen (`None`: done) and how many changed.
 fn reseal_cards(tx: &mut dyn Tx, ring: &Keyring, after: i64) -> Result<(Option<i64>, u64)> {
@@ -289,6 +317,8 @@ fn census(tx: &mut dyn Tx) -> Result<Vec<(Option<KeyId>, u64)>> {
          FROM cards GROUP BY 1, 2",
         "SELECT substr(fulfilment, 1, 9) AS h, length(fulfilment) >= 37 AS whole, COUNT(*) AS n \
          FROM orders WHERE fulfilment IS NOT NULL GROUP BY 1, 2",
+        "SELECT substr(fields, 1, 9) AS h, length(fields) >= 37 AS whole, COUNT(*) AS n \
+         FROM orders WHERE fields IS NOT NULL GROUP BY 1, 2",
     ] {
         for r in tx.query(sql, &[])? {
             let head: Vec<u8> = r.get("h")?;
@@ -492,6 +522,19 @@ impl Store {
             }
             step(RotateStep::Resealing);
         }
+        after = 0;
+        loop {
+            let r = ring.clone();
+            let (last, n) = self
+                .write(move |tx| reseal_order_fields(tx, &r, after))
+                .await?;
+            changed += n;
+            match last {
+                Some(id) => after = id,
+                None => break,
+            }
+            step(RotateStep::Resealing);
+        }
         Ok(changed)
     }
 
@@ -646,6 +689,14 @@ impl Store {
             )? {
                 let v: Vec<u8> = r.get("fulfilment")?;
                 ring.open(&fulfilment_place(r.get("id")?), &v)?;
+                n += 1;
+            }
+            for r in tx.query(
+                "SELECT id, fields FROM orders WHERE fields IS NOT NULL",
+                &[],
+            )? {
+                let v: Vec<u8> = r.get("fields")?;
+                ring.open(&fields_place(r.get("id")?), &v)?;
                 n += 1;
             }
             Ok(n)

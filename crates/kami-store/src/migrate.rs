@@ -65,6 +65,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0009_audit.sql"),
         postgres: include_str!("migrations/postgres/0009_audit.sql"),
     },
+    Migration {
+        version: 11,
+        name: "catalog_admin",
+        sqlite: include_str!("migrations/sqlite/0011_catalog_admin.sql"),
+        postgres: include_str!("migrations/postgres/0011_catalog_admin.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kami_migrations \
