@@ -3,6 +3,7 @@
 //! pending payments, looking orders up, mailing keys. Services decide; the store keeps the
 //! decision atomic; the HTTP layer only translates requests and [`ServiceError`]s.
 
+pub mod card_stock;
 pub mod checkout;
 pub mod checks;
 pub mod fulfilment;
@@ -11,6 +12,7 @@ pub mod mail;
 pub mod orders;
 pub mod passwords;
 pub mod payments;
+pub mod products;
 pub mod refunds;
 pub mod retention;
 pub mod risk;
