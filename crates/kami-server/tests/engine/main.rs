@@ -12,4 +12,6 @@ mod happy_path;
 mod late_and_expiry;
 mod mail;
 mod notify_storm;
+mod seller_cards;
+mod seller_products;
 mod tampering;
