@@ -309,6 +309,7 @@ mod tests {
             pay_action: None,
             cards: None,
             fulfilment: None,
+            fields: Default::default(),
         }
     }
 
