@@ -419,6 +419,11 @@ async fn input_fields_on_order_creation(backend: Backend) {
     )
     .await;
     assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        app.product("topup").await["input_fields"],
+        v["input_fields"],
+        "the buyer's catalogue says what to send"
+    );
     let order = |fields: Value| {
         let app = &app;
         async move {

@@ -51,6 +51,8 @@ pub async fn products(State(state): State<Arc<AppState>>) -> ApiResult<impl Into
                     "min_quantity": t.min_quantity(),
                     "price": t.unit_minor(),
                 })).collect::<Vec<_>>(),
+                // What to send as `fields` when ordering.
+                "input_fields": p.input_fields.specs(),
             })
         })
         .collect();
