@@ -2,6 +2,7 @@
 //! machines. No I/O.
 
 pub mod clock;
+pub mod fields;
 pub mod ids;
 pub mod money;
 pub mod order;
@@ -10,6 +11,7 @@ pub mod refund;
 
 pub use cards::{CardEvent, CardStatus, CardTransitionError};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use fields::{FieldSpec, FieldsError, InputFields};
 pub use ids::{ChannelId, Email, IdError, Method, OrderNo, Quantity, SecretToken, Slug};
 pub use money::{Currency, Money, MoneyError};
 pub use order::{

@@ -1,10 +1,12 @@
 //! Products and card-key stock.
 
-use kami_core::{CardStatus, Millis, Money, PriceTiers, Pricing};
+use kami_core::{CardStatus, InputFields, Millis, Money, PriceTiers, Pricing};
 
 use crate::db::{Row, Tx};
 use crate::error::{Result, StoreError};
-use crate::model::{Delivery, ImportResult, NewProduct, Product, Stock};
+use crate::model::{
+    AdminProduct, CardCounts, Delivery, ImportResult, NewProduct, OpenBatch, Product, Stock,
+};
 use crate::params;
 use crate::sealed::{card_place, Keyring};
 
@@ -38,13 +40,32 @@ pub(crate) fn create_product(tx: &mut dyn Tx, p: &NewProduct, now: Millis) -> Re
 /// The columns every product read selects (`product_from_row` reads them by name). The
 /// storefront's hottest query: `'available'` ([`CardStatus::Available`]) stays a literal so
 /// the planner sees it.
-macro_rules! product_columns {
+macro_rules! product_fields {
     () => {
-        "SELECT p.slug, p.title, p.description, p.price, p.currency, p.delivery, p.manual_stock, \
+        "p.slug, p.title, p.description, p.price, p.currency, p.delivery, p.manual_stock, \
            (SELECT COUNT(*) FROM cards c WHERE c.product_id = p.id AND c.status = 'available' AND c.is_loop = 0) AS available, \
            (SELECT COUNT(*) FROM cards c WHERE c.product_id = p.id AND c.is_loop = 1) AS loop_cards, \
-           p.category, p.sort_order, p.min_quantity, p.max_quantity, p.price_tiers \
-         FROM products p "
+           p.category, p.sort_order, p.min_quantity, p.max_quantity, p.price_tiers, p.input_fields"
+    };
+}
+macro_rules! product_columns {
+    () => {
+        concat!("SELECT ", product_fields!(), " FROM products p ")
+    };
+}
+/// [`product_columns`] and what the seller sees besides: visibility, the keys by status, and
+/// whether any order points at the product.
+macro_rules! admin_product_columns {
+    () => {
+        concat!(
+            "SELECT ",
+            product_fields!(),
+            ", p.active, \
+               (SELECT COUNT(*) FROM cards c WHERE c.product_id = p.id AND c.status = 'reserved') AS reserved, \
+               (SELECT COUNT(*) FROM cards c WHERE c.product_id = p.id AND c.status = 'sold') AS sold, \
+               (SELECT COUNT(*) FROM (SELECT 1 FROM orders o WHERE o.product_id = p.id LIMIT 1) x) AS has_orders \
+             FROM products p "
+        )
     };
 }
 
@@ -73,7 +94,50 @@ fn product_from_row(r: &Row) -> Result<Product> {
             r.get("min_quantity")?,
             r.get("max_quantity")?,
         )?,
+        input_fields: InputFields::from_json(&r.get::<String>("input_fields")?)
+            .map_err(|e| StoreError::Corrupt(format!("product input fields: {e}")))?,
     })
+}
+
+fn admin_product_from_row(r: &Row) -> Result<AdminProduct> {
+    let product = product_from_row(r)?;
+    Ok(AdminProduct {
+        visible: r.get("active")?,
+        manual_stock: match product.delivery {
+            Delivery::Manual => r.get("manual_stock")?,
+            Delivery::Auto => None,
+        },
+        cards: CardCounts {
+            available: r.get("available")?,
+            reserved: r.get("reserved")?,
+            sold: r.get("sold")?,
+            loop_keys: r.get("loop_cards")?,
+        },
+        has_orders: r.get::<i64>("has_orders")? > 0,
+        product,
+    })
+}
+
+/// Every product, hidden ones too, in catalogue order.
+pub(crate) fn admin_products(tx: &mut dyn Tx) -> Result<Vec<AdminProduct>> {
+    tx.query(
+        concat!(admin_product_columns!(), "ORDER BY p.sort_order, p.id"),
+        &[],
+    )?
+    .iter()
+    .map(admin_product_from_row)
+    .collect()
+}
+
+pub(crate) fn admin_product(tx: &mut dyn Tx, slug: &str) -> Result<AdminProduct> {
+    tx.query_opt(
+        concat!(admin_product_columns!(), "WHERE p.slug = $1"),
+        params![slug],
+    )?
+    .as_ref()
+    .map(admin_product_from_row)
+    .transpose()?
+    .ok_or(StoreError::ProductNotFound)
 }
 
 pub(crate) fn pricing_from(price: Money, tiers: &str, min: i64, max: i64) -> Result<Pricing> {
@@ -114,18 +178,19 @@ pub(crate) fn product_id(tx: &mut dyn Tx, slug: &str) -> Result<(i64, Delivery)>
     Ok((r.get("id")?, r.get("delivery")?))
 }
 
-/// Insert keys sealed (`sealed.rs`), skipping any the product already has: de-duplicated by
-/// the unique index on the keyed hash, and, while a key rotation has left keys under another
-/// key of the ring, by their hashes under that key.
+/// Insert keys sealed (`sealed.rs`) into an import batch, skipping any the product already
+/// has: de-duplicated by the unique index on the keyed hash, and, while a key rotation has left
+/// keys under another key of the ring, by their hashes under that key. The batch's counts
+/// move in the same transaction.
 pub(crate) fn import_cards(
     tx: &mut dyn Tx,
     ring: &Keyring,
-    product_id: i64,
+    batch: &OpenBatch,
     keys: &[String],
-    is_loop: bool,
     now: Millis,
 ) -> Result<ImportResult> {
     let mut res = ImportResult::default();
+    let product_id = batch.product_id;
     let place = card_place(product_id);
     for k in keys {
         let hashes = ring.hashes(&place, k.as_bytes());
@@ -144,15 +209,16 @@ pub(crate) fn import_cards(
         }
         let hash = hashes.into_iter().next().unwrap_or_default();
         let n = tx.exec(
-            "INSERT INTO cards (product_id, secret, secret_hash, is_loop, status, created_at) \
-             VALUES ($1, $2, $6, $3, $5, $4) ON CONFLICT (product_id, secret_hash) DO NOTHING",
+            "INSERT INTO cards (product_id, secret, secret_hash, is_loop, status, created_at, batch_id) \
+             VALUES ($1, $2, $6, $3, $5, $4, $7) ON CONFLICT (product_id, secret_hash) DO NOTHING",
             params![
                 product_id,
                 ring.seal(&place, k.as_bytes())?,
-                is_loop,
+                batch.is_loop,
                 now,
                 CardStatus::Available,
-                hash
+                hash,
+                batch.id
             ],
         )?;
         if n == 1 {
@@ -160,6 +226,16 @@ pub(crate) fn import_cards(
         } else {
             res.duplicates += 1;
         }
+    }
+    if !keys.is_empty() {
+        tx.exec(
+            "UPDATE card_batches SET imported = imported + $2, duplicates = duplicates + $3 WHERE id = $1",
+            params![
+                batch.id,
+                i64::try_from(res.imported).unwrap_or(i64::MAX),
+                i64::try_from(res.duplicates).unwrap_or(i64::MAX)
+            ],
+        )?;
     }
     Ok(res)
 }

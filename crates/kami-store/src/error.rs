@@ -18,6 +18,19 @@ pub enum StoreError {
     OutOfStock,
     #[error("{0}")]
     InvalidInput(String),
+    /// A product's price, tiers and quantity limits do not fit together (or the currency).
+    #[error("{0}")]
+    InvalidPricing(String),
+    /// The buyer's answers do not fit the product's input fields.
+    #[error("{0}")]
+    InvalidFields(String),
+    #[error("card key not found")]
+    CardNotFound,
+    /// The key is reserved by a pending order or sold: it cannot be removed.
+    #[error("the card key is reserved or sold")]
+    CardSold,
+    #[error("import batch not found")]
+    BatchNotFound,
     #[error("{0}")]
     InvalidQuantity(String),
     #[error("order not found")]

@@ -21,7 +21,7 @@ use crate::error::{Result, StoreError};
 use crate::keyfiles::KeyFiles;
 use crate::keylock::KeyLock;
 use crate::params;
-use crate::sealed::{self, card_place, fulfilment_place, KeyId, Keyring, MasterKey};
+use crate::sealed::{self, card_place, fields_place, fulfilment_place, KeyId, Keyring, MasterKey};
 use crate::{Backend, Store};
 
 /// Rows re-sealed per transaction.
@@ -72,11 +72,12 @@ fn register(tx: &mut dyn Tx, key: &MasterKey) -> Result<()> {
     Ok(())
 }
 
-/// Does the database hold any card key or fulfilment content (sealed or not)?
+/// Does the database hold any card key, fulfilment content or buyer answers (sealed or not)?
 fn has_secrets(tx: &mut dyn Tx) -> Result<bool> {
     let r = tx.query_one(
         "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM cards LIMIT 1) c) + \
-                (SELECT COUNT(*) FROM (SELECT 1 FROM orders WHERE fulfilment IS NOT NULL LIMIT 1) o) AS n",
+                (SELECT COUNT(*) FROM (SELECT 1 FROM orders WHERE fulfilment IS NOT NULL LIMIT 1) o) + \
+                (SELECT COUNT(*) FROM (SELECT 1 FROM orders WHERE fields IS NOT NULL LIMIT 1) f) AS n",
         &[],
     )?;
     Ok(r.get::<i64>("n")? > 0)
@@ -184,6 +185,33 @@ fn reseal_fulfilments(tx: &mut dyn Tx, ring: &Keyring, after: i64) -> Result<(Op
         };
         changed += tx.exec(
             "UPDATE orders SET fulfilment = $2 WHERE id = $1 AND fulfilment = $3",
+            params![id, ring.seal(&place, &plain)?, stored],
+        )?;
+    }
+    Ok((last, changed))
+}
+
+/// Re-seal the buyer's answers of orders after `after` (by id) under another key than the
+/// primary (they were never stored in plain text); returns the last id seen (`None`: done)
+/// and how many changed.
+fn reseal_order_fields(tx: &mut dyn Tx, ring: &Keyring, after: i64) -> Result<(Option<i64>, u64)> {
+    let rows = tx.query(
+        "SELECT id, fields FROM orders WHERE fields IS NOT NULL AND id > $1 ORDER BY id LIMIT $2",
+        params![after, BATCH],
+    )?;
+    let mut changed = 0;
+    let mut last = None;
+    for r in &rows {
+        let id: i64 = r.get("id")?;
+        last = Some(id);
+        let stored: Vec<u8> = r.get("fields")?;
+        if sealed::sealed_key_id(&stored) == Some(ring.primary().id()) {
+            continue;
+        }
+        let place = fields_place(id);
+        let plain = ring.open(&place, &stored)?;
+        changed += tx.exec(
+            "UPDATE orders SET fields = $2 WHERE id = $1 AND fields = $3",
             params![id, ring.seal(&place, &plain)?, stored],
         )?;
     }
@@ -324,6 +352,8 @@ fn census(tx: &mut dyn Tx) -> Result<Vec<(Option<KeyId>, u64)>> {
          COUNT(*) AS n FROM admin_users WHERE totp_secret IS NOT NULL GROUP BY 1, 2",
         "SELECT substr(totp_pending, 1, 9) AS h, length(totp_pending) >= 37 AS whole, \
          COUNT(*) AS n FROM admin_users WHERE totp_pending IS NOT NULL GROUP BY 1, 2",
+        "SELECT substr(fields, 1, 9) AS h, length(fields) >= 37 AS whole, COUNT(*) AS n \
+         FROM orders WHERE fields IS NOT NULL GROUP BY 1, 2",
     ] {
         for r in tx.query(sql, &[])? {
             let head: Vec<u8> = r.get("h")?;
@@ -529,6 +559,19 @@ impl Store {
         }
         let r = ring.clone();
         changed += self.write(move |tx| reseal_totp(tx, &r)).await?;
+        after = 0;
+        loop {
+            let r = ring.clone();
+            let (last, n) = self
+                .write(move |tx| reseal_order_fields(tx, &r, after))
+                .await?;
+            changed += n;
+            match last {
+                Some(id) => after = id,
+                None => break,
+            }
+            step(RotateStep::Resealing);
+        }
         Ok(changed)
     }
 
@@ -666,7 +709,8 @@ impl Store {
         self.read(census).await
     }
 
-    /// Open every stored secret (card keys, fulfilment contents); how many there are. Any
+    /// Open every stored secret (card keys, fulfilment contents, buyer answers, admins' TOTP
+    /// secrets); how many there are. Any
     /// that does not open is an error naming why.
     pub async fn verify_secrets(&self) -> Result<u64> {
         let ring = self.ring()?;
@@ -684,6 +728,27 @@ impl Store {
                 let v: Vec<u8> = r.get("fulfilment")?;
                 ring.open(&fulfilment_place(r.get("id")?), &v)?;
                 n += 1;
+            }
+            for r in tx.query(
+                "SELECT id, fields FROM orders WHERE fields IS NOT NULL",
+                &[],
+            )? {
+                let v: Vec<u8> = r.get("fields")?;
+                ring.open(&fields_place(r.get("id")?), &v)?;
+                n += 1;
+            }
+            for r in tx.query(
+                "SELECT id, totp_secret, totp_pending FROM admin_users \
+                 WHERE totp_secret IS NOT NULL OR totp_pending IS NOT NULL",
+                &[],
+            )? {
+                let place = sealed::place("admin_users.totp_secret", r.get("id")?);
+                for column in ["totp_secret", "totp_pending"] {
+                    if let Some(v) = r.get::<Option<Vec<u8>>>(column)? {
+                        ring.open(&place, &v)?;
+                        n += 1;
+                    }
+                }
             }
             Ok(n)
         })

@@ -531,6 +531,11 @@ async fn rotation_moves_admin_totp_secrets_too() {
     drop(store);
     let store = db.connect().await.unwrap();
     assert_eq!(
+        store.verify_secrets().await.unwrap(),
+        2,
+        "both open under the new key"
+    );
+    assert_eq!(
         store.admin_totp_secret(a).await.unwrap().as_deref(),
         Some(&b"secret-a"[..])
     );
@@ -538,4 +543,68 @@ async fn rotation_moves_admin_totp_secrets_too() {
         store.admin_totp_pending(b).await.unwrap().as_deref(),
         Some(&b"pending-b"[..])
     );
+}
+
+#[tokio::test]
+async fn buyer_answers_are_sealed_and_moved_by_rotation() {
+    use kami_core::{ChannelId, Email, FieldSpec, InputFields, Method, OrderNo, Quantity};
+
+    use crate::model::{Actor, NewOrder, ProductPatch};
+
+    let db = Db::new();
+    let store = db.connect().await.unwrap();
+    let mut p = product("topup");
+    p.delivery = Delivery::Manual;
+    store.create_product(p, 1).await.unwrap();
+    let fields = InputFields::new(vec![FieldSpec {
+        name: "account".into(),
+        label: "Account".into(),
+        required: true,
+        pattern: None,
+    }])
+    .unwrap();
+    let patch = ProductPatch {
+        input_fields: Some(fields),
+        ..ProductPatch::default()
+    };
+    store
+        .update_product("topup", patch, &Actor::new("cli", None), 2)
+        .await
+        .unwrap();
+    let order_no = OrderNo::generate("20260101000000");
+    store
+        .create_order(NewOrder {
+            order_no: order_no.clone(),
+            product: Slug::parse("topup").unwrap(),
+            quantity: Quantity::new(1).unwrap(),
+            email: Email::parse("b@example.com").unwrap(),
+            method: Method::Sandbox,
+            channel_id: ChannelId::parse("sandbox").unwrap(),
+            access_token_hash: "h".into(),
+            query_password_hash: None,
+            locale: "en".into(),
+            now: 3,
+            expires_at: 1_000,
+            first_check_at: 100,
+            client_ip: None,
+            pending_caps: Default::default(),
+            fields: [("account".to_owned(), "PLAYER-7781".to_owned())].into(),
+        })
+        .await
+        .unwrap();
+    assert!(!contains(&db.raw(), "PLAYER-7781"), "sealed on disk");
+    let rotation = db.rotate(&store).await.unwrap();
+    assert_eq!(rotation.resealed, 1);
+    assert_eq!(
+        store.sealed_census().await.unwrap(),
+        vec![(Some(rotation.to), 1)]
+    );
+    for p in db.keys().old_key_paths().unwrap() {
+        std::fs::remove_file(p).unwrap();
+    }
+    drop(store);
+    let store = db.connect().await.unwrap();
+    assert_eq!(store.verify_secrets().await.unwrap(), 1);
+    let order = store.order(&order_no).await.unwrap().unwrap();
+    assert_eq!(order.fields["account"], "PLAYER-7781");
 }

@@ -10,8 +10,10 @@
 
 mod admin_users;
 mod audit;
+mod card_admin;
 mod cards;
 mod catalog;
+mod catalog_admin;
 mod checks;
 pub mod db;
 mod error;
@@ -161,7 +163,9 @@ impl Store {
             .await
     }
 
-    /// Import keys (already parsed, distinct) in chunks; `progress` gets the running count.
+    /// Import keys (already parsed, distinct) as one batch of `actor`'s, in chunks; `progress`
+    /// gets the running count. ([`Store::begin_card_batch`] and the functions after it do
+    /// the same for keys that arrive a chunk at a time.)
     pub async fn import_cards(
         &self,
         slug: &str,
@@ -170,37 +174,168 @@ impl Store {
         now: Millis,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<ImportResult> {
-        let slug_owned = slug.to_owned();
-        let (product_id, delivery) = self
-            .read(move |tx| catalog::product_id(tx, &slug_owned))
+        let batch = self
+            .begin_card_batch(slug, is_loop, &Actor::new("cli", None), now)
             .await?;
-        if delivery != Delivery::Auto {
-            return Err(StoreError::InvalidInput(
-                "card keys can only be imported for auto-delivery products".into(),
-            ));
+        let mut total = ImportResult::default();
+        for chunk in keys.chunks(IMPORT_CHUNK) {
+            let r = self.import_into_batch(&batch, chunk.to_vec(), now).await?;
+            total.imported += r.imported;
+            total.duplicates += r.duplicates;
+            progress(total.imported + total.duplicates);
         }
+        self.finish_card_batch(&batch, 0, now).await?;
+        Ok(total)
+    }
+
+    /// Open an import batch for the auto-delivery product `slug` (no such product, or a
+    /// manual one: refused before any key is read).
+    pub async fn begin_card_batch(
+        &self,
+        slug: &str,
+        is_loop: bool,
+        actor: &Actor,
+        now: Millis,
+    ) -> Result<OpenBatch> {
+        let (slug, actor) = (slug.to_owned(), actor.clone());
+        self.write(move |tx| card_admin::begin_batch(tx, &slug, is_loop, &actor, now))
+            .await
+    }
+
+    /// Import keys (already parsed, distinct) into an open batch, in chunks of
+    /// [`IMPORT_CHUNK`] per transaction.
+    pub async fn import_into_batch(
+        &self,
+        batch: &OpenBatch,
+        keys: Vec<String>,
+        now: Millis,
+    ) -> Result<ImportResult> {
         let ring = self.ring()?;
         let mut total = ImportResult::default();
-        let mut done = 0u64;
         for chunk in keys.chunks(IMPORT_CHUNK) {
-            let chunk = chunk.to_vec();
-            let ring = ring.clone();
+            let (chunk, ring, batch) = (chunk.to_vec(), ring.clone(), batch.clone());
             let r = self
-                .write(move |tx| catalog::import_cards(tx, &ring, product_id, &chunk, is_loop, now))
+                .write(move |tx| catalog::import_cards(tx, &ring, &batch, &chunk, now))
                 .await?;
             total.imported += r.imported;
             total.duplicates += r.duplicates;
-            done += r.imported + r.duplicates;
-            progress(done);
         }
         Ok(total)
+    }
+
+    /// Close an import (finished or stopped part-way): its audit row, and the batch as
+    /// recorded. `rejected`: lines the parser refused, for the audit row.
+    pub async fn finish_card_batch(
+        &self,
+        batch: &OpenBatch,
+        rejected: u64,
+        now: Millis,
+    ) -> Result<CardBatch> {
+        let batch = batch.clone();
+        self.write(move |tx| card_admin::finish_batch(tx, &batch, rejected, now))
+            .await
+    }
+
+    /// A product's import batches, newest first.
+    pub async fn card_batches(&self, slug: &str, limit: u32) -> Result<Vec<CardBatch>> {
+        let slug = slug.to_owned();
+        self.read(move |tx| card_admin::batches(tx, &slug, limit))
+            .await
+    }
+
+    /// A product's keys, newest first, secrets opened (the seller's view).
+    pub async fn cards(&self, slug: &str, filter: CardFilter) -> Result<Vec<CardRecord>> {
+        let (slug, ring) = (slug.to_owned(), self.ring()?);
+        self.read(move |tx| card_admin::list(tx, &ring, &slug, &filter))
+            .await
+    }
+
+    /// Up to `limit` keys of product `slug` in `status` with ids above `after`, oldest first,
+    /// secrets opened: an export reads a page at a time.
+    pub async fn card_export_page(
+        &self,
+        slug: &str,
+        status: CardStatus,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<CardRecord>> {
+        let (slug, ring) = (slug.to_owned(), self.ring()?);
+        self.read(move |tx| {
+            let (product_id, _) = catalog::product_id(tx, &slug)?;
+            card_admin::export_page(tx, &ring, product_id, status, after, limit)
+        })
+        .await
+    }
+
+    /// Remove one unsold key ([`StoreError::CardSold`] if an order holds it).
+    pub async fn delete_card(
+        &self,
+        slug: &str,
+        card_id: i64,
+        actor: &Actor,
+        now: Millis,
+    ) -> Result<()> {
+        let (slug, actor) = (slug.to_owned(), actor.clone());
+        self.write(move |tx| card_admin::delete_one(tx, &slug, card_id, &actor, now))
+            .await
+    }
+
+    /// Remove a batch's unsold keys, or all of the product's; how many went. Keys orders hold
+    /// are never touched.
+    pub async fn delete_cards(
+        &self,
+        slug: &str,
+        which: CardSelection,
+        actor: &Actor,
+        now: Millis,
+    ) -> Result<u64> {
+        let (slug, actor) = (slug.to_owned(), actor.clone());
+        self.write(move |tx| card_admin::delete_many(tx, &slug, which, &actor, now))
+            .await
+    }
+
+    /// Every product, hidden ones too, with stock by status (the seller's view).
+    pub async fn admin_products(&self) -> Result<Vec<AdminProduct>> {
+        self.read(catalog::admin_products).await
+    }
+
+    pub async fn admin_product(&self, slug: &str) -> Result<AdminProduct> {
+        let slug = slug.to_owned();
+        self.read(move |tx| catalog::admin_product(tx, &slug)).await
+    }
+
+    /// Change a product (see `catalog_admin::update`); returns it as it is now.
+    pub async fn update_product(
+        &self,
+        slug: &str,
+        patch: ProductPatch,
+        actor: &Actor,
+        now: Millis,
+    ) -> Result<AdminProduct> {
+        let (slug, actor) = (slug.to_owned(), actor.clone());
+        self.write(move |tx| catalog_admin::update(tx, &slug, &patch, &actor, now))
+            .await
+    }
+
+    /// Delete a product without orders, or hide one with orders.
+    pub async fn remove_product(
+        &self,
+        slug: &str,
+        actor: &Actor,
+        now: Millis,
+    ) -> Result<ProductRemoval> {
+        let (slug, actor) = (slug.to_owned(), actor.clone());
+        self.write(move |tx| catalog_admin::remove(tx, &slug, &actor, now))
+            .await
     }
 
     // ---- orders ----
 
     /// Create a pending order and reserve its stock in one transaction.
     pub async fn create_order(&self, n: NewOrder) -> Result<CreatedOrder> {
-        self.write(move |tx| orders::create_order(tx, &n)).await
+        let ring = self.ring()?;
+        self.write(move |tx| orders::create_order(tx, &ring, &n))
+            .await
     }
 
     pub async fn order(&self, order_no: &OrderNo) -> Result<Option<Order>> {

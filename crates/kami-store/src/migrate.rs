@@ -72,6 +72,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/postgres/0010_console_auth.sql"),
     },
     Migration {
+        version: 11,
+        name: "catalog_admin",
+        sqlite: include_str!("migrations/sqlite/0011_catalog_admin.sql"),
+        postgres: include_str!("migrations/postgres/0011_catalog_admin.sql"),
+    },
+    Migration {
         version: 12,
         name: "pending_counts",
         sqlite: include_str!("migrations/sqlite/0012_pending_counts.sql"),

@@ -1,8 +1,10 @@
 //! The store's public records.
 
+use std::collections::BTreeMap;
+
 use kami_core::{
-    ChannelId, Email, Method, Millis, Money, OrderNo, OrderStatus, PriceTiers, Pricing, Quantity,
-    Slug,
+    CardStatus, ChannelId, Email, InputFields, Method, Millis, Money, OrderNo, OrderStatus,
+    PriceTiers, Pricing, Quantity, Slug,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +67,127 @@ pub struct Product {
     pub sort_order: i64,
     /// Base price, wholesale tiers and quantity limits: what an order of N costs.
     pub pricing: Pricing,
+    /// What the buyer is asked when ordering (checked on order creation).
+    pub input_fields: InputFields,
+}
+
+/// A product as the seller manages it: hidden ones too, with its stock by status.
+#[derive(Debug, Clone)]
+pub struct AdminProduct {
+    pub product: Product,
+    /// Listed in the catalogue and orderable.
+    pub visible: bool,
+    /// Manual products: how many may still be sold (`None`: unlimited, or an auto product).
+    pub manual_stock: Option<i64>,
+    pub cards: CardCounts,
+    /// Some order (of any status) is for this product: it can be hidden, not deleted.
+    pub has_orders: bool,
+}
+
+/// A product's card keys by status (loop keys counted apart: they never run out).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CardCounts {
+    pub available: i64,
+    pub reserved: i64,
+    pub sold: i64,
+    pub loop_keys: i64,
+}
+
+/// Who makes a change, for its audit row: `actor` is `user:NAME`, `token:NAME`, `cli`.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub actor: String,
+    pub ip: Option<String>,
+}
+
+impl Actor {
+    pub fn new(actor: impl Into<String>, ip: Option<String>) -> Actor {
+        Actor {
+            actor: actor.into(),
+            ip,
+        }
+    }
+}
+
+/// A seller's change to a product: `None` keeps the field. Each value is already parsed;
+/// what depends on the current row (the price in its currency, tiers and limits together) is
+/// checked by the store against it, in the transaction that writes.
+#[derive(Debug, Clone, Default)]
+pub struct ProductPatch {
+    pub title: Option<String>,
+    /// Minor units of the product's currency.
+    pub price: Option<i64>,
+    pub description: Option<String>,
+    pub category: Option<String>,
+    pub visible: Option<bool>,
+    pub tiers: Option<PriceTiers>,
+    pub min_quantity: Option<i64>,
+    pub max_quantity: Option<i64>,
+    pub sort_order: Option<i64>,
+    pub input_fields: Option<InputFields>,
+}
+
+/// What deleting a product did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProductRemoval {
+    /// It had no orders: gone, with its unsold keys and import batches.
+    Deleted,
+    /// It has orders, which keep pointing at it: hidden instead.
+    Hidden,
+}
+
+/// One card key as the seller sees it (the secret opened).
+#[derive(Debug, Clone)]
+pub struct CardRecord {
+    pub id: i64,
+    pub secret: String,
+    pub status: CardStatus,
+    /// The import it came from (`None` for keys imported before batches were recorded).
+    pub batch: Option<i64>,
+    pub is_loop: bool,
+    pub created_at: Millis,
+    pub sold_at: Option<Millis>,
+    /// The order holding it (reserved or sold).
+    pub order_no: Option<OrderNo>,
+}
+
+/// Which keys of a product to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct CardFilter {
+    pub status: Option<CardStatus>,
+    pub batch: Option<i64>,
+    /// Page backwards: only keys with a smaller id.
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
+/// Which unsold keys of a product to delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardSelection {
+    Batch(i64),
+    AllUnsold,
+}
+
+/// One import of card keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardBatch {
+    pub id: i64,
+    pub is_loop: bool,
+    pub imported: u64,
+    pub duplicates: u64,
+    pub actor: String,
+    pub created_at: Millis,
+}
+
+/// An import under way: [`crate::Store::begin_card_batch`] opened it, chunks go in with
+/// [`crate::Store::import_into_batch`], [`crate::Store::finish_card_batch`] audits it.
+#[derive(Debug, Clone)]
+pub struct OpenBatch {
+    pub id: i64,
+    pub(crate) product_id: i64,
+    pub(crate) slug: String,
+    pub(crate) is_loop: bool,
+    pub(crate) actor: Actor,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -92,6 +215,9 @@ pub struct NewOrder {
     /// The client key the order is placed under (an IPv4 address, or an IPv6 /64 as
     /// `2001:db8:1:2::/64`); `None` when unknown.
     pub client_ip: Option<String>,
+    /// The buyer's answers to the product's input fields, checked against them by the store
+    /// (in the creating transaction, against the fields the product has then) and sealed.
+    pub fields: BTreeMap<String, String>,
     /// Caps on the unpaid orders this client and this email may hold, checked in the
     /// transaction that creates the order.
     pub pending_caps: PendingCaps,
@@ -147,12 +273,14 @@ pub struct Order {
     pub cards: Option<Vec<String>>,
     /// What the seller gave the buyer for a manual order; `Some` once it was fulfilled.
     pub fulfilment: Option<String>,
+    /// The buyer's answers to the product's input fields (opened; empty when none).
+    pub fields: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct OrderFilter {
     pub status: Option<OrderStatus>,
-    /// Page backwards: only orders whose number sorts before this one.
+    /// Page backwards: only orders created before this one (newest first, by creation).
     pub before: Option<OrderNo>,
     pub limit: u32,
 }

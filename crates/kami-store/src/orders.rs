@@ -8,7 +8,7 @@ use crate::db::{Row, Tx};
 use crate::error::{Result, StoreError};
 use crate::model::{CreatedOrder, Delivery, NewOrder, Order, OrderFilter, PendingScope};
 use crate::params;
-use crate::sealed::{card_place, fulfilment_place, Keyring};
+use crate::sealed::{card_place, fields_place, fulfilment_place, Keyring};
 use crate::transitions::{apply_order_event, close_open_payments, Details, LockedOrder};
 
 /// Refuse the order if its client key or its email already holds its cap of unexpired
@@ -80,13 +80,13 @@ fn refuse_at_cap(
     Ok(())
 }
 
-pub(crate) fn create_order(tx: &mut dyn Tx, n: &NewOrder) -> Result<CreatedOrder> {
+pub(crate) fn create_order(tx: &mut dyn Tx, ring: &Keyring, n: &NewOrder) -> Result<CreatedOrder> {
     check_pending_caps(tx, n)?;
     let p = tx
         .query_opt(
             "SELECT p.id, p.title, p.price, p.currency, p.delivery, p.manual_stock, \
                (SELECT c.id FROM cards c WHERE c.product_id = p.id AND c.is_loop = 1 ORDER BY c.id DESC LIMIT 1) AS loop_card_id, \
-               p.price_tiers, p.min_quantity, p.max_quantity \
+               p.price_tiers, p.min_quantity, p.max_quantity, p.input_fields \
              FROM products p WHERE p.slug = $1 AND p.active = 1",
             params![n.product.as_str()],
         )?
@@ -102,6 +102,11 @@ pub(crate) fn create_order(tx: &mut dyn Tx, n: &NewOrder) -> Result<CreatedOrder
         p.get("min_quantity")?,
         p.get("max_quantity")?,
     )?;
+    // Checked against the fields the product has now, under the same snapshot as its price.
+    let fields = kami_core::InputFields::from_json(&p.get::<String>("input_fields")?)
+        .map_err(|e| StoreError::Corrupt(format!("product input fields: {e}")))?
+        .check(&n.fields)
+        .map_err(|e| StoreError::InvalidFields(e.to_string()))?;
     let amount = pricing.total(n.quantity).map_err(|e| match e {
         kami_core::PricingError::Money(_) => {
             StoreError::InvalidQuantity("the total is too large".into())
@@ -154,6 +159,17 @@ pub(crate) fn create_order(tx: &mut dyn Tx, n: &NewOrder) -> Result<CreatedOrder
             ],
         )?
         .get("id")?;
+    if !fields.is_empty() {
+        let json = serde_json::to_string(&fields)
+            .map_err(|e| StoreError::Corrupt(format!("order fields: {e}")))?;
+        tx.exec(
+            "UPDATE orders SET fields = $2 WHERE id = $1",
+            params![
+                order_id,
+                ring.seal(&fields_place(order_id), json.as_bytes())?
+            ],
+        )?;
+    }
 
     if delivery == Delivery::Auto && loop_card.is_none() {
         let got = cards::reserve(tx, order_id, product_id, i64::from(qty))?;
@@ -191,7 +207,7 @@ macro_rules! order_columns {
     () => {
         "SELECT o.id, o.order_no, p.slug, p.title, o.quantity, o.amount, o.currency, o.email, o.method, \
            o.status, o.channel_id, o.access_token_hash, o.query_password_hash, o.note, o.created_at, \
-           o.expires_at, o.paid_at, o.delivered_at, o.locale, o.pay_action, o.pay_target, o.loop_card_id, o.fulfilment \
+           o.expires_at, o.paid_at, o.delivered_at, o.locale, o.pay_action, o.pay_target, o.loop_card_id, o.fulfilment, o.fields \
          FROM orders o JOIN products p ON p.id = o.product_id "
     };
 }
@@ -224,6 +240,14 @@ fn order_from_row(ring: &Keyring, r: &Row) -> Result<Order> {
             .get::<Option<Vec<u8>>>("fulfilment")?
             .map(|sealed| ring.open_string(&fulfilment_place(r.get("id")?), &sealed))
             .transpose()?,
+        fields: match r.get::<Option<Vec<u8>>>("fields")? {
+            None => Default::default(),
+            Some(sealed) => {
+                let json = ring.open_string(&fields_place(r.get("id")?), &sealed)?;
+                serde_json::from_str(&json)
+                    .map_err(|e| StoreError::Corrupt(format!("order fields: {e}")))?
+            }
+        },
     })
 }
 
@@ -263,14 +287,24 @@ pub(crate) fn order_by_no(
     Ok(Some(order))
 }
 
+/// Newest first by creation (the row id: order numbers sort by second only, then by their
+/// random part). The cursor stays an order number: the page after `before` is the orders
+/// created before it; an unknown cursor is an empty page.
 pub(crate) fn list_orders(tx: &mut dyn Tx, ring: &Keyring, f: &OrderFilter) -> Result<Vec<Order>> {
     let status = f.status.map_or("", OrderStatus::as_str);
-    // Every order number sorts before "L".
-    let before = f.before.as_ref().map_or("L", OrderNo::as_str);
+    let before = match &f.before {
+        None => i64::MAX,
+        Some(no) => tx
+            .query_opt(
+                "SELECT id FROM orders WHERE order_no = $1",
+                params![no.as_str()],
+            )?
+            .map_or(Ok(0), |r| r.get("id"))?,
+    };
     tx.query(
         concat!(
             order_columns!(),
-            "WHERE ($1 = '' OR o.status = $1) AND o.order_no < $2 ORDER BY o.order_no DESC LIMIT $3"
+            "WHERE ($1 = '' OR o.status = $1) AND o.id < $2 ORDER BY o.id DESC LIMIT $3"
         ),
         params![status, before, i64::from(f.limit.clamp(1, 500))],
     )?
@@ -417,6 +451,7 @@ mod tests {
             first_check_at: now + 100,
             client_ip: Some(ip.into()),
             pending_caps: caps,
+            fields: Default::default(),
         }
     }
 

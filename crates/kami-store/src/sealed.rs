@@ -311,6 +311,11 @@ pub(crate) fn fulfilment_place(order_id: i64) -> Vec<u8> {
     place("orders.fulfilment", order_id)
 }
 
+/// The place of the buyer's answers to a product's input fields (a JSON object): its order.
+pub(crate) fn fields_place(order_id: i64) -> Vec<u8> {
+    place("orders.fields", order_id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -217,6 +217,7 @@ mod tests {
                 first_check_at: 100,
                 client_ip: None,
                 pending_caps: Default::default(),
+                fields: Default::default(),
             })
             .await
             .unwrap();

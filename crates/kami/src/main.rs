@@ -548,9 +548,14 @@ async fn import_cards(
         }
         other => other.into(),
     };
-    // No such product: said before the file is read.
-    store
-        .import_cards(slug.as_str(), Vec::new(), is_loop, now_ms(), &|_| {})
+    // No such product: said before the file is read. The whole file is one import batch.
+    let open = store
+        .begin_card_batch(
+            slug.as_str(),
+            is_loop,
+            &kami_store::Actor::new("cli", None),
+            now_ms(),
+        )
         .await
         .map_err(not_found)?;
     let bar = match size {
@@ -567,10 +572,10 @@ async fn import_cards(
     let mut totals = [0u64; 3]; // imported, duplicates, rejected
     let import = |batch: kami_core::cards::ParsedKeys| {
         let store = &store;
-        let slug = &slug;
+        let open = &open;
         async move {
             let r = store
-                .import_cards(slug.as_str(), batch.keys, is_loop, now_ms(), &|_| {})
+                .import_into_batch(open, batch.keys, now_ms())
                 .await
                 .map_err(not_found)?;
             anyhow::Ok([
@@ -606,6 +611,8 @@ async fn import_cards(
     .await;
     let [imported, duplicates, rejected] = totals;
     bar.finish_and_clear();
+    // Audited whether the import completed or stopped part-way.
+    let finished = store.finish_card_batch(&open, rejected, now_ms()).await;
     if let Err(e) = result {
         if imported > 0 {
             return Err(e.context(format!(
@@ -614,8 +621,11 @@ async fn import_cards(
         }
         return Err(e);
     }
+    let batch = finished?;
     println!(
-        "imported {imported} keys; {duplicates} duplicates skipped; {rejected} lines rejected"
+        "imported {imported} keys; {duplicates} duplicates skipped; {rejected} lines rejected \
+         (batch {})",
+        batch.id
     );
     Ok(())
 }

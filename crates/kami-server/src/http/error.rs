@@ -83,6 +83,19 @@ impl From<StoreError> for ApiError {
             ),
             StoreError::InvalidQuantity(m) => ApiError::unprocessable("invalid_quantity", m),
             StoreError::InvalidInput(m) => ApiError::unprocessable("invalid_request", m),
+            StoreError::InvalidPricing(m) => ApiError::unprocessable("invalid_pricing", m),
+            StoreError::InvalidFields(m) => ApiError::unprocessable("invalid_fields", m),
+            StoreError::CardNotFound => {
+                ApiError::not_found("card_not_found", "this product has no such card key")
+            }
+            StoreError::CardSold => ApiError::new(
+                StatusCode::CONFLICT,
+                "card_sold",
+                "the card key is reserved by a pending order or sold; only unsold keys can be deleted",
+            ),
+            StoreError::BatchNotFound => {
+                ApiError::not_found("batch_not_found", "this product has no such import batch")
+            }
             StoreError::OrderNotFound => ApiError::not_found("order_not_found", "no such order"),
             StoreError::NotRefundable(m) => {
                 ApiError::new(StatusCode::CONFLICT, "not_refundable", m)

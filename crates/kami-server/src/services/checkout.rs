@@ -2,6 +2,7 @@
 //! channel create the payment. On a channel failure the stock goes back at once and the
 //! channel's health records it. The JSON API and the product page's form both come here.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use kami_core::{Email, Method, Millis, Money, OrderNo, Quantity, SecretToken, Slug};
@@ -25,6 +26,9 @@ pub struct OrderInput {
     pub user_agent: Option<String>,
     pub locale: Locale,
     pub client_ip: Option<IpAddr>,
+    /// Answers to the product's input fields, by field name (checked by the store against
+    /// the product's fields when the order is created: `422 invalid_fields`).
+    pub fields: BTreeMap<String, String>,
 }
 
 /// A created order with its payment, and the access token (shown once, stored hashed).
@@ -91,6 +95,7 @@ pub async fn place_order(state: &AppState, b: OrderInput) -> ServiceResult<Place
         first_check_at: now + FIRST_CHECK_MS,
         client_ip,
         pending_caps,
+        fields: b.fields,
     };
     let created = match state.store.create_order(new).await {
         Ok(c) => c,

@@ -320,6 +320,7 @@ mod tests {
             pay_action: None,
             cards: None,
             fulfilment: None,
+            fields: Default::default(),
         }
     }
 

@@ -3,6 +3,7 @@
 //! pending payments, looking orders up, mailing keys. Services decide; the store keeps the
 //! decision atomic; the HTTP layer only translates requests and [`ServiceError`]s.
 
+pub mod card_stock;
 pub mod checkout;
 pub mod checks;
 pub mod console;
@@ -14,6 +15,7 @@ pub mod orders;
 pub mod overview;
 pub mod passwords;
 pub mod payments;
+pub mod products;
 pub mod recovery;
 pub mod refunds;
 pub mod retention;

@@ -13,4 +13,6 @@ mod late_and_expiry;
 mod mail;
 mod notify_storm;
 mod order_actions;
+mod seller_cards;
+mod seller_products;
 mod tampering;

@@ -10,15 +10,19 @@ use axum::response::IntoResponse;
 use axum::Json;
 use http_body_util::BodyExt;
 use kami_core::cards::{KeyStream, KeyStreamError, ParsedKeys};
-use kami_core::{Currency, Money, OrderNo, OrderStatus, PriceTiers, Pricing, Slug};
+use kami_core::{Currency, Money, OrderNo, OrderStatus, Pricing, Slug};
 use kami_store::{Delivery, NewProduct, OrderFilter};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::buyer::order_json;
+use super::seller::actor;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{body_error, parse_json, require_json, AdminAuth, AppBytes, AppJson};
+use crate::http::extract::{
+    body_error, parse_json, require_json, AdminAuth, AppBytes, AppJson, ClientIp,
+};
 use crate::services::fulfilment;
+use crate::services::products::{self, TierInput};
 use crate::services::refunds::{self, RefundInput};
 use crate::state::AppState;
 
@@ -48,13 +52,7 @@ pub struct NewProductBody {
     max_quantity: i64,
     /// Wholesale tiers: `[{"min_quantity": 5, "price": 900}, ...]` (unit price, minor units).
     #[serde(default)]
-    tiers: Vec<TierBody>,
-}
-
-#[derive(Deserialize)]
-pub struct TierBody {
-    min_quantity: i64,
-    price: i64,
+    tiers: Vec<TierInput>,
 }
 
 fn one() -> i64 {
@@ -71,19 +69,8 @@ pub async fn create_product(
 ) -> ApiResult<impl IntoResponse> {
     let slug =
         Slug::parse(&b.slug).map_err(|e| ApiError::unprocessable("invalid_slug", e.to_string()))?;
-    let title = b.title.trim();
-    if title.is_empty() || title.chars().count() > 200 {
-        return Err(ApiError::unprocessable(
-            "invalid_title",
-            "title must be 1 to 200 characters",
-        ));
-    }
-    if b.description.len() > 64 * 1024 {
-        return Err(ApiError::unprocessable(
-            "invalid_description",
-            "description is longer than 64 KiB",
-        ));
-    }
+    let title = products::parse_title(&b.title)?;
+    let description = products::parse_description(b.description)?;
     let currency = Currency::parse(&b.currency)
         .map_err(|e| ApiError::unprocessable("invalid_currency", e.to_string()))?;
     let price = Money::new(b.price, currency)
@@ -108,21 +95,14 @@ pub async fn create_product(
             }
             (_, s) => s,
         };
-    let category = b.category.trim().to_owned();
-    if category.chars().count() > 60 {
-        return Err(ApiError::unprocessable(
-            "invalid_category",
-            "category must be at most 60 characters",
-        ));
-    }
-    let tiers = PriceTiers::new(b.tiers.iter().map(|t| (t.min_quantity, t.price)).collect())
-        .map_err(|e| ApiError::unprocessable("invalid_tiers", e.to_string()))?;
+    let category = products::parse_category(&b.category)?;
+    let tiers = products::parse_tiers(&b.tiers)?;
     let pricing = Pricing::new(price, tiers.clone(), b.min_quantity, b.max_quantity)
         .map_err(|e| ApiError::unprocessable("invalid_pricing", e.to_string()))?;
     let p = NewProduct {
         slug: slug.clone(),
-        title: title.to_owned(),
-        description: b.description,
+        title: title.clone(),
+        description,
         price,
         delivery,
         manual_stock,
@@ -161,18 +141,18 @@ pub async fn import_cards(
     State(state): State<Arc<AppState>>,
     Path(slug): Path<String>,
     Query(q): Query<ImportQuery>,
-    _admin: AdminAuth,
+    admin: AdminAuth,
+    ip: ClientIp,
     body: Body,
 ) -> ApiResult<impl IntoResponse> {
     let slug = Slug::parse(&slug)
         .map_err(|_| ApiError::not_found("product_not_found", "no such product"))?;
-    let import = |keys: Vec<String>| {
-        state
-            .store
-            .import_cards(slug.as_str(), keys, q.is_loop, state.now_ms(), &|_| {})
-    };
     // No such product, or not an auto-delivery one: said before the body is read.
-    import(Vec::new()).await?;
+    let batch = state
+        .store
+        .begin_card_batch(slug.as_str(), q.is_loop, &actor(&admin, ip), state.now_ms())
+        .await?;
+    let import = |keys: Vec<String>| state.store.import_into_batch(&batch, keys, state.now_ms());
     let mut totals = ImportTotals::default();
     let result = async {
         let mut body = body;
@@ -194,11 +174,18 @@ pub async fn import_cards(
     }
     .await;
     state.catalog.invalidate();
+    // Audited whether the import completed or stopped part-way.
+    let finished = state
+        .store
+        .finish_card_batch(&batch, totals.rejected, state.now_ms())
+        .await;
     result.map_err(|e| partial(e, totals.imported))?;
+    finished?;
     Ok(Json(json!({
         "imported": totals.imported,
         "duplicates": totals.duplicates,
         "rejected": totals.rejected,
+        "batch": batch.id,
     })))
 }
 

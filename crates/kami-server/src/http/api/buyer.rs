@@ -1,5 +1,6 @@
 //! Buyer API: catalogue, order creation, order reading.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,6 +51,8 @@ pub async fn products(State(state): State<Arc<AppState>>) -> ApiResult<impl Into
                     "min_quantity": t.min_quantity(),
                     "price": t.unit_minor(),
                 })).collect::<Vec<_>>(),
+                // What to send as `fields` when ordering.
+                "input_fields": p.input_fields.specs(),
             })
         })
         .collect();
@@ -65,6 +68,9 @@ pub struct CreateOrderBody {
     method: String,
     query_password: Option<String>,
     device: Option<String>,
+    /// Answers to the product's input fields: `{NAME: VALUE}`.
+    #[serde(default)]
+    fields: BTreeMap<String, String>,
 }
 
 fn one() -> i64 {
@@ -109,6 +115,7 @@ pub async fn create_order(
             user_agent,
             locale,
             client_ip,
+            fields: b.fields,
         },
     )
     .await?;
@@ -198,6 +205,7 @@ pub(crate) fn order_json(o: &Order, admin: bool) -> serde_json::Value {
         v["fulfilment"] = json!(f);
     }
     if admin {
+        v["fields"] = json!(o.fields);
         v["email"] = json!(o.email);
         v["channel"] = json!(o.channel_id);
         v["note"] = json!(o.note);

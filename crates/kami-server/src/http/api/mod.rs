@@ -5,11 +5,12 @@ mod admin_orders;
 mod buyer;
 mod gateway;
 mod ops;
+mod seller;
 
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 
 use super::error::ApiError;
@@ -20,11 +21,33 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/products", get(buyer::products))
         .route("/api/v1/orders", post(buyer::create_order))
         .route("/api/v1/orders/{order_no}", get(buyer::get_order))
-        .route("/api/v1/admin/products", post(admin::create_product))
+        .route(
+            "/api/v1/admin/products",
+            get(seller::list_products).post(admin::create_product),
+        )
+        .route(
+            "/api/v1/admin/products/{slug}",
+            axum::routing::patch(seller::update_product).delete(seller::delete_product),
+        )
         .route(
             "/api/v1/admin/products/{slug}/cards",
             // Streamed (any size, memory for one batch); the other routes keep the default 2 MB.
-            post(admin::import_cards).layer(DefaultBodyLimit::disable()),
+            post(admin::import_cards)
+                .layer(DefaultBodyLimit::disable())
+                .get(seller::list_cards)
+                .delete(seller::delete_cards),
+        )
+        .route(
+            "/api/v1/admin/products/{slug}/cards/{id}",
+            delete(seller::delete_card),
+        )
+        .route(
+            "/api/v1/admin/products/{slug}/cards.csv",
+            get(seller::export_cards),
+        )
+        .route(
+            "/api/v1/admin/products/{slug}/batches",
+            get(seller::list_batches),
         )
         .route("/api/v1/admin/orders", get(admin::list_orders))
         .route("/api/v1/admin/orders/{order_no}", get(admin::get_order))

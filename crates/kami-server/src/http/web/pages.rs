@@ -380,6 +380,9 @@ pub async fn place(State(state): St, ctx: Ctx, Path(slug): Path<String>, body: B
         user_agent: Some(ctx.user_agent.clone()).filter(|u| !u.is_empty()),
         locale: ctx.locale,
         client_ip: ctx.ip,
+        // The page's input-field form is a later part (issue 10, 10.): until then a product
+        // with required fields is refused here with the store's explanation.
+        fields: Default::default(),
     };
     let placed = match place_order(&state, input).await {
         Ok(p) => p,

@@ -1,0 +1,156 @@
+//! The seller's catalogue: listing every product (hidden ones too), editing one, deleting
+//! (or hiding) one. What a field means on its own is parsed here, the same way for creating
+//! and editing; what depends on the product's current row (price in its currency, tiers and
+//! limits together) the store checks in the transaction that writes. The JSON API and the
+//! console both come here; each change is audited by the store.
+
+use kami_core::money::MAX_MINOR;
+use kami_core::{FieldSpec, InputFields, PriceTiers};
+use kami_store::{Actor, AdminProduct, ProductPatch, ProductRemoval};
+use serde::Deserialize;
+
+use super::{ServiceError, ServiceResult};
+use crate::state::AppState;
+
+/// Longest title and category, in characters; longest description, in bytes.
+pub const MAX_TITLE_CHARS: usize = 200;
+pub const MAX_CATEGORY_CHARS: usize = 60;
+pub const MAX_DESCRIPTION_BYTES: usize = 64 * 1024;
+/// Catalogue positions stay within this (either sign).
+pub const MAX_SORT_ORDER: i64 = 1_000_000_000;
+
+/// A wholesale tier: from `min_quantity` pieces on, `price` per piece (minor units).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierInput {
+    pub min_quantity: i64,
+    pub price: i64,
+}
+
+/// `PATCH /api/v1/admin/products/{slug}`: any of these; absent (or null) keeps the value.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductChanges {
+    pub title: Option<String>,
+    pub price: Option<i64>,
+    pub description: Option<String>,
+    pub category: Option<String>,
+    pub visible: Option<bool>,
+    pub tiers: Option<Vec<TierInput>>,
+    pub min_quantity: Option<i64>,
+    pub max_quantity: Option<i64>,
+    pub sort_order: Option<i64>,
+    pub input_fields: Option<Vec<FieldSpec>>,
+}
+
+pub fn parse_title(title: &str) -> ServiceResult<String> {
+    let title = title.trim();
+    if title.is_empty() || title.chars().count() > MAX_TITLE_CHARS {
+        return Err(ServiceError::invalid(
+            "invalid_title",
+            format!("title must be 1 to {MAX_TITLE_CHARS} characters"),
+        ));
+    }
+    Ok(title.to_owned())
+}
+
+pub fn parse_description(description: String) -> ServiceResult<String> {
+    if description.len() > MAX_DESCRIPTION_BYTES {
+        return Err(ServiceError::invalid(
+            "invalid_description",
+            "description is longer than 64 KiB",
+        ));
+    }
+    Ok(description)
+}
+
+pub fn parse_category(category: &str) -> ServiceResult<String> {
+    let category = category.trim();
+    if category.chars().count() > MAX_CATEGORY_CHARS {
+        return Err(ServiceError::invalid(
+            "invalid_category",
+            format!("category must be at most {MAX_CATEGORY_CHARS} characters"),
+        ));
+    }
+    Ok(category.to_owned())
+}
+
+pub fn parse_tiers(tiers: &[TierInput]) -> ServiceResult<PriceTiers> {
+    PriceTiers::new(tiers.iter().map(|t| (t.min_quantity, t.price)).collect())
+        .map_err(|e| ServiceError::invalid("invalid_tiers", e.to_string()))
+}
+
+/// A price in minor units: whether it fits the product's currency the store says.
+fn parse_price(price: i64) -> ServiceResult<i64> {
+    if !(0..=MAX_MINOR).contains(&price) {
+        return Err(ServiceError::invalid(
+            "invalid_price",
+            format!("price must be between 0 and {MAX_MINOR} minor units"),
+        ));
+    }
+    Ok(price)
+}
+
+fn parse_sort_order(n: i64) -> ServiceResult<i64> {
+    if n.abs() > MAX_SORT_ORDER {
+        return Err(ServiceError::invalid(
+            "invalid_sort_order",
+            format!("sort_order must be between -{MAX_SORT_ORDER} and {MAX_SORT_ORDER}"),
+        ));
+    }
+    Ok(n)
+}
+
+pub fn parse_input_fields(specs: Vec<FieldSpec>) -> ServiceResult<InputFields> {
+    InputFields::new(specs)
+        .map_err(|e| ServiceError::invalid("invalid_input_fields", e.to_string()))
+}
+
+/// Every field of `c` parsed; the first bad one is the error (nothing is changed).
+pub fn parse_changes(c: ProductChanges) -> ServiceResult<ProductPatch> {
+    Ok(ProductPatch {
+        title: c.title.as_deref().map(parse_title).transpose()?,
+        price: c.price.map(parse_price).transpose()?,
+        description: c.description.map(parse_description).transpose()?,
+        category: c.category.as_deref().map(parse_category).transpose()?,
+        visible: c.visible,
+        tiers: c.tiers.as_deref().map(parse_tiers).transpose()?,
+        min_quantity: c.min_quantity,
+        max_quantity: c.max_quantity,
+        sort_order: c.sort_order.map(parse_sort_order).transpose()?,
+        input_fields: c.input_fields.map(parse_input_fields).transpose()?,
+    })
+}
+
+pub async fn list(state: &AppState) -> ServiceResult<Vec<AdminProduct>> {
+    Ok(state.store.admin_products().await?)
+}
+
+/// Apply a seller's changes; the buyer's catalogue shows them at once and the next order is
+/// charged the new price (pending orders keep theirs).
+#[tracing::instrument(level = "debug", skip_all, fields(product = %slug))]
+pub async fn update(
+    state: &AppState,
+    slug: &str,
+    changes: ProductChanges,
+    actor: &Actor,
+) -> ServiceResult<AdminProduct> {
+    let patch = parse_changes(changes)?;
+    let p = state
+        .store
+        .update_product(slug, patch, actor, state.now_ms())
+        .await?;
+    state.catalog.invalidate();
+    Ok(p)
+}
+
+/// Delete a product without orders (and its unsold keys), or hide one that has orders.
+#[tracing::instrument(level = "debug", skip_all, fields(product = %slug))]
+pub async fn remove(state: &AppState, slug: &str, actor: &Actor) -> ServiceResult<ProductRemoval> {
+    let removal = state
+        .store
+        .remove_product(slug, actor, state.now_ms())
+        .await?;
+    state.catalog.invalidate();
+    Ok(removal)
+}
