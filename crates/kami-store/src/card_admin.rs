@@ -30,14 +30,7 @@ macro_rules! unsold {
 }
 
 fn entry(actor: &Actor, action: &str, target: String) -> AuditEntry {
-    AuditEntry {
-        actor: actor.actor.clone(),
-        action: action.to_owned(),
-        target,
-        ip: actor.ip.clone(),
-        before: None,
-        after: None,
-    }
+    actor.entry(action, target, None, None)
 }
 
 /// Open an import batch for an auto-delivery product.

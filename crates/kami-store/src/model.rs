@@ -107,6 +107,24 @@ impl Actor {
             ip,
         }
     }
+
+    /// The audit row for `action` on `target` by this actor.
+    pub fn entry(
+        &self,
+        action: &str,
+        target: String,
+        before: Option<serde_json::Value>,
+        after: Option<serde_json::Value>,
+    ) -> AuditEntry {
+        AuditEntry {
+            actor: self.actor.clone(),
+            action: action.to_owned(),
+            target,
+            ip: self.ip.clone(),
+            before,
+            after,
+        }
+    }
 }
 
 /// A seller's change to a product: `None` keeps the field. Each value is already parsed;

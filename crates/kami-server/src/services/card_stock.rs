@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use futures::Stream;
 use kami_core::CardStatus;
-use kami_store::{Actor, AuditEntry, CardBatch, CardFilter, CardRecord, CardSelection};
+use kami_store::{Actor, CardBatch, CardFilter, CardRecord, CardSelection};
 use serde_json::json;
 
 use super::{ServiceError, ServiceResult};
@@ -110,14 +110,12 @@ pub async fn export_csv(
     state
         .store
         .record_audit(
-            AuditEntry {
-                actor: actor.actor.clone(),
-                action: "cards.export".into(),
-                target: format!("product:{slug}"),
-                ip: actor.ip.clone(),
-                before: None,
-                after: Some(json!({"status": status, "keys": count})),
-            },
+            actor.entry(
+                "cards.export",
+                format!("product:{slug}"),
+                None,
+                Some(json!({"status": status, "keys": count})),
+            ),
             state.now_ms(),
         )
         .await?;

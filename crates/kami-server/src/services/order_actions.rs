@@ -4,42 +4,14 @@
 //! hand: what the channel confirms goes through the same path as a notification
 //! ([`super::payments::apply_confirmation`]), and nothing else can pay an order.
 
-use std::net::IpAddr;
-
 use kami_core::{OrderNo, PaymentStatus};
 use kami_pay::TradeState;
-use kami_store::{AuditEntry, Order, OrderPayment};
+use kami_store::{Actor, Order, OrderPayment};
 use serde::Serialize;
 
 use super::payments::apply_confirmation;
 use super::{ServiceError, ServiceResult};
 use crate::state::AppState;
-
-/// Who acts, for the audit log: `token:NAME` (admin API) or `user:NAME` (console).
-#[derive(Debug, Clone)]
-pub struct Actor {
-    pub name: String,
-    pub ip: Option<IpAddr>,
-}
-
-impl Actor {
-    pub fn entry(
-        &self,
-        action: &str,
-        target: String,
-        before: Option<serde_json::Value>,
-        after: Option<serde_json::Value>,
-    ) -> AuditEntry {
-        AuditEntry {
-            actor: self.name.clone(),
-            action: action.to_owned(),
-            target,
-            ip: self.ip.map(|ip| ip.to_string()),
-            before,
-            after,
-        }
-    }
-}
 
 /// What one payment attempt's channel said when asked.
 #[derive(Debug, Clone, Serialize)]
@@ -75,7 +47,7 @@ pub async fn check_payment(
     for p in &payments {
         answers.push(ask(state, p).await?);
     }
-    tracing::info!(order = %no, actor = %actor.name, answers = ?answers.iter().map(|a| a.answer).collect::<Vec<_>>(), "payment checked at the channel by the seller");
+    tracing::info!(order = %no, actor = %actor.actor, answers = ?answers.iter().map(|a| a.answer).collect::<Vec<_>>(), "payment checked at the channel by the seller");
     state
         .store
         .record_audit(

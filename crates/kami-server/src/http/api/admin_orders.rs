@@ -11,16 +11,10 @@ use serde_json::json;
 use super::admin::order_no_or_404;
 use super::buyer::order_json;
 use crate::http::error::ApiResult;
+use super::seller::actor;
 use crate::http::extract::{AdminAuth, ClientIp};
-use crate::services::order_actions::{self, Actor};
+use crate::services::order_actions;
 use crate::state::AppState;
-
-fn actor(admin: AdminAuth, ip: ClientIp) -> Actor {
-    Actor {
-        name: format!("token:{}", admin.0),
-        ip: ip.0,
-    }
-}
 
 /// `POST /api/v1/admin/orders/{order_no}/check-payment`: ask the channel now and apply what it
 /// confirms through the normal path → `{"order": …, "checked": [{"channel", "trade_no",
@@ -32,7 +26,7 @@ pub async fn check_payment(
     ip: ClientIp,
 ) -> ApiResult<impl IntoResponse> {
     let no = order_no_or_404(&order_no)?;
-    let (order, answers) = order_actions::check_payment(&state, &no, &actor(admin, ip)).await?;
+    let (order, answers) = order_actions::check_payment(&state, &no, &actor(&admin, ip)).await?;
     Ok(Json(
         json!({ "order": order_json(&order, true), "checked": answers }),
     ))
@@ -47,7 +41,7 @@ pub async fn cancel(
     ip: ClientIp,
 ) -> ApiResult<impl IntoResponse> {
     let no = order_no_or_404(&order_no)?;
-    let order = order_actions::cancel(&state, &no, &actor(admin, ip)).await?;
+    let order = order_actions::cancel(&state, &no, &actor(&admin, ip)).await?;
     Ok(Json(order_json(&order, true)))
 }
 
@@ -59,7 +53,7 @@ pub async fn resend_mail(
     ip: ClientIp,
 ) -> ApiResult<impl IntoResponse> {
     let no = order_no_or_404(&order_no)?;
-    order_actions::resend_mail(&state, &no, &actor(admin, ip)).await?;
+    order_actions::resend_mail(&state, &no, &actor(&admin, ip)).await?;
     Ok((
         axum::http::StatusCode::ACCEPTED,
         Json(json!({ "queued": true })),
