@@ -69,6 +69,14 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../theme/templates/console/message.html"),
     ),
     (
+        "console/audit.html",
+        include_str!("../theme/templates/console/audit.html"),
+    ),
+    (
+        "console/users.html",
+        include_str!("../theme/templates/console/users.html"),
+    ),
+    (
         "mail/delivered.txt",
         include_str!("../theme/mail/delivered.txt"),
     ),

@@ -8,6 +8,7 @@
 //! claims and retried transactions. Correctness lives in the database: unique keys,
 //! compare-and-set status updates, and an outbox written in the same transaction.
 
+mod admin_roster;
 mod admin_users;
 mod audit;
 mod card_admin;
@@ -39,6 +40,7 @@ use std::sync::Arc;
 
 use kami_core::{CardStatus, Millis, OrderNo};
 
+pub use admin_roster::AdminUserSummary;
 pub use admin_users::{AdminUser, FactorCheck, LockPolicy};
 pub use checks::{OrderPayment, PaymentCheck};
 pub use error::{Result, StoreError};

@@ -3,6 +3,8 @@
 //! pending payments, looking orders up, mailing keys. Services decide; the store keeps the
 //! decision atomic; the HTTP layer only translates requests and [`ServiceError`]s.
 
+pub mod admin_users;
+pub mod audit_log;
 pub mod card_stock;
 pub mod checkout;
 pub mod checks;

@@ -1,11 +1,14 @@
 //! The JSON API (DESIGN 4.3): buyer, admin, gateway and operations endpoints.
 
 mod admin;
+mod admin_audit;
 mod admin_orders;
 mod buyer;
 mod gateway;
 mod ops;
 mod seller;
+
+pub(crate) use admin_audit::csv_attachment;
 
 use std::sync::Arc;
 
@@ -62,6 +65,12 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route(
             "/api/v1/admin/orders/{order_no}/deliver",
             post(admin::deliver),
+        )
+        .route("/api/v1/admin/audit", get(admin_audit::list))
+        .route("/api/v1/admin/audit.csv", get(admin_audit::export))
+        .route(
+            "/api/v1/admin/users",
+            get(admin_audit::users).post(admin_audit::add_user),
         )
         .route(
             "/api/v1/admin/orders/{order_no}/check-payment",

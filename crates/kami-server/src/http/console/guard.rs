@@ -113,6 +113,27 @@ fn cookie_text(name: &str, value: &str, max_age: i64, https: bool) -> String {
     format!("{name}={value}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
 }
 
+/// The signed-in user and a POST's form fields, once its origin and form token check out;
+/// otherwise the page to answer with.
+pub async fn post(
+    state: &AppState,
+    ctx: &Ctx,
+    body: &[u8],
+) -> Result<(Admin, Vec<(String, String)>), Response> {
+    let fields = super::form_fields(body);
+    let admin = require(state, ctx).await?;
+    check_post(state, ctx, Some(&admin), &admin.csrf, &fields)?;
+    Ok((admin, fields))
+}
+
+/// Who acts, for the audit log: `user:NAME` from this address.
+pub fn actor(admin: &Admin, ctx: &Ctx) -> kami_store::Actor {
+    kami_store::Actor::new(
+        format!("user:{}", admin.session.user_name),
+        ctx.ip.map(|ip| ip.to_string()),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

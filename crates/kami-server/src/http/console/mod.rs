@@ -5,12 +5,14 @@
 
 // The guards return the page to answer with as their error: a refusal is a response, built
 // once, on the way out; its size does not matter there.
+mod audit;
 #[allow(clippy::result_large_err)]
 mod guard;
 mod login;
 mod overview;
 #[allow(clippy::result_large_err)]
 mod security;
+mod users;
 
 use std::sync::Arc;
 
@@ -46,6 +48,9 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/admin/security/totp/begin", post(security::totp_begin))
         .route("/admin/security/totp/confirm", post(security::totp_confirm))
         .route("/admin/security/totp/disable", post(security::totp_disable))
+        .route("/admin/audit", get(audit::page))
+        .route("/admin/audit.csv", get(audit::export))
+        .route("/admin/users", get(users::page).post(users::add))
 }
 
 /// A navigation entry: only pages that exist are listed.
@@ -58,6 +63,14 @@ const NAV: &[Nav] = &[
     Nav {
         key: "dashboard",
         href: "/admin",
+    },
+    Nav {
+        key: "audit",
+        href: "/admin/audit",
+    },
+    Nav {
+        key: "users",
+        href: "/admin/users",
     },
     Nav {
         key: "security",
