@@ -77,6 +77,14 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../theme/templates/console/users.html"),
     ),
     (
+        "console/products.html",
+        include_str!("../theme/templates/console/products.html"),
+    ),
+    (
+        "console/product_edit.html",
+        include_str!("../theme/templates/console/product_edit.html"),
+    ),
+    (
         "mail/delivered.txt",
         include_str!("../theme/mail/delivered.txt"),
     ),

@@ -9,6 +9,7 @@ mod support;
 mod csrf;
 mod overview;
 mod people;
+mod products;
 mod sessions;
 mod sign_in;
 mod totp;

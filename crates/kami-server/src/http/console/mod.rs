@@ -10,6 +10,7 @@ mod audit;
 mod guard;
 mod login;
 mod overview;
+mod products;
 #[allow(clippy::result_large_err)]
 mod security;
 mod users;
@@ -51,6 +52,16 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/admin/audit", get(audit::page))
         .route("/admin/audit.csv", get(audit::export))
         .route("/admin/users", get(users::page).post(users::add))
+        .route("/admin/products", get(products::list))
+        .route(
+            "/admin/products/{slug}",
+            get(products::edit).post(products::save),
+        )
+        .route(
+            "/admin/products/{slug}/visibility",
+            post(products::visibility),
+        )
+        .route("/admin/products/{slug}/delete", post(products::remove))
 }
 
 /// A navigation entry: only pages that exist are listed.
@@ -63,6 +74,10 @@ const NAV: &[Nav] = &[
     Nav {
         key: "dashboard",
         href: "/admin",
+    },
+    Nav {
+        key: "products",
+        href: "/admin/products",
     },
     Nav {
         key: "audit",
