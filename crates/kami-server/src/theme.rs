@@ -85,6 +85,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../theme/templates/console/product_edit.html"),
     ),
     (
+        "console/cards.html",
+        include_str!("../theme/templates/console/cards.html"),
+    ),
+    (
         "mail/delivered.txt",
         include_str!("../theme/mail/delivered.txt"),
     ),

@@ -6,6 +6,7 @@
 
 mod support;
 
+mod cards;
 mod csrf;
 mod overview;
 mod people;

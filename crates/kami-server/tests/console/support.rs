@@ -126,6 +126,20 @@ impl Browser {
         self.finish(r).await
     }
 
+    /// A POST with a raw body (what the console's script sends for a card import).
+    pub async fn post_raw(&mut self, path: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Page {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .header("content-type", "text/plain; charset=utf-8");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let r = req.body(body).send().await.unwrap();
+        self.finish(r).await
+    }
+
     pub async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
         self.post_with(path, fields, &[]).await
     }

@@ -7,3 +7,47 @@ document.addEventListener("submit", function (e) {
     e.preventDefault();
   }
 });
+
+// Card import with a progress bar: the file (or the pasted text) goes up as the raw body, so
+// any size streams through; without this script the form posts the pasted text.
+document.addEventListener("submit", function (e) {
+  var f = e.target;
+  if (!f || !f.hasAttribute || !f.hasAttribute("data-import") || !window.XMLHttpRequest) {
+    return;
+  }
+  e.preventDefault();
+  var file = f.querySelector("[data-import-file]");
+  var text = f.querySelector("textarea[name=keys]");
+  var body = file && file.files && file.files[0] ? file.files[0] : (text ? text.value : "");
+  var bar = f.querySelector("[data-import-progress]");
+  var status = f.querySelector("[data-import-status]");
+  var loop = f.querySelector("input[name=loop]");
+  var xhr = new XMLHttpRequest();
+  xhr.open("POST", f.action + (loop && loop.checked ? "?loop=1" : ""));
+  xhr.setRequestHeader("Content-Type", "text/plain; charset=utf-8");
+  xhr.setRequestHeader("X-CSRF-Token", f.querySelector("input[name=csrf]").value);
+  bar.hidden = false;
+  bar.value = 0;
+  xhr.upload.onprogress = function (p) {
+    if (p.lengthComputable) {
+      bar.value = Math.round((p.loaded / p.total) * 100);
+    }
+  };
+  xhr.onload = function () {
+    var r = {};
+    try { r = JSON.parse(xhr.responseText); } catch (err) { r = {}; }
+    if (xhr.status === 200) {
+      bar.value = 100;
+      window.location.href = window.location.pathname + "?imported=" + r.imported +
+        "&duplicates=" + r.duplicates + "&rejected=" + r.rejected;
+    } else {
+      status.textContent = (r.error && r.error.message) || ("HTTP " + xhr.status);
+      status.className = "error";
+    }
+  };
+  xhr.onerror = function () {
+    status.textContent = "network error";
+    status.className = "error";
+  };
+  xhr.send(body);
+});

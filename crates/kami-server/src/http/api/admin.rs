@@ -145,15 +145,37 @@ pub async fn import_cards(
     ip: ClientIp,
     body: Body,
 ) -> ApiResult<impl IntoResponse> {
-    let slug = Slug::parse(&slug)
+    let t = import_stream(&state, &slug, q.is_loop, &actor(&admin, ip), body).await?;
+    Ok(Json(json!({
+        "imported": t.imported,
+        "duplicates": t.duplicates,
+        "rejected": t.rejected,
+        "batch": t.batch,
+    })))
+}
+
+/// Import the keys of `body` (one per line, streamed, any size) into a new batch of the
+/// product `slug`; the batch is audited whether the import completed or stopped part-way.
+/// The console's import calls this too.
+pub(crate) async fn import_stream(
+    state: &AppState,
+    slug: &str,
+    is_loop: bool,
+    actor: &kami_store::Actor,
+    body: Body,
+) -> ApiResult<ImportTotals> {
+    let slug = Slug::parse(slug)
         .map_err(|_| ApiError::not_found("product_not_found", "no such product"))?;
     // No such product, or not an auto-delivery one: said before the body is read.
     let batch = state
         .store
-        .begin_card_batch(slug.as_str(), q.is_loop, &actor(&admin, ip), state.now_ms())
+        .begin_card_batch(slug.as_str(), is_loop, actor, state.now_ms())
         .await?;
     let import = |keys: Vec<String>| state.store.import_into_batch(&batch, keys, state.now_ms());
-    let mut totals = ImportTotals::default();
+    let mut totals = ImportTotals {
+        batch: batch.id,
+        ..ImportTotals::default()
+    };
     let result = async {
         let mut body = body;
         let mut keys = KeyStream::new(IMPORT_BATCH);
@@ -181,20 +203,16 @@ pub async fn import_cards(
         .await;
     result.map_err(|e| partial(e, totals.imported))?;
     finished?;
-    Ok(Json(json!({
-        "imported": totals.imported,
-        "duplicates": totals.duplicates,
-        "rejected": totals.rejected,
-        "batch": batch.id,
-    })))
+    Ok(totals)
 }
 
 /// A streamed import's running totals.
-#[derive(Default)]
-struct ImportTotals {
-    imported: u64,
-    duplicates: u64,
-    rejected: u64,
+#[derive(Debug, Default)]
+pub(crate) struct ImportTotals {
+    pub imported: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    pub batch: i64,
 }
 
 impl ImportTotals {

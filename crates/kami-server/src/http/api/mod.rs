@@ -8,6 +8,7 @@ mod gateway;
 mod ops;
 mod seller;
 
+pub(crate) use admin::import_stream;
 pub(crate) use admin_audit::csv_attachment;
 
 use std::sync::Arc;

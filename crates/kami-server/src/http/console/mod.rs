@@ -3,9 +3,10 @@
 //! confirmations, no SPA. Sign-in and sessions are `services::console`; this module only
 //! guards (session cookie, CSRF token, cross-site checks) and renders.
 
+mod audit;
+mod cards;
 // The guards return the page to answer with as their error: a refusal is a response, built
 // once, on the way out; its size does not matter there.
-mod audit;
 #[allow(clippy::result_large_err)]
 mod guard;
 mod login;
@@ -62,6 +63,14 @@ pub fn routes() -> Router<Arc<AppState>> {
             post(products::visibility),
         )
         .route("/admin/products/{slug}/delete", post(products::remove))
+        .route("/admin/products/{slug}/cards", get(cards::page))
+        .route(
+            "/admin/products/{slug}/cards/import",
+            // Streamed like the API's import: any size, memory for one batch.
+            post(cards::import).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/admin/products/{slug}/cards/delete", post(cards::delete))
+        .route("/admin/products/{slug}/cards.csv", get(cards::export))
 }
 
 /// A navigation entry: only pages that exist are listed.

@@ -279,13 +279,17 @@ async fn handle(
     Ok(response.map(|b| admit::GuardedBody::new(b, started, Some(permit))))
 }
 
-/// `POST /api/v1/admin/products/{slug}/cards`.
+/// `POST /api/v1/admin/products/{slug}/cards` and the console's
+/// `POST /admin/products/{slug}/cards/import`.
 fn is_card_import(method: &Method, path: &str) -> bool {
-    method == Method::POST
-        && path
-            .strip_prefix("/api/v1/admin/products/")
-            .and_then(|rest| rest.strip_suffix("/cards"))
-            .is_some_and(|slug| !slug.is_empty() && !slug.contains('/'))
+    let slug = path
+        .strip_prefix("/api/v1/admin/products/")
+        .and_then(|rest| rest.strip_suffix("/cards"))
+        .or_else(|| {
+            path.strip_prefix("/admin/products/")
+                .and_then(|rest| rest.strip_suffix("/cards/import"))
+        });
+    method == Method::POST && slug.is_some_and(|slug| !slug.is_empty() && !slug.contains('/'))
 }
 
 /// Resolves once `shutdown` is true; never if its sender is gone.
@@ -373,5 +377,8 @@ mod tests {
         assert!(!is_card_import(&post, "/api/v1/admin/products/a/b/cards"));
         assert!(!is_card_import(&post, "/api/v1/admin/products"));
         assert!(!is_card_import(&post, "/api/v1/orders"));
+        assert!(is_card_import(&post, "/admin/products/vip/cards/import"));
+        assert!(!is_card_import(&post, "/admin/products/vip/cards"));
+        assert!(!is_card_import(&post, "/admin/products/a/b/cards/import"));
     }
 }
