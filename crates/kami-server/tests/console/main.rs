@@ -8,6 +8,7 @@ mod support;
 
 mod csrf;
 mod overview;
+mod search;
 mod sessions;
 mod sign_in;
 mod totp;
