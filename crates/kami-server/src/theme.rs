@@ -69,6 +69,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../theme/templates/console/message.html"),
     ),
     (
+        "console/orders.html",
+        include_str!("../theme/templates/console/orders.html"),
+    ),
+    (
         "mail/delivered.txt",
         include_str!("../theme/mail/delivered.txt"),
     ),

@@ -8,6 +8,7 @@
 #[allow(clippy::result_large_err)]
 mod guard;
 mod login;
+mod orders;
 mod overview;
 #[allow(clippy::result_large_err)]
 mod security;
@@ -37,6 +38,9 @@ pub fn routes() -> Router<Arc<AppState>> {
             get(login::code_form).post(login::code_submit),
         )
         .route("/admin/logout", post(login::logout))
+        // orders
+        .route("/admin/orders", get(orders::list))
+        .route("/admin/orders.csv", get(orders::csv))
         .route("/admin/security", get(security::page))
         .route("/admin/security/sessions/revoke", post(security::revoke))
         .route(
@@ -58,6 +62,10 @@ const NAV: &[Nav] = &[
     Nav {
         key: "dashboard",
         href: "/admin",
+    },
+    Nav {
+        key: "orders",
+        href: "/admin/orders",
     },
     Nav {
         key: "security",
