@@ -73,6 +73,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../theme/templates/console/orders.html"),
     ),
     (
+        "console/order.html",
+        include_str!("../theme/templates/console/order.html"),
+    ),
+    (
         "mail/delivered.txt",
         include_str!("../theme/mail/delivered.txt"),
     ),

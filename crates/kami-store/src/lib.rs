@@ -499,8 +499,8 @@ impl Store {
         let no = order_no.as_str().to_owned();
         self.read(move |tx| {
             tx.query(
-                "SELECT channel_id, received_at, verified, outcome, detail FROM payment_events \
-                 WHERE trade_no = $1 ORDER BY id LIMIT 200",
+                "SELECT channel_id, received_at, verified, outcome, detail, http_method, query, \
+                 headers, body FROM payment_events WHERE trade_no = $1 ORDER BY id LIMIT 200",
                 params![no.as_str()],
             )?
             .iter()
@@ -511,6 +511,10 @@ impl Store {
                     verified: r.get("verified")?,
                     outcome: r.get("outcome")?,
                     detail: r.get("detail")?,
+                    http_method: r.get("http_method")?,
+                    query: r.get("query")?,
+                    headers: r.get("headers")?,
+                    body: r.get("body")?,
                 })
             })
             .collect()

@@ -435,6 +435,12 @@ pub struct PaymentEventSummary {
     pub verified: bool,
     pub outcome: String,
     pub detail: Option<String>,
+    /// The notification as received (a rejected one as truncated when it was stored).
+    pub http_method: String,
+    pub query: String,
+    /// JSON object of the headers.
+    pub headers: String,
+    pub body: Vec<u8>,
 }
 
 /// One change for the audit log (`audit.rs`). `before` / `after` hold the changed fields as

@@ -11,6 +11,7 @@ pub mod fulfilment;
 pub mod lookup;
 pub mod mail;
 pub mod order_actions;
+pub mod order_detail;
 pub mod order_search;
 pub mod orders;
 pub mod overview;

@@ -7,6 +7,7 @@
 mod support;
 
 mod csrf;
+mod order_page;
 mod orders_list;
 mod overview;
 mod search;

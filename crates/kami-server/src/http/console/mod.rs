@@ -8,6 +8,8 @@
 #[allow(clippy::result_large_err)]
 mod guard;
 mod login;
+mod order_forms;
+mod order_page;
 mod orders;
 mod overview;
 #[allow(clippy::result_large_err)]
@@ -41,6 +43,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         // orders
         .route("/admin/orders", get(orders::list))
         .route("/admin/orders.csv", get(orders::csv))
+        .route("/admin/orders/{no}", get(order_page::page))
+        .route("/admin/orders/{no}/{action}", post(order_forms::act))
         .route("/admin/security", get(security::page))
         .route("/admin/security/sessions/revoke", post(security::revoke))
         .route(
