@@ -89,6 +89,14 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../theme/templates/console/cards.html"),
     ),
     (
+        "console/orders.html",
+        include_str!("../theme/templates/console/orders.html"),
+    ),
+    (
+        "console/order.html",
+        include_str!("../theme/templates/console/order.html"),
+    ),
+    (
         "mail/delivered.txt",
         include_str!("../theme/mail/delivered.txt"),
     ),

@@ -134,8 +134,12 @@ pub struct OrderPayment {
     pub payment_id: i64,
     pub channel_id: ChannelId,
     pub trade_no: String,
+    /// The channel's own number for the payment, once it told us.
+    pub gateway_trade_no: Option<String>,
     pub amount: Money,
     pub status: PaymentStatus,
+    pub created_at: Millis,
+    pub paid_at: Option<Millis>,
 }
 
 /// Every payment attempt of an order, oldest first (`None`: no such order).
@@ -148,8 +152,8 @@ pub(crate) fn order_payments(tx: &mut dyn Tx, order_no: &str) -> Result<Option<V
         return Ok(None);
     };
     tx.query(
-        "SELECT id, channel_id, trade_no, amount, currency, status FROM payments \
-         WHERE order_id = $1 ORDER BY id",
+        "SELECT id, channel_id, trade_no, gateway_trade_no, amount, currency, status, created_at, \
+         paid_at FROM payments WHERE order_id = $1 ORDER BY id",
         params![o.get::<i64>("id")?],
     )?
     .iter()
@@ -158,8 +162,11 @@ pub(crate) fn order_payments(tx: &mut dyn Tx, order_no: &str) -> Result<Option<V
             payment_id: r.get("id")?,
             channel_id: r.get("channel_id")?,
             trade_no: r.get("trade_no")?,
+            gateway_trade_no: r.get("gateway_trade_no")?,
             amount: r.money("amount", "currency")?,
             status: r.get("status")?,
+            created_at: r.get("created_at")?,
+            paid_at: r.get("paid_at")?,
         })
     })
     .collect::<Result<Vec<_>>>()

@@ -83,6 +83,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0012_pending_counts.sql"),
         postgres: include_str!("migrations/postgres/0012_pending_counts.sql"),
     },
+    Migration {
+        version: 13,
+        name: "order_search",
+        sqlite: include_str!("migrations/sqlite/0013_order_search.sql"),
+        postgres: include_str!("migrations/postgres/0013_order_search.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kami_migrations \

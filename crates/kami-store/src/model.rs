@@ -295,12 +295,33 @@ pub struct Order {
     pub fields: BTreeMap<String, String>,
 }
 
+/// Which orders the seller lists, newest first by creation. Every filter is an exact match
+/// (or a creation-time range) backed by an index (migration 0013), so a page stays cheap
+/// with any number of orders; there is deliberately no total count.
 #[derive(Debug, Clone, Default)]
 pub struct OrderFilter {
+    /// An order number, an email or a gateway trade number (see [`OrderQuery`]).
+    pub query: Option<OrderQuery>,
     pub status: Option<OrderStatus>,
+    pub channel: Option<ChannelId>,
+    pub method: Option<Method>,
+    pub product: Option<Slug>,
+    /// Created at or after this instant (inclusive).
+    pub created_from: Option<Millis>,
+    /// Created before this instant (exclusive).
+    pub created_before: Option<Millis>,
     /// Page backwards: only orders created before this one (newest first, by creation).
     pub before: Option<OrderNo>,
     pub limit: u32,
+}
+
+/// The seller's search box, decided by the shape of what was typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderQuery {
+    OrderNo(OrderNo),
+    Email(Email),
+    /// The channel's own number for a payment (支付宝交易号, transaction_id, ...).
+    GatewayTradeNo(String),
 }
 
 /// A notification exactly as received, for the payment event log.
@@ -414,6 +435,12 @@ pub struct PaymentEventSummary {
     pub verified: bool,
     pub outcome: String,
     pub detail: Option<String>,
+    /// The notification as received (a rejected one as truncated when it was stored).
+    pub http_method: String,
+    pub query: String,
+    /// JSON object of the headers.
+    pub headers: String,
+    pub body: Vec<u8>,
 }
 
 /// One change for the audit log (`audit.rs`). `before` / `after` hold the changed fields as

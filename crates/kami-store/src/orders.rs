@@ -6,7 +6,7 @@ use kami_core::{CardStatus, Millis, OrderEvent, OrderNo, OrderStatus, PaymentSta
 use crate::cards;
 use crate::db::{Row, Tx};
 use crate::error::{Result, StoreError};
-use crate::model::{CreatedOrder, Delivery, NewOrder, Order, OrderFilter, PendingScope};
+use crate::model::{CreatedOrder, Delivery, NewOrder, Order, PendingScope};
 use crate::params;
 use crate::sealed::{card_place, fields_place, fulfilment_place, Keyring};
 use crate::transitions::{apply_order_event, close_open_payments, Details, LockedOrder};
@@ -212,7 +212,7 @@ macro_rules! order_columns {
     };
 }
 
-fn order_from_row(ring: &Keyring, r: &Row) -> Result<Order> {
+pub(crate) fn order_from_row(ring: &Keyring, r: &Row) -> Result<Order> {
     Ok(Order {
         order_no: r.get::<OrderNo>("order_no")?,
         product_slug: r.get("slug")?,
@@ -285,32 +285,6 @@ pub(crate) fn order_by_no(
         order.cards = Some(cards);
     }
     Ok(Some(order))
-}
-
-/// Newest first by creation (the row id: order numbers sort by second only, then by their
-/// random part). The cursor stays an order number: the page after `before` is the orders
-/// created before it; an unknown cursor is an empty page.
-pub(crate) fn list_orders(tx: &mut dyn Tx, ring: &Keyring, f: &OrderFilter) -> Result<Vec<Order>> {
-    let status = f.status.map_or("", OrderStatus::as_str);
-    let before = match &f.before {
-        None => i64::MAX,
-        Some(no) => tx
-            .query_opt(
-                "SELECT id FROM orders WHERE order_no = $1",
-                params![no.as_str()],
-            )?
-            .map_or(Ok(0), |r| r.get("id"))?,
-    };
-    tx.query(
-        concat!(
-            order_columns!(),
-            "WHERE ($1 = '' OR o.status = $1) AND o.id < $2 ORDER BY o.id DESC LIMIT $3"
-        ),
-        params![status, before, i64::from(f.limit.clamp(1, 500))],
-    )?
-    .iter()
-    .map(|r| order_from_row(ring, r))
-    .collect()
 }
 
 /// The newest paid orders placed with this email that have a query password (lookups),

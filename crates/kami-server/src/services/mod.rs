@@ -13,6 +13,8 @@ pub mod fulfilment;
 pub mod lookup;
 pub mod mail;
 pub mod order_actions;
+pub mod order_detail;
+pub mod order_search;
 pub mod orders;
 pub mod overview;
 pub mod passwords;

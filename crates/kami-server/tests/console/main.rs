@@ -8,9 +8,12 @@ mod support;
 
 mod cards;
 mod csrf;
+mod order_page;
+mod orders_list;
 mod overview;
 mod people;
 mod products;
+mod search;
 mod sessions;
 mod sign_in;
 mod totp;

@@ -10,8 +10,8 @@ use axum::response::IntoResponse;
 use axum::Json;
 use http_body_util::BodyExt;
 use kami_core::cards::{KeyStream, KeyStreamError, ParsedKeys};
-use kami_core::{Currency, Money, OrderNo, OrderStatus, Pricing, Slug};
-use kami_store::{Delivery, NewProduct, OrderFilter};
+use kami_core::{Currency, Money, OrderNo, Pricing, Slug};
+use kami_store::{Delivery, NewProduct};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -22,6 +22,7 @@ use crate::http::extract::{
     body_error, parse_json, require_json, AdminAuth, AppBytes, AppJson, ClientIp,
 };
 use crate::services::fulfilment;
+use crate::services::order_search::{self, SearchForm};
 use crate::services::products::{self, TierInput};
 use crate::services::refunds::{self, RefundInput};
 use crate::state::AppState;
@@ -248,52 +249,19 @@ fn partial(mut e: ApiError, imported: u64) -> ApiError {
     e
 }
 
-#[derive(Deserialize)]
-pub struct ListQuery {
-    status: Option<String>,
-    before: Option<String>,
-    limit: Option<u32>,
-}
-
+/// `GET /api/v1/admin/orders?q=&status=&channel=&method=&product=&from=&to=&before=&limit=`:
+/// newest first, `q` an order number, email or gateway trade number (exact), dates
+/// `YYYY-MM-DD` in UTC (`to` inclusive), at most 200 a page → `{"orders", "next_before"}`.
 pub async fn list_orders(
     State(state): State<Arc<AppState>>,
-    Query(q): Query<ListQuery>,
+    Query(form): Query<SearchForm>,
     _admin: AdminAuth,
 ) -> ApiResult<impl IntoResponse> {
-    let status = q
-        .status
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            OrderStatus::parse(s).ok_or_else(|| {
-                ApiError::unprocessable("invalid_status", format!("unknown status {s:?}"))
-            })
-        })
-        .transpose()?;
-    let before = q
-        .before
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            OrderNo::parse(s).map_err(|_| {
-                ApiError::unprocessable("invalid_cursor", "before must be an order number")
-            })
-        })
-        .transpose()?;
-    let limit = q.limit.unwrap_or(50).clamp(1, 500);
-    let orders = state
-        .store
-        .list_orders(OrderFilter {
-            status,
-            before,
-            limit,
-        })
-        .await?;
-    let next = (orders.len() == limit as usize)
-        .then(|| orders.last().map(|o| o.order_no.to_string()))
-        .flatten();
-    let list: Vec<_> = orders.iter().map(|o| order_json(o, true)).collect();
-    Ok(Json(json!({ "orders": list, "next_before": next })))
+    let page = order_search::search(&state, &form).await?;
+    let list: Vec<_> = page.orders.iter().map(|o| order_json(o, true)).collect();
+    Ok(Json(
+        json!({ "orders": list, "next_before": page.next_before }),
+    ))
 }
 
 pub async fn get_order(

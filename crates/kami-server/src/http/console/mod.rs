@@ -10,6 +10,9 @@ mod cards;
 #[allow(clippy::result_large_err)]
 mod guard;
 mod login;
+mod order_forms;
+mod order_page;
+mod orders;
 mod overview;
 mod products;
 #[allow(clippy::result_large_err)]
@@ -41,6 +44,11 @@ pub fn routes() -> Router<Arc<AppState>> {
             get(login::code_form).post(login::code_submit),
         )
         .route("/admin/logout", post(login::logout))
+        // orders
+        .route("/admin/orders", get(orders::list))
+        .route("/admin/orders.csv", get(orders::csv))
+        .route("/admin/orders/{no}", get(order_page::page))
+        .route("/admin/orders/{no}/{action}", post(order_forms::act))
         .route("/admin/security", get(security::page))
         .route("/admin/security/sessions/revoke", post(security::revoke))
         .route(
@@ -83,6 +91,10 @@ const NAV: &[Nav] = &[
     Nav {
         key: "dashboard",
         href: "/admin",
+    },
+    Nav {
+        key: "orders",
+        href: "/admin/orders",
     },
     Nav {
         key: "products",
