@@ -10,8 +10,8 @@ use serde_json::json;
 
 use super::admin::order_no_or_404;
 use super::buyer::order_json;
-use crate::http::error::ApiResult;
 use super::seller::actor;
+use crate::http::error::ApiResult;
 use crate::http::extract::{AdminAuth, ClientIp};
 use crate::services::order_actions;
 use crate::state::AppState;

@@ -3,6 +3,7 @@
 mod admin;
 mod admin_orders;
 mod buyer;
+mod coupons;
 mod gateway;
 mod ops;
 mod seller;
@@ -10,7 +11,7 @@ mod seller;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post};
 use axum::Router;
 
 use super::error::ApiError;
@@ -48,6 +49,14 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route(
             "/api/v1/admin/products/{slug}/batches",
             get(seller::list_batches),
+        )
+        .route(
+            "/api/v1/admin/coupons",
+            get(coupons::list).post(coupons::create),
+        )
+        .route(
+            "/api/v1/admin/coupons/{code}",
+            patch(coupons::update).delete(coupons::delete),
         )
         .route("/api/v1/admin/orders", get(admin::list_orders))
         .route("/api/v1/admin/orders/{order_no}", get(admin::get_order))

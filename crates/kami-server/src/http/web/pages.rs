@@ -383,6 +383,7 @@ pub async fn place(State(state): St, ctx: Ctx, Path(slug): Path<String>, body: B
         // The page's input-field form is a later part (issue 10, 10.): until then a product
         // with required fields is refused here with the store's explanation.
         fields: Default::default(),
+        coupon: None,
     };
     let placed = match place_order(&state, input).await {
         Ok(p) => p,
