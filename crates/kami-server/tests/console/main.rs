@@ -6,6 +6,7 @@
 
 mod support;
 
+mod coupons;
 mod csrf;
 mod overview;
 mod sessions;

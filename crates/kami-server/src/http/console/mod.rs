@@ -7,6 +7,8 @@
 // once, on the way out; its size does not matter there.
 #[allow(clippy::result_large_err)]
 mod guard;
+// Coupons (issue 10 part 7).
+mod coupons;
 mod login;
 mod overview;
 #[allow(clippy::result_large_err)]
@@ -46,6 +48,13 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/admin/security/totp/begin", post(security::totp_begin))
         .route("/admin/security/totp/confirm", post(security::totp_confirm))
         .route("/admin/security/totp/disable", post(security::totp_disable))
+        // Coupons (issue 10 part 7).
+        .route("/admin/coupons", get(coupons::page).post(coupons::create))
+        .route(
+            "/admin/coupons/{code}",
+            get(coupons::edit).post(coupons::update),
+        )
+        .route("/admin/coupons/{code}/delete", post(coupons::delete))
 }
 
 /// A navigation entry: only pages that exist are listed.
@@ -58,6 +67,11 @@ const NAV: &[Nav] = &[
     Nav {
         key: "dashboard",
         href: "/admin",
+    },
+    // Coupons (issue 10 part 7).
+    Nav {
+        key: "coupons",
+        href: "/admin/coupons",
     },
     Nav {
         key: "security",
