@@ -8,6 +8,7 @@
 #[allow(clippy::result_large_err)]
 mod guard;
 // Coupons (issue 10 part 7).
+#[allow(clippy::result_large_err)]
 mod coupons;
 mod login;
 mod overview;
