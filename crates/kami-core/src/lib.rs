@@ -2,6 +2,7 @@
 //! machines. No I/O.
 
 pub mod clock;
+pub mod coupon;
 pub mod fields;
 pub mod ids;
 pub mod money;
@@ -11,6 +12,9 @@ pub mod refund;
 
 pub use cards::{CardEvent, CardStatus, CardTransitionError};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use coupon::{
+    BasisPoints, CouponCode, CouponError, CouponRefusal, CouponRules, CouponValue, Discounted,
+};
 pub use fields::{FieldSpec, FieldsError, InputFields};
 pub use ids::{ChannelId, Email, IdError, Method, OrderNo, Quantity, SecretToken, Slug};
 pub use money::{Currency, Money, MoneyError};

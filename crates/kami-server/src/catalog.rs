@@ -38,6 +38,8 @@ pub struct ProductView {
     pub tiers_data: String,
     /// Lowest unit price when tiers exist ("from ¥9.90").
     pub from_price: Option<String>,
+    /// What the product asks the buyer (label, required, pattern), for the order form.
+    pub input_fields: Vec<kami_core::FieldSpec>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -137,5 +139,6 @@ pub fn view(p: &Product, low_threshold: u32) -> ProductView {
         tiers,
         tiers_data: pricing.tiers().to_string(),
         from_price: lowest.and_then(|m| kami_core::Money::new(m, cur).ok().map(format_money)),
+        input_fields: p.input_fields.specs().to_vec(),
     }
 }

@@ -64,6 +64,19 @@ const TEMPLATES: &[(&str, &str)] = &[
         "console/recovery_codes.html",
         include_str!("../theme/templates/console/recovery_codes.html"),
     ),
+    // Coupons (issue 10 part 7).
+    (
+        "console/coupons.html",
+        include_str!("../theme/templates/console/coupons.html"),
+    ),
+    (
+        "console/coupon_edit.html",
+        include_str!("../theme/templates/console/coupon_edit.html"),
+    ),
+    (
+        "console/coupon_form.html",
+        include_str!("../theme/templates/console/coupon_form.html"),
+    ),
     (
         "console/message.html",
         include_str!("../theme/templates/console/message.html"),

@@ -24,6 +24,16 @@ pub enum StoreError {
     /// The buyer's answers do not fit the product's input fields.
     #[error("{0}")]
     InvalidFields(String),
+    /// The buyer's coupon does not apply to this order (the refusal says why).
+    #[error("{0}")]
+    InvalidCoupon(kami_core::CouponRefusal),
+    /// A coupon's settings do not fit together.
+    #[error("{0}")]
+    InvalidCouponSettings(String),
+    #[error("coupon not found")]
+    CouponNotFound,
+    #[error("a coupon with this code already exists")]
+    CouponExists,
     #[error("card key not found")]
     CardNotFound,
     /// The key is reserved by a pending order or sold: it cannot be removed.

@@ -589,6 +589,7 @@ async fn buyer_answers_are_sealed_and_moved_by_rotation() {
             client_ip: None,
             pending_caps: Default::default(),
             fields: [("account".to_owned(), "PLAYER-7781".to_owned())].into(),
+            coupon: None,
         })
         .await
         .unwrap();

@@ -16,6 +16,7 @@ mod cards;
 mod catalog;
 mod catalog_admin;
 mod checks;
+mod coupons;
 pub mod db;
 mod error;
 mod fulfilment;
@@ -40,11 +41,12 @@ mod transitions;
 
 use std::sync::Arc;
 
-use kami_core::{CardStatus, Millis, OrderNo};
+use kami_core::{CardStatus, CouponCode, Millis, OrderNo};
 
 pub use admin_roster::AdminUserSummary;
 pub use admin_users::{AdminUser, FactorCheck, LockPolicy};
 pub use checks::{OrderPayment, PaymentCheck};
+pub use coupons::{Coupon, CouponKind, CouponPatch, CouponRemoval, CouponSettings};
 pub use error::{Result, StoreError};
 pub use keyfiles::{create_private_dir, restrict_file, KeyFiles};
 pub use keylock::KeyLock;
@@ -331,6 +333,55 @@ impl Store {
     ) -> Result<ProductRemoval> {
         let (slug, actor) = (slug.to_owned(), actor.clone());
         self.write(move |tx| catalog_admin::remove(tx, &slug, &actor, now))
+            .await
+    }
+
+    // ---- coupons ----
+
+    pub async fn coupons(&self) -> Result<Vec<Coupon>> {
+        self.read(coupons::list).await
+    }
+
+    pub async fn coupon(&self, code: &CouponCode) -> Result<Coupon> {
+        let code = code.clone();
+        self.read(move |tx| coupons::get(tx, &code)).await
+    }
+
+    /// A new coupon (`CouponExists` if the code is taken), audited.
+    pub async fn create_coupon(
+        &self,
+        code: &CouponCode,
+        settings: CouponSettings,
+        actor: &Actor,
+        now: Millis,
+    ) -> Result<Coupon> {
+        let (code, actor) = (code.clone(), actor.clone());
+        self.write(move |tx| coupons::create(tx, &code, &settings, &actor, now))
+            .await
+    }
+
+    /// Change a coupon (see `coupons::update`); returns it as it is now.
+    pub async fn update_coupon(
+        &self,
+        code: &CouponCode,
+        patch: CouponPatch,
+        actor: &Actor,
+        now: Millis,
+    ) -> Result<Coupon> {
+        let (code, actor) = (code.clone(), actor.clone());
+        self.write(move |tx| coupons::update(tx, &code, &patch, &actor, now))
+            .await
+    }
+
+    /// Delete a coupon no order used, or disable one that orders used.
+    pub async fn remove_coupon(
+        &self,
+        code: &CouponCode,
+        actor: &Actor,
+        now: Millis,
+    ) -> Result<CouponRemoval> {
+        let (code, actor) = (code.clone(), actor.clone());
+        self.write(move |tx| coupons::remove(tx, &code, &actor, now))
             .await
     }
 

@@ -89,6 +89,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0013_order_search.sql"),
         postgres: include_str!("migrations/postgres/0013_order_search.sql"),
     },
+    Migration {
+        version: 15,
+        name: "coupons",
+        sqlite: include_str!("migrations/sqlite/0015_coupons.sql"),
+        postgres: include_str!("migrations/postgres/0015_coupons.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kami_migrations \

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use kami_core::{
-    CardStatus, ChannelId, Email, InputFields, Method, Millis, Money, OrderNo, OrderStatus,
-    PriceTiers, Pricing, Quantity, Slug,
+    CardStatus, ChannelId, CouponCode, Email, InputFields, Method, Millis, Money, OrderNo,
+    OrderStatus, PriceTiers, Pricing, Quantity, Slug,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,6 +239,9 @@ pub struct NewOrder {
     /// Caps on the unpaid orders this client and this email may hold, checked in the
     /// transaction that creates the order.
     pub pending_caps: PendingCaps,
+    /// The coupon the buyer typed, applied to the total (after wholesale tiers) in the
+    /// creating transaction.
+    pub coupon: Option<CouponCode>,
 }
 
 /// How many unexpired pending orders one client key and one email may hold at once
@@ -259,7 +262,10 @@ pub enum PendingScope {
 #[derive(Debug, Clone)]
 pub struct CreatedOrder {
     pub order_no: OrderNo,
+    /// What the buyer pays (after the coupon).
     pub amount: Money,
+    /// What the coupon took off (`None`: no coupon).
+    pub discount: Option<Money>,
     pub product_title: String,
     pub expires_at: Millis,
 }
@@ -293,6 +299,15 @@ pub struct Order {
     pub fulfilment: Option<String>,
     /// The buyer's answers to the product's input fields (opened; empty when none).
     pub fields: BTreeMap<String, String>,
+    /// The coupon applied and what it took off (`amount` is after it).
+    pub coupon: Option<AppliedCoupon>,
+}
+
+/// A coupon as an order recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedCoupon {
+    pub code: String,
+    pub discount: Money,
 }
 
 /// Which orders the seller lists, newest first by creation. Every filter is an exact match

@@ -1,12 +1,13 @@
 //! Orders: creation with stock reservation, reading, expiry. Status changes go through
 //! [`crate::transitions`].
 
-use kami_core::{CardStatus, Millis, OrderEvent, OrderNo, OrderStatus, PaymentStatus};
+use kami_core::{CardStatus, Millis, Money, OrderEvent, OrderNo, OrderStatus, PaymentStatus};
 
 use crate::cards;
+use crate::coupons;
 use crate::db::{Row, Tx};
 use crate::error::{Result, StoreError};
-use crate::model::{CreatedOrder, Delivery, NewOrder, Order, PendingScope};
+use crate::model::{AppliedCoupon, CreatedOrder, Delivery, NewOrder, Order, PendingScope};
 use crate::params;
 use crate::sealed::{card_place, fields_place, fulfilment_place, Keyring};
 use crate::transitions::{apply_order_event, close_open_payments, Details, LockedOrder};
@@ -113,6 +114,16 @@ pub(crate) fn create_order(tx: &mut dyn Tx, ring: &Keyring, n: &NewOrder) -> Res
         }
         other => StoreError::InvalidQuantity(other.to_string()),
     })?;
+    // The coupon applies to the total after wholesale tiers; its use is taken here, in the
+    // order's transaction.
+    let coupon = match &n.coupon {
+        None => None,
+        Some(code) => Some((
+            code,
+            coupons::redeem(tx, code, &n.product, amount, &n.email, n.now)?,
+        )),
+    };
+    let amount = coupon.map_or(amount, |(_, r)| r.discounted.total);
 
     // A reusable ("loop") key makes the product unlimited; manual products have none.
     let loop_card = match delivery {
@@ -137,8 +148,9 @@ pub(crate) fn create_order(tx: &mut dyn Tx, ring: &Keyring, n: &NewOrder) -> Res
     let order_id = tx
         .query_one(
             "INSERT INTO orders (order_no, product_id, quantity, amount, currency, email, method, channel_id, \
-               status, access_token_hash, query_password_hash, loop_card_id, created_at, expires_at, locale, client_ip) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
+               status, access_token_hash, query_password_hash, loop_card_id, created_at, expires_at, locale, client_ip, \
+               coupon_id, coupon_code, discount) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) RETURNING id",
             params![
                 n.order_no.as_str(),
                 product_id,
@@ -155,7 +167,10 @@ pub(crate) fn create_order(tx: &mut dyn Tx, ring: &Keyring, n: &NewOrder) -> Res
                 n.now,
                 n.expires_at,
                 n.locale.as_str(),
-                n.client_ip.clone()
+                n.client_ip.clone(),
+                coupon.map(|(_, r)| r.id),
+                coupon.map(|(code, _)| code.as_str()),
+                coupon.map(|(_, r)| r.discounted.discount.minor())
             ],
         )?
         .get("id")?;
@@ -197,6 +212,7 @@ pub(crate) fn create_order(tx: &mut dyn Tx, ring: &Keyring, n: &NewOrder) -> Res
     Ok(CreatedOrder {
         order_no: n.order_no.clone(),
         amount,
+        discount: coupon.map(|(_, r)| r.discounted.discount),
         product_title: title,
         expires_at: n.expires_at,
     })
@@ -207,7 +223,8 @@ macro_rules! order_columns {
     () => {
         "SELECT o.id, o.order_no, p.slug, p.title, o.quantity, o.amount, o.currency, o.email, o.method, \
            o.status, o.channel_id, o.access_token_hash, o.query_password_hash, o.note, o.created_at, \
-           o.expires_at, o.paid_at, o.delivered_at, o.locale, o.pay_action, o.pay_target, o.loop_card_id, o.fulfilment, o.fields \
+           o.expires_at, o.paid_at, o.delivered_at, o.locale, o.pay_action, o.pay_target, o.loop_card_id, o.fulfilment, o.fields, \
+           o.coupon_code, o.discount \
          FROM orders o JOIN products p ON p.id = o.product_id "
     };
 }
@@ -247,6 +264,16 @@ pub(crate) fn order_from_row(ring: &Keyring, r: &Row) -> Result<Order> {
                 serde_json::from_str(&json)
                     .map_err(|e| StoreError::Corrupt(format!("order fields: {e}")))?
             }
+        },
+        coupon: match (
+            r.get::<Option<String>>("coupon_code")?,
+            r.get::<Option<i64>>("discount")?,
+        ) {
+            (Some(code), Some(discount)) => Some(AppliedCoupon {
+                code,
+                discount: Money::new(discount, r.get("currency")?)?,
+            }),
+            _ => None,
         },
     })
 }
@@ -340,6 +367,7 @@ fn expire_locked(
     };
     apply_order_event(tx, order, OrderEvent::Expire, now, details)?;
     cards::release(tx, order.id)?;
+    coupons::release(tx, order.id)?;
     tx.exec(
         "UPDATE products SET manual_stock = manual_stock + $2 \
          WHERE id = $1 AND delivery = 'manual' AND manual_stock IS NOT NULL",
@@ -426,6 +454,7 @@ mod tests {
             client_ip: Some(ip.into()),
             pending_caps: caps,
             fields: Default::default(),
+            coupon: None,
         }
     }
 

@@ -218,6 +218,7 @@ mod tests {
                 client_ip: None,
                 pending_caps: Default::default(),
                 fields: Default::default(),
+                coupon: None,
             })
             .await
             .unwrap();

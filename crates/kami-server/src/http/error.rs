@@ -85,6 +85,16 @@ impl From<StoreError> for ApiError {
             StoreError::InvalidInput(m) => ApiError::unprocessable("invalid_request", m),
             StoreError::InvalidPricing(m) => ApiError::unprocessable("invalid_pricing", m),
             StoreError::InvalidFields(m) => ApiError::unprocessable("invalid_fields", m),
+            StoreError::InvalidCoupon(r) => ApiError::unprocessable("invalid_coupon", r.to_string()),
+            StoreError::InvalidCouponSettings(m) => {
+                ApiError::unprocessable("invalid_coupon_settings", m)
+            }
+            StoreError::CouponNotFound => ApiError::not_found("coupon_not_found", "no such coupon"),
+            StoreError::CouponExists => ApiError::new(
+                StatusCode::CONFLICT,
+                "coupon_exists",
+                "a coupon with this code already exists",
+            ),
             StoreError::CardNotFound => {
                 ApiError::not_found("card_not_found", "this product has no such card key")
             }

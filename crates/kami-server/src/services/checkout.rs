@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use kami_core::{Email, Method, Millis, Money, OrderNo, Quantity, SecretToken, Slug};
+use kami_core::{
+    CouponCode, CouponRefusal, Email, Method, Millis, Money, OrderNo, Quantity, SecretToken, Slug,
+};
 use kami_pay::{CreatePayment, Device, PayError, PaymentAction};
 use kami_store::{NewOrder, StoreError};
 
@@ -29,13 +31,18 @@ pub struct OrderInput {
     /// Answers to the product's input fields, by field name (checked by the store against
     /// the product's fields when the order is created: `422 invalid_fields`).
     pub fields: BTreeMap<String, String>,
+    /// The coupon code the buyer typed (any case; blank is none).
+    pub coupon: Option<String>,
 }
 
 /// A created order with its payment, and the access token (shown once, stored hashed).
 pub struct Placed {
     pub order_no: OrderNo,
     pub token: SecretToken,
+    /// What the buyer pays (after the coupon).
     pub amount: Money,
+    /// What the coupon took off.
+    pub discount: Option<Money>,
     pub quantity: u32,
     pub expires_at: Millis,
     pub channel_id: String,
@@ -51,6 +58,12 @@ pub async fn place_order(state: &AppState, b: OrderInput) -> ServiceResult<Place
         .map_err(|e| ServiceError::invalid("invalid_quantity", e.to_string()))?;
     let email = Email::parse(&b.email)
         .map_err(|e| ServiceError::invalid("invalid_email", e.to_string()))?;
+    let coupon = match b.coupon.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(code) => Some(CouponCode::parse(code).map_err(|_| {
+            ServiceError::invalid("invalid_coupon", CouponRefusal::Unknown.to_string())
+        })?),
+    };
     risk::admit_order(state, b.client_ip, email.as_str())?;
     let method = Method::parse(&b.method).map_err(|_| {
         ServiceError::invalid(
@@ -96,6 +109,7 @@ pub async fn place_order(state: &AppState, b: OrderInput) -> ServiceResult<Place
         client_ip,
         pending_caps,
         fields: b.fields,
+        coupon,
     };
     let created = match state.store.create_order(new).await {
         Ok(c) => c,
@@ -161,6 +175,7 @@ pub async fn place_order(state: &AppState, b: OrderInput) -> ServiceResult<Place
         order_no: created.order_no,
         token,
         amount: created.amount,
+        discount: created.discount,
         quantity: quantity.get(),
         expires_at: created.expires_at,
         channel_id: channel.id().to_string(),

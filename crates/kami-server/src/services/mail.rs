@@ -321,6 +321,7 @@ mod tests {
             cards: None,
             fulfilment: None,
             fields: Default::default(),
+            coupon: None,
         }
     }
 

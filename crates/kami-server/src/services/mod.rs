@@ -9,6 +9,7 @@ pub mod card_stock;
 pub mod checkout;
 pub mod checks;
 pub mod console;
+pub mod coupons;
 pub mod fulfilment;
 pub mod lookup;
 pub mod mail;

@@ -7,6 +7,7 @@
 mod support;
 
 mod cards;
+mod coupons;
 mod csrf;
 mod order_page;
 mod orders_list;

@@ -177,6 +177,7 @@ async fn seed(app: &TestApp) -> (OrderNo, i64) {
                 client_ip: None,
                 pending_caps: Default::default(),
                 fields: Default::default(),
+                coupon: None,
             })
             .await
             .unwrap();

@@ -6,6 +6,7 @@
 mod api_errors;
 mod channel_ops;
 mod channels;
+mod coupons;
 mod flash_sale;
 mod fulfilment;
 mod happy_path;

@@ -90,7 +90,14 @@ async fn tier_prices_are_charged(backend: Backend) {
     )
     .await;
     assert_eq!(p.status, 422);
-    assert_eq!(p.text_of("total"), "¥80.00");
+    // Without the page script the total is not guessed: the unit price, and the total is
+    // the server's at checkout (it charged ¥80.00 above).
+    assert_eq!(p.text_of("unit-price"), "¥10.00");
+    assert_eq!(
+        p.text_of("total"),
+        "computed when you order (wholesale prices and coupon included)"
+    );
+    assert!(p.body.contains("value=\"10\""), "the quantity is kept");
 }
 both_backends!(tier_prices_are_charged);
 
@@ -135,8 +142,11 @@ async fn quantity_limits_are_refused(backend: Backend) {
         assert_eq!(p.status, 422, "quantity {bad:?}: {}", p.body);
         assert_eq!(
             p.text_of("form-error"),
-            "Please order between 2 and 5.",
-            "quantity {bad:?}"
+            format!(
+                "A quantity of {} cannot be ordered: please order between 2 and 5.",
+                bad.chars().take(20).collect::<String>()
+            ),
+            "quantity {bad:?}: explained, not changed"
         );
         // The limits are right there with the message, and the form is ready to resubmit.
         assert!(p.body.contains("Between 2 and 5 per order."), "{}", p.body);
@@ -153,7 +163,10 @@ async fn quantity_limits_are_refused(backend: Backend) {
         &[("accept-language", "zh-CN")],
     )
     .await;
-    assert_eq!(p.text_of("form-error"), "请购买 2 至 5 件。");
+    assert_eq!(
+        p.text_of("form-error"),
+        "无法购买 9 件：每单请购买 2 到 5 件。"
+    );
 
     assert_eq!(
         order_count(&app).await,

@@ -242,7 +242,10 @@ async fn lang_parameter_switches_and_is_remembered() {
     )
     .await;
     assert_eq!(p.lang(), "en");
-    assert_eq!(p.text_of("form-error"), "Please order between 1 and 3.");
+    assert_eq!(
+        p.text_of("form-error"),
+        "A quantity of 0 cannot be ordered: please order between 1 and 3."
+    );
 
     // The language links keep the rest of the query (the order's token) and mark the
     // current language.

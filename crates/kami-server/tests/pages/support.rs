@@ -360,6 +360,10 @@ pub fn snapshot(name: &str, page: &Page) {
         (r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]"),
         (r#"data-remaining="\d+""#, r#"data-remaining="[SECS]""#),
         (r">\d+:\d{2}</strong>", ">[M:SS]</strong>"),
+        (
+            r#"(data-testid="order-time" datetime=)"[^"]*">[^<]*<"#,
+            r#"$1"[TIME]">[TIME]<"#,
+        ),
     ] {
         s.add_filter(re, with);
     }

@@ -71,6 +71,8 @@ pub struct CreateOrderBody {
     /// Answers to the product's input fields: `{NAME: VALUE}`.
     #[serde(default)]
     fields: BTreeMap<String, String>,
+    /// A coupon code (any case).
+    coupon: Option<String>,
 }
 
 fn one() -> i64 {
@@ -116,10 +118,11 @@ pub async fn create_order(
             locale,
             client_ip,
             fields: b.fields,
+            coupon: b.coupon,
         },
     )
     .await?;
-    let body = json!({
+    let mut body = json!({
         "order_no": placed.order_no.as_str(),
         "access_token": placed.token.expose(),
         "status": "pending",
@@ -129,6 +132,9 @@ pub async fn create_order(
         "expires_at": rfc3339(placed.expires_at),
         "payment": payment_json(&placed),
     });
+    if let Some(d) = placed.discount {
+        body["discount"] = json!(d.minor());
+    }
     Ok((
         StatusCode::CREATED,
         [(header::CACHE_CONTROL, "no-store")],
@@ -193,6 +199,10 @@ pub(crate) fn order_json(o: &Order, admin: bool) -> serde_json::Value {
         "paid_at": o.paid_at.map(rfc3339),
         "delivered_at": o.delivered_at.map(rfc3339),
     });
+    if let Some(c) = &o.coupon {
+        v["coupon"] = json!(c.code);
+        v["discount"] = json!(c.discount.minor());
+    }
     if let Some(cards) = &o.cards {
         v["cards"] = json!(cards);
     }

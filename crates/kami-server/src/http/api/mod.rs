@@ -4,6 +4,7 @@ mod admin;
 mod admin_audit;
 mod admin_orders;
 mod buyer;
+mod coupons;
 mod gateway;
 mod ops;
 mod seller;
@@ -14,7 +15,7 @@ pub(crate) use admin_audit::csv_attachment;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post};
 use axum::Router;
 
 use super::error::ApiError;
@@ -52,6 +53,14 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route(
             "/api/v1/admin/products/{slug}/batches",
             get(seller::list_batches),
+        )
+        .route(
+            "/api/v1/admin/coupons",
+            get(coupons::list).post(coupons::create),
+        )
+        .route(
+            "/api/v1/admin/coupons/{code}",
+            patch(coupons::update).delete(coupons::delete),
         )
         .route("/api/v1/admin/orders", get(admin::list_orders))
         .route("/api/v1/admin/orders/{order_no}", get(admin::get_order))

@@ -5,6 +5,8 @@
 
 mod audit;
 mod cards;
+#[allow(clippy::result_large_err)]
+mod coupons;
 // The guards return the page to answer with as their error: a refusal is a response, built
 // once, on the way out; its size does not matter there.
 #[allow(clippy::result_large_err)]
@@ -79,6 +81,13 @@ pub fn routes() -> Router<Arc<AppState>> {
         )
         .route("/admin/products/{slug}/cards/delete", post(cards::delete))
         .route("/admin/products/{slug}/cards.csv", get(cards::export))
+        // Coupons (issue 10 part 7).
+        .route("/admin/coupons", get(coupons::page).post(coupons::create))
+        .route(
+            "/admin/coupons/{code}",
+            get(coupons::edit).post(coupons::update),
+        )
+        .route("/admin/coupons/{code}/delete", post(coupons::delete))
 }
 
 /// A navigation entry: only pages that exist are listed.
@@ -99,6 +108,10 @@ const NAV: &[Nav] = &[
     Nav {
         key: "products",
         href: "/admin/products",
+    },
+    Nav {
+        key: "coupons",
+        href: "/admin/coupons",
     },
     Nav {
         key: "audit",

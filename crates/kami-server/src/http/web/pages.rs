@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use kami_core::{Method, OrderNo, OrderStatus, SecretToken};
 use kami_pay::{Device, PaymentAction};
-use kami_store::Order;
+use kami_store::{Order, StoreError};
 use minijinja::{context, Value};
 use serde::{Deserialize, Serialize};
 
@@ -20,7 +20,7 @@ use crate::i18n::Locale;
 use crate::limits::RetryAfter;
 use crate::markup::qr_svg;
 use crate::services::checkout::{place_order, OrderInput};
-use crate::services::{lookup, orders};
+use crate::services::{lookup, orders, ServiceError};
 use crate::state::AppState;
 use crate::theme::format_money;
 
@@ -231,6 +231,9 @@ async fn find_product(
 struct FormValues {
     quantity: i64,
     email: String,
+    coupon: String,
+    /// The buyer's answers to the product's input fields, kept on error.
+    fields: std::collections::BTreeMap<String, String>,
 }
 
 fn product_page(
@@ -242,11 +245,14 @@ fn product_page(
     chosen: Option<&str>,
     error: Option<String>,
 ) -> Response {
-    let qty = form.quantity.clamp(
-        i64::from(p.min_quantity),
-        i64::from(p.max_quantity.max(p.min_quantity)),
-    );
-    let total = initial_total(p, qty);
+    // What the buyer typed stays in the form (a refused quantity is explained, not changed);
+    // a fresh page starts at the smallest order.
+    let qty = if form.quantity == 0 {
+        i64::from(p.min_quantity)
+    } else {
+        form.quantity
+    };
+    let unit = initial_total(p, 1);
     respond(
         state,
         ctx,
@@ -260,8 +266,8 @@ fn product_page(
         context! {
             product => p,
             methods => method_views(state, ctx, chosen),
-            form => context! { quantity => qty, email => form.email },
-            total => total,
+            form => context! { quantity => qty, email => form.email, coupon => form.coupon, fields => form.fields },
+            unit => unit,
             error => error,
         },
     )
@@ -311,6 +317,32 @@ struct OrderForm {
     email: String,
     query_password: String,
     method: String,
+    coupon: String,
+}
+
+/// The input-field answers of a form body (`field.NAME=VALUE`), only for the product's fields.
+fn field_answers(body: &[u8], p: &ProductView) -> std::collections::BTreeMap<String, String> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).unwrap_or_default();
+    pairs
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let name = k.strip_prefix("field.")?;
+            p.input_fields
+                .iter()
+                .any(|f| f.name == name)
+                .then(|| (name.to_owned(), v))
+        })
+        .filter(|(_, v)| !v.trim().is_empty())
+        .collect()
+}
+
+/// The value a coupon refusal's sentence needs (a currency, a minimum amount), if any.
+fn coupon_detail(r: &kami_core::CouponRefusal) -> String {
+    match r {
+        kami_core::CouponRefusal::WrongCurrency(c) => c.code().to_owned(),
+        kami_core::CouponRefusal::BelowMinimum(m) => format_money(*m),
+        _ => String::new(),
+    }
 }
 
 /// The buyer message for an API error code, from the catalogue.
@@ -333,11 +365,15 @@ pub async fn place(State(state): St, ctx: Ctx, Path(slug): Path<String>, body: B
     if ctx.cross_site {
         return refused(&state, &ctx, StatusCode::FORBIDDEN, "cross_site");
     }
+    // The input-field answers (`field.NAME`) are read apart; the form ignores them.
     let form: OrderForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let answers = field_answers(&body, &p);
     let quantity = form.quantity.trim().parse::<i64>().unwrap_or(0);
     let values = FormValues {
         quantity,
         email: form.email.trim().chars().take(254).collect(),
+        coupon: form.coupon.trim().chars().take(32).collect(),
+        fields: answers.clone(),
     };
     let fail = |status: StatusCode, text: String| {
         product_page(
@@ -348,6 +384,8 @@ pub async fn place(State(state): St, ctx: Ctx, Path(slug): Path<String>, body: B
             FormValues {
                 quantity: values.quantity,
                 email: values.email.clone(),
+                coupon: values.coupon.clone(),
+                fields: values.fields.clone(),
             },
             Some(form.method.as_str()),
             Some(text),
@@ -380,12 +418,20 @@ pub async fn place(State(state): St, ctx: Ctx, Path(slug): Path<String>, body: B
         user_agent: Some(ctx.user_agent.clone()).filter(|u| !u.is_empty()),
         locale: ctx.locale,
         client_ip: ctx.ip,
-        // The page's input-field form is a later part (issue 10, 10.): until then a product
-        // with required fields is refused here with the store's explanation.
-        fields: Default::default(),
+        fields: answers,
+        coupon: Some(form.coupon.clone()),
     };
     let placed = match place_order(&state, input).await {
         Ok(p) => p,
+        // Each coupon refusal has its own sentence in both languages.
+        Err(ServiceError::Store(StoreError::InvalidCoupon(r))) => {
+            let text = state.theme.text(
+                ctx.locale,
+                &format!("coupon.refused.{}", r.reason()),
+                &[("detail", coupon_detail(&r))],
+            );
+            return fail(StatusCode::UNPROCESSABLE_ENTITY, text);
+        }
         Err(e) => {
             let e = ApiError::from(e);
             if e.status.is_server_error() {
@@ -397,12 +443,16 @@ pub async fn place(State(state): St, ctx: Ctx, Path(slug): Path<String>, body: B
             let text = if e.code == "invalid_quantity" {
                 state.theme.text(
                     ctx.locale,
-                    "error.quantity_limits",
+                    "error.quantity_refused",
                     &[
+                        ("n", form.quantity.trim().chars().take(20).collect()),
                         ("min", p.min_quantity.to_string()),
                         ("max", p.max_quantity.to_string()),
                     ],
                 )
+            } else if e.code == "invalid_fields" || e.code == "invalid_coupon" {
+                // The store's sentence names the field (or the code's problem).
+                e.message.clone()
             } else {
                 error_text(&state, &ctx, &e)
             };
@@ -561,6 +611,11 @@ struct OrderView {
     amount: String,
     method: String,
     created_at: String,
+    /// `2026-05-01 08:00:00` (UTC), as the page shows it.
+    created_text: String,
+    /// The coupon code and what it took off.
+    coupon: Option<String>,
+    discount: Option<String>,
     /// Seconds left to pay (pending only), and as `m:ss`.
     remaining: i64,
     remaining_text: String,
@@ -615,6 +670,11 @@ fn order_view(state: &AppState, o: &Order, token: Option<&str>, mail: &'static s
         amount: format_money(o.amount),
         method: o.method.to_string(),
         created_at: crate::time::rfc3339(o.created_at),
+        created_text: crate::time::rfc3339(o.created_at - o.created_at.rem_euclid(1000))
+            .trim_end_matches('Z')
+            .replace('T', " "),
+        coupon: o.coupon.as_ref().map(|c| c.code.clone()),
+        discount: o.coupon.as_ref().map(|c| format_money(c.discount)),
         remaining,
         remaining_text: format!("{}:{:02}", remaining / 60, remaining % 60),
         pay,
