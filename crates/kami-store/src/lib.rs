@@ -9,6 +9,7 @@
 //! compare-and-set status updates, and an outbox written in the same transaction.
 
 mod admin_users;
+mod attention;
 mod audit;
 mod card_admin;
 mod cards;
@@ -33,6 +34,7 @@ mod row;
 pub mod sealed;
 mod sessions;
 mod sqlite;
+mod stats;
 mod transitions;
 
 use std::sync::Arc;
@@ -40,6 +42,7 @@ use std::sync::Arc;
 use kami_core::{CardStatus, Millis, OrderNo};
 
 pub use admin_users::{AdminUser, FactorCheck, LockPolicy};
+pub use attention::{ActionOrder, StockLevel};
 pub use checks::{OrderPayment, PaymentCheck};
 pub use error::{Result, StoreError};
 pub use keyfiles::{create_private_dir, restrict_file, KeyFiles};
@@ -50,6 +53,9 @@ pub use outbox::{MailState, OutboxItem, ORDER_DELIVERED, ORDER_FULFILLED};
 pub use overview::Overview;
 pub use refunds::{NewRefund, Refund, RefundCall, RefundResult};
 pub use sessions::{NewSession, SecondFactor, Session};
+pub use stats::{
+    CallOutcome, CallRow, ChannelCall, CreatedRow, PaidRow, RefundedRow, StatsRows, BUCKET_MS,
+};
 
 use crate::db::Tx;
 

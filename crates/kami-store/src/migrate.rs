@@ -83,6 +83,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0012_pending_counts.sql"),
         postgres: include_str!("migrations/postgres/0012_pending_counts.sql"),
     },
+    Migration {
+        version: 14,
+        name: "stats",
+        sqlite: include_str!("migrations/sqlite/0014_stats.sql"),
+        postgres: include_str!("migrations/postgres/0014_stats.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kami_migrations \

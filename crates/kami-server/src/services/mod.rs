@@ -4,6 +4,7 @@
 //! decision atomic; the HTTP layer only translates requests and [`ServiceError`]s.
 
 pub mod card_stock;
+pub mod channel_calls;
 pub mod checkout;
 pub mod checks;
 pub mod console;
@@ -20,6 +21,7 @@ pub mod recovery;
 pub mod refunds;
 pub mod retention;
 pub mod risk;
+pub mod stats;
 pub mod totp;
 pub mod two_factor;
 

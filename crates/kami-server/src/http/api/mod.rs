@@ -6,6 +6,7 @@ mod buyer;
 mod gateway;
 mod ops;
 mod seller;
+mod stats;
 
 use std::sync::Arc;
 
@@ -75,6 +76,7 @@ pub fn routes() -> Router<Arc<AppState>> {
             "/api/v1/admin/orders/{order_no}/resend-mail",
             post(admin_orders::resend_mail),
         )
+        .route("/api/v1/admin/stats", get(stats::stats))
         .route(
             "/pay/notify/{channel_id}",
             get(gateway::notify).post(gateway::notify),
