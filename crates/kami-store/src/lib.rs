@@ -26,7 +26,6 @@ mod migrate;
 pub mod model;
 mod orders;
 mod outbox;
-mod overview;
 mod payments;
 mod postgres;
 mod refunds;
@@ -50,7 +49,6 @@ pub use keylock::KeyLock;
 pub use keys::{RotateStep, Rotation};
 pub use model::*;
 pub use outbox::{MailState, OutboxItem, ORDER_DELIVERED, ORDER_FULFILLED};
-pub use overview::Overview;
 pub use refunds::{NewRefund, Refund, RefundCall, RefundResult};
 pub use sessions::{NewSession, SecondFactor, Session};
 pub use stats::{

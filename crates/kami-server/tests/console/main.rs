@@ -1,13 +1,13 @@
 //! Seller console tests over real HTTP with a cookie-keeping client, each on SQLite and on
 //! PostgreSQL: sign-in, limits and locks, session cookie and expiry (on the app's manual
 //! clock, never by sleeping), revocation, CSRF, TOTP with replay and recovery codes, the
-//! `next` redirect and the overview's numbers.
+//! `next` redirect and the dashboard.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
 mod csrf;
-mod overview;
+mod dashboard;
 mod sessions;
 mod sign_in;
 mod totp;
