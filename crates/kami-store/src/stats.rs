@@ -2,7 +2,7 @@
 //! buckets of UTC time. Every time zone in use today is offset from UTC by a multiple of 15
 //! minutes, so a bucket never straddles a local midnight: the service puts each bucket into
 //! the shop's local day without the database knowing any time zone (SQLite has none).
-//! Each query is one range scan of an index (`orders_created`, `orders_paid`,
+//! Each query is one range scan of an index (`orders_created_stats`, `orders_paid_stats` (covering),
 //! `refunds_settled`, `channel_calls_at`); [`Store::stats_plans`] shows the plans.
 
 use kami_core::Millis;

@@ -24,6 +24,7 @@ mod gateway;
 pub mod html;
 pub mod inspect;
 pub mod process;
+pub mod seed;
 mod shop;
 mod sims;
 

@@ -1,6 +1,7 @@
 //! The dashboard: a period's numbers, the daily SVG chart (parsed as XML: one bar and one
 //! point per day), the channel table, orders that need the seller and low-stock products.
 
+use kami_core::Clock;
 use kami_testkit::{both_backends, Backend};
 use serde_json::json;
 
@@ -121,3 +122,70 @@ async fn dashboard_needs_a_session(backend: Backend) {
     assert!(p.location().starts_with("/admin/login"), "{}", p.location());
 }
 both_backends!(dashboard_needs_a_session);
+
+/// A measurement, not a check: with `KAMI_MEASURE=1`, seed 100,000 orders (30 days) and
+/// print how long the dashboard and the stats API take and how big the page is
+/// (`cargo test --release -p kami-server --test console measure -- --include-ignored
+/// --nocapture`).
+async fn measure_dashboard_with_100k_orders(backend: Backend) {
+    if std::env::var("KAMI_MEASURE").as_deref() != Ok("1") {
+        return;
+    }
+    let (app, clock) = spawn(backend, "[shop]\ntimezone = \"Asia/Shanghai\"\n").await;
+    app.create_product("seed", 1000, "auto").await;
+    let pid = kami_testkit::inspect::scalar(
+        &app.db_url,
+        "SELECT CAST(id AS BIGINT) FROM products WHERE slug = 'seed'",
+    )
+    .await;
+    let t = std::time::Instant::now();
+    kami_testkit::seed::orders(&app.db_url, pid, 100_000, clock.now_ms()).await;
+    println!("{backend:?}: seeded 100000 orders in {:?}", t.elapsed());
+    let mut b = Browser::signed_in(&app).await;
+    for period in ["today", "7d", "30d"] {
+        let mut times = Vec::new();
+        let mut bytes = 0;
+        for _ in 0..7 {
+            let t = std::time::Instant::now();
+            let p = b.get(&format!("/admin?period={period}")).await;
+            times.push(t.elapsed());
+            assert_eq!(p.status, 200);
+            bytes = p.body.len();
+        }
+        times.sort();
+        println!(
+            "{backend:?}: /admin?period={period}: median {:?}, max {:?}, {bytes} bytes",
+            times[3], times[6]
+        );
+    }
+    let today = app
+        .admin_get("/api/v1/admin/stats?from=2000-01-01&to=2000-01-01")
+        .await;
+    assert_eq!(today["total"]["created"], 0);
+    let to = jiff::Timestamp::from_millisecond(clock.now_ms())
+        .unwrap()
+        .to_zoned_datetime(jiff::tz::TimeZone::get("Asia/Shanghai").unwrap())
+        .date();
+    for days in [30i64, 366] {
+        let from = to.checked_sub(jiff::Span::new().days(days - 1)).unwrap();
+        let path = format!("/api/v1/admin/stats?from={from}&to={to}");
+        let mut times = Vec::new();
+        let mut total = serde_json::Value::Null;
+        for _ in 0..7 {
+            let t = std::time::Instant::now();
+            let v = app.admin_get(&path).await;
+            times.push(t.elapsed());
+            total = v["total"].clone();
+        }
+        times.sort();
+        println!(
+            "{backend:?}: stats {days} days: median {:?}, max {:?}; total {total}",
+            times[3], times[6]
+        );
+    }
+}
+both_backends!(
+    measure_dashboard_with_100k_orders,
+    ignore = "a measurement: set KAMI_MEASURE=1 and run in release mode",
+    postgres = "a measurement: set KAMI_MEASURE=1 and run in release mode"
+);

@@ -234,8 +234,8 @@ async fn stats_queries_use_their_indexes(backend: Backend) {
         .await
         .unwrap();
     let expect = [
-        ("created", "orders_created"),
-        ("paid", "orders_paid"),
+        ("created", "orders_created_stats"),
+        ("paid", "orders_paid_stats"),
         ("refunded", "refunds_settled"),
         ("calls", "channel_calls_at"),
     ];

@@ -14,3 +14,8 @@ CREATE TABLE channel_calls (
 CREATE INDEX channel_calls_at ON channel_calls (at, channel_id, outcome, duration_ms);
 -- refunds by the day they settled (refunded amounts per day)
 CREATE INDEX refunds_settled ON refunds (settled_at) WHERE status = 'succeeded';
+-- Covering indexes for the per-day counts: the range scan reads every column the grouping
+-- needs from the index, never the table (100,000 orders in a month stay fast).
+CREATE INDEX orders_created_stats ON orders (created_at, channel_id, paid_at);
+CREATE INDEX orders_paid_stats ON orders (paid_at, channel_id, currency, amount)
+    WHERE paid_at IS NOT NULL;
