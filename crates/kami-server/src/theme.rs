@@ -49,8 +49,8 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../theme/templates/console/code.html"),
     ),
     (
-        "console/overview.html",
-        include_str!("../theme/templates/console/overview.html"),
+        "console/dashboard.html",
+        include_str!("../theme/templates/console/dashboard.html"),
     ),
     (
         "console/security.html",
@@ -414,6 +414,9 @@ mod tests {
         }
         for k in ["dashboard", "security"] {
             keys.push(format!("console.nav.{k}"));
+        }
+        for k in ["today", "7d", "30d"] {
+            keys.push(format!("console.dashboard.period_{k}"));
         }
         for k in ["already_on", "bad_code"] {
             keys.push(format!("console.security.notice.{k}"));

@@ -10,6 +10,7 @@
 
 mod admin_roster;
 mod admin_users;
+mod attention;
 mod audit;
 mod card_admin;
 mod cards;
@@ -29,7 +30,6 @@ pub mod model;
 mod orders;
 mod orders_search;
 mod outbox;
-mod overview;
 mod payments;
 mod postgres;
 mod refunds;
@@ -37,6 +37,7 @@ mod row;
 pub mod sealed;
 mod sessions;
 mod sqlite;
+mod stats;
 mod transitions;
 
 use std::sync::Arc;
@@ -45,6 +46,7 @@ use kami_core::{CardStatus, CouponCode, Millis, OrderNo};
 
 pub use admin_roster::AdminUserSummary;
 pub use admin_users::{AdminUser, FactorCheck, LockPolicy};
+pub use attention::{ActionOrder, StockLevel};
 pub use checks::{OrderPayment, PaymentCheck};
 pub use coupons::{Coupon, CouponKind, CouponPatch, CouponRemoval, CouponSettings};
 pub use error::{Result, StoreError};
@@ -54,9 +56,11 @@ pub use keys::{RotateStep, Rotation};
 pub use model::*;
 pub use orders_search::MAX_PAGE as MAX_ORDER_PAGE;
 pub use outbox::{MailState, OutboxItem, ORDER_DELIVERED, ORDER_FULFILLED};
-pub use overview::Overview;
 pub use refunds::{NewRefund, Refund, RefundCall, RefundResult};
 pub use sessions::{NewSession, SecondFactor, Session};
+pub use stats::{
+    CallOutcome, CallRow, ChannelCall, CreatedRow, PaidRow, RefundedRow, StatsRows, BUCKET_MS,
+};
 
 use crate::db::Tx;
 

@@ -90,6 +90,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/postgres/0013_order_search.sql"),
     },
     Migration {
+        version: 14,
+        name: "stats",
+        sqlite: include_str!("migrations/sqlite/0014_stats.sql"),
+        postgres: include_str!("migrations/postgres/0014_stats.sql"),
+    },
+    Migration {
         version: 15,
         name: "coupons",
         sqlite: include_str!("migrations/sqlite/0015_coupons.sql"),

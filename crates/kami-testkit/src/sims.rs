@@ -27,6 +27,28 @@ pub fn simulators(gateways: bool) -> BuildOptions {
     }
 }
 
+/// [`simulators`]`(false)` on a manual clock: the server and its sandbox pay pages both read
+/// `clock` (link expiry too), so tests can place and pay orders at any instant.
+pub fn sandbox_on_clock(clock: kami_core::SharedClock) -> BuildOptions {
+    let sim_clock = clock.clone();
+    BuildOptions {
+        demo: false,
+        clock: Some(clock),
+        extension: Some(Box::new(move |cx: &ExtensionContext<'_>| {
+            let mut extra = Extra::default();
+            for local in cx.local_sandboxes {
+                let sim = SandboxSim::with_clock(
+                    local.secret.clone(),
+                    Default::default(),
+                    sim_clock.clone(),
+                );
+                extra.routes = extra.routes.merge(sim.router());
+            }
+            Ok(extra)
+        })),
+    }
+}
+
 fn gateway_simulators(cx: &ExtensionContext<'_>) -> Result<Extra, String> {
     let e = |e: kami_sim::gateways::GatewayError| e.to_string();
     let gw = Gateways::generate(cx.public_url, GatewayOptions { fast_retries: true }).map_err(e)?;

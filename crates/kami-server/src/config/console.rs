@@ -16,6 +16,9 @@ pub struct ConsoleConfig {
     pub failed_logins_before_lock: u32,
     /// How long such a lock lasts, 1..=1440 minutes, default 15.
     pub lock_minutes: u32,
+    /// The dashboard lists products with fewer available keys (or manual stock) than this,
+    /// 0..=1000000, default 10 (0: none is ever low).
+    pub low_stock_threshold: u32,
 }
 
 impl Default for ConsoleConfig {
@@ -25,6 +28,7 @@ impl Default for ConsoleConfig {
             absolute_hours: 12,
             failed_logins_before_lock: 5,
             lock_minutes: 15,
+            low_stock_threshold: 10,
         }
     }
 }
@@ -57,5 +61,11 @@ pub(super) fn check_console(c: &ConsoleConfig, origins: &Origins) -> Result<(), 
         (1, 100),
     )?;
     check_range(origins, "console.lock_minutes", c.lock_minutes, (1, 1440))?;
+    check_range(
+        origins,
+        "console.low_stock_threshold",
+        c.low_stock_threshold,
+        (0, 1_000_000),
+    )?;
     Ok(())
 }

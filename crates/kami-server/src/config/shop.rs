@@ -31,6 +31,9 @@ pub struct ShopConfig {
     /// `X-Forwarded-For` entry (or `X-Real-IP`) from any peer, as before `trusted_proxies`.
     /// Ignored when `server.trusted_proxies` is set.
     pub trust_proxy_headers: bool,
+    /// The IANA time zone the shop's days are counted in (dashboard, stats), e.g.
+    /// "Asia/Shanghai"; default "UTC". Checked at start.
+    pub timezone: String,
 }
 
 impl Default for ShopConfig {
@@ -45,6 +48,7 @@ impl Default for ShopConfig {
             lookup_per_minute: 10,
             orders_per_minute: None,
             trust_proxy_headers: false,
+            timezone: "UTC".into(),
         }
     }
 }
@@ -105,6 +109,17 @@ pub(super) fn check_shop(
             Some(p)
         }
     };
+    shop.timezone = shop.timezone.trim().to_owned();
+    if let Err(e) = jiff::tz::TimeZone::get(&shop.timezone) {
+        return Err(invalid(
+            origins,
+            "shop.timezone",
+            format!(
+                "`{}` is not a known IANA time zone name (e.g. \"Asia/Shanghai\", \"UTC\"): {e}",
+                shop.timezone
+            ),
+        ));
+    }
     for (key, value, range) in [
         (
             "shop.low_stock_threshold",
@@ -116,4 +131,11 @@ pub(super) fn check_shop(
         check_range(origins, key, value, range)?;
     }
     Ok(shop)
+}
+
+impl ShopConfig {
+    /// The shop's time zone ([`check_shop`] made sure the name is known; UTC otherwise).
+    pub fn time_zone(&self) -> jiff::tz::TimeZone {
+        jiff::tz::TimeZone::get(&self.timezone).unwrap_or(jiff::tz::TimeZone::UTC)
+    }
 }

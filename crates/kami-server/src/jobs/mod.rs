@@ -87,6 +87,9 @@ fn spawn_housekeeping(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>)
                 if let Err(e) = retention::purge_rejected_events(&state).await {
                     tracing::warn!("retention job: {e}");
                 }
+                if let Err(e) = retention::prune_channel_calls(&state).await {
+                    tracing::warn!("retention job (channel calls): {e}");
+                }
             }
         }
     })

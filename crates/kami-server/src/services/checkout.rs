@@ -139,7 +139,11 @@ pub async fn place_order(state: &AppState, b: OrderInput) -> ServiceResult<Place
         user_agent: b.user_agent,
         client_ip: b.client_ip,
     };
-    let action = match channel.create(&req).await {
+    let started = std::time::Instant::now();
+    let created_payment = channel.create(&req).await;
+    super::channel_calls::record_create(state, channel.id().as_str(), &created_payment, started)
+        .await;
+    let action = match created_payment {
         Ok(a) => {
             state.channels.record_create(channel.id().as_str(), true);
             a

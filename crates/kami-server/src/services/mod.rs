@@ -6,10 +6,12 @@
 pub mod admin_users;
 pub mod audit_log;
 pub mod card_stock;
+pub mod channel_calls;
 pub mod checkout;
 pub mod checks;
 pub mod console;
 pub mod coupons;
+pub mod dashboard;
 pub mod fulfilment;
 pub mod lookup;
 pub mod mail;
@@ -17,7 +19,6 @@ pub mod order_actions;
 pub mod order_detail;
 pub mod order_search;
 pub mod orders;
-pub mod overview;
 pub mod passwords;
 pub mod payments;
 pub mod products;
@@ -25,6 +26,7 @@ pub mod recovery;
 pub mod refunds;
 pub mod retention;
 pub mod risk;
+pub mod stats;
 pub mod totp;
 pub mod two_factor;
 

@@ -1,7 +1,7 @@
 //! Seller console tests over real HTTP with a cookie-keeping client, each on SQLite and on
 //! PostgreSQL: sign-in, limits and locks, session cookie and expiry (on the app's manual
 //! clock, never by sleeping), revocation, CSRF, TOTP with replay and recovery codes, the
-//! `next` redirect and the overview's numbers.
+//! `next` redirect and the dashboard.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -9,9 +9,9 @@ mod support;
 mod cards;
 mod coupons;
 mod csrf;
+mod dashboard;
 mod order_page;
 mod orders_list;
-mod overview;
 mod people;
 mod products;
 mod search;

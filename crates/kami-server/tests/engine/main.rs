@@ -16,4 +16,5 @@ mod notify_storm;
 mod order_actions;
 mod seller_cards;
 mod seller_products;
+mod stats;
 mod tampering;

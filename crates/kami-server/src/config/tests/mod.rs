@@ -706,3 +706,29 @@ fn server_limits_have_defaults_and_ranges() {
         );
     }
 }
+
+#[test]
+fn shop_timezone_is_an_iana_name() {
+    assert_eq!(
+        parse("").config.shop.timezone,
+        "UTC",
+        "UTC unless configured"
+    );
+    let c = parse("[shop]\ntimezone = \"Asia/Shanghai\"\n").config;
+    assert_eq!(c.shop.time_zone().iana_name(), Some("Asia/Shanghai"));
+    let e = parse_err("[shop]\ntimezone = \"Asia/Beijing\"\n");
+    assert!(e.contains("shop.timezone"), "{e}");
+    assert!(e.contains("Asia/Beijing"), "{e}");
+    assert!(e.contains("IANA"), "{e}");
+    let e = parse_err("[shop]\ntimezone = \"+08:00\"\n");
+    assert!(e.contains("shop.timezone"), "{e}");
+}
+
+#[test]
+fn console_low_stock_threshold() {
+    assert_eq!(parse("").config.console.low_stock_threshold, 10);
+    let c = parse("[console]\nlow_stock_threshold = 3\n").config;
+    assert_eq!(c.console.low_stock_threshold, 3);
+    let e = parse_err("[console]\nlow_stock_threshold = 2000000\n");
+    assert!(e.contains("console.low_stock_threshold"), "{e}");
+}

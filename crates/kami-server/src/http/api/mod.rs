@@ -8,6 +8,7 @@ mod coupons;
 mod gateway;
 mod ops;
 mod seller;
+mod stats;
 
 pub(crate) use admin::import_stream;
 pub(crate) use admin_audit::csv_attachment;
@@ -94,6 +95,7 @@ pub fn routes() -> Router<Arc<AppState>> {
             "/api/v1/admin/orders/{order_no}/resend-mail",
             post(admin_orders::resend_mail),
         )
+        .route("/api/v1/admin/stats", get(stats::stats))
         .route(
             "/pay/notify/{channel_id}",
             get(gateway::notify).post(gateway::notify),

@@ -9,13 +9,14 @@ mod cards;
 mod coupons;
 // The guards return the page to answer with as their error: a refusal is a response, built
 // once, on the way out; its size does not matter there.
+mod chart;
+mod dashboard;
 #[allow(clippy::result_large_err)]
 mod guard;
 mod login;
 mod order_forms;
 mod order_page;
 mod orders;
-mod overview;
 mod products;
 #[allow(clippy::result_large_err)]
 mod security;
@@ -38,8 +39,8 @@ pub use guard::SESSION_COOKIE;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
-        .route("/admin", get(overview::page))
-        .route("/admin/", get(overview::page))
+        .route("/admin", get(dashboard::page))
+        .route("/admin/", get(dashboard::page))
         .route("/admin/login", get(login::form).post(login::submit))
         .route(
             "/admin/login/code",

@@ -1,0 +1,265 @@
+//! What the dashboard and `GET /api/v1/admin/stats` count, as rows grouped into quarter-hour
+//! buckets of UTC time. Every time zone in use today is offset from UTC by a multiple of 15
+//! minutes, so a bucket never straddles a local midnight: the service puts each bucket into
+//! the shop's local day without the database knowing any time zone (SQLite has none).
+//! Each query is one range scan of an index (`orders_created_stats`, `orders_paid_stats` (covering),
+//! `refunds_settled`, `channel_calls_at`); [`Store::stats_plans`] shows the plans.
+
+use kami_core::Millis;
+
+use crate::db::Tx;
+use crate::error::Result;
+use crate::params;
+use crate::Store;
+
+/// The width of a bucket: 15 minutes.
+pub const BUCKET_MS: i64 = 900_000;
+
+// The queries as macros, so the EXPLAIN texts are literals too (`concat!`).
+macro_rules! created_sql {
+    () => {
+        "SELECT created_at / 900000 AS q, channel_id, COUNT(*) AS n, \
+         COUNT(paid_at) AS paid FROM orders \
+         WHERE created_at >= $1 AND created_at < $2 GROUP BY q, channel_id"
+    };
+}
+macro_rules! paid_sql {
+    () => {
+        "SELECT paid_at / 900000 AS q, channel_id, currency, COUNT(*) AS n, \
+         CAST(SUM(amount) AS BIGINT) AS total FROM orders \
+         WHERE paid_at >= $1 AND paid_at < $2 GROUP BY q, channel_id, currency"
+    };
+}
+macro_rules! refunded_sql {
+    () => {
+        "SELECT settled_at / 900000 AS q, currency, CAST(SUM(amount) AS BIGINT) AS total \
+         FROM refunds WHERE status = 'succeeded' AND settled_at >= $1 AND settled_at < $2 \
+         GROUP BY q, currency"
+    };
+}
+macro_rules! calls_sql {
+    () => {
+        "SELECT channel_id, outcome, duration_ms, COUNT(*) AS n FROM channel_calls \
+         WHERE at >= $1 AND at < $2 AND method = 'create' \
+         GROUP BY channel_id, outcome, duration_ms"
+    };
+}
+
+/// Orders created in one bucket through one channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedRow {
+    pub bucket: i64,
+    pub channel: String,
+    pub orders: i64,
+    /// Of those orders, how many are paid by now (the conversion's numerator).
+    pub paid_since: i64,
+}
+
+/// Orders paid in one bucket, through one channel, in one currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaidRow {
+    pub bucket: i64,
+    pub channel: String,
+    pub currency: String,
+    pub orders: i64,
+    /// Minor units.
+    pub amount: i64,
+}
+
+/// Refunds that succeeded in one bucket, in one currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundedRow {
+    pub bucket: i64,
+    pub currency: String,
+    pub amount: i64,
+}
+
+/// How many create calls of one channel ended with `outcome` after `duration_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRow {
+    pub channel: String,
+    pub outcome: String,
+    pub duration_ms: i64,
+    pub calls: i64,
+}
+
+/// Everything counted in `[from, to)`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatsRows {
+    pub created: Vec<CreatedRow>,
+    pub paid: Vec<PaidRow>,
+    pub refunded: Vec<RefundedRow>,
+    pub calls: Vec<CallRow>,
+}
+
+/// How a channel call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome {
+    Ok,
+    Error,
+    Timeout,
+}
+
+impl CallOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallOutcome::Ok => "ok",
+            CallOutcome::Error => "error",
+            CallOutcome::Timeout => "timeout",
+        }
+    }
+}
+
+/// One finished call to a payment channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelCall {
+    pub channel: String,
+    /// `create` (the only one recorded so far).
+    pub method: &'static str,
+    pub outcome: CallOutcome,
+    pub duration_ms: i64,
+}
+
+fn rows(tx: &mut dyn Tx, from: Millis, to: Millis) -> Result<StatsRows> {
+    let created = tx
+        .query(created_sql!(), params![from, to])?
+        .iter()
+        .map(|r| {
+            Ok(CreatedRow {
+                bucket: r.get("q")?,
+                channel: r.get("channel_id")?,
+                orders: r.get("n")?,
+                paid_since: r.get("paid")?,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let paid = tx
+        .query(paid_sql!(), params![from, to])?
+        .iter()
+        .map(|r| {
+            Ok(PaidRow {
+                bucket: r.get("q")?,
+                channel: r.get("channel_id")?,
+                currency: r.get("currency")?,
+                orders: r.get("n")?,
+                amount: r.get("total")?,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let refunded = tx
+        .query(refunded_sql!(), params![from, to])?
+        .iter()
+        .map(|r| {
+            Ok(RefundedRow {
+                bucket: r.get("q")?,
+                currency: r.get("currency")?,
+                amount: r.get("total")?,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let calls = tx
+        .query(calls_sql!(), params![from, to])?
+        .iter()
+        .map(|r| {
+            Ok(CallRow {
+                channel: r.get("channel_id")?,
+                outcome: r.get("outcome")?,
+                duration_ms: r.get("duration_ms")?,
+                calls: r.get("n")?,
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(StatsRows {
+        created,
+        paid,
+        refunded,
+        calls,
+    })
+}
+
+/// The text of the plan of each stats query, by name (`created`, `paid`, `refunded`,
+/// `calls`). On PostgreSQL sequential scans are switched off for the transaction, so the plan
+/// shows whether an index *can* serve the query whatever the table's size.
+fn plans(tx: &mut dyn Tx, from: Millis, to: Millis) -> Result<Vec<(&'static str, String)>> {
+    let postgres = tx.is_postgres();
+    let (column, queries): (&str, [(&'static str, &'static str); 4]) = if postgres {
+        tx.exec("SET LOCAL enable_seqscan = off", params![])?;
+        (
+            "QUERY PLAN",
+            [
+                ("created", concat!("EXPLAIN ", created_sql!())),
+                ("paid", concat!("EXPLAIN ", paid_sql!())),
+                ("refunded", concat!("EXPLAIN ", refunded_sql!())),
+                ("calls", concat!("EXPLAIN ", calls_sql!())),
+            ],
+        )
+    } else {
+        (
+            "detail",
+            [
+                ("created", concat!("EXPLAIN QUERY PLAN ", created_sql!())),
+                ("paid", concat!("EXPLAIN QUERY PLAN ", paid_sql!())),
+                ("refunded", concat!("EXPLAIN QUERY PLAN ", refunded_sql!())),
+                ("calls", concat!("EXPLAIN QUERY PLAN ", calls_sql!())),
+            ],
+        )
+    };
+    let mut out = Vec::new();
+    for (name, sql) in queries {
+        let lines = tx
+            .query(sql, params![from, to])?
+            .iter()
+            .map(|r| r.get::<String>(column))
+            .collect::<Result<Vec<_>>>()?;
+        out.push((name, lines.join("\n")));
+    }
+    Ok(out)
+}
+
+impl Store {
+    /// The stats rows of `[from, to)` (unix ms; both on bucket boundaries for whole buckets).
+    pub async fn stats_rows(&self, from: Millis, to: Millis) -> Result<StatsRows> {
+        self.read(move |tx| rows(tx, from, to)).await
+    }
+
+    /// The query plans of [`Store::stats_rows`] (for tests and `EXPLAIN`-minded operators).
+    pub async fn stats_plans(
+        &self,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<(&'static str, String)>> {
+        // A transaction of its own: `SET LOCAL` ends with it.
+        self.write(move |tx| plans(tx, from, to)).await
+    }
+
+    /// Record one channel call (one INSERT, in no order's transaction).
+    pub async fn record_channel_call(&self, call: ChannelCall, at: Millis) -> Result<()> {
+        self.write(move |tx| {
+            tx.exec(
+                "INSERT INTO channel_calls (channel_id, method, outcome, duration_ms, at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+                params![
+                    call.channel.as_str(),
+                    call.method,
+                    call.outcome.as_str(),
+                    call.duration_ms,
+                    at
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Delete up to `limit` channel calls recorded before `before`; returns how many went.
+    pub async fn prune_channel_calls(&self, before: Millis, limit: u32) -> Result<u64> {
+        self.write(move |tx| {
+            tx.exec(
+                "DELETE FROM channel_calls WHERE id IN \
+                 (SELECT id FROM channel_calls WHERE at < $1 ORDER BY at LIMIT $2)",
+                params![before, i64::from(limit)],
+            )
+        })
+        .await
+    }
+}
