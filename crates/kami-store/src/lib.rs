@@ -514,22 +514,35 @@ impl Store {
         &self,
         order_no: &OrderNo,
         content: &str,
+        audit: AuditEntry,
         now: Millis,
     ) -> Result<Order> {
         let (no, content) = (order_no.as_str().to_owned(), content.to_owned());
         let ring = self.ring()?;
-        self.write(move |tx| fulfilment::fulfil(tx, &ring, &no, &content, now))
-            .await
+        self.write(move |tx| {
+            let order = fulfilment::fulfil(tx, &ring, &no, &content, now)?;
+            audit::record(tx, &audit, now)?;
+            Ok(order)
+        })
+        .await
     }
 
-    /// The seller delivers an `exception` order from stock now: its keys are taken and sold
-    /// and the delivery mail queued, in one commit. Too few keys → [`StoreError::OutOfStock`],
-    /// another status → [`StoreError::InvalidStatus`]; either way nothing changed.
-    pub async fn deliver_exception(&self, order_no: &OrderNo, now: Millis) -> Result<Order> {
+    /// The seller delivers an `exception` order from stock (keys reserved and sold, the order
+    /// `delivered`, the mail queued) with its audit row, in one commit.
+    pub async fn deliver_exception(
+        &self,
+        order_no: &OrderNo,
+        audit: AuditEntry,
+        now: Millis,
+    ) -> Result<Order> {
         let no = order_no.as_str().to_owned();
         let ring = self.ring()?;
-        self.write(move |tx| fulfilment::deliver_exception(tx, &ring, &no, now))
-            .await
+        self.write(move |tx| {
+            let order = fulfilment::deliver_exception(tx, &ring, &no, now)?;
+            audit::record(tx, &audit, now)?;
+            Ok(order)
+        })
+        .await
     }
 
     // ---- payments ----
@@ -608,9 +621,30 @@ impl Store {
     // ---- refunds ----
 
     /// Record a pending refund (or find the existing one with this number).
-    pub async fn begin_refund(&self, order_no: &OrderNo, refund: NewRefund) -> Result<RefundCall> {
+    /// Start a refund (or find the one with this refund number); a new one gets its audit
+    /// row in the same commit, a repeated request none.
+    pub async fn begin_refund(
+        &self,
+        order_no: &OrderNo,
+        refund: NewRefund,
+        audit: AuditEntry,
+    ) -> Result<RefundCall> {
         let no = order_no.as_str().to_owned();
-        self.write(move |tx| refunds::begin(tx, &no, &refund)).await
+        self.write(move |tx| {
+            let call = refunds::begin(tx, &no, &refund)?;
+            if !call.existing {
+                let mut audit = audit.clone();
+                audit.after = Some(serde_json::json!({
+                    "refund_no": call.refund.refund_no,
+                    "amount": call.refund.amount.minor(),
+                    "currency": call.refund.amount.currency().code(),
+                    "reason": refund.reason,
+                }));
+                audit::record(tx, &audit, refund.now)?;
+            }
+            Ok(call)
+        })
+        .await
     }
 
     /// Record the channel's answer for a pending refund.

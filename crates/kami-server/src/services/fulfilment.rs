@@ -4,7 +4,7 @@
 //! delivery) and refresh the catalogue's stock.
 
 use kami_core::OrderNo;
-use kami_store::Order;
+use kami_store::{Actor, Order};
 
 use super::{ServiceError, ServiceResult};
 use crate::state::AppState;
@@ -14,7 +14,12 @@ pub const MAX_CONTENT_CHARS: usize = 10_000;
 
 /// `awaiting_fulfilment` → `fulfilled` with `content` (trimmed, 1..=10,000 characters).
 #[tracing::instrument(level = "debug", skip_all, fields(order = %no))]
-pub async fn fulfil(state: &AppState, no: &OrderNo, content: &str) -> ServiceResult<Order> {
+pub async fn fulfil(
+    state: &AppState,
+    no: &OrderNo,
+    content: &str,
+    actor: &Actor,
+) -> ServiceResult<Order> {
     let content = content.trim();
     if content.is_empty() || content.chars().count() > MAX_CONTENT_CHARS {
         return Err(ServiceError::invalid(
@@ -24,7 +29,18 @@ pub async fn fulfil(state: &AppState, no: &OrderNo, content: &str) -> ServiceRes
     }
     let order = state
         .store
-        .fulfil_order(no, content, state.now_ms())
+        .fulfil_order(
+            no,
+            content,
+            // The content itself stays out of the log: it may be an account's password.
+            actor.entry(
+                "order.fulfil",
+                format!("order:{no}"),
+                Some(serde_json::json!({ "status": "awaiting_fulfilment" })),
+                Some(serde_json::json!({ "status": "fulfilled", "content_chars": content.chars().count() })),
+            ),
+            state.now_ms(),
+        )
         .await?;
     state.watch.changed(no.as_str());
     Ok(order)
@@ -32,8 +48,21 @@ pub async fn fulfil(state: &AppState, no: &OrderNo, content: &str) -> ServiceRes
 
 /// `exception` → `delivered`: the order's keys come from stock and the buyer is mailed.
 #[tracing::instrument(level = "debug", skip_all, fields(order = %no))]
-pub async fn deliver_exception(state: &AppState, no: &OrderNo) -> ServiceResult<Order> {
-    let order = state.store.deliver_exception(no, state.now_ms()).await?;
+pub async fn deliver_exception(
+    state: &AppState,
+    no: &OrderNo,
+    actor: &Actor,
+) -> ServiceResult<Order> {
+    let audit = actor.entry(
+        "order.deliver",
+        format!("order:{no}"),
+        Some(serde_json::json!({ "status": "exception" })),
+        Some(serde_json::json!({ "status": "delivered" })),
+    );
+    let order = state
+        .store
+        .deliver_exception(no, audit, state.now_ms())
+        .await?;
     state.watch.changed(no.as_str());
     state.wake_mail();
     state.catalog.invalidate();

@@ -44,6 +44,7 @@ pub async fn refund(
     state: &AppState,
     no: &OrderNo,
     input: RefundInput,
+    actor: &kami_store::Actor,
 ) -> ServiceResult<RefundOutcome> {
     if let Some(r) = &input.refund_no {
         if r.is_empty()
@@ -89,6 +90,7 @@ pub async fn refund(
                 retry_at,
                 lease_until: now + REFUND_LEASE_MS,
             },
+            actor.entry("order.refund", format!("order:{no}"), None, None),
         )
         .await?;
     // A repeated request for an existing refund asks the gateway again only where that is safe.

@@ -241,3 +241,85 @@ async fn resend_mail_needs_mail_and_a_delivered_order(backend: Backend) {
     assert!(audit_actions(&app, no(&order)).await.is_empty());
 }
 both_backends!(resend_mail_needs_mail_and_a_delivered_order);
+
+/// Refunds, fulfilments and deliveries by hand each leave an audit row with who did it; the
+/// fulfilment content (it may be an account's password) stays out of the log, and a repeated
+/// refund request adds no second row.
+async fn hand_actions_are_audited(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_product("topup", 500, "manual").await;
+    let manual = app.order("topup", 1).await;
+    app.pay(&manual).await;
+    assert_eq!(
+        app.wait_settled(&manual).await["status"],
+        "awaiting_fulfilment"
+    );
+    let secret = "account 42 password hunter2";
+    let (s, v) = app
+        .admin_post(
+            &format!("/api/v1/admin/orders/{}/fulfil", no(&manual)),
+            json!({ "content": secret }),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let rows = audit_actions(&app, no(&manual)).await;
+    assert_eq!(
+        rows,
+        vec![("order.fulfil".to_owned(), "token:test".to_owned())]
+    );
+    let logged = app
+        .state
+        .store
+        .audit_log(AuditFilter {
+            target: Some(format!("order:{}", no(&manual))),
+            limit: 5,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        logged[0].entry.after.as_ref().unwrap()["status"],
+        "fulfilled"
+    );
+    assert!(
+        format!("{:?}", logged[0].entry).find("hunter2").is_none(),
+        "no content in the log"
+    );
+
+    app.create_product("keys", 1000, "auto").await;
+    app.import_keys("keys", 1).await;
+    let paid = app.order("keys", 1).await;
+    app.pay(&paid).await;
+    assert_eq!(app.wait_settled(&paid).await["status"], "delivered");
+    for _ in 0..2 {
+        let (s, v) = app
+            .refund(no(&paid), json!({"amount": 300, "refund_no": "R-A1"}))
+            .await;
+        assert_eq!(s, 200, "{v}");
+    }
+    assert_eq!(
+        audit_actions(&app, no(&paid)).await,
+        vec![("order.refund".to_owned(), "token:test".to_owned())],
+        "the repeat is the same refund"
+    );
+
+    // An exception order (paid after its keys went to another buyer), delivered by hand.
+    app.create_product("late", 700, "auto").await;
+    app.import_keys("late", 1).await;
+    let late = app.order("late", 1).await;
+    app.state.store.expire_due(FAR_FUTURE, 100).await.unwrap();
+    let _other = app.order("late", 1).await;
+    let (s, body) = app
+        .send_notification(&app.notification(no(&late), "7.00", "CNY", "SBX-LATE-1"))
+        .await;
+    assert_eq!((s, body.as_str()), (200, "success"));
+    assert_eq!(app.wait_settled(&late).await["status"], "exception");
+    app.import_keys("late", 1).await;
+    let (s, v) = action(&app, no(&late), "deliver").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        audit_actions(&app, no(&late)).await,
+        vec![("order.deliver".to_owned(), "token:test".to_owned())]
+    );
+}
+both_backends!(hand_actions_are_audited);

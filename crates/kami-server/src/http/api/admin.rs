@@ -322,7 +322,8 @@ fn refund_json(r: &kami_store::Refund) -> serde_json::Value {
 pub async fn refund(
     State(state): State<Arc<AppState>>,
     Path(order_no): Path<String>,
-    _admin: AdminAuth,
+    admin: AdminAuth,
+    ip: ClientIp,
     headers: axum::http::HeaderMap,
     AppBytes(body): AppBytes,
 ) -> ApiResult<impl IntoResponse> {
@@ -335,7 +336,7 @@ pub async fn refund(
         require_json(&headers)?;
         parse_json(&body)?
     };
-    let done = refunds::refund(&state, &no, input).await?;
+    let done = refunds::refund(&state, &no, input, &actor(&admin, ip)).await?;
     let (call, order_status) = (done.call, done.order_status);
     let status = match call.refund.status.as_str() {
         "succeeded" => StatusCode::OK,
@@ -361,11 +362,12 @@ pub(super) fn order_no_or_404(order_no: &str) -> ApiResult<OrderNo> {
 pub async fn fulfil(
     State(state): State<Arc<AppState>>,
     Path(order_no): Path<String>,
-    _admin: AdminAuth,
+    admin: AdminAuth,
+    ip: ClientIp,
     AppJson(b): AppJson<FulfilBody>,
 ) -> ApiResult<impl IntoResponse> {
     let no = order_no_or_404(&order_no)?;
-    let order = fulfilment::fulfil(&state, &no, &b.content).await?;
+    let order = fulfilment::fulfil(&state, &no, &b.content, &actor(&admin, ip)).await?;
     Ok(Json(order_json(&order, true)))
 }
 
@@ -373,9 +375,10 @@ pub async fn fulfil(
 pub async fn deliver(
     State(state): State<Arc<AppState>>,
     Path(order_no): Path<String>,
-    _admin: AdminAuth,
+    admin: AdminAuth,
+    ip: ClientIp,
 ) -> ApiResult<impl IntoResponse> {
     let no = order_no_or_404(&order_no)?;
-    let order = fulfilment::deliver_exception(&state, &no).await?;
+    let order = fulfilment::deliver_exception(&state, &no, &actor(&admin, ip)).await?;
     Ok(Json(order_json(&order, true)))
 }

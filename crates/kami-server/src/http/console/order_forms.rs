@@ -132,7 +132,7 @@ pub async fn act(
                         reason: (!reason.is_empty()).then(|| reason.to_owned()),
                         refund_no: None,
                     };
-                    match refunds::refund(&state, &no, input).await {
+                    match refunds::refund(&state, &no, input, &who).await {
                         Ok(done) => format!(
                             "ok:refund:{} {}",
                             done.call.refund.amount,
@@ -143,11 +143,11 @@ pub async fn act(
                 }
             }
         }
-        "fulfil" => match fulfilment::fulfil(&state, &no, field(&fields, "content")).await {
+        "fulfil" => match fulfilment::fulfil(&state, &no, field(&fields, "content"), &who).await {
             Ok(_) => "ok:fulfil:".to_owned(),
             Err(e) => failure(&e),
         },
-        "deliver" => match fulfilment::deliver_exception(&state, &no).await {
+        "deliver" => match fulfilment::deliver_exception(&state, &no, &who).await {
             Ok(_) => "ok:deliver:".to_owned(),
             Err(e) => failure(&e),
         },
