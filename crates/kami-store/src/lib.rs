@@ -146,6 +146,20 @@ impl Store {
         }
     }
 
+    /// [`Store::write`] whose change gets `audit` in the same commit.
+    async fn write_audited<T, F>(&self, audit: AuditEntry, now: Millis, mut f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut dyn Tx) -> Result<T> + Send + 'static,
+    {
+        self.write(move |tx| {
+            let done = f(tx)?;
+            audit::record(tx, &audit, now)?;
+            Ok(done)
+        })
+        .await
+    }
+
     async fn read<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
@@ -519,10 +533,8 @@ impl Store {
     ) -> Result<Order> {
         let (no, content) = (order_no.as_str().to_owned(), content.to_owned());
         let ring = self.ring()?;
-        self.write(move |tx| {
-            let order = fulfilment::fulfil(tx, &ring, &no, &content, now)?;
-            audit::record(tx, &audit, now)?;
-            Ok(order)
+        self.write_audited(audit, now, move |tx| {
+            fulfilment::fulfil(tx, &ring, &no, &content, now)
         })
         .await
     }
@@ -537,10 +549,8 @@ impl Store {
     ) -> Result<Order> {
         let no = order_no.as_str().to_owned();
         let ring = self.ring()?;
-        self.write(move |tx| {
-            let order = fulfilment::deliver_exception(tx, &ring, &no, now)?;
-            audit::record(tx, &audit, now)?;
-            Ok(order)
+        self.write_audited(audit, now, move |tx| {
+            fulfilment::deliver_exception(tx, &ring, &no, now)
         })
         .await
     }
