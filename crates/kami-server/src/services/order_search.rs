@@ -15,7 +15,7 @@ use crate::state::AppState;
 use crate::time::rfc3339;
 
 /// The largest page the seller may ask for.
-pub const MAX_LIMIT: u32 = 200;
+pub const MAX_LIMIT: u32 = 500;
 pub const DEFAULT_LIMIT: u32 = 50;
 const DAY_MS: i64 = 86_400_000;
 
