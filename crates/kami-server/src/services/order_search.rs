@@ -288,7 +288,7 @@ mod tests {
         })
         .is_err());
         assert!(filter(&SearchForm {
-            limit: Some(201),
+            limit: Some(501),
             ..Default::default()
         })
         .is_err());
