@@ -159,63 +159,75 @@ fn seal_legacy_cards(tx: &mut dyn Tx, ring: &Keyring) -> Result<(usize, u64)> {
     Ok((rows.len(), n))
 }
 
-/// Re-seal the fulfilment contents of orders after `after` (by id) that are plain text or
-/// under another key than the primary; returns the last id seen (`None`: done) and how many
+/// One page of a re-sealing pass: from the id after `after`, the last id seen (`None`: done)
+/// and how many values changed.
+type ResealPass = fn(&mut dyn Tx, &Keyring, i64) -> Result<(Option<i64>, u64)>;
+
+/// A sealed column of `orders` that rotation re-seals a page at a time.
+struct OrderColumn {
+    select: &'static str,
+    update: &'static str,
+    column: &'static str,
+    place: fn(i64) -> Vec<u8>,
+    /// An older kami stored it in plain text (fulfilment contents); otherwise it was always
+    /// sealed and a plain value is an error.
+    may_be_plain: bool,
+}
+
+const FULFILMENTS: OrderColumn = OrderColumn {
+    select: "SELECT id, fulfilment FROM orders WHERE fulfilment IS NOT NULL AND id > $1 \
+             ORDER BY id LIMIT $2",
+    update: "UPDATE orders SET fulfilment = $2 WHERE id = $1 AND fulfilment = $3",
+    column: "fulfilment",
+    place: fulfilment_place,
+    may_be_plain: true,
+};
+
+const ORDER_FIELDS: OrderColumn = OrderColumn {
+    select:
+        "SELECT id, fields FROM orders WHERE fields IS NOT NULL AND id > $1 ORDER BY id LIMIT $2",
+    update: "UPDATE orders SET fields = $2 WHERE id = $1 AND fields = $3",
+    column: "fields",
+    place: fields_place,
+    may_be_plain: false,
+};
+
+/// Re-seal `col` of orders after `after` (by id) that is plain text (where allowed) or under
+/// another key than the primary; returns the last id seen (`None`: done) and how many
 /// changed.
-fn reseal_fulfilments(tx: &mut dyn Tx, ring: &Keyring, after: i64) -> Result<(Option<i64>, u64)> {
-    let rows = tx.query(
-        "SELECT id, fulfilment FROM orders WHERE fulfilment IS NOT NULL AND id > $1 \
-         ORDER BY id LIMIT $2",
-        params![after, BATCH],
-    )?;
+fn reseal_order_column(
+    tx: &mut dyn Tx,
+    ring: &Keyring,
+    after: i64,
+    col: &OrderColumn,
+) -> Result<(Option<i64>, u64)> {
+    let rows = tx.query(col.select, params![after, BATCH])?;
     let mut changed = 0;
     let mut last = None;
     for r in &rows {
         let id: i64 = r.get("id")?;
         last = Some(id);
-        let stored: Vec<u8> = r.get("fulfilment")?;
+        let stored: Vec<u8> = r.get(col.column)?;
         if sealed::sealed_key_id(&stored) == Some(ring.primary().id()) {
             continue;
         }
-        let place = fulfilment_place(id);
-        let plain = if sealed::is_sealed(&stored) {
-            ring.open(&place, &stored)?
-        } else {
+        let place = (col.place)(id);
+        let plain = if col.may_be_plain && !sealed::is_sealed(&stored) {
             stored.clone()
+        } else {
+            ring.open(&place, &stored)?
         };
-        changed += tx.exec(
-            "UPDATE orders SET fulfilment = $2 WHERE id = $1 AND fulfilment = $3",
-            params![id, ring.seal(&place, &plain)?, stored],
-        )?;
+        changed += tx.exec(col.update, params![id, ring.seal(&place, &plain)?, stored])?;
     }
     Ok((last, changed))
 }
 
-/// Re-seal the buyer's answers of orders after `after` (by id) under another key than the
-/// primary (they were never stored in plain text); returns the last id seen (`None`: done)
-/// and how many changed.
+fn reseal_fulfilments(tx: &mut dyn Tx, ring: &Keyring, after: i64) -> Result<(Option<i64>, u64)> {
+    reseal_order_column(tx, ring, after, &FULFILMENTS)
+}
+
 fn reseal_order_fields(tx: &mut dyn Tx, ring: &Keyring, after: i64) -> Result<(Option<i64>, u64)> {
-    let rows = tx.query(
-        "SELECT id, fields FROM orders WHERE fields IS NOT NULL AND id > $1 ORDER BY id LIMIT $2",
-        params![after, BATCH],
-    )?;
-    let mut changed = 0;
-    let mut last = None;
-    for r in &rows {
-        let id: i64 = r.get("id")?;
-        last = Some(id);
-        let stored: Vec<u8> = r.get("fields")?;
-        if sealed::sealed_key_id(&stored) == Some(ring.primary().id()) {
-            continue;
-        }
-        let place = fields_place(id);
-        let plain = ring.open(&place, &stored)?;
-        changed += tx.exec(
-            "UPDATE orders SET fields = $2 WHERE id = $1 AND fields = $3",
-            params![id, ring.seal(&place, &plain)?, stored],
-        )?;
-    }
-    Ok((last, changed))
+    reseal_order_column(tx, ring, after, &ORDER_FIELDS)
 }
 
 /// Re-seal card keys after `after` (by id) not under the primary key, value and keyed hash
@@ -533,46 +545,38 @@ impl Store {
         step: &(dyn Fn(RotateStep) + Sync),
     ) -> Result<u64> {
         let mut changed = 0;
+        changed += self.reseal_in_pages(&ring, step, reseal_cards).await?;
+        changed += self
+            .reseal_in_pages(&ring, step, reseal_fulfilments)
+            .await?;
+        let r = ring.clone();
+        changed += self.write(move |tx| reseal_totp(tx, &r)).await?;
+        changed += self
+            .reseal_in_pages(&ring, step, reseal_order_fields)
+            .await?;
+        Ok(changed)
+    }
+
+    /// Run one page-at-a-time re-sealing pass (`pass` answers the last id it saw and how many
+    /// it changed) to the end, a transaction per page; returns how many changed.
+    async fn reseal_in_pages(
+        &self,
+        ring: &Arc<Keyring>,
+        step: &(dyn Fn(RotateStep) + Sync),
+        pass: ResealPass,
+    ) -> Result<u64> {
+        let mut changed = 0;
         let mut after = 0;
         loop {
             let r = ring.clone();
-            let (last, n) = self.write(move |tx| reseal_cards(tx, &r, after)).await?;
+            let (last, n) = self.write(move |tx| pass(tx, &r, after)).await?;
             changed += n;
             match last {
                 Some(id) => after = id,
-                None => break,
+                None => return Ok(changed),
             }
             step(RotateStep::Resealing);
         }
-        after = 0;
-        loop {
-            let r = ring.clone();
-            let (last, n) = self
-                .write(move |tx| reseal_fulfilments(tx, &r, after))
-                .await?;
-            changed += n;
-            match last {
-                Some(id) => after = id,
-                None => break,
-            }
-            step(RotateStep::Resealing);
-        }
-        let r = ring.clone();
-        changed += self.write(move |tx| reseal_totp(tx, &r)).await?;
-        after = 0;
-        loop {
-            let r = ring.clone();
-            let (last, n) = self
-                .write(move |tx| reseal_order_fields(tx, &r, after))
-                .await?;
-            changed += n;
-            match last {
-                Some(id) => after = id,
-                None => break,
-            }
-            step(RotateStep::Resealing);
-        }
-        Ok(changed)
     }
 
     /// Re-seal everything under the ring's primary until a census finds every value under
