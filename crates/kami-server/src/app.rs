@@ -180,6 +180,7 @@ impl Application {
             footer_html: markdown(&config.shop.footer),
             qr_link: extra.qr_link,
             mailer,
+            stats_cache: Default::default(),
             config,
         });
         let router = http::router(state.clone()).merge(extra.routes);

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod notify_limits;
 pub mod services;
 pub mod state;
+pub mod stats_cache;
 pub mod theme;
 pub mod time;
 pub mod watch;

@@ -14,6 +14,7 @@ use crate::limits::Limits;
 use crate::mailer::Mailer;
 use crate::metrics::Metrics;
 use crate::notify_limits::RejectedEventLimits;
+use crate::stats_cache::StatsCache;
 use crate::theme::Theme;
 use crate::watch::OrderWatch;
 
@@ -45,6 +46,8 @@ pub struct AppState {
     pub qr_link: Option<QrLink>,
     /// Buyer mail through `[smtp]`; `None` when it is not configured (no mail is attempted).
     pub mailer: Option<Arc<Mailer>>,
+    /// The stats of closed days, for the dashboard and the stats API.
+    pub stats_cache: StatsCache,
 }
 
 impl AppState {
