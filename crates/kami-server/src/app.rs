@@ -181,6 +181,7 @@ impl Application {
             qr_link: extra.qr_link,
             mailer,
             stats_cache: Default::default(),
+            call_log: Default::default(),
             config,
         });
         let router = http::router(state.clone()).merge(extra.routes);

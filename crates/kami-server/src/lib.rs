@@ -6,6 +6,7 @@
 //! `theme`, `i18n`, `markup`, `watch`, `time`) → kami-store / kami-pay → kami-core.
 
 pub mod app;
+pub mod call_log;
 pub mod catalog;
 pub mod channels;
 pub mod config;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use kami_core::SharedClock;
 use kami_store::Store;
 
+use crate::call_log::CallLog;
 use crate::catalog::CatalogCache;
 use crate::channels::Channels;
 use crate::config::Config;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub mailer: Option<Arc<Mailer>>,
     /// The stats of closed days, for the dashboard and the stats API.
     pub stats_cache: StatsCache,
+    /// Channel calls not yet written (`services/channel_calls.rs`).
+    pub call_log: CallLog,
 }
 
 impl AppState {

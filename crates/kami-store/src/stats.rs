@@ -238,20 +238,22 @@ impl Store {
         self.write(move |tx| plans(tx, from, to)).await
     }
 
-    /// Record one channel call (one INSERT, in no order's transaction).
-    pub async fn record_channel_call(&self, call: ChannelCall, at: Millis) -> Result<()> {
+    /// Record channel calls (with when each was made), all in one transaction of their own.
+    pub async fn record_channel_calls(&self, calls: Vec<(ChannelCall, Millis)>) -> Result<()> {
         self.write(move |tx| {
-            tx.exec(
-                "INSERT INTO channel_calls (channel_id, method, outcome, duration_ms, at) \
-                 VALUES ($1, $2, $3, $4, $5)",
-                params![
-                    call.channel.as_str(),
-                    call.method,
-                    call.outcome.as_str(),
-                    call.duration_ms,
-                    at
-                ],
-            )?;
+            for (call, at) in &calls {
+                tx.exec(
+                    "INSERT INTO channel_calls (channel_id, method, outcome, duration_ms, at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                    params![
+                        call.channel.as_str(),
+                        call.method,
+                        call.outcome.as_str(),
+                        call.duration_ms,
+                        *at
+                    ],
+                )?;
+            }
             Ok(())
         })
         .await

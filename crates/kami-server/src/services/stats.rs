@@ -191,6 +191,7 @@ pub async fn stats(state: &AppState, range: DayRange) -> ServiceResult<Stats> {
     let (Some(&from), Some(&to)) = (starts.first(), starts.last()) else {
         return Err(ServiceError::internal("empty day range"));
     };
+    super::channel_calls::flush(state).await;
     let rows = state
         .stats_cache
         .rows(&state.store, from, to, state.now_ms())
