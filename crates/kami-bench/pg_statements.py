@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Count the statements one database received, from the PostgreSQL server log (run kami with
 `?options=-c%20log_statement%3Dall` on its database URL): python3 pg_statements.py DBNAME [LOG]."""
+import re, sys, collections
 db = sys.argv[1]
 log = open(sys.argv[2] if len(sys.argv) > 2 else '/var/log/postgresql/postgresql-15-main.log', errors='replace').read().split('\n')
 counts = collections.Counter()
