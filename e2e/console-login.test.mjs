@@ -11,7 +11,6 @@ import {
   failureShots,
   firstPage,
   launchBrowser,
-  shot,
   startKami,
   tid,
 } from './lib/harness.mjs';
@@ -30,6 +29,7 @@ import {
   totpAt,
   watchPage,
   wrongCode,
+  shot,
 } from './lib/console.mjs';
 
 for (const [device, profile] of [

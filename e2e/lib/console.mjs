@@ -9,7 +9,13 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { WORKSPACE, shot, tid, waitUntil } from './harness.mjs';
+import { WORKSPACE, shot as deviceShot, tid, waitUntil } from './harness.mjs';
+
+/**
+ * The console suite's screenshots: full page at one pixel per CSS pixel (a phone's 3x
+ * screenshots of long pages cost seconds each to encode, and show nothing more).
+ */
+export const shot = (page, flow, step) => deviceShot(page, flow, step, { scale: 'css' });
 
 // ---------------------------------------------------------------------------------------------
 // TOTP (RFC 6238: HMAC-SHA1, 6 digits, 30-second steps), what kami's security page enrols.
@@ -147,22 +153,40 @@ export function watchPage(page) {
   };
 }
 
-/** Asserts the document is no wider than the viewport (no sideways scrolling on a phone). */
+/**
+ * Asserts the document is no wider than the viewport (no sideways scrolling on a phone).
+ * Under mobile emulation Chromium zooms out to fit a too-wide page, and `innerWidth` grows
+ * with it; so the width is also held against the viewport the browser was given.
+ */
 export async function assertNoOverflow(page, what) {
-  const m = await page.evaluate(() => ({
+  const viewport = page.viewportSize()?.width ?? Infinity;
+  const m = await page.evaluate((limit) => ({
     scrollWidth: document.scrollingElement.scrollWidth,
     innerWidth: window.innerWidth,
-    // What sticks out, to name it in the failure.
+    // What sticks out, to name it in the failure (a table scrolling in its wrapper is fine).
+    // Boxes past the edge, or boxes whose content spills out of them (a long unbroken word).
     wide: [...document.querySelectorAll('body *')]
-      .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 0.5)
       .filter((e) => !e.closest('.table-wrap'))
-      .slice(0, 5)
-      .map((e) => `${e.tagName.toLowerCase()}${e.className ? `.${e.className}` : ''}`),
-  }));
+      .filter(
+        (e) =>
+          e.getBoundingClientRect().right > limit + 0.5 ||
+          (e.scrollWidth > e.clientWidth + 1 &&
+            e.clientWidth > 0 &&
+            getComputedStyle(e).overflowX === 'visible' &&
+            e.getBoundingClientRect().left + e.scrollWidth > limit + 0.5),
+      )
+      .slice(-6)
+      .map((e) => {
+        const cls = typeof e.className === 'string' && e.className ? `.${e.className.trim().replace(/\s+/g, '.')}` : '';
+        const id = e.getAttribute('data-testid') ? `[data-testid=${e.getAttribute('data-testid')}]` : '';
+        return `${e.tagName.toLowerCase()}${cls}${id} (right ${Math.round(e.getBoundingClientRect().right)})`;
+      }),
+  }), Number.isFinite(viewport) ? viewport : 1e9);
+  const limit = Math.min(m.innerWidth, viewport);
   assert.ok(
-    m.scrollWidth <= m.innerWidth,
-    `${what} overflows horizontally: scrollWidth ${m.scrollWidth} > innerWidth ${m.innerWidth}` +
-      ` (${m.wide.join(', ')})`,
+    m.scrollWidth <= limit,
+    `${what} overflows horizontally: scrollWidth ${m.scrollWidth} > ${limit} ` +
+      `(innerWidth ${m.innerWidth}, viewport ${viewport}); sticking out: ${m.wide.join(', ')}`,
   );
 }
 

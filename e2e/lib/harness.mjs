@@ -349,12 +349,15 @@ function nextNumber() {
   }
 }
 
-/** Full-page PNG `<shots>/NN-flow-step.png`; returns its path. */
-export async function shot(page, flow, step) {
+/**
+ * Full-page PNG `<shots>/NN-flow-step.png`; returns its path. `options` go to Playwright's
+ * `page.screenshot` (e.g. `{ scale: 'css' }`: one pixel per CSS pixel, much faster on a phone).
+ */
+export async function shot(page, flow, step, options = {}) {
   prepareShots();
   const n = String(nextNumber()).padStart(2, '0');
   const file = path.join(SHOTS, `${n}-${flow}-${step}.png`);
-  await page.screenshot({ path: file, fullPage: true });
+  await page.screenshot({ path: file, fullPage: true, ...options });
   return file;
 }
 
