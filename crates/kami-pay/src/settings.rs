@@ -59,6 +59,19 @@ impl ChannelKind {
             ChannelKind::Sandbox => keys_of::<SandboxSettings>(),
         }
     }
+
+    /// The keys that hold key material as text (`app_private_key`, `key`, `secret`, ...):
+    /// those that may also be given as a file, `<key>_file`. Stored sealed, never shown.
+    pub fn secret_keys(self) -> Vec<&'static str> {
+        let keys = self.keys();
+        keys.iter()
+            .copied()
+            .filter(|k| {
+                keys.iter()
+                    .any(|f| f.strip_suffix("_file").is_some_and(|base| base == *k))
+            })
+            .collect()
+    }
 }
 
 impl fmt::Display for ChannelKind {
@@ -106,9 +119,10 @@ impl ChannelSettings {
     /// Checks that need more than one key, or the channel's `methods`.
     pub fn validate(&self, methods: &[Method]) -> Result<(), SettingsError> {
         match self {
+            ChannelSettings::Alipay(s) => s.validate(),
+            ChannelSettings::Wechatpay(s) => s.validate(),
             ChannelSettings::Epay(s) => s.validate(),
             ChannelSettings::Sandbox(s) => s.validate(methods),
-            ChannelSettings::Alipay(_) | ChannelSettings::Wechatpay(_) => Ok(()),
         }
     }
 
@@ -139,6 +153,23 @@ mod tests {
         for k in ChannelKind::ALL {
             assert_eq!(ChannelKind::parse(k.as_str()), Some(k));
         }
+    }
+
+    #[test]
+    fn secret_keys_are_those_that_may_be_files() {
+        assert_eq!(
+            ChannelKind::Alipay.secret_keys(),
+            ["app_private_key", "alipay_public_key"]
+        );
+        assert_eq!(
+            ChannelKind::Wechatpay.secret_keys(),
+            ["merchant_private_key", "apiv3_key", "wechatpay_public_key"]
+        );
+        assert_eq!(
+            ChannelKind::Epay.secret_keys(),
+            ["key", "merchant_private_key", "platform_public_key"]
+        );
+        assert_eq!(ChannelKind::Sandbox.secret_keys(), ["secret"]);
     }
 
     #[test]

@@ -134,7 +134,8 @@ impl Application {
             .timeout(Duration::from_secs(20))
             .build()
             .map_err(|e| StartError::Http(e.to_string()))?;
-        let (mut channels, local) = Channels::build(&config, &public_url, &http_client)?;
+        let (mut channels, local) =
+            Channels::build(&config, &public_url, &http_client, opts.demo)?;
         let local_sandboxes: Vec<LocalSandbox> = local
             .into_iter()
             .map(|l| LocalSandbox {
@@ -184,6 +185,9 @@ impl Application {
             call_log: Default::default(),
             config,
         });
+        // The channels stored through the admin API (a broken one is logged and listed, not
+        // fatal: the seller fixes it in the console).
+        crate::services::channel_admin::reload(&state).await?;
         let router = http::router(state.clone()).merge(extra.routes);
         Ok(Application {
             listener,

@@ -109,6 +109,19 @@ const TEMPLATES: &[(&str, &str)] = &[
         "console/order.html",
         include_str!("../theme/templates/console/order.html"),
     ),
+    // Channels (issue 10 part 6).
+    (
+        "console/channels.html",
+        include_str!("../theme/templates/console/channels.html"),
+    ),
+    (
+        "console/channel_edit.html",
+        include_str!("../theme/templates/console/channel_edit.html"),
+    ),
+    (
+        "console/channel_view.html",
+        include_str!("../theme/templates/console/channel_view.html"),
+    ),
     (
         "mail/delivered.txt",
         include_str!("../theme/mail/delivered.txt"),
@@ -420,6 +433,12 @@ mod tests {
         }
         for k in ["already_on", "bad_code"] {
             keys.push(format!("console.security.notice.{k}"));
+        }
+        for s in ["enabled", "disabled", "archived", "broken"] {
+            keys.push(format!("console.channels.state.{s}"));
+        }
+        for s in ["config", "extension", "stored"] {
+            keys.push(format!("console.channels.source.{s}"));
         }
         for app in ["wechat", "qq", "alipay"] {
             keys.push(format!("inapp.step1.{app}"));

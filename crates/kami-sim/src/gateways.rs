@@ -54,6 +54,24 @@ fn random_alnum(n: usize) -> String {
         .collect()
 }
 
+/// The merchant side's key material as text, as a seller pastes it into the console or the
+/// admin API (`app_private_key`, `alipay_public_key`, ...).
+#[derive(Clone)]
+pub struct MerchantKeys {
+    /// Alipay `app_private_key` (PKCS#8 PEM).
+    pub alipay_app_private_key: String,
+    /// Alipay `alipay_public_key` (the gateway's, SPKI PEM).
+    pub alipay_public_key: String,
+    /// WeChat Pay `merchant_private_key`.
+    pub wechat_merchant_private_key: String,
+    /// WeChat Pay `wechatpay_public_key` (the platform's, SPKI PEM).
+    pub wechatpay_public_key: String,
+    /// WeChat Pay `apiv3_key`.
+    pub apiv3_key: String,
+    /// Epay version 1 `key`.
+    pub epay_key: String,
+}
+
 /// All simulators and the matching merchant configurations.
 pub struct Gateways {
     /// Routes of every simulator (`/sim/alipay/...`, `/sim/wechatpay/...`, `/sim/epay/...`).
@@ -135,6 +153,25 @@ impl Gateways {
             epay,
             base_url: base_url.trim_end_matches('/').to_owned(),
             keys,
+        })
+    }
+
+    /// Where these simulators are reached (scheme://host:port, no trailing slash).
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The merchant keys that talk to these simulators, as text.
+    pub fn merchant_keys(&self) -> Result<MerchantKeys, GatewayError> {
+        Ok(MerchantKeys {
+            alipay_app_private_key: self.keys.alipay_app.clone(),
+            alipay_public_key: RsaSigner::from_text(&self.keys.alipay_gateway)?
+                .public_key_pem()?,
+            wechat_merchant_private_key: self.keys.wechat_merchant.clone(),
+            wechatpay_public_key: RsaSigner::from_text(&self.keys.wechat_platform)?
+                .public_key_pem()?,
+            apiv3_key: self.keys.apiv3.clone(),
+            epay_key: self.keys.epay_key.clone(),
         })
     }
 

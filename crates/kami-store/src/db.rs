@@ -26,6 +26,11 @@ pub trait Tx {
     fn lock_key(&mut self, _key: &str) -> Result<()> {
         Ok(())
     }
+    /// As [`Tx::lock_key`], shared: transactions holding it shared run together; one that
+    /// takes it exclusive waits for them all (and they for it).
+    fn lock_key_shared(&mut self, _key: &str) -> Result<()> {
+        Ok(())
+    }
     /// For the few places where one round trip matters enough to call a PostgreSQL function.
     fn is_postgres(&self) -> bool {
         false

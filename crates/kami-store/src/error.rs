@@ -36,6 +36,19 @@ pub enum StoreError {
     CouponExists,
     #[error("card key not found")]
     CardNotFound,
+    #[error("no such stored channel")]
+    ChannelNotFound,
+    #[error("a stored channel with this id already exists")]
+    ChannelExists,
+    /// The channel was deleted while payments pointed at it: it is kept, read-only.
+    #[error("the channel is archived (deleted while payments point at it) and cannot be changed")]
+    ChannelArchived,
+    /// An edit started from a revision that is no longer current.
+    #[error("the channel was changed meanwhile; read it again and retry")]
+    ChannelChanged,
+    /// An order was routed to a stored channel that has been deleted since.
+    #[error("the payment channel was removed meanwhile")]
+    ChannelGone,
     /// The key is reserved by a pending order or sold: it cannot be removed.
     #[error("the card key is reserved or sold")]
     CardSold,

@@ -590,6 +590,7 @@ async fn buyer_answers_are_sealed_and_moved_by_rotation() {
             pending_caps: Default::default(),
             fields: [("account".to_owned(), "PLAYER-7781".to_owned())].into(),
             coupon: None,
+            stored_channel: false,
         })
         .await
         .unwrap();
@@ -608,4 +609,60 @@ async fn buyer_answers_are_sealed_and_moved_by_rotation() {
     assert_eq!(store.verify_secrets().await.unwrap(), 1);
     let order = store.order(&order_no).await.unwrap().unwrap();
     assert_eq!(order.fields["account"], "PLAYER-7781");
+}
+
+#[tokio::test]
+async fn stored_channel_keys_are_sealed_and_moved_by_rotation() {
+    use kami_core::{ChannelId, Method};
+
+    use crate::model::{Actor, AuditFilter};
+    use crate::{ChannelSecrets, ChannelSpec};
+
+    let db = Db::new();
+    let store = db.connect().await.unwrap();
+    let mut secrets = ChannelSecrets::default();
+    secrets.insert("key".into(), "EPAYMERCHANTKEY-0f3c9a".into());
+    let mut settings = serde_json::Map::new();
+    settings.insert("pid".into(), serde_json::json!("1001"));
+    let spec = ChannelSpec {
+        id: ChannelId::parse("ep").unwrap(),
+        kind: "epay".into(),
+        methods: vec![Method::Qqpay],
+        priority: 10,
+        weight: 1,
+        enabled: true,
+        settings,
+        secrets,
+    };
+    let actor = Actor::new("user:owner", None);
+    store
+        .create_stored_channel(spec.clone(), &actor, 2)
+        .await
+        .unwrap();
+    assert!(!contains(&db.raw(), "EPAYMERCHANTKEY"), "sealed on disk");
+    let audit = store
+        .audit_log(AuditFilter {
+            limit: 10,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1);
+    assert!(!format!("{audit:?}").contains("EPAYMERCHANTKEY"), "{audit:?}");
+
+    let rotation = db.rotate(&store).await.unwrap();
+    assert_eq!(rotation.resealed, 1);
+    assert_eq!(
+        store.sealed_census().await.unwrap(),
+        vec![(Some(rotation.to), 1)]
+    );
+    for p in db.keys().old_key_paths().unwrap() {
+        std::fs::remove_file(p).unwrap();
+    }
+    drop(store);
+    let store = db.connect().await.unwrap();
+    assert_eq!(store.verify_secrets().await.unwrap(), 1);
+    let back = store.stored_channel(&spec.id).await.unwrap();
+    assert_eq!(back.spec, spec, "opens to the same key material");
+    assert!(!format!("{back:?}").contains("EPAYMERCHANTKEY"));
 }

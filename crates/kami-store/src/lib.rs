@@ -39,6 +39,7 @@ mod sessions;
 mod sqlite;
 mod stats;
 mod transitions;
+mod stored_channels;
 
 use std::sync::Arc;
 
@@ -61,6 +62,9 @@ pub use sessions::{NewSession, SecondFactor, Session};
 pub use stats::{
     CallOutcome, CallRow, ChannelCall, CreatedRow, PaidRow, RefundedRow, StatsRows, BUCKET_MS,
     DAY_MS,
+};
+pub use stored_channels::{
+    ChannelRemoval, ChannelSecrets, ChannelSpec, ChannelsFingerprint, StoredChannel,
 };
 
 use crate::db::Tx;

@@ -101,6 +101,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0015_coupons.sql"),
         postgres: include_str!("migrations/postgres/0015_coupons.sql"),
     },
+    Migration {
+        version: 16,
+        name: "channels",
+        sqlite: include_str!("migrations/sqlite/0016_channels.sql"),
+        postgres: include_str!("migrations/postgres/0016_channels.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kami_migrations \

@@ -242,6 +242,10 @@ pub struct NewOrder {
     /// The coupon the buyer typed, applied to the total (after wholesale tiers) in the
     /// creating transaction.
     pub coupon: Option<CouponCode>,
+    /// `channel_id` is a stored channel (added through the admin API), not one of the
+    /// configuration file's: the order requires its row, under its key lock, so it cannot
+    /// land on a channel deleted meanwhile (`StoreError::ChannelGone`).
+    pub stored_channel: bool,
 }
 
 /// How many unexpired pending orders one client key and one email may hold at once

@@ -82,6 +82,9 @@ fn refuse_at_cap(
 }
 
 pub(crate) fn create_order(tx: &mut dyn Tx, ring: &Keyring, n: &NewOrder) -> Result<CreatedOrder> {
+    if n.stored_channel {
+        crate::stored_channels::hold_for_order(tx, &n.channel_id)?;
+    }
     check_pending_caps(tx, n)?;
     let p = tx
         .query_opt(
@@ -455,6 +458,7 @@ mod tests {
             pending_caps: caps,
             fields: Default::default(),
             coupon: None,
+            stored_channel: false,
         }
     }
 

@@ -130,6 +130,14 @@ impl<C: GenericClient> Tx for PgTx<'_, C> {
         .map(|_| ())
     }
 
+    fn lock_key_shared(&mut self, key: &str) -> Result<()> {
+        self.exec(
+            "SELECT pg_advisory_xact_lock_shared(7263007, hashtext($1))",
+            crate::params![key],
+        )
+        .map(|_| ())
+    }
+
     fn is_postgres(&self) -> bool {
         true
     }

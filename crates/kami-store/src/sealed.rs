@@ -299,6 +299,14 @@ pub fn place(column: &str, owner: i64) -> Vec<u8> {
     v
 }
 
+/// The place of a stored payment channel's key material: its channel id
+/// (`kami/channels.secrets/<id>`).
+pub(crate) fn channel_secrets_place(channel_id: &str) -> Vec<u8> {
+    let mut v = b"kami/channels.secrets/".to_vec();
+    v.extend_from_slice(channel_id.as_bytes());
+    v
+}
+
 /// The place of a card key: its product (a key row's id is not known before it is inserted).
 /// So keys of one product can be swapped between cards undetected; see ARCHITECTURE.md,
 /// "Secrets at rest", for why that is accepted.

@@ -219,6 +219,7 @@ mod tests {
                 pending_caps: Default::default(),
                 fields: Default::default(),
                 coupon: None,
+                stored_channel: false,
             })
             .await
             .unwrap();

@@ -93,6 +93,22 @@ impl TestApp {
         TestApp::spawn_opts(backend, extra, simulators(true)).await
     }
 
+    /// [`TestApp::spawn_gateways`], with the simulators themselves (their merchant keys, for
+    /// channels a test adds through the admin API).
+    pub async fn spawn_gateways_keeping(
+        backend: Backend,
+        extra: &str,
+    ) -> (TestApp, Arc<kami_sim::gateways::Gateways>) {
+        let slot = crate::GatewaysSlot::default();
+        let app = TestApp::spawn_opts(backend, extra, crate::simulators_keeping(slot.clone())).await;
+        let gw = slot
+            .lock()
+            .unwrap()
+            .take()
+            .expect("the gateway simulators were built");
+        (app, gw)
+    }
+
     pub async fn spawn_opts(backend: Backend, extra: &str, opts: BuildOptions) -> TestApp {
         let db = TestDb::create(backend).await;
         let db_url = db.url().to_owned();

@@ -32,7 +32,7 @@ pub use app::{TestApp, RAISED_RISK};
 pub use db::{hex_rand, pg_admin_url, Backend, TestDb};
 pub use gateway::{notification_params, payment_page, SANDBOX_SECRET};
 pub use shop::{assert_no_key_twice, cards, Shop};
-pub use sims::{sandbox_on_clock, simulators};
+pub use sims::{sandbox_on_clock, simulators, simulators_keeping, GatewaysSlot};
 
 /// Fail the running test because an outside prerequisite is missing. Tests needing one are
 /// `#[ignore]`d; whoever runs them anyway asked for them, so missing means failed, not passed.

@@ -2,19 +2,38 @@
 //! `--demo` does: the sandbox's pay page for every local sandbox channel and, on request, every
 //! gateway simulator with one channel of each kind wired to it (fast notification retries).
 
+use std::sync::{Arc, Mutex};
+
 use kami_server::{BuildOptions, ExtensionContext, Extra};
 use kami_sim::gateways::{GatewayOptions, Gateways};
 use kami_sim::sandbox::SandboxSim;
 
+/// Where [`simulators_keeping`] leaves the gateway simulators it mounted.
+pub type GatewaysSlot = Arc<Mutex<Option<Arc<Gateways>>>>;
+
 /// Build options mounting the sandbox pay pages and, with `gateways`, the gateway simulators
 /// (channels `alipay-sim`, `wechat-sim`, `epay-sim`).
 pub fn simulators(gateways: bool) -> BuildOptions {
+    simulators_into(gateways, None)
+}
+
+/// [`simulators`]`(true)`, leaving the simulators in `slot` once built (their keys, for
+/// channels a test adds through the admin API).
+pub fn simulators_keeping(slot: GatewaysSlot) -> BuildOptions {
+    simulators_into(true, Some(slot))
+}
+
+fn simulators_into(gateways: bool, slot: Option<GatewaysSlot>) -> BuildOptions {
     BuildOptions {
         demo: false,
         clock: None,
         extension: Some(Box::new(move |cx: &ExtensionContext<'_>| {
             let mut extra = if gateways {
-                gateway_simulators(cx)?
+                let (extra, gw) = gateway_simulators(cx)?;
+                if let Some(slot) = &slot {
+                    *slot.lock().map_err(|e| e.to_string())? = Some(Arc::new(gw));
+                }
+                extra
             } else {
                 Extra::default()
             };
@@ -49,12 +68,13 @@ pub fn sandbox_on_clock(clock: kami_core::SharedClock) -> BuildOptions {
     }
 }
 
-fn gateway_simulators(cx: &ExtensionContext<'_>) -> Result<Extra, String> {
+fn gateway_simulators(cx: &ExtensionContext<'_>) -> Result<(Extra, Gateways), String> {
     let e = |e: kami_sim::gateways::GatewayError| e.to_string();
     let gw = Gateways::generate(cx.public_url, GatewayOptions { fast_retries: true }).map_err(e)?;
-    Ok(Extra {
+    let extra = Extra {
         channels: gw.channels(cx.http).map_err(e)?,
         routes: gw.router.clone(),
         qr_link: Some(Box::new(kami_sim::gateways::payer_page)),
-    })
+    };
+    Ok((extra, gw))
 }

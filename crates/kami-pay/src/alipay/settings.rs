@@ -5,13 +5,16 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer};
 
 use super::{AlipayChannel, AlipayConfig, AlipayMode, AlipaySignType};
-use crate::common::settings::{self as s, BuildContext, SetupError};
+use crate::common::settings::{
+    self as s, one_key, BuildContext, KeyMaterial, Secret, SettingsError, SetupError,
+};
 
 /// Where Alipay's open platform answers when `gateway` is not set.
 pub const DEFAULT_GATEWAY: &str = "https://openapi.alipay.com/gateway.do";
 
 /// An `alipay` channel's keys; `*_file` paths are resolved against the configuration's
-/// directory once loaded.
+/// directory once loaded. Each key is given either as a file (`*_file`, a configuration) or
+/// as its text (the name without `_file`: what the admin API stores, sealed).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct AlipaySettings {
     #[serde(default = "default_gateway", deserialize_with = "s::http_url")]
@@ -19,11 +22,15 @@ pub struct AlipaySettings {
     #[serde(deserialize_with = "s::required_text")]
     pub app_id: String,
     /// PKCS#1 or PKCS#8, PEM or bare base64.
-    #[serde(deserialize_with = "s::path")]
-    pub app_private_key_file: PathBuf,
+    #[serde(default, deserialize_with = "s::opt_path")]
+    pub app_private_key_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "s::opt_secret")]
+    pub app_private_key: Option<Secret>,
     /// SPKI, PEM or bare base64.
-    #[serde(deserialize_with = "s::path")]
-    pub alipay_public_key_file: PathBuf,
+    #[serde(default, deserialize_with = "s::opt_path")]
+    pub alipay_public_key_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "s::opt_secret")]
+    pub alipay_public_key: Option<Secret>,
     /// `RSA2` (default) or `RSA`.
     #[serde(default = "default_sign_type", deserialize_with = "sign_type")]
     pub sign_type: AlipaySignType,
@@ -70,12 +77,43 @@ fn mode<'de, D: Deserializer<'de>>(d: D) -> Result<AlipayMode, D::Error> {
 }
 
 impl AlipaySettings {
-    pub fn resolve_files(&mut self, base_dir: &Path) {
-        s::resolve(base_dir, &mut self.app_private_key_file);
-        s::resolve(base_dir, &mut self.alipay_public_key_file);
+    fn app_private_key(&self) -> KeyMaterial<'_> {
+        KeyMaterial::new(
+            "app_private_key",
+            "app_private_key_file",
+            &self.app_private_key,
+            &self.app_private_key_file,
+        )
     }
 
-    /// Reads the key files and builds the channel.
+    fn alipay_public_key(&self) -> KeyMaterial<'_> {
+        KeyMaterial::new(
+            "alipay_public_key",
+            "alipay_public_key_file",
+            &self.alipay_public_key,
+            &self.alipay_public_key_file,
+        )
+    }
+
+    /// Each key given once, as text or as a file.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        one_key(self.app_private_key(), "required for kind `alipay`")?;
+        one_key(self.alipay_public_key(), "required for kind `alipay`")
+    }
+
+    pub fn resolve_files(&mut self, base_dir: &Path) {
+        for p in [
+            &mut self.app_private_key_file,
+            &mut self.alipay_public_key_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            s::resolve(base_dir, p);
+        }
+    }
+
+    /// Reads the keys (text or files) and builds the channel.
     pub fn build(&self, cx: &BuildContext<'_>) -> Result<AlipayChannel, SetupError> {
         let cfg = AlipayConfig {
             id: cx.id.clone(),
@@ -83,9 +121,8 @@ impl AlipaySettings {
             priority: cx.priority,
             gateway: self.gateway.clone(),
             app_id: self.app_id.clone(),
-            app_private_key: cx.signer("app_private_key_file", &self.app_private_key_file)?,
-            alipay_public_key: cx
-                .verifier("alipay_public_key_file", &self.alipay_public_key_file)?,
+            app_private_key: cx.signer(self.app_private_key())?,
+            alipay_public_key: cx.verifier(self.alipay_public_key())?,
             sign_type: self.sign_type,
             mode: self.mode,
             seller_id: self.seller_id.clone(),

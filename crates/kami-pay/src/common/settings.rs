@@ -81,16 +81,71 @@ impl BuildContext<'_> {
         })
     }
 
-    pub(crate) fn signer(&self, key: &'static str, path: &Path) -> Result<RsaSigner, SetupError> {
-        RsaSigner::from_text(&self.read(key, path)?).map_err(|e| self.err(key, &e.to_string()))
+    /// The text of key material given as text or as a file, and the key that gave it (to
+    /// name in errors). Neither given: `missing` (validation has refused that already).
+    pub(crate) fn material(&self, m: KeyMaterial<'_>) -> Result<(String, &'static str), SetupError> {
+        match (m.text, m.file) {
+            (Some(text), _) => Ok((text.expose().to_owned(), m.name)),
+            (None, Some(path)) => Ok((self.read(m.file_name, path)?, m.file_name)),
+            (None, None) => Err(self.err(m.file_name, "missing")),
+        }
     }
 
-    pub(crate) fn verifier(
-        &self,
-        key: &'static str,
-        path: &Path,
-    ) -> Result<RsaVerifier, SetupError> {
-        RsaVerifier::from_text(&self.read(key, path)?).map_err(|e| self.err(key, &e.to_string()))
+    pub(crate) fn signer(&self, m: KeyMaterial<'_>) -> Result<RsaSigner, SetupError> {
+        let (text, key) = self.material(m)?;
+        RsaSigner::from_text(&text).map_err(|e| self.err(key, &e.to_string()))
+    }
+
+    pub(crate) fn verifier(&self, m: KeyMaterial<'_>) -> Result<RsaVerifier, SetupError> {
+        let (text, key) = self.material(m)?;
+        RsaVerifier::from_text(&text).map_err(|e| self.err(key, &e.to_string()))
+    }
+}
+
+/// Key material a channel takes either as text (`name`, e.g. `app_private_key`: what the
+/// admin API stores, sealed) or as a file (`file_name`, e.g. `app_private_key_file`: what a
+/// configuration file names). Exactly one of the two is set once validated ([`one_key`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeyMaterial<'a> {
+    pub name: &'static str,
+    pub file_name: &'static str,
+    pub text: Option<&'a Secret>,
+    pub file: Option<&'a Path>,
+}
+
+impl<'a> KeyMaterial<'a> {
+    pub fn new(
+        name: &'static str,
+        file_name: &'static str,
+        text: &'a Option<Secret>,
+        file: &'a Option<PathBuf>,
+    ) -> KeyMaterial<'a> {
+        KeyMaterial {
+            name,
+            file_name,
+            text: text.as_ref(),
+            file: file.as_deref(),
+        }
+    }
+}
+
+/// A required key given exactly once: as text or as a file, not both, not neither.
+pub(crate) fn one_key(m: KeyMaterial<'_>, requirement: &str) -> Result<(), SettingsError> {
+    match (m.text, m.file) {
+        (Some(_), Some(_)) => Err(SettingsError::SecretConflict { key: m.name }),
+        (None, None) => Err(SettingsError::Missing {
+            key: m.file_name,
+            requirement: format!("{requirement}; or the key itself as `{}`", m.name),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// An optional key given at most once.
+pub(crate) fn at_most_one_key(m: KeyMaterial<'_>) -> Result<(), SettingsError> {
+    match (m.text, m.file) {
+        (Some(_), Some(_)) => Err(SettingsError::SecretConflict { key: m.name }),
+        _ => Ok(()),
     }
 }
 
@@ -179,6 +234,15 @@ pub fn required_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error
 
 pub fn opt_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     text(d).map(Some)
+}
+
+/// Key material given as text: not blank, kept as given (PEM line breaks matter).
+pub fn opt_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+    let s = text(d)?;
+    if s.trim().is_empty() {
+        return Err(de::Error::custom("must not be empty"));
+    }
+    Ok(Some(Secret(s)))
 }
 
 /// A required, non-empty file path (resolved against the configuration's directory later).

@@ -7,7 +7,10 @@ use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
 use super::{EpayChannel, EpayConfig, EpayCredentials, EpayFlow};
-use crate::common::settings::{self as s, BuildContext, SettingsError, SetupError};
+use crate::common::settings::{
+    self as s, at_most_one_key, one_key, BuildContext, KeyMaterial, Secret, SettingsError,
+    SetupError,
+};
 
 /// Which signature scheme the Epay host speaks (`version`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -20,7 +23,8 @@ pub enum EpayVersion {
 }
 
 /// An `epay` channel's keys; `*_file` paths are resolved against the configuration's
-/// directory once loaded.
+/// directory once loaded. Each key is given either as a file (`*_file`) or as its text (the
+/// name without `_file`: what the admin API stores, sealed).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct EpaySettings {
     /// Platform base URL, e.g. `https://pay.example.com/`.
@@ -32,15 +36,21 @@ pub struct EpaySettings {
     /// Version 1: the MD5 merchant key.
     #[serde(default, deserialize_with = "s::opt_path")]
     pub key_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "s::opt_secret")]
+    pub key: Option<Secret>,
     /// 1 (default) or 2.
     #[serde(default, deserialize_with = "version")]
     pub version: EpayVersion,
     /// Version 2: signs requests.
     #[serde(default, deserialize_with = "s::opt_path")]
     pub merchant_private_key_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "s::opt_secret")]
+    pub merchant_private_key: Option<Secret>,
     /// Version 2: verifies replies and notifications.
     #[serde(default, deserialize_with = "s::opt_path")]
     pub platform_public_key_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "s::opt_secret")]
+    pub platform_public_key: Option<Secret>,
     /// kami extension: `submit` (page jump, every host; default) or `api` (`mapi.php`).
     #[serde(default = "default_mode", deserialize_with = "mode")]
     pub mode: EpayFlow,
@@ -64,29 +74,43 @@ fn version<'de, D: Deserializer<'de>>(d: D) -> Result<EpayVersion, D::Error> {
 }
 
 impl EpaySettings {
-    /// The keys each version needs.
+    fn key(&self) -> KeyMaterial<'_> {
+        KeyMaterial::new("key", "key_file", &self.key, &self.key_file)
+    }
+
+    fn merchant_private_key(&self) -> KeyMaterial<'_> {
+        KeyMaterial::new(
+            "merchant_private_key",
+            "merchant_private_key_file",
+            &self.merchant_private_key,
+            &self.merchant_private_key_file,
+        )
+    }
+
+    fn platform_public_key(&self) -> KeyMaterial<'_> {
+        KeyMaterial::new(
+            "platform_public_key",
+            "platform_public_key_file",
+            &self.platform_public_key,
+            &self.platform_public_key_file,
+        )
+    }
+
+    /// The keys each version needs, each given once (as text or as a file).
     pub fn validate(&self) -> Result<(), SettingsError> {
-        let needs = |key: &'static str, v: &Option<PathBuf>, requirement: &str| match v {
-            Some(_) => Ok(()),
-            None => Err(SettingsError::Missing {
-                key,
-                requirement: requirement.to_owned(),
-            }),
-        };
+        for m in [
+            self.key(),
+            self.merchant_private_key(),
+            self.platform_public_key(),
+        ] {
+            at_most_one_key(m)?;
+        }
         match self.version {
-            EpayVersion::V1 => needs("key_file", &self.key_file, "required for epay version 1"),
+            EpayVersion::V1 => one_key(self.key(), "required for epay version 1"),
             EpayVersion::V2 => {
                 let v2 = "required for epay version 2";
-                needs(
-                    "merchant_private_key_file",
-                    &self.merchant_private_key_file,
-                    v2,
-                )?;
-                needs(
-                    "platform_public_key_file",
-                    &self.platform_public_key_file,
-                    v2,
-                )
+                one_key(self.merchant_private_key(), v2)?;
+                one_key(self.platform_public_key(), v2)
             }
         }
     }
@@ -104,25 +128,18 @@ impl EpaySettings {
         }
     }
 
-    /// Reads the key files and builds the channel.
+    /// Reads the keys (text or files) and builds the channel.
     pub fn build(&self, cx: &BuildContext<'_>) -> Result<EpayChannel, SetupError> {
-        let file = |key: &'static str, p: &Option<PathBuf>| {
-            p.clone().ok_or_else(|| cx.err(key, "missing"))
-        };
         let credentials = match self.version {
-            EpayVersion::V2 => {
-                let private = file("merchant_private_key_file", &self.merchant_private_key_file)?;
-                let public = file("platform_public_key_file", &self.platform_public_key_file)?;
-                EpayCredentials::V2 {
-                    merchant_private_key: cx.signer("merchant_private_key_file", &private)?,
-                    platform_public_key: cx.verifier("platform_public_key_file", &public)?,
-                }
-            }
+            EpayVersion::V2 => EpayCredentials::V2 {
+                merchant_private_key: cx.signer(self.merchant_private_key())?,
+                platform_public_key: cx.verifier(self.platform_public_key())?,
+            },
             EpayVersion::V1 => {
-                let path = file("key_file", &self.key_file)?;
-                let key = cx.read("key_file", &path)?.trim().to_owned();
+                let (text, name) = cx.material(self.key())?;
+                let key = text.trim().to_owned();
                 if key.is_empty() {
-                    return Err(cx.err("key_file", "the merchant key file is empty"));
+                    return Err(cx.err(name, "the merchant key is empty"));
                 }
                 EpayCredentials::V1 { key }
             }

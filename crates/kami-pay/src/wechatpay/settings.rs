@@ -6,11 +6,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer};
 
 use super::{PlatformKeys, WechatMode, WechatPayChannel, WechatPayConfig, DEFAULT_API_BASE};
-use crate::common::settings::{self as s, BuildContext, SetupError};
+use crate::common::settings::{
+    self as s, one_key, BuildContext, KeyMaterial, Secret, SettingsError, SetupError,
+};
 use crate::crypto::{Certificate, RsaVerifier};
 
 /// A `wechatpay` channel's keys; `*_file` paths are resolved against the configuration's
-/// directory once loaded.
+/// directory once loaded. Each key is given either as a file (`*_file`) or as its text (the
+/// name without `_file`: what the admin API stores, sealed).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct WechatPaySettings {
     /// Default [`DEFAULT_API_BASE`].
@@ -22,15 +25,21 @@ pub struct WechatPaySettings {
     pub appid: String,
     #[serde(deserialize_with = "s::required_text")]
     pub merchant_serial_no: String,
-    #[serde(deserialize_with = "s::path")]
-    pub merchant_private_key_file: PathBuf,
+    #[serde(default, deserialize_with = "s::opt_path")]
+    pub merchant_private_key_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "s::opt_secret")]
+    pub merchant_private_key: Option<Secret>,
     /// The 32-character APIv3 key.
-    #[serde(deserialize_with = "s::path")]
-    pub apiv3_key_file: PathBuf,
+    #[serde(default, deserialize_with = "s::opt_path")]
+    pub apiv3_key_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "s::opt_secret")]
+    pub apiv3_key: Option<Secret>,
     /// A WeChat Pay public key (then `wechatpay_public_key_id` is needed) or platform
     /// certificate(s).
-    #[serde(deserialize_with = "s::path")]
-    pub wechatpay_public_key_file: PathBuf,
+    #[serde(default, deserialize_with = "s::opt_path")]
+    pub wechatpay_public_key_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "s::opt_secret")]
+    pub wechatpay_public_key: Option<Secret>,
     #[serde(default, deserialize_with = "s::opt_text")]
     pub wechatpay_public_key_id: Option<String>,
     /// `native` | `h5` | `auto` (default).
@@ -58,27 +67,62 @@ fn mode<'de, D: Deserializer<'de>>(d: D) -> Result<WechatMode, D::Error> {
 }
 
 impl WechatPaySettings {
-    pub fn resolve_files(&mut self, base_dir: &Path) {
-        s::resolve(base_dir, &mut self.merchant_private_key_file);
-        s::resolve(base_dir, &mut self.apiv3_key_file);
-        s::resolve(base_dir, &mut self.wechatpay_public_key_file);
+    fn merchant_private_key(&self) -> KeyMaterial<'_> {
+        KeyMaterial::new(
+            "merchant_private_key",
+            "merchant_private_key_file",
+            &self.merchant_private_key,
+            &self.merchant_private_key_file,
+        )
     }
 
-    /// Reads the key files and builds the channel.
-    pub fn build(&self, cx: &BuildContext<'_>) -> Result<WechatPayChannel, SetupError> {
-        let apiv3_key = cx
-            .read("apiv3_key_file", &self.apiv3_key_file)?
-            .trim()
-            .as_bytes()
-            .to_vec();
-        if apiv3_key.len() != 32 {
-            return Err(cx.err(
-                "apiv3_key_file",
-                "the APIv3 key must be exactly 32 characters",
-            ));
+    fn apiv3_key(&self) -> KeyMaterial<'_> {
+        KeyMaterial::new(
+            "apiv3_key",
+            "apiv3_key_file",
+            &self.apiv3_key,
+            &self.apiv3_key_file,
+        )
+    }
+
+    fn wechatpay_public_key(&self) -> KeyMaterial<'_> {
+        KeyMaterial::new(
+            "wechatpay_public_key",
+            "wechatpay_public_key_file",
+            &self.wechatpay_public_key,
+            &self.wechatpay_public_key_file,
+        )
+    }
+
+    /// Each key given once, as text or as a file.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let required = "required for kind `wechatpay`";
+        one_key(self.merchant_private_key(), required)?;
+        one_key(self.apiv3_key(), required)?;
+        one_key(self.wechatpay_public_key(), required)
+    }
+
+    pub fn resolve_files(&mut self, base_dir: &Path) {
+        for p in [
+            &mut self.merchant_private_key_file,
+            &mut self.apiv3_key_file,
+            &mut self.wechatpay_public_key_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            s::resolve(base_dir, p);
         }
-        let platform_text =
-            cx.read("wechatpay_public_key_file", &self.wechatpay_public_key_file)?;
+    }
+
+    /// Reads the keys (text or files) and builds the channel.
+    pub fn build(&self, cx: &BuildContext<'_>) -> Result<WechatPayChannel, SetupError> {
+        let (apiv3_text, apiv3_name) = cx.material(self.apiv3_key())?;
+        let apiv3_key = apiv3_text.trim().as_bytes().to_vec();
+        if apiv3_key.len() != 32 {
+            return Err(cx.err(apiv3_name, "the APIv3 key must be exactly 32 characters"));
+        }
+        let (platform_text, platform_name) = cx.material(self.wechatpay_public_key())?;
         // A certificate file (one or more PEM certificates) selects platform-certificate mode;
         // a public key selects the WeChat Pay public-key mode and needs its `PUB_KEY_ID_...`.
         let platform = if platform_text.contains("BEGIN CERTIFICATE") {
@@ -86,7 +130,7 @@ impl WechatPaySettings {
                 .iter()
                 .map(|pem| Certificate::from_text(pem))
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| cx.err("wechatpay_public_key_file", &e.to_string()))?;
+                .map_err(|e| cx.err(platform_name, &e.to_string()))?;
             PlatformKeys::Certificates(certs)
         } else {
             let id = self
@@ -97,7 +141,7 @@ impl WechatPaySettings {
                 return Err(cx.err("wechatpay_public_key_id", "must start with PUB_KEY_ID_"));
             }
             let key = RsaVerifier::from_text(&platform_text)
-                .map_err(|e| cx.err("wechatpay_public_key_file", &e.to_string()))?;
+                .map_err(|e| cx.err(platform_name, &e.to_string()))?;
             PlatformKeys::PublicKey { id, key }
         };
         let cfg = WechatPayConfig {
@@ -108,8 +152,7 @@ impl WechatPaySettings {
             mchid: self.mchid.clone(),
             appid: self.appid.clone(),
             merchant_serial_no: self.merchant_serial_no.clone(),
-            merchant_private_key: cx
-                .signer("merchant_private_key_file", &self.merchant_private_key_file)?,
+            merchant_private_key: cx.signer(self.merchant_private_key())?,
             apiv3_key,
             platform,
             mode: self.mode,

@@ -1,5 +1,5 @@
 //! `[[channels]]`: the routing keys every channel takes (`id`, `kind`, `methods`,
-//! `priority`, `enabled`) and its kind's typed settings ([`ChannelSettings`], whose keys
+//! `priority`, `weight`, `enabled`) and its kind's typed settings ([`ChannelSettings`], whose keys
 //! each protocol spells in `kami_pay::<protocol>::settings`).
 //!
 //! An entry is read in three parts: the routing keys, the keys of its kind, and the rest —
@@ -31,10 +31,15 @@ pub struct ChannelConfig {
     pub methods: Vec<Method>,
     /// Routing preference, higher first; default 0.
     pub priority: i32,
+    /// Share of the orders among the healthy channels of the highest priority; default 1.
+    pub weight: u32,
     /// Default true.
     pub enabled: bool,
     pub settings: ChannelSettings,
 }
+
+/// The largest `weight` a channel takes.
+pub const MAX_WEIGHT: u32 = 10_000;
 
 /// The keys every channel takes, whatever its kind.
 #[derive(Debug, Default, Deserialize)]
@@ -47,6 +52,7 @@ struct Routing {
     #[serde(deserialize_with = "methods_list")]
     methods: Option<Vec<String>>,
     priority: Option<i32>,
+    weight: Option<i64>,
     enabled: Option<bool>,
 }
 
@@ -184,6 +190,20 @@ fn build_channel(
         }
     }
 
+    // weight
+    let weight = match routing.weight {
+        None => 1,
+        Some(w) => u32::try_from(w)
+            .ok()
+            .filter(|w| (1..=MAX_WEIGHT).contains(w))
+            .ok_or_else(|| {
+                invalid_key(
+                    "weight",
+                    format!("must be a whole number from 1 to {MAX_WEIGHT}, got {w}"),
+                )
+            })?,
+    };
+
     // keys of other kinds, and unknown keys
     let kind_keys = kind.keys();
     for key in table.keys() {
@@ -235,6 +255,7 @@ fn build_channel(
         kind,
         methods,
         priority: routing.priority.unwrap_or(0),
+        weight,
         enabled: routing.enabled.unwrap_or(true),
         settings,
     })

@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-pub use channels::ChannelConfig;
+pub use channels::{ChannelConfig, MAX_WEIGHT};
 pub use console::ConsoleConfig;
 pub use database::DatabaseConfig;
 pub use kami_pay::settings::{

@@ -6,7 +6,8 @@
 //!   and the channel calls gathered since the last tick written in one transaction;
 //! - housekeeping: request limiters forget idle clients every minute; rejected notifications
 //!   past `retention.rejected_events_days` are deleted hourly (and once at start);
-//! - buyer mail (only with `[smtp]`): see [`mail`].
+//! - buyer mail (only with `[smtp]`): see [`mail`];
+//! - stored channels changed by another process: reloaded every 5 s.
 
 pub mod mail;
 
@@ -16,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::services::{channel_calls, checks, refunds, retention};
+use crate::services::{channel_admin, channel_calls, checks, refunds, retention};
 use crate::state::AppState;
 
 const TICK: Duration = Duration::from_millis(500);
@@ -40,6 +41,7 @@ pub fn spawn(state: Arc<AppState>, shutdown: watch::Receiver<bool>) -> Workers {
     let mut tasks = vec![
         spawn_payments(state.clone(), shutdown.clone()),
         spawn_housekeeping(state.clone(), shutdown.clone()),
+        spawn_channel_sync(state.clone(), shutdown.clone()),
     ];
     if let Some(mailer) = state.mailer.clone() {
         tasks.push(mail::spawn(state, mailer, shutdown));
@@ -96,6 +98,22 @@ fn spawn_housekeeping(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>)
                     tracing::warn!("retention job (channel calls): {e}");
                 }
             }
+        }
+    })
+}
+
+/// Stored channels another process added, changed or removed are loaded here within
+/// [`channel_admin::SYNC_INTERVAL`] (this process reloads its own changes at once).
+fn spawn_channel_sync(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(channel_admin::SYNC_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            channel_admin::sync(&state).await;
         }
     })
 }

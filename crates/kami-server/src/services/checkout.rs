@@ -13,6 +13,7 @@ use kami_store::{NewOrder, StoreError};
 
 use super::checks::FIRST_CHECK_MS;
 use super::{passwords, risk, ServiceError, ServiceResult};
+use crate::channels::Origin;
 use crate::i18n::Locale;
 use crate::state::AppState;
 use crate::time::stamp;
@@ -71,16 +72,13 @@ pub async fn place_order(state: &AppState, b: OrderInput) -> ServiceResult<Place
             format!("unknown payment method {:?}", b.method),
         )
     })?;
-    let channel = state
-        .channels
-        .route(method)
-        .ok_or_else(|| {
-            ServiceError::invalid(
-                "unknown_method",
-                format!("no payment channel serves {method}"),
-            )
-        })?
-        .clone();
+    let routed = state.channels.route(method).ok_or_else(|| {
+        ServiceError::invalid(
+            "unknown_method",
+            format!("no payment channel serves {method}"),
+        )
+    })?;
+    let channel = routed.channel.clone();
     let password_hash = match b.query_password {
         None => None,
         Some(p) => {
@@ -110,12 +108,20 @@ pub async fn place_order(state: &AppState, b: OrderInput) -> ServiceResult<Place
         pending_caps,
         fields: b.fields,
         coupon,
+        stored_channel: routed.origin == Origin::Stored,
     };
     let created = match state.store.create_order(new).await {
         Ok(c) => c,
         Err(StoreError::OutOfStock) => {
             state.metrics.out_of_stock();
             return Err(StoreError::OutOfStock.into());
+        }
+        // Deleted by another process since this one last loaded the stored channels.
+        Err(StoreError::ChannelGone) => {
+            super::channel_admin::sync(state).await;
+            return Err(ServiceError::ChannelUnavailable {
+                cause: format!("channel {} was deleted meanwhile", channel.id()),
+            });
         }
         // Now, not when this request began: a concurrent order may be the oldest one.
         Err(e) => return Err(risk::pending_refusal(e, state.now_ms())),

@@ -87,7 +87,7 @@ fn next_check(attempts: i64, now: i64, deadline: i64) -> i64 {
 #[tracing::instrument(level = "debug", skip_all, fields(order = %c.order_no, channel = %c.channel_id))]
 async fn check_one(state: &Arc<AppState>, c: PaymentCheck) -> Result<(), kami_store::StoreError> {
     let now = state.now_ms();
-    let Some(channel) = state.channels.get(c.channel_id.as_str()).cloned() else {
+    let Some(channel) = state.channels.get(c.channel_id.as_str()) else {
         // The channel was removed from the configuration: nothing can be asked; look again later.
         tracing::warn!(channel = %c.channel_id, order = %c.order_no, "payment's channel is not configured");
         return state

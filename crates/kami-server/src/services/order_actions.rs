@@ -77,7 +77,7 @@ async fn ask(state: &AppState, p: &OrderPayment) -> ServiceResult<ChannelAnswer>
     if !matches!(p.status, PaymentStatus::Created | PaymentStatus::Closed) {
         return Ok(answer);
     }
-    let Some(channel) = state.channels.get(p.channel_id.as_str()).cloned() else {
+    let Some(channel) = state.channels.get(p.channel_id.as_str()) else {
         answer.answer = "not_configured";
         return Ok(answer);
     };
@@ -119,7 +119,7 @@ pub async fn cancel(state: &AppState, no: &OrderNo, actor: &Actor) -> ServiceRes
         .iter()
         .filter(|p| p.status == PaymentStatus::Created)
     {
-        let Some(channel) = state.channels.get(p.channel_id.as_str()).cloned() else {
+        let Some(channel) = state.channels.get(p.channel_id.as_str()) else {
             return Err(ServiceError::Conflict {
                 code: "channel_unavailable",
                 message: format!(

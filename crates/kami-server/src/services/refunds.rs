@@ -73,7 +73,7 @@ pub async fn refund(
     let now = state.now_ms();
     let channel = {
         let order = state.store.order(no).await?.ok_or_else(not_found)?;
-        state.channels.get(order.channel_id.as_str()).cloned()
+        state.channels.get(order.channel_id.as_str())
     };
     let idempotent = channel.as_ref().is_some_and(|c| c.refund_is_idempotent());
     // Where the gateway does not de-duplicate refunds, nothing retries automatically.
@@ -116,7 +116,6 @@ pub async fn settle_refund(state: &AppState, call: RefundCall) -> ServiceResult<
     let channel: Arc<dyn PaymentChannel> = state
         .channels
         .get(call.channel_id.as_str())
-        .cloned()
         .ok_or_else(|| {
             ServiceError::internal(format!("channel {} is not configured", call.channel_id))
         })?;

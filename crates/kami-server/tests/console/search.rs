@@ -178,6 +178,7 @@ async fn seed(app: &TestApp) -> (OrderNo, i64) {
                 pending_caps: Default::default(),
                 fields: Default::default(),
                 coupon: None,
+                stored_channel: false,
             })
             .await
             .unwrap();

@@ -185,7 +185,6 @@ async fn cancel_closes_the_trade_at_the_channel_first(backend: Backend) {
         .state
         .channels
         .get(order["payment"]["channel"].as_str().unwrap())
-        .cloned()
         .unwrap();
     let at_channel = channel.query(no(&order)).await;
     assert!(

@@ -51,3 +51,25 @@ document.addEventListener("submit", function (e) {
   };
   xhr.send(body);
 });
+
+// Key material from a file: the chosen file is read into its text area (the form posts the
+// text area; without this script it is pasted there by hand).
+document.querySelectorAll("[data-key-file]").forEach(function (label) {
+  var input = label.querySelector("input[type=file]");
+  var area = document.querySelector("textarea[data-key-text='" + label.getAttribute("data-key-file") + "']");
+  if (!input || !area || !window.FileReader) {
+    return;
+  }
+  label.hidden = false;
+  input.addEventListener("change", function () {
+    var file = input.files && input.files[0];
+    if (!file) {
+      return;
+    }
+    var reader = new FileReader();
+    reader.onload = function () {
+      area.value = String(reader.result || "");
+    };
+    reader.readAsText(file);
+  });
+});

@@ -72,7 +72,10 @@ gateway = "http://127.0.0.1:9100"
     assert_eq!(ch[0].kind, ChannelKind::Wechatpay);
     assert_eq!(wechatpay(&ch[0]).mchid, "1900000001");
     assert_eq!(wechatpay(&ch[0]).api_base, WECHATPAY_DEFAULT_API_BASE);
-    assert_eq!(wechatpay(&ch[0]).apiv3_key_file, Path::new("/keys/v3"));
+    assert_eq!(
+        wechatpay(&ch[0]).apiv3_key_file.as_deref(),
+        Some(Path::new("/keys/v3"))
+    );
     assert_eq!(
         wechatpay(&ch[0]).mode,
         kami_pay::wechatpay::WechatMode::Native
@@ -198,9 +201,21 @@ fn channel_requirements_name_channel_and_key() {
     let wx = "[[channels]]\nid = \"wx\"\nkind = \"wechatpay\"\nmethods = [\"wxpay\"]\nmchid = \"1\"\nappid = \"a\"\nmerchant_serial_no = \"s\"\nmerchant_private_key_file = \"k\"\n";
     assert!(parse_err(wx).contains("missing required key `apiv3_key_file`"));
     let ep = "[[channels]]\nid = \"ep\"\nkind = \"epay\"\nmethods = [\"alipay\"]\ngateway = \"https://pay.example.com/\"\npid = \"1\"\n";
-    assert!(parse_err(ep).contains("missing required key `key_file` (required for epay version 1)"));
+    assert!(parse_err(ep).contains(
+        "missing required key `key_file` (required for epay version 1; or the key itself as `key`)"
+    ));
     let v2 = format!("{ep}version = 2\nkey_file = \"k\"\nmerchant_private_key_file = \"m\"\n");
-    assert!(parse_err(&v2).contains("`platform_public_key_file` (required for epay version 2)"));
+    assert!(parse_err(&v2).contains("`platform_public_key_file` (required for epay version 2"));
+    // A key given as text instead of a file is accepted (environment variables, the API);
+    // both at once is refused.
+    let inline = format!("{ep}key = \"merchant-key\"\n");
+    assert!(Config::from_toml_str(&inline).is_ok());
+    let both = format!("{ep}key = \"merchant-key\"\nkey_file = \"k\"\n");
+    assert!(
+        parse_err(&both).contains("both `channels[0].key` and `channels[0].key_file` are set"),
+        "{}",
+        parse_err(&both)
+    );
     let v3 = format!("{ep}version = 3\nkey_file = \"k\"\n");
     assert_eq!(
         parse_err(&v3),

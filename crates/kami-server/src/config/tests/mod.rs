@@ -148,8 +148,8 @@ fn design_example_parses() {
     assert_eq!(a.gateway, "https://openapi.alipay.com/gateway.do");
     // Relative key paths resolve against base_dir (here ".").
     assert_eq!(
-        a.app_private_key_file,
-        Path::new("./keys/app_private_key.pem")
+        a.app_private_key_file.as_deref(),
+        Some(Path::new("./keys/app_private_key.pem"))
     );
     assert!(c.channel("ali-main").is_some());
     assert!(c.channel("nope").is_none());

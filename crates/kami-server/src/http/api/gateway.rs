@@ -29,7 +29,7 @@ pub async fn notify(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(channel) = state.channels.get(&channel_id).cloned() else {
+    let Some(channel) = state.channels.get(&channel_id) else {
         return (StatusCode::NOT_FOUND, "unknown channel").into_response();
     };
     let reply = |ack: Ack| {

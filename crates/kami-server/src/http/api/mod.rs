@@ -4,6 +4,7 @@ mod admin;
 mod admin_audit;
 mod admin_orders;
 mod buyer;
+mod channels;
 mod coupons;
 mod gateway;
 mod ops;
@@ -103,6 +104,18 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/pay/return/{channel_id}", get(gateway::return_page))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
+        // Channels (issue 10 part 6).
+        .route(
+            "/api/v1/admin/channels",
+            get(channels::list).post(channels::create),
+        )
+        .route(
+            "/api/v1/admin/channels/{id}",
+            get(channels::get)
+                .patch(channels::update)
+                .delete(channels::delete),
+        )
+        .route("/api/v1/admin/channels/{id}/test", post(channels::test))
 }
 
 /// The API's 404 for unknown paths.

@@ -5,6 +5,7 @@
 
 mod audit;
 mod cards;
+mod channels;
 #[allow(clippy::result_large_err)]
 mod coupons;
 // The guards return the page to answer with as their error: a refusal is a response, built
@@ -89,6 +90,16 @@ pub fn routes() -> Router<Arc<AppState>> {
             get(coupons::edit).post(coupons::update),
         )
         .route("/admin/coupons/{code}/delete", post(coupons::delete))
+        // Channels (issue 10 part 6).
+        .route("/admin/channels", get(channels::list).post(channels::create))
+        .route("/admin/channels/new", get(channels::new_form))
+        .route(
+            "/admin/channels/{id}/edit",
+            get(channels::edit).post(channels::save),
+        )
+        .route("/admin/channels/{id}/enabled", post(channels::toggle))
+        .route("/admin/channels/{id}/delete", post(channels::delete))
+        .route("/admin/channels/{id}/test", post(channels::test))
 }
 
 /// A navigation entry: only pages that exist are listed.
@@ -125,6 +136,10 @@ const NAV: &[Nav] = &[
     Nav {
         key: "security",
         href: "/admin/security",
+    },
+    Nav {
+        key: "channels",
+        href: "/admin/channels",
     },
 ];
 
