@@ -134,8 +134,7 @@ impl Application {
             .timeout(Duration::from_secs(20))
             .build()
             .map_err(|e| StartError::Http(e.to_string()))?;
-        let (mut channels, local) =
-            Channels::build(&config, &public_url, &http_client, opts.demo)?;
+        let (mut channels, local) = Channels::build(&config, &public_url, &http_client, opts.demo)?;
         let local_sandboxes: Vec<LocalSandbox> = local
             .into_iter()
             .map(|l| LocalSandbox {

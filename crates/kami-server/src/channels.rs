@@ -410,7 +410,10 @@ fn build_settings(
 /// A stored channel's typed settings: its settings and key material read as one table by the
 /// kind's own deserializer (so every value is checked as a configuration file's is), then the
 /// checks across keys. Key names are the API's (`app_private_key`, not `..._file`).
-pub fn stored_settings(kind: ChannelKind, spec: &ChannelSpec) -> Result<ChannelSettings, KeyProblem> {
+pub fn stored_settings(
+    kind: ChannelKind,
+    spec: &ChannelSpec,
+) -> Result<ChannelSettings, KeyProblem> {
     let mut table: Map<String, Value> = spec.settings.clone();
     for (k, v) in spec.secrets.iter() {
         table.insert(k.to_owned(), Value::String(v.to_owned()));
@@ -455,9 +458,14 @@ mod tests {
         let toml = "[[channels]]\nid = \"a\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\npriority = 20\n\
                     [[channels]]\nid = \"b\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\npriority = 10\n";
         let config = Config::from_toml_str(toml).unwrap().config;
-        Channels::build(&config, "http://127.0.0.1:9", &reqwest::Client::new(), false)
-            .unwrap()
-            .0
+        Channels::build(
+            &config,
+            "http://127.0.0.1:9",
+            &reqwest::Client::new(),
+            false,
+        )
+        .unwrap()
+        .0
     }
 
     #[test]
@@ -499,9 +507,14 @@ mod tests {
                     [[channels]]\nid = \"b\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\n\
                     [[channels]]\nid = \"c\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\npriority = -1\nweight = 100\n";
         let config = Config::from_toml_str(toml).unwrap().config;
-        let ch = Channels::build(&config, "http://127.0.0.1:9", &reqwest::Client::new(), false)
-            .unwrap()
-            .0;
+        let ch = Channels::build(
+            &config,
+            "http://127.0.0.1:9",
+            &reqwest::Client::new(),
+            false,
+        )
+        .unwrap()
+        .0;
         let mut count: HashMap<String, u32> = HashMap::new();
         for _ in 0..4000 {
             let id = ch.route(Method::Sandbox).unwrap().id().to_string();

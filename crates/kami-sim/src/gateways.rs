@@ -165,8 +165,7 @@ impl Gateways {
     pub fn merchant_keys(&self) -> Result<MerchantKeys, GatewayError> {
         Ok(MerchantKeys {
             alipay_app_private_key: self.keys.alipay_app.clone(),
-            alipay_public_key: RsaSigner::from_text(&self.keys.alipay_gateway)?
-                .public_key_pem()?,
+            alipay_public_key: RsaSigner::from_text(&self.keys.alipay_gateway)?.public_key_pem()?,
             wechat_merchant_private_key: self.keys.wechat_merchant.clone(),
             wechatpay_public_key: RsaSigner::from_text(&self.keys.wechat_platform)?
                 .public_key_pem()?,

@@ -648,7 +648,10 @@ async fn stored_channel_keys_are_sealed_and_moved_by_rotation() {
         .await
         .unwrap();
     assert_eq!(audit.len(), 1);
-    assert!(!format!("{audit:?}").contains("EPAYMERCHANTKEY"), "{audit:?}");
+    assert!(
+        !format!("{audit:?}").contains("EPAYMERCHANTKEY"),
+        "{audit:?}"
+    );
 
     let rotation = db.rotate(&store).await.unwrap();
     assert_eq!(rotation.resealed, 1);

@@ -38,8 +38,8 @@ pub mod sealed;
 mod sessions;
 mod sqlite;
 mod stats;
-mod transitions;
 mod stored_channels;
+mod transitions;
 
 use std::sync::Arc;
 

@@ -132,8 +132,8 @@ fn from_row(ring: &Keyring, r: &Row) -> Result<StoredChannel> {
         .iter()
         .map(|m| Method::parse(m).map_err(|e| corrupt("methods", e)))
         .collect::<Result<Vec<_>>>()?;
-    let settings: Map<String, Value> = serde_json::from_str(&r.get::<String>("settings")?)
-        .map_err(|e| corrupt("settings", e))?;
+    let settings: Map<String, Value> =
+        serde_json::from_str(&r.get::<String>("settings")?).map_err(|e| corrupt("settings", e))?;
     let sealed_secrets: Vec<u8> = r.get("secrets")?;
     let secrets: BTreeMap<String, String> =
         serde_json::from_slice(&ring.open(&place(&id), &sealed_secrets)?)
@@ -410,7 +410,7 @@ pub(crate) fn remove(
 
 pub(crate) fn fingerprint(tx: &mut dyn Tx) -> Result<ChannelsFingerprint> {
     let r = tx.query_one(
-        "SELECT COUNT(*) AS n, COALESCE(SUM(revision), 0) AS revisions, \
+        "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(revision), 0) AS BIGINT) AS revisions, \
            COALESCE(MAX(updated_at), 0) AS last FROM channels",
         params![],
     )?;

@@ -100,7 +100,8 @@ impl TestApp {
         extra: &str,
     ) -> (TestApp, Arc<kami_sim::gateways::Gateways>) {
         let slot = crate::GatewaysSlot::default();
-        let app = TestApp::spawn_opts(backend, extra, crate::simulators_keeping(slot.clone())).await;
+        let app =
+            TestApp::spawn_opts(backend, extra, crate::simulators_keeping(slot.clone())).await;
         let gw = slot
             .lock()
             .unwrap()

@@ -31,6 +31,8 @@ mod sims;
 pub use app::{TestApp, RAISED_RISK};
 pub use db::{hex_rand, pg_admin_url, Backend, TestDb};
 pub use gateway::{notification_params, payment_page, SANDBOX_SECRET};
+/// The gateway simulators (their merchant ids, for channels tests add through the API).
+pub use kami_sim;
 pub use shop::{assert_no_key_twice, cards, Shop};
 pub use sims::{sandbox_on_clock, simulators, simulators_keeping, GatewaysSlot};
 

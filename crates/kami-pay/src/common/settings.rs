@@ -83,7 +83,10 @@ impl BuildContext<'_> {
 
     /// The text of key material given as text or as a file, and the key that gave it (to
     /// name in errors). Neither given: `missing` (validation has refused that already).
-    pub(crate) fn material(&self, m: KeyMaterial<'_>) -> Result<(String, &'static str), SetupError> {
+    pub(crate) fn material(
+        &self,
+        m: KeyMaterial<'_>,
+    ) -> Result<(String, &'static str), SetupError> {
         match (m.text, m.file) {
             (Some(text), _) => Ok((text.expose().to_owned(), m.name)),
             (None, Some(path)) => Ok((self.read(m.file_name, path)?, m.file_name)),

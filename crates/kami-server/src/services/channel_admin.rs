@@ -148,10 +148,9 @@ fn read_only(id: &str) -> ServiceError {
 fn store_error(id: &str, e: StoreError) -> ServiceError {
     match e {
         StoreError::ChannelNotFound => not_found(id),
-        StoreError::ChannelExists => conflict(
-            "channel_exists",
-            format!("a channel `{id}` exists already"),
-        ),
+        StoreError::ChannelExists => {
+            conflict("channel_exists", format!("a channel `{id}` exists already"))
+        }
         StoreError::ChannelArchived => conflict("channel_archived", e.to_string()),
         StoreError::ChannelChanged => conflict("channel_changed", e.to_string()),
         StoreError::InvalidInput(m) => ServiceError::invalid("invalid_channel", m),
@@ -167,9 +166,16 @@ fn parse_methods(v: &Value) -> ServiceResult<Vec<Method>> {
     let names: Vec<&str> = match v {
         Value::Array(items) => items
             .iter()
-            .map(|i| i.as_str().ok_or_else(|| invalid("methods", "a list of method names")))
+            .map(|i| {
+                i.as_str()
+                    .ok_or_else(|| invalid("methods", "a list of method names"))
+            })
             .collect::<ServiceResult<_>>()?,
-        Value::String(s) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).collect(),
+        Value::String(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect(),
         _ => return Err(invalid("methods", "a list of method names")),
     };
     let mut methods = Vec::new();
@@ -178,7 +184,10 @@ fn parse_methods(v: &Value) -> ServiceResult<Vec<Method>> {
             let known: Vec<&str> = Method::ALL.iter().map(|m| m.as_str()).collect();
             invalid(
                 "methods",
-                format!("unknown payment method `{name}` (expected one of: {})", known.join(", ")),
+                format!(
+                    "unknown payment method `{name}` (expected one of: {})",
+                    known.join(", ")
+                ),
             )
         })?;
         if !methods.contains(&m) {
@@ -234,9 +243,7 @@ fn apply(kind: ChannelKind, spec: &mut ChannelSpec, body: Map<String, Value>) ->
                     .map_err(|e| invalid(k, e))?
             }
             "enabled" => {
-                spec.enabled = value
-                    .as_bool()
-                    .ok_or_else(|| invalid(k, "true or false"))?
+                spec.enabled = value.as_bool().ok_or_else(|| invalid(k, "true or false"))?
             }
             _ if secrets.contains(&k) => match value {
                 Value::Null => spec.secrets.remove(k),
@@ -261,7 +268,10 @@ fn apply(kind: ChannelKind, spec: &mut ChannelSpec, body: Map<String, Value>) ->
                     spec.settings.insert(key, v);
                 }
             },
-            _ if ChannelKind::ALL.iter().any(|other| other.keys().contains(&k)) => {
+            _ if ChannelKind::ALL
+                .iter()
+                .any(|other| other.keys().contains(&k)) =>
+            {
                 return Err(invalid(k, format!("does not apply to kind `{kind}`")));
             }
             _ => return Err(invalid(k, "unknown key")),
@@ -278,7 +288,10 @@ fn parse_kind(v: Option<&Value>) -> ServiceResult<ChannelKind> {
         let known: Vec<&str> = ChannelKind::ALL.iter().map(|k| k.as_str()).collect();
         invalid(
             "kind",
-            format!("unknown channel kind `{name}` (expected one of: {})", known.join(", ")),
+            format!(
+                "unknown channel kind `{name}` (expected one of: {})",
+                known.join(", ")
+            ),
         )
     })
 }

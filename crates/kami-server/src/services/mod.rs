@@ -6,6 +6,7 @@
 pub mod admin_users;
 pub mod audit_log;
 pub mod card_stock;
+pub mod channel_admin;
 pub mod channel_calls;
 pub mod checkout;
 pub mod checks;
@@ -29,7 +30,6 @@ pub mod risk;
 pub mod stats;
 pub mod totp;
 pub mod two_factor;
-pub mod channel_admin;
 
 use kami_store::StoreError;
 

@@ -7,6 +7,7 @@
 mod support;
 
 mod cards;
+mod channels;
 mod coupons;
 mod csrf;
 mod dashboard;

@@ -17,4 +17,5 @@ mod order_actions;
 mod seller_cards;
 mod seller_products;
 mod stats;
+mod stored_channels;
 mod tampering;

@@ -85,7 +85,8 @@ async fn list_page(
     };
     let rows: Vec<Value> = list.iter().map(row_ctx).collect();
     let kinds: Vec<&str> = ChannelKind::ALL.iter().map(|k| k.as_str()).collect();
-    let test = tested.map(|(id, t)| context! { id => id, ok => t.ok, message => t.message.as_str() });
+    let test =
+        tested.map(|(id, t)| context! { id => id, ok => t.ok, message => t.message.as_str() });
     render(
         state,
         ctx,
@@ -217,7 +218,13 @@ pub async fn new_form(State(state): St, RawQuery(query): RawQuery, ctx: Ctx) -> 
         Err(resp) => return resp,
     };
     let Some(kind) = kind_of_query(query.as_deref()) else {
-        return super::message(&state, &ctx, Some(&admin), StatusCode::NOT_FOUND, "not_found");
+        return super::message(
+            &state,
+            &ctx,
+            Some(&admin),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        );
     };
     let defaults = FormValues {
         text: vec![
@@ -227,7 +234,16 @@ pub async fn new_form(State(state): St, RawQuery(query): RawQuery, ctx: Ctx) -> 
         ],
         methods: Vec::new(),
     };
-    form_page(&state, &ctx, &admin, StatusCode::OK, kind, None, &defaults, None)
+    form_page(
+        &state,
+        &ctx,
+        &admin,
+        StatusCode::OK,
+        kind,
+        None,
+        &defaults,
+        None,
+    )
 }
 
 /// The form as the API's body: every key of the kind; blank text removes an optional key
@@ -235,7 +251,10 @@ pub async fn new_form(State(state): St, RawQuery(query): RawQuery, ctx: Ctx) -> 
 fn form_body(kind: ChannelKind, fields: &[(String, String)], creating: bool) -> Map<String, Json> {
     let mut body = Map::new();
     if creating {
-        body.insert("id".into(), Json::String(field(fields, "id").trim().to_owned()));
+        body.insert(
+            "id".into(),
+            Json::String(field(fields, "id").trim().to_owned()),
+        );
         body.insert("kind".into(), Json::String(kind.as_str().to_owned()));
     }
     let methods: Vec<Json> = fields
@@ -293,7 +312,13 @@ pub async fn create(State(state): St, ctx: Ctx, body: Bytes) -> Response {
         Err(resp) => return resp,
     };
     let Some(kind) = ChannelKind::parse(field(&fields, "kind")) else {
-        return super::message(&state, &ctx, Some(&admin), StatusCode::NOT_FOUND, "not_found");
+        return super::message(
+            &state,
+            &ctx,
+            Some(&admin),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        );
     };
     let input = form_body(kind, &fields, true);
     match channel_admin::create(&state, input, &guard::actor(&admin, &ctx))
@@ -370,7 +395,13 @@ pub async fn save(State(state): St, Path(id): Path<String>, ctx: Ctx, body: Byte
         Err(resp) => return resp,
     };
     let Some(kind) = ChannelKind::parse(&c.kind) else {
-        return super::message(&state, &ctx, Some(&admin), StatusCode::NOT_FOUND, "not_found");
+        return super::message(
+            &state,
+            &ctx,
+            Some(&admin),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        );
     };
     let input = form_body(kind, &fields, false);
     match channel_admin::update(&state, &id, input, &guard::actor(&admin, &ctx))
@@ -401,9 +432,7 @@ async fn after_action(
 ) -> Response {
     match result.map_err(refusal) {
         Ok(()) => see_other("/admin/channels"),
-        Err(Ok(msg)) => {
-            list_page(state, ctx, admin, StatusCode::CONFLICT, None, Some(msg)).await
-        }
+        Err(Ok(msg)) => list_page(state, ctx, admin, StatusCode::CONFLICT, None, Some(msg)).await,
         Err(Err(e)) => super::failed(state, ctx, Some(admin), e),
     }
 }
@@ -415,7 +444,10 @@ pub async fn toggle(State(state): St, Path(id): Path<String>, ctx: Ctx, body: By
         Err(resp) => return resp,
     };
     let mut input = Map::new();
-    input.insert("enabled".into(), Json::Bool(field(&fields, "enabled") == "1"));
+    input.insert(
+        "enabled".into(),
+        Json::Bool(field(&fields, "enabled") == "1"),
+    );
     let result = channel_admin::update(&state, &id, input, &guard::actor(&admin, &ctx))
         .await
         .map(|_| ());

@@ -91,7 +91,10 @@ pub fn routes() -> Router<Arc<AppState>> {
         )
         .route("/admin/coupons/{code}/delete", post(coupons::delete))
         // Channels (issue 10 part 6).
-        .route("/admin/channels", get(channels::list).post(channels::create))
+        .route(
+            "/admin/channels",
+            get(channels::list).post(channels::create),
+        )
         .route("/admin/channels/new", get(channels::new_form))
         .route(
             "/admin/channels/{id}/edit",
