@@ -167,6 +167,7 @@ async fn a_channel_added_through_the_api_takes_orders_without_a_restart(backend:
     pay_and_deliver(&app, &a).await;
 
     // Never shown again, not in the database's bytes, not in the audit log.
+    kami_server::services::channel_calls::flush(&app.state).await;
     let (s, list_text, list) = call(&app, Http::GET, "/api/v1/admin/channels", None).await;
     assert_eq!(s, 200);
     let pem_body = |pem: &str| -> String {
