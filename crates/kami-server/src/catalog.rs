@@ -40,6 +40,9 @@ pub struct ProductView {
     pub from_price: Option<String>,
     /// What the product asks the buyer (label, required, pattern), for the order form.
     pub input_fields: Vec<kami_core::FieldSpec>,
+    /// The picture (`/media/<name>`, served by kami) and its thumbnail for the catalogue.
+    pub image: Option<String>,
+    pub thumb: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -140,5 +143,11 @@ pub fn view(p: &Product, low_threshold: u32) -> ProductView {
         tiers_data: pricing.tiers().to_string(),
         from_price: lowest.and_then(|m| kami_core::Money::new(m, cur).ok().map(format_money)),
         input_fields: p.input_fields.specs().to_vec(),
+        image: p.image.as_ref().map(|n| format!("/media/{n}")),
+        thumb: p
+            .image_thumb
+            .as_ref()
+            .or(p.image.as_ref())
+            .map(|n| format!("/media/{n}")),
     }
 }

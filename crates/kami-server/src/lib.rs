@@ -23,6 +23,7 @@ pub mod state;
 pub mod theme;
 pub mod time;
 pub mod watch;
+pub mod media;
 
 pub use app::{
     Application, BuildOptions, Extension, ExtensionContext, Extra, LocalSandbox, QrLink, StartError,

@@ -39,12 +39,13 @@ mod sessions;
 mod sqlite;
 mod stats;
 mod transitions;
+mod categories;
 
 use std::sync::Arc;
 
 use kami_core::{CardStatus, CouponCode, Millis, OrderNo};
 
-pub use admin_roster::AdminUserSummary;
+pub use admin_roster::{AdminUserSummary, UserChange};
 pub use admin_users::{AdminUser, FactorCheck, LockPolicy};
 pub use attention::{ActionOrder, StockLevel};
 pub use checks::{OrderPayment, PaymentCheck};
@@ -58,6 +59,7 @@ pub use orders_search::MAX_PAGE as MAX_ORDER_PAGE;
 pub use outbox::{MailState, OutboxItem, ORDER_DELIVERED, ORDER_FULFILLED};
 pub use refunds::{NewRefund, Refund, RefundCall, RefundResult};
 pub use sessions::{NewSession, SecondFactor, Session};
+pub use categories::{Category, CategoryOutcome, CategoryPatch, Direction};
 pub use stats::{
     CallOutcome, CallRow, ChannelCall, CreatedRow, PaidRow, RefundedRow, StatsRows, BUCKET_MS,
 };

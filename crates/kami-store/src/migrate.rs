@@ -101,6 +101,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0015_coupons.sql"),
         postgres: include_str!("migrations/postgres/0015_coupons.sql"),
     },
+    Migration {
+        version: 18,
+        name: "catalog_media_users",
+        sqlite: include_str!("migrations/sqlite/0018_catalog_media_users.sql"),
+        postgres: include_str!("migrations/postgres/0018_catalog_media_users.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kami_migrations \

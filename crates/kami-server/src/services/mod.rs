@@ -29,6 +29,8 @@ pub mod risk;
 pub mod stats;
 pub mod totp;
 pub mod two_factor;
+pub mod categories;
+pub mod product_images;
 
 use kami_store::StoreError;
 

@@ -27,7 +27,7 @@ pub(super) fn actor(admin: &AdminAuth, ip: ClientIp) -> Actor {
     Actor::new(format!("token:{}", admin.0), ip.0.map(|ip| ip.to_string()))
 }
 
-fn slug_or_404(slug: &str) -> ApiResult<Slug> {
+pub(super) fn slug_or_404(slug: &str) -> ApiResult<Slug> {
     Slug::parse(slug).map_err(|_| ApiError::not_found("product_not_found", "no such product"))
 }
 
@@ -58,6 +58,8 @@ pub(super) fn product_json(a: &AdminProduct) -> Value {
             "manual": a.manual_stock,
         },
         "has_orders": a.has_orders,
+        "image": p.image.as_ref().map(|n| format!("/media/{n}")),
+        "image_thumb": p.image_thumb.as_ref().map(|n| format!("/media/{n}")),
     })
 }
 
