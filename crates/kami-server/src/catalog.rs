@@ -40,7 +40,8 @@ pub struct ProductView {
     pub from_price: Option<String>,
     /// What the product asks the buyer (label, required, pattern), for the order form.
     pub input_fields: Vec<kami_core::FieldSpec>,
-    /// The picture (`/media/<name>`, served by kami) and its thumbnail for the catalogue.
+    /// The picture's media file name (served by kami at `/media/<name>`) and its
+    /// thumbnail's, for the catalogue.
     pub image: Option<String>,
     pub thumb: Option<String>,
 }
@@ -143,11 +144,7 @@ pub fn view(p: &Product, low_threshold: u32) -> ProductView {
         tiers_data: pricing.tiers().to_string(),
         from_price: lowest.and_then(|m| kami_core::Money::new(m, cur).ok().map(format_money)),
         input_fields: p.input_fields.specs().to_vec(),
-        image: p.image.as_ref().map(|n| format!("/media/{n}")),
-        thumb: p
-            .image_thumb
-            .as_ref()
-            .or(p.image.as_ref())
-            .map(|n| format!("/media/{n}")),
+        image: p.image.clone(),
+        thumb: p.image_thumb.clone().or_else(|| p.image.clone()),
     }
 }

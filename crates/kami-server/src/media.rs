@@ -305,6 +305,11 @@ mod tests {
         out.extend_from_slice(&13u32.to_be_bytes());
         out.extend_from_slice(&ihdr);
         out.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+        // A few bytes of pixel data (an empty zlib stream): the claim is all there is.
+        let idat = b"IDAT\x78\x9c\x03\x00\x00\x00\x00\x01";
+        out.extend_from_slice(&8u32.to_be_bytes());
+        out.extend_from_slice(idat);
+        out.extend_from_slice(&crc32(idat).to_be_bytes());
         out.extend_from_slice(&[0, 0, 0, 0]);
         out.extend_from_slice(b"IEND");
         out.extend_from_slice(&crc32(b"IEND").to_be_bytes());

@@ -18,3 +18,5 @@ mod search;
 mod sessions;
 mod sign_in;
 mod totp;
+mod admins;
+mod catalog;

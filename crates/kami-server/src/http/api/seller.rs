@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{require_json, AdminAuth, AppBytes, ClientIp};
 use crate::services::card_stock::{self, parse_status};
+use crate::services::product_images;
 use crate::services::products::{self, ProductChanges};
 use crate::state::AppState;
 use crate::time::rfc3339;
@@ -58,8 +59,8 @@ pub(super) fn product_json(a: &AdminProduct) -> Value {
             "manual": a.manual_stock,
         },
         "has_orders": a.has_orders,
-        "image": p.image.as_ref().map(|n| format!("/media/{n}")),
-        "image_thumb": p.image_thumb.as_ref().map(|n| format!("/media/{n}")),
+        "image": p.image.as_deref().map(product_images::url),
+        "image_thumb": p.image_thumb.as_deref().map(product_images::url),
     })
 }
 

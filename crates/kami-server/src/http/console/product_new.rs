@@ -50,6 +50,8 @@ async fn form_page(
         "products",
         context! {
             creating => true,
+            saved => false,
+            preview => "",
             form => values,
             error => error,
             categories => category_names(state).await,

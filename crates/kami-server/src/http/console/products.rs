@@ -18,7 +18,7 @@ use super::guard::{self, Admin};
 use super::{field, render, see_other};
 use crate::http::web::request::Ctx;
 use crate::services::products::{self, ProductChanges, TierInput};
-use crate::services::{categories, product_images};
+use crate::services::categories;
 use crate::services::ServiceError;
 use crate::state::AppState;
 
@@ -45,8 +45,9 @@ fn row(p: &AdminProduct) -> Value {
         sold => p.cards.sold,
         out => matches!(p.product.stock, Stock::Count(0)),
         has_orders => p.has_orders,
-        image => p.product.image.as_deref().map(product_images::url),
-        thumb => p.product.image_thumb.as_deref().map(product_images::url),
+        // Media file names: the templates write `/media/<name>`.
+        image => p.product.image.as_deref(),
+        thumb => p.product.image_thumb.as_deref(),
     }
 }
 
@@ -179,6 +180,7 @@ pub(super) async fn edit_page(
         "console/product_edit.html",
         "products",
         context! {
+            creating => false,
             product => row(p),
             form => values,
             error => error,
