@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod limits;
 pub mod mailer;
 pub mod markup;
+pub mod media;
 pub mod metrics;
 pub mod notify_limits;
 pub mod services;
@@ -23,7 +24,6 @@ pub mod state;
 pub mod theme;
 pub mod time;
 pub mod watch;
-pub mod media;
 
 pub use app::{
     Application, BuildOptions, Extension, ExtensionContext, Extra, LocalSandbox, QrLink, StartError,

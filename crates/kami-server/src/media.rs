@@ -149,7 +149,9 @@ fn decode(bytes: &[u8]) -> Result<DynamicImage, MediaError> {
         .with_guessed_format()
         .map_err(|_| MediaError::NotAnImage)?;
     let format = match reader.format() {
-        Some(f @ (ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::WebP | ImageFormat::Gif)) => f,
+        Some(f @ (ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::WebP | ImageFormat::Gif)) => {
+            f
+        }
         Some(other) => return Err(MediaError::Unsupported(format!("{other:?}").to_uppercase())),
         None => return Err(MediaError::NotAnImage),
     };
@@ -194,7 +196,9 @@ fn fit(image: &DynamicImage, side: u32) -> DynamicImage {
     // good filter for the last step.
     let big = side.saturating_mul(2);
     if image.width() > big.saturating_mul(2) || image.height() > big.saturating_mul(2) {
-        return image.thumbnail(big, big).resize(side, side, FilterType::Lanczos3);
+        return image
+            .thumbnail(big, big)
+            .resize(side, side, FilterType::Lanczos3);
     }
     image.resize(side, side, FilterType::Lanczos3)
 }
@@ -248,9 +252,11 @@ impl MediaDir {
             return Ok(name);
         }
         std::fs::create_dir_all(&self.dir)?;
-        let tmp = self
-            .dir
-            .join(format!(".{}.{:016x}.tmp", name.as_str(), rand::random::<u64>()));
+        let tmp = self.dir.join(format!(
+            ".{}.{:016x}.tmp",
+            name.as_str(),
+            rand::random::<u64>()
+        ));
         let written = (|| {
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(&e.bytes)?;

@@ -27,7 +27,9 @@ pub struct AdminUserSummary {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserChange {
     /// Done; this many of the user's sessions ended with it.
-    Done { sessions_ended: u64 },
+    Done {
+        sessions_ended: u64,
+    },
     /// The user already was so (nothing written, nothing audited).
     Unchanged,
     NotFound,
@@ -116,13 +118,14 @@ fn set_enabled(
             params![id, now],
         )?;
         // Signed out everywhere, at once.
-        ended = tx.exec(
-            "DELETE FROM admin_sessions WHERE user_id = $1",
-            params![id],
-        )?;
+        ended = tx.exec("DELETE FROM admin_sessions WHERE user_id = $1", params![id])?;
     }
     let entry = actor.entry(
-        if enabled { "user.enable" } else { "user.disable" },
+        if enabled {
+            "user.enable"
+        } else {
+            "user.disable"
+        },
         format!("user:{name}"),
         Some(serde_json::json!({ "enabled": !enabled })),
         Some(serde_json::json!({ "enabled": enabled, "sessions_ended": ended })),
@@ -140,16 +143,12 @@ fn remove(tx: &mut dyn Tx, name: &str, actor: &Actor, now: Millis) -> Result<Use
     let Some((id, disabled)) = lock_user(tx, name)? else {
         return Ok(UserChange::NotFound);
     };
-    let totp = tx
-        .query_one(
-            "SELECT totp_secret IS NOT NULL AS totp, created_at FROM admin_users WHERE id = $1",
-            params![id],
-        )?;
-    let (totp, created_at): (bool, i64) = (totp.get("totp")?, totp.get("created_at")?);
-    let ended = tx.exec(
-        "DELETE FROM admin_sessions WHERE user_id = $1",
+    let totp = tx.query_one(
+        "SELECT totp_secret IS NOT NULL AS totp, created_at FROM admin_users WHERE id = $1",
         params![id],
     )?;
+    let (totp, created_at): (bool, i64) = (totp.get("totp")?, totp.get("created_at")?);
+    let ended = tx.exec("DELETE FROM admin_sessions WHERE user_id = $1", params![id])?;
     tx.exec(
         "DELETE FROM admin_recovery_codes WHERE user_id = $1",
         params![id],

@@ -136,13 +136,10 @@ macro_rules! catalogue_order {
 
 /// Every product, hidden ones too, in catalogue order.
 pub(crate) fn admin_products(tx: &mut dyn Tx) -> Result<Vec<AdminProduct>> {
-    tx.query(
-        concat!(admin_product_columns!(), catalogue_order!("")),
-        &[],
-    )?
-    .iter()
-    .map(admin_product_from_row)
-    .collect()
+    tx.query(concat!(admin_product_columns!(), catalogue_order!("")), &[])?
+        .iter()
+        .map(admin_product_from_row)
+        .collect()
 }
 
 pub(crate) fn admin_product(tx: &mut dyn Tx, slug: &str) -> Result<AdminProduct> {
@@ -163,10 +160,7 @@ pub(crate) fn pricing_from(price: Money, tiers: &str, min: i64, max: i64) -> Res
 
 pub(crate) fn list_products(tx: &mut dyn Tx) -> Result<Vec<Product>> {
     tx.query(
-        concat!(
-            product_columns!(),
-            catalogue_order!("WHERE p.active = 1")
-        ),
+        concat!(product_columns!(), catalogue_order!("WHERE p.active = 1")),
         &[],
     )?
     .iter()

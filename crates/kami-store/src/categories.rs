@@ -37,7 +37,9 @@ pub struct CategoryPatch {
 pub enum CategoryOutcome {
     Done(Category),
     /// Deleted; this many products are now without a group.
-    Deleted { uncategorised: i64 },
+    Deleted {
+        uncategorised: i64,
+    },
     NotFound,
     /// Another group has this name.
     NameTaken,
@@ -261,7 +263,13 @@ pub(crate) fn moved_positions(
     Some(changes)
 }
 
-fn move_one(tx: &mut dyn Tx, name: &str, dir: Direction, actor: &Actor, now: Millis) -> Result<CategoryOutcome> {
+fn move_one(
+    tx: &mut dyn Tx,
+    name: &str,
+    dir: Direction,
+    actor: &Actor,
+    now: Millis,
+) -> Result<CategoryOutcome> {
     let rows = tx.query(
         "SELECT id, name, sort_order FROM categories ORDER BY sort_order, id FOR UPDATE",
         &[],

@@ -28,6 +28,7 @@ mod migrate;
 pub mod model;
 #[macro_use]
 mod orders;
+mod categories;
 mod orders_search;
 mod outbox;
 mod payments;
@@ -39,7 +40,6 @@ mod sessions;
 mod sqlite;
 mod stats;
 mod transitions;
-mod categories;
 
 use std::sync::Arc;
 
@@ -48,6 +48,7 @@ use kami_core::{CardStatus, CouponCode, Millis, OrderNo};
 pub use admin_roster::{AdminUserSummary, UserChange};
 pub use admin_users::{AdminUser, FactorCheck, LockPolicy};
 pub use attention::{ActionOrder, StockLevel};
+pub use categories::{Category, CategoryOutcome, CategoryPatch, Direction};
 pub use checks::{OrderPayment, PaymentCheck};
 pub use coupons::{Coupon, CouponKind, CouponPatch, CouponRemoval, CouponSettings};
 pub use error::{Result, StoreError};
@@ -59,7 +60,6 @@ pub use orders_search::MAX_PAGE as MAX_ORDER_PAGE;
 pub use outbox::{MailState, OutboxItem, ORDER_DELIVERED, ORDER_FULFILLED};
 pub use refunds::{NewRefund, Refund, RefundCall, RefundResult};
 pub use sessions::{NewSession, SecondFactor, Session};
-pub use categories::{Category, CategoryOutcome, CategoryPatch, Direction};
 pub use stats::{
     CallOutcome, CallRow, ChannelCall, CreatedRow, PaidRow, RefundedRow, StatsRows, BUCKET_MS,
 };

@@ -6,6 +6,7 @@
 pub mod admin_users;
 pub mod audit_log;
 pub mod card_stock;
+pub mod categories;
 pub mod channel_calls;
 pub mod checkout;
 pub mod checks;
@@ -21,6 +22,7 @@ pub mod order_search;
 pub mod orders;
 pub mod passwords;
 pub mod payments;
+pub mod product_images;
 pub mod products;
 pub mod recovery;
 pub mod refunds;
@@ -29,8 +31,6 @@ pub mod risk;
 pub mod stats;
 pub mod totp;
 pub mod two_factor;
-pub mod categories;
-pub mod product_images;
 
 use kami_store::StoreError;
 

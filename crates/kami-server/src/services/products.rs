@@ -241,21 +241,20 @@ pub fn parse_new(b: NewProductInput) -> ServiceResult<(NewProduct, InputFields, 
             "delivery must be \"auto\" or \"manual\"",
         )
     })?;
-    let manual_stock = match (delivery, b.stock) {
-        (Delivery::Auto, Some(_)) => {
-            return Err(ServiceError::invalid(
+    let manual_stock =
+        match (delivery, b.stock) {
+            (Delivery::Auto, Some(_)) => return Err(ServiceError::invalid(
                 "invalid_stock",
                 "auto-delivery stock is the imported card keys; stock applies to manual products",
-            ))
-        }
-        (_, Some(n)) if !(0..=MAX_MANUAL_STOCK).contains(&n) => {
-            return Err(ServiceError::invalid(
-                "invalid_stock",
-                format!("stock must be between 0 and {MAX_MANUAL_STOCK}"),
-            ))
-        }
-        (_, s) => s,
-    };
+            )),
+            (_, Some(n)) if !(0..=MAX_MANUAL_STOCK).contains(&n) => {
+                return Err(ServiceError::invalid(
+                    "invalid_stock",
+                    format!("stock must be between 0 and {MAX_MANUAL_STOCK}"),
+                ))
+            }
+            (_, s) => s,
+        };
     let category = parse_category(&b.category)?;
     let tiers = parse_tiers(&b.tiers)?;
     let pricing = Pricing::new(price, tiers.clone(), b.min_quantity, b.max_quantity)

@@ -9,7 +9,12 @@ use crate::support::{audit, spawn, Browser, PASSWORD, USER};
 
 async fn add_user(app: &TestApp, name: &str) {
     let hash = kami_server::services::passwords::hash_blocking(PASSWORD).unwrap();
-    assert!(app.state.store.create_admin_user(name, &hash, 0).await.unwrap());
+    assert!(app
+        .state
+        .store
+        .create_admin_user(name, &hash, 0)
+        .await
+        .unwrap());
 }
 
 async fn user_api(app: &TestApp, method: &str, name: &str, body: Option<Value>) -> (u16, Value) {
@@ -45,14 +50,24 @@ async fn a_disabled_user_is_signed_out_and_refused(backend: Backend) {
     let csrf = page.csrf();
     assert_eq!(page.testid("user-state-clerk").as_deref(), Some("Enabled"));
     // No form token: nothing happens.
-    let p = owner.post("/admin/users/disable", &[("name", "clerk")]).await;
+    let p = owner
+        .post("/admin/users/disable", &[("name", "clerk")])
+        .await;
     assert_eq!(p.status, 403);
     assert!(clerk.is_signed_in().await);
 
     let p = owner
-        .post("/admin/users/disable", &[("csrf", &csrf), ("name", "clerk")])
+        .post(
+            "/admin/users/disable",
+            &[("csrf", &csrf), ("name", "clerk")],
+        )
         .await;
-    assert_eq!((p.status, p.location()), (303, "/admin/users"), "{}", p.body);
+    assert_eq!(
+        (p.status, p.location()),
+        (303, "/admin/users"),
+        "{}",
+        p.body
+    );
     assert!(!clerk.is_signed_in().await, "the session ended at once");
     let refused = clerk.sign_in("clerk", PASSWORD).await;
     assert_eq!(refused.status, 403, "{}", refused.body);
@@ -77,9 +92,17 @@ async fn a_disabled_user_is_signed_out_and_refused(backend: Backend) {
 
     // The last enabled user cannot be disabled or removed, by anyone.
     let (s, v) = user_api(&app, "PATCH", USER, Some(json!({"enabled": false}))).await;
-    assert_eq!((s, v["error"]["code"].as_str()), (409, Some("last_admin")), "{v}");
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("last_admin")),
+        "{v}"
+    );
     let (s, v) = user_api(&app, "DELETE", USER, None).await;
-    assert_eq!((s, v["error"]["code"].as_str()), (409, Some("last_admin")), "{v}");
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("last_admin")),
+        "{v}"
+    );
     let p = owner
         .post(
             "/admin/users/remove",
@@ -123,14 +146,20 @@ async fn a_disabled_user_is_signed_out_and_refused(backend: Backend) {
     assert_eq!(p.status, 303, "{}", p.body);
     assert!(app.state.store.admin_user(USER).await.unwrap().is_none());
     let (s, v) = user_api(&app, "DELETE", USER, None).await;
-    assert_eq!((s, v["error"]["code"].as_str()), (404, Some("user_not_found")));
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (404, Some("user_not_found"))
+    );
 
     let disables = audit(&app, "user.disable").await;
     assert_eq!(disables.len(), 2);
     assert_eq!(disables[1].entry.actor, format!("user:{USER}"));
     assert_eq!(disables[1].entry.target, "user:clerk");
     assert_eq!(disables[1].entry.before.as_ref().unwrap()["enabled"], true);
-    assert_eq!(disables[1].entry.after.as_ref().unwrap()["sessions_ended"], 1);
+    assert_eq!(
+        disables[1].entry.after.as_ref().unwrap()["sessions_ended"],
+        1
+    );
     let enables = audit(&app, "user.enable").await;
     assert_eq!(enables.len(), 1);
     assert!(enables[0].entry.actor.starts_with("token:"));

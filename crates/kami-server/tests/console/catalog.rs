@@ -12,7 +12,9 @@ use crate::support::{audit, spawn, Browser, Page, USER};
 
 /// A PNG of `w`×`h`, opaque, with some detail.
 pub fn png(w: u32, h: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x % 251) as u8, (y % 241) as u8, 90]));
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(x % 251) as u8, (y % 241) as u8, 90])
+    });
     let mut out = Vec::new();
     img.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
         .unwrap();
@@ -65,10 +67,8 @@ pub async fn post_form(
     let mut body = Vec::new();
     for (k, v) in fields {
         body.extend_from_slice(
-            format!(
-                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
-            )
-            .as_bytes(),
+            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
+                .as_bytes(),
         );
     }
     if let Some((name, bytes)) = file {
@@ -199,7 +199,10 @@ async fn create_in_the_console_then_buy_at_its_price(backend: Backend) {
             ("max_quantity", "10"),
             ("visible", "on"),
             ("tiers", "3 11.00"),
-            ("fields", "account | Game account | required | ^[0-9]{5,12}$"),
+            (
+                "fields",
+                "account | Game account | required | ^[0-9]{5,12}$",
+            ),
             (
                 "description",
                 "**Fast** top-up <script>alert(1)</script> [x](javascript:alert(1))",
@@ -209,15 +212,29 @@ async fn create_in_the_console_then_buy_at_its_price(backend: Backend) {
     let picture = png(1000, 500);
 
     // No form token: refused, nothing created.
-    let p = post_form(&app, &owner, "/admin/products/new", &fields("topup", "12.50"), None).await;
+    let p = post_form(
+        &app,
+        &owner,
+        "/admin/products/new",
+        &fields("topup", "12.50"),
+        None,
+    )
+    .await;
     assert_eq!(p.status, 403, "{}", p.body);
     // Bad input: the reason, the values kept, nothing created.
     let mut bad: Vec<(&str, &str)> = fields("topup", "12.505");
     bad.push(("csrf", &csrf));
     let p = post_form(&app, &owner, "/admin/products/new", &bad, None).await;
     assert_eq!(p.status, 422, "{}", p.body);
-    assert!(p.testid("product-error").unwrap().contains("price"), "{}", p.body);
-    assert!(p.body.contains("value=\"12.505\""), "the sent price is kept");
+    assert!(
+        p.testid("product-error").unwrap().contains("price"),
+        "{}",
+        p.body
+    );
+    assert!(
+        p.body.contains("value=\"12.505\""),
+        "the sent price is kept"
+    );
     // A picture that is not one: refused before anything is created.
     let mut ok: Vec<(&str, &str)> = fields("topup", "12.50");
     ok.push(("csrf", &csrf));
@@ -233,7 +250,9 @@ async fn create_in_the_console_then_buy_at_its_price(backend: Backend) {
     .await;
     assert_eq!(p.status, 422, "{}", p.body);
     assert!(
-        p.testid("product-error").unwrap().contains("could not be read"),
+        p.testid("product-error")
+            .unwrap()
+            .contains("could not be read"),
         "{}",
         p.body
     );
@@ -258,19 +277,28 @@ async fn create_in_the_console_then_buy_at_its_price(backend: Backend) {
     // The same slug again: a precise refusal.
     let p = post_form(&app, &owner, "/admin/products/new", &ok, None).await;
     assert_eq!(p.status, 409, "{}", p.body);
-    assert!(p.testid("product-error").unwrap().contains("already exists"));
+    assert!(p
+        .testid("product-error")
+        .unwrap()
+        .contains("already exists"));
 
     // On the storefront, in its category, with its picture and a safe description.
     let (s, _, home) = fetch(&app, "/").await;
     let home = String::from_utf8(home).unwrap();
     assert_eq!(s, 200);
-    assert!(home.contains("Game top-up") && home.contains("Games"), "{home}");
+    assert!(
+        home.contains("Game top-up") && home.contains("Games"),
+        "{home}"
+    );
     assert!(home.contains("data-testid=\"thumb-topup\""), "{home}");
     let (s, _, page) = fetch(&app, "/p/topup").await;
     let page = String::from_utf8(page).unwrap();
     assert_eq!(s, 200);
     assert!(page.contains("<strong>Fast</strong>"), "{page}");
-    assert!(!page.contains("<script>alert") && !page.contains("javascript:"), "{page}");
+    assert!(
+        !page.contains("<script>alert") && !page.contains("javascript:"),
+        "{page}"
+    );
     assert!(page.contains("data-testid=\"product-image\""), "{page}");
     assert!(page.contains("name=\"field.account\""), "{page}");
     let api = app.admin_get("/api/v1/admin/products").await;
@@ -278,7 +306,10 @@ async fn create_in_the_console_then_buy_at_its_price(backend: Backend) {
     assert_eq!(product["price"], 1250, "{product}");
     assert_eq!(product["delivery"], "manual");
     assert_eq!(product["category"], "Games");
-    assert_eq!(product["tiers"], json!([{"min_quantity": 3, "price": 1100}]));
+    assert_eq!(
+        product["tiers"],
+        json!([{"min_quantity": 3, "price": 1100}])
+    );
     let image = product["image"].as_str().unwrap().to_owned();
     let (_, _, served) = fetch(&app, &image).await;
     assert_eq!(dimensions(&served), (800, 400));
@@ -286,8 +317,10 @@ async fn create_in_the_console_then_buy_at_its_price(backend: Backend) {
     // It sells at its price (and its tier).
     for (qty, amount) in [(1, 1250), (3, 3300)] {
         let (s, v) = app
-            .try_order(json!({"product": "topup", "quantity": qty, "email": "b@example.com",
-                              "method": "sandbox", "fields": {"account": "123456"}}))
+            .try_order(
+                json!({"product": "topup", "quantity": qty, "email": "b@example.com",
+                              "method": "sandbox", "fields": {"account": "123456"}}),
+            )
             .await;
         assert_eq!((s, v["amount"].as_i64()), (201, Some(amount)), "{v}");
     }
@@ -316,7 +349,11 @@ async fn create_in_the_console_then_buy_at_its_price(backend: Backend) {
             json!({"slug": "new", "title": "x", "price": 100, "currency": "CNY", "delivery": "auto"}),
         )
         .await;
-    assert_eq!((s, v["error"]["code"].as_str()), (422, Some("invalid_slug")), "{v}");
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (422, Some("invalid_slug")),
+        "{v}"
+    );
     let (s, v) = app
         .admin_post(
             "/api/v1/admin/products",
@@ -326,7 +363,10 @@ async fn create_in_the_console_then_buy_at_its_price(backend: Backend) {
         )
         .await;
     assert_eq!(s, 201, "{v}");
-    assert_eq!((v["visible"].as_bool(), v["slug"].as_str()), (Some(false), Some("api")));
+    assert_eq!(
+        (v["visible"].as_bool(), v["slug"].as_str()),
+        (Some(false), Some("api"))
+    );
     assert_eq!(v["input_fields"][0]["name"], "qq", "{v}");
     assert_eq!(audit(&app, "product.create").await.len(), 2);
 }
@@ -343,7 +383,10 @@ async fn pictures_are_resized_cached_and_refused_precisely(backend: Backend) {
         v["image"].as_str().unwrap().to_owned(),
         v["image_thumb"].as_str().unwrap().to_owned(),
     );
-    assert!(image.starts_with("/media/") && image.ends_with(".jpg"), "{image}");
+    assert!(
+        image.starts_with("/media/") && image.ends_with(".jpg"),
+        "{image}"
+    );
     for (url, dims) in [(&image, (800, 600)), (&thumb, (400, 300))] {
         let (s, h, bytes) = fetch(&app, url).await;
         assert_eq!(s, 200, "{url}");
@@ -357,32 +400,62 @@ async fn pictures_are_resized_cached_and_refused_precisely(backend: Backend) {
     }
     let (_, _, page) = fetch(&app, "/p/pic").await;
     assert!(
-        String::from_utf8(page).unwrap().contains(&format!("src=\"{image}\"")),
+        String::from_utf8(page)
+            .unwrap()
+            .contains(&format!("src=\"{image}\"")),
         "the product page shows it"
     );
     let (_, _, home) = fetch(&app, "/").await;
-    assert!(String::from_utf8(home).unwrap().contains(&format!("src=\"{thumb}\"")));
+    assert!(String::from_utf8(home)
+        .unwrap()
+        .contains(&format!("src=\"{thumb}\"")));
     let mut owner = Browser::signed_in(&app).await;
     let list = owner.get("/admin/products").await;
-    assert!(list.body.contains(&format!("src=\"{thumb}\"")), "{}", list.body);
+    assert!(
+        list.body.contains(&format!("src=\"{thumb}\"")),
+        "{}",
+        list.body
+    );
     let stored = media_files(&app);
     assert_eq!(stored.len(), 2, "{stored:?}");
 
     // Refused precisely; nothing stored, nothing changed.
     let too_big = vec![0u8; 5 * 1024 * 1024 + 1];
     for (ct, body, status, code) in [
-        ("image/png", b"not a picture at all".to_vec(), 422, "not_an_image"),
-        ("image/bmp", b"BM\x36\x00\x00\x00\x00\x00\x00\x00\x36\x00\x00\x00".to_vec(), 422, "unsupported_image"),
-        ("image/png", png_claiming(100_000, 100_000), 422, "image_too_many_pixels"),
+        (
+            "image/png",
+            b"not a picture at all".to_vec(),
+            422,
+            "not_an_image",
+        ),
+        (
+            "image/bmp",
+            b"BM\x36\x00\x00\x00\x00\x00\x00\x00\x36\x00\x00\x00".to_vec(),
+            422,
+            "unsupported_image",
+        ),
+        (
+            "image/png",
+            png_claiming(100_000, 100_000),
+            422,
+            "image_too_many_pixels",
+        ),
         ("image/png", too_big, 413, "image_too_large"),
         ("text/plain", png(10, 10), 415, "unsupported_media_type"),
     ] {
         let (s, v) = put_image(&app, "pic", ct, body).await;
-        assert_eq!((s, v["error"]["code"].as_str()), (status, Some(code)), "{v}");
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{v}"
+        );
     }
     let (s, v) = put_image(&app, "pic", "image/png", png_claiming(100_000, 100_000)).await;
     assert!(
-        v["error"]["message"].as_str().unwrap().contains("100000×100000"),
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("100000×100000"),
         "{s} {v}"
     );
     let (s, _) = put_image(&app, "nope", "image/png", png(10, 10)).await;
@@ -413,21 +486,61 @@ async fn pictures_are_resized_cached_and_refused_precisely(backend: Backend) {
     let edit = owner.get("/admin/products/pic").await;
     assert!(edit.testid("image-preview").is_some(), "{}", edit.body);
     let csrf = edit.csrf();
-    let p = post_form(&app, &owner, "/admin/products/pic/image", &[], Some(("image", &png(30, 30)))).await;
+    let p = post_form(
+        &app,
+        &owner,
+        "/admin/products/pic/image",
+        &[],
+        Some(("image", &png(30, 30))),
+    )
+    .await;
     assert_eq!(p.status, 403);
     let huge = vec![7u8; 5 * 1024 * 1024 + 10];
-    let p = post_form(&app, &owner, "/admin/products/pic/image", &[("csrf", &csrf)], Some(("image", &huge))).await;
+    let p = post_form(
+        &app,
+        &owner,
+        "/admin/products/pic/image",
+        &[("csrf", &csrf)],
+        Some(("image", &huge)),
+    )
+    .await;
     assert_eq!(p.status, 413, "{}", p.body);
-    assert!(p.testid("product-error").unwrap().contains("5 MB"), "{}", p.body);
-    let p = post_form(&app, &owner, "/admin/products/pic/image", &[("csrf", &csrf)], Some(("image", b"%PDF-1.7".as_slice()))).await;
+    assert!(
+        p.testid("product-error").unwrap().contains("5 MB"),
+        "{}",
+        p.body
+    );
+    let p = post_form(
+        &app,
+        &owner,
+        "/admin/products/pic/image",
+        &[("csrf", &csrf)],
+        Some(("image", b"%PDF-1.7".as_slice())),
+    )
+    .await;
     assert_eq!(p.status, 422, "{}", p.body);
     assert_eq!(media_files(&app), stored, "nothing stored");
-    let p = post_form(&app, &owner, "/admin/products/pic/image", &[("csrf", &csrf)], Some(("image", &png(300, 200)))).await;
-    assert_eq!((p.status, p.location()), (303, "/admin/products/pic?saved=1"), "{}", p.body);
+    let p = post_form(
+        &app,
+        &owner,
+        "/admin/products/pic/image",
+        &[("csrf", &csrf)],
+        Some(("image", &png(300, 200))),
+    )
+    .await;
+    assert_eq!(
+        (p.status, p.location()),
+        (303, "/admin/products/pic?saved=1"),
+        "{}",
+        p.body
+    );
     // Small enough to be its own thumbnail: one file.
     let now = media_files(&app);
     assert_eq!(now.len(), 1, "{now:?}");
-    assert!(now.iter().all(|f| !stored.contains(f)), "the replaced files are gone: {now:?}");
+    assert!(
+        now.iter().all(|f| !stored.contains(f)),
+        "the replaced files are gone: {now:?}"
+    );
     let p = app.admin_get("/api/v1/admin/products").await;
     let small = p["products"][0]["image"].as_str().unwrap().to_owned();
     let (_, _, bytes) = fetch(&app, &small).await;
@@ -436,14 +549,19 @@ async fn pictures_are_resized_cached_and_refused_precisely(backend: Backend) {
     assert_eq!(s, 404, "the old picture is no longer served");
 
     // Removed (console), then the API's DELETE answers the same.
-    let p = owner.post("/admin/products/pic/image/delete", &[("csrf", &csrf)]).await;
+    let p = owner
+        .post("/admin/products/pic/image/delete", &[("csrf", &csrf)])
+        .await;
     assert_eq!(p.status, 303, "{}", p.body);
     assert!(media_files(&app).is_empty());
     let (s, v) = admin_send(&app, "DELETE", "/api/v1/admin/products/pic/image", None).await;
     assert_eq!((s, &v["image"]), (200, &Value::Null), "{v}");
     let images = audit(&app, "product.image").await;
     assert_eq!(images.len(), 2);
-    assert_eq!(images[0].entry.before.as_ref().unwrap()["image"], image.trim_start_matches("/media/"));
+    assert_eq!(
+        images[0].entry.before.as_ref().unwrap()["image"],
+        image.trim_start_matches("/media/")
+    );
     assert_eq!(audit(&app, "product.image_remove").await.len(), 1);
 }
 both_backends!(pictures_are_resized_cached_and_refused_precisely);
@@ -460,7 +578,13 @@ async fn storefront_order(app: &TestApp) -> Vec<String> {
 
 async fn moving_products_and_categories_changes_the_storefront(backend: Backend) {
     let (app, _clock) = spawn(backend, "").await;
-    for (slug, category) in [("a", "Cards"), ("b", "Cards"), ("c", "Cards"), ("d", "Games"), ("e", "")] {
+    for (slug, category) in [
+        ("a", "Cards"),
+        ("b", "Cards"),
+        ("c", "Cards"),
+        ("d", "Games"),
+        ("e", ""),
+    ] {
         let (s, v) = app
             .admin_post(
                 "/api/v1/admin/products",
@@ -478,12 +602,17 @@ async fn moving_products_and_categories_changes_the_storefront(backend: Backend)
     assert!(list.testid("up-d").is_none(), "first of its category");
 
     let p = owner
-        .post("/admin/products/c/move", &[("csrf", &csrf), ("direction", "up")])
+        .post(
+            "/admin/products/c/move",
+            &[("csrf", &csrf), ("direction", "up")],
+        )
         .await;
     assert_eq!((p.status, p.location()), (303, "/admin/products"));
     assert_eq!(storefront_order(&app).await, ["a", "c", "b", "d", "e"]);
     // Without the token: nothing moves.
-    let p = owner.post("/admin/products/c/move", &[("direction", "up")]).await;
+    let p = owner
+        .post("/admin/products/c/move", &[("direction", "up")])
+        .await;
     assert_eq!(p.status, 403);
     assert_eq!(storefront_order(&app).await, ["a", "c", "b", "d", "e"]);
 
@@ -495,7 +624,12 @@ async fn moving_products_and_categories_changes_the_storefront(backend: Backend)
             &[("csrf", &csrf), ("name", "Games"), ("direction", "up")],
         )
         .await;
-    assert_eq!((p.status, p.location()), (303, "/admin/categories?done=moved"), "{}", p.body);
+    assert_eq!(
+        (p.status, p.location()),
+        (303, "/admin/categories?done=moved"),
+        "{}",
+        p.body
+    );
     assert_eq!(storefront_order(&app).await, ["d", "a", "c", "b", "e"]);
     // The buyer API lists the same order.
     let api = app.get_json("/api/v1/products").await;
@@ -516,22 +650,48 @@ async fn moving_products_and_categories_changes_the_storefront(backend: Backend)
     let (s, v) = app
         .admin_post("/api/v1/admin/products/a/move", json!({"direction": "up"}))
         .await;
-    assert_eq!((s, v["error"]["code"].as_str()), (409, Some("cannot_move")), "{v}");
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("cannot_move")),
+        "{v}"
+    );
     let (s, v) = app
-        .admin_post("/api/v1/admin/products/a/move", json!({"direction": "sideways"}))
+        .admin_post(
+            "/api/v1/admin/products/a/move",
+            json!({"direction": "sideways"}),
+        )
         .await;
-    assert_eq!((s, v["error"]["code"].as_str()), (422, Some("invalid_direction")), "{v}");
-    let (s, v) = admin_send(&app, "PATCH", "/api/v1/admin/products/a", Some(json!({"sort_order": 99}))).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (422, Some("invalid_direction")),
+        "{v}"
+    );
+    let (s, v) = admin_send(
+        &app,
+        "PATCH",
+        "/api/v1/admin/products/a",
+        Some(json!({"sort_order": 99})),
+    )
+    .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(storefront_order(&app).await, ["d", "b", "c", "a", "e"]);
-    let (s, v) = admin_send(&app, "PATCH", "/api/v1/admin/categories/Cards", Some(json!({"sort_order": 0}))).await;
+    let (s, v) = admin_send(
+        &app,
+        "PATCH",
+        "/api/v1/admin/categories/Cards",
+        Some(json!({"sort_order": 0})),
+    )
+    .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(storefront_order(&app).await, ["b", "c", "a", "d", "e"]);
 
     let moves = audit(&app, "product.move").await;
     assert_eq!(moves.len(), 2);
     assert_eq!(moves[1].entry.actor, format!("user:{USER}"));
-    assert_eq!(moves[1].entry.after.as_ref().unwrap()["sort_order"]["c"], 20);
+    assert_eq!(
+        moves[1].entry.after.as_ref().unwrap()["sort_order"]["c"],
+        20
+    );
     assert_eq!(audit(&app, "category.move").await.len(), 1);
 }
 both_backends!(moving_products_and_categories_changes_the_storefront);
@@ -546,17 +706,31 @@ async fn categories_are_created_renamed_and_deleted(backend: Backend) {
     }
     let csrf = owner.get("/admin/categories").await.csrf();
     // Console: create (CSRF enforced), a taken name refused.
-    let p = owner.post("/admin/categories", &[("name", "Gift cards")]).await;
+    let p = owner
+        .post("/admin/categories", &[("name", "Gift cards")])
+        .await;
     assert_eq!(p.status, 403);
     let p = owner
-        .post("/admin/categories", &[("csrf", &csrf), ("name", " Gift cards ")])
+        .post(
+            "/admin/categories",
+            &[("csrf", &csrf), ("name", " Gift cards ")],
+        )
         .await;
-    assert_eq!((p.status, p.location()), (303, "/admin/categories?done=created"));
+    assert_eq!(
+        (p.status, p.location()),
+        (303, "/admin/categories?done=created")
+    );
     let p = owner
-        .post("/admin/categories", &[("csrf", &csrf), ("name", "Gift cards")])
+        .post(
+            "/admin/categories",
+            &[("csrf", &csrf), ("name", "Gift cards")],
+        )
         .await;
     assert_eq!(p.status, 409);
-    assert!(p.testid("categories-error").unwrap().contains("already exists"));
+    assert!(p
+        .testid("categories-error")
+        .unwrap()
+        .contains("already exists"));
     let p = owner
         .post("/admin/categories", &[("csrf", &csrf), ("name", "  ")])
         .await;
@@ -570,7 +744,10 @@ async fn categories_are_created_renamed_and_deleted(backend: Backend) {
     let (s, v) = app
         .admin_post("/api/v1/admin/categories", json!({"name": "Games"}))
         .await;
-    assert_eq!((s, v["error"]["code"].as_str()), (409, Some("category_exists")));
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("category_exists"))
+    );
     for slug in ["g1", "g2"] {
         let (s, _) = app
             .admin_post(
@@ -591,30 +768,57 @@ async fn categories_are_created_renamed_and_deleted(backend: Backend) {
         .await;
     assert_eq!(p.status, 303, "{}", p.body);
     let products = app.admin_get("/api/v1/admin/products").await;
-    assert!(products["products"].as_array().unwrap().iter().all(|p| p["category"] == "PC games"));
+    assert!(products["products"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["category"] == "PC games"));
     let p = owner
         .post(
             "/admin/categories/rename",
-            &[("csrf", &csrf), ("name", "PC games"), ("new_name", "Gift cards")],
+            &[
+                ("csrf", &csrf),
+                ("name", "PC games"),
+                ("new_name", "Gift cards"),
+            ],
         )
         .await;
     assert_eq!(p.status, 409, "taken");
-    let (s, v) = admin_send(&app, "PATCH", "/api/v1/admin/categories/nope", Some(json!({"name": "x"}))).await;
-    assert_eq!((s, v["error"]["code"].as_str()), (404, Some("category_not_found")));
+    let (s, v) = admin_send(
+        &app,
+        "PATCH",
+        "/api/v1/admin/categories/nope",
+        Some(json!({"name": "x"})),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (404, Some("category_not_found"))
+    );
 
     // Delete through the API: the products stay, without a category.
     let (s, v) = admin_send(&app, "DELETE", "/api/v1/admin/categories/PC%20games", None).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v, json!({"deleted": true, "uncategorised": 2}));
     let products = app.admin_get("/api/v1/admin/products").await;
-    assert!(products["products"].as_array().unwrap().iter().all(|p| p["category"] == ""));
+    assert!(products["products"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["category"] == ""));
     assert_eq!(app.product("g1").await["slug"], "g1", "still in the shop");
     // And the console's delete.
     let p = owner
-        .post("/admin/categories/delete", &[("csrf", &csrf), ("name", "Gift cards")])
+        .post(
+            "/admin/categories/delete",
+            &[("csrf", &csrf), ("name", "Gift cards")],
+        )
         .await;
     assert_eq!(p.status, 303);
-    assert_eq!(app.admin_get("/api/v1/admin/categories").await["categories"], json!([]));
+    assert_eq!(
+        app.admin_get("/api/v1/admin/categories").await["categories"],
+        json!([])
+    );
 
     assert_eq!(audit(&app, "category.create").await.len(), 2);
     let renamed = audit(&app, "category.update").await;
@@ -623,6 +827,9 @@ async fn categories_are_created_renamed_and_deleted(backend: Backend) {
     assert_eq!(renamed[0].entry.after.as_ref().unwrap()["name"], "PC games");
     let deleted = audit(&app, "category.delete").await;
     assert_eq!(deleted.len(), 2);
-    assert_eq!(deleted[1].entry.before.as_ref().unwrap()["products"], json!(["g1", "g2"]));
+    assert_eq!(
+        deleted[1].entry.before.as_ref().unwrap()["products"],
+        json!(["g1", "g2"])
+    );
 }
 both_backends!(categories_are_created_renamed_and_deleted);

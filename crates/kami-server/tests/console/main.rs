@@ -6,7 +6,9 @@
 
 mod support;
 
+mod admins;
 mod cards;
+mod catalog;
 mod coupons;
 mod csrf;
 mod dashboard;
@@ -18,5 +20,3 @@ mod search;
 mod sessions;
 mod sign_in;
 mod totp;
-mod admins;
-mod catalog;

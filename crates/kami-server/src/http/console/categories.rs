@@ -81,7 +81,14 @@ async fn answer<T>(
     match outcome {
         Ok(_) => see_other(&format!("/admin/categories?done={done}")),
         Err(ServiceError::Invalid { message, .. }) => {
-            page_with(state, ctx, admin, StatusCode::UNPROCESSABLE_ENTITY, Some(message)).await
+            page_with(
+                state,
+                ctx,
+                admin,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(message),
+            )
+            .await
         }
         Err(ServiceError::Conflict { message, .. } | ServiceError::NotFound { message, .. }) => {
             page_with(state, ctx, admin, StatusCode::CONFLICT, Some(message)).await
@@ -96,9 +103,13 @@ pub async fn create(State(state): St, ctx: Ctx, body: Bytes) -> Response {
         Ok(v) => v,
         Err(resp) => return resp,
     };
-    let outcome =
-        categories::create(&state, field(&fields, "name"), None, &guard::actor(&admin, &ctx))
-            .await;
+    let outcome = categories::create(
+        &state,
+        field(&fields, "name"),
+        None,
+        &guard::actor(&admin, &ctx),
+    )
+    .await;
     answer(&state, &ctx, &admin, outcome, "created").await
 }
 

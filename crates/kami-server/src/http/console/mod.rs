@@ -9,6 +9,7 @@ mod cards;
 mod coupons;
 // The guards return the page to answer with as their error: a refusal is a response, built
 // once, on the way out; its size does not matter there.
+mod categories;
 mod chart;
 mod dashboard;
 #[allow(clippy::result_large_err)]
@@ -17,14 +18,13 @@ mod login;
 mod order_forms;
 mod order_page;
 mod orders;
+mod product_media;
+mod product_new;
 mod products;
 #[allow(clippy::result_large_err)]
 mod security;
-mod users;
-mod categories;
-mod product_media;
-mod product_new;
 mod upload;
+mod users;
 
 use std::sync::Arc;
 

@@ -122,7 +122,13 @@ pub async fn move_one(
         Ok(_) | Err(ServiceError::Conflict { .. }) => see_other("/admin/products"),
         Err(e @ ServiceError::Invalid { .. }) => {
             tracing::debug!("console move: {e}");
-            super::message(&state, &ctx, Some(&admin), StatusCode::NOT_FOUND, "not_found")
+            super::message(
+                &state,
+                &ctx,
+                Some(&admin),
+                StatusCode::NOT_FOUND,
+                "not_found",
+            )
         }
         Err(e) => super::failed(&state, &ctx, Some(&admin), e),
     }

@@ -17,8 +17,8 @@ use minijinja::{context, Value};
 use super::guard::{self, Admin};
 use super::{field, render, see_other};
 use crate::http::web::request::Ctx;
-use crate::services::products::{self, ProductChanges, TierInput};
 use crate::services::categories;
+use crate::services::products::{self, ProductChanges, TierInput};
 use crate::services::ServiceError;
 use crate::state::AppState;
 
@@ -210,7 +210,8 @@ pub async fn edit(State(state): St, ctx: Ctx, Path(slug): Path<String>) -> Respo
                 form_values(&p),
                 None,
                 saved,
-            ).await
+            )
+            .await
         }
         Ok(None) => super::message(
             &state,
@@ -331,26 +332,32 @@ pub async fn save(State(state): St, ctx: Ctx, Path(slug): Path<String>, body: By
     };
     match outcome {
         Ok(_) => see_other(&format!("/admin/products/{slug}?saved=1")),
-        Err(ServiceError::Invalid { message, .. }) => edit_page(
-            &state,
-            &ctx,
-            &admin,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &p,
-            sent_values(&fields),
-            Some(message),
-            false,
-        ).await,
-        Err(ServiceError::Store(e)) if is_invalid(&e) => edit_page(
-            &state,
-            &ctx,
-            &admin,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &p,
-            sent_values(&fields),
-            Some(e.to_string()),
-            false,
-        ).await,
+        Err(ServiceError::Invalid { message, .. }) => {
+            edit_page(
+                &state,
+                &ctx,
+                &admin,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &p,
+                sent_values(&fields),
+                Some(message),
+                false,
+            )
+            .await
+        }
+        Err(ServiceError::Store(e)) if is_invalid(&e) => {
+            edit_page(
+                &state,
+                &ctx,
+                &admin,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &p,
+                sent_values(&fields),
+                Some(e.to_string()),
+                false,
+            )
+            .await
+        }
         Err(e) => super::failed(&state, &ctx, Some(&admin), e),
     }
 }

@@ -48,7 +48,11 @@ async fn read(mut form: Multipart, file_field: &str) -> Result<Upload, UploadErr
     while let Some(mut part) = form.next_field().await? {
         let name = part.name().unwrap_or("").to_owned();
         let is_file = name == file_field;
-        let cap = if is_file { MAX_UPLOAD_BYTES } else { TEXT_LIMIT };
+        let cap = if is_file {
+            MAX_UPLOAD_BYTES
+        } else {
+            TEXT_LIMIT
+        };
         let mut bytes = Vec::new();
         while let Some(chunk) = part.chunk().await? {
             if bytes.len() + chunk.len() > cap {

@@ -48,7 +48,11 @@ async fn media(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> 
         Ok(None) => (StatusCode::NOT_FOUND, "no such picture").into_response(),
         Err(e) => {
             tracing::error!("serving a picture: {e}");
-            (StatusCode::INTERNAL_SERVER_ERROR, "the picture could not be read").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the picture could not be read",
+            )
+                .into_response()
         }
     }
 }
