@@ -399,7 +399,7 @@ mod tests {
             format!("{}.jpg", "a".repeat(63)),
             "../x".to_owned(),
             format!("../{hash}.jpg"),
-            format!("{hash}"),
+            hash.clone(),
             String::new(),
         ] {
             assert!(MediaName::parse(&bad).is_none(), "{bad}");
