@@ -34,6 +34,8 @@ pub(crate) fn create_product(tx: &mut dyn Tx, p: &NewProduct, now: Millis) -> Re
     if inserted == 0 {
         return Err(StoreError::ProductExists);
     }
+    // A category named for the first time joins the catalogue's groups, last.
+    crate::categories::ensure(tx, &p.category, now)?;
     Ok(())
 }
 

@@ -231,7 +231,6 @@ pub(crate) fn create(
         "UPDATE products SET input_fields = $2, active = $3 WHERE slug = $1",
         params![slug, input_fields.to_json(), visible],
     )?;
-    categories::ensure(tx, &p.category, now)?;
     let row = Editable {
         title: p.title.clone(),
         price: p.price.minor(),
