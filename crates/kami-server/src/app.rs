@@ -180,6 +180,8 @@ impl Application {
             footer_html: markdown(&config.shop.footer),
             qr_link: extra.qr_link,
             mailer,
+            stats_cache: Default::default(),
+            call_log: Default::default(),
             config,
         });
         let router = http::router(state.clone()).merge(extra.routes);

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use kami_core::SharedClock;
 use kami_store::Store;
 
+use crate::call_log::CallLog;
 use crate::catalog::CatalogCache;
 use crate::channels::Channels;
 use crate::config::Config;
@@ -14,6 +15,7 @@ use crate::limits::Limits;
 use crate::mailer::Mailer;
 use crate::metrics::Metrics;
 use crate::notify_limits::RejectedEventLimits;
+use crate::stats_cache::StatsCache;
 use crate::theme::Theme;
 use crate::watch::OrderWatch;
 
@@ -45,6 +47,10 @@ pub struct AppState {
     pub qr_link: Option<QrLink>,
     /// Buyer mail through `[smtp]`; `None` when it is not configured (no mail is attempted).
     pub mailer: Option<Arc<Mailer>>,
+    /// The stats of closed days, for the dashboard and the stats API.
+    pub stats_cache: StatsCache,
+    /// Channel calls not yet written (`services/channel_calls.rs`).
+    pub call_log: CallLog,
 }
 
 impl AppState {

@@ -12,6 +12,7 @@ mod catalog;
 mod coupons;
 mod csrf;
 mod dashboard;
+mod order_actions;
 mod order_page;
 mod orders_list;
 mod people;
