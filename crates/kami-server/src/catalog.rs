@@ -40,6 +40,10 @@ pub struct ProductView {
     pub from_price: Option<String>,
     /// What the product asks the buyer (label, required, pattern), for the order form.
     pub input_fields: Vec<kami_core::FieldSpec>,
+    /// The picture's media file name (served by kami at `/media/<name>`) and its
+    /// thumbnail's, for the catalogue.
+    pub image: Option<String>,
+    pub thumb: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -140,5 +144,7 @@ pub fn view(p: &Product, low_threshold: u32) -> ProductView {
         tiers_data: pricing.tiers().to_string(),
         from_price: lowest.and_then(|m| kami_core::Money::new(m, cur).ok().map(format_money)),
         input_fields: p.input_fields.specs().to_vec(),
+        image: p.image.clone(),
+        thumb: p.image_thumb.clone().or_else(|| p.image.clone()),
     }
 }

@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod limits;
 pub mod mailer;
 pub mod markup;
+pub mod media;
 pub mod metrics;
 pub mod notify_limits;
 pub mod services;

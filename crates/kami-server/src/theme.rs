@@ -130,6 +130,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "mail/delivered.html",
         include_str!("../theme/mail/delivered.html"),
     ),
+    (
+        "console/categories.html",
+        include_str!("../theme/templates/console/categories.html"),
+    ),
 ];
 
 const ASSETS: &[(&str, &[u8])] = &[
@@ -422,8 +426,12 @@ mod tests {
             "rate_limited",
             "bad_code",
             "code_used",
+            "account_disabled",
         ] {
             keys.push(format!("console.error.{k}"));
+        }
+        for k in ["created", "renamed", "moved", "deleted"] {
+            keys.push(format!("console.catalog.done.{k}"));
         }
         for k in ["dashboard", "security"] {
             keys.push(format!("console.nav.{k}"));

@@ -22,6 +22,8 @@ pub struct AdminUser {
     pub locked_until: Millis,
     /// A confirmed second factor is on.
     pub totp_enabled: bool,
+    /// Disabled by an admin: cannot sign in.
+    pub disabled: bool,
 }
 
 /// How the failed-attempt lock works: `max_failures` in a row lock the user for `lock_ms`.
@@ -52,12 +54,13 @@ fn user_from_row(r: &crate::db::Row) -> Result<AdminUser> {
         password_hash: r.get("password_hash")?,
         locked_until: r.get("locked_until")?,
         totp_enabled: r.get::<Option<Vec<u8>>>("totp_secret")?.is_some(),
+        disabled: r.get::<Option<i64>>("disabled_at")?.is_some(),
     })
 }
 
 fn user_by_name(tx: &mut dyn Tx, name: &str) -> Result<Option<AdminUser>> {
     tx.query_opt(
-        "SELECT id, name, password_hash, locked_until, totp_secret FROM admin_users \
+        "SELECT id, name, password_hash, locked_until, totp_secret, disabled_at FROM admin_users \
          WHERE name = $1",
         params![name],
     )?

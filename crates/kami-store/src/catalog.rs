@@ -34,6 +34,8 @@ pub(crate) fn create_product(tx: &mut dyn Tx, p: &NewProduct, now: Millis) -> Re
     if inserted == 0 {
         return Err(StoreError::ProductExists);
     }
+    // A category named for the first time joins the catalogue's groups, last.
+    crate::categories::ensure(tx, &p.category, now)?;
     Ok(())
 }
 
@@ -45,7 +47,8 @@ macro_rules! product_fields {
         "p.slug, p.title, p.description, p.price, p.currency, p.delivery, p.manual_stock, \
            (SELECT COUNT(*) FROM cards c WHERE c.product_id = p.id AND c.status = 'available' AND c.is_loop = 0) AS available, \
            (SELECT COUNT(*) FROM cards c WHERE c.product_id = p.id AND c.is_loop = 1) AS loop_cards, \
-           p.category, p.sort_order, p.min_quantity, p.max_quantity, p.price_tiers, p.input_fields"
+           p.category, p.sort_order, p.min_quantity, p.max_quantity, p.price_tiers, p.input_fields, \
+           p.image, p.image_thumb"
     };
 }
 macro_rules! product_columns {
@@ -96,6 +99,8 @@ fn product_from_row(r: &Row) -> Result<Product> {
         )?,
         input_fields: InputFields::from_json(&r.get::<String>("input_fields")?)
             .map_err(|e| StoreError::Corrupt(format!("product input fields: {e}")))?,
+        image: r.get("image")?,
+        image_thumb: r.get("image_thumb")?,
     })
 }
 
@@ -118,15 +123,25 @@ fn admin_product_from_row(r: &Row) -> Result<AdminProduct> {
     })
 }
 
+/// The storefront's order: groups in their order (products without one last), then the
+/// products' own order within each group.
+macro_rules! catalogue_order {
+    ($where:literal) => {
+        concat!(
+            "LEFT JOIN categories cat ON cat.name = p.category ",
+            $where,
+            " ORDER BY CASE WHEN cat.id IS NULL THEN 1 ELSE 0 END, cat.sort_order, cat.id, \
+               p.sort_order, p.id"
+        )
+    };
+}
+
 /// Every product, hidden ones too, in catalogue order.
 pub(crate) fn admin_products(tx: &mut dyn Tx) -> Result<Vec<AdminProduct>> {
-    tx.query(
-        concat!(admin_product_columns!(), "ORDER BY p.sort_order, p.id"),
-        &[],
-    )?
-    .iter()
-    .map(admin_product_from_row)
-    .collect()
+    tx.query(concat!(admin_product_columns!(), catalogue_order!("")), &[])?
+        .iter()
+        .map(admin_product_from_row)
+        .collect()
 }
 
 pub(crate) fn admin_product(tx: &mut dyn Tx, slug: &str) -> Result<AdminProduct> {
@@ -147,10 +162,7 @@ pub(crate) fn pricing_from(price: Money, tiers: &str, min: i64, max: i64) -> Res
 
 pub(crate) fn list_products(tx: &mut dyn Tx) -> Result<Vec<Product>> {
     tx.query(
-        concat!(
-            product_columns!(),
-            "WHERE p.active = 1 ORDER BY p.sort_order, p.id"
-        ),
+        concat!(product_columns!(), catalogue_order!("WHERE p.active = 1")),
         &[],
     )?
     .iter()

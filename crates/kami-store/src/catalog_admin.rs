@@ -8,9 +8,10 @@ use serde_json::{json, Map, Value};
 
 use crate::audit;
 use crate::catalog;
+use crate::categories::{self, Direction};
 use crate::db::Tx;
 use crate::error::{Result, StoreError};
-use crate::model::{Actor, AdminProduct, AuditEntry, ProductPatch, ProductRemoval};
+use crate::model::{Actor, AdminProduct, AuditEntry, NewProduct, ProductPatch, ProductRemoval};
 use crate::params;
 
 /// The editable columns of a product, as stored.
@@ -118,6 +119,9 @@ pub(crate) fn update(
     if new == cur {
         return catalog::admin_product(tx, slug);
     }
+    if new.category != cur.category {
+        categories::ensure(tx, &new.category, now)?;
+    }
     tx.exec(
         "UPDATE products SET title = $2, price = $3, description = $4, category = $5, active = $6, \
            price_tiers = $7, min_quantity = $8, max_quantity = $9, sort_order = $10, input_fields = $11 \
@@ -209,4 +213,202 @@ pub(crate) fn remove(
     };
     audit::record(tx, &entry, now)?;
     Ok(removal)
+}
+
+/// A new product with the buyer's input fields, its group created if new, and its audit row
+/// (every field, after) — one commit. [`StoreError::ProductExists`] when the slug is taken.
+pub(crate) fn create(
+    tx: &mut dyn Tx,
+    p: &NewProduct,
+    input_fields: &InputFields,
+    visible: bool,
+    actor: &Actor,
+    now: Millis,
+) -> Result<AdminProduct> {
+    catalog::create_product(tx, p, now)?;
+    let slug = p.slug.as_str();
+    tx.exec(
+        "UPDATE products SET input_fields = $2, active = $3 WHERE slug = $1",
+        params![slug, input_fields.to_json(), visible],
+    )?;
+    let row = Editable {
+        title: p.title.clone(),
+        price: p.price.minor(),
+        description: p.description.clone(),
+        category: p.category.clone(),
+        visible,
+        tiers: p.tiers.to_string(),
+        min_quantity: p.min_quantity,
+        max_quantity: p.max_quantity,
+        sort_order: p.sort_order,
+        input_fields: input_fields.to_json(),
+    };
+    let mut after = Map::new();
+    after.insert("slug".into(), json!(slug));
+    after.insert("currency".into(), json!(p.price.currency().code()));
+    after.insert("delivery".into(), json!(p.delivery.as_str()));
+    after.insert("stock".into(), json!(p.manual_stock));
+    for (name, value) in row.fields()? {
+        after.insert(name.to_owned(), value);
+    }
+    let entry = actor.entry(
+        "product.create",
+        format!("product:{slug}"),
+        None,
+        Some(Value::Object(after)),
+    );
+    audit::record(tx, &entry, now)?;
+    catalog::admin_product(tx, slug)
+}
+
+/// A product's picture and thumbnail (media file names; `None` removes the picture), audited
+/// with the names before and after. Returns the product and the names it had.
+pub(crate) fn set_image(
+    tx: &mut dyn Tx,
+    slug: &str,
+    image: Option<&(String, String)>,
+    actor: &Actor,
+    now: Millis,
+) -> Result<(AdminProduct, [Option<String>; 2])> {
+    let r = tx
+        .query_opt(
+            "SELECT id, image, image_thumb FROM products WHERE slug = $1 FOR UPDATE",
+            params![slug],
+        )?
+        .ok_or(StoreError::ProductNotFound)?;
+    let id: i64 = r.get("id")?;
+    let old: [Option<String>; 2] = [r.get("image")?, r.get("image_thumb")?];
+    let new = [image.map(|i| i.0.clone()), image.map(|i| i.1.clone())];
+    if old != new {
+        tx.exec(
+            "UPDATE products SET image = $2, image_thumb = $3 WHERE id = $1",
+            params![id, new[0].as_deref(), new[1].as_deref()],
+        )?;
+        let entry = actor.entry(
+            if image.is_some() {
+                "product.image"
+            } else {
+                "product.image_remove"
+            },
+            format!("product:{slug}"),
+            Some(json!({"image": old[0], "image_thumb": old[1]})),
+            Some(json!({"image": new[0], "image_thumb": new[1]})),
+        );
+        audit::record(tx, &entry, now)?;
+    }
+    Ok((catalog::admin_product(tx, slug)?, old))
+}
+
+/// Whether any product shows this media file.
+pub(crate) fn media_in_use(tx: &mut dyn Tx, name: &str) -> Result<bool> {
+    Ok(tx
+        .query_opt(
+            "SELECT id FROM products WHERE image = $1 OR image_thumb = $1 LIMIT 1",
+            params![name],
+        )?
+        .is_some())
+}
+
+/// Move a product one place up or down within its group (the group is numbered again:
+/// `categories::STEP` apart), audited with every position that changed. False: it was
+/// already first (last).
+pub(crate) fn move_product(
+    tx: &mut dyn Tx,
+    slug: &str,
+    dir: Direction,
+    actor: &Actor,
+    now: Millis,
+) -> Result<bool> {
+    let category: String = tx
+        .query_opt(
+            "SELECT category FROM products WHERE slug = $1 FOR UPDATE",
+            params![slug],
+        )?
+        .ok_or(StoreError::ProductNotFound)?
+        .get("category")?;
+    let rows = tx.query(
+        "SELECT id, slug, sort_order FROM products WHERE category = $1 \
+         ORDER BY sort_order, id FOR UPDATE",
+        params![category.as_str()],
+    )?;
+    let mut list: Vec<(i64, String, i64)> = Vec::with_capacity(rows.len());
+    for r in &rows {
+        list.push((r.get("id")?, r.get("slug")?, r.get("sort_order")?));
+    }
+    let Some(at) = list.iter().position(|p| p.1 == slug) else {
+        return Err(StoreError::ProductNotFound);
+    };
+    let sorts: Vec<i64> = list.iter().map(|p| p.2).collect();
+    let Some(changes) = categories::moved_positions(&sorts, at, dir) else {
+        return Ok(false);
+    };
+    let (mut before, mut after) = (Map::new(), Map::new());
+    for (idx, want) in changes {
+        let Some((id, s, old)) = list.get(idx) else {
+            continue;
+        };
+        tx.exec(
+            "UPDATE products SET sort_order = $2 WHERE id = $1",
+            params![*id, want],
+        )?;
+        before.insert(s.clone(), json!(old));
+        after.insert(s.clone(), json!(want));
+    }
+    let entry = actor.entry(
+        "product.move",
+        format!("product:{slug}"),
+        Some(json!({ "sort_order": before })),
+        Some(json!({ "sort_order": after })),
+    );
+    audit::record(tx, &entry, now)?;
+    Ok(true)
+}
+
+impl crate::Store {
+    /// A new product (see [`create`]): audited, its group created if new.
+    pub async fn create_product_audited(
+        &self,
+        p: NewProduct,
+        input_fields: InputFields,
+        visible: bool,
+        actor: &Actor,
+        now: Millis,
+    ) -> Result<AdminProduct> {
+        let actor = actor.clone();
+        self.write(move |tx| create(tx, &p, &input_fields, visible, &actor, now))
+            .await
+    }
+
+    /// Set (`Some((picture, thumbnail))`) or remove a product's picture, audited; returns the
+    /// product and the media names it had (`[picture, thumbnail]`).
+    pub async fn set_product_image(
+        &self,
+        slug: &str,
+        image: Option<(String, String)>,
+        actor: &Actor,
+        now: Millis,
+    ) -> Result<(AdminProduct, [Option<String>; 2])> {
+        let (slug, actor) = (slug.to_owned(), actor.clone());
+        self.write(move |tx| set_image(tx, &slug, image.as_ref(), &actor, now))
+            .await
+    }
+
+    /// Whether any product shows the media file `name`.
+    pub async fn media_in_use(&self, name: &str) -> Result<bool> {
+        let name = name.to_owned();
+        self.read(move |tx| media_in_use(tx, &name)).await
+    }
+
+    /// Move a product one place within its group (see [`move_product`]).
+    pub async fn move_product(
+        &self,
+        slug: &str,
+        dir: Direction,
+        actor: &Actor,
+        now: Millis,
+    ) -> Result<bool> {
+        let (slug, actor) = (slug.to_owned(), actor.clone());
+        self.write(move |tx| move_product(tx, &slug, dir, &actor, now))
+            .await
+    }
 }

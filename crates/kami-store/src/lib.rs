@@ -28,6 +28,7 @@ mod migrate;
 pub mod model;
 #[macro_use]
 mod orders;
+mod categories;
 mod orders_search;
 mod outbox;
 mod payments;
@@ -45,9 +46,10 @@ use std::sync::Arc;
 
 use kami_core::{CardStatus, CouponCode, Millis, OrderNo};
 
-pub use admin_roster::AdminUserSummary;
+pub use admin_roster::{AdminUserSummary, UserChange};
 pub use admin_users::{AdminUser, FactorCheck, LockPolicy};
 pub use attention::{ActionOrder, StockLevel};
+pub use categories::{Category, CategoryOutcome, CategoryPatch, Direction};
 pub use checks::{OrderPayment, PaymentCheck};
 pub use coupons::{Coupon, CouponKind, CouponPatch, CouponRemoval, CouponSettings};
 pub use error::{Result, StoreError};

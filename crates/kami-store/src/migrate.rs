@@ -107,6 +107,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0016_channels.sql"),
         postgres: include_str!("migrations/postgres/0016_channels.sql"),
     },
+    Migration {
+        version: 18,
+        name: "catalog_media_users",
+        sqlite: include_str!("migrations/sqlite/0018_catalog_media_users.sql"),
+        postgres: include_str!("migrations/postgres/0018_catalog_media_users.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kami_migrations \

@@ -69,6 +69,9 @@ pub struct Product {
     pub pricing: Pricing,
     /// What the buyer is asked when ordering (checked on order creation).
     pub input_fields: InputFields,
+    /// The picture's media file name (`<sha256>.<ext>`) and its thumbnail's; `None`: none.
+    pub image: Option<String>,
+    pub image_thumb: Option<String>,
 }
 
 /// A product as the seller manages it: hidden ones too, with its stock by status.

@@ -121,7 +121,8 @@ impl Store {
                 "SELECT s.id, s.user_id, u.name, s.mfa_pending, s.created_at, s.last_seen_at, \
                  s.expires_at, s.ip, s.user_agent FROM admin_sessions s \
                  JOIN admin_users u ON u.id = s.user_id \
-                 WHERE s.token_hash = $1 AND s.expires_at > $2 AND s.last_seen_at > $2 - $3",
+                 WHERE s.token_hash = $1 AND s.expires_at > $2 AND s.last_seen_at > $2 - $3 \
+                 AND u.disabled_at IS NULL",
                 params![hash.as_str(), now, idle_ms],
             )?
             .map(|r| from_row(&r))

@@ -41,12 +41,21 @@ impl std::ops::Deref for TestApp {
 /// `trusted_proxies`). Suites also fire dozens of requests at once for one client (through
 /// a trusted proxy), so `server.max_in_flight_per_ip` is raised unless `extra` sets it.
 fn test_config(db_url: &str, key_file: &Path, max_connections: u32, extra: &str) -> Config {
+    // The data directory (product pictures) is the key file's: the test's own, shared by
+    // every instance on the database.
+    let data_dir = if extra.contains("data_dir") {
+        String::new()
+    } else {
+        let dir = key_file.parent().unwrap_or(Path::new("."));
+        format!("data_dir = \"{}\"\n", dir.display())
+    };
     let key_file = key_file.display();
     let server_keys = if extra.contains("max_in_flight_per_ip") {
-        "listen = \"127.0.0.1:0\"\n"
+        format!("listen = \"127.0.0.1:0\"\n{data_dir}")
     } else {
-        "listen = \"127.0.0.1:0\"\nmax_in_flight_per_ip = 1000000\n"
+        format!("listen = \"127.0.0.1:0\"\nmax_in_flight_per_ip = 1000000\n{data_dir}")
     };
+    let server_keys = server_keys.as_str();
     let (server, extra) = if extra.contains("[server]\n") {
         (
             String::new(),

@@ -118,6 +118,14 @@ enum UserCommand {
     /// Turn off an admin's second factor (lost phone); they sign in with the password alone.
     #[command(name = "reset-2fa")]
     Reset2fa { name: String },
+    /// Disable an admin login: its sessions end at once and it cannot sign in (never the last
+    /// enabled one).
+    Disable { name: String },
+    /// Enable a disabled admin login again.
+    Enable { name: String },
+    /// Remove an admin login and its sessions (never the last enabled one); its audit log
+    /// entries stay.
+    Remove { name: String },
 }
 
 #[derive(Subcommand)]
@@ -309,6 +317,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             eprintln!("the second factor of admin user {name:?} is off; they sign in with their password alone");
             Ok(())
+        }
+        Command::Admin {
+            command:
+                AdminCommand::User {
+                    command:
+                        command @ (UserCommand::Disable { .. }
+                        | UserCommand::Enable { .. }
+                        | UserCommand::Remove { .. }),
+                },
+        } => {
+            let config = load_config(cli.config.as_ref())?;
+            let (store, _lock) = open_store(&config, "kami admin user").await?;
+            change_user(&store, command).await
         }
         Command::Cards {
             command:
@@ -627,5 +648,41 @@ async fn import_cards(
          (batch {})",
         batch.id
     );
+    Ok(())
+}
+
+/// `kami admin user disable|enable|remove NAME`: the same store operations (and rules) as the
+/// console's users page, audited as `cli`.
+async fn change_user(store: &kami_store::Store, command: UserCommand) -> anyhow::Result<()> {
+    use kami_store::UserChange;
+    let actor = kami_store::Actor::new("cli", None);
+    let (name, change, done) = match command {
+        UserCommand::Disable { name } => {
+            let c = store
+                .set_admin_user_enabled(&name, false, &actor, now_ms())
+                .await?;
+            (name, c, "disabled; its sessions ended")
+        }
+        UserCommand::Enable { name } => {
+            let c = store
+                .set_admin_user_enabled(&name, true, &actor, now_ms())
+                .await?;
+            (name, c, "enabled")
+        }
+        UserCommand::Remove { name } => {
+            let c = store.remove_admin_user(&name, &actor, now_ms()).await?;
+            (name, c, "removed")
+        }
+        UserCommand::Create { .. } | UserCommand::Reset2fa { .. } => return Ok(()),
+    };
+    match change {
+        UserChange::Done { .. } => eprintln!("admin user {name:?} {done}"),
+        UserChange::Unchanged => eprintln!("admin user {name:?} already was {done}"),
+        UserChange::NotFound => bail!("no admin user named {name:?}"),
+        UserChange::LastEnabled => bail!(
+            "{name:?} is the last enabled admin user: add or enable another one first \
+             (kami admin user create NAME)"
+        ),
+    }
     Ok(())
 }

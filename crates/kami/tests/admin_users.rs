@@ -1,4 +1,4 @@
-//! `kami admin user create` and `kami admin user reset-2fa` against a real database, on
+//! `kami admin user create`, `reset-2fa`, `disable`, `enable` and `remove` against a real database, on
 //! SQLite and on PostgreSQL: the reset turns the second factor off and is audited as `cli`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -89,3 +89,74 @@ async fn reset_2fa(backend: Backend) {
     );
 }
 both_backends!(reset_2fa);
+
+/// `kami admin user disable|enable|remove`: the console's rules (never the last enabled user),
+/// audited as `cli`.
+async fn disable_enable_remove(backend: Backend) {
+    let db = TestDb::create(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("master.key");
+    let config = dir.path().join("kami.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nurl = \"{}\"\n[security]\nmaster_key_file = \"{}\"\n",
+            db.url(),
+            key_file.display()
+        ),
+    )
+    .unwrap();
+    for name in ["owner", "clerk"] {
+        let created = kami(&["admin", "user", "create", name], &config).await;
+        assert!(created.status.success(), "{created:?}");
+    }
+    let stderr = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    let out = kami(&["admin", "user", "disable", "clerk"], &config).await;
+    assert!(out.status.success(), "{out:?}");
+    let out = kami(&["admin", "user", "disable", "owner"], &config).await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("last enabled admin user"), "{out:?}");
+    let out = kami(&["admin", "user", "remove", "owner"], &config).await;
+    assert!(!out.status.success(), "{out:?}");
+    let out = kami(&["admin", "user", "enable", "clerk"], &config).await;
+    assert!(out.status.success(), "{out:?}");
+    let out = kami(&["admin", "user", "remove", "owner"], &config).await;
+    assert!(out.status.success(), "{out:?}");
+    let out = kami(&["admin", "user", "remove", "owner"], &config).await;
+    assert!(
+        stderr(&out).contains("no admin user named \"owner\""),
+        "{out:?}"
+    );
+
+    let store = Store::connect(db.url(), 2, &KeyFiles::new(&key_file))
+        .await
+        .unwrap();
+    assert!(store.admin_user("owner").await.unwrap().is_none());
+    assert!(!store.admin_user("clerk").await.unwrap().unwrap().disabled);
+    let rows = store
+        .audit_log(AuditFilter {
+            limit: 10,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    let actions: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.entry.actor.as_str(),
+                r.entry.action.as_str(),
+                r.entry.target.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("cli", "user.remove", "user:owner"),
+            ("cli", "user.enable", "user:clerk"),
+            ("cli", "user.disable", "user:clerk"),
+        ]
+    );
+}
+both_backends!(disable_enable_remove);

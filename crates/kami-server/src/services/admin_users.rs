@@ -3,7 +3,7 @@
 //! `kami admin user create` checks names the same way.
 
 use kami_core::SecretToken;
-use kami_store::{Actor, AdminUserSummary};
+use kami_store::{Actor, AdminUserSummary, UserChange};
 
 use super::{passwords, ServiceError, ServiceResult};
 use crate::state::AppState;
@@ -53,6 +53,84 @@ pub async fn add(state: &AppState, name: &str, actor: &Actor) -> ServiceResult<S
     }
     tracing::info!(user = %name, actor = %actor.actor, "admin user added");
     Ok(password)
+}
+
+/// Who asks to disable or remove a user, as far as the lock-out rule cares.
+#[derive(Debug, Clone, Copy)]
+pub struct Requester<'a> {
+    /// The console user acting (`None`: an admin token or the CLI).
+    pub user: Option<&'a str>,
+    /// They confirmed that they are locking themselves out.
+    pub confirmed_self: bool,
+}
+
+fn user_change(name: &str, verb: &str, c: UserChange) -> ServiceResult<u64> {
+    match c {
+        UserChange::Done { sessions_ended } => Ok(sessions_ended),
+        UserChange::Unchanged => Ok(0),
+        UserChange::NotFound => Err(ServiceError::not_found(
+            "user_not_found",
+            format!("no admin user named {name:?}"),
+        )),
+        UserChange::LastEnabled => Err(ServiceError::Conflict {
+            code: "last_admin",
+            message: format!(
+                "{name:?} is the last enabled admin user: {verb} it would lock everyone out \
+                 of the console; add or enable another user first"
+            ),
+        }),
+    }
+}
+
+fn check_self(name: &str, by: Requester<'_>, verb: &str) -> ServiceResult<()> {
+    if by.user == Some(name) && !by.confirmed_self {
+        return Err(ServiceError::invalid(
+            "confirm_self",
+            format!(
+                "you are {verb} your own user: you will be signed out and cannot sign in again \
+                 until another admin enables you; confirm to go on"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Enable or disable an admin user. Disabling ends all their sessions at once and is refused
+/// for the last enabled user (`409 last_admin`), and for oneself without confirmation.
+/// Returns how many sessions ended.
+pub async fn set_enabled(
+    state: &AppState,
+    name: &str,
+    enabled: bool,
+    by: Requester<'_>,
+    actor: &Actor,
+) -> ServiceResult<u64> {
+    if !enabled {
+        check_self(name, by, "disabling")?;
+    }
+    let c = state
+        .store
+        .set_admin_user_enabled(name, enabled, actor, state.now_ms())
+        .await?;
+    tracing::info!(user = %name, enabled, actor = %actor.actor, "admin user changed");
+    user_change(name, "disabling", c)
+}
+
+/// Remove an admin user (their sessions end at once); refused for the last enabled user and
+/// for oneself without confirmation. Their audit rows stay.
+pub async fn remove(
+    state: &AppState,
+    name: &str,
+    by: Requester<'_>,
+    actor: &Actor,
+) -> ServiceResult<u64> {
+    check_self(name, by, "removing")?;
+    let c = state
+        .store
+        .remove_admin_user(name, actor, state.now_ms())
+        .await?;
+    tracing::info!(user = %name, actor = %actor.actor, "admin user removed");
+    user_change(name, "removing", c)
 }
 
 #[cfg(test)]

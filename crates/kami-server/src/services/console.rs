@@ -140,6 +140,15 @@ pub async fn sign_in(
             return Err(bad_credentials());
         }
     };
+    if user.disabled {
+        // Said only to whoever knows the password: a disabled name is not revealed to guessers.
+        let refused = entry("anonymous", "session.login_disabled", target, client);
+        state.store.record_audit(refused, now).await?;
+        return Err(ServiceError::invalid(
+            "account_disabled",
+            "this user is disabled; another admin can enable it on the Users page",
+        ));
+    }
     let token = SecretToken::generate();
     let pending = user.totp_enabled;
     let session = NewSession {

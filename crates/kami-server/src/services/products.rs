@@ -5,8 +5,10 @@
 //! console both come here; each change is audited by the store.
 
 use kami_core::money::MAX_MINOR;
-use kami_core::{FieldSpec, InputFields, PriceTiers};
-use kami_store::{Actor, AdminProduct, ProductPatch, ProductRemoval};
+use kami_core::{Currency, FieldSpec, InputFields, Money, PriceTiers, Pricing, Slug};
+use kami_store::{
+    Actor, AdminProduct, Delivery, Direction, NewProduct, ProductPatch, ProductRemoval,
+};
 use serde::Deserialize;
 
 use super::{ServiceError, ServiceResult};
@@ -144,13 +146,186 @@ pub async fn update(
     Ok(p)
 }
 
-/// Delete a product without orders (and its unsold keys), or hide one that has orders.
+/// Delete a product without orders (and its unsold keys, and its picture unless another
+/// product shows it), or hide one that has orders.
 #[tracing::instrument(level = "debug", skip_all, fields(product = %slug))]
 pub async fn remove(state: &AppState, slug: &str, actor: &Actor) -> ServiceResult<ProductRemoval> {
+    let images = state
+        .store
+        .admin_product(slug)
+        .await
+        .map(|p| [p.product.image, p.product.image_thumb])
+        .unwrap_or_default();
     let removal = state
         .store
         .remove_product(slug, actor, state.now_ms())
         .await?;
     state.catalog.invalidate();
+    if removal == ProductRemoval::Deleted {
+        super::product_images::collect(state, images).await;
+    }
     Ok(removal)
+}
+
+/// Far above any real stock, far below integer overflow in stock arithmetic.
+pub const MAX_MANUAL_STOCK: i64 = 1_000_000_000;
+
+/// `POST /api/v1/admin/products` (and the console's new-product form): a new product.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NewProductInput {
+    pub slug: String,
+    pub title: String,
+    /// Minor units of `currency`.
+    pub price: i64,
+    pub currency: String,
+    /// `auto` (card keys) or `manual` (the seller fulfils each order).
+    pub delivery: String,
+    #[serde(default)]
+    pub description: String,
+    /// Manual products only: how many may be sold (absent = unlimited).
+    pub stock: Option<i64>,
+    /// Catalogue group shown on the storefront ("" = none; a new name creates the group).
+    #[serde(default)]
+    pub category: String,
+    /// Position within its group, lower first.
+    #[serde(default)]
+    pub sort_order: i64,
+    #[serde(default = "one")]
+    pub min_quantity: i64,
+    #[serde(default = "hundred")]
+    pub max_quantity: i64,
+    /// Wholesale tiers: `[{"min_quantity": 5, "price": 900}, ...]` (unit price, minor units).
+    #[serde(default)]
+    pub tiers: Vec<TierInput>,
+    /// What the buyer is asked when ordering (manual products).
+    #[serde(default)]
+    pub input_fields: Vec<FieldSpec>,
+    /// Listed in the catalogue and orderable (default true).
+    #[serde(default = "yes")]
+    pub visible: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn one() -> i64 {
+    1
+}
+fn hundred() -> i64 {
+    100
+}
+
+/// `/admin/products/new` is the console's form, so no product may be called that.
+pub const RESERVED_SLUG: &str = "new";
+
+/// Every field of a new product parsed; the first bad one is the error.
+pub fn parse_new(b: NewProductInput) -> ServiceResult<(NewProduct, InputFields, bool)> {
+    let slug =
+        Slug::parse(&b.slug).map_err(|e| ServiceError::invalid("invalid_slug", e.to_string()))?;
+    if slug.as_str() == RESERVED_SLUG {
+        return Err(ServiceError::invalid(
+            "invalid_slug",
+            "\"new\" is the console's new-product page; choose another slug",
+        ));
+    }
+    let title = parse_title(&b.title)?;
+    let description = parse_description(b.description)?;
+    let currency = Currency::parse(&b.currency)
+        .map_err(|e| ServiceError::invalid("invalid_currency", e.to_string()))?;
+    let price = Money::new(parse_price(b.price)?, currency)
+        .map_err(|e| ServiceError::invalid("invalid_price", e.to_string()))?;
+    let delivery = Delivery::parse(&b.delivery).ok_or_else(|| {
+        ServiceError::invalid(
+            "invalid_delivery",
+            "delivery must be \"auto\" or \"manual\"",
+        )
+    })?;
+    let manual_stock =
+        match (delivery, b.stock) {
+            (Delivery::Auto, Some(_)) => return Err(ServiceError::invalid(
+                "invalid_stock",
+                "auto-delivery stock is the imported card keys; stock applies to manual products",
+            )),
+            (_, Some(n)) if !(0..=MAX_MANUAL_STOCK).contains(&n) => {
+                return Err(ServiceError::invalid(
+                    "invalid_stock",
+                    format!("stock must be between 0 and {MAX_MANUAL_STOCK}"),
+                ))
+            }
+            (_, s) => s,
+        };
+    let category = parse_category(&b.category)?;
+    let tiers = parse_tiers(&b.tiers)?;
+    let pricing = Pricing::new(price, tiers.clone(), b.min_quantity, b.max_quantity)
+        .map_err(|e| ServiceError::invalid("invalid_pricing", e.to_string()))?;
+    let input_fields = parse_input_fields(b.input_fields)?;
+    Ok((
+        NewProduct {
+            slug,
+            title,
+            description,
+            price,
+            delivery,
+            manual_stock,
+            category,
+            sort_order: parse_sort_order(b.sort_order)?,
+            tiers,
+            min_quantity: i64::from(pricing.min_quantity()),
+            max_quantity: i64::from(pricing.max_quantity()),
+        },
+        input_fields,
+        b.visible,
+    ))
+}
+
+/// Create a product (`409 product_exists` when the slug is taken), audited; the catalogue
+/// shows it at once.
+#[tracing::instrument(level = "debug", skip_all, fields(product = %input.slug))]
+pub async fn create(
+    state: &AppState,
+    input: NewProductInput,
+    actor: &Actor,
+) -> ServiceResult<AdminProduct> {
+    let (p, fields, visible) = parse_new(input)?;
+    let created = state
+        .store
+        .create_product_audited(p, fields, visible, actor, state.now_ms())
+        .await?;
+    state.catalog.invalidate();
+    Ok(created)
+}
+
+/// `up` or `down` (the console's buttons, the API's `direction`).
+pub fn parse_direction(s: &str) -> ServiceResult<Direction> {
+    match s {
+        "up" => Ok(Direction::Up),
+        "down" => Ok(Direction::Down),
+        _ => Err(ServiceError::invalid(
+            "invalid_direction",
+            "direction must be \"up\" or \"down\"",
+        )),
+    }
+}
+
+/// Move a product one place up or down within its group (`409 cannot_move` when it already
+/// is first or last). The storefront shows the new order at once.
+pub async fn move_product(
+    state: &AppState,
+    slug: &str,
+    dir: Direction,
+    actor: &Actor,
+) -> ServiceResult<AdminProduct> {
+    let moved = state
+        .store
+        .move_product(slug, dir, actor, state.now_ms())
+        .await?;
+    state.catalog.invalidate();
+    if !moved {
+        return Err(ServiceError::Conflict {
+            code: "cannot_move",
+            message: "the product is already at that end of its category".into(),
+        });
+    }
+    Ok(state.store.admin_product(slug).await?)
 }

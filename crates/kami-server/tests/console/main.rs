@@ -6,8 +6,10 @@
 
 mod support;
 
+mod admins;
 mod cards;
 mod channels;
+mod catalog;
 mod coupons;
 mod csrf;
 mod dashboard;

@@ -117,13 +117,15 @@ async fn the_audit_log_page_filters_shows_changes_and_exports(backend: Backend) 
 
     let page = owner.get("/admin/audit?target=product%3Avip").await;
     assert_eq!(page.status, 200, "{}", page.body);
+    // The creation (audited too) and the change.
     assert_eq!(
         page.body.matches("data-testid=\"audit-row\"").count(),
-        1,
+        2,
         "{}",
         page.body
     );
     assert!(page.body.contains("product.update"));
+    assert!(page.body.contains("product.create"));
     let before = page.testid("audit-before").unwrap();
     let after = page.testid("audit-after").unwrap();
     assert!(before.contains("1230"), "{before}");
@@ -159,7 +161,12 @@ async fn the_audit_log_page_filters_shows_changes_and_exports(backend: Backend) 
         .starts_with("text/csv"));
     let lines: Vec<&str> = csv.body.lines().collect();
     assert_eq!(lines[0], "id,at,actor,action,target,ip,before,after");
-    assert_eq!(lines.len(), 2, "{}", csv.body);
+    assert_eq!(lines.len(), 3, "{}", csv.body);
+    assert!(
+        lines[2].contains(",product.create,product:vip,"),
+        "{}",
+        lines[2]
+    );
     assert!(
         lines[1].contains(",token:test,product.update,product:vip,"),
         "{}",
@@ -167,14 +174,15 @@ async fn the_audit_log_page_filters_shows_changes_and_exports(backend: Backend) 
     );
     let exports = audit(&app, "audit.export").await;
     assert_eq!(exports.len(), 1);
-    assert_eq!(exports[0].entry.after.as_ref().unwrap()["rows"], 1);
+    assert_eq!(exports[0].entry.after.as_ref().unwrap()["rows"], 2);
 
     // The API twin pages newest first and refuses a bad day.
     let v = app
         .admin_get("/api/v1/admin/audit?target=product:vip")
         .await;
-    assert_eq!(v["entries"].as_array().unwrap().len(), 1);
+    assert_eq!(v["entries"].as_array().unwrap().len(), 2);
     assert_eq!(v["entries"][0]["before"]["price"], 1230);
+    assert_eq!(v["entries"][1]["action"], "product.create");
     assert_eq!(v["entries"][0]["after"]["price"], 990);
     assert!(v["next_before"].is_null());
     let r = app

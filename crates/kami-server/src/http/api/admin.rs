@@ -10,119 +10,32 @@ use axum::response::IntoResponse;
 use axum::Json;
 use http_body_util::BodyExt;
 use kami_core::cards::{KeyStream, KeyStreamError, ParsedKeys};
-use kami_core::{Currency, Money, OrderNo, Pricing, Slug};
-use kami_store::{Delivery, NewProduct};
+use kami_core::{OrderNo, Slug};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::buyer::order_json;
-use super::seller::actor;
+use super::seller::{actor, product_json};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{
     body_error, parse_json, require_json, AdminAuth, AppBytes, AppJson, ClientIp,
 };
 use crate::services::fulfilment;
 use crate::services::order_search::{self, SearchForm};
-use crate::services::products::{self, TierInput};
+use crate::services::products::{self, NewProductInput};
 use crate::services::refunds::{self, RefundInput};
 use crate::state::AppState;
 
-/// Far above any real stock, far below integer overflow in stock arithmetic.
-const MAX_MANUAL_STOCK: i64 = 1_000_000_000;
-
-#[derive(Deserialize)]
-pub struct NewProductBody {
-    slug: String,
-    title: String,
-    price: i64,
-    currency: String,
-    delivery: String,
-    #[serde(default)]
-    description: String,
-    /// Manual products only: how many may be sold (absent = unlimited).
-    stock: Option<i64>,
-    /// Catalogue group shown on the storefront ("" = none).
-    #[serde(default)]
-    category: String,
-    /// Position in the catalogue, lower first.
-    #[serde(default)]
-    sort_order: i64,
-    #[serde(default = "one")]
-    min_quantity: i64,
-    #[serde(default = "hundred")]
-    max_quantity: i64,
-    /// Wholesale tiers: `[{"min_quantity": 5, "price": 900}, ...]` (unit price, minor units).
-    #[serde(default)]
-    tiers: Vec<TierInput>,
-}
-
-fn one() -> i64 {
-    1
-}
-fn hundred() -> i64 {
-    100
-}
-
+/// `POST /api/v1/admin/products`: a new product (`services::products::NewProductInput`),
+/// audited → `201` with the product as `GET /api/v1/admin/products` lists it.
 pub async fn create_product(
     State(state): State<Arc<AppState>>,
-    _admin: AdminAuth,
-    AppJson(b): AppJson<NewProductBody>,
+    admin: AdminAuth,
+    ip: ClientIp,
+    AppJson(b): AppJson<NewProductInput>,
 ) -> ApiResult<impl IntoResponse> {
-    let slug =
-        Slug::parse(&b.slug).map_err(|e| ApiError::unprocessable("invalid_slug", e.to_string()))?;
-    let title = products::parse_title(&b.title)?;
-    let description = products::parse_description(b.description)?;
-    let currency = Currency::parse(&b.currency)
-        .map_err(|e| ApiError::unprocessable("invalid_currency", e.to_string()))?;
-    let price = Money::new(b.price, currency)
-        .map_err(|e| ApiError::unprocessable("invalid_price", e.to_string()))?;
-    let delivery = Delivery::parse(&b.delivery).ok_or_else(|| {
-        ApiError::unprocessable(
-            "invalid_delivery",
-            "delivery must be \"auto\" or \"manual\"",
-        )
-    })?;
-    let manual_stock =
-        match (delivery, b.stock) {
-            (Delivery::Auto, Some(_)) => return Err(ApiError::unprocessable(
-                "invalid_stock",
-                "auto-delivery stock is the imported card keys; stock applies to manual products",
-            )),
-            (_, Some(n)) if !(0..=MAX_MANUAL_STOCK).contains(&n) => {
-                return Err(ApiError::unprocessable(
-                    "invalid_stock",
-                    format!("stock must be between 0 and {MAX_MANUAL_STOCK}"),
-                ))
-            }
-            (_, s) => s,
-        };
-    let category = products::parse_category(&b.category)?;
-    let tiers = products::parse_tiers(&b.tiers)?;
-    let pricing = Pricing::new(price, tiers.clone(), b.min_quantity, b.max_quantity)
-        .map_err(|e| ApiError::unprocessable("invalid_pricing", e.to_string()))?;
-    let p = NewProduct {
-        slug: slug.clone(),
-        title: title.clone(),
-        description,
-        price,
-        delivery,
-        manual_stock,
-        category,
-        sort_order: b.sort_order,
-        tiers,
-        min_quantity: i64::from(pricing.min_quantity()),
-        max_quantity: i64::from(pricing.max_quantity()),
-    };
-    state.store.create_product(p, state.now_ms()).await?;
-    state.catalog.invalidate();
-    let body = json!({
-        "slug": slug.as_str(),
-        "title": title,
-        "price": price.minor(),
-        "currency": currency.code(),
-        "delivery": delivery.as_str(),
-    });
-    Ok((StatusCode::CREATED, Json(body)))
+    let p = products::create(&state, b, &actor(&admin, ip)).await?;
+    Ok((StatusCode::CREATED, Json(product_json(&p))))
 }
 
 #[derive(Deserialize)]

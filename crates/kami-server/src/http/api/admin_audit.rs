@@ -102,6 +102,7 @@ pub(crate) fn user_json(u: &AdminUserSummary) -> Value {
         "totp_enabled": u.totp_enabled,
         "locked_until": (u.locked_until > 0).then(|| rfc3339(u.locked_until)),
         "live_sessions": u.live_sessions,
+        "enabled": u.enabled,
     })
 }
 

@@ -19,6 +19,7 @@ use crate::http::extract::{bearer, AppJson, ClientIp};
 use crate::i18n::Locale;
 use crate::services::checkout::{guess_device, place_order, OrderInput, Placed};
 use crate::services::orders;
+use crate::services::product_images;
 use crate::state::AppState;
 use crate::time::rfc3339;
 
@@ -53,6 +54,8 @@ pub async fn products(State(state): State<Arc<AppState>>) -> ApiResult<impl Into
                 })).collect::<Vec<_>>(),
                 // What to send as `fields` when ordering.
                 "input_fields": p.input_fields.specs(),
+                "image": p.image.as_deref().map(product_images::url),
+                "image_thumb": p.image_thumb.as_deref().map(product_images::url),
             })
         })
         .collect();

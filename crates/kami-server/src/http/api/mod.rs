@@ -3,8 +3,10 @@
 mod admin;
 mod admin_audit;
 mod admin_orders;
+mod admin_users;
 mod buyer;
 mod channels;
+mod catalog;
 mod coupons;
 mod gateway;
 mod ops;
@@ -97,6 +99,34 @@ pub fn routes() -> Router<Arc<AppState>> {
             post(admin_orders::resend_mail),
         )
         .route("/api/v1/admin/stats", get(stats::stats))
+        // Issue 10 parts 3 and 9: pictures, order, categories, admin users.
+        .route(
+            "/api/v1/admin/products/{slug}/image",
+            // Read by `catalog::read_capped` (5 MB) rather than the default 2 MB limit.
+            axum::routing::put(catalog::put_image)
+                .layer(DefaultBodyLimit::disable())
+                .delete(catalog::delete_image),
+        )
+        .route(
+            "/api/v1/admin/products/{slug}/move",
+            post(catalog::move_product),
+        )
+        .route(
+            "/api/v1/admin/categories",
+            get(catalog::list_categories).post(catalog::create_category),
+        )
+        .route(
+            "/api/v1/admin/categories/{name}",
+            patch(catalog::update_category).delete(catalog::delete_category),
+        )
+        .route(
+            "/api/v1/admin/categories/{name}/move",
+            post(catalog::move_category),
+        )
+        .route(
+            "/api/v1/admin/users/{name}",
+            patch(admin_users::update).delete(admin_users::remove),
+        )
         .route(
             "/pay/notify/{channel_id}",
             get(gateway::notify).post(gateway::notify),

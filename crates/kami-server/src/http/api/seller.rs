@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{require_json, AdminAuth, AppBytes, ClientIp};
 use crate::services::card_stock::{self, parse_status};
+use crate::services::product_images;
 use crate::services::products::{self, ProductChanges};
 use crate::state::AppState;
 use crate::time::rfc3339;
@@ -27,7 +28,7 @@ pub(super) fn actor(admin: &AdminAuth, ip: ClientIp) -> Actor {
     Actor::new(format!("token:{}", admin.0), ip.0.map(|ip| ip.to_string()))
 }
 
-fn slug_or_404(slug: &str) -> ApiResult<Slug> {
+pub(super) fn slug_or_404(slug: &str) -> ApiResult<Slug> {
     Slug::parse(slug).map_err(|_| ApiError::not_found("product_not_found", "no such product"))
 }
 
@@ -58,6 +59,8 @@ pub(super) fn product_json(a: &AdminProduct) -> Value {
             "manual": a.manual_stock,
         },
         "has_orders": a.has_orders,
+        "image": p.image.as_deref().map(product_images::url),
+        "image_thumb": p.image_thumb.as_deref().map(product_images::url),
     })
 }
 

@@ -36,6 +36,10 @@ fn next_param(next: &str) -> String {
 /// What a refused sign-in shows: the message key, its status and `Retry-After`.
 fn refusal(e: ServiceError) -> Result<(StatusCode, &'static str, Option<u64>), ServiceError> {
     match e {
+        ServiceError::Invalid {
+            code: "account_disabled",
+            ..
+        } => Ok((StatusCode::FORBIDDEN, "account_disabled", None)),
         ServiceError::Invalid { code, .. } => Ok((
             StatusCode::UNAUTHORIZED,
             match code {

@@ -10,6 +10,7 @@ mod channels;
 mod coupons;
 // The guards return the page to answer with as their error: a refusal is a response, built
 // once, on the way out; its size does not matter there.
+mod categories;
 mod chart;
 mod dashboard;
 #[allow(clippy::result_large_err)]
@@ -18,9 +19,12 @@ mod login;
 mod order_forms;
 mod order_page;
 mod orders;
+mod product_media;
+mod product_new;
 mod products;
 #[allow(clippy::result_large_err)]
 mod security;
+mod upload;
 mod users;
 
 use std::sync::Arc;
@@ -103,6 +107,31 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/admin/channels/{id}/enabled", post(channels::toggle))
         .route("/admin/channels/{id}/delete", post(channels::delete))
         .route("/admin/channels/{id}/test", post(channels::test))
+        // Issue 10 parts 3 and 9: new products, pictures, order, categories, users.
+        .route(
+            "/admin/products/new",
+            get(product_new::form)
+                .post(product_new::create)
+                .layer(axum::extract::DefaultBodyLimit::max(upload::BODY_LIMIT)),
+        )
+        .route(
+            "/admin/products/{slug}/image",
+            post(product_media::upload)
+                .layer(axum::extract::DefaultBodyLimit::max(upload::BODY_LIMIT)),
+        )
+        .route(
+            "/admin/products/{slug}/image/delete",
+            post(product_media::remove),
+        )
+        .route("/admin/products/{slug}/move", post(product_media::move_one))
+        .route(
+            "/admin/categories",
+            get(categories::page).post(categories::create),
+        )
+        .route("/admin/categories/rename", post(categories::rename))
+        .route("/admin/categories/move", post(categories::move_one))
+        .route("/admin/categories/delete", post(categories::delete))
+        .route("/admin/users/{action}", post(users::act))
 }
 
 /// A navigation entry: only pages that exist are listed.
@@ -225,7 +254,8 @@ fn message(
 /// A service refusal as a console page: internal causes are logged, never shown.
 fn failed(state: &AppState, ctx: &Ctx, user: Option<&guard::Admin>, e: ServiceError) -> Response {
     match e {
-        ServiceError::NotFound { .. } => {
+        ServiceError::NotFound { .. }
+        | ServiceError::Store(kami_store::StoreError::ProductNotFound) => {
             message(state, ctx, user, StatusCode::NOT_FOUND, "not_found")
         }
         other => {

@@ -10,13 +10,14 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
-use kami_core::{FieldSpec, Money};
+use kami_core::{Currency, FieldSpec, Money};
 use kami_store::{AdminProduct, Delivery, Stock};
 use minijinja::{context, Value};
 
 use super::guard::{self, Admin};
 use super::{field, render, see_other};
 use crate::http::web::request::Ctx;
+use crate::services::categories;
 use crate::services::products::{self, ProductChanges, TierInput};
 use crate::services::ServiceError;
 use crate::state::AppState;
@@ -44,6 +45,9 @@ fn row(p: &AdminProduct) -> Value {
         sold => p.cards.sold,
         out => matches!(p.product.stock, Stock::Count(0)),
         has_orders => p.has_orders,
+        // Media file names: the templates write `/media/<name>`.
+        image => p.product.image.as_deref(),
+        thumb => p.product.image_thumb.as_deref(),
     }
 }
 
@@ -56,7 +60,20 @@ pub async fn list(State(state): St, ctx: Ctx) -> Response {
         Ok(p) => p,
         Err(e) => return super::failed(&state, &ctx, Some(&admin), e),
     };
-    let rows: Vec<Value> = all.iter().map(row).collect();
+    // The list is in the storefront's order: a product moves within its category.
+    let category = |i: usize| all.get(i).map(|p| p.product.category.as_str());
+    let rows: Vec<Value> = all
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let here = Some(p.product.category.as_str());
+            context! {
+                up => i > 0 && category(i - 1) == here,
+                down => category(i + 1) == here,
+                ..row(p)
+            }
+        })
+        .collect();
     render(
         &state,
         &ctx,
@@ -76,7 +93,7 @@ async fn find(state: &AppState, slug: &str) -> Result<Option<AdminProduct>, Serv
 }
 
 /// The edit form's values: what the product has, or what the seller sent back with an error.
-fn form_values(p: &AdminProduct) -> Value {
+pub(super) fn form_values(p: &AdminProduct) -> Value {
     let pricing = &p.product.pricing;
     let currency = p.product.price.currency();
     let tiers: Vec<String> = pricing
@@ -121,9 +138,11 @@ fn form_values(p: &AdminProduct) -> Value {
     }
 }
 
-fn sent_values(fields: &[(String, String)]) -> Value {
+pub(super) fn sent_values(fields: &[(String, String)]) -> Value {
     let f = |n: &str| field(fields, n).to_owned();
     context! {
+        slug => f("slug"), currency => f("currency"), delivery => f("delivery"),
+        stock => f("stock"),
         title => f("title"), price => f("price"), category => f("category"),
         sort_order => f("sort_order"), visible => field(fields, "visible") == "on",
         min_quantity => f("min_quantity"), max_quantity => f("max_quantity"),
@@ -131,8 +150,19 @@ fn sent_values(fields: &[(String, String)]) -> Value {
     }
 }
 
+/// The names of the categories, for the form's suggestions.
+pub(super) async fn category_names(state: &AppState) -> Vec<String> {
+    match categories::list(state).await {
+        Ok(list) => list.into_iter().map(|c| c.name).collect(),
+        Err(e) => {
+            tracing::warn!("listing categories: {e}");
+            Vec::new()
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
-fn edit_page(
+pub(super) async fn edit_page(
     state: &AppState,
     ctx: &Ctx,
     admin: &Admin,
@@ -150,10 +180,15 @@ fn edit_page(
         "console/product_edit.html",
         "products",
         context! {
+            creating => false,
             product => row(p),
             form => values,
             error => error,
             saved => saved,
+            categories => category_names(state).await,
+            max_mb => crate::media::MAX_UPLOAD_BYTES / (1024 * 1024),
+            // The saved description as the storefront shows it (sanitised).
+            preview => crate::markup::markdown(&p.product.description),
         },
     )
 }
@@ -176,6 +211,7 @@ pub async fn edit(State(state): St, ctx: Ctx, Path(slug): Path<String>) -> Respo
                 None,
                 saved,
             )
+            .await
         }
         Ok(None) => super::message(
             &state,
@@ -188,7 +224,7 @@ pub async fn edit(State(state): St, ctx: Ctx, Path(slug): Path<String>) -> Respo
     }
 }
 
-fn invalid(message: impl Into<String>) -> ServiceError {
+pub(super) fn invalid(message: impl Into<String>) -> ServiceError {
     ServiceError::invalid("invalid_form", message)
 }
 
@@ -200,9 +236,11 @@ fn whole(name: &str, value: &str) -> Result<i64, ServiceError> {
 }
 
 /// The form's fields as the API's changes: prices in major units of the product's currency,
-/// parsed exactly (never through a float).
-fn changes(p: &AdminProduct, f: &[(String, String)]) -> Result<ProductChanges, ServiceError> {
-    let currency = p.product.price.currency();
+/// parsed exactly (never through a float). The new-product form sends the same fields.
+pub(super) fn changes(
+    currency: Currency,
+    f: &[(String, String)],
+) -> Result<ProductChanges, ServiceError> {
     let money = |what: &str, s: &str| {
         Money::from_major_str(s.trim(), currency)
             .map(Money::minor)
@@ -288,39 +326,45 @@ pub async fn save(State(state): St, ctx: Ctx, Path(slug): Path<String>, body: By
         }
         Err(e) => return super::failed(&state, &ctx, Some(&admin), e),
     };
-    let outcome = match changes(&p, &fields) {
+    let outcome = match changes(p.product.price.currency(), &fields) {
         Ok(c) => products::update(&state, &slug, c, &guard::actor(&admin, &ctx)).await,
         Err(e) => Err(e),
     };
     match outcome {
         Ok(_) => see_other(&format!("/admin/products/{slug}?saved=1")),
-        Err(ServiceError::Invalid { message, .. }) => edit_page(
-            &state,
-            &ctx,
-            &admin,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &p,
-            sent_values(&fields),
-            Some(message),
-            false,
-        ),
-        Err(ServiceError::Store(e)) if is_invalid(&e) => edit_page(
-            &state,
-            &ctx,
-            &admin,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &p,
-            sent_values(&fields),
-            Some(e.to_string()),
-            false,
-        ),
+        Err(ServiceError::Invalid { message, .. }) => {
+            edit_page(
+                &state,
+                &ctx,
+                &admin,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &p,
+                sent_values(&fields),
+                Some(message),
+                false,
+            )
+            .await
+        }
+        Err(ServiceError::Store(e)) if is_invalid(&e) => {
+            edit_page(
+                &state,
+                &ctx,
+                &admin,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &p,
+                sent_values(&fields),
+                Some(e.to_string()),
+                false,
+            )
+            .await
+        }
         Err(e) => super::failed(&state, &ctx, Some(&admin), e),
     }
 }
 
 /// Store refusals that are the seller's input (limits against tiers, a price the currency
 /// cannot hold), not faults.
-fn is_invalid(e: &kami_store::StoreError) -> bool {
+pub(super) fn is_invalid(e: &kami_store::StoreError) -> bool {
     use kami_store::StoreError as E;
     matches!(
         e,

@@ -24,6 +24,37 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/orders/{order_no}/keys.txt", get(pages::keys_txt))
         .route("/lookup", get(pages::lookup_form).post(pages::lookup))
         .route("/assets/{*path}", get(asset))
+        .route("/media/{name}", get(media))
+}
+
+/// `GET /media/<sha256>.<jpg|png>`: a product picture. Its name is its content, so it is
+/// cached for a year; a name that is not strictly a media name, or no such file, is `404`.
+async fn media(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
+    match crate::services::product_images::read(&state, &name).await {
+        Ok(Some((bytes, mime))) => {
+            let mut resp = bytes.into_response();
+            let h = resp.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+            h.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=31536000, immutable"),
+            );
+            h.insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
+            resp
+        }
+        Ok(None) => (StatusCode::NOT_FOUND, "no such picture").into_response(),
+        Err(e) => {
+            tracing::error!("serving a picture: {e}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the picture could not be read",
+            )
+                .into_response()
+        }
+    }
 }
 
 pub use pages::fallback;
