@@ -72,12 +72,14 @@ fn register(tx: &mut dyn Tx, key: &MasterKey) -> Result<()> {
     Ok(())
 }
 
-/// Does the database hold any card key, fulfilment content or buyer answers (sealed or not)?
+/// Does the database hold any card key, fulfilment content, buyer answers or sealed setting
+/// (sealed or not)?
 fn has_secrets(tx: &mut dyn Tx) -> Result<bool> {
     let r = tx.query_one(
         "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM cards LIMIT 1) c) + \
                 (SELECT COUNT(*) FROM (SELECT 1 FROM orders WHERE fulfilment IS NOT NULL LIMIT 1) o) + \
-                (SELECT COUNT(*) FROM (SELECT 1 FROM orders WHERE fields IS NOT NULL LIMIT 1) f) AS n",
+                (SELECT COUNT(*) FROM (SELECT 1 FROM orders WHERE fields IS NOT NULL LIMIT 1) f) + \
+                (SELECT COUNT(*) FROM (SELECT 1 FROM settings WHERE secret IS NOT NULL LIMIT 1) s) AS n",
         &[],
     )?;
     Ok(r.get::<i64>("n")? > 0)
@@ -366,6 +368,8 @@ fn census(tx: &mut dyn Tx) -> Result<Vec<(Option<KeyId>, u64)>> {
          COUNT(*) AS n FROM admin_users WHERE totp_pending IS NOT NULL GROUP BY 1, 2",
         "SELECT substr(fields, 1, 9) AS h, length(fields) >= 37 AS whole, COUNT(*) AS n \
          FROM orders WHERE fields IS NOT NULL GROUP BY 1, 2",
+        "SELECT substr(secret, 1, 9) AS h, length(secret) >= 37 AS whole, COUNT(*) AS n \
+         FROM settings WHERE secret IS NOT NULL GROUP BY 1, 2",
     ] {
         for r in tx.query(sql, &[])? {
             let head: Vec<u8> = r.get("h")?;
@@ -554,6 +558,10 @@ impl Store {
         changed += self
             .reseal_in_pages(&ring, step, reseal_order_fields)
             .await?;
+        let r = ring.clone();
+        changed += self
+            .write(move |tx| crate::settings::reseal(tx, &r))
+            .await?;
         Ok(changed)
     }
 
@@ -615,7 +623,10 @@ impl Store {
         let pg = matches!(&*self.backend, Backend::Postgres(_));
         self.write(move |tx| {
             if pg {
-                tx.exec("LOCK TABLE cards, orders, admin_users IN SHARE MODE", &[])?;
+                tx.exec(
+                    "LOCK TABLE cards, orders, admin_users, settings IN SHARE MODE",
+                    &[],
+                )?;
             }
             if let Some(left) = not_under(&census(tx)?, keep) {
                 return Err(StoreError::InUse(format!(
@@ -714,7 +725,7 @@ impl Store {
     }
 
     /// Open every stored secret (card keys, fulfilment contents, buyer answers, admins' TOTP
-    /// secrets); how many there are. Any
+    /// secrets, sealed settings); how many there are. Any
     /// that does not open is an error naming why.
     pub async fn verify_secrets(&self) -> Result<u64> {
         let ring = self.ring()?;
@@ -754,6 +765,7 @@ impl Store {
                     }
                 }
             }
+            n += crate::settings::verify(tx, &ring)?;
             Ok(n)
         })
         .await

@@ -39,6 +39,7 @@ mod sessions;
 mod sqlite;
 mod stats;
 mod transitions;
+mod settings;
 
 use std::sync::Arc;
 
@@ -60,6 +61,9 @@ pub use refunds::{NewRefund, Refund, RefundCall, RefundResult};
 pub use sessions::{NewSession, SecondFactor, Session};
 pub use stats::{
     CallOutcome, CallRow, ChannelCall, CreatedRow, PaidRow, RefundedRow, StatsRows, BUCKET_MS,
+};
+pub use settings::{
+    SavedSetting, SavedSettings, SettingValue, SettingsChanges, SettingsCheck, SECRET_MARK,
 };
 
 use crate::db::Tx;
@@ -821,6 +825,35 @@ impl Store {
     /// Liveness probe: one trivial read.
     pub async fn ping(&self) -> Result<()> {
         self.read(|tx| tx.query_one("SELECT 1", &[]).map(|_| ()))
+            .await
+    }
+
+    // ---- settings ----
+
+    /// Every setting saved in the console (secrets opened), with their version.
+    pub async fn settings(&self) -> Result<SavedSettings> {
+        let ring = self.ring()?;
+        self.read(move |tx| settings::load(tx, &ring)).await
+    }
+
+    /// The saved settings' version: it changes with every saved change (a cheap poll).
+    pub async fn settings_version(&self) -> Result<i64> {
+        self.read(settings::version).await
+    }
+
+    /// Save settings (a value, or `None` to remove a key's row) once `check` accepts the
+    /// values they make, with the audit row, in one commit; `check`'s refusal is
+    /// [`StoreError::InvalidInput`] and nothing is written. Returns what is saved now.
+    pub async fn save_settings(
+        &self,
+        changes: SettingsChanges,
+        check: SettingsCheck,
+        actor: &Actor,
+        now: Millis,
+    ) -> Result<SavedSettings> {
+        let ring = self.ring()?;
+        let actor = actor.clone();
+        self.write(move |tx| settings::save(tx, &ring, &changes, &check, &actor, now))
             .await
     }
 }

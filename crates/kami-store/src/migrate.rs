@@ -101,6 +101,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0015_coupons.sql"),
         postgres: include_str!("migrations/postgres/0015_coupons.sql"),
     },
+    Migration {
+        version: 17,
+        name: "settings",
+        sqlite: include_str!("migrations/sqlite/0017_settings.sql"),
+        postgres: include_str!("migrations/postgres/0017_settings.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kami_migrations \

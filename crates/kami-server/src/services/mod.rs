@@ -29,6 +29,7 @@ pub mod risk;
 pub mod stats;
 pub mod totp;
 pub mod two_factor;
+pub mod settings;
 
 use kami_store::StoreError;
 

@@ -567,7 +567,7 @@ with_sink!(mail_server_outage_delays_mail_not_delivery);
 /// order's mail status says mail is off.
 async fn without_smtp_no_mail_is_attempted(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    assert!(app.state.mailer.is_none());
+    assert!(app.state.mailer().is_none());
     app.create_product("nomail", 100, "auto").await;
     app.import_keys("nomail", 1).await;
     let order = buy(&app, "nomail", 1, "buyer@example.com", "en").await;

@@ -9,6 +9,7 @@ mod gateway;
 mod ops;
 mod seller;
 mod stats;
+mod settings;
 
 pub(crate) use admin::import_stream;
 pub(crate) use admin_audit::csv_attachment;
@@ -103,6 +104,15 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/pay/return/{channel_id}", get(gateway::return_page))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
+        // Settings (issue 10 part 8).
+        .route(
+            "/api/v1/admin/settings",
+            get(settings::get).patch(settings::patch),
+        )
+        .route(
+            "/api/v1/admin/settings/test-mail",
+            post(settings::test_mail),
+        )
 }
 
 /// The API's 404 for unknown paths.

@@ -21,6 +21,8 @@ mod products;
 #[allow(clippy::result_large_err)]
 mod security;
 mod users;
+// Settings (issue 10 part 8).
+mod settings;
 
 use std::sync::Arc;
 
@@ -89,6 +91,10 @@ pub fn routes() -> Router<Arc<AppState>> {
             get(coupons::edit).post(coupons::update),
         )
         .route("/admin/coupons/{code}/delete", post(coupons::delete))
+        // Settings (issue 10 part 8).
+        .route("/admin/settings", get(settings::page).post(settings::save))
+        .route("/admin/settings/reset", post(settings::reset))
+        .route("/admin/settings/test-mail", post(settings::test_mail))
 }
 
 /// A navigation entry: only pages that exist are listed.
@@ -126,6 +132,10 @@ const NAV: &[Nav] = &[
         key: "security",
         href: "/admin/security",
     },
+    Nav {
+        key: "settings",
+        href: "/admin/settings",
+    },
 ];
 
 /// Variables every console page gets: the shop, languages, navigation, the signed-in user
@@ -150,7 +160,7 @@ fn base(state: &AppState, ctx: &Ctx, user: Option<&guard::Admin>, current: &str)
         .map(|n| context! { key => n.key, href => n.href, current => n.key == current })
         .collect();
     context! {
-        shop => context! { name => state.config.shop.name.as_str() },
+        shop => context! { name => state.settings().shop.name.as_str() },
         langs => langs,
         nav => if user.is_some() { nav } else { Vec::new() },
         user => user.map(|u| u.session.user_name.as_str()),
