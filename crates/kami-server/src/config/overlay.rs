@@ -207,9 +207,10 @@ pub fn parse(key: &SettingKey, v: &Json) -> Result<SettingValue, String> {
                     bad(key, format!("expected strings, got {}", kind_of(item)))
                 })?;
                 let one = match key.key {
-                    "risk.blocked_ips" => super::server::parse_cidr(s)?.to_string(),
-                    _ => super::risk::check_blocked_email(s)?,
-                };
+                    "risk.blocked_ips" => super::server::parse_cidr(s).map(|n| n.to_string()),
+                    _ => super::risk::check_blocked_email(s),
+                }
+                .map_err(|m| bad(key, m))?;
                 if !out.contains(&one) {
                     out.push(one);
                 }

@@ -18,3 +18,5 @@ mod seller_cards;
 mod seller_products;
 mod stats;
 mod tampering;
+// Settings (issue 10 part 8).
+mod settings;
