@@ -354,6 +354,47 @@ mod tests {
     }
 
     #[test]
+    fn risk_rates_from_the_settings_apply_at_once() {
+        let mut risk = RiskConfig {
+            orders_per_minute_per_ip: 1,
+            password_hashes_at_once_per_ip: 1,
+            ..RiskConfig::default()
+        };
+        let l = Limits::new(&ShopConfig::default(), &risk);
+        let a = Some(ip("192.0.2.1"));
+        assert!(l.allow_order(a, 0).is_ok());
+        assert!(l.allow_order(a, 0).is_err());
+        risk.orders_per_minute_per_ip = 3;
+        risk.password_hashes_at_once_per_ip = 2;
+        l.apply_risk(&risk);
+        for _ in 0..3 {
+            assert!(l.allow_order(a, 0).is_ok(), "a new rate counts afresh");
+        }
+        assert!(l.allow_order(a, 0).is_err());
+        l.apply_risk(&risk);
+        assert!(
+            l.allow_order(a, 0).is_err(),
+            "the same rate keeps its counts"
+        );
+        let s1 = l.hash_slot(a, 0);
+        let s2 = l.hash_slot(a, 0);
+        assert!(s1.is_ok() && s2.is_ok(), "two at once now");
+        assert!(l.hash_slot(a, 0).is_err());
+    }
+
+    #[test]
+    fn the_buyers_check_asks_once_per_pause_per_order() {
+        let l = Limits::new(&ShopConfig::default(), &RiskConfig::default());
+        assert!(l.allow_buyer_check("K1", 0).is_ok());
+        let wait = l.allow_buyer_check("K1", 0).unwrap_err();
+        assert!(
+            (1..=u64::from(BUYER_CHECK_EVERY_SECS)).contains(&wait.0),
+            "{wait:?}"
+        );
+        assert!(l.allow_buyer_check("K2", 0).is_ok(), "another order");
+    }
+
+    #[test]
     fn hash_slots_per_client_and_admin_failures() {
         let l = Limits::new(&ShopConfig::default(), &RiskConfig::default());
         let a = Some(ip("192.0.2.1"));

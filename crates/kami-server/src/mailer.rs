@@ -111,7 +111,6 @@ impl Mailer {
     pub fn lease_ms(&self) -> i64 {
         self.lease_ms
     }
-
 }
 
 fn read_ca_file(path: &std::path::Path) -> Result<Certificate, MailSetupError> {

@@ -2,7 +2,7 @@
 //! `[orders]` expiry, `[smtp]` and `[risk]` with the values saved in the console over them
 //! (`config::overlay`), plus what is derived from them once (the notice and footer as HTML,
 //! the SMTP transport). Handlers, services and jobs read one snapshot per use
-//! ([`crate::state::AppState::settings`]); a save or a reload swaps in a new one, so a saved
+//! (`AppState::settings`); a save or a reload swaps in a new one, so a saved
 //! change holds from the next request on, without a restart.
 
 use std::sync::{Arc, RwLock};

@@ -445,7 +445,12 @@ mod tests {
             keys.push(format!("console.settings.key.{}", k.key));
             keys.push(format!("console.settings.hint.{}", k.key));
         }
-        for k in ["source.console", "source.config", "secret.set", "secret.unset"] {
+        for k in [
+            "source.console",
+            "source.config",
+            "secret.set",
+            "secret.unset",
+        ] {
             keys.push(format!("console.settings.{k}"));
         }
         keys

@@ -670,7 +670,10 @@ async fn saved_settings_seal_their_secret_audit_without_it_and_move_with_rotatio
         .save_settings(vec![("shop.name".into(), None)], no, &actor, 30)
         .await
         .unwrap_err();
-    assert!(matches!(e, StoreError::InvalidInput(ref m) if m == "shop.name: nope"), "{e}");
+    assert!(
+        matches!(e, StoreError::InvalidInput(ref m) if m == "shop.name: nope"),
+        "{e}"
+    );
     assert_eq!(store.settings_version().await.unwrap(), 1);
 
     let log = store
@@ -682,7 +685,10 @@ async fn saved_settings_seal_their_secret_audit_without_it_and_move_with_rotatio
         .unwrap();
     assert_eq!(log.len(), 1);
     let row = &log[0].entry;
-    assert_eq!((row.action.as_str(), row.target.as_str()), ("settings.update", "settings"));
+    assert_eq!(
+        (row.action.as_str(), row.target.as_str()),
+        ("settings.update", "settings")
+    );
     assert_eq!(
         row.after,
         Some(serde_json::json!({"shop.name": "Shop", "smtp.password": "(set)"}))
@@ -714,6 +720,6 @@ async fn saved_settings_seal_their_secret_audit_without_it_and_move_with_rotatio
         .await
         .unwrap();
     assert_eq!(saved.version, 2);
-    assert!(saved.rows.get("smtp.password").is_none());
+    assert!(!saved.rows.contains_key("smtp.password"));
     assert_eq!(store.verify_secrets().await.unwrap(), 0);
 }

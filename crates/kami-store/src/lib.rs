@@ -36,10 +36,10 @@ mod refunds;
 mod row;
 pub mod sealed;
 mod sessions;
+mod settings;
 mod sqlite;
 mod stats;
 mod transitions;
-mod settings;
 
 use std::sync::Arc;
 
@@ -59,11 +59,11 @@ pub use orders_search::MAX_PAGE as MAX_ORDER_PAGE;
 pub use outbox::{MailState, OutboxItem, ORDER_DELIVERED, ORDER_FULFILLED};
 pub use refunds::{NewRefund, Refund, RefundCall, RefundResult};
 pub use sessions::{NewSession, SecondFactor, Session};
-pub use stats::{
-    CallOutcome, CallRow, ChannelCall, CreatedRow, PaidRow, RefundedRow, StatsRows, BUCKET_MS,
-};
 pub use settings::{
     SavedSetting, SavedSettings, SettingValue, SettingsChanges, SettingsCheck, SECRET_MARK,
+};
+pub use stats::{
+    CallOutcome, CallRow, ChannelCall, CreatedRow, PaidRow, RefundedRow, StatsRows, BUCKET_MS,
 };
 
 use crate::db::Tx;

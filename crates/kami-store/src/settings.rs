@@ -107,9 +107,11 @@ pub(crate) fn load(tx: &mut dyn Tx, ring: &Keyring) -> Result<SavedSettings> {
             r.get::<Option<String>>("value")?,
             r.get::<Option<Vec<u8>>>("secret")?,
         ) {
-            (Some(text), None) => SettingValue::Json(serde_json::from_str(&text).map_err(|e| {
-                StoreError::Corrupt(format!("setting `{key}` is not JSON: {e}"))
-            })?),
+            (Some(text), None) => {
+                SettingValue::Json(serde_json::from_str(&text).map_err(|e| {
+                    StoreError::Corrupt(format!("setting `{key}` is not JSON: {e}"))
+                })?)
+            }
             (None, Some(sealed)) => {
                 SettingValue::Secret(ring.open_string(&secret_place(&key), &sealed)?)
             }

@@ -180,7 +180,10 @@ pub fn parse(key: &SettingKey, v: &Json) -> Result<SettingValue, String> {
                 .as_i64()
                 .ok_or_else(|| bad(key, format!("expected a whole number, got {}", kind_of(v))))?;
             if !(min..=max).contains(&n) {
-                return Err(bad(key, format!("must be between {min} and {max}, got {n}")));
+                return Err(bad(
+                    key,
+                    format!("must be between {min} and {max}, got {n}"),
+                ));
             }
             json!(n)
         }
@@ -203,9 +206,9 @@ pub fn parse(key: &SettingKey, v: &Json) -> Result<SettingValue, String> {
             }
             let mut out: Vec<String> = Vec::with_capacity(items.len());
             for item in items {
-                let s = item.as_str().ok_or_else(|| {
-                    bad(key, format!("expected strings, got {}", kind_of(item)))
-                })?;
+                let s = item
+                    .as_str()
+                    .ok_or_else(|| bad(key, format!("expected strings, got {}", kind_of(item))))?;
                 let one = match key.key {
                     "risk.blocked_ips" => super::server::parse_cidr(s).map(|n| n.to_string()),
                     _ => super::risk::check_blocked_email(s),
@@ -459,8 +462,8 @@ fn overlay_smtp(
         timeout_seconds: base.map(|b| b.timeout_seconds),
         retry_base_seconds: base.map(|b| b.retry_base_seconds),
     };
-    let origins = Origins::layer(None, "console", false, std::iter::empty())
-        .map_err(|e| e.to_string())?;
+    let origins =
+        Origins::layer(None, "console", false, std::iter::empty()).map_err(|e| e.to_string())?;
     let mut warnings = Vec::new();
     build_smtp(raw, &PathBuf::from("."), &origins, &mut warnings)
         .map(Some)
@@ -582,7 +585,9 @@ mod tests {
             p("shop.name", json!("  Shop  ")),
             Ok(SettingValue::Json(json!("Shop")))
         );
-        assert!(p("shop.name", json!(" ")).unwrap_err().starts_with("shop.name:"));
+        assert!(p("shop.name", json!(" "))
+            .unwrap_err()
+            .starts_with("shop.name:"));
         assert!(p("orders.expire_minutes", json!(0))
             .unwrap_err()
             .contains("between 1 and 1440, got 0"));
@@ -590,7 +595,10 @@ mod tests {
             .unwrap_err()
             .contains("expected a whole number"));
         assert_eq!(
-            p("risk.blocked_ips", json!(["10.1.2.3/8", "10.0.0.0/8", "::1"])),
+            p(
+                "risk.blocked_ips",
+                json!(["10.1.2.3/8", "10.0.0.0/8", "::1"])
+            ),
             Ok(SettingValue::Json(json!(["10.0.0.0/8", "::1/128"])))
         );
         assert!(p("risk.blocked_ips", json!(["10.0.0.0/33"]))
@@ -604,7 +612,9 @@ mod tests {
         assert!(p("smtp.from", json!("not an address"))
             .unwrap_err()
             .contains("is not a mail address"));
-        assert!(p("smtp.tls", json!("ssl")).unwrap_err().contains("starttls"));
+        assert!(p("smtp.tls", json!("ssl"))
+            .unwrap_err()
+            .contains("starttls"));
         assert!(p("shop.logo", json!("https://cdn.example/logo.png"))
             .unwrap_err()
             .contains("not a path on this shop"));
@@ -668,7 +678,10 @@ mod tests {
         let o = overlay(&c, &saved(&[("smtp.host", json!("b.example"))])).unwrap();
         let smtp = o.smtp.unwrap();
         assert_eq!(smtp.host, "b.example");
-        assert_eq!(smtp.password.map(|p| p.expose().to_owned()).as_deref(), Some("p"));
+        assert_eq!(
+            smtp.password.map(|p| p.expose().to_owned()).as_deref(),
+            Some("p")
+        );
         let o = overlay(&c, &saved(&[("smtp.username", json!(""))])).unwrap();
         let smtp = o.smtp.unwrap();
         assert!(smtp.username.is_none() && smtp.password.is_none());

@@ -80,8 +80,7 @@ pub(super) fn check_shop(
         );
     }
     shop.name = check_name(&shop.name).map_err(|m| invalid(origins, "shop.name", m))?;
-    shop.contact =
-        check_contact(&shop.contact).map_err(|m| invalid(origins, "shop.contact", m))?;
+    shop.contact = check_contact(&shop.contact).map_err(|m| invalid(origins, "shop.contact", m))?;
     shop.logo = check_logo(&shop.logo).map_err(|m| invalid(origins, "shop.logo", m))?;
     shop.default_locale = match shop.default_locale.trim() {
         l @ ("zh-CN" | "en") => l.to_owned(),

@@ -26,10 +26,10 @@ pub mod recovery;
 pub mod refunds;
 pub mod retention;
 pub mod risk;
+pub mod settings;
 pub mod stats;
 pub mod totp;
 pub mod two_factor;
-pub mod settings;
 
 use kami_store::StoreError;
 

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use kami_core::Email;
-use kami_store::{Actor, SettingValue, SettingsChanges, SettingsCheck, StoreError};
+use kami_store::{Actor, SettingsChanges, SettingsCheck, StoreError};
 use lettre::message::{Mailbox, Message};
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
@@ -131,9 +131,8 @@ pub async fn update(
     // And again inside the transaction, over what is saved then (another process may have
     // saved meanwhile).
     let config = Arc::new(state.config.clone());
-    let check: SettingsCheck = Arc::new(move |values| {
-        overlay::overlay(&config, values).map(|_| ())
-    });
+    let check: SettingsCheck =
+        Arc::new(move |values| overlay::overlay(&config, values).map(|_| ()));
     let saved = state
         .store
         .save_settings(changes, check, actor, state.now_ms())
@@ -197,8 +196,7 @@ pub async fn test_mail(state: &AppState, to: &str, locale: Locale) -> ServiceRes
     let (Some(mailer), Some(smtp)) = (settings.mailer.clone(), settings.smtp.as_ref()) else {
         return Err(ServiceError::Conflict {
             code: "mail_off",
-            message: "this shop sends no mail: set up SMTP (smtp.host and smtp.from) first"
-                .into(),
+            message: "this shop sends no mail: set up SMTP (smtp.host and smtp.from) first".into(),
         });
     };
     let to: Mailbox = email
@@ -208,9 +206,11 @@ pub async fn test_mail(state: &AppState, to: &str, locale: Locale) -> ServiceRes
         .map_err(|e| ServiceError::invalid("invalid_email", format!("to: {e}")))?;
     let shop = settings.shop.name.clone();
     let text = |key: &str| {
-        state
-            .theme
-            .text(locale, key, &[("shop", shop.clone()), ("server", smtp.host.clone())])
+        state.theme.text(
+            locale,
+            key,
+            &[("shop", shop.clone()), ("server", smtp.host.clone())],
+        )
     };
     let message = Message::builder()
         .from(mailer.from().clone())
@@ -235,17 +235,4 @@ pub async fn test_mail(state: &AppState, to: &str, locale: Locale) -> ServiceRes
             }
         }
     })
-}
-
-/// `SettingValue` of a secret is never shown: what a form shows instead.
-pub fn is_secret(key: &str) -> bool {
-    overlay::key(key).is_some_and(|k| k.kind == Kind::Secret)
-}
-
-/// Whether the value saved for `key` is the secret kind (for the console's "saved" marker).
-pub fn saved_secret(settings: &Settings, key: &str) -> bool {
-    matches!(
-        settings.saved.rows.get(key).map(|r| &r.value),
-        Some(SettingValue::Secret(_))
-    )
 }

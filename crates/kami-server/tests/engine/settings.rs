@@ -27,7 +27,10 @@ async fn patch_raw(app: &TestApp, body: &str) -> (u16, Value) {
         .unwrap();
     let status = r.status().as_u16();
     let text = r.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(json!({ "raw": text })))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(json!({ "raw": text })),
+    )
 }
 
 async fn patch(app: &TestApp, body: Value) -> (u16, Value) {
@@ -105,7 +108,10 @@ async fn saved_settings_win_at_once_and_reset_to_the_file(backend: Backend) {
     assert_eq!(s["shop.name"]["value"], "Console Shop", "trimmed");
     assert_eq!(s["shop.name"]["source"], "console");
     assert_eq!(s["shop.name"]["config_value"], "File Shop");
-    assert!(s["shop.name"]["updated_by"].as_str().unwrap().starts_with("token:"));
+    assert!(s["shop.name"]["updated_by"]
+        .as_str()
+        .unwrap()
+        .starts_with("token:"));
     assert!(s["shop.name"]["updated_at"].is_string());
     assert_eq!(s["risk.max_pending_orders_per_email"]["value"], 1);
     assert_eq!(s["risk.max_pending_orders_per_ip"]["source"], "config");
@@ -117,7 +123,10 @@ async fn saved_settings_win_at_once_and_reset_to_the_file(backend: Backend) {
     let (st, v) = app
         .try_order(json!({"product": "item", "email": "b@example.com", "method": "sandbox"}))
         .await;
-    assert_eq!((st, v["error"]["code"].as_str()), (429, Some("too_many_pending_orders")));
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (429, Some("too_many_pending_orders"))
+    );
 
     // Back to the file's values.
     let (st, v) = patch(
@@ -130,7 +139,10 @@ async fn saved_settings_win_at_once_and_reset_to_the_file(backend: Backend) {
     assert_eq!(v["settings"]["shop.name"]["source"], "config");
     assert_eq!(v["settings"]["shop.name"]["value"], "File Shop");
     assert!(v["settings"]["shop.name"].get("updated_by").is_none());
-    assert_eq!(v["settings"]["shop.contact"]["source"], "console", "untouched");
+    assert_eq!(
+        v["settings"]["shop.contact"]["source"], "console",
+        "untouched"
+    );
     assert!(home(&app).await.contains("File Shop"));
     assert_eq!(expiry_minutes(&app, "b@example.com").await, 15);
 
@@ -141,16 +153,24 @@ async fn saved_settings_win_at_once_and_reset_to_the_file(backend: Backend) {
     assert!(log[0].entry.actor.starts_with("token:"));
     assert_eq!(
         log[0].entry.before,
-        Some(json!({"shop.name": "Console Shop", "orders.expire_minutes": 30,
-                    "risk.max_pending_orders_per_email": 1}))
+        Some(
+            json!({"shop.name": "Console Shop", "orders.expire_minutes": 30,
+                    "risk.max_pending_orders_per_email": 1})
+        )
     );
     assert_eq!(
         log[0].entry.after,
         Some(json!({"shop.name": null, "orders.expire_minutes": null,
                     "risk.max_pending_orders_per_email": null}))
     );
-    assert_eq!(log[1].entry.before.as_ref().unwrap()["shop.contact"], Value::Null);
-    assert_eq!(log[1].entry.after.as_ref().unwrap()["shop.contact"], "QQ 123456");
+    assert_eq!(
+        log[1].entry.before.as_ref().unwrap()["shop.contact"],
+        Value::Null
+    );
+    assert_eq!(
+        log[1].entry.after.as_ref().unwrap()["shop.contact"],
+        "QQ 123456"
+    );
 }
 both_backends!(saved_settings_win_at_once_and_reset_to_the_file);
 
@@ -166,22 +186,40 @@ async fn refused_settings_change_nothing(backend: Backend) {
             json!({"shop.name": "New", "orders.expire_minutes": 0}),
             "orders.expire_minutes: must be between 1 and 1440, got 0",
         ),
-        (json!({"orders.expire_minutes": "15"}), "expected a whole number"),
+        (
+            json!({"orders.expire_minutes": "15"}),
+            "expected a whole number",
+        ),
         (
             json!({"risk.blocked_ips": ["10.0.0.0/8", "not-an-ip"]}),
             "`not-an-ip` is not an IP address or CIDR",
         ),
-        (json!({"risk.blocked_emails": ["nobody"]}), "risk.blocked_emails"),
-        (json!({"risk.orders_per_minute_per_ip": 0}), "between 1 and 1000000"),
-        (json!({"smtp.from": "shop at example"}), "is not a mail address"),
+        (
+            json!({"risk.blocked_emails": ["nobody"]}),
+            "risk.blocked_emails",
+        ),
+        (
+            json!({"risk.orders_per_minute_per_ip": 0}),
+            "between 1 and 1000000",
+        ),
+        (
+            json!({"smtp.from": "shop at example"}),
+            "is not a mail address",
+        ),
         (json!({"smtp.port": 25}), "smtp.host: required"),
         (
             json!({"smtp.host": "mail.example.com", "smtp.from": "a@example.com",
                    "smtp.username": "shop"}),
             "smtp.password",
         ),
-        (json!({"shop.logo": "https://cdn.example/logo.png"}), "not a path on this shop"),
-        (json!({"server.listen": "0.0.0.0:80"}), "unknown setting `server.listen`"),
+        (
+            json!({"shop.logo": "https://cdn.example/logo.png"}),
+            "not a path on this shop",
+        ),
+        (
+            json!({"server.listen": "0.0.0.0:80"}),
+            "unknown setting `server.listen`",
+        ),
         (json!({}), "no settings given"),
     ] {
         let (st, v) = patch(&app, body.clone()).await;
@@ -191,9 +229,15 @@ async fn refused_settings_change_nothing(backend: Backend) {
         assert!(msg.contains(needle), "{body}: {msg}");
     }
     let (st, v) = patch_raw(&app, "{\"shop.name\": ").await;
-    assert_eq!((st, v["error"]["code"].as_str()), (400, Some("invalid_json")));
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (400, Some("invalid_json"))
+    );
     let (st, v) = patch_raw(&app, "[1]").await;
-    assert_eq!((st, v["error"]["code"].as_str()), (422, Some("invalid_field")));
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (422, Some("invalid_field"))
+    );
     let r = app
         .http
         .patch(app.url("/api/v1/admin/settings"))
@@ -252,7 +296,10 @@ async fn the_smtp_password_is_sealed_and_never_shown(backend: Backend) {
     let (st, v) = app
         .admin_post("/api/v1/admin/settings/test-mail", json!({"to": "nobody"}))
         .await;
-    assert_eq!((st, v["error"]["code"].as_str()), (422, Some("invalid_email")));
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (422, Some("invalid_email"))
+    );
 
     // A new password replaces it; the same again changes nothing.
     let (st, _) = patch(&app, json!({"smtp.password": format!("{PASSWORD}-2")})).await;
@@ -263,7 +310,10 @@ async fn the_smtp_password_is_sealed_and_never_shown(backend: Backend) {
     assert_eq!(log.len(), 2);
     assert_eq!(log[0].entry.before, Some(json!({"smtp.password": "(set)"})));
     assert_eq!(log[0].entry.after, Some(json!({"smtp.password": "(set)"})));
-    assert_eq!(log[1].entry.after.as_ref().unwrap()["smtp.password"], "(set)");
+    assert_eq!(
+        log[1].entry.after.as_ref().unwrap()["smtp.password"],
+        "(set)"
+    );
 
     // At rest: sealed, in no JSON column, in no audit row.
     let pattern = |col: &str| match backend {
@@ -272,7 +322,11 @@ async fn the_smtp_password_is_sealed_and_never_shown(backend: Backend) {
     };
     let url = &app.db_url;
     assert_eq!(
-        scalar(url, "SELECT COUNT(*) FROM settings WHERE secret IS NOT NULL AND value IS NULL").await,
+        scalar(
+            url,
+            "SELECT COUNT(*) FROM settings WHERE secret IS NOT NULL AND value IS NULL"
+        )
+        .await,
         1
     );
     assert_eq!(
@@ -305,7 +359,9 @@ async fn the_smtp_password_is_sealed_and_never_shown(backend: Backend) {
             bytes.extend(std::fs::read(p).unwrap_or_default());
         }
         assert!(
-            !bytes.windows(PASSWORD.len()).any(|w| w == PASSWORD.as_bytes()),
+            !bytes
+                .windows(PASSWORD.len())
+                .any(|w| w == PASSWORD.as_bytes()),
             "the password is in the database files"
         );
     }

@@ -61,7 +61,10 @@ async fn mail_off_pages_promise_no_mail(backend: Backend) {
         let p = get_in(&app, path, lang).await;
         assert_eq!(p.status, 200, "{path}");
         for promise in promises {
-            assert!(!p.body.contains(promise), "{path} ({lang}) says {promise:?}");
+            assert!(
+                !p.body.contains(promise),
+                "{path} ({lang}) says {promise:?}"
+            );
         }
     }
     assert!(get_in(&app, &placed.location, "en").await.has("mail-off"));
@@ -122,7 +125,11 @@ async fn orders_that_need_the_seller_say_what_happens_next(backend: Backend) {
             p.body
         );
         assert!(!p.has("manual-mail"), "mail is off: no mail promised");
-        assert!(untranslated(&p.body).is_empty(), "{:?}", untranslated(&p.body));
+        assert!(
+            untranslated(&p.body).is_empty(),
+            "{:?}",
+            untranslated(&p.body)
+        );
     }
 
     // Saved in the console: shown at once, escaped, in both languages.
@@ -132,14 +139,19 @@ async fn orders_that_need_the_seller_say_what_happens_next(backend: Backend) {
     let p = get_in(&app, &late.location, "en").await;
     assert!(p.body.contains("data-status=\"exception\""));
     assert!(
-        p.body.contains("the seller looks at it, then delivers the order or refunds"),
+        p.body
+            .contains("the seller looks at it, then delivers the order or refunds"),
         "{}",
         p.body
     );
     assert_escaped(&p, contact);
-    assert!(p.text_of("contact").starts_with("To reach the seller: Telegram @kami_shop"));
+    assert!(p
+        .text_of("contact")
+        .starts_with("To reach the seller: Telegram @kami_shop"));
     let p = get_in(&app, &late.location, "zh-CN").await;
-    assert!(p.text_of("contact").starts_with("联系卖家：Telegram @kami_shop"));
+    assert!(p
+        .text_of("contact")
+        .starts_with("联系卖家：Telegram @kami_shop"));
     assert!(p.body.contains("卖家核实后会为您发货或退款"));
     let p = get_in(&app, &manual.location, "en").await;
     assert!(p.body.contains("The seller delivers this product by hand"));
@@ -163,7 +175,11 @@ async fn orders_that_need_the_seller_say_what_happens_next(backend: Backend) {
     .await;
     assert_eq!(s, 200, "{v}");
     let p = get_in(&app, &manual.location, "en").await;
-    assert!(p.text_of("manual-mail").contains("b***@example.com"), "{}", p.body);
+    assert!(
+        p.text_of("manual-mail").contains("b***@example.com"),
+        "{}",
+        p.body
+    );
 }
 both_backends!(orders_that_need_the_seller_say_what_happens_next);
 
@@ -182,7 +198,10 @@ async fn qr_checkout_i_have_paid_asks_the_channel(backend: Backend) {
     assert_eq!(action, "qr");
     let p = get_in(&app, &placed.location, "en").await;
     assert!(p.has("qr") && p.has("paid-check"), "{}", p.body);
-    assert!(p.body.contains("action=\"/orders/"), "a form that asks the server");
+    assert!(
+        p.body.contains("action=\"/orders/"),
+        "a form that asks the server"
+    );
 
     // Nobody paid yet: the channel is asked, nothing changes, the page says so.
     app.state
@@ -193,13 +212,23 @@ async fn qr_checkout_i_have_paid_asks_the_channel(backend: Backend) {
     let check = format!("/orders/{}/check", placed.no);
     let p = post(&app, &check, &[("t", &placed.token)], &[]).await;
     assert_eq!(p.status, 303, "{}", p.body);
-    assert!(p.header("location").ends_with("&checked=1"), "{}", p.header("location"));
+    assert!(
+        p.header("location").ends_with("&checked=1"),
+        "{}",
+        p.header("location")
+    );
     let page = get_in(&app, p.header("location"), "en").await;
     assert!(page.body.contains("data-status=\"pending\""));
-    assert!(page.text_of("check-result").contains("no payment has been confirmed yet"));
+    assert!(page
+        .text_of("check-result")
+        .contains("no payment has been confirmed yet"));
     // Pressed again at once: not asked again, and told to wait.
     let p = post(&app, &check, &[("t", &placed.token)], &[]).await;
-    assert!(p.header("location").ends_with("&checked=wait"), "{}", p.header("location"));
+    assert!(
+        p.header("location").ends_with("&checked=wait"),
+        "{}",
+        p.header("location")
+    );
 
     // Without the token, or from another site: refused, nothing asked.
     assert_eq!(post(&app, &check, &[("t", "wrong")], &[]).await.status, 404);

@@ -8,8 +8,8 @@ mod coupons;
 mod gateway;
 mod ops;
 mod seller;
-mod stats;
 mod settings;
+mod stats;
 
 pub(crate) use admin::import_stream;
 pub(crate) use admin_audit::csv_attachment;

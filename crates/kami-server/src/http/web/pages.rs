@@ -742,10 +742,7 @@ pub async fn check_payment(
         Err(e) => return internal(&state, &ctx, e),
     };
     let token: String = url::form_urlencoded::byte_serialize(token.as_bytes()).collect();
-    let location = format!(
-        "/orders/{}?t={token}&checked={checked}",
-        order.order_no
-    );
+    let location = format!("/orders/{}?t={token}&checked={checked}", order.order_no);
     let mut resp = (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response();
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
