@@ -87,7 +87,7 @@ function removeTempDir(d) {
  * Start `KAMI_BIN serve --demo` on 127.0.0.1:0 with a fresh SQLite database; resolves once
  * `/healthz` answers. Its output goes to `<shots>/kami-<name>.log`.
  */
-export async function startKami(name) {
+export async function startKami(name, { env = {} } = {}) {
   const bin = process.env.KAMI_BIN && path.resolve(process.env.KAMI_BIN);
   if (!bin) throw new Error('KAMI_BIN is not set (path to the kami binary, e.g. target/debug/kami)');
   if (!fs.existsSync(bin)) throw new Error(`KAMI_BIN=${bin} does not exist (cargo build -p kami)`);
@@ -120,6 +120,7 @@ export async function startKami(name) {
   const child = spawn(bin, ['serve', '--demo', '--config', config], {
     cwd: dir,
     stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
   });
   children.add(child);
   let exited = null;
@@ -136,9 +137,19 @@ export async function startKami(name) {
   const tail = [];
   let base = null;
   let adminToken = null;
+  let consoleLogin = null;
+  // Every line so far (bounded), for `waitForLine`; and the waiters on lines still to come.
+  const lines = [];
+  const lineWaiters = new Set();
   const onLine = (line) => {
     tail.push(line);
     if (tail.length > 40) tail.shift();
+    lines.push(line);
+    if (lines.length > 50_000) lines.splice(0, 10_000);
+    for (const w of lineWaiters) w(line);
+    // The demo's console sign-in, on stderr: "demo console: URL/admin/login  user: U  password: P".
+    const c = /^demo console: (\S+)\s+user: (\S+)\s+password: (\S+)$/.exec(line.trim());
+    if (c) consoleLogin = { url: c[1], user: c[2], password: c[3] };
     // `serve` prints the machine-readable "listening on http://ADDR" once bound.
     const m = /^listening on (http:\/\/\S+)$/.exec(line.trim());
     if (m && !base) base = m[1];
@@ -191,10 +202,41 @@ export async function startKami(name) {
     }
     await sleep(50);
   }
-  // The walkthrough (with the token) follows the "listening" line once the demo is seeded.
-  const tokenDeadline = Date.now() + 10_000;
-  while (!adminToken && Date.now() < tokenDeadline && !exited) await sleep(25);
-  return { base, adminToken, stop, logPath, log: () => tail.join('\n') };
+  // The walkthrough (with the token) follows the "listening" line once the demo is seeded;
+  // the console sign-in comes after it (its password is hashed first).
+  const tokenDeadline = Date.now() + 20_000;
+  while ((!adminToken || !consoleLogin) && Date.now() < tokenDeadline && !exited) await sleep(25);
+  /**
+   * Resolves with the first output line (already printed or still to come) matching `re`;
+   * rejects after `timeout` ms.
+   */
+  const waitForLine = (re, what, timeout = 20_000) => {
+    const old = lines.find((l) => re.test(l));
+    if (old) return Promise.resolve(old);
+    return new Promise((resolve, reject) => {
+      const waiter = (line) => {
+        if (!re.test(line)) return;
+        lineWaiters.delete(waiter);
+        clearTimeout(timer);
+        resolve(line);
+      };
+      const timer = setTimeout(() => {
+        lineWaiters.delete(waiter);
+        reject(new Error(`timed out waiting for kami to log ${what} (${re})`));
+      }, timeout);
+      lineWaiters.add(waiter);
+    });
+  };
+  return {
+    base,
+    adminToken,
+    /** The demo's console sign-in `{url, user, password}` (printed on stderr), or null. */
+    consoleLogin,
+    stop,
+    logPath,
+    log: () => tail.join('\n'),
+    waitForLine,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -307,12 +349,15 @@ function nextNumber() {
   }
 }
 
-/** Full-page PNG `<shots>/NN-flow-step.png`; returns its path. */
-export async function shot(page, flow, step) {
+/**
+ * Full-page PNG `<shots>/NN-flow-step.png`; returns its path. `options` go to Playwright's
+ * `page.screenshot` (e.g. `{ scale: 'css' }`: one pixel per CSS pixel, much faster on a phone).
+ */
+export async function shot(page, flow, step, options = {}) {
   prepareShots();
   const n = String(nextNumber()).padStart(2, '0');
   const file = path.join(SHOTS, `${n}-${flow}-${step}.png`);
-  await page.screenshot({ path: file, fullPage: true });
+  await page.screenshot({ path: file, fullPage: true, ...options });
   return file;
 }
 

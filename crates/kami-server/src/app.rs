@@ -174,6 +174,8 @@ impl Application {
             limits: Limits::new(&settings.shop, &settings.risk),
             notify_limits: RejectedEventLimits::new(config.retention.rejected_events_per_minute),
             qr_link: extra.qr_link,
+            stats_cache: Default::default(),
+            call_log: Default::default(),
             settings: SettingsCell::new(settings),
             mail_wake: tokio::sync::Notify::new(),
             config,

@@ -6,6 +6,7 @@
 //! `theme`, `i18n`, `markup`, `watch`, `time`, `settings`) → kami-store / kami-pay → kami-core.
 
 pub mod app;
+pub mod call_log;
 pub mod catalog;
 pub mod channels;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod notify_limits;
 pub mod services;
 pub mod settings;
 pub mod state;
+pub mod stats_cache;
 pub mod theme;
 pub mod time;
 pub mod watch;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use kami_core::SharedClock;
 use kami_store::Store;
 
+use crate::call_log::CallLog;
 use crate::catalog::CatalogCache;
 use crate::channels::Channels;
 use crate::config::Config;
@@ -15,6 +16,7 @@ use crate::mailer::Mailer;
 use crate::metrics::Metrics;
 use crate::notify_limits::RejectedEventLimits;
 use crate::settings::{Settings, SettingsCell};
+use crate::stats_cache::StatsCache;
 use crate::theme::Theme;
 use crate::watch::OrderWatch;
 
@@ -43,6 +45,10 @@ pub struct AppState {
     pub notify_limits: RejectedEventLimits,
     /// Demo: links from QR codes to the simulator's payment page.
     pub qr_link: Option<QrLink>,
+    /// The stats of closed days, for the dashboard and the stats API.
+    pub stats_cache: StatsCache,
+    /// Channel calls not yet written (`services/channel_calls.rs`).
+    pub call_log: CallLog,
     /// The settings in effect (the configuration with the console's saved values over it):
     /// shop name, notice, contact, logo, order expiry, SMTP and its transport, risk rules.
     pub settings: SettingsCell,

@@ -64,6 +64,7 @@ pub use settings::{
 };
 pub use stats::{
     CallOutcome, CallRow, ChannelCall, CreatedRow, PaidRow, RefundedRow, StatsRows, BUCKET_MS,
+    DAY_MS,
 };
 
 use crate::db::Tx;

@@ -14,6 +14,8 @@ use crate::Store;
 
 /// The width of a bucket: 15 minutes.
 pub const BUCKET_MS: i64 = 900_000;
+/// A UTC day: 96 buckets.
+pub const DAY_MS: i64 = 86_400_000;
 
 // The queries as macros, so the EXPLAIN texts are literals too (`concat!`).
 macro_rules! created_sql {
@@ -39,9 +41,9 @@ macro_rules! refunded_sql {
 }
 macro_rules! calls_sql {
     () => {
-        "SELECT channel_id, outcome, duration_ms, COUNT(*) AS n FROM channel_calls \
-         WHERE at >= $1 AND at < $2 AND method = 'create' \
-         GROUP BY channel_id, outcome, duration_ms"
+        "SELECT at / 86400000 AS d, channel_id, outcome, duration_ms, COUNT(*) AS n \
+         FROM channel_calls WHERE at >= $1 AND at < $2 AND method = 'create' \
+         GROUP BY d, channel_id, outcome, duration_ms"
     };
 }
 
@@ -74,9 +76,12 @@ pub struct RefundedRow {
     pub amount: i64,
 }
 
-/// How many create calls of one channel ended with `outcome` after `duration_ms`.
+/// How many create calls of one channel ended with `outcome` after `duration_ms`, on one
+/// UTC day (so cached days can be told apart; durations are not kept per bucket).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallRow {
+    /// Days since the epoch, UTC.
+    pub day: i64,
     pub channel: String,
     pub outcome: String,
     pub duration_ms: i64,
@@ -162,6 +167,7 @@ fn rows(tx: &mut dyn Tx, from: Millis, to: Millis) -> Result<StatsRows> {
         .iter()
         .map(|r| {
             Ok(CallRow {
+                day: r.get("d")?,
                 channel: r.get("channel_id")?,
                 outcome: r.get("outcome")?,
                 duration_ms: r.get("duration_ms")?,
@@ -232,20 +238,22 @@ impl Store {
         self.write(move |tx| plans(tx, from, to)).await
     }
 
-    /// Record one channel call (one INSERT, in no order's transaction).
-    pub async fn record_channel_call(&self, call: ChannelCall, at: Millis) -> Result<()> {
+    /// Record channel calls (with when each was made), all in one transaction of their own.
+    pub async fn record_channel_calls(&self, calls: Vec<(ChannelCall, Millis)>) -> Result<()> {
         self.write(move |tx| {
-            tx.exec(
-                "INSERT INTO channel_calls (channel_id, method, outcome, duration_ms, at) \
-                 VALUES ($1, $2, $3, $4, $5)",
-                params![
-                    call.channel.as_str(),
-                    call.method,
-                    call.outcome.as_str(),
-                    call.duration_ms,
-                    at
-                ],
-            )?;
+            for (call, at) in &calls {
+                tx.exec(
+                    "INSERT INTO channel_calls (channel_id, method, outcome, duration_ms, at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                    params![
+                        call.channel.as_str(),
+                        call.method,
+                        call.outcome.as_str(),
+                        call.duration_ms,
+                        *at
+                    ],
+                )?;
+            }
             Ok(())
         })
         .await

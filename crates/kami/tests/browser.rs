@@ -2,8 +2,12 @@
 //! The browser end-to-end suite (`e2e/`, headless Chromium driven by playwright-core under
 //! Node's test runner) against this build's `kami serve --demo`, so that `cargo test
 //! --workspace -- --include-ignored` runs it: buyers pay through every simulator channel on a desktop and a phone
-//! and see the key appear in place, order lookup, the language switch. Screenshots and
-//! `timings.json` land in `target/e2e-screenshots` (or `KAMI_E2E_SHOTS`).
+//! and see the key appear in place, order lookup, the language switch; and the seller console
+//! on a desktop and a phone (`e2e/console-*.test.mjs`): sign-in with TOTP, key import, price
+//! change, manual fulfilment, check payment, coupons, every page in both languages, and the
+//! pages that skip themselves until they exist (`console-later`). Every `*.test.mjs` in `e2e/`
+//! is picked up. Screenshots and `timings.json` land in `target/e2e-screenshots` (or
+//! `KAMI_E2E_SHOTS`).
 //!
 //! Needs node, Chromium (`/usr/bin/chromium` or `CHROMIUM`) and `e2e/node_modules`: `bash
 //! e2e/setup.sh` installs them. So it is ignored by default; run with `--include-ignored` (as
@@ -13,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The whole suite normally takes well under two minutes.
+/// The whole suite takes about four minutes on a busy two-core machine.
 const SUITE_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// What is missing to run the suite, if anything.

@@ -2,7 +2,8 @@
 //! in several kami processes sharing one PostgreSQL (the services claim their work with
 //! leases and change state by compare-and-set).
 //!
-//! - payment checks, refund retries and the expiry fallback, every 500 ms (expiry every 5 s);
+//! - payment checks, refund retries and the expiry fallback, every 500 ms (expiry every 5 s),
+//!   and the channel calls gathered since the last tick written in one transaction;
 //! - housekeeping: request limiters forget idle clients every minute; rejected notifications
 //!   past `retention.rejected_events_days` are deleted hourly (and once at start);
 //! - buyer mail (when SMTP is set up, in the file or the console): see [`mail`];
@@ -17,7 +18,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::services::{checks, refunds, retention, settings};
+use crate::services::{channel_calls, checks, refunds, retention, settings};
 use crate::state::AppState;
 
 const TICK: Duration = Duration::from_millis(500);
@@ -57,8 +58,12 @@ fn spawn_payments(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) -> 
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => {
+                    channel_calls::flush(&state).await;
+                    return;
+                }
             }
+            channel_calls::flush(&state).await;
             if let Err(e) = checks::check_payments_once(&state).await {
                 tracing::warn!("payment check worker: {e}");
             }

@@ -9,9 +9,9 @@ use crate::state::AppState;
 /// Calls older than this many days are deleted.
 pub const KEEP_DAYS: i64 = 90;
 
-/// Record a create call's outcome and duration for the dashboard (one INSERT after the call,
-/// in no transaction with the order; a failure to record is logged, never the buyer's).
-pub async fn record_create<T>(
+/// Record a create call's outcome and duration for the dashboard: kept in memory
+/// (`call_log.rs`) and written by [`flush`] with the others of the last half second.
+pub fn record_create<T>(
     state: &AppState,
     channel: &str,
     result: &Result<T, PayError>,
@@ -30,7 +30,18 @@ pub async fn record_create<T>(
         outcome,
         duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
     };
-    if let Err(e) = state.store.record_channel_call(call, state.now_ms()).await {
-        tracing::warn!(channel, "recording the channel call: {e}");
+    state.call_log.push(call, state.now_ms());
+}
+
+/// Write the calls gathered so far in one transaction (the payments job calls this every
+/// tick and at shutdown; the stats read calls it first, so they count every call made).
+pub async fn flush(state: &AppState) {
+    let calls = state.call_log.take();
+    if calls.is_empty() {
+        return;
+    }
+    if let Err(e) = state.store.record_channel_calls(calls.clone()).await {
+        tracing::warn!(calls = calls.len(), "recording channel calls: {e}");
+        state.call_log.restore(calls);
     }
 }

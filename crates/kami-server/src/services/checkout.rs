@@ -141,8 +141,7 @@ pub async fn place_order(state: &AppState, b: OrderInput) -> ServiceResult<Place
     };
     let started = std::time::Instant::now();
     let created_payment = channel.create(&req).await;
-    super::channel_calls::record_create(state, channel.id().as_str(), &created_payment, started)
-        .await;
+    super::channel_calls::record_create(state, channel.id().as_str(), &created_payment, started);
     let action = match created_payment {
         Ok(a) => {
             state.channels.record_create(channel.id().as_str(), true);

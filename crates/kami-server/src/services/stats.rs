@@ -191,7 +191,11 @@ pub async fn stats(state: &AppState, range: DayRange) -> ServiceResult<Stats> {
     let (Some(&from), Some(&to)) = (starts.first(), starts.last()) else {
         return Err(ServiceError::internal("empty day range"));
     };
-    let rows = state.store.stats_rows(from, to).await?;
+    super::channel_calls::flush(state).await;
+    let rows = state
+        .stats_cache
+        .rows(&state.store, from, to, state.now_ms())
+        .await?;
     Ok(assemble(
         state.config.shop.timezone.clone(),
         range,

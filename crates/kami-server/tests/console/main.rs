@@ -10,6 +10,7 @@ mod cards;
 mod coupons;
 mod csrf;
 mod dashboard;
+mod order_actions;
 mod order_page;
 mod orders_list;
 mod people;

@@ -135,19 +135,19 @@ async fn channel_success_rate_and_p95_from_recorded_calls(backend: Backend) {
     calls.push((CallOutcome::Error, 15));
     calls.push((CallOutcome::Ok, 640));
     calls.push((CallOutcome::Timeout, 5000));
-    for (outcome, duration_ms) in calls {
-        let call = ChannelCall {
-            channel: "slow".into(),
-            method: "create",
-            outcome,
-            duration_ms,
-        };
-        app.state
-            .store
-            .record_channel_call(call, MARCH_10_10H_UTC)
-            .await
-            .unwrap();
-    }
+    let calls = calls
+        .into_iter()
+        .map(|(outcome, duration_ms)| {
+            let call = ChannelCall {
+                channel: "slow".into(),
+                method: "create",
+                outcome,
+                duration_ms,
+            };
+            (call, MARCH_10_10H_UTC)
+        })
+        .collect();
+    app.state.store.record_channel_calls(calls).await.unwrap();
     // Outside the range: not counted.
     let old = ChannelCall {
         channel: "slow".into(),
@@ -157,7 +157,7 @@ async fn channel_success_rate_and_p95_from_recorded_calls(backend: Backend) {
     };
     app.state
         .store
-        .record_channel_call(old, MARCH_10_10H_UTC - 86_400_000)
+        .record_channel_calls(vec![(old, MARCH_10_10H_UTC - 86_400_000)])
         .await
         .unwrap();
     let v = app
@@ -246,3 +246,48 @@ async fn stats_queries_use_their_indexes(backend: Backend) {
     }
 }
 both_backends!(stats_queries_use_their_indexes);
+
+/// Closed days are read through a five-minute cache; today and yesterday are always fresh.
+/// A late change to a closed day shows once its copy is five minutes old.
+async fn closed_days_are_cached_for_five_minutes(backend: Backend) {
+    const DAY: i64 = 86_400_000;
+    let (app, clock) = spawn(backend, "UTC").await;
+    app.create_product("cache", 1000, "auto").await;
+    app.import_keys("cache", 10).await;
+    paid_order(&app, "cache", 1).await; // 10 March
+    clock.set(MARCH_10_10H_UTC + 3 * DAY); // 13 March: 10 March is closed
+    let range = "/api/v1/admin/stats?from=2025-03-10&to=2025-03-13";
+    let paid_on = |v: &serde_json::Value, i: usize| v["days"][i]["paid"].as_i64().unwrap();
+    let v = app.admin_get(range).await;
+    assert_eq!((paid_on(&v, 0), paid_on(&v, 3)), (1, 0), "{v}");
+
+    // Today: seen at once.
+    paid_order(&app, "cache", 1).await;
+    let v = app.admin_get(range).await;
+    assert_eq!((paid_on(&v, 0), paid_on(&v, 3)), (1, 1), "{v}");
+
+    // A call recorded on 10 March after the fact: the cached day does not show it yet...
+    let late = ChannelCall {
+        channel: "late".into(),
+        method: "create",
+        outcome: CallOutcome::Ok,
+        duration_ms: 7,
+    };
+    app.state
+        .store
+        .record_channel_calls(vec![(late, MARCH_10_10H_UTC)])
+        .await
+        .unwrap();
+    let has_late = |v: &serde_json::Value| {
+        v["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["channel"] == "late")
+    };
+    assert!(!has_late(&app.admin_get(range).await));
+    // ...and does five minutes later; a range starting mid-day is read fresh as well.
+    clock.set(MARCH_10_10H_UTC + 3 * DAY + 5 * 60_000);
+    assert!(has_late(&app.admin_get(range).await));
+}
+both_backends!(closed_days_are_cached_for_five_minutes);

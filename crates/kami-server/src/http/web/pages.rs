@@ -636,6 +636,8 @@ struct OrderView {
     remaining_text: String,
     pay: Option<PayView>,
     keys: Option<Vec<String>>,
+    /// What the seller delivered by hand (a manual order), shown with the token only.
+    fulfilment: Option<String>,
     token: Option<String>,
     poll: bool,
     mail: &'static str,
@@ -696,6 +698,7 @@ fn order_view(state: &AppState, o: &Order, token: Option<&str>, mail: &'static s
         remaining_text: format!("{}:{:02}", remaining / 60, remaining % 60),
         pay,
         keys: if full { o.cards.clone() } else { None },
+        fulfilment: if full { o.fulfilment.clone() } else { None },
         token: token.map(str::to_owned),
         poll: full && is_open(o.status),
         mail,
