@@ -42,6 +42,7 @@ const pages = (orderNo) => [
   { name: 'users', path: '/admin/users', nav: 'users' },
   { name: 'audit', path: '/admin/audit', nav: 'audit' },
   { name: 'security', path: '/admin/security', nav: 'security' },
+  { name: 'settings', path: '/admin/settings', nav: 'settings' },
 ];
 
 // Every message key of both catalogues: none may show through as text (a missing message

@@ -20,10 +20,10 @@ use crate::catalog::CatalogCache;
 use crate::channels::{ChannelSetupError, Channels};
 use crate::config::{ChannelSettings, Config};
 use crate::limits::Limits;
-use crate::mailer::{MailSetupError, Mailer};
-use crate::markup::markdown;
+use crate::mailer::MailSetupError;
 use crate::metrics::Metrics;
 use crate::notify_limits::RejectedEventLimits;
+use crate::settings::{Settings, SettingsCell};
 use crate::state::AppState;
 use crate::theme::{Theme, ThemeError};
 use crate::watch::OrderWatch;
@@ -161,10 +161,7 @@ impl Application {
             channels.push(channel);
         }
         let theme = Theme::load(config.shop.theme_dir.as_deref())?;
-        let mailer = match &config.smtp {
-            Some(smtp) => Some(Arc::new(Mailer::new(smtp)?)),
-            None => None,
-        };
+        let settings = load_settings(&config, &store).await?;
         let state = Arc::new(AppState {
             store,
             channels,
@@ -174,14 +171,13 @@ impl Application {
             metrics: Metrics::default(),
             theme,
             catalog: CatalogCache::default(),
-            limits: Limits::new(&config.shop, &config.risk),
+            limits: Limits::new(&settings.shop, &settings.risk),
             notify_limits: RejectedEventLimits::new(config.retention.rejected_events_per_minute),
-            notice_html: markdown(&config.shop.notice),
-            footer_html: markdown(&config.shop.footer),
             qr_link: extra.qr_link,
-            mailer,
             stats_cache: Default::default(),
             call_log: Default::default(),
+            settings: SettingsCell::new(settings),
+            mail_wake: tokio::sync::Notify::new(),
             config,
         });
         // The channels stored through the admin API (a broken one is logged and listed, not
@@ -216,6 +212,24 @@ impl Application {
         .await;
         jobs.abort();
         result
+    }
+}
+
+/// The settings in effect at start: the configuration with what the console saved over it.
+/// Saved settings that no longer fit the configuration (a file changed since) are logged and
+/// left out until saved again; a bad `[smtp]` of the file stops the start, as before.
+async fn load_settings(config: &Config, store: &Store) -> Result<Settings, StartError> {
+    let saved = store.settings().await?;
+    let version = saved.version;
+    match Settings::build(config, saved, None) {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            tracing::error!(
+                "the settings saved in the console cannot be used ({e}); the configuration \
+                 file's values are in effect until the settings are saved again"
+            );
+            Ok(Settings::from_config(config, version)?)
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! Layers depend inward: `app` (composition root) → `http`, `jobs` → `services` → `state`
 //! and the building blocks (`config`, `channels`, `catalog`, `limits`, `notify_limits`, `mailer`, `metrics`,
-//! `theme`, `i18n`, `markup`, `watch`, `time`) → kami-store / kami-pay → kami-core.
+//! `theme`, `i18n`, `markup`, `watch`, `time`, `settings`) → kami-store / kami-pay → kami-core.
 
 pub mod app;
 pub mod call_log;
@@ -21,6 +21,7 @@ pub mod media;
 pub mod metrics;
 pub mod notify_limits;
 pub mod services;
+pub mod settings;
 pub mod state;
 pub mod stats_cache;
 pub mod theme;

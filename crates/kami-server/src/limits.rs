@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv4Addr};
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -28,6 +28,8 @@ const SWEEP_ABOVE: usize = 10_000;
 /// Failed admin-token attempts one client may make per minute; then `429` until the minute
 /// is over, whatever it presents.
 pub const ADMIN_FAILURES_PER_MINUTE: u32 = 10;
+/// The buyer's "I have paid" asks the channel about one order at most this often (seconds).
+pub const BUYER_CHECK_EVERY_SECS: u32 = 10;
 /// One searched target may be looked up this many times more often (from all clients
 /// together) than from one client.
 const TARGET_CEILING_FACTOR: u32 = 5;
@@ -44,16 +46,45 @@ pub struct Limits {
     /// Lookups of one target from all clients: guessing one buyer's query password from many
     /// addresses stays slow, while one client's guesses cannot lock the buyer out.
     lookup_targets: DefaultKeyedRateLimiter<u64>,
-    /// Orders per client, JSON API and form together: each one reserves stock.
-    orders: DefaultKeyedRateLimiter<IpAddr>,
+    /// Orders per client, JSON API and form together: each one reserves stock. Replaced
+    /// (counting afresh) when the console changes the rate.
+    orders: PerMinute,
     /// Password hashes per client (orders with a query password, lookups).
-    password_checks: DefaultKeyedRateLimiter<IpAddr>,
+    password_checks: PerMinute,
     hashing: Mutex<HashMap<IpAddr, u32>>,
-    hashes_at_once: u32,
+    hashes_at_once: AtomicU32,
+    /// The buyer's "I have paid" per order (hashed order number): one channel query every
+    /// [`BUYER_CHECK_EVERY_SECS`] seconds at most, however often it is pressed.
+    buyer_checks: DefaultKeyedRateLimiter<u64>,
     /// Failed admin-token attempts per client: (minute, count).
     admin_failures: Mutex<HashMap<IpAddr, (i64, u32)>>,
     targets: RandomState,
     last_sweep: AtomicI64,
+}
+
+/// A per-client rate per minute that the settings can change: (the rate, its limiter).
+struct PerMinute(RwLock<(u32, Arc<DefaultKeyedRateLimiter<IpAddr>>)>);
+
+impl PerMinute {
+    fn new(n: u32) -> PerMinute {
+        PerMinute(RwLock::new((n, Self::limiter(n))))
+    }
+
+    fn limiter(n: u32) -> Arc<DefaultKeyedRateLimiter<IpAddr>> {
+        Arc::new(RateLimiter::keyed(Quota::per_minute(nonzero(n))))
+    }
+
+    fn get(&self) -> Arc<DefaultKeyedRateLimiter<IpAddr>> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).1.clone()
+    }
+
+    /// A new rate starts counting afresh; the same rate keeps its counts.
+    fn set(&self, n: u32) {
+        let mut cur = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if cur.0 != n {
+            *cur = (n, Self::limiter(n));
+        }
+    }
 }
 
 fn nonzero(n: u32) -> NonZeroU32 {
@@ -74,16 +105,34 @@ impl Limits {
             lookup_targets: RateLimiter::keyed(target_quota(
                 lookup.saturating_mul(TARGET_CEILING_FACTOR),
             )),
-            orders: RateLimiter::keyed(Quota::per_minute(nonzero(risk.orders_per_minute_per_ip))),
-            password_checks: RateLimiter::keyed(Quota::per_minute(nonzero(
-                risk.password_checks_per_minute_per_ip,
-            ))),
+            orders: PerMinute::new(risk.orders_per_minute_per_ip),
+            password_checks: PerMinute::new(risk.password_checks_per_minute_per_ip),
             hashing: Mutex::new(HashMap::new()),
-            hashes_at_once: risk.password_hashes_at_once_per_ip,
+            hashes_at_once: AtomicU32::new(risk.password_hashes_at_once_per_ip),
+            buyer_checks: RateLimiter::keyed(
+                Quota::per_hour(nonzero(3600 / BUYER_CHECK_EVERY_SECS)).allow_burst(nonzero(1)),
+            ),
             admin_failures: Mutex::new(HashMap::new()),
             targets: RandomState::new(),
             last_sweep: AtomicI64::new(0),
         }
+    }
+
+    /// Take the `[risk]` rates of the settings in effect (the console changed them): a changed
+    /// rate counts afresh from now.
+    pub fn apply_risk(&self, risk: &RiskConfig) {
+        self.orders.set(risk.orders_per_minute_per_ip);
+        self.password_checks
+            .set(risk.password_checks_per_minute_per_ip);
+        self.hashes_at_once
+            .store(risk.password_hashes_at_once_per_ip, Ordering::Relaxed);
+    }
+
+    /// May the buyer's "I have paid" ask the channel about this order now?
+    pub fn allow_buyer_check(&self, order_no: &str, now_ms: i64) -> Result<(), RetryAfter> {
+        self.sweep(now_ms);
+        let h = self.targets.hash_one(order_no);
+        check(&self.buyer_checks, &h)
     }
 
     /// May this client look an order up now?
@@ -95,7 +144,7 @@ impl Limits {
     /// May this client place an order now (JSON API or form)?
     pub fn allow_order(&self, ip: Option<IpAddr>, now_ms: i64) -> Result<(), RetryAfter> {
         self.sweep(now_ms);
-        check(&self.orders, &client_key(ip))
+        check(&self.orders.get(), &client_key(ip))
     }
 
     /// May this client search for this order number or email now? `target` is case-folded
@@ -118,10 +167,11 @@ impl Limits {
         self.sweep(now_ms);
         let key = client_key(ip);
         let mut running = self.hashing.lock().unwrap_or_else(|p| p.into_inner());
-        if running.get(&key).is_some_and(|n| *n >= self.hashes_at_once) {
+        let at_once = self.hashes_at_once.load(Ordering::Relaxed);
+        if running.get(&key).is_some_and(|n| *n >= at_once) {
             return Err(RetryAfter(1));
         }
-        check(&self.password_checks, &key)?;
+        check(&self.password_checks.get(), &key)?;
         // Only a granted slot is remembered (the drop removes it again at zero), so refused
         // attempts leave nothing behind.
         *running.entry(key).or_insert(0) += 1;
@@ -167,11 +217,13 @@ impl Limits {
     /// requests and by the housekeeping job's timer, so memory is returned when traffic stops).
     pub fn sweep(&self, now_ms: i64) {
         let last = self.last_sweep.load(Ordering::Relaxed);
+        let (orders, password_checks) = (self.orders.get(), self.password_checks.get());
         let crowded = self.lookup_pairs.len() > SWEEP_ABOVE
             || self.lookup_targets.len() > SWEEP_ABOVE
             || self.lookups.len() > SWEEP_ABOVE
-            || self.orders.len() > SWEEP_ABOVE
-            || self.password_checks.len() > SWEEP_ABOVE;
+            || self.buyer_checks.len() > SWEEP_ABOVE
+            || orders.len() > SWEEP_ABOVE
+            || password_checks.len() > SWEEP_ABOVE;
         let due = now_ms - last > SWEEP_EVERY_MS || (crowded && now_ms - last > 1_000);
         if !due
             || self
@@ -184,8 +236,9 @@ impl Limits {
         self.lookups.retain_recent();
         self.lookup_pairs.retain_recent();
         self.lookup_targets.retain_recent();
-        self.orders.retain_recent();
-        self.password_checks.retain_recent();
+        self.buyer_checks.retain_recent();
+        orders.retain_recent();
+        password_checks.retain_recent();
         let minute = now_ms.div_euclid(60_000);
         self.admin_failures
             .lock()
@@ -298,6 +351,47 @@ mod tests {
             allowed += usize::from(l.allow_lookup_target("buyer@example.com", c, 0).is_ok());
         }
         assert_eq!(allowed, 15);
+    }
+
+    #[test]
+    fn risk_rates_from_the_settings_apply_at_once() {
+        let mut risk = RiskConfig {
+            orders_per_minute_per_ip: 1,
+            password_hashes_at_once_per_ip: 1,
+            ..RiskConfig::default()
+        };
+        let l = Limits::new(&ShopConfig::default(), &risk);
+        let a = Some(ip("192.0.2.1"));
+        assert!(l.allow_order(a, 0).is_ok());
+        assert!(l.allow_order(a, 0).is_err());
+        risk.orders_per_minute_per_ip = 3;
+        risk.password_hashes_at_once_per_ip = 2;
+        l.apply_risk(&risk);
+        for _ in 0..3 {
+            assert!(l.allow_order(a, 0).is_ok(), "a new rate counts afresh");
+        }
+        assert!(l.allow_order(a, 0).is_err());
+        l.apply_risk(&risk);
+        assert!(
+            l.allow_order(a, 0).is_err(),
+            "the same rate keeps its counts"
+        );
+        let s1 = l.hash_slot(a, 0);
+        let s2 = l.hash_slot(a, 0);
+        assert!(s1.is_ok() && s2.is_ok(), "two at once now");
+        assert!(l.hash_slot(a, 0).is_err());
+    }
+
+    #[test]
+    fn the_buyers_check_asks_once_per_pause_per_order() {
+        let l = Limits::new(&ShopConfig::default(), &RiskConfig::default());
+        assert!(l.allow_buyer_check("K1", 0).is_ok());
+        let wait = l.allow_buyer_check("K1", 0).unwrap_err();
+        assert!(
+            (1..=u64::from(BUYER_CHECK_EVERY_SECS)).contains(&wait.0),
+            "{wait:?}"
+        );
+        assert!(l.allow_buyer_check("K2", 0).is_ok(), "another order");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The SMTP transport of buyer mail (lettre over rustls): built once from `[smtp]` at
-//! start-up, so a bad `[smtp]` is seen at once, and shared by the mail worker. What is mailed,
+//! The SMTP transport of buyer mail (lettre over rustls): built from the SMTP settings in
+//! effect (`[smtp]` at start-up, so a bad `[smtp]` is seen at once; again whenever the console
+//! saves new SMTP settings), and shared by the mail worker. What is mailed,
 //! and when, is the mail service's business (`services/mail.rs`).
 
 use std::time::Duration;
@@ -9,7 +10,6 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use tokio::sync::Notify;
 
 use crate::config::{SmtpConfig, SmtpTls};
 
@@ -44,7 +44,6 @@ pub struct Mailer {
     send_timeout: Duration,
     /// How long a claimed row belongs to this worker: longer than any send.
     lease_ms: i64,
-    wake: Notify,
 }
 
 impl Mailer {
@@ -81,13 +80,7 @@ impl Mailer {
             retry_base_ms: i64::from(cfg.retry_base_seconds) * 1000,
             send_timeout,
             lease_ms: send_timeout.as_millis() as i64 + 60_000,
-            wake: Notify::new(),
         })
-    }
-
-    /// Look for due mail now rather than at the next poll (an order was just delivered).
-    pub fn wake(&self) {
-        self.wake.notify_one();
     }
 }
 
@@ -117,11 +110,6 @@ impl Mailer {
     /// How long a claimed row belongs to this process: longer than any send.
     pub fn lease_ms(&self) -> i64 {
         self.lease_ms
-    }
-
-    /// Wait until [`Mailer::wake`] is called.
-    pub async fn woken(&self) {
-        self.wake.notified().await
     }
 }
 

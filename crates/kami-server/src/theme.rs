@@ -134,6 +134,15 @@ const TEMPLATES: &[(&str, &str)] = &[
         "console/categories.html",
         include_str!("../theme/templates/console/categories.html"),
     ),
+    // Settings (issue 10 parts 8 and 10).
+    (
+        "console/settings.html",
+        include_str!("../theme/templates/console/settings.html"),
+    ),
+    (
+        "paid_check.html",
+        include_str!("../theme/templates/paid_check.html"),
+    ),
 ];
 
 const ASSETS: &[(&str, &[u8])] = &[
@@ -453,6 +462,23 @@ mod tests {
         }
         for l in Locale::ALL {
             keys.push(format!("lang.{}", l.tag()));
+        }
+        // Settings (issue 10 part 8).
+        keys.push("console.nav.settings".into());
+        for g in crate::config::overlay::GROUPS {
+            keys.push(format!("console.settings.group.{g}"));
+        }
+        for k in crate::config::overlay::KEYS {
+            keys.push(format!("console.settings.key.{}", k.key));
+            keys.push(format!("console.settings.hint.{}", k.key));
+        }
+        for k in [
+            "source.console",
+            "source.config",
+            "secret.set",
+            "secret.unset",
+        ] {
+            keys.push(format!("console.settings.{k}"));
         }
         keys
     }

@@ -72,14 +72,15 @@ fn register(tx: &mut dyn Tx, key: &MasterKey) -> Result<()> {
     Ok(())
 }
 
-/// Does the database hold any card key, fulfilment content, buyer answers or stored channel
-/// (sealed or not)?
+/// Does the database hold any card key, fulfilment content, buyer answers, stored channel or
+/// sealed setting (sealed or not)?
 fn has_secrets(tx: &mut dyn Tx) -> Result<bool> {
     let r = tx.query_one(
         "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM cards LIMIT 1) c) + \
                 (SELECT COUNT(*) FROM (SELECT 1 FROM orders WHERE fulfilment IS NOT NULL LIMIT 1) o) + \
                 (SELECT COUNT(*) FROM (SELECT 1 FROM orders WHERE fields IS NOT NULL LIMIT 1) f) + \
-                (SELECT COUNT(*) FROM (SELECT 1 FROM channels LIMIT 1) ch) AS n",
+                (SELECT COUNT(*) FROM (SELECT 1 FROM channels LIMIT 1) ch) + \
+                (SELECT COUNT(*) FROM (SELECT 1 FROM settings WHERE secret IS NOT NULL LIMIT 1) s) AS n",
         &[],
     )?;
     Ok(r.get::<i64>("n")? > 0)
@@ -370,6 +371,8 @@ fn census(tx: &mut dyn Tx) -> Result<Vec<(Option<KeyId>, u64)>> {
          FROM orders WHERE fields IS NOT NULL GROUP BY 1, 2",
         "SELECT substr(secrets, 1, 9) AS h, length(secrets) >= 37 AS whole, COUNT(*) AS n \
          FROM channels GROUP BY 1, 2",
+        "SELECT substr(secret, 1, 9) AS h, length(secret) >= 37 AS whole, COUNT(*) AS n \
+         FROM settings WHERE secret IS NOT NULL GROUP BY 1, 2",
     ] {
         for r in tx.query(sql, &[])? {
             let head: Vec<u8> = r.get("h")?;
@@ -562,6 +565,10 @@ impl Store {
         changed += self
             .write(move |tx| crate::stored_channels::reseal(tx, &r))
             .await?;
+        let r = ring.clone();
+        changed += self
+            .write(move |tx| crate::settings::reseal(tx, &r))
+            .await?;
         Ok(changed)
     }
 
@@ -624,7 +631,7 @@ impl Store {
         self.write(move |tx| {
             if pg {
                 tx.exec(
-                    "LOCK TABLE cards, orders, admin_users, channels IN SHARE MODE",
+                    "LOCK TABLE cards, orders, admin_users, channels, settings IN SHARE MODE",
                     &[],
                 )?;
             }
@@ -725,7 +732,7 @@ impl Store {
     }
 
     /// Open every stored secret (card keys, fulfilment contents, buyer answers, admins' TOTP
-    /// secrets, stored channels' key material); how many there are. Any
+    /// secrets, stored channels' key material, sealed settings); how many there are. Any
     /// that does not open is an error naming why.
     pub async fn verify_secrets(&self) -> Result<u64> {
         let ring = self.ring()?;
@@ -766,6 +773,7 @@ impl Store {
                 }
             }
             n += crate::stored_channels::verify(tx, &ring)?;
+            n += crate::settings::verify(tx, &ring)?;
             Ok(n)
         })
         .await

@@ -669,3 +669,117 @@ async fn stored_channel_keys_are_sealed_and_moved_by_rotation() {
     assert_eq!(back.spec, spec, "opens to the same key material");
     assert!(!format!("{back:?}").contains("EPAYMERCHANTKEY"));
 }
+
+#[tokio::test]
+async fn saved_settings_seal_their_secret_audit_without_it_and_move_with_rotation() {
+    use std::sync::Arc;
+
+    use crate::model::{Actor, AuditFilter};
+    use crate::settings::{SettingValue, SettingsCheck};
+
+    let db = Db::new();
+    let store = db.connect().await.unwrap();
+    let password = "smtp-Pa55word-never-shown";
+    let ok: SettingsCheck = Arc::new(|_| Ok(()));
+    let actor = Actor::new("user:owner", Some("192.0.2.1".into()));
+    let saved = store
+        .save_settings(
+            vec![
+                (
+                    "smtp.password".into(),
+                    Some(SettingValue::Secret(password.into())),
+                ),
+                (
+                    "shop.name".into(),
+                    Some(SettingValue::Json(serde_json::json!("Shop"))),
+                ),
+            ],
+            ok.clone(),
+            &actor,
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(saved.version, 1);
+    assert_eq!(
+        saved.rows["smtp.password"].value,
+        SettingValue::Secret(password.into())
+    );
+    assert_eq!(saved.rows["shop.name"].updated_by, "user:owner");
+    assert!(!contains(&db.raw(), password), "sealed on disk");
+    assert_eq!(store.verify_secrets().await.unwrap(), 1);
+
+    // The same values again: nothing written, no audit row, the version stays.
+    let again = store
+        .save_settings(
+            vec![(
+                "smtp.password".into(),
+                Some(SettingValue::Secret(password.into())),
+            )],
+            ok.clone(),
+            &actor,
+            20,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.version, 1);
+
+    // A refused check writes nothing.
+    let no: SettingsCheck = Arc::new(|_| Err("shop.name: nope".into()));
+    let e = store
+        .save_settings(vec![("shop.name".into(), None)], no, &actor, 30)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::InvalidInput(ref m) if m == "shop.name: nope"),
+        "{e}"
+    );
+    assert_eq!(store.settings_version().await.unwrap(), 1);
+
+    let log = store
+        .audit_log(AuditFilter {
+            limit: 10,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 1);
+    let row = &log[0].entry;
+    assert_eq!(
+        (row.action.as_str(), row.target.as_str()),
+        ("settings.update", "settings")
+    );
+    assert_eq!(
+        row.after,
+        Some(serde_json::json!({"shop.name": "Shop", "smtp.password": "(set)"}))
+    );
+    assert_eq!(
+        row.before,
+        Some(serde_json::json!({"shop.name": null, "smtp.password": null}))
+    );
+
+    let rotation = db.rotate(&store).await.unwrap();
+    assert_eq!(rotation.resealed, 1);
+    assert_eq!(
+        store.sealed_census().await.unwrap(),
+        vec![(Some(rotation.to), 1)]
+    );
+    for p in db.keys().old_key_paths().unwrap() {
+        std::fs::remove_file(p).unwrap();
+    }
+    drop(store);
+    let store = db.connect().await.unwrap();
+    let saved = store.settings().await.unwrap();
+    assert_eq!(
+        saved.rows["smtp.password"].value,
+        SettingValue::Secret(password.into())
+    );
+    // Reset: the row goes, the version moves on.
+    let saved = store
+        .save_settings(vec![("smtp.password".into(), None)], ok, &actor, 40)
+        .await
+        .unwrap();
+    assert_eq!(saved.version, 2);
+    assert!(!saved.rows.contains_key("smtp.password"));
+    assert_eq!(store.verify_secrets().await.unwrap(), 0);
+}

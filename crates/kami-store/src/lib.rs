@@ -37,6 +37,7 @@ mod refunds;
 mod row;
 pub mod sealed;
 mod sessions;
+mod settings;
 mod sqlite;
 mod stats;
 mod stored_channels;
@@ -61,6 +62,9 @@ pub use orders_search::MAX_PAGE as MAX_ORDER_PAGE;
 pub use outbox::{MailState, OutboxItem, ORDER_DELIVERED, ORDER_FULFILLED};
 pub use refunds::{NewRefund, Refund, RefundCall, RefundResult};
 pub use sessions::{NewSession, SecondFactor, Session};
+pub use settings::{
+    SavedSetting, SavedSettings, SettingValue, SettingsChanges, SettingsCheck, SECRET_MARK,
+};
 pub use stats::{
     CallOutcome, CallRow, ChannelCall, CreatedRow, PaidRow, RefundedRow, StatsRows, BUCKET_MS,
     DAY_MS,
@@ -828,6 +832,35 @@ impl Store {
     /// Liveness probe: one trivial read.
     pub async fn ping(&self) -> Result<()> {
         self.read(|tx| tx.query_one("SELECT 1", &[]).map(|_| ()))
+            .await
+    }
+
+    // ---- settings ----
+
+    /// Every setting saved in the console (secrets opened), with their version.
+    pub async fn settings(&self) -> Result<SavedSettings> {
+        let ring = self.ring()?;
+        self.read(move |tx| settings::load(tx, &ring)).await
+    }
+
+    /// The saved settings' version: it changes with every saved change (a cheap poll).
+    pub async fn settings_version(&self) -> Result<i64> {
+        self.read(settings::version).await
+    }
+
+    /// Save settings (a value, or `None` to remove a key's row) once `check` accepts the
+    /// values they make, with the audit row, in one commit; `check`'s refusal is
+    /// [`StoreError::InvalidInput`] and nothing is written. Returns what is saved now.
+    pub async fn save_settings(
+        &self,
+        changes: SettingsChanges,
+        check: SettingsCheck,
+        actor: &Actor,
+        now: Millis,
+    ) -> Result<SavedSettings> {
+        let ring = self.ring()?;
+        let actor = actor.clone();
+        self.write(move |tx| settings::save(tx, &ring, &changes, &check, &actor, now))
             .await
     }
 }

@@ -108,6 +108,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/postgres/0016_channels.sql"),
     },
     Migration {
+        version: 17,
+        name: "settings",
+        sqlite: include_str!("migrations/sqlite/0017_settings.sql"),
+        postgres: include_str!("migrations/postgres/0017_settings.sql"),
+    },
+    Migration {
         version: 18,
         name: "catalog_media_users",
         sqlite: include_str!("migrations/sqlite/0018_catalog_media_users.sql"),

@@ -19,6 +19,7 @@ mod console;
 mod database;
 mod metrics;
 mod orders;
+pub mod overlay;
 mod retention;
 mod risk;
 mod secrets;

@@ -162,7 +162,7 @@ pub(super) fn build_risk(
 }
 
 /// `a@b.com` or `*@b.com`, lower-cased.
-fn check_blocked_email(e: &str) -> Result<String, String> {
+pub(super) fn check_blocked_email(e: &str) -> Result<String, String> {
     let e = e.trim().to_lowercase();
     let ok = match e.split_once('@') {
         Some((local, domain)) => {

@@ -15,6 +15,13 @@ pub struct ShopConfig {
     pub notice: String,
     /// Footer text (Markdown, rendered safely); empty = none.
     pub footer: String,
+    /// How buyers reach the seller, shown on the order pages that need the seller (exception,
+    /// manual delivery), e.g. "Telegram @shop / QQ 123456"; plain text, at most 200
+    /// characters; empty = none.
+    pub contact: String,
+    /// The shop's logo in the header: the path of an image this shop serves, e.g.
+    /// `/assets/logo.png` (a file in `theme_dir/assets/`); empty = none.
+    pub logo: String,
     /// A theme directory (`templates/`, `assets/`, `locales/`) whose files override the
     /// embedded default theme; resolved against the config file's directory.
     pub theme_dir: Option<PathBuf>,
@@ -42,6 +49,8 @@ impl Default for ShopConfig {
             name: "kami".into(),
             notice: String::new(),
             footer: String::new(),
+            contact: String::new(),
+            logo: String::new(),
             theme_dir: None,
             low_stock_threshold: 10,
             default_locale: "zh-CN".into(),
@@ -70,14 +79,9 @@ pub(super) fn check_shop(
                 .into(),
         );
     }
-    shop.name = shop.name.trim().to_owned();
-    if shop.name.is_empty() || shop.name.chars().count() > 80 {
-        return Err(invalid(
-            origins,
-            "shop.name",
-            "must be 1 to 80 characters".into(),
-        ));
-    }
+    shop.name = check_name(&shop.name).map_err(|m| invalid(origins, "shop.name", m))?;
+    shop.contact = check_contact(&shop.contact).map_err(|m| invalid(origins, "shop.contact", m))?;
+    shop.logo = check_logo(&shop.logo).map_err(|m| invalid(origins, "shop.logo", m))?;
     shop.default_locale = match shop.default_locale.trim() {
         l @ ("zh-CN" | "en") => l.to_owned(),
         other => {
@@ -131,6 +135,60 @@ pub(super) fn check_shop(
         check_range(origins, key, value, range)?;
     }
     Ok(shop)
+}
+
+/// The most characters of `shop.contact`.
+pub const CONTACT_MAX: usize = 200;
+/// The most characters of `shop.notice` saved in the console.
+pub const NOTICE_MAX: usize = 20_000;
+
+/// `shop.name`: trimmed, 1 to 80 characters.
+pub(crate) fn check_name(name: &str) -> Result<String, String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 80 || name.chars().any(char::is_control) {
+        return Err("must be 1 to 80 characters on one line".into());
+    }
+    Ok(name.to_owned())
+}
+
+/// `shop.contact`: trimmed plain text on one line, at most [`CONTACT_MAX`] characters.
+pub(crate) fn check_contact(contact: &str) -> Result<String, String> {
+    let contact = contact.trim();
+    if contact.chars().count() > CONTACT_MAX {
+        return Err(format!(
+            "must be at most {CONTACT_MAX} characters, got {}",
+            contact.chars().count()
+        ));
+    }
+    if contact.chars().any(char::is_control) {
+        return Err("must be one line of text (no line breaks or control characters)".into());
+    }
+    Ok(contact.to_owned())
+}
+
+/// `shop.logo`: empty, or the path of an image this shop serves (`/assets/logo.png`). Other
+/// sites' images are refused: the pages' Content-Security-Policy loads images from the shop
+/// only, so the logo would not show.
+pub(crate) fn check_logo(logo: &str) -> Result<String, String> {
+    let logo = logo.trim();
+    if logo.is_empty() {
+        return Ok(String::new());
+    }
+    let path_ok = logo.starts_with('/')
+        && !logo.starts_with("//")
+        && logo.len() <= 500
+        && !logo
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "\\\"'<>`".contains(c));
+    if path_ok {
+        return Ok(logo.to_owned());
+    }
+    let shown: String = logo.chars().take(80).collect();
+    Err(format!(
+        "`{shown}` is not a path on this shop: give the path of an image kami serves, such as \
+         /assets/logo.png (a file in the theme directory's assets/), at most 500 characters \
+         without spaces or quotes; the pages load images from the shop itself only"
+    ))
 }
 
 impl ShopConfig {

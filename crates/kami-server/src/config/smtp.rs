@@ -70,18 +70,18 @@ pub struct SmtpConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub(super) struct RawSmtp {
-    host: Option<String>,
-    port: Option<u32>,
-    tls: Option<String>,
+    pub(super) host: Option<String>,
+    pub(super) port: Option<u32>,
+    pub(super) tls: Option<String>,
     #[serde(deserialize_with = "string_or_int")]
-    username: Option<String>,
+    pub(super) username: Option<String>,
     #[serde(deserialize_with = "string_or_int")]
-    password: Option<String>,
-    password_file: Option<PathBuf>,
-    from: Option<String>,
-    ca_file: Option<PathBuf>,
-    timeout_seconds: Option<u32>,
-    retry_base_seconds: Option<u32>,
+    pub(super) password: Option<String>,
+    pub(super) password_file: Option<PathBuf>,
+    pub(super) from: Option<String>,
+    pub(super) ca_file: Option<PathBuf>,
+    pub(super) timeout_seconds: Option<u32>,
+    pub(super) retry_base_seconds: Option<u32>,
 }
 
 pub(super) fn build_smtp(

@@ -6,8 +6,10 @@
 //!   and the channel calls gathered since the last tick written in one transaction;
 //! - housekeeping: request limiters forget idle clients every minute; rejected notifications
 //!   past `retention.rejected_events_days` are deleted hourly (and once at start);
-//! - buyer mail (only with `[smtp]`): see [`mail`];
-//! - stored channels changed by another process: reloaded every 5 s.
+//! - buyer mail (when SMTP is set up, in the file or the console): see [`mail`];
+//! - stored channels changed by another process: reloaded every 5 s;
+//! - settings: every few seconds, the saved settings' version is read, and a change another
+//!   kami process saved is put in effect here too (see [`settings::reload_if_changed`]).
 
 pub mod mail;
 
@@ -17,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::services::{channel_admin, channel_calls, checks, refunds, retention};
+use crate::services::{channel_admin, channel_calls, checks, refunds, retention, settings};
 use crate::state::AppState;
 
 const TICK: Duration = Duration::from_millis(500);
@@ -25,6 +27,8 @@ const EXPIRY_INTERVAL: Duration = Duration::from_secs(5);
 const HOUSEKEEPING_TICK: Duration = Duration::from_secs(60);
 /// Retention runs every this many housekeeping ticks (hourly).
 const RETENTION_EVERY: u32 = 60;
+/// How often the saved settings' version is compared (one small read).
+const SETTINGS_POLL: Duration = Duration::from_secs(3);
 
 /// The running background tasks.
 pub struct Workers(Vec<JoinHandle<()>>);
@@ -38,14 +42,13 @@ impl Workers {
 }
 
 pub fn spawn(state: Arc<AppState>, shutdown: watch::Receiver<bool>) -> Workers {
-    let mut tasks = vec![
+    let tasks = vec![
         spawn_payments(state.clone(), shutdown.clone()),
         spawn_housekeeping(state.clone(), shutdown.clone()),
         spawn_channel_sync(state.clone(), shutdown.clone()),
+        spawn_settings(state.clone(), shutdown.clone()),
+        mail::spawn(state, shutdown),
     ];
-    if let Some(mailer) = state.mailer.clone() {
-        tasks.push(mail::spawn(state, mailer, shutdown));
-    }
     Workers(tasks)
 }
 
@@ -74,6 +77,22 @@ fn spawn_payments(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) -> 
                 if let Err(e) = checks::expire_once(&state).await {
                     tracing::warn!("expiry worker: {e}");
                 }
+            }
+        }
+    })
+}
+
+fn spawn_settings(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SETTINGS_POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            if let Err(e) = settings::reload_if_changed(&state).await {
+                tracing::warn!("settings reload: {e}");
             }
         }
     })

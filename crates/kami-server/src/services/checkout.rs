@@ -90,7 +90,7 @@ pub async fn place_order(state: &AppState, b: OrderInput) -> ServiceResult<Place
 
     let token = SecretToken::generate();
     let now = state.now_ms();
-    let expires_at = now + state.config.orders.expire_ms();
+    let expires_at = now + state.settings().orders.expire_ms();
     let new = NewOrder {
         order_no: OrderNo::generate(&stamp(now)),
         product,

@@ -1,7 +1,7 @@
 //! Buyer mail: when an order is delivered, the buyer gets its keys by email.
 //!
 //! Delivery writes an `order.delivered` outbox row in the delivering transaction; the mail
-//! worker (only when `[smtp]` is configured) claims due rows with a lease, loads the order and
+//! worker (only while SMTP is set up, in the file or the console) claims due rows with a lease, loads the order and
 //! its keys from the database (keys never sit in the outbox), renders the theme's
 //! `mail/delivered.txt` and `mail/delivered.html` in the order's language and hands the
 //! message to the SMTP server. The row is marked done only once the server accepted the
@@ -59,7 +59,7 @@ pub enum MailStatus {
 pub async fn status(state: &AppState, order_no: &OrderNo) -> Result<MailStatus, StoreError> {
     Ok(match state.store.mail_state(order_no).await? {
         None => MailStatus::NotApplicable,
-        Some(MailState::Pending { .. }) if state.mailer.is_none() => MailStatus::Disabled,
+        Some(MailState::Pending { .. }) if !state.mail_enabled() => MailStatus::Disabled,
         Some(s) => MailStatus::Known(s),
     })
 }
@@ -207,7 +207,7 @@ fn build_message(
         .map_err(|e| Failure::GiveUp(format!("the buyer's address is not usable for SMTP: {e}")))?;
     let rendered = render(
         &state.theme,
-        &state.config.shop,
+        &state.settings().shop,
         &state.public_url,
         order,
         keys,

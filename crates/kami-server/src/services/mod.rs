@@ -29,6 +29,7 @@ pub mod recovery;
 pub mod refunds;
 pub mod retention;
 pub mod risk;
+pub mod settings;
 pub mod stats;
 pub mod totp;
 pub mod two_factor;

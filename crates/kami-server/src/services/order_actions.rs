@@ -92,12 +92,53 @@ async fn ask(state: &AppState, p: &OrderPayment) -> ServiceResult<ChannelAnswer>
         Ok(TradeState::Closed) => answer.answer = "closed",
         Ok(TradeState::Refunded) => answer.answer = "refunded",
         Err(e) => {
-            tracing::warn!(channel = %p.channel_id, trade_no = %p.trade_no, "seller's payment check failed: {e}");
+            tracing::warn!(channel = %p.channel_id, trade_no = %p.trade_no, "payment check at the channel failed: {e}");
             answer.answer = "error";
             answer.detail = Some(e.to_string());
         }
     }
     Ok(answer)
+}
+
+/// What the buyer's "I have paid" did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuyerCheck {
+    /// The channel was asked (what it confirmed, if anything, is applied; the order shows it).
+    Asked,
+    /// It was asked a moment ago: not again yet (a few seconds).
+    TooSoon,
+    /// The order is not waiting for a payment: nothing to ask.
+    NotPending,
+}
+
+/// The buyer says they paid a pending order: ask its channel now, at most once every few
+/// seconds per order (`limits.rs`), and apply a confirmed payment through the same path as a
+/// notification. Never marks anything paid that the channel does not confirm; no audit row
+/// (the buyer is not an admin), a log line.
+#[tracing::instrument(level = "debug", skip_all, fields(order = %no))]
+pub async fn buyer_check(state: &AppState, no: &OrderNo) -> ServiceResult<BuyerCheck> {
+    let order = state.store.order(no).await?.ok_or_else(order_not_found)?;
+    if order.status != kami_core::OrderStatus::Pending {
+        return Ok(BuyerCheck::NotPending);
+    }
+    if state
+        .limits
+        .allow_buyer_check(no.as_str(), state.now_ms())
+        .is_err()
+    {
+        return Ok(BuyerCheck::TooSoon);
+    }
+    let payments = state
+        .store
+        .order_payments(no)
+        .await?
+        .ok_or_else(order_not_found)?;
+    let mut answers = Vec::with_capacity(payments.len());
+    for p in &payments {
+        answers.push(ask(state, p).await?.answer);
+    }
+    tracing::info!(order = %no, answers = ?answers, "payment checked at the channel for the buyer");
+    Ok(BuyerCheck::Asked)
 }
 
 /// Cancel a pending order: its trade is closed at the channel first, so it can no longer be
@@ -196,7 +237,7 @@ pub async fn resend_mail(state: &AppState, no: &OrderNo, actor: &Actor) -> Servi
     if !state.mail_enabled() {
         return Err(ServiceError::Conflict {
             code: "mail_off",
-            message: "this shop sends no mail ([smtp] is not configured)".into(),
+            message: "this shop sends no mail (SMTP is set up neither in [smtp] nor in the console's settings)".into(),
         });
     }
     let audit = actor.entry("order.resend_mail", format!("order:{no}"), None, None);

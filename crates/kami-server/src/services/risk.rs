@@ -1,4 +1,4 @@
-//! Risk rules (`[risk]`), shared by the JSON API and the product page's form: block lists,
+//! Risk rules (`[risk]`, or as the console saved them: the settings in effect), shared by the JSON API and the product page's form: block lists,
 //! the per-client order rate, the pending-order caps the store enforces, and the per-client
 //! share of password hashing.
 
@@ -13,7 +13,8 @@ use crate::state::AppState;
 /// May this client place an order for this (parsed, lower-case) email now? Block lists
 /// first (`403 blocked`), then the per-minute rate (`429 rate_limited`).
 pub fn admit_order(state: &AppState, ip: Option<IpAddr>, email: &str) -> ServiceResult<()> {
-    let risk = &state.config.risk;
+    let settings = state.settings();
+    let risk = &settings.risk;
     if ip.is_some_and(|ip| risk.is_blocked_ip(ip)) || risk.is_blocked_email(email) {
         return Err(ServiceError::Blocked);
     }
@@ -25,7 +26,8 @@ pub fn admit_order(state: &AppState, ip: Option<IpAddr>, email: &str) -> Service
 
 /// The store's caps for an order from `ip`, and the key it is counted under.
 pub fn pending_caps(state: &AppState, ip: Option<IpAddr>) -> (Option<String>, PendingCaps) {
-    let risk = &state.config.risk;
+    let settings = state.settings();
+    let risk = &settings.risk;
     (
         ip.map(client_key_text),
         PendingCaps {

@@ -30,7 +30,7 @@ fn audit(s: &Session, action: &str, client: &Client) -> AuditEntry {
 fn enrolment(state: &AppState, s: &Session, secret: &[u8]) -> Enrolment {
     Enrolment {
         secret_base32: totp::base32(secret),
-        otpauth_uri: totp::otpauth_uri(&state.config.shop.name, &s.user_name, secret),
+        otpauth_uri: totp::otpauth_uri(&state.settings().shop.name, &s.user_name, secret),
     }
 }
 

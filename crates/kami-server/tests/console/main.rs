@@ -22,3 +22,5 @@ mod search;
 mod sessions;
 mod sign_in;
 mod totp;
+// Settings (issue 10 part 8).
+mod settings;

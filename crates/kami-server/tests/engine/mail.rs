@@ -567,7 +567,7 @@ with_sink!(mail_server_outage_delays_mail_not_delivery);
 /// order's mail status says mail is off.
 async fn without_smtp_no_mail_is_attempted(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    assert!(app.state.mailer.is_none());
+    assert!(app.state.mailer().is_none());
     app.create_product("nomail", 100, "auto").await;
     app.import_keys("nomail", 1).await;
     let order = buy(&app, "nomail", 1, "buyer@example.com", "en").await;
@@ -744,3 +744,128 @@ async fn implicit_tls_and_certificate_verification(backend: Backend) {
     );
 }
 with_sink!(implicit_tls_and_certificate_verification);
+
+/// `PATCH /api/v1/admin/settings`.
+async fn patch_settings(app: &TestApp, body: Value) -> (u16, Value) {
+    let r = app
+        .http
+        .patch(app.url("/api/v1/admin/settings"))
+        .bearer_auth(&app.admin_token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+async fn test_mail(app: &TestApp, to: &str) -> (u16, Value) {
+    app.admin_post("/api/v1/admin/settings/test-mail", json!({ "to": to }))
+        .await
+}
+
+/// Mail set up in the console of a shop whose file has no `[smtp]`: on at once, no restart.
+/// The test mail reaches the server, and a delivery made while mail was off is mailed now.
+async fn mail_set_up_in_the_console_reaches_the_sink(backend: Backend) {
+    let python = sink_python();
+    let port = free_port();
+    let sink = Sink::start(&python, port, SinkTls::None, None, false).await;
+    let app = TestApp::spawn_with(backend, &format!("[shop]\nname = \"{SHOP}\"\n")).await;
+    app.create_product("later", 100, "auto").await;
+    app.import_keys("later", 1).await;
+    let order = buy(&app, "later", 1, "buyer@example.com", "en").await;
+    assert!(order_page(&app, &order)
+        .await
+        .contains("data-testid=\"mail-off\""));
+    let (s, v) = test_mail(&app, "owner@example.com").await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("mail_off")),
+        "{v}"
+    );
+
+    let (s, v) = patch_settings(
+        &app,
+        json!({"smtp.host": "127.0.0.1", "smtp.port": port, "smtp.tls": "none",
+               "smtp.from": format!("{SHOP} <shop@example.com>")}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = test_mail(&app, "owner@example.com").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["message"], format!("accepted by 127.0.0.1:{port} (none)"));
+
+    let messages = sink.wait_for(2, Duration::from_secs(20)).await;
+    let test = message_to(&messages, "owner@example.com");
+    assert_eq!(
+        test["subject"],
+        format!("【{SHOP}】测试邮件"),
+        "the shop's language"
+    );
+    assert_eq!(test["from"], format!("{SHOP} <shop@example.com>"));
+    let delivery = message_to(&messages, "buyer@example.com");
+    check_delivery_mail(
+        delivery,
+        &order,
+        "buyer@example.com",
+        &format!(
+            "[{SHOP}] Your order {} has been delivered",
+            order["order_no"].as_str().unwrap()
+        ),
+        "Order number:",
+    );
+    wait_mail_state(&app.state, &order, Duration::from_secs(10), "sent", is_sent).await;
+}
+with_sink!(mail_set_up_in_the_console_reaches_the_sink);
+
+/// The console's SMTP values over the file's `[smtp]` (whose `ca_file` stays): the file's
+/// wrong port fails with the connection's error; the console's port, login and password get
+/// the test mail through STARTTLS with AUTH.
+async fn console_login_over_the_files_smtp(backend: Backend) {
+    let python = sink_python();
+    let cert = TestCert::generate();
+    let port = free_port();
+    let sink = Sink::start(&python, port, SinkTls::StartTls, Some(&cert), true).await;
+    let closed = free_port();
+    let app = TestApp::spawn_with(
+        backend,
+        &smtp_toml(closed, SinkTls::StartTls, Some(&cert), false),
+    )
+    .await;
+    let (s, v) = test_mail(&app, "owner@example.com").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["ok"], false);
+    let msg = v["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with(&format!("127.0.0.1:{closed} (starttls): ")) && msg.contains("refused"),
+        "{msg}"
+    );
+
+    let (s, v) = patch_settings(
+        &app,
+        json!({"smtp.port": port, "smtp.username": SINK_USER, "smtp.password": SINK_PASSWORD}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["settings"]["smtp.host"]["source"], "config");
+    assert_eq!(v["settings"]["smtp.port"]["source"], "console");
+    let (s, v) = test_mail(&app, "owner@example.com").await;
+    assert_eq!((s, &v["ok"]), (200, &json!(true)), "{v}");
+    let m = &sink.wait_for(1, Duration::from_secs(20)).await[0];
+    assert_eq!(m["transport"], "starttls");
+    assert_eq!(m["auth_login"], SINK_USER);
+
+    // A wrong password: the server's refusal, word for word.
+    let (s, _) = patch_settings(&app, json!({"smtp.password": "wrong-password"})).await;
+    assert_eq!(s, 200);
+    let (s, v) = test_mail(&app, "owner@example.com").await;
+    assert_eq!((s, &v["ok"]), (200, &json!(false)), "{v}");
+    let msg = v["message"].as_str().unwrap();
+    assert!(
+        msg.contains("535") || msg.to_lowercase().contains("auth"),
+        "{msg}"
+    );
+    assert!(!msg.contains("wrong-password"), "{msg}");
+}
+with_sink!(console_login_over_the_files_smtp);

@@ -19,3 +19,5 @@ mod seller_products;
 mod stats;
 mod stored_channels;
 mod tampering;
+// Settings (issue 10 part 8).
+mod settings;

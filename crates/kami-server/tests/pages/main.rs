@@ -13,3 +13,5 @@ mod lookup;
 mod order_access;
 mod render;
 mod theme_dir;
+// Settings (issue 10 parts 8 and 10).
+mod settings;

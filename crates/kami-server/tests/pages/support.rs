@@ -357,6 +357,10 @@ pub fn snapshot(name: &str, page: &Page) {
         (r#"data-qr="[^"]*""#, r#"data-qr="[QR TEXT]""#),
         (r"K\d{26}", "[ORDER_NO]"),
         (r"t=[A-Za-z0-9_-]{43}", "t=[TOKEN]"),
+        (
+            r#"name="t" value="[A-Za-z0-9_-]{43}""#,
+            r#"name="t" value="[TOKEN]""#,
+        ),
         (r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]"),
         (r#"data-remaining="\d+""#, r#"data-remaining="[SECS]""#),
         (r">\d+:\d{2}</strong>", ">[M:SS]</strong>"),

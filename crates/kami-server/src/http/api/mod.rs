@@ -11,6 +11,7 @@ mod coupons;
 mod gateway;
 mod ops;
 mod seller;
+mod settings;
 mod stats;
 
 pub(crate) use admin::import_stream;
@@ -146,6 +147,15 @@ pub fn routes() -> Router<Arc<AppState>> {
                 .delete(channels::delete),
         )
         .route("/api/v1/admin/channels/{id}/test", post(channels::test))
+        // Settings (issue 10 part 8).
+        .route(
+            "/api/v1/admin/settings",
+            get(settings::get).patch(settings::patch),
+        )
+        .route(
+            "/api/v1/admin/settings/test-mail",
+            post(settings::test_mail),
+        )
 }
 
 /// The API's 404 for unknown paths.

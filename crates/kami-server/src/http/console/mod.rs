@@ -26,6 +26,8 @@ mod products;
 mod security;
 mod upload;
 mod users;
+// Settings (issue 10 part 8).
+mod settings;
 
 use std::sync::Arc;
 
@@ -132,6 +134,10 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/admin/categories/move", post(categories::move_one))
         .route("/admin/categories/delete", post(categories::delete))
         .route("/admin/users/{action}", post(users::act))
+        // Settings (issue 10 part 8).
+        .route("/admin/settings", get(settings::page).post(settings::save))
+        .route("/admin/settings/reset", post(settings::reset))
+        .route("/admin/settings/test-mail", post(settings::test_mail))
 }
 
 /// A navigation entry: only pages that exist are listed.
@@ -173,6 +179,10 @@ const NAV: &[Nav] = &[
         key: "channels",
         href: "/admin/channels",
     },
+    Nav {
+        key: "settings",
+        href: "/admin/settings",
+    },
 ];
 
 /// Variables every console page gets: the shop, languages, navigation, the signed-in user
@@ -197,7 +207,7 @@ fn base(state: &AppState, ctx: &Ctx, user: Option<&guard::Admin>, current: &str)
         .map(|n| context! { key => n.key, href => n.href, current => n.key == current })
         .collect();
     context! {
-        shop => context! { name => state.config.shop.name.as_str() },
+        shop => context! { name => state.settings().shop.name.as_str() },
         langs => langs,
         nav => if user.is_some() { nav } else { Vec::new() },
         user => user.map(|u| u.session.user_name.as_str()),

@@ -22,6 +22,10 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/p/{slug}", get(pages::product).post(pages::place))
         .route("/orders/{order_no}", get(pages::order))
         .route("/orders/{order_no}/keys.txt", get(pages::keys_txt))
+        .route(
+            "/orders/{order_no}/check",
+            axum::routing::post(pages::check_payment),
+        )
         .route("/lookup", get(pages::lookup_form).post(pages::lookup))
         .route("/assets/{*path}", get(asset))
         .route("/media/{name}", get(media))

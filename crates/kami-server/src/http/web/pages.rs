@@ -20,6 +20,7 @@ use crate::i18n::Locale;
 use crate::limits::RetryAfter;
 use crate::markup::qr_svg;
 use crate::services::checkout::{place_order, OrderInput};
+use crate::services::order_actions::{self, BuyerCheck};
 use crate::services::{lookup, orders, ServiceError};
 use crate::state::AppState;
 use crate::theme::format_money;
@@ -48,11 +49,15 @@ fn base(state: &AppState, ctx: &Ctx) -> Value {
             }
         })
         .collect();
+    let settings = state.settings();
     context! {
         shop => context! {
-            name => state.config.shop.name.as_str(),
-            notice_html => state.notice_html.as_str(),
-            footer_html => state.footer_html.as_str(),
+            name => settings.shop.name.as_str(),
+            logo => settings.shop.logo.as_str(),
+            contact => settings.shop.contact.as_str(),
+            notice_html => settings.notice_html.as_str(),
+            footer_html => settings.footer_html.as_str(),
+            mail => settings.mailer.is_some(),
         },
         langs => langs,
         in_app => ctx.in_app.map(|a| a.as_str()),
@@ -506,6 +511,9 @@ pub struct OrderQuery {
     since: Option<String>,
     /// Answer with the order section only (page script).
     fragment: Option<u8>,
+    /// The buyer's "I have paid" just asked the channel (`1`), or was pressed again too soon
+    /// (`wait`).
+    checked: Option<String>,
 }
 
 /// Read an order and whether the presented (or remembered) token opens it in full.
@@ -573,7 +581,14 @@ pub async fn order(
         Some(_) => mail_state(&state, &order).await,
         None => "hidden",
     };
-    let view = order_view(&state, &order, token.as_deref(), mail);
+    let mut view = order_view(&state, &order, token.as_deref(), mail);
+    if view.full && order.status == OrderStatus::Pending {
+        view.checked = match q.checked.as_deref() {
+            Some("1") => Some("asked"),
+            Some("wait") => Some("wait"),
+            _ => None,
+        };
+    }
     let name = if q.fragment == Some(1) {
         "order_body.html"
     } else {
@@ -627,6 +642,8 @@ struct OrderView {
     poll: bool,
     mail: &'static str,
     email_masked: String,
+    /// What the last "I have paid" did: `asked` or `wait`.
+    checked: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -686,7 +703,53 @@ fn order_view(state: &AppState, o: &Order, token: Option<&str>, mail: &'static s
         poll: full && is_open(o.status),
         mail,
         email_masked: mask_email(o.email.as_str()),
+        checked: None,
     }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CheckForm {
+    t: String,
+}
+
+/// `POST /orders/{no}/check`: the buyer's "I have paid". Asks the channel now (at most once
+/// every few seconds per order) and applies what it confirms, exactly as a notification; then
+/// back to the order page, which says that it asked. Needs the order's token.
+pub async fn check_payment(
+    State(state): St,
+    ctx: Ctx,
+    Path(order_no): Path<String>,
+    body: Bytes,
+) -> Response {
+    if ctx.cross_site {
+        return refused(&state, &ctx, StatusCode::FORBIDDEN, "cross_site");
+    }
+    let form: CheckForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let presented = Some(form.t.as_str()).filter(|t| !t.is_empty());
+    let (order, token) = match open_order(&state, &ctx, &order_no, presented).await {
+        Ok(Some((o, Some(t)))) => (o, t),
+        Ok(_) => return not_found(&state, &ctx),
+        Err(e) => return internal(&state, &ctx, e),
+    };
+    let checked = match OrderNo::parse(order.order_no.as_str()) {
+        Ok(no) => match order_actions::buyer_check(&state, &no).await {
+            Ok(BuyerCheck::TooSoon) => "wait",
+            Ok(BuyerCheck::Asked | BuyerCheck::NotPending) => "1",
+            Err(e) => {
+                // The page still shows the order as it is; the periodic checks go on.
+                tracing::warn!(order = %no, "buyer's payment check: {e}");
+                "1"
+            }
+        },
+        Err(e) => return internal(&state, &ctx, e),
+    };
+    let token: String = url::form_urlencoded::byte_serialize(token.as_bytes()).collect();
+    let location = format!("/orders/{}?t={token}&checked={checked}", order.order_no);
+    let mut resp = (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
 
 /// `alice@example.com` → `a***@example.com`.
