@@ -17,8 +17,8 @@ use crate::services::order_actions;
 use crate::state::AppState;
 
 /// `POST /api/v1/admin/orders/{order_no}/check-payment`: ask the channel now and apply what it
-/// confirms through the normal path → `{"order": …, "checked": [{"channel", "trade_no",
-/// "answer", "detail"?, "outcome"?}]}`.
+/// confirms through the normal path → the order (as `GET` shows it) with `"checked":
+/// [{"channel", "trade_no", "answer", "detail"?, "outcome"?}]`, what each trade's channel said.
 pub async fn check_payment(
     State(state): State<Arc<AppState>>,
     Path(order_no): Path<String>,
@@ -27,9 +27,9 @@ pub async fn check_payment(
 ) -> ApiResult<impl IntoResponse> {
     let no = order_no_or_404(&order_no)?;
     let (order, answers) = order_actions::check_payment(&state, &no, &actor(&admin, ip)).await?;
-    Ok(Json(
-        json!({ "order": order_json(&order, true), "checked": answers }),
-    ))
+    let mut v = order_json(&order, true);
+    v["checked"] = json!(answers);
+    Ok(Json(v))
 }
 
 /// `POST /api/v1/admin/orders/{order_no}/cancel`: a pending order, its trade closed at the
