@@ -6,8 +6,8 @@
 pub mod admin_users;
 pub mod audit_log;
 pub mod card_stock;
-pub mod channel_admin;
 pub mod categories;
+pub mod channel_admin;
 pub mod channel_calls;
 pub mod checkout;
 pub mod checks;

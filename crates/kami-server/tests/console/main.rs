@@ -8,8 +8,8 @@ mod support;
 
 mod admins;
 mod cards;
-mod channels;
 mod catalog;
+mod channels;
 mod coupons;
 mod csrf;
 mod dashboard;
