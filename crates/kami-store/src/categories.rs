@@ -144,6 +144,16 @@ fn create(
     Ok(CategoryOutcome::Done(c))
 }
 
+/// The category `name`, locked for the rest of the transaction: its id and sort order.
+fn lock(tx: &mut dyn Tx, name: &str) -> Result<Option<(i64, i64)>> {
+    tx.query_opt(
+        "SELECT id, sort_order FROM categories WHERE name = $1 FOR UPDATE",
+        params![name],
+    )?
+    .map(|r| Ok((r.get("id")?, r.get("sort_order")?)))
+    .transpose()
+}
+
 fn update(
     tx: &mut dyn Tx,
     name: &str,
@@ -151,15 +161,9 @@ fn update(
     actor: &Actor,
     now: Millis,
 ) -> Result<CategoryOutcome> {
-    let Some(r) = tx.query_opt(
-        "SELECT id, sort_order FROM categories WHERE name = $1 FOR UPDATE",
-        params![name],
-    )?
-    else {
+    let Some((id, old_sort)) = lock(tx, name)? else {
         return Ok(CategoryOutcome::NotFound);
     };
-    let id: i64 = r.get("id")?;
-    let old_sort: i64 = r.get("sort_order")?;
     let new_name = patch.name.clone().unwrap_or_else(|| name.to_owned());
     let new_sort = patch.sort_order.unwrap_or(old_sort);
     let (mut before, mut after) = (serde_json::Map::new(), serde_json::Map::new());
@@ -206,15 +210,9 @@ fn update(
 }
 
 fn delete(tx: &mut dyn Tx, name: &str, actor: &Actor, now: Millis) -> Result<CategoryOutcome> {
-    let Some(r) = tx.query_opt(
-        "SELECT id, sort_order FROM categories WHERE name = $1 FOR UPDATE",
-        params![name],
-    )?
-    else {
+    let Some((id, sort_order)) = lock(tx, name)? else {
         return Ok(CategoryOutcome::NotFound);
     };
-    let id: i64 = r.get("id")?;
-    let sort_order: i64 = r.get("sort_order")?;
     let slugs: Vec<String> = tx
         .query(
             "SELECT slug FROM products WHERE category = $1 ORDER BY sort_order, id",

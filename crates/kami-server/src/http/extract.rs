@@ -247,6 +247,18 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         .map_err(|e| ApiError::bad_request("invalid_json", format!("request body: {e}")))
 }
 
+/// A JSON body (checked by [`require_json`]) read as `T`: malformed JSON is
+/// `400 invalid_json`, an unknown field or a wrong type `422 invalid_field`.
+pub fn parse_json_fields<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, ApiError> {
+    require_json(headers)?;
+    let v: serde_json::Value = parse_json(body)?;
+    serde_json::from_value(v)
+        .map_err(|e| ApiError::unprocessable("invalid_field", format!("request body: {e}")))
+}
+
 /// The bearer token of a request, from `Authorization: Bearer ...`.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;

@@ -6,7 +6,7 @@
 use kami_store::{Actor, Category, CategoryOutcome, CategoryPatch, Direction};
 use serde::Deserialize;
 
-use super::products::{parse_category, MAX_SORT_ORDER};
+use super::products::{parse_category, parse_sort_order};
 use super::{ServiceError, ServiceResult};
 use crate::state::AppState;
 
@@ -28,16 +28,6 @@ pub fn parse_name(name: &str) -> ServiceResult<String> {
         ));
     }
     Ok(name)
-}
-
-fn parse_sort_order(n: i64) -> ServiceResult<i64> {
-    if n.abs() > MAX_SORT_ORDER {
-        return Err(ServiceError::invalid(
-            "invalid_sort_order",
-            format!("sort_order must be between -{MAX_SORT_ORDER} and {MAX_SORT_ORDER}"),
-        ));
-    }
-    Ok(n)
 }
 
 fn not_found(name: &str) -> ServiceError {

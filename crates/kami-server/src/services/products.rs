@@ -93,7 +93,8 @@ fn parse_price(price: i64) -> ServiceResult<i64> {
     Ok(price)
 }
 
-fn parse_sort_order(n: i64) -> ServiceResult<i64> {
+/// A place in a list (products, categories): at most `MAX_SORT_ORDER` either way.
+pub(crate) fn parse_sort_order(n: i64) -> ServiceResult<i64> {
     if n.abs() > MAX_SORT_ORDER {
         return Err(ServiceError::invalid(
             "invalid_sort_order",

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::seller::actor;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{require_json, AdminAuth, AppBytes, ClientIp};
+use crate::http::extract::{parse_json_fields, AdminAuth, AppBytes, ClientIp};
 use crate::services::coupons::{self, CouponChanges, NewCouponInput};
 use crate::state::AppState;
 use crate::time::rfc3339;
@@ -42,16 +42,6 @@ fn code_or_404(code: &str) -> ApiResult<CouponCode> {
     CouponCode::parse(code).map_err(|_| ApiError::not_found("coupon_not_found", "no such coupon"))
 }
 
-/// The body as `T`: malformed JSON is `400 invalid_json`, an unknown field or a wrong type
-/// `422 invalid_field`.
-fn body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> ApiResult<T> {
-    require_json(headers)?;
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request("invalid_json", format!("request body: {e}")))?;
-    serde_json::from_value(v)
-        .map_err(|e| ApiError::unprocessable("invalid_field", format!("request body: {e}")))
-}
-
 /// `GET /api/v1/admin/coupons`: newest first.
 pub async fn list(
     State(state): State<Arc<AppState>>,
@@ -73,7 +63,7 @@ pub async fn create(
     headers: HeaderMap,
     AppBytes(bytes): AppBytes,
 ) -> ApiResult<impl IntoResponse> {
-    let input: NewCouponInput = body(&headers, &bytes)?;
+    let input: NewCouponInput = parse_json_fields(&headers, &bytes)?;
     let (code, settings) = coupons::parse_new(input)?;
     let c = coupons::create(&state, &code, settings, &actor(&admin, ip)).await?;
     Ok((StatusCode::CREATED, Json(coupon_json(&c))))
@@ -89,7 +79,7 @@ pub async fn update(
     AppBytes(bytes): AppBytes,
 ) -> ApiResult<impl IntoResponse> {
     let code = code_or_404(&code)?;
-    let changes: CouponChanges = body(&headers, &bytes)?;
+    let changes: CouponChanges = parse_json_fields(&headers, &bytes)?;
     let patch = coupons::parse_changes(changes)?;
     let c = coupons::update(&state, &code, patch, &actor(&admin, ip)).await?;
     Ok(Json(coupon_json(&c)))

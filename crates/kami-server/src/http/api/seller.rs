@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{require_json, AdminAuth, AppBytes, ClientIp};
+use crate::http::extract::{parse_json_fields, AdminAuth, AppBytes, ClientIp};
 use crate::services::card_stock::{self, parse_status};
 use crate::services::product_images;
 use crate::services::products::{self, ProductChanges};
@@ -88,11 +88,7 @@ pub async fn update_product(
     AppBytes(body): AppBytes,
 ) -> ApiResult<impl IntoResponse> {
     let slug = slug_or_404(&slug)?;
-    require_json(&headers)?;
-    let v: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("invalid_json", format!("request body: {e}")))?;
-    let changes: ProductChanges = serde_json::from_value(v)
-        .map_err(|e| ApiError::unprocessable("invalid_field", format!("request body: {e}")))?;
+    let changes: ProductChanges = parse_json_fields(&headers, &body)?;
     let p = products::update(&state, slug.as_str(), changes, &actor(&admin, ip)).await?;
     Ok(Json(product_json(&p)))
 }

@@ -321,22 +321,34 @@ pub async fn create(State(state): St, ctx: Ctx, body: Bytes) -> Response {
         );
     };
     let input = form_body(kind, &fields, true);
-    match channel_admin::create(&state, input, &guard::actor(&admin, &ctx))
-        .await
-        .map_err(refusal)
-    {
+    let result = channel_admin::create(&state, input, &guard::actor(&admin, &ctx)).await;
+    after_form(&state, &ctx, &admin, kind, None, &fields, result)
+}
+
+/// After the form is sent: back to the list, or the form again with the refusal and the
+/// values as typed.
+fn after_form<T>(
+    state: &AppState,
+    ctx: &Ctx,
+    admin: &Admin,
+    kind: ChannelKind,
+    current: Option<&ChannelView>,
+    fields: &[(String, String)],
+    result: Result<T, ServiceError>,
+) -> Response {
+    match result.map_err(refusal) {
         Ok(_) => see_other("/admin/channels"),
         Err(Ok(msg)) => form_page(
-            &state,
-            &ctx,
-            &admin,
+            state,
+            ctx,
+            admin,
             StatusCode::UNPROCESSABLE_ENTITY,
             kind,
-            None,
-            &FormValues::from_fields(&fields),
+            current,
+            &FormValues::from_fields(fields),
             Some(msg),
         ),
-        Err(Err(e)) => super::failed(&state, &ctx, Some(&admin), e),
+        Err(Err(e)) => super::failed(state, ctx, Some(admin), e),
     }
 }
 
@@ -404,23 +416,8 @@ pub async fn save(State(state): St, Path(id): Path<String>, ctx: Ctx, body: Byte
         );
     };
     let input = form_body(kind, &fields, false);
-    match channel_admin::update(&state, &id, input, &guard::actor(&admin, &ctx))
-        .await
-        .map_err(refusal)
-    {
-        Ok(_) => see_other("/admin/channels"),
-        Err(Ok(msg)) => form_page(
-            &state,
-            &ctx,
-            &admin,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            kind,
-            Some(&c),
-            &FormValues::from_fields(&fields),
-            Some(msg),
-        ),
-        Err(Err(e)) => super::failed(&state, &ctx, Some(&admin), e),
-    }
+    let result = channel_admin::update(&state, &id, input, &guard::actor(&admin, &ctx)).await;
+    after_form(&state, &ctx, &admin, kind, Some(&c), &fields, result)
 }
 
 /// After a list action: back to the list, or the list with the refusal.

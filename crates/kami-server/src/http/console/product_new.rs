@@ -14,7 +14,7 @@ use kami_core::Currency;
 use minijinja::{context, Value};
 
 use super::guard::{self, Admin};
-use super::products::{category_names, changes, invalid, is_invalid, sent_values};
+use super::products::{category_names, changes, form_refusal, invalid, sent_values};
 use super::upload::{self, Refused};
 use super::{field, render, see_other};
 use crate::http::web::request::Ctx;
@@ -100,14 +100,11 @@ fn input(f: &[(String, String)]) -> Result<NewProductInput, ServiceError> {
 /// The seller's input was refused: its message (else `None`: a fault).
 fn refusal(e: &ServiceError) -> Option<String> {
     match e {
-        ServiceError::Invalid { message, .. } | ServiceError::Conflict { message, .. } => {
-            Some(message.clone())
-        }
+        ServiceError::Conflict { message, .. } => Some(message.clone()),
         ServiceError::Store(kami_store::StoreError::ProductExists) => {
             Some("a product with this slug already exists".to_owned())
         }
-        ServiceError::Store(e) if is_invalid(e) => Some(e.to_string()),
-        _ => None,
+        other => form_refusal(other),
     }
 }
 

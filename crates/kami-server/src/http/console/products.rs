@@ -332,44 +332,40 @@ pub async fn save(State(state): St, ctx: Ctx, Path(slug): Path<String>, body: By
     };
     match outcome {
         Ok(_) => see_other(&format!("/admin/products/{slug}?saved=1")),
-        Err(ServiceError::Invalid { message, .. }) => {
-            edit_page(
-                &state,
-                &ctx,
-                &admin,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &p,
-                sent_values(&fields),
-                Some(message),
-                false,
-            )
-            .await
-        }
-        Err(ServiceError::Store(e)) if is_invalid(&e) => {
-            edit_page(
-                &state,
-                &ctx,
-                &admin,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &p,
-                sent_values(&fields),
-                Some(e.to_string()),
-                false,
-            )
-            .await
-        }
-        Err(e) => super::failed(&state, &ctx, Some(&admin), e),
+        Err(e) => match form_refusal(&e) {
+            Some(message) => {
+                edit_page(
+                    &state,
+                    &ctx,
+                    &admin,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &p,
+                    sent_values(&fields),
+                    Some(message),
+                    false,
+                )
+                .await
+            }
+            None => super::failed(&state, &ctx, Some(&admin), e),
+        },
     }
 }
 
-/// Store refusals that are the seller's input (limits against tiers, a price the currency
-/// cannot hold), not faults.
-pub(super) fn is_invalid(e: &kami_store::StoreError) -> bool {
+/// The message of a refusal the seller fixes in the form: the service's `Invalid`, or a
+/// store refusal of the input (limits against tiers, a price the currency cannot hold).
+/// `None`: a fault.
+pub(super) fn form_refusal(e: &ServiceError) -> Option<String> {
     use kami_store::StoreError as E;
-    matches!(
-        e,
-        E::InvalidInput(_) | E::InvalidQuantity(_) | E::InvalidAmount(_) | E::InvalidPricing(_)
-    )
+    match e {
+        ServiceError::Invalid { message, .. } => Some(message.clone()),
+        ServiceError::Store(
+            e @ (E::InvalidInput(_)
+            | E::InvalidQuantity(_)
+            | E::InvalidAmount(_)
+            | E::InvalidPricing(_)),
+        ) => Some(e.to_string()),
+        _ => None,
+    }
 }
 
 /// Show or hide at a click from the list.

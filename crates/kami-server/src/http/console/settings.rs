@@ -189,20 +189,31 @@ pub async fn save(State(state): St, ctx: Ctx, body: Bytes) -> Response {
             .map(|_| ()),
         Err(e) => Err(e),
     };
+    after_save(&state, &ctx, &admin, Some(&fields), result)
+}
+
+/// After a save: the page again with "saved", or with the refusal (and the fields as typed).
+fn after_save(
+    state: &AppState,
+    ctx: &Ctx,
+    admin: &Admin,
+    typed: Option<&[(String, String)]>,
+    result: Result<(), ServiceError>,
+) -> Response {
     match result {
         Ok(()) => see_other("/admin/settings?saved=1"),
         Err(ServiceError::Invalid { message, .. }) => settings_page(
-            &state,
-            &ctx,
-            &admin,
+            state,
+            ctx,
+            admin,
             StatusCode::UNPROCESSABLE_ENTITY,
             Outcome {
                 error: Some(message),
-                typed: Some(&fields),
+                typed,
                 ..Outcome::default()
             },
         ),
-        Err(e) => super::failed(&state, &ctx, Some(&admin), e),
+        Err(e) => super::failed(state, ctx, Some(admin), e),
     }
 }
 
@@ -220,20 +231,7 @@ pub async fn reset(State(state): St, ctx: Ctx, body: Bytes) -> Response {
             .map(|_| ()),
         Err(e) => Err(e),
     };
-    match result {
-        Ok(()) => see_other("/admin/settings?saved=1"),
-        Err(ServiceError::Invalid { message, .. }) => settings_page(
-            &state,
-            &ctx,
-            &admin,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Outcome {
-                error: Some(message),
-                ..Outcome::default()
-            },
-        ),
-        Err(e) => super::failed(&state, &ctx, Some(&admin), e),
-    }
+    after_save(&state, &ctx, &admin, None, result)
 }
 
 /// `POST /admin/settings/test-mail`: send a test mail to `to`; the page shows the answer.
