@@ -112,7 +112,13 @@ impl Driver {
             (Some(OrderQuery::GatewayTradeNo(_)), ..) => Driver::GatewayTradeNo,
             (None, Some(_), _) => Driver::Status,
             (None, None, Some(_)) => Driver::Product,
-            _ if f.created_from.is_some() || f.created_before.is_some() => Driver::Created,
+            // A wide range with a channel or method: their (key, id) index gives newest first
+            // and stops at the page, where the range would be read whole and sorted.
+            _ if (f.created_from.is_some() || f.created_before.is_some())
+                && !(wide_range(f) && (f.channel.is_some() || f.method.is_some())) =>
+            {
+                Driver::Created
+            }
             _ if f.channel.is_some() => Driver::Channel,
             _ if f.method.is_some() => Driver::Method,
             _ => Driver::Newest,
@@ -121,6 +127,17 @@ impl Driver {
 
     fn index(self) -> usize {
         self as usize
+    }
+}
+
+/// Ranges wider than this are not selective enough to drive a search that has a channel or
+/// method to drive it instead.
+const WIDE_RANGE_MS: i64 = 31 * 86_400_000;
+
+fn wide_range(f: &OrderFilter) -> bool {
+    match (f.created_from, f.created_before) {
+        (Some(from), Some(before)) => before.saturating_sub(from) > WIDE_RANGE_MS,
+        _ => true,
     }
 }
 
@@ -246,4 +263,45 @@ pub(crate) fn explain(tx: &mut dyn Tx, f: &OrderFilter) -> Result<Vec<String>> {
         plan.push(r.get::<String>(column)?);
     }
     Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kami_core::ChannelId;
+
+    const DAY: i64 = 86_400_000;
+
+    fn filter(from: Option<i64>, before: Option<i64>, channel: bool) -> OrderFilter {
+        OrderFilter {
+            created_from: from,
+            created_before: before,
+            channel: channel.then(|| ChannelId::parse("alipay-main").unwrap()),
+            limit: 50,
+            ..OrderFilter::default()
+        }
+    }
+
+    #[test]
+    fn a_narrow_range_drives_a_wide_one_leaves_it_to_the_channel() {
+        let at = 1_000 * DAY;
+        assert_eq!(
+            Driver::of(&filter(Some(at), Some(at + 7 * DAY), true)),
+            Driver::Created
+        );
+        assert_eq!(
+            Driver::of(&filter(Some(at), Some(at + 90 * DAY), true)),
+            Driver::Channel
+        );
+        assert_eq!(
+            Driver::of(&filter(Some(at), None, true)),
+            Driver::Channel,
+            "open-ended"
+        );
+        assert_eq!(
+            Driver::of(&filter(Some(at), None, false)),
+            Driver::Created,
+            "nothing else to drive"
+        );
+    }
 }

@@ -7,7 +7,8 @@ use crate::inspect::sqlite_path;
 /// every 26 s): two in three paid and delivered, one in ten in USD, the rest expired unpaid;
 /// plus one recorded `sandbox` create call per order.
 pub async fn orders(url: &str, product_id: i64, n: i64, now_ms: i64) {
-    const SELECT: &str = "SELECT 'SEED' || g, PID, 1, 1000 + (g % 7) * 100, \
+    // Order numbers as kami makes them: `K` + 14 digits + 12 digits (`K20260101000000` + g).
+    const SELECT: &str = "SELECT 'K20260101000000' || ORDER_TAIL, PID, 1, 1000 + (g % 7) * 100, \
          CASE WHEN g % 10 = 0 THEN 'USD' ELSE 'CNY' END, 'b' || g || '@example.com', 'sandbox', \
          'sandbox', CASE WHEN g % 3 = 0 THEN 'expired' ELSE 'delivered' END, 'x', \
          NOW_MS - g * 26000, NOW_MS - g * 26000 + 900000, \
@@ -19,9 +20,16 @@ pub async fn orders(url: &str, product_id: i64, n: i64, now_ms: i64) {
     const CALLS: &str = "INSERT INTO channel_calls (channel_id, method, outcome, duration_ms, at) \
          SELECT 'sandbox', 'create', CASE WHEN g % 50 = 0 THEN 'error' ELSE 'ok' END, \
          20 + (g % 97), NOW_MS - g * 26000 ";
+    let postgres = sqlite_path(url).is_none();
     let fill = |s: &str| {
+        let tail = if postgres {
+            "lpad(CAST(g AS TEXT), 12, '0')"
+        } else {
+            "printf('%012d', g)"
+        };
         s.replace("PID", &product_id.to_string())
             .replace("NOW_MS", &now_ms.to_string())
+            .replace("ORDER_TAIL", tail)
     };
     let url = url.to_owned();
     let series_pg = format!("FROM generate_series(CAST(1 AS BIGINT), {n}) AS s(g)");
