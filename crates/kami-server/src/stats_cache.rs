@@ -13,6 +13,8 @@ use kami_store::{StatsRows, Store, BUCKET_MS, DAY_MS};
 
 /// How long a closed day's rows are trusted.
 pub const TTL_MS: i64 = 5 * 60_000;
+/// The warm-up job (every minute) renews days this old, so they never reach [`TTL_MS`].
+pub const WARM_AGE_MS: i64 = 3 * 60_000;
 /// Days that ended less than this long ago are always read fresh.
 const SETTLE_MS: i64 = DAY_MS;
 /// At most this many days are kept (a year and a bit); the oldest copies go first.
@@ -33,6 +35,29 @@ impl StatsCache {
         to: Millis,
         now: Millis,
     ) -> kami_store::Result<StatsRows> {
+        self.rows_max_age(store, from, to, now, TTL_MS).await
+    }
+
+    /// As [`StatsCache::rows`], reading again every day older than [`WARM_AGE_MS`]: the
+    /// warm-up job renews days before a seller's request would find them stale.
+    pub async fn warm(
+        &self,
+        store: &Store,
+        from: Millis,
+        to: Millis,
+        now: Millis,
+    ) -> kami_store::Result<StatsRows> {
+        self.rows_max_age(store, from, to, now, WARM_AGE_MS).await
+    }
+
+    async fn rows_max_age(
+        &self,
+        store: &Store,
+        from: Millis,
+        to: Millis,
+        now: Millis,
+        max_age: Millis,
+    ) -> kami_store::Result<StatsRows> {
         let plan = Plan::new(from, to, now);
         let mut out = StatsRows::default();
         if plan.head.0 < plan.head.1 {
@@ -43,7 +68,7 @@ impl StatsCache {
             let stale: Vec<i64> = {
                 let days = self.lock();
                 (first..last)
-                    .filter(|d| days.get(d).is_none_or(|(at, _)| now - at >= TTL_MS))
+                    .filter(|d| days.get(d).is_none_or(|(at, _)| now - at >= max_age))
                     .collect()
             };
             if let (Some(&lo), Some(&hi)) = (stale.first(), stale.last()) {

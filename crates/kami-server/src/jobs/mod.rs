@@ -4,7 +4,8 @@
 //!
 //! - payment checks, refund retries and the expiry fallback, every 500 ms (expiry every 5 s),
 //!   and the channel calls gathered since the last tick written in one transaction;
-//! - housekeeping: request limiters forget idle clients every minute; rejected notifications
+//! - housekeeping: request limiters forget idle clients every minute, the last 30 days' stats
+//!   are read into the stats cache (so the dashboard never waits for them); rejected notifications
 //!   past `retention.rejected_events_days` are deleted hourly (and once at start);
 //! - buyer mail (when SMTP is set up, in the file or the console): see [`mail`];
 //! - stored channels changed by another process: reloaded every 5 s;
@@ -19,7 +20,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::services::{channel_admin, channel_calls, checks, refunds, retention, settings};
+use crate::services::{channel_admin, channel_calls, checks, refunds, retention, settings, stats};
 use crate::state::AppState;
 
 const TICK: Duration = Duration::from_millis(500);
@@ -109,6 +110,10 @@ fn spawn_housekeeping(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>)
             }
             state.limits.sweep(state.now_ms());
             state.notify_limits.sweep();
+            // Keep the dashboard's closed days read ahead of the seller (`stats_cache.rs`).
+            if let Err(e) = stats::warm(&state).await {
+                tracing::warn!("stats warm-up: {e}");
+            }
             if n % RETENTION_EVERY == 0 {
                 if let Err(e) = retention::purge_rejected_events(&state).await {
                     tracing::warn!("retention job: {e}");

@@ -175,8 +175,20 @@ pub fn today(state: &AppState) -> Date {
         .date()
 }
 
+/// Read the dashboard's longest period (30 days) through the stats cache, so closed days
+/// are fresh there before a seller asks (the housekeeping job, every minute).
+pub async fn warm(state: &AppState) -> ServiceResult<()> {
+    read(state, DayRange::last(today(state), 30), true)
+        .await
+        .map(|_| ())
+}
+
 /// The numbers of `range` in the shop's time zone.
 pub async fn stats(state: &AppState, range: DayRange) -> ServiceResult<Stats> {
+    read(state, range, false).await
+}
+
+async fn read(state: &AppState, range: DayRange, warm: bool) -> ServiceResult<Stats> {
     let tz = state.config.shop.time_zone();
     let dates = range.dates();
     let mut starts = Vec::with_capacity(dates.len() + 1);
@@ -192,10 +204,12 @@ pub async fn stats(state: &AppState, range: DayRange) -> ServiceResult<Stats> {
         return Err(ServiceError::internal("empty day range"));
     };
     super::channel_calls::flush(state).await;
-    let rows = state
-        .stats_cache
-        .rows(&state.store, from, to, state.now_ms())
-        .await?;
+    let cache = &state.stats_cache;
+    let rows = if warm {
+        cache.warm(&state.store, from, to, state.now_ms()).await?
+    } else {
+        cache.rows(&state.store, from, to, state.now_ms()).await?
+    };
     Ok(assemble(
         state.config.shop.timezone.clone(),
         range,
