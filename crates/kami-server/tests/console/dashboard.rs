@@ -141,6 +141,9 @@ async fn measure_dashboard_with_100k_orders(backend: Backend) {
     let t = std::time::Instant::now();
     kami_testkit::seed::orders(&app.db_url, pid, 100_000, clock.now_ms()).await;
     println!("{backend:?}: seeded 100000 orders in {:?}", t.elapsed());
+    // The warm-up at start cached the closed days empty: five minutes on, they are stale and
+    // the first dashboard below reads them (printed as `first`), the others hit the cache.
+    clock.set(clock.now_ms() + 300_000);
     let mut b = Browser::signed_in(&app).await;
     for period in ["today", "7d", "30d"] {
         let mut times = Vec::new();
@@ -152,9 +155,11 @@ async fn measure_dashboard_with_100k_orders(backend: Backend) {
             assert_eq!(p.status, 200);
             bytes = p.body.len();
         }
+        let first = times[0];
         times.sort();
         println!(
-            "{backend:?}: /admin?period={period}: median {:?}, max {:?}, {bytes} bytes",
+            "{backend:?}: /admin?period={period}: first {first:?}, median {:?}, max {:?}, \
+             {bytes} bytes",
             times[3], times[6]
         );
     }
