@@ -3,6 +3,7 @@
 //! the server feeds raw notifications in and gets verified facts ([`NotifyVerdict`]) out.
 
 pub mod alipay;
+pub mod bill;
 pub mod common;
 pub mod crypto;
 pub mod epay;
@@ -11,6 +12,7 @@ pub mod sandbox;
 pub mod settings;
 pub mod wechatpay;
 
+pub use bill::{Bill, BillDay, BillEntry, BillRow, BillTotals};
 /// The strict form parser, at its historical path.
 pub use common::form;
 pub use settings::{ChannelKind, ChannelSettings};
@@ -210,5 +212,12 @@ pub trait PaymentChannel: Send + Sync {
     /// retried automatically: it could pay the buyer back twice.
     fn refund_is_idempotent(&self) -> bool {
         true
+    }
+
+    /// The gateway's bill for one day (authenticated download, totals checked). Channels
+    /// without bills (Epay) answer `Unsupported`: reconciliation then queries each trade.
+    async fn bill(&self, day: BillDay) -> Result<Bill, PayError> {
+        let _ = day;
+        Err(PayError::Unsupported("bill download"))
     }
 }

@@ -10,6 +10,7 @@
 
 mod admin_roster;
 mod admin_users;
+pub mod alert_signal;
 mod attention;
 mod audit;
 mod card_admin;
@@ -49,6 +50,7 @@ use kami_core::{CardStatus, CouponCode, Millis, OrderNo};
 
 pub use admin_roster::{AdminUserSummary, UserChange};
 pub use admin_users::{AdminUser, FactorCheck, LockPolicy};
+pub use alert_signal::{AlertEvent, AlertSignal, ALERT_SIGNAL};
 pub use attention::{ActionOrder, StockLevel};
 pub use categories::{Category, CategoryOutcome, CategoryPatch, Direction};
 pub use checks::{OrderPayment, PaymentCheck};
@@ -464,6 +466,13 @@ impl Store {
             target.to_owned(),
         );
         self.write(move |tx| orders::set_pay_action(tx, &no, &action, &target))
+            .await
+    }
+
+    /// Record an alert signal on its own (for conditions noticed outside a store change;
+    /// store functions that reveal one call `alert_signal::emit` in their transaction).
+    pub async fn emit_alert(&self, signal: AlertSignal, now: Millis) -> Result<()> {
+        self.write(move |tx| alert_signal::emit(tx, &signal, now))
             .await
     }
 
