@@ -118,6 +118,18 @@ impl Application {
         store: Store,
         opts: BuildOptions,
     ) -> Result<Application, StartError> {
+        let theme = Theme::load(config.shop.theme_dir.as_deref())?;
+        Application::build_with_theme(config, store, theme, opts).await
+    }
+
+    /// As [`Application::build_with_store`], with the theme already loaded: compiling every
+    /// template is most of a start, which the simulation (thousands of starts) pays once.
+    pub async fn build_with_theme(
+        config: Config,
+        store: Store,
+        theme: Theme,
+        opts: BuildOptions,
+    ) -> Result<Application, StartError> {
         check_sandboxes(&config, opts.demo)?;
         let listen = config.server.listen;
         let listener = TcpListener::bind(listen)
@@ -160,7 +172,6 @@ impl Application {
         for channel in extra.channels {
             channels.push(channel);
         }
-        let theme = Theme::load(config.shop.theme_dir.as_deref())?;
         let settings = load_settings(&config, &store).await?;
         let state = Arc::new(AppState {
             store,

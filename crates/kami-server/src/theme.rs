@@ -171,6 +171,7 @@ pub enum ThemeError {
     Template { name: String, source: Error },
 }
 
+#[derive(Clone)]
 pub struct Theme {
     env: Environment<'static>,
     catalogs: Arc<Vec<(Locale, Catalog)>>,

@@ -1,0 +1,516 @@
+//! A deterministic in-memory payment gateway behind kami's `PaymentChannel` trait. It keeps
+//! its own ledger (trades created, paid, closed, refunded; notifications acknowledged), which
+//! the invariants compare with kami's database, and it misbehaves on command: refused or
+//! timed-out creates, outages for a while, queries that honestly do not see a trade yet,
+//! refunds settled later. Its notifications are HMAC-signed forms that only it verifies.
+//!
+//! Everything it decides by itself is a function of the seed, the trade's sequence number and
+//! how often it was asked, never of call order or the (random) order numbers, so a seed plays
+//! the same however kami's jobs interleave their calls.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use aws_lc_rs::hmac;
+use kami_core::{ChannelId, Clock, Currency, ManualClock, Method, Millis, Money};
+use kami_pay::{
+    Ack, AckResponse, CreatePayment, NotifyVerdict, PayError, PaymentAction, PaymentChannel,
+    PaymentConfirmation, RawNotification, RefundOutcome, RefundRequest, TradeState,
+};
+
+use crate::sched::Gates;
+
+/// How a channel behaves by design (not a fault).
+#[derive(Debug, Clone, Copy)]
+pub struct Spec {
+    /// Alipay/WeChat can close a trade; Epay cannot (close answers "waiting").
+    pub closable: bool,
+    /// The gateway de-duplicates refunds on the refund number.
+    pub idempotent_refunds: bool,
+    /// The gateway refuses payment after the order's deadline (Alipay `time_expire`).
+    pub honours_expiry: bool,
+}
+
+/// What the next create call does instead of succeeding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateFault {
+    /// An explicit refusal: no trade.
+    Refuse,
+    /// No answer, and nothing happened at the gateway.
+    TimeoutBefore,
+    /// No answer, but the trade was created (the buyer never saw it).
+    TimeoutAfter,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TradeStatus {
+    Created,
+    Paid,
+    Closed,
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeRefund {
+    pub amount: Money,
+    pub settled: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Trade {
+    /// Creation order at this gateway: the stable name the seed's decisions use.
+    pub seq: u64,
+    pub trade_no: String,
+    pub amount: Money,
+    pub expires_at: Millis,
+    pub status: TradeStatus,
+    /// What the buyer actually paid (differs from `amount` only in wrong-amount payments).
+    pub paid: Option<Money>,
+    pub paid_at: Option<Millis>,
+    /// kami answered "success" to a notification of this payment.
+    pub acked: bool,
+    /// Notifications sent so far (any outcome).
+    pub notified: u32,
+    pub queries: u32,
+    /// kami got the create's answer (the buyer saw the QR code).
+    pub shown: bool,
+    pub refunds: BTreeMap<String, FakeRefund>,
+}
+
+impl Trade {
+    pub fn gateway_no(&self, channel: &str) -> String {
+        format!("{channel}-G{}", self.seq)
+    }
+    pub fn refunded(&self) -> i64 {
+        self.refunds.values().map(|r| r.amount.minor()).sum()
+    }
+    fn fully_refunded(&self) -> bool {
+        self.paid
+            .is_some_and(|p| self.refunded() >= p.minor() && self.refunded() > 0)
+    }
+}
+
+#[derive(Default)]
+pub struct Ledger {
+    /// By sequence number.
+    pub trades: BTreeMap<u64, Trade>,
+    by_no: HashMap<String, u64>,
+    /// Every call fails as unreachable until then.
+    pub down_until: Millis,
+    pub create_faults: VecDeque<CreateFault>,
+    /// Things kami asked that it must never ask (refund beyond the payment, of an unpaid trade).
+    pub violations: Vec<String>,
+}
+
+impl Ledger {
+    pub fn by_no(&self, trade_no: &str) -> Option<&Trade> {
+        self.by_no.get(trade_no).and_then(|s| self.trades.get(s))
+    }
+    fn by_no_mut(&mut self, trade_no: &str) -> Option<&mut Trade> {
+        let seq = *self.by_no.get(trade_no)?;
+        self.trades.get_mut(&seq)
+    }
+}
+
+pub struct FakeGateway {
+    id: ChannelId,
+    methods: Vec<Method>,
+    pub spec: Spec,
+    clock: Arc<ManualClock>,
+    salt: u64,
+    key: hmac::Key,
+    gates: Arc<Gates>,
+    ledger: Mutex<Ledger>,
+}
+
+fn roll(salt: u64, what: &str, seq: u64, n: u32) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (salt, what, seq, n).hash(&mut h);
+    h.finish() % 100
+}
+
+impl FakeGateway {
+    pub fn new(
+        id: &str,
+        method: Method,
+        spec: Spec,
+        clock: Arc<ManualClock>,
+        seed: u64,
+        gates: Arc<Gates>,
+    ) -> FakeGateway {
+        let mut secret = [0u8; 32];
+        for (i, b) in secret.iter_mut().enumerate() {
+            *b = (seed.rotate_left(i as u32) as u8) ^ (i as u8) ^ id.len() as u8;
+        }
+        FakeGateway {
+            id: ChannelId::parse(id).unwrap_or_else(|_| panic!("channel id {id}")),
+            methods: vec![method],
+            spec,
+            clock,
+            salt: seed ^ id.bytes().map(u64::from).sum::<u64>(),
+            key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
+            gates,
+            ledger: Mutex::new(Ledger::default()),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.id.as_str()
+    }
+
+    pub fn ledger(&self) -> MutexGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn now(&self) -> Millis {
+        self.clock.now_ms()
+    }
+
+    fn down(&self) -> Result<(), PayError> {
+        if self.now() < self.ledger().down_until {
+            return Err(PayError::Transport(
+                "gateway down (simulated outage)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn confirmation(&self, t: &Trade) -> Option<PaymentConfirmation> {
+        Some(PaymentConfirmation {
+            trade_no: t.trade_no.clone(),
+            gateway_trade_no: t.gateway_no(self.name()),
+            amount: t.paid?,
+        })
+    }
+
+    /// The buyer pays trade `seq` (`wrong`: a different amount than asked). Returns what
+    /// happened, for the trace.
+    pub fn pay(&self, seq: u64, wrong: bool) -> &'static str {
+        let now = self.now();
+        let mut l = self.ledger();
+        let Some(t) = l.trades.get_mut(&seq) else {
+            return "no such trade";
+        };
+        if !t.shown {
+            return "never shown to the buyer";
+        }
+        match t.status {
+            TradeStatus::Paid => return "already paid",
+            TradeStatus::Closed => return "refused: trade closed",
+            TradeStatus::Created => {}
+        }
+        if self.spec.honours_expiry && now > t.expires_at {
+            return "refused: past the deadline";
+        }
+        let amount = if wrong {
+            match Money::new(t.amount.minor() + 1, t.amount.currency()) {
+                Ok(m) => m,
+                Err(_) => return "no such amount",
+            }
+        } else {
+            t.amount
+        };
+        t.status = TradeStatus::Paid;
+        t.paid = Some(amount);
+        t.paid_at = Some(now);
+        if wrong {
+            "paid a different amount"
+        } else if now > t.expires_at {
+            "paid late"
+        } else {
+            "paid"
+        }
+    }
+
+    /// The notification the gateway sends now for trade `seq` (a payment, or a closed trade),
+    /// or `None` when there is nothing to tell. `forged`: same fields, bad signature.
+    pub fn notification(&self, seq: u64, forged: bool) -> Option<Vec<u8>> {
+        let mut l = self.ledger();
+        let t = l.trades.get_mut(&seq)?;
+        let (status, amount) = match (t.status, t.paid) {
+            (TradeStatus::Paid, Some(p)) => ("PAID", p),
+            (TradeStatus::Closed, _) => ("CLOSED", t.amount),
+            _ if forged => ("PAID", t.amount),
+            _ => return None,
+        };
+        t.notified += 1;
+        let fields = format!(
+            "trade_no={}&gateway_trade_no={}&amount={}&currency={}&status={status}",
+            t.trade_no,
+            t.gateway_no(self.name()),
+            amount.minor(),
+            amount.currency().code()
+        );
+        let mut sig = hex::encode(hmac::sign(&self.key, fields.as_bytes()).as_ref());
+        if forged {
+            sig = sig.chars().rev().collect();
+        }
+        Some(format!("{fields}&sig={sig}").into_bytes())
+    }
+
+    /// kami answered a notification of trade `seq` with `body`.
+    pub fn answered(&self, seq: u64, body: &str) {
+        if body == "success" {
+            if let Some(t) = self.ledger().trades.get_mut(&seq) {
+                if t.status == TradeStatus::Paid {
+                    t.acked = true;
+                }
+            }
+        }
+    }
+
+    async fn gate(&self, what: &str, trade: &str) {
+        let seq = self.ledger().by_no.get(trade).copied();
+        let who = seq.map_or_else(|| "new trade".to_owned(), |s| format!("trade {s}"));
+        self.gates
+            .pass(format!("{} {what} {who}", self.name()))
+            .await;
+    }
+}
+
+fn field<'a>(form: &'a str, name: &str) -> Result<&'a str, PayError> {
+    form.split('&')
+        .find_map(|kv| kv.strip_prefix(name).and_then(|r| r.strip_prefix('=')))
+        .ok_or_else(|| PayError::Malformed(format!("no {name}")))
+}
+
+#[async_trait]
+impl PaymentChannel for FakeGateway {
+    fn id(&self) -> &ChannelId {
+        &self.id
+    }
+    fn kind(&self) -> &'static str {
+        "fake"
+    }
+    fn methods(&self) -> &[Method] {
+        &self.methods
+    }
+    fn priority(&self) -> i32 {
+        0
+    }
+
+    async fn create(&self, req: &CreatePayment) -> Result<PaymentAction, PayError> {
+        self.gate("create", req.trade_no.as_str()).await;
+        self.down()?;
+        let mut l = self.ledger();
+        let fault = l.create_faults.pop_front();
+        match fault {
+            Some(CreateFault::Refuse) => {
+                return Err(PayError::Gateway {
+                    code: "SYSTEM_BUSY".into(),
+                    message: "simulated refusal".into(),
+                })
+            }
+            Some(CreateFault::TimeoutBefore) => {
+                return Err(PayError::Transport("simulated timeout".into()))
+            }
+            _ => {}
+        }
+        let no = req.trade_no.as_str().to_owned();
+        if l.by_no.contains_key(&no) {
+            l.violations
+                .push(format!("{}: trade {no} created twice", self.name()));
+            return Err(PayError::Gateway {
+                code: "DUPLICATE".into(),
+                message: "trade exists".into(),
+            });
+        }
+        let seq = l.trades.len() as u64;
+        l.by_no.insert(no.clone(), seq);
+        l.trades.insert(
+            seq,
+            Trade {
+                seq,
+                trade_no: no.clone(),
+                amount: req.amount,
+                expires_at: req.expires_at_ms,
+                status: TradeStatus::Created,
+                paid: None,
+                paid_at: None,
+                acked: false,
+                notified: 0,
+                queries: 0,
+                shown: fault.is_none(),
+                refunds: BTreeMap::new(),
+            },
+        );
+        if fault == Some(CreateFault::TimeoutAfter) {
+            return Err(PayError::Transport(
+                "simulated timeout after the trade was created".into(),
+            ));
+        }
+        Ok(PaymentAction::Qr {
+            qr_code: format!("fake://{}/{seq}", self.name()),
+        })
+    }
+
+    fn verify_notification(&self, raw: &RawNotification) -> Result<NotifyVerdict, PayError> {
+        let body =
+            std::str::from_utf8(&raw.body).map_err(|_| PayError::Malformed("utf-8".into()))?;
+        let (fields, sig) = body
+            .rsplit_once("&sig=")
+            .ok_or_else(|| PayError::Malformed("no sig".into()))?;
+        let sig = hex::decode(sig).map_err(|_| PayError::BadSignature)?;
+        hmac::verify(&self.key, fields.as_bytes(), &sig).map_err(|_| PayError::BadSignature)?;
+        let trade_no = field(fields, "trade_no")?.to_owned();
+        let currency = Currency::parse(field(fields, "currency")?)
+            .map_err(|e| PayError::Malformed(e.to_string()))?;
+        let minor: i64 = field(fields, "amount")?
+            .parse()
+            .map_err(|_| PayError::Malformed("amount".into()))?;
+        let amount = Money::new(minor, currency).map_err(|e| PayError::Malformed(e.to_string()))?;
+        match field(fields, "status")? {
+            "PAID" => Ok(NotifyVerdict::Paid(PaymentConfirmation {
+                trade_no,
+                gateway_trade_no: field(fields, "gateway_trade_no")?.to_owned(),
+                amount,
+            })),
+            other => Ok(NotifyVerdict::NotPaid {
+                trade_no,
+                status: other.to_owned(),
+            }),
+        }
+    }
+
+    fn ack(&self, ack: Ack) -> AckResponse {
+        AckResponse {
+            status: 200,
+            content_type: "text/plain",
+            body: match ack {
+                Ack::Success => "success".into(),
+                Ack::Failure => "fail".into(),
+            },
+        }
+    }
+
+    async fn query(&self, trade_no: &str) -> Result<TradeState, PayError> {
+        self.gate("query", trade_no).await;
+        self.down()?;
+        let mut l = self.ledger();
+        let Some(t) = l.by_no_mut(trade_no) else {
+            return Ok(TradeState::NotFound);
+        };
+        t.queries += 1;
+        // Honest but behind: a trade nobody scanned yet is unknown to Alipay (TRADE_NOT_EXIST),
+        // and a fresh payment may not be visible to the query service for a moment.
+        let lagging = roll(self.salt, "lag", t.seq, t.queries) < 25;
+        let state = match t.status {
+            TradeStatus::Created if lagging => TradeState::NotFound,
+            TradeStatus::Created => TradeState::Waiting,
+            TradeStatus::Paid if t.fully_refunded() => TradeState::Refunded,
+            TradeStatus::Paid if lagging => TradeState::Waiting,
+            TradeStatus::Paid => TradeState::Paid(match self.confirmation(t) {
+                Some(c) => c,
+                None => return Ok(TradeState::Waiting),
+            }),
+            TradeStatus::Closed => TradeState::Closed,
+        };
+        Ok(state)
+    }
+
+    async fn close(&self, trade_no: &str) -> Result<TradeState, PayError> {
+        self.gate("close", trade_no).await;
+        self.down()?;
+        let mut l = self.ledger();
+        let closable = self.spec.closable;
+        let Some(t) = l.by_no_mut(trade_no) else {
+            return Ok(TradeState::NotFound);
+        };
+        Ok(match t.status {
+            TradeStatus::Paid if t.fully_refunded() => TradeState::Refunded,
+            TradeStatus::Paid => match self.confirmation(t) {
+                Some(c) => TradeState::Paid(c),
+                None => TradeState::Waiting,
+            },
+            TradeStatus::Created if closable => {
+                t.status = TradeStatus::Closed;
+                TradeState::Closed
+            }
+            TradeStatus::Created => TradeState::Waiting,
+            TradeStatus::Closed => TradeState::Closed,
+        })
+    }
+
+    async fn refund(&self, req: &RefundRequest) -> Result<RefundOutcome, PayError> {
+        self.gate("refund", &req.trade_no).await;
+        self.down()?;
+        let name = self.name().to_owned();
+        let salt = self.salt;
+        let mut l = self.ledger();
+        let mut violation = None;
+        let result = match l.by_no_mut(&req.trade_no) {
+            None => {
+                violation = Some(format!("{name}: refund of unknown trade {}", req.trade_no));
+                Err(PayError::Gateway {
+                    code: "TRADE_NOT_EXIST".into(),
+                    message: "no such trade".into(),
+                })
+            }
+            Some(t) => {
+                let n = t.refunds.len() as u32;
+                if let Some(r) = t.refunds.get_mut(&req.refund_no) {
+                    if r.amount != req.amount {
+                        violation = Some(format!(
+                            "{name}: refund number {} reused for another amount",
+                            req.refund_no
+                        ));
+                    }
+                    // Asked again with the same number: it has settled by now.
+                    r.settled = true;
+                    Ok(RefundOutcome {
+                        refund_no: req.refund_no.clone(),
+                        amount: r.amount,
+                        settled: true,
+                    })
+                } else if t.status != TradeStatus::Paid {
+                    violation = Some(format!("{name}: refund of unpaid trade {}", t.seq));
+                    Err(PayError::Gateway {
+                        code: "TRADE_NOT_PAID".into(),
+                        message: "not paid".into(),
+                    })
+                } else if t.refunded() + req.amount.minor() > t.paid.map_or(0, Money::minor)
+                    || Some(req.amount.currency()) != t.paid.map(Money::currency)
+                {
+                    violation = Some(format!(
+                        "{name}: refund of {} on trade {} beyond what was paid",
+                        req.amount.minor(),
+                        t.seq
+                    ));
+                    Err(PayError::Gateway {
+                        code: "REFUND_AMT_EXCEEDED".into(),
+                        message: "refund exceeds payment".into(),
+                    })
+                } else {
+                    let r = roll(salt, "refund", t.seq, n);
+                    let settled = r >= 20;
+                    t.refunds.insert(
+                        req.refund_no.clone(),
+                        FakeRefund {
+                            amount: req.amount,
+                            settled,
+                        },
+                    );
+                    if r < 8 {
+                        // Done at the gateway, but the answer is lost.
+                        Err(PayError::Transport("simulated timeout after refund".into()))
+                    } else {
+                        Ok(RefundOutcome {
+                            refund_no: req.refund_no.clone(),
+                            amount: req.amount,
+                            settled,
+                        })
+                    }
+                }
+            }
+        };
+        if let Some(v) = violation {
+            l.violations.push(v);
+        }
+        result
+    }
+
+    fn refund_is_idempotent(&self) -> bool {
+        self.spec.idempotent_refunds
+    }
+}
