@@ -129,21 +129,29 @@ pub async fn settle_refund(state: &AppState, call: RefundCall) -> ServiceResult<
     let now = state.now_ms();
     let idempotent = channel.refund_is_idempotent();
     let given_up = now - call.refund.created_at > REFUND_GIVE_UP_MS;
-    let retry = |why: String| {
-        if given_up {
+    // `refused`: the gateway said no. Otherwise (accepted but unsettled, or no answer) the
+    // money may have moved: after a day the refund stops being retried but stays held with its
+    // outcome unknown, for the seller to check at the gateway; marking it failed would make
+    // the amount refundable a second time.
+    let retry = |why: String, refused: bool| {
+        if !given_up {
+            RefundResult::Pending {
+                retry_at: now + REFUND_RETRY_MS,
+            }
+        } else if refused {
             RefundResult::Failed {
                 error: format!("not settled after 24 hours: {why}"),
             }
         } else {
-            RefundResult::Pending {
-                retry_at: now + REFUND_RETRY_MS,
+            RefundResult::Unknown {
+                error: format!("not settled after 24 hours: {why}"),
             }
         }
     };
     let result = match channel.refund(&req).await {
         Ok(o) if o.settled => RefundResult::Succeeded,
         // Accepted, not settled yet: ask again later with the same number — where that is safe.
-        Ok(_) if idempotent => retry("accepted, not settled".into()),
+        Ok(_) if idempotent => retry("accepted, not settled".into(), false),
         Ok(_) => RefundResult::Unknown {
             error: "accepted by the gateway but not confirmed settled".into(),
         },
@@ -155,7 +163,7 @@ pub async fn settle_refund(state: &AppState, call: RefundCall) -> ServiceResult<
         // its explicit refusal is final.
         Err(PayError::Gateway { code, message }) if idempotent => {
             tracing::warn!(refund = %call.refund.refund_no, "refund refused ({code}: {message}); will retry");
-            retry(format!("{code}: {message}"))
+            retry(format!("{code}: {message}"), true)
         }
         Err(PayError::Gateway { code, message }) => RefundResult::Failed {
             error: format!("{code}: {message}"),
@@ -164,7 +172,7 @@ pub async fn settle_refund(state: &AppState, call: RefundCall) -> ServiceResult<
         // unless the gateway does not de-duplicate refunds, where a repeat could pay twice.
         Err(e) if idempotent => {
             tracing::warn!(refund = %call.refund.refund_no, "refund call failed, will retry: {e}");
-            retry(e.to_string())
+            retry(e.to_string(), false)
         }
         Err(e) => {
             tracing::error!(refund = %call.refund.refund_no, "refund outcome unknown; not retried: {e}");

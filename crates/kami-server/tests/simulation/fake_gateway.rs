@@ -99,6 +99,8 @@ pub struct Ledger {
     /// Every call fails as unreachable until then.
     pub down_until: Millis,
     pub create_faults: VecDeque<CreateFault>,
+    /// The next refund call is carried out, but its answer is lost (a timeout).
+    pub lose_next_refund_answer: bool,
     /// Things kami asked that it must never ask (refund beyond the payment, of an unpaid trade).
     pub violations: Vec<String>,
 }
@@ -438,6 +440,7 @@ impl PaymentChannel for FakeGateway {
         let name = self.name().to_owned();
         let salt = self.salt;
         let mut l = self.ledger();
+        let lose_answer = std::mem::take(&mut l.lose_next_refund_answer);
         let mut violation = None;
         let result = match l.by_no_mut(&req.trade_no) {
             None => {
@@ -491,7 +494,7 @@ impl PaymentChannel for FakeGateway {
                             settled,
                         },
                     );
-                    if r < 8 {
+                    if r < 8 || lose_answer {
                         // Done at the gateway, but the answer is lost.
                         Err(PayError::Transport("simulated timeout after refund".into()))
                     } else {

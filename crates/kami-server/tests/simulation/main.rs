@@ -16,6 +16,7 @@
 mod fake_gateway;
 mod inspect;
 mod invariants;
+mod regressions;
 mod sched;
 mod steps;
 mod world;
@@ -332,12 +333,17 @@ fn simulation_postgres() {
     simulate(Backend::Postgres, "KAMI_SIM_PG_SEEDS", 40);
 }
 
-fn one_run(seed: u64, cfg: RunConfig) -> Result<Outcome, String> {
+/// Run `f` on a current-thread runtime of its own, as every seed runs.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime")
-        .block_on(run_seed(seed, cfg))
+        .block_on(f)
+}
+
+fn one_run(seed: u64, cfg: RunConfig) -> Result<Outcome, String> {
+    block_on(run_seed(seed, cfg))
 }
 
 /// A seed is a scenario: run twice, it takes the same steps and ends in the same state.
