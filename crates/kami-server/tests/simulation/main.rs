@@ -8,7 +8,7 @@
 //! - `KAMI_SIM_SEEDS` (default 2000): how many seeds `simulation_sqlite` runs, from
 //!   `KAMI_SIM_FIRST_SEED` (default 0); `KAMI_SIM_STEPS` steps each (default 40).
 //! - `KAMI_SIM_SEED=N`: replay seed N alone, printing every step.
-//! - `simulation_postgres` (ignored by default, `KAMI_SIM_PG_SEEDS`, default 40): the same on
+//! - `simulation_postgres` (ignored by default, `KAMI_SIM_PG_SEEDS`, default 20): the same on
 //!   PostgreSQL (`KAMI_TEST_PG_URL`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -330,7 +330,7 @@ fn simulation_sqlite() {
 #[test]
 #[ignore = "needs PostgreSQL at KAMI_TEST_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres)"]
 fn simulation_postgres() {
-    simulate(Backend::Postgres, "KAMI_SIM_PG_SEEDS", 40);
+    simulate(Backend::Postgres, "KAMI_SIM_PG_SEEDS", 20);
 }
 
 /// Run `f` on a current-thread runtime of its own, as every seed runs.
