@@ -395,7 +395,7 @@ pub fn check(w: &mut World, settled: bool) -> Result<(), String> {
             "partially_refunded" => s > 0 && s < o.amount,
             _ => s == 0,
         };
-        if !ok && !(o.status == "exception" && s == 0) {
+        if !ok {
             v.push(format!(
                 "I6: order {} is {} with {s} refunded of {}",
                 o.id, o.status, o.amount
@@ -443,27 +443,25 @@ pub fn check(w: &mut World, settled: bool) -> Result<(), String> {
             for t in f.ledger().trades.values() {
                 let key = (f.name().to_owned(), t.trade_no.clone());
                 match (t.status, t.paid) {
-                    (TradeStatus::Paid, Some(p)) if p == t.amount => {
-                        if !payment_status
-                            .get(&key)
-                            .is_some_and(|s| PAYMENT_PAID.contains(&s.as_str()))
-                        {
-                            v.push(format!(
-                                "I5: {} trade {} was paid; kami's payment is {:?}",
-                                f.name(),
-                                t.seq,
-                                payment_status.get(&key)
-                            ));
-                        }
+                    (TradeStatus::Paid, Some(p))
+                        if p == t.amount
+                            && !payment_status
+                                .get(&key)
+                                .is_some_and(|s| PAYMENT_PAID.contains(&s.as_str())) =>
+                    {
+                        v.push(format!(
+                            "I5: {} trade {} was paid; kami's payment is {:?}",
+                            f.name(),
+                            t.seq,
+                            payment_status.get(&key)
+                        ));
                     }
-                    (TradeStatus::Paid, Some(_)) => {
-                        if !mismatched.contains(&key) {
-                            v.push(format!(
-                                "I5: {} trade {} paid a different amount, never refused",
-                                f.name(),
-                                t.seq
-                            ));
-                        }
+                    (TradeStatus::Paid, Some(p)) if p != t.amount && !mismatched.contains(&key) => {
+                        v.push(format!(
+                            "I5: {} trade {} paid a different amount, never refused",
+                            f.name(),
+                            t.seq
+                        ));
                     }
                     _ => {}
                 }

@@ -12,9 +12,19 @@ use kami_testkit::Backend;
 /// It must stay held with its outcome unknown for the seller to check, never be marked failed
 /// (which would make the amount refundable a second time).
 #[test]
-fn a_refund_unanswered_after_a_day_stays_held() {
+fn a_refund_unanswered_after_a_day_stays_held_sqlite() {
+    a_refund_unanswered_after_a_day_stays_held(Backend::Sqlite);
+}
+
+#[test]
+#[ignore = "needs PostgreSQL at KAMI_TEST_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres)"]
+fn a_refund_unanswered_after_a_day_stays_held_postgres() {
+    a_refund_unanswered_after_a_day_stays_held(Backend::Postgres);
+}
+
+fn a_refund_unanswered_after_a_day_stays_held(backend: Backend) {
     block_on(async {
-        let mut w = World::new(1056, config(Backend::Sqlite)).await;
+        let mut w = World::new(1056, config(backend)).await;
         // `plenty` through `alpha` (refunds de-duplicated, so kami retries them).
         let out = w
             .run(&Step::Buy {
