@@ -119,6 +119,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0018_catalog_media_users.sql"),
         postgres: include_str!("migrations/postgres/0018_catalog_media_users.sql"),
     },
+    Migration {
+        version: 23,
+        name: "fewer_order_indexes",
+        sqlite: include_str!("migrations/sqlite/0023_fewer_order_indexes.sql"),
+        postgres: include_str!("migrations/postgres/0023_fewer_order_indexes.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kami_migrations \
