@@ -65,11 +65,11 @@ struct Entry {
 /// Parse and check the bill archive of `day`; `pid` is the merchant's `2088…` id when known.
 pub fn parse_trade_bill_zip(
     day: BillDay,
-    zip: &[u8],
+    archive: &[u8],
     pid: Option<&str>,
     limits: &ZipLimits,
 ) -> Result<Bill, PayError> {
-    let entries = unzip(zip, limits)?;
+    let entries = unzip(archive, limits)?;
     let mut detail = None;
     let mut summary = None;
     for e in &entries {
@@ -103,8 +103,8 @@ fn first_line(text: &str) -> &str {
 }
 
 /// Every file entry, inflated within `limits` and decoded from GBK.
-fn unzip(zip: &[u8], limits: &ZipLimits) -> Result<Vec<Entry>, PayError> {
-    let mut archive = zip::ZipArchive::new(Cursor::new(zip))
+fn unzip(bytes: &[u8], limits: &ZipLimits) -> Result<Vec<Entry>, PayError> {
+    let mut archive = zip::ZipArchive::new(Cursor::new(bytes))
         .map_err(|e| malformed(format!("bill is not a zip archive: {}", clip(&e.to_string(), 80))))?;
     if archive.len() > limits.max_entries {
         return Err(malformed(format!(
@@ -134,10 +134,10 @@ fn unzip(zip: &[u8], limits: &ZipLimits) -> Result<Vec<Entry>, PayError> {
             return Err(too_big());
         }
         // The declared size is the archive's word; the bytes read are the truth.
-        let mut bytes = Vec::new();
+        let mut data = Vec::new();
         (&mut file)
             .take(limits.max_entry_bytes + 1)
-            .read_to_end(&mut bytes)
+            .read_to_end(&mut data)
             .map_err(|e| {
                 malformed(format!(
                     "bill archive entry {} does not inflate: {}",
@@ -145,7 +145,7 @@ fn unzip(zip: &[u8], limits: &ZipLimits) -> Result<Vec<Entry>, PayError> {
                     clip(&e.to_string(), 80)
                 ))
             })?;
-        let len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+        let len = u64::try_from(data.len()).unwrap_or(u64::MAX);
         if len > limits.max_entry_bytes {
             return Err(too_big());
         }
@@ -157,7 +157,7 @@ fn unzip(zip: &[u8], limits: &ZipLimits) -> Result<Vec<Entry>, PayError> {
             )));
         }
         let text = encoding_rs::GBK
-            .decode_without_bom_handling_and_without_replacement(&bytes)
+            .decode_without_bom_handling_and_without_replacement(&data)
             .ok_or_else(|| malformed(format!("bill file {} is not GBK text", clip(&name, 64))))?
             .into_owned();
         out.push(Entry { name, text });
@@ -172,7 +172,7 @@ fn cell(s: &str) -> &str {
 
 /// The bracketed value after `label` on the line starting with it: `#账号：[2088…]`.
 fn bracketed<'a>(lines: &[&'a str], label: &str) -> Option<&'a str> {
-    let line = lines.iter().find(|l| l.starts_with(label))?;
+    let line: &'a str = lines.iter().copied().find(|l| l.starts_with(label))?;
     let rest = line.get(label.len()..)?.strip_prefix('[')?;
     rest.split_once(']').map(|(v, _)| v)
 }

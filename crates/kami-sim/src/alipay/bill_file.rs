@@ -57,7 +57,10 @@ const SUMMARY_HEADER: [&str; 12] = [
     "实收净额（元）",
 ];
 
-const RULE: &str = "-----------------------------------------";
+/// The dashes around the table's start and end lines, counted from Alipay's sample.
+fn rule(n: usize) -> String {
+    "-".repeat(n)
+}
 
 /// One line of the detail table.
 #[derive(Debug, Clone)]
@@ -181,9 +184,9 @@ pub fn detail_text(
         paid += 1;
     }
     let mut s = head(DETAIL_TITLE, account, day);
-    s.push_str(&format!("#{RULE}业务明细列表{RULE}\r\n"));
+    s.push_str(&format!("#{}业务明细列表{}\r\n", rule(41), rule(40)));
     s.push_str(&csv_rows(&DETAIL_HEADER, &rows)?);
-    s.push_str(&format!("#{RULE}业务明细列表结束{RULE}\r\n"));
+    s.push_str(&format!("#{}业务明细列表结束{}\r\n", rule(41), rule(36)));
     s.push_str(&format!(
         "{PAYMENTS_FOOTER}{n_paid}笔，商家实收共{}元，商家优惠共0.00元\r\n",
         yuan(paid)
@@ -223,9 +226,9 @@ pub fn summary_text(
         r
     };
     let mut s = head(SUMMARY_TITLE, account, day);
-    s.push_str(&format!("#{RULE}业务汇总列表{RULE}\r\n"));
+    s.push_str(&format!("#{}业务汇总列表{}\r\n", rule(41), rule(40)));
     s.push_str(&csv_rows(&SUMMARY_HEADER, &[row(""), row("合计")])?);
-    s.push_str(&format!("#{RULE}业务汇总列表结束{RULE}\r\n"));
+    s.push_str(&format!("#{}业务汇总列表结束{}\r\n", rule(41), rule(36)));
     s.push_str(&format!("#导出时间：[{}]\r\n", chinese_time(exported_ms)));
     Ok(s)
 }
@@ -266,4 +269,58 @@ pub fn bill_zip(
         ],
         time::PrimitiveDateTime::new(modified.date(), modified.time()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day() -> BillDay {
+        time::Date::from_calendar_date(2019, time::Month::September, 16).unwrap_or(time::Date::MIN)
+    }
+
+    fn lines() -> Vec<Line> {
+        let base = |refund_no: Option<&str>, done_ms: i64, fen: i64| Line {
+            trade_no: "2019091622001458860515315453".into(),
+            out_trade_no: "T1".into(),
+            refund_no: refund_no.map(str::to_owned),
+            subject: "月卡".into(),
+            created_ms: 1_568_602_516_000,
+            done_ms,
+            fen,
+        };
+        vec![base(None, 1_568_602_523_000, 1), base(Some("R1"), 1_568_602_600_000, 1)]
+    }
+
+    #[test]
+    fn detail_lines_are_alipays() {
+        let text = detail_text("20880211096256330156", day(), &lines(), 1_568_670_409_000, false)
+            .unwrap_or_default();
+        let want: [&str; 12] = [
+            "#支付宝业务明细查询",
+            "#账号：[20880211096256330156]",
+            "#起始日期：[2019年09月16日 00:00:00]   终止日期：[2019年09月17日 00:00:00]",
+            &format!("#{}业务明细列表{}", rule(41), rule(40)),
+            "支付宝交易号,商户订单号,业务类型,商品名称,创建时间,完成时间,门店编号,门店名称,操作员,终端号,对方账户,订单金额（元）,商家实收（元）,支付宝红包（元）,集分宝（元）,支付宝优惠（元）,商家优惠（元）,券核销金额（元）,券名称,商家红包消费金额（元）,卡消费金额（元）,退款批次号/请求号,服务费（元）,分润（元）,备注",
+            "2019091622001458860515315453\t,T1\t,交易\t,月卡,2019-09-16 10:55:16,2019-09-16 10:55:23,\t,\t,\t,\t,158****1234\t,0.01,0.01,0.00,0.00,0.00,0.00,0.00,,0.00\t,0.00,\t,0.00,0.00,月卡",
+            "2019091622001458860515315453\t,T1\t,退款\t,月卡,2019-09-16 10:55:16,2019-09-16 10:56:40,\t,\t,\t,\t,158****1234\t,-0.01,-0.01,0.00,0.00,0.00,0.00,0.00,,0.00\t,0.00,R1\t,0.00,0.00,月卡",
+            &format!("#{}业务明细列表结束{}", rule(41), rule(36)),
+            "#交易合计：1笔，商家实收共0.01元，商家优惠共0.00元",
+            "#退款合计：1笔，商家实收退款共-0.01元，商家优惠退款共0.00元",
+            "#导出时间：[2019年09月17日 05:46:49]",
+            "",
+        ];
+        assert_eq!(text, want.join("\r\n"));
+        let tampered = detail_text("2088", day(), &lines(), 0, true).unwrap_or_default();
+        assert!(tampered.contains("#交易合计：1笔，商家实收共0.02元"), "{tampered}");
+    }
+
+    #[test]
+    fn the_archive_names_its_files_in_gbk() {
+        let zip = bill_zip("20880211096256330156", day(), &lines(), 1_568_670_409_000, false)
+            .unwrap_or_default();
+        let name = gbk("20880211096256330156_20190916_业务明细(汇总).csv");
+        assert!(zip.windows(name.len()).any(|w| w == name.as_slice()));
+        assert_eq!(yuan(-201), "-2.01");
+    }
 }

@@ -426,6 +426,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn file_bytes_are_wechats() {
+        let cells: Vec<String> = [
+            "2019-07-25 08:35:41", "wxd678efh567hg6787", "1230000109", "0", "", "4200001",
+            "K1", "oUpF8", "NATIVE", "SUCCESS", "OTHERS", "CNY", "6.00", "0.00", "0", "0",
+            "0.00", "0.00", "", "", "月卡, \"gift\"", "", "0.04000", "0.60%", "6.00", "0.00", "",
+        ]
+        .map(String::from)
+        .to_vec();
+        let row = Row {
+            at: 0,
+            key: String::new(),
+            cells,
+            settle: 600,
+            refund: 0,
+            fee: 4000,
+            total: 600,
+            apply: 0,
+        };
+        let bytes = WechatSim::bill_bytes(&[row], false).unwrap_or_default();
+        let text = String::from_utf8(bytes).unwrap_or_default();
+        let want = [
+            format!("\u{feff}{}", ALL_HEADER.join(",")),
+            "`2019-07-25 08:35:41,`wxd678efh567hg6787,`1230000109,`0,`,`4200001,`K1,`oUpF8,`NATIVE,`SUCCESS,`OTHERS,`CNY,`6.00,`0.00,`0,`0,`0.00,`0.00,`,`,\"`月卡, \"\"gift\"\"\",`,`0.04000,`0.60%,`6.00,`0.00,`".into(),
+            SUMMARY_HEADER.join(","),
+            "`1,`6.00,`0.00,`0.00,`0.04000,`6.00,`0.00".into(),
+            String::new(),
+        ];
+        assert_eq!(text, want.join("\r\n"));
+    }
+
+    #[test]
     fn amounts_print_like_wechat() {
         assert_eq!(yuan2(1230), "12.30");
         assert_eq!(yuan2(-4), "-0.04");
