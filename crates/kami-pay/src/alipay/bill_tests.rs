@@ -42,10 +42,16 @@ fn day() -> time::Date {
 
 /// One detail row shaped like the protocols.md sample (TAB-suffixed text cells).
 fn sample_row(trade: &str, out: &str, kind: &str, done: &str, amount: &str, refund_no: &str) -> Vec<String> {
-    [
-        &format!("{trade}\t"),
-        &format!("{out}\t"),
-        &format!("{kind}\t"),
+    let (trade, out, kind, refund_no) = (
+        format!("{trade}\t"),
+        format!("{out}\t"),
+        format!("{kind}\t"),
+        format!("{refund_no}\t"),
+    );
+    let cells: [&str; 25] = [
+        &trade,
+        &out,
+        &kind,
         "下单测试",
         "2019-09-16 10:55:16",
         done,
@@ -64,14 +70,12 @@ fn sample_row(trade: &str, out: &str, kind: &str, done: &str, amount: &str, refu
         "",
         "0.00\t",
         "0.00",
-        &format!("{refund_no}\t"),
+        &refund_no,
         "0.00",
         "0.00",
         "下单测试",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect()
+    ];
+    cells.iter().map(|s| (*s).to_owned()).collect()
 }
 
 /// The sample's table: two payments, a refund by API, a refund from the portal.

@@ -8,6 +8,7 @@ use kami_pay::alipay::bill_file::{DETAIL_TITLE, PAYMENTS_FOOTER, REFUNDS_FOOTER,
 use kami_pay::bill::{BillDay, BILL_OFFSET};
 
 use super::bj;
+use crate::common::bill::yuan;
 use crate::common::zip::{write_zip, ZipEntry};
 
 /// The detail table's header, in Alipay's order.
@@ -74,13 +75,6 @@ pub struct Line {
     pub done_ms: i64,
     /// Fen, positive (refund lines are printed negative).
     pub fen: i64,
-}
-
-/// `-0.04`, `12.30`.
-pub fn yuan(fen: i64) -> String {
-    let sign = if fen < 0 { "-" } else { "" };
-    let a = fen.unsigned_abs();
-    format!("{sign}{}.{:02}", a / 100, a % 100)
 }
 
 fn chinese_date(day: BillDay) -> String {

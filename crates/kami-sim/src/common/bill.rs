@@ -27,6 +27,13 @@ impl BillFaults {
     }
 }
 
+/// Signed fen as bills print yuan: `12.30`, `-0.04`.
+pub fn yuan(fen: i64) -> String {
+    let sign = if fen < 0 { "-" } else { "" };
+    let a = fen.unsigned_abs();
+    format!("{sign}{}.{:02}", a / 100, a % 100)
+}
+
 /// The Beijing day of unix milliseconds `ms`.
 pub fn bill_day_of(ms: i64) -> Option<BillDay> {
     let t = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).ok()?;

@@ -25,7 +25,7 @@ use serde_json::json;
 
 use super::api::{flatten, ApiCall, ApiResult};
 use super::{random_alnum, random_digits, Inner, Kind, Paid, PayRefusal, Refund, Trade, WechatSim};
-use crate::common::bill::{bill_day_of, day_range_ms, parse_bill_date};
+use crate::common::bill::{bill_day_of, day_range_ms, parse_bill_date, yuan};
 
 /// The `ALL` layout's header, in WeChat's order.
 pub const ALL_HEADER: [&str; 27] = [
@@ -67,13 +67,6 @@ const SUMMARY_HEADER: [&str; 7] = [
     "订单总金额",
     "申请退款总金额",
 ];
-
-/// `12.30`, `-0.04`.
-fn yuan2(fen: i64) -> String {
-    let sign = if fen < 0 { "-" } else { "" };
-    let a = fen.unsigned_abs();
-    format!("{sign}{}.{:02}", a / 100, a % 100)
-}
 
 /// A fee in 10^-5 yuan with five decimals: `0.06000`, `-0.02000`.
 fn yuan5(units: i64) -> String {
@@ -119,7 +112,7 @@ impl WechatSim {
             "SUCCESS".into(),
             "OTHERS".into(),
             "CNY".into(),
-            yuan2(p.total),
+            yuan(p.total),
             "0.00".into(),
             "0".into(),
             "0".into(),
@@ -131,7 +124,7 @@ impl WechatSim {
             String::new(),
             yuan5(fee),
             "0.60%".into(),
-            yuan2(p.total),
+            yuan(p.total),
             "0.00".into(),
             String::new(),
         ];
@@ -166,7 +159,7 @@ impl WechatSim {
             "0.00".into(),
             r.refund_id.clone(),
             r.out_refund_no.clone(),
-            yuan2(r.amount),
+            yuan(r.amount),
             "0.00".into(),
             "ORIGINAL".into(),
             "SUCCESS".into(),
@@ -175,7 +168,7 @@ impl WechatSim {
             yuan5(fee),
             "0.60%".into(),
             "0.00".into(),
-            yuan2(r.amount),
+            yuan(r.amount),
             String::new(),
         ];
         Row {
@@ -230,12 +223,12 @@ impl WechatSim {
         w.write_record(SUMMARY_HEADER).map_err(std::io::Error::other)?;
         let values = [
             rows.len().to_string(),
-            yuan2(settle),
-            yuan2(sum(|r| r.refund)),
+            yuan(settle),
+            yuan(sum(|r| r.refund)),
             "0.00".into(),
             yuan5(sum(|r| r.fee)),
-            yuan2(sum(|r| r.total)),
-            yuan2(sum(|r| r.apply)),
+            yuan(sum(|r| r.total)),
+            yuan(sum(|r| r.apply)),
         ];
         w.write_record(values.iter().map(tick))
             .map_err(std::io::Error::other)?;
@@ -458,8 +451,8 @@ mod tests {
 
     #[test]
     fn amounts_print_like_wechat() {
-        assert_eq!(yuan2(1230), "12.30");
-        assert_eq!(yuan2(-4), "-0.04");
+        assert_eq!(yuan(1230), "12.30");
+        assert_eq!(yuan(-4), "-0.04");
         assert_eq!(yuan5(6000), "0.06000");
         assert_eq!(yuan5(-2000), "-0.02000");
         // 0.6% of 12.30 = 0.0738 → 0.07; of 0.01 → 0.00; of 0.84 = 0.00504 → 0.01.
