@@ -96,7 +96,7 @@ fn sample_bill_reads_rows_exactly() {
     assert_eq!(r.entry, BillEntry::Payment);
     assert_eq!(r.amount.minor(), 600);
     // 2019-07-25 08:35:41 +08:00.
-    assert_eq!(r.at_ms, Some(1_564_015_341_000));
+    assert_eq!(r.at_ms, Some(1_564_014_941_000));
     assert_eq!(bill.rows[1].amount.minor(), 1230);
     assert_eq!(
         bill.rows[2].entry,

@@ -1,7 +1,7 @@
 //! The simulated WeChat Pay trade bill (protocols.md B.4, channel-ops.md 2.2), layout `ALL`:
 //! `GET /v3/bill/tradebill?bill_date=yyyy-MM-dd[&bill_type=ALL]` (signed answer
 //! `{hash_type: SHA1, hash_value, download_url}`; a day with nothing, or still to come,
-//! answers `400 NO_STATEMENT_EXIST`), then `GET /v3/billdownload/file?token=` (authenticated
+//! answers `400 NO_STATEMENT_EXIST`), then, within 30 s, `GET /v3/billdownload/file?token=` (authenticated
 //! like every call; the answer is the file itself, unsigned). The file is UTF-8 with a BOM,
 //! CRLF line ends, the 27-column header, one backtick-prefixed row per payment (by its
 //! success time) and per successful refund (by its success time), then the summary header
@@ -57,6 +57,9 @@ pub const ALL_HEADER: [&str; 27] = [
     "申请退款金额",
     "费率备注",
 ];
+
+/// How long a `download_url` works.
+const URL_TTL_MS: i64 = 30_000;
 
 const SUMMARY_HEADER: [&str; 7] = [
     "总交易单数",
@@ -285,7 +288,13 @@ impl WechatSim {
             sha1_hex(&file)
         };
         let token = random_alnum(40);
-        self.lock().bill_files.insert(token.clone(), file);
+        {
+            let mut inner = self.lock();
+            inner.bill_files.retain(|_, (_, expires)| *expires > now_ms);
+            inner
+                .bill_files
+                .insert(token.clone(), (file, now_ms + URL_TTL_MS));
+        }
         let prefix = call
             .uri
             .path()
@@ -308,7 +317,13 @@ impl WechatSim {
             .find(|(k, _)| k == "token")
             .map(|(_, v)| v.as_str())
             .unwrap_or("");
-        let file = self.lock().bill_files.get(token).cloned();
+        let now_ms = self.clock.now_ms();
+        let file = self
+            .lock()
+            .bill_files
+            .get(token)
+            .filter(|(_, expires)| *expires > now_ms)
+            .map(|(f, _)| f.clone());
         match file {
             // The file itself: WeChat does not sign it (the announced SHA1 vouches for it).
             Some(f) => Ok((

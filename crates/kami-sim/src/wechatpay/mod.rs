@@ -253,8 +253,8 @@ struct Inner {
     refunds: HashMap<String, Refund>,
     /// Refunds made in the merchant portal (no `out_refund_no`).
     portal_refunds: Vec<Refund>,
-    /// Bill download token → the file.
-    bill_files: HashMap<String, Vec<u8>>,
+    /// Bill download token → (the file, expiry in unix ms).
+    bill_files: HashMap<String, (Vec<u8>, i64)>,
     held: HeldQueue<Held>,
 }
 
