@@ -130,17 +130,34 @@ async fn bill_lists_payments_and_refunds_exactly() {
             .unwrap_or_else(|| panic!("no row for {trade} in {bill:?}"))
     };
     let pa = find(a.as_str(), false);
-    assert_eq!((pa.gateway_trade_no.as_str(), pa.amount), (a_no.as_str(), cny(1230)));
+    assert_eq!(
+        (pa.gateway_trade_no.as_str(), pa.amount),
+        (a_no.as_str(), cny(1230))
+    );
     assert!(pa.at_ms.unwrap().abs_diff(now_ms()) < 60_000);
     assert_eq!(find(b.as_str(), false).gateway_trade_no, b_no);
     assert_eq!(find(b.as_str(), false).amount, cny(1));
     let ra = find(a.as_str(), true);
-    assert_eq!(ra.entry, BillEntry::Refund { refund_no: "R1".into() });
+    assert_eq!(
+        ra.entry,
+        BillEntry::Refund {
+            refund_no: "R1".into()
+        }
+    );
     assert_eq!(ra.amount, cny(200));
     let rb = find(b.as_str(), true);
-    assert_eq!(rb.entry, BillEntry::Refund { refund_no: String::new() });
+    assert_eq!(
+        rb.entry,
+        BillEntry::Refund {
+            refund_no: String::new()
+        }
+    );
     assert_eq!(find("UNKNOWN0001", false).gateway_trade_no, u_no);
-    assert_eq!(bill.rows.len(), 5, "the unpaid trade is not billed: {bill:?}");
+    assert_eq!(
+        bill.rows.len(),
+        5,
+        "the unpaid trade is not billed: {bill:?}"
+    );
     assert_eq!(bill.totals.payments, 3);
     assert_eq!(bill.totals.paid_minor, 1731);
     assert_eq!(bill.totals.refunds, 2);
@@ -164,7 +181,10 @@ async fn tampered_failing_and_empty_bills() {
     env.sim.tamper_next_bill();
     match env.channel.bill(today()).await {
         Err(PayError::Malformed(m)) => {
-            assert!(m.contains("交易合计 商家实收 is 12.31 but the rows add up to 12.30"), "{m}")
+            assert!(
+                m.contains("交易合计 商家实收 is 12.31 but the rows add up to 12.30"),
+                "{m}"
+            )
         }
         other => panic!("expected the tampered bill refused, got {other:?}"),
     }

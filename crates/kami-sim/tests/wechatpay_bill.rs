@@ -104,17 +104,37 @@ async fn bill_lists_payments_and_refunds_exactly() {
             .unwrap_or_else(|| panic!("no row for {trade} in {bill:?}"))
     };
     let pa = find(a.as_str(), false);
-    assert_eq!((pa.gateway_trade_no.as_str(), pa.amount), (a_tx.as_str(), cny(1230)));
+    assert_eq!(
+        (pa.gateway_trade_no.as_str(), pa.amount),
+        (a_tx.as_str(), cny(1230))
+    );
     assert!(pa.at_ms.unwrap().abs_diff(now_ms()) < 60_000);
     assert_eq!(find(b.as_str(), false).gateway_trade_no, b_tx);
     let ra = find(a.as_str(), true);
-    assert_eq!(ra.entry, BillEntry::Refund { refund_no: "R1".into() });
-    assert_eq!((ra.gateway_trade_no.as_str(), ra.amount), (a_tx.as_str(), cny(200)));
+    assert_eq!(
+        ra.entry,
+        BillEntry::Refund {
+            refund_no: "R1".into()
+        }
+    );
+    assert_eq!(
+        (ra.gateway_trade_no.as_str(), ra.amount),
+        (a_tx.as_str(), cny(200))
+    );
     let rb = find(b.as_str(), true);
-    assert_eq!(rb.entry, BillEntry::Refund { refund_no: String::new() });
+    assert_eq!(
+        rb.entry,
+        BillEntry::Refund {
+            refund_no: String::new()
+        }
+    );
     assert_eq!(rb.amount, cny(1));
     assert_eq!(find("UNKNOWN0001", false).gateway_trade_no, u_tx);
-    assert_eq!(bill.rows.len(), 5, "the unpaid trade is not billed: {bill:?}");
+    assert_eq!(
+        bill.rows.len(),
+        5,
+        "the unpaid trade is not billed: {bill:?}"
+    );
     assert_eq!(bill.totals.payments, 3);
     assert_eq!(bill.totals.paid_minor, 1731);
     assert_eq!(bill.totals.refunds, 2);
@@ -156,12 +176,18 @@ async fn the_download_needs_the_merchants_signature() {
     let a = env.create(84).await;
     env.pay(&a);
     let r = reqwest::Client::new()
-        .get(format!("{}/sim/wechatpay/v3/billdownload/file?token=x", env.base))
+        .get(format!(
+            "{}/sim/wechatpay/v3/billdownload/file?token=x",
+            env.base
+        ))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
-    assert_eq!(env.channel.bill(today()).await.unwrap().rows[0].amount, cny(84));
+    assert_eq!(
+        env.channel.bill(today()).await.unwrap().rows[0].amount,
+        cny(84)
+    );
 }
 
 #[tokio::test]

@@ -20,9 +20,7 @@
 
 use std::io::{Cursor, Read};
 
-use crate::common::bill_text::{
-    beijing_ms, check_total, malformed, row, signed_fen, Columns,
-};
+use crate::common::bill_text::{beijing_ms, check_total, malformed, row, signed_fen, Columns};
 use crate::common::text::clip;
 use crate::{Bill, BillDay, BillEntry, BillRow, PayError};
 
@@ -104,8 +102,12 @@ fn first_line(text: &str) -> &str {
 
 /// Every file entry, inflated within `limits` and decoded from GBK.
 fn unzip(bytes: &[u8], limits: &ZipLimits) -> Result<Vec<Entry>, PayError> {
-    let mut archive = zip::ZipArchive::new(Cursor::new(bytes))
-        .map_err(|e| malformed(format!("bill is not a zip archive: {}", clip(&e.to_string(), 80))))?;
+    let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| {
+        malformed(format!(
+            "bill is not a zip archive: {}",
+            clip(&e.to_string(), 80)
+        ))
+    })?;
     if archive.len() > limits.max_entries {
         return Err(malformed(format!(
             "bill archive has {} entries, more than {}",
@@ -117,7 +119,10 @@ fn unzip(bytes: &[u8], limits: &ZipLimits) -> Result<Vec<Entry>, PayError> {
     let mut out = Vec::new();
     for i in 0..archive.len() {
         let mut file = archive.by_index(i).map_err(|e| {
-            malformed(format!("bill archive entry unreadable: {}", clip(&e.to_string(), 80)))
+            malformed(format!(
+                "bill archive entry unreadable: {}",
+                clip(&e.to_string(), 80)
+            ))
         })?;
         let name = encoding_rs::GBK.decode(file.name_raw()).0.into_owned();
         if file.is_dir() {
@@ -200,11 +205,11 @@ fn check_day(lines: &[&str], day: BillDay, what: &str) -> Result<(), PayError> {
     }
 }
 
+/// A table's rows: each with its 1-based line number (for errors) and its cells.
+type Records = Vec<(usize, Vec<String>)>;
+
 /// The CSV table in `lines`: header names and rows (1-based line numbers for errors).
-fn table(
-    lines: &[(usize, &str)],
-    what: &'static str,
-) -> Result<(Columns, Vec<(usize, Vec<String>)>), PayError> {
+fn table(lines: &[(usize, &str)], what: &'static str) -> Result<(Columns, Records), PayError> {
     let text: String = lines.iter().map(|(_, l)| format!("{l}\n")).collect();
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
@@ -213,9 +218,8 @@ fn table(
     let mut records = Vec::new();
     for (i, rec) in reader.records().enumerate() {
         let line = lines.get(i).map_or(0, |(n, _)| *n);
-        let rec = rec.map_err(|e| {
-            malformed(format!("{what} line {line}: {}", clip(&e.to_string(), 120)))
-        })?;
+        let rec = rec
+            .map_err(|e| malformed(format!("{what} line {line}: {}", clip(&e.to_string(), 120))))?;
         records.push((line, rec.iter().map(|c| cell(c).to_owned()).collect()));
     }
     let mut it = records.into_iter();
@@ -343,9 +347,24 @@ fn check_summary(day: BillDay, text: &str, rows: &[BillRow]) -> Result<(), PayEr
         v.parse::<i64>()
             .ok()
             .filter(|n| *n >= 0 && v.bytes().all(|b| b.is_ascii_digit()))
-            .ok_or_else(|| malformed(format!("bill summary {name} {} is not a count", clip(v, 16))))
+            .ok_or_else(|| {
+                malformed(format!(
+                    "bill summary {name} {} is not a count",
+                    clip(v, 16)
+                ))
+            })
     };
     let t = Bill::totals_of(rows);
-    check_total("汇总 交易订单总笔数", number(c_trades, "交易订单总笔数")?, count(t.payments), "")?;
-    check_total("汇总 退款订单总笔数", number(c_refunds, "退款订单总笔数")?, count(t.refunds), "")
+    check_total(
+        "汇总 交易订单总笔数",
+        number(c_trades, "交易订单总笔数")?,
+        count(t.payments),
+        "",
+    )?;
+    check_total(
+        "汇总 退款订单总笔数",
+        number(c_refunds, "退款订单总笔数")?,
+        count(t.refunds),
+        "",
+    )
 }

@@ -41,7 +41,14 @@ fn day() -> time::Date {
 }
 
 /// One detail row shaped like the protocols.md sample (TAB-suffixed text cells).
-fn sample_row(trade: &str, out: &str, kind: &str, done: &str, amount: &str, refund_no: &str) -> Vec<String> {
+fn sample_row(
+    trade: &str,
+    out: &str,
+    kind: &str,
+    done: &str,
+    amount: &str,
+    refund_no: &str,
+) -> Vec<String> {
     let (trade, out, kind, refund_no) = (
         format!("{trade}\t"),
         format!("{out}\t"),
@@ -81,16 +88,49 @@ fn sample_row(trade: &str, out: &str, kind: &str, done: &str, amount: &str, refu
 /// The sample's table: two payments, a refund by API, a refund from the portal.
 fn rows() -> Vec<Vec<String>> {
     vec![
-        sample_row("2019091622001458860515315453", "service_1568601259302", "交易", "2019-09-16 10:55:23", "0.01", ""),
-        sample_row("2019091622001458860515315454", "K20190916000002", "交易", "2019-09-16 11:00:00", "12.30", ""),
-        sample_row("2019091622001458860515315453", "service_1568601259302", "退款", "2019-09-16 12:00:00", "-0.01", "re_test_1568602607356"),
-        sample_row("2019091622001458860515315454", "K20190916000002", "退款", "2019-09-16 13:00:00", "-2.00", ""),
+        sample_row(
+            "2019091622001458860515315453",
+            "service_1568601259302",
+            "交易",
+            "2019-09-16 10:55:23",
+            "0.01",
+            "",
+        ),
+        sample_row(
+            "2019091622001458860515315454",
+            "K20190916000002",
+            "交易",
+            "2019-09-16 11:00:00",
+            "12.30",
+            "",
+        ),
+        sample_row(
+            "2019091622001458860515315453",
+            "service_1568601259302",
+            "退款",
+            "2019-09-16 12:00:00",
+            "-0.01",
+            "re_test_1568602607356",
+        ),
+        sample_row(
+            "2019091622001458860515315454",
+            "K20190916000002",
+            "退款",
+            "2019-09-16 13:00:00",
+            "-2.00",
+            "",
+        ),
     ]
 }
 
 /// The detail file: `perm` orders the columns (identity = Alipay's order).
 fn detail(header: &[&str], rows: &[Vec<String>], perm: &[usize], footer: &[&str]) -> String {
-    let line = |cells: Vec<String>| perm.iter().map(|&i| cells[i].clone()).collect::<Vec<_>>().join(",");
+    let line = |cells: Vec<String>| {
+        perm.iter()
+            .map(|&i| cells[i].clone())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     let mut s = String::from(
         "#支付宝业务明细查询\r\n#账号：[20880211096256330156]\r\n\
          #起始日期：[2019年09月16日 00:00:00]   终止日期：[2019年09月17日 00:00:00]\r\n\
@@ -152,8 +192,14 @@ fn identity() -> Vec<usize> {
 fn archive(detail_text: &str, summary_text: &str) -> Vec<u8> {
     zip_of(
         &[
-            ("20880211096256330156_20190916_业务明细.csv", gbk(detail_text)),
-            ("20880211096256330156_20190916_业务明细(汇总).csv", gbk(summary_text)),
+            (
+                "20880211096256330156_20190916_业务明细.csv",
+                gbk(detail_text),
+            ),
+            (
+                "20880211096256330156_20190916_业务明细(汇总).csv",
+                gbk(summary_text),
+            ),
         ],
         zip::CompressionMethod::Deflated,
     )
@@ -171,7 +217,10 @@ fn refused(zip: &[u8], needle: &str) {
 }
 
 fn sample() -> Vec<u8> {
-    archive(&detail(&HEADER, &rows(), &identity(), &FOOTER), &summary(2, 2))
+    archive(
+        &detail(&HEADER, &rows(), &identity(), &FOOTER),
+        &summary(2, 2),
+    )
 }
 
 #[test]
@@ -218,7 +267,10 @@ fn columns_are_read_by_name_in_any_order() {
     // Stored (not deflated) entries read the same.
     let stored = zip_of(
         &[
-            ("a.csv", gbk(&detail(&HEADER, &rows(), &identity(), &FOOTER))),
+            (
+                "a.csv",
+                gbk(&detail(&HEADER, &rows(), &identity(), &FOOTER)),
+            ),
             ("b.csv", gbk(&summary(2, 2))),
         ],
         zip::CompressionMethod::Stored,
@@ -233,16 +285,28 @@ fn totals_that_do_not_add_up_refuse_the_file() {
         FOOTER[1],
     ];
     refused(
-        &archive(&detail(&HEADER, &rows(), &identity(), &tampered), &summary(2, 2)),
+        &archive(
+            &detail(&HEADER, &rows(), &identity(), &tampered),
+            &summary(2, 2),
+        ),
         "交易合计 商家实收 is 12.32 but the rows add up to 12.31",
     );
-    let count = [FOOTER[0], "#退款合计：3笔，商家实收退款共-2.01元，商家优惠退款共0.00元"];
+    let count = [
+        FOOTER[0],
+        "#退款合计：3笔，商家实收退款共-2.01元，商家优惠退款共0.00元",
+    ];
     refused(
-        &archive(&detail(&HEADER, &rows(), &identity(), &count), &summary(2, 2)),
+        &archive(
+            &detail(&HEADER, &rows(), &identity(), &count),
+            &summary(2, 2),
+        ),
         "退款合计 (笔) is 3",
     );
     refused(
-        &archive(&detail(&HEADER, &rows(), &identity(), &FOOTER), &summary(3, 2)),
+        &archive(
+            &detail(&HEADER, &rows(), &identity(), &FOOTER),
+            &summary(3, 2),
+        ),
         "交易订单总笔数 is 3",
     );
 }
@@ -250,7 +314,10 @@ fn totals_that_do_not_add_up_refuse_the_file() {
 #[test]
 fn missing_lines_columns_and_files_refuse_the_file() {
     refused(
-        &archive(&detail(&HEADER, &rows(), &identity(), &FOOTER[..1]), &summary(2, 2)),
+        &archive(
+            &detail(&HEADER, &rows(), &identity(), &FOOTER[..1]),
+            &summary(2, 2),
+        ),
         "no footer line #退款合计",
     );
     let without: Vec<usize> = (0..HEADER.len()).filter(|&i| i != 1).collect();
@@ -259,13 +326,19 @@ fn missing_lines_columns_and_files_refuse_the_file() {
         "no column 商户订单号",
     );
     let only_detail = zip_of(
-        &[("d.csv", gbk(&detail(&HEADER, &rows(), &identity(), &FOOTER)))],
+        &[(
+            "d.csv",
+            gbk(&detail(&HEADER, &rows(), &identity(), &FOOTER)),
+        )],
         zip::CompressionMethod::Deflated,
     );
     refused(&only_detail, "no summary file");
     let extra = zip_of(
         &[
-            ("d.csv", gbk(&detail(&HEADER, &rows(), &identity(), &FOOTER))),
+            (
+                "d.csv",
+                gbk(&detail(&HEADER, &rows(), &identity(), &FOOTER)),
+            ),
             ("s.csv", gbk(&summary(2, 2))),
             ("readme.txt", gbk("hello")),
         ],
@@ -308,14 +381,18 @@ fn encoding_day_and_account_are_checked() {
     // The same text in UTF-8: its title does not read as the GBK title.
     let utf8 = zip_of(
         &[
-            ("d.csv", detail(&HEADER, &rows(), &identity(), &FOOTER).into_bytes()),
+            (
+                "d.csv",
+                detail(&HEADER, &rows(), &identity(), &FOOTER).into_bytes(),
+            ),
             ("s.csv", summary(2, 2).into_bytes()),
         ],
         zip::CompressionMethod::Deflated,
     );
     match parse(&utf8) {
         Err(PayError::Malformed(m)) => assert!(
-            m.contains("is neither the detail nor the summary file") || m.contains("is not GBK text"),
+            m.contains("is neither the detail nor the summary file")
+                || m.contains("is not GBK text"),
             "{m}"
         ),
         other => panic!("expected Malformed, got {other:?}"),
@@ -323,11 +400,18 @@ fn encoding_day_and_account_are_checked() {
     let mut bad = gbk(&detail(&HEADER, &rows(), &identity(), &FOOTER));
     bad.extend_from_slice(&[0x81, 0x20]);
     refused(
-        &zip_of(&[("d.csv", bad), ("s.csv", gbk(&summary(2, 2)))], zip::CompressionMethod::Stored),
+        &zip_of(
+            &[("d.csv", bad), ("s.csv", gbk(&summary(2, 2)))],
+            zip::CompressionMethod::Stored,
+        ),
         "d.csv is not GBK text",
     );
-    let other_day = detail(&HEADER, &rows(), &identity(), &FOOTER).replace("09月16日 00:00:00]   ", "09月15日 00:00:00]   ");
-    refused(&archive(&other_day, &summary(2, 2)), "is for 2019-09-15, not 2019-09-16");
+    let other_day = detail(&HEADER, &rows(), &identity(), &FOOTER)
+        .replace("09月16日 00:00:00]   ", "09月15日 00:00:00]   ");
+    refused(
+        &archive(&other_day, &summary(2, 2)),
+        "is for 2019-09-15, not 2019-09-16",
+    );
     match parse_trade_bill_zip(day(), &sample(), Some("2088999999999999"), &ZIP_LIMITS) {
         Err(PayError::WrongMerchant) => {}
         other => panic!("expected WrongMerchant, got {other:?}"),
@@ -343,7 +427,10 @@ fn zip_bombs_are_refused_not_inflated() {
         max_total_bytes: 100 * 1024,
     };
     let zeros = vec![0u8; 1024 * 1024];
-    let bomb = zip_of(&[("d.csv", zeros.clone())], zip::CompressionMethod::Deflated);
+    let bomb = zip_of(
+        &[("d.csv", zeros.clone())],
+        zip::CompressionMethod::Deflated,
+    );
     assert!(bomb.len() < 16 * 1024, "a real bomb: small outside");
     let e = parse_trade_bill_zip(day(), &bomb, None, &limits).unwrap_err();
     assert!(e.to_string().contains("inflates beyond 65536 bytes"), "{e}");
@@ -356,7 +443,10 @@ fn zip_bombs_are_refused_not_inflated() {
     patch(&mut liar, b"PK\x03\x04", 22);
     patch(&mut liar, b"PK\x01\x02", 24);
     assert!(
-        matches!(parse_trade_bill_zip(day(), &liar, None, &limits), Err(PayError::Malformed(_))),
+        matches!(
+            parse_trade_bill_zip(day(), &liar, None, &limits),
+            Err(PayError::Malformed(_))
+        ),
         "a lying entry is refused"
     );
     let half = vec![b'#'; 60 * 1024];
@@ -365,10 +455,19 @@ fn zip_bombs_are_refused_not_inflated() {
         zip::CompressionMethod::Deflated,
     );
     let e = parse_trade_bill_zip(day(), &two, None, &limits).unwrap_err();
-    assert!(e.to_string().contains("archive inflates beyond 102400 bytes"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("archive inflates beyond 102400 bytes"),
+        "{e}"
+    );
     let many: Vec<(String, Vec<u8>)> = (0..4).map(|i| (format!("{i}"), vec![b'#'])).collect();
     let many: Vec<(&str, Vec<u8>)> = many.iter().map(|(n, d)| (n.as_str(), d.clone())).collect();
-    let e = parse_trade_bill_zip(day(), &zip_of(&many, zip::CompressionMethod::Stored), None, &limits)
-        .unwrap_err();
+    let e = parse_trade_bill_zip(
+        day(),
+        &zip_of(&many, zip::CompressionMethod::Stored),
+        None,
+        &limits,
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("4 entries, more than 3"), "{e}");
 }

@@ -114,8 +114,8 @@ use serde_json::{json, Value};
 use crate::common::ack::plain_text_ack;
 use crate::crypto::{RsaSigner, RsaVerifier};
 use crate::{
-    Ack, AckResponse, Bill, BillDay, CreatePayment, Device, NotifyVerdict, PayError,
-    PaymentAction, PaymentChannel, RawNotification, RefundOutcome, RefundRequest, TradeState,
+    Ack, AckResponse, Bill, BillDay, CreatePayment, Device, NotifyVerdict, PayError, PaymentAction,
+    PaymentChannel, RawNotification, RefundOutcome, RefundRequest, TradeState,
 };
 
 use api::{ApiError, SETTLED_STATE_CODES};

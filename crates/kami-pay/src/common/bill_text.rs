@@ -179,7 +179,9 @@ mod tests {
         assert_eq!(exact_decimal("-0.04", 2), Some(-4));
         assert_eq!(exact_decimal("0.06000", 5), Some(6000));
         assert_eq!(exact_decimal("-0.02000", 5), Some(-2000));
-        for bad in ["12.3", "12", "12.300", "+1.00", "1,000.00", "", ".50", "1.5a", "--1.00"] {
+        for bad in [
+            "12.3", "12", "12.300", "+1.00", "1,000.00", "", ".50", "1.5a", "--1.00",
+        ] {
             assert_eq!(exact_decimal(bad, 2), None, "{bad}");
         }
         assert_eq!(exact_decimal("99999999999999.00", 2), None);
@@ -197,15 +199,23 @@ mod tests {
 
     #[test]
     fn a_total_mismatch_names_the_total() {
-        let e = check_total("商家实收", 7, 6, "fen").unwrap_err().to_string();
-        assert!(e.contains("商家实收 is 0.07 but the rows add up to 0.06"), "{e}");
+        let e = check_total("商家实收", 7, 6, "fen")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("商家实收 is 0.07 but the rows add up to 0.06"),
+            "{e}"
+        );
         let e = check_total("-", -4, -5, "fen").unwrap_err().to_string();
         assert!(e.contains("-0.04"), "{e}");
     }
 
     #[test]
     fn beijing_times() {
-        assert_eq!(beijing_ms("2024-01-01 08:00:00", "t").unwrap(), 1_704_067_200_000);
+        assert_eq!(
+            beijing_ms("2024-01-01 08:00:00", "t").unwrap(),
+            1_704_067_200_000
+        );
         assert!(beijing_ms("2024-01-01T08:00:00", "t").is_err());
     }
 

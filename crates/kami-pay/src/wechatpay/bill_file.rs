@@ -49,7 +49,10 @@ fn data_cells(line: &str, what: &str) -> Result<Vec<String>, PayError> {
         .into_iter()
         .map(|c| {
             c.strip_prefix('`').map(str::to_owned).ok_or_else(|| {
-                malformed(format!("{what}: cell {} has no leading backtick", clip(&c, 24)))
+                malformed(format!(
+                    "{what}: cell {} has no leading backtick",
+                    clip(&c, 24)
+                ))
             })
         })
         .collect()
@@ -69,7 +72,9 @@ pub fn parse_trade_bill(day: BillDay, file: &[u8], mchid: &str) -> Result<Bill, 
     if let Some(n) = lines.iter().position(|l| l.is_empty()) {
         return Err(malformed(format!("bill line {} is empty", n + 1)));
     }
-    let header = lines.first().ok_or_else(|| malformed("bill file is empty"))?;
+    let header = lines
+        .first()
+        .ok_or_else(|| malformed("bill file is empty"))?;
     let cols = Columns::new("bill", cells(header, "bill header")?)?;
     let summary_at = lines
         .iter()
@@ -147,7 +152,10 @@ pub fn parse_trade_bill(day: BillDay, file: &[u8], mchid: &str) -> Result<Bill, 
         );
     }
 
-    let names = Columns::new("bill summary", cells(lines[summary_at], "bill summary header")?)?;
+    let names = Columns::new(
+        "bill summary",
+        cells(lines[summary_at], "bill summary header")?,
+    )?;
     let values = data_cells(lines[summary_at + 1], "bill summary")?;
     if values.len() != names.len() {
         return Err(malformed("bill summary values do not match its header"));
@@ -161,13 +169,26 @@ pub fn parse_trade_bill(day: BillDay, file: &[u8], mchid: &str) -> Result<Bill, 
         .parse::<i64>()
         .ok()
         .filter(|_| n_rows.bytes().all(|b| b.is_ascii_digit()))
-        .ok_or_else(|| malformed(format!("{SUMMARY_FIRST} {} is not a count", clip(n_rows, 16))))?;
-    check_total(SUMMARY_FIRST, n_rows, i64::try_from(rows.len()).unwrap_or(i64::MAX), "")?;
+        .ok_or_else(|| {
+            malformed(format!(
+                "{SUMMARY_FIRST} {} is not a count",
+                clip(n_rows, 16)
+            ))
+        })?;
+    check_total(
+        SUMMARY_FIRST,
+        n_rows,
+        i64::try_from(rows.len()).unwrap_or(i64::MAX),
+        "",
+    )?;
     check_total("应结订单总金额", sum("应结订单总金额")?, settle, "fen")?;
     check_total("退款总金额", sum("退款总金额")?, refund, "fen")?;
     let fee_total = value("手续费总金额")?;
     let fee_total = exact_decimal(fee_total, 5).ok_or_else(|| {
-        malformed(format!("手续费总金额 {} is not an amount with five decimals", clip(fee_total, 24)))
+        malformed(format!(
+            "手续费总金额 {} is not an amount with five decimals",
+            clip(fee_total, 24)
+        ))
     })?;
     check_total("手续费总金额 (10^-5 yuan)", fee_total, fee, "")?;
     if names.index("订单总金额").is_ok() {

@@ -8,7 +8,8 @@ use crate::{BillEntry, PayError};
 const MCHID: &str = "1230000109";
 
 const HEADER: &str = "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注";
-const SUMMARY: &str = "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额";
+const SUMMARY: &str =
+    "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额";
 
 fn day() -> time::Date {
     time::Date::from_calendar_date(2019, time::Month::July, 25).unwrap()
@@ -16,20 +17,75 @@ fn day() -> time::Date {
 
 fn payment(time: &str, tx: &str, out: &str, amount: &str, fee: &str) -> Vec<String> {
     [
-        time, "wxd678efh567hg6787", MCHID, "0", "", tx, out, "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o", "NATIVE",
-        "SUCCESS", "PSBC_DEBIT", "CNY", amount, "0.00", "0", "0", "0.00", "0.00", "", "", "Steam 月卡",
-        "", fee, "0.60%", amount, "0.00", "",
+        time,
+        "wxd678efh567hg6787",
+        MCHID,
+        "0",
+        "",
+        tx,
+        out,
+        "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o",
+        "NATIVE",
+        "SUCCESS",
+        "PSBC_DEBIT",
+        "CNY",
+        amount,
+        "0.00",
+        "0",
+        "0",
+        "0.00",
+        "0.00",
+        "",
+        "",
+        "Steam 月卡",
+        "",
+        fee,
+        "0.60%",
+        amount,
+        "0.00",
+        "",
     ]
     .iter()
     .map(|s| (*s).to_owned())
     .collect()
 }
 
-fn refund(time: &str, tx: &str, out: &str, refund_no: &str, amount: &str, fee: &str) -> Vec<String> {
+fn refund(
+    time: &str,
+    tx: &str,
+    out: &str,
+    refund_no: &str,
+    amount: &str,
+    fee: &str,
+) -> Vec<String> {
     [
-        time, "wxd678efh567hg6787", MCHID, "0", "", tx, out, "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o", "NATIVE",
-        "REFUND", "PSBC_DEBIT", "CNY", "0.00", "0.00", "50000000382019052709732678859", refund_no,
-        amount, "0.00", "ORIGINAL", "SUCCESS", "Steam 月卡", "", fee, "0.60%", "0.00", amount, "",
+        time,
+        "wxd678efh567hg6787",
+        MCHID,
+        "0",
+        "",
+        tx,
+        out,
+        "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o",
+        "NATIVE",
+        "REFUND",
+        "PSBC_DEBIT",
+        "CNY",
+        "0.00",
+        "0.00",
+        "50000000382019052709732678859",
+        refund_no,
+        amount,
+        "0.00",
+        "ORIGINAL",
+        "SUCCESS",
+        "Steam 月卡",
+        "",
+        fee,
+        "0.60%",
+        "0.00",
+        amount,
+        "",
     ]
     .iter()
     .map(|s| (*s).to_owned())
@@ -38,10 +94,36 @@ fn refund(time: &str, tx: &str, out: &str, refund_no: &str, amount: &str, fee: &
 
 fn rows() -> Vec<Vec<String>> {
     vec![
-        payment("2019-07-25 08:35:41", "4200000000201907250000000001", "K20190725000001", "6.00", "0.04000"),
-        payment("2019-07-25 09:00:00", "4200000000201907250000000002", "K20190725000002", "12.30", "0.07000"),
-        refund("2019-07-25 10:00:00", "4200000000201907250000000001", "K20190725000001", "R1", "1.50", "-0.01000"),
-        refund("2019-07-25 11:00:00", "4200000000201907250000000002", "K20190725000002", "", "2.00", "-0.01000"),
+        payment(
+            "2019-07-25 08:35:41",
+            "4200000000201907250000000001",
+            "K20190725000001",
+            "6.00",
+            "0.04000",
+        ),
+        payment(
+            "2019-07-25 09:00:00",
+            "4200000000201907250000000002",
+            "K20190725000002",
+            "12.30",
+            "0.07000",
+        ),
+        refund(
+            "2019-07-25 10:00:00",
+            "4200000000201907250000000001",
+            "K20190725000001",
+            "R1",
+            "1.50",
+            "-0.01000",
+        ),
+        refund(
+            "2019-07-25 11:00:00",
+            "4200000000201907250000000002",
+            "K20190725000002",
+            "",
+            "2.00",
+            "-0.01000",
+        ),
     ]
 }
 
@@ -139,7 +221,10 @@ fn totals_that_do_not_add_up_refuse_the_file() {
     );
     let mut v = VALUES;
     v[0] = "5";
-    refused(&file(&rows(), &identity(), &v, true, true), "总交易单数 is 5");
+    refused(
+        &file(&rows(), &identity(), &v, true, true),
+        "总交易单数 is 5",
+    );
     let mut v = VALUES;
     v[4] = "0.08000";
     refused(&file(&rows(), &identity(), &v, true, true), "手续费总金额");
@@ -154,7 +239,10 @@ fn missing_summary_or_columns_refuse_the_file() {
     let cut: String = text.split_inclusive("\r\n").take(5).collect();
     refused(cut.as_bytes(), "no summary line 总交易单数");
     let without: Vec<usize> = (0..27).filter(|&i| i != 6).collect();
-    refused(&file(&rows(), &without, &VALUES, true, true), "no column 商户订单号");
+    refused(
+        &file(&rows(), &without, &VALUES, true, true),
+        "no column 商户订单号",
+    );
     let blank = text.replacen("\r\n`2019-07-25 09:00", "\r\n\r\n`2019-07-25 09:00", 1);
     refused(blank.as_bytes(), "line 3 is empty");
     refused(b"", "bill file is empty");
@@ -173,7 +261,10 @@ fn cells_and_amounts_are_strict() {
     refused(unticked.as_bytes(), "has no leading backtick");
     let mut r = rows();
     r[0][9] = "REVOKED".into();
-    refused(&file(&r, &identity(), &VALUES, true, true), "交易状态 REVOKED");
+    refused(
+        &file(&r, &identity(), &VALUES, true, true),
+        "交易状态 REVOKED",
+    );
     let mut r = rows();
     r[0][22] = "0.04".into();
     refused(&file(&r, &identity(), &VALUES, true, true), "手续费");

@@ -80,8 +80,8 @@ use kami_core::{ChannelId, Currency, Method, SharedClock};
 
 use crate::crypto::RsaSigner;
 use crate::{
-    Ack, AckResponse, Bill, BillDay, CreatePayment, Device, NotifyVerdict, PayError,
-    PaymentAction, PaymentChannel, RawNotification, RefundOutcome, RefundRequest, TradeState,
+    Ack, AckResponse, Bill, BillDay, CreatePayment, Device, NotifyVerdict, PayError, PaymentAction,
+    PaymentChannel, RawNotification, RefundOutcome, RefundRequest, TradeState,
 };
 
 pub use bill::{sha1_hex, NO_BILL};

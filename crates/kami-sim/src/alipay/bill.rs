@@ -184,12 +184,19 @@ fn day_lines(st: &SimState, day: kami_pay::BillDay) -> Vec<Line> {
             }
         }
         for r in t.refunds.iter().filter(|r| within(r.at_ms)) {
-            lines.push(line(Some(r.out_request_no.clone()), r.at_ms, r.amount.minor()));
+            lines.push(line(
+                Some(r.out_request_no.clone()),
+                r.at_ms,
+                r.amount.minor(),
+            ));
         }
     }
     lines.sort_by(|a, b| {
-        (a.done_ms, &a.out_trade_no, a.refund_no.is_some())
-            .cmp(&(b.done_ms, &b.out_trade_no, b.refund_no.is_some()))
+        (a.done_ms, &a.out_trade_no, a.refund_no.is_some()).cmp(&(
+            b.done_ms,
+            &b.out_trade_no,
+            b.refund_no.is_some(),
+        ))
     });
     lines
 }

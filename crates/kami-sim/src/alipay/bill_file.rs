@@ -112,7 +112,9 @@ fn csv_rows(header: &[&str], rows: &[Vec<String>]) -> std::io::Result<String> {
     for r in rows {
         w.write_record(r).map_err(std::io::Error::other)?;
     }
-    let bytes = w.into_inner().map_err(|e| std::io::Error::other(e.to_string()))?;
+    let bytes = w
+        .into_inner()
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
     String::from_utf8(bytes).map_err(std::io::Error::other)
 }
 
@@ -239,12 +241,7 @@ pub fn bill_zip(
     exported_ms: i64,
     tamper: bool,
 ) -> std::io::Result<Vec<u8>> {
-    let stamp = format!(
-        "{}{:02}{:02}",
-        day.year(),
-        u8::from(day.month()),
-        day.day()
-    );
+    let stamp = format!("{}{:02}{:02}", day.year(), u8::from(day.month()), day.day());
     let detail = detail_text(account, day, lines, exported_ms, tamper)?;
     let summary = summary_text(account, day, lines, exported_ms)?;
     let modified = time::OffsetDateTime::from_unix_timestamp(exported_ms.div_euclid(1000))
@@ -283,13 +280,22 @@ mod tests {
             done_ms,
             fen,
         };
-        vec![base(None, 1_568_602_523_000, 1), base(Some("R1"), 1_568_602_600_000, 1)]
+        vec![
+            base(None, 1_568_602_523_000, 1),
+            base(Some("R1"), 1_568_602_600_000, 1),
+        ]
     }
 
     #[test]
     fn detail_lines_are_alipays() {
-        let text = detail_text("20880211096256330156", day(), &lines(), 1_568_670_409_000, false)
-            .unwrap_or_default();
+        let text = detail_text(
+            "20880211096256330156",
+            day(),
+            &lines(),
+            1_568_670_409_000,
+            false,
+        )
+        .unwrap_or_default();
         let want: [&str; 12] = [
             "#支付宝业务明细查询",
             "#账号：[20880211096256330156]",
@@ -306,13 +312,22 @@ mod tests {
         ];
         assert_eq!(text, want.join("\r\n"));
         let tampered = detail_text("2088", day(), &lines(), 0, true).unwrap_or_default();
-        assert!(tampered.contains("#交易合计：1笔，商家实收共0.02元"), "{tampered}");
+        assert!(
+            tampered.contains("#交易合计：1笔，商家实收共0.02元"),
+            "{tampered}"
+        );
     }
 
     #[test]
     fn the_archive_names_its_files_in_gbk() {
-        let zip = bill_zip("20880211096256330156", day(), &lines(), 1_568_670_409_000, false)
-            .unwrap_or_default();
+        let zip = bill_zip(
+            "20880211096256330156",
+            day(),
+            &lines(),
+            1_568_670_409_000,
+            false,
+        )
+        .unwrap_or_default();
         let name = gbk("20880211096256330156_20190916_业务明细(汇总).csv");
         assert!(zip.windows(name.len()).any(|w| w == name.as_slice()));
         assert_eq!(yuan(-201), "-2.01");

@@ -422,10 +422,7 @@ impl AlipaySim {
                 get(api::gateway).post(api::gateway),
             )
             .route("/sim/alipay/qr/{token}", get(pages::qr_page))
-            .route(
-                "/sim/alipay/downloadBillFile.resource",
-                get(bill::download),
-            )
+            .route("/sim/alipay/downloadBillFile.resource", get(bill::download))
             .route("/sim/alipay/pay/{token}", post(pages::pay_submit))
             .route("/sim/alipay/", get(pages::index_page))
             .route("/sim/alipay/control", post(pages::control))

@@ -49,7 +49,9 @@ pub fn day_range_ms(day: BillDay) -> (i64, i64) {
 /// `yyyy-MM-dd` (the `bill_date` parameter), strictly.
 pub fn parse_bill_date(s: &str) -> Option<BillDay> {
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    (s.len() == 10).then(|| time::Date::parse(s, fmt).ok()).flatten()
+    (s.len() == 10)
+        .then(|| time::Date::parse(s, fmt).ok())
+        .flatten()
 }
 
 #[cfg(test)]

@@ -17,7 +17,8 @@ pub struct ZipEntry {
 
 /// MS-DOS date and time fields (local time of the archive's writer).
 fn dos_time(t: time::PrimitiveDateTime) -> (u16, u16) {
-    let time = (u16::from(t.hour()) << 11) | (u16::from(t.minute()) << 5) | u16::from(t.second() / 2);
+    let time =
+        (u16::from(t.hour()) << 11) | (u16::from(t.minute()) << 5) | u16::from(t.second() / 2);
     let year = u16::try_from(t.year() - 1980).unwrap_or(0).min(127);
     let date = (year << 9) | (u16::from(u8::from(t.month())) << 5) | u16::from(t.day());
     (time, date)
@@ -36,7 +37,10 @@ fn small<T: TryFrom<usize>>(n: usize) -> std::io::Result<T> {
 }
 
 /// The archive of `entries`, deflated, stamped `modified`.
-pub fn write_zip(entries: &[ZipEntry], modified: time::PrimitiveDateTime) -> std::io::Result<Vec<u8>> {
+pub fn write_zip(
+    entries: &[ZipEntry],
+    modified: time::PrimitiveDateTime,
+) -> std::io::Result<Vec<u8>> {
     let (time, date) = dos_time(modified);
     let mut out = Vec::new();
     let mut central = Vec::new();
@@ -108,6 +112,9 @@ mod tests {
         // Flags: no UTF-8 bit; method 8 (deflate).
         assert_eq!(&z[6..10], &[0, 0, 8, 0]);
         assert_eq!(&z[z.len() - 22..z.len() - 18], &[0x50, 0x4b, 0x05, 0x06]);
-        assert_eq!(dos_time(t), ((3 << 11) | (4 << 5) | 3, (44 << 9) | (1 << 5) | 2));
+        assert_eq!(
+            dos_time(t),
+            ((3 << 11) | (4 << 5) | 3, (44 << 9) | (1 << 5) | 2)
+        );
     }
 }

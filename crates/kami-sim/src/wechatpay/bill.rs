@@ -201,7 +201,9 @@ impl WechatSim {
                 continue;
             };
             let trade = inner.trades.get(&r.out_trade_no);
-            if let (true, Some(t), Some(p)) = (within(at), trade, trade.and_then(|t| t.paid.as_ref())) {
+            if let (true, Some(t), Some(p)) =
+                (within(at), trade, trade.and_then(|t| t.paid.as_ref()))
+            {
                 rows.push(self.refund_row(t, p, r, at));
             }
         }
@@ -223,7 +225,8 @@ impl WechatSim {
         }
         let sum = |f: fn(&Row) -> i64| rows.iter().map(f).sum::<i64>();
         let settle = sum(|r| r.settle) + i64::from(tamper);
-        w.write_record(SUMMARY_HEADER).map_err(std::io::Error::other)?;
+        w.write_record(SUMMARY_HEADER)
+            .map_err(std::io::Error::other)?;
         let values = [
             rows.len().to_string(),
             yuan(settle),
@@ -280,7 +283,11 @@ impl WechatSim {
             (c.bill.take_tamper(), c.bill.take_wrong_hash())
         };
         let file = Self::bill_bytes(&rows, tamper).map_err(|e| {
-            self.error(StatusCode::INTERNAL_SERVER_ERROR, "SYSTEM_ERROR", &e.to_string())
+            self.error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "SYSTEM_ERROR",
+                &e.to_string(),
+            )
         })?;
         let hash = if wrong_hash {
             sha1_hex(b"another file")
@@ -342,14 +349,22 @@ impl WechatSim {
 
     /// A refund made in the merchant portal: no `out_refund_no` (the bill's 商户退款单号 is
     /// empty), successful at once, no notification. Returns WeChat's `refund_id`.
-    pub fn refund_in_portal(&self, out_trade_no: &str, amount: Money) -> Result<String, PayRefusal> {
+    pub fn refund_in_portal(
+        &self,
+        out_trade_no: &str,
+        amount: Money,
+    ) -> Result<String, PayRefusal> {
         let now = self.clock.now_secs();
         let mut inner = self.lock();
         let t = inner
             .trades
             .get_mut(out_trade_no)
             .ok_or(PayRefusal::UnknownTrade)?;
-        let paid = t.paid.as_ref().map(|p| p.total).ok_or(PayRefusal::UnknownTrade)?;
+        let paid = t
+            .paid
+            .as_ref()
+            .map(|p| p.total)
+            .ok_or(PayRefusal::UnknownTrade)?;
         let fen = amount.minor();
         if amount.currency() != Currency::Cny || fen < 1 || t.refund_reserved + fen > paid {
             return Err(PayRefusal::BadAmount);
@@ -436,9 +451,33 @@ mod tests {
     #[test]
     fn file_bytes_are_wechats() {
         let cells: Vec<String> = [
-            "2019-07-25 08:35:41", "wxd678efh567hg6787", "1230000109", "0", "", "4200001",
-            "K1", "oUpF8", "NATIVE", "SUCCESS", "OTHERS", "CNY", "6.00", "0.00", "0", "0",
-            "0.00", "0.00", "", "", "月卡, \"gift\"", "", "0.04000", "0.60%", "6.00", "0.00", "",
+            "2019-07-25 08:35:41",
+            "wxd678efh567hg6787",
+            "1230000109",
+            "0",
+            "",
+            "4200001",
+            "K1",
+            "oUpF8",
+            "NATIVE",
+            "SUCCESS",
+            "OTHERS",
+            "CNY",
+            "6.00",
+            "0.00",
+            "0",
+            "0",
+            "0.00",
+            "0.00",
+            "",
+            "",
+            "月卡, \"gift\"",
+            "",
+            "0.04000",
+            "0.60%",
+            "6.00",
+            "0.00",
+            "",
         ]
         .map(String::from)
         .to_vec();
