@@ -17,6 +17,7 @@ use kami_pay::{
 };
 use kami_sim::alipay::{AlipaySim, AlipaySimConfig, Fault, NotifyMode, PayOptions};
 use kami_sim::common::bill::bill_day_of;
+use kami_sim::common::zip::{write_zip, ZipEntry};
 use support::{cny, fast_schedule, listen, new_trade_no, now_ms, serve, settled_refund};
 
 const APP_ID: &str = "2021000000000002";
@@ -220,4 +221,57 @@ async fn queries_fail_until_cleared_and_notifications_can_be_dropped() {
         TradeState::Paid(c) => assert_eq!((c.gateway_trade_no, c.amount), (no, cny(100))),
         other => panic!("expected Paid, got {other:?}"),
     }
+}
+
+fn malformed<T: std::fmt::Debug>(r: Result<T, PayError>, needles: &[&str]) {
+    match r {
+        Err(PayError::Malformed(m)) => {
+            assert!(
+                needles.iter().any(|n| m.contains(n)),
+                "{m:?} lacks {needles:?}"
+            )
+        }
+        other => panic!("expected Malformed({needles:?}), got {other:?}"),
+    }
+}
+
+fn archive(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let entries: Vec<ZipEntry> = entries
+        .iter()
+        .map(|(n, d)| ZipEntry {
+            name: n.as_bytes().to_vec(),
+            data: d.clone(),
+        })
+        .collect();
+    write_zip(&entries, time::macros::datetime!(2024-01-01 00:00:00)).unwrap()
+}
+
+#[tokio::test]
+async fn hostile_and_wrong_archives_are_refused_whole() {
+    let env = start().await;
+    // An entry declaring 1 GiB: refused before anything is inflated.
+    let mut bomb = archive(&[("a.csv", vec![b'#'; 10])]);
+    let cd = bomb.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+    bomb[cd + 24..cd + 28].copy_from_slice(&(1u32 << 30).to_le_bytes());
+    env.sim.serve_next_bill(bomb);
+    malformed(
+        env.channel.bill(today()).await,
+        &["inflates beyond 67108864 bytes"],
+    );
+    // More entries than a bill has.
+    let many: Vec<(String, Vec<u8>)> = (0..9).map(|i| (format!("{i}.csv"), vec![b'#'])).collect();
+    let many: Vec<(&str, Vec<u8>)> = many.iter().map(|(n, d)| (n.as_str(), d.clone())).collect();
+    env.sim.serve_next_bill(archive(&many));
+    malformed(env.channel.bill(today()).await, &["9 entries, more than 8"]);
+    // The files in UTF-8 instead of GBK.
+    let utf8 = "#支付宝业务明细查询\r\n#账号：[20880000000000020156]\r\n"
+        .as_bytes()
+        .to_vec();
+    env.sim.serve_next_bill(archive(&[("d.csv", utf8)]));
+    malformed(
+        env.channel.bill(today()).await,
+        &["is not GBK text", "neither the detail nor the summary"],
+    );
+    env.sim.serve_next_bill(b"not a zip".to_vec());
+    malformed(env.channel.bill(today()).await, &["not a zip archive"]);
 }

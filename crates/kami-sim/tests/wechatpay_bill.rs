@@ -207,3 +207,17 @@ async fn queries_fail_until_cleared_and_notifications_can_be_dropped() {
         other => panic!("expected Paid, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn wrong_files_are_refused_whole() {
+    let env = start().await;
+    let header = "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注\r\n";
+    env.sim.serve_next_bill(header.as_bytes().to_vec());
+    malformed(
+        env.channel.bill(today()).await,
+        "no summary line 总交易单数",
+    );
+    env.sim
+        .serve_next_bill(encoding_rs::GBK.encode(header).0.into_owned());
+    malformed(env.channel.bill(today()).await, "not UTF-8");
+}

@@ -5,7 +5,7 @@
 //! A day without either answers `40004 isp.bill_not_exist`, as does a day still to come.
 //!
 //! Test controls: [`AlipaySim::refund_in_portal`], [`AlipaySim::add_unknown_trade`],
-//! [`AlipaySim::tamper_next_bill`], [`AlipaySim::fail_bill_api`].
+//! [`AlipaySim::tamper_next_bill`], [`AlipaySim::serve_next_bill`], [`AlipaySim::fail_bill_api`].
 
 use std::sync::Arc;
 
@@ -64,13 +64,18 @@ impl AlipaySim {
         if bill_day_of(now).is_none_or(|today| day > today) {
             return Err(no_bill());
         }
-        let lines = day_lines(st, day);
-        if lines.is_empty() {
-            return Err(no_bill());
-        }
-        let tamper = st.bill_faults.take_tamper();
-        let zip = bill_zip(&self.account(), day, &lines, now, tamper)
-            .map_err(|_| invalid("bill_date"))?;
+        let zip = match st.bill_faults.replace_next.take() {
+            Some(bytes) => bytes,
+            None => {
+                let lines = day_lines(st, day);
+                if lines.is_empty() {
+                    return Err(no_bill());
+                }
+                let tamper = st.bill_faults.take_tamper();
+                bill_zip(&self.account(), day, &lines, now, tamper)
+                    .map_err(|_| invalid("bill_date"))?
+            }
+        };
         st.bill_files.retain(|_, (_, expires)| *expires > now);
         let token = random_token();
         st.bill_files.insert(token.clone(), (zip, now + URL_TTL_MS));
@@ -155,6 +160,11 @@ impl AlipaySim {
     /// The next bill served states a payments' total one fen off its rows.
     pub fn tamper_next_bill(&self) {
         self.lock().bill_faults.tamper_next = true;
+    }
+
+    /// The next bill download serves `bytes` instead of the day's archive.
+    pub fn serve_next_bill(&self, bytes: Vec<u8>) {
+        self.lock().bill_faults.replace_next = Some(bytes);
     }
 
     /// While `on`, the bill query answers `20000 isp.unknow-error`.

@@ -4,7 +4,7 @@
 use kami_pay::bill::{BillDay, BILL_OFFSET};
 
 /// Test controls of a simulator's bill API.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct BillFaults {
     /// The next bill served states totals its rows do not add up to (its payments' total
     /// one fen higher); the rows themselves are true.
@@ -13,6 +13,9 @@ pub struct BillFaults {
     pub wrong_hash_next: bool,
     /// The bill API answers a system error while set.
     pub fail: bool,
+    /// The next bill served is these bytes instead of the day's file (any day, even one
+    /// without trades): zip bombs, wrong encodings, files of another day.
+    pub replace_next: Option<Vec<u8>>,
 }
 
 impl BillFaults {

@@ -10,6 +10,7 @@
 //!
 //! Test controls: [`WechatSim::refund_in_portal`], [`WechatSim::add_unknown_trade`],
 //! [`WechatSim::tamper_next_bill`], [`WechatSim::corrupt_next_bill_hash`],
+//! [`WechatSim::serve_next_bill`],
 //! [`WechatSim::fail_bill_api`].
 
 use std::sync::Arc;
@@ -274,21 +275,25 @@ impl WechatSim {
         if bill_day_of(now_ms).is_none_or(|today| day > today) {
             return Err(no_bill());
         }
-        let rows = self.day_rows(&self.lock(), day);
-        if rows.is_empty() {
-            return Err(no_bill());
-        }
-        let (tamper, wrong_hash) = {
-            let mut c = self.controls();
-            (c.bill.take_tamper(), c.bill.take_wrong_hash())
+        let replaced = self.controls().bill.replace_next.take();
+        let file = match replaced {
+            Some(bytes) => bytes,
+            None => {
+                let rows = self.day_rows(&self.lock(), day);
+                if rows.is_empty() {
+                    return Err(no_bill());
+                }
+                let tamper = self.controls().bill.take_tamper();
+                Self::bill_bytes(&rows, tamper).map_err(|e| {
+                    self.error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "SYSTEM_ERROR",
+                        &e.to_string(),
+                    )
+                })?
+            }
         };
-        let file = Self::bill_bytes(&rows, tamper).map_err(|e| {
-            self.error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "SYSTEM_ERROR",
-                &e.to_string(),
-            )
-        })?;
+        let wrong_hash = self.controls().bill.take_wrong_hash();
         let hash = if wrong_hash {
             sha1_hex(b"another file")
         } else {
@@ -420,6 +425,11 @@ impl WechatSim {
     /// The next bill answer announces a `hash_value` the file does not have.
     pub fn corrupt_next_bill_hash(&self) {
         self.controls().bill.wrong_hash_next = true;
+    }
+
+    /// The next bill download serves `bytes` (its SHA1 announced) instead of the day's file.
+    pub fn serve_next_bill(&self, bytes: Vec<u8>) {
+        self.controls().bill.replace_next = Some(bytes);
     }
 
     /// While `on`, the bill API answers `500 SYSTEM_ERROR`.
