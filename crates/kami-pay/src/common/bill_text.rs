@@ -93,12 +93,22 @@ pub(crate) fn exact_decimal(s: &str, places: usize) -> Option<i64> {
 
 /// A yuan amount with exactly two decimals, as signed fen; `what` names the cell in errors.
 pub(crate) fn signed_fen(s: &str, what: &str) -> Result<i64, PayError> {
-    exact_decimal(s, 2).ok_or_else(|| {
+    let bad = || {
         malformed(format!(
             "{what} {} is not an amount with two decimals",
             clip(s, 24)
         ))
-    })
+    };
+    // The format is the gateways' (every decimal printed); the value is Money's exact parse.
+    exact_decimal(s, 2).ok_or_else(bad)?;
+    let (negative, digits) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let fen = Money::from_major_str(digits, Currency::Cny)
+        .map_err(|_| bad())?
+        .minor();
+    Ok(if negative { -fen } else { fen })
 }
 
 /// A positive amount of fen as [`Money`] (CNY).
