@@ -162,6 +162,23 @@ pub(super) fn parse_amount(total: i64, currency: Option<&str>) -> Result<Money, 
     Money::new(total, currency).map_err(|e| PayError::Malformed(format!("amount: {e}")))
 }
 
+/// A non-2xx answer as an API error (B.4 `{"code","message"}`; not signed-checked).
+pub(super) fn api_error(status: u16, bytes: &[u8]) -> PayError {
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(e) => PayError::Gateway {
+            code: clip(&e.code),
+            message: e
+                .message
+                .map(|m| clip(&m))
+                .unwrap_or_else(|| format!("HTTP {status}")),
+        },
+        Err(_) => PayError::Gateway {
+            code: format!("HTTP_{status}"),
+            message: clip(&String::from_utf8_lossy(bytes)),
+        },
+    }
+}
+
 /// A verified 2xx answer.
 pub(super) struct Answer {
     pub(super) status: u16,
@@ -298,6 +315,43 @@ impl WechatPayChannel {
     ) -> Result<Answer, PayError> {
         let url = url::Url::parse(&format!("{}{path_and_query}", self.cfg.api_base))
             .map_err(|_| PayError::Config("wechatpay: api_base is not a URL".into()))?;
+        let req = self.signed(method, url, body)?.timeout(API_TIMEOUT);
+        let crate::http::Reply {
+            status,
+            headers,
+            body: bytes,
+        } = crate::http::send(req).await?;
+        if !(200..300).contains(&status) {
+            return Err(api_error(status, &bytes));
+        }
+        let signed = signed_headers(|name| {
+            let mut it = headers.get_all(name).iter();
+            let first = it.next();
+            if it.next().is_some() {
+                return Err(format!("duplicate header {name}"));
+            }
+            first
+                .map(|v| v.to_str().map_err(|_| format!("header {name} is not text")))
+                .transpose()
+        })
+        .map_err(|_| PayError::BadResponseSignature)?;
+        match verify_signature(&self.cfg.platform, &signed, &bytes, self.clock.now_secs()) {
+            Ok(()) => Ok(Answer {
+                status,
+                body: bytes,
+            }),
+            Err(SignatureFailure::Stale) => Err(PayError::Stale),
+            Err(_) => Err(PayError::BadResponseSignature),
+        }
+    }
+
+    /// A request to `url` carrying the B.1 `Authorization` over its path, query and body.
+    pub(super) fn signed(
+        &self,
+        method: reqwest::Method,
+        url: url::Url,
+        body: Option<String>,
+    ) -> Result<reqwest::RequestBuilder, PayError> {
         let canonical = match url.query() {
             Some(q) => format!("{}?{q}", url.path()),
             None => url.path().to_owned(),
@@ -319,52 +373,13 @@ impl WechatPayChannel {
         let mut req = self
             .http
             .request(method.clone(), url)
-            .timeout(API_TIMEOUT)
             .header("authorization", auth)
             .header("accept", "application/json")
             .header("user-agent", USER_AGENT);
         if method != reqwest::Method::GET {
             req = req.header("content-type", "application/json").body(body);
         }
-        let crate::http::Reply {
-            status,
-            headers,
-            body: bytes,
-        } = crate::http::send(req).await?;
-        if !(200..300).contains(&status) {
-            return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
-                Ok(e) => PayError::Gateway {
-                    code: clip(&e.code),
-                    message: e
-                        .message
-                        .map(|m| clip(&m))
-                        .unwrap_or_else(|| format!("HTTP {status}")),
-                },
-                Err(_) => PayError::Gateway {
-                    code: format!("HTTP_{status}"),
-                    message: clip(&String::from_utf8_lossy(&bytes)),
-                },
-            });
-        }
-        let signed = signed_headers(|name| {
-            let mut it = headers.get_all(name).iter();
-            let first = it.next();
-            if it.next().is_some() {
-                return Err(format!("duplicate header {name}"));
-            }
-            first
-                .map(|v| v.to_str().map_err(|_| format!("header {name} is not text")))
-                .transpose()
-        })
-        .map_err(|_| PayError::BadResponseSignature)?;
-        match verify_signature(&self.cfg.platform, &signed, &bytes, self.clock.now_secs()) {
-            Ok(()) => Ok(Answer {
-                status,
-                body: bytes,
-            }),
-            Err(SignatureFailure::Stale) => Err(PayError::Stale),
-            Err(_) => Err(PayError::BadResponseSignature),
-        }
+        Ok(req)
     }
 
     pub(super) fn trade_path(trade_no: &str) -> Result<String, PayError> {
