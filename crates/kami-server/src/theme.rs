@@ -89,6 +89,11 @@ const TEMPLATES: &[(&str, &str)] = &[
         "console/users.html",
         include_str!("../theme/templates/console/users.html"),
     ),
+    // Alerts (issue 11 part 3).
+    (
+        "console/alerts.html",
+        include_str!("../theme/templates/console/alerts.html"),
+    ),
     (
         "console/products.html",
         include_str!("../theme/templates/console/products.html"),

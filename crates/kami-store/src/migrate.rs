@@ -119,6 +119,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0018_catalog_media_users.sql"),
         postgres: include_str!("migrations/postgres/0018_catalog_media_users.sql"),
     },
+    Migration {
+        version: 21,
+        name: "alerts",
+        sqlite: include_str!("migrations/sqlite/0021_alerts.sql"),
+        postgres: include_str!("migrations/postgres/0021_alerts.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kami_migrations \
