@@ -37,10 +37,9 @@ async fn sink() -> (String, Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
 
 async fn alerts_page_adds_edits_tests_and_deletes(backend: Backend) {
     let (url, hits) = sink().await;
-    let extra = format!(
-        "[[alerts]]\nkind = \"email\"\nto = \"ops@example.com\"\n[alerting]\nevaluate_seconds = 3600\n"
-    );
-    let (app, _clock) = spawn(backend, &extra).await;
+    let extra = "[[alerts]]\nkind = \"email\"\nto = \"ops@example.com\"\n\
+                 [alerting]\nevaluate_seconds = 3600\n";
+    let (app, _clock) = spawn(backend, extra).await;
     let mut b = Browser::signed_in(&app).await;
 
     let p = b.get("/admin/alerts?lang=en").await;

@@ -347,7 +347,7 @@ pub async fn test(State(state): St, Path(id): Path<String>, ctx: Ctx, body: Byte
         Ok(outcome) => {
             let flash = Flash {
                 status: StatusCode::OK,
-                tested: Some((&id, &outcome)),
+                tested: Some((id.as_str(), &outcome)),
                 error: None,
             };
             page_with(&state, &ctx, &admin, flash, Form::new()).await
