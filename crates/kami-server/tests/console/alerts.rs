@@ -13,9 +13,12 @@ use crate::support::{audit, spawn, Browser};
 
 const SECRET: &str = "console-alert-secret-93ab";
 
+/// Each request a sink received: its signature header and body.
+type Hits = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// A webhook receiver on 127.0.0.1:0 keeping each request's signature header and body.
-async fn sink() -> (String, Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
-    let hits: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+async fn sink() -> (String, Hits) {
+    let hits: Hits = Arc::default();
     let kept = hits.clone();
     let router = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
         let kept = kept.clone();
@@ -106,7 +109,10 @@ async fn alerts_page_adds_edits_tests_and_deletes(backend: Backend) {
     );
     let created = audit(&app, "alert_target.create").await;
     assert_eq!(created.len(), 1);
-    assert_eq!(created[0].entry.actor, format!("user:{}", crate::support::USER));
+    assert_eq!(
+        created[0].entry.actor,
+        format!("user:{}", crate::support::USER)
+    );
     assert!(!format!("{:?}", created[0].entry).contains(SECRET));
 
     // The edit form: values back, the secret only as "stored"; a blank secret keeps it.

@@ -23,7 +23,10 @@ fn alerting_defaults_and_ranges() {
         (60, 50, 20, 30, 10, 30)
     );
     let e = parse_err("[alerting]\nsuccess_rate_drop_percent = 0\n");
-    assert!(e.contains("alerting.success_rate_drop_percent") && e.contains("between 1 and 100"), "{e}");
+    assert!(
+        e.contains("alerting.success_rate_drop_percent") && e.contains("between 1 and 100"),
+        "{e}"
+    );
     let e = parse_err("[alerting]\nmin_orders = \"many\"\n");
     assert!(e.contains("alerting.min_orders"), "{e}");
 }
@@ -65,12 +68,19 @@ fn each_kind_with_its_keys() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(c.alerts[1].events.len(), AlertEvent::ALL.len(), "default: all");
+    assert_eq!(
+        c.alerts[1].events.len(),
+        AlertEvent::ALL.len(),
+        "default: all"
+    );
     match &c.alerts[2].sink {
         AlertSink::Email { to } => assert_eq!(to.len(), 2),
         other => panic!("{other:?}"),
     }
-    assert!(!format!("{:?}", c.alerts).contains("s3\""), "secrets hidden from Debug");
+    assert!(
+        !format!("{:?}", c.alerts).contains("s3\""),
+        "secrets hidden from Debug"
+    );
 }
 
 #[test]
@@ -96,12 +106,22 @@ fn broken_targets_name_the_key() {
     let e = parse_err(
         "[[alerts]]\nkind = \"webhook\"\nurl = \"https://x\"\nsecret = \"s\"\nsecret_file = \"f\"\n",
     );
-    assert!(e.contains("alerts[0].secret") && e.contains("set only one"), "{e}");
+    assert!(
+        e.contains("alerts[0].secret") && e.contains("set only one"),
+        "{e}"
+    );
     let e = parse_err(
         "[[alerts]]\nkind = \"webhook\"\nurl = \"https://x\"\nsecret_file = \"/nonexistent/alert\"\n",
     );
-    assert!(e.contains("alerts[0].secret_file") && e.contains("/nonexistent/alert"), "{e}");
+    assert!(
+        e.contains("alerts[0].secret_file") && e.contains("/nonexistent/alert"),
+        "{e}"
+    );
     // A wrongly typed secret is named, its value not shown.
-    let e = parse_err("[[alerts]]\nkind = \"webhook\"\nurl = \"https://x\"\nsecret = [\"hunter2\"]\n");
-    assert!(e.contains("alerts[0].secret") && !e.contains("hunter2"), "{e}");
+    let e =
+        parse_err("[[alerts]]\nkind = \"webhook\"\nurl = \"https://x\"\nsecret = [\"hunter2\"]\n");
+    assert!(
+        e.contains("alerts[0].secret") && !e.contains("hunter2"),
+        "{e}"
+    );
 }
