@@ -174,14 +174,9 @@ fn spec_of(
     let api_base = setting("api_base", input.api_base);
     let to = match input.to {
         Some(v) => v,
-        None => match cur.and_then(|c| c.settings.get("to")) {
-            Some(Value::Array(a)) => a
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect(),
-            _ => Vec::new(),
-        },
+        None => cur
+            .map(|c| alerts::stored_to(&c.settings))
+            .unwrap_or_default(),
     };
     // The secret is replaced when one is given, kept otherwise.
     let kept = cur
@@ -286,14 +281,7 @@ fn stored_view(t: &StoredAlertTarget) -> TargetView {
         url: text("url"),
         chat_id: text("chat_id"),
         api_base: text("api_base"),
-        to: match s.settings.get("to") {
-            Some(Value::Array(a)) => a
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect(),
-            _ => Vec::new(),
-        },
+        to: alerts::stored_to(&s.settings),
         secret_set: s.secret.is_some(),
         problem: alerts::stored_target(t).err(),
     }

@@ -186,6 +186,19 @@ async fn deliver_one(state: &AppState, item: OutboxItem) -> Result<(), StoreErro
     Ok(())
 }
 
+/// A stored target's `to` addresses (a list; one address as text is read too).
+pub fn stored_to(settings: &serde_json::Map<String, Value>) -> Vec<String> {
+    match settings.get("to") {
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        Some(Value::String(a)) => vec![a.clone()],
+        _ => Vec::new(),
+    }
+}
+
 /// A stored target as a target of the configuration's shape (its keys are checked again: a
 /// row written by an older kami must not be sent to blindly).
 pub fn stored_target(t: &StoredAlertTarget) -> Result<AlertTarget, String> {
@@ -196,15 +209,7 @@ pub fn stored_target(t: &StoredAlertTarget) -> Result<AlertTarget, String> {
         "telegram" => (None, secret),
         _ => (secret, None),
     };
-    let to = match s.settings.get("to") {
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
-        Some(Value::String(a)) => vec![a.clone()],
-        _ => Vec::new(),
-    };
+    let to = stored_to(&s.settings);
     AlertTarget::parse(TargetFields {
         kind: Some(s.kind.clone()),
         url: text("url"),
@@ -254,7 +259,7 @@ fn http() -> &'static reqwest::Client {
 }
 
 /// The JSON a webhook receives.
-pub fn webhook_body(shop: &str, name: &str, alert: &AlertDelivery) -> Value {
+fn webhook_body(shop: &str, name: &str, alert: &AlertDelivery) -> Value {
     json!({
         "event": name,
         "subject": alert.subject,
@@ -266,7 +271,7 @@ pub fn webhook_body(shop: &str, name: &str, alert: &AlertDelivery) -> Value {
 }
 
 /// `sha256=<hex HMAC-SHA256(secret, body)>`.
-pub fn signature(secret: &str, body: &[u8]) -> String {
+fn signature(secret: &str, body: &[u8]) -> String {
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
     format!("sha256={}", hex::encode(hmac::sign(&key, body).as_ref()))
 }
