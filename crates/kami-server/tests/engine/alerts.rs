@@ -806,3 +806,34 @@ kami_testkit::both_backends!(
     postgres =
         "needs the SMTP sink (bash interop/setup-smtp.sh) and PostgreSQL at KAMI_TEST_PG_URL"
 );
+
+/// Silence: a channel that paid ~29 orders a day over the week, none for two hours, fires once
+/// the time for `silent_expected_orders` has passed; a payment resolves it.
+async fn silent_channel_fires_and_a_payment_resolves_it(backend: Backend) {
+    let sink = HttpSink::start().await;
+    let extra = format!(
+        "{}[alerting]\nretry_base_seconds = 1\nevaluate_seconds = 3600\nsilent_expected_orders = 1\n",
+        webhook(&sink.url, Some(&["silent_channel"]))
+    );
+    let app = TestApp::spawn_with(backend, &extra).await;
+    app.create_product("quiet", 100, "auto").await;
+    app.import_keys("quiet", 2).await;
+    let pid = inspect::scalar(&app.db_url, "SELECT id FROM products WHERE slug = 'quiet'").await;
+    // 200 paid over the ~2 hours that ended 2 hours ago: 10 expected take ~8 hours, 1 ~50 min.
+    seed::orders(&app.db_url, pid, 300, app.state.now_ms() - 2 * 3_600_000).await;
+    let open = evaluate(&app).await;
+    assert!(has(&open, "silent_channel", "sandbox"), "{open:?}");
+    let hits = sink.wait_delivered(1).await;
+    let body = hits[0].json();
+    assert_eq!(body["event"], "silent_channel");
+    assert_eq!(body["details"]["paid_last_7_days"], 200);
+
+    let order = app.order("quiet", 1).await;
+    app.pay(&order).await;
+    assert_eq!(app.wait_settled(&order).await["status"], "delivered");
+    let open = evaluate(&app).await;
+    assert!(!has(&open, "silent_channel", "sandbox"), "{open:?}");
+    let hits = sink.wait_delivered(2).await;
+    assert_eq!(hits[1].json()["event"], "silent_channel_resolved");
+}
+both_backends!(silent_channel_fires_and_a_payment_resolves_it);
