@@ -89,6 +89,11 @@ const TEMPLATES: &[(&str, &str)] = &[
         "console/users.html",
         include_str!("../theme/templates/console/users.html"),
     ),
+    // Alerts (issue 11 part 3).
+    (
+        "console/alerts.html",
+        include_str!("../theme/templates/console/alerts.html"),
+    ),
     (
         "console/products.html",
         include_str!("../theme/templates/console/products.html"),
@@ -479,6 +484,24 @@ mod tests {
             "secret.unset",
         ] {
             keys.push(format!("console.settings.{k}"));
+        }
+        // Alerts (issue 11 part 3): every event and resolve name, delivery states, the nav.
+        keys.push("console.nav.alerts".into());
+        for e in kami_store::AlertEvent::ALL {
+            let d = |firing| kami_store::AlertDelivery {
+                target: String::new(),
+                event: e,
+                subject: String::new(),
+                firing,
+                details: serde_json::Value::Null,
+                at: 0,
+            };
+            keys.push(format!("alerts.event.{}", d(true).name()));
+            keys.push(format!("alerts.event.{}", d(false).name()));
+        }
+        keys.push("alerts.event.test".into());
+        for s in ["delivered", "pending", "failed"] {
+            keys.push(format!("console.alerts.state.{s}"));
         }
         keys
     }

@@ -10,7 +10,10 @@
 
 mod admin_roster;
 mod admin_users;
+mod alert_conditions;
+mod alert_inputs;
 pub mod alert_signal;
+mod alert_targets;
 mod attention;
 mod audit;
 mod card_admin;
@@ -50,7 +53,12 @@ use kami_core::{CardStatus, CouponCode, Millis, OrderNo};
 
 pub use admin_roster::{AdminUserSummary, UserChange};
 pub use admin_users::{AdminUser, FactorCheck, LockPolicy};
+pub use alert_conditions::{
+    AlertCondition, AlertDelivery, Applied, DeliveryRecord, TargetEvents, ALERT_DELIVERY,
+};
+pub use alert_inputs::{CreatedPaid, PaidSince};
 pub use alert_signal::{AlertEvent, AlertSignal, ALERT_SIGNAL};
+pub use alert_targets::{AlertTargetSpec, StoredAlertTarget, TargetSecret};
 pub use attention::{ActionOrder, StockLevel};
 pub use categories::{Category, CategoryOutcome, CategoryPatch, Direction};
 pub use checks::{OrderPayment, PaymentCheck};

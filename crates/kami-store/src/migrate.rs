@@ -120,6 +120,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/postgres/0018_catalog_media_users.sql"),
     },
     Migration {
+        version: 21,
+        name: "alerts",
+        sqlite: include_str!("migrations/sqlite/0021_alerts.sql"),
+        postgres: include_str!("migrations/postgres/0021_alerts.sql"),
+    },
+    Migration {
         version: 23,
         name: "fewer_order_indexes",
         sqlite: include_str!("migrations/sqlite/0023_fewer_order_indexes.sql"),

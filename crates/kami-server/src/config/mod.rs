@@ -14,6 +14,7 @@
 //! Error messages name the file, key or environment variable involved and never contain
 //! secret values.
 
+mod alerts;
 mod channels;
 mod console;
 mod database;
@@ -36,6 +37,10 @@ use std::path::{Path, PathBuf};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
+pub use alerts::{
+    event_names, AlertSink, AlertTarget, AlertingConfig, FieldError, TargetFields,
+    TELEGRAM_API_BASE,
+};
 pub use channels::{ChannelConfig, MAX_WEIGHT};
 pub use console::ConsoleConfig;
 pub use database::DatabaseConfig;
@@ -78,6 +83,10 @@ pub struct Config {
     pub security: SecurityConfig,
     /// `[console]`: the seller console's sessions and sign-in lock.
     pub console: ConsoleConfig,
+    /// `[[alerts]]`: where alerts go (read-only in the console; stored targets are beside).
+    pub alerts: Vec<AlertTarget>,
+    /// `[alerting]`: thresholds and delivery timing.
+    pub alerting: AlertingConfig,
     /// Directory of the configuration file (absolute when loaded from a file); relative
     /// `*_file` paths resolve against it, against the current directory when there is no
     /// file. The `*_file` paths in [`ChannelConfig`] are already resolved.
@@ -98,6 +107,8 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             security: SecurityConfig::default(),
             console: ConsoleConfig::default(),
+            alerts: Vec::new(),
+            alerting: AlertingConfig::default(),
             base_dir: PathBuf::from("."),
         }
     }
@@ -283,6 +294,8 @@ fn load_text(
         .transpose()?;
     let channels = channels::build_channels(&origins, &base_dir, &mut warnings)?;
     let security = security::check_security(raw.security, &base_dir, &origins)?;
+    alerts::check_alerting(&raw.alerting, &origins)?;
+    let alerts = alerts::build_alerts(raw.alerts, &base_dir, &origins)?;
     Ok(Loaded {
         config: Config {
             server: raw.server,
@@ -296,6 +309,8 @@ fn load_text(
             metrics,
             security,
             console: raw.console,
+            alerts,
+            alerting: raw.alerting,
             base_dir,
         },
         warnings,
@@ -317,6 +332,8 @@ struct RawConfig {
     metrics: metrics::RawMetrics,
     security: SecurityConfig,
     console: ConsoleConfig,
+    alerts: Vec<alerts::RawAlert>,
+    alerting: AlertingConfig,
 }
 
 /// A deserialization failure at `prefix` + its path as a [`ConfigError::Type`].

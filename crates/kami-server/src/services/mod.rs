@@ -4,6 +4,9 @@
 //! decision atomic; the HTTP layer only translates requests and [`ServiceError`]s.
 
 pub mod admin_users;
+pub mod alert_admin;
+pub mod alert_checks;
+pub mod alerts;
 pub mod audit_log;
 pub mod card_stock;
 pub mod categories;

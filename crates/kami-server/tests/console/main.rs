@@ -7,6 +7,7 @@
 mod support;
 
 mod admins;
+mod alerts;
 mod cards;
 mod catalog;
 mod channels;

@@ -3,6 +3,7 @@
 //! `kami-testkit`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod alerts;
 mod api_errors;
 mod channel_ops;
 mod channels;

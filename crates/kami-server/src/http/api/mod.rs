@@ -4,6 +4,7 @@ mod admin;
 mod admin_audit;
 mod admin_orders;
 mod admin_users;
+mod alerts;
 mod buyer;
 mod catalog;
 mod channels;
@@ -147,6 +148,20 @@ pub fn routes() -> Router<Arc<AppState>> {
                 .delete(channels::delete),
         )
         .route("/api/v1/admin/channels/{id}/test", post(channels::test))
+        // Alerts (issue 11 part 3).
+        .route(
+            "/api/v1/admin/alerts/targets",
+            get(alerts::list).post(alerts::create),
+        )
+        .route(
+            "/api/v1/admin/alerts/targets/{id}",
+            get(alerts::get)
+                .patch(alerts::update)
+                .delete(alerts::delete),
+        )
+        .route("/api/v1/admin/alerts/targets/{id}/test", post(alerts::test))
+        .route("/api/v1/admin/alerts/conditions", get(alerts::conditions))
+        .route("/api/v1/admin/alerts/deliveries", get(alerts::deliveries))
         // Settings (issue 10 part 8).
         .route(
             "/api/v1/admin/settings",

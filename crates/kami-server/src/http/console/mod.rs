@@ -3,6 +3,7 @@
 //! confirmations, no SPA. Sign-in and sessions are `services::console`; this module only
 //! guards (session cookie, CSRF token, cross-site checks) and renders.
 
+mod alerts;
 mod audit;
 mod cards;
 mod channels;
@@ -138,6 +139,12 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/admin/settings", get(settings::page).post(settings::save))
         .route("/admin/settings/reset", post(settings::reset))
         .route("/admin/settings/test-mail", post(settings::test_mail))
+        // Alerts (issue 11 part 3).
+        .route("/admin/alerts", get(alerts::page))
+        .route("/admin/alerts/targets", post(alerts::create))
+        .route("/admin/alerts/targets/{id}", post(alerts::save))
+        .route("/admin/alerts/targets/{id}/delete", post(alerts::delete))
+        .route("/admin/alerts/targets/{id}/test", post(alerts::test))
 }
 
 /// A navigation entry: only pages that exist are listed.
@@ -178,6 +185,10 @@ const NAV: &[Nav] = &[
     Nav {
         key: "channels",
         href: "/admin/channels",
+    },
+    Nav {
+        key: "alerts",
+        href: "/admin/alerts",
     },
     Nav {
         key: "settings",
