@@ -119,6 +119,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0018_catalog_media_users.sql"),
         postgres: include_str!("migrations/postgres/0018_catalog_media_users.sql"),
     },
+    Migration {
+        version: 20,
+        name: "reconciliation",
+        sqlite: include_str!("migrations/sqlite/0020_reconciliation.sql"),
+        postgres: include_str!("migrations/postgres/0020_reconciliation.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kami_migrations \
