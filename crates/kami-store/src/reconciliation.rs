@@ -851,22 +851,15 @@ impl Store {
             .await
     }
 
-    /// The holder finished job `name`'s run for `key` (`done`), or gives it up to be retried.
-    pub async fn release_job(&self, name: &str, key: &str, holder: &str, done: bool) -> Result<()> {
+    /// The holder finished job `name`'s run for `key`: no one claims that key again.
+    pub async fn finish_job(&self, name: &str, key: &str, holder: &str) -> Result<()> {
         let (n, k, h) = (name.to_owned(), key.to_owned(), holder.to_owned());
         self.write(move |tx| {
-            if done {
-                tx.exec(
-                    "UPDATE job_leases SET lease_until = NULL, done_key = $2 \
-                     WHERE name = $1 AND holder = $3",
-                    params![n.as_str(), k.as_str(), h.as_str()],
-                )?;
-            } else {
-                tx.exec(
-                    "UPDATE job_leases SET lease_until = NULL WHERE name = $1 AND holder = $2",
-                    params![n.as_str(), h.as_str()],
-                )?;
-            }
+            tx.exec(
+                "UPDATE job_leases SET lease_until = NULL, done_key = $2 \
+                 WHERE name = $1 AND holder = $3",
+                params![n.as_str(), k.as_str(), h.as_str()],
+            )?;
             Ok(())
         })
         .await
