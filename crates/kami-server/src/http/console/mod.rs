@@ -22,6 +22,7 @@ mod orders;
 mod product_media;
 mod product_new;
 mod products;
+mod reconciliations;
 #[allow(clippy::result_large_err)]
 mod security;
 mod upload;
@@ -138,6 +139,16 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/admin/settings", get(settings::page).post(settings::save))
         .route("/admin/settings/reset", post(settings::reset))
         .route("/admin/settings/test-mail", post(settings::test_mail))
+        // Reconciliation (issue 11 part 4).
+        .route(
+            "/admin/reconciliations",
+            get(reconciliations::list).post(reconciliations::run),
+        )
+        .route("/admin/reconciliations/{id}", get(reconciliations::page))
+        .route(
+            "/admin/reconciliations/{id}/items/{item}/handle",
+            post(reconciliations::handle),
+        )
 }
 
 /// A navigation entry: only pages that exist are listed.
@@ -178,6 +189,10 @@ const NAV: &[Nav] = &[
     Nav {
         key: "channels",
         href: "/admin/channels",
+    },
+    Nav {
+        key: "reconciliations",
+        href: "/admin/reconciliations",
     },
     Nav {
         key: "settings",
