@@ -411,6 +411,33 @@ fn finish(tx: &mut dyn Tx, id: i64, f: &Finish, now: Millis) -> Result<Reconcili
     let had_mismatches = b.get::<i64>("mismatches")? > 0;
     let mut items = f.items.clone();
     items.extend(settle_pool(tx, &channel, &day, f)?);
+    // A trade an earlier run recovered is paid now and matches the bill, so this run finds
+    // nothing about it; the recovery stays part of the day's result.
+    for r in tx.query(
+        "SELECT kind, trade_no, refund_no, gateway_trade_no, order_no, kami_amount, kami_currency, \
+         bill_amount, bill_currency, detail FROM reconciliation_items \
+         WHERE batch_id = $1 AND kind = 'recovered' ORDER BY id",
+        params![id],
+    )? {
+        let trade_no: String = r.get("trade_no")?;
+        if items.iter().any(|i| i.trade_no == trade_no) {
+            continue;
+        }
+        let money = |a: &str, c: &str| -> Result<Option<Money>> {
+            match r.get::<Option<i64>>(a)? {
+                Some(_) => r.money(a, c).map(Some),
+                None => Ok(None),
+            }
+        };
+        items.push(NewItem {
+            gateway_trade_no: r.get("gateway_trade_no")?,
+            order_no: r.get("order_no")?,
+            kami: money("kami_amount", "kami_currency")?,
+            bill: money("bill_amount", "bill_currency")?,
+            detail: r.get("detail")?,
+            ..NewItem::new(ItemKind::Recovered, &trade_no)
+        });
+    }
 
     // The seller's notes survive a re-run for the same finding.
     type Key = (String, String, String);

@@ -21,3 +21,4 @@ mod stored_channels;
 mod tampering;
 // Settings (issue 10 part 8).
 mod settings;
+mod reconciliation;

@@ -25,6 +25,8 @@ pub(super) struct ApiFaults {
     fail_bills: bool,
     /// Trade queries answer 503.
     pub(super) fail_queries: bool,
+    /// Trades the bills leave out (a gateway's bill that lost them, or corrected them away).
+    hidden: std::collections::HashSet<String>,
 }
 
 /// The Beijing date of a unix-ms instant.
@@ -52,6 +54,16 @@ impl SandboxSim {
     /// Trade queries fail (HTTP 503, unsigned) while set.
     pub fn set_query_failure(&self, fail: bool) {
         self.faults().fail_queries = fail;
+    }
+
+    /// Leave `trade_no` out of every bill (its payment and refunds) while `hidden`.
+    pub fn hide_from_bill(&self, trade_no: &str, hidden: bool) {
+        let mut f = self.faults();
+        if hidden {
+            f.hidden.insert(trade_no.to_owned());
+        } else {
+            f.hidden.remove(trade_no);
+        }
     }
 
     /// A refund made in the merchant portal (no refund number of the merchant's): the money
@@ -115,11 +127,12 @@ impl SandboxSim {
     /// The bill's rows for `day`: payments by pay time, refunds by refund time, in trade
     /// number order (what the gateway recorded; kami's view plays no part).
     fn bill_rows(&self, day: BillDay) -> Vec<BillRow> {
+        let hidden = self.faults().hidden.clone();
         let trades = self.lock();
         let mut names: Vec<&String> = trades.keys().collect();
         names.sort();
         let mut rows = Vec::new();
-        for name in names {
+        for name in names.into_iter().filter(|n| !hidden.contains(*n)) {
             let Some(t) = trades.get(name) else { continue };
             let Some(p) = &t.payment else { continue };
             if beijing_day(p.paid_at) == Some(day) {
