@@ -194,6 +194,8 @@ pub struct ReconPayment {
     pub status: PaymentStatus,
     pub order_no: OrderNo,
     pub paid_at: Option<Millis>,
+    /// The bill day whose bill first listed it.
+    pub billed_day: Option<String>,
 }
 
 /// A refund kami made, as reconciliation compares it.
@@ -363,15 +365,18 @@ fn settle_pool(tx: &mut dyn Tx, channel: &str, day: &str, f: &Finish) -> Result<
     }
     let listed: HashSet<&str> = f.listed.iter().map(String::as_str).collect();
     let open = tx.query(
-        "SELECT trade_no, first_day, order_no, amount, currency, gateway_trade_no \
-         FROM reconciliation_carry_over \
-         WHERE channel_id = $1 AND resolved_day IS NULL AND first_day < $2 ORDER BY first_day, trade_no",
+        "SELECT c.trade_no, c.first_day, c.order_no, c.amount, c.currency, c.gateway_trade_no, \
+           p.billed_day FROM reconciliation_carry_over c \
+         LEFT JOIN payments p ON p.channel_id = c.channel_id AND p.trade_no = c.trade_no \
+         WHERE c.channel_id = $1 AND c.resolved_day IS NULL AND c.first_day < $2 \
+         ORDER BY c.first_day, c.trade_no",
         params![channel, day],
     )?;
     for r in open {
         let trade_no: String = r.get("trade_no")?;
         let first_day: String = r.get("first_day")?;
-        let resolution = if listed.contains(trade_no.as_str()) {
+        let billed = r.get::<Option<String>>("billed_day")?.is_some();
+        let resolution = if billed || listed.contains(trade_no.as_str()) {
             "matched"
         } else if first_day.as_str() <= missing_from.as_str() {
             items.push(NewItem {
@@ -409,6 +414,14 @@ fn finish(tx: &mut dyn Tx, id: i64, f: &Finish, now: Millis) -> Result<Reconcili
     }
     let (channel, day): (String, String) = (b.get("channel_id")?, b.get("bill_day")?);
     let had_mismatches = b.get::<i64>("mismatches")? > 0;
+    // The bill listed these: remember the first day one did (see `billed_day`).
+    for t in &f.listed {
+        tx.exec(
+            "UPDATE payments SET billed_day = $3 \
+             WHERE channel_id = $1 AND trade_no = $2 AND billed_day IS NULL",
+            params![channel.as_str(), t.as_str(), day.as_str()],
+        )?;
+    }
     let mut items = f.items.clone();
     items.extend(settle_pool(tx, &channel, &day, f)?);
     // A trade an earlier run recovered is paid now and matches the bill, so this run finds
@@ -541,6 +554,7 @@ fn payment_from_row(r: &Row) -> Result<ReconPayment> {
         status: r.get("status")?,
         order_no: r.get("order_no")?,
         paid_at: r.get("paid_at")?,
+        billed_day: r.get("billed_day")?,
     })
 }
 
@@ -742,7 +756,7 @@ impl Store {
         self.read(move |tx| {
             tx.query(
                 "SELECT p.trade_no, p.gateway_trade_no, p.amount, p.currency, p.status, \
-                 p.paid_at, o.order_no FROM payments p JOIN orders o ON o.id = p.order_id \
+                 p.paid_at, p.billed_day, o.order_no FROM payments p JOIN orders o ON o.id = p.order_id \
                  WHERE p.channel_id = $1 AND p.paid_at >= $2 AND p.paid_at < $3 ORDER BY p.id",
                 params![c.as_str(), from, to],
             )?
@@ -764,7 +778,7 @@ impl Store {
         self.read(move |tx| {
             tx.query(
                 "SELECT p.trade_no, p.gateway_trade_no, p.amount, p.currency, p.status, \
-                 p.paid_at, o.order_no FROM payments p JOIN orders o ON o.id = p.order_id \
+                 p.paid_at, p.billed_day, o.order_no FROM payments p JOIN orders o ON o.id = p.order_id \
                  WHERE p.channel_id = $1 AND ((p.created_at >= $2 AND p.created_at < $3) \
                    OR (p.paid_at >= $2 AND p.paid_at < $3)) ORDER BY p.id",
                 params![c.as_str(), from, to],
@@ -788,7 +802,7 @@ impl Store {
             for t in &trade_nos {
                 if let Some(r) = tx.query_opt(
                     "SELECT p.trade_no, p.gateway_trade_no, p.amount, p.currency, p.status, \
-                     p.paid_at, o.order_no FROM payments p JOIN orders o ON o.id = p.order_id \
+                     p.paid_at, p.billed_day, o.order_no FROM payments p JOIN orders o ON o.id = p.order_id \
                      WHERE p.channel_id = $1 AND p.trade_no = $2",
                     params![c.as_str(), t.as_str()],
                 )? {

@@ -131,7 +131,7 @@ fn clip(s: &str) -> String {
 
 /// `YYYY-MM-DD` of a date.
 pub fn format_day(day: BillDay) -> String {
-    kami_pay::sandbox::bill::format_day(day)
+    super::reconciliation_match::format_day(day)
 }
 
 /// Today in Beijing time at `now_ms`.

@@ -32,6 +32,16 @@ pub fn day_window(day: BillDay) -> (Millis, Millis) {
     (from, from + 86_400_000)
 }
 
+/// `YYYY-MM-DD` of a bill day.
+pub fn format_day(day: BillDay) -> String {
+    format!(
+        "{:04}-{:02}-{:02}",
+        day.year(),
+        u8::from(day.month()),
+        day.day()
+    )
+}
+
 fn item_for(kind: ItemKind, p: &ReconPayment) -> NewItem {
     NewItem {
         order_no: Some(p.order_no.as_str().to_owned()),
@@ -162,9 +172,12 @@ pub async fn match_bill(
     // Pass 1: kami as the base.
     let ours = store.paid_payments_between(channel_id, from, to).await?;
     let seen: HashSet<&str> = ours.iter().map(|p| p.trade_no.as_str()).collect();
+    let day = format_day(bill.day);
     for p in &ours {
         match paid_rows.get(p.trade_no.as_str()) {
             Some(r) => compare(p, r.amount, &r.gateway_trade_no, &mut items),
+            // Listed on an earlier day's bill (kami heard of it after midnight): not missing.
+            None if p.billed_day.as_deref().is_some_and(|d| d != day) => {}
             None => carry.push(CarryIn {
                 trade_no: p.trade_no.clone(),
                 order_no: p.order_no.as_str().to_owned(),

@@ -72,7 +72,11 @@ CREATE TABLE job_leases (
 );
 INSERT INTO job_leases (name) VALUES ('reconciliation');
 
--- A bill day's payments and refunds of one channel, read by every reconciliation.
+-- A bill day's payments of one channel, read by every reconciliation (its refunds use
+-- refunds_settled of 0014).
 CREATE INDEX payments_channel_paid ON payments (channel_id, paid_at) WHERE paid_at IS NOT NULL;
 CREATE INDEX payments_channel_created ON payments (channel_id, created_at);
-CREATE INDEX refunds_settled ON refunds (settled_at) WHERE settled_at IS NOT NULL;
+
+-- The bill day whose bill first listed the payment: a payment kami recorded paid on a later
+-- day (a notification or a recovery after midnight) is then not "missing" from that day's bill.
+ALTER TABLE payments ADD COLUMN billed_day TEXT;
