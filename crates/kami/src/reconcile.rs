@@ -28,11 +28,7 @@ pub async fn run(
         println!("{}", r.summary());
     }
     let failed = reports.iter().filter(|r| r.failed()).count();
-    let json = serde_json::json!({
-        "date": reconciliation::format_day(day),
-        "reconciliations": reports.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
-    });
-    println!("{json}");
+    println!("{}", reconciliation::reports_json(day, &reports));
     if failed > 0 {
         bail!("{failed} reconciliation(s) failed; run it again once the bill can be had");
     }

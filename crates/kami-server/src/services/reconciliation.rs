@@ -74,6 +74,14 @@ impl Report {
     }
 }
 
+/// Several runs of one day: `{"date", "reconciliations": [report, ...]}` (the CLI's report).
+pub fn reports_json(day: BillDay, reports: &[Report]) -> Value {
+    json!({
+        "date": format_day(day),
+        "reconciliations": reports.iter().map(Report::to_json).collect::<Vec<_>>(),
+    })
+}
+
 pub fn batch_json(b: &ReconciliationBatch) -> Value {
     json!({
         "id": b.id,
