@@ -462,7 +462,11 @@ fn finish(tx: &mut dyn Tx, id: i64, f: &Finish, now: Millis) -> Result<Reconcili
     )? {
         handled.insert(
             (r.get("kind")?, r.get("trade_no")?, r.get("refund_no")?),
-            (r.get("handled_at")?, r.get("handled_by")?, r.get("handled_note")?),
+            (
+                r.get("handled_at")?,
+                r.get("handled_by")?,
+                r.get("handled_note")?,
+            ),
         );
     }
     tx.exec(

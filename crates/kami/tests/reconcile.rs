@@ -48,7 +48,13 @@ async fn cli_reconciles_and_reports(backend: Backend) {
     .unwrap();
     let config = config.to_str().unwrap();
     let args = [
-        "reconcile", "--channel", "sandbox", "--date", "2026-12-01", "--config", config,
+        "reconcile",
+        "--channel",
+        "sandbox",
+        "--date",
+        "2026-12-01",
+        "--config",
+        config,
     ];
     let out = process::output(bin(), &args, dir.path(), process::STEP).await;
     assert!(out.status.success(), "{}\n{}", out.stdout, out.stderr);
@@ -61,7 +67,10 @@ async fn cli_reconciles_and_reports(backend: Backend) {
     let report: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
     assert_eq!(report["date"], "2026-12-01");
     let batch = &report["reconciliations"][0];
-    assert_eq!((batch["status"].as_str(), batch["actor"].as_str()), (Some("succeeded"), Some("cli")));
+    assert_eq!(
+        (batch["status"].as_str(), batch["actor"].as_str()),
+        (Some("succeeded"), Some("cli"))
+    );
     assert_eq!(batch["items"][0]["kind"], "recovered");
     assert_eq!(batch["items"][0]["order_no"], no.as_str());
     assert_eq!(app.admin_order(&no).await["status"], "delivered");
@@ -72,7 +81,11 @@ async fn cli_reconciles_and_reports(backend: Backend) {
     assert!(!out.status.success(), "{}", out.stdout);
     let report: Value = serde_json::from_str(out.stdout.lines().last().unwrap()).unwrap();
     assert_eq!(report["reconciliations"][0]["status"], "failed", "{report}");
-    assert!(out.stderr.contains("reconciliation(s) failed"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("reconciliation(s) failed"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(app.stock("cli-rc").await, 1, "nothing sold twice");
 }
 both_backends!(cli_reconciles_and_reports);

@@ -203,7 +203,9 @@ mod tests {
     #[test]
     fn a_rendered_bill_parses_back() {
         let text = render(day(), &rows(), Bill::totals_of(&rows()));
-        assert!(text.ends_with("# totals,payments=1,paid_minor=1230,refunds=1,refunded_minor=100\n"));
+        assert!(
+            text.ends_with("# totals,payments=1,paid_minor=1230,refunds=1,refunded_minor=100\n")
+        );
         let bill = parse(day(), text.as_bytes()).unwrap();
         assert_eq!(bill.rows, rows());
         assert_eq!(bill.totals.paid_minor, 1230);

@@ -78,8 +78,8 @@ use crate::common::ack::plain_text_ack;
 use crate::common::form::{clip, required};
 use crate::common::text::owned;
 use crate::{
-    Ack, AckResponse, Bill, BillDay, CreatePayment, NotifyVerdict, PayError, PaymentAction, PaymentChannel,
-    RawNotification, RefundOutcome, RefundRequest, TradeState,
+    Ack, AckResponse, Bill, BillDay, CreatePayment, NotifyVerdict, PayError, PaymentAction,
+    PaymentChannel, RawNotification, RefundOutcome, RefundRequest, TradeState,
 };
 
 pub use crate::common::form::{field, parse_form, MAX_FORM_BYTES, MAX_FORM_FIELDS};

@@ -15,11 +15,7 @@ const TICK: Duration = Duration::from_secs(60);
 
 pub fn spawn(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
     // Names this process in the lease row (who holds the day's run).
-    let holder = format!(
-        "pid{}-{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    );
+    let holder = format!("pid{}-{:08x}", std::process::id(), rand::random::<u32>());
     tokio::spawn(async move {
         if !state.config.reconciliation.enabled {
             return;

@@ -322,13 +322,7 @@ pub async fn channels_for(state: &AppState, day: BillDay) -> ServiceResult<Vec<S
     let mut out = Vec::new();
     for e in state.channels.entries() {
         let id = e.id().as_str().to_owned();
-        if e.enabled
-            || !state
-                .store
-                .payments_of_day(&id, from, to)
-                .await?
-                .is_empty()
-        {
+        if e.enabled || !state.store.payments_of_day(&id, from, to).await?.is_empty() {
             out.push(id);
         }
     }

@@ -13,10 +13,10 @@
 use std::collections::{HashMap, HashSet};
 
 use kami_core::{Millis, Money};
-use kami_pay::{Bill, BillDay, BillEntry, BillRow, PaymentChannel, PaymentConfirmation, TradeState};
-use kami_store::{
-    BatchTotals, CarryIn, Finish, ItemKind, NewItem, NotifyOutcome, ReconPayment,
+use kami_pay::{
+    Bill, BillDay, BillEntry, BillRow, PaymentChannel, PaymentConfirmation, TradeState,
 };
+use kami_store::{BatchTotals, CarryIn, Finish, ItemKind, NewItem, NotifyOutcome, ReconPayment};
 
 use super::payments::apply_confirmation;
 use super::ServiceResult;
@@ -271,7 +271,9 @@ async fn refunds(
         .refunds_for_reconciliation(channel_id, 0, 0, numbers)
         .await?;
     for (r, number) in &bill_refunds {
-        let order_no = known.get(&r.trade_no).map(|p| p.order_no.as_str().to_owned());
+        let order_no = known
+            .get(&r.trade_no)
+            .map(|p| p.order_no.as_str().to_owned());
         let base = NewItem {
             refund_no: (*number).to_owned(),
             gateway_trade_no: Some(r.gateway_trade_no.clone()),
@@ -279,7 +281,10 @@ async fn refunds(
             bill: Some(r.amount),
             ..NewItem::new(ItemKind::RefundUnknownLocally, &r.trade_no)
         };
-        match by_number.iter().find(|l| !number.is_empty() && l.refund_no == *number) {
+        match by_number
+            .iter()
+            .find(|l| !number.is_empty() && l.refund_no == *number)
+        {
             None => items.push(NewItem {
                 detail: if number.is_empty() {
                     "refunded at the channel without kami (merchant portal?)".into()

@@ -17,31 +17,54 @@ async fn reconciliation_pages(backend: Backend) {
     let (s, body) = app.pay_with(&o, "drop").await;
     assert_eq!(s, 200, "{body}");
     let today = kami_server::services::reconciliation::format_day(
-        kami_server::services::reconciliation::beijing_today(kami_core::clock::Clock::now_ms(&*clock)),
+        kami_server::services::reconciliation::beijing_today(kami_core::clock::Clock::now_ms(
+            &*clock,
+        )),
     );
 
     let mut b = Browser::signed_in(&app).await;
     let p = b.get("/admin/reconciliations?lang=en").await;
     assert_eq!(p.status, 200, "{}", p.body);
-    assert!(p.body.contains("data-testid=\"nav-reconciliations\""), "{}", p.body);
+    assert!(
+        p.body.contains("data-testid=\"nav-reconciliations\""),
+        "{}",
+        p.body
+    );
     assert!(p.body.contains("data-testid=\"reconciliations-empty\""));
     let zh = b.get("/admin/reconciliations?lang=zh-CN").await;
-    assert!(zh.body.contains("对账") && zh.body.contains("立即对账"), "{}", zh.body);
+    assert!(
+        zh.body.contains("对账") && zh.body.contains("立即对账"),
+        "{}",
+        zh.body
+    );
     let token = p.csrf();
 
     let refused = b
         .post(
             "/admin/reconciliations",
-            &[("csrf", &token), ("channel", "sandbox"), ("date", "2026-13-01")],
+            &[
+                ("csrf", &token),
+                ("channel", "sandbox"),
+                ("date", "2026-13-01"),
+            ],
         )
         .await;
     assert_eq!(refused.status, 422, "{}", refused.body);
-    assert!(refused.body.contains("data-testid=\"reconciliation-error\""));
+    assert!(refused
+        .body
+        .contains("data-testid=\"reconciliation-error\""));
     let forged = b
-        .post("/admin/reconciliations", &[("channel", "sandbox"), ("date", &today)])
+        .post(
+            "/admin/reconciliations",
+            &[("channel", "sandbox"), ("date", &today)],
+        )
         .await;
     assert_eq!(forged.status, 403);
-    assert_eq!(app.admin_order(no).await["status"], "pending", "nothing ran");
+    assert_eq!(
+        app.admin_order(no).await["status"],
+        "pending",
+        "nothing ran"
+    );
 
     let ran = b
         .post(
@@ -56,7 +79,11 @@ async fn reconciliation_pages(backend: Backend) {
     let page = b.get(&format!("{at}?lang=en")).await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains("Recovered"), "{}", page.body);
-    assert!(page.body.contains(&format!("href=\"/admin/orders/{no}\"")), "{}", page.body);
+    assert!(
+        page.body.contains(&format!("href=\"/admin/orders/{no}\"")),
+        "{}",
+        page.body
+    );
     let item = page
         .body
         .split("data-testid=\"handle-")
@@ -72,13 +99,22 @@ async fn reconciliation_pages(backend: Backend) {
         .await;
     assert_eq!((handled.status, handled.location()), (303, at.as_str()));
     let page = b.get(&format!("{at}?lang=en")).await;
-    assert!(page.body.contains(&format!("data-testid=\"handled-{item}\"")), "{}", page.body);
+    assert!(
+        page.body
+            .contains(&format!("data-testid=\"handled-{item}\"")),
+        "{}",
+        page.body
+    );
     assert!(page.body.contains("checked with the buyer"));
     let rows = audit(&app, "reconciliation.handle").await;
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].entry.actor, format!("user:{USER}"));
     let listed = b.get("/admin/reconciliations?lang=en").await;
-    assert!(listed.body.contains(&today) && listed.body.contains("console:owner"), "{}", listed.body);
+    assert!(
+        listed.body.contains(&today) && listed.body.contains("console:owner"),
+        "{}",
+        listed.body
+    );
     assert_eq!(b.get("/admin/reconciliations/999999").await.status, 404);
 }
 both_backends!(reconciliation_pages);

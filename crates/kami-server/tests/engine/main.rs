@@ -20,5 +20,5 @@ mod stats;
 mod stored_channels;
 mod tampering;
 // Settings (issue 10 part 8).
-mod settings;
 mod reconciliation;
+mod settings;

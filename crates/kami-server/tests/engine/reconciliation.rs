@@ -215,7 +215,10 @@ async fn recovered_exactly_once<G: Gateway>(app: &TestApp, gw: &G) {
     assert_eq!(r["source"], if gw.has_bill() { "bill" } else { "query" });
     let rec = items(&r, "recovered");
     assert_eq!(rec.len(), 1, "{r}");
-    assert_eq!((&rec[0]["trade_no"], &rec[0]["order_no"]), (&o["order_no"], &o["order_no"]));
+    assert_eq!(
+        (&rec[0]["trade_no"], &rec[0]["order_no"]),
+        (&o["order_no"], &o["order_no"])
+    );
     assert_eq!(rec[0]["bill_amount"], 1000);
     assert_eq!(r["mismatches"], 0, "{r}");
     let order = app.admin_order(no).await;
@@ -228,7 +231,11 @@ async fn recovered_exactly_once<G: Gateway>(app: &TestApp, gw: &G) {
     assert_eq!(again["id"], r["id"], "a day has one batch");
     assert_eq!(again["runs"], 2);
     assert_eq!(findings(&again), findings(&r));
-    assert_eq!(cards(&app.admin_order(no).await), keys, "the same key, once");
+    assert_eq!(
+        cards(&app.admin_order(no).await),
+        keys,
+        "the same key, once"
+    );
     assert_eq!(app.stock(slug).await, 1, "nothing more sold");
     let delivered = format!(
         "SELECT COUNT(*) FROM payment_events WHERE trade_no = '{no}' \
@@ -241,7 +248,11 @@ async fn recovered_exactly_once<G: Gateway>(app: &TestApp, gw: &G) {
             gw.channel()
         ))
         .await;
-    assert_eq!(listed["reconciliations"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(
+        listed["reconciliations"].as_array().unwrap().len(),
+        1,
+        "{listed}"
+    );
 }
 
 /// The bill says the trade was paid another sum: the unpaid order becomes an exception (its
@@ -258,11 +269,17 @@ async fn other_amount_is_an_exception<G: Gateway>(app: &TestApp, gw: &G) {
     let r = reconcile(app, gw.channel(), DAY).await;
     let m = items(&r, "amount_mismatch");
     assert_eq!(m.len(), 1, "{r}");
-    assert_eq!((&m[0]["kami_amount"], &m[0]["bill_amount"]), (&json!(1000), &json!(999)));
+    assert_eq!(
+        (&m[0]["kami_amount"], &m[0]["bill_amount"]),
+        (&json!(1000), &json!(999))
+    );
     assert_eq!(r["mismatches"], 1);
     let order = app.admin_order(no).await;
     assert_eq!(order["status"], "exception", "{order}");
-    assert!(order["cards"].as_array().is_none_or(Vec::is_empty), "{order}");
+    assert!(
+        order["cards"].as_array().is_none_or(Vec::is_empty),
+        "{order}"
+    );
     assert_eq!(app.stock(slug).await, 2, "the held key went back");
     let subject = format!("{}/{DAY}", gw.channel());
     assert_eq!(signals(app, &subject, true).await, 1);
@@ -292,14 +309,22 @@ async fn bad_bill_fails_the_batch<G: Gateway>(app: &TestApp, gw: &G) {
     let r = reconcile(app, gw.channel(), DAY).await;
     assert_eq!(r["status"], "failed", "{r}");
     assert!(r["error"].as_str().unwrap().contains("SYSTEM_BUSY"), "{r}");
-    assert_eq!(app.admin_order(no).await["status"], "pending", "nothing applied");
+    assert_eq!(
+        app.admin_order(no).await["status"],
+        "pending",
+        "nothing applied"
+    );
     let events = format!("SELECT COUNT(*) FROM payment_events WHERE trade_no = '{no}'");
     assert_eq!(count(app, &events).await, 0);
     assert_eq!(app.stock(slug).await, 1, "the key is still only held");
 
     gw.fail_bills(false);
     let r = reconcile(app, gw.channel(), DAY).await;
-    assert_eq!((r["status"].as_str(), r["runs"].as_i64()), (Some("succeeded"), Some(3)), "{r}");
+    assert_eq!(
+        (r["status"].as_str(), r["runs"].as_i64()),
+        (Some("succeeded"), Some(3)),
+        "{r}"
+    );
     assert_eq!(items(&r, "recovered").len(), 1, "{r}");
     assert_eq!(app.admin_order(no).await["status"], "delivered");
 }
@@ -319,12 +344,21 @@ async fn portal_refund_and_unknown_trade<G: Gateway>(app: &TestApp, gw: &G) {
     let r = reconcile(app, gw.channel(), DAY).await;
     let refunds = items(&r, "refund_unknown_locally");
     assert_eq!(refunds.len(), 1, "{r}");
-    assert_eq!((&refunds[0]["order_no"], &refunds[0]["bill_amount"]), (&o["order_no"], &json!(300)));
+    assert_eq!(
+        (&refunds[0]["order_no"], &refunds[0]["bill_amount"]),
+        (&o["order_no"], &json!(300))
+    );
     let unknown = items(&r, "unknown_payment");
     assert_eq!(unknown.len(), 1, "{r}");
-    assert_eq!((&unknown[0]["trade_no"], &unknown[0]["bill_amount"]), (&json!("STRANGER-1"), &json!(500)));
+    assert_eq!(
+        (&unknown[0]["trade_no"], &unknown[0]["bill_amount"]),
+        (&json!("STRANGER-1"), &json!(500))
+    );
     assert_eq!(r["mismatches"], 2);
-    assert_eq!(r["counts"], json!({"refund_unknown_locally": 1, "unknown_payment": 1}));
+    assert_eq!(
+        r["counts"],
+        json!({"refund_unknown_locally": 1, "unknown_payment": 1})
+    );
     let subject = format!("{}/{DAY}", gw.channel());
     assert_eq!(signals(app, &subject, true).await, 1);
 
@@ -337,15 +371,31 @@ async fn portal_refund_and_unknown_trade<G: Gateway>(app: &TestApp, gw: &G) {
         )
         .await;
     assert_eq!(s, 200, "{v}");
-    assert_eq!((v["handled"].as_bool(), v["note"].as_str()), (Some(true), Some("another shop on this merchant account")));
+    assert_eq!(
+        (v["handled"].as_bool(), v["note"].as_str()),
+        (Some(true), Some("another shop on this merchant account"))
+    );
     let audited = "SELECT COUNT(*) FROM audit_log WHERE action = 'reconciliation.handle'";
     assert_eq!(count(app, audited).await, 1);
     let again = reconcile(app, gw.channel(), DAY).await;
-    assert_eq!(findings(&again), findings(&app.admin_get(&format!("/api/v1/admin/reconciliations/{id}")).await));
+    assert_eq!(
+        findings(&again),
+        findings(
+            &app.admin_get(&format!("/api/v1/admin/reconciliations/{id}"))
+                .await
+        )
+    );
     let kept = items(&again, "unknown_payment");
-    assert_eq!(kept[0]["note"], "another shop on this merchant account", "{again}");
+    assert_eq!(
+        kept[0]["note"], "another shop on this merchant account",
+        "{again}"
+    );
     assert_eq!(signals(app, &subject, true).await, 2);
-    assert_eq!(app.admin_order(no).await["status"], "delivered", "nothing changed in kami");
+    assert_eq!(
+        app.admin_order(no).await["status"],
+        "delivered",
+        "nothing changed in kami"
+    );
 
     // The gateway corrects its bill: no differences left, the condition is resolved.
     gw.hide_from_bill("STRANGER-1", true);
@@ -357,11 +407,7 @@ async fn portal_refund_and_unknown_trade<G: Gateway>(app: &TestApp, gw: &G) {
 
 /// kami holds a trade paid that the bill does not list: carried over on its day, quiet the
 /// next two days, reported "missing at channel" on the third (and only once over a re-run).
-async fn missing_is_carried_then_reported<G: Gateway>(
-    app: &TestApp,
-    gw: &G,
-    clock: &ManualClock,
-) {
+async fn missing_is_carried_then_reported<G: Gateway>(app: &TestApp, gw: &G, clock: &ManualClock) {
     let slug = "rc-carry";
     product(app, slug).await;
     let o = app.order_via(slug, gw.method(), "pc").await;
@@ -374,7 +420,10 @@ async fn missing_is_carried_then_reported<G: Gateway>(
     assert_eq!(carried.len(), 1, "{r}");
     assert_eq!(carried[0]["order_no"], o["order_no"]);
     assert_eq!(r["mismatches"], 0);
-    assert_eq!(signals(app, &format!("{}/{DAY}", gw.channel()), true).await, 0);
+    assert_eq!(
+        signals(app, &format!("{}/{DAY}", gw.channel()), true).await,
+        0
+    );
 
     clock.advance(3 * DAY_MS);
     for day in ["2026-12-02", "2026-12-03"] {
@@ -384,10 +433,16 @@ async fn missing_is_carried_then_reported<G: Gateway>(
     let r = reconcile(app, gw.channel(), "2026-12-04").await;
     let missing = items(&r, "missing_at_channel");
     assert_eq!(missing.len(), 1, "{r}");
-    assert_eq!((&missing[0]["order_no"], &missing[0]["kami_amount"]), (&o["order_no"], &json!(1000)));
+    assert_eq!(
+        (&missing[0]["order_no"], &missing[0]["kami_amount"]),
+        (&o["order_no"], &json!(1000))
+    );
     let again = reconcile(app, gw.channel(), "2026-12-04").await;
     assert_eq!(findings(&again), findings(&r));
-    assert_eq!(signals(app, &format!("{}/2026-12-04", gw.channel()), true).await, 2);
+    assert_eq!(
+        signals(app, &format!("{}/2026-12-04", gw.channel()), true).await,
+        2
+    );
 }
 
 // -- the variants --------------------------------------------------------------------------
@@ -446,26 +501,66 @@ async fn get_status(app: &TestApp, path: &str) -> (u16, Value) {
 async fn refusals_change_nothing(backend: Backend) {
     let (app, _sims, _clock) = spawn(backend).await;
     for (body, status, code) in [
-        (json!({"channel": "nope", "date": DAY}), 404, "unknown_channel"),
-        (json!({"channel": "sandbox", "date": "2026-02-30"}), 422, "invalid_date"),
-        (json!({"channel": "sandbox", "date": "1 Dec"}), 422, "invalid_date"),
-        (json!({"channel": "sandbox", "date": "2026-12-02"}), 422, "future_date"),
+        (
+            json!({"channel": "nope", "date": DAY}),
+            404,
+            "unknown_channel",
+        ),
+        (
+            json!({"channel": "sandbox", "date": "2026-02-30"}),
+            422,
+            "invalid_date",
+        ),
+        (
+            json!({"channel": "sandbox", "date": "1 Dec"}),
+            422,
+            "invalid_date",
+        ),
+        (
+            json!({"channel": "sandbox", "date": "2026-12-02"}),
+            422,
+            "future_date",
+        ),
         (json!({"date": DAY}), 422, "invalid_request"),
     ] {
-        let (s, v) = app.admin_post("/api/v1/admin/reconciliations", body.clone()).await;
-        assert_eq!((s, v["error"]["code"].as_str()), (status, Some(code)), "{body}: {v}");
+        let (s, v) = app
+            .admin_post("/api/v1/admin/reconciliations", body.clone())
+            .await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {v}"
+        );
     }
     let (s, v) = get_status(&app, "/api/v1/admin/reconciliations?date=yesterday").await;
-    assert_eq!((s, v["error"]["code"].as_str()), (422, Some("invalid_date")), "{v}");
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (422, Some("invalid_date")),
+        "{v}"
+    );
     let (s, v) = get_status(&app, "/api/v1/admin/reconciliations/4242").await;
-    assert_eq!((s, v["error"]["code"].as_str()), (404, Some("reconciliation_not_found")), "{v}");
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (404, Some("reconciliation_not_found")),
+        "{v}"
+    );
     let (s, v) = app
-        .admin_post("/api/v1/admin/reconciliations/4242/items/1/handle", json!({"note": "x"}))
+        .admin_post(
+            "/api/v1/admin/reconciliations/4242/items/1/handle",
+            json!({"note": "x"}),
+        )
         .await;
-    assert_eq!((s, v["error"]["code"].as_str()), (404, Some("item_not_found")), "{v}");
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (404, Some("item_not_found")),
+        "{v}"
+    );
     let listed = app.admin_get("/api/v1/admin/reconciliations").await;
     assert_eq!(listed["reconciliations"], json!([]));
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM reconciliation_batches").await, 0);
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM reconciliation_batches").await,
+        0
+    );
     // Without a token, nothing.
     let r = app
         .http
@@ -483,7 +578,12 @@ async fn daily_job_runs_once_across_instances(backend: Backend) {
     let extra = "[reconciliation]\nenabled = false\nrun_at = \"00:00\"\n";
     let app = TestApp::spawn_with(backend, extra).await;
     let other = app.another_instance(extra).await;
-    let states = [app.state.clone(), other.state.clone(), app.state.clone(), other.state.clone()];
+    let states = [
+        app.state.clone(),
+        other.state.clone(),
+        app.state.clone(),
+        other.state.clone(),
+    ];
     let ticks: Vec<_> = states
         .into_iter()
         .enumerate()
@@ -509,9 +609,14 @@ async fn daily_job_runs_once_across_instances(backend: Backend) {
         .await;
     let batches = listed["reconciliations"].as_array().unwrap();
     assert_eq!(batches.len(), 1, "{listed}");
-    assert_eq!((batches[0]["runs"].as_i64(), batches[0]["actor"].as_str()), (Some(1), Some("job")));
+    assert_eq!(
+        (batches[0]["runs"].as_i64(), batches[0]["actor"].as_str()),
+        (Some(1), Some("job"))
+    );
     for s in [&app.state, &other.state] {
-        let later = kami_server::services::reconciliation::daily_tick(s, "late").await.unwrap();
+        let later = kami_server::services::reconciliation::daily_tick(s, "late")
+            .await
+            .unwrap();
         assert!(later.is_empty(), "the day is done");
     }
 }

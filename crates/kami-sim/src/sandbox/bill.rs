@@ -144,7 +144,11 @@ impl SandboxSim {
                     at_ms: Some(p.paid_at),
                 });
             }
-            for r in t.refund_log.iter().filter(|r| beijing_day(r.at) == Some(day)) {
+            for r in t
+                .refund_log
+                .iter()
+                .filter(|r| beijing_day(r.at) == Some(day))
+            {
                 rows.push(BillRow {
                     trade_no: name.clone(),
                     gateway_trade_no: p.gateway_trade_no.clone(),
@@ -161,7 +165,10 @@ impl SandboxSim {
 }
 
 /// `GET api/bill?date=YYYY-MM-DD&nonce&sign` → the day's signed bill.
-pub(super) async fn bill(State(sim): State<Arc<SandboxSim>>, RawQuery(query): RawQuery) -> Response {
+pub(super) async fn bill(
+    State(sim): State<Arc<SandboxSim>>,
+    RawQuery(query): RawQuery,
+) -> Response {
     let query = query.unwrap_or_default();
     let params = match sim.api_request(query.as_bytes(), &["date", "nonce"]) {
         Ok(p) => p,

@@ -99,8 +99,7 @@ pub async fn handle(
     AppJson(b): AppJson<HandleBody>,
 ) -> ApiResult<impl IntoResponse> {
     let (id, item) = (id_or_404(&id)?, id_or_404(&item)?);
-    let done =
-        reconciliation::handle_item(&state, id, item, &b.note, &actor(&admin, ip)).await?;
+    let done = reconciliation::handle_item(&state, id, item, &b.note, &actor(&admin, ip)).await?;
     Ok(Json(reconciliation::item_json(&done)))
 }
 

@@ -169,7 +169,13 @@ pub async fn page(State(state): St, Path(id): Path<String>, ctx: Ctx) -> Respons
         Err(resp) => return resp,
     };
     let Some(id) = batch_id(&id) else {
-        return super::message(&state, &ctx, Some(&admin), StatusCode::NOT_FOUND, "not_found");
+        return super::message(
+            &state,
+            &ctx,
+            Some(&admin),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        );
     };
     match reconciliation::get(&state, id).await {
         Ok(Report { batch, items }) => render(
@@ -200,7 +206,13 @@ pub async fn handle(
         Err(resp) => return resp,
     };
     let (Some(id), Some(item)) = (batch_id(&id), batch_id(&item)) else {
-        return super::message(&state, &ctx, Some(&admin), StatusCode::NOT_FOUND, "not_found");
+        return super::message(
+            &state,
+            &ctx,
+            Some(&admin),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        );
     };
     let note = field(&fields, "note");
     match reconciliation::handle_item(&state, id, item, note, &guard::actor(&admin, &ctx)).await {
