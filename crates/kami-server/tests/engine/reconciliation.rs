@@ -621,3 +621,57 @@ async fn daily_job_runs_once_across_instances(backend: Backend) {
     }
 }
 both_backends!(daily_job_runs_once_across_instances);
+
+/// Runs of one day started at once: each is either the run or refused as running (409);
+/// the payment is delivered once and the day has one batch with one finding.
+async fn concurrent_runs_of_a_day(backend: Backend) {
+    let (app, sims, _clock) = spawn(backend).await;
+    let gw = Sandbox(sims.sandbox);
+    product(&app, "rc-race").await;
+    let o = app.order_via("rc-race", "sandbox", "pc").await;
+    let no = o["order_no"].as_str().unwrap().to_owned();
+    gw.fail_queries(true);
+    gw.pay_silently(&app, &o).await;
+    let app = Arc::new(app);
+    let runs: Vec<_> = (0..6)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                app.admin_post(
+                    "/api/v1/admin/reconciliations",
+                    json!({"channel": "sandbox", "date": DAY}),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut ran = 0;
+    for r in runs {
+        let (s, v) = r.await.unwrap();
+        match s {
+            200 => ran += 1,
+            409 => assert_eq!(v["error"]["code"], "reconciliation_running", "{v}"),
+            other => panic!("{other}: {v}"),
+        }
+    }
+    assert!(ran >= 1);
+    let delivered = format!(
+        "SELECT COUNT(*) FROM payment_events WHERE trade_no = '{no}' AND outcome = 'delivered'"
+    );
+    assert_eq!(count(&app, &delivered).await, 1);
+    let listed = app
+        .admin_get(&format!("/api/v1/admin/reconciliations?date={DAY}"))
+        .await;
+    let batches = listed["reconciliations"].as_array().unwrap();
+    assert_eq!(batches.len(), 1, "{listed}");
+    assert_eq!(batches[0]["runs"].as_i64(), Some(ran));
+    let one = app
+        .admin_get(&format!(
+            "/api/v1/admin/reconciliations/{}",
+            batches[0]["id"]
+        ))
+        .await;
+    assert_eq!(items(&one, "recovered").len(), 1, "{one}");
+    assert_eq!(one["items"].as_array().unwrap().len(), 1, "{one}");
+}
+both_backends!(concurrent_runs_of_a_day);
