@@ -127,6 +127,15 @@ const TEMPLATES: &[(&str, &str)] = &[
         "console/channel_view.html",
         include_str!("../theme/templates/console/channel_view.html"),
     ),
+    // Reconciliation (issue 11 part 4).
+    (
+        "console/reconciliations.html",
+        include_str!("../theme/templates/console/reconciliations.html"),
+    ),
+    (
+        "console/reconciliation.html",
+        include_str!("../theme/templates/console/reconciliation.html"),
+    ),
     (
         "mail/delivered.txt",
         include_str!("../theme/mail/delivered.txt"),

@@ -37,6 +37,7 @@ mod orders_search;
 mod outbox;
 mod payments;
 mod postgres;
+mod reconciliation;
 mod refunds;
 mod row;
 pub mod sealed;
@@ -70,6 +71,10 @@ pub use keys::{RotateStep, Rotation};
 pub use model::*;
 pub use orders_search::MAX_PAGE as MAX_ORDER_PAGE;
 pub use outbox::{MailState, OutboxItem, ORDER_DELIVERED, ORDER_FULFILLED};
+pub use reconciliation::{
+    BatchFilter, BatchTotals, CarryIn, Finish, ItemKind, NewItem, ReconPayment, ReconRefund,
+    ReconciliationBatch, ReconciliationItem,
+};
 pub use refunds::{NewRefund, Refund, RefundCall, RefundResult};
 pub use sessions::{NewSession, SecondFactor, Session};
 pub use settings::{

@@ -120,6 +120,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/postgres/0018_catalog_media_users.sql"),
     },
     Migration {
+        version: 20,
+        name: "reconciliation",
+        sqlite: include_str!("migrations/sqlite/0020_reconciliation.sql"),
+        postgres: include_str!("migrations/postgres/0020_reconciliation.sql"),
+    },
+    Migration {
         version: 21,
         name: "alerts",
         sqlite: include_str!("migrations/sqlite/0021_alerts.sql"),

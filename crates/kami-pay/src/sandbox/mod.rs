@@ -54,11 +54,15 @@
 //!
 //! API requests with a bad signature get HTTP 400 `{"error":"BAD_SIGNATURE"}` (unsigned).
 //!
+//! **bill**: `GET {gateway}/sim/sandbox/api/bill?date=YYYY-MM-DD&nonce=..&sign=..` → a signed
+//! text file of the day's payments and refunds with its own totals line (see [`bill`]).
+//!
 //! # Files
 //!
-//! `sign` (HMAC), `wire` (API answers → facts), `notify`, `tests`. The sandbox channel never
+//! `sign` (HMAC), `wire` (API answers → facts), `notify`, `bill` (the day's bill), `tests`. The sandbox channel never
 //! reads the clock: expiry travels in the request.
 
+pub mod bill;
 mod notify;
 pub mod settings;
 mod sign;
@@ -74,8 +78,8 @@ use crate::common::ack::plain_text_ack;
 use crate::common::form::{clip, required};
 use crate::common::text::owned;
 use crate::{
-    Ack, AckResponse, CreatePayment, NotifyVerdict, PayError, PaymentAction, PaymentChannel,
-    RawNotification, RefundOutcome, RefundRequest, TradeState,
+    Ack, AckResponse, Bill, BillDay, CreatePayment, NotifyVerdict, PayError, PaymentAction,
+    PaymentChannel, RawNotification, RefundOutcome, RefundRequest, TradeState,
 };
 
 pub use crate::common::form::{field, parse_form, MAX_FORM_BYTES, MAX_FORM_FIELDS};
@@ -223,5 +227,13 @@ impl PaymentChannel for SandboxChannel {
             amount: refunded,
             settled: true,
         })
+    }
+
+    async fn bill(&self, day: BillDay) -> Result<Bill, PayError> {
+        let n = nonce();
+        let date = bill::format_day(day);
+        let query = self.signed_form(owned(&[("date", &date), ("nonce", &n)]))?;
+        let url = format!("{}?{query}", self.api_url("bill"));
+        self.fetch_bill(day, self.http.get(url)).await
     }
 }

@@ -21,6 +21,7 @@ mod database;
 mod metrics;
 mod orders;
 pub mod overlay;
+mod reconciliation;
 mod retention;
 mod risk;
 mod secrets;
@@ -52,6 +53,7 @@ pub use kami_pay::settings::{
 pub use kami_pay::wechatpay::DEFAULT_API_BASE as WECHATPAY_DEFAULT_API_BASE;
 pub use metrics::MetricsConfig;
 pub use orders::OrdersConfig;
+pub use reconciliation::ReconciliationConfig;
 pub use retention::RetentionConfig;
 pub use risk::RiskConfig;
 pub use secrets::Secret;
@@ -74,6 +76,8 @@ pub struct Config {
     /// `[smtp]`: buyer mail; `None` (no section) means no mail is ever attempted.
     pub smtp: Option<SmtpConfig>,
     pub retention: RetentionConfig,
+    /// `[reconciliation]`: the daily run against the channels' bills.
+    pub reconciliation: ReconciliationConfig,
     pub channels: Vec<ChannelConfig>,
     /// `[risk]`: pending-order caps, order rate, block lists.
     pub risk: RiskConfig,
@@ -102,6 +106,7 @@ impl Default for Config {
             shop: ShopConfig::default(),
             smtp: None,
             retention: RetentionConfig::default(),
+            reconciliation: ReconciliationConfig::default(),
             channels: Vec::new(),
             risk: RiskConfig::default(),
             metrics: MetricsConfig::default(),
@@ -284,6 +289,7 @@ fn load_text(
     let database = database::build_database(raw.database, &base_dir, &origins)?;
     orders::check_orders(&raw.orders, &origins)?;
     retention::check_retention(&raw.retention, &origins)?;
+    reconciliation::check_reconciliation(&raw.reconciliation, &origins)?;
     console::check_console(&raw.console, &origins)?;
     let shop = shop::check_shop(raw.shop, &base_dir, &origins, &mut warnings)?;
     let risk = risk::build_risk(raw.risk, shop.orders_per_minute, &origins, &mut warnings)?;
@@ -304,6 +310,7 @@ fn load_text(
             shop,
             smtp,
             retention: raw.retention,
+            reconciliation: raw.reconciliation,
             channels,
             risk,
             metrics,
@@ -327,6 +334,7 @@ struct RawConfig {
     shop: ShopConfig,
     smtp: Option<smtp::RawSmtp>,
     retention: RetentionConfig,
+    reconciliation: ReconciliationConfig,
     channels: IgnoredAny,
     risk: risk::RawRisk,
     metrics: metrics::RawMetrics,

@@ -11,11 +11,14 @@
 //! - stored channels changed by another process: reloaded every 5 s;
 //! - alerts: signals applied and deliveries sent every second, kami's own conditions
 //!   evaluated every `alerting.evaluate_seconds`: see [`alerts`];
+//! - reconciliation: once a day after `[reconciliation] run_at` (Beijing time), yesterday's
+//!   bills, claimed through a lease in the database so one process runs it ([`reconciliation`]);
 //! - settings: every few seconds, the saved settings' version is read, and a change another
 //!   kami process saved is put in effect here too (see [`settings::reload_if_changed`]).
 
 pub mod alerts;
 pub mod mail;
+pub mod reconciliation;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +55,7 @@ pub fn spawn(state: Arc<AppState>, shutdown: watch::Receiver<bool>) -> Workers {
         spawn_channel_sync(state.clone(), shutdown.clone()),
         spawn_settings(state.clone(), shutdown.clone()),
         alerts::spawn(state.clone(), shutdown.clone()),
+        reconciliation::spawn(state.clone(), shutdown.clone()),
         mail::spawn(state, shutdown),
     ];
     Workers(tasks)

@@ -28,6 +28,8 @@ pub mod passwords;
 pub mod payments;
 pub mod product_images;
 pub mod products;
+pub mod reconciliation;
+pub mod reconciliation_match;
 pub mod recovery;
 pub mod refunds;
 pub mod retention;

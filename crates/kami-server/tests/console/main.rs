@@ -19,6 +19,7 @@ mod order_page;
 mod orders_list;
 mod people;
 mod products;
+mod reconciliations;
 mod search;
 mod sessions;
 mod sign_in;

@@ -21,4 +21,5 @@ mod stats;
 mod stored_channels;
 mod tampering;
 // Settings (issue 10 part 8).
+mod reconciliation;
 mod settings;

@@ -11,6 +11,7 @@ mod channels;
 mod coupons;
 mod gateway;
 mod ops;
+mod reconciliations;
 mod seller;
 mod settings;
 mod stats;
@@ -170,6 +171,19 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route(
             "/api/v1/admin/settings/test-mail",
             post(settings::test_mail),
+        )
+        // Reconciliation (issue 11 part 4).
+        .route(
+            "/api/v1/admin/reconciliations",
+            get(reconciliations::list).post(reconciliations::run),
+        )
+        .route(
+            "/api/v1/admin/reconciliations/{id}",
+            get(reconciliations::get),
+        )
+        .route(
+            "/api/v1/admin/reconciliations/{id}/items/{item}/handle",
+            post(reconciliations::handle),
         )
 }
 

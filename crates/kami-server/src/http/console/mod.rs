@@ -23,6 +23,7 @@ mod orders;
 mod product_media;
 mod product_new;
 mod products;
+mod reconciliations;
 #[allow(clippy::result_large_err)]
 mod security;
 mod upload;
@@ -145,6 +146,16 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/admin/alerts/targets/{id}", post(alerts::save))
         .route("/admin/alerts/targets/{id}/delete", post(alerts::delete))
         .route("/admin/alerts/targets/{id}/test", post(alerts::test))
+        // Reconciliation (issue 11 part 4).
+        .route(
+            "/admin/reconciliations",
+            get(reconciliations::list).post(reconciliations::run),
+        )
+        .route("/admin/reconciliations/{id}", get(reconciliations::page))
+        .route(
+            "/admin/reconciliations/{id}/items/{item}/handle",
+            post(reconciliations::handle),
+        )
 }
 
 /// A navigation entry: only pages that exist are listed.
@@ -189,6 +200,10 @@ const NAV: &[Nav] = &[
     Nav {
         key: "alerts",
         href: "/admin/alerts",
+    },
+    Nav {
+        key: "reconciliations",
+        href: "/admin/reconciliations",
     },
     Nav {
         key: "settings",
