@@ -278,10 +278,12 @@ impl Env {
 }
 
 fn paid(trade: &OrderNo, gateway_trade_no: &str, minor: i64) -> NotifyVerdict {
+    // Epay notifications carry no pay time (G.3).
     NotifyVerdict::Paid(PaymentConfirmation {
         trade_no: trade.to_string(),
         gateway_trade_no: gateway_trade_no.to_owned(),
         amount: cny(minor),
+        paid_at: None,
     })
 }
 
@@ -347,13 +349,19 @@ async fn v1_submit_purchase_with_get_notification() {
     assert!(env.rejected().is_empty());
 
     // Query and close both report it paid.
+    let TradeState::Paid(queried) = env.channel.query(trade.as_str()).await.unwrap() else {
+        panic!("the query does not say paid");
+    };
+    // `endtime`, China time, to the second.
+    assert!(queried.paid_at.is_some_and(|t| t % 1000 == 0), "{queried:?}");
     assert_eq!(
-        env.channel.query(trade.as_str()).await.unwrap(),
-        TradeState::Paid(PaymentConfirmation {
+        queried,
+        PaymentConfirmation {
             trade_no: trade.to_string(),
             gateway_trade_no: g.clone(),
             amount: cny(1230),
-        })
+            paid_at: queried.paid_at,
+        }
     );
     assert!(matches!(
         env.channel.close(trade.as_str()).await.unwrap(),
@@ -1140,6 +1148,7 @@ async fn interop_with_independent_epay_implementations() {
         trade_no: py_trade.to_string(),
         gateway_trade_no: "2024123112000042".into(),
         amount: cny(6660),
+        paid_at: None,
     });
     let mut n = 0;
     for item in output["notifications"].as_array().unwrap() {

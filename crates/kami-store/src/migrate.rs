@@ -119,6 +119,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0018_catalog_media_users.sql"),
         postgres: include_str!("migrations/postgres/0018_catalog_media_users.sql"),
     },
+    Migration {
+        version: 22,
+        name: "channel_measures",
+        sqlite: include_str!("migrations/sqlite/0022_channel_measures.sql"),
+        postgres: include_str!("migrations/postgres/0022_channel_measures.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kami_migrations \

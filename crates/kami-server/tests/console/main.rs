@@ -9,6 +9,7 @@ mod support;
 mod admins;
 mod cards;
 mod catalog;
+mod channel_measures;
 mod channels;
 mod coupons;
 mod csrf;

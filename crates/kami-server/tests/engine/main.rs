@@ -4,8 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api_errors;
+mod channel_measures;
 mod channel_ops;
 mod channels;
+mod confirm_by_query;
 mod coupons;
 mod flash_sale;
 mod fulfilment;

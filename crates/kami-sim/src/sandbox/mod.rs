@@ -84,6 +84,8 @@ struct Order {
 struct Payment {
     gateway_trade_no: String,
     amount: Money,
+    /// When it was paid (unix ms), answered by the query as `paid_at`.
+    paid_at: i64,
 }
 
 #[derive(Debug)]
@@ -276,6 +278,7 @@ impl SandboxSim {
                 trade.payment = Some(Payment {
                     gateway_trade_no: g.clone(),
                     amount: order.amount,
+                    paid_at,
                 });
                 let params = signed(
                     &self.secret,

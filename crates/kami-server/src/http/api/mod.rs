@@ -147,6 +147,7 @@ pub fn routes() -> Router<Arc<AppState>> {
                 .delete(channels::delete),
         )
         .route("/api/v1/admin/channels/{id}/test", post(channels::test))
+        .route("/api/v1/admin/channels/{id}/stats", get(channels::stats))
         // Settings (issue 10 part 8).
         .route(
             "/api/v1/admin/settings",

@@ -5,6 +5,7 @@
 
 mod audit;
 mod cards;
+mod channel_measures;
 mod channels;
 #[allow(clippy::result_large_err)]
 mod coupons;
