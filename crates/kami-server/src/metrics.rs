@@ -505,7 +505,7 @@ mod tests {
             format!("kami_channel_create_calls_total{{{ali},outcome=\"ok\"}} 1"),
             format!("kami_channel_create_calls_total{{{ali},outcome=\"timeout\"}} 1"),
             format!("kami_channel_create_seconds_count{{{ali}}} 2"),
-            format!("kami_channel_create_seconds_bucket{{le=\"0.25\",{ali}}} 1"),
+            format!("kami_channel_create_seconds_bucket{{{ali},le=\"0.25\"}} 1"),
             format!("kami_channel_orders_created_total{{{ali}}} 2"),
             format!("kami_channel_orders_paid_total{{{ali}}} 2"),
             format!("kami_channel_notify_lag_seconds_count{{{ali}}} 1"),

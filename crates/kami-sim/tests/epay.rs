@@ -957,6 +957,56 @@ async fn creation_failures_and_slowness() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
 
+/// "Forged upstream": the host still signs `TRADE_SUCCESS`, but its own order query (v1 and
+/// v2) says unpaid until the control is switched off again (from code or the control page).
+#[tokio::test]
+async fn forged_upstream_queries_contradict_the_notification() {
+    for version in [Version::V1, Version::V2] {
+        let env = start(Opts {
+            version,
+            ..Opts::default()
+        })
+        .await;
+        let trade = new_trade_no();
+        let PaymentAction::Qr { qr_code } = env.create(&trade, cny(1230), Device::Pc).await else {
+            panic!("create on pc answers qrcode");
+        };
+        env.sim.set_forged_upstream(true);
+        let (status, _) = env.pay_page(&qr_code, "notify=normal").await;
+        assert_eq!(status, StatusCode::OK);
+        env.wait_stats(trade.as_str(), |s| s.delivered).await;
+        let g = env.sim.trade_no(trade.as_str()).unwrap();
+        assert_eq!(env.verdicts(), vec![paid(&trade, &g, 1230)], "signed as paid");
+        assert_eq!(
+            env.channel.query(trade.as_str()).await.unwrap(),
+            TradeState::Waiting,
+            "the host's query says unpaid"
+        );
+        let r = env
+            .http
+            .post(format!("{}/sim/epay/control", env.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("forged_upstream=off")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(matches!(
+            env.channel.query(trade.as_str()).await.unwrap(),
+            TradeState::Paid(c) if c.gateway_trade_no == g && c.paid_at.is_some()
+        ));
+        let r = env
+            .http
+            .post(format!("{}/sim/epay/control", env.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("forged_upstream=maybe")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    }
+}
+
 // ----------------------------------------------------------------------------------------
 // Interop (interop/epay/check.py): independent implementations, both ways.
 // ----------------------------------------------------------------------------------------

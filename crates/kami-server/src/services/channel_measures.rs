@@ -275,7 +275,7 @@ mod tests {
         };
         let rows = ChannelMeasureRows {
             calls: vec![
-                call("ok", 100, true, 18),
+                call("ok", 100, true, 19),
                 call("timeout", 5000, true, 1),
                 call("gateway_error", 40, false, 1),
             ],
@@ -314,11 +314,13 @@ mod tests {
         let ali = &all[0];
         assert_eq!(ali.channel, "ali");
         let m = &ali.methods[0];
-        assert_eq!(m.last_24h.create_calls, 19);
-        assert_eq!(m.last_7d.create_calls, 20);
+        assert_eq!(m.last_24h.create_calls, 20);
+        assert_eq!(m.last_7d.create_calls, 21);
         assert_eq!(m.last_7d.create_calls_by_outcome["gateway_error"], 1);
+        // Nearest rank: the 19th of 20 calls is 100 ms, and the 20th of 21 (one of 40 ms
+        // first); the 5-second timeout is beyond the 95th percentile.
         assert_eq!(m.last_24h.create_p95_ms, Some(100));
-        assert_eq!(m.last_7d.create_p95_ms, Some(5000));
+        assert_eq!(m.last_7d.create_p95_ms, Some(100));
         assert_eq!((m.last_24h.orders_created, m.last_24h.orders_paid), (4, 3));
         assert_eq!(m.last_24h.conversion, Some(0.75));
         assert_eq!(m.last_7d.conversion, Some(0.5));
