@@ -123,6 +123,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../theme/templates/console/channel_view.html"),
     ),
     (
+        "console/channel_measures.html",
+        include_str!("../theme/templates/console/channel_measures.html"),
+    ),
+    (
         "mail/delivered.txt",
         include_str!("../theme/mail/delivered.txt"),
     ),

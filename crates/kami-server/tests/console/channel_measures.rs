@@ -52,7 +52,7 @@ async fn the_channel_page_shows_the_measures(backend: Backend) {
         assert_eq!(m("conversion"), "66.7 %", "{window}");
         assert_eq!(m("found"), "1", "{window}: the lost notification's payment");
         // One notified payment: p50 = p95, a few seconds at most.
-        let lag = m("lag");
+        let lag = m("lag").replace("&#x2f;", "/");
         let (p50, p95) = lag.split_once(" / ").unwrap_or_else(|| panic!("{lag}"));
         assert_eq!(p50, p95, "{lag}");
         assert!(["0 s", "1 s", "2 s"].contains(&p50), "{lag}");
