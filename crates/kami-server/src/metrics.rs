@@ -279,7 +279,10 @@ impl Metrics {
         {
             return c.clone();
         }
-        let mut labels = self.channel_labels.write().unwrap_or_else(|p| p.into_inner());
+        let mut labels = self
+            .channel_labels
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(c) = labels.get(channel) {
             return c.clone();
         }
@@ -336,7 +339,10 @@ impl Metrics {
                 method: cm.method,
                 found_by: found_by.as_str(),
             };
-            self.channels.found_without_notify.get_or_create(&labels).inc();
+            self.channels
+                .found_without_notify
+                .get_or_create(&labels)
+                .inc();
         }
     }
 
@@ -347,7 +353,10 @@ impl Metrics {
             channel: self.channel_label(channel),
             reason,
         };
-        self.channels.verification_failures.get_or_create(&labels).inc();
+        self.channels
+            .verification_failures
+            .get_or_create(&labels)
+            .inc();
     }
 
     /// Reconciliation found `n` differences of `kind` (a fixed word, e.g. `amount`,
@@ -403,10 +412,7 @@ impl Metrics {
         self.channels.health.clear();
         for h in db.health {
             let cm = self.channel_method(&h.channel, h.method);
-            self.channels
-                .health
-                .get_or_create(&cm)
-                .set(h.level as i64);
+            self.channels.health.get_or_create(&cm).set(h.level as i64);
         }
         let mut out = String::new();
         prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)?;
@@ -518,7 +524,10 @@ mod tests {
             "kami_reconciliation_mismatches_total{channel=\"ali\",kind=\"amount\"} 2".to_owned(),
             "kami_channel_health_state{channel=\"ep\",method=\"qqpay\"} 2".to_owned(),
         ] {
-            assert!(text.lines().any(|l| l == line), "{line} missing in:\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing in:\n{text}"
+            );
         }
         // Notified payments are not "found without notify".
         assert!(!text.contains("found_by=\"notify\""));
@@ -533,6 +542,9 @@ mod tests {
             .unwrap();
         assert!(!text.contains("kami_channel_health_state{"), "{text}");
         // One allocation per channel id.
-        assert!(Arc::ptr_eq(&m.channel_label("ali"), &m.channel_label("ali")));
+        assert!(Arc::ptr_eq(
+            &m.channel_label("ali"),
+            &m.channel_label("ali")
+        ));
     }
 }

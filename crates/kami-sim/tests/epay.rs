@@ -353,7 +353,10 @@ async fn v1_submit_purchase_with_get_notification() {
         panic!("the query does not say paid");
     };
     // `endtime`, China time, to the second.
-    assert!(queried.paid_at.is_some_and(|t| t % 1000 == 0), "{queried:?}");
+    assert!(
+        queried.paid_at.is_some_and(|t| t % 1000 == 0),
+        "{queried:?}"
+    );
     assert_eq!(
         queried,
         PaymentConfirmation {
@@ -976,7 +979,11 @@ async fn forged_upstream_queries_contradict_the_notification() {
         assert_eq!(status, StatusCode::OK);
         env.wait_stats(trade.as_str(), |s| s.delivered).await;
         let g = env.sim.trade_no(trade.as_str()).unwrap();
-        assert_eq!(env.verdicts(), vec![paid(&trade, &g, 1230)], "signed as paid");
+        assert_eq!(
+            env.verdicts(),
+            vec![paid(&trade, &g, 1230)],
+            "signed as paid"
+        );
         assert_eq!(
             env.channel.query(trade.as_str()).await.unwrap(),
             TradeState::Waiting,

@@ -8,7 +8,9 @@ use crate::alert_signal::{self, AlertEvent, AlertSignal};
 use crate::cards;
 use crate::db::Tx;
 use crate::error::{Result, StoreError};
-use crate::model::{ConfirmedPayment, Delivery, FoundBy, NotifyOutcome, RawEvent, Recorded, Verdict};
+use crate::model::{
+    ConfirmedPayment, Delivery, FoundBy, NotifyOutcome, RawEvent, Recorded, Verdict,
+};
 use crate::outbox;
 use crate::params;
 use crate::transitions::{
@@ -201,7 +203,12 @@ fn unconfirmed_alert(
 }
 
 /// A trade once held as unconfirmed is now confirmed and applied: resolve its alert.
-fn resolve_unconfirmed(tx: &mut dyn Tx, channel_id: &str, trade_no: &str, now: Millis) -> Result<()> {
+fn resolve_unconfirmed(
+    tx: &mut dyn Tx,
+    channel_id: &str,
+    trade_no: &str,
+    now: Millis,
+) -> Result<()> {
     let held = tx.query_opt(
         "SELECT id FROM payment_events WHERE channel_id = $1 AND trade_no = $2 \
          AND outcome = 'unconfirmed' LIMIT 1",

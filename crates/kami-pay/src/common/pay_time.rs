@@ -48,7 +48,10 @@ mod tests {
     #[test]
     fn china_time() {
         // 2024-01-01 12:00:09 +08:00 = 04:00:09 UTC
-        assert_eq!(parse_china_time("2024-01-01 12:00:09"), Some(1_704_081_609_000));
+        assert_eq!(
+            parse_china_time("2024-01-01 12:00:09"),
+            Some(1_704_081_609_000)
+        );
         assert_eq!(parse_china_time("2024-01-01T12:00:09"), None);
         assert_eq!(parse_china_time("2024-02-30 12:00:09"), None);
     }

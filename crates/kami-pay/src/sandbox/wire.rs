@@ -134,10 +134,7 @@ impl SandboxChannel {
 
 /// The optional `paid_at` (unix ms) of a notification or a query answer.
 pub(crate) fn paid_at(fields: &[(String, String)]) -> Option<i64> {
-    crate::common::pay_time::pay_time(
-        "sandbox",
-        "paid_at",
-        field(fields, "paid_at"),
-        |s| s.parse::<i64>().ok().filter(|ms| *ms > 0),
-    )
+    crate::common::pay_time::pay_time("sandbox", "paid_at", field(fields, "paid_at"), |s| {
+        s.parse::<i64>().ok().filter(|ms| *ms > 0)
+    })
 }

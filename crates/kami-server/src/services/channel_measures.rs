@@ -84,7 +84,8 @@ impl Acc {
         w.create_p95_ms = percentile(&self.durations, 95);
         w.notify_lag_p50_s = percentile(&self.lags, 50);
         w.notify_lag_p95_s = percentile(&self.lags, 95);
-        w.conversion = (w.orders_created > 0).then(|| w.orders_paid as f64 / w.orders_created as f64);
+        w.conversion =
+            (w.orders_created > 0).then(|| w.orders_paid as f64 / w.orders_created as f64);
         self.window
     }
 }
@@ -161,7 +162,9 @@ pub fn assemble(rows: &ChannelMeasureRows) -> Vec<ChannelMeasures> {
             });
     }
     for (channel, (day, week)) in per_failures {
-        let c = out.entry(channel.clone()).or_insert_with(|| empty(&channel));
+        let c = out
+            .entry(channel.clone())
+            .or_insert_with(|| empty(&channel));
         c.verification_failures_24h = day;
         c.verification_failures_7d = week;
     }

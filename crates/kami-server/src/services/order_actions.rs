@@ -65,7 +65,11 @@ pub async fn check_payment(
 }
 
 /// Ask the channel about one payment attempt (`found_by`: who asks, for the measures).
-async fn ask(state: &AppState, p: &OrderPayment, found_by: FoundBy) -> ServiceResult<ChannelAnswer> {
+async fn ask(
+    state: &AppState,
+    p: &OrderPayment,
+    found_by: FoundBy,
+) -> ServiceResult<ChannelAnswer> {
     let mut answer = ChannelAnswer {
         channel: p.channel_id.to_string(),
         trade_no: p.trade_no.clone(),

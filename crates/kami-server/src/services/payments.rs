@@ -146,9 +146,7 @@ pub async fn apply_verdict(
             | NotifyOutcome::UnknownOrder
             | NotifyOutcome::Unconfirmed
     ) {
-        state
-            .metrics
-            .verification_failure(&channel, outcome.code());
+        state.metrics.verification_failure(&channel, outcome.code());
     }
     if let Some(no) = outcome.changed_order() {
         state.watch.changed(no.as_str());

@@ -73,6 +73,9 @@ async fn the_channel_page_shows_the_measures(backend: Backend) {
         f.body
     );
     let alipay = b.get("/admin/channels/new?kind=alipay&lang=en").await;
-    assert!(!alipay.body.contains("confirm_by_query"), "an Epay key only");
+    assert!(
+        !alipay.body.contains("confirm_by_query"),
+        "an Epay key only"
+    );
 }
 both_backends!(the_channel_page_shows_the_measures);

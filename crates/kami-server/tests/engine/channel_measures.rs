@@ -10,8 +10,10 @@ use kami_testkit::{both_backends, inspect, Backend, TestApp};
 
 async fn order_via(app: &TestApp, slug: &str, method: &str) -> Value {
     let (s, v) = app
-        .try_order(json!({"product": slug, "quantity": 1, "email": "m@example.com",
-                          "method": method, "device": "pc"}))
+        .try_order(
+            json!({"product": slug, "quantity": 1, "email": "m@example.com",
+                          "method": method, "device": "pc"}),
+        )
         .await;
     assert_eq!(s, 201, "{method}: {v}");
     v
@@ -89,7 +91,10 @@ async fn notify_lag_is_measured_from_alipay_and_wechat_pay_times(backend: Backen
         let text = metrics_text(&app).await;
         let labels = format!("{{channel=\"{channel}\",method=\"{m}\"}}");
         assert_eq!(
-            sample(&text, &format!("kami_channel_notify_lag_seconds_count{labels}")),
+            sample(
+                &text,
+                &format!("kami_channel_notify_lag_seconds_count{labels}")
+            ),
             Some(1.0),
             "{m}:\n{text}"
         );
@@ -99,7 +104,11 @@ async fn notify_lag_is_measured_from_alipay_and_wechat_pay_times(backend: Backen
             "{m}"
         );
         // Same-second pay times: well under a minute of lag.
-        let sum = sample(&text, &format!("kami_channel_notify_lag_seconds_sum{labels}")).unwrap();
+        let sum = sample(
+            &text,
+            &format!("kami_channel_notify_lag_seconds_sum{labels}"),
+        )
+        .unwrap();
         assert!((0.0..60.0).contains(&sum), "{m}: lag {sum}");
 
         let s = stats(&app, channel).await;
@@ -161,7 +170,10 @@ async fn a_payment_found_by_query_counts_as_recovered(backend: Backend) {
         assert_eq!(w["found_without_notify"], 1, "{window}: {w}");
         assert_eq!(w["payments_by_found_by"], json!({"query": 1}), "{window}");
         assert_eq!(w["notify_lag_p50_s"], Value::Null, "{window}");
-        assert_eq!((w["orders_created"].as_i64(), w["orders_paid"].as_i64()), (Some(1), Some(1)));
+        assert_eq!(
+            (w["orders_created"].as_i64(), w["orders_paid"].as_i64()),
+            (Some(1), Some(1))
+        );
     }
 }
 both_backends!(a_payment_found_by_query_counts_as_recovered);
@@ -206,7 +218,10 @@ async fn verification_failures_are_counted_per_channel(backend: Backend) {
         json!({"amount_mismatch": 1, "rejected": 1}),
         "{s}"
     );
-    let v = app.read_order(no, order["access_token"].as_str().unwrap(), 0).await.1;
+    let v = app
+        .read_order(no, order["access_token"].as_str().unwrap(), 0)
+        .await
+        .1;
     assert_eq!(v["status"], "pending", "nothing was delivered: {v}");
 }
 both_backends!(verification_failures_are_counted_per_channel);
@@ -232,24 +247,44 @@ async fn metrics_after_a_scripted_run(backend: Backend) {
         .unwrap();
     assert_eq!(r.status(), 200);
     let (s, v) = app
-        .try_order(json!({"product": "script", "quantity": 1, "email": "m@example.com",
-                          "method": "wxpay", "device": "pc"}))
+        .try_order(
+            json!({"product": "script", "quantity": 1, "email": "m@example.com",
+                          "method": "wxpay", "device": "pc"}),
+        )
         .await;
-    assert_eq!((s, v["error"]["code"].as_str()), (502, Some("channel_unavailable")));
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (502, Some("channel_unavailable"))
+    );
 
     let text = metrics_text(&app).await;
     let wx = "channel=\"wechat-sim\",method=\"wxpay\"";
     for (name, value) in [
-        (format!("kami_channel_create_calls_total{{{wx},outcome=\"ok\"}}"), 2.0),
-        (format!("kami_channel_create_calls_total{{{wx},outcome=\"gateway_error\"}}"), 1.0),
+        (
+            format!("kami_channel_create_calls_total{{{wx},outcome=\"ok\"}}"),
+            2.0,
+        ),
+        (
+            format!("kami_channel_create_calls_total{{{wx},outcome=\"gateway_error\"}}"),
+            1.0,
+        ),
         (format!("kami_channel_create_seconds_count{{{wx}}}"), 3.0),
         (format!("kami_channel_orders_created_total{{{wx}}}"), 3.0),
         (format!("kami_channel_orders_paid_total{{{wx}}}"), 1.0),
-        (format!("kami_channel_notify_lag_seconds_count{{{wx}}}"), 1.0),
+        (
+            format!("kami_channel_notify_lag_seconds_count{{{wx}}}"),
+            1.0,
+        ),
         // A refusal of one payment is not the channel's failure: still healthy.
         (format!("kami_channel_health_state{{{wx}}}"), 0.0),
-        ("kami_channel_health_state{channel=\"alipay-sim\",method=\"alipay\"}".to_owned(), 0.0),
-        ("kami_channel_health_state{channel=\"epay-sim\",method=\"qqpay\"}".to_owned(), 0.0),
+        (
+            "kami_channel_health_state{channel=\"alipay-sim\",method=\"alipay\"}".to_owned(),
+            0.0,
+        ),
+        (
+            "kami_channel_health_state{channel=\"epay-sim\",method=\"qqpay\"}".to_owned(),
+            0.0,
+        ),
     ] {
         assert_eq!(sample(&text, &name), Some(value), "{name}:\n{text}");
     }
@@ -276,12 +311,19 @@ async fn metrics_after_a_scripted_run(backend: Backend) {
         "{w}"
     );
     assert!(w["create_p95_ms"].as_i64().is_some(), "{w}");
-    assert_eq!((w["orders_created"].as_i64(), w["orders_paid"].as_i64()), (Some(3), Some(1)));
+    assert_eq!(
+        (w["orders_created"].as_i64(), w["orders_paid"].as_i64()),
+        (Some(3), Some(1))
+    );
     let conversion = w["conversion"].as_f64().unwrap();
     assert!((conversion - 1.0 / 3.0).abs() < 1e-9, "{w}");
     // Another channel's stats: its methods, all zero.
     let ali = stats(&app, "alipay-sim").await;
-    assert_eq!(method(&ali, "alipay")["last_7d"]["orders_created"], 0, "{ali}");
+    assert_eq!(
+        method(&ali, "alipay")["last_7d"]["orders_created"],
+        0,
+        "{ali}"
+    );
     let unknown = app
         .http
         .get(app.url("/api/v1/admin/channels/nope/stats"))

@@ -14,8 +14,10 @@ use kami_testkit::{both_backends, inspect, Backend, TestApp};
 
 async fn order_qqpay(app: &TestApp, slug: &str) -> Value {
     let (s, v) = app
-        .try_order(json!({"product": slug, "quantity": 1, "email": "c@example.com",
-                          "method": "qqpay", "device": "pc"}))
+        .try_order(
+            json!({"product": slug, "quantity": 1, "email": "c@example.com",
+                          "method": "qqpay", "device": "pc"}),
+        )
         .await;
     assert_eq!(s, 201, "{v}");
     v
@@ -58,7 +60,11 @@ async fn alert_signals(app: &TestApp, no: &str, firing: bool) -> i64 {
 }
 
 async fn sold_keys(app: &TestApp) -> i64 {
-    inspect::scalar(&app.db_url, "SELECT COUNT(*) FROM cards WHERE status = 'sold'").await
+    inspect::scalar(
+        &app.db_url,
+        "SELECT COUNT(*) FROM cards WHERE status = 'sold'",
+    )
+    .await
 }
 
 async fn an_unconfirmed_epay_success_is_held_then_delivered_once(backend: Backend) {
@@ -88,8 +94,10 @@ async fn an_unconfirmed_epay_success_is_held_then_delivered_once(backend: Backen
         "the host got a failure and resends: {stats:?}"
     );
     assert!(
-        app.metric("kami_channel_verification_failures_total{channel=\"epay-sim\",reason=\"unconfirmed\"}")
-            .await
+        app.metric(
+            "kami_channel_verification_failures_total{channel=\"epay-sim\",reason=\"unconfirmed\"}"
+        )
+        .await
             >= 1
     );
     // The checks' queries (still unpaid at the host) change nothing either.
@@ -110,7 +118,11 @@ async fn an_unconfirmed_epay_success_is_held_then_delivered_once(backend: Backen
         1,
         "{events:?}"
     );
-    assert_eq!(alert_signals(&app, no, false).await, 1, "the alert resolves");
+    assert_eq!(
+        alert_signals(&app, no, false).await,
+        1,
+        "the alert resolves"
+    );
     assert_eq!(
         app.metric("kami_channel_orders_paid_total{channel=\"epay-sim\",method=\"qqpay\"}")
             .await,
@@ -119,7 +131,11 @@ async fn an_unconfirmed_epay_success_is_held_then_delivered_once(backend: Backen
 }
 both_backends!(an_unconfirmed_epay_success_is_held_then_delivered_once);
 
-async fn add_epay(app: &TestApp, gw: &kami_testkit::kami_sim::gateways::Gateways, body: Value) -> Value {
+async fn add_epay(
+    app: &TestApp,
+    gw: &kami_testkit::kami_sim::gateways::Gateways,
+    body: Value,
+) -> Value {
     let keys = gw.merchant_keys().unwrap();
     let mut b = json!({
         "kind": "epay", "methods": ["qqpay"],
@@ -146,7 +162,10 @@ async fn confirm_by_query_off_trusts_the_signed_notification(backend: Backend) {
         json!({"id": "epay-trust", "priority": 20, "confirm_by_query": false}),
     )
     .await;
-    assert_eq!(trusting["settings"]["confirm_by_query"], false, "{trusting}");
+    assert_eq!(
+        trusting["settings"]["confirm_by_query"], false,
+        "{trusting}"
+    );
     let default = add_epay(&app, &gw, json!({"id": "epay-default", "priority": 1})).await;
     assert_eq!(
         default["settings"]["confirm_by_query"], true,
