@@ -467,6 +467,10 @@ mod tests {
         for l in Locale::ALL {
             keys.push(format!("lang.{}", l.tag()));
         }
+        // Channel measures (issue 11 part 2).
+        for w in ["24h", "7d"] {
+            keys.push(format!("console.channel_measures.window.{w}"));
+        }
         // Settings (issue 10 part 8).
         keys.push("console.nav.settings".into());
         for g in crate::config::overlay::GROUPS {
