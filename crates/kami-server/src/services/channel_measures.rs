@@ -210,10 +210,15 @@ pub async fn channel(
     id: &str,
     methods: &[Method],
 ) -> Result<ChannelMeasures, StoreError> {
-    let mut c = measures(state)
-        .await?
-        .into_iter()
+    Ok(of_channel(&measures(state).await?, id, methods))
+}
+
+/// Channel `id`'s measures out of `all`, with every one of its `methods`, sorted by method.
+pub fn of_channel(all: &[ChannelMeasures], id: &str, methods: &[Method]) -> ChannelMeasures {
+    let mut c = all
+        .iter()
         .find(|c| c.channel == id)
+        .cloned()
         .unwrap_or_else(|| empty(id));
     for m in methods {
         if !c.methods.iter().any(|x| x.method == m.as_str()) {
@@ -225,7 +230,7 @@ pub async fn channel(
         }
     }
     c.methods.sort_by(|a, b| a.method.cmp(&b.method));
-    Ok(c)
+    c
 }
 
 /// Each channel's health per method for `kami_channel_health_state`, from the registry's

@@ -4,12 +4,9 @@
 
 use minijinja::{context, Value};
 
+use super::channels::percent;
 use crate::services::channel_admin::ChannelView;
-use crate::services::channel_measures::{ChannelMeasures, MethodMeasures, Window};
-
-fn percent(rate: Option<f64>) -> Option<String> {
-    rate.map(|r| format!("{:.1}", r * 100.0))
-}
+use crate::services::channel_measures::{of_channel, ChannelMeasures, Window};
 
 /// `a: n, b: m` of a count map, in its (sorted) order; empty when there is nothing.
 fn breakdown(counts: &std::collections::BTreeMap<String, i64>) -> String {
@@ -44,27 +41,16 @@ fn window_row(channel: &str, method: &str, name: &str, w: &Window) -> Value {
 /// The block's context: `measures` (one row per channel, method and window, the channels in
 /// the list's order, each method it serves even without figures) and `measure_failures`
 /// (failed notifications per channel).
-pub fn context(list: &[ChannelView], all: Vec<ChannelMeasures>) -> (Vec<Value>, Vec<Value>) {
+pub fn context(list: &[ChannelView], all: &[ChannelMeasures]) -> (Vec<Value>, Vec<Value>) {
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     for view in list {
-        let found = all.iter().find(|m| m.channel == view.id);
-        let mut methods: Vec<MethodMeasures> = found.map(|m| m.methods.clone()).unwrap_or_default();
-        for m in &view.methods {
-            if !methods.iter().any(|x| x.method == m.as_str()) {
-                methods.push(MethodMeasures {
-                    method: m.as_str().to_owned(),
-                    last_24h: Window::default(),
-                    last_7d: Window::default(),
-                });
-            }
-        }
-        methods.sort_by(|a, b| a.method.cmp(&b.method));
-        for m in &methods {
+        let c = of_channel(all, &view.id, &view.methods);
+        for m in &c.methods {
             rows.push(window_row(&view.id, &m.method, "24h", &m.last_24h));
             rows.push(window_row(&view.id, &m.method, "7d", &m.last_7d));
         }
-        if let Some(c) = found.filter(|c| c.verification_failures_7d.total > 0) {
+        if c.verification_failures_7d.total > 0 {
             failures.push(context! {
                 channel => view.id.as_str(),
                 day => c.verification_failures_24h.total,

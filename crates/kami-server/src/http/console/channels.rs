@@ -43,7 +43,7 @@ fn refusal(e: ServiceError) -> Result<String, ServiceError> {
     }
 }
 
-fn percent(rate: Option<f64>) -> Option<String> {
+pub(super) fn percent(rate: Option<f64>) -> Option<String> {
     rate.map(|r| format!("{:.1}", r * 100.0))
 }
 
@@ -86,7 +86,7 @@ async fn list_page(
     };
     let rows: Vec<Value> = list.iter().map(row_ctx).collect();
     let (measures, measure_failures) = match channel_measures::measures(state).await {
-        Ok(all) => super::channel_measures::context(&list, all),
+        Ok(all) => super::channel_measures::context(&list, &all),
         Err(e) => return super::failed(state, ctx, Some(admin), e.into()),
     };
     let kinds: Vec<&str> = ChannelKind::ALL.iter().map(|k| k.as_str()).collect();
