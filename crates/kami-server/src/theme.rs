@@ -137,6 +137,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../theme/templates/console/reconciliation.html"),
     ),
     (
+        "console/channel_measures.html",
+        include_str!("../theme/templates/console/channel_measures.html"),
+    ),
+    (
         "mail/delivered.txt",
         include_str!("../theme/mail/delivered.txt"),
     ),
@@ -476,6 +480,10 @@ mod tests {
         }
         for l in Locale::ALL {
             keys.push(format!("lang.{}", l.tag()));
+        }
+        // Channel measures (issue 11 part 2).
+        for w in ["24h", "7d"] {
+            keys.push(format!("console.channel_measures.window.{w}"));
         }
         // Settings (issue 10 part 8).
         keys.push("console.nav.settings".into());

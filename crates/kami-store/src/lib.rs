@@ -20,6 +20,7 @@ mod card_admin;
 mod cards;
 mod catalog;
 mod catalog_admin;
+mod channel_measures;
 mod checks;
 mod coupons;
 pub mod db;
@@ -62,6 +63,9 @@ pub use alert_signal::{AlertEvent, AlertSignal, ALERT_SIGNAL};
 pub use alert_targets::{AlertTargetSpec, StoredAlertTarget, TargetSecret};
 pub use attention::{ActionOrder, StockLevel};
 pub use categories::{Category, CategoryOutcome, CategoryPatch, Direction};
+pub use channel_measures::{
+    ChannelMeasureRows, MeasureCallRow, MeasureFailureRow, MeasureFoundRow, MeasureOrderRow,
+};
 pub use checks::{OrderPayment, PaymentCheck};
 pub use coupons::{Coupon, CouponKind, CouponPatch, CouponRemoval, CouponSettings};
 pub use error::{Result, StoreError};
@@ -596,7 +600,22 @@ impl Store {
         event: RawEvent,
         verdict: Verdict,
     ) -> Result<NotifyOutcome> {
-        self.write(move |tx| payments::record_notification(tx, &event, &verdict))
+        Ok(self
+            .record_payment_signal(event, verdict, FoundBy::Notify)
+            .await?
+            .outcome)
+    }
+
+    /// Log what a channel said about a payment (`found_by`: a notification, a query, a close,
+    /// the seller's check, a bill) and, if it is a verified payment, apply it — one commit.
+    /// A payment that moves its order to paid records its gateway pay time and `found_by`.
+    pub async fn record_payment_signal(
+        &self,
+        event: RawEvent,
+        verdict: Verdict,
+        found_by: FoundBy,
+    ) -> Result<Recorded> {
+        self.write(move |tx| payments::record_notification(tx, &event, &verdict, found_by))
             .await
     }
 

@@ -132,6 +132,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/postgres/0021_alerts.sql"),
     },
     Migration {
+        version: 22,
+        name: "channel_measures",
+        sqlite: include_str!("migrations/sqlite/0022_channel_measures.sql"),
+        postgres: include_str!("migrations/postgres/0022_channel_measures.sql"),
+    },
+    Migration {
         version: 23,
         name: "fewer_order_indexes",
         sqlite: include_str!("migrations/sqlite/0023_fewer_order_indexes.sql"),

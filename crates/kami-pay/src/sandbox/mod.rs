@@ -29,7 +29,8 @@
 //!
 //! **Notification** (gateway → kami): `POST notify_url`, `application/x-www-form-urlencoded`,
 //! parameters `trade_no`, `gateway_trade_no`, `amount`, `currency`, `status` (`paid`),
-//! `paid_at` (unix ms), `notify_id` (random hex), `sign`. Delivered iff the answer is HTTP 200
+//! `paid_at` (unix ms; the pay time, optional for kami: a malformed one reads as unknown),
+//! `notify_id` (random hex), `sign`. Delivered iff the answer is HTTP 200
 //! with trimmed body exactly `success`; otherwise retried on a schedule (default immediately,
 //! then 1s, 2s, 4s, 8s, 16s, 30s, 60s, 120s, 300s: 10 attempts). kami accepts the POST form
 //! body, or the query string of a GET. All of `trade_no`, `gateway_trade_no`, `amount`,
@@ -40,8 +41,9 @@
 //!
 //! **query**: `GET {gateway}/sim/sandbox/api/query?trade_no=..&nonce=..&sign=..` → JSON object
 //! of string fields `trade_no`, `status` (`NOT_FOUND` | `WAITING` | `PAID` | `CLOSED` |
-//! `REFUNDED`), when a payment exists `gateway_trade_no`, `amount`, `currency`, and `sign`
-//! over the other fields. A trade is known to the gateway once its pay page was opened.
+//! `REFUNDED`), when a payment exists `gateway_trade_no`, `amount`, `currency`, `paid_at`
+//! (unix ms; optional for kami, which reads it as the pay time), and `sign` over the other
+//! fields. A trade is known to the gateway once its pay page was opened.
 //!
 //! **close**: `POST {gateway}/sim/sandbox/api/close`, form `trade_no, nonce, sign` → the same
 //! signed JSON describing the state after closing: a paid trade stays `PAID`, anything else

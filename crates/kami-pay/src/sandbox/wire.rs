@@ -117,6 +117,7 @@ impl SandboxChannel {
                     trade_no: got.to_owned(),
                     gateway_trade_no: gateway_trade_no.to_owned(),
                     amount,
+                    paid_at: paid_at(fields),
                 }))
             }
             other => Err(PayError::Malformed(format!(
@@ -161,4 +162,11 @@ impl SandboxChannel {
     pub(crate) fn signed_form(&self, params: Vec<(String, String)>) -> Result<String, PayError> {
         urlencode(&signed(&self.secret, params))
     }
+}
+
+/// The optional `paid_at` (unix ms) of a notification or a query answer.
+pub(crate) fn paid_at(fields: &[(String, String)]) -> Option<i64> {
+    crate::common::pay_time::pay_time("sandbox", "paid_at", field(fields, "paid_at"), |s| {
+        s.parse::<i64>().ok().filter(|ms| *ms > 0)
+    })
 }

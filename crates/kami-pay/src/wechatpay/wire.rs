@@ -34,6 +34,13 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         .map(|t| t.unix_timestamp())
 }
 
+/// An RFC 3339 time (any offset, fractions kept) as unix milliseconds.
+pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .and_then(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok())
+}
+
 /// `amount` of a transaction (fen).
 #[derive(Debug, Clone, Deserialize)]
 pub(super) struct TxAmount {
@@ -60,6 +67,9 @@ pub(super) struct Transaction {
     pub(super) refund_status: Option<String>,
     #[serde(default)]
     pub(super) amount: Option<TxAmount>,
+    /// RFC 3339 pay time (`2018-06-08T10:34:56+08:00`), on paid transactions.
+    #[serde(default)]
+    pub(super) success_time: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -303,6 +313,12 @@ impl WechatPayChannel {
             trade_no: trade_no.to_owned(),
             gateway_trade_no: gateway_trade_no.to_owned(),
             amount,
+            paid_at: crate::common::pay_time::pay_time(
+                "wechatpay",
+                "success_time",
+                tx.success_time.as_deref(),
+                parse_rfc3339_ms,
+            ),
         })
     }
 

@@ -12,6 +12,7 @@ pub mod card_stock;
 pub mod categories;
 pub mod channel_admin;
 pub mod channel_calls;
+pub mod channel_measures;
 pub mod checkout;
 pub mod checks;
 pub mod console;

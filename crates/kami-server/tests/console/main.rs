@@ -10,6 +10,7 @@ mod admins;
 mod alerts;
 mod cards;
 mod catalog;
+mod channel_measures;
 mod channels;
 mod coupons;
 mod csrf;

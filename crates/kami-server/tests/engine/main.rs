@@ -5,8 +5,10 @@
 
 mod alerts;
 mod api_errors;
+mod channel_measures;
 mod channel_ops;
 mod channels;
+mod confirm_by_query;
 mod coupons;
 mod flash_sale;
 mod fulfilment;

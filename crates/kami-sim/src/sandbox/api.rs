@@ -88,6 +88,7 @@ fn state_fields(trade_no: &str, trade: Option<&Trade>) -> Vec<(String, String)> 
         fields.push(("gateway_trade_no".into(), p.gateway_trade_no.clone()));
         fields.push(("amount".into(), p.amount.to_major_string()));
         fields.push(("currency".into(), p.amount.currency().code().to_owned()));
+        fields.push(("paid_at".into(), p.paid_at.to_string()));
     }
     fields
 }

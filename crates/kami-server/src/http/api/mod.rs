@@ -163,6 +163,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/admin/alerts/targets/{id}/test", post(alerts::test))
         .route("/api/v1/admin/alerts/conditions", get(alerts::conditions))
         .route("/api/v1/admin/alerts/deliveries", get(alerts::deliveries))
+        .route("/api/v1/admin/channels/{id}/stats", get(channels::stats))
         // Settings (issue 10 part 8).
         .route(
             "/api/v1/admin/settings",

@@ -6,6 +6,7 @@
 mod alerts;
 mod audit;
 mod cards;
+mod channel_measures;
 mod channels;
 #[allow(clippy::result_large_err)]
 mod coupons;
