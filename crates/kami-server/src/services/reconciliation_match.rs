@@ -16,7 +16,9 @@ use kami_core::{Millis, Money};
 use kami_pay::{
     Bill, BillDay, BillEntry, BillRow, PaymentChannel, PaymentConfirmation, TradeState,
 };
-use kami_store::{BatchTotals, CarryIn, Finish, ItemKind, NewItem, NotifyOutcome, ReconPayment};
+use kami_store::{
+    BatchTotals, CarryIn, Finish, FoundBy, ItemKind, NewItem, NotifyOutcome, ReconPayment,
+};
 
 use super::payments::apply_confirmation;
 use super::ServiceResult;
@@ -80,11 +82,12 @@ fn compare(p: &ReconPayment, amount: Money, gateway_trade_no: &str, items: &mut 
 }
 
 /// The channel proves a payment kami does not hold paid: apply it like any verified payment
-/// (`how`: `BILL` or `RECONCILE`); a different sum makes the unpaid order an exception.
+/// (found by the bill, or by the query of a channel without one); a different sum makes the
+/// unpaid order an exception.
 async fn recover(
     state: &AppState,
     channel_id: &str,
-    how: &str,
+    how: FoundBy,
     p: &ReconPayment,
     conf: PaymentConfirmation,
 ) -> ServiceResult<NewItem> {
@@ -142,6 +145,7 @@ fn confirmation(r: &BillRow) -> PaymentConfirmation {
         trade_no: r.trade_no.clone(),
         gateway_trade_no: r.gateway_trade_no.clone(),
         amount: r.amount,
+        paid_at: r.at_ms,
     }
 }
 
@@ -223,7 +227,9 @@ pub async fn match_bill(
             Some(p) if p.status.is_paid() => {
                 compare(p, r.amount, &r.gateway_trade_no, &mut items);
             }
-            Some(p) => items.push(recover(state, channel_id, "BILL", p, confirmation(r)).await?),
+            Some(p) => {
+                items.push(recover(state, channel_id, FoundBy::Bill, p, confirmation(r)).await?)
+            }
         }
     }
 
@@ -345,7 +351,7 @@ pub async fn match_by_queries(
                 compare(&p, conf.amount, &conf.gateway_trade_no, &mut items);
             }
             Ok(TradeState::Paid(conf)) => {
-                items.push(recover(state, channel_id, "RECONCILE", &p, conf).await?);
+                items.push(recover(state, channel_id, FoundBy::Query, &p, conf).await?);
             }
             Ok(TradeState::Refunded) if p.status == kami_core::PaymentStatus::Paid => {
                 items.push(NewItem {
