@@ -47,6 +47,10 @@ pub enum OrderEvent {
     /// arrived and went back (a payment that raced its cancel, a refund in the gateway's
     /// console). The order counts as paid but cannot be delivered: the seller looks at it.
     ChannelReversed,
+    /// The channel's bill (or an authenticated query) proves a payment for this trade of a
+    /// different amount or currency than the order's. Money arrived, but never the order's:
+    /// the seller decides (refund, or deliver by hand); kami never fixes an amount itself.
+    PaidWrongAmount,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -81,6 +85,8 @@ impl OrderStatus {
             (S::Paid, E::Undeliverable) => S::Exception,
             // Only an order kami never took money for: a paid one keeps its status (an alert).
             (S::Pending | S::Expired, E::ChannelReversed) => S::Exception,
+            // Likewise a wrong sum: paid, not deliverable, the seller's to look at.
+            (S::Pending | S::Expired, E::PaidWrongAmount) => S::Exception,
             // The seller can still deliver an exception order once stock is back (补单).
             (S::Exception, E::Delivered) => S::Delivered,
             (S::AwaitingFulfilment, E::Fulfilled) => S::Fulfilled,
@@ -232,6 +238,7 @@ mod tests {
             Just(OrderEvent::Expire),
             any::<bool>().prop_map(|full| OrderEvent::Refunded { full }),
             Just(OrderEvent::ChannelReversed),
+            Just(OrderEvent::PaidWrongAmount),
         ]
     }
 
@@ -270,6 +277,20 @@ mod tests {
             PaymentStatus::PartiallyRefunded,
         ] {
             assert!(from.on(PaymentEvent::ChannelReversed).is_err());
+        }
+    }
+
+    #[test]
+    fn a_wrong_amount_makes_an_unpaid_order_an_exception_only() {
+        for from in [OrderStatus::Pending, OrderStatus::Expired] {
+            assert_eq!(
+                from.on(OrderEvent::PaidWrongAmount).unwrap(),
+                OrderStatus::Exception
+            );
+        }
+        // A paid order keeps its status: the difference is reported, never applied.
+        for from in OrderStatus::ALL.into_iter().filter(|s| s.is_paid()) {
+            assert!(from.on(OrderEvent::PaidWrongAmount).is_err());
         }
     }
 
@@ -325,7 +346,7 @@ mod tests {
                 let before = s;
                 match s.on(e) {
                     Ok(next) => {
-                        if matches!(e, OrderEvent::PaymentConfirmed | OrderEvent::ChannelReversed) {
+                        if matches!(e, OrderEvent::PaymentConfirmed | OrderEvent::ChannelReversed | OrderEvent::PaidWrongAmount) {
                             confirmations += 1;
                             prop_assert!(!before.is_paid() && next.is_paid());
                         }

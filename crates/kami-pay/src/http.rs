@@ -19,12 +19,26 @@ fn transport(e: reqwest::Error) -> PayError {
 }
 
 pub(crate) async fn send(req: reqwest::RequestBuilder) -> Result<Reply, PayError> {
+    send_capped(req, MAX_RESPONSE_BYTES).await
+}
+
+/// [`send`] reading at most `max` bytes (bill files are larger than API answers).
+pub(crate) async fn send_capped(
+    req: reqwest::RequestBuilder,
+    max: usize,
+) -> Result<Reply, PayError> {
     let mut resp = req.send().await.map_err(transport)?;
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
+    if resp
+        .content_length()
+        .is_some_and(|n| n > u64::try_from(max).unwrap_or(u64::MAX))
+    {
+        return Err(PayError::Malformed("gateway response too large".into()));
+    }
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(transport)? {
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+        if body.len() + chunk.len() > max {
             return Err(PayError::Malformed("gateway response too large".into()));
         }
         body.extend_from_slice(&chunk);

@@ -94,6 +94,11 @@ pub struct PaymentConfirmation {
     pub trade_no: String,
     pub gateway_trade_no: String,
     pub amount: Money,
+    /// When the gateway says the buyer paid (unix ms): Alipay `gmt_payment` /
+    /// `send_pay_date`, WeChat `success_time`, Epay `endtime` (query only). `None` when the
+    /// message has none or it does not parse (the payment still counts; only the notify-lag
+    /// measure misses it).
+    pub paid_at: Option<i64>,
 }
 
 /// The outcome of parsing and verifying one notification.
@@ -179,6 +184,24 @@ pub enum PayError {
     Config(String),
 }
 
+impl PayError {
+    /// A short, fixed name of the error's kind: a metric label (never the message, which may
+    /// carry gateway text).
+    pub fn code(&self) -> &'static str {
+        match self {
+            PayError::BadSignature => "bad_signature",
+            PayError::Malformed(_) => "malformed",
+            PayError::WrongMerchant => "wrong_merchant",
+            PayError::Stale => "stale",
+            PayError::Gateway { .. } => "gateway_error",
+            PayError::Transport(_) => "transport_error",
+            PayError::BadResponseSignature => "bad_response_signature",
+            PayError::Unsupported(_) => "unsupported",
+            PayError::Config(_) => "config_error",
+        }
+    }
+}
+
 /// One configured payment channel. Implementations are cheap to share (`Arc<dyn ...>`).
 #[async_trait]
 pub trait PaymentChannel: Send + Sync {
@@ -212,6 +235,14 @@ pub trait PaymentChannel: Send + Sync {
     /// retried automatically: it could pay the buyer back twice.
     fn refund_is_idempotent(&self) -> bool {
         true
+    }
+
+    /// Whether a verified notification saying "paid" must be confirmed by this channel's own
+    /// [`query`](PaymentChannel::query) before it is applied (`confirm_by_query`). Aggregators
+    /// (Epay) sign what their own database says, which is not always what the upstream
+    /// collected: a success the query does not confirm is held, never delivered.
+    fn confirm_by_query(&self) -> bool {
+        false
     }
 
     /// The gateway's bill for one day (authenticated download, totals checked). Channels

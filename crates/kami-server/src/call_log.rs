@@ -64,6 +64,7 @@ mod tests {
         ChannelCall {
             channel: "c".into(),
             method: "create",
+            pay_method: None,
             outcome: CallOutcome::Ok,
             duration_ms: ms,
         }

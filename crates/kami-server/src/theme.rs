@@ -89,6 +89,11 @@ const TEMPLATES: &[(&str, &str)] = &[
         "console/users.html",
         include_str!("../theme/templates/console/users.html"),
     ),
+    // Alerts (issue 11 part 3).
+    (
+        "console/alerts.html",
+        include_str!("../theme/templates/console/alerts.html"),
+    ),
     (
         "console/products.html",
         include_str!("../theme/templates/console/products.html"),
@@ -121,6 +126,19 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "console/channel_view.html",
         include_str!("../theme/templates/console/channel_view.html"),
+    ),
+    // Reconciliation (issue 11 part 4).
+    (
+        "console/reconciliations.html",
+        include_str!("../theme/templates/console/reconciliations.html"),
+    ),
+    (
+        "console/reconciliation.html",
+        include_str!("../theme/templates/console/reconciliation.html"),
+    ),
+    (
+        "console/channel_measures.html",
+        include_str!("../theme/templates/console/channel_measures.html"),
     ),
     (
         "mail/delivered.txt",
@@ -464,6 +482,10 @@ mod tests {
         for l in Locale::ALL {
             keys.push(format!("lang.{}", l.tag()));
         }
+        // Channel measures (issue 11 part 2).
+        for w in ["24h", "7d"] {
+            keys.push(format!("console.channel_measures.window.{w}"));
+        }
         // Settings (issue 10 part 8).
         keys.push("console.nav.settings".into());
         for g in crate::config::overlay::GROUPS {
@@ -480,6 +502,24 @@ mod tests {
             "secret.unset",
         ] {
             keys.push(format!("console.settings.{k}"));
+        }
+        // Alerts (issue 11 part 3): every event and resolve name, delivery states, the nav.
+        keys.push("console.nav.alerts".into());
+        for e in kami_store::AlertEvent::ALL {
+            let d = |firing| kami_store::AlertDelivery {
+                target: String::new(),
+                event: e,
+                subject: String::new(),
+                firing,
+                details: serde_json::Value::Null,
+                at: 0,
+            };
+            keys.push(format!("alerts.event.{}", d(true).name()));
+            keys.push(format!("alerts.event.{}", d(false).name()));
+        }
+        keys.push("alerts.event.test".into());
+        for s in ["delivered", "pending", "failed"] {
+            keys.push(format!("console.alerts.state.{s}"));
         }
         keys
     }

@@ -278,10 +278,12 @@ impl Env {
 }
 
 fn paid(trade: &OrderNo, gateway_trade_no: &str, minor: i64) -> NotifyVerdict {
+    // Epay notifications carry no pay time (G.3).
     NotifyVerdict::Paid(PaymentConfirmation {
         trade_no: trade.to_string(),
         gateway_trade_no: gateway_trade_no.to_owned(),
         amount: cny(minor),
+        paid_at: None,
     })
 }
 
@@ -347,13 +349,22 @@ async fn v1_submit_purchase_with_get_notification() {
     assert!(env.rejected().is_empty());
 
     // Query and close both report it paid.
+    let TradeState::Paid(queried) = env.channel.query(trade.as_str()).await.unwrap() else {
+        panic!("the query does not say paid");
+    };
+    // `endtime`, China time, to the second.
+    assert!(
+        queried.paid_at.is_some_and(|t| t % 1000 == 0),
+        "{queried:?}"
+    );
     assert_eq!(
-        env.channel.query(trade.as_str()).await.unwrap(),
-        TradeState::Paid(PaymentConfirmation {
+        queried,
+        PaymentConfirmation {
             trade_no: trade.to_string(),
             gateway_trade_no: g.clone(),
             amount: cny(1230),
-        })
+            paid_at: queried.paid_at,
+        }
     );
     assert!(matches!(
         env.channel.close(trade.as_str()).await.unwrap(),
@@ -949,6 +960,60 @@ async fn creation_failures_and_slowness() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
 
+/// "Forged upstream": the host still signs `TRADE_SUCCESS`, but its own order query (v1 and
+/// v2) says unpaid until the control is switched off again (from code or the control page).
+#[tokio::test]
+async fn forged_upstream_queries_contradict_the_notification() {
+    for version in [Version::V1, Version::V2] {
+        let env = start(Opts {
+            version,
+            ..Opts::default()
+        })
+        .await;
+        let trade = new_trade_no();
+        let PaymentAction::Qr { qr_code } = env.create(&trade, cny(1230), Device::Pc).await else {
+            panic!("create on pc answers qrcode");
+        };
+        env.sim.set_forged_upstream(true);
+        let (status, _) = env.pay_page(&qr_code, "notify=normal").await;
+        assert_eq!(status, StatusCode::OK);
+        env.wait_stats(trade.as_str(), |s| s.delivered).await;
+        let g = env.sim.trade_no(trade.as_str()).unwrap();
+        assert_eq!(
+            env.verdicts(),
+            vec![paid(&trade, &g, 1230)],
+            "signed as paid"
+        );
+        assert_eq!(
+            env.channel.query(trade.as_str()).await.unwrap(),
+            TradeState::Waiting,
+            "the host's query says unpaid"
+        );
+        let r = env
+            .http
+            .post(format!("{}/sim/epay/control", env.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("forged_upstream=off")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(matches!(
+            env.channel.query(trade.as_str()).await.unwrap(),
+            TradeState::Paid(c) if c.gateway_trade_no == g && c.paid_at.is_some()
+        ));
+        let r = env
+            .http
+            .post(format!("{}/sim/epay/control", env.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("forged_upstream=maybe")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    }
+}
+
 // ----------------------------------------------------------------------------------------
 // Interop (interop/epay/check.py): independent implementations, both ways.
 // ----------------------------------------------------------------------------------------
@@ -1140,6 +1205,7 @@ async fn interop_with_independent_epay_implementations() {
         trade_no: py_trade.to_string(),
         gateway_trade_no: "2024123112000042".into(),
         amount: cny(6660),
+        paid_at: None,
     });
     let mut n = 0;
     for item in output["notifications"].as_array().unwrap() {

@@ -49,6 +49,10 @@ pub enum StoreError {
     /// An order was routed to a stored channel that has been deleted since.
     #[error("the payment channel was removed meanwhile")]
     ChannelGone,
+    #[error("no such alert target")]
+    AlertTargetNotFound,
+    #[error("an alert target with this name already exists")]
+    AlertTargetExists,
     /// The key is reserved by a pending order or sold: it cannot be removed.
     #[error("the card key is reserved or sold")]
     CardSold,

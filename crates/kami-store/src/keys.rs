@@ -373,6 +373,8 @@ fn census(tx: &mut dyn Tx) -> Result<Vec<(Option<KeyId>, u64)>> {
          FROM channels GROUP BY 1, 2",
         "SELECT substr(secret, 1, 9) AS h, length(secret) >= 37 AS whole, COUNT(*) AS n \
          FROM settings WHERE secret IS NOT NULL GROUP BY 1, 2",
+        "SELECT substr(secret, 1, 9) AS h, length(secret) >= 37 AS whole, COUNT(*) AS n \
+         FROM alert_targets WHERE secret IS NOT NULL GROUP BY 1, 2",
     ] {
         for r in tx.query(sql, &[])? {
             let head: Vec<u8> = r.get("h")?;
@@ -568,6 +570,10 @@ impl Store {
         let r = ring.clone();
         changed += self
             .write(move |tx| crate::settings::reseal(tx, &r))
+            .await?;
+        let r = ring.clone();
+        changed += self
+            .write(move |tx| crate::alert_targets::reseal(tx, &r))
             .await?;
         Ok(changed)
     }
@@ -774,6 +780,7 @@ impl Store {
             }
             n += crate::stored_channels::verify(tx, &ring)?;
             n += crate::settings::verify(tx, &ring)?;
+            n += crate::alert_targets::verify(tx, &ring)?;
             Ok(n)
         })
         .await

@@ -783,3 +783,47 @@ async fn saved_settings_seal_their_secret_audit_without_it_and_move_with_rotatio
     assert!(!saved.rows.contains_key("smtp.password"));
     assert_eq!(store.verify_secrets().await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn alert_target_secrets_are_sealed_and_moved_by_rotation() {
+    use crate::model::Actor;
+    use crate::{AlertEvent, AlertTargetSpec, TargetSecret};
+
+    let db = Db::new();
+    let store = db.connect().await.unwrap();
+    let mut settings = serde_json::Map::new();
+    settings.insert(
+        "url".into(),
+        serde_json::json!("https://ops.example.com/kami"),
+    );
+    let spec = AlertTargetSpec {
+        name: "ops".into(),
+        kind: "webhook".into(),
+        events: vec![AlertEvent::ChannelDown],
+        settings,
+        secret: Some(TargetSecret::new("ALERTHOOKSECRET-77a1".into())),
+        enabled: true,
+    };
+    let actor = Actor::new("user:owner", None);
+    store
+        .create_alert_target(spec.clone(), &actor, 2)
+        .await
+        .unwrap();
+    assert!(!contains(&db.raw(), "ALERTHOOKSECRET"), "sealed on disk");
+
+    let rotation = db.rotate(&store).await.unwrap();
+    assert_eq!(rotation.resealed, 1);
+    assert_eq!(
+        store.sealed_census().await.unwrap(),
+        vec![(Some(rotation.to), 1)]
+    );
+    for p in db.keys().old_key_paths().unwrap() {
+        std::fs::remove_file(p).unwrap();
+    }
+    drop(store);
+    let store = db.connect().await.unwrap();
+    assert_eq!(store.verify_secrets().await.unwrap(), 1);
+    let back = store.alert_target("ops").await.unwrap();
+    assert_eq!(back.spec, spec, "opens to the same secret");
+    assert!(!format!("{back:?}").contains("ALERTHOOKSECRET"));
+}

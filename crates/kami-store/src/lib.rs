@@ -10,13 +10,17 @@
 
 mod admin_roster;
 mod admin_users;
+mod alert_conditions;
+mod alert_inputs;
 pub mod alert_signal;
+mod alert_targets;
 mod attention;
 mod audit;
 mod card_admin;
 mod cards;
 mod catalog;
 mod catalog_admin;
+mod channel_measures;
 mod checks;
 mod coupons;
 pub mod db;
@@ -34,6 +38,7 @@ mod orders_search;
 mod outbox;
 mod payments;
 mod postgres;
+mod reconciliation;
 mod refunds;
 mod row;
 pub mod sealed;
@@ -50,9 +55,17 @@ use kami_core::{CardStatus, CouponCode, Millis, OrderNo};
 
 pub use admin_roster::{AdminUserSummary, UserChange};
 pub use admin_users::{AdminUser, FactorCheck, LockPolicy};
+pub use alert_conditions::{
+    AlertCondition, AlertDelivery, Applied, DeliveryRecord, TargetEvents, ALERT_DELIVERY,
+};
+pub use alert_inputs::{CreatedPaid, PaidSince};
 pub use alert_signal::{AlertEvent, AlertSignal, ALERT_SIGNAL};
+pub use alert_targets::{AlertTargetSpec, StoredAlertTarget, TargetSecret};
 pub use attention::{ActionOrder, StockLevel};
 pub use categories::{Category, CategoryOutcome, CategoryPatch, Direction};
+pub use channel_measures::{
+    ChannelMeasureRows, MeasureCallRow, MeasureFailureRow, MeasureFoundRow, MeasureOrderRow,
+};
 pub use checks::{OrderPayment, PaymentCheck};
 pub use coupons::{Coupon, CouponKind, CouponPatch, CouponRemoval, CouponSettings};
 pub use error::{Result, StoreError};
@@ -62,6 +75,10 @@ pub use keys::{RotateStep, Rotation};
 pub use model::*;
 pub use orders_search::MAX_PAGE as MAX_ORDER_PAGE;
 pub use outbox::{MailState, OutboxItem, ORDER_DELIVERED, ORDER_FULFILLED};
+pub use reconciliation::{
+    BatchFilter, BatchTotals, CarryIn, Finish, ItemKind, NewItem, ReconPayment, ReconRefund,
+    ReconciliationBatch, ReconciliationItem,
+};
 pub use refunds::{NewRefund, Refund, RefundCall, RefundResult};
 pub use sessions::{NewSession, SecondFactor, Session};
 pub use settings::{
@@ -583,7 +600,22 @@ impl Store {
         event: RawEvent,
         verdict: Verdict,
     ) -> Result<NotifyOutcome> {
-        self.write(move |tx| payments::record_notification(tx, &event, &verdict))
+        Ok(self
+            .record_payment_signal(event, verdict, FoundBy::Notify)
+            .await?
+            .outcome)
+    }
+
+    /// Log what a channel said about a payment (`found_by`: a notification, a query, a close,
+    /// the seller's check, a bill) and, if it is a verified payment, apply it — one commit.
+    /// A payment that moves its order to paid records its gateway pay time and `found_by`.
+    pub async fn record_payment_signal(
+        &self,
+        event: RawEvent,
+        verdict: Verdict,
+        found_by: FoundBy,
+    ) -> Result<Recorded> {
+        self.write(move |tx| payments::record_notification(tx, &event, &verdict, found_by))
             .await
     }
 

@@ -119,6 +119,30 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0018_catalog_media_users.sql"),
         postgres: include_str!("migrations/postgres/0018_catalog_media_users.sql"),
     },
+    Migration {
+        version: 20,
+        name: "reconciliation",
+        sqlite: include_str!("migrations/sqlite/0020_reconciliation.sql"),
+        postgres: include_str!("migrations/postgres/0020_reconciliation.sql"),
+    },
+    Migration {
+        version: 21,
+        name: "alerts",
+        sqlite: include_str!("migrations/sqlite/0021_alerts.sql"),
+        postgres: include_str!("migrations/postgres/0021_alerts.sql"),
+    },
+    Migration {
+        version: 22,
+        name: "channel_measures",
+        sqlite: include_str!("migrations/sqlite/0022_channel_measures.sql"),
+        postgres: include_str!("migrations/postgres/0022_channel_measures.sql"),
+    },
+    Migration {
+        version: 23,
+        name: "fewer_order_indexes",
+        sqlite: include_str!("migrations/sqlite/0023_fewer_order_indexes.sql"),
+        postgres: include_str!("migrations/postgres/0023_fewer_order_indexes.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kami_migrations \

@@ -366,6 +366,18 @@ pub enum Verdict {
         trade_no: String,
         gateway_trade_no: String,
         amount: Money,
+        /// When the gateway says the buyer paid (unix ms), if it said.
+        gateway_paid_at: Option<Millis>,
+    },
+    /// Authentic and says paid, but the channel's own query does not confirm it
+    /// (`confirm_by_query`): recorded (`unconfirmed`) and alerted, never applied; the order
+    /// stays as it is and its checks keep asking.
+    Unconfirmed {
+        trade_no: String,
+        gateway_trade_no: String,
+        amount: Money,
+        /// What the query said instead (no secrets: a state, an amount, an error kind).
+        reason: String,
     },
     /// Authentic, but not a payment.
     NotPaid { trade_no: String, status: String },
@@ -402,6 +414,8 @@ pub enum NotifyOutcome {
         got: String,
     },
     Rejected,
+    /// A signed success the channel's query did not confirm: held, the gateway retries.
+    Unconfirmed,
 }
 
 impl NotifyOutcome {
@@ -412,6 +426,7 @@ impl NotifyOutcome {
             NotifyOutcome::UnknownOrder
                 | NotifyOutcome::AmountMismatch { .. }
                 | NotifyOutcome::Rejected
+                | NotifyOutcome::Unconfirmed
         )
     }
 
@@ -427,6 +442,7 @@ impl NotifyOutcome {
             NotifyOutcome::UnknownOrder => "unknown_order",
             NotifyOutcome::AmountMismatch { .. } => "amount_mismatch",
             NotifyOutcome::Rejected => "rejected",
+            NotifyOutcome::Unconfirmed => "unconfirmed",
         }
     }
 
@@ -439,6 +455,65 @@ impl NotifyOutcome {
             _ => None,
         }
     }
+}
+
+/// What found a payment: how a confirmation reached [`crate::Store::record_payment_signal`]
+/// (stored as `payments.found_by`). Anything but `Notify` is a payment the gateway did not
+/// (or not yet) tell kami about: a lost notification (掉单) recovered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FoundBy {
+    /// The gateway's notification.
+    Notify,
+    /// An active query (the payment checks, the buyer's "I have paid").
+    Query,
+    /// The close before expiry found it paid.
+    Close,
+    /// The seller's "check payment" (补单).
+    SellerCheck,
+    /// The channel's bill (reconciliation).
+    Bill,
+}
+
+impl FoundBy {
+    pub const ALL: [FoundBy; 5] = [
+        FoundBy::Notify,
+        FoundBy::Query,
+        FoundBy::Close,
+        FoundBy::SellerCheck,
+        FoundBy::Bill,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FoundBy::Notify => "notify",
+            FoundBy::Query => "query",
+            FoundBy::Close => "close",
+            FoundBy::SellerCheck => "seller_check",
+            FoundBy::Bill => "bill",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<FoundBy> {
+        FoundBy::ALL.into_iter().find(|f| f.as_str() == s)
+    }
+}
+
+/// A payment that moved its order to paid, as the post-commit steps need it (metrics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfirmedPayment {
+    pub method: Method,
+    /// The gateway's pay time, if it said.
+    pub gateway_paid_at: Option<Millis>,
+    /// When kami received the signal that confirmed it.
+    pub confirmed_at: Millis,
+}
+
+/// What recording a payment signal did: the outcome, and the payment it confirmed when the
+/// order moved to paid (not for duplicates, conflicts or refusals).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub outcome: NotifyOutcome,
+    pub confirmed: Option<ConfirmedPayment>,
 }
 
 /// Counts for `/metrics` and the admin.

@@ -2,12 +2,15 @@
 //! move to paid and its delivery, all in one transaction. Locks are always taken order first,
 //! then payment, then cards (the same order as expiry), so concurrent paths cannot deadlock.
 
-use kami_core::{Millis, Money, OrderEvent, OrderStatus, PaymentEvent};
+use kami_core::{Method, Millis, Money, OrderEvent, OrderStatus, PaymentEvent};
 
+use crate::alert_signal::{self, AlertEvent, AlertSignal};
 use crate::cards;
 use crate::db::Tx;
 use crate::error::{Result, StoreError};
-use crate::model::{Delivery, NotifyOutcome, RawEvent, Verdict};
+use crate::model::{
+    ConfirmedPayment, Delivery, FoundBy, NotifyOutcome, RawEvent, Recorded, Verdict,
+};
 use crate::outbox;
 use crate::params;
 use crate::transitions::{
@@ -58,7 +61,9 @@ pub(crate) fn record_notification(
     tx: &mut dyn Tx,
     ev: &RawEvent,
     verdict: &Verdict,
-) -> Result<NotifyOutcome> {
+    found_by: FoundBy,
+) -> Result<Recorded> {
+    let mut confirmed = None;
     let (outcome, trade_no, detail) = match verdict {
         Verdict::Rejected { reason } => (NotifyOutcome::Rejected, None, Some(reason.clone())),
         Verdict::NotPaid { trade_no, status } => (
@@ -66,19 +71,40 @@ pub(crate) fn record_notification(
             Some(trade_no.clone()),
             Some(format!("status {status}")),
         ),
+        Verdict::Unconfirmed {
+            trade_no,
+            gateway_trade_no,
+            amount,
+            reason,
+        } => {
+            unconfirmed_alert(tx, ev, trade_no, gateway_trade_no, *amount, reason)?;
+            (
+                NotifyOutcome::Unconfirmed,
+                Some(trade_no.clone()),
+                Some(format!(
+                    "gateway trade {gateway_trade_no}; not confirmed by query: {reason}"
+                )),
+            )
+        }
         Verdict::Paid {
             trade_no,
             gateway_trade_no,
             amount,
+            gateway_paid_at,
         } => {
-            let outcome = apply_payment(
+            let (outcome, paid) = apply_payment(
                 tx,
                 &ev.channel_id,
-                trade_no,
-                gateway_trade_no,
-                *amount,
+                Signal {
+                    trade_no,
+                    gateway_trade_no,
+                    paid: *amount,
+                    gateway_paid_at: *gateway_paid_at,
+                    found_by,
+                },
                 ev.received_at,
             )?;
+            confirmed = paid;
             let detail = match &outcome {
                 NotifyOutcome::AmountMismatch { expected, got } => {
                     Some(format!("expected {expected}, got {got}"))
@@ -120,29 +146,112 @@ pub(crate) fn record_notification(
             detail
         ],
     )?;
-    Ok(outcome)
+    Ok(Recorded { outcome, confirmed })
+}
+
+/// A verified "paid" as the store applies it.
+struct Signal<'a> {
+    trade_no: &'a str,
+    gateway_trade_no: &'a str,
+    paid: Money,
+    gateway_paid_at: Option<Millis>,
+    found_by: FoundBy,
+}
+
+/// The order of `(channel, trade_no)`, if kami knows the trade.
+fn order_of_trade(tx: &mut dyn Tx, channel_id: &str, trade_no: &str) -> Result<Option<String>> {
+    tx.query_opt(
+        "SELECT o.order_no FROM payments p JOIN orders o ON o.id = p.order_id \
+         WHERE p.channel_id = $1 AND p.trade_no = $2",
+        params![channel_id, trade_no],
+    )?
+    .map(|r| r.get::<String>("order_no"))
+    .transpose()
+}
+
+/// The alert's subject for an unconfirmed success: one condition per trade.
+fn unconfirmed_subject(channel_id: &str, trade_no: &str) -> String {
+    format!("{channel_id}/{trade_no}")
+}
+
+/// A signed success the channel's query does not confirm: the seller is alerted (firing; a
+/// later confirmed payment of the trade resolves it).
+fn unconfirmed_alert(
+    tx: &mut dyn Tx,
+    ev: &RawEvent,
+    trade_no: &str,
+    gateway_trade_no: &str,
+    amount: Money,
+    reason: &str,
+) -> Result<()> {
+    let order_no = order_of_trade(tx, &ev.channel_id, trade_no)?;
+    let signal = AlertSignal {
+        event: AlertEvent::UnconfirmedPayment,
+        subject: unconfirmed_subject(&ev.channel_id, trade_no),
+        firing: true,
+        details: serde_json::json!({
+            "channel": ev.channel_id,
+            "trade_no": trade_no,
+            "order_no": order_no,
+            "gateway_trade_no": gateway_trade_no,
+            "amount": amount.to_major_string(),
+            "currency": amount.currency().code(),
+            "query_said": reason,
+        }),
+    };
+    alert_signal::emit(tx, &signal, ev.received_at)
+}
+
+/// A trade once held as unconfirmed is now confirmed and applied: resolve its alert.
+fn resolve_unconfirmed(
+    tx: &mut dyn Tx,
+    channel_id: &str,
+    trade_no: &str,
+    now: Millis,
+) -> Result<()> {
+    let held = tx.query_opt(
+        "SELECT id FROM payment_events WHERE channel_id = $1 AND trade_no = $2 \
+         AND outcome = 'unconfirmed' LIMIT 1",
+        params![channel_id, trade_no],
+    )?;
+    if held.is_none() {
+        return Ok(());
+    }
+    let signal = AlertSignal {
+        event: AlertEvent::UnconfirmedPayment,
+        subject: unconfirmed_subject(channel_id, trade_no),
+        firing: false,
+        details: serde_json::json!({ "channel": channel_id, "trade_no": trade_no }),
+    };
+    alert_signal::emit(tx, &signal, now)
 }
 
 fn apply_payment(
     tx: &mut dyn Tx,
     channel_id: &str,
-    trade_no: &str,
-    gateway_trade_no: &str,
-    paid: Money,
+    signal: Signal<'_>,
     now: Millis,
-) -> Result<NotifyOutcome> {
+) -> Result<(NotifyOutcome, Option<ConfirmedPayment>)> {
+    let Signal {
+        trade_no,
+        gateway_trade_no,
+        paid,
+        gateway_paid_at,
+        found_by,
+    } = signal;
     let Some(p) = tx.query_opt(
         "SELECT id, order_id FROM payments WHERE channel_id = $1 AND trade_no = $2",
         params![channel_id, trade_no],
     )?
     else {
-        return Ok(NotifyOutcome::UnknownOrder);
+        return Ok((NotifyOutcome::UnknownOrder, None));
     };
     let (payment_id, order_id): (i64, i64) = (p.get("id")?, p.get("order_id")?);
 
     let o = tx.query_one(
-        "SELECT o.id, o.order_no, o.status, o.product_id, o.quantity, o.loop_card_id, p.delivery \
-         FROM orders o JOIN products p ON p.id = o.product_id WHERE o.id = $1 FOR UPDATE OF o",
+        "SELECT o.id, o.order_no, o.status, o.product_id, o.quantity, o.loop_card_id, o.method, \
+         p.delivery FROM orders o JOIN products p ON p.id = o.product_id WHERE o.id = $1 \
+         FOR UPDATE OF o",
         params![order_id],
     )?;
     let order = LockedOrder::from_row(&o)?;
@@ -150,6 +259,7 @@ fn apply_payment(
     let (product_id, quantity): (i64, i64) = (o.get("product_id")?, o.get("quantity")?);
     let loop_card: Option<i64> = o.get("loop_card_id")?;
     let delivery: Delivery = o.get("delivery")?;
+    let method: Method = o.get("method")?;
 
     let p = tx.query_one(
         "SELECT id, status, amount, currency, gateway_trade_no FROM payments WHERE id = $1 FOR UPDATE",
@@ -160,21 +270,25 @@ fn apply_payment(
 
     // Binding is by (channel, trade_no); the money must match to the minor unit and currency.
     if paid.minor() != expected_minor || paid.currency().code() != expected_currency {
-        return Ok(NotifyOutcome::AmountMismatch {
-            expected: format!("{expected_minor} {expected_currency}"),
-            got: format!("{} {}", paid.minor(), paid.currency()),
-        });
+        return Ok((
+            NotifyOutcome::AmountMismatch {
+                expected: format!("{expected_minor} {expected_currency}"),
+                got: format!("{} {}", paid.minor(), paid.currency()),
+            },
+            None,
+        ));
     }
 
     if payment.status.is_paid() {
-        return Ok(
+        return Ok((
             if p.get::<Option<String>>("gateway_trade_no")?.as_deref() == Some(gateway_trade_no) {
                 NotifyOutcome::Duplicate { order_no }
             } else {
                 conflict_alert(tx, order_id, gateway_trade_no, now)?;
                 NotifyOutcome::ConflictingPayment { order_no }
             },
-        );
+            None,
+        ));
     }
     // A gateway trade number already seen on another of our payments: the gateway (or its
     // configuration) is reusing numbers. This payment is still bound by our trade number and
@@ -203,11 +317,17 @@ fn apply_payment(
         now,
         Some(gateway_trade_no),
     )?;
+    // How it was found and when the gateway says it was paid: the channel measures.
+    tx.exec(
+        "UPDATE payments SET gateway_paid_at = $2, found_by = $3 WHERE id = $1",
+        params![payment_id, gateway_paid_at, found_by.as_str()],
+    )?;
+    resolve_unconfirmed(tx, channel_id, trade_no, now)?;
 
     if order.status.on(OrderEvent::PaymentConfirmed).is_err() {
         // The order was already paid through another payment attempt: money arrived twice.
         conflict_alert(tx, order_id, gateway_trade_no, now)?;
-        return Ok(NotifyOutcome::ConflictingPayment { order_no });
+        return Ok((NotifyOutcome::ConflictingPayment { order_no }, None));
     }
     let late = order.status == OrderStatus::Expired;
 
@@ -259,11 +379,17 @@ fn apply_payment(
             payload: None,
         },
     )?;
-    Ok(match final_status {
+    let outcome = match final_status {
         OrderStatus::Delivered => NotifyOutcome::Delivered { order_no, late },
         OrderStatus::AwaitingFulfilment => NotifyOutcome::AwaitingFulfilment { order_no },
         _ => NotifyOutcome::Exception { order_no },
-    })
+    };
+    let confirmed = ConfirmedPayment {
+        method,
+        gateway_paid_at,
+        confirmed_at: now,
+    };
+    Ok((outcome, Some(confirmed)))
 }
 
 /// A second, different payment for an order already paid: recorded for the seller.

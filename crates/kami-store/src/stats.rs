@@ -97,20 +97,45 @@ pub struct StatsRows {
     pub calls: Vec<CallRow>,
 }
 
-/// How a channel call ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a channel call ended. (Calls recorded before migration 22 may say `error`.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CallOutcome {
     Ok,
-    Error,
+    /// The gateway answered and refused (an error code).
+    GatewayError,
+    /// The gateway could not be reached, or the connection failed.
+    TransportError,
+    /// No answer in time.
     Timeout,
+    /// An answer that did not verify or parse.
+    BadResponse,
+    /// Not supported for this payment (a flavour not enabled, a currency): the order's
+    /// parameters, not the channel's health.
+    Unsupported,
+    /// The channel's configuration cannot make the call.
+    ConfigError,
 }
 
 impl CallOutcome {
+    pub const ALL: [CallOutcome; 7] = [
+        CallOutcome::Ok,
+        CallOutcome::GatewayError,
+        CallOutcome::TransportError,
+        CallOutcome::Timeout,
+        CallOutcome::BadResponse,
+        CallOutcome::Unsupported,
+        CallOutcome::ConfigError,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             CallOutcome::Ok => "ok",
-            CallOutcome::Error => "error",
+            CallOutcome::GatewayError => "gateway_error",
+            CallOutcome::TransportError => "transport_error",
             CallOutcome::Timeout => "timeout",
+            CallOutcome::BadResponse => "bad_response",
+            CallOutcome::Unsupported => "unsupported",
+            CallOutcome::ConfigError => "config_error",
         }
     }
 }
@@ -121,6 +146,8 @@ pub struct ChannelCall {
     pub channel: String,
     /// `create` (the only one recorded so far).
     pub method: &'static str,
+    /// The payment method the call was for (`alipay`, `wxpay`, ...).
+    pub pay_method: Option<kami_core::Method>,
     pub outcome: CallOutcome,
     pub duration_ms: i64,
 }
@@ -243,11 +270,12 @@ impl Store {
         self.write(move |tx| {
             for (call, at) in &calls {
                 tx.exec(
-                    "INSERT INTO channel_calls (channel_id, method, outcome, duration_ms, at) \
-                     VALUES ($1, $2, $3, $4, $5)",
+                    "INSERT INTO channel_calls (channel_id, method, pay_method, outcome, duration_ms, at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
                     params![
                         call.channel.as_str(),
                         call.method,
+                        call.pay_method.map_or("", kami_core::Method::as_str),
                         call.outcome.as_str(),
                         call.duration_ms,
                         *at

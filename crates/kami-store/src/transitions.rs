@@ -65,7 +65,9 @@ pub(crate) fn apply_order_events(
         to = to.on(event)?;
         match event {
             // Money arrived (a reversed payment arrived too, then went back).
-            OrderEvent::PaymentConfirmed | OrderEvent::ChannelReversed => paid_at = Some(now),
+            OrderEvent::PaymentConfirmed
+            | OrderEvent::ChannelReversed
+            | OrderEvent::PaidWrongAmount => paid_at = Some(now),
             OrderEvent::Delivered => delivered_at = Some(now),
             _ => {}
         }

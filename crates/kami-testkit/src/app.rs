@@ -69,12 +69,19 @@ fn test_config(db_url: &str, key_file: &Path, max_connections: u32, extra: &str)
     } else {
         RAISED_RISK
     };
+    // The daily reconciliation stays off unless a test asks for it (it would reconcile
+    // yesterday at start in every test server after 10:00 Beijing time).
+    let reconciliation = if extra.contains("[reconciliation]") {
+        ""
+    } else {
+        "[reconciliation]\nenabled = false\n"
+    };
     let toml = format!(
         "{server}\
          [database]\nurl = \"{db_url}\"\nmax_connections = {max_connections}\n\
          [security]\nmaster_key_file = \"{key_file}\"\n\
          [[channels]]\nid = \"sandbox\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\n\
-         secret = \"{SANDBOX_SECRET}\"\nallow_sandbox = true\n{extra}\n{risk}"
+         secret = \"{SANDBOX_SECRET}\"\nallow_sandbox = true\n{extra}\n{risk}{reconciliation}"
     );
     Config::from_toml_str(&toml)
         .unwrap_or_else(|e| panic!("test configuration: {e}\n{toml}"))
@@ -117,6 +124,21 @@ impl TestApp {
             .take()
             .expect("the gateway simulators were built");
         (app, gw)
+    }
+
+    /// Every simulator mounted (as [`TestApp::spawn_gateways`]), the server and the sandbox
+    /// simulator on `clock`, and the simulators handed back to drive (reconciliation tests:
+    /// bills, dropped notifications, failing queries).
+    pub async fn spawn_with_sims(
+        backend: Backend,
+        extra: &str,
+        clock: kami_core::SharedClock,
+    ) -> (TestApp, crate::Sims) {
+        let kept = crate::KeptSims::default();
+        let opts = crate::sims::on_clock_keeping(clock, kept.clone());
+        let app = TestApp::spawn_opts(backend, extra, opts).await;
+        let sims = kept.take();
+        (app, sims)
     }
 
     pub async fn spawn_opts(backend: Backend, extra: &str, opts: BuildOptions) -> TestApp {

@@ -34,7 +34,7 @@ pub use gateway::{notification_params, payment_page, SANDBOX_SECRET};
 /// The gateway simulators (their merchant ids, for channels tests add through the API).
 pub use kami_sim;
 pub use shop::{assert_no_key_twice, cards, Shop};
-pub use sims::{sandbox_on_clock, simulators, simulators_keeping, GatewaysSlot};
+pub use sims::{sandbox_on_clock, simulators, simulators_keeping, GatewaysSlot, KeptSims, Sims};
 
 /// Fail the running test because an outside prerequisite is missing. Tests needing one are
 /// `#[ignore]`d; whoever runs them anyway asked for them, so missing means failed, not passed.

@@ -78,3 +78,61 @@ fn gateway_simulators(cx: &ExtensionContext<'_>) -> Result<(Extra, Gateways), St
     };
     Ok((extra, gw))
 }
+
+/// The simulators [`on_clock_keeping`] mounted, once the server is built.
+#[derive(Clone, Default)]
+pub struct KeptSims {
+    sandbox: Arc<Mutex<Option<Arc<SandboxSim>>>>,
+    gateways: GatewaysSlot,
+}
+
+/// The simulators of a [`crate::TestApp::spawn_with_sims`] server.
+pub struct Sims {
+    /// The `sandbox` channel's gateway.
+    pub sandbox: Arc<SandboxSim>,
+    /// Alipay, WeChat Pay and Epay (channels `alipay-sim`, `wechat-sim`, `epay-sim`).
+    pub gateways: Arc<Gateways>,
+}
+
+impl KeptSims {
+    pub(crate) fn take(&self) -> Sims {
+        Sims {
+            sandbox: self
+                .sandbox
+                .lock()
+                .unwrap()
+                .take()
+                .expect("the sandbox simulator was built"),
+            gateways: self
+                .gateways
+                .lock()
+                .unwrap()
+                .take()
+                .expect("the gateway simulators were built"),
+        }
+    }
+}
+
+/// Every simulator (fast retries), the server and its sandbox simulator on `clock`, both
+/// left in `kept`.
+pub(crate) fn on_clock_keeping(clock: kami_core::SharedClock, kept: KeptSims) -> BuildOptions {
+    let sim_clock = clock.clone();
+    BuildOptions {
+        demo: false,
+        clock: Some(clock),
+        extension: Some(Box::new(move |cx: &ExtensionContext<'_>| {
+            let (mut extra, gw) = gateway_simulators(cx)?;
+            *kept.gateways.lock().map_err(|e| e.to_string())? = Some(Arc::new(gw));
+            for local in cx.local_sandboxes {
+                let sim = SandboxSim::with_clock(
+                    local.secret.clone(),
+                    Default::default(),
+                    sim_clock.clone(),
+                );
+                extra.routes = extra.routes.merge(sim.router());
+                *kept.sandbox.lock().map_err(|e| e.to_string())? = Some(sim);
+            }
+            Ok(extra)
+        })),
+    }
+}

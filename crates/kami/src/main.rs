@@ -10,6 +10,7 @@ use kami_server::services::passwords;
 use kami_server::{config, demo, time::now_ms, Application, BuildOptions, Config};
 use kami_store::{KeyFiles, KeyLock, RotateStep, Store};
 
+mod reconcile;
 mod simulators;
 
 #[derive(Parser)]
@@ -60,6 +61,17 @@ enum Command {
     /// FILE must not exist. On PostgreSQL nothing is written: kami prints how to use
     /// `pg_dump` and exits with status 2.
     Backup { file: PathBuf },
+    /// Reconcile a day's payments against each channel's bill: recover what the bill proves
+    /// paid, report differences. Prints a summary, then the JSON report as the last line;
+    /// exits non-zero when a batch failed.
+    Reconcile {
+        /// One channel (default: every enabled channel, and others with payments that day).
+        #[arg(long)]
+        channel: Option<String>,
+        /// The bill day, YYYY-MM-DD in Beijing time (default: yesterday).
+        #[arg(long)]
+        date: Option<String>,
+    },
     /// Run the gateway simulators standalone (Alipay, WeChat Pay v3, Epay, sandbox).
     Sim {
         #[arg(long, default_value = "127.0.0.1:8090")]
@@ -401,6 +413,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 key_files(&config).path().display()
             );
             Ok(())
+        }
+        Command::Reconcile { channel, date } => {
+            let config = load_config(cli.config.as_ref())?;
+            let _lock = shared_lock(&config, "kami reconcile").await?;
+            reconcile::run(config, channel, date).await
         }
         Command::Sim {
             listen,

@@ -80,19 +80,30 @@
 //!   `refund_status` `REFUND_SUCCESS` to report it settled, with the refunded amount it
 //!   reports.
 //!
+//! # bill (A.5)
+//!
+//! `alipay.data.dataservice.bill.downloadurl.query` (`bill_type=trade`), `isp.bill_not_exist`
+//! → an empty bill; the archive at `bill_download_url` is read by [`bill_file`] (GBK CSVs,
+//! columns by header name, totals checked, bounded unzip).
+//!
 //! # Files
 //!
 //! `sign` (sign strings, RSA, the signed common parameters), `wire` (response node
 //! extraction, Beijing time, answers → facts; re-exports `sign` for the simulator), `api`
-//! (one verified call, the error model, cancel), `notify` (A.4), `tests`. Request timestamps
+//! (one verified call, the error model, cancel), `notify` (A.4), `bill` and `bill_file`
+//! (the day's bill), `tests`. Request timestamps
 //! come from the channel's [`kami_core::Clock`] ([`AlipayChannel::with_clock`]).
 
 mod api;
+mod bill;
+pub mod bill_file;
 mod notify;
 pub mod settings;
 mod sign;
 pub mod wire;
 
+#[cfg(test)]
+mod bill_tests;
 #[cfg(test)]
 mod tests;
 
@@ -103,11 +114,12 @@ use serde_json::{json, Value};
 use crate::common::ack::plain_text_ack;
 use crate::crypto::{RsaSigner, RsaVerifier};
 use crate::{
-    Ack, AckResponse, CreatePayment, Device, NotifyVerdict, PayError, PaymentAction,
+    Ack, AckResponse, Bill, BillDay, CreatePayment, Device, NotifyVerdict, PayError, PaymentAction,
     PaymentChannel, RawNotification, RefundOutcome, RefundRequest, TradeState,
 };
 
 use api::{ApiError, SETTLED_STATE_CODES};
+pub use bill::NO_BILL;
 pub use notify::NOTIFY_REQUIRED;
 use wire::{check_echo, clean_subject, cny, required_str, str_field, trade_state};
 pub use wire::{is_mobile_user_agent, AlipaySignType};
@@ -376,5 +388,9 @@ impl PaymentChannel for AlipayChannel {
                 settled: false,
             })
         }
+    }
+
+    async fn bill(&self, day: BillDay) -> Result<Bill, PayError> {
+        self.fetch_bill(day).await
     }
 }

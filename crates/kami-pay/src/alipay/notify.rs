@@ -2,9 +2,10 @@
 //! configured sign type over every field but `sign` and `sign_type`, checked for our app and
 //! seller, and read as paid only for a plain `trade_status_sync` success.
 
-use super::wire::{clip, cny, field, verify_params, NOTIFY_UNSIGNED};
+use super::wire::{clip, cny, field, parse_beijing_time, verify_params, NOTIFY_UNSIGNED};
 use super::AlipayChannel;
 use crate::common::form::{body_or_query, required};
+use crate::common::pay_time::pay_time;
 use crate::{NotifyVerdict, PayError, PaymentConfirmation, RawNotification};
 
 /// Notification fields that must be present (and non-empty).
@@ -73,6 +74,12 @@ impl AlipayChannel {
                     trade_no: out_trade_no.to_owned(),
                     gateway_trade_no: gateway_trade_no.to_owned(),
                     amount,
+                    paid_at: pay_time(
+                        "alipay",
+                        "gmt_payment",
+                        field(&params, "gmt_payment"),
+                        parse_beijing_time,
+                    ),
                 }))
             }
             other => not_paid(other),

@@ -535,6 +535,8 @@ fn v3_notify_sign_string_signature_and_verdict() {
             trade_no: "T20240101000001".into(),
             gateway_trade_no: "2024010122001400001234567890".into(),
             amount: Money::new(8888, Currency::Cny).unwrap(),
+            // gmt_payment 2024-01-01 12:00:09, Beijing time
+            paid_at: Some(1_704_081_609_000),
         })
     );
     // The same as a GET query string.
@@ -577,6 +579,8 @@ fn v0_real_alipay_notify() {
             trade_no: "20190815155618536-564-57".into(),
             gateway_trade_no: "2019081522001468450512505578".into(),
             amount: Money::new(10, Currency::Cny).unwrap(),
+            // gmt_payment 2019-08-15 15:56:24, Beijing time
+            paid_at: Some(1_565_855_784_000),
         })
     );
     // Verifying with sign_type kept (the request rule) must fail, as with the real gateway.

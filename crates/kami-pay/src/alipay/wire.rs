@@ -315,6 +315,12 @@ pub(super) fn trade_state(
             trade_no: trade_no.to_owned(),
             gateway_trade_no: required_str(map, "trade_no")?.to_owned(),
             amount: cny(required_str(map, "total_amount")?)?,
+            paid_at: crate::common::pay_time::pay_time(
+                "alipay",
+                "send_pay_date",
+                map.get("send_pay_date").and_then(Value::as_str),
+                parse_beijing_time,
+            ),
         })),
         other => Err(PayError::Malformed(format!(
             "unknown trade_status {}",

@@ -66,6 +66,14 @@
 //!   console instead). v2 POSTs `api/pay/refund` with `out_refund_no` = the refund number, which
 //!   newer hosts use to deduplicate; older ones ignore it, so the same caution applies.
 //!
+//! # Confirmation by query
+//!
+//! An Epay host signs what its own database says, which is not always what its upstream
+//! (Alipay, WeChat) collected: dujiao-next #340 credited a top-up the upstream never received.
+//! With `confirm_by_query` (default on) kami applies a verified "paid" notification only once
+//! this channel's `query` says the same trade is paid with the same amount; otherwise the
+//! notification is held (failure ack, so the host retries) and the seller is alerted.
+//!
 //! # Ack (G.3)
 //!
 //! Success → HTTP 200 `text/plain` body exactly `success` (also for duplicates already
@@ -180,6 +188,8 @@ pub struct EpayChannel {
     http: reqwest::Client,
     /// Request timestamps and the v2 freshness window read this clock.
     clock: SharedClock,
+    /// `confirm_by_query` (default on): see [`PaymentChannel::confirm_by_query`].
+    confirm_by_query: bool,
 }
 
 impl std::fmt::Debug for EpayChannel {
@@ -192,6 +202,7 @@ impl std::fmt::Debug for EpayChannel {
             .field("pid", &self.pid)
             .field("credentials", &self.credentials)
             .field("flow", &self.flow)
+            .field("confirm_by_query", &self.confirm_by_query)
             .finish()
     }
 }
@@ -231,7 +242,15 @@ impl EpayChannel {
             flow: cfg.flow,
             http,
             clock: kami_core::clock::system(),
+            confirm_by_query: true,
         }
+    }
+
+    /// The same channel with `confirm_by_query` on or off (on by default): whether a signed
+    /// "paid" notification is applied only once the host's own query confirms it.
+    pub fn with_confirm_by_query(mut self, on: bool) -> EpayChannel {
+        self.confirm_by_query = on;
+        self
     }
 
     /// The same channel reading `clock` for request timestamps and the v2 window.
@@ -330,5 +349,9 @@ impl PaymentChannel for EpayChannel {
     /// `out_refund_no` (G.5): a repeat may be a second refund.
     fn refund_is_idempotent(&self) -> bool {
         false
+    }
+
+    fn confirm_by_query(&self) -> bool {
+        self.confirm_by_query
     }
 }

@@ -68,10 +68,12 @@ impl EpayChannel {
         let amount = parse_money(required(params, "money")?)?;
         let status = required(params, "trade_status")?;
         if status == TRADE_SUCCESS {
+            // G.3: an Epay notification carries no pay time.
             Ok(NotifyVerdict::Paid(PaymentConfirmation {
                 trade_no: out_trade_no.to_owned(),
                 gateway_trade_no: trade_no.to_owned(),
                 amount,
+                paid_at: None,
             }))
         } else {
             Ok(NotifyVerdict::NotPaid {

@@ -54,6 +54,14 @@ pub struct EpaySettings {
     /// kami extension: `submit` (page jump, every host; default) or `api` (`mapi.php`).
     #[serde(default = "default_mode", deserialize_with = "mode")]
     pub mode: EpayFlow,
+    /// kami extension: apply a signed "paid" notification only once the host's own order
+    /// query confirms it (same trade, paid, same amount). Default true.
+    #[serde(default = "yes")]
+    pub confirm_by_query: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_mode() -> EpayFlow {
@@ -153,6 +161,6 @@ impl EpaySettings {
             credentials,
             flow: self.mode,
         };
-        Ok(EpayChannel::new(cfg, cx.http.clone()))
+        Ok(EpayChannel::new(cfg, cx.http.clone()).with_confirm_by_query(self.confirm_by_query))
     }
 }

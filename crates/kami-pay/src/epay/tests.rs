@@ -104,6 +104,7 @@ fn paid(amount_fen: i64) -> NotifyVerdict {
         trade_no: "ORD20240101001".into(),
         gateway_trade_no: "2024010112000001".into(),
         amount: Money::new(amount_fen, Currency::Cny).unwrap(),
+        paid_at: None,
     })
 }
 #[test]

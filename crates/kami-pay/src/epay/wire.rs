@@ -196,6 +196,13 @@ impl EpayChannel {
                     trade_no: trade_no.to_owned(),
                     gateway_trade_no: gateway_trade_no.to_owned(),
                     amount,
+                    // G.3 `endtime`: when the host recorded the payment, China time.
+                    paid_at: crate::common::pay_time::pay_time(
+                        "epay",
+                        "endtime",
+                        field(fields, "endtime"),
+                        crate::common::pay_time::parse_china_time,
+                    ),
                 }))
             }
             "2" => Ok(TradeState::Refunded),

@@ -29,7 +29,8 @@
 //!
 //! **Notification** (gateway → kami): `POST notify_url`, `application/x-www-form-urlencoded`,
 //! parameters `trade_no`, `gateway_trade_no`, `amount`, `currency`, `status` (`paid`),
-//! `paid_at` (unix ms), `notify_id` (random hex), `sign`. Delivered iff the answer is HTTP 200
+//! `paid_at` (unix ms; the pay time, optional for kami: a malformed one reads as unknown),
+//! `notify_id` (random hex), `sign`. Delivered iff the answer is HTTP 200
 //! with trimmed body exactly `success`; otherwise retried on a schedule (default immediately,
 //! then 1s, 2s, 4s, 8s, 16s, 30s, 60s, 120s, 300s: 10 attempts). kami accepts the POST form
 //! body, or the query string of a GET. All of `trade_no`, `gateway_trade_no`, `amount`,
@@ -40,8 +41,9 @@
 //!
 //! **query**: `GET {gateway}/sim/sandbox/api/query?trade_no=..&nonce=..&sign=..` → JSON object
 //! of string fields `trade_no`, `status` (`NOT_FOUND` | `WAITING` | `PAID` | `CLOSED` |
-//! `REFUNDED`), when a payment exists `gateway_trade_no`, `amount`, `currency`, and `sign`
-//! over the other fields. A trade is known to the gateway once its pay page was opened.
+//! `REFUNDED`), when a payment exists `gateway_trade_no`, `amount`, `currency`, `paid_at`
+//! (unix ms; optional for kami, which reads it as the pay time), and `sign` over the other
+//! fields. A trade is known to the gateway once its pay page was opened.
 //!
 //! **close**: `POST {gateway}/sim/sandbox/api/close`, form `trade_no, nonce, sign` → the same
 //! signed JSON describing the state after closing: a paid trade stays `PAID`, anything else
@@ -54,11 +56,15 @@
 //!
 //! API requests with a bad signature get HTTP 400 `{"error":"BAD_SIGNATURE"}` (unsigned).
 //!
+//! **bill**: `GET {gateway}/sim/sandbox/api/bill?date=YYYY-MM-DD&nonce=..&sign=..` → a signed
+//! text file of the day's payments and refunds with its own totals line (see [`bill`]).
+//!
 //! # Files
 //!
-//! `sign` (HMAC), `wire` (API answers → facts), `notify`, `tests`. The sandbox channel never
+//! `sign` (HMAC), `wire` (API answers → facts), `notify`, `bill` (the day's bill), `tests`. The sandbox channel never
 //! reads the clock: expiry travels in the request.
 
+pub mod bill;
 mod notify;
 pub mod settings;
 mod sign;
@@ -74,8 +80,8 @@ use crate::common::ack::plain_text_ack;
 use crate::common::form::{clip, required};
 use crate::common::text::owned;
 use crate::{
-    Ack, AckResponse, CreatePayment, NotifyVerdict, PayError, PaymentAction, PaymentChannel,
-    RawNotification, RefundOutcome, RefundRequest, TradeState,
+    Ack, AckResponse, Bill, BillDay, CreatePayment, NotifyVerdict, PayError, PaymentAction,
+    PaymentChannel, RawNotification, RefundOutcome, RefundRequest, TradeState,
 };
 
 pub use crate::common::form::{field, parse_form, MAX_FORM_BYTES, MAX_FORM_FIELDS};
@@ -223,5 +229,13 @@ impl PaymentChannel for SandboxChannel {
             amount: refunded,
             settled: true,
         })
+    }
+
+    async fn bill(&self, day: BillDay) -> Result<Bill, PayError> {
+        let n = nonce();
+        let date = bill::format_day(day);
+        let query = self.signed_form(owned(&[("date", &date), ("nonce", &n)]))?;
+        let url = format!("{}?{query}", self.api_url("bill"));
+        self.fetch_bill(day, self.http.get(url)).await
     }
 }

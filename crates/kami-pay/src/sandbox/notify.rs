@@ -36,6 +36,7 @@ pub(crate) fn verify_notification(
             trade_no: trade_no.to_owned(),
             gateway_trade_no: gateway_trade_no.to_owned(),
             amount,
+            paid_at: super::wire::paid_at(&params),
         }))
     } else {
         Ok(NotifyVerdict::NotPaid {

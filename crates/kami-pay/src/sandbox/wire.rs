@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use kami_core::{Currency, Money};
 
-use super::{signed, verify, SandboxChannel};
+use super::{bill, signed, verify, SandboxChannel};
 use crate::common::form::{clip, field, required};
 use crate::common::text::urlencode;
 use crate::{PayError, PaymentConfirmation, TradeState};
@@ -117,6 +117,7 @@ impl SandboxChannel {
                     trade_no: got.to_owned(),
                     gateway_trade_no: gateway_trade_no.to_owned(),
                     amount,
+                    paid_at: paid_at(fields),
                 }))
             }
             other => Err(PayError::Malformed(format!(
@@ -126,7 +127,46 @@ impl SandboxChannel {
         }
     }
 
+    /// Download a bill: a signed text body on 200 (its signature in [`bill::SIGN_HEADER`]),
+    /// otherwise the API's error.
+    pub(crate) async fn fetch_bill(
+        &self,
+        day: crate::BillDay,
+        req: reqwest::RequestBuilder,
+    ) -> Result<crate::Bill, PayError> {
+        let crate::http::Reply {
+            status,
+            headers,
+            body,
+        } = crate::http::send(req.timeout(API_TIMEOUT)).await?;
+        if status != 200 {
+            let message = clip(&String::from_utf8_lossy(&body));
+            let code = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(clip))
+                .unwrap_or_else(|| format!("HTTP_{status}"));
+            return Err(PayError::Gateway { code, message });
+        }
+        let sig = headers
+            .get(bill::SIGN_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(PayError::BadResponseSignature)?;
+        let text = std::str::from_utf8(&body)
+            .map_err(|_| PayError::Malformed("sandbox bill: not UTF-8".into()))?;
+        if !verify(&self.secret, &[("bill", text), ("sign", sig)]) {
+            return Err(PayError::BadResponseSignature);
+        }
+        bill::parse(day, &body)
+    }
+
     pub(crate) fn signed_form(&self, params: Vec<(String, String)>) -> Result<String, PayError> {
         urlencode(&signed(&self.secret, params))
     }
+}
+
+/// The optional `paid_at` (unix ms) of a notification or a query answer.
+pub(crate) fn paid_at(fields: &[(String, String)]) -> Option<i64> {
+    crate::common::pay_time::pay_time("sandbox", "paid_at", field(fields, "paid_at"), |s| {
+        s.parse::<i64>().ok().filter(|ms| *ms > 0)
+    })
 }

@@ -44,21 +44,30 @@
 //! is `SUCCESS`; `PROCESSING` is polled with `GET /v3/refund/domestic/refunds/{out_refund_no}`
 //! a few times within about two seconds, then reported unsettled.
 //!
+//! Bill: `GET /v3/bill/tradebill?bill_date=&bill_type=ALL` → `{hash_type, hash_value,
+//! download_url}` (`NO_STATEMENT_EXIST` → an empty bill); the signed GET of `download_url`
+//! answers unsigned bytes whose SHA1 must equal `hash_value`; [`bill_file`] reads the CSV.
+//!
 //! Mode `auto` uses H5 on mobile browsers and Native (a QR code) on PCs and inside WeChat's
 //! own browser, where H5 pay is refused but a QR code can be long-pressed.
 //!
 //! # Files
 //!
 //! `sign` (B.1/B.2 messages, `Authorization`, platform keys), `wire` (JSON shapes, answers →
-//! facts, one verified call), `notify` (B.3 and the reply), `tests` with `vectors`. Request
+//! facts, one verified call), `notify` (B.3 and the reply), `bill` and
+//! `bill_file` (the day's bill), `tests` with `vectors`. Request
 //! timestamps and the clock window use the channel's [`kami_core::Clock`]
 //! ([`WechatPayChannel::with_clock`]).
 
+mod bill;
+pub mod bill_file;
 mod notify;
 pub mod settings;
 mod sign;
 mod wire;
 
+#[cfg(test)]
+mod bill_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -71,10 +80,11 @@ use kami_core::{ChannelId, Currency, Method, SharedClock};
 
 use crate::crypto::RsaSigner;
 use crate::{
-    Ack, AckResponse, CreatePayment, Device, NotifyVerdict, PayError, PaymentAction,
+    Ack, AckResponse, Bill, BillDay, CreatePayment, Device, NotifyVerdict, PayError, PaymentAction,
     PaymentChannel, RawNotification, RefundOutcome, RefundRequest, TradeState,
 };
 
+pub use bill::{sha1_hex, NO_BILL};
 pub use notify::{decrypt_resource, Resource};
 pub use sign::{
     authorization, nonce_str, request_message, response_message, verify_signature,
@@ -442,5 +452,10 @@ impl PaymentChannel for WechatPayChannel {
             amount,
             settled,
         })
+    }
+
+    /// B.4 trade bill (`ALL`), its SHA1 checked, its totals checked.
+    async fn bill(&self, day: BillDay) -> Result<Bill, PayError> {
+        self.fetch_bill(day).await
     }
 }

@@ -102,6 +102,8 @@ fn w4_paid() -> NotifyVerdict {
         trade_no: W4_TRADE.into(),
         gateway_trade_no: "4200000000202401010000000001".into(),
         amount: Money::new(100, Currency::Cny).unwrap(),
+        // success_time 2024-01-01T12:00:09+08:00
+        paid_at: Some(1_704_081_609_000),
     })
 }
 
@@ -498,6 +500,7 @@ fn fresh_notification_paid_and_not_paid() {
             trade_no: "K20240101120000123456789012".into(),
             gateway_trade_no: "4200000001202401010000000002".into(),
             amount: Money::new(1230, Currency::Cny).unwrap(),
+            paid_at: Some(1_704_081_609_000),
         })
     );
     // Other trade states / events are authentic but not payments.

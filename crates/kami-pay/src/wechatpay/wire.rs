@@ -34,6 +34,13 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         .map(|t| t.unix_timestamp())
 }
 
+/// An RFC 3339 time (any offset, fractions kept) as unix milliseconds.
+pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .and_then(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok())
+}
+
 /// `amount` of a transaction (fen).
 #[derive(Debug, Clone, Deserialize)]
 pub(super) struct TxAmount {
@@ -60,6 +67,9 @@ pub(super) struct Transaction {
     pub(super) refund_status: Option<String>,
     #[serde(default)]
     pub(super) amount: Option<TxAmount>,
+    /// RFC 3339 pay time (`2018-06-08T10:34:56+08:00`), on paid transactions.
+    #[serde(default)]
+    pub(super) success_time: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -160,6 +170,23 @@ pub(super) fn parse_amount(total: i64, currency: Option<&str>) -> Result<Money, 
     let currency = currency.ok_or_else(|| PayError::Malformed("amount.currency missing".into()))?;
     let currency = Currency::parse(currency).map_err(|e| PayError::Malformed(e.to_string()))?;
     Money::new(total, currency).map_err(|e| PayError::Malformed(format!("amount: {e}")))
+}
+
+/// A non-2xx answer as an API error (B.4 `{"code","message"}`; not signed-checked).
+pub(super) fn api_error(status: u16, bytes: &[u8]) -> PayError {
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(e) => PayError::Gateway {
+            code: clip(&e.code),
+            message: e
+                .message
+                .map(|m| clip(&m))
+                .unwrap_or_else(|| format!("HTTP {status}")),
+        },
+        Err(_) => PayError::Gateway {
+            code: format!("HTTP_{status}"),
+            message: clip(&String::from_utf8_lossy(bytes)),
+        },
+    }
 }
 
 /// A verified 2xx answer.
@@ -286,6 +313,12 @@ impl WechatPayChannel {
             trade_no: trade_no.to_owned(),
             gateway_trade_no: gateway_trade_no.to_owned(),
             amount,
+            paid_at: crate::common::pay_time::pay_time(
+                "wechatpay",
+                "success_time",
+                tx.success_time.as_deref(),
+                parse_rfc3339_ms,
+            ),
         })
     }
 
@@ -298,6 +331,43 @@ impl WechatPayChannel {
     ) -> Result<Answer, PayError> {
         let url = url::Url::parse(&format!("{}{path_and_query}", self.cfg.api_base))
             .map_err(|_| PayError::Config("wechatpay: api_base is not a URL".into()))?;
+        let req = self.signed(method, url, body)?.timeout(API_TIMEOUT);
+        let crate::http::Reply {
+            status,
+            headers,
+            body: bytes,
+        } = crate::http::send(req).await?;
+        if !(200..300).contains(&status) {
+            return Err(api_error(status, &bytes));
+        }
+        let signed = signed_headers(|name| {
+            let mut it = headers.get_all(name).iter();
+            let first = it.next();
+            if it.next().is_some() {
+                return Err(format!("duplicate header {name}"));
+            }
+            first
+                .map(|v| v.to_str().map_err(|_| format!("header {name} is not text")))
+                .transpose()
+        })
+        .map_err(|_| PayError::BadResponseSignature)?;
+        match verify_signature(&self.cfg.platform, &signed, &bytes, self.clock.now_secs()) {
+            Ok(()) => Ok(Answer {
+                status,
+                body: bytes,
+            }),
+            Err(SignatureFailure::Stale) => Err(PayError::Stale),
+            Err(_) => Err(PayError::BadResponseSignature),
+        }
+    }
+
+    /// A request to `url` carrying the B.1 `Authorization` over its path, query and body.
+    pub(super) fn signed(
+        &self,
+        method: reqwest::Method,
+        url: url::Url,
+        body: Option<String>,
+    ) -> Result<reqwest::RequestBuilder, PayError> {
         let canonical = match url.query() {
             Some(q) => format!("{}?{q}", url.path()),
             None => url.path().to_owned(),
@@ -319,52 +389,13 @@ impl WechatPayChannel {
         let mut req = self
             .http
             .request(method.clone(), url)
-            .timeout(API_TIMEOUT)
             .header("authorization", auth)
             .header("accept", "application/json")
             .header("user-agent", USER_AGENT);
         if method != reqwest::Method::GET {
             req = req.header("content-type", "application/json").body(body);
         }
-        let crate::http::Reply {
-            status,
-            headers,
-            body: bytes,
-        } = crate::http::send(req).await?;
-        if !(200..300).contains(&status) {
-            return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
-                Ok(e) => PayError::Gateway {
-                    code: clip(&e.code),
-                    message: e
-                        .message
-                        .map(|m| clip(&m))
-                        .unwrap_or_else(|| format!("HTTP {status}")),
-                },
-                Err(_) => PayError::Gateway {
-                    code: format!("HTTP_{status}"),
-                    message: clip(&String::from_utf8_lossy(&bytes)),
-                },
-            });
-        }
-        let signed = signed_headers(|name| {
-            let mut it = headers.get_all(name).iter();
-            let first = it.next();
-            if it.next().is_some() {
-                return Err(format!("duplicate header {name}"));
-            }
-            first
-                .map(|v| v.to_str().map_err(|_| format!("header {name} is not text")))
-                .transpose()
-        })
-        .map_err(|_| PayError::BadResponseSignature)?;
-        match verify_signature(&self.cfg.platform, &signed, &bytes, self.clock.now_secs()) {
-            Ok(()) => Ok(Answer {
-                status,
-                body: bytes,
-            }),
-            Err(SignatureFailure::Stale) => Err(PayError::Stale),
-            Err(_) => Err(PayError::BadResponseSignature),
-        }
+        Ok(req)
     }
 
     pub(super) fn trade_path(trade_no: &str) -> Result<String, PayError> {

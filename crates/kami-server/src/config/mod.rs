@@ -14,12 +14,14 @@
 //! Error messages name the file, key or environment variable involved and never contain
 //! secret values.
 
+mod alerts;
 mod channels;
 mod console;
 mod database;
 mod metrics;
 mod orders;
 pub mod overlay;
+mod reconciliation;
 mod retention;
 mod risk;
 mod secrets;
@@ -36,6 +38,10 @@ use std::path::{Path, PathBuf};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
+pub use alerts::{
+    event_names, AlertSink, AlertTarget, AlertingConfig, FieldError, TargetFields,
+    TELEGRAM_API_BASE,
+};
 pub use channels::{ChannelConfig, MAX_WEIGHT};
 pub use console::ConsoleConfig;
 pub use database::DatabaseConfig;
@@ -47,6 +53,7 @@ pub use kami_pay::settings::{
 pub use kami_pay::wechatpay::DEFAULT_API_BASE as WECHATPAY_DEFAULT_API_BASE;
 pub use metrics::MetricsConfig;
 pub use orders::OrdersConfig;
+pub use reconciliation::ReconciliationConfig;
 pub use retention::RetentionConfig;
 pub use risk::RiskConfig;
 pub use secrets::Secret;
@@ -69,6 +76,8 @@ pub struct Config {
     /// `[smtp]`: buyer mail; `None` (no section) means no mail is ever attempted.
     pub smtp: Option<SmtpConfig>,
     pub retention: RetentionConfig,
+    /// `[reconciliation]`: the daily run against the channels' bills.
+    pub reconciliation: ReconciliationConfig,
     pub channels: Vec<ChannelConfig>,
     /// `[risk]`: pending-order caps, order rate, block lists.
     pub risk: RiskConfig,
@@ -78,6 +87,10 @@ pub struct Config {
     pub security: SecurityConfig,
     /// `[console]`: the seller console's sessions and sign-in lock.
     pub console: ConsoleConfig,
+    /// `[[alerts]]`: where alerts go (read-only in the console; stored targets are beside).
+    pub alerts: Vec<AlertTarget>,
+    /// `[alerting]`: thresholds and delivery timing.
+    pub alerting: AlertingConfig,
     /// Directory of the configuration file (absolute when loaded from a file); relative
     /// `*_file` paths resolve against it, against the current directory when there is no
     /// file. The `*_file` paths in [`ChannelConfig`] are already resolved.
@@ -93,11 +106,14 @@ impl Default for Config {
             shop: ShopConfig::default(),
             smtp: None,
             retention: RetentionConfig::default(),
+            reconciliation: ReconciliationConfig::default(),
             channels: Vec::new(),
             risk: RiskConfig::default(),
             metrics: MetricsConfig::default(),
             security: SecurityConfig::default(),
             console: ConsoleConfig::default(),
+            alerts: Vec::new(),
+            alerting: AlertingConfig::default(),
             base_dir: PathBuf::from("."),
         }
     }
@@ -273,6 +289,7 @@ fn load_text(
     let database = database::build_database(raw.database, &base_dir, &origins)?;
     orders::check_orders(&raw.orders, &origins)?;
     retention::check_retention(&raw.retention, &origins)?;
+    reconciliation::check_reconciliation(&raw.reconciliation, &origins)?;
     console::check_console(&raw.console, &origins)?;
     let shop = shop::check_shop(raw.shop, &base_dir, &origins, &mut warnings)?;
     let risk = risk::build_risk(raw.risk, shop.orders_per_minute, &origins, &mut warnings)?;
@@ -283,6 +300,8 @@ fn load_text(
         .transpose()?;
     let channels = channels::build_channels(&origins, &base_dir, &mut warnings)?;
     let security = security::check_security(raw.security, &base_dir, &origins)?;
+    alerts::check_alerting(&raw.alerting, &origins)?;
+    let alerts = alerts::build_alerts(raw.alerts, &base_dir, &origins)?;
     Ok(Loaded {
         config: Config {
             server: raw.server,
@@ -291,11 +310,14 @@ fn load_text(
             shop,
             smtp,
             retention: raw.retention,
+            reconciliation: raw.reconciliation,
             channels,
             risk,
             metrics,
             security,
             console: raw.console,
+            alerts,
+            alerting: raw.alerting,
             base_dir,
         },
         warnings,
@@ -312,11 +334,14 @@ struct RawConfig {
     shop: ShopConfig,
     smtp: Option<smtp::RawSmtp>,
     retention: RetentionConfig,
+    reconciliation: ReconciliationConfig,
     channels: IgnoredAny,
     risk: risk::RawRisk,
     metrics: metrics::RawMetrics,
     security: SecurityConfig,
     console: ConsoleConfig,
+    alerts: Vec<alerts::RawAlert>,
+    alerting: AlertingConfig,
 }
 
 /// A deserialization failure at `prefix` + its path as a [`ConfigError::Type`].

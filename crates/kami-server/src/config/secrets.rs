@@ -58,6 +58,7 @@ pub(super) fn is_secret_key(key: &str) -> bool {
     key == "database.url"
         || key == "smtp.password"
         || (key.starts_with("channels[") && key.ends_with(".secret"))
+        || (key.starts_with("alerts[") && (key.ends_with(".secret") || key.ends_with(".bot_token")))
 }
 
 /// A string; integers are accepted too (`username = 10001`).

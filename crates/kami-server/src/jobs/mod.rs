@@ -9,10 +9,16 @@
 //!   past `retention.rejected_events_days` are deleted hourly (and once at start);
 //! - buyer mail (when SMTP is set up, in the file or the console): see [`mail`];
 //! - stored channels changed by another process: reloaded every 5 s;
+//! - alerts: signals applied and deliveries sent every second, kami's own conditions
+//!   evaluated every `alerting.evaluate_seconds`: see [`alerts`];
+//! - reconciliation: once a day after `[reconciliation] run_at` (Beijing time), yesterday's
+//!   bills, claimed through a lease in the database so one process runs it ([`reconciliation`]);
 //! - settings: every few seconds, the saved settings' version is read, and a change another
 //!   kami process saved is put in effect here too (see [`settings::reload_if_changed`]).
 
+pub mod alerts;
 pub mod mail;
+pub mod reconciliation;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +54,8 @@ pub fn spawn(state: Arc<AppState>, shutdown: watch::Receiver<bool>) -> Workers {
         spawn_housekeeping(state.clone(), shutdown.clone()),
         spawn_channel_sync(state.clone(), shutdown.clone()),
         spawn_settings(state.clone(), shutdown.clone()),
+        alerts::spawn(state.clone(), shutdown.clone()),
+        reconciliation::spawn(state.clone(), shutdown.clone()),
         mail::spawn(state, shutdown),
     ];
     Workers(tasks)

@@ -97,11 +97,15 @@ pub struct FormKey {
     pub boolean: bool,
     /// A whole number (`version`).
     pub number: bool,
+    /// A yes/no key that is on when not given (`confirm_by_query`).
+    pub default_on: bool,
 }
 
 /// Keys whose values are yes/no and whole numbers (everything else is text).
-const BOOLEAN_KEYS: [&str; 1] = ["allow_sandbox"];
+const BOOLEAN_KEYS: [&str; 2] = ["allow_sandbox", "confirm_by_query"];
 const NUMBER_KEYS: [&str; 1] = ["version"];
+/// Yes/no keys whose default is yes.
+const DEFAULT_ON_KEYS: [&str; 1] = ["confirm_by_query"];
 
 /// The keys a stored channel of `kind` takes besides the routing keys: every key of the
 /// kind's settings but the `*_file` ones.
@@ -115,8 +119,23 @@ pub fn form_keys(kind: ChannelKind) -> Vec<FormKey> {
             secret: secrets.contains(k),
             boolean: BOOLEAN_KEYS.contains(k),
             number: NUMBER_KEYS.contains(k),
+            default_on: DEFAULT_ON_KEYS.contains(k),
         })
         .collect()
+}
+
+/// A stored channel's settings as in effect: the given keys, and each yes/no key that is on
+/// by default when not given (so views and forms show what the channel does).
+fn effective_settings(kind: &str, given: &Map<String, Value>) -> Map<String, Value> {
+    let mut settings = given.clone();
+    if let Some(kind) = ChannelKind::parse(kind) {
+        for k in form_keys(kind).iter().filter(|k| k.default_on) {
+            settings
+                .entry(k.name.to_owned())
+                .or_insert(Value::Bool(true));
+        }
+    }
+    settings
 }
 
 fn invalid(key: &str, message: impl std::fmt::Display) -> ServiceError {
@@ -524,7 +543,7 @@ fn view(
         weight: s.weight,
         enabled: s.enabled && !row.archived,
         archived: row.archived,
-        settings: s.settings.clone(),
+        settings: effective_settings(&s.kind, &s.settings),
         keys_set: s.secrets.names().map(str::to_owned).collect(),
         problem: problem.cloned(),
         health: state.channels.health(&id),

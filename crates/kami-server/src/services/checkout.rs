@@ -127,6 +127,9 @@ pub async fn place_order(state: &AppState, b: OrderInput) -> ServiceResult<Place
         Err(e) => return Err(risk::pending_refusal(e, state.now_ms())),
     };
     state.metrics.order_created();
+    state
+        .metrics
+        .channel_order_created(channel.id().as_str(), method);
 
     let req = CreatePayment {
         trade_no: created.order_no.clone(),
@@ -147,7 +150,13 @@ pub async fn place_order(state: &AppState, b: OrderInput) -> ServiceResult<Place
     };
     let started = std::time::Instant::now();
     let created_payment = channel.create(&req).await;
-    super::channel_calls::record_create(state, channel.id().as_str(), &created_payment, started);
+    super::channel_calls::record_create(
+        state,
+        channel.id().as_str(),
+        method,
+        &created_payment,
+        started,
+    );
     let action = match created_payment {
         Ok(a) => {
             state.channels.record_create(channel.id().as_str(), true);

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use kami_pay::TradeState;
-use kami_store::PaymentCheck;
+use kami_store::{FoundBy, PaymentCheck};
 
 use super::payments::apply_confirmation;
 use crate::state::AppState;
@@ -99,7 +99,7 @@ async fn check_one(state: &Arc<AppState>, c: PaymentCheck) -> Result<(), kami_st
         let queried = channel.query(&c.trade_no).await;
         tracing::debug!(order = %c.order_no, channel = %c.channel_id, "query at the channel: {queried:?}");
         return match queried {
-            Ok(TradeState::Paid(conf)) => apply_paid(state, &c, "QUERY", conf).await,
+            Ok(TradeState::Paid(conf)) => apply_paid(state, &c, FoundBy::Query, conf).await,
             Ok(TradeState::Refunded) => reversal(state, &c).await,
             Ok(_) | Err(_) => {
                 if let Err(e) = &queried {
@@ -119,7 +119,7 @@ async fn check_one(state: &Arc<AppState>, c: PaymentCheck) -> Result<(), kami_st
     let closed = channel.close(&c.trade_no).await;
     tracing::debug!(order = %c.order_no, channel = %c.channel_id, "close at the channel: {closed:?}");
     match closed {
-        Ok(TradeState::Paid(conf)) => apply_paid(state, &c, "CLOSE", conf).await,
+        Ok(TradeState::Paid(conf)) => apply_paid(state, &c, FoundBy::Close, conf).await,
         Ok(TradeState::Closed | TradeState::NotFound) => expire(state, &c).await,
         // The money came and went back (e.g. Alipay refunds a payment that raced the cancel):
         // never expire-then-deliver it later; the seller sees an exception.
@@ -182,10 +182,10 @@ async fn expire(state: &AppState, c: &PaymentCheck) -> Result<(), kami_store::St
 async fn apply_paid(
     state: &AppState,
     c: &PaymentCheck,
-    how: &str,
+    found_by: FoundBy,
     conf: kami_pay::PaymentConfirmation,
 ) -> Result<(), kami_store::StoreError> {
-    let outcome = apply_confirmation(state, c.channel_id.as_str(), how, conf).await?;
+    let outcome = apply_confirmation(state, c.channel_id.as_str(), found_by, conf).await?;
     if !outcome.acknowledge() {
         // e.g. the channel reports a different amount: keep asking, the seller sees the event.
         state

@@ -4,11 +4,15 @@
 //! decision atomic; the HTTP layer only translates requests and [`ServiceError`]s.
 
 pub mod admin_users;
+pub mod alert_admin;
+pub mod alert_checks;
+pub mod alerts;
 pub mod audit_log;
 pub mod card_stock;
 pub mod categories;
 pub mod channel_admin;
 pub mod channel_calls;
+pub mod channel_measures;
 pub mod checkout;
 pub mod checks;
 pub mod console;
@@ -25,6 +29,8 @@ pub mod passwords;
 pub mod payments;
 pub mod product_images;
 pub mod products;
+pub mod reconciliation;
+pub mod reconciliation_match;
 pub mod recovery;
 pub mod refunds;
 pub mod retention;

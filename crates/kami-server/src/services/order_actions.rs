@@ -6,7 +6,7 @@
 
 use kami_core::{OrderNo, PaymentStatus};
 use kami_pay::TradeState;
-use kami_store::{Actor, Order, OrderPayment};
+use kami_store::{Actor, FoundBy, Order, OrderPayment};
 use serde::Serialize;
 
 use super::payments::apply_confirmation;
@@ -45,7 +45,7 @@ pub async fn check_payment(
         .ok_or_else(order_not_found)?;
     let mut answers = Vec::with_capacity(payments.len());
     for p in &payments {
-        answers.push(ask(state, p).await?);
+        answers.push(ask(state, p, FoundBy::SellerCheck).await?);
     }
     tracing::info!(order = %no, actor = %actor.actor, answers = ?answers.iter().map(|a| a.answer).collect::<Vec<_>>(), "payment checked at the channel by the seller");
     state
@@ -64,7 +64,12 @@ pub async fn check_payment(
     Ok((order, answers))
 }
 
-async fn ask(state: &AppState, p: &OrderPayment) -> ServiceResult<ChannelAnswer> {
+/// Ask the channel about one payment attempt (`found_by`: who asks, for the measures).
+async fn ask(
+    state: &AppState,
+    p: &OrderPayment,
+    found_by: FoundBy,
+) -> ServiceResult<ChannelAnswer> {
     let mut answer = ChannelAnswer {
         channel: p.channel_id.to_string(),
         trade_no: p.trade_no.clone(),
@@ -84,7 +89,7 @@ async fn ask(state: &AppState, p: &OrderPayment) -> ServiceResult<ChannelAnswer>
     match channel.query(&p.trade_no).await {
         Ok(TradeState::Paid(conf)) => {
             answer.answer = "paid";
-            let outcome = apply_confirmation(state, p.channel_id.as_str(), "QUERY", conf).await?;
+            let outcome = apply_confirmation(state, p.channel_id.as_str(), found_by, conf).await?;
             answer.outcome = Some(outcome.code());
         }
         Ok(TradeState::Waiting) => answer.answer = "waiting",
@@ -135,7 +140,7 @@ pub async fn buyer_check(state: &AppState, no: &OrderNo) -> ServiceResult<BuyerC
         .ok_or_else(order_not_found)?;
     let mut answers = Vec::with_capacity(payments.len());
     for p in &payments {
-        answers.push(ask(state, p).await?.answer);
+        answers.push(ask(state, p, FoundBy::Query).await?.answer);
     }
     tracing::info!(order = %no, answers = ?answers, "payment checked at the channel for the buyer");
     Ok(BuyerCheck::Asked)
@@ -173,7 +178,7 @@ pub async fn cancel(state: &AppState, no: &OrderNo, actor: &Actor) -> ServiceRes
         match channel.close(&p.trade_no).await {
             Ok(TradeState::Paid(conf)) => {
                 let outcome =
-                    apply_confirmation(state, p.channel_id.as_str(), "CLOSE", conf).await?;
+                    apply_confirmation(state, p.channel_id.as_str(), FoundBy::Close, conf).await?;
                 return Err(ServiceError::Conflict {
                     code: "order_paid",
                     message: format!(

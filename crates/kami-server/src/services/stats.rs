@@ -307,7 +307,7 @@ fn assemble(
 }
 
 /// The nearest-rank `p`th percentile of a histogram (value → count).
-fn percentile(histogram: &BTreeMap<i64, i64>, p: i64) -> Option<i64> {
+pub(crate) fn percentile(histogram: &BTreeMap<i64, i64>, p: i64) -> Option<i64> {
     let n: i64 = histogram.values().sum();
     if n == 0 {
         return None;

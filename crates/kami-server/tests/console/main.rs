@@ -7,8 +7,10 @@
 mod support;
 
 mod admins;
+mod alerts;
 mod cards;
 mod catalog;
+mod channel_measures;
 mod channels;
 mod coupons;
 mod csrf;
@@ -18,6 +20,7 @@ mod order_page;
 mod orders_list;
 mod people;
 mod products;
+mod reconciliations;
 mod search;
 mod sessions;
 mod sign_in;

@@ -21,7 +21,7 @@ const SINK_PASSWORD: &str = "sink-test-password";
 const SHOP: &str = "Kami Test Shop";
 
 /// The sink's Python; a test that needs it fails when the venv is missing.
-fn sink_python() -> PathBuf {
+pub(crate) fn sink_python() -> PathBuf {
     let python = workspace_root().join("target/interop-venv/smtp/bin/python");
     if !python.exists() {
         kami_testkit::require(
@@ -44,7 +44,7 @@ macro_rules! with_sink {
     };
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -53,7 +53,7 @@ fn free_port() -> u16 {
 }
 
 /// A self-signed certificate for 127.0.0.1 / localhost, as PEM files.
-struct TestCert {
+pub(crate) struct TestCert {
     dir: tempfile::TempDir,
 }
 
@@ -78,20 +78,20 @@ impl TestCert {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum SinkTls {
+pub(crate) enum SinkTls {
     None,
     StartTls,
     Tls,
 }
 
 /// The SMTP server process; killed when dropped.
-struct Sink {
+pub(crate) struct Sink {
     _child: tokio::process::Child,
     dir: tempfile::TempDir,
 }
 
 impl Sink {
-    async fn start(
+    pub(crate) async fn start(
         python: &Path,
         port: u16,
         tls: SinkTls,
@@ -138,7 +138,7 @@ impl Sink {
     }
 
     /// Every message accepted so far, oldest first.
-    fn messages(&self) -> Vec<Value> {
+    pub(crate) fn messages(&self) -> Vec<Value> {
         let mut names: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -152,7 +152,7 @@ impl Sink {
     }
 
     /// Wait until at least `n` messages arrived.
-    async fn wait_for(&self, n: usize, within: Duration) -> Vec<Value> {
+    pub(crate) async fn wait_for(&self, n: usize, within: Duration) -> Vec<Value> {
         let started = Instant::now();
         loop {
             let m = self.messages();
@@ -170,7 +170,7 @@ impl Sink {
 }
 
 /// `[smtp]` for a sink on `port`.
-fn smtp_toml(port: u16, tls: SinkTls, ca: Option<&TestCert>, auth: bool) -> String {
+pub(crate) fn smtp_toml(port: u16, tls: SinkTls, ca: Option<&TestCert>, auth: bool) -> String {
     let mut s = format!(
         "[shop]\nname = \"{SHOP}\"\n[smtp]\nhost = \"127.0.0.1\"\nport = {port}\n\
          from = \"{SHOP} <shop@example.com>\"\ntimeout_seconds = 5\nretry_base_seconds = 1\ntls = \"{}\"\n",

@@ -3,9 +3,12 @@
 //! `kami-testkit`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod alerts;
 mod api_errors;
+mod channel_measures;
 mod channel_ops;
 mod channels;
+mod confirm_by_query;
 mod coupons;
 mod flash_sale;
 mod fulfilment;
@@ -20,4 +23,5 @@ mod stats;
 mod stored_channels;
 mod tampering;
 // Settings (issue 10 part 8).
+mod reconciliation;
 mod settings;

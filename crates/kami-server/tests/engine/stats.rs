@@ -132,7 +132,7 @@ async fn channel_success_rate_and_p95_from_recorded_calls(backend: Backend) {
     for _ in 0..17 {
         calls.push((CallOutcome::Ok, 12));
     }
-    calls.push((CallOutcome::Error, 15));
+    calls.push((CallOutcome::GatewayError, 15));
     calls.push((CallOutcome::Ok, 640));
     calls.push((CallOutcome::Timeout, 5000));
     let calls = calls
@@ -141,6 +141,7 @@ async fn channel_success_rate_and_p95_from_recorded_calls(backend: Backend) {
             let call = ChannelCall {
                 channel: "slow".into(),
                 method: "create",
+                pay_method: None,
                 outcome,
                 duration_ms,
             };
@@ -152,7 +153,8 @@ async fn channel_success_rate_and_p95_from_recorded_calls(backend: Backend) {
     let old = ChannelCall {
         channel: "slow".into(),
         method: "create",
-        outcome: CallOutcome::Error,
+        pay_method: None,
+        outcome: CallOutcome::GatewayError,
         duration_ms: 9,
     };
     app.state
@@ -270,6 +272,7 @@ async fn closed_days_are_cached_for_five_minutes(backend: Backend) {
     let late = ChannelCall {
         channel: "late".into(),
         method: "create",
+        pay_method: None,
         outcome: CallOutcome::Ok,
         duration_ms: 7,
     };

@@ -469,6 +469,7 @@ impl AlipaySim {
                 ])
             }
             "alipay.trade.refund" => self.refund_locked(st, biz, out),
+            "alipay.data.dataservice.bill.downloadurl.query" => self.bill_locked(st, biz, base),
             "alipay.trade.fastpay.refund.query" => {
                 let t = self.find_trade(st, biz, out)?;
                 if !t.visible {

@@ -25,8 +25,11 @@
 //!   `sleep` (+ `sleep_ms`) | `lose_response` | `forge_signature` | `unsigned` |
 //!   `retry_later`, `times`.
 //!
+//! * `GET /sim/alipay/downloadBillFile.resource?…&token=` — a bill archive (module `bill`).
+//!
 //! Methods: `alipay.trade.precreate`, `page.pay`, `wap.pay`, `query`, `close`, `cancel`,
-//! `refund`, `fastpay.refund.query`. Semantics (A.5): precreate of a paid `out_trade_no` →
+//! `refund`, `fastpay.refund.query`, `alipay.data.dataservice.bill.downloadurl.query` (the
+//! day's bill, byte-faithful: a zip of GBK CSVs; see `bill.rs`). Semantics (A.5): precreate of a paid `out_trade_no` →
 //! `ACQ.TRADE_HAS_SUCCESS`, closed → `ACQ.TRADE_HAS_CLOSE`, another amount →
 //! `ACQ.CONTEXT_INCONSISTENT`, same → the same QR. close: only `WAIT_BUYER_PAY` (else
 //! `ACQ.TRADE_STATUS_ERROR`), unscanned → `ACQ.TRADE_NOT_EXIST`. cancel: unpaid (scanned or
@@ -40,8 +43,16 @@
 //! the answer is HTTP 200 with body exactly `success`, otherwise retried on the configured
 //! schedule with the same body and `notify_id`. Sent for payment, close of a visible trade,
 //! timeout close and refunds.
+//!
+//! Test controls (Rust API): [`AlipaySim::inject_fault`] (the next N calls of a method),
+//! [`AlipaySim::set_failing`] (every call of a method until cleared), [`PayOptions::notify`]
+//! (`NotifyMode::Drop` and friends), and for bills [`AlipaySim::refund_in_portal`],
+//! [`AlipaySim::add_unknown_trade`], [`AlipaySim::tamper_next_bill`],
+//! [`AlipaySim::fail_bill_api`].
 
 mod api;
+mod bill;
+mod bill_file;
 mod notify;
 mod pages;
 
@@ -57,6 +68,7 @@ use kami_pay::alipay::wire::{self, AlipaySignType};
 use kami_pay::crypto::{RsaSigner, RsaVerifier};
 use rand::Rng;
 
+use crate::common::bill::BillFaults;
 use crate::common::notify::{ok_exactly_success, Notifier};
 pub use crate::common::NotifyMode;
 
@@ -64,7 +76,7 @@ pub use crate::common::NotifyMode;
 const NOTIFY_MODES: [&str; 5] = ["normal", "drop", "duplicate", "delay", "reorder"];
 
 /// The methods the simulated gateway knows.
-pub const METHODS: [&str; 8] = [
+pub const METHODS: [&str; 9] = [
     "alipay.trade.precreate",
     "alipay.trade.page.pay",
     "alipay.trade.wap.pay",
@@ -73,6 +85,7 @@ pub const METHODS: [&str; 8] = [
     "alipay.trade.cancel",
     "alipay.trade.refund",
     "alipay.trade.fastpay.refund.query",
+    "alipay.data.dataservice.bill.downloadurl.query",
 ];
 
 /// Settings of the simulator.
@@ -286,6 +299,11 @@ struct SimState {
     tokens: HashMap<String, String>,
     /// method → queued faults.
     faults: HashMap<String, VecDeque<Fault>>,
+    /// method → the fault of every call while set ([`AlipaySim::set_failing`]).
+    failing: HashMap<String, Fault>,
+    bill_faults: BillFaults,
+    /// download token → (bill archive, expiry in unix ms).
+    bill_files: HashMap<String, (Vec<u8>, i64)>,
 }
 
 /// Why a simulator control call failed.
@@ -297,6 +315,8 @@ pub enum SimError {
     Expired,
     /// Notifications need a tokio runtime (call from within one).
     NoRuntime,
+    /// Not a positive CNY amount within what is left to refund.
+    BadAmount,
 }
 
 impl std::fmt::Display for SimError {
@@ -307,6 +327,7 @@ impl std::fmt::Display for SimError {
             SimError::AlreadyPaid => "the trade is already paid",
             SimError::Expired => "the trade has expired",
             SimError::NoRuntime => "no tokio runtime to deliver notifications",
+            SimError::BadAmount => "not a refundable amount",
         })
     }
 }
@@ -401,6 +422,7 @@ impl AlipaySim {
                 get(api::gateway).post(api::gateway),
             )
             .route("/sim/alipay/qr/{token}", get(pages::qr_page))
+            .route("/sim/alipay/downloadBillFile.resource", get(bill::download))
             .route("/sim/alipay/pay/{token}", post(pages::pay_submit))
             .route("/sim/alipay/", get(pages::index_page))
             .route("/sim/alipay/control", post(pages::control))
@@ -431,8 +453,21 @@ impl AlipaySim {
         }
     }
 
+    /// Answer every call of `method` with `fault` while it is `Some` (e.g.
+    /// `alipay.trade.query` with [`Fault::system_error`]: queries fail until cleared).
+    /// Queued faults ([`AlipaySim::inject_fault`]) come first.
+    pub fn set_failing(&self, method: &str, fault: Option<Fault>) {
+        let mut st = self.lock();
+        match fault {
+            Some(f) => st.failing.insert(method.to_owned(), f),
+            None => st.failing.remove(method),
+        };
+    }
+
     pub fn clear_faults(&self) {
-        self.lock().faults.clear();
+        let mut st = self.lock();
+        st.faults.clear();
+        st.failing.clear();
     }
 
     /// The trade as the simulator holds it (visible or not).
@@ -532,10 +567,11 @@ impl AlipaySim {
     }
 
     fn take_fault(&self, method: &str) -> Option<Fault> {
-        self.lock()
-            .faults
-            .get_mut(method)
-            .and_then(VecDeque::pop_front)
+        let mut st = self.lock();
+        match st.faults.get_mut(method).and_then(VecDeque::pop_front) {
+            Some(f) => Some(f),
+            None => st.failing.get(method).cloned(),
+        }
     }
 
     /// Expire a waiting trade past its `time_expire` (closing it, notifying if visible).

@@ -116,10 +116,14 @@ pub(super) async fn api_v1(
             let mut reply = serde_json::Map::new();
             reply.insert("code".into(), 1.into());
             reply.insert("msg".into(), "查询订单号成功！".into());
-            for (k, v) in sim.order_fields(t) {
-                reply.insert(k, v.into());
+            for (k, v) in sim.queried_fields(&st, t) {
+                // `status` is a number on 彩虹 hosts; the rest are strings.
+                let v = match (k.as_str(), v.parse::<u8>()) {
+                    ("status", Ok(n)) => serde_json::Value::from(n),
+                    _ => v.into(),
+                };
+                reply.insert(k, v);
             }
-            reply.insert("status".into(), t.status.code().into());
             Json(serde_json::Value::Object(reply)).into_response()
         }
         "refund" => match refund(&sim, &params) {
@@ -234,9 +238,7 @@ pub(super) async fn query_v2(State(sim): State<Arc<EpaySim>>, body: Bytes) -> Re
         let Some(t) = EpaySim::lookup(&st, &params).and_then(|o| st.trades.get(&o)) else {
             return json_error("订单号不存在");
         };
-        let mut f = sim.order_fields(t);
-        f.push(("status".into(), t.status.code().to_string()));
-        f
+        sim.queried_fields(&st, t)
     };
     sim.v2_reply(fields)
 }

@@ -28,7 +28,8 @@
 //!
 //! Test controls: pay a different amount than ordered; notifications normal, dropped,
 //! duplicated (each attempt sent twice concurrently), delayed, or held and later released in
-//! order or reversed (reordering); re-send ("补发"); make creation fail or slow.
+//! order or reversed (reordering); re-send ("补发"); make creation fail or slow; "forged
+//! upstream" (signed success notifications that the host's own order query contradicts).
 
 mod api;
 mod pages;
@@ -251,6 +252,9 @@ struct Controls {
     mapi_reply: MapiReply,
     /// Held notifications (out_trade_no), in payment order.
     held: Held<String>,
+    /// "Forged upstream": the host signs success notifications, but its order query says
+    /// unpaid (as when its upstream never received the money; dujiao-next #340).
+    forged_upstream: bool,
 }
 
 #[derive(Debug, Default)]
@@ -404,6 +408,13 @@ impl EpaySim {
     /// Answer every creation only after this delay.
     pub fn set_create_delay(&self, delay: Duration) {
         self.lock().controls.creation.delay = delay;
+    }
+
+    /// "Forged upstream" on or off: while on, order queries (`act=order`, `api/pay/query`)
+    /// answer a paid trade as unpaid (`status` 0, no `endtime`, no buyer), though its
+    /// notifications still say `TRADE_SUCCESS`.
+    pub fn set_forged_upstream(&self, on: bool) {
+        self.lock().controls.forged_upstream = on;
     }
 
     /// Which form `mapi.php` / `api/pay/create` hands out.
@@ -664,6 +675,24 @@ impl EpaySim {
         }
         let t = field(params, "trade_no").filter(|v| !v.is_empty())?;
         st.by_trade_no.get(t).cloned()
+    }
+
+    /// The fields an order query answers (v1 `act=order`, v2 `api/pay/query`), `status`
+    /// included; under "forged upstream" a paid trade reads as unpaid.
+    fn queried_fields(&self, st: &SimState, t: &Trade) -> Params {
+        if st.controls.forged_upstream && t.status == Status::Paid {
+            let mut f = self.order_fields(t);
+            for (k, v) in &mut f {
+                if k == "endtime" || k == "buyer" {
+                    v.clear();
+                }
+            }
+            f.push(("status".into(), Status::Waiting.code().to_string()));
+            return f;
+        }
+        let mut f = self.order_fields(t);
+        f.push(("status".into(), t.status.code().to_string()));
+        f
     }
 
     /// The fields an order query answers (v1 `act=order`, v2 `api/pay/query`).

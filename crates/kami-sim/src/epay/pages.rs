@@ -205,7 +205,7 @@ pub(super) async fn pay_form(
 }
 
 pub(super) async fn control_page(State(sim): State<Arc<EpaySim>>) -> Response {
-    let (failure, delay_ms, reply, held) = {
+    let (failure, delay_ms, reply, held, forged) = {
         let st = sim.lock();
         let c = &st.controls;
         (
@@ -213,6 +213,7 @@ pub(super) async fn control_page(State(sim): State<Arc<EpaySim>>) -> Response {
             c.creation.delay.as_millis().to_string(),
             c.mapi_reply,
             c.held.len(),
+            c.forged_upstream,
         )
     };
     html::page(
@@ -226,6 +227,7 @@ pub(super) async fn control_page(State(sim): State<Arc<EpaySim>>) -> Response {
             replies => MapiReply::ALL.map(MapiReply::name),
             reply => reply.name(),
             held => held,
+            forged_upstream => forged,
         },
     )
 }
@@ -259,6 +261,18 @@ pub(super) async fn control_form(
         match MapiReply::parse(r) {
             Some(r) => sim.set_mapi_reply(r),
             None => return page_error(json, StatusCode::BAD_REQUEST, "unknown mapi_reply"),
+        }
+    }
+    match field(&form, "forged_upstream") {
+        None | Some("") => {}
+        Some("on") => sim.set_forged_upstream(true),
+        Some("off") => sim.set_forged_upstream(false),
+        Some(_) => {
+            return page_error(
+                json,
+                StatusCode::BAD_REQUEST,
+                "forged_upstream must be on or off",
+            )
         }
     }
     let released = match field(&form, "release").unwrap_or("") {

@@ -12,10 +12,10 @@ use axum::Json;
 use kami_core::Money;
 use kami_pay::sandbox::{field, parse_form, signed, verify};
 
-use super::{parse_money, required, SandboxSim, Status, Trade};
+use super::{parse_money, required, RefundEntry, SandboxSim, Status, Trade};
 
 /// An unsigned API error (bad signature or unparseable request).
-fn unsigned_error(status: StatusCode, code: &str, message: Option<&str>) -> Response {
+pub(super) fn unsigned_error(status: StatusCode, code: &str, message: Option<&str>) -> Response {
     let mut body = serde_json::Map::new();
     body.insert("error".into(), code.into());
     if let Some(m) = message {
@@ -33,7 +33,7 @@ impl SandboxSim {
         (status, Json(serde_json::Value::Object(map))).into_response()
     }
 
-    fn signed_error(&self, status: StatusCode, code: &str, message: &str) -> Response {
+    pub(super) fn signed_error(&self, status: StatusCode, code: &str, message: &str) -> Response {
         self.signed_json(
             status,
             vec![
@@ -44,7 +44,7 @@ impl SandboxSim {
     }
 
     /// Parse and verify a signed API request; `Err` is the response to send.
-    fn api_request(
+    pub(super) fn api_request(
         &self,
         raw: &[u8],
         fields: &[&str],
@@ -88,6 +88,7 @@ fn state_fields(trade_no: &str, trade: Option<&Trade>) -> Vec<(String, String)> 
         fields.push(("gateway_trade_no".into(), p.gateway_trade_no.clone()));
         fields.push(("amount".into(), p.amount.to_major_string()));
         fields.push(("currency".into(), p.amount.currency().code().to_owned()));
+        fields.push(("paid_at".into(), p.paid_at.to_string()));
     }
     fields
 }
@@ -96,6 +97,9 @@ pub(super) async fn query(
     State(sim): State<Arc<SandboxSim>>,
     RawQuery(query): RawQuery,
 ) -> Response {
+    if sim.faults().fail_queries {
+        return unsigned_error(StatusCode::SERVICE_UNAVAILABLE, "SYSTEM_BUSY", None);
+    }
     let query = query.unwrap_or_default();
     let params = match sim.api_request(query.as_bytes(), &["trade_no", "nonce"]) {
         Ok(p) => p,
@@ -154,6 +158,7 @@ pub(super) async fn refund(State(sim): State<Arc<SandboxSim>>, body: Bytes) -> R
             ("status".to_owned(), "SUCCESS".to_owned()),
         ]
     };
+    let now = sim.now_ms();
     let outcome = {
         let mut trades = sim.lock();
         match trades.get_mut(trade_no) {
@@ -172,6 +177,11 @@ pub(super) async fn refund(State(sim): State<Arc<SandboxSim>>, body: Bytes) -> R
                     Some(total) => {
                         t.refunded_minor += amount.minor();
                         t.refunds.insert(refund_no.to_owned(), amount);
+                        t.refund_log.push(RefundEntry {
+                            refund_no: refund_no.to_owned(),
+                            amount,
+                            at: now,
+                        });
                         if t.refunded_minor == total.minor() {
                             t.status = Status::Refunded;
                         }

@@ -8,6 +8,7 @@
 //! close API (unknown trades included, so a later pay attempt is refused with 409).
 
 mod api;
+mod bill;
 mod pages;
 
 use std::collections::HashMap;
@@ -84,6 +85,17 @@ struct Order {
 struct Payment {
     gateway_trade_no: String,
     amount: Money,
+    /// When it was paid (unix ms): the bill day it is listed on.
+    paid_at: i64,
+}
+
+/// A refund as the bill lists it: our refund number (empty for one made in the merchant
+/// portal), the amount, and when.
+#[derive(Debug, Clone)]
+struct RefundEntry {
+    refund_no: String,
+    amount: Money,
+    at: i64,
 }
 
 #[derive(Debug)]
@@ -94,6 +106,8 @@ struct Trade {
     /// refund_no → amount refunded under it.
     refunds: HashMap<String, Money>,
     refunded_minor: i64,
+    /// Every refund in the order made, for the bill.
+    refund_log: Vec<RefundEntry>,
     stats: NotifyStats,
 }
 
@@ -105,6 +119,7 @@ impl Trade {
             payment: None,
             refunds: HashMap::new(),
             refunded_minor: 0,
+            refund_log: Vec::new(),
             stats: NotifyStats::default(),
         }
     }
@@ -117,6 +132,7 @@ pub struct SandboxSim {
     clock: SharedClock,
     notifier: Notifier,
     trades: Mutex<HashMap<String, Trade>>,
+    faults: Mutex<bill::ApiFaults>,
 }
 
 impl std::fmt::Debug for SandboxSim {
@@ -165,6 +181,7 @@ impl SandboxSim {
             clock,
             notifier,
             trades: Mutex::new(HashMap::new()),
+            faults: Mutex::new(bill::ApiFaults::default()),
         })
     }
 
@@ -178,6 +195,7 @@ impl SandboxSim {
             .route("/sim/sandbox/api/query", get(api::query))
             .route("/sim/sandbox/api/close", post(api::close))
             .route("/sim/sandbox/api/refund", post(api::refund))
+            .route("/sim/sandbox/api/bill", get(bill::bill))
             .with_state(Arc::clone(self))
     }
 
@@ -276,6 +294,7 @@ impl SandboxSim {
                 trade.payment = Some(Payment {
                     gateway_trade_no: g.clone(),
                     amount: order.amount,
+                    paid_at,
                 });
                 let params = signed(
                     &self.secret,

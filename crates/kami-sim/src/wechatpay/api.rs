@@ -20,10 +20,10 @@ const READ_LIMIT: usize = 2 * 1024 * 1024;
 /// An API call as its signature covers it: method, path and query as received, headers,
 /// body.
 pub(super) struct ApiCall {
-    method: HttpMethod,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    pub(super) method: HttpMethod,
+    pub(super) uri: Uri,
+    pub(super) headers: HeaderMap,
+    pub(super) body: Bytes,
 }
 
 impl<S: Send + Sync> FromRequest<S> for ApiCall {
@@ -98,7 +98,7 @@ struct RefundAmount {
     currency: Option<String>,
 }
 
-type ApiResult = Result<Response, Box<Response>>;
+pub(super) type ApiResult = Result<Response, Box<Response>>;
 
 impl WechatSim {
     async fn create(&self, kind: Kind, call: ApiCall) -> ApiResult {
@@ -226,6 +226,13 @@ impl WechatSim {
 
     async fn query(&self, by_id: bool, key: String, call: ApiCall) -> ApiResult {
         self.authenticate(&call.method, &call.uri, &call.headers, b"")?;
+        if self.controls().fail_queries {
+            return Err(self.error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "SYSTEM_ERROR",
+                "系统错误 (simulated)",
+            ));
+        }
         let query = call.uri.query();
         let params: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
             .map_err(|_| self.error(StatusCode::BAD_REQUEST, "PARAM_ERROR", "bad query string"))?;
@@ -411,7 +418,7 @@ impl WechatSim {
     }
 }
 
-fn flatten(r: ApiResult) -> Response {
+pub(super) fn flatten(r: ApiResult) -> Response {
     r.unwrap_or_else(|e| *e)
 }
 

@@ -14,6 +14,8 @@
 //! - `POST /v3/refund/domestic/refunds`, `GET /v3/refund/domestic/refunds/{out_refund_no}`:
 //!   idempotent per `out_refund_no`; a new refund is `PROCESSING` for a configurable number of
 //!   later looks (default 1), then `SUCCESS`; refunds never exceed the paid total.
+//! - `GET /v3/bill/tradebill?bill_date=` and `GET /v3/billdownload/file?token=`: the day's
+//!   trade bill (layout `ALL`), byte-faithful (module `bill`).
 //!
 //! Every API request must carry a valid B.1 `Authorization` (parameters in any order, the
 //! five-line message over the path+query actually received, ±300 s, the configured `mchid` and
@@ -34,6 +36,7 @@
 //! re-signed per attempt, following the retry schedule until the merchant answers 200 or 204.
 
 mod api;
+mod bill;
 mod demo;
 mod pages;
 mod wire;
@@ -51,6 +54,7 @@ use kami_pay::crypto::{RsaSigner, RsaVerifier};
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 
+use crate::common::bill::BillFaults;
 use crate::common::faults::{CreationFaults, Held as HeldQueue, Release};
 use crate::common::notify::{ok_or_no_content, Notifier, Outbound};
 pub use crate::common::NotifyMode;
@@ -237,6 +241,9 @@ struct Controls {
     response_fault: ResponseFault,
     refund_polls: u32,
     public_base: Option<String>,
+    bill: BillFaults,
+    /// Queries answer `500 SYSTEM_ERROR` while set.
+    fail_queries: bool,
 }
 
 #[derive(Debug, Default)]
@@ -244,6 +251,10 @@ struct Inner {
     trades: HashMap<String, Trade>,
     tokens: HashMap<String, String>,
     refunds: HashMap<String, Refund>,
+    /// Refunds made in the merchant portal (no `out_refund_no`).
+    portal_refunds: Vec<Refund>,
+    /// Bill download token → (the file, expiry in unix ms).
+    bill_files: HashMap<String, (Vec<u8>, i64)>,
     held: HeldQueue<Held>,
 }
 
@@ -394,6 +405,8 @@ impl WechatSim {
                 &p("/v3/refund/domestic/refunds/{no}"),
                 get(api::api_refund_query),
             )
+            .route(&p("/v3/bill/tradebill"), get(bill::api_tradebill))
+            .route(&p("/v3/billdownload/file"), get(bill::api_bill_download))
     }
 
     pub fn config(&self) -> &WechatSimConfig {
@@ -508,9 +521,11 @@ impl WechatSim {
 
     /// Fen refunded (settled) on a trade.
     pub fn refunded_total(&self, out_trade_no: &str) -> i64 {
-        self.lock()
+        let inner = self.lock();
+        inner
             .refunds
             .values()
+            .chain(&inner.portal_refunds)
             .filter(|r| r.out_trade_no == out_trade_no && r.status == "SUCCESS")
             .map(|r| r.amount)
             .sum()

@@ -58,6 +58,7 @@ pid = "1002"
 version = 2
 merchant_private_key_file = "/keys/m.pem"
 platform_public_key_file = "/keys/p.pem"
+confirm_by_query = false
 
 [[channels]]
 id = "sb"
@@ -90,6 +91,9 @@ gateway = "http://127.0.0.1:9100"
     );
     assert_eq!(epay(&ch[2]).version, EpayVersion::V2);
     assert_eq!(epay(&ch[2]).pid, "1002");
+    // Confirmation by query: on unless turned off.
+    assert!(epay(&ch[1]).confirm_by_query);
+    assert!(!epay(&ch[2]).confirm_by_query);
     let sb = sandbox(&ch[3]);
     assert_eq!(sb.secret.as_ref().map(Secret::expose), Some("s3cr3t"));
     assert_eq!(sb.secret_file, None);

@@ -8,6 +8,7 @@ use url::Url;
 
 use super::*;
 
+mod alerts;
 mod channels;
 mod risk;
 mod security;

@@ -15,6 +15,7 @@ use super::seller::actor;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{require_json, AdminAuth, AppBytes, ClientIp};
 use crate::services::channel_admin::{self, ChannelView, HEALTH_DAYS};
+use crate::services::channel_measures;
 use crate::state::AppState;
 use crate::time::rfc3339;
 
@@ -92,6 +93,19 @@ pub async fn get(
     _admin: AdminAuth,
 ) -> ApiResult<impl IntoResponse> {
     Ok(Json(channel_json(&channel_admin::get(&state, &id).await?)))
+}
+
+/// `GET /api/v1/admin/channels/{id}/stats`: the channel's measures per method over the last
+/// 24 hours and 7 days (create calls by outcome, p95 create latency, orders created and paid,
+/// conversion, notify lag, payments found without a notification, failed notifications).
+pub async fn stats(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    _admin: AdminAuth,
+) -> ApiResult<impl IntoResponse> {
+    let c = channel_admin::get(&state, &id).await?;
+    let measures = channel_measures::channel(&state, &c.id, &c.methods).await?;
+    Ok(Json(json!(measures)))
 }
 
 /// `POST /api/v1/admin/channels` → `201` with the channel; `409 channel_exists`,

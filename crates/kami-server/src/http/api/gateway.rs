@@ -55,11 +55,15 @@ pub async fn notify(
             trade_no: c.trade_no,
             gateway_trade_no: c.gateway_trade_no,
             amount: c.amount,
+            gateway_paid_at: c.paid_at,
         },
         Ok(NotifyVerdict::NotPaid { trade_no, status }) => Verdict::NotPaid { trade_no, status },
-        Err(e) => Verdict::Rejected {
-            reason: e.to_string(),
-        },
+        Err(e) => {
+            state.metrics.verification_failure(&channel_id, e.code());
+            Verdict::Rejected {
+                reason: e.to_string(),
+            }
+        }
     };
     let headers_json = serde_json::Value::Object(
         raw.headers

@@ -4,12 +4,14 @@ mod admin;
 mod admin_audit;
 mod admin_orders;
 mod admin_users;
+mod alerts;
 mod buyer;
 mod catalog;
 mod channels;
 mod coupons;
 mod gateway;
 mod ops;
+mod reconciliations;
 mod seller;
 mod settings;
 mod stats;
@@ -147,6 +149,21 @@ pub fn routes() -> Router<Arc<AppState>> {
                 .delete(channels::delete),
         )
         .route("/api/v1/admin/channels/{id}/test", post(channels::test))
+        // Alerts (issue 11 part 3).
+        .route(
+            "/api/v1/admin/alerts/targets",
+            get(alerts::list).post(alerts::create),
+        )
+        .route(
+            "/api/v1/admin/alerts/targets/{id}",
+            get(alerts::get)
+                .patch(alerts::update)
+                .delete(alerts::delete),
+        )
+        .route("/api/v1/admin/alerts/targets/{id}/test", post(alerts::test))
+        .route("/api/v1/admin/alerts/conditions", get(alerts::conditions))
+        .route("/api/v1/admin/alerts/deliveries", get(alerts::deliveries))
+        .route("/api/v1/admin/channels/{id}/stats", get(channels::stats))
         // Settings (issue 10 part 8).
         .route(
             "/api/v1/admin/settings",
@@ -155,6 +172,19 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route(
             "/api/v1/admin/settings/test-mail",
             post(settings::test_mail),
+        )
+        // Reconciliation (issue 11 part 4).
+        .route(
+            "/api/v1/admin/reconciliations",
+            get(reconciliations::list).post(reconciliations::run),
+        )
+        .route(
+            "/api/v1/admin/reconciliations/{id}",
+            get(reconciliations::get),
+        )
+        .route(
+            "/api/v1/admin/reconciliations/{id}/items/{item}/handle",
+            post(reconciliations::handle),
         )
 }
 

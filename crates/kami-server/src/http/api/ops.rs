@@ -14,6 +14,7 @@ use crate::http::error::ApiError;
 use crate::http::extract::{bearer, check_admin, ClientIp};
 use crate::limits::RetryAfter;
 use crate::metrics::Snapshot;
+use crate::services::channel_measures;
 use crate::state::AppState;
 
 pub async fn healthz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
@@ -62,12 +63,14 @@ pub async fn metrics(
         .metrics
         .store_counts(state.now_ms(), || async move { store.counts().await })
         .await?;
+    let health = channel_measures::health_samples(&state);
     let text = state
         .metrics
         .encode(&Snapshot {
             orders_by_status: &counts.orders_by_status,
             cards_available: counts.cards_available,
             cards_sold: counts.cards_sold,
+            health: &health,
         })
         .map_err(ApiError::internal)?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))

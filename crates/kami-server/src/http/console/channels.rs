@@ -25,6 +25,7 @@ use super::guard::{self, Admin};
 use super::{field, render, see_other};
 use crate::http::web::request::Ctx;
 use crate::services::channel_admin::{self, form_keys, ChannelView, TestOutcome, HEALTH_DAYS};
+use crate::services::channel_measures;
 use crate::services::ServiceError;
 use crate::state::AppState;
 use crate::time::rfc3339;
@@ -42,7 +43,7 @@ fn refusal(e: ServiceError) -> Result<String, ServiceError> {
     }
 }
 
-fn percent(rate: Option<f64>) -> Option<String> {
+pub(super) fn percent(rate: Option<f64>) -> Option<String> {
     rate.map(|r| format!("{:.1}", r * 100.0))
 }
 
@@ -84,6 +85,10 @@ async fn list_page(
         Err(e) => return super::failed(state, ctx, Some(admin), e),
     };
     let rows: Vec<Value> = list.iter().map(row_ctx).collect();
+    let (measures, measure_failures) = match channel_measures::measures(state).await {
+        Ok(all) => super::channel_measures::context(&list, &all),
+        Err(e) => return super::failed(state, ctx, Some(admin), e.into()),
+    };
     let kinds: Vec<&str> = ChannelKind::ALL.iter().map(|k| k.as_str()).collect();
     let test =
         tested.map(|(id, t)| context! { id => id, ok => t.ok, message => t.message.as_str() });
@@ -94,7 +99,10 @@ async fn list_page(
         status,
         "console/channels.html",
         "channels",
-        context! { channels => rows, kinds => kinds, test => test, error => error, days => HEALTH_DAYS },
+        context! {
+            channels => rows, kinds => kinds, test => test, error => error, days => HEALTH_DAYS,
+            measures => measures, measure_failures => measure_failures,
+        },
     )
 }
 
@@ -226,12 +234,16 @@ pub async fn new_form(State(state): St, RawQuery(query): RawQuery, ctx: Ctx) -> 
             "not_found",
         );
     };
+    let mut text: Fields = vec![
+        ("priority".into(), "0".into()),
+        ("weight".into(), "1".into()),
+        ("enabled".into(), "on".into()),
+    ];
+    for k in form_keys(kind).iter().filter(|k| k.default_on) {
+        text.push((k.name.to_owned(), "on".into()));
+    }
     let defaults = FormValues {
-        text: vec![
-            ("priority".into(), "0".into()),
-            ("weight".into(), "1".into()),
-            ("enabled".into(), "on".into()),
-        ],
+        text,
         methods: Vec::new(),
     };
     form_page(

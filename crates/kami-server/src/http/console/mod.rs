@@ -3,8 +3,10 @@
 //! confirmations, no SPA. Sign-in and sessions are `services::console`; this module only
 //! guards (session cookie, CSRF token, cross-site checks) and renders.
 
+mod alerts;
 mod audit;
 mod cards;
+mod channel_measures;
 mod channels;
 #[allow(clippy::result_large_err)]
 mod coupons;
@@ -22,6 +24,7 @@ mod orders;
 mod product_media;
 mod product_new;
 mod products;
+mod reconciliations;
 #[allow(clippy::result_large_err)]
 mod security;
 mod upload;
@@ -138,6 +141,22 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/admin/settings", get(settings::page).post(settings::save))
         .route("/admin/settings/reset", post(settings::reset))
         .route("/admin/settings/test-mail", post(settings::test_mail))
+        // Alerts (issue 11 part 3).
+        .route("/admin/alerts", get(alerts::page))
+        .route("/admin/alerts/targets", post(alerts::create))
+        .route("/admin/alerts/targets/{id}", post(alerts::save))
+        .route("/admin/alerts/targets/{id}/delete", post(alerts::delete))
+        .route("/admin/alerts/targets/{id}/test", post(alerts::test))
+        // Reconciliation (issue 11 part 4).
+        .route(
+            "/admin/reconciliations",
+            get(reconciliations::list).post(reconciliations::run),
+        )
+        .route("/admin/reconciliations/{id}", get(reconciliations::page))
+        .route(
+            "/admin/reconciliations/{id}/items/{item}/handle",
+            post(reconciliations::handle),
+        )
 }
 
 /// A navigation entry: only pages that exist are listed.
@@ -178,6 +197,14 @@ const NAV: &[Nav] = &[
     Nav {
         key: "channels",
         href: "/admin/channels",
+    },
+    Nav {
+        key: "alerts",
+        href: "/admin/alerts",
+    },
+    Nav {
+        key: "reconciliations",
+        href: "/admin/reconciliations",
     },
     Nav {
         key: "settings",

@@ -1,0 +1,677 @@
+//! Reconciliation against the channels' bills (issue 11 part 4), through the admin API with
+//! the real simulators, on a manual clock: a payment whose notification was dropped (and
+//! whose queries fail) is recovered from the bill and delivered exactly once; a bill of
+//! another amount makes an exception; a tampered or unavailable bill fails the batch with
+//! nothing applied; a merchant-portal refund and an unknown trade are reported (and alerted,
+//! then resolved); a trade missing from the bill is carried over, then reported after three
+//! days; Epay is reconciled by queries; re-runs are idempotent; refusals change nothing; the
+//! daily job runs once across two instances.
+//!
+//! Scenarios are generic over [`Gateway`] (a channel and its simulator's controls): Alipay
+//! and WeChat Pay variants are an `impl Gateway` and a few `both_backends!` lines each.
+
+use std::sync::Arc;
+
+use kami_core::{Currency, ManualClock, Money};
+use kami_testkit::kami_sim::sandbox::SandboxSim;
+use kami_testkit::{both_backends, cards, inspect, Backend, Sims, TestApp};
+use serde_json::{json, Value};
+
+/// 2026-12-01T04:00:00Z: noon of 1 December in Beijing.
+const DEC_1_NOON_BEIJING: i64 = 1_796_097_600_000;
+const DAY: &str = "2026-12-01";
+const DAY_MS: i64 = 86_400_000;
+
+/// A channel under test and its gateway simulator's controls.
+trait Gateway {
+    /// The kami channel's id.
+    fn channel(&self) -> &'static str;
+    /// The buyer method routed to it.
+    fn method(&self) -> &'static str;
+    /// Whether the channel has a bill (else reconciliation queries each trade).
+    fn has_bill(&self) -> bool;
+    /// Pay the order at the gateway; its notification is dropped.
+    async fn pay_silently(&self, app: &TestApp, order: &Value);
+    /// Pay the order at the gateway, notified as usual (returns once kami delivered).
+    async fn pay_notified(&self, app: &TestApp, order: &Value);
+    /// Trade queries fail (so no payment check could find the payment).
+    fn fail_queries(&self, on: bool);
+    fn fail_bills(&self, on: bool);
+    fn tamper_next_bill(&self);
+    fn portal_refund(&self, trade_no: &str, amount: Money);
+    fn unknown_payment(&self, trade_no: &str, amount: Money);
+    /// The buyer actually paid `amount` for the (paid) trade.
+    fn alter_paid_amount(&self, trade_no: &str, amount: Money);
+    /// The bills leave the trade out.
+    fn hide_from_bill(&self, trade_no: &str, hidden: bool);
+}
+
+struct Sandbox(Arc<SandboxSim>);
+
+impl Gateway for Sandbox {
+    fn channel(&self) -> &'static str {
+        "sandbox"
+    }
+    fn method(&self) -> &'static str {
+        "sandbox"
+    }
+    fn has_bill(&self) -> bool {
+        true
+    }
+    async fn pay_silently(&self, app: &TestApp, order: &Value) {
+        let (s, body) = app.pay_with(order, "drop").await;
+        assert_eq!(s, 200, "{body}");
+    }
+    async fn pay_notified(&self, app: &TestApp, order: &Value) {
+        app.pay(order).await;
+        assert_eq!(app.wait_settled(order).await["status"], "delivered");
+    }
+    fn fail_queries(&self, on: bool) {
+        self.0.set_query_failure(on);
+    }
+    fn fail_bills(&self, on: bool) {
+        self.0.set_bill_failure(on);
+    }
+    fn tamper_next_bill(&self) {
+        self.0.tamper_next_bill();
+    }
+    fn portal_refund(&self, trade_no: &str, amount: Money) {
+        self.0.portal_refund(trade_no, amount).unwrap();
+    }
+    fn unknown_payment(&self, trade_no: &str, amount: Money) {
+        self.0.unknown_payment(trade_no, amount);
+    }
+    fn alter_paid_amount(&self, trade_no: &str, amount: Money) {
+        self.0.alter_paid_amount(trade_no, amount).unwrap();
+    }
+    fn hide_from_bill(&self, trade_no: &str, hidden: bool) {
+        self.0.hide_from_bill(trade_no, hidden);
+    }
+}
+
+/// Epay has no bill: reconciliation queries each trade, so its queries must work.
+struct Epay;
+
+impl Gateway for Epay {
+    fn channel(&self) -> &'static str {
+        "epay-sim"
+    }
+    fn method(&self) -> &'static str {
+        "qqpay"
+    }
+    fn has_bill(&self) -> bool {
+        false
+    }
+    async fn pay_silently(&self, app: &TestApp, order: &Value) {
+        let (s, body) = app.pay_in_browser(order, "drop").await;
+        assert_eq!(s, 200, "{body}");
+    }
+    async fn pay_notified(&self, app: &TestApp, order: &Value) {
+        let (s, body) = app.pay_in_browser(order, "normal").await;
+        assert_eq!(s, 200, "{body}");
+        assert_eq!(app.wait_settled(order).await["status"], "delivered");
+    }
+    fn fail_queries(&self, _on: bool) {}
+    fn fail_bills(&self, _on: bool) {}
+    fn tamper_next_bill(&self) {}
+    fn portal_refund(&self, _: &str, _: Money) {
+        unimplemented!("the Epay simulator has no merchant portal")
+    }
+    fn unknown_payment(&self, _: &str, _: Money) {
+        unimplemented!("Epay has no bill to list an unknown payment")
+    }
+    fn alter_paid_amount(&self, _: &str, _: Money) {
+        unimplemented!("pay another amount through the Epay form's `amount` instead")
+    }
+    fn hide_from_bill(&self, _: &str, _: bool) {}
+}
+
+fn cny(minor: i64) -> Money {
+    Money::new(minor, Currency::Cny).unwrap()
+}
+
+/// A server and every simulator on a manual clock at noon of [`DAY`] in Beijing (payment
+/// checks never come due unless the test moves the clock).
+async fn spawn(backend: Backend) -> (TestApp, Sims, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(DEC_1_NOON_BEIJING));
+    let (app, sims) = TestApp::spawn_with_sims(backend, "", clock.clone()).await;
+    (app, sims, clock)
+}
+
+/// `POST /api/v1/admin/reconciliations`, which must answer 200: the report.
+async fn reconcile(app: &TestApp, channel: &str, date: &str) -> Value {
+    let (s, v) = app
+        .admin_post(
+            "/api/v1/admin/reconciliations",
+            json!({"channel": channel, "date": date}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    v
+}
+
+/// The report's items of one kind.
+fn items(report: &Value, kind: &str) -> Vec<Value> {
+    report["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["kind"] == kind)
+        .cloned()
+        .collect()
+}
+
+/// What a re-run must reproduce: each item without its row id.
+fn findings(report: &Value) -> Vec<Value> {
+    let mut out: Vec<Value> = report["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let mut i = i.clone();
+            i.as_object_mut().unwrap().remove("id");
+            i
+        })
+        .collect();
+    out.sort_by_key(|v| v.to_string());
+    out
+}
+
+async fn count(app: &TestApp, sql: &str) -> i64 {
+    inspect::scalar(&app.db_url, sql).await
+}
+
+/// Alert signals of the mismatch condition for `channel/day` (`firing`: true or false).
+async fn signals(app: &TestApp, subject: &str, firing: bool) -> i64 {
+    let sql = format!(
+        "SELECT COUNT(*) FROM outbox WHERE kind = 'alert.signal' \
+         AND payload LIKE '%\"event\":\"reconciliation_mismatch\"%' \
+         AND payload LIKE '%\"subject\":\"{subject}\"%' AND payload LIKE '%\"firing\":{firing}%'"
+    );
+    count(app, &sql).await
+}
+
+async fn product(app: &TestApp, slug: &str) {
+    app.create_product(slug, 1000, "auto").await;
+    app.import_keys(slug, 2).await;
+}
+
+// -- scenarios, for any channel -----------------------------------------------------------
+
+/// A paid trade whose notification was dropped and whose queries fail is recovered from the
+/// bill (or, without one, by the reconciliation's query) and delivered exactly once; a
+/// re-run reports the same and sells nothing more.
+async fn recovered_exactly_once<G: Gateway>(app: &TestApp, gw: &G) {
+    let slug = "rc-once";
+    product(app, slug).await;
+    let o = app.order_via(slug, gw.method(), "pc").await;
+    let no = o["order_no"].as_str().unwrap();
+    gw.fail_queries(true);
+    gw.pay_silently(app, &o).await;
+    assert_eq!(app.admin_order(no).await["status"], "pending");
+
+    let r = reconcile(app, gw.channel(), DAY).await;
+    assert_eq!(r["status"], "succeeded", "{r}");
+    assert_eq!(r["source"], if gw.has_bill() { "bill" } else { "query" });
+    let rec = items(&r, "recovered");
+    assert_eq!(rec.len(), 1, "{r}");
+    assert_eq!(
+        (&rec[0]["trade_no"], &rec[0]["order_no"]),
+        (&o["order_no"], &o["order_no"])
+    );
+    assert_eq!(rec[0]["bill_amount"], 1000);
+    assert_eq!(r["mismatches"], 0, "{r}");
+    let order = app.admin_order(no).await;
+    assert_eq!(order["status"], "delivered", "{order}");
+    let keys = cards(&order);
+    assert_eq!(keys.len(), 1);
+    assert_eq!(app.stock(slug).await, 1);
+
+    let again = reconcile(app, gw.channel(), DAY).await;
+    assert_eq!(again["id"], r["id"], "a day has one batch");
+    assert_eq!(again["runs"], 2);
+    assert_eq!(findings(&again), findings(&r));
+    assert_eq!(
+        cards(&app.admin_order(no).await),
+        keys,
+        "the same key, once"
+    );
+    assert_eq!(app.stock(slug).await, 1, "nothing more sold");
+    let delivered = format!(
+        "SELECT COUNT(*) FROM payment_events WHERE trade_no = '{no}' \
+         AND outcome IN ('delivered', 'late_delivered')"
+    );
+    assert_eq!(count(app, &delivered).await, 1);
+    let listed = app
+        .admin_get(&format!(
+            "/api/v1/admin/reconciliations?channel={}&date={DAY}",
+            gw.channel()
+        ))
+        .await;
+    assert_eq!(
+        listed["reconciliations"].as_array().unwrap().len(),
+        1,
+        "{listed}"
+    );
+}
+
+/// The bill says the trade was paid another sum: the unpaid order becomes an exception (its
+/// key goes back to stock), reported and alerted, never delivered or "fixed".
+async fn other_amount_is_an_exception<G: Gateway>(app: &TestApp, gw: &G) {
+    let slug = "rc-amount";
+    product(app, slug).await;
+    let o = app.order_via(slug, gw.method(), "pc").await;
+    let no = o["order_no"].as_str().unwrap();
+    gw.fail_queries(true);
+    gw.pay_silently(app, &o).await;
+    gw.alter_paid_amount(no, cny(999));
+
+    let r = reconcile(app, gw.channel(), DAY).await;
+    let m = items(&r, "amount_mismatch");
+    assert_eq!(m.len(), 1, "{r}");
+    assert_eq!(
+        (&m[0]["kami_amount"], &m[0]["bill_amount"]),
+        (&json!(1000), &json!(999))
+    );
+    assert_eq!(r["mismatches"], 1);
+    let order = app.admin_order(no).await;
+    assert_eq!(order["status"], "exception", "{order}");
+    assert!(
+        order["cards"].as_array().is_none_or(Vec::is_empty),
+        "{order}"
+    );
+    assert_eq!(app.stock(slug).await, 2, "the held key went back");
+    let subject = format!("{}/{DAY}", gw.channel());
+    assert_eq!(signals(app, &subject, true).await, 1);
+
+    let again = reconcile(app, gw.channel(), DAY).await;
+    assert_eq!(findings(&again), findings(&r));
+    assert_eq!(app.admin_order(no).await["status"], "exception");
+    assert_eq!(app.stock(slug).await, 2);
+}
+
+/// A bill whose totals do not add up, or that cannot be downloaded, fails the batch with the
+/// reason and applies nothing; the re-run after the fix recovers the payment.
+async fn bad_bill_fails_the_batch<G: Gateway>(app: &TestApp, gw: &G) {
+    let slug = "rc-tamper";
+    product(app, slug).await;
+    let o = app.order_via(slug, gw.method(), "pc").await;
+    let no = o["order_no"].as_str().unwrap();
+    gw.fail_queries(true);
+    gw.pay_silently(app, &o).await;
+
+    gw.tamper_next_bill();
+    let r = reconcile(app, gw.channel(), DAY).await;
+    assert_eq!(r["status"], "failed", "{r}");
+    assert!(r["error"].as_str().unwrap().contains("totals"), "{r}");
+    assert_eq!(r["items"], json!([]));
+    gw.fail_bills(true);
+    let r = reconcile(app, gw.channel(), DAY).await;
+    assert_eq!(r["status"], "failed", "{r}");
+    assert!(r["error"].as_str().unwrap().contains("SYSTEM_BUSY"), "{r}");
+    assert_eq!(
+        app.admin_order(no).await["status"],
+        "pending",
+        "nothing applied"
+    );
+    let events = format!("SELECT COUNT(*) FROM payment_events WHERE trade_no = '{no}'");
+    assert_eq!(count(app, &events).await, 0);
+    assert_eq!(app.stock(slug).await, 1, "the key is still only held");
+
+    gw.fail_bills(false);
+    let r = reconcile(app, gw.channel(), DAY).await;
+    assert_eq!(
+        (r["status"].as_str(), r["runs"].as_i64()),
+        (Some("succeeded"), Some(3)),
+        "{r}"
+    );
+    assert_eq!(items(&r, "recovered").len(), 1, "{r}");
+    assert_eq!(app.admin_order(no).await["status"], "delivered");
+}
+
+/// A refund made in the merchant portal and a payment for a trade kami never created are
+/// reported and alerted; an item is marked handled (audited, kept over a re-run); once the
+/// bill no longer shows differences the alert is resolved.
+async fn portal_refund_and_unknown_trade<G: Gateway>(app: &TestApp, gw: &G) {
+    let slug = "rc-portal";
+    product(app, slug).await;
+    let o = app.order_via(slug, gw.method(), "pc").await;
+    let no = o["order_no"].as_str().unwrap();
+    gw.pay_notified(app, &o).await;
+    gw.portal_refund(no, cny(300));
+    gw.unknown_payment("STRANGER-1", cny(500));
+
+    let r = reconcile(app, gw.channel(), DAY).await;
+    let refunds = items(&r, "refund_unknown_locally");
+    assert_eq!(refunds.len(), 1, "{r}");
+    assert_eq!(
+        (&refunds[0]["order_no"], &refunds[0]["bill_amount"]),
+        (&o["order_no"], &json!(300))
+    );
+    let unknown = items(&r, "unknown_payment");
+    assert_eq!(unknown.len(), 1, "{r}");
+    assert_eq!(
+        (&unknown[0]["trade_no"], &unknown[0]["bill_amount"]),
+        (&json!("STRANGER-1"), &json!(500))
+    );
+    assert_eq!(r["mismatches"], 2);
+    assert_eq!(
+        r["counts"],
+        json!({"refund_unknown_locally": 1, "unknown_payment": 1})
+    );
+    let subject = format!("{}/{DAY}", gw.channel());
+    assert_eq!(signals(app, &subject, true).await, 1);
+
+    let id = r["id"].as_i64().unwrap();
+    let item = unknown[0]["id"].as_i64().unwrap();
+    let (s, v) = app
+        .admin_post(
+            &format!("/api/v1/admin/reconciliations/{id}/items/{item}/handle"),
+            json!({"note": "another shop on this merchant account"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (v["handled"].as_bool(), v["note"].as_str()),
+        (Some(true), Some("another shop on this merchant account"))
+    );
+    let audited = "SELECT COUNT(*) FROM audit_log WHERE action = 'reconciliation.handle'";
+    assert_eq!(count(app, audited).await, 1);
+    let again = reconcile(app, gw.channel(), DAY).await;
+    assert_eq!(
+        findings(&again),
+        findings(
+            &app.admin_get(&format!("/api/v1/admin/reconciliations/{id}"))
+                .await
+        )
+    );
+    let kept = items(&again, "unknown_payment");
+    assert_eq!(
+        kept[0]["note"], "another shop on this merchant account",
+        "{again}"
+    );
+    assert_eq!(signals(app, &subject, true).await, 2);
+    assert_eq!(
+        app.admin_order(no).await["status"],
+        "delivered",
+        "nothing changed in kami"
+    );
+
+    // The gateway corrects its bill: no differences left, the condition is resolved.
+    gw.hide_from_bill("STRANGER-1", true);
+    gw.hide_from_bill(no, true);
+    let clean = reconcile(app, gw.channel(), DAY).await;
+    assert_eq!(clean["mismatches"], 0, "{clean}");
+    assert_eq!(signals(app, &subject, false).await, 1);
+}
+
+/// kami holds a trade paid that the bill does not list: carried over on its day, quiet the
+/// next two days, reported "missing at channel" on the third (and only once over a re-run).
+async fn missing_is_carried_then_reported<G: Gateway>(app: &TestApp, gw: &G, clock: &ManualClock) {
+    let slug = "rc-carry";
+    product(app, slug).await;
+    let o = app.order_via(slug, gw.method(), "pc").await;
+    let no = o["order_no"].as_str().unwrap();
+    gw.pay_notified(app, &o).await;
+    gw.hide_from_bill(no, true);
+
+    let r = reconcile(app, gw.channel(), DAY).await;
+    let carried = items(&r, "carried_over");
+    assert_eq!(carried.len(), 1, "{r}");
+    assert_eq!(carried[0]["order_no"], o["order_no"]);
+    assert_eq!(r["mismatches"], 0);
+    assert_eq!(
+        signals(app, &format!("{}/{DAY}", gw.channel()), true).await,
+        0
+    );
+
+    clock.advance(3 * DAY_MS);
+    for day in ["2026-12-02", "2026-12-03"] {
+        let r = reconcile(app, gw.channel(), day).await;
+        assert_eq!(r["items"], json!([]), "{day}: {r}");
+    }
+    let r = reconcile(app, gw.channel(), "2026-12-04").await;
+    let missing = items(&r, "missing_at_channel");
+    assert_eq!(missing.len(), 1, "{r}");
+    assert_eq!(
+        (&missing[0]["order_no"], &missing[0]["kami_amount"]),
+        (&o["order_no"], &json!(1000))
+    );
+    let again = reconcile(app, gw.channel(), "2026-12-04").await;
+    assert_eq!(findings(&again), findings(&r));
+    assert_eq!(
+        signals(app, &format!("{}/2026-12-04", gw.channel()), true).await,
+        2
+    );
+}
+
+// -- the variants --------------------------------------------------------------------------
+
+async fn sandbox_recovered_exactly_once(backend: Backend) {
+    let (app, sims, _clock) = spawn(backend).await;
+    recovered_exactly_once(&app, &Sandbox(sims.sandbox)).await;
+}
+both_backends!(sandbox_recovered_exactly_once);
+
+async fn sandbox_other_amount_is_an_exception(backend: Backend) {
+    let (app, sims, _clock) = spawn(backend).await;
+    other_amount_is_an_exception(&app, &Sandbox(sims.sandbox)).await;
+}
+both_backends!(sandbox_other_amount_is_an_exception);
+
+async fn sandbox_bad_bill_fails_the_batch(backend: Backend) {
+    let (app, sims, _clock) = spawn(backend).await;
+    bad_bill_fails_the_batch(&app, &Sandbox(sims.sandbox)).await;
+}
+both_backends!(sandbox_bad_bill_fails_the_batch);
+
+async fn sandbox_portal_refund_and_unknown_trade(backend: Backend) {
+    let (app, sims, _clock) = spawn(backend).await;
+    portal_refund_and_unknown_trade(&app, &Sandbox(sims.sandbox)).await;
+}
+both_backends!(sandbox_portal_refund_and_unknown_trade);
+
+async fn sandbox_missing_is_carried_then_reported(backend: Backend) {
+    let (app, sims, clock) = spawn(backend).await;
+    missing_is_carried_then_reported(&app, &Sandbox(sims.sandbox), &clock).await;
+}
+both_backends!(sandbox_missing_is_carried_then_reported);
+
+async fn epay_recovered_by_queries(backend: Backend) {
+    let (app, _sims, _clock) = spawn(backend).await;
+    recovered_exactly_once(&app, &Epay).await;
+}
+both_backends!(epay_recovered_by_queries);
+
+// -- refusals, the job ---------------------------------------------------------------------
+
+async fn get_status(app: &TestApp, path: &str) -> (u16, Value) {
+    let r = app
+        .http
+        .get(app.url(path))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// Unknown channel, bad or future day, missing channel, unknown batch or item: a precise
+/// 4xx, and no batch is written.
+async fn refusals_change_nothing(backend: Backend) {
+    let (app, _sims, _clock) = spawn(backend).await;
+    for (body, status, code) in [
+        (
+            json!({"channel": "nope", "date": DAY}),
+            404,
+            "unknown_channel",
+        ),
+        (
+            json!({"channel": "sandbox", "date": "2026-02-30"}),
+            422,
+            "invalid_date",
+        ),
+        (
+            json!({"channel": "sandbox", "date": "1 Dec"}),
+            422,
+            "invalid_date",
+        ),
+        (
+            json!({"channel": "sandbox", "date": "2026-12-02"}),
+            422,
+            "future_date",
+        ),
+        (json!({"date": DAY}), 422, "invalid_request"),
+    ] {
+        let (s, v) = app
+            .admin_post("/api/v1/admin/reconciliations", body.clone())
+            .await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {v}"
+        );
+    }
+    let (s, v) = get_status(&app, "/api/v1/admin/reconciliations?date=yesterday").await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (422, Some("invalid_date")),
+        "{v}"
+    );
+    let (s, v) = get_status(&app, "/api/v1/admin/reconciliations/4242").await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (404, Some("reconciliation_not_found")),
+        "{v}"
+    );
+    let (s, v) = app
+        .admin_post(
+            "/api/v1/admin/reconciliations/4242/items/1/handle",
+            json!({"note": "x"}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (404, Some("item_not_found")),
+        "{v}"
+    );
+    let listed = app.admin_get("/api/v1/admin/reconciliations").await;
+    assert_eq!(listed["reconciliations"], json!([]));
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM reconciliation_batches").await,
+        0
+    );
+    // Without a token, nothing.
+    let r = app
+        .http
+        .post(app.url("/api/v1/admin/reconciliations"))
+        .json(&json!({"channel": "sandbox", "date": DAY}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+both_backends!(refusals_change_nothing);
+
+/// Two kami processes' jobs tick at once, twice each: yesterday is reconciled once.
+async fn daily_job_runs_once_across_instances(backend: Backend) {
+    let extra = "[reconciliation]\nenabled = false\nrun_at = \"00:00\"\n";
+    let app = TestApp::spawn_with(backend, extra).await;
+    let other = app.another_instance(extra).await;
+    let states = [
+        app.state.clone(),
+        other.state.clone(),
+        app.state.clone(),
+        other.state.clone(),
+    ];
+    let ticks: Vec<_> = states
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            tokio::spawn(async move {
+                kami_server::services::reconciliation::daily_tick(&s, &format!("holder-{}", i % 2))
+                    .await
+                    .unwrap()
+                    .len()
+            })
+        })
+        .collect();
+    let mut ran = 0;
+    for t in ticks {
+        ran += t.await.unwrap();
+    }
+    assert_eq!(ran, 1, "one channel (sandbox), reconciled once");
+    let day = kami_server::services::reconciliation::format_day(
+        kami_server::services::reconciliation::default_day(kami_core::clock::now_ms()),
+    );
+    let listed = app
+        .admin_get(&format!("/api/v1/admin/reconciliations?date={day}"))
+        .await;
+    let batches = listed["reconciliations"].as_array().unwrap();
+    assert_eq!(batches.len(), 1, "{listed}");
+    assert_eq!(
+        (batches[0]["runs"].as_i64(), batches[0]["actor"].as_str()),
+        (Some(1), Some("job"))
+    );
+    for s in [&app.state, &other.state] {
+        let later = kami_server::services::reconciliation::daily_tick(s, "late")
+            .await
+            .unwrap();
+        assert!(later.is_empty(), "the day is done");
+    }
+}
+both_backends!(daily_job_runs_once_across_instances);
+
+/// Runs of one day started at once: each is either the run or refused as running (409);
+/// the payment is delivered once and the day has one batch with one finding.
+async fn concurrent_runs_of_a_day(backend: Backend) {
+    let (app, sims, _clock) = spawn(backend).await;
+    let gw = Sandbox(sims.sandbox);
+    product(&app, "rc-race").await;
+    let o = app.order_via("rc-race", "sandbox", "pc").await;
+    let no = o["order_no"].as_str().unwrap().to_owned();
+    gw.fail_queries(true);
+    gw.pay_silently(&app, &o).await;
+    let app = Arc::new(app);
+    let runs: Vec<_> = (0..6)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                app.admin_post(
+                    "/api/v1/admin/reconciliations",
+                    json!({"channel": "sandbox", "date": DAY}),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut ran = 0;
+    for r in runs {
+        let (s, v) = r.await.unwrap();
+        match s {
+            200 => ran += 1,
+            409 => assert_eq!(v["error"]["code"], "reconciliation_running", "{v}"),
+            other => panic!("{other}: {v}"),
+        }
+    }
+    assert!(ran >= 1);
+    let delivered = format!(
+        "SELECT COUNT(*) FROM payment_events WHERE trade_no = '{no}' AND outcome = 'delivered'"
+    );
+    assert_eq!(count(&app, &delivered).await, 1);
+    let listed = app
+        .admin_get(&format!("/api/v1/admin/reconciliations?date={DAY}"))
+        .await;
+    let batches = listed["reconciliations"].as_array().unwrap();
+    assert_eq!(batches.len(), 1, "{listed}");
+    assert_eq!(batches[0]["runs"].as_i64(), Some(ran));
+    let one = app
+        .admin_get(&format!(
+            "/api/v1/admin/reconciliations/{}",
+            batches[0]["id"]
+        ))
+        .await;
+    assert_eq!(items(&one, "recovered").len(), 1, "{one}");
+    assert_eq!(one["items"].as_array().unwrap().len(), 1, "{one}");
+}
+both_backends!(concurrent_runs_of_a_day);
