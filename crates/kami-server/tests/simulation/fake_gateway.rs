@@ -183,6 +183,7 @@ impl FakeGateway {
             trade_no: t.trade_no.clone(),
             gateway_trade_no: t.gateway_no(self.name()),
             amount: t.paid?,
+            paid_at: t.paid_at,
         })
     }
 
@@ -238,11 +239,12 @@ impl FakeGateway {
         };
         t.notified += 1;
         let fields = format!(
-            "trade_no={}&gateway_trade_no={}&amount={}&currency={}&status={status}",
+            "trade_no={}&gateway_trade_no={}&amount={}&currency={}&status={status}&paid_at={}",
             t.trade_no,
             t.gateway_no(self.name()),
             amount.minor(),
-            amount.currency().code()
+            amount.currency().code(),
+            t.paid_at.unwrap_or(0)
         );
         let mut sig = hex::encode(hmac::sign(&self.key, fields.as_bytes()).as_ref());
         if forged {
@@ -367,6 +369,7 @@ impl PaymentChannel for FakeGateway {
                 trade_no,
                 gateway_trade_no: field(fields, "gateway_trade_no")?.to_owned(),
                 amount,
+                paid_at: field(fields, "paid_at").ok().and_then(|v| v.parse().ok()),
             })),
             other => Ok(NotifyVerdict::NotPaid {
                 trade_no,
