@@ -49,6 +49,10 @@ pub enum StoreError {
     /// An order was routed to a stored channel that has been deleted since.
     #[error("the payment channel was removed meanwhile")]
     ChannelGone,
+    /// No routed channel's amount limits (min, max, what is left of its daily limit) admit
+    /// the order's total.
+    #[error("no payment channel takes an order of {amount}")]
+    NoChannelForAmount { amount: kami_core::Money },
     /// The key is reserved by a pending order or sold: it cannot be removed.
     #[error("the card key is reserved or sold")]
     CardSold,

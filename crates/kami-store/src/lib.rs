@@ -11,6 +11,7 @@
 mod admin_roster;
 mod admin_users;
 pub mod alert_signal;
+mod attempts;
 mod attention;
 mod audit;
 mod card_admin;
@@ -30,6 +31,7 @@ pub mod model;
 #[macro_use]
 mod orders;
 mod categories;
+mod channel_health;
 mod orders_search;
 mod outbox;
 mod payments;
@@ -51,6 +53,8 @@ use kami_core::{CardStatus, CouponCode, Millis, OrderNo};
 pub use admin_roster::{AdminUserSummary, UserChange};
 pub use admin_users::{AdminUser, FactorCheck, LockPolicy};
 pub use alert_signal::{AlertEvent, AlertSignal, ALERT_SIGNAL};
+pub use attempts::NewAttempt;
+pub use channel_health::HealthRow;
 pub use attention::{ActionOrder, StockLevel};
 pub use categories::{Category, CategoryOutcome, CategoryPatch, Direction};
 pub use checks::{OrderPayment, PaymentCheck};

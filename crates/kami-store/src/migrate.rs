@@ -119,6 +119,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0018_catalog_media_users.sql"),
         postgres: include_str!("migrations/postgres/0018_catalog_media_users.sql"),
     },
+    Migration {
+        version: 19,
+        name: "routing",
+        sqlite: include_str!("migrations/sqlite/0019_routing.sql"),
+        postgres: include_str!("migrations/postgres/0019_routing.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kami_migrations \

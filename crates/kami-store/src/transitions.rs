@@ -220,6 +220,7 @@ mod tests {
                 fields: Default::default(),
                 coupon: None,
                 stored_channel: false,
+                route: Vec::new(),
             })
             .await
             .unwrap();

@@ -12,7 +12,7 @@ use crate::common::ack::assert_plain_text_ack;
 use crate::common::test_support::{bad_signature, encode, form_post as post, malformed};
 use crate::common::text::owned;
 use crate::{Device, PaymentConfirmation};
-use kami_core::OrderNo;
+use kami_core::{OrderNo, TradeNo};
 use kami_core::{Currency, ManualClock, Money};
 
 /// The fixed time of the v2 channels' clock (2024-06-01T00:00:00Z).
@@ -474,7 +474,7 @@ fn ack_bytes_kind_and_redaction() {
 
 fn create_req(subject: &str, device: Device) -> CreatePayment {
     CreatePayment {
-        trade_no: OrderNo::generate("20240101120000"),
+        trade_no: TradeNo::first(&OrderNo::generate("20240101120000")),
         amount: Money::new(1230, Currency::Cny).unwrap(),
         subject: subject.into(),
         method: Method::Wxpay,

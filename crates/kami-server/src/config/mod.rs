@@ -22,6 +22,7 @@ mod orders;
 pub mod overlay;
 mod retention;
 mod risk;
+mod routing;
 mod secrets;
 mod security;
 mod server;
@@ -49,6 +50,7 @@ pub use metrics::MetricsConfig;
 pub use orders::OrdersConfig;
 pub use retention::RetentionConfig;
 pub use risk::RiskConfig;
+pub use routing::RoutingConfig;
 pub use secrets::Secret;
 pub use security::SecurityConfig;
 pub use server::ServerConfig;
@@ -78,6 +80,8 @@ pub struct Config {
     pub security: SecurityConfig,
     /// `[console]`: the seller console's sessions and sign-in lock.
     pub console: ConsoleConfig,
+    /// `[routing]`: choosing among a method's channels, failover, resting channels.
+    pub routing: RoutingConfig,
     /// Directory of the configuration file (absolute when loaded from a file); relative
     /// `*_file` paths resolve against it, against the current directory when there is no
     /// file. The `*_file` paths in [`ChannelConfig`] are already resolved.
@@ -98,6 +102,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             security: SecurityConfig::default(),
             console: ConsoleConfig::default(),
+            routing: RoutingConfig::default(),
             base_dir: PathBuf::from("."),
         }
     }
@@ -283,6 +288,7 @@ fn load_text(
         .transpose()?;
     let channels = channels::build_channels(&origins, &base_dir, &mut warnings)?;
     let security = security::check_security(raw.security, &base_dir, &origins)?;
+    let routing = routing::build_routing(raw.routing, &origins)?;
     Ok(Loaded {
         config: Config {
             server: raw.server,
@@ -296,6 +302,7 @@ fn load_text(
             metrics,
             security,
             console: raw.console,
+            routing,
             base_dir,
         },
         warnings,
@@ -317,6 +324,7 @@ struct RawConfig {
     metrics: metrics::RawMetrics,
     security: SecurityConfig,
     console: ConsoleConfig,
+    routing: routing::RawRouting,
 }
 
 /// A deserialization failure at `prefix` + its path as a [`ConfigError::Type`].

@@ -9,6 +9,8 @@
 //!   past `retention.rejected_events_days` are deleted hourly (and once at start);
 //! - buyer mail (when SMTP is set up, in the file or the console): see [`mail`];
 //! - stored channels changed by another process: reloaded every 5 s;
+//! - routing: health changes written each payments tick; other processes' changes and the
+//!   day's paid totals read every 2 s (`services::routing`);
 //! - settings: every few seconds, the saved settings' version is read, and a change another
 //!   kami process saved is put in effect here too (see [`settings::reload_if_changed`]).
 
@@ -20,7 +22,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::services::{channel_admin, channel_calls, checks, refunds, retention, settings, stats};
+use crate::services::{
+    channel_admin, channel_calls, checks, refunds, retention, routing, settings, stats,
+};
 use crate::state::AppState;
 
 const TICK: Duration = Duration::from_millis(500);
@@ -47,6 +51,7 @@ pub fn spawn(state: Arc<AppState>, shutdown: watch::Receiver<bool>) -> Workers {
         spawn_payments(state.clone(), shutdown.clone()),
         spawn_housekeeping(state.clone(), shutdown.clone()),
         spawn_channel_sync(state.clone(), shutdown.clone()),
+        spawn_routing_sync(state.clone(), shutdown.clone()),
         spawn_settings(state.clone(), shutdown.clone()),
         mail::spawn(state, shutdown),
     ];
@@ -63,10 +68,12 @@ fn spawn_payments(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) -> 
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => {
                     channel_calls::flush(&state).await;
+                    routing::flush(&state).await;
                     return;
                 }
             }
             channel_calls::flush(&state).await;
+            routing::flush(&state).await;
             if let Err(e) = checks::check_payments_once(&state).await {
                 tracing::warn!("payment check worker: {e}");
             }
@@ -138,6 +145,22 @@ fn spawn_channel_sync(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>)
                 _ = shutdown.changed() => return,
             }
             channel_admin::sync(&state).await;
+        }
+    })
+}
+
+/// Routing state other processes wrote (health, the day's paid totals): read every
+/// [`routing::SYNC_INTERVAL`].
+fn spawn_routing_sync(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(routing::SYNC_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            routing::sync(&state).await;
         }
     })
 }

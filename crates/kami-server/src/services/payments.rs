@@ -41,6 +41,12 @@ pub async fn apply_verdict(
     event: RawEvent,
     verdict: Verdict,
 ) -> Result<NotifyOutcome, StoreError> {
+    // A payment counts toward its channel's daily limit at once (the database's total is
+    // read again every few seconds).
+    let paid = match &verdict {
+        Verdict::Paid { amount, .. } => Some((event.channel_id.clone(), amount.minor())),
+        _ => None,
+    };
     let outcome = match state.store.record_notification(event, verdict).await {
         Ok(o) => o,
         Err(e) => {
@@ -49,6 +55,17 @@ pub async fn apply_verdict(
         }
     };
     state.metrics.notification(outcome.code());
+    if let Some((channel, minor)) = paid.filter(|_| {
+        matches!(
+            outcome,
+            NotifyOutcome::Delivered { .. }
+                | NotifyOutcome::AwaitingFulfilment { .. }
+                | NotifyOutcome::Exception { .. }
+                | NotifyOutcome::ConflictingPayment { .. }
+        )
+    }) {
+        state.channels.add_paid_today(&channel, minor);
+    }
     if let Some(no) = outcome.changed_order() {
         state.watch.changed(no.as_str());
     }

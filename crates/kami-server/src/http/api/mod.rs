@@ -13,6 +13,7 @@ mod ops;
 mod seller;
 mod settings;
 mod stats;
+mod switch;
 
 pub(crate) use admin::import_stream;
 pub(crate) use admin_audit::csv_attachment;
@@ -31,6 +32,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/products", get(buyer::products))
         .route("/api/v1/orders", post(buyer::create_order))
         .route("/api/v1/orders/{order_no}", get(buyer::get_order))
+        .route("/api/v1/orders/{order_no}/switch", post(switch::switch))
         .route(
             "/api/v1/admin/products",
             get(seller::list_products).post(admin::create_product),
