@@ -85,8 +85,8 @@ pub(crate) fn add_attempt(tx: &mut dyn Tx, a: &NewAttempt) -> Result<TradeNo> {
 }
 
 /// The trade of one attempt was closed at its channel after the order's deadline: close the
-/// attempt, and expire the order when no other attempt is still open (their checks close
-/// them in turn). True when the order expired.
+/// attempt, and expire the order when it was the newest attempt or the last open one. True
+/// when the order expired.
 pub(crate) fn close_attempt(tx: &mut dyn Tx, payment_id: i64, now: Millis) -> Result<bool> {
     let Some(o) = tx.query_opt(
         "SELECT o.id, o.order_no, o.status, o.product_id, o.quantity FROM orders o \
@@ -106,13 +106,16 @@ pub(crate) fn close_attempt(tx: &mut dyn Tx, payment_id: i64, now: Millis) -> Re
     if order.status != OrderStatus::Pending {
         return Ok(false);
     }
-    let open: i64 = tx
-        .query_one(
-            "SELECT COUNT(*) AS n FROM payments WHERE order_id = $1 AND status = $2",
-            params![order.id, PaymentStatus::Created],
-        )?
-        .get("n")?;
-    if open > 0 {
+    // The newest attempt is the one the buyer was shown (earlier ones failed to create or
+    // were switched away from): once it is closed the order expires, and the others are
+    // closed with it (a late payment of one still lands on the late-payment path).
+    let r = tx.query_one(
+        "SELECT MAX(id) AS newest, SUM(CASE WHEN status = $2 THEN 1 ELSE 0 END) AS open \
+         FROM payments WHERE order_id = $1",
+        params![order.id, PaymentStatus::Created],
+    )?;
+    let (newest, open): (Option<i64>, Option<i64>) = (r.get("newest")?, r.get("open")?);
+    if newest != Some(payment_id) && open.unwrap_or(0) > 0 {
         return Ok(false);
     }
     expire_locked(tx, &order, o.get("product_id")?, o.get("quantity")?, None, now)?;

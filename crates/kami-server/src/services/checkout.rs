@@ -324,7 +324,10 @@ pub(crate) async fn create_with_failover(
 fn gateway_code(e: &PayError) -> &str {
     match e {
         PayError::Gateway { code, .. } => code,
-        PayError::Transport(_) => "TRANSPORT",
+        PayError::Transport(m) if m.contains("timed out") || m.contains("timeout") => "TIMEOUT",
+        PayError::Transport(_) => "UNREACHABLE",
+        PayError::BadResponseSignature => "BAD_RESPONSE_SIGNATURE",
+        PayError::Malformed(_) => "MALFORMED",
         _ => "-",
     }
 }

@@ -165,7 +165,8 @@ async fn reversal(state: &AppState, c: &PaymentCheck) -> Result<(), kami_store::
 }
 
 /// This attempt's trade is closed (or given up on): close the attempt; the order expires
-/// with the last of its open attempts (a failover or a method switch leaves several).
+/// with its newest attempt, the one the buyer was shown (a failover or a method switch
+/// leaves older ones).
 async fn expire(state: &AppState, c: &PaymentCheck) -> Result<(), kami_store::StoreError> {
     if state
         .store

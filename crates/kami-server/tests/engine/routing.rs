@@ -300,10 +300,10 @@ both_backends!(priority_mode_shares_follow_weight);
 async fn shadow_mode_routes_by_priority_and_records_sr_decisions(backend: Backend) {
     let good = Faults::new(9);
     let poor = Faults::new(10);
-    poor.fail_ratio(0.2);
+    poor.fail_ratio(0.1);
     let app = TestApp::spawn_opts(
         backend,
-        "[routing]\nmode = \"shadow\"\n",
+        "[routing]\nmode = \"shadow\"\nrest_seconds = 1\n",
         faulty_sandboxes(vec![spec("good", 10, &good), spec("poor", 10, &poor)]),
     )
     .await;
@@ -314,8 +314,9 @@ async fn shadow_mode_routes_by_priority_and_records_sr_decisions(backend: Backen
     let (g, p) = (good.creates(), poor.creates());
     let tally = lane(&app, "good").await["shadow"].clone();
     println!("shadow mode, {n} orders: create calls good {g}, poor {p}; SR agreement {tally}");
-    // Poor is degraded by its failures (a fifth of its weight) but not scored away.
-    assert!(p >= 15, "shadow does not route by success rate: good {g}, poor {p}");
+    // Health still applies (a degraded channel keeps a fifth of its weight), success rates
+    // do not: the poorer channel keeps a share.
+    assert!(p >= 10, "shadow does not route by success rate: good {g}, poor {p}");
     assert_eq!(tally["decisions"].as_u64(), Some(n as u64), "{tally}");
     let agreed = tally["agreed"].as_u64().unwrap();
     assert!(agreed < n as u64, "SR routing would have decided otherwise sometimes: {tally}");
