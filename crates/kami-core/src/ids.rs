@@ -220,7 +220,9 @@ impl ChannelLimits {
             if let Some(v) = v.filter(|v| *v < 1) {
                 return Err(LimitsError {
                     key,
-                    message: format!("must be a whole number of minor units (fen), at least 1, got {v}"),
+                    message: format!(
+                        "must be a whole number of minor units (fen), at least 1, got {v}"
+                    ),
                 });
             }
         }
@@ -406,15 +408,32 @@ mod tests {
         assert_eq!(TradeNo::attempt(&n, 2).unwrap().as_str(), format!("{n}A2"));
         assert_eq!(TradeNo::attempt(&n, 0), None);
         assert_eq!(TradeNo::attempt(&n, 100), None);
-        let limits = AmountLimits { min: Some(100), max: Some(500), room: Some(300) };
+        let limits = AmountLimits {
+            min: Some(100),
+            max: Some(500),
+            room: Some(300),
+        };
         assert!(limits.admits(100) && limits.admits(300));
         assert!(!limits.admits(99) && !limits.admits(301));
         assert!(AmountLimits::default().admits(i64::MAX));
         let l = ChannelLimits::new(Some(100), Some(500), Some(1000)).unwrap();
-        assert_eq!(l.today(800), AmountLimits { min: Some(100), max: Some(500), room: Some(200) });
+        assert_eq!(
+            l.today(800),
+            AmountLimits {
+                min: Some(100),
+                max: Some(500),
+                room: Some(200)
+            }
+        );
         assert!(!l.today(1000).admits(100), "daily limit reached");
-        assert_eq!(ChannelLimits::new(Some(0), None, None).unwrap_err().key, "min_amount");
-        assert_eq!(ChannelLimits::new(None, None, Some(-5)).unwrap_err().key, "daily_limit");
+        assert_eq!(
+            ChannelLimits::new(Some(0), None, None).unwrap_err().key,
+            "min_amount"
+        );
+        assert_eq!(
+            ChannelLimits::new(None, None, Some(-5)).unwrap_err().key,
+            "daily_limit"
+        );
         let e = ChannelLimits::new(Some(500), Some(100), None).unwrap_err();
         assert_eq!(e.key, "max_amount");
         assert!(e.message.contains("min_amount (500)"), "{e}");

@@ -334,7 +334,11 @@ impl Channels {
             .into_iter()
             .filter(|e| e.enabled && e.channel.methods().contains(&method))
             .collect();
-        let paid = self.paid_today.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let paid = self
+            .paid_today
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let mut book = self.book();
         let candidates: Vec<Candidate<usize>> = entries
             .iter()
@@ -434,7 +438,11 @@ impl Channels {
                 since: r.since,
                 rest_until: r.rest_until,
             };
-            if book.lane(&r.channel_id, method, now).health.adopt(&shared, &rules) {
+            if book
+                .lane(&r.channel_id, method, now)
+                .health
+                .adopt(&shared, &rules)
+            {
                 tracing::info!(
                     channel = %r.channel_id,
                     method = %method,
@@ -510,7 +518,13 @@ impl Channels {
         HealthState {
             failures: lanes
                 .iter()
-                .map(|l| if l.state == Health::Down { l.failures.max(1) } else { 0 })
+                .map(|l| {
+                    if l.state == Health::Down {
+                        l.failures.max(1)
+                    } else {
+                        0
+                    }
+                })
                 .max()
                 .unwrap_or(0),
             resting_until: lanes
@@ -536,9 +550,12 @@ impl Channels {
             .filter(|e| e.enabled && e.channel.methods().contains(&method))
             .collect();
         let mut book = self.book();
-        !entries
-            .iter()
-            .any(|e| book.lane(e.id().as_str(), method, now).health.admission(now) != Admission::Closed)
+        !entries.iter().any(|e| {
+            book.lane(e.id().as_str(), method, now)
+                .health
+                .admission(now)
+                != Admission::Closed
+        })
     }
 
     /// Build a stored channel from its spec: every key checked and every key parsed, as a
@@ -743,7 +760,11 @@ mod tests {
         let ok = Outcome::Success { latency_ms: 10 };
         assert_eq!(first(&ch, 0).as_deref(), Some("a"));
         let plan = ch.plan(Method::Sandbox, 0);
-        let ids: Vec<_> = plan.candidates.iter().map(|c| c.entry.id().to_string()).collect();
+        let ids: Vec<_> = plan
+            .candidates
+            .iter()
+            .map(|c| c.entry.id().to_string())
+            .collect();
         assert_eq!(ids, ["a", "b"], "the backup follows for failover");
         for t in 1..=5 {
             ch.record("a", Method::Sandbox, &fail, t);
@@ -754,13 +775,23 @@ mod tests {
         assert_eq!(states, ["degraded", "down"]);
         assert_eq!(changes[1].last_code.as_deref(), Some("SYSTEM_ERROR"));
         assert!(ch.health("a", 6).failures > 0);
-        assert_eq!(ch.health("a", 6).resting_until, Some(5 + ch.policy().health.rest_ms));
+        assert_eq!(
+            ch.health("a", 6).resting_until,
+            Some(5 + ch.policy().health.rest_ms)
+        );
         assert!(!ch.admit("a", Method::Sandbox, 7), "resting: not admitted");
 
         let after = 5 + ch.policy().health.rest_ms;
-        assert_eq!(first(&ch, after).as_deref(), Some("a"), "the probe goes first");
+        assert_eq!(
+            first(&ch, after).as_deref(),
+            Some("a"),
+            "the probe goes first"
+        );
         assert!(ch.admit("a", Method::Sandbox, after));
-        assert!(!ch.admit("a", Method::Sandbox, after), "one probe at a time");
+        assert!(
+            !ch.admit("a", Method::Sandbox, after),
+            "one probe at a time"
+        );
         ch.record("a", Method::Sandbox, &ok, after + 1);
         assert_eq!(ch.take_health_changes()[0].state, "degraded");
         assert_eq!(first(&ch, after + 2).as_deref(), Some("a"));
@@ -791,7 +822,10 @@ mod tests {
         assert_eq!(first(&ch, 50).as_deref(), Some("a"));
         ch.adopt_shared(&[row], 200);
         assert_eq!(first(&ch, 200).as_deref(), Some("b"));
-        assert!(ch.take_health_changes().is_empty(), "adopted, not re-written");
+        assert!(
+            ch.take_health_changes().is_empty(),
+            "adopted, not re-written"
+        );
     }
 
     #[test]

@@ -59,7 +59,9 @@ pub(crate) fn add_attempt(tx: &mut dyn Tx, a: &NewAttempt) -> Result<TradeNo> {
     let trade_no = u32::try_from(n + 1)
         .ok()
         .and_then(|n| TradeNo::attempt(&a.order_no, n))
-        .ok_or_else(|| StoreError::InvalidInput("too many payment attempts for this order".into()))?;
+        .ok_or_else(|| {
+            StoreError::InvalidInput("too many payment attempts for this order".into())
+        })?;
     if a.close_others {
         close_open_payments(tx, order_id)?;
     }
@@ -101,7 +103,13 @@ pub(crate) fn close_attempt(tx: &mut dyn Tx, payment_id: i64, now: Millis) -> Re
         "SELECT id, status FROM payments WHERE id = $1 AND status = $2 FOR UPDATE",
         params![payment_id, PaymentStatus::Created],
     )? {
-        apply_payment_event(tx, LockedPayment::from_row(&p)?, PaymentEvent::Closed, now, None)?;
+        apply_payment_event(
+            tx,
+            LockedPayment::from_row(&p)?,
+            PaymentEvent::Closed,
+            now,
+            None,
+        )?;
     }
     if order.status != OrderStatus::Pending {
         return Ok(false);
@@ -118,7 +126,14 @@ pub(crate) fn close_attempt(tx: &mut dyn Tx, payment_id: i64, now: Millis) -> Re
     if newest != Some(payment_id) && open.unwrap_or(0) > 0 {
         return Ok(false);
     }
-    expire_locked(tx, &order, o.get("product_id")?, o.get("quantity")?, None, now)?;
+    expire_locked(
+        tx,
+        &order,
+        o.get("product_id")?,
+        o.get("quantity")?,
+        None,
+        now,
+    )?;
     Ok(true)
 }
 
@@ -131,6 +146,7 @@ impl crate::Store {
     /// An attempt's trade was closed at its channel after the deadline: close it, and expire
     /// the order when it was the last one open. True when the order expired.
     pub async fn close_attempt(&self, payment_id: i64, now: Millis) -> Result<bool> {
-        self.write(move |tx| close_attempt(tx, payment_id, now)).await
+        self.write(move |tx| close_attempt(tx, payment_id, now))
+            .await
     }
 }

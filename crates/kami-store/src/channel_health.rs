@@ -40,7 +40,11 @@ impl HealthRow {
 
 /// Write the changes in order; returns those that took effect (newer than the row and a
 /// different state).
-pub(crate) fn record_changes(tx: &mut dyn Tx, changes: &[HealthRow], now: Millis) -> Result<Vec<HealthRow>> {
+pub(crate) fn record_changes(
+    tx: &mut dyn Tx,
+    changes: &[HealthRow],
+    now: Millis,
+) -> Result<Vec<HealthRow>> {
     let mut applied = Vec::new();
     for c in changes {
         // The row exists before it is locked, so two processes' changes are serialised
@@ -142,8 +146,13 @@ pub(crate) fn paid_totals(tx: &mut dyn Tx, since: Millis) -> Result<Vec<(String,
 impl crate::Store {
     /// Record health changes (with their alert signals) in one transaction; returns those
     /// that took effect.
-    pub async fn record_channel_health(&self, changes: Vec<HealthRow>, now: Millis) -> Result<Vec<HealthRow>> {
-        self.write(move |tx| record_changes(tx, &changes, now)).await
+    pub async fn record_channel_health(
+        &self,
+        changes: Vec<HealthRow>,
+        now: Millis,
+    ) -> Result<Vec<HealthRow>> {
+        self.write(move |tx| record_changes(tx, &changes, now))
+            .await
     }
 
     /// Every (channel, method)'s shared health.
@@ -187,7 +196,10 @@ mod tests {
                 for r in &rows {
                     let s: AlertSignal = serde_json::from_str(&r.get::<String>("payload")?)
                         .map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
-                    assert_eq!((s.event, s.subject.as_str()), (AlertEvent::ChannelDown, "ali/alipay"));
+                    assert_eq!(
+                        (s.event, s.subject.as_str()),
+                        (AlertEvent::ChannelDown, "ali/alipay")
+                    );
                     n += usize::from(s.firing == firing);
                 }
                 Ok(n)
@@ -208,20 +220,35 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(applied.len(), 2);
-        assert_eq!((signals(&store, true).await, signals(&store, false).await), (1, 0));
+        assert_eq!(
+            (signals(&store, true).await, signals(&store, false).await),
+            (1, 0)
+        );
         // Another process reports the same down state: nothing new.
-        let applied = store.record_channel_health(vec![row(DOWN, 25)], 25).await.unwrap();
+        let applied = store
+            .record_channel_health(vec![row(DOWN, 25)], 25)
+            .await
+            .unwrap();
         assert!(applied.is_empty());
         assert_eq!(signals(&store, true).await, 1);
         // A change older than the row's loses.
-        let applied = store.record_channel_health(vec![row("healthy", 15)], 30).await.unwrap();
+        let applied = store
+            .record_channel_health(vec![row("healthy", 15)], 30)
+            .await
+            .unwrap();
         assert!(applied.is_empty());
         let shared = store.channel_health().await.unwrap();
         assert_eq!((shared.len(), shared[0].state.as_str()), (1, DOWN));
         assert_eq!(shared[0].rest_until, Some(60_020));
         // Back: resolved, once.
-        store.record_channel_health(vec![row("degraded", 90_000)], 90_000).await.unwrap();
-        assert_eq!((signals(&store, true).await, signals(&store, false).await), (1, 1));
+        store
+            .record_channel_health(vec![row("degraded", 90_000)], 90_000)
+            .await
+            .unwrap();
+        assert_eq!(
+            (signals(&store, true).await, signals(&store, false).await),
+            (1, 1)
+        );
         assert!(store.paid_totals_since(0).await.unwrap().is_empty());
     }
 }

@@ -153,7 +153,15 @@ impl TestApp {
 
     /// [`TestApp::another_instance`] with build options of its own (its channels).
     pub async fn another_instance_with(&self, extra: &str, opts: BuildOptions) -> TestApp {
-        TestApp::start(self.backend, &self.db_url, self._keys.clone(), 8, extra, opts).await
+        TestApp::start(
+            self.backend,
+            &self.db_url,
+            self._keys.clone(),
+            8,
+            extra,
+            opts,
+        )
+        .await
     }
 
     /// Claimers in two kami processes at once, as far as the database can tell: four tasks, two

@@ -12,8 +12,8 @@ use crate::common::ack::assert_plain_text_ack;
 use crate::common::test_support::{bad_signature, encode, form_post as post, malformed};
 use crate::common::text::owned;
 use crate::{Device, PaymentConfirmation};
-use kami_core::{OrderNo, TradeNo};
 use kami_core::{Currency, ManualClock, Money};
+use kami_core::{OrderNo, TradeNo};
 
 /// The fixed time of the v2 channels' clock (2024-06-01T00:00:00Z).
 const NOW: i64 = 1_717_200_000;

@@ -53,8 +53,8 @@ pub fn plan<K: Clone + PartialEq, R: Rng>(
         .into_iter()
         .filter(|c| c.admission != Admission::Closed)
         .collect();
-    let explored = policy.mode != RoutingMode::Priority
-        && rng.gen_bool(policy.exploration.clamp(0.0, 1.0));
+    let explored =
+        policy.mode != RoutingMode::Priority && rng.gen_bool(policy.exploration.clamp(0.0, 1.0));
     let by_score = policy.mode == RoutingMode::SuccessRate && !explored;
     let shadow_first = if policy.mode == RoutingMode::Shadow {
         let sr = ordered(open.clone(), !explored, policy, rng);

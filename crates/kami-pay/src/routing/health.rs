@@ -62,7 +62,11 @@ pub enum HealthState {
 }
 
 impl HealthState {
-    pub const ALL: [HealthState; 3] = [HealthState::Healthy, HealthState::Degraded, HealthState::Down];
+    pub const ALL: [HealthState; 3] = [
+        HealthState::Healthy,
+        HealthState::Degraded,
+        HealthState::Down,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -208,13 +212,19 @@ impl ChannelHealth {
     }
 
     /// Count one create call's outcome; returns the transition it caused, if any.
-    pub fn record(&mut self, outcome: &Outcome, now: Millis, rules: &HealthRules) -> Option<Transition> {
+    pub fn record(
+        &mut self,
+        outcome: &Outcome,
+        now: Millis,
+        rules: &HealthRules,
+    ) -> Option<Transition> {
         self.fresh = false;
         let ok = outcome.is_success();
         if self.state == HealthState::Down {
             return self.record_while_down(outcome, now, rules);
         }
-        let slow = matches!(outcome, Outcome::Success { latency_ms } if *latency_ms > rules.slow_ms);
+        let slow =
+            matches!(outcome, Outcome::Success { latency_ms } if *latency_ms > rules.slow_ms);
         self.prune(now, rules);
         if self.window.len() >= WINDOW_CAP {
             self.window.pop_front();
@@ -249,7 +259,11 @@ impl ChannelHealth {
             }
         };
         if self.failure_run >= rules.down_run || (rated && rate >= rules.down_rate) {
-            let run = if self.failure_run >= rules.down_run { self.failure_run } else { 0 };
+            let run = if self.failure_run >= rules.down_run {
+                self.failure_run
+            } else {
+                0
+            };
             let why = reason("down", run, rules.down_rate);
             let mut t = self.transition(HealthState::Down, now, c, why);
             self.rest(now, rules);
@@ -258,9 +272,14 @@ impl ChannelHealth {
         }
         match self.state {
             HealthState::Healthy
-                if self.failure_run >= rules.degrade_run || (rated && rate >= rules.degrade_rate) =>
+                if self.failure_run >= rules.degrade_run
+                    || (rated && rate >= rules.degrade_rate) =>
             {
-                let run = if self.failure_run >= rules.degrade_run { self.failure_run } else { 0 };
+                let run = if self.failure_run >= rules.degrade_run {
+                    self.failure_run
+                } else {
+                    0
+                };
                 let why = reason("degraded", run, rules.degrade_rate);
                 Some(self.transition(HealthState::Degraded, now, c, why))
             }
@@ -278,7 +297,12 @@ impl ChannelHealth {
         }
     }
 
-    fn record_while_down(&mut self, outcome: &Outcome, now: Millis, rules: &HealthRules) -> Option<Transition> {
+    fn record_while_down(
+        &mut self,
+        outcome: &Outcome,
+        now: Millis,
+        rules: &HealthRules,
+    ) -> Option<Transition> {
         let probing = self.probe_until.is_some();
         if outcome.is_success() {
             // A call let through after the rest worked: back, on probation (degraded).
@@ -291,7 +315,12 @@ impl ChannelHealth {
             self.success_run = 1;
             self.probe_until = None;
             let c = self.counts(now, rules);
-            let t = self.transition(HealthState::Degraded, now, c, "probe succeeded after the rest".into());
+            let t = self.transition(
+                HealthState::Degraded,
+                now,
+                c,
+                "probe succeeded after the rest".into(),
+            );
             return Some(t);
         }
         if probing {
@@ -310,7 +339,13 @@ impl ChannelHealth {
         self.success_run = 0;
     }
 
-    fn transition(&mut self, to: HealthState, now: Millis, c: WindowCounts, reason: String) -> Transition {
+    fn transition(
+        &mut self,
+        to: HealthState,
+        now: Millis,
+        c: WindowCounts,
+        reason: String,
+    ) -> Transition {
         let from = self.state;
         self.state = to;
         self.since = now;
@@ -337,7 +372,7 @@ impl ChannelHealth {
     /// Take the state another process wrote when it is newer than this process's own: a
     /// channel another instance found down rests here too, and one it saw recover comes
     /// back (a process that has seen nothing yet takes whatever is stored). Returns whether
-/// anything changed.
+    /// anything changed.
     pub fn adopt(&mut self, shared: &SharedHealth, rules: &HealthRules) -> bool {
         let newer = self.fresh || shared.since > self.since;
         if !newer || shared.state == self.state {

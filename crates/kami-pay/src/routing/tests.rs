@@ -28,16 +28,31 @@ fn runs_of_failures_degrade_then_take_down_and_the_rest_ends_in_a_probe() {
     let mut h = ChannelHealth::new(0);
     assert_eq!(h.record(&err(), 1, &r), None);
     assert_eq!(h.record(&err(), 2, &r), None);
-    let t = h.record(&Outcome::Timeout, 3, &r).expect("third failure degrades");
-    assert_eq!((t.from, t.to), (HealthState::Healthy, HealthState::Degraded));
+    let t = h
+        .record(&Outcome::Timeout, 3, &r)
+        .expect("third failure degrades");
+    assert_eq!(
+        (t.from, t.to),
+        (HealthState::Healthy, HealthState::Degraded)
+    );
     assert_eq!(t.last_code.as_deref(), Some("TIMEOUT"));
-    assert_eq!(h.admission(3), Admission::Open, "degraded still takes orders");
+    assert_eq!(
+        h.admission(3),
+        Admission::Open,
+        "degraded still takes orders"
+    );
     assert_eq!(h.record(&err(), 4, &r), None);
-    let t = h.record(&err(), 5, &r).expect("fifth failure takes it down");
+    let t = h
+        .record(&err(), 5, &r)
+        .expect("fifth failure takes it down");
     assert_eq!((t.from, t.to), (HealthState::Degraded, HealthState::Down));
     assert_eq!(t.rest_until, Some(5 + r.rest_ms));
     assert_eq!(t.run, 5);
-    assert!(t.reason.contains("5 create failures in a row"), "{}", t.reason);
+    assert!(
+        t.reason.contains("5 create failures in a row"),
+        "{}",
+        t.reason
+    );
     assert_eq!(t.last_code.as_deref(), Some("ACQ.SYSTEM_ERROR"));
 
     assert_eq!(h.admission(5 + r.rest_ms - 1), Admission::Closed, "resting");
@@ -58,8 +73,13 @@ fn runs_of_failures_degrade_then_take_down_and_the_rest_ends_in_a_probe() {
     let t = h.record(&OK, after + 10, &r).expect("probe success");
     assert_eq!((t.from, t.to), (HealthState::Down, HealthState::Degraded));
     assert_eq!(h.record(&OK, after + 11, &r), None);
-    let t = h.record(&OK, after + 12, &r).expect("three successes in a row");
-    assert_eq!((t.from, t.to), (HealthState::Degraded, HealthState::Healthy));
+    let t = h
+        .record(&OK, after + 12, &r)
+        .expect("three successes in a row");
+    assert_eq!(
+        (t.from, t.to),
+        (HealthState::Degraded, HealthState::Healthy)
+    );
 }
 
 #[test]
@@ -147,7 +167,11 @@ fn degraded_recovers_only_well_below_the_degrade_rate() {
     for t in 13..21 {
         h.record(&OK, t, &r);
     }
-    assert_eq!(h.state(), HealthState::Degraded, "hysteresis: 3 of 21 failed");
+    assert_eq!(
+        h.state(),
+        HealthState::Degraded,
+        "hysteresis: 3 of 21 failed"
+    );
     let mut t = 21;
     while h.state() == HealthState::Degraded {
         h.record(&OK, t, &r);
@@ -181,7 +205,10 @@ fn another_process_newer_state_is_adopted() {
         rest_until: Some(50 + r.rest_ms),
     };
     let mut fresh = ChannelHealth::new(100);
-    assert!(fresh.adopt(&old, &r), "a process that saw nothing takes the stored state");
+    assert!(
+        fresh.adopt(&old, &r),
+        "a process that saw nothing takes the stored state"
+    );
     assert_eq!(fresh.state(), HealthState::Down);
     let mut h = ChannelHealth::new(100);
     h.record(&OK, 100, &r);
@@ -215,7 +242,13 @@ fn buyer_caused_refusals_are_not_the_channel_s() {
     assert_eq!(attribute(&gw("ACQ.INVALID_PARAMETER")), Attribution::Buyer);
     assert_eq!(attribute(&gw("PARAM_ERROR")), Attribution::Buyer);
     assert_eq!(attribute(&PayError::Unsupported("h5")), Attribution::Buyer);
-    for code in ["ACQ.SYSTEM_ERROR", "20000", "HTTP_502", "SYSTEM_ERROR", "isp.unknow-error"] {
+    for code in [
+        "ACQ.SYSTEM_ERROR",
+        "20000",
+        "HTTP_502",
+        "SYSTEM_ERROR",
+        "isp.unknow-error",
+    ] {
         assert_eq!(
             attribute(&gw(code)),
             Attribution::Channel(Outcome::Error {
@@ -294,7 +327,12 @@ fn priority_first_weights_within_resting_left_out_probe_first() {
     down.state = HealthState::Down;
     down.admission = Admission::Closed;
     let p = plan(
-        vec![cand("low", 1, 100), cand("a", 10, 3), down.clone(), cand("b", 10, 1)],
+        vec![
+            cand("low", 1, 100),
+            cand("a", 10, 3),
+            down.clone(),
+            cand("b", 10, 1),
+        ],
         &policy,
         &mut rng,
     );
@@ -315,7 +353,10 @@ fn priority_first_weights_within_resting_left_out_probe_first() {
     degraded.state = HealthState::Degraded;
     let (first, _) = shares(&[cand("h", 0, 1), degraded], &policy, 4000);
     let d = first["d"] as f64 / 4000.0;
-    assert!((0.12..0.22).contains(&d), "degraded keeps a fifth of its weight: {first:?}");
+    assert!(
+        (0.12..0.22).contains(&d),
+        "degraded keeps a fifth of its weight: {first:?}"
+    );
 }
 
 #[test]
@@ -332,7 +373,10 @@ fn success_rate_mode_favours_the_better_channel_and_still_explores() {
     let g = first["good"] as f64 / 10_000.0;
     println!("success_rate shares: {first:?}");
     assert!(g > 0.85, "{first:?}");
-    assert!(first["poor"] > 300, "exploration keeps the poor one measured: {first:?}");
+    assert!(
+        first["poor"] > 300,
+        "exploration keeps the poor one measured: {first:?}"
+    );
 
     // Shadow: routes by weight, records what success-rate routing would pick.
     let shadow = RoutingPolicy {
@@ -341,7 +385,10 @@ fn success_rate_mode_favours_the_better_channel_and_still_explores() {
     };
     let (first, sr) = shares(&[good, poor], &shadow, 10_000);
     let g = first["good"] as f64 / 10_000.0;
-    assert!((0.45..0.55).contains(&g), "shadow routes like priority: {first:?}");
+    assert!(
+        (0.45..0.55).contains(&g),
+        "shadow routes like priority: {first:?}"
+    );
     assert!(sr["good"] as f64 / 10_000.0 > 0.85, "{sr:?}");
 }
 
@@ -379,7 +426,11 @@ fn allowed(from: HealthState, to: HealthState) -> bool {
     use HealthState::*;
     matches!(
         (from, to),
-        (Healthy, Degraded) | (Healthy, Down) | (Degraded, Down) | (Degraded, Healthy) | (Down, Degraded)
+        (Healthy, Degraded)
+            | (Healthy, Down)
+            | (Degraded, Down)
+            | (Degraded, Healthy)
+            | (Down, Degraded)
     )
 }
 

@@ -40,7 +40,10 @@ pub(super) struct RawRouting {
     rest_seconds: Option<i64>,
 }
 
-pub(super) fn build_routing(raw: RawRouting, origins: &Origins) -> Result<RoutingConfig, ConfigError> {
+pub(super) fn build_routing(
+    raw: RawRouting,
+    origins: &Origins,
+) -> Result<RoutingConfig, ConfigError> {
     let d = RoutingConfig::default();
     let mode = match raw.mode {
         None => d.mode,
@@ -63,8 +66,8 @@ pub(super) fn build_routing(raw: RawRouting, origins: &Origins) -> Result<Routin
             ))
         }
     };
-    let whole = |key: &str, v: Option<i64>, default: u32, (min, max): (u32, u32), unit: &str| {
-        match v {
+    let whole =
+        |key: &str, v: Option<i64>, default: u32, (min, max): (u32, u32), unit: &str| match v {
             None => Ok(default),
             Some(v) => u32::try_from(v)
                 .ok()
@@ -76,8 +79,7 @@ pub(super) fn build_routing(raw: RawRouting, origins: &Origins) -> Result<Routin
                         format!("must be a whole number of {unit} from {min} to {max}, got {v}"),
                     )
                 }),
-        }
-    };
+        };
     Ok(RoutingConfig {
         mode,
         exploration,

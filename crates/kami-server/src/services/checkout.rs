@@ -170,9 +170,16 @@ pub async fn place_order(state: &AppState, b: OrderInput) -> ServiceResult<Place
         client_ip: b.client_ip,
     };
     let first_trade = TradeNo::first(&created.order_no);
-    let (channel_id, action) =
-        create_with_failover(state, &created, method, &candidates, &call, Some(first_trade), true)
-            .await?;
+    let (channel_id, action) = create_with_failover(
+        state,
+        &created,
+        method,
+        &candidates,
+        &call,
+        Some(first_trade),
+        true,
+    )
+    .await?;
     Ok(Placed {
         order_no: created.order_no,
         token,
@@ -219,7 +226,10 @@ pub(crate) async fn create_with_failover(
         let id = channel.id().as_str();
         let remaining = budget.saturating_sub(started.elapsed());
         if remaining < MIN_ATTEMPT {
-            tried.push(format!("{id}: not tried, the {} ms budget was spent", budget.as_millis()));
+            tried.push(format!(
+                "{id}: not tried, the {} ms budget was spent",
+                budget.as_millis()
+            ));
             break;
         }
         if !state.channels.admit(id, method, state.now_ms()) {

@@ -62,7 +62,10 @@ pub async fn switch_method(state: &AppState, input: SwitchInput) -> ServiceResul
     if order.status != OrderStatus::Pending {
         return Err(conflict(
             "order_not_pending",
-            format!("the order is {}: there is nothing to pay", order.status.as_str()),
+            format!(
+                "the order is {}: there is nothing to pay",
+                order.status.as_str()
+            ),
         ));
     }
     if order.method == method {
@@ -83,10 +86,16 @@ pub async fn switch_method(state: &AppState, input: SwitchInput) -> ServiceResul
     let Some(first) = candidates.first().cloned() else {
         return Err(ServiceError::invalid(
             "unknown_method",
-            format!("no payment channel takes {method} payments of {}", order.amount),
+            format!(
+                "no payment channel takes {method} payments of {}",
+                order.amount
+            ),
         ));
     };
-    if let Err(wait) = state.limits.allow_method_switch(no.as_str(), state.now_ms()) {
+    if let Err(wait) = state
+        .limits
+        .allow_method_switch(no.as_str(), state.now_ms())
+    {
         return Err(ServiceError::Limited {
             code: "too_many_switches",
             message: "the payment method was switched a moment ago; try again shortly".into(),
@@ -112,7 +121,10 @@ pub async fn switch_method(state: &AppState, input: SwitchInput) -> ServiceResul
             let now = state.store.order(&no).await?;
             return match now.map(|o| o.status) {
                 Some(s) if s.is_paid() => Ok(Switched::AlreadyPaid { order_no: no }),
-                _ => Err(conflict("order_not_pending", "the order is no longer pending")),
+                _ => Err(conflict(
+                    "order_not_pending",
+                    "the order is no longer pending",
+                )),
             };
         }
         Err(e) => return Err(e.into()),
@@ -131,9 +143,16 @@ pub async fn switch_method(state: &AppState, input: SwitchInput) -> ServiceResul
         user_agent: input.user_agent,
         client_ip: input.client_ip,
     };
-    let (channel_id, action) =
-        create_with_failover(state, &created, method, &candidates, &call, Some(trade_no), false)
-            .await?;
+    let (channel_id, action) = create_with_failover(
+        state,
+        &created,
+        method,
+        &candidates,
+        &call,
+        Some(trade_no),
+        false,
+    )
+    .await?;
     state.watch.changed(no.as_str());
     Ok(Switched::Switched {
         order_no: no,
@@ -148,16 +167,23 @@ pub async fn switch_method(state: &AppState, input: SwitchInput) -> ServiceResul
 /// payment is applied, the order is not to be switched).
 async fn close_open_trades(state: &AppState, no: &OrderNo) -> ServiceResult<bool> {
     let payments = state.store.order_payments(no).await?.unwrap_or_default();
-    for p in payments.iter().filter(|p| p.status == PaymentStatus::Created) {
+    for p in payments
+        .iter()
+        .filter(|p| p.status == PaymentStatus::Created)
+    {
         let Some(channel) = state.channels.get(p.channel_id.as_str()) else {
             return Err(conflict(
                 "close_failed",
-                format!("channel {} is not configured: its trade cannot be closed", p.channel_id),
+                format!(
+                    "channel {} is not configured: its trade cannot be closed",
+                    p.channel_id
+                ),
             ));
         };
         match channel.close(&p.trade_no).await {
             Ok(TradeState::Paid(conf)) => {
-                let outcome = apply_confirmation(state, p.channel_id.as_str(), "CLOSE", conf).await?;
+                let outcome =
+                    apply_confirmation(state, p.channel_id.as_str(), "CLOSE", conf).await?;
                 tracing::info!(order = %no, channel = %p.channel_id, outcome = outcome.code(), "switch: the open trade was paid; not switching");
                 return Ok(true);
             }

@@ -77,7 +77,9 @@ async fn attempts(app: &TestApp, order_no: &str) -> i64 {
 async fn buy(app: &TestApp, slug: &str) -> (u16, Value, Duration) {
     let started = Instant::now();
     let (s, v) = app
-        .try_order(json!({"product": slug, "quantity": 1, "email": "b@example.com", "method": "sandbox"}))
+        .try_order(
+            json!({"product": slug, "quantity": 1, "email": "b@example.com", "method": "sandbox"}),
+        )
         .await;
     (s, v, started.elapsed())
 }
@@ -92,7 +94,10 @@ async fn failover_when_the_primary_fails_every_create(backend: Backend) {
     let app = TestApp::spawn_opts(
         backend,
         "[routing]\nrest_seconds = 2\n",
-        faulty_sandboxes(vec![spec("primary", 10, &primary), spec("backup", 5, &backup)]),
+        faulty_sandboxes(vec![
+            spec("primary", 10, &primary),
+            spec("backup", 5, &backup),
+        ]),
     )
     .await;
     app.create_product("fo", 500, "auto").await;
@@ -122,19 +127,36 @@ async fn failover_when_the_primary_fails_every_create(backend: Backend) {
         orders.push(v);
     }
     let tried = primary.creates();
-    println!("40 buyers: primary tried {tried} times, backup {} times", backup.creates());
-    assert!((5..=40).contains(&tried), "the primary rests after 5 failures: {tried}");
+    println!(
+        "40 buyers: primary tried {tried} times, backup {} times",
+        backup.creates()
+    );
+    assert!(
+        (5..=40).contains(&tried),
+        "the primary rests after 5 failures: {tried}"
+    );
     assert_eq!(backup.creates(), 40);
     assert_eq!(lane(&app, "primary").await["state"], "down");
-    eventually!(5, "ChannelDown firing signal", signals(&app, true).await == 1);
+    eventually!(
+        5,
+        "ChannelDown firing signal",
+        signals(&app, true).await == 1
+    );
     assert_eq!(signals(&app, false).await, 0);
     let note_free = app.admin_orders("expired").await;
-    assert!(note_free.is_empty(), "nobody was turned away: {note_free:?}");
+    assert!(
+        note_free.is_empty(),
+        "nobody was turned away: {note_free:?}"
+    );
 
     // A failed-over order pays through its own attempt (trade number `<order>A2`).
     let first = &orders[0];
     let no = first["order_no"].as_str().unwrap();
-    assert_eq!(attempts(&app, no).await, 2, "the primary's attempt and the backup's");
+    assert_eq!(
+        attempts(&app, no).await,
+        2,
+        "the primary's attempt and the backup's"
+    );
     app.pay(first).await;
     assert_eq!(app.wait_settled(first).await["status"], "delivered");
 
@@ -149,12 +171,23 @@ async fn failover_when_the_primary_fails_every_create(backend: Backend) {
     primary.fail_ratio(0.0);
     tokio::time::sleep(Duration::from_millis(2_100)).await;
     let (s, v, _) = buy(&app, "fo").await;
-    assert_eq!((s, v["payment"]["channel"].as_str()), (201, Some("primary")), "{v}");
+    assert_eq!(
+        (s, v["payment"]["channel"].as_str()),
+        (201, Some("primary")),
+        "{v}"
+    );
     assert_eq!(lane(&app, "primary").await["state"], "degraded");
-    eventually!(5, "ChannelDown resolved signal", signals(&app, false).await == 1);
+    eventually!(
+        5,
+        "ChannelDown resolved signal",
+        signals(&app, false).await == 1
+    );
     for _ in 0..3 {
         let (s, v, _) = buy(&app, "fo").await;
-        assert_eq!((s, v["payment"]["channel"].as_str()), (201, Some("primary")));
+        assert_eq!(
+            (s, v["payment"]["channel"].as_str()),
+            (201, Some("primary"))
+        );
     }
     assert_eq!(lane(&app, "primary").await["state"], "healthy");
 }
@@ -169,23 +202,40 @@ async fn a_hung_primary_fails_over_within_the_budget(backend: Backend) {
     let app = TestApp::spawn_opts(
         backend,
         "",
-        faulty_sandboxes(vec![spec("primary", 10, &primary), spec("backup", 5, &backup)]),
+        faulty_sandboxes(vec![
+            spec("primary", 10, &primary),
+            spec("backup", 5, &backup),
+        ]),
     )
     .await;
     app.create_product("hang", 500, "auto").await;
     app.import_keys("hang", 3).await;
     let (s, v, took) = buy(&app, "hang").await;
     println!("hung primary: answered in {took:?}");
-    assert_eq!((s, v["payment"]["channel"].as_str()), (201, Some("backup")), "{v}");
-    assert!(took >= Duration::from_millis(1_900), "the primary had its slice: {took:?}");
-    assert!(took < Duration::from_millis(BUDGET_MS + 500), "within the budget: {took:?}");
-    let timeouts = "SELECT COUNT(*) FROM channel_calls WHERE channel_id = 'primary' AND outcome = 'timeout'";
-    eventually!(5, "the timeout is recorded", scalar(&app.db_url, timeouts).await == 1);
+    assert_eq!(
+        (s, v["payment"]["channel"].as_str()),
+        (201, Some("backup")),
+        "{v}"
+    );
+    assert!(
+        took >= Duration::from_millis(1_900),
+        "the primary had its slice: {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(BUDGET_MS + 500),
+        "within the budget: {took:?}"
+    );
+    let timeouts =
+        "SELECT COUNT(*) FROM channel_calls WHERE channel_id = 'primary' AND outcome = 'timeout'";
+    eventually!(
+        5,
+        "the timeout is recorded",
+        scalar(&app.db_url, timeouts).await == 1
+    );
     app.pay(&v).await;
     assert_eq!(app.wait_settled(&v).await["status"], "delivered");
 }
 both_backends!(a_hung_primary_fails_over_within_the_budget);
-
 
 /// Two kami processes on one database: the first finds the primary down; the second, which
 /// never called it, stops routing to it once it reads the shared state.
@@ -206,15 +256,27 @@ async fn another_process_sees_the_down_state(backend: Backend) {
     }
     assert_eq!(primary.creates(), 5);
     let shared = "SELECT COUNT(*) FROM channel_health WHERE channel_id = 'primary' AND method = 'sandbox' AND state = 'down'";
-    eventually!(5, "the down state in the database", scalar(&app.db_url, shared).await == 1);
+    eventually!(
+        5,
+        "the down state in the database",
+        scalar(&app.db_url, shared).await == 1
+    );
     eventually!(
         6,
         "the second process adopts it",
         lane(&other, "primary").await["state"] == "down"
     );
     let (s, v, _) = buy(&other, "two").await;
-    assert_eq!((s, v["payment"]["channel"].as_str()), (201, Some("backup")), "{v}");
-    assert_eq!(primary.creates(), 5, "the second process did not call the resting primary");
+    assert_eq!(
+        (s, v["payment"]["channel"].as_str()),
+        (201, Some("backup")),
+        "{v}"
+    );
+    assert_eq!(
+        primary.creates(),
+        5,
+        "the second process did not call the resting primary"
+    );
     assert_eq!(attempts(&app, v["order_no"].as_str().unwrap()).await, 1);
     assert_eq!(signals(&app, true).await, 1, "one alert for both processes");
 }
@@ -272,7 +334,10 @@ async fn success_rate_routing_favours_the_healthier_channel(backend: Backend) {
     assert!(g > 3 * p, "the 95 % channel gets clearly more: {g} vs {p}");
     assert_eq!(paid_by.values().sum::<usize>(), n);
     let lane_good = lane(&app, "good").await;
-    assert!(lane_good["success_rate"].as_f64().unwrap() > 0.85, "{lane_good}");
+    assert!(
+        lane_good["success_rate"].as_f64().unwrap() > 0.85,
+        "{lane_good}"
+    );
 }
 both_backends!(success_rate_routing_favours_the_healthier_channel);
 
@@ -291,7 +356,11 @@ async fn priority_mode_shares_follow_weight(backend: Backend) {
     println!("priority mode, weights 3:1, 200 orders: {got:?}");
     let w3 = *got.get("w3").unwrap_or(&0) as f64 / 200.0;
     assert!((0.62..0.88).contains(&w3), "w3 takes about 3/4: {got:?}");
-    assert_eq!(got.get("sandbox"), None, "a lower priority is only a fallback");
+    assert_eq!(
+        got.get("sandbox"),
+        None,
+        "a lower priority is only a fallback"
+    );
 }
 both_backends!(priority_mode_shares_follow_weight);
 
@@ -316,16 +385,23 @@ async fn shadow_mode_routes_by_priority_and_records_sr_decisions(backend: Backen
     println!("shadow mode, {n} orders: create calls good {g}, poor {p}; SR agreement {tally}");
     // Health still applies (a degraded channel keeps a fifth of its weight), success rates
     // do not: the poorer channel keeps a share.
-    assert!(p >= 10, "shadow does not route by success rate: good {g}, poor {p}");
+    assert!(
+        p >= 10,
+        "shadow does not route by success rate: good {g}, poor {p}"
+    );
     assert_eq!(tally["decisions"].as_u64(), Some(n as u64), "{tally}");
     let agreed = tally["agreed"].as_u64().unwrap();
-    assert!(agreed < n as u64, "SR routing would have decided otherwise sometimes: {tally}");
+    assert!(
+        agreed < n as u64,
+        "SR routing would have decided otherwise sometimes: {tally}"
+    );
     let list = app.admin_get("/api/v1/admin/channels").await;
     assert_eq!(list["routing"]["mode"], "shadow");
 }
 both_backends!(shadow_mode_routes_by_priority_and_records_sr_decisions);
 
-const LIMITED: &str = "[[channels]]\nid = \"sandbox\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\n\
+const LIMITED: &str =
+    "[[channels]]\nid = \"sandbox\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\n\
     secret = \"test-only-sandbox-secret\"\nallow_sandbox = true\npriority = 10\nmax_amount = 1000\n\
     [[channels]]\nid = \"big\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\n\
     secret = \"test-only-sandbox-secret\"\nallow_sandbox = true\npriority = 5\n\
@@ -337,13 +413,19 @@ async fn amount_and_daily_limits_skip_a_channel(backend: Backend) {
     let app = TestApp::spawn_with(backend, LIMITED).await;
     app.create_product("lim", 800, "auto").await;
     app.import_keys("lim", 10).await;
-    let order = |q: u32| {
-        json!({"product": "lim", "quantity": q, "email": "b@example.com", "method": "sandbox"})
-    };
+    let order = |q: u32| json!({"product": "lim", "quantity": q, "email": "b@example.com", "method": "sandbox"});
     let (s, small) = app.try_order(order(1)).await;
-    assert_eq!((s, small["payment"]["channel"].as_str()), (201, Some("sandbox")), "{small}");
+    assert_eq!(
+        (s, small["payment"]["channel"].as_str()),
+        (201, Some("sandbox")),
+        "{small}"
+    );
     let (s, large) = app.try_order(order(2)).await;
-    assert_eq!((s, large["payment"]["channel"].as_str()), (201, Some("big")), "1600 > 1000: {large}");
+    assert_eq!(
+        (s, large["payment"]["channel"].as_str()),
+        (201, Some("big")),
+        "1600 > 1000: {large}"
+    );
     app.pay(&large).await;
     assert_eq!(app.wait_settled(&large).await["status"], "delivered");
     let big = app.admin_get("/api/v1/admin/channels").await["channels"]
@@ -353,17 +435,30 @@ async fn amount_and_daily_limits_skip_a_channel(backend: Backend) {
         .find(|c| c["id"] == "big")
         .cloned()
         .unwrap();
-    assert_eq!((big["daily_limit"].as_i64(), big["paid_today"].as_i64()), (Some(3000), Some(1600)));
+    assert_eq!(
+        (big["daily_limit"].as_i64(), big["paid_today"].as_i64()),
+        (Some(3000), Some(1600))
+    );
 
     // 1,600 more would take `big` past its 3,000 today; `sandbox` takes at most 1,000.
     let stock = app.stock("lim").await;
     let orders_before = scalar(&app.db_url, "SELECT COUNT(*) FROM orders").await;
     let (s, refused) = app.try_order(order(2)).await;
-    assert_eq!((s, refused["error"]["code"].as_str()), (422, Some("unknown_method")), "{refused}");
+    assert_eq!(
+        (s, refused["error"]["code"].as_str()),
+        (422, Some("unknown_method")),
+        "{refused}"
+    );
     let message = refused["error"]["message"].as_str().unwrap();
-    assert!(message.contains("16.00") || message.contains("1600"), "{message}");
+    assert!(
+        message.contains("16.00") || message.contains("1600"),
+        "{message}"
+    );
     assert_eq!(app.stock("lim").await, stock, "nothing reserved");
-    assert_eq!(scalar(&app.db_url, "SELECT COUNT(*) FROM orders").await, orders_before);
+    assert_eq!(
+        scalar(&app.db_url, "SELECT COUNT(*) FROM orders").await,
+        orders_before
+    );
     // The small order still goes through.
     let (s, _) = app.try_order(order(1)).await;
     assert_eq!(s, 201);
@@ -381,13 +476,19 @@ async fn late_payment_of_an_abandoned_attempt_is_delivered_once(backend: Backend
     let app = TestApp::spawn_opts(
         backend,
         "",
-        faulty_sandboxes(vec![spec("primary", 10, &primary), spec("backup", 5, &backup)]),
+        faulty_sandboxes(vec![
+            spec("primary", 10, &primary),
+            spec("backup", 5, &backup),
+        ]),
     )
     .await;
     app.create_product("late", 700, "auto").await;
     app.import_keys("late", 5).await;
     let (s, order, _) = buy(&app, "late").await;
-    assert_eq!((s, order["payment"]["channel"].as_str()), (201, Some("backup")));
+    assert_eq!(
+        (s, order["payment"]["channel"].as_str()),
+        (201, Some("backup"))
+    );
     let no = order["order_no"].as_str().unwrap();
     // The first attempt's trade number is the order number, at the primary.
     let params = app.notification(no, "7.00", "CNY", "GW-LATE-1");
@@ -405,11 +506,20 @@ async fn late_payment_of_an_abandoned_attempt_is_delivered_once(backend: Backend
         "SELECT COUNT(*) FROM outbox x JOIN orders o ON o.id = x.order_id \
          WHERE x.kind = 'payment.conflict' AND o.order_no = '{no}'"
     );
-    eventually!(10, "the second payment flagged", scalar(&app.db_url, &conflicts).await == 1);
+    eventually!(
+        10,
+        "the second payment flagged",
+        scalar(&app.db_url, &conflicts).await == 1
+    );
     let v = app.wait_settled(&order).await;
-    assert_eq!(v["cards"].as_array().unwrap().len(), 1, "delivered once: {v}");
     assert_eq!(
-        app.metric("kami_notifications_total{outcome=\"delivered\"}").await,
+        v["cards"].as_array().unwrap().len(),
+        1,
+        "delivered once: {v}"
+    );
+    assert_eq!(
+        app.metric("kami_notifications_total{outcome=\"delivered\"}")
+            .await,
         1
     );
     assert_eq!(app.stock("late").await, json!(4));
@@ -439,23 +549,38 @@ async fn the_buyer_switches_method(backend: Backend) {
     let order = app.order_via("sw", "sandbox", "pc").await;
     let no = order["order_no"].as_str().unwrap().to_owned();
     let (s, v) = switch(&app, &order, "sandbox").await;
-    assert_eq!((s, v["error"]["code"].as_str()), (409, Some("same_method")), "{v}");
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("same_method")),
+        "{v}"
+    );
     let mut stranger = order.clone();
     stranger["access_token"] = json!("not-the-token");
     assert_eq!(switch(&app, &stranger, "alipay").await.0, 404);
 
     let (s, v) = switch(&app, &order, "alipay").await;
     assert_eq!(s, 200, "{v}");
-    assert_eq!((v["method"].as_str(), v["payment"]["channel"].as_str()), (Some("alipay"), Some("alipay-sim")));
+    assert_eq!(
+        (v["method"].as_str(), v["payment"]["channel"].as_str()),
+        (Some("alipay"), Some("alipay-sim"))
+    );
     assert_eq!(v["payment"]["action"], "qr");
     let trades = format!(
         "SELECT COUNT(*) FROM payments p JOIN orders o ON o.id = p.order_id \
          WHERE o.order_no = '{no}' AND ((p.trade_no = '{no}' AND p.status = 'closed') \
            OR (p.trade_no = '{no}A2' AND p.status = 'created' AND p.channel_id = 'alipay-sim'))"
     );
-    assert_eq!(scalar(&app.db_url, &trades).await, 2, "old closed, new open with its own number");
+    assert_eq!(
+        scalar(&app.db_url, &trades).await,
+        2,
+        "old closed, new open with its own number"
+    );
     let admin = app.admin_order(&no).await;
-    assert_eq!((admin["method"].as_str(), admin["channel"].as_str()), (Some("alipay"), Some("alipay-sim")), "{admin}");
+    assert_eq!(
+        (admin["method"].as_str(), admin["channel"].as_str()),
+        (Some("alipay"), Some("alipay-sim")),
+        "{admin}"
+    );
 
     // The old sandbox trade can no longer be paid at its page (closed at the channel).
     let (s, _) = app.pay_with(&order, "normal").await;
@@ -469,7 +594,10 @@ async fn the_buyer_switches_method(backend: Backend) {
     assert_eq!(done["status"], "delivered", "{done}");
     assert_eq!(done["cards"].as_array().unwrap().len(), 1);
     let (s, v) = switch(&app, &order, "wxpay").await;
-    assert_eq!((s, v["error"]["code"].as_str()), (409, Some("order_not_pending")));
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("order_not_pending"))
+    );
 }
 both_backends!(the_buyer_switches_method);
 
@@ -484,7 +612,11 @@ async fn a_switch_that_finds_the_trade_paid_delivers_once(backend: Backend) {
     let (s, body) = app.pay_with(&order, "drop").await;
     assert_eq!(s, 200, "{body}");
     let (s, v) = switch(&app, &order, "alipay").await;
-    assert_eq!((s, v["error"]["code"].as_str()), (409, Some("order_paid")), "{v}");
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("order_paid")),
+        "{v}"
+    );
     let done = app.wait_settled(&order).await;
     assert_eq!(done["status"], "delivered", "{done}");
     assert_eq!(done["cards"].as_array().unwrap().len(), 1);
@@ -505,13 +637,21 @@ async fn switching_is_rate_limited(backend: Backend) {
         assert_eq!(s, 200, "{method}: {v}");
     }
     let (s, v) = switch(&app, &order, "wxpay").await;
-    assert_eq!((s, v["error"]["code"].as_str()), (429, Some("too_many_switches")), "{v}");
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (429, Some("too_many_switches")),
+        "{v}"
+    );
     let no = order["order_no"].as_str().unwrap();
     assert_eq!(attempts(&app, no).await, 4);
     let open = format!(
         "SELECT COUNT(*) FROM payments p JOIN orders o ON o.id = p.order_id \
          WHERE o.order_no = '{no}' AND p.status = 'created'"
     );
-    assert_eq!(scalar(&app.db_url, &open).await, 1, "only the newest trade is open");
+    assert_eq!(
+        scalar(&app.db_url, &open).await,
+        1,
+        "only the newest trade is open"
+    );
 }
 both_backends!(switching_is_rate_limited);

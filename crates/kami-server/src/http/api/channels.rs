@@ -62,9 +62,11 @@ fn routing_json(c: &ChannelView) -> Value {
         .lanes
         .iter()
         .map(|l| {
-            let shadow = c.shadow.iter().find(|(m, _)| *m == l.method).map(|(_, t)| {
-                json!({ "decisions": t.decisions, "agreed": t.agreed })
-            });
+            let shadow = c
+                .shadow
+                .iter()
+                .find(|(m, _)| *m == l.method)
+                .map(|(_, t)| json!({ "decisions": t.decisions, "agreed": t.agreed }));
             json!({
                 "method": l.method.as_str(),
                 "state": l.state.as_str(),

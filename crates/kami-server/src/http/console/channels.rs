@@ -181,15 +181,24 @@ impl FormValues {
             ("weight".to_owned(), c.weight.to_string()),
             (
                 "min_amount".to_owned(),
-                c.limits.min_amount().map(|v| v.to_string()).unwrap_or_default(),
+                c.limits
+                    .min_amount()
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
             ),
             (
                 "max_amount".to_owned(),
-                c.limits.max_amount().map(|v| v.to_string()).unwrap_or_default(),
+                c.limits
+                    .max_amount()
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
             ),
             (
                 "daily_limit".to_owned(),
-                c.limits.daily_limit().map(|v| v.to_string()).unwrap_or_default(),
+                c.limits
+                    .daily_limit()
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
             ),
             (
                 "enabled".to_owned(),

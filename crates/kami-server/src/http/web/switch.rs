@@ -44,7 +44,11 @@ pub async fn switch_method(
         order_no: order_no.clone(),
         token: token.clone(),
         method: form.method,
-        device: if ctx.mobile { Device::Mobile } else { Device::Pc },
+        device: if ctx.mobile {
+            Device::Mobile
+        } else {
+            Device::Pc
+        },
         user_agent: Some(ctx.user_agent.clone()),
         client_ip: ctx.ip,
     };
