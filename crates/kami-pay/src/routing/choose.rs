@@ -94,7 +94,7 @@ fn ordered<K, R: Rng>(
     policy: &RoutingPolicy,
     rng: &mut R,
 ) -> Vec<Candidate<K>> {
-    open.sort_by(|a, b| b.priority.cmp(&a.priority));
+    open.sort_by_key(|c| std::cmp::Reverse(c.priority));
     let mut out = Vec::with_capacity(open.len());
     while !open.is_empty() {
         let top = open[0].priority;

@@ -655,3 +655,78 @@ async fn switching_is_rate_limited(backend: Backend) {
     );
 }
 both_backends!(switching_is_rate_limited);
+
+/// A stored channel's limits, through the admin API: shown, applied at once, removable with
+/// `null`, and refused precisely when inconsistent.
+async fn stored_channel_limits_through_the_api(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_product("cheap", 300, "auto").await;
+    app.create_product("dear", 800, "auto").await;
+    app.import_keys("cheap", 3).await;
+    app.import_keys("dear", 3).await;
+    let (s, v) = app
+        .admin_post(
+            "/api/v1/admin/channels",
+            json!({"id": "st", "kind": "sandbox", "methods": ["sandbox"], "priority": 20,
+                   "max_amount": 500, "secret": SANDBOX_SECRET, "allow_sandbox": true}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(
+        (v["max_amount"].as_i64(), v["min_amount"].as_i64()),
+        (Some(500), None)
+    );
+    let via = |slug: &'static str| {
+        let app = &app;
+        async move {
+            let (s, v) = app
+                .try_order(json!({"product": slug, "quantity": 1, "email": "b@example.com", "method": "sandbox"}))
+                .await;
+            assert_eq!(s, 201, "{v}");
+            v["payment"]["channel"].as_str().unwrap().to_owned()
+        }
+    };
+    assert_eq!(via("cheap").await, "st");
+    assert_eq!(via("dear").await, "sandbox", "800 > max_amount 500");
+
+    let patch = |body: Value| {
+        let app = &app;
+        async move {
+            let r = app
+                .http
+                .patch(app.url("/api/v1/admin/channels/st"))
+                .bearer_auth(&app.admin_token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let s = r.status().as_u16();
+            (s, r.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, v) = patch(json!({"min_amount": 600, "max_amount": 100})).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (422, Some("invalid_channel")),
+        "{v}"
+    );
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("max_amount") && message.contains("min_amount (600)"),
+        "{message}"
+    );
+    let (s, v) = patch(json!({"daily_limit": 0})).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (422, Some("invalid_channel")),
+        "{v}"
+    );
+    let (s, v) = patch(json!({"max_amount": null, "daily_limit": 100000})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (v["max_amount"].as_i64(), v["daily_limit"].as_i64()),
+        (None, Some(100_000))
+    );
+    assert_eq!(via("dear").await, "st", "no maximum any more");
+}
+both_backends!(stored_channel_limits_through_the_api);

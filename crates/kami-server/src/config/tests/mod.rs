@@ -10,6 +10,7 @@ use super::*;
 
 mod channels;
 mod risk;
+mod routing;
 mod security;
 mod smtp;
 
