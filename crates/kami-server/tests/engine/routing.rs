@@ -730,3 +730,83 @@ async fn stored_channel_limits_through_the_api(backend: Backend) {
     assert_eq!(via("dear").await, "st", "no maximum any more");
 }
 both_backends!(stored_channel_limits_through_the_api);
+
+/// The order page offers the other methods; its form switches (closing the old trade) and
+/// the page then shows the new method's QR code.
+async fn the_order_page_switches_method(backend: Backend) {
+    let app = TestApp::spawn_gateways(backend, "").await;
+    app.create_product("pg", 990, "auto").await;
+    app.import_keys("pg", 3).await;
+    let order = app.order_via("pg", "sandbox", "pc").await;
+    let no = order["order_no"].as_str().unwrap();
+    let token = order["access_token"].as_str().unwrap();
+    let page = |extra: &'static str| {
+        let app = &app;
+        async move {
+            let r = app
+                .http
+                .get(app.url(&format!("/orders/{no}?t={token}{extra}")))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap()
+        }
+    };
+    // Switch through the form, as a browser does (redirects not followed).
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = no_redirect
+        .post(app.url(&format!("/orders/{no}/switch")))
+        .form(&[("t", token), ("method", "wxpay")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with(&format!("/orders/{no}?t=")) && !location.contains("failed"),
+        "{location}"
+    );
+    let html = page("").await;
+    assert!(
+        html.contains("data-testid=\"qr\""),
+        "the WeChat QR code is shown"
+    );
+    assert!(
+        html.contains("data-testid=\"switch-alipay\""),
+        "other methods are offered"
+    );
+    assert!(
+        !html.contains("data-testid=\"switch-wxpay\""),
+        "not the current one"
+    );
+    assert_eq!(app.admin_order(no).await["method"], "wxpay");
+    // A method no channel serves fails without changing anything.
+    let r = no_redirect
+        .post(app.url(&format!("/orders/{no}/switch")))
+        .form(&[("t", token), ("method", "bitcoin")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(r.headers()["location"]
+        .to_str()
+        .unwrap()
+        .ends_with("&switch=failed"));
+    assert!(page("&switch=failed")
+        .await
+        .contains("data-testid=\"switch-result\""));
+    assert_eq!(app.admin_order(no).await["method"], "wxpay");
+    // Without the token: not found.
+    let r = no_redirect
+        .post(app.url(&format!("/orders/{no}/switch")))
+        .form(&[("t", "wrong"), ("method", "alipay")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+both_backends!(the_order_page_switches_method);

@@ -591,6 +591,11 @@ pub async fn order(
             _ => None,
         };
         view.switch_failed = q.switch.as_deref() == Some("failed");
+        // Not the methods this in-app browser cannot pay with.
+        if let Some(app) = ctx.in_app {
+            view.switch_methods
+                .retain(|m| Method::parse(m).is_ok_and(|m| !app.blocks(m)));
+        }
     }
     let name = if q.fragment == Some(1) {
         "order_body.html"
