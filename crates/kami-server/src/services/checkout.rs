@@ -156,9 +156,6 @@ pub async fn place_order(state: &AppState, b: OrderInput) -> ServiceResult<Place
         Err(e) => return Err(risk::pending_refusal(e, state.now_ms())),
     };
     state.metrics.order_created();
-    state
-        .metrics
-        .channel_order_created(channel.id().as_str(), method);
 
     // The candidates whose limits admit the total, from the one the store chose.
     let candidates: Vec<Routed> = plan
@@ -183,6 +180,8 @@ pub async fn place_order(state: &AppState, b: OrderInput) -> ServiceResult<Place
         true,
     )
     .await?;
+    // Counted on the channel that took it (after failover, not the first one tried).
+    state.metrics.channel_order_created(&channel_id, method);
     Ok(Placed {
         order_no: created.order_no,
         token,
@@ -297,7 +296,7 @@ pub(crate) async fn create_with_failover(
                 slice.as_millis()
             ))),
         };
-        super::channel_calls::record_create(state, id, &result, call_started);
+        super::channel_calls::record_create(state, id, method, &result, call_started);
         let latency_ms = i64::try_from(call_started.elapsed().as_millis()).unwrap_or(i64::MAX);
         let e = match result {
             Ok(action) => {

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use kami_core::{Method, Millis, OrderNo, OrderStatus, PaymentStatus};
 use kami_pay::{Device, PaymentAction, TradeState};
-use kami_store::{CreatedOrder, NewAttempt, StoreError};
+use kami_store::{CreatedOrder, FoundBy, NewAttempt, StoreError};
 
 use super::checkout::{create_with_failover, Call};
 use super::checks::FIRST_CHECK_MS;
@@ -183,7 +183,7 @@ async fn close_open_trades(state: &AppState, no: &OrderNo) -> ServiceResult<bool
         match channel.close(&p.trade_no).await {
             Ok(TradeState::Paid(conf)) => {
                 let outcome =
-                    apply_confirmation(state, p.channel_id.as_str(), "CLOSE", conf).await?;
+                    apply_confirmation(state, p.channel_id.as_str(), FoundBy::Close, conf).await?;
                 tracing::info!(order = %no, channel = %p.channel_id, outcome = outcome.code(), "switch: the open trade was paid; not switching");
                 return Ok(true);
             }
