@@ -97,8 +97,7 @@ impl FailoverRun {
         timeout: Duration,
     ) -> Result<(Self, String)> {
         let sim_toml = tmp.join("sim.toml");
-        let sim =
-            SpawnedServer::start_sim(kami, &sim_toml, &tmp.join("sim.log"), timeout).await?;
+        let sim = SpawnedServer::start_sim(kami, &sim_toml, &tmp.join("sim.log"), timeout).await?;
         let text = std::fs::read_to_string(&sim_toml)
             .with_context(|| format!("reading {}", sim_toml.display()))?;
         let proxy = FlakyProxy::start(&sim.base_url, plan).await?;
@@ -178,7 +177,8 @@ pub async fn orders_by_channel(
         let mut url = list_url.clone();
         {
             let mut q = url.query_pairs_mut();
-            q.append_pair("product", product).append_pair("limit", "500");
+            q.append_pair("product", product)
+                .append_pair("limit", "500");
             if let Some(b) = &before {
                 q.append_pair("before", b);
             }

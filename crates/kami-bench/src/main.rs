@@ -269,7 +269,12 @@ struct Args {
     failover_fault: proxy::Fault,
 
     /// With --failover-primary-fail: the seed choosing which precreate calls fail.
-    #[arg(long, value_name = "N", default_value_t = 11, requires = "failover_primary_fail")]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 11,
+        requires = "failover_primary_fail"
+    )]
     failover_seed: u64,
 }
 
@@ -1021,6 +1026,48 @@ mod tests {
         assert!(Args::try_parse_from(["kami-bench", "--pid", "5"]).is_err());
         let a = Args::try_parse_from(["kami-bench", "--rate", "0"]).expect("parse");
         assert!(a.validate().is_err());
+    }
+
+    #[test]
+    fn failover_flags() {
+        let parse = |extra: &[&str]| {
+            Args::try_parse_from(std::iter::once("kami-bench").chain(extra.iter().copied()))
+        };
+        // The percentage is 0 to 100; the other failover flags need it.
+        assert!(parse(&["--failover-primary-fail", "101"]).is_err());
+        assert!(parse(&["--single-channel"]).is_err());
+        assert!(parse(&["--failover-fault", "http502"]).is_err());
+        // Only the Alipay QR flavour calls the gateway when the order is created.
+        let a = parse(&["--method", "alipay", "--failover-primary-fail", "50"]).expect("parse");
+        a.validate().expect("valid");
+        assert_eq!(
+            (a.failover_primary_fail, a.failover_fault, a.failover_seed),
+            (Some(50), proxy::Fault::Drop, 11)
+        );
+        for bad in [
+            &["--failover-primary-fail", "50"][..],
+            &[
+                "--method",
+                "alipay",
+                "--device",
+                "mobile",
+                "--failover-primary-fail",
+                "0",
+            ],
+            &["--method", "wxpay", "--failover-primary-fail", "0"],
+        ] {
+            assert!(parse(bad).expect("parse").validate().is_err(), "{bad:?}");
+        }
+        let a = parse(&[
+            "--method",
+            "alipay",
+            "--failover-primary-fail",
+            "0",
+            "--single-channel",
+        ])
+        .expect("parse");
+        assert!(a.single_channel);
+        a.validate().expect("valid");
     }
 
     #[test]

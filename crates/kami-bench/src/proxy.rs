@@ -358,7 +358,10 @@ mod tests {
         assert!(err.status().is_none(), "{err}");
         let (status, body) = post(
             &client,
-            format!("{}/sim/alipay/gateway.do?method=alipay.trade.query", proxy.base_url),
+            format!(
+                "{}/sim/alipay/gateway.do?method=alipay.trade.query",
+                proxy.base_url
+            ),
         )
         .await
         .unwrap();
@@ -369,7 +372,12 @@ mod tests {
         );
         let c = proxy.counts();
         assert_eq!(
-            (c.forwarded, c.precreate_calls, c.precreate_failed, c.upstream_errors),
+            (
+                c.forwarded,
+                c.precreate_calls,
+                c.precreate_failed,
+                c.upstream_errors
+            ),
             (1, 1, 1, 0)
         );
 
@@ -396,7 +404,10 @@ mod tests {
             assert_eq!((status, body.starts_with("POST ")), (200, true));
         }
         let c = proxy.counts();
-        assert_eq!((c.forwarded, c.precreate_calls, c.precreate_failed), (5, 5, 0));
+        assert_eq!(
+            (c.forwarded, c.precreate_calls, c.precreate_failed),
+            (5, 5, 0)
+        );
     }
 
     #[tokio::test]

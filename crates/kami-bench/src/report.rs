@@ -199,7 +199,11 @@ fn render_failover(out: &mut String, f: &FailoverReport, l: Option<&Latencies>) 
         .iter()
         .map(|(c, n)| format!("{c} {n}"))
         .collect();
-    let _ = writeln!(out, "  payments   by channel (create answers): {}", took.join(", "));
+    let _ = writeln!(
+        out,
+        "  payments   by channel (create answers): {}",
+        took.join(", ")
+    );
     for (channel, statuses) in &f.server_channels {
         let total: u64 = statuses.values().sum();
         let each: Vec<String> = statuses.iter().map(|(s, n)| format!("{s} {n}")).collect();
@@ -392,7 +396,37 @@ mod tests {
             failover: None,
             warnings: vec!["w".into()],
         };
+        let mut r = r;
+        let mut server_channels = BTreeMap::new();
+        server_channels.insert(
+            "alipay-primary".to_string(),
+            BTreeMap::from([("delivered".to_string(), 4), ("expired".to_string(), 3)]),
+        );
+        r.failover = Some(FailoverReport {
+            primary_fail_percent: 50,
+            fault: crate::proxy::Fault::Drop,
+            seed: 11,
+            single_channel: false,
+            simulator: "http://sim".into(),
+            proxy: "http://proxy".into(),
+            proxy_counts: crate::proxy::ProxyCounts::default(),
+            create_errors: 3,
+            buyer_channels: BTreeMap::from([("alipay-backup".to_string(), 5)]),
+            server_channels,
+        });
         let text = render(&r);
+        assert!(
+            text.contains("create errors (no payment offered) 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("by channel (create answers): alipay-backup 5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("alipay-primary: 7 orders (delivered 4, expired 3)"),
+            "{text}"
+        );
         assert!(text.contains("spawn mode, sqlite"));
         assert!(text.contains("end-to-end"));
         assert!(text.contains("warning: w"));
