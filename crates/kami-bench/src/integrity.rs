@@ -211,6 +211,7 @@ mod tests {
         OrderRecord {
             index: i,
             order_no: Some(format!("K{i}")),
+            channel: None,
             paid,
             create_us: Some(1),
             pay_us: None,

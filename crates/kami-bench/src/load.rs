@@ -157,9 +157,12 @@ pub enum Outcome {
 pub struct OrderRecord {
     pub index: usize,
     pub order_no: Option<String>,
+    /// The channel the create answer named (`payment.channel`).
+    pub channel: Option<String>,
     /// The pay step succeeded (sandbox: answered `paid`; real protocols: the simulator's
     /// Pay form answered HTTP 200).
     pub paid: bool,
+    /// The create request as the buyer saw it, answered with success or an error.
     pub create_us: Option<u64>,
     pub pay_us: Option<u64>,
     pub deliver_us: Option<u64>,
@@ -182,6 +185,9 @@ impl OrderRecord {
 pub struct BuyerCtx {
     pub client: Client,
     pub base: Url,
+    /// What the payment pages' relative URLs (and `weixin://` codes) resolve against: the
+    /// server with `--demo`, the standalone simulator otherwise.
+    pub pages_base: Url,
     pub slug: String,
     pub quantity: u32,
     pub method: PayMethod,
@@ -255,6 +261,7 @@ async fn run_order_inner(ctx: &BuyerCtx, index: usize) -> OrderRecord {
     let mut rec = OrderRecord {
         index,
         order_no: None,
+        channel: None,
         paid: false,
         create_us: None,
         pay_us: None,
@@ -315,6 +322,7 @@ async fn run_order_inner(ctx: &BuyerCtx, index: usize) -> OrderRecord {
         return rec;
     }
     if !status.is_success() {
+        rec.create_us = Some(micros(t0.elapsed()));
         let kind = match error_code(&text) {
             Some(code) => format!("create_http_{}_{code}", status.as_u16()),
             None => format!("create_http_{}", status.as_u16()),
@@ -340,6 +348,10 @@ async fn run_order_inner(ctx: &BuyerCtx, index: usize) -> OrderRecord {
     let access_token = access_token.to_string();
     let payment = payment.clone();
     rec.order_no = Some(order_no.clone());
+    rec.channel = payment
+        .get("channel")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     rec.create_us = Some(micros(t0.elapsed()));
 
     // 2. pay at the simulator.
@@ -525,7 +537,7 @@ async fn pay_sandbox(ctx: &BuyerCtx, payment: &Value) -> Result<(), PayError> {
 /// `notify=normal`. Success is HTTP 200; the simulator then notifies kami on its own.
 async fn pay_in_browser(ctx: &BuyerCtx, payment: &Value) -> Result<(), PayError> {
     let page = browser::payment_page(
-        &ctx.base,
+        &ctx.pages_base,
         payment.get("url").and_then(Value::as_str),
         payment.get("qr_code").and_then(Value::as_str),
     )
@@ -859,6 +871,7 @@ mod tests {
         let mk = |i, outcome| OrderRecord {
             index: i,
             order_no: None,
+            channel: None,
             paid: false,
             create_us: None,
             pay_us: None,

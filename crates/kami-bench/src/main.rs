@@ -19,6 +19,15 @@
 //! notification's cost lands in the deliver step. `--device pc|mobile` picks the QR or
 //! redirect flavour (Alipay precreate / wap.pay, WeChat Native / H5).
 //!
+//! Failover (issue 11, `--failover-primary-fail PERCENT --method alipay --device pc`): the
+//! simulators run standalone (`kami sim --write-config`, `failover.rs`) and kami gets two
+//! Alipay channels of the same simulated merchant, `alipay-primary` (priority 20) behind a
+//! proxy in this process that fails PERCENT % of its `alipay.trade.precreate` calls
+//! (`proxy.rs`, seeded) and `alipay-backup` (priority 10) straight to the simulator;
+//! `--single-channel` keeps only the primary. The buyers pay on the simulator's own pages.
+//! The report adds the proxy's counts, the create calls that got an error, and the orders
+//! each channel took.
+//!
 //! By default it spawns `target/release/kami` in a fresh temp dir (SQLite, or a fresh
 //! `kami_bench_<random>` PostgreSQL database with `--database-url`), creates a product
 //! and imports card keys through the admin API, runs the load, prints a table (and a JSON
@@ -57,9 +66,11 @@
 
 mod browser;
 mod calibrate;
+mod failover;
 mod integrity;
 mod load;
 mod pg;
+mod proxy;
 mod report;
 mod server;
 mod stats;
@@ -96,6 +107,8 @@ Examples:
   cargo run --release -p kami-bench -- --method alipay --device mobile --orders 3000
   cargo run --release -p kami-bench -- --target http://127.0.0.1:8080 --admin-token TOKEN --pid 1234
   cargo run --release -p kami-bench -- --calibrate-only [--database-url postgres://...]
+  cargo run --release -p kami-bench -- --method alipay --failover-primary-fail 0 --single-channel
+  cargo run --release -p kami-bench -- --method alipay --failover-primary-fail 50
 
 Exit status: 0 integrity PASS, 1 integrity FAIL, 2 the bench could not run.";
 
@@ -236,6 +249,33 @@ struct Args {
     /// Also write the summary as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+
+    /// Failover benchmark (issue 11; `--method alipay --device pc`, spawn mode): run the
+    /// gateway simulators standalone (`kami sim --write-config`) and give kami two Alipay
+    /// channels of the same simulated merchant, `alipay-primary` (priority 20) behind a
+    /// proxy that fails PERCENT % of its `alipay.trade.precreate` calls, and
+    /// `alipay-backup` (priority 10) straight to the simulator.
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(0..=100))]
+    failover_primary_fail: Option<u8>,
+
+    /// With --failover-primary-fail: only `alipay-primary` (the single-channel baseline).
+    #[arg(long, requires = "failover_primary_fail")]
+    single_channel: bool,
+
+    /// With --failover-primary-fail: how a failed call fails (drop = the connection closes
+    /// unanswered, a transport error; http502 = an HTTP 502 answer).
+    #[arg(long, value_enum, value_name = "FAULT", default_value_t = proxy::Fault::Drop,
+          requires = "failover_primary_fail")]
+    failover_fault: proxy::Fault,
+
+    /// With --failover-primary-fail: the seed choosing which precreate calls fail.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 11,
+        requires = "failover_primary_fail"
+    )]
+    failover_seed: u64,
 }
 
 impl Args {
@@ -261,6 +301,16 @@ impl Args {
         }
         if self.wait == 0 || self.deliver_timeout == 0 || self.request_timeout == 0 {
             bail!("--wait, --deliver-timeout and --request-timeout must be at least 1 s");
+        }
+        if self.failover_primary_fail.is_some()
+            && (self.method != browser::PayMethod::Alipay
+                || self.device != browser::Device::Pc
+                || self.target.is_some())
+        {
+            bail!(
+                "--failover-primary-fail needs --method alipay --device pc (precreate calls the \
+                 gateway at creation) and a spawned server (no --target)"
+            );
         }
         Ok(())
     }
@@ -328,6 +378,7 @@ fn empty_report(mode: &str, database: &str) -> Report {
         calibration: None,
         durable: None,
         integrity: None,
+        failover: None,
         warnings: Vec::new(),
     }
 }
@@ -572,6 +623,7 @@ async fn load_phase(
         },
         "",
     );
+    let mut failover_run: Option<failover::FailoverRun> = None;
     let (mut server, token, base_url) = match &args.target {
         Some(target) => {
             let token = args
@@ -588,12 +640,36 @@ async fn load_phase(
                 );
             }
             let db_url = server_db_url.context("no database URL for the spawned server")?;
+            let mut config_text = server::render_config(data_dir, db_url, 15);
+            if let Some(percent) = args.failover_primary_fail {
+                let plan = proxy::FaultPlan {
+                    percent,
+                    seed: args.failover_seed,
+                    fault: args.failover_fault,
+                };
+                let (run, channels) = failover::FailoverRun::start(
+                    &args.kami,
+                    tmp,
+                    plan,
+                    args.single_channel,
+                    Duration::from_secs(args.startup_timeout),
+                )
+                .await?;
+                eprintln!(
+                    "simulators up at {} (pid {}), flaky proxy at {}",
+                    run.sim.base_url, run.sim.pid, run.proxy.base_url
+                );
+                config_text.push('\n');
+                config_text.push_str(&channels);
+                failover_run = Some(run);
+            }
             let config = tmp.join("kami.toml");
-            std::fs::write(&config, server::render_config(data_dir, db_url, 15))
+            std::fs::write(&config, config_text)
                 .with_context(|| format!("writing {}", config.display()))?;
             eprintln!("config {}", config.display());
             let token = server::create_admin_token(&args.kami, &config).await?;
-            let demo = args.method.needs_demo();
+            // The failover run's simulators run on their own, not inside the server.
+            let demo = args.method.needs_demo() && failover_run.is_none();
             let s = server::SpawnedServer::start(
                 &args.kami,
                 &config,
@@ -618,7 +694,18 @@ async fn load_phase(
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_rss_kb = pid.and_then(|p| server::read_status_kb(p, "VmRSS"));
 
-    let driven = drive(args, &base_url, &token, server.is_some(), &mut report).await;
+    let driven = drive(
+        args,
+        &base_url,
+        &token,
+        server.is_some(),
+        failover_run.as_ref(),
+        &mut report,
+    )
+    .await;
+    if let Some(run) = failover_run.take() {
+        run.sim.stop().await;
+    }
 
     let peak_rss_kb = pid.and_then(|p| server::read_status_kb(p, "VmHWM"));
     let exited = server.as_mut().and_then(server::SpawnedServer::exited);
@@ -680,9 +767,15 @@ async fn drive(
     base_url: &str,
     token: &str,
     fresh_server: bool,
+    failover_run: Option<&failover::FailoverRun>,
     report: &mut Report,
 ) -> Result<()> {
     let base = Url::parse(base_url).with_context(|| format!("bad server URL {base_url}"))?;
+    let pages_base = match failover_run {
+        Some(run) => Url::parse(&run.sim.base_url)
+            .with_context(|| format!("bad simulator URL {}", run.sim.base_url))?,
+        None => base.clone(),
+    };
     let client = build_client(args)?;
 
     // Setup: a product of our own and its card keys.
@@ -732,7 +825,8 @@ async fn drive(
     let ctx = Arc::new(BuyerCtx {
         client: client.clone(),
         base: base.clone(),
-        slug,
+        pages_base,
+        slug: slug.clone(),
         quantity: args.quantity,
         method: args.method,
         device: args.device,
@@ -759,7 +853,11 @@ async fn drive(
         "paying with method {} on device {} (expected channel {})",
         args.method.as_str(),
         args.device.as_str(),
-        args.method.demo_channel()
+        if failover_run.is_some() {
+            failover::PRIMARY
+        } else {
+            args.method.demo_channel()
+        }
     );
     let start = Instant::now();
     let records = match args.rate {
@@ -824,6 +922,15 @@ async fn drive(
             detail: format!("admin order listing failed: {e:#}"),
         }),
     }
+    if let Some(run) = failover_run {
+        let by_channel = failover::orders_by_channel(&client, &base, token, &slug)
+            .await
+            .unwrap_or_else(|e| {
+                warnings.push(format!("orders by channel (admin API): {e:#}"));
+                Default::default()
+            });
+        report.failover = Some(run.report(&records, by_channel));
+    }
     report.warnings.extend(warnings.iter().cloned());
     report.integrity = Some(integrity::summarize(checks, warnings));
     Ok(())
@@ -878,120 +985,4 @@ fn summarize_records(records: &[OrderRecord], shed: u64, wall: f64, report: &mut
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cli_is_consistent() {
-        use clap::CommandFactory;
-        Args::command().debug_assert();
-    }
-
-    #[test]
-    fn defaults_and_key_count() {
-        let a = Args::try_parse_from(["kami-bench"]).expect("parse");
-        assert_eq!(a.buyers, 64);
-        assert_eq!(a.orders, 5000);
-        assert_eq!(a.key_count(), 5500);
-        assert_eq!(a.calibrate_commits, 3000);
-        assert_eq!(a.commits_per_order, 2.0);
-        assert!(a.kami.ends_with("target/release/kami"));
-        a.validate().expect("valid");
-
-        let a = Args::try_parse_from(["kami-bench", "--orders", "7", "--quantity", "3"])
-            .expect("parse");
-        assert_eq!(a.key_count(), 21 + 3);
-
-        let a = Args::try_parse_from(["kami-bench", "--rate", "100", "--duration", "10"])
-            .expect("parse");
-        assert_eq!(a.planned_orders(), 1000);
-        assert_eq!(a.key_count(), 1100);
-        assert_eq!(a.concurrency(), 1024);
-    }
-
-    #[test]
-    fn cli_rejects_bad_combinations() {
-        assert!(
-            Args::try_parse_from(["kami-bench", "--target", "http://x"]).is_err()
-                || std::env::var_os("KAMI_ADMIN_TOKEN").is_some()
-        );
-        assert!(Args::try_parse_from(["kami-bench", "--duration", "5"]).is_err());
-        assert!(Args::try_parse_from(["kami-bench", "--pid", "5"]).is_err());
-        let a = Args::try_parse_from(["kami-bench", "--rate", "0"]).expect("parse");
-        assert!(a.validate().is_err());
-    }
-
-    #[test]
-    fn sqlite_dirs() {
-        assert_eq!(
-            sqlite_dir("sqlite:///tmp/x/data/kami.db"),
-            Some(PathBuf::from("/tmp/x/data"))
-        );
-        assert_eq!(sqlite_dir("sqlite://kami.db"), Some(PathBuf::from(".")));
-    }
-
-    #[test]
-    fn rand_hex_is_hex() {
-        let h = rand_hex(12);
-        assert_eq!(h.len(), 12);
-        assert!(h
-            .chars()
-            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
-    }
-
-    #[test]
-    fn summary_counts() {
-        let mk = |i, paid, outcome, us: Option<u64>| OrderRecord {
-            index: i,
-            order_no: Some(format!("K{i}")),
-            paid,
-            create_us: us,
-            pay_us: us,
-            deliver_us: us.filter(|_| paid),
-            total_us: us.filter(|_| paid),
-            polls: 2,
-            outcome,
-        };
-        let recs = vec![
-            mk(
-                0,
-                true,
-                Outcome::Delivered {
-                    cards: vec!["a".into()],
-                },
-                Some(1000),
-            ),
-            mk(
-                1,
-                true,
-                Outcome::Delivered {
-                    cards: vec!["b".into()],
-                },
-                Some(3000),
-            ),
-            mk(2, false, Outcome::OutOfStock, Some(10)),
-            mk(
-                3,
-                false,
-                Outcome::Failed {
-                    kind: "pay_http_500".into(),
-                    message: "boom".into(),
-                },
-                None,
-            ),
-        ];
-        let mut report = empty_report("spawn", "sqlite");
-        summarize_records(&recs, 0, 2.0, &mut report);
-        let c = report.orders.as_ref().expect("counts");
-        assert_eq!(
-            (c.attempted, c.delivered, c.paid, c.out_of_stock, c.failed),
-            (4, 2, 2, 1, 1)
-        );
-        assert_eq!(report.orders_per_s, Some(1.0));
-        let l = report.latency_ms.as_ref().expect("latency");
-        assert_eq!(l.create.as_ref().map(|s| s.count), Some(2));
-        assert_eq!(l.end_to_end.as_ref().map(|s| s.max_ms), Some(3.0));
-        assert_eq!(l.mean_polls, Some(2.0));
-        assert_eq!(report.errors["pay_http_500"].count, 1);
-    }
-}
+mod tests;

@@ -1,6 +1,7 @@
 //! The run summary: one serialisable struct, printed as a table and written as JSON.
 
 use crate::calibrate::Calibration;
+use crate::failover::FailoverReport;
 use crate::integrity::Integrity;
 use crate::stats::LatencySummary;
 use serde::Serialize;
@@ -101,6 +102,8 @@ pub struct Report {
     pub calibration: Option<Calibration>,
     pub durable: Option<Durable>,
     pub integrity: Option<Integrity>,
+    /// `--failover-primary-fail`: the flaky proxy's counts and the orders per channel.
+    pub failover: Option<FailoverReport>,
     pub warnings: Vec<String>,
 }
 
@@ -157,6 +160,57 @@ pub fn render_calibration(out: &mut String, c: &Calibration) {
             out,
             "  per commit p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
             l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms
+        );
+    }
+}
+
+/// The failover paragraph: the proxy's counts, what the buyers got, orders per channel.
+fn render_failover(out: &mut String, f: &FailoverReport, l: Option<&Latencies>) {
+    let p = &f.proxy_counts;
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "failover     {}, primary fails {} % of precreate calls ({:?}, seed {})",
+        if f.single_channel {
+            "single channel alipay-primary"
+        } else {
+            "alipay-primary (priority 20, via proxy) + alipay-backup (priority 10)"
+        },
+        f.primary_fail_percent,
+        f.fault,
+        f.seed
+    );
+    let _ = writeln!(out, "  simulator  {}   proxy {}", f.simulator, f.proxy);
+    let _ = writeln!(
+        out,
+        "  proxy      forwarded {}  precreate calls {}  failed on purpose {}  upstream errors {}",
+        p.forwarded, p.precreate_calls, p.precreate_failed, p.upstream_errors
+    );
+    let p99 = l
+        .and_then(|l| l.create.as_ref())
+        .map_or_else(|| "n/a".to_string(), |c| format!("{:.2} ms", c.p99_ms));
+    let _ = writeln!(
+        out,
+        "  buyers     create errors (no payment offered) {}   create p99 {p99}",
+        f.create_errors
+    );
+    let took: Vec<String> = f
+        .buyer_channels
+        .iter()
+        .map(|(c, n)| format!("{c} {n}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "  payments   by channel (create answers): {}",
+        took.join(", ")
+    );
+    for (channel, statuses) in &f.server_channels {
+        let total: u64 = statuses.values().sum();
+        let each: Vec<String> = statuses.iter().map(|(s, n)| format!("{s} {n}")).collect();
+        let _ = writeln!(
+            out,
+            "  server     {channel}: {total} orders ({})",
+            each.join(", ")
         );
     }
 }
@@ -238,6 +292,9 @@ pub fn render(r: &Report) -> String {
         if let Some(p) = l.mean_polls {
             let _ = writeln!(out, "  ({p:.2} GET polls per delivered order on average)");
         }
+    }
+    if let Some(f) = &r.failover {
+        render_failover(&mut out, f, r.latency_ms.as_ref());
     }
     if !r.errors.is_empty() {
         let _ = writeln!(out);
@@ -336,9 +393,40 @@ mod tests {
             calibration: None,
             durable: None,
             integrity: None,
+            failover: None,
             warnings: vec!["w".into()],
         };
+        let mut r = r;
+        let mut server_channels = BTreeMap::new();
+        server_channels.insert(
+            "alipay-primary".to_string(),
+            BTreeMap::from([("delivered".to_string(), 4), ("expired".to_string(), 3)]),
+        );
+        r.failover = Some(FailoverReport {
+            primary_fail_percent: 50,
+            fault: crate::proxy::Fault::Drop,
+            seed: 11,
+            single_channel: false,
+            simulator: "http://sim".into(),
+            proxy: "http://proxy".into(),
+            proxy_counts: crate::proxy::ProxyCounts::default(),
+            create_errors: 3,
+            buyer_channels: BTreeMap::from([("alipay-backup".to_string(), 5)]),
+            server_channels,
+        });
         let text = render(&r);
+        assert!(
+            text.contains("create errors (no payment offered) 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("by channel (create answers): alipay-backup 5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("alipay-primary: 7 orders (delivered 4, expired 3)"),
+            "{text}"
+        );
         assert!(text.contains("spawn mode, sqlite"));
         assert!(text.contains("end-to-end"));
         assert!(text.contains("warning: w"));

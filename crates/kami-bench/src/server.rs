@@ -2,6 +2,7 @@
 //! "listening on" line, memory readings from /proc, and shutdown.
 
 use anyhow::{bail, Context, Result};
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -218,17 +219,46 @@ impl SpawnedServer {
         log_path: &Path,
         timeout: Duration,
     ) -> Result<Self> {
+        let mut args: Vec<OsString> = vec!["serve".into()];
+        if demo {
+            args.push("--demo".into());
+        }
+        args.extend(["--config".into(), config.as_os_str().to_owned()]);
+        Self::spawn(kami, &args, log_path, timeout).await
+    }
+
+    /// Starts `kami sim --listen 127.0.0.1:0 --write-config FILE` (the gateway simulators
+    /// standalone); `base_url` is the simulators' base URL. FILE is written before the
+    /// "simulators listening on" line.
+    pub async fn start_sim(
+        kami: &Path,
+        write_config: &Path,
+        log_path: &Path,
+        timeout: Duration,
+    ) -> Result<Self> {
+        let args: Vec<OsString> = vec![
+            "sim".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--write-config".into(),
+            write_config.as_os_str().to_owned(),
+        ];
+        Self::spawn(kami, &args, log_path, timeout).await
+    }
+
+    /// Runs `kami ARGS`, logging its output to `log_path`, and waits up to `timeout` for a
+    /// "listening on http://..." line.
+    async fn spawn(
+        kami: &Path,
+        args: &[OsString],
+        log_path: &Path,
+        timeout: Duration,
+    ) -> Result<Self> {
         let log = File::create(log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
         let log = Arc::new(Mutex::new(log));
-        let mut cmd = Command::new(kami);
-        cmd.arg("serve");
-        if demo {
-            cmd.arg("--demo");
-        }
-        let mut child = cmd
-            .arg("--config")
-            .arg(config)
+        let mut child = Command::new(kami)
+            .args(args)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -125,6 +125,144 @@ impl fmt::Display for OrderNo {
     }
 }
 
+/// Our trade number for one payment attempt of an order, sent to the gateway as
+/// `out_trade_no`: the order number for the first attempt, `<order number>A<n>` (n = 2..=99)
+/// for later ones (failover, a method switch). At most 30 characters of `[0-9A-Z]`, which
+/// every protocol accepts (WeChat ≤ 32, Alipay and Epay ≤ 64, letters and digits). A trade
+/// number is never parsed back into an order number: the `payments` table maps it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TradeNo(String);
+
+impl TradeNo {
+    /// Attempts an order may have (the suffix has two digits at most).
+    pub const MAX_ATTEMPTS: u32 = 99;
+
+    /// The first attempt's trade number: the order number itself.
+    pub fn first(order: &OrderNo) -> TradeNo {
+        TradeNo(order.as_str().to_owned())
+    }
+
+    /// The trade number of attempt `n` (1-based; 1 is [`TradeNo::first`]); `None` past
+    /// [`TradeNo::MAX_ATTEMPTS`].
+    pub fn attempt(order: &OrderNo, n: u32) -> Option<TradeNo> {
+        match n {
+            0 => None,
+            1 => Some(TradeNo::first(order)),
+            n if n <= Self::MAX_ATTEMPTS => Some(TradeNo(format!("{order}A{n}"))),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&OrderNo> for TradeNo {
+    fn from(order: &OrderNo) -> TradeNo {
+        TradeNo::first(order)
+    }
+}
+
+impl fmt::Display for TradeNo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Which order amounts a channel takes, in minor units of the shop's currency: at least
+/// `min`, at most `max`, and no more than `room` (what is left of its daily limit today).
+/// `None` is no bound.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AmountLimits {
+    pub min: Option<i64>,
+    pub max: Option<i64>,
+    pub room: Option<i64>,
+}
+
+impl AmountLimits {
+    pub fn admits(&self, amount_minor: i64) -> bool {
+        self.min.is_none_or(|m| amount_minor >= m)
+            && self.max.is_none_or(|m| amount_minor <= m)
+            && self.room.is_none_or(|r| amount_minor <= r)
+    }
+}
+
+/// A channel's amount limits as the seller sets them (minor units of the shop's currency):
+/// orders below `min_amount` or above `max_amount` skip it, and so do orders that would take
+/// the day's paid total past `daily_limit`. Each is at least 1; `min_amount ≤ max_amount`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChannelLimits {
+    min_amount: Option<i64>,
+    max_amount: Option<i64>,
+    daily_limit: Option<i64>,
+}
+
+/// Why limits were refused: the key and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{key}`: {message}")]
+pub struct LimitsError {
+    pub key: &'static str,
+    pub message: String,
+}
+
+impl ChannelLimits {
+    pub fn new(
+        min_amount: Option<i64>,
+        max_amount: Option<i64>,
+        daily_limit: Option<i64>,
+    ) -> Result<ChannelLimits, LimitsError> {
+        for (key, v) in [
+            ("min_amount", min_amount),
+            ("max_amount", max_amount),
+            ("daily_limit", daily_limit),
+        ] {
+            if let Some(v) = v.filter(|v| *v < 1) {
+                return Err(LimitsError {
+                    key,
+                    message: format!(
+                        "must be a whole number of minor units (fen), at least 1, got {v}"
+                    ),
+                });
+            }
+        }
+        if let (Some(min), Some(max)) = (min_amount, max_amount) {
+            if max < min {
+                return Err(LimitsError {
+                    key: "max_amount",
+                    message: format!("must be at least min_amount ({min}), got {max}"),
+                });
+            }
+        }
+        Ok(ChannelLimits {
+            min_amount,
+            max_amount,
+            daily_limit,
+        })
+    }
+
+    pub fn min_amount(&self) -> Option<i64> {
+        self.min_amount
+    }
+
+    pub fn max_amount(&self) -> Option<i64> {
+        self.max_amount
+    }
+
+    pub fn daily_limit(&self) -> Option<i64> {
+        self.daily_limit
+    }
+
+    /// What an order may be today, with `paid_today` already paid through the channel.
+    pub fn today(&self, paid_today: i64) -> AmountLimits {
+        AmountLimits {
+            min: self.min_amount,
+            max: self.max_amount,
+            room: self.daily_limit.map(|d| d.saturating_sub(paid_today)),
+        }
+    }
+}
+
 /// A buyer's email address. Deliberately modest validation: one `@`, a non-empty local part,
 /// a domain with a dot, no whitespace or control characters, at most 254 bytes. Lower-cased
 /// so lookups by email match however the buyer typed it.
@@ -262,6 +400,43 @@ mod tests {
     #[test]
     fn order_numbers_round_trip_and_reject_garbage() {
         let n = OrderNo::generate("20261122010203");
+        assert_eq!(TradeNo::first(&n).as_str(), n.as_str());
+        assert_eq!(TradeNo::attempt(&n, 1), Some(TradeNo::first(&n)));
+        let last = TradeNo::attempt(&n, TradeNo::MAX_ATTEMPTS).unwrap();
+        assert!(last.as_str().len() <= 30, "fits WeChat's 32");
+        assert!(last.as_str().bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_eq!(TradeNo::attempt(&n, 2).unwrap().as_str(), format!("{n}A2"));
+        assert_eq!(TradeNo::attempt(&n, 0), None);
+        assert_eq!(TradeNo::attempt(&n, 100), None);
+        let limits = AmountLimits {
+            min: Some(100),
+            max: Some(500),
+            room: Some(300),
+        };
+        assert!(limits.admits(100) && limits.admits(300));
+        assert!(!limits.admits(99) && !limits.admits(301));
+        assert!(AmountLimits::default().admits(i64::MAX));
+        let l = ChannelLimits::new(Some(100), Some(500), Some(1000)).unwrap();
+        assert_eq!(
+            l.today(800),
+            AmountLimits {
+                min: Some(100),
+                max: Some(500),
+                room: Some(200)
+            }
+        );
+        assert!(!l.today(1000).admits(100), "daily limit reached");
+        assert_eq!(
+            ChannelLimits::new(Some(0), None, None).unwrap_err().key,
+            "min_amount"
+        );
+        assert_eq!(
+            ChannelLimits::new(None, None, Some(-5)).unwrap_err().key,
+            "daily_limit"
+        );
+        let e = ChannelLimits::new(Some(500), Some(100), None).unwrap_err();
+        assert_eq!(e.key, "max_amount");
+        assert!(e.message.contains("min_amount (500)"), "{e}");
         assert_eq!(n.as_str().len(), OrderNo::LEN);
         assert!(n.as_str().starts_with("K20261122010203"));
         assert_eq!(OrderNo::parse(n.as_str()).unwrap(), n);

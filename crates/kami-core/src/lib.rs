@@ -16,7 +16,10 @@ pub use coupon::{
     BasisPoints, CouponCode, CouponError, CouponRefusal, CouponRules, CouponValue, Discounted,
 };
 pub use fields::{FieldSpec, FieldsError, InputFields};
-pub use ids::{ChannelId, Email, IdError, Method, OrderNo, Quantity, SecretToken, Slug};
+pub use ids::{
+    AmountLimits, ChannelId, ChannelLimits, Email, IdError, LimitsError, Method, OrderNo, Quantity,
+    SecretToken, Slug, TradeNo,
+};
 pub use money::{Currency, Money, MoneyError};
 pub use order::{
     OrderEvent, OrderStatus, PaymentEvent, PaymentStatus, PaymentTransitionError, TransitionError,
@@ -39,6 +42,7 @@ serialize_as_str!(
     Slug,
     ChannelId,
     OrderNo,
+    TradeNo,
     Email,
     Method,
     OrderStatus,

@@ -8,6 +8,7 @@ pub mod common;
 pub mod crypto;
 pub mod epay;
 mod http;
+pub mod routing;
 pub mod sandbox;
 pub mod settings;
 pub mod wechatpay;
@@ -18,13 +19,13 @@ pub use common::form;
 pub use settings::{ChannelKind, ChannelSettings};
 
 use async_trait::async_trait;
-use kami_core::{ChannelId, Method, Money, OrderNo};
+use kami_core::{ChannelId, Method, Money, TradeNo};
 
 /// Everything a channel needs to start collecting money for one order.
 #[derive(Debug, Clone)]
 pub struct CreatePayment {
-    /// Our trade number sent to the gateway (`out_trade_no`); today always the order number.
-    pub trade_no: OrderNo,
+    /// Our trade number sent to the gateway (`out_trade_no`): one per payment attempt.
+    pub trade_no: TradeNo,
     pub amount: Money,
     /// Short product title for the gateway's `subject`.
     pub subject: String,

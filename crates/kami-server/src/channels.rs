@@ -1,13 +1,20 @@
 //! The channel registry: the payment channels of this process, looked up by id, and routing a
-//! buyer's method to a healthy one (a circuit breaker rests a channel that keeps failing).
+//! buyer's method to its channels in the order to try them (`kami_pay::routing`: health per
+//! (channel, method) with a rest and a half-open probe, success-rate scores, amount limits).
 //!
 //! Three sources, one list: the configuration file's channels and those an extension adds
 //! (the demo's and tests' simulator-wired channels) are fixed for the life of the process;
 //! the channels the seller stores through the admin API (`kami_store::StoredChannel`) are
 //! rebuilt as a whole snapshot whenever they change (`services::channel_admin::reload`), so
 //! an added, edited, disabled or removed channel takes effect without a restart. Lookups clone
-//! an `Arc` out of the current snapshot; the circuit breaker's state is kept by id, apart from
-//! the snapshots, so a rebuild does not forget it.
+//! an `Arc` out of the current snapshot; the routing state is kept by (id, method), apart
+//! from the snapshots, so a rebuild does not forget it.
+//!
+//! Routing state is in memory (no database round trip per order): create-call outcomes go
+//! into each (channel, method)'s [`ChannelHealth`] and [`SuccessWindow`]; state changes queue
+//! up as [`HealthRow`]s that `services::routing` writes (with the `ChannelDown` alert) and
+//! the changes other processes wrote are adopted from the database every few seconds, as is
+//! the day's paid total per channel (for `daily_limit`).
 //!
 //! Disabled channels (and archived stored ones) are built too: orders already sent to them
 //! must still be notified, queried, closed and refunded; they just take no new orders.
@@ -15,11 +22,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
-use kami_core::{ChannelId, Method};
+use kami_core::{AmountLimits, ChannelId, ChannelLimits, Method, Millis};
+use kami_pay::routing::{
+    self, Admission, Candidate, ChannelHealth, HealthState as Health, Outcome, RoutingMode,
+    RoutingPolicy, SharedHealth, SuccessWindow, Transition,
+};
 use kami_pay::settings::BuildContext;
 use kami_pay::{ChannelKind, ChannelSettings, PaymentChannel};
-use kami_store::{ChannelSpec, ChannelsFingerprint, StoredChannel};
-use rand::Rng;
+use kami_store::{ChannelSpec, ChannelsFingerprint, HealthRow, StoredChannel};
 use serde_json::{Map, Value};
 
 use crate::config::Config;
@@ -62,6 +72,8 @@ pub struct Entry {
     pub enabled: bool,
     /// Share within its priority.
     pub weight: u32,
+    /// `min_amount`, `max_amount`, `daily_limit`.
+    pub limits: ChannelLimits,
 }
 
 impl Entry {
@@ -87,13 +99,53 @@ impl KeyProblem {
     }
 }
 
-/// The circuit breaker's view of a channel.
+/// A channel's health summed up over its methods (the admin API's `health` object).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct HealthState {
-    /// Creation failures in a row (since the last success or rest).
+    /// Creation failures in a row (the most of any method).
     pub failures: u32,
-    /// Unix ms until which the channel rests (takes no new orders); `None` when it does not.
+    /// Unix ms until which the channel rests for some method; `None` when it does not.
     pub resting_until: Option<i64>,
+}
+
+/// One (channel, method)'s routing state, for the seller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaneView {
+    pub method: Method,
+    pub state: Health,
+    pub since: Millis,
+    pub rest_until: Option<Millis>,
+    /// Create calls and failures over the health window.
+    pub calls: u32,
+    pub failures: u32,
+    pub last_code: Option<String>,
+    /// Success rate over the score window (`None`: no calls yet), and how many calls it has.
+    pub success_rate: Option<f64>,
+    pub volume: usize,
+    /// What routing uses (1.0 until there is volume).
+    pub score: f64,
+}
+
+/// Shadow mode: how often success-rate routing agreed with the channel tried first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShadowTally {
+    pub decisions: u64,
+    pub agreed: u64,
+}
+
+/// One candidate of a checkout.
+#[derive(Clone)]
+pub struct Routed {
+    pub entry: Entry,
+    /// The amounts it takes today (daily limit less what it was paid today).
+    pub limits: AmountLimits,
+}
+
+/// A checkout's candidates in the order to try them.
+pub struct RoutePlan {
+    pub candidates: Vec<Routed>,
+    /// Shadow mode: what success-rate routing would have tried first.
+    pub shadow_first: Option<String>,
 }
 
 /// The stored channels as last built.
@@ -118,23 +170,32 @@ pub struct Channels {
     /// The configuration file's and the extension's channels.
     fixed: Vec<Entry>,
     stored: RwLock<Arc<Stored>>,
-    /// Recent payment-creation failures per channel id (a circuit breaker).
-    health: Mutex<HashMap<String, Health>>,
+    /// Routing state per (channel id, method).
+    book: Mutex<Book>,
+    policy: RoutingPolicy,
+    /// Paid today per channel id (minor units): read from the database every few seconds,
+    /// plus this process's payments since.
+    paid_today: Mutex<HashMap<String, i64>>,
     builder: Builder,
     /// Held while the stored channels are read and installed.
     reload: tokio::sync::Mutex<()>,
 }
 
-/// After this many creation failures in a row a channel rests (takes no new orders) for
-/// [`REST_MS`]; then it is tried again, and one success clears it.
-const FAILURES_TO_REST: u32 = 3;
-const REST_MS: i64 = 60_000;
-
-#[derive(Debug, Default, Clone, Copy)]
-struct Health {
-    failures: u32,
-    resting_until: i64,
+#[derive(Default)]
+struct Book {
+    lanes: HashMap<(String, Method), Lane>,
+    /// State changes not yet written to the database, oldest first.
+    changes: Vec<HealthRow>,
+    shadow: HashMap<Method, ShadowTally>,
 }
+
+struct Lane {
+    health: ChannelHealth,
+    window: SuccessWindow,
+}
+
+/// Changes kept at most while the database cannot take them.
+const MAX_PENDING_CHANGES: usize = 1_000;
 
 impl Channels {
     /// Build every channel of the configuration. `public_url` is this server's base URL (no
@@ -170,13 +231,16 @@ impl Channels {
                 origin: Origin::Config,
                 enabled: c.enabled,
                 weight: c.weight,
+                limits: c.limits,
             });
         }
         Ok((
             Channels {
                 fixed,
                 stored: Default::default(),
-                health: Default::default(),
+                book: Default::default(),
+                policy: config.routing.policy(),
+                paid_today: Default::default(),
                 builder: Builder {
                     http: http.clone(),
                     public_url: public_url.to_owned(),
@@ -195,6 +259,7 @@ impl Channels {
             origin: Origin::Extension,
             enabled: true,
             weight: 1,
+            limits: ChannelLimits::default(),
         });
     }
 
@@ -252,83 +317,245 @@ impl Channels {
         self.snapshot().fingerprint
     }
 
-    /// The channels that could take an order for `method` now: enabled, serving it, not
-    /// resting.
-    fn candidates(&self, method: Method) -> Vec<Entry> {
-        let now = crate::time::now_ms();
-        let health = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        self.entries()
+    pub fn policy(&self) -> &RoutingPolicy {
+        &self.policy
+    }
+
+    fn book(&self) -> std::sync::MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The candidates of a checkout for `method`, in the order to try them: enabled channels
+    /// serving it that are not resting (a rested one due for its probe included), ordered by
+    /// the routing mode. Amount limits are applied by the caller once the total is known.
+    pub fn plan(&self, method: Method, now: Millis) -> RoutePlan {
+        let entries: Vec<Entry> = self
+            .entries()
             .into_iter()
-            .filter(|e| {
-                e.enabled
-                    && e.channel.methods().contains(&method)
-                    && health
-                        .get(e.id().as_str())
-                        .is_none_or(|h| h.resting_until <= now)
+            .filter(|e| e.enabled && e.channel.methods().contains(&method))
+            .collect();
+        let paid = self
+            .paid_today
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut book = self.book();
+        let candidates: Vec<Candidate<usize>> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let lane = book.lane(e.id().as_str(), method, now);
+                Candidate {
+                    key: i,
+                    priority: e.channel.priority(),
+                    weight: e.weight,
+                    state: lane.health.state(),
+                    admission: lane.health.admission(now),
+                    score: lane.window.score(&self.policy.score),
+                    limits: e
+                        .limits
+                        .today(paid.get(e.id().as_str()).copied().unwrap_or(0)),
+                }
+            })
+            .collect();
+        let plan = routing::plan(candidates, &self.policy, &mut rand::thread_rng());
+        if self.policy.mode == RoutingMode::Shadow {
+            if let Some(agreed) = plan.shadow_agrees() {
+                let tally = book.shadow.entry(method).or_default();
+                tally.decisions += 1;
+                tally.agreed += u64::from(agreed);
+            }
+        }
+        RoutePlan {
+            shadow_first: plan.shadow_first.map(|i| entries[i].id().to_string()),
+            candidates: plan
+                .order
+                .into_iter()
+                .map(|c| Routed {
+                    entry: entries[c.key].clone(),
+                    limits: c.limits,
+                })
+                .collect(),
+        }
+    }
+
+    /// Just before a create call: false when the channel went down meanwhile or another
+    /// order is its probe (skip it); a channel due for its probe becomes this order's.
+    pub fn admit(&self, channel_id: &str, method: Method, now: Millis) -> bool {
+        let rules = self.policy.health.clone();
+        let mut book = self.book();
+        let lane = book.lane(channel_id, method, now);
+        match lane.health.admission(now) {
+            Admission::Open => true,
+            Admission::Probe => {
+                lane.health.begin_probe(now, &rules);
+                true
+            }
+            Admission::Closed => false,
+        }
+    }
+
+    /// Count a create call's outcome (never a buyer-caused refusal): health and score.
+    pub fn record(&self, channel_id: &str, method: Method, outcome: &Outcome, now: Millis) {
+        let policy = &self.policy;
+        let mut book = self.book();
+        let lane = book.lane(channel_id, method, now);
+        lane.window.record(outcome.is_success(), &policy.score);
+        let Some(t) = lane.health.record(outcome, now, &policy.health) else {
+            return;
+        };
+        log_transition(channel_id, method, &t);
+        let row = health_row(channel_id, method, &t);
+        if book.changes.len() < MAX_PENDING_CHANGES {
+            book.changes.push(row);
+        }
+    }
+
+    /// State changes waiting to be written, oldest first.
+    pub fn take_health_changes(&self) -> Vec<HealthRow> {
+        std::mem::take(&mut self.book().changes)
+    }
+
+    /// Put back changes that could not be written (ahead of newer ones).
+    pub fn restore_health_changes(&self, mut rows: Vec<HealthRow>) {
+        let mut book = self.book();
+        rows.append(&mut book.changes);
+        rows.truncate(MAX_PENDING_CHANGES);
+        book.changes = rows;
+    }
+
+    /// Take what other processes decided (newer than this process's own state).
+    pub fn adopt_shared(&self, rows: &[HealthRow], now: Millis) {
+        let rules = self.policy.health.clone();
+        let mut book = self.book();
+        for r in rows {
+            let (Ok(method), Some(state)) = (Method::parse(&r.method), Health::parse(&r.state))
+            else {
+                continue;
+            };
+            let shared = SharedHealth {
+                state,
+                since: r.since,
+                rest_until: r.rest_until,
+            };
+            if book
+                .lane(&r.channel_id, method, now)
+                .health
+                .adopt(&shared, &rules)
+            {
+                tracing::info!(
+                    channel = %r.channel_id,
+                    method = %method,
+                    state = state.as_str(),
+                    "channel health from another kami process: {}",
+                    r.reason
+                );
+            }
+        }
+    }
+
+    /// Replace the day's paid totals (read from the database).
+    pub fn set_paid_today(&self, totals: HashMap<String, i64>) {
+        *self.paid_today.lock().unwrap_or_else(|p| p.into_inner()) = totals;
+    }
+
+    /// A payment this process just applied (until the next read from the database).
+    pub fn add_paid_today(&self, channel_id: &str, amount_minor: i64) {
+        *self
+            .paid_today
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(channel_id.to_owned())
+            .or_default() += amount_minor;
+    }
+
+    pub fn paid_today(&self, channel_id: &str) -> i64 {
+        self.paid_today
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(channel_id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The routing state of each method of a channel.
+    pub fn lanes(&self, channel_id: &str, methods: &[Method], now: Millis) -> Vec<LaneView> {
+        let policy = &self.policy;
+        let mut book = self.book();
+        methods
+            .iter()
+            .map(|&method| {
+                let lane = book.lane(channel_id, method, now);
+                let c = lane.health.counts(now, &policy.health);
+                LaneView {
+                    method,
+                    state: lane.health.state(),
+                    since: lane.health.since(),
+                    rest_until: lane.health.rest_until(),
+                    calls: c.calls,
+                    failures: c.failures,
+                    last_code: lane.health.last_code().map(str::to_owned),
+                    success_rate: lane.window.rate(),
+                    volume: lane.window.volume(),
+                    score: lane.window.score(&policy.score),
+                }
             })
             .collect()
     }
 
-    /// A healthy channel for a buyer-facing method: the highest priority first; among
-    /// channels of that priority, one at random in proportion to its weight.
-    pub fn route(&self, method: Method) -> Option<Entry> {
-        let candidates = self.candidates(method);
-        let top = candidates.iter().map(|e| e.channel.priority()).max()?;
-        let best: Vec<Entry> = candidates
-            .into_iter()
-            .filter(|e| e.channel.priority() == top)
-            .collect();
-        let total: u64 = best.iter().map(|e| u64::from(e.weight.max(1))).sum();
-        let mut ticket = rand::thread_rng().gen_range(0..total.max(1));
-        for e in &best {
-            let w = u64::from(e.weight.max(1));
-            if ticket < w {
-                return Some(e.clone());
-            }
-            ticket -= w;
-        }
-        best.into_iter().next()
+    /// Shadow mode's agreement per method.
+    pub fn shadow_tally(&self, method: Method) -> ShadowTally {
+        self.book().shadow.get(&method).copied().unwrap_or_default()
     }
 
-    /// Record how a payment creation went: repeated failures rest the channel.
-    pub fn record_create(&self, channel_id: &str, ok: bool) {
-        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        if ok {
-            health.remove(channel_id);
-            return;
-        }
-        let h = health.entry(channel_id.to_owned()).or_default();
-        h.failures += 1;
-        if h.failures >= FAILURES_TO_REST {
-            h.resting_until = crate::time::now_ms() + REST_MS;
-            h.failures = 0;
-            tracing::warn!(
-                channel = channel_id,
-                "payment creation failed {FAILURES_TO_REST} times in a row; channel rests for {} s",
-                REST_MS / 1000
-            );
+    /// A channel's health summed up over its methods.
+    pub fn health(&self, channel_id: &str, now: Millis) -> HealthState {
+        let methods = self
+            .entry(channel_id)
+            .map(|e| e.channel.methods().to_vec())
+            .unwrap_or_default();
+        let lanes = self.lanes(channel_id, &methods, now);
+        HealthState {
+            failures: lanes
+                .iter()
+                .map(|l| {
+                    if l.state == Health::Down {
+                        l.failures.max(1)
+                    } else {
+                        0
+                    }
+                })
+                .max()
+                .unwrap_or(0),
+            resting_until: lanes
+                .iter()
+                .filter_map(|l| l.rest_until.filter(|r| *r > now))
+                .max(),
         }
     }
 
-    /// The circuit breaker's view of a channel.
-    pub fn health(&self, channel_id: &str) -> HealthState {
-        let now = crate::time::now_ms();
-        let health = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        match health.get(channel_id) {
-            None => HealthState::default(),
-            Some(h) => HealthState {
-                failures: h.failures,
-                resting_until: (h.resting_until > now).then_some(h.resting_until),
-            },
-        }
-    }
-
-    /// Methods some channel serves, for the catalogue.
-    pub fn methods(&self) -> Vec<Method> {
+    /// Methods some channel serves now (resting channels do not count), for the catalogue.
+    pub fn methods(&self, now: Millis) -> Vec<Method> {
         Method::ALL
             .into_iter()
-            .filter(|m| !self.candidates(*m).is_empty())
+            .filter(|m| !self.plan_quiet(*m, now))
             .collect()
+    }
+
+    /// No channel could take an order for `method` now.
+    fn plan_quiet(&self, method: Method, now: Millis) -> bool {
+        let entries: Vec<Entry> = self
+            .entries()
+            .into_iter()
+            .filter(|e| e.enabled && e.channel.methods().contains(&method))
+            .collect();
+        let mut book = self.book();
+        !entries.iter().any(|e| {
+            book.lane(e.id().as_str(), method, now)
+                .health
+                .admission(now)
+                != Admission::Closed
+        })
     }
 
     /// Build a stored channel from its spec: every key checked and every key parsed, as a
@@ -382,6 +609,7 @@ impl Channels {
                     origin: Origin::Stored,
                     enabled: row.spec.enabled && !row.archived,
                     weight: row.spec.weight,
+                    limits: row.spec.limits,
                 }),
                 Err(problem) => {
                     tracing::error!(channel = %id, "a stored channel cannot be built: {problem}");
@@ -390,6 +618,54 @@ impl Channels {
             }
         }
         *self.stored.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+    }
+}
+
+impl Book {
+    fn lane(&mut self, channel_id: &str, method: Method, now: Millis) -> &mut Lane {
+        self.lanes
+            .entry((channel_id.to_owned(), method))
+            .or_insert_with(|| Lane {
+                health: ChannelHealth::new(now),
+                window: SuccessWindow::default(),
+            })
+    }
+}
+
+fn health_row(channel_id: &str, method: Method, t: &Transition) -> HealthRow {
+    HealthRow {
+        channel_id: channel_id.to_owned(),
+        method: method.as_str().to_owned(),
+        state: t.to.as_str().to_owned(),
+        since: t.at,
+        rest_until: t.rest_until,
+        calls: i64::from(t.calls),
+        failures: i64::from(t.failures),
+        last_code: t.last_code.clone(),
+        reason: t.reason.clone(),
+    }
+}
+
+fn log_transition(channel_id: &str, method: Method, t: &Transition) {
+    let code = t.last_code.as_deref().unwrap_or("-");
+    if t.to == Health::Down {
+        tracing::warn!(
+            channel = channel_id,
+            method = %method,
+            gateway_code = code,
+            "channel {channel_id} is down for {method}; it rests until a probe: {}",
+            t.reason
+        );
+    } else {
+        tracing::info!(
+            channel = channel_id,
+            method = %method,
+            gateway_code = code,
+            "channel {channel_id} is {} for {method} (was {}): {}",
+            t.to.as_str(),
+            t.from.as_str(),
+            t.reason
+        );
     }
 }
 
@@ -468,37 +744,88 @@ mod tests {
         .0
     }
 
+    fn first(ch: &Channels, now: Millis) -> Option<String> {
+        ch.plan(Method::Sandbox, now)
+            .candidates
+            .first()
+            .map(|c| c.entry.id().to_string())
+    }
+
     #[test]
-    fn repeated_creation_failures_rest_a_channel_and_a_success_clears_it() {
+    fn a_failing_channel_goes_down_rests_and_a_probe_brings_it_back() {
         let ch = two_sandboxes();
-        let routed = |ch: &Channels| ch.route(Method::Sandbox).map(|c| c.id().to_string());
-        assert_eq!(routed(&ch).as_deref(), Some("a"));
-        ch.record_create("a", false);
-        ch.record_create("a", false);
-        assert_eq!(ch.health("a").failures, 2);
+        let fail = Outcome::Error {
+            code: Some("SYSTEM_ERROR".into()),
+        };
+        let ok = Outcome::Success { latency_ms: 10 };
+        assert_eq!(first(&ch, 0).as_deref(), Some("a"));
+        let plan = ch.plan(Method::Sandbox, 0);
+        let ids: Vec<_> = plan
+            .candidates
+            .iter()
+            .map(|c| c.entry.id().to_string())
+            .collect();
+        assert_eq!(ids, ["a", "b"], "the backup follows for failover");
+        for t in 1..=5 {
+            ch.record("a", Method::Sandbox, &fail, t);
+        }
+        assert_eq!(first(&ch, 6).as_deref(), Some("b"), "a rests");
+        let changes = ch.take_health_changes();
+        let states: Vec<_> = changes.iter().map(|c| c.state.as_str()).collect();
+        assert_eq!(states, ["degraded", "down"]);
+        assert_eq!(changes[1].last_code.as_deref(), Some("SYSTEM_ERROR"));
+        assert!(ch.health("a", 6).failures > 0);
         assert_eq!(
-            routed(&ch).as_deref(),
+            ch.health("a", 6).resting_until,
+            Some(5 + ch.policy().health.rest_ms)
+        );
+        assert!(!ch.admit("a", Method::Sandbox, 7), "resting: not admitted");
+
+        let after = 5 + ch.policy().health.rest_ms;
+        assert_eq!(
+            first(&ch, after).as_deref(),
             Some("a"),
-            "two failures: still trusted"
+            "the probe goes first"
         );
-        ch.record_create("a", false);
-        assert_eq!(routed(&ch).as_deref(), Some("b"), "third failure: a rests");
-        assert!(ch.health("a").resting_until.is_some());
-        ch.record_create("b", false);
-        ch.record_create("b", true);
-        ch.record_create("b", false);
-        ch.record_create("b", false);
-        assert_eq!(
-            routed(&ch).as_deref(),
-            Some("b"),
-            "a success resets the count"
+        assert!(ch.admit("a", Method::Sandbox, after));
+        assert!(
+            !ch.admit("a", Method::Sandbox, after),
+            "one probe at a time"
         );
-        ch.record_create("b", false);
-        assert_eq!(routed(&ch), None, "both resting: the method is not offered");
-        assert!(ch.methods().is_empty());
-        ch.record_create("a", true);
-        assert_eq!(routed(&ch).as_deref(), Some("a"));
-        assert_eq!(ch.health("a"), HealthState::default());
+        ch.record("a", Method::Sandbox, &ok, after + 1);
+        assert_eq!(ch.take_health_changes()[0].state, "degraded");
+        assert_eq!(first(&ch, after + 2).as_deref(), Some("a"));
+
+        // Both down: the method is not offered.
+        for t in 1..=5 {
+            ch.record("a", Method::Sandbox, &fail, after + 10 + t);
+            ch.record("b", Method::Sandbox, &fail, after + 10 + t);
+        }
+        assert!(ch.plan(Method::Sandbox, after + 20).candidates.is_empty());
+    }
+
+    #[test]
+    fn another_process_down_state_is_adopted() {
+        let ch = two_sandboxes();
+        let row = HealthRow {
+            channel_id: "a".into(),
+            method: "sandbox".into(),
+            state: "down".into(),
+            since: 100,
+            rest_until: Some(60_100),
+            calls: 5,
+            failures: 5,
+            last_code: Some("TIMEOUT".into()),
+            reason: "down: 5 create failures in a row".into(),
+        };
+        // Lanes start at the time they are first seen; this one before the change.
+        assert_eq!(first(&ch, 50).as_deref(), Some("a"));
+        ch.adopt_shared(&[row], 200);
+        assert_eq!(first(&ch, 200).as_deref(), Some("b"));
+        assert!(
+            ch.take_health_changes().is_empty(),
+            "adopted, not re-written"
+        );
     }
 
     #[test]
@@ -517,7 +844,7 @@ mod tests {
         .0;
         let mut count: HashMap<String, u32> = HashMap::new();
         for _ in 0..4000 {
-            let id = ch.route(Method::Sandbox).unwrap().id().to_string();
+            let id = first(&ch, 0).unwrap();
             *count.entry(id).or_default() += 1;
         }
         assert_eq!(count.get("c"), None, "a lower priority is never chosen");

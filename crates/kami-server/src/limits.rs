@@ -30,6 +30,9 @@ const SWEEP_ABOVE: usize = 10_000;
 pub const ADMIN_FAILURES_PER_MINUTE: u32 = 10;
 /// The buyer's "I have paid" asks the channel about one order at most this often (seconds).
 pub const BUYER_CHECK_EVERY_SECS: u32 = 10;
+/// Method switches of one order: a burst of this many, then one every 10 seconds.
+pub const SWITCH_BURST: u32 = 3;
+const SWITCHES_PER_MINUTE: u32 = 6;
 /// One searched target may be looked up this many times more often (from all clients
 /// together) than from one client.
 const TARGET_CEILING_FACTOR: u32 = 5;
@@ -56,6 +59,9 @@ pub struct Limits {
     /// The buyer's "I have paid" per order (hashed order number): one channel query every
     /// [`BUYER_CHECK_EVERY_SECS`] seconds at most, however often it is pressed.
     buyer_checks: DefaultKeyedRateLimiter<u64>,
+    /// The buyer's method switches per order (hashed order number): each closes a trade
+    /// and opens another at a gateway.
+    method_switches: DefaultKeyedRateLimiter<u64>,
     /// Failed admin-token attempts per client: (minute, count).
     admin_failures: Mutex<HashMap<IpAddr, (i64, u32)>>,
     targets: RandomState,
@@ -112,6 +118,9 @@ impl Limits {
             buyer_checks: RateLimiter::keyed(
                 Quota::per_hour(nonzero(3600 / BUYER_CHECK_EVERY_SECS)).allow_burst(nonzero(1)),
             ),
+            method_switches: RateLimiter::keyed(
+                Quota::per_minute(nonzero(SWITCHES_PER_MINUTE)).allow_burst(nonzero(SWITCH_BURST)),
+            ),
             admin_failures: Mutex::new(HashMap::new()),
             targets: RandomState::new(),
             last_sweep: AtomicI64::new(0),
@@ -133,6 +142,13 @@ impl Limits {
         self.sweep(now_ms);
         let h = self.targets.hash_one(order_no);
         check(&self.buyer_checks, &h)
+    }
+
+    /// May the buyer switch this order's payment method now?
+    pub fn allow_method_switch(&self, order_no: &str, now_ms: i64) -> Result<(), RetryAfter> {
+        self.sweep(now_ms);
+        let h = self.targets.hash_one(order_no);
+        check(&self.method_switches, &h)
     }
 
     /// May this client look an order up now?
@@ -222,6 +238,7 @@ impl Limits {
             || self.lookup_targets.len() > SWEEP_ABOVE
             || self.lookups.len() > SWEEP_ABOVE
             || self.buyer_checks.len() > SWEEP_ABOVE
+            || self.method_switches.len() > SWEEP_ABOVE
             || orders.len() > SWEEP_ABOVE
             || password_checks.len() > SWEEP_ABOVE;
         let due = now_ms - last > SWEEP_EVERY_MS || (crowded && now_ms - last > 1_000);
@@ -237,6 +254,7 @@ impl Limits {
         self.lookup_pairs.retain_recent();
         self.lookup_targets.retain_recent();
         self.buyer_checks.retain_recent();
+        self.method_switches.retain_recent();
         orders.retain_recent();
         password_checks.retain_recent();
         let minute = now_ms.div_euclid(60_000);

@@ -29,6 +29,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../theme/templates/order_body.html"),
     ),
     (
+        "switch_method.html",
+        include_str!("../theme/templates/switch_method.html"),
+    ),
+    (
         "lookup.html",
         include_str!("../theme/templates/lookup.html"),
     ),
@@ -115,6 +119,14 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../theme/templates/console/order.html"),
     ),
     // Channels (issue 10 part 6).
+    (
+        "console/channel_limits.html",
+        include_str!("../theme/templates/console/channel_limits.html"),
+    ),
+    (
+        "console/channel_routing.html",
+        include_str!("../theme/templates/console/channel_routing.html"),
+    ),
     (
         "console/channels.html",
         include_str!("../theme/templates/console/channels.html"),

@@ -158,7 +158,7 @@ fn trade_no() -> OrderNo {
 impl Env {
     fn request(&self, trade: &OrderNo, minor: i64, device: Device) -> CreatePayment {
         CreatePayment {
-            trade_no: trade.clone(),
+            trade_no: trade.into(),
             amount: cny(minor),
             subject: "Steam <b>10</b> & \"more\" 月卡".into(),
             method: Method::Alipay,

@@ -9,7 +9,7 @@ mod support;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use kami_core::{ChannelId, Method, OrderNo};
+use kami_core::{ChannelId, Method, OrderNo, TradeNo};
 use kami_pay::alipay::{AlipayChannel, AlipayConfig, AlipayMode, AlipaySignType};
 use kami_pay::crypto::RsaSigner;
 use kami_pay::{
@@ -76,7 +76,7 @@ impl Env {
     async fn create(&self, fen: i64) -> OrderNo {
         let trade = new_trade_no();
         let req = CreatePayment {
-            trade_no: trade.clone(),
+            trade_no: TradeNo::first(&trade),
             amount: cny(fen),
             subject: "Steam 月卡, \"gift\"".into(),
             method: Method::Alipay,

@@ -208,7 +208,7 @@ async fn start(opts: Opts) -> Env {
 impl Env {
     fn request(&self, trade_no: &OrderNo, amount: Money, device: Device) -> CreatePayment {
         CreatePayment {
-            trade_no: trade_no.clone(),
+            trade_no: trade_no.into(),
             amount,
             subject: "Steam <b>10</b> & \"more\" 月卡".into(),
             method: Method::Wxpay,

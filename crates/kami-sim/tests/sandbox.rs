@@ -88,7 +88,7 @@ async fn start(opts: SimOptions) -> Env {
 impl Env {
     async fn create_with(&self, trade_no: &OrderNo, amount: Money, expires_at_ms: i64) -> String {
         let req = CreatePayment {
-            trade_no: trade_no.clone(),
+            trade_no: trade_no.into(),
             amount,
             subject: "Steam <b>10</b> & \"more\"".into(),
             method: Method::Sandbox,
@@ -228,7 +228,7 @@ async fn unreachable_merchant_exhausts_schedule() {
     drop(closed);
     let trade = new_trade_no();
     let req = CreatePayment {
-        trade_no: trade.clone(),
+        trade_no: (&trade).into(),
         amount: cny(100),
         subject: "x".into(),
         method: Method::Sandbox,

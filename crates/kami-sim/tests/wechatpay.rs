@@ -161,7 +161,7 @@ impl Env {
 
     fn request(&self, trade_no: &OrderNo, amount: Money, device: Device) -> CreatePayment {
         CreatePayment {
-            trade_no: trade_no.clone(),
+            trade_no: trade_no.into(),
             amount,
             subject: "Steam <b>10</b> & \"more\"".into(),
             method: Method::Wxpay,

@@ -8,7 +8,7 @@ mod support;
 
 use std::sync::Arc;
 
-use kami_core::{ChannelId, Method, OrderNo};
+use kami_core::{ChannelId, Method, OrderNo, TradeNo};
 use kami_pay::wechatpay::{WechatMode, WechatPayChannel};
 use kami_pay::{
     BillEntry, CreatePayment, Device, PayError, PaymentAction, PaymentChannel, TradeState,
@@ -42,7 +42,7 @@ impl Env {
     async fn create(&self, fen: i64) -> OrderNo {
         let trade = new_trade_no();
         let req = CreatePayment {
-            trade_no: trade.clone(),
+            trade_no: TradeNo::first(&trade),
             amount: cny(fen),
             subject: "Steam 月卡, \"gift\"".into(),
             method: Method::Wxpay,

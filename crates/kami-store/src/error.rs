@@ -53,6 +53,10 @@ pub enum StoreError {
     AlertTargetNotFound,
     #[error("an alert target with this name already exists")]
     AlertTargetExists,
+    /// No routed channel's amount limits (min, max, what is left of its daily limit) admit
+    /// the order's total.
+    #[error("no payment channel takes an order of {amount}")]
+    NoChannelForAmount { amount: kami_core::Money },
     /// The key is reserved by a pending order or sold: it cannot be removed.
     #[error("the card key is reserved or sold")]
     CardSold,

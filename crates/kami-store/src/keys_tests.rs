@@ -591,6 +591,7 @@ async fn buyer_answers_are_sealed_and_moved_by_rotation() {
             fields: [("account".to_owned(), "PLAYER-7781".to_owned())].into(),
             coupon: None,
             stored_channel: false,
+            route: Vec::new(),
         })
         .await
         .unwrap();
@@ -631,6 +632,7 @@ async fn stored_channel_keys_are_sealed_and_moved_by_rotation() {
         priority: 10,
         weight: 1,
         enabled: true,
+        limits: Default::default(),
         settings,
         secrets,
     };

@@ -14,6 +14,7 @@ mod alert_conditions;
 mod alert_inputs;
 pub mod alert_signal;
 mod alert_targets;
+mod attempts;
 mod attention;
 mod audit;
 mod card_admin;
@@ -34,6 +35,7 @@ pub mod model;
 #[macro_use]
 mod orders;
 mod categories;
+mod channel_health;
 mod orders_search;
 mod outbox;
 mod payments;
@@ -61,8 +63,10 @@ pub use alert_conditions::{
 pub use alert_inputs::{CreatedPaid, PaidSince};
 pub use alert_signal::{AlertEvent, AlertSignal, ALERT_SIGNAL};
 pub use alert_targets::{AlertTargetSpec, StoredAlertTarget, TargetSecret};
+pub use attempts::NewAttempt;
 pub use attention::{ActionOrder, StockLevel};
 pub use categories::{Category, CategoryOutcome, CategoryPatch, Direction};
+pub use channel_health::HealthRow;
 pub use channel_measures::{
     ChannelMeasureRows, MeasureCallRow, MeasureFailureRow, MeasureFoundRow, MeasureOrderRow,
 };

@@ -120,6 +120,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/postgres/0018_catalog_media_users.sql"),
     },
     Migration {
+        version: 19,
+        name: "routing",
+        sqlite: include_str!("migrations/sqlite/0019_routing.sql"),
+        postgres: include_str!("migrations/postgres/0019_routing.sql"),
+    },
+    Migration {
         version: 20,
         name: "reconciliation",
         sqlite: include_str!("migrations/sqlite/0020_reconciliation.sql"),

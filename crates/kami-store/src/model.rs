@@ -249,6 +249,20 @@ pub struct NewOrder {
     /// configuration file's: the order requires its row, under its key lock, so it cannot
     /// land on a channel deleted meanwhile (`StoreError::ChannelGone`).
     pub stored_channel: bool,
+    /// The routed candidates in the order to try them, each with its amount limits: the
+    /// order goes to the first that admits its total (known only here, after tiers and
+    /// coupon); none → [`crate::StoreError::NoChannelForAmount`], nothing kept. Empty: use
+    /// `channel_id` / `stored_channel`.
+    pub route: Vec<RouteChoice>,
+}
+
+/// One routed candidate channel of a new order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteChoice {
+    pub channel_id: ChannelId,
+    /// A stored channel (see [`NewOrder::stored_channel`]).
+    pub stored: bool,
+    pub limits: kami_core::AmountLimits,
 }
 
 /// How many unexpired pending orders one client key and one email may hold at once
@@ -269,6 +283,8 @@ pub enum PendingScope {
 #[derive(Debug, Clone)]
 pub struct CreatedOrder {
     pub order_no: OrderNo,
+    /// The channel the order went to (the first of `NewOrder::route` its total fits).
+    pub channel_id: ChannelId,
     /// What the buyer pays (after the coupon).
     pub amount: Money,
     /// What the coupon took off (`None`: no coupon).

@@ -82,9 +82,6 @@ fn refuse_at_cap(
 }
 
 pub(crate) fn create_order(tx: &mut dyn Tx, ring: &Keyring, n: &NewOrder) -> Result<CreatedOrder> {
-    if n.stored_channel {
-        crate::stored_channels::hold_for_order(tx, &n.channel_id)?;
-    }
     check_pending_caps(tx, n)?;
     let p = tx
         .query_opt(
@@ -127,6 +124,19 @@ pub(crate) fn create_order(tx: &mut dyn Tx, ring: &Keyring, n: &NewOrder) -> Res
         )),
     };
     let amount = coupon.map_or(amount, |(_, r)| r.discounted.total);
+    // The first routed channel whose amount limits admit the total; none: nothing is kept.
+    let (channel_id, stored_channel) = if n.route.is_empty() {
+        (&n.channel_id, n.stored_channel)
+    } else {
+        n.route
+            .iter()
+            .find(|c| c.limits.admits(amount.minor()))
+            .map(|c| (&c.channel_id, c.stored))
+            .ok_or(StoreError::NoChannelForAmount { amount })?
+    };
+    if stored_channel {
+        crate::stored_channels::hold_for_order(tx, channel_id)?;
+    }
 
     // A reusable ("loop") key makes the product unlimited; manual products have none.
     let loop_card = match delivery {
@@ -162,7 +172,7 @@ pub(crate) fn create_order(tx: &mut dyn Tx, ring: &Keyring, n: &NewOrder) -> Res
                 amount.currency().code(),
                 n.email.as_str(),
                 n.method.as_str(),
-                n.channel_id.as_str(),
+                channel_id.as_str(),
                 OrderStatus::Pending,
                 n.access_token_hash.as_str(),
                 n.query_password_hash.clone(),
@@ -202,7 +212,7 @@ pub(crate) fn create_order(tx: &mut dyn Tx, ring: &Keyring, n: &NewOrder) -> Res
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         params![
             order_id,
-            n.channel_id.as_str(),
+            channel_id.as_str(),
             n.order_no.as_str(),
             amount.minor(),
             amount.currency().code(),
@@ -214,6 +224,7 @@ pub(crate) fn create_order(tx: &mut dyn Tx, ring: &Keyring, n: &NewOrder) -> Res
 
     Ok(CreatedOrder {
         order_no: n.order_no.clone(),
+        channel_id: channel_id.clone(),
         amount,
         discount: coupon.map(|(_, r)| r.discounted.discount),
         product_title: title,
@@ -356,7 +367,7 @@ pub(crate) fn set_pay_action(
 /// Expire one locked pending order: status, reserved keys back to stock, manual stock back,
 /// payment attempt closed. (Expiry records no time and owes no outbox row: `now` only
 /// satisfies the transition's signature.)
-fn expire_locked(
+pub(crate) fn expire_locked(
     tx: &mut dyn Tx,
     order: &LockedOrder,
     product_id: i64,
@@ -459,6 +470,7 @@ mod tests {
             fields: Default::default(),
             coupon: None,
             stored_channel: false,
+            route: Vec::new(),
         }
     }
 

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use kami_core::{ChannelId, Method, Millis};
+use kami_core::{ChannelId, ChannelLimits, Method, Millis};
 use serde_json::{json, Map, Value};
 
 use crate::audit;
@@ -68,6 +68,8 @@ pub struct ChannelSpec {
     /// Share within one priority; at least 1.
     pub weight: u32,
     pub enabled: bool,
+    /// `min_amount`, `max_amount`, `daily_limit` (minor units).
+    pub limits: ChannelLimits,
     /// The kind's keys that are not key material, as given (a JSON object).
     pub settings: Map<String, Value>,
     pub secrets: ChannelSecrets,
@@ -116,7 +118,7 @@ fn lock_name(id: &ChannelId) -> String {
 macro_rules! channel_columns {
     () => {
         "SELECT id, kind, methods, priority, weight, enabled, archived, settings, secrets, \
-           revision, created_at, updated_at FROM channels "
+           revision, created_at, updated_at, min_amount, max_amount, daily_limit FROM channels "
     };
 }
 
@@ -147,6 +149,12 @@ fn from_row(ring: &Keyring, r: &Row) -> Result<StoredChannel> {
                 .map_err(|e| corrupt("priority", e))?,
             weight: u32::try_from(r.get::<i64>("weight")?).map_err(|e| corrupt("weight", e))?,
             enabled: r.get("enabled")?,
+            limits: ChannelLimits::new(
+                r.get("min_amount")?,
+                r.get("max_amount")?,
+                r.get("daily_limit")?,
+            )
+            .map_err(|e| corrupt("limits", e))?,
             settings,
             secrets: ChannelSecrets(secrets),
         },
@@ -177,6 +185,15 @@ fn audit_fields(s: &ChannelSpec) -> BTreeMap<String, Value> {
     out.insert("priority".to_owned(), json!(s.priority));
     out.insert("weight".to_owned(), json!(s.weight));
     out.insert("enabled".to_owned(), json!(s.enabled));
+    for (k, v) in [
+        ("min_amount", s.limits.min_amount()),
+        ("max_amount", s.limits.max_amount()),
+        ("daily_limit", s.limits.daily_limit()),
+    ] {
+        if let Some(v) = v {
+            out.insert(k.to_owned(), json!(v));
+        }
+    }
     for (k, v) in &s.settings {
         out.insert(k.clone(), v.clone());
     }
@@ -280,8 +297,8 @@ pub(crate) fn create(
     }
     tx.exec(
         "INSERT INTO channels (id, kind, methods, priority, weight, enabled, archived, settings, \
-           secrets, revision, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, 1, $9, $9)",
+           secrets, revision, created_at, updated_at, min_amount, max_amount, daily_limit) \
+         VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, 1, $9, $9, $10, $11, $12)",
         params![
             s.id.as_str(),
             s.kind.as_str(),
@@ -291,7 +308,10 @@ pub(crate) fn create(
             s.enabled,
             Value::Object(s.settings.clone()).to_string(),
             sealed_secrets(ring, s)?,
-            now
+            now,
+            s.limits.min_amount(),
+            s.limits.max_amount(),
+            s.limits.daily_limit()
         ],
     )?;
     let after: Map<String, Value> = audit_fields(s).into_iter().collect();
@@ -334,7 +354,8 @@ pub(crate) fn update(
     tx.exec(
         "UPDATE channels SET methods = $2, priority = $3, weight = $4, enabled = $5, \
            settings = $6, secrets = $7, revision = revision + 1, \
-           updated_at = CASE WHEN updated_at >= $8 THEN updated_at + 1 ELSE $8 END \
+           updated_at = CASE WHEN updated_at >= $8 THEN updated_at + 1 ELSE $8 END, \
+           min_amount = $10, max_amount = $11, daily_limit = $12 \
          WHERE id = $1 AND revision = $9",
         params![
             s.id.as_str(),
@@ -345,7 +366,10 @@ pub(crate) fn update(
             Value::Object(s.settings.clone()).to_string(),
             sealed_secrets(ring, s)?,
             now,
-            revision
+            revision,
+            s.limits.min_amount(),
+            s.limits.max_amount(),
+            s.limits.daily_limit()
         ],
     )?;
     let (before, after) = audit_diff(&cur.spec, s);
@@ -538,6 +562,7 @@ mod tests {
             priority: 10,
             weight: 1,
             enabled: true,
+            limits: Default::default(),
             settings,
             secrets,
         }

@@ -222,6 +222,7 @@ mod tests {
                 fields: Default::default(),
                 coupon: None,
                 stored_channel: false,
+                route: Vec::new(),
             })
             .await
             .unwrap();

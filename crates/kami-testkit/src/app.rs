@@ -35,11 +35,12 @@ impl std::ops::Deref for TestApp {
 
 /// The configuration of every test server: port 0, `db_url`, the master key `key_file`, and
 /// a `sandbox` channel (method `sandbox`, secret [`SANDBOX_SECRET`], opted in with
-/// `allow_sandbox`); `extra` TOML is appended. Suites place many orders from 127.0.0.1, so
-/// `[risk]` limits are raised to [`RAISED_RISK`] unless `extra` has its own `[risk]` section
-/// (the abuse tests set low ones); `extra` may have a `[server]` section of its own (e.g.
-/// `trusted_proxies`). Suites also fire dozens of requests at once for one client (through
-/// a trusted proxy), so `server.max_in_flight_per_ip` is raised unless `extra` sets it.
+/// `allow_sandbox`; unless `extra` defines a channel `sandbox` itself); `extra` TOML is
+/// appended. Suites place many orders from 127.0.0.1, so `[risk]` limits are raised to
+/// [`RAISED_RISK`] unless `extra` has its own `[risk]` section (the abuse tests set low
+/// ones); `extra` may have a `[server]` section of its own (e.g. `trusted_proxies`). Suites
+/// also fire dozens of requests at once for one client (through a trusted proxy), so
+/// `server.max_in_flight_per_ip` is raised unless `extra` sets it.
 fn test_config(db_url: &str, key_file: &Path, max_connections: u32, extra: &str) -> Config {
     // The data directory (product pictures) is the key file's: the test's own, shared by
     // every instance on the database.
@@ -76,12 +77,21 @@ fn test_config(db_url: &str, key_file: &Path, max_connections: u32, extra: &str)
     } else {
         "[reconciliation]\nenabled = false\n"
     };
+    // `extra` may define the `sandbox` channel itself (other routing keys, limits).
+    let sandbox = if extra.contains("id = \"sandbox\"") {
+        String::new()
+    } else {
+        format!(
+            "[[channels]]\nid = \"sandbox\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\n\
+             secret = \"{SANDBOX_SECRET}\"\nallow_sandbox = true\n"
+        )
+    };
     let toml = format!(
         "{server}\
          [database]\nurl = \"{db_url}\"\nmax_connections = {max_connections}\n\
          [security]\nmaster_key_file = \"{key_file}\"\n\
-         [[channels]]\nid = \"sandbox\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\n\
-         secret = \"{SANDBOX_SECRET}\"\nallow_sandbox = true\n{extra}\n{risk}{reconciliation}"
+         {sandbox}{extra}
+{risk}{reconciliation}"
     );
     Config::from_toml_str(&toml)
         .unwrap_or_else(|e| panic!("test configuration: {e}\n{toml}"))
@@ -160,6 +170,19 @@ impl TestApp {
             8,
             extra,
             simulators(false),
+        )
+        .await
+    }
+
+    /// [`TestApp::another_instance`] with build options of its own (its channels).
+    pub async fn another_instance_with(&self, extra: &str, opts: BuildOptions) -> TestApp {
+        TestApp::start(
+            self.backend,
+            &self.db_url,
+            self._keys.clone(),
+            8,
+            extra,
+            opts,
         )
         .await
     }

@@ -69,9 +69,18 @@ impl Shop {
 
     /// POST a form notification to the `sandbox` channel; (status, body).
     pub async fn send_notification(&self, params: &[(String, String)]) -> (u16, String) {
+        self.send_notification_to("sandbox", params).await
+    }
+
+    /// POST a form notification to the sandbox-kind channel `channel`; (status, body).
+    pub async fn send_notification_to(
+        &self,
+        channel: &str,
+        params: &[(String, String)],
+    ) -> (u16, String) {
         let r = self
             .http
-            .post(self.url("/pay/notify/sandbox"))
+            .post(self.url(&format!("/pay/notify/{channel}")))
             .header("content-type", "application/x-www-form-urlencoded")
             .body(serde_urlencoded::to_string(params).unwrap())
             .send()

@@ -9,6 +9,7 @@
 //!   orders, refunds), a buyer (orders, long-polls) and a gateway (signed notifications, paying
 //!   through the simulators' pages like a browser); it serves a separate `kami serve` as well.
 //! - [`process`]: the real `kami` binary as a child process (one-shot commands, `serve`).
+//! - [`faulty`]: sandbox channels whose create calls fail or hang on command (failover).
 //! - [`both_backends!`]: `sqlite` and `postgres` variants of one async test body.
 //!
 //! Tests that need something outside Cargo (PostgreSQL, the SMTP sink, Chromium) are
@@ -20,6 +21,7 @@
 
 mod app;
 mod db;
+pub mod faulty;
 mod gateway;
 pub mod html;
 pub mod inspect;

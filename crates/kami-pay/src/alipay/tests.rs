@@ -10,7 +10,7 @@ use crate::common::form::parse_form;
 use crate::common::test_support::{bad_signature, encode, malformed};
 use crate::crypto::RsaHash;
 use crate::PaymentConfirmation;
-use kami_core::{Money, OrderNo};
+use kami_core::{Money, OrderNo, TradeNo};
 
 fn k1_signer() -> RsaSigner {
     RsaSigner::from_text(K1_TEST_ONLY_PRIVATE_KEY_PKCS1_PEM).unwrap()
@@ -847,7 +847,7 @@ fn ack_bytes_and_debug_redaction() {
 
 fn create_req(device: Device, ua: Option<&str>) -> CreatePayment {
     CreatePayment {
-        trade_no: OrderNo::parse("K20240101120000123456789012").unwrap(),
+        trade_no: TradeNo::first(&OrderNo::parse("K20240101120000123456789012").unwrap()),
         amount: Money::new(1230, Currency::Cny).unwrap(),
         subject: "Steam 10 & more + 月卡\n<b>".into(),
         method: Method::Alipay,

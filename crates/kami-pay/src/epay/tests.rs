@@ -12,8 +12,8 @@ use crate::common::ack::assert_plain_text_ack;
 use crate::common::test_support::{bad_signature, encode, form_post as post, malformed};
 use crate::common::text::owned;
 use crate::{Device, PaymentConfirmation};
-use kami_core::OrderNo;
 use kami_core::{Currency, ManualClock, Money};
+use kami_core::{OrderNo, TradeNo};
 
 /// The fixed time of the v2 channels' clock (2024-06-01T00:00:00Z).
 const NOW: i64 = 1_717_200_000;
@@ -475,7 +475,7 @@ fn ack_bytes_kind_and_redaction() {
 
 fn create_req(subject: &str, device: Device) -> CreatePayment {
     CreatePayment {
-        trade_no: OrderNo::generate("20240101120000"),
+        trade_no: TradeNo::first(&OrderNo::generate("20240101120000")),
         amount: Money::new(1230, Currency::Cny).unwrap(),
         subject: subject.into(),
         method: Method::Wxpay,

@@ -274,7 +274,7 @@ async fn create_builds_signed_redirect() {
     let ch = channel();
     let trade_no = OrderNo::generate("20240101120000");
     let req = CreatePayment {
-        trade_no: trade_no.clone(),
+        trade_no: kami_core::TradeNo::first(&trade_no),
         amount: Money::new(1230, Currency::Cny).unwrap(),
         subject: "Steam 10 & more <b>".into(),
         method: Method::Sandbox,

@@ -1006,7 +1006,7 @@ fn id_rules() {
 
 fn create_req(device: Device, ua: Option<&str>) -> CreatePayment {
     CreatePayment {
-        trade_no: kami_core::OrderNo::generate("20240101120000"),
+        trade_no: kami_core::TradeNo::first(&kami_core::OrderNo::generate("20240101120000")),
         amount: Money::new(1230, Currency::Cny).unwrap(),
         subject: "x".into(),
         method: Method::Wxpay,

@@ -1,5 +1,5 @@
 //! `[[channels]]`: the routing keys every channel takes (`id`, `kind`, `methods`,
-//! `priority`, `weight`, `enabled`) and its kind's typed settings ([`ChannelSettings`], whose keys
+//! `priority`, `weight`, `enabled`, `min_amount`, `max_amount`, `daily_limit`) and its kind's typed settings ([`ChannelSettings`], whose keys
 //! each protocol spells in `kami_pay::<protocol>::settings`).
 //!
 //! An entry is read in three parts: the routing keys, the keys of its kind, and the rest —
@@ -11,7 +11,7 @@ use std::marker::PhantomData;
 use std::path::Path;
 
 use figment::value::{Dict, Value};
-use kami_core::{ChannelId, Method};
+use kami_core::{ChannelId, ChannelLimits, Method};
 use kami_pay::settings::{keys_of, SettingsError};
 use serde::de::{self, DeserializeSeed, Deserializer, Visitor};
 use serde::Deserialize;
@@ -35,6 +35,8 @@ pub struct ChannelConfig {
     pub weight: u32,
     /// Default true.
     pub enabled: bool,
+    /// `min_amount`, `max_amount`, `daily_limit` (minor units); default none.
+    pub limits: ChannelLimits,
     pub settings: ChannelSettings,
 }
 
@@ -54,6 +56,9 @@ struct Routing {
     priority: Option<i32>,
     weight: Option<i64>,
     enabled: Option<bool>,
+    min_amount: Option<i64>,
+    max_amount: Option<i64>,
+    daily_limit: Option<i64>,
 }
 
 /// Reads a kind's settings through [`ChannelSettings::deserialize_kind`].
@@ -204,6 +209,10 @@ fn build_channel(
             })?,
     };
 
+    // amount limits
+    let limits = ChannelLimits::new(routing.min_amount, routing.max_amount, routing.daily_limit)
+        .map_err(|e| invalid_key(e.key, e.message))?;
+
     // keys of other kinds, and unknown keys
     let kind_keys = kind.keys();
     for key in table.keys() {
@@ -257,6 +266,7 @@ fn build_channel(
         priority: routing.priority.unwrap_or(0),
         weight,
         enabled: routing.enabled.unwrap_or(true),
+        limits,
         settings,
     })
 }

@@ -24,6 +24,7 @@ pub mod overlay;
 mod reconciliation;
 mod retention;
 mod risk;
+mod routing;
 mod secrets;
 mod security;
 mod server;
@@ -56,6 +57,7 @@ pub use orders::OrdersConfig;
 pub use reconciliation::ReconciliationConfig;
 pub use retention::RetentionConfig;
 pub use risk::RiskConfig;
+pub use routing::RoutingConfig;
 pub use secrets::Secret;
 pub use security::SecurityConfig;
 pub use server::ServerConfig;
@@ -91,6 +93,8 @@ pub struct Config {
     pub alerts: Vec<AlertTarget>,
     /// `[alerting]`: thresholds and delivery timing.
     pub alerting: AlertingConfig,
+    /// `[routing]`: choosing among a method's channels, failover, resting channels.
+    pub routing: RoutingConfig,
     /// Directory of the configuration file (absolute when loaded from a file); relative
     /// `*_file` paths resolve against it, against the current directory when there is no
     /// file. The `*_file` paths in [`ChannelConfig`] are already resolved.
@@ -114,6 +118,7 @@ impl Default for Config {
             console: ConsoleConfig::default(),
             alerts: Vec::new(),
             alerting: AlertingConfig::default(),
+            routing: RoutingConfig::default(),
             base_dir: PathBuf::from("."),
         }
     }
@@ -302,6 +307,7 @@ fn load_text(
     let security = security::check_security(raw.security, &base_dir, &origins)?;
     alerts::check_alerting(&raw.alerting, &origins)?;
     let alerts = alerts::build_alerts(raw.alerts, &base_dir, &origins)?;
+    let routing = routing::build_routing(raw.routing, &origins)?;
     Ok(Loaded {
         config: Config {
             server: raw.server,
@@ -318,6 +324,7 @@ fn load_text(
             console: raw.console,
             alerts,
             alerting: raw.alerting,
+            routing,
             base_dir,
         },
         warnings,
@@ -342,6 +349,7 @@ struct RawConfig {
     console: ConsoleConfig,
     alerts: Vec<alerts::RawAlert>,
     alerting: AlertingConfig,
+    routing: routing::RawRouting,
 }
 
 /// A deserialization failure at `prefix` + its path as a [`ConfigError::Type`].

@@ -13,6 +13,8 @@
 //!   evaluated every `alerting.evaluate_seconds`: see [`alerts`];
 //! - reconciliation: once a day after `[reconciliation] run_at` (Beijing time), yesterday's
 //!   bills, claimed through a lease in the database so one process runs it ([`reconciliation`]);
+//! - routing: health changes written each payments tick; other processes' changes and the
+//!   day's paid totals read every 2 s (`services::routing`);
 //! - settings: every few seconds, the saved settings' version is read, and a change another
 //!   kami process saved is put in effect here too (see [`settings::reload_if_changed`]).
 
@@ -26,7 +28,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::services::{channel_admin, channel_calls, checks, refunds, retention, settings, stats};
+use crate::services::{
+    channel_admin, channel_calls, checks, refunds, retention, routing, settings, stats,
+};
 use crate::state::AppState;
 
 const TICK: Duration = Duration::from_millis(500);
@@ -53,6 +57,7 @@ pub fn spawn(state: Arc<AppState>, shutdown: watch::Receiver<bool>) -> Workers {
         spawn_payments(state.clone(), shutdown.clone()),
         spawn_housekeeping(state.clone(), shutdown.clone()),
         spawn_channel_sync(state.clone(), shutdown.clone()),
+        spawn_routing_sync(state.clone(), shutdown.clone()),
         spawn_settings(state.clone(), shutdown.clone()),
         alerts::spawn(state.clone(), shutdown.clone()),
         reconciliation::spawn(state.clone(), shutdown.clone()),
@@ -71,10 +76,12 @@ fn spawn_payments(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) -> 
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => {
                     channel_calls::flush(&state).await;
+                    routing::flush(&state).await;
                     return;
                 }
             }
             channel_calls::flush(&state).await;
+            routing::flush(&state).await;
             if let Err(e) = checks::check_payments_once(&state).await {
                 tracing::warn!("payment check worker: {e}");
             }
@@ -146,6 +153,22 @@ fn spawn_channel_sync(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>)
                 _ = shutdown.changed() => return,
             }
             channel_admin::sync(&state).await;
+        }
+    })
+}
+
+/// Routing state other processes wrote (health, the day's paid totals): read every
+/// [`routing::SYNC_INTERVAL`].
+fn spawn_routing_sync(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(routing::SYNC_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            routing::sync(&state).await;
         }
     })
 }

@@ -9,7 +9,11 @@
 //!   max(`silent_min_minutes`, the time its rate needs for `silent_expected_orders`);
 //! - `exception_order` (order number): firing while the order is in `exception`;
 //! - `low_stock` (product slug): firing while the product on sale has fewer keys (or manual
-//!   stock) than `console.low_stock_threshold`, as the dashboard shows it.
+//!   stock) than `console.low_stock_threshold`, as the dashboard shows it;
+//! - `notify_lag` (channel id): over the last 30 minutes, the median time from the gateway's
+//!   pay time to the notification of the channel's notified payments is above
+//!   `alerting.notify_lag_seconds` (judged from 3 payments; resolved when the median is back
+//!   under it, or when the channel had no notified payment in the window).
 //!
 //! Signals are written only where the finding differs from the condition's state, and the
 //! conditions de-duplicate anyway, so several processes may evaluate at once.
@@ -26,6 +30,9 @@ use crate::state::AppState;
 
 const HOUR_MS: i64 = 3_600_000;
 const WEEK_MS: i64 = 7 * 24 * HOUR_MS;
+/// The window `notify_lag` is judged over, and how many notified payments it needs.
+const LAG_WINDOW_MS: i64 = 30 * 60_000;
+const LAG_MIN_PAYMENTS: i64 = 3;
 /// Exception orders looked at per round (the oldest first); resolves are judged only when
 /// every exception order fits.
 const EXCEPTIONS_PER_ROUND: u32 = 1000;
@@ -70,6 +77,42 @@ pub fn judge_success_rate(
 
 fn round(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
+}
+
+/// `notify_lag` for one channel: `lags` are (lag in seconds, payments) of its notified
+/// payments in the window.
+pub fn judge_notify_lag(lags: &[(i64, i64)], cfg: &AlertingConfig) -> Verdict {
+    let total: i64 = lags.iter().map(|(_, n)| n).sum();
+    if total < LAG_MIN_PAYMENTS {
+        return Verdict::Unknown;
+    }
+    let mut sorted = lags.to_vec();
+    sorted.sort_unstable();
+    let mut seen = 0;
+    let mut median = 0;
+    for (lag, n) in &sorted {
+        seen += n;
+        if seen * 2 >= total {
+            median = *lag;
+            break;
+        }
+    }
+    let late = sorted
+        .iter()
+        .filter(|(lag, _)| *lag > i64::from(cfg.notify_lag_seconds))
+        .map(|(_, n)| n)
+        .sum::<i64>();
+    if median > i64::from(cfg.notify_lag_seconds) {
+        Verdict::Firing(json!({
+            "median_lag_seconds": median,
+            "threshold_seconds": cfg.notify_lag_seconds,
+            "late_payments": late,
+            "notified_payments": total,
+            "window_minutes": LAG_WINDOW_MS / 60_000,
+        }))
+    } else {
+        Verdict::Resolved
+    }
 }
 
 /// `silent_channel` for one channel that paid `paid_week` orders in the last 7 days, the
@@ -147,6 +190,7 @@ pub async fn evaluate_once(state: &AppState) -> Result<usize, StoreError> {
     out.extend(silence(state, now).await?);
     out.extend(exception_orders(state).await?);
     out.extend(low_stock(state).await?);
+    out.extend(notify_lag(state, now).await?);
     let n = out.len();
     state.store.emit_alerts(out, now).await?;
     Ok(n)
@@ -210,6 +254,26 @@ async fn silence(state: &AppState, now: Millis) -> Result<Vec<AlertSignal>, Stor
         .firing_alert_subjects(AlertEvent::SilentChannel)
         .await?;
     Ok(signals(AlertEvent::SilentChannel, verdicts, &firing, true))
+}
+
+async fn notify_lag(state: &AppState, now: Millis) -> Result<Vec<AlertSignal>, StoreError> {
+    let since = now - LAG_WINDOW_MS;
+    let rows = state.store.channel_measure_rows(since, since).await?;
+    let mut lags: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
+    for r in rows.found {
+        if let (true, Some(lag)) = (r.found_by == "notify", r.lag_s) {
+            lags.entry(r.channel).or_default().push((lag, r.payments));
+        }
+    }
+    let verdicts = lags
+        .into_iter()
+        .map(|(channel, l)| (channel, judge_notify_lag(&l, &state.config.alerting)))
+        .collect();
+    let firing = state
+        .store
+        .firing_alert_subjects(AlertEvent::NotifyLag)
+        .await?;
+    Ok(signals(AlertEvent::NotifyLag, verdicts, &firing, true))
 }
 
 async fn exception_orders(state: &AppState) -> Result<Vec<AlertSignal>, StoreError> {
@@ -330,6 +394,25 @@ mod tests {
             judge_silence(busy, last, last + 30 * 60_000, &cfg),
             Verdict::Firing(_)
         ));
+    }
+
+    #[test]
+    fn notify_lag_is_the_median_of_enough_payments() {
+        let cfg = AlertingConfig::default(); // 120 s
+        assert_eq!(judge_notify_lag(&[(900, 2)], &cfg), Verdict::Unknown);
+        // One very late payment among on-time ones is not a late channel.
+        assert_eq!(
+            judge_notify_lag(&[(2, 5), (3600, 1)], &cfg),
+            Verdict::Resolved
+        );
+        let Verdict::Firing(d) = judge_notify_lag(&[(1, 1), (300, 2), (400, 1)], &cfg) else {
+            panic!("a median of 300 s is late");
+        };
+        assert_eq!(d["median_lag_seconds"], 300);
+        assert_eq!(d["late_payments"], 3);
+        assert_eq!(d["notified_payments"], 4);
+        // The line itself is on time.
+        assert_eq!(judge_notify_lag(&[(120, 3)], &cfg), Verdict::Resolved);
     }
 
     #[test]

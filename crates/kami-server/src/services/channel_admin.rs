@@ -17,14 +17,14 @@
 
 use std::time::Duration;
 
-use kami_core::{ChannelId, Method, Millis};
+use kami_core::{ChannelId, ChannelLimits, Method, Millis};
 use kami_pay::{ChannelKind, TradeState};
 use kami_store::{Actor, ChannelRemoval, ChannelSecrets, ChannelSpec, StoreError, StoredChannel};
 use serde_json::{Map, Value};
 
 use super::stats::{self, ChannelStats, DayRange};
 use super::{ServiceError, ServiceResult};
-use crate::channels::{HealthState, Origin};
+use crate::channels::{HealthState, LaneView, Origin, ShadowTally};
 use crate::config::MAX_WEIGHT;
 use crate::state::AppState;
 
@@ -53,6 +53,13 @@ pub struct ChannelView {
     /// A stored channel that could not be built: why (it takes no orders).
     pub problem: Option<String>,
     pub health: HealthState,
+    /// `min_amount`, `max_amount`, `daily_limit`, and what it was paid today.
+    pub limits: ChannelLimits,
+    pub paid_today: i64,
+    /// Routing state per method (health, success rate, score) and, in shadow mode, how often
+    /// success-rate routing agreed with the channel routed first (per method).
+    pub lanes: Vec<LaneView>,
+    pub shadow: Vec<(Method, ShadowTally)>,
     /// Orders and create calls over the last [`HEALTH_DAYS`] days.
     pub stats: ChannelStats,
     /// Stored channels: the revision an edit starts from, and when it was made and changed.
@@ -234,9 +241,26 @@ fn parse_int(key: &str, v: &Value, min: i64, max: i64) -> ServiceResult<i64> {
 /// nothing unknown.
 fn apply(kind: ChannelKind, spec: &mut ChannelSpec, body: Map<String, Value>) -> ServiceResult<()> {
     let secrets = kind.secret_keys();
+    let mut limits = [
+        spec.limits.min_amount(),
+        spec.limits.max_amount(),
+        spec.limits.daily_limit(),
+    ];
     for (key, value) in body {
         let k = key.as_str();
         match k {
+            "min_amount" | "max_amount" | "daily_limit" => {
+                let slot = match k {
+                    "min_amount" => 0,
+                    "max_amount" => 1,
+                    _ => 2,
+                };
+                limits[slot] = match &value {
+                    Value::Null => None,
+                    Value::String(t) if t.trim().is_empty() => None,
+                    v => Some(parse_int(k, v, 1, i64::MAX)?),
+                };
+            }
             "id" => {
                 if value.as_str() != Some(spec.id.as_str()) {
                     return Err(invalid("id", "a channel's id cannot change"));
@@ -296,6 +320,8 @@ fn apply(kind: ChannelKind, spec: &mut ChannelSpec, body: Map<String, Value>) ->
             _ => return Err(invalid(k, "unknown key")),
         }
     }
+    spec.limits = ChannelLimits::new(limits[0], limits[1], limits[2])
+        .map_err(|e| invalid(e.key, e.message))?;
     Ok(())
 }
 
@@ -353,6 +379,7 @@ pub async fn create(
         priority: 0,
         weight: 1,
         enabled: true,
+        limits: ChannelLimits::default(),
         settings: Map::new(),
         secrets: ChannelSecrets::default(),
     };
@@ -497,7 +524,13 @@ pub async fn list(state: &AppState) -> ServiceResult<Vec<ChannelView>> {
             settings: Map::new(),
             keys_set: Vec::new(),
             problem: None,
-            health: state.channels.health(&id),
+            health: state.channels.health(&id, state.now_ms()),
+            limits: e.limits,
+            paid_today: state.channels.paid_today(&id),
+            lanes: state
+                .channels
+                .lanes(&id, e.channel.methods(), state.now_ms()),
+            shadow: shadow(state, e.channel.methods()),
             stats: stats_of(&stats, &id),
             revision: None,
             created_at: None,
@@ -546,13 +579,28 @@ fn view(
         settings: effective_settings(&s.kind, &s.settings),
         keys_set: s.secrets.names().map(str::to_owned).collect(),
         problem: problem.cloned(),
-        health: state.channels.health(&id),
+        health: state.channels.health(&id, state.now_ms()),
+        limits: s.limits,
+        paid_today: state.channels.paid_today(&id),
+        lanes: state.channels.lanes(&id, &s.methods, state.now_ms()),
+        shadow: shadow(state, &s.methods),
         stats: stats_of(stats, &id),
         revision: Some(row.revision),
         created_at: Some(row.created_at),
         updated_at: Some(row.updated_at),
         id,
     }
+}
+
+/// Shadow mode's agreement for these methods (empty in the other modes).
+fn shadow(state: &AppState, methods: &[Method]) -> Vec<(Method, ShadowTally)> {
+    if state.channels.policy().mode != kami_pay::routing::RoutingMode::Shadow {
+        return Vec::new();
+    }
+    methods
+        .iter()
+        .map(|m| (*m, state.channels.shadow_tally(*m)))
+        .collect()
 }
 
 async fn health_stats(state: &AppState) -> ServiceResult<Vec<ChannelStats>> {

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use kami_core::Method;
+use kami_pay::routing::HealthState as Health;
 use kami_store::{ChannelMeasureRows, StoreError};
 use serde::Serialize;
 
@@ -233,25 +234,22 @@ pub fn of_channel(all: &[ChannelMeasures], id: &str, methods: &[Method]) -> Chan
     c
 }
 
-/// Each channel's health per method for `kami_channel_health_state`, from the registry's
-/// circuit breaker: resting → down, failures since the last success → degraded.
+/// Each channel's health per method for `kami_channel_health_state`, from the router's
+/// state per (channel, method).
 pub fn health_samples(state: &AppState) -> Vec<HealthSample> {
+    let now = state.now_ms();
     let mut out = Vec::new();
     for e in state.channels.entries() {
         let id = e.id().as_str();
-        let h = state.channels.health(id);
-        let level = if h.resting_until.is_some() {
-            HealthLevel::Down
-        } else if h.failures > 0 {
-            HealthLevel::Degraded
-        } else {
-            HealthLevel::Healthy
-        };
-        for m in e.channel.methods() {
+        for lane in state.channels.lanes(id, e.channel.methods(), now) {
             out.push(HealthSample {
                 channel: id.to_owned(),
-                method: *m,
-                level,
+                method: lane.method,
+                level: match lane.state {
+                    Health::Healthy => HealthLevel::Healthy,
+                    Health::Degraded => HealthLevel::Degraded,
+                    Health::Down => HealthLevel::Down,
+                },
             });
         }
     }

@@ -1,19 +1,27 @@
-//! Placing an order: validate what the buyer asked for, reserve stock, and have the routed
-//! channel create the payment. On a channel failure the stock goes back at once and the
-//! channel's health records it. The JSON API and the product page's form both come here.
+//! Placing an order: validate what the buyer asked for, reserve stock, and have a routed
+//! channel create the payment — failing over to the next candidate when a create call errors
+//! or times out, within `[routing] create_budget_ms`, before the buyer gets an answer. Each
+//! attempt is a `payments` row with its own trade number (`attempts.rs` in the store), so a
+//! late payment of an abandoned attempt is still recognised. If no candidate could create
+//! it, the stock goes back at once with a note naming every channel tried and why. The JSON
+//! API and the product page's form both come here.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use std::time::{Duration, Instant};
+
 use kami_core::{
     CouponCode, CouponRefusal, Email, Method, Millis, Money, OrderNo, Quantity, SecretToken, Slug,
+    TradeNo,
 };
+use kami_pay::routing::{attribute, Attribution, Outcome};
 use kami_pay::{CreatePayment, Device, PayError, PaymentAction};
-use kami_store::{NewOrder, StoreError};
+use kami_store::{CreatedOrder, NewAttempt, NewOrder, RouteChoice, StoreError};
 
 use super::checks::FIRST_CHECK_MS;
 use super::{passwords, risk, ServiceError, ServiceResult};
-use crate::channels::Origin;
+use crate::channels::{Origin, Routed};
 use crate::i18n::Locale;
 use crate::state::AppState;
 use crate::time::stamp;
@@ -72,13 +80,16 @@ pub async fn place_order(state: &AppState, b: OrderInput) -> ServiceResult<Place
             format!("unknown payment method {:?}", b.method),
         )
     })?;
-    let routed = state.channels.route(method).ok_or_else(|| {
-        ServiceError::invalid(
+    let plan = state.channels.plan(method, state.now_ms());
+    let Some(first) = plan.candidates.first().cloned() else {
+        return Err(ServiceError::invalid(
             "unknown_method",
             format!("no payment channel serves {method}"),
-        )
-    })?;
-    let channel = routed.channel.clone();
+        ));
+    };
+    if let Some(sr) = &plan.shadow_first {
+        tracing::debug!(method = %method, routed = %first.entry.id(), success_rate = %sr, "shadow routing");
+    }
     let password_hash = match b.query_password {
         None => None,
         Some(p) => {
@@ -97,7 +108,7 @@ pub async fn place_order(state: &AppState, b: OrderInput) -> ServiceResult<Place
         quantity,
         email,
         method,
-        channel_id: channel.id().clone(),
+        channel_id: first.entry.id().clone(),
         access_token_hash: token.hash(),
         query_password_hash: password_hash,
         locale: b.locale.tag().to_owned(),
@@ -108,7 +119,16 @@ pub async fn place_order(state: &AppState, b: OrderInput) -> ServiceResult<Place
         pending_caps,
         fields: b.fields,
         coupon,
-        stored_channel: routed.origin == Origin::Stored,
+        stored_channel: first.entry.origin == Origin::Stored,
+        route: plan
+            .candidates
+            .iter()
+            .map(|r| RouteChoice {
+                channel_id: r.entry.id().clone(),
+                stored: r.entry.origin == Origin::Stored,
+                limits: r.limits,
+            })
+            .collect(),
     };
     let created = match state.store.create_order(new).await {
         Ok(c) => c,
@@ -116,79 +136,52 @@ pub async fn place_order(state: &AppState, b: OrderInput) -> ServiceResult<Place
             state.metrics.out_of_stock();
             return Err(StoreError::OutOfStock.into());
         }
+        Err(StoreError::NoChannelForAmount { amount }) => {
+            return Err(ServiceError::invalid(
+                "unknown_method",
+                format!(
+                    "no payment channel takes {method} payments of {amount} (their amount \
+                     limits or daily limits exclude it)"
+                ),
+            ));
+        }
         // Deleted by another process since this one last loaded the stored channels.
         Err(StoreError::ChannelGone) => {
             super::channel_admin::sync(state).await;
             return Err(ServiceError::ChannelUnavailable {
-                cause: format!("channel {} was deleted meanwhile", channel.id()),
+                cause: "the routed channel was deleted meanwhile".into(),
             });
         }
         // Now, not when this request began: a concurrent order may be the oldest one.
         Err(e) => return Err(risk::pending_refusal(e, state.now_ms())),
     };
     state.metrics.order_created();
-    state
-        .metrics
-        .channel_order_created(channel.id().as_str(), method);
 
-    let req = CreatePayment {
-        trade_no: created.order_no.clone(),
-        amount: created.amount,
-        subject: created.product_title.clone(),
-        method,
+    // The candidates whose limits admit the total, from the one the store chose.
+    let candidates: Vec<Routed> = plan
+        .candidates
+        .into_iter()
+        .filter(|r| r.limits.admits(created.amount.minor()))
+        .skip_while(|r| *r.entry.id() != created.channel_id)
+        .collect();
+    let call = Call {
         device: b.device,
-        notify_url: format!("{}/pay/notify/{}", state.public_url, channel.id()),
-        return_url: format!(
-            "{}/pay/return/{}?order_no={}",
-            state.public_url,
-            channel.id(),
-            created.order_no
-        ),
-        expires_at_ms: created.expires_at,
         user_agent: b.user_agent,
         client_ip: b.client_ip,
     };
-    let started = std::time::Instant::now();
-    let created_payment = channel.create(&req).await;
-    super::channel_calls::record_create(
+    let first_trade = TradeNo::first(&created.order_no);
+    let (channel_id, action) = create_with_failover(
         state,
-        channel.id().as_str(),
+        &created,
         method,
-        &created_payment,
-        started,
-    );
-    let action = match created_payment {
-        Ok(a) => {
-            state.channels.record_create(channel.id().as_str(), true);
-            a
-        }
-        Err(e) => {
-            // Only a channel that cannot be reached or answers garbage is unhealthy; a
-            // refusal of this one payment (a flavour not enabled, a parameter) is not, or any
-            // buyer could take a method down by asking for it three times.
-            if !matches!(e, PayError::Gateway { .. } | PayError::Unsupported(_)) {
-                state.channels.record_create(channel.id().as_str(), false);
-            }
-            tracing::warn!(
-                channel = %channel.id(),
-                order = %created.order_no,
-                "the channel could not create the payment: {e}"
-            );
-            // Give the stock back now rather than at expiry, saying why to the seller.
-            let note = format!("channel {} could not create the payment: {e}", channel.id());
-            if let Err(ce) = state
-                .store
-                .cancel_unpaid(&created.order_no, Some(note), state.now_ms())
-                .await
-            {
-                tracing::error!(order = %created.order_no, "cancel after channel failure: {ce}");
-            }
-            state.watch.changed(created.order_no.as_str());
-            return Err(ServiceError::ChannelUnavailable {
-                cause: format!("channel {}: {e}", channel.id()),
-            });
-        }
-    };
+        &candidates,
+        &call,
+        Some(first_trade),
+        true,
+    )
+    .await?;
+    // Counted on the channel that took it (after failover, not the first one tried).
+    state.metrics.channel_order_created(&channel_id, method);
     Ok(Placed {
         order_no: created.order_no,
         token,
@@ -196,10 +189,182 @@ pub async fn place_order(state: &AppState, b: OrderInput) -> ServiceResult<Place
         discount: created.discount,
         quantity: quantity.get(),
         expires_at: created.expires_at,
-        channel_id: channel.id().to_string(),
+        channel_id,
         method,
         action,
     })
+}
+
+/// What every create call of one checkout shares.
+pub(crate) struct Call {
+    pub device: Device,
+    pub user_agent: Option<String>,
+    pub client_ip: Option<IpAddr>,
+}
+
+/// A create call shorter than this is not worth starting.
+const MIN_ATTEMPT: Duration = Duration::from_millis(150);
+
+/// Try the candidates in order within the create budget; the first attempt uses the payment
+/// row already made for `created.channel_id` (`first_trade`), later ones add theirs. Returns
+/// the channel that created the payment and what the buyer does next. A buyer-caused refusal
+/// stops at once; when no candidate could create it, the error names every channel tried and
+/// why — and with `cancel_on_failure` the order is cancelled with that note (a new order's
+/// stock goes back at once; a method switch leaves the order to its deadline).
+pub(crate) async fn create_with_failover(
+    state: &AppState,
+    created: &CreatedOrder,
+    method: Method,
+    candidates: &[Routed],
+    call: &Call,
+    mut first_trade: Option<TradeNo>,
+    cancel_on_failure: bool,
+) -> ServiceResult<(String, PaymentAction)> {
+    let budget = Duration::from_millis(u64::from(state.config.routing.create_budget_ms));
+    let started = Instant::now();
+    let mut tried: Vec<String> = Vec::new();
+    for (i, r) in candidates.iter().enumerate() {
+        let channel = &r.entry.channel;
+        let id = channel.id().as_str();
+        let remaining = budget.saturating_sub(started.elapsed());
+        if remaining < MIN_ATTEMPT {
+            tried.push(format!(
+                "{id}: not tried, the {} ms budget was spent",
+                budget.as_millis()
+            ));
+            break;
+        }
+        if !state.channels.admit(id, method, state.now_ms()) {
+            continue; // went down meanwhile, or another order is its probe
+        }
+        let ready = if i == 0 && *channel.id() == created.channel_id {
+            first_trade.take()
+        } else {
+            None
+        };
+        let trade_no = if let Some(t) = ready {
+            t
+        } else {
+            let attempt = NewAttempt {
+                order_no: created.order_no.clone(),
+                channel_id: channel.id().clone(),
+                method,
+                stored_channel: r.entry.origin == Origin::Stored,
+                close_others: false,
+                now: state.now_ms(),
+                first_check_at: state.now_ms() + FIRST_CHECK_MS,
+            };
+            match state.store.add_attempt(attempt).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(order = %created.order_no, channel = id, "adding a payment attempt: {e}");
+                    tried.push(format!("{id}: not tried ({e})"));
+                    if matches!(e, StoreError::ChannelGone) {
+                        continue;
+                    }
+                    break;
+                }
+            }
+        };
+        // Leave the later candidates a third of what is left: one hung gateway cannot eat
+        // the whole budget.
+        let slice = if i + 1 < candidates.len() {
+            remaining * 2 / 3
+        } else {
+            remaining
+        };
+        let req = CreatePayment {
+            trade_no,
+            amount: created.amount,
+            subject: created.product_title.clone(),
+            method,
+            device: call.device,
+            notify_url: format!("{}/pay/notify/{id}", state.public_url),
+            return_url: format!(
+                "{}/pay/return/{id}?order_no={}",
+                state.public_url, created.order_no
+            ),
+            expires_at_ms: created.expires_at,
+            user_agent: call.user_agent.clone(),
+            client_ip: call.client_ip,
+        };
+        let call_started = Instant::now();
+        let result = match tokio::time::timeout(slice, channel.create(&req)).await {
+            Ok(r) => r,
+            Err(_) => Err(PayError::Transport(format!(
+                "timed out after {} ms",
+                slice.as_millis()
+            ))),
+        };
+        super::channel_calls::record_create(state, id, method, &result, call_started);
+        let latency_ms = i64::try_from(call_started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let e = match result {
+            Ok(action) => {
+                state
+                    .channels
+                    .record(id, method, &Outcome::Success { latency_ms }, state.now_ms());
+                if !tried.is_empty() {
+                    tracing::info!(order = %created.order_no, channel = id, method = %method, "failed over: {}", tried.join("; "));
+                }
+                return Ok((id.to_owned(), action));
+            }
+            Err(e) => e,
+        };
+        let code = gateway_code(&e);
+        match attribute(&e) {
+            // This payment's parameters: another channel would refuse it too, and the
+            // channel is not to blame (or any buyer could take a method down).
+            Attribution::Buyer => {
+                tracing::warn!(order = %created.order_no, channel = id, method = %method, gateway_code = code, "the channel refused this payment: {e}");
+                tried.push(format!("{id} ({method}): refused this payment: {e}"));
+                return Err(give_up(state, created, &tried, cancel_on_failure).await);
+            }
+            Attribution::Channel(outcome) => {
+                state.channels.record(id, method, &outcome, state.now_ms());
+                tracing::warn!(order = %created.order_no, channel = id, method = %method, gateway_code = code, "the channel could not create the payment: {e}");
+                tried.push(format!("{id} ({method}): {e}"));
+            }
+        }
+    }
+    if tried.is_empty() {
+        tried.push(format!("no channel for {method} was available"));
+    }
+    Err(give_up(state, created, &tried, cancel_on_failure).await)
+}
+
+/// The gateway's code of a failure, for the log (`-` when it gave none).
+fn gateway_code(e: &PayError) -> &str {
+    match e {
+        PayError::Gateway { code, .. } => code,
+        PayError::Transport(m) if m.contains("timed out") || m.contains("timeout") => "TIMEOUT",
+        PayError::Transport(_) => "UNREACHABLE",
+        PayError::BadResponseSignature => "BAD_RESPONSE_SIGNATURE",
+        PayError::Malformed(_) => "MALFORMED",
+        _ => "-",
+    }
+}
+
+/// Give the stock back now rather than at expiry (`cancel`), saying why to the seller.
+async fn give_up(
+    state: &AppState,
+    created: &CreatedOrder,
+    tried: &[String],
+    cancel: bool,
+) -> ServiceError {
+    let note = format!("no channel could create the payment: {}", tried.join("; "));
+    tracing::warn!(order = %created.order_no, "{note}");
+    if !cancel {
+        return ServiceError::ChannelUnavailable { cause: note };
+    }
+    if let Err(ce) = state
+        .store
+        .cancel_unpaid(&created.order_no, Some(note.clone()), state.now_ms())
+        .await
+    {
+        tracing::error!(order = %created.order_no, "cancel after channel failure: {ce}");
+    }
+    state.watch.changed(created.order_no.as_str());
+    ServiceError::ChannelUnavailable { cause: note }
 }
 
 /// Phones and in-app browsers get the wallet jump; everything else the QR code.

@@ -164,16 +164,17 @@ async fn reversal(state: &AppState, c: &PaymentCheck) -> Result<(), kami_store::
     state.store.reschedule_check(c.payment_id, None).await
 }
 
+/// This attempt's trade is closed (or given up on): close the attempt; the order expires
+/// with its newest attempt, the one the buyer was shown (a failover or a method switch
+/// leaves older ones).
 async fn expire(state: &AppState, c: &PaymentCheck) -> Result<(), kami_store::StoreError> {
     if state
         .store
-        .cancel_unpaid(&c.order_no, None, state.now_ms())
+        .close_attempt(c.payment_id, state.now_ms())
         .await?
     {
         state.metrics.order_expired();
         state.watch.changed(c.order_no.as_str());
-    } else {
-        state.store.reschedule_check(c.payment_id, None).await?;
     }
     Ok(())
 }

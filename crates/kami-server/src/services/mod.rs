@@ -35,8 +35,10 @@ pub mod recovery;
 pub mod refunds;
 pub mod retention;
 pub mod risk;
+pub mod routing;
 pub mod settings;
 pub mod stats;
+pub mod switch;
 pub mod totp;
 pub mod two_factor;
 

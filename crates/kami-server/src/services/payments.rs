@@ -118,6 +118,12 @@ pub async fn apply_verdict(
     found_by: FoundBy,
 ) -> Result<NotifyOutcome, StoreError> {
     let channel = event.channel_id.clone();
+    // A payment counts toward its channel's daily limit at once (the database's total is
+    // read again every few seconds).
+    let paid = match &verdict {
+        Verdict::Paid { amount, .. } => Some(amount.minor()),
+        _ => None,
+    };
     let Recorded { outcome, confirmed } = match state
         .store
         .record_payment_signal(event, verdict, found_by)
@@ -139,6 +145,17 @@ pub async fn apply_verdict(
         state
             .metrics
             .channel_order_paid(&channel, paid.method, found_by, lag);
+    }
+    if let Some(minor) = paid.filter(|_| {
+        matches!(
+            outcome,
+            NotifyOutcome::Delivered { .. }
+                | NotifyOutcome::AwaitingFulfilment { .. }
+                | NotifyOutcome::Exception { .. }
+                | NotifyOutcome::ConflictingPayment { .. }
+        )
+    }) {
+        state.channels.add_paid_today(&channel, minor);
     }
     if matches!(
         outcome,

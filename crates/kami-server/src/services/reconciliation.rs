@@ -10,7 +10,7 @@
 
 use kami_core::Millis;
 use kami_pay::{BillDay, PayError};
-use kami_store::{Actor, BatchFilter, ReconciliationBatch, ReconciliationItem};
+use kami_store::{Actor, BatchFilter, ItemKind, ReconciliationBatch, ReconciliationItem};
 use serde_json::{json, Value};
 
 use super::reconciliation_match::{match_bill, match_by_queries};
@@ -236,6 +236,15 @@ pub async fn run(
             return Err(e.into());
         }
     };
+    // Counted per run (a re-run that still finds a difference counts it again).
+    for (kind, n) in &batch.counts {
+        if let Some(k) = ItemKind::parse(kind).filter(|k| k.is_mismatch()) {
+            let n = u64::try_from(*n).unwrap_or(0);
+            state
+                .metrics
+                .reconciliation_mismatch(channel_id, k.as_str(), n);
+        }
+    }
     if batch.mismatches > 0 {
         tracing::warn!(channel = channel_id, day = %day_s, mismatches = batch.mismatches, "reconciliation found differences");
     }

@@ -159,7 +159,7 @@ fn ratio(n: i64, d: i64) -> Option<f64> {
 }
 
 /// The instant a local day starts, in unix ms.
-fn day_start(date: Date, tz: &TimeZone) -> ServiceResult<i64> {
+pub fn day_start(date: Date, tz: &TimeZone) -> ServiceResult<i64> {
     let z = date
         .to_zoned_datetime(tz.clone())
         .and_then(|z| z.start_of_day())

@@ -233,3 +233,71 @@ async fn channels_page_adds_edits_tests_and_deletes(backend: Backend) {
     );
 }
 both_backends!(channels_page_adds_edits_tests_and_deletes);
+
+/// The routing panel (its own partial): each channel's state per method and the mode; the
+/// channel form's amount limits, refused precisely when inconsistent.
+async fn channels_page_shows_routing_and_takes_limits(backend: Backend) {
+    let (app, _clock) = spawn(backend, "").await;
+    let mut b = Browser::signed_in(&app).await;
+    app.create_product("rt", 100, "auto").await;
+    app.import_keys("rt", 1).await;
+    app.order("rt", 1).await;
+    let p = b.get("/admin/channels?lang=en").await;
+    assert_eq!(p.status, 200);
+    assert!(p.body.contains("data-testid=\"routing\""), "{}", p.body);
+    assert!(p.body.contains("Mode: priority"), "{}", p.body);
+    assert!(
+        p.body
+            .contains("data-testid=\"lane-sandbox-sandbox\" data-state=\"healthy\""),
+        "{}",
+        p.body
+    );
+    assert!(p.body.contains("1 calls, 0 failed"), "{}", p.body);
+    let token = p.csrf();
+    let f = b.get("/admin/channels/new?kind=sandbox&lang=en").await;
+    for key in ["min_amount", "max_amount", "daily_limit"] {
+        assert!(f.body.contains(&format!("name=\"{key}\"")), "{key}");
+    }
+    let form = |max: &str| -> Vec<(String, String)> {
+        [
+            ("csrf", token.as_str()),
+            ("kind", "sandbox"),
+            ("id", "sb-limits"),
+            ("methods", "sandbox"),
+            ("priority", "0"),
+            ("weight", "1"),
+            ("enabled", "on"),
+            ("allow_sandbox", "on"),
+            ("secret", SANDBOX_SECRET),
+            ("min_amount", "500"),
+            ("max_amount", max),
+            ("daily_limit", ""),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+    };
+    let p = post(&mut b, "/admin/channels?lang=en", &form("100")).await;
+    assert_eq!(p.status, 422, "{}", p.body);
+    let error = p.testid("channel-error").unwrap();
+    assert!(
+        error.contains("max_amount") && error.contains("min_amount (500)"),
+        "{error}"
+    );
+    let p = post(&mut b, "/admin/channels", &form("5000")).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let row = &app.state.store.stored_channels().await.unwrap()[0];
+    assert_eq!(
+        (
+            row.spec.limits.min_amount(),
+            row.spec.limits.max_amount(),
+            row.spec.limits.daily_limit()
+        ),
+        (Some(500), Some(5000), None)
+    );
+    let edit = b.get("/admin/channels/sb-limits/edit?lang=en").await;
+    assert!(edit
+        .body
+        .contains("name=\"max_amount\" inputmode=\"numeric\" value=\"5000\""));
+}
+both_backends!(channels_page_shows_routing_and_takes_limits);

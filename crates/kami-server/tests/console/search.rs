@@ -179,6 +179,7 @@ async fn seed(app: &TestApp) -> (OrderNo, i64) {
                 fields: Default::default(),
                 coupon: None,
                 stored_channel: false,
+                route: Vec::new(),
             })
             .await
             .unwrap();

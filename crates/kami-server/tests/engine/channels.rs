@@ -278,9 +278,9 @@ async fn a_failed_create_tells_the_seller_which_channel_and_why(backend: Backend
     let note = expired[0]["note"].as_str().unwrap_or_default();
     assert!(
         note.starts_with(&format!(
-            "channel {channel} could not create the payment: gateway refused: "
+            "no channel could create the payment: {channel} (wxpay): gateway refused: SYSTEM_ERROR"
         )),
-        "names the channel and the gateway's answer: {note}"
+        "names each channel tried and the gateway's answer: {note}"
     );
 }
 both_backends!(a_failed_create_tells_the_seller_which_channel_and_why);

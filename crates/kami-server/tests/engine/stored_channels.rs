@@ -633,6 +633,7 @@ async fn an_order_on_a_deleted_channel_is_refused(backend: Backend) {
         fields: Default::default(),
         coupon: None,
         stored_channel: stored,
+        route: Vec::new(),
     };
     let r = app.state.store.create_order(order("gone", true)).await;
     assert!(matches!(r, Err(StoreError::ChannelGone)), "{r:?}");

@@ -11,6 +11,7 @@ use super::*;
 mod alerts;
 mod channels;
 mod risk;
+mod routing;
 mod security;
 mod smtp;
 

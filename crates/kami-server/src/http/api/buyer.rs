@@ -26,7 +26,7 @@ use crate::time::rfc3339;
 pub async fn products(State(state): State<Arc<AppState>>) -> ApiResult<impl IntoResponse> {
     let methods: Vec<&str> = state
         .channels
-        .methods()
+        .methods(state.now_ms())
         .into_iter()
         .map(Method::as_str)
         .collect();

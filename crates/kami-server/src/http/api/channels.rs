@@ -45,10 +45,45 @@ pub(crate) fn channel_json(c: &ChannelView) -> Value {
             "success_rate": s.success_rate(),
             "p95_ms": s.p95_ms,
         },
+        "min_amount": c.limits.min_amount(),
+        "max_amount": c.limits.max_amount(),
+        "daily_limit": c.limits.daily_limit(),
+        "paid_today": c.paid_today,
+        "routing": routing_json(c),
         "revision": c.revision,
         "created_at": c.created_at.map(rfc3339),
         "updated_at": c.updated_at.map(rfc3339),
     })
+}
+
+/// Per method: health state (with when it changed, its rest, the window's calls and
+/// failures, the last gateway code), success rate and score; in shadow mode, the agreement.
+fn routing_json(c: &ChannelView) -> Value {
+    let methods: Vec<Value> = c
+        .lanes
+        .iter()
+        .map(|l| {
+            let shadow = c
+                .shadow
+                .iter()
+                .find(|(m, _)| *m == l.method)
+                .map(|(_, t)| json!({ "decisions": t.decisions, "agreed": t.agreed }));
+            json!({
+                "method": l.method.as_str(),
+                "state": l.state.as_str(),
+                "since": rfc3339(l.since),
+                "rest_until": l.rest_until.map(rfc3339),
+                "calls": l.calls,
+                "failures": l.failures,
+                "last_code": l.last_code,
+                "success_rate": l.success_rate,
+                "volume": l.volume,
+                "score": l.score,
+                "shadow": shadow,
+            })
+        })
+        .collect();
+    json!({ "methods": methods })
 }
 
 /// The body as a JSON object: malformed JSON is `400 invalid_json`, anything but an object
@@ -83,7 +118,11 @@ pub async fn list(
         .iter()
         .map(channel_json)
         .collect();
-    Ok(Json(json!({ "channels": list })))
+    let policy = state.channels.policy();
+    Ok(Json(json!({
+        "channels": list,
+        "routing": { "mode": policy.mode.as_str(), "exploration": policy.exploration },
+    })))
 }
 
 /// `GET /api/v1/admin/channels/{id}`.

@@ -15,6 +15,7 @@ mod reconciliations;
 mod seller;
 mod settings;
 mod stats;
+mod switch;
 
 pub(crate) use admin::import_stream;
 pub(crate) use admin_audit::csv_attachment;
@@ -33,6 +34,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/products", get(buyer::products))
         .route("/api/v1/orders", post(buyer::create_order))
         .route("/api/v1/orders/{order_no}", get(buyer::get_order))
+        .route("/api/v1/orders/{order_no}/switch", post(switch::switch))
         .route(
             "/api/v1/admin/products",
             get(seller::list_products).post(admin::create_product),

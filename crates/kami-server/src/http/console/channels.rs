@@ -1,5 +1,6 @@
-//! `/admin/channels`: every payment channel with its live health (circuit breaker, success
-//! rate and create-call p95 of the last days), the configuration file's read-only; adding a
+//! `/admin/channels`: every payment channel with its live health (routing state per method in
+//! its own partial, `console/channel_routing.html`; success rate and create-call p95 of the
+//! last days), the configuration file's read-only; adding a
 //! channel of a kind (`/admin/channels/new?kind=...`), editing one, turning it on or off,
 //! deleting it (archived instead while payments point at it), and the test button. Forms
 //! become the same service calls as the JSON API (`services::channel_admin`).
@@ -47,9 +48,48 @@ pub(super) fn percent(rate: Option<f64>) -> Option<String> {
     rate.map(|r| format!("{:.1}", r * 100.0))
 }
 
+/// Per method: health, window, success rate, shadow agreement (the routing partial).
+fn lanes_ctx(c: &ChannelView) -> Vec<Value> {
+    c.lanes
+        .iter()
+        .map(|l| {
+            let shadow = c
+                .shadow
+                .iter()
+                .find(|(m, _)| *m == l.method)
+                .map(|(_, t)| context! { agreed => t.agreed, decisions => t.decisions });
+            context! {
+                method => l.method.as_str(),
+                state => l.state.as_str(),
+                rest_until => l.rest_until.map(rfc3339),
+                last_code => l.last_code.as_deref(),
+                calls => l.calls,
+                failures => l.failures,
+                success => percent(l.success_rate),
+                volume => l.volume,
+                shadow => shadow,
+            }
+        })
+        .collect()
+}
+
+/// `min–max, daily limit (paid today)` in minor units, `–` for none.
+fn limits_text(c: &ChannelView) -> String {
+    let n = |v: Option<i64>| v.map_or_else(|| "–".to_owned(), |v| v.to_string());
+    format!(
+        "{}–{}, {} ({})",
+        n(c.limits.min_amount()),
+        n(c.limits.max_amount()),
+        n(c.limits.daily_limit()),
+        c.paid_today
+    )
+}
+
 fn row_ctx(c: &ChannelView) -> Value {
     let methods: Vec<&str> = c.methods.iter().map(|m| m.as_str()).collect();
     context! {
+        lanes => lanes_ctx(c),
+        limits => limits_text(c),
         id => c.id.as_str(),
         kind => c.kind.as_str(),
         source => c.origin.as_str(),
@@ -100,8 +140,15 @@ async fn list_page(
         "console/channels.html",
         "channels",
         context! {
-            channels => rows, kinds => kinds, test => test, error => error, days => HEALTH_DAYS,
-            measures => measures, measure_failures => measure_failures,
+            channels => rows,
+            kinds => kinds,
+            test => test,
+            error => error,
+            days => HEALTH_DAYS,
+            routing_mode => state.channels.policy().mode.as_str(),
+            shadow => state.channels.policy().mode == kami_pay::routing::RoutingMode::Shadow,
+            measures => measures,
+            measure_failures => measure_failures,
         },
     )
 }
@@ -139,6 +186,27 @@ impl FormValues {
         let mut text = vec![
             ("priority".to_owned(), c.priority.to_string()),
             ("weight".to_owned(), c.weight.to_string()),
+            (
+                "min_amount".to_owned(),
+                c.limits
+                    .min_amount()
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
+            ),
+            (
+                "max_amount".to_owned(),
+                c.limits
+                    .max_amount()
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
+            ),
+            (
+                "daily_limit".to_owned(),
+                c.limits
+                    .daily_limit()
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
+            ),
             (
                 "enabled".to_owned(),
                 if c.enabled { "on" } else { "" }.to_owned(),
@@ -192,6 +260,9 @@ fn form_page(
         id => field(&values.text, "id"),
         priority => field(&values.text, "priority"),
         weight => field(&values.text, "weight"),
+        min_amount => field(&values.text, "min_amount"),
+        max_amount => field(&values.text, "max_amount"),
+        daily_limit => field(&values.text, "daily_limit"),
         enabled => !field(&values.text, "enabled").is_empty(),
     };
     render(
@@ -279,6 +350,15 @@ fn form_body(kind: ChannelKind, fields: &[(String, String)], creating: bool) -> 
         let v = field(fields, key).trim();
         if !v.is_empty() {
             body.insert(key.into(), Json::String(v.to_owned()));
+        }
+    }
+    // Blank limits are none (removed when editing).
+    for key in ["min_amount", "max_amount", "daily_limit"] {
+        let v = field(fields, key).trim();
+        if !v.is_empty() {
+            body.insert(key.into(), Json::String(v.to_owned()));
+        } else if !creating {
+            body.insert(key.into(), Json::Null);
         }
     }
     body.insert(

@@ -5,6 +5,7 @@
 
 mod pages;
 pub mod request;
+mod switch;
 
 use std::sync::Arc;
 
@@ -25,6 +26,10 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route(
             "/orders/{order_no}/check",
             axum::routing::post(pages::check_payment),
+        )
+        .route(
+            "/orders/{order_no}/switch",
+            axum::routing::post(switch::switch_method),
         )
         .route("/lookup", get(pages::lookup_form).post(pages::lookup))
         .route("/assets/{*path}", get(asset))

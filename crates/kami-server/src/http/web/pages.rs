@@ -108,16 +108,16 @@ pub fn message(
     )
 }
 
-fn not_found(state: &AppState, ctx: &Ctx) -> Response {
+pub(super) fn not_found(state: &AppState, ctx: &Ctx) -> Response {
     refused(state, ctx, StatusCode::NOT_FOUND, "not_found")
 }
 
 /// The message page for a request that is not served (`kind` names the message).
-fn refused(state: &AppState, ctx: &Ctx, status: StatusCode, kind: &str) -> Response {
+pub(super) fn refused(state: &AppState, ctx: &Ctx, status: StatusCode, kind: &str) -> Response {
     message(state, ctx, status, kind, context! {})
 }
 
-fn internal(state: &AppState, ctx: &Ctx, cause: impl std::fmt::Display) -> Response {
+pub(super) fn internal(state: &AppState, ctx: &Ctx, cause: impl std::fmt::Display) -> Response {
     tracing::error!("page: {cause}");
     message(
         state,
@@ -193,7 +193,7 @@ struct MethodView {
 }
 
 fn method_views(state: &AppState, ctx: &Ctx, chosen: Option<&str>) -> Vec<MethodView> {
-    let methods = state.channels.methods();
+    let methods = state.channels.methods(state.now_ms());
     let first_ok = methods
         .iter()
         .find(|m| !ctx.in_app.is_some_and(|a| a.blocks(**m)))
@@ -514,10 +514,12 @@ pub struct OrderQuery {
     /// The buyer's "I have paid" just asked the channel (`1`), or was pressed again too soon
     /// (`wait`).
     checked: Option<String>,
+    /// A method switch failed (`failed`).
+    switch: Option<String>,
 }
 
 /// Read an order and whether the presented (or remembered) token opens it in full.
-async fn open_order(
+pub(super) async fn open_order(
     state: &AppState,
     ctx: &Ctx,
     order_no: &str,
@@ -588,6 +590,12 @@ pub async fn order(
             Some("wait") => Some("wait"),
             _ => None,
         };
+        view.switch_failed = q.switch.as_deref() == Some("failed");
+        // Not the methods this in-app browser cannot pay with.
+        if let Some(app) = ctx.in_app {
+            view.switch_methods
+                .retain(|m| Method::parse(m).is_ok_and(|m| !app.blocks(m)));
+        }
     }
     let name = if q.fragment == Some(1) {
         "order_body.html"
@@ -644,6 +652,9 @@ struct OrderView {
     email_masked: String,
     /// What the last "I have paid" did: `asked` or `wait`.
     checked: Option<&'static str>,
+    /// Pending, with the token: the other methods the buyer may switch to.
+    switch_methods: Vec<&'static str>,
+    switch_failed: bool,
 }
 
 #[derive(Serialize)]
@@ -704,6 +715,19 @@ fn order_view(state: &AppState, o: &Order, token: Option<&str>, mail: &'static s
         mail,
         email_masked: mask_email(o.email.as_str()),
         checked: None,
+        switch_methods: if full && pending {
+            let now = state.now_ms();
+            state
+                .channels
+                .methods(now)
+                .into_iter()
+                .filter(|m| *m != o.method)
+                .map(Method::as_str)
+                .collect()
+        } else {
+            Vec::new()
+        },
+        switch_failed: false,
     }
 }
 

@@ -1,0 +1,152 @@
+//! Payment attempts: an order has one `payments` row per trade it sent to a channel. The
+//! first is made with the order (`orders::create_order`); a failover to another channel or
+//! the buyer's switch of method adds one with its own trade number ([`TradeNo::attempt`],
+//! chosen here under the order's row lock), and the order's `channel_id` (and `method`)
+//! follow the newest attempt — a plain column update, not a status change. Every trade
+//! number maps back to its order through this table only.
+
+use kami_core::{
+    ChannelId, Method, Millis, OrderNo, OrderStatus, PaymentEvent, PaymentStatus, TradeNo,
+};
+
+use crate::db::Tx;
+use crate::error::{Result, StoreError};
+use crate::orders::expire_locked;
+use crate::params;
+use crate::transitions::{apply_payment_event, close_open_payments, LockedOrder, LockedPayment};
+
+/// A new attempt for a pending order.
+#[derive(Debug, Clone)]
+pub struct NewAttempt {
+    pub order_no: OrderNo,
+    pub channel_id: ChannelId,
+    pub method: Method,
+    /// `channel_id` is a stored channel: the attempt requires its row (see `NewOrder`).
+    pub stored_channel: bool,
+    /// The buyer switched method: the open attempts were closed at their channels first and
+    /// are closed here too. A failover leaves them open: their trades may exist at the
+    /// gateway (a timeout), so they are still checked and closed at the deadline.
+    pub close_others: bool,
+    pub now: Millis,
+    pub first_check_at: Millis,
+}
+
+/// Add an attempt; returns its trade number. The order must be pending
+/// ([`StoreError::InvalidStatus`] otherwise, nothing changed).
+pub(crate) fn add_attempt(tx: &mut dyn Tx, a: &NewAttempt) -> Result<TradeNo> {
+    if a.stored_channel {
+        crate::stored_channels::hold_for_order(tx, &a.channel_id)?;
+    }
+    let o = tx
+        .query_opt(
+            "SELECT id, status, amount, currency FROM orders WHERE order_no = $1 FOR UPDATE",
+            params![a.order_no.as_str()],
+        )?
+        .ok_or(StoreError::OrderNotFound)?;
+    let (order_id, status): (i64, OrderStatus) = (o.get("id")?, o.get("status")?);
+    if status != OrderStatus::Pending {
+        return Err(StoreError::InvalidStatus(format!(
+            "the order is {}, not pending",
+            status.as_str()
+        )));
+    }
+    let n: i64 = tx
+        .query_one(
+            "SELECT COUNT(*) AS n FROM payments WHERE order_id = $1",
+            params![order_id],
+        )?
+        .get("n")?;
+    let trade_no = u32::try_from(n + 1)
+        .ok()
+        .and_then(|n| TradeNo::attempt(&a.order_no, n))
+        .ok_or_else(|| {
+            StoreError::InvalidInput("too many payment attempts for this order".into())
+        })?;
+    if a.close_others {
+        close_open_payments(tx, order_id)?;
+    }
+    tx.exec(
+        "INSERT INTO payments (order_id, channel_id, trade_no, amount, currency, status, created_at, next_check_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        params![
+            order_id,
+            a.channel_id.as_str(),
+            trade_no.as_str(),
+            o.get::<i64>("amount")?,
+            o.get::<String>("currency")?,
+            PaymentStatus::Created,
+            a.now,
+            a.first_check_at
+        ],
+    )?;
+    tx.exec(
+        "UPDATE orders SET channel_id = $2, method = $3, pay_action = NULL, pay_target = NULL WHERE id = $1",
+        params![order_id, a.channel_id.as_str(), a.method.as_str()],
+    )?;
+    Ok(trade_no)
+}
+
+/// The trade of one attempt was closed at its channel after the order's deadline: close the
+/// attempt, and expire the order when it was the newest attempt or the last open one. True
+/// when the order expired.
+pub(crate) fn close_attempt(tx: &mut dyn Tx, payment_id: i64, now: Millis) -> Result<bool> {
+    let Some(o) = tx.query_opt(
+        "SELECT o.id, o.order_no, o.status, o.product_id, o.quantity FROM orders o \
+         JOIN payments p ON p.order_id = o.id WHERE p.id = $1 FOR UPDATE OF o",
+        params![payment_id],
+    )?
+    else {
+        return Ok(false);
+    };
+    let order = LockedOrder::from_row(&o)?;
+    if let Some(p) = tx.query_opt(
+        "SELECT id, status FROM payments WHERE id = $1 AND status = $2 FOR UPDATE",
+        params![payment_id, PaymentStatus::Created],
+    )? {
+        apply_payment_event(
+            tx,
+            LockedPayment::from_row(&p)?,
+            PaymentEvent::Closed,
+            now,
+            None,
+        )?;
+    }
+    if order.status != OrderStatus::Pending {
+        return Ok(false);
+    }
+    // The newest attempt is the one the buyer was shown (earlier ones failed to create or
+    // were switched away from): once it is closed the order expires, and the others are
+    // closed with it (a late payment of one still lands on the late-payment path).
+    let r = tx.query_one(
+        "SELECT MAX(id) AS newest, SUM(CASE WHEN status = $2 THEN 1 ELSE 0 END) AS open \
+         FROM payments WHERE order_id = $1",
+        params![order.id, PaymentStatus::Created],
+    )?;
+    let (newest, open): (Option<i64>, Option<i64>) = (r.get("newest")?, r.get("open")?);
+    if newest != Some(payment_id) && open.unwrap_or(0) > 0 {
+        return Ok(false);
+    }
+    expire_locked(
+        tx,
+        &order,
+        o.get("product_id")?,
+        o.get("quantity")?,
+        None,
+        now,
+    )?;
+    Ok(true)
+}
+
+impl crate::Store {
+    /// Add a payment attempt to a pending order (failover, method switch); its trade number.
+    pub async fn add_attempt(&self, attempt: NewAttempt) -> Result<TradeNo> {
+        self.write(move |tx| add_attempt(tx, &attempt)).await
+    }
+
+    /// An attempt's trade was closed at its channel after the deadline: close it, and expire
+    /// the order when it was the last one open. True when the order expired.
+    pub async fn close_attempt(&self, payment_id: i64, now: Millis) -> Result<bool> {
+        self.write(move |tx| close_attempt(tx, payment_id, now))
+            .await
+    }
+}
