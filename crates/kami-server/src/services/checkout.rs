@@ -170,7 +170,7 @@ pub async fn place_order(state: &AppState, b: OrderInput) -> ServiceResult<Place
         client_ip: b.client_ip,
     };
     let first_trade = TradeNo::first(&created.order_no);
-    let (channel_id, action) = create_with_failover(
+    let attempt = create_with_failover(
         state,
         &created,
         method,
@@ -179,9 +179,15 @@ pub async fn place_order(state: &AppState, b: OrderInput) -> ServiceResult<Place
         Some(first_trade),
         true,
     )
-    .await?;
-    // Counted on the channel that took it (after failover, not the first one tried).
-    state.metrics.channel_order_created(&channel_id, method);
+    .await;
+    // Counted where the order ends up, as the orders table has it: on the channel that took
+    // it after failover, or on the first one routed when none could.
+    let counted = match &attempt {
+        Ok((channel_id, _)) => channel_id.as_str(),
+        Err(_) => created.channel_id.as_str(),
+    };
+    state.metrics.channel_order_created(counted, method);
+    let (channel_id, action) = attempt?;
     Ok(Placed {
         order_no: created.order_no,
         token,
