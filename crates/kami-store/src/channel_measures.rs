@@ -10,6 +10,7 @@ use kami_core::Millis;
 
 use crate::db::Tx;
 use crate::error::Result;
+use crate::explain::{self, Explained};
 use crate::params;
 use crate::Store;
 
@@ -110,6 +111,27 @@ pub struct ChannelMeasureRows {
     pub failures: Vec<MeasureFailureRow>,
 }
 
+/// The payments confirmed since `since`, by channel, method, how they were found and lag.
+fn found_rows(
+    tx: &mut dyn Tx,
+    since: Millis,
+    recent_since: Millis,
+) -> Result<Vec<MeasureFoundRow>> {
+    tx.query(found_sql!(), params![since, recent_since])?
+        .iter()
+        .map(|r| {
+            Ok(MeasureFoundRow {
+                channel: r.get("channel_id")?,
+                method: r.get("method")?,
+                found_by: r.get("found_by")?,
+                recent: r.get::<i64>("recent")? == 1,
+                lag_s: r.get("lag_s")?,
+                payments: r.get("n")?,
+            })
+        })
+        .collect()
+}
+
 fn rows(tx: &mut dyn Tx, since: Millis, recent_since: Millis) -> Result<ChannelMeasureRows> {
     let p = params![since, recent_since];
     let calls = tx
@@ -139,20 +161,7 @@ fn rows(tx: &mut dyn Tx, since: Millis, recent_since: Millis) -> Result<ChannelM
             })
         })
         .collect::<Result<_>>()?;
-    let found = tx
-        .query(found_sql!(), p)?
-        .iter()
-        .map(|r| {
-            Ok(MeasureFoundRow {
-                channel: r.get("channel_id")?,
-                method: r.get("method")?,
-                found_by: r.get("found_by")?,
-                recent: r.get::<i64>("recent")? == 1,
-                lag_s: r.get("lag_s")?,
-                payments: r.get("n")?,
-            })
-        })
-        .collect::<Result<_>>()?;
+    let found = found_rows(tx, since, recent_since)?;
     let failures = tx
         .query(failures_sql!(), p)?
         .iter()
@@ -173,41 +182,31 @@ fn rows(tx: &mut dyn Tx, since: Millis, recent_since: Millis) -> Result<ChannelM
     })
 }
 
-/// The plan of each query, by name; on PostgreSQL with sequential scans off, so the plan
-/// shows whether an index *can* serve the query whatever the table's size.
+/// The plan of each query, by name (see [`crate::explain`]).
 fn plans(tx: &mut dyn Tx, since: Millis, recent: Millis) -> Result<Vec<(&'static str, String)>> {
-    let (column, queries): (&str, [(&'static str, &'static str); 4]) = if tx.is_postgres() {
-        tx.exec("SET LOCAL enable_seqscan = off", params![])?;
+    let queries: [Explained; 4] = [
         (
-            "QUERY PLAN",
-            [
-                ("calls", concat!("EXPLAIN ", calls_sql!())),
-                ("orders", concat!("EXPLAIN ", orders_sql!())),
-                ("found", concat!("EXPLAIN ", found_sql!())),
-                ("failures", concat!("EXPLAIN ", failures_sql!())),
-            ],
-        )
-    } else {
+            "calls",
+            concat!("EXPLAIN ", calls_sql!()),
+            concat!("EXPLAIN QUERY PLAN ", calls_sql!()),
+        ),
         (
-            "detail",
-            [
-                ("calls", concat!("EXPLAIN QUERY PLAN ", calls_sql!())),
-                ("orders", concat!("EXPLAIN QUERY PLAN ", orders_sql!())),
-                ("found", concat!("EXPLAIN QUERY PLAN ", found_sql!())),
-                ("failures", concat!("EXPLAIN QUERY PLAN ", failures_sql!())),
-            ],
-        )
-    };
-    let mut out = Vec::new();
-    for (name, sql) in queries {
-        let lines = tx
-            .query(sql, params![since, recent])?
-            .iter()
-            .map(|r| r.get::<String>(column))
-            .collect::<Result<Vec<_>>>()?;
-        out.push((name, lines.join("\n")));
-    }
-    Ok(out)
+            "orders",
+            concat!("EXPLAIN ", orders_sql!()),
+            concat!("EXPLAIN QUERY PLAN ", orders_sql!()),
+        ),
+        (
+            "found",
+            concat!("EXPLAIN ", found_sql!()),
+            concat!("EXPLAIN QUERY PLAN ", found_sql!()),
+        ),
+        (
+            "failures",
+            concat!("EXPLAIN ", failures_sql!()),
+            concat!("EXPLAIN QUERY PLAN ", failures_sql!()),
+        ),
+    ];
+    explain::plans(tx, &queries, since, recent)
 }
 
 impl Store {
@@ -219,6 +218,12 @@ impl Store {
         recent_since: Millis,
     ) -> Result<ChannelMeasureRows> {
         self.read(move |tx| rows(tx, since, recent_since)).await
+    }
+
+    /// Only the confirmed payments of [`Store::channel_measure_rows`] (the notify-lag alert
+    /// needs no more).
+    pub async fn channel_found_rows(&self, since: Millis) -> Result<Vec<MeasureFoundRow>> {
+        self.read(move |tx| found_rows(tx, since, since)).await
     }
 
     /// The query plans of [`Store::channel_measure_rows`] (tests: each is an index scan).

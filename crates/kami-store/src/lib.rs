@@ -26,6 +26,7 @@ mod checks;
 mod coupons;
 pub mod db;
 mod error;
+mod explain;
 mod fulfilment;
 mod keyfiles;
 mod keylock;

@@ -9,6 +9,7 @@ use kami_core::Millis;
 
 use crate::db::Tx;
 use crate::error::Result;
+use crate::explain::{self, Explained};
 use crate::params;
 use crate::Store;
 
@@ -211,42 +212,31 @@ fn rows(tx: &mut dyn Tx, from: Millis, to: Millis) -> Result<StatsRows> {
 }
 
 /// The text of the plan of each stats query, by name (`created`, `paid`, `refunded`,
-/// `calls`). On PostgreSQL sequential scans are switched off for the transaction, so the plan
-/// shows whether an index *can* serve the query whatever the table's size.
+/// `calls`; see [`crate::explain`]).
 fn plans(tx: &mut dyn Tx, from: Millis, to: Millis) -> Result<Vec<(&'static str, String)>> {
-    let postgres = tx.is_postgres();
-    let (column, queries): (&str, [(&'static str, &'static str); 4]) = if postgres {
-        tx.exec("SET LOCAL enable_seqscan = off", params![])?;
+    let queries: [Explained; 4] = [
         (
-            "QUERY PLAN",
-            [
-                ("created", concat!("EXPLAIN ", created_sql!())),
-                ("paid", concat!("EXPLAIN ", paid_sql!())),
-                ("refunded", concat!("EXPLAIN ", refunded_sql!())),
-                ("calls", concat!("EXPLAIN ", calls_sql!())),
-            ],
-        )
-    } else {
+            "created",
+            concat!("EXPLAIN ", created_sql!()),
+            concat!("EXPLAIN QUERY PLAN ", created_sql!()),
+        ),
         (
-            "detail",
-            [
-                ("created", concat!("EXPLAIN QUERY PLAN ", created_sql!())),
-                ("paid", concat!("EXPLAIN QUERY PLAN ", paid_sql!())),
-                ("refunded", concat!("EXPLAIN QUERY PLAN ", refunded_sql!())),
-                ("calls", concat!("EXPLAIN QUERY PLAN ", calls_sql!())),
-            ],
-        )
-    };
-    let mut out = Vec::new();
-    for (name, sql) in queries {
-        let lines = tx
-            .query(sql, params![from, to])?
-            .iter()
-            .map(|r| r.get::<String>(column))
-            .collect::<Result<Vec<_>>>()?;
-        out.push((name, lines.join("\n")));
-    }
-    Ok(out)
+            "paid",
+            concat!("EXPLAIN ", paid_sql!()),
+            concat!("EXPLAIN QUERY PLAN ", paid_sql!()),
+        ),
+        (
+            "refunded",
+            concat!("EXPLAIN ", refunded_sql!()),
+            concat!("EXPLAIN QUERY PLAN ", refunded_sql!()),
+        ),
+        (
+            "calls",
+            concat!("EXPLAIN ", calls_sql!()),
+            concat!("EXPLAIN QUERY PLAN ", calls_sql!()),
+        ),
+    ];
+    explain::plans(tx, &queries, from, to)
 }
 
 impl Store {

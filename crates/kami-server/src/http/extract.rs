@@ -259,6 +259,30 @@ pub fn parse_json_fields<T: DeserializeOwned>(
         .map_err(|e| ApiError::unprocessable("invalid_field", format!("request body: {e}")))
 }
 
+/// A JSON body (checked by [`require_json`]) that must be an object of keys, for bodies that
+/// may hold a secret and so are never echoed: malformed JSON is `400 invalid_json` (only its
+/// position is told), anything but an object `422 {code}` with `message`.
+pub fn json_object(
+    headers: &HeaderMap,
+    body: &[u8],
+    code: &'static str,
+    message: &'static str,
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    require_json(headers)?;
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::unprocessable(code, message)),
+        Err(e) => Err(ApiError::bad_request(
+            "invalid_json",
+            format!(
+                "request body is not JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
+        )),
+    }
+}
+
 /// The bearer token of a request, from `Authorization: Bearer ...`.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;

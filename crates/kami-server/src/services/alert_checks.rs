@@ -258,9 +258,8 @@ async fn silence(state: &AppState, now: Millis) -> Result<Vec<AlertSignal>, Stor
 
 async fn notify_lag(state: &AppState, now: Millis) -> Result<Vec<AlertSignal>, StoreError> {
     let since = now - LAG_WINDOW_MS;
-    let rows = state.store.channel_measure_rows(since, since).await?;
     let mut lags: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
-    for r in rows.found {
+    for r in state.store.channel_found_rows(since).await? {
         if let (true, Some(lag)) = (r.found_by == "notify", r.lag_s) {
             lags.entry(r.channel).or_default().push((lag, r.payments));
         }

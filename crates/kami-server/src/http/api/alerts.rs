@@ -12,8 +12,8 @@ use kami_store::{AlertCondition, DeliveryRecord};
 use serde_json::{json, Map, Value};
 
 use super::seller::actor;
-use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{require_json, AdminAuth, AppBytes, ClientIp};
+use crate::http::error::ApiResult;
+use crate::http::extract::{json_object, AdminAuth, AppBytes, ClientIp};
 use crate::services::alert_admin::{self, TargetView};
 use crate::state::AppState;
 use crate::time::rfc3339;
@@ -64,22 +64,12 @@ fn delivery_json(d: &DeliveryRecord) -> Value {
 /// The body as a JSON object: malformed JSON is `400 invalid_json`, anything else `422`.
 /// Never echoed: it may hold a secret.
 fn body(headers: &HeaderMap, bytes: &[u8]) -> ApiResult<Map<String, Value>> {
-    require_json(headers)?;
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::unprocessable(
-            "invalid_alert_target",
-            "the body must be a JSON object of the target's keys",
-        )),
-        Err(e) => Err(ApiError::bad_request(
-            "invalid_json",
-            format!(
-                "request body is not JSON (line {}, column {})",
-                e.line(),
-                e.column()
-            ),
-        )),
-    }
+    json_object(
+        headers,
+        bytes,
+        "invalid_alert_target",
+        "the body must be a JSON object of the target's keys",
+    )
 }
 
 /// `GET /api/v1/admin/alerts/targets`: the configuration's (read-only), then the stored ones.

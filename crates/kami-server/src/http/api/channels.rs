@@ -12,8 +12,8 @@ use kami_store::ChannelRemoval;
 use serde_json::{json, Map, Value};
 
 use super::seller::actor;
-use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{require_json, AdminAuth, AppBytes, ClientIp};
+use crate::http::error::ApiResult;
+use crate::http::extract::{json_object, AdminAuth, AppBytes, ClientIp};
 use crate::services::channel_admin::{self, ChannelView, HEALTH_DAYS};
 use crate::services::channel_measures;
 use crate::state::AppState;
@@ -89,22 +89,12 @@ fn routing_json(c: &ChannelView) -> Value {
 /// The body as a JSON object: malformed JSON is `400 invalid_json`, anything but an object
 /// `422 invalid_channel`. Never echoed: it may hold key material.
 fn body(headers: &HeaderMap, bytes: &[u8]) -> ApiResult<Map<String, Value>> {
-    require_json(headers)?;
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::unprocessable(
-            "invalid_channel",
-            "the body must be a JSON object of the channel's keys",
-        )),
-        Err(e) => Err(ApiError::bad_request(
-            "invalid_json",
-            format!(
-                "request body is not JSON (line {}, column {})",
-                e.line(),
-                e.column()
-            ),
-        )),
-    }
+    json_object(
+        headers,
+        bytes,
+        "invalid_channel",
+        "the body must be a JSON object of the channel's keys",
+    )
 }
 
 /// `GET /api/v1/admin/channels`: the configuration file's channels (read-only), then the
