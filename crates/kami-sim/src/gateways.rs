@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kami_core::{ChannelId, IdError, Method};
+use kami_core::{ChannelId, IdError, Method, SharedClock};
 use kami_pay::alipay::{AlipayConfig, AlipayMode, AlipaySignType};
 use kami_pay::crypto::{KeyError, RsaSigner};
 use kami_pay::epay::{EpayConfig, EpayCredentials, EpayFlow};
@@ -81,12 +81,19 @@ pub struct Gateways {
     pub epay: Arc<EpaySim>,
     base_url: String,
     keys: Keys,
+    /// What the simulators and [`Gateways::channels`] read the time from.
+    clock: SharedClock,
 }
 
-/// Notification retry schedule: `fast` for tests (50 ms steps), else each protocol's real one.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct GatewayOptions {
+    /// Notification retry schedule: `fast` for tests (50 ms steps), else each protocol's real
+    /// one.
     pub fast_retries: bool,
+    /// The clock of every simulator and of the channels [`Gateways::channels`] builds
+    /// (signatures, timestamps, expiry, pay and refund times, bill days); `None`: the wall
+    /// clock. Tests on a `ManualClock` give the server's clock here.
+    pub clock: Option<SharedClock>,
 }
 
 impl Gateways {
@@ -115,33 +122,40 @@ impl Gateways {
                 .map(|s| Duration::from_secs(*s))
                 .collect::<Vec<_>>()
         };
-        let alipay = AlipaySim::new(AlipaySimConfig {
-            app_id: ALIPAY_APP_ID.into(),
-            merchant_public_key: RsaSigner::from_text(&keys.alipay_app)?.verifier()?,
-            gateway_key: RsaSigner::from_text(&keys.alipay_gateway)?,
-            seller_id: ALIPAY_SELLER_ID.into(),
-            // Alipay: 4m 10m 10m 1h 2h 6h 15h after the first try.
-            retry_schedule: schedule(secs(&[0, 240, 600, 600, 3600, 7200, 21600, 54000])),
-            notify_timeout: Duration::from_secs(10),
-        });
-        let wechatpay = WechatSim::new(WechatSimConfig {
-            mchid: WECHAT_MCHID.into(),
-            appid: WECHAT_APPID.into(),
-            merchant_serial_no: WECHAT_SERIAL.into(),
-            merchant_public_key: RsaSigner::from_text(&keys.wechat_merchant)?.verifier()?,
-            platform_key: RsaSigner::from_text(&keys.wechat_platform)?,
-            platform_key_id: WECHAT_PUB_KEY_ID.into(),
-            apiv3_key: keys.apiv3.as_bytes().to_vec(),
-            // WeChat Pay: 15s 15s 30s 3m 10m 20m 30m 30m 30m 60m 3h 3h 3h 6h 6h.
-            retry_schedule: schedule(secs(&[
-                0, 15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600,
-                21600,
-            ])),
-            notify_timeout: Duration::from_secs(5),
-        });
+        let clock = opts.clock.clone().unwrap_or_else(kami_core::clock::system);
+        let alipay = AlipaySim::with_clock(
+            AlipaySimConfig {
+                app_id: ALIPAY_APP_ID.into(),
+                merchant_public_key: RsaSigner::from_text(&keys.alipay_app)?.verifier()?,
+                gateway_key: RsaSigner::from_text(&keys.alipay_gateway)?,
+                seller_id: ALIPAY_SELLER_ID.into(),
+                // Alipay: 4m 10m 10m 1h 2h 6h 15h after the first try.
+                retry_schedule: schedule(secs(&[0, 240, 600, 600, 3600, 7200, 21600, 54000])),
+                notify_timeout: Duration::from_secs(10),
+            },
+            clock.clone(),
+        );
+        let wechatpay = WechatSim::with_clock(
+            WechatSimConfig {
+                mchid: WECHAT_MCHID.into(),
+                appid: WECHAT_APPID.into(),
+                merchant_serial_no: WECHAT_SERIAL.into(),
+                merchant_public_key: RsaSigner::from_text(&keys.wechat_merchant)?.verifier()?,
+                platform_key: RsaSigner::from_text(&keys.wechat_platform)?,
+                platform_key_id: WECHAT_PUB_KEY_ID.into(),
+                apiv3_key: keys.apiv3.as_bytes().to_vec(),
+                // WeChat Pay: 15s 15s 30s 3m 10m 20m 30m 30m 30m 60m 3h 3h 3h 6h 6h.
+                retry_schedule: schedule(secs(&[
+                    0, 15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800,
+                    21600, 21600,
+                ])),
+                notify_timeout: Duration::from_secs(5),
+            },
+            clock.clone(),
+        );
         let mut epay_cfg = EpaySimConfig::v1(EPAY_PID, &keys.epay_key);
         epay_cfg.retry_schedule = schedule(EpaySimConfig::default_schedule());
-        let epay = EpaySim::new(epay_cfg);
+        let epay = EpaySim::with_clock(epay_cfg, clock.clone());
         let router = axum::Router::new()
             .merge(alipay.router())
             .merge(wechatpay.router())
@@ -153,6 +167,7 @@ impl Gateways {
             epay,
             base_url: base_url.trim_end_matches('/').to_owned(),
             keys,
+            clock,
         })
     }
 
@@ -175,24 +190,30 @@ impl Gateways {
     }
 
     /// One channel of every kind wired to these simulators — `alipay-sim`, `wechat-sim`,
-    /// `epay-sim` — as the demo and the test kit mount them.
+    /// `epay-sim` — as the demo and the test kit mount them, on the simulators' clock.
     pub fn channels(
         &self,
         http: &reqwest::Client,
     ) -> Result<Vec<Arc<dyn kami_pay::PaymentChannel>>, GatewayError> {
         Ok(vec![
-            Arc::new(kami_pay::alipay::AlipayChannel::new(
-                self.alipay_config("alipay-sim")?,
-                http.clone(),
-            )),
-            Arc::new(kami_pay::wechatpay::WechatPayChannel::new(
-                self.wechatpay_config("wechat-sim")?,
-                http.clone(),
-            )),
-            Arc::new(kami_pay::epay::EpayChannel::new(
-                self.epay_config("epay-sim")?,
-                http.clone(),
-            )),
+            Arc::new(
+                kami_pay::alipay::AlipayChannel::new(
+                    self.alipay_config("alipay-sim")?,
+                    http.clone(),
+                )
+                .with_clock(self.clock.clone()),
+            ),
+            Arc::new(
+                kami_pay::wechatpay::WechatPayChannel::new(
+                    self.wechatpay_config("wechat-sim")?,
+                    http.clone(),
+                )
+                .with_clock(self.clock.clone()),
+            ),
+            Arc::new(
+                kami_pay::epay::EpayChannel::new(self.epay_config("epay-sim")?, http.clone())
+                    .with_clock(self.clock.clone()),
+            ),
         ])
     }
 

@@ -170,6 +170,30 @@ async fn tampered_wrong_hash_failing_and_empty_bills() {
     assert_eq!(env.channel.bill(today()).await.unwrap().rows.len(), 1);
 }
 
+/// A hidden trade leaves every bill, its payment and refunds alike, until shown again; a day
+/// left with nothing reads as an empty bill.
+#[tokio::test]
+async fn hidden_trades_leave_the_bill_until_shown() {
+    let env = start().await;
+    let a = env.create(1230).await;
+    env.pay(&a);
+    let b = env.create(100).await;
+    env.pay(&b);
+    env.sim.refund_in_portal(b.as_str(), cny(40)).unwrap();
+    env.sim.hide_from_bill(b.as_str(), true);
+    let bill = env.channel.bill(today()).await.unwrap();
+    let trades: Vec<&str> = bill.rows.iter().map(|r| r.trade_no.as_str()).collect();
+    assert_eq!(trades, [a.as_str()], "{bill:?}");
+    assert_eq!((bill.totals.payments, bill.totals.refunds), (1, 0));
+    env.sim.hide_from_bill(a.as_str(), true);
+    assert!(env.channel.bill(today()).await.unwrap().rows.is_empty());
+    env.sim.hide_from_bill(a.as_str(), false);
+    env.sim.hide_from_bill(b.as_str(), false);
+    let bill = env.channel.bill(today()).await.unwrap();
+    assert_eq!(bill.rows.len(), 3, "{bill:?}");
+    assert_eq!(bill.totals.refunded_minor, 40);
+}
+
 #[tokio::test]
 async fn the_download_needs_the_merchants_signature() {
     let env = start().await;

@@ -136,9 +136,9 @@ impl TestApp {
         (app, gw)
     }
 
-    /// Every simulator mounted (as [`TestApp::spawn_gateways`]), the server and the sandbox
-    /// simulator on `clock`, and the simulators handed back to drive (reconciliation tests:
-    /// bills, dropped notifications, failing queries).
+    /// Every simulator mounted (as [`TestApp::spawn_gateways`]), the server, every simulator
+    /// and the gateway simulators' channels on `clock`, and the simulators handed back to
+    /// drive (reconciliation tests: bills, dropped notifications, failing queries).
     pub async fn spawn_with_sims(
         backend: Backend,
         extra: &str,

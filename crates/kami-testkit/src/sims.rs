@@ -29,7 +29,7 @@ fn simulators_into(gateways: bool, slot: Option<GatewaysSlot>) -> BuildOptions {
         clock: None,
         extension: Some(Box::new(move |cx: &ExtensionContext<'_>| {
             let mut extra = if gateways {
-                let (extra, gw) = gateway_simulators(cx)?;
+                let (extra, gw) = gateway_simulators(cx, None)?;
                 if let Some(slot) = &slot {
                     *slot.lock().map_err(|e| e.to_string())? = Some(Arc::new(gw));
                 }
@@ -68,9 +68,18 @@ pub fn sandbox_on_clock(clock: kami_core::SharedClock) -> BuildOptions {
     }
 }
 
-fn gateway_simulators(cx: &ExtensionContext<'_>) -> Result<(Extra, Gateways), String> {
+/// The gateway simulators (fast retries) and their channels, on `clock` (`None`: the wall
+/// clock).
+fn gateway_simulators(
+    cx: &ExtensionContext<'_>,
+    clock: Option<kami_core::SharedClock>,
+) -> Result<(Extra, Gateways), String> {
     let e = |e: kami_sim::gateways::GatewayError| e.to_string();
-    let gw = Gateways::generate(cx.public_url, GatewayOptions { fast_retries: true }).map_err(e)?;
+    let opts = GatewayOptions {
+        fast_retries: true,
+        clock,
+    };
+    let gw = Gateways::generate(cx.public_url, opts).map_err(e)?;
     let extra = Extra {
         channels: gw.channels(cx.http).map_err(e)?,
         routes: gw.router.clone(),
@@ -113,15 +122,15 @@ impl KeptSims {
     }
 }
 
-/// Every simulator (fast retries), the server and its sandbox simulator on `clock`, both
-/// left in `kept`.
+/// Every simulator (fast retries) and the server on `clock` (the gateway simulators' channels
+/// too), the sandbox and gateway simulators left in `kept`.
 pub(crate) fn on_clock_keeping(clock: kami_core::SharedClock, kept: KeptSims) -> BuildOptions {
     let sim_clock = clock.clone();
     BuildOptions {
         demo: false,
         clock: Some(clock),
         extension: Some(Box::new(move |cx: &ExtensionContext<'_>| {
-            let (mut extra, gw) = gateway_simulators(cx)?;
+            let (mut extra, gw) = gateway_simulators(cx, Some(sim_clock.clone()))?;
             *kept.gateways.lock().map_err(|e| e.to_string())? = Some(Arc::new(gw));
             for local in cx.local_sandboxes {
                 let sim = SandboxSim::with_clock(

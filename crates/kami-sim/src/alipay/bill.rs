@@ -5,7 +5,8 @@
 //! A day without either answers `40004 isp.bill_not_exist`, as does a day still to come.
 //!
 //! Test controls: [`AlipaySim::refund_in_portal`], [`AlipaySim::add_unknown_trade`],
-//! [`AlipaySim::tamper_next_bill`], [`AlipaySim::serve_next_bill`], [`AlipaySim::fail_bill_api`].
+//! [`AlipaySim::tamper_next_bill`], [`AlipaySim::serve_next_bill`], [`AlipaySim::fail_bill_api`],
+//! [`AlipaySim::hide_from_bill`].
 
 use std::sync::Arc;
 
@@ -171,14 +172,24 @@ impl AlipaySim {
     pub fn fail_bill_api(&self, on: bool) {
         self.lock().bill_faults.fail = on;
     }
+
+    /// While `hidden`, every bill leaves the trade out (its payment and refunds); a day left
+    /// with nothing answers `isp.bill_not_exist`.
+    pub fn hide_from_bill(&self, out_trade_no: &str, hidden: bool) {
+        self.lock().bill_faults.hide(out_trade_no, hidden);
+    }
 }
 
-/// The day's payments and refunds, by completion time.
+/// The day's payments and refunds, by completion time (hidden trades left out).
 fn day_lines(st: &SimState, day: kami_pay::BillDay) -> Vec<Line> {
     let (start, end) = day_range_ms(day);
     let within = |ms: i64| (start..end).contains(&ms);
     let mut lines = Vec::new();
-    for t in st.trades.values() {
+    let shown = st
+        .trades
+        .values()
+        .filter(|t| !st.bill_faults.hidden.contains(&t.out_trade_no));
+    for t in shown {
         let line = |refund_no: Option<String>, done_ms: i64, fen: i64| Line {
             trade_no: t.trade_no.clone(),
             out_trade_no: t.out_trade_no.clone(),

@@ -1,6 +1,8 @@
 //! What both bill simulators share: the Beijing-time day a moment falls in, the `bill_date`
 //! parameter, and the test controls of the bill APIs ([`BillFaults`]).
 
+use std::collections::BTreeSet;
+
 use kami_pay::bill::{BillDay, BILL_OFFSET};
 
 /// Test controls of a simulator's bill API.
@@ -16,6 +18,9 @@ pub struct BillFaults {
     /// The next bill served is these bytes instead of the day's file (any day, even one
     /// without trades): zip bombs, wrong encodings, files of another day.
     pub replace_next: Option<Vec<u8>>,
+    /// Merchant trade numbers (`out_trade_no`) every bill leaves out, their payment and
+    /// refunds alike: a gateway whose bill misses trades, until it corrects it.
+    pub hidden: BTreeSet<String>,
 }
 
 impl BillFaults {
@@ -27,6 +32,15 @@ impl BillFaults {
     /// Whether the hash now being announced is wrong (consuming the one-shot control).
     pub fn take_wrong_hash(&mut self) -> bool {
         std::mem::take(&mut self.wrong_hash_next)
+    }
+
+    /// Leave `out_trade_no` out of every bill while `hidden`.
+    pub fn hide(&mut self, out_trade_no: &str, hidden: bool) {
+        if hidden {
+            self.hidden.insert(out_trade_no.to_owned());
+        } else {
+            self.hidden.remove(out_trade_no);
+        }
     }
 }
 
@@ -83,5 +97,9 @@ mod tests {
         assert!(f.take_tamper());
         assert!(!f.take_tamper());
         assert!(!f.take_wrong_hash());
+        f.hide("K1", true);
+        f.hide("K2", true);
+        f.hide("K1", false);
+        assert_eq!(f.hidden, BTreeSet::from(["K2".to_owned()]));
     }
 }

@@ -10,9 +10,10 @@
 //!
 //! Test controls: [`WechatSim::refund_in_portal`], [`WechatSim::add_unknown_trade`],
 //! [`WechatSim::tamper_next_bill`], [`WechatSim::corrupt_next_bill_hash`],
-//! [`WechatSim::serve_next_bill`],
-//! [`WechatSim::fail_bill_api`].
+//! [`WechatSim::serve_next_bill`], [`WechatSim::fail_bill_api`],
+//! [`WechatSim::hide_from_bill`].
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -187,12 +188,15 @@ impl WechatSim {
         }
     }
 
-    /// The day's rows, by time.
-    fn day_rows(&self, inner: &Inner, day: BillDay) -> Vec<Row> {
+    /// The day's rows, by time; the trades in `hidden` left out.
+    fn day_rows(&self, inner: &Inner, day: BillDay, hidden: &BTreeSet<String>) -> Vec<Row> {
         let (start, end) = day_range_ms(day);
         let within = |secs: i64| (start..end).contains(&secs.saturating_mul(1000));
         let mut rows = Vec::new();
         for t in inner.trades.values() {
+            if hidden.contains(&t.out_trade_no) {
+                continue;
+            }
             if let Some(p) = t.paid.as_ref().filter(|p| within(p.success_time)) {
                 rows.push(self.payment_row(t, p));
             }
@@ -201,6 +205,9 @@ impl WechatSim {
             let (Some(at), "SUCCESS") = (r.success_time, r.status) else {
                 continue;
             };
+            if hidden.contains(&r.out_trade_no) {
+                continue;
+            }
             let trade = inner.trades.get(&r.out_trade_no);
             if let (true, Some(t), Some(p)) =
                 (within(at), trade, trade.and_then(|t| t.paid.as_ref()))
@@ -279,7 +286,8 @@ impl WechatSim {
         let file = match replaced {
             Some(bytes) => bytes,
             None => {
-                let rows = self.day_rows(&self.lock(), day);
+                let hidden = self.controls().bill.hidden.clone();
+                let rows = self.day_rows(&self.lock(), day, &hidden);
                 if rows.is_empty() {
                     return Err(no_bill());
                 }
@@ -435,6 +443,12 @@ impl WechatSim {
     /// While `on`, the bill API answers `500 SYSTEM_ERROR`.
     pub fn fail_bill_api(&self, on: bool) {
         self.controls().bill.fail = on;
+    }
+
+    /// While `hidden`, every bill leaves the trade out (its payment and refunds); a day left
+    /// with nothing answers `NO_STATEMENT_EXIST`.
+    pub fn hide_from_bill(&self, out_trade_no: &str, hidden: bool) {
+        self.controls().bill.hide(out_trade_no, hidden);
     }
 
     /// While `on`, queries (`GET …/out-trade-no/{no}`, `…/id/{id}`) answer `500 SYSTEM_ERROR`.
