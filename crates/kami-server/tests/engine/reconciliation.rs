@@ -1,19 +1,24 @@
 //! Reconciliation against the channels' bills (issue 11 part 4), through the admin API with
 //! the real simulators, on a manual clock: a payment whose notification was dropped (and
 //! whose queries fail) is recovered from the bill and delivered exactly once; a bill of
-//! another amount makes an exception; a tampered or unavailable bill fails the batch with
-//! nothing applied; a merchant-portal refund and an unknown trade are reported (and alerted,
-//! then resolved); a trade missing from the bill is carried over, then reported after three
-//! days; Epay is reconciled by queries; re-runs are idempotent; refusals change nothing; the
-//! daily job runs once across two instances.
+//! another amount makes an exception; a tampered or unavailable bill (for WeChat Pay also one
+//! whose announced hash is wrong) fails the batch with nothing applied; a merchant-portal
+//! refund and an unknown trade are reported (and alerted, then resolved); a trade missing
+//! from the bill is carried over, then reported after three days; Epay is reconciled by
+//! queries; re-runs are idempotent; refusals change nothing; the daily job runs once across
+//! two instances.
 //!
-//! Scenarios are generic over [`Gateway`] (a channel and its simulator's controls): Alipay
-//! and WeChat Pay variants are an `impl Gateway` and a few `both_backends!` lines each.
+//! Scenarios are generic over [`Gateway`] (a channel and its simulator's controls) and, for
+//! the bill scenarios, [`Billed`] (the bill's controls): the sandbox, Alipay and WeChat Pay
+//! run every bill scenario, Epay (no bill) the recovery by queries. Every simulator, the
+//! server and the simulators' channels share the manual clock, so the trades fall on [`DAY`].
 
 use std::sync::Arc;
 
 use kami_core::{Currency, ManualClock, Money};
+use kami_testkit::kami_sim::alipay::{AlipaySim, Fault};
 use kami_testkit::kami_sim::sandbox::SandboxSim;
+use kami_testkit::kami_sim::wechatpay::WechatSim;
 use kami_testkit::{both_backends, cards, inspect, Backend, Sims, TestApp};
 use serde_json::{json, Value};
 
@@ -36,12 +41,30 @@ trait Gateway {
     async fn pay_notified(&self, app: &TestApp, order: &Value);
     /// Trade queries fail (so no payment check could find the payment).
     fn fail_queries(&self, on: bool);
+}
+
+/// A channel with a daily bill, and its simulator's bill controls.
+trait Billed: Gateway {
+    /// What a failed batch's error names while the bill API fails (the gateway's code).
+    const BILL_API_ERROR: &str;
+    /// What a failed batch's error says of a bill whose totals do not add up (the scenario's
+    /// bill holds one payment of 10.00; tampering states its total one fen higher).
+    const TOTALS_ERROR: &str;
+    /// The buyer pays `amount` (not the order's) for the order; the notification is dropped.
+    async fn pay_silently_another_amount(&self, app: &TestApp, order: &Value, amount: Money);
+    /// The bill API fails.
     fn fail_bills(&self, on: bool);
+    /// The next bill states totals its rows do not add up to.
     fn tamper_next_bill(&self);
+    /// The next bill's announced hash is not the file's, for protocols that announce one:
+    /// what the failed batch's error then says (`None`: the protocol has no hash).
+    fn corrupt_next_bill_hash(&self) -> Option<&'static str> {
+        None
+    }
+    /// A refund of the paid trade made in the merchant portal (no kami refund number).
     fn portal_refund(&self, trade_no: &str, amount: Money);
+    /// A payment for a trade kami never created.
     fn unknown_payment(&self, trade_no: &str, amount: Money);
-    /// The buyer actually paid `amount` for the (paid) trade.
-    fn alter_paid_amount(&self, trade_no: &str, amount: Money);
     /// The bills leave the trade out.
     fn hide_from_bill(&self, trade_no: &str, hidden: bool);
 }
@@ -69,6 +92,17 @@ impl Gateway for Sandbox {
     fn fail_queries(&self, on: bool) {
         self.0.set_query_failure(on);
     }
+}
+
+impl Billed for Sandbox {
+    const BILL_API_ERROR: &str = "SYSTEM_BUSY";
+    const TOTALS_ERROR: &str = "totals line says";
+    async fn pay_silently_another_amount(&self, app: &TestApp, order: &Value, amount: Money) {
+        // The sandbox's pay page has no amount: the gateway's record is changed after.
+        self.pay_silently(app, order).await;
+        let no = order["order_no"].as_str().unwrap();
+        self.0.alter_paid_amount(no, amount).unwrap();
+    }
     fn fail_bills(&self, on: bool) {
         self.0.set_bill_failure(on);
     }
@@ -81,8 +115,119 @@ impl Gateway for Sandbox {
     fn unknown_payment(&self, trade_no: &str, amount: Money) {
         self.0.unknown_payment(trade_no, amount);
     }
-    fn alter_paid_amount(&self, trade_no: &str, amount: Money) {
-        self.0.alter_paid_amount(trade_no, amount).unwrap();
+    fn hide_from_bill(&self, trade_no: &str, hidden: bool) {
+        self.0.hide_from_bill(trade_no, hidden);
+    }
+}
+
+/// Pay `order` through the simulator's own page like a buyer, with the page's `notify`
+/// control and, when given, another `amount` (in the simulator's unit).
+async fn pay_in_browser(app: &TestApp, order: &Value, notify: &str, amount: Option<&str>) {
+    let mut fields = vec![("notify", notify)];
+    fields.extend(amount.map(|a| ("amount", a)));
+    let (s, body) = app.pay_in_browser_with(order, &fields).await;
+    assert_eq!(s, 200, "{body}");
+}
+
+/// Alipay (`alipay-sim`), paid on the simulator's cashier page.
+struct Alipay(Arc<AlipaySim>);
+
+impl Gateway for Alipay {
+    fn channel(&self) -> &'static str {
+        "alipay-sim"
+    }
+    fn method(&self) -> &'static str {
+        "alipay"
+    }
+    fn has_bill(&self) -> bool {
+        true
+    }
+    async fn pay_silently(&self, app: &TestApp, order: &Value) {
+        pay_in_browser(app, order, "drop", None).await;
+    }
+    async fn pay_notified(&self, app: &TestApp, order: &Value) {
+        pay_in_browser(app, order, "normal", None).await;
+        assert_eq!(app.wait_settled(order).await["status"], "delivered");
+    }
+    fn fail_queries(&self, on: bool) {
+        self.0
+            .set_failing("alipay.trade.query", on.then(Fault::system_error));
+    }
+}
+
+impl Billed for Alipay {
+    const BILL_API_ERROR: &str = "isp.unknow-error";
+    const TOTALS_ERROR: &str = "交易合计 商家实收 is 10.01 but the rows add up to 10.00";
+    async fn pay_silently_another_amount(&self, app: &TestApp, order: &Value, amount: Money) {
+        // The cashier's `amount` is in yuan.
+        let yuan = amount.to_major_string();
+        pay_in_browser(app, order, "drop", Some(&yuan)).await;
+    }
+    fn fail_bills(&self, on: bool) {
+        self.0.fail_bill_api(on);
+    }
+    fn tamper_next_bill(&self) {
+        self.0.tamper_next_bill();
+    }
+    fn portal_refund(&self, trade_no: &str, amount: Money) {
+        self.0.refund_in_portal(trade_no, amount).unwrap();
+    }
+    fn unknown_payment(&self, trade_no: &str, amount: Money) {
+        self.0.add_unknown_trade(trade_no, amount);
+    }
+    fn hide_from_bill(&self, trade_no: &str, hidden: bool) {
+        self.0.hide_from_bill(trade_no, hidden);
+    }
+}
+
+/// WeChat Pay (`wechat-sim`, Native), paid on the simulator's scan page.
+struct WechatPay(Arc<WechatSim>);
+
+impl Gateway for WechatPay {
+    fn channel(&self) -> &'static str {
+        "wechat-sim"
+    }
+    fn method(&self) -> &'static str {
+        "wxpay"
+    }
+    fn has_bill(&self) -> bool {
+        true
+    }
+    async fn pay_silently(&self, app: &TestApp, order: &Value) {
+        pay_in_browser(app, order, "drop", None).await;
+    }
+    async fn pay_notified(&self, app: &TestApp, order: &Value) {
+        pay_in_browser(app, order, "normal", None).await;
+        assert_eq!(app.wait_settled(order).await["status"], "delivered");
+    }
+    fn fail_queries(&self, on: bool) {
+        self.0.fail_queries(on);
+    }
+}
+
+impl Billed for WechatPay {
+    const BILL_API_ERROR: &str = "SYSTEM_ERROR";
+    const TOTALS_ERROR: &str = "应结订单总金额 is 10.01 but the rows add up to 10.00";
+    async fn pay_silently_another_amount(&self, app: &TestApp, order: &Value, amount: Money) {
+        // The scan page's `amount` is in fen.
+        let fen = amount.minor().to_string();
+        pay_in_browser(app, order, "drop", Some(&fen)).await;
+    }
+    fn fail_bills(&self, on: bool) {
+        self.0.fail_bill_api(on);
+    }
+    fn tamper_next_bill(&self) {
+        self.0.tamper_next_bill();
+    }
+    fn corrupt_next_bill_hash(&self) -> Option<&'static str> {
+        self.0.corrupt_next_bill_hash();
+        Some("SHA1")
+    }
+    fn portal_refund(&self, trade_no: &str, amount: Money) {
+        self.0.refund_in_portal(trade_no, amount).unwrap();
+    }
+    fn unknown_payment(&self, trade_no: &str, amount: Money) {
+        self.0.add_unknown_trade(trade_no, amount);
     }
     fn hide_from_bill(&self, trade_no: &str, hidden: bool) {
         self.0.hide_from_bill(trade_no, hidden);
@@ -103,27 +248,13 @@ impl Gateway for Epay {
         false
     }
     async fn pay_silently(&self, app: &TestApp, order: &Value) {
-        let (s, body) = app.pay_in_browser(order, "drop").await;
-        assert_eq!(s, 200, "{body}");
+        pay_in_browser(app, order, "drop", None).await;
     }
     async fn pay_notified(&self, app: &TestApp, order: &Value) {
-        let (s, body) = app.pay_in_browser(order, "normal").await;
-        assert_eq!(s, 200, "{body}");
+        pay_in_browser(app, order, "normal", None).await;
         assert_eq!(app.wait_settled(order).await["status"], "delivered");
     }
     fn fail_queries(&self, _on: bool) {}
-    fn fail_bills(&self, _on: bool) {}
-    fn tamper_next_bill(&self) {}
-    fn portal_refund(&self, _: &str, _: Money) {
-        unimplemented!("the Epay simulator has no merchant portal")
-    }
-    fn unknown_payment(&self, _: &str, _: Money) {
-        unimplemented!("Epay has no bill to list an unknown payment")
-    }
-    fn alter_paid_amount(&self, _: &str, _: Money) {
-        unimplemented!("pay another amount through the Epay form's `amount` instead")
-    }
-    fn hide_from_bill(&self, _: &str, _: bool) {}
 }
 
 fn cny(minor: i64) -> Money {
@@ -257,14 +388,13 @@ async fn recovered_exactly_once<G: Gateway>(app: &TestApp, gw: &G) {
 
 /// The bill says the trade was paid another sum: the unpaid order becomes an exception (its
 /// key goes back to stock), reported and alerted, never delivered or "fixed".
-async fn other_amount_is_an_exception<G: Gateway>(app: &TestApp, gw: &G) {
+async fn other_amount_is_an_exception<G: Billed>(app: &TestApp, gw: &G) {
     let slug = "rc-amount";
     product(app, slug).await;
     let o = app.order_via(slug, gw.method(), "pc").await;
     let no = o["order_no"].as_str().unwrap();
     gw.fail_queries(true);
-    gw.pay_silently(app, &o).await;
-    gw.alter_paid_amount(no, cny(999));
+    gw.pay_silently_another_amount(app, &o, cny(999)).await;
 
     let r = reconcile(app, gw.channel(), DAY).await;
     let m = items(&r, "amount_mismatch");
@@ -290,9 +420,10 @@ async fn other_amount_is_an_exception<G: Gateway>(app: &TestApp, gw: &G) {
     assert_eq!(app.stock(slug).await, 2);
 }
 
-/// A bill whose totals do not add up, or that cannot be downloaded, fails the batch with the
-/// reason and applies nothing; the re-run after the fix recovers the payment.
-async fn bad_bill_fails_the_batch<G: Gateway>(app: &TestApp, gw: &G) {
+/// A bill whose totals do not add up, whose announced hash is not the file's (WeChat Pay), or
+/// that cannot be downloaded, fails the batch with the reason and applies nothing; the re-run
+/// after the fix recovers the payment.
+async fn bad_bill_fails_the_batch<G: Billed>(app: &TestApp, gw: &G) {
     let slug = "rc-tamper";
     product(app, slug).await;
     let o = app.order_via(slug, gw.method(), "pc").await;
@@ -300,15 +431,21 @@ async fn bad_bill_fails_the_batch<G: Gateway>(app: &TestApp, gw: &G) {
     gw.fail_queries(true);
     gw.pay_silently(app, &o).await;
 
+    let failed = |r: &Value, says: &str| {
+        assert_eq!(r["status"], "failed", "{r}");
+        assert!(r["error"].as_str().unwrap().contains(says), "{says}: {r}");
+        assert_eq!(r["items"], json!([]), "{r}");
+    };
     gw.tamper_next_bill();
-    let r = reconcile(app, gw.channel(), DAY).await;
-    assert_eq!(r["status"], "failed", "{r}");
-    assert!(r["error"].as_str().unwrap().contains("totals"), "{r}");
-    assert_eq!(r["items"], json!([]));
+    failed(&reconcile(app, gw.channel(), DAY).await, G::TOTALS_ERROR);
+    let mut runs = 1;
+    if let Some(says) = gw.corrupt_next_bill_hash() {
+        failed(&reconcile(app, gw.channel(), DAY).await, says);
+        runs += 1;
+    }
     gw.fail_bills(true);
-    let r = reconcile(app, gw.channel(), DAY).await;
-    assert_eq!(r["status"], "failed", "{r}");
-    assert!(r["error"].as_str().unwrap().contains("SYSTEM_BUSY"), "{r}");
+    failed(&reconcile(app, gw.channel(), DAY).await, G::BILL_API_ERROR);
+    runs += 1;
     assert_eq!(
         app.admin_order(no).await["status"],
         "pending",
@@ -322,7 +459,7 @@ async fn bad_bill_fails_the_batch<G: Gateway>(app: &TestApp, gw: &G) {
     let r = reconcile(app, gw.channel(), DAY).await;
     assert_eq!(
         (r["status"].as_str(), r["runs"].as_i64()),
-        (Some("succeeded"), Some(3)),
+        (Some("succeeded"), Some(runs + 1)),
         "{r}"
     );
     assert_eq!(items(&r, "recovered").len(), 1, "{r}");
@@ -332,7 +469,7 @@ async fn bad_bill_fails_the_batch<G: Gateway>(app: &TestApp, gw: &G) {
 /// A refund made in the merchant portal and a payment for a trade kami never created are
 /// reported and alerted; an item is marked handled (audited, kept over a re-run); once the
 /// bill no longer shows differences the alert is resolved.
-async fn portal_refund_and_unknown_trade<G: Gateway>(app: &TestApp, gw: &G) {
+async fn portal_refund_and_unknown_trade<G: Billed>(app: &TestApp, gw: &G) {
     let slug = "rc-portal";
     product(app, slug).await;
     let o = app.order_via(slug, gw.method(), "pc").await;
@@ -407,7 +544,7 @@ async fn portal_refund_and_unknown_trade<G: Gateway>(app: &TestApp, gw: &G) {
 
 /// kami holds a trade paid that the bill does not list: carried over on its day, quiet the
 /// next two days, reported "missing at channel" on the third (and only once over a re-run).
-async fn missing_is_carried_then_reported<G: Gateway>(app: &TestApp, gw: &G, clock: &ManualClock) {
+async fn missing_is_carried_then_reported<G: Billed>(app: &TestApp, gw: &G, clock: &ManualClock) {
     let slug = "rc-carry";
     product(app, slug).await;
     let o = app.order_via(slug, gw.method(), "pc").await;
@@ -476,6 +613,74 @@ async fn sandbox_missing_is_carried_then_reported(backend: Backend) {
     missing_is_carried_then_reported(&app, &Sandbox(sims.sandbox), &clock).await;
 }
 both_backends!(sandbox_missing_is_carried_then_reported);
+
+fn alipay(sims: &Sims) -> Alipay {
+    Alipay(sims.gateways.alipay.clone())
+}
+
+fn wechat(sims: &Sims) -> WechatPay {
+    WechatPay(sims.gateways.wechatpay.clone())
+}
+
+async fn alipay_recovered_exactly_once(backend: Backend) {
+    let (app, sims, _clock) = spawn(backend).await;
+    recovered_exactly_once(&app, &alipay(&sims)).await;
+}
+both_backends!(alipay_recovered_exactly_once);
+
+async fn alipay_other_amount_is_an_exception(backend: Backend) {
+    let (app, sims, _clock) = spawn(backend).await;
+    other_amount_is_an_exception(&app, &alipay(&sims)).await;
+}
+both_backends!(alipay_other_amount_is_an_exception);
+
+async fn alipay_bad_bill_fails_the_batch(backend: Backend) {
+    let (app, sims, _clock) = spawn(backend).await;
+    bad_bill_fails_the_batch(&app, &alipay(&sims)).await;
+}
+both_backends!(alipay_bad_bill_fails_the_batch);
+
+async fn alipay_portal_refund_and_unknown_trade(backend: Backend) {
+    let (app, sims, _clock) = spawn(backend).await;
+    portal_refund_and_unknown_trade(&app, &alipay(&sims)).await;
+}
+both_backends!(alipay_portal_refund_and_unknown_trade);
+
+async fn alipay_missing_is_carried_then_reported(backend: Backend) {
+    let (app, sims, clock) = spawn(backend).await;
+    missing_is_carried_then_reported(&app, &alipay(&sims), &clock).await;
+}
+both_backends!(alipay_missing_is_carried_then_reported);
+
+async fn wechat_recovered_exactly_once(backend: Backend) {
+    let (app, sims, _clock) = spawn(backend).await;
+    recovered_exactly_once(&app, &wechat(&sims)).await;
+}
+both_backends!(wechat_recovered_exactly_once);
+
+async fn wechat_other_amount_is_an_exception(backend: Backend) {
+    let (app, sims, _clock) = spawn(backend).await;
+    other_amount_is_an_exception(&app, &wechat(&sims)).await;
+}
+both_backends!(wechat_other_amount_is_an_exception);
+
+async fn wechat_bad_bill_fails_the_batch(backend: Backend) {
+    let (app, sims, _clock) = spawn(backend).await;
+    bad_bill_fails_the_batch(&app, &wechat(&sims)).await;
+}
+both_backends!(wechat_bad_bill_fails_the_batch);
+
+async fn wechat_portal_refund_and_unknown_trade(backend: Backend) {
+    let (app, sims, _clock) = spawn(backend).await;
+    portal_refund_and_unknown_trade(&app, &wechat(&sims)).await;
+}
+both_backends!(wechat_portal_refund_and_unknown_trade);
+
+async fn wechat_missing_is_carried_then_reported(backend: Backend) {
+    let (app, sims, clock) = spawn(backend).await;
+    missing_is_carried_then_reported(&app, &wechat(&sims), &clock).await;
+}
+both_backends!(wechat_missing_is_carried_then_reported);
 
 async fn epay_recovered_by_queries(backend: Backend) {
     let (app, _sims, _clock) = spawn(backend).await;
