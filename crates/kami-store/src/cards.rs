@@ -19,6 +19,15 @@ fn transition(event: CardEvent) -> Result<(CardStatus, CardStatus)> {
 /// SQLite the single writer makes the same statement race-free.
 pub(crate) fn reserve(tx: &mut dyn Tx, order_id: i64, product_id: i64, n: i64) -> Result<u64> {
     let (from, to) = transition(CardEvent::Reserve)?;
+    if n == 1 && !tx.is_postgres() {
+        // One key (most orders): SQLite would build temporary tables for the CTE and the IN.
+        return tx.exec(
+            "UPDATE cards SET status = $4, order_id = $1 WHERE id = \
+               (SELECT id FROM cards WHERE product_id = $2 AND status = $3 AND is_loop = 0 \
+                ORDER BY id LIMIT 1) AND status = $3",
+            params![order_id, product_id, from, to],
+        );
+    }
     tx.exec(
         "WITH picked AS (SELECT id FROM cards WHERE product_id = $2 AND status = $4 AND is_loop = 0 \
                          ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) \

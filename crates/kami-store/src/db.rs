@@ -35,6 +35,11 @@ pub trait Tx {
     fn is_postgres(&self) -> bool {
         false
     }
+    /// Run an `INSERT … RETURNING id` of one row and return the id. SQLite runs it without
+    /// the `RETURNING` (which buffers its rows in a temporary table) and reads the row id.
+    fn insert_returning_id(&mut self, sql: &'static str, params: &[Value]) -> Result<i64> {
+        self.query_one(sql, params)?.get("id")
+    }
     fn query_one(&mut self, sql: &'static str, params: &[Value]) -> Result<Row> {
         self.query_opt(sql, params)?
             .ok_or_else(|| StoreError::Corrupt(format!("expected a row from: {sql}")))

@@ -149,6 +149,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0023_fewer_order_indexes.sql"),
         postgres: include_str!("migrations/postgres/0023_fewer_order_indexes.sql"),
     },
+    Migration {
+        version: 24,
+        name: "leaner_writes",
+        sqlite: include_str!("migrations/sqlite/0024_leaner_writes.sql"),
+        postgres: include_str!("migrations/postgres/0024_leaner_writes.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kami_migrations \

@@ -29,11 +29,17 @@ fn check_pending_caps(tx: &mut dyn Tx, n: &NewOrder) -> Result<()> {
     let sql = if tx.is_postgres() {
         "SELECT client_n, client_oldest, email_n, email_oldest FROM kami_pending_counts($1, $2, $3)"
     } else {
-        "SELECT c.n AS client_n, c.oldest AS client_oldest, e.n AS email_n, e.oldest AS email_oldest \
-         FROM (SELECT COUNT(*) AS n, MIN(expires_at) AS oldest FROM orders \
-               WHERE client_ip = $1 AND status = 'pending' AND expires_at > $3) c, \
-              (SELECT COUNT(*) AS n, MIN(expires_at) AS oldest FROM orders \
-               WHERE email = $2 AND status = 'pending' AND expires_at > $3) e"
+        // Scalar subqueries: SQLite materialises aggregate subqueries in FROM into temporary
+        // tables, one each per order; these read the partial indexes directly.
+        "SELECT \
+         (SELECT COUNT(*) FROM orders WHERE client_ip = $1 AND status = 'pending' \
+            AND expires_at > $3) AS client_n, \
+         (SELECT MIN(expires_at) FROM orders WHERE client_ip = $1 AND status = 'pending' \
+            AND expires_at > $3) AS client_oldest, \
+         (SELECT COUNT(*) FROM orders WHERE email = $2 AND status = 'pending' \
+            AND expires_at > $3) AS email_n, \
+         (SELECT MIN(expires_at) FROM orders WHERE email = $2 AND status = 'pending' \
+            AND expires_at > $3) AS email_oldest"
     };
     let r = tx.query_one(
         sql,
@@ -158,8 +164,7 @@ pub(crate) fn create_order(tx: &mut dyn Tx, ring: &Keyring, n: &NewOrder) -> Res
         }
     }
 
-    let order_id = tx
-        .query_one(
+    let order_id = tx.insert_returning_id(
             "INSERT INTO orders (order_no, product_id, quantity, amount, currency, email, method, channel_id, \
                status, access_token_hash, query_password_hash, loop_card_id, created_at, expires_at, locale, client_ip, \
                coupon_id, coupon_code, discount) \
@@ -185,8 +190,7 @@ pub(crate) fn create_order(tx: &mut dyn Tx, ring: &Keyring, n: &NewOrder) -> Res
                 coupon.map(|(code, _)| code.as_str()),
                 coupon.map(|(_, r)| r.discounted.discount.minor())
             ],
-        )?
-        .get("id")?;
+        )?;
     if !fields.is_empty() {
         let json = serde_json::to_string(&fields)
             .map_err(|e| StoreError::Corrupt(format!("order fields: {e}")))?;

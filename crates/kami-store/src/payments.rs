@@ -14,7 +14,7 @@ use crate::model::{
 use crate::outbox;
 use crate::params;
 use crate::transitions::{
-    apply_order_events, apply_payment_event, Details, LockedOrder, LockedPayment,
+    apply_order_events, apply_payment_event, Confirmation, Details, LockedOrder, LockedPayment,
 };
 
 /// Bytes of a rejected (unauthenticated) notification kept, query + headers + body together:
@@ -315,12 +315,11 @@ fn apply_payment(
         payment,
         PaymentEvent::Confirmed,
         now,
-        Some(gateway_trade_no),
-    )?;
-    // How it was found and when the gateway says it was paid: the channel measures.
-    tx.exec(
-        "UPDATE payments SET gateway_paid_at = $2, found_by = $3 WHERE id = $1",
-        params![payment_id, gateway_paid_at, found_by.as_str()],
+        Some(Confirmation {
+            gateway_trade_no,
+            gateway_paid_at,
+            found_by,
+        }),
     )?;
     resolve_unconfirmed(tx, channel_id, trade_no, now)?;
 

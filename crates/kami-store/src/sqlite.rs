@@ -46,12 +46,26 @@ fn bind(params: &[Value]) -> Vec<rusqlite::types::Value> {
 
 impl Tx for SqliteTx<'_> {
     fn exec(&mut self, sql: &'static str, params: &[Value]) -> Result<u64> {
+        tracing::trace!(target: "kami_store::sql", "{sql}");
         let mut stmt = self.conn.prepare_cached(sqlite_sql(sql))?;
         let n = stmt.execute(rusqlite::params_from_iter(bind(params)))?;
         Ok(n as u64)
     }
 
+    fn insert_returning_id(&mut self, sql: &'static str, params: &[Value]) -> Result<i64> {
+        let Some(insert) = sql.strip_suffix(" RETURNING id") else {
+            return self.query_one(sql, params)?.get("id");
+        };
+        if self.exec(insert, params)? != 1 {
+            return Err(StoreError::Corrupt(format!(
+                "expected one inserted row: {sql}"
+            )));
+        }
+        Ok(self.conn.last_insert_rowid())
+    }
+
     fn query(&mut self, sql: &'static str, params: &[Value]) -> Result<Vec<Row>> {
+        tracing::trace!(target: "kami_store::sql", "{sql}");
         let mut stmt = self.conn.prepare_cached(sqlite_sql(sql))?;
         let cols = stmt.column_count();
         let names: Arc<[String]> = stmt.column_names().into_iter().map(str::to_owned).collect();

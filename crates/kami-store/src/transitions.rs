@@ -9,6 +9,7 @@ use kami_core::{Millis, OrderEvent, OrderNo, OrderStatus, PaymentEvent, PaymentS
 
 use crate::db::{Row, Tx};
 use crate::error::{Result, StoreError};
+use crate::model::FoundBy;
 use crate::outbox::{self, ORDER_DELIVERED, ORDER_FULFILLED};
 use crate::params;
 
@@ -135,23 +136,41 @@ impl LockedPayment {
     }
 }
 
+/// What a confirmation records with its status change: the gateway's trade number, when the
+/// gateway says the buyer paid, and how kami found the payment (the channel measures).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Confirmation<'a> {
+    pub gateway_trade_no: &'a str,
+    pub gateway_paid_at: Option<Millis>,
+    pub found_by: FoundBy,
+}
+
 /// Apply one event to a locked payment; returns the new status. Every event takes the payment
-/// out of `created`, so its channel checks stop. A confirmation records the gateway's trade
-/// number and the time.
+/// out of `created`, so its channel checks stop. A confirmation records the time and what
+/// [`Confirmation`] carries, in the same `UPDATE`.
 pub(crate) fn apply_payment_event(
     tx: &mut dyn Tx,
     payment: LockedPayment,
     event: PaymentEvent,
     now: Millis,
-    gateway_trade_no: Option<&str>,
+    confirmation: Option<Confirmation<'_>>,
 ) -> Result<PaymentStatus> {
     let to = payment.status.on(event)?;
     let paid_at = (event == PaymentEvent::Confirmed).then_some(now);
     let changed = tx.exec(
         "UPDATE payments SET status = $3, gateway_trade_no = COALESCE($4, gateway_trade_no), \
-           paid_at = COALESCE($5, paid_at), next_check_at = NULL, lease_until = NULL \
+           paid_at = COALESCE($5, paid_at), gateway_paid_at = COALESCE($6, gateway_paid_at), \
+           found_by = COALESCE($7, found_by), next_check_at = NULL, lease_until = NULL \
          WHERE id = $1 AND status = $2",
-        params![payment.id, payment.status, to, gateway_trade_no, paid_at],
+        params![
+            payment.id,
+            payment.status,
+            to,
+            confirmation.map(|c| c.gateway_trade_no),
+            paid_at,
+            confirmation.and_then(|c| c.gateway_paid_at),
+            confirmation.map(|c| c.found_by.as_str())
+        ],
     )?;
     if changed != 1 {
         return Err(StoreError::StatusChanged {

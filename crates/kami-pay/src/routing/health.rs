@@ -131,8 +131,8 @@ pub struct ChannelHealth {
     rest_until: Millis,
     /// A probe was let through and has until then to report.
     probe_until: Option<Millis>,
-    /// (when, counted as a failure) of the calls within the window, oldest first.
-    window: VecDeque<(Millis, bool)>,
+    /// The calls within the window, oldest first.
+    window: CallWindow,
     failure_run: u32,
     success_run: u32,
     last_code: Option<String>,
@@ -143,6 +143,64 @@ pub struct ChannelHealth {
 /// Calls kept in a window at most (a busy shop's 5 minutes).
 const WINDOW_CAP: usize = 2_000;
 
+/// (when, counted as a failure) of recent calls, oldest first, with the failures among them
+/// kept as a running count: every create call records an outcome, and rescanning a busy
+/// shop's 2,000 calls each time cost more than the rest of the decision.
+#[derive(Debug, Clone, Default)]
+struct CallWindow {
+    calls: VecDeque<(Millis, bool)>,
+    failures: u32,
+}
+
+impl CallWindow {
+    fn push(&mut self, at: Millis, failed: bool) {
+        if self.calls.len() >= WINDOW_CAP {
+            self.pop();
+        }
+        self.calls.push_back((at, failed));
+        self.failures += u32::from(failed);
+    }
+
+    fn pop(&mut self) {
+        if let Some((_, failed)) = self.calls.pop_front() {
+            self.failures -= u32::from(failed);
+        }
+    }
+
+    /// Forget the calls at or before `from`.
+    fn prune(&mut self, from: Millis) {
+        while self.calls.front().is_some_and(|&(at, _)| at <= from) {
+            self.pop();
+        }
+    }
+
+    fn clear(&mut self) {
+        self.calls.clear();
+        self.failures = 0;
+    }
+
+    /// Calls and failures after `from`: the running counts when every call is that recent
+    /// (the usual case, just after a prune), else a scan.
+    fn counts_after(&self, from: Millis) -> WindowCounts {
+        if self.calls.front().is_none_or(|&(at, _)| at > from)
+            && self.calls.back().is_none_or(|&(at, _)| at > from)
+        {
+            return WindowCounts {
+                calls: self.calls.len() as u32,
+                failures: self.failures,
+            };
+        }
+        let mut c = WindowCounts::default();
+        for &(at, failed) in &self.calls {
+            if at > from {
+                c.calls += 1;
+                c.failures += u32::from(failed);
+            }
+        }
+        c
+    }
+}
+
 impl ChannelHealth {
     pub fn new(now: Millis) -> ChannelHealth {
         ChannelHealth {
@@ -150,7 +208,7 @@ impl ChannelHealth {
             since: now,
             rest_until: 0,
             probe_until: None,
-            window: VecDeque::new(),
+            window: CallWindow::default(),
             failure_run: 0,
             success_run: 0,
             last_code: None,
@@ -181,15 +239,7 @@ impl ChannelHealth {
     }
 
     pub fn counts(&self, now: Millis, rules: &HealthRules) -> WindowCounts {
-        let from = now - rules.window_ms;
-        let mut c = WindowCounts::default();
-        for &(at, failed) in &self.window {
-            if at > from {
-                c.calls += 1;
-                c.failures += u32::from(failed);
-            }
-        }
-        c
+        self.window.counts_after(now - rules.window_ms)
     }
 
     pub fn admission(&self, now: Millis) -> Admission {
@@ -225,11 +275,8 @@ impl ChannelHealth {
         }
         let slow =
             matches!(outcome, Outcome::Success { latency_ms } if *latency_ms > rules.slow_ms);
-        self.prune(now, rules);
-        if self.window.len() >= WINDOW_CAP {
-            self.window.pop_front();
-        }
-        self.window.push_back((now, !ok || slow));
+        self.window.prune(now - rules.window_ms);
+        self.window.push(now, !ok || slow);
         if ok {
             self.failure_run = 0;
             self.success_run += 1;
@@ -310,7 +357,7 @@ impl ChannelHealth {
                 return None; // a call from before the rest answered late
             }
             self.window.clear();
-            self.window.push_back((now, false));
+            self.window.push(now, false);
             self.failure_run = 0;
             self.success_run = 1;
             self.probe_until = None;
@@ -359,13 +406,6 @@ impl ChannelHealth {
             run: self.failure_run,
             last_code: self.last_code.clone(),
             reason,
-        }
-    }
-
-    fn prune(&mut self, now: Millis, rules: &HealthRules) {
-        let from = now - rules.window_ms;
-        while self.window.front().is_some_and(|&(at, _)| at <= from) {
-            self.window.pop_front();
         }
     }
 
