@@ -7,7 +7,7 @@
 mod support;
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::RawQuery;
@@ -30,28 +30,18 @@ use kami_sim::alipay::{
 use serde_json::{json, Value};
 use support::{
     cny, eventually, fast_schedule, get_page, interop_python, listen, merchant_app, new_trade_no,
-    now_ms, pairs_json, post_form, serve, workspace_root, Merchant,
+    now_ms, pairs_json, post_form, rsa_key_pems, serve, workspace_root, Merchant,
 };
 
 const APP_ID: &str = "2021000000000001";
 const SELLER_ID: &str = "2088000000000001";
 
-/// (merchant key, gateway key) as PKCS#8 PEM, generated once per test binary.
-fn keys() -> &'static (String, String) {
-    static KEYS: OnceLock<(String, String)> = OnceLock::new();
-    KEYS.get_or_init(|| {
-        let m = RsaSigner::generate().unwrap().private_key_pem().unwrap();
-        let g = RsaSigner::generate().unwrap().private_key_pem().unwrap();
-        (m, g)
-    })
-}
-
 fn merchant_key() -> RsaSigner {
-    RsaSigner::from_text(&keys().0).unwrap()
+    RsaSigner::from_text(rsa_key_pems().0).unwrap()
 }
 
 fn gateway_key() -> RsaSigner {
-    RsaSigner::from_text(&keys().1).unwrap()
+    RsaSigner::from_text(rsa_key_pems().1).unwrap()
 }
 
 /// A merchant that answers almost-`success` (trailing newline): never counts as delivered.
@@ -1289,7 +1279,7 @@ async fn sdk_interop() {
     let root = workspace_root();
     let env = start(AlipayMode::Qr).await;
     let rsa = channel_for(&env.base, AlipayMode::Qr, AlipaySignType::Rsa);
-    let (merchant_pem, gateway_pem) = keys();
+    let (merchant_pem, gateway_pem) = rsa_key_pems();
     let b64 = |s: &RsaSigner| {
         use base64::Engine;
         base64::engine::general_purpose::STANDARD.encode(s.public_key_spki_der().unwrap())

@@ -109,6 +109,17 @@ impl Shop {
         (r.status().as_u16(), r.text().await.unwrap())
     }
 
+    /// Set a gateway simulator's controls (e.g. `fail_creates`) through the controls form of
+    /// the page `order` pays on; the simulator must accept them.
+    pub async fn sim_controls(&self, order: &Value, controls: &[(&str, &str)]) {
+        let page = payment_page(&self.sim_base, order);
+        let mut form = vec![("action", "controls")];
+        form.extend_from_slice(controls);
+        let r = self.http.post(&page).form(&form).send().await.unwrap();
+        let status = r.status();
+        assert_eq!(status, 200, "{controls:?}: {}", r.text().await.unwrap());
+    }
+
     /// Pay like a buyer's browser: open the payment page (a QR code's page for QR actions),
     /// then submit its first form with the simulator's `notify` control. (status, body)
     pub async fn pay_in_browser(&self, order: &Value, notify: &str) -> (u16, String) {

@@ -1,5 +1,5 @@
 //! Looking at a test database from outside kami, as an operator (or an attacker with a copy of
-//! the files) would: its size on disk and raw SQL counts.
+//! the files) would: its size on disk, raw SQL counts, and the alert signals written.
 
 use std::path::PathBuf;
 
@@ -48,4 +48,16 @@ pub async fn scalar(url: &str, sql: &str) -> i64 {
     })
     .await
     .expect("query task")
+}
+
+/// The `alert.signal` outbox rows (applied or not) of `event` for `subject`, firing or
+/// resolving.
+pub async fn alert_signals(url: &str, event: &str, subject: &str, firing: bool) -> i64 {
+    let sql = format!(
+        "SELECT COUNT(*) FROM outbox WHERE kind = 'alert.signal' \
+         AND payload LIKE '%\"event\":\"{event}\"%' \
+         AND payload LIKE '%\"subject\":\"{subject}\"%' \
+         AND payload LIKE '%\"firing\":{firing}%'"
+    );
+    scalar(url, &sql).await
 }

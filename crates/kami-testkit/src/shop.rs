@@ -64,14 +64,38 @@ impl Shop {
 
     /// An admin POST of JSON; (status, body), a body that is not JSON as `{"raw": text}`.
     pub async fn admin_post(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self
+        self.admin_send(reqwest::Method::POST, path, Some(body))
+            .await
+    }
+
+    /// An admin PATCH of JSON; (status, body) as [`Shop::admin_post`].
+    pub async fn admin_patch(&self, path: &str, body: Value) -> (u16, Value) {
+        self.admin_send(reqwest::Method::PATCH, path, Some(body))
+            .await
+    }
+
+    /// An admin DELETE; (status, body) as [`Shop::admin_post`].
+    pub async fn admin_delete(&self, path: &str) -> (u16, Value) {
+        self.admin_send(reqwest::Method::DELETE, path, None).await
+    }
+
+    async fn admin_send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
             .http
-            .post(self.url(path))
-            .bearer_auth(&self.admin_token)
-            .json(&body)
+            .request(method.clone(), self.url(path))
+            .bearer_auth(&self.admin_token);
+        if let Some(body) = &body {
+            req = req.json(body);
+        }
+        let r = req
             .send()
             .await
-            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
         let status = r.status().as_u16();
         let text = r.text().await.unwrap();
         let v = serde_json::from_str(&text).unwrap_or_else(|_| json!({ "raw": text }));
@@ -87,6 +111,12 @@ impl Shop {
             )
             .await;
         assert_eq!(status, 201, "{v}");
+    }
+
+    /// A product on sale with `keys` fresh keys, delivered automatically.
+    pub async fn stocked_product(&self, slug: &str, price: i64, keys: usize) {
+        self.create_product(slug, price, "auto").await;
+        self.import_keys(slug, keys).await;
     }
 
     /// Import `n` fresh keys; returns them.
@@ -154,8 +184,18 @@ impl Shop {
     /// The value of the first `/metrics` line starting with `line_prefix` (0 when absent),
     /// read with the admin token. The database's gauges may be a few seconds old.
     pub async fn metric(&self, line_prefix: &str) -> u64 {
-        let text = self
-            .http
+        self.metrics_text()
+            .await
+            .lines()
+            .find(|l| l.starts_with(line_prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// `/metrics` as text, read with the admin token.
+    pub async fn metrics_text(&self) -> String {
+        self.http
             .get(self.url("/metrics"))
             .bearer_auth(&self.admin_token)
             .send()
@@ -163,12 +203,7 @@ impl Shop {
             .unwrap()
             .text()
             .await
-            .unwrap();
-        text.lines()
-            .find(|l| l.starts_with(line_prefix))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
+            .unwrap()
     }
 
     // -- the buyer -------------------------------------------------------------------------

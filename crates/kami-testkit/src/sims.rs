@@ -37,10 +37,7 @@ fn simulators_into(gateways: bool, slot: Option<GatewaysSlot>) -> BuildOptions {
             } else {
                 Extra::default()
             };
-            for local in cx.local_sandboxes {
-                let sim = SandboxSim::new(local.secret.clone(), Default::default());
-                extra.routes = extra.routes.merge(sim.router());
-            }
+            mount_sandboxes(cx, kami_core::clock::system(), &mut extra);
             Ok(extra)
         })),
     }
@@ -55,17 +52,26 @@ pub fn sandbox_on_clock(clock: kami_core::SharedClock) -> BuildOptions {
         clock: Some(clock),
         extension: Some(Box::new(move |cx: &ExtensionContext<'_>| {
             let mut extra = Extra::default();
-            for local in cx.local_sandboxes {
-                let sim = SandboxSim::with_clock(
-                    local.secret.clone(),
-                    Default::default(),
-                    sim_clock.clone(),
-                );
-                extra.routes = extra.routes.merge(sim.router());
-            }
+            mount_sandboxes(cx, sim_clock.clone(), &mut extra);
             Ok(extra)
         })),
     }
+}
+
+/// The sandbox pay pages of every local sandbox channel, on `clock`, added to `extra`; the
+/// last simulator mounted (the test server has one: the `sandbox` channel's).
+fn mount_sandboxes(
+    cx: &ExtensionContext<'_>,
+    clock: kami_core::SharedClock,
+    extra: &mut Extra,
+) -> Option<Arc<SandboxSim>> {
+    let mut last = None;
+    for local in cx.local_sandboxes {
+        let sim = SandboxSim::with_clock(local.secret.clone(), Default::default(), clock.clone());
+        extra.routes = std::mem::take(&mut extra.routes).merge(sim.router());
+        last = Some(sim);
+    }
+    last
 }
 
 /// The gateway simulators (fast retries) and their channels, on `clock` (`None`: the wall
@@ -132,15 +138,8 @@ pub(crate) fn on_clock_keeping(clock: kami_core::SharedClock, kept: KeptSims) ->
         extension: Some(Box::new(move |cx: &ExtensionContext<'_>| {
             let (mut extra, gw) = gateway_simulators(cx, Some(sim_clock.clone()))?;
             *kept.gateways.lock().map_err(|e| e.to_string())? = Some(Arc::new(gw));
-            for local in cx.local_sandboxes {
-                let sim = SandboxSim::with_clock(
-                    local.secret.clone(),
-                    Default::default(),
-                    sim_clock.clone(),
-                );
-                extra.routes = extra.routes.merge(sim.router());
-                *kept.sandbox.lock().map_err(|e| e.to_string())? = Some(sim);
-            }
+            let sandbox = mount_sandboxes(cx, sim_clock.clone(), &mut extra);
+            *kept.sandbox.lock().map_err(|e| e.to_string())? = sandbox;
             Ok(extra)
         })),
     }

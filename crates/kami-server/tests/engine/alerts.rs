@@ -1,8 +1,9 @@
 //! Alerts end to end (issue 11 part 3): signals become one alert per condition and one resolve,
 //! delivered to a local webhook sink (signed, verified here with the secret), a fake Telegram
 //! API and the SMTP sink; retried after failures, exactly once; the events filter; kami's own
-//! evaluators (exception orders, low stock, success rate with its volume guard); stored
-//! targets through the API with their secrets sealed and never shown.
+//! evaluators (exception orders, low stock, success rate with its volume guard, silence, the
+//! notify lag of late WeChat Pay notifications on a manual clock); stored targets through the
+//! API with their secrets sealed and never shown.
 
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use bytes::Bytes;
+use kami_core::ManualClock;
 use kami_server::services::alert_checks;
 use kami_store::{AlertEvent, AlertSignal};
 use serde_json::{json, Value};
@@ -116,7 +118,20 @@ impl HttpSink {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+
+    /// Wait until `n` requests were answered 2xx and `app` applied every signal, then
+    /// [`QUIET`] longer: no other request may come.
+    async fn delivered_exactly(&self, app: &TestApp, n: usize) -> Vec<Hit> {
+        let hits = self.wait_delivered(n).await;
+        wait_signals_applied(app).await;
+        tokio::time::sleep(QUIET).await;
+        assert_eq!(self.hits().len(), n, "{:?}", self.hits());
+        hits
+    }
 }
+
+/// Long enough for the alerts job (every second) to have sent any delivery a signal made.
+const QUIET: Duration = Duration::from_millis(2500);
 
 /// `[alerting]` for tests: fast retries, no periodic evaluation (tests call it).
 const ALERTING: &str =
@@ -129,6 +144,26 @@ fn webhook(url: &str, events: Option<&[&str]>) -> String {
         s.push_str(&format!("events = {}\n", json!(e)));
     }
     s
+}
+
+/// A configuration alerting the webhook at `url` (the `events` it wants, every event when
+/// `None`): `before` (other sections and targets), the webhook, then [`ALERTING`] with the
+/// keys `alerting` adds.
+fn alerting_toml(url: &str, events: Option<&[&str]>, before: &str, alerting: &str) -> String {
+    format!("{before}{}{ALERTING}{alerting}", webhook(url, events))
+}
+
+/// A webhook sink and a server alerting it, configured by [`alerting_toml`].
+async fn spawn_alerting(
+    backend: Backend,
+    events: Option<&[&str]>,
+    before: &str,
+    alerting: &str,
+) -> (HttpSink, TestApp) {
+    let sink = HttpSink::start().await;
+    let extra = alerting_toml(&sink.url, events, before, alerting);
+    let app = TestApp::spawn_with(backend, &extra).await;
+    (sink, app)
 }
 
 fn signal(event: AlertEvent, subject: &str, firing: bool) -> AlertSignal {
@@ -187,12 +222,7 @@ async fn conditions(app: &TestApp) -> Vec<Value> {
 }
 
 async fn channel_down_then_recovered_signed_and_once(backend: Backend) {
-    let sink = HttpSink::start().await;
-    let extra = format!(
-        "[shop]\nname = \"Alert Shop\"\n{}{ALERTING}",
-        webhook(&sink.url, None)
-    );
-    let app = TestApp::spawn_with(backend, &extra).await;
+    let (sink, app) = spawn_alerting(backend, None, "[shop]\nname = \"Alert Shop\"\n", "").await;
 
     // The same condition signalled five times alerts once.
     for _ in 0..5 {
@@ -202,10 +232,7 @@ async fn channel_down_then_recovered_signed_and_once(backend: Backend) {
         )
         .await;
     }
-    let hits = sink.wait_delivered(1).await;
-    wait_signals_applied(&app).await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(sink.hits().len(), 1, "one alert: {:?}", sink.hits());
+    let hits = sink.delivered_exactly(&app, 1).await;
     let down = &hits[0];
     assert_eq!(down.path, "/hook");
     assert_eq!(down.headers["content-type"], "application/json");
@@ -235,10 +262,7 @@ async fn channel_down_then_recovered_signed_and_once(backend: Backend) {
         )
         .await;
     }
-    let hits = sink.wait_delivered(2).await;
-    wait_signals_applied(&app).await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(sink.hits().len(), 2, "{:?}", sink.hits());
+    let hits = sink.delivered_exactly(&app, 2).await;
     assert_signed(&hits[1]);
     let body = hits[1].json();
     assert_eq!(body["event"], "channel_recovered");
@@ -272,7 +296,7 @@ both_backends!(channel_down_then_recovered_signed_and_once);
 /// condition alerts exactly once.
 async fn two_instances_alert_each_condition_once(backend: Backend) {
     let sink = HttpSink::start().await;
-    let extra = format!("{}{ALERTING}", webhook(&sink.url, None));
+    let extra = alerting_toml(&sink.url, None, "", "");
     let app = TestApp::spawn_with(backend, &extra).await;
     let other = app.another_instance(&extra).await;
     let mut all = Vec::new();
@@ -305,11 +329,9 @@ async fn two_instances_alert_each_condition_once(backend: Backend) {
     for t in tasks {
         t.await.unwrap();
     }
-    sink.wait_delivered(10).await;
-    wait_signals_applied(&app).await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
     let mut subjects: Vec<String> = sink
-        .hits()
+        .delivered_exactly(&app, 10)
+        .await
         .iter()
         .map(|h| h.json()["subject"].as_str().unwrap().to_owned())
         .collect();
@@ -323,10 +345,8 @@ both_backends!(two_instances_alert_each_condition_once);
 /// A sink answering 500 gets the alert again later; once it answers 200 the alert is delivered
 /// and never sent again. The error is kept meanwhile.
 async fn failing_sink_is_retried_until_delivered_once(backend: Backend) {
-    let sink = HttpSink::start().await;
+    let (sink, app) = spawn_alerting(backend, None, "", "").await;
     sink.answer(500);
-    let extra = format!("{}{ALERTING}", webhook(&sink.url, None));
-    let app = TestApp::spawn_with(backend, &extra).await;
     emit(&app, signal(AlertEvent::LowStock, "gift-card", true)).await;
     let started = Instant::now();
     while sink.hits().is_empty() {
@@ -366,14 +386,14 @@ async fn telegram_gets_only_its_events(backend: Backend) {
     let hook = HttpSink::start().await;
     let token_file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(token_file.path(), format!("{BOT_TOKEN}\n")).unwrap();
-    let extra = format!(
+    let telegram = format!(
         "[shop]\nname = \"Alert Shop\"\ndefault_locale = \"en\"\n\
          [[alerts]]\nkind = \"telegram\"\nbot_token_file = \"{}\"\nchat_id = -1001234\n\
-         api_base = \"{}\"\nevents = [\"exception_order\"]\n{}{ALERTING}",
+         api_base = \"{}\"\nevents = [\"exception_order\"]\n",
         token_file.path().display(),
         tg.url,
-        webhook(&hook.url, Some(&["channel_down"])),
     );
+    let extra = alerting_toml(&hook.url, Some(&["channel_down"]), &telegram, "");
     let app = TestApp::spawn_with(backend, &extra).await;
     emit(&app, signal(AlertEvent::ChannelDown, "ali/alipay", true)).await;
     emit(
@@ -381,12 +401,10 @@ async fn telegram_gets_only_its_events(backend: Backend) {
         signal(AlertEvent::ExceptionOrder, "K2026-ORDER", true),
     )
     .await;
-    let tg_hits = tg.wait_delivered(1).await;
+    // Telegram takes exception_order only, the webhook channel_down only.
+    let tg_hits = tg.delivered_exactly(&app, 1).await;
     let hook_hits = hook.wait_delivered(1).await;
-    wait_signals_applied(&app).await;
-    tokio::time::sleep(Duration::from_millis(2000)).await;
-    assert_eq!(tg.hits().len(), 1, "telegram takes exception_order only");
-    assert_eq!(hook.hits().len(), 1, "the webhook takes channel_down only");
+    assert_eq!(hook.hits().len(), 1, "{:?}", hook.hits());
     assert_eq!(hook_hits[0].json()["event"], "channel_down");
     assert_eq!(tg_hits[0].path, format!("/bot{BOT_TOKEN}/sendMessage"));
     let m = tg_hits[0].json();
@@ -414,17 +432,16 @@ async fn telegram_gets_only_its_events(backend: Backend) {
     assert_eq!(tg.hits().len(), 2);
     let test_text = tg.hits()[1].json()["text"].as_str().unwrap().to_owned();
     assert!(test_text.contains("Test alert"), "{test_text}");
-    let r = app
-        .http
-        .patch(app.url("/api/v1/admin/alerts/targets/config-0"))
-        .bearer_auth(&app.admin_token)
-        .json(&json!({"chat_id": "1"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 409);
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(v["error"]["code"], "alert_target_read_only");
+    let (s, v) = app
+        .admin_patch(
+            "/api/v1/admin/alerts/targets/config-0",
+            json!({"chat_id": "1"}),
+        )
+        .await;
+    assert_eq!(
+        (s, &v["error"]["code"]),
+        (409, &json!("alert_target_read_only"))
+    );
 
     // A stored Telegram target whose API cannot be reached: the error says so, without the token.
     let closed = format!("http://127.0.0.1:{}", crate::mail::free_port());
@@ -576,43 +593,23 @@ async fn stored_targets_through_the_api(backend: Backend) {
     assert_eq!(secret_in_db(&app, SECRET).await, 0, "sealed at rest");
 
     // An edit that leaves the secret out keeps it: the alert is still signed with it.
-    let r = app
-        .http
-        .patch(app.url("/api/v1/admin/alerts/targets/ops"))
-        .bearer_auth(&app.admin_token)
-        .json(&json!({"events": ["low_stock", "exception_order"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let v: Value = r.json().await.unwrap();
+    let patch = |body: Value| app.admin_patch("/api/v1/admin/alerts/targets/ops", body);
+    let (s, v) = patch(json!({"events": ["low_stock", "exception_order"]})).await;
+    assert_eq!(s, 200, "{v}");
     assert_eq!(v["events"], json!(["low_stock", "exception_order"]));
     assert_eq!(v["secret_set"], true);
-    let r = app
-        .http
-        .patch(app.url("/api/v1/admin/alerts/targets/ops"))
-        .bearer_auth(&app.admin_token)
-        .json(&json!({"kind": "email"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 422);
-    let r = app
-        .http
-        .patch(app.url("/api/v1/admin/alerts/targets/nobody"))
-        .bearer_auth(&app.admin_token)
-        .json(&json!({"enabled": false}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
+    assert_eq!(patch(json!({"kind": "email"})).await.0, 422);
+    let (s, _) = app
+        .admin_patch(
+            "/api/v1/admin/alerts/targets/nobody",
+            json!({"enabled": false}),
+        )
+        .await;
+    assert_eq!(s, 404);
 
     emit(&app, signal(AlertEvent::ChannelDown, "x/y", true)).await; // not its event
     emit(&app, signal(AlertEvent::ExceptionOrder, "K1", true)).await;
-    let hits = sink.wait_delivered(1).await;
-    wait_signals_applied(&app).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(sink.hits().len(), 1);
+    let hits = sink.delivered_exactly(&app, 1).await;
     assert_signed(&hits[0]);
     assert_eq!(hits[0].json()["event"], "exception_order");
 
@@ -624,24 +621,13 @@ async fn stored_targets_through_the_api(backend: Backend) {
     );
     assert!(!audit.contains(SECRET), "{audit}");
 
-    let r = app
-        .http
-        .delete(app.url("/api/v1/admin/alerts/targets/ops"))
-        .bearer_auth(&app.admin_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let r = app
-        .http
-        .delete(app.url("/api/v1/admin/alerts/targets/ops"))
-        .bearer_auth(&app.admin_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(v["error"]["code"], "alert_target_not_found");
+    let delete = || app.admin_delete("/api/v1/admin/alerts/targets/ops");
+    assert_eq!(delete().await.0, 200);
+    let (s, v) = delete().await;
+    assert_eq!(
+        (s, &v["error"]["code"]),
+        (404, &json!("alert_target_not_found"))
+    );
     assert!(app
         .admin_get("/api/v1/admin/audit")
         .await
@@ -660,8 +646,7 @@ both_backends!(stored_targets_through_the_api);
 
 /// An order that expired, lost its keys and was then paid: `exception`.
 async fn exception_order(app: &TestApp, slug: &str) -> Value {
-    app.create_product(slug, 700, "auto").await;
-    app.import_keys(slug, 1).await;
+    app.stocked_product(slug, 700, 1).await;
     let late = app.order(slug, 1).await;
     app.state.store.expire_due(FAR_FUTURE, 100).await.unwrap();
     let _other = app.order(slug, 1).await;
@@ -682,18 +667,26 @@ async fn evaluate(app: &TestApp) -> Vec<Value> {
     conditions(app).await
 }
 
+/// Product `slug` at 1.00 with `keys` keys, for [`seed::orders`]: its id.
+async fn seeded_product(app: &TestApp, slug: &str, keys: usize) -> i64 {
+    app.stocked_product(slug, 100, keys).await;
+    let sql = format!("SELECT id FROM products WHERE slug = '{slug}'");
+    inspect::scalar(&app.db_url, &sql).await
+}
+
 fn has(open: &[Value], event: &str, subject: &str) -> bool {
     open.iter()
         .any(|c| c["event"] == event && c["subject"] == subject)
 }
 
 async fn exception_orders_and_low_stock_fire_and_resolve(backend: Backend) {
-    let sink = HttpSink::start().await;
-    let extra = format!(
-        "[console]\nlow_stock_threshold = 3\n{}{ALERTING}",
-        webhook(&sink.url, Some(&["exception_order", "low_stock"]))
-    );
-    let app = TestApp::spawn_with(backend, &extra).await;
+    let (sink, app) = spawn_alerting(
+        backend,
+        Some(&["exception_order", "low_stock"]),
+        "[console]\nlow_stock_threshold = 3\n",
+        "",
+    )
+    .await;
     let late = exception_order(&app, "exc").await;
     let no = late["order_no"].as_str().unwrap();
     let open = evaluate(&app).await;
@@ -716,8 +709,7 @@ async fn exception_orders_and_low_stock_fire_and_resolve(backend: Backend) {
 
     // Evaluating again changes nothing.
     evaluate(&app).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(sink.hits().len(), 2);
+    sink.delivered_exactly(&app, 2).await;
 
     // Restocked and the exception delivered from stock: both resolve.
     app.import_keys("exc", 5).await;
@@ -743,15 +735,14 @@ both_backends!(exception_orders_and_low_stock_fire_and_resolve);
 /// Success rate: a baseline of two in three paid, then an hour of unpaid orders: judged only
 /// from `min_orders` orders on.
 async fn success_rate_low_needs_the_volume(backend: Backend) {
-    let sink = HttpSink::start().await;
-    let extra = format!(
-        "{}[alerting]\nretry_base_seconds = 1\nevaluate_seconds = 3600\nmin_orders = 10\n",
-        webhook(&sink.url, Some(&["success_rate_low"]))
-    );
-    let app = TestApp::spawn_with(backend, &extra).await;
-    app.create_product("rate", 100, "auto").await;
-    app.import_keys("rate", 40).await;
-    let pid = inspect::scalar(&app.db_url, "SELECT id FROM products WHERE slug = 'rate'").await;
+    let (sink, app) = spawn_alerting(
+        backend,
+        Some(&["success_rate_low"]),
+        "",
+        "min_orders = 10\n",
+    )
+    .await;
+    let pid = seeded_product(&app, "rate", 40).await;
     // 300 orders over the ~2 hours before the last hour, two in three paid.
     seed::orders(&app.db_url, pid, 300, app.state.now_ms() - 3_660_000).await;
     for _ in 0..5 {
@@ -810,15 +801,14 @@ kami_testkit::both_backends!(
 /// Silence: a channel that paid ~29 orders a day over the week, none for two hours, fires once
 /// the time for `silent_expected_orders` has passed; a payment resolves it.
 async fn silent_channel_fires_and_a_payment_resolves_it(backend: Backend) {
-    let sink = HttpSink::start().await;
-    let extra = format!(
-        "{}[alerting]\nretry_base_seconds = 1\nevaluate_seconds = 3600\nsilent_expected_orders = 1\n",
-        webhook(&sink.url, Some(&["silent_channel"]))
-    );
-    let app = TestApp::spawn_with(backend, &extra).await;
-    app.create_product("quiet", 100, "auto").await;
-    app.import_keys("quiet", 2).await;
-    let pid = inspect::scalar(&app.db_url, "SELECT id FROM products WHERE slug = 'quiet'").await;
+    let (sink, app) = spawn_alerting(
+        backend,
+        Some(&["silent_channel"]),
+        "",
+        "silent_expected_orders = 1\n",
+    )
+    .await;
+    let pid = seeded_product(&app, "quiet", 2).await;
     // 200 paid over the ~2 hours that ended 2 hours ago: 10 expected take ~8 hours, 1 ~50 min.
     seed::orders(&app.db_url, pid, 300, app.state.now_ms() - 2 * 3_600_000).await;
     let open = evaluate(&app).await;
@@ -837,3 +827,106 @@ async fn silent_channel_fires_and_a_payment_resolves_it(backend: Backend) {
     assert_eq!(hits[1].json()["event"], "silent_channel_resolved");
 }
 both_backends!(silent_channel_fires_and_a_payment_resolves_it);
+
+/// Pay `n` orders of `slug` on WeChat Pay (`wechat-sim`) with the scan page's `notify`
+/// control.
+async fn pay_on_wechat(app: &TestApp, slug: &str, n: usize, notify: &str) -> Vec<Value> {
+    let mut orders = Vec::new();
+    for _ in 0..n {
+        let order = app.order_via(slug, "wxpay", "pc").await;
+        assert_eq!(order["payment"]["channel"], "wechat-sim", "{order}");
+        let (s, body) = app.pay_in_browser(&order, notify).await;
+        assert_eq!(s, 200, "{body}");
+        orders.push(order);
+    }
+    orders
+}
+
+async fn assert_delivered(app: &TestApp, orders: &[Value]) {
+    for order in orders {
+        let v = app.wait_settled(order).await;
+        assert_eq!(v["status"], "delivered", "{v}");
+    }
+}
+
+/// Notify lag: on a manual clock shared with the WeChat Pay simulator, three notifications
+/// are held at the gateway while five minutes pass, so each arrives 300 s after its
+/// `success_time`; the median over the last 30 minutes is above `notify_lag_seconds` and the
+/// channel alerts once (signed); evaluating again sends nothing; four notifications arriving
+/// at once bring the median back to 0 and it resolves once.
+async fn late_notifications_fire_notify_lag_once_and_resolve(backend: Backend) {
+    const LAG_S: i64 = 300;
+    let sink = HttpSink::start().await;
+    let extra = alerting_toml(
+        &sink.url,
+        Some(&["notify_lag"]),
+        "",
+        "notify_lag_seconds = 60\n",
+    );
+    // 2026-12-01T04:00:00Z, a whole second: the gateway's pay times are in seconds.
+    let clock = Arc::new(ManualClock::new(1_796_097_600_000));
+    let (app, sims) = TestApp::spawn_with_sims(backend, &extra, clock.clone()).await;
+    let wechat = &sims.gateways.wechatpay;
+    app.stocked_product("lag", 300, 20).await;
+
+    let late = pay_on_wechat(&app, "lag", 3, "hold").await;
+    // The payment checks that come due meanwhile must not find them first.
+    wechat.fail_queries(true);
+    clock.advance(LAG_S * 1000);
+    assert_eq!(wechat.release_held(), 3);
+    assert_delivered(&app, &late).await;
+    wechat.fail_queries(false);
+    let late_notified = format!(
+        "SELECT COUNT(*) FROM payments WHERE channel_id = 'wechat-sim' \
+         AND found_by = 'notify' AND paid_at - gateway_paid_at = {}",
+        LAG_S * 1000
+    );
+    assert_eq!(inspect::scalar(&app.db_url, &late_notified).await, 3);
+
+    let open = evaluate(&app).await;
+    assert!(has(&open, "notify_lag", "wechat-sim"), "{open:?}");
+    let hits = sink.wait_delivered(1).await;
+    assert_signed(&hits[0]);
+    let body = hits[0].json();
+    assert_eq!(
+        (&body["event"], &body["subject"], &body["firing"]),
+        (&json!("notify_lag"), &json!("wechat-sim"), &json!(true)),
+        "{body}"
+    );
+    let d = &body["details"];
+    assert_eq!(d["median_lag_seconds"], LAG_S, "{body}");
+    assert_eq!(d["threshold_seconds"], 60, "{body}");
+    assert_eq!(
+        (d["late_payments"].as_i64(), d["notified_payments"].as_i64()),
+        (Some(3), Some(3)),
+        "{body}"
+    );
+
+    // Evaluating again finds the same: no signal, nothing sent.
+    assert_eq!(alert_checks::evaluate_once(&app.state).await.unwrap(), 0);
+    sink.delivered_exactly(&app, 1).await;
+
+    // Four notifications on time (the clock stands still): 4 of 7 at 0 s, the median is 0.
+    let prompt = pay_on_wechat(&app, "lag", 4, "normal").await;
+    assert_delivered(&app, &prompt).await;
+    let open = evaluate(&app).await;
+    assert!(!has(&open, "notify_lag", "wechat-sim"), "{open:?}");
+    let hits = sink.wait_delivered(2).await;
+    assert_signed(&hits[1]);
+    let body = hits[1].json();
+    assert_eq!(
+        (&body["event"], &body["subject"], &body["firing"]),
+        (
+            &json!("notify_lag_resolved"),
+            &json!("wechat-sim"),
+            &json!(false)
+        ),
+        "{body}"
+    );
+    assert_eq!(alert_checks::evaluate_once(&app.state).await.unwrap(), 0);
+    sink.delivered_exactly(&app, 2).await;
+    let deliveries = app.admin_get("/api/v1/admin/alerts/deliveries").await;
+    let list = deliveries["deliveries"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "one alert, one resolve: {deliveries}");
+}
+both_backends!(late_notifications_fire_notify_lag_once_and_resolve);

@@ -8,29 +8,6 @@ use serde_json::{json, Value};
 
 use kami_testkit::{both_backends, inspect, Backend, TestApp};
 
-async fn order_via(app: &TestApp, slug: &str, method: &str) -> Value {
-    let (s, v) = app
-        .try_order(
-            json!({"product": slug, "quantity": 1, "email": "m@example.com",
-                          "method": method, "device": "pc"}),
-        )
-        .await;
-    assert_eq!(s, 201, "{method}: {v}");
-    v
-}
-
-async fn metrics_text(app: &TestApp) -> String {
-    app.http
-        .get(app.url("/metrics"))
-        .bearer_auth(&app.admin_token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// The value of the sample `line` names exactly (name and labels), if present.
 fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
     text.lines()
@@ -58,10 +35,9 @@ fn method<'a>(stats: &'a Value, method: &str) -> &'a Value {
 
 async fn notify_lag_is_measured_from_alipay_and_wechat_pay_times(backend: Backend) {
     let app = TestApp::spawn_gateways(backend, "").await;
-    app.create_product("lag", 800, "auto").await;
-    app.import_keys("lag", 4).await;
+    app.stocked_product("lag", 800, 4).await;
     for (m, channel) in [("alipay", "alipay-sim"), ("wxpay", "wechat-sim")] {
-        let order = order_via(&app, "lag", m).await;
+        let order = app.order_via("lag", m, "pc").await;
         let (s, body) = app.pay_in_browser(&order, "normal").await;
         assert_eq!(s, 200, "{m}: {body}");
         let v = app.wait_settled(&order).await;
@@ -88,7 +64,7 @@ async fn notify_lag_is_measured_from_alipay_and_wechat_pay_times(backend: Backen
         .await;
         assert_eq!(notified, 1, "{m}: found by its notification");
 
-        let text = metrics_text(&app).await;
+        let text = app.metrics_text().await;
         let labels = format!("{{channel=\"{channel}\",method=\"{m}\"}}");
         assert_eq!(
             sample(
@@ -126,15 +102,14 @@ both_backends!(notify_lag_is_measured_from_alipay_and_wechat_pay_times);
 /// counts as recovered (`found_by=query`), with no notify lag.
 async fn a_payment_found_by_query_counts_as_recovered(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    app.create_product("quiet", 500, "auto").await;
-    app.import_keys("quiet", 2).await;
+    app.stocked_product("quiet", 500, 2).await;
     let order = app.order("quiet", 1).await;
     let (s, body) = app.pay_with(&order, "drop").await;
     assert_eq!(s, 200, "{body}");
     let v = app.wait_settled(&order).await;
     assert_eq!(v["status"], "delivered", "{v}");
 
-    let text = metrics_text(&app).await;
+    let text = app.metrics_text().await;
     assert_eq!(
         sample(
             &text,
@@ -182,8 +157,7 @@ both_backends!(a_payment_found_by_query_counts_as_recovered);
 /// the channel's stats; other channels count nothing.
 async fn verification_failures_are_counted_per_channel(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    app.create_product("forge", 500, "auto").await;
-    app.import_keys("forge", 2).await;
+    app.stocked_product("forge", 500, 2).await;
     let order = app.order("forge", 1).await;
     let no = order["order_no"].as_str().unwrap();
     let mut forged = app.notification(no, "5.00", "CNY", "SBX-FORGED");
@@ -198,7 +172,7 @@ async fn verification_failures_are_counted_per_channel(backend: Backend) {
     let (s, _) = app.send_notification(&wrong_amount).await;
     assert_ne!(s, 200, "an amount mismatch is refused");
 
-    let text = metrics_text(&app).await;
+    let text = app.metrics_text().await;
     for (reason, n) in [("bad_signature", 1.0), ("amount_mismatch", 1.0)] {
         assert_eq!(
             sample(
@@ -230,22 +204,13 @@ both_backends!(verification_failures_are_counted_per_channel);
 /// Every family is on `/metrics` with its labels and values, and the stats agree.
 async fn metrics_after_a_scripted_run(backend: Backend) {
     let app = TestApp::spawn_gateways(backend, "").await;
-    app.create_product("script", 600, "auto").await;
-    app.import_keys("script", 5).await;
-    let paid = order_via(&app, "script", "wxpay").await;
+    app.stocked_product("script", 600, 5).await;
+    let paid = app.order_via("script", "wxpay", "pc").await;
     let (s, body) = app.pay_in_browser(&paid, "normal").await;
     assert_eq!(s, 200, "{body}");
     assert_eq!(app.wait_settled(&paid).await["status"], "delivered");
-    let _unpaid = order_via(&app, "script", "wxpay").await;
-    let scan = kami_testkit::payment_page(&app.sim_base, &paid);
-    let r = app
-        .http
-        .post(&scan)
-        .form(&[("action", "controls"), ("fail_creates", "1")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let _unpaid = app.order_via("script", "wxpay", "pc").await;
+    app.sim_controls(&paid, &[("fail_creates", "1")]).await;
     let (s, v) = app
         .try_order(
             json!({"product": "script", "quantity": 1, "email": "m@example.com",
@@ -257,7 +222,7 @@ async fn metrics_after_a_scripted_run(backend: Backend) {
         (502, Some("channel_unavailable"))
     );
 
-    let text = metrics_text(&app).await;
+    let text = app.metrics_text().await;
     let wx = "channel=\"wechat-sim\",method=\"wxpay\"";
     for (name, value) in [
         (

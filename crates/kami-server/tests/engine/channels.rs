@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use kami_testkit::both_backends;
 use kami_testkit::{assert_no_key_twice, Backend, TestApp};
@@ -21,20 +21,12 @@ const FLAVOURS: [(&str, &str, &str); 6] = [
     ("sandbox", "pc", "redirect"),
 ];
 
-async fn order_via(app: &TestApp, slug: &str, method: &str, device: &str) -> Value {
-    let (s, v) = app
-        .try_order(json!({"product": slug, "quantity": 1, "email": "b@example.com", "method": method, "device": device}))
-        .await;
-    assert_eq!(s, 201, "{method}/{device}: {v}");
-    v
-}
-
 async fn every_flavour_buys_refunds_and_survives_duplicates(backend: Backend) {
     let app = TestApp::spawn_gateways(backend, "").await;
     app.create_product("multi", 1230, "auto").await;
     app.import_keys("multi", 20).await;
     for (method, device, action) in FLAVOURS {
-        let order = order_via(&app, "multi", method, device).await;
+        let order = app.order_via("multi", method, device).await;
         assert_eq!(
             order["payment"]["action"], action,
             "{method}/{device}: {order}"
@@ -77,7 +69,7 @@ async fn dropped_notifications_are_found_on_every_channel(backend: Backend) {
     app.import_keys("drop", 10).await;
     let mut orders = Vec::new();
     for (method, device, _) in FLAVOURS {
-        let order = order_via(&app, "drop", method, device).await;
+        let order = app.order_via("drop", method, device).await;
         let (s, body) = app.pay_in_browser(&order, "drop").await;
         assert_eq!(s, 200, "{method}/{device}: {body}");
         orders.push((method, order));
@@ -101,14 +93,14 @@ async fn every_channel_closes_before_expiry(backend: Backend) {
     let mut unpaid = Vec::new();
     let mut quiet = Vec::new();
     for (method, device, _) in FLAVOURS {
-        let a = order_via(&app, "deadline", method, device).await;
+        let a = app.order_via("deadline", method, device).await;
         // Open the payment page (the trade becomes known to the gateway) but do not pay.
         let p = &a["payment"];
         if let Some(u) = p["url"].as_str() {
             let _ = app.http.get(u).send().await.unwrap();
         }
         unpaid.push((method, a));
-        let b = order_via(&app, "deadline", method, device).await;
+        let b = app.order_via("deadline", method, device).await;
         let (s, body) = app.pay_in_browser(&b, "drop").await;
         assert_eq!(s, 200, "{body}");
         quiet.push((method, b));
@@ -199,7 +191,7 @@ async fn a_wrong_amount_is_never_delivered(backend: Backend) {
     ];
     let mut orders = Vec::new();
     for (method, device, amount) in cases {
-        let order = order_via(&app, "exact", method, device).await;
+        let order = app.order_via("exact", method, device).await;
         let (s, body) = app
             .pay_in_browser_with(&order, &[("notify", "normal"), ("amount", amount)])
             .await;
@@ -246,17 +238,9 @@ async fn a_failed_create_tells_the_seller_which_channel_and_why(backend: Backend
     let app = TestApp::spawn_gateways(backend, "").await;
     app.create_product("fails", 500, "auto").await;
     app.import_keys("fails", 2).await;
-    let first = order_via(&app, "fails", "wxpay", "pc").await;
+    let first = app.order_via("fails", "wxpay", "pc").await;
     let channel = first["payment"]["channel"].as_str().unwrap().to_owned();
-    let scan = kami_testkit::payment_page(&app.sim_base, &first);
-    let r = app
-        .http
-        .post(&scan)
-        .form(&[("action", "controls"), ("fail_creates", "1")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    app.sim_controls(&first, &[("fail_creates", "1")]).await;
     let (s, v) = app
         .try_order(
             json!({"product": "fails", "quantity": 1, "email": "b@example.com",

@@ -12,17 +12,6 @@ use serde_json::{json, Value};
 use kami_testkit::kami_sim::gateways::EPAY_PID;
 use kami_testkit::{both_backends, inspect, Backend, TestApp};
 
-async fn order_qqpay(app: &TestApp, slug: &str) -> Value {
-    let (s, v) = app
-        .try_order(
-            json!({"product": slug, "quantity": 1, "email": "c@example.com",
-                          "method": "qqpay", "device": "pc"}),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
-    v
-}
-
 /// The outcomes of the order's payment events.
 async fn outcomes(app: &TestApp, no: &str) -> Vec<String> {
     let detail = app.admin_order(no).await;
@@ -47,16 +36,10 @@ async fn wait_for_outcome(app: &TestApp, no: &str, outcome: &str) {
     }
 }
 
+/// The `unconfirmed_payment` signals of the order's (first) trade at `epay-sim`.
 async fn alert_signals(app: &TestApp, no: &str, firing: bool) -> i64 {
-    inspect::scalar(
-        &app.db_url,
-        &format!(
-            "SELECT COUNT(*) FROM outbox WHERE kind = 'alert.signal' \
-             AND payload LIKE '%\"unconfirmed_payment\"%' AND payload LIKE '%\"firing\":{firing}%' \
-             AND payload LIKE '%{no}%'"
-        ),
-    )
-    .await
+    let subject = format!("epay-sim/{no}");
+    inspect::alert_signals(&app.db_url, "unconfirmed_payment", &subject, firing).await
 }
 
 async fn sold_keys(app: &TestApp) -> i64 {
@@ -69,10 +52,9 @@ async fn sold_keys(app: &TestApp) -> i64 {
 
 async fn an_unconfirmed_epay_success_is_held_then_delivered_once(backend: Backend) {
     let (app, gw) = TestApp::spawn_gateways_keeping(backend, "").await;
-    app.create_product("held", 700, "auto").await;
-    app.import_keys("held", 3).await;
+    app.stocked_product("held", 700, 3).await;
     gw.epay.set_forged_upstream(true);
-    let order = order_qqpay(&app, "held").await;
+    let order = app.order_via("held", "qqpay", "pc").await;
     assert_eq!(order["payment"]["channel"], "epay-sim");
     let no = order["order_no"].as_str().unwrap();
     let (s, body) = app.pay_in_browser(&order, "normal").await;
@@ -154,8 +136,7 @@ async fn add_epay(
 /// when the host's query disagrees. The key shows on stored channels (on by default) and edits.
 async fn confirm_by_query_off_trusts_the_signed_notification(backend: Backend) {
     let (app, gw) = TestApp::spawn_gateways_keeping(backend, "").await;
-    app.create_product("trust", 700, "auto").await;
-    app.import_keys("trust", 3).await;
+    app.stocked_product("trust", 700, 3).await;
     let trusting = add_epay(
         &app,
         &gw,
@@ -173,7 +154,7 @@ async fn confirm_by_query_off_trusts_the_signed_notification(backend: Backend) {
     );
 
     gw.epay.set_forged_upstream(true);
-    let order = order_qqpay(&app, "trust").await;
+    let order = app.order_via("trust", "qqpay", "pc").await;
     assert_eq!(order["payment"]["channel"], "epay-trust");
     let (s, body) = app.pay_in_browser(&order, "normal").await;
     assert_eq!(s, 200, "{body}");
@@ -183,20 +164,16 @@ async fn confirm_by_query_off_trusts_the_signed_notification(backend: Backend) {
     assert_eq!(outcomes(&app, no).await, ["delivered"]);
 
     // Turned on: the next one is held.
-    let r = app
-        .http
-        .patch(app.url("/api/v1/admin/channels/epay-trust"))
-        .bearer_auth(&app.admin_token)
-        .json(&json!({"confirm_by_query": true}))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let text = r.text().await.unwrap();
-    assert_eq!(status, 200, "{text}");
+    let (s, v) = app
+        .admin_patch(
+            "/api/v1/admin/channels/epay-trust",
+            json!({"confirm_by_query": true}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
     let view = app.admin_get("/api/v1/admin/channels/epay-trust").await;
     assert_eq!(view["settings"]["confirm_by_query"], true, "{view}");
-    let held = order_qqpay(&app, "trust").await;
+    let held = app.order_via("trust", "qqpay", "pc").await;
     assert_eq!(held["payment"]["channel"], "epay-trust");
     let (s, body) = app.pay_in_browser(&held, "normal").await;
     assert_eq!(s, 200, "{body}");

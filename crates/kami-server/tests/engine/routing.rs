@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use kami_testkit::both_backends;
 use kami_testkit::faulty::{faulty_sandboxes, Faults, FaultySpec};
-use kami_testkit::inspect::scalar;
+use kami_testkit::inspect::{alert_signals, scalar};
 use kami_testkit::{Backend, TestApp, SANDBOX_SECRET};
 
 const BUDGET_MS: u64 = 3_000;
@@ -22,6 +22,36 @@ fn spec(id: &'static str, priority: i32, faults: &Faults) -> FaultySpec {
         priority,
         faults: faults.clone(),
     }
+}
+
+/// The faults of a `primary` that fails every create (seeded `seed`) and a healthy `backup`.
+fn failing_primary(seed: u64) -> (Faults, Faults) {
+    let primary = Faults::new(seed);
+    primary.fail_ratio(1.0);
+    (primary, Faults::new(seed + 1))
+}
+
+/// Channels `primary` (priority 10) and `backup` (priority 5), failing as told.
+fn primary_and_backup(primary: &Faults, backup: &Faults) -> Vec<FaultySpec> {
+    vec![spec("primary", 10, primary), spec("backup", 5, backup)]
+}
+
+/// A server (`extra` configuration) on the faulty sandbox channels `specs`, selling `slug`
+/// at `price` with `keys` keys.
+async fn spawn_selling(
+    backend: Backend,
+    extra: &str,
+    specs: Vec<FaultySpec>,
+    (slug, price, keys): (&str, i64, usize),
+) -> TestApp {
+    let app = TestApp::spawn_opts(backend, extra, faulty_sandboxes(specs)).await;
+    app.stocked_product(slug, price, keys).await;
+    app
+}
+
+/// A buyer's order of `quantity` keys of `slug`, paid with the sandbox method.
+fn order_body(slug: &str, quantity: u32) -> Value {
+    json!({"product": slug, "quantity": quantity, "email": "b@example.com", "method": "sandbox"})
 }
 
 /// The routing state of `channel` for the sandbox method, from the admin API.
@@ -51,16 +81,9 @@ macro_rules! eventually {
     }};
 }
 
+/// The primary's ChannelDown signals, firing or resolving.
 async fn signals(app: &TestApp, firing: bool) -> i64 {
-    scalar(
-        &app.db_url,
-        &format!(
-            "SELECT COUNT(*) FROM outbox WHERE kind = 'alert.signal' \
-             AND payload LIKE '%\"event\":\"channel_down\"%' AND payload LIKE '%\"subject\":\"primary/sandbox\"%' \
-             AND payload LIKE '%\"firing\":{firing}%'"
-        ),
-    )
-    .await
+    alert_signals(&app.db_url, "channel_down", "primary/sandbox", firing).await
 }
 
 async fn attempts(app: &TestApp, order_no: &str) -> i64 {
@@ -76,11 +99,7 @@ async fn attempts(app: &TestApp, order_no: &str) -> i64 {
 
 async fn buy(app: &TestApp, slug: &str) -> (u16, Value, Duration) {
     let started = Instant::now();
-    let (s, v) = app
-        .try_order(
-            json!({"product": slug, "quantity": 1, "email": "b@example.com", "method": "sandbox"}),
-        )
-        .await;
+    let (s, v) = app.try_order(order_body(slug, 1)).await;
     (s, v, started.elapsed())
 }
 
@@ -88,29 +107,21 @@ async fn buy(app: &TestApp, slug: &str) -> (u16, Value, Duration) {
 /// the budget; the primary goes down (one ChannelDown firing signal); once the fault clears
 /// and the rest is over, a probe brings it back (resolved signal).
 async fn failover_when_the_primary_fails_every_create(backend: Backend) {
-    let primary = Faults::new(1);
-    let backup = Faults::new(2);
-    primary.fail_ratio(1.0);
-    let app = TestApp::spawn_opts(
+    let (primary, backup) = failing_primary(1);
+    let app = spawn_selling(
         backend,
         "[routing]\nrest_seconds = 2\n",
-        faulty_sandboxes(vec![
-            spec("primary", 10, &primary),
-            spec("backup", 5, &backup),
-        ]),
+        primary_and_backup(&primary, &backup),
+        ("fo", 500, 45),
     )
     .await;
-    app.create_product("fo", 500, "auto").await;
-    app.import_keys("fo", 45).await;
 
     let buyers: Vec<_> = (0..40)
         .map(|_| {
             let shop = kami_testkit::Shop::new(app.base.clone(), app.admin_token.clone());
             tokio::spawn(async move {
                 let started = Instant::now();
-                let (s, v) = shop
-                    .try_order(json!({"product": "fo", "quantity": 1, "email": "b@example.com", "method": "sandbox"}))
-                    .await;
+                let (s, v) = shop.try_order(order_body("fo", 1)).await;
                 (s, v, started.elapsed())
             })
         })
@@ -199,17 +210,13 @@ async fn a_hung_primary_fails_over_within_the_budget(backend: Backend) {
     let primary = Faults::new(3);
     let backup = Faults::new(4);
     primary.hang(Some(Duration::from_secs(30)));
-    let app = TestApp::spawn_opts(
+    let app = spawn_selling(
         backend,
         "",
-        faulty_sandboxes(vec![
-            spec("primary", 10, &primary),
-            spec("backup", 5, &backup),
-        ]),
+        primary_and_backup(&primary, &backup),
+        ("hang", 500, 3),
     )
     .await;
-    app.create_product("hang", 500, "auto").await;
-    app.import_keys("hang", 3).await;
     let (s, v, took) = buy(&app, "hang").await;
     println!("hung primary: answered in {took:?}");
     assert_eq!(
@@ -240,14 +247,10 @@ both_backends!(a_hung_primary_fails_over_within_the_budget);
 /// Two kami processes on one database: the first finds the primary down; the second, which
 /// never called it, stops routing to it once it reads the shared state.
 async fn another_process_sees_the_down_state(backend: Backend) {
-    let primary = Faults::new(5);
-    let backup = Faults::new(6);
-    primary.fail_ratio(1.0);
-    let specs = vec![spec("primary", 10, &primary), spec("backup", 5, &backup)];
-    let app = TestApp::spawn_opts(backend, "", faulty_sandboxes(specs.clone())).await;
+    let (primary, backup) = failing_primary(5);
+    let specs = primary_and_backup(&primary, &backup);
+    let app = spawn_selling(backend, "", specs.clone(), ("two", 500, 12)).await;
     let other = app.another_instance_with("", faulty_sandboxes(specs)).await;
-    app.create_product("two", 500, "auto").await;
-    app.import_keys("two", 12).await;
     // Before: the second process's lane is healthy (it saw nothing yet).
     assert_eq!(lane(&other, "primary").await["state"], "healthy");
     for _ in 0..5 {
@@ -290,8 +293,7 @@ async fn shares(app: &TestApp, slug: &str, n: usize) -> std::collections::BTreeM
         let shop = kami_testkit::Shop::new(app.base.clone(), app.admin_token.clone());
         let slug = slug.to_owned();
         pending.push(tokio::spawn(async move {
-            shop.try_order(json!({"product": slug, "quantity": 1, "email": "b@example.com", "method": "sandbox"}))
-                .await
+            shop.try_order(order_body(&slug, 1)).await
         }));
         if pending.len() == 8 || i + 1 == n {
             for p in pending.drain(..) {
@@ -312,14 +314,13 @@ async fn success_rate_routing_favours_the_healthier_channel(backend: Backend) {
     let poor = Faults::new(8);
     good.fail_ratio(0.05);
     poor.fail_ratio(0.30);
-    let app = TestApp::spawn_opts(
+    let app = spawn_selling(
         backend,
         "[routing]\nmode = \"success_rate\"\n",
-        faulty_sandboxes(vec![spec("good", 10, &good), spec("poor", 10, &poor)]),
+        vec![spec("good", 10, &good), spec("poor", 10, &poor)],
+        ("sr", 100, 400),
     )
     .await;
-    app.create_product("sr", 100, "auto").await;
-    app.import_keys("sr", 400).await;
     let n = 400;
     let paid_by = shares(&app, "sr", n).await;
     let (g, p) = (good.creates(), poor.creates());
@@ -350,8 +351,7 @@ const WEIGHTED: &str = "[[channels]]\nid = \"w3\"\nkind = \"sandbox\"\nmethods =
 async fn priority_mode_shares_follow_weight(backend: Backend) {
     assert!(WEIGHTED.contains(SANDBOX_SECRET));
     let app = TestApp::spawn_with(backend, WEIGHTED).await;
-    app.create_product("w", 100, "auto").await;
-    app.import_keys("w", 200).await;
+    app.stocked_product("w", 100, 200).await;
     let got = shares(&app, "w", 200).await;
     println!("priority mode, weights 3:1, 200 orders: {got:?}");
     let w3 = *got.get("w3").unwrap_or(&0) as f64 / 200.0;
@@ -370,14 +370,13 @@ async fn shadow_mode_routes_by_priority_and_records_sr_decisions(backend: Backen
     let good = Faults::new(9);
     let poor = Faults::new(10);
     poor.fail_ratio(0.1);
-    let app = TestApp::spawn_opts(
+    let app = spawn_selling(
         backend,
         "[routing]\nmode = \"shadow\"\nrest_seconds = 1\n",
-        faulty_sandboxes(vec![spec("good", 10, &good), spec("poor", 10, &poor)]),
+        vec![spec("good", 10, &good), spec("poor", 10, &poor)],
+        ("sh", 100, 200),
     )
     .await;
-    app.create_product("sh", 100, "auto").await;
-    app.import_keys("sh", 200).await;
     let n = 160;
     shares(&app, "sh", n).await;
     let (g, p) = (good.creates(), poor.creates());
@@ -411,9 +410,8 @@ const LIMITED: &str =
 /// channel was paid today; with no channel left the order is refused with nothing reserved.
 async fn amount_and_daily_limits_skip_a_channel(backend: Backend) {
     let app = TestApp::spawn_with(backend, LIMITED).await;
-    app.create_product("lim", 800, "auto").await;
-    app.import_keys("lim", 10).await;
-    let order = |q: u32| json!({"product": "lim", "quantity": q, "email": "b@example.com", "method": "sandbox"});
+    app.stocked_product("lim", 800, 10).await;
+    let order = |q: u32| order_body("lim", q);
     let (s, small) = app.try_order(order(1)).await;
     assert_eq!(
         (s, small["payment"]["channel"].as_str()),
@@ -470,20 +468,14 @@ both_backends!(amount_and_daily_limits_skip_a_channel);
 /// number and delivers the order once; the backup's payment that follows is flagged, not
 /// delivered again.
 async fn late_payment_of_an_abandoned_attempt_is_delivered_once(backend: Backend) {
-    let primary = Faults::new(11);
-    let backup = Faults::new(12);
-    primary.fail_ratio(1.0);
-    let app = TestApp::spawn_opts(
+    let (primary, backup) = failing_primary(11);
+    let app = spawn_selling(
         backend,
         "",
-        faulty_sandboxes(vec![
-            spec("primary", 10, &primary),
-            spec("backup", 5, &backup),
-        ]),
+        primary_and_backup(&primary, &backup),
+        ("late", 700, 5),
     )
     .await;
-    app.create_product("late", 700, "auto").await;
-    app.import_keys("late", 5).await;
     let (s, order, _) = buy(&app, "late").await;
     assert_eq!(
         (s, order["payment"]["channel"].as_str()),
@@ -540,13 +532,19 @@ async fn switch(app: &TestApp, order: &Value, method: &str) -> (u16, Value) {
     (s, r.json().await.unwrap())
 }
 
+/// A server with every gateway simulator, product `slug` at 9.90 with 5 keys, and a buyer's
+/// pending order of it on the sandbox method (the method the switch tests switch from).
+async fn a_sandbox_order_to_switch(backend: Backend, slug: &str) -> (TestApp, Value) {
+    let app = TestApp::spawn_gateways(backend, "").await;
+    app.stocked_product(slug, 990, 5).await;
+    let order = app.order_via(slug, "sandbox", "pc").await;
+    (app, order)
+}
+
 /// The buyer switches from the sandbox to Alipay: the sandbox trade is closed first, the
 /// Alipay attempt has its own trade number, and paying it delivers the order.
 async fn the_buyer_switches_method(backend: Backend) {
-    let app = TestApp::spawn_gateways(backend, "").await;
-    app.create_product("sw", 990, "auto").await;
-    app.import_keys("sw", 5).await;
-    let order = app.order_via("sw", "sandbox", "pc").await;
+    let (app, order) = a_sandbox_order_to_switch(backend, "sw").await;
     let no = order["order_no"].as_str().unwrap().to_owned();
     let (s, v) = switch(&app, &order, "sandbox").await;
     assert_eq!(
@@ -604,10 +602,7 @@ both_backends!(the_buyer_switches_method);
 /// The buyer paid the sandbox trade (its notification lost) and then asks to switch: closing
 /// it finds it paid, the payment is applied once and nothing is switched.
 async fn a_switch_that_finds_the_trade_paid_delivers_once(backend: Backend) {
-    let app = TestApp::spawn_gateways(backend, "").await;
-    app.create_product("swp", 990, "auto").await;
-    app.import_keys("swp", 5).await;
-    let order = app.order_via("swp", "sandbox", "pc").await;
+    let (app, order) = a_sandbox_order_to_switch(backend, "swp").await;
     let no = order["order_no"].as_str().unwrap().to_owned();
     let (s, body) = app.pay_with(&order, "drop").await;
     assert_eq!(s, 200, "{body}");
@@ -628,10 +623,7 @@ both_backends!(a_switch_that_finds_the_trade_paid_delivers_once);
 
 /// Switching is rate-limited per order.
 async fn switching_is_rate_limited(backend: Backend) {
-    let app = TestApp::spawn_gateways(backend, "").await;
-    app.create_product("swr", 990, "auto").await;
-    app.import_keys("swr", 5).await;
-    let order = app.order_via("swr", "sandbox", "pc").await;
+    let (app, order) = a_sandbox_order_to_switch(backend, "swr").await;
     for method in ["alipay", "wxpay", "alipay"] {
         let (s, v) = switch(&app, &order, method).await;
         assert_eq!(s, 200, "{method}: {v}");
@@ -660,10 +652,8 @@ both_backends!(switching_is_rate_limited);
 /// `null`, and refused precisely when inconsistent.
 async fn stored_channel_limits_through_the_api(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    app.create_product("cheap", 300, "auto").await;
-    app.create_product("dear", 800, "auto").await;
-    app.import_keys("cheap", 3).await;
-    app.import_keys("dear", 3).await;
+    app.stocked_product("cheap", 300, 3).await;
+    app.stocked_product("dear", 800, 3).await;
     let (s, v) = app
         .admin_post(
             "/api/v1/admin/channels",
@@ -679,9 +669,7 @@ async fn stored_channel_limits_through_the_api(backend: Backend) {
     let via = |slug: &'static str| {
         let app = &app;
         async move {
-            let (s, v) = app
-                .try_order(json!({"product": slug, "quantity": 1, "email": "b@example.com", "method": "sandbox"}))
-                .await;
+            let (s, v) = app.try_order(order_body(slug, 1)).await;
             assert_eq!(s, 201, "{v}");
             v["payment"]["channel"].as_str().unwrap().to_owned()
         }
@@ -689,21 +677,7 @@ async fn stored_channel_limits_through_the_api(backend: Backend) {
     assert_eq!(via("cheap").await, "st");
     assert_eq!(via("dear").await, "sandbox", "800 > max_amount 500");
 
-    let patch = |body: Value| {
-        let app = &app;
-        async move {
-            let r = app
-                .http
-                .patch(app.url("/api/v1/admin/channels/st"))
-                .bearer_auth(&app.admin_token)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            let s = r.status().as_u16();
-            (s, r.json::<Value>().await.unwrap())
-        }
-    };
+    let patch = |body: Value| app.admin_patch("/api/v1/admin/channels/st", body);
     let (s, v) = patch(json!({"min_amount": 600, "max_amount": 100})).await;
     assert_eq!(
         (s, v["error"]["code"].as_str()),
@@ -734,10 +708,7 @@ both_backends!(stored_channel_limits_through_the_api);
 /// The order page offers the other methods; its form switches (closing the old trade) and
 /// the page then shows the new method's QR code.
 async fn the_order_page_switches_method(backend: Backend) {
-    let app = TestApp::spawn_gateways(backend, "").await;
-    app.create_product("pg", 990, "auto").await;
-    app.import_keys("pg", 3).await;
-    let order = app.order_via("pg", "sandbox", "pc").await;
+    let (app, order) = a_sandbox_order_to_switch(backend, "pg").await;
     let no = order["order_no"].as_str().unwrap();
     let token = order["access_token"].as_str().unwrap();
     let page = |extra: &'static str| {

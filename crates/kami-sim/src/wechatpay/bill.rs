@@ -102,10 +102,11 @@ struct Row {
 }
 
 impl WechatSim {
-    fn payment_row(&self, t: &Trade, p: &Paid) -> Row {
-        let fee = fee_units(p.total);
-        let cells = vec![
-            bj_secs(p.success_time),
+    /// The columns a payment's row and its refunds' rows share, 交易时间 to 货币种类 (`at`:
+    /// the row's time, `state`: its 交易状态).
+    fn row_start(&self, at: i64, t: &Trade, p: &Paid, state: &str) -> Vec<String> {
+        vec![
+            bj_secs(at),
             self.cfg.appid.clone(),
             self.cfg.mchid.clone(),
             "0".into(),
@@ -114,9 +115,16 @@ impl WechatSim {
             t.out_trade_no.clone(),
             p.openid.clone(),
             t.kind.trade_type().into(),
-            "SUCCESS".into(),
+            state.into(),
             "OTHERS".into(),
             "CNY".into(),
+        ]
+    }
+
+    fn payment_row(&self, t: &Trade, p: &Paid) -> Row {
+        let fee = fee_units(p.total);
+        let mut cells = self.row_start(p.success_time, t, p, "SUCCESS");
+        cells.extend([
             yuan(p.total),
             "0.00".into(),
             "0".into(),
@@ -132,7 +140,7 @@ impl WechatSim {
             yuan(p.total),
             "0.00".into(),
             String::new(),
-        ];
+        ]);
         Row {
             at: p.success_time,
             key: t.out_trade_no.clone(),
@@ -147,19 +155,8 @@ impl WechatSim {
 
     fn refund_row(&self, t: &Trade, p: &Paid, r: &Refund, at: i64) -> Row {
         let fee = -fee_units(r.amount);
-        let cells = vec![
-            bj_secs(at),
-            self.cfg.appid.clone(),
-            self.cfg.mchid.clone(),
-            "0".into(),
-            String::new(),
-            p.transaction_id.clone(),
-            t.out_trade_no.clone(),
-            p.openid.clone(),
-            t.kind.trade_type().into(),
-            "REFUND".into(),
-            "OTHERS".into(),
-            "CNY".into(),
+        let mut cells = self.row_start(at, t, p, "REFUND");
+        cells.extend([
             "0.00".into(),
             "0.00".into(),
             r.refund_id.clone(),
@@ -175,7 +172,7 @@ impl WechatSim {
             "0.00".into(),
             yuan(r.amount),
             String::new(),
-        ];
+        ]);
         Row {
             at,
             key: format!("{}~{}", t.out_trade_no, r.refund_id),

@@ -1,13 +1,16 @@
 //! The harness every simulator test shares (`mod support;`): a fake merchant whose notify
 //! endpoint verifies notifications with kami's own channel, as kami's server does; servers on
-//! port 0; waiting for a condition; form posts; and the Python SDK interop environments.
+//! port 0; waiting for a condition; form posts; RSA keys; and the Python SDK interop
+//! environments. `bill` holds the scenarios every bill simulator runs.
 
 #![allow(dead_code)] // each test binary uses its own part
+
+pub mod bill;
 
 use std::fmt::Debug;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -136,6 +139,22 @@ pub fn fast_schedule(attempts: usize) -> Vec<Duration> {
     let mut schedule = vec![Duration::ZERO];
     schedule.extend(std::iter::repeat_n(Duration::from_millis(50), attempts - 1));
     schedule
+}
+
+/// Two RSA private keys (a merchant's, a gateway's) as PKCS#8 PEM, generated once per test
+/// binary.
+pub fn rsa_key_pems() -> (&'static str, &'static str) {
+    static KEYS: OnceLock<(String, String)> = OnceLock::new();
+    let (m, g) = KEYS.get_or_init(|| {
+        let pem = || {
+            kami_pay::crypto::RsaSigner::generate()
+                .unwrap()
+                .private_key_pem()
+                .unwrap()
+        };
+        (pem(), pem())
+    });
+    (m, g)
 }
 
 pub fn cny(minor: i64) -> Money {
