@@ -30,6 +30,8 @@ use kami_pay::routing::{
 use kami_pay::settings::BuildContext;
 use kami_pay::{ChannelKind, ChannelSettings, PaymentChannel};
 use kami_store::{ChannelSpec, ChannelsFingerprint, HealthRow, StoredChannel};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 use serde_json::{Map, Value};
 
 use crate::config::Config;
@@ -181,12 +183,25 @@ pub struct Channels {
     reload: tokio::sync::Mutex<()>,
 }
 
-#[derive(Default)]
 struct Book {
     lanes: HashMap<(String, Method), Lane>,
     /// State changes not yet written to the database, oldest first.
     changes: Vec<HealthRow>,
     shadow: HashMap<Method, ShadowTally>,
+    /// The routing's random choices (the weighted draw within a priority, exploration):
+    /// from entropy, unless [`Channels::seed_routing`] fixed it.
+    rng: StdRng,
+}
+
+impl Default for Book {
+    fn default() -> Book {
+        Book {
+            lanes: HashMap::new(),
+            changes: Vec::new(),
+            shadow: HashMap::new(),
+            rng: StdRng::from_entropy(),
+        }
+    }
 }
 
 struct Lane {
@@ -321,6 +336,12 @@ impl Channels {
         &self.policy
     }
 
+    /// Make the routing's random choices a function of `seed` from now on (they come from
+    /// entropy otherwise): a seeded simulation replays the same routes.
+    pub fn seed_routing(&self, seed: u64) {
+        self.book().rng = StdRng::seed_from_u64(seed);
+    }
+
     fn book(&self) -> std::sync::MutexGuard<'_, Book> {
         self.book.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -358,7 +379,7 @@ impl Channels {
                 }
             })
             .collect();
-        let plan = routing::plan(candidates, &self.policy, &mut rand::thread_rng());
+        let plan = routing::plan(candidates, &self.policy, &mut book.rng);
         if self.policy.mode == RoutingMode::Shadow {
             if let Some(agreed) = plan.shadow_agrees() {
                 let tally = book.shadow.entry(method).or_default();
@@ -850,5 +871,33 @@ mod tests {
         assert_eq!(count.get("c"), None, "a lower priority is never chosen");
         let a = f64::from(count["a"]) / 4000.0;
         assert!((0.70..0.80).contains(&a), "a takes about 3/4: {count:?}");
+    }
+
+    /// A seeded registry draws the same routes every time (the simulation replays a seed);
+    /// the draw is still a draw.
+    #[test]
+    fn a_seeded_registry_replays_its_routes() {
+        let toml = "[[channels]]\nid = \"a\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\n\
+                    [[channels]]\nid = \"b\"\nkind = \"sandbox\"\nmethods = [\"sandbox\"]\n";
+        let config = Config::from_toml_str(toml).unwrap().config;
+        let draws = |seed: u64| {
+            let ch = Channels::build(
+                &config,
+                "http://127.0.0.1:9",
+                &reqwest::Client::new(),
+                false,
+            )
+            .unwrap()
+            .0;
+            ch.seed_routing(seed);
+            (0..64).map(|_| first(&ch, 0).unwrap()).collect::<Vec<_>>()
+        };
+        let one = draws(7);
+        assert_eq!(one, draws(7), "the same seed, the same routes");
+        assert!(
+            one.iter().any(|id| id == "a") && one.iter().any(|id| id == "b"),
+            "both share the priority: {one:?}"
+        );
+        assert_ne!(one, draws(8), "another seed, other routes");
     }
 }

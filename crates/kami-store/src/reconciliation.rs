@@ -425,14 +425,25 @@ fn finish(tx: &mut dyn Tx, id: i64, f: &Finish, now: Millis) -> Result<Reconcili
     let mut items = f.items.clone();
     items.extend(settle_pool(tx, &channel, &day, f)?);
     // A trade an earlier run recovered is paid now and matches the bill, so this run finds
-    // nothing about it; the recovery stays part of the day's result.
+    // nothing about it; the recovery stays part of the day's result. So does a second
+    // payment of an order an earlier run applied (an unknown payment kami now holds paid):
+    // the money is still to be refunded, and the finding stays until the seller handles it.
     for r in tx.query(
-        "SELECT kind, trade_no, refund_no, gateway_trade_no, order_no, kami_amount, kami_currency, \
-         bill_amount, bill_currency, detail FROM reconciliation_items \
-         WHERE batch_id = $1 AND kind = 'recovered' ORDER BY id",
-        params![id],
+        "SELECT i.kind, i.trade_no, i.refund_no, i.gateway_trade_no, i.order_no, i.kami_amount, \
+         i.kami_currency, i.bill_amount, i.bill_currency, i.detail FROM reconciliation_items i \
+         WHERE i.batch_id = $1 AND (i.kind = 'recovered' OR (i.kind = 'unknown_payment' \
+           AND EXISTS (SELECT 1 FROM payments p WHERE p.channel_id = $2 AND p.trade_no = i.trade_no \
+             AND p.status IN ($3, $4, $5)))) ORDER BY i.id",
+        params![
+            id,
+            channel.as_str(),
+            PaymentStatus::Paid,
+            PaymentStatus::PartiallyRefunded,
+            PaymentStatus::Refunded
+        ],
     )? {
         let trade_no: String = r.get("trade_no")?;
+        let kind = ItemKind::parse(&r.get::<String>("kind")?).unwrap_or(ItemKind::Recovered);
         if items.iter().any(|i| i.trade_no == trade_no) {
             continue;
         }
@@ -448,7 +459,7 @@ fn finish(tx: &mut dyn Tx, id: i64, f: &Finish, now: Millis) -> Result<Reconcili
             kami: money("kami_amount", "kami_currency")?,
             bill: money("bill_amount", "bill_currency")?,
             detail: r.get("detail")?,
-            ..NewItem::new(ItemKind::Recovered, &trade_no)
+            ..NewItem::new(kind, &trade_no)
         });
     }
 

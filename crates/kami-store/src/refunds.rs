@@ -4,8 +4,8 @@
 //! `finish` records the outcome and moves the payment and the order along their state machines.
 
 use kami_core::{
-    ChannelId, Millis, Money, OrderEvent, OrderNo, PaymentEvent, PaymentStatus, RefundEvent,
-    RefundStatus,
+    ChannelId, Millis, Money, OrderEvent, OrderNo, OrderStatus, PaymentEvent, PaymentStatus,
+    RefundEvent, RefundStatus,
 };
 
 use crate::db::{Row, Tx};
@@ -152,16 +152,16 @@ pub(crate) fn begin(tx: &mut dyn Tx, order_no: &str, r: &NewRefund) -> Result<Re
             return Ok(existing);
         }
     }
-    let p = tx.query_opt(
+    let paid_payments = tx.query(
         "SELECT id, amount, currency FROM payments WHERE order_id = $1 AND status IN ($2, $3) \
-             ORDER BY id LIMIT 1 FOR UPDATE",
+             ORDER BY id FOR UPDATE",
         params![
             order_id,
             PaymentStatus::Paid,
             PaymentStatus::PartiallyRefunded
         ],
     )?;
-    let Some(p) = p else {
+    if paid_payments.is_empty() {
         // A fully refunded payment is not "settled" any more: say what the seller needs.
         let refunded = tx.query_opt(
             "SELECT id FROM payments WHERE order_id = $1 AND status = $2 LIMIT 1",
@@ -172,20 +172,29 @@ pub(crate) fn begin(tx: &mut dyn Tx, order_no: &str, r: &NewRefund) -> Result<Re
         } else {
             "the order has no settled payment to refund".into()
         }));
-    };
-    let (payment_id, paid, currency): (i64, i64, String) =
-        (p.get("id")?, p.get("amount")?, p.get("currency")?);
-    let taken = tx.query_one(
-        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS taken FROM refunds \
-             WHERE payment_id = $1 AND status IN ($2, $3)",
-        params![payment_id, HOLDING[0], HOLDING[1]],
-    )?;
-    let refundable = paid - taken.get::<i64>("taken")?;
-    if refundable <= 0 {
+    }
+    // An order paid twice (a second attempt paid too, flagged) has two payments: the first
+    // with money left is refunded.
+    let mut chosen = None;
+    for p in &paid_payments {
+        let (payment_id, paid, currency): (i64, i64, String) =
+            (p.get("id")?, p.get("amount")?, p.get("currency")?);
+        let taken = tx.query_one(
+            "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS taken FROM refunds \
+                 WHERE payment_id = $1 AND status IN ($2, $3)",
+            params![payment_id, HOLDING[0], HOLDING[1]],
+        )?;
+        let refundable = paid - taken.get::<i64>("taken")?;
+        if refundable > 0 {
+            chosen = Some((payment_id, currency, refundable));
+            break;
+        }
+    }
+    let Some((payment_id, currency, refundable)) = chosen else {
         return Err(StoreError::NotRefundable(
             "the payment is already fully refunded".into(),
         ));
-    }
+    };
     let amount = amount.unwrap_or(refundable);
     if amount <= 0 || amount > refundable {
         return Err(StoreError::InvalidAmount(format!(
@@ -275,16 +284,36 @@ pub(crate) fn finish(
                 .get("refunded")?;
             let full = refunded >= p.get::<i64>("amount")?;
             apply_payment_event(tx, payment, PaymentEvent::Refunded { full }, now, None)?;
-            apply_order_event(
-                tx,
-                &order,
-                OrderEvent::Refunded { full },
-                now,
-                Details {
-                    note: None,
-                    payload: Some(serde_json::json!({ "refund_no": refund_no, "full": full })),
-                },
-            )?;
+            // An order paid twice (a second attempt paid too, flagged) is refunded in full
+            // only once neither payment keeps money.
+            let others_keep = tx
+                .query_one(
+                    "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM payments \
+                     WHERE order_id = $1 AND id <> $2 AND status IN ($3, $4)",
+                    params![
+                        order_id,
+                        payment_id,
+                        PaymentStatus::Paid,
+                        PaymentStatus::PartiallyRefunded
+                    ],
+                )?
+                .get::<i64>("n")?
+                > 0;
+            let full = full && !others_keep;
+            // Money that arrived after the order was refunded (a late second payment) goes
+            // back without changing it: the order stays refunded.
+            if order.status != OrderStatus::Refunded {
+                apply_order_event(
+                    tx,
+                    &order,
+                    OrderEvent::Refunded { full },
+                    now,
+                    Details {
+                        note: None,
+                        payload: Some(serde_json::json!({ "refund_no": refund_no, "full": full })),
+                    },
+                )?;
+            }
         }
     }
     call_for(tx, refund_no, true)
@@ -313,6 +342,14 @@ fn settle(
             expected: from.as_str(),
         });
     }
+    Ok(())
+}
+
+pub(crate) fn stop_retries(tx: &mut dyn Tx, refund_no: &str) -> Result<()> {
+    tx.exec(
+        "UPDATE refunds SET next_check_at = NULL WHERE refund_no = $1 AND status = $2",
+        params![refund_no, RefundStatus::Pending],
+    )?;
     Ok(())
 }
 

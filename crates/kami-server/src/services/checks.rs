@@ -188,11 +188,11 @@ async fn apply_paid(
 ) -> Result<(), kami_store::StoreError> {
     let outcome = apply_confirmation(state, c.channel_id.as_str(), found_by, conf).await?;
     if !outcome.acknowledge() {
-        // e.g. the channel reports a different amount: keep asking, the seller sees the event.
-        state
-            .store
-            .reschedule_check(c.payment_id, Some(state.now_ms() + 60_000))
-            .await?;
+        // e.g. the channel reports a different amount: the seller sees the event. Keep asking
+        // until the deadline; once the close has found it so, there is nothing more to learn
+        // (a pending order expires by the fallback; one paid through another attempt is done).
+        let next = (found_by != FoundBy::Close).then(|| state.now_ms() + 60_000);
+        state.store.reschedule_check(c.payment_id, next).await?;
     }
     Ok(())
 }

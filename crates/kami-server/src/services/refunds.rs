@@ -76,7 +76,9 @@ pub async fn refund(
         state.channels.get(order.channel_id.as_str())
     };
     let idempotent = channel.as_ref().is_some_and(|c| c.refund_is_idempotent());
-    // Where the gateway does not de-duplicate refunds, nothing retries automatically.
+    // Where the gateway does not de-duplicate refunds, nothing retries automatically (the
+    // order's newest channel, usually the payment's: corrected below once the store has
+    // chosen the payment).
     let retry_at = idempotent.then_some(now + REFUND_RETRY_MS);
     let call = state
         .store
@@ -93,6 +95,18 @@ pub async fn refund(
             actor.entry("order.refund", format!("order:{no}"), None, None),
         )
         .await?;
+    // The refund goes to the channel of the payment the store chose, which is not the
+    // order's newest when the order was paid through an earlier attempt (a failover).
+    let idempotent = state
+        .channels
+        .get(call.channel_id.as_str())
+        .is_some_and(|c| c.refund_is_idempotent());
+    if retry_at.is_some() && !idempotent && !call.existing {
+        state
+            .store
+            .stop_refund_retries(&call.refund.refund_no)
+            .await?;
+    }
     // A repeated request for an existing refund asks the gateway again only where that is safe.
     let call = if call.refund.status == RefundStatus::Pending
         && (!call.existing || idempotent)

@@ -2,7 +2,10 @@
 //! its own ledger (trades created, paid, closed, refunded; notifications acknowledged), which
 //! the invariants compare with kami's database, and it misbehaves on command: refused or
 //! timed-out creates, outages for a while, queries that honestly do not see a trade yet,
-//! refunds settled later. Its notifications are HMAC-signed forms that only it verifies.
+//! refunds settled later, payments whose notifications are all lost and which its query
+//! service cannot see, bills whose totals do not add up. Its notifications are HMAC-signed
+//! forms that only it verifies; its bill (`PaymentChannel::bill`, when its spec has one)
+//! lists what it processed that Beijing day: payments by pay time, refunds by settle time.
 //!
 //! Everything it decides by itself is a function of the seed, the trade's sequence number and
 //! how often it was asked, never of call order or the (random) order numbers, so a seed plays
@@ -16,8 +19,9 @@ use async_trait::async_trait;
 use aws_lc_rs::hmac;
 use kami_core::{ChannelId, Clock, Currency, ManualClock, Method, Millis, Money};
 use kami_pay::{
-    Ack, AckResponse, CreatePayment, NotifyVerdict, PayError, PaymentAction, PaymentChannel,
-    PaymentConfirmation, RawNotification, RefundOutcome, RefundRequest, TradeState,
+    Ack, AckResponse, Bill, BillDay, BillEntry, BillRow, BillTotals, CreatePayment, NotifyVerdict,
+    PayError, PaymentAction, PaymentChannel, PaymentConfirmation, RawNotification, RefundOutcome,
+    RefundRequest, TradeState,
 };
 
 use crate::sched::Gates;
@@ -31,13 +35,23 @@ pub struct Spec {
     pub idempotent_refunds: bool,
     /// The gateway refuses payment after the order's deadline (Alipay `time_expire`).
     pub honours_expiry: bool,
+    /// Its routing priority (the higher first; equal ones share by weight, drawn by kami's
+    /// seeded routing).
+    pub priority: i32,
+    /// It publishes a daily bill (Alipay, WeChat Pay); without one (Epay) reconciliation
+    /// queries each trade instead.
+    pub bill: bool,
 }
 
 /// What the next create call does instead of succeeding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CreateFault {
-    /// An explicit refusal: no trade.
+    /// The gateway's own system error: no trade (kami fails over, counts it against the
+    /// channel).
     Refuse,
+    /// A refusal of this payment's parameters: no trade (the buyer's, not the channel's: no
+    /// failover).
+    RefuseThisPayment,
     /// No answer, and nothing happened at the gateway.
     TimeoutBefore,
     /// No answer, but the trade was created (the buyer never saw it).
@@ -55,6 +69,8 @@ pub enum TradeStatus {
 pub struct FakeRefund {
     pub amount: Money,
     pub settled: bool,
+    /// When it settled (its bill day).
+    pub settled_at: Option<Millis>,
 }
 
 #[derive(Debug, Clone)]
@@ -75,6 +91,11 @@ pub struct Trade {
     pub queries: u32,
     /// kami got the create's answer (the buyer saw the QR code).
     pub shown: bool,
+    /// Every notification of this payment is lost (the gateway gives up on it).
+    pub notify_lost: bool,
+    /// The query service does not see this trade: queries and closes fail (until the world
+    /// settles). With `notify_lost`, only the bill tells kami.
+    pub query_blind: bool,
     pub refunds: BTreeMap<String, FakeRefund>,
 }
 
@@ -101,6 +122,10 @@ pub struct Ledger {
     pub create_faults: VecDeque<CreateFault>,
     /// The next refund call is carried out, but its answer is lost (a timeout).
     pub lose_next_refund_answer: bool,
+    /// The next bill's declared totals do not add up to its rows.
+    pub tamper_next_bill: bool,
+    /// The last bill served (what the invariants expect kami to have applied).
+    pub last_bill: Option<Bill>,
     /// Things kami asked that it must never ask (refund beyond the payment, of an unpaid trade).
     pub violations: Vec<String>,
 }
@@ -125,6 +150,9 @@ pub struct FakeGateway {
     gates: Arc<Gates>,
     ledger: Mutex<Ledger>,
 }
+
+/// How long a payment may stay invisible to the query service.
+pub const QUERY_LAG_MS: Millis = 5 * 60_000;
 
 fn roll(salt: u64, what: &str, seq: u64, n: u32) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -190,13 +218,40 @@ impl FakeGateway {
     /// The buyer pays trade `seq` (`wrong`: a different amount than asked). Returns what
     /// happened, for the trace.
     pub fn pay(&self, seq: u64, wrong: bool) -> &'static str {
+        self.pay_trade(seq, wrong, false)
+    }
+
+    /// The buyer pays a trade whose create kami gave up on (it timed out and kami failed over):
+    /// the gateway's cashier reached the buyer anyway.
+    pub fn pay_abandoned(&self, seq: u64) -> &'static str {
+        self.pay_trade(seq, false, true)
+    }
+
+    /// The buyer pays trade `seq`, and the gateway loses every notification of it while its
+    /// query service cannot see it: only the bill tells kami.
+    pub fn pay_silently(&self, seq: u64) -> &'static str {
+        let what = self.pay_trade(seq, false, false);
+        if matches!(what, "paid" | "paid late") {
+            if let Some(t) = self.ledger().trades.get_mut(&seq) {
+                t.notify_lost = true;
+                t.query_blind = true;
+            }
+        }
+        what
+    }
+
+    fn pay_trade(&self, seq: u64, wrong: bool, abandoned: bool) -> &'static str {
         let now = self.now();
         let mut l = self.ledger();
         let Some(t) = l.trades.get_mut(&seq) else {
             return "no such trade";
         };
-        if !t.shown {
-            return "never shown to the buyer";
+        if t.shown == abandoned {
+            return if abandoned {
+                "not abandoned"
+            } else {
+                "never shown to the buyer"
+            };
         }
         match t.status {
             TradeStatus::Paid => return "already paid",
@@ -217,6 +272,7 @@ impl FakeGateway {
         t.status = TradeStatus::Paid;
         t.paid = Some(amount);
         t.paid_at = Some(now);
+        t.shown = true;
         if wrong {
             "paid a different amount"
         } else if now > t.expires_at {
@@ -231,6 +287,9 @@ impl FakeGateway {
     pub fn notification(&self, seq: u64, forged: bool) -> Option<Vec<u8>> {
         let mut l = self.ledger();
         let t = l.trades.get_mut(&seq)?;
+        if t.notify_lost && !forged {
+            return None;
+        }
         let (status, amount) = match (t.status, t.paid) {
             (TradeStatus::Paid, Some(p)) => ("PAID", p),
             (TradeStatus::Closed, _) => ("CLOSED", t.amount),
@@ -273,6 +332,20 @@ impl FakeGateway {
     }
 }
 
+fn blind() -> PayError {
+    PayError::Transport("simulated: the query service does not see this trade".into())
+}
+
+/// The `[from, to)` unix-ms window of a Beijing bill day.
+pub fn day_window(day: BillDay) -> (Millis, Millis) {
+    let from = day
+        .midnight()
+        .assume_offset(kami_pay::bill::BILL_OFFSET)
+        .unix_timestamp()
+        * 1000;
+    (from, from + 86_400_000)
+}
+
 fn field<'a>(form: &'a str, name: &str) -> Result<&'a str, PayError> {
     form.split('&')
         .find_map(|kv| kv.strip_prefix(name).and_then(|r| r.strip_prefix('=')))
@@ -291,7 +364,7 @@ impl PaymentChannel for FakeGateway {
         &self.methods
     }
     fn priority(&self) -> i32 {
-        0
+        self.spec.priority
     }
 
     async fn create(&self, req: &CreatePayment) -> Result<PaymentAction, PayError> {
@@ -302,8 +375,14 @@ impl PaymentChannel for FakeGateway {
         match fault {
             Some(CreateFault::Refuse) => {
                 return Err(PayError::Gateway {
-                    code: "SYSTEM_BUSY".into(),
-                    message: "simulated refusal".into(),
+                    code: "SYSTEM_ERROR".into(),
+                    message: "simulated system error".into(),
+                })
+            }
+            Some(CreateFault::RefuseThisPayment) => {
+                return Err(PayError::Gateway {
+                    code: "INVALID_REQUEST".into(),
+                    message: "simulated refusal of this payment".into(),
                 })
             }
             Some(CreateFault::TimeoutBefore) => {
@@ -336,6 +415,8 @@ impl PaymentChannel for FakeGateway {
                 notified: 0,
                 queries: 0,
                 shown: fault.is_none(),
+                notify_lost: false,
+                query_blind: false,
                 refunds: BTreeMap::new(),
             },
         );
@@ -392,19 +473,25 @@ impl PaymentChannel for FakeGateway {
     async fn query(&self, trade_no: &str) -> Result<TradeState, PayError> {
         self.gate("query", trade_no).await;
         self.down()?;
+        let now = self.now();
         let mut l = self.ledger();
         let Some(t) = l.by_no_mut(trade_no) else {
             return Ok(TradeState::NotFound);
         };
         t.queries += 1;
+        if t.query_blind {
+            return Err(blind());
+        }
         // Honest but behind: a trade nobody scanned yet is unknown to Alipay (TRADE_NOT_EXIST),
-        // and a fresh payment may not be visible to the query service for a moment.
+        // and a fresh payment (of the last few minutes) may not be visible to the query
+        // service yet.
         let lagging = roll(self.salt, "lag", t.seq, t.queries) < 25;
+        let fresh = t.paid_at.is_some_and(|at| now - at < QUERY_LAG_MS);
         let state = match t.status {
             TradeStatus::Created if lagging => TradeState::NotFound,
             TradeStatus::Created => TradeState::Waiting,
             TradeStatus::Paid if t.fully_refunded() => TradeState::Refunded,
-            TradeStatus::Paid if lagging => TradeState::Waiting,
+            TradeStatus::Paid if lagging && fresh => TradeState::Waiting,
             TradeStatus::Paid => TradeState::Paid(match self.confirmation(t) {
                 Some(c) => c,
                 None => return Ok(TradeState::Waiting),
@@ -422,6 +509,9 @@ impl PaymentChannel for FakeGateway {
         let Some(t) = l.by_no_mut(trade_no) else {
             return Ok(TradeState::NotFound);
         };
+        if t.query_blind {
+            return Err(blind());
+        }
         Ok(match t.status {
             TradeStatus::Paid if t.fully_refunded() => TradeState::Refunded,
             TradeStatus::Paid => match self.confirmation(t) {
@@ -442,78 +532,159 @@ impl PaymentChannel for FakeGateway {
         self.down()?;
         let name = self.name().to_owned();
         let salt = self.salt;
-        let mut l = self.ledger();
-        let lose_answer = std::mem::take(&mut l.lose_next_refund_answer);
-        let mut violation = None;
-        let result = match l.by_no_mut(&req.trade_no) {
-            None => {
-                violation = Some(format!("{name}: refund of unknown trade {}", req.trade_no));
-                Err(PayError::Gateway {
-                    code: "TRADE_NOT_EXIST".into(),
-                    message: "no such trade".into(),
-                })
-            }
-            Some(t) => {
-                let n = t.refunds.len() as u32;
-                if let Some(r) = t.refunds.get_mut(&req.refund_no) {
-                    if r.amount != req.amount {
-                        violation = Some(format!(
-                            "{name}: refund number {} reused for another amount",
-                            req.refund_no
-                        ));
-                    }
-                    // Asked again with the same number: it has settled by now.
-                    r.settled = true;
-                    Ok(RefundOutcome {
-                        refund_no: req.refund_no.clone(),
-                        amount: r.amount,
-                        settled: true,
-                    })
-                } else if t.status != TradeStatus::Paid {
-                    violation = Some(format!("{name}: refund of unpaid trade {}", t.seq));
+        let idempotent = self.spec.idempotent_refunds;
+        let now = self.now();
+        let result = {
+            let mut l = self.ledger();
+            let lose_answer = std::mem::take(&mut l.lose_next_refund_answer);
+            let mut violation = None;
+            let result = match l.by_no_mut(&req.trade_no) {
+                None => {
+                    violation = Some(format!("{name}: refund of unknown trade {}", req.trade_no));
                     Err(PayError::Gateway {
-                        code: "TRADE_NOT_PAID".into(),
-                        message: "not paid".into(),
+                        code: "TRADE_NOT_EXIST".into(),
+                        message: "no such trade".into(),
                     })
-                } else if t.refunded() + req.amount.minor() > t.paid.map_or(0, Money::minor)
-                    || Some(req.amount.currency()) != t.paid.map(Money::currency)
-                {
-                    violation = Some(format!(
-                        "{name}: refund of {} on trade {} beyond what was paid",
-                        req.amount.minor(),
-                        t.seq
-                    ));
-                    Err(PayError::Gateway {
-                        code: "REFUND_AMT_EXCEEDED".into(),
-                        message: "refund exceeds payment".into(),
-                    })
-                } else {
-                    let r = roll(salt, "refund", t.seq, n);
-                    let settled = r >= 20;
-                    t.refunds.insert(
-                        req.refund_no.clone(),
-                        FakeRefund {
-                            amount: req.amount,
-                            settled,
-                        },
-                    );
-                    if r < 8 || lose_answer {
-                        // Done at the gateway, but the answer is lost.
-                        Err(PayError::Transport("simulated timeout after refund".into()))
-                    } else {
+                }
+                Some(t) => {
+                    let n = t.refunds.len() as u32;
+                    if let Some(r) = t.refunds.get_mut(&req.refund_no) {
+                        if r.amount != req.amount {
+                            violation = Some(format!(
+                                "{name}: refund number {} reused for another amount",
+                                req.refund_no
+                            ));
+                        } else if !idempotent {
+                            // This gateway does not de-duplicate: a real one would pay again.
+                            violation = Some(format!(
+                                "{name}: refund {} of trade {} asked again of a gateway that \
+                             does not de-duplicate refunds (the buyer would be paid twice)",
+                                req.refund_no, t.seq
+                            ));
+                        }
+                        // Asked again with the same number: it has settled by now.
+                        if !r.settled {
+                            r.settled = true;
+                            r.settled_at = Some(now);
+                        }
                         Ok(RefundOutcome {
                             refund_no: req.refund_no.clone(),
-                            amount: req.amount,
-                            settled,
+                            amount: r.amount,
+                            settled: true,
                         })
+                    } else if t.status != TradeStatus::Paid {
+                        violation = Some(format!("{name}: refund of unpaid trade {}", t.seq));
+                        Err(PayError::Gateway {
+                            code: "TRADE_NOT_PAID".into(),
+                            message: "not paid".into(),
+                        })
+                    } else if t.refunded() + req.amount.minor() > t.paid.map_or(0, Money::minor)
+                        || Some(req.amount.currency()) != t.paid.map(Money::currency)
+                    {
+                        violation = Some(format!(
+                            "{name}: refund of {} on trade {} beyond what was paid",
+                            req.amount.minor(),
+                            t.seq
+                        ));
+                        Err(PayError::Gateway {
+                            code: "REFUND_AMT_EXCEEDED".into(),
+                            message: "refund exceeds payment".into(),
+                        })
+                    } else {
+                        let r = roll(salt, "refund", t.seq, n);
+                        let settled = r >= 20;
+                        t.refunds.insert(
+                            req.refund_no.clone(),
+                            FakeRefund {
+                                amount: req.amount,
+                                settled,
+                                settled_at: settled.then_some(now),
+                            },
+                        );
+                        if r < 8 || lose_answer {
+                            // Done at the gateway, but the answer is lost.
+                            Err(PayError::Transport("simulated timeout after refund".into()))
+                        } else {
+                            Ok(RefundOutcome {
+                                refund_no: req.refund_no.clone(),
+                                amount: req.amount,
+                                settled,
+                            })
+                        }
                     }
                 }
+            };
+            if let Some(v) = violation {
+                l.violations.push(v);
             }
+            result
         };
-        if let Some(v) = violation {
-            l.violations.push(v);
-        }
+        // The money has moved (or not); kami may die before the answer reaches it.
+        self.gate("answers the refund of", &req.trade_no).await;
         result
+    }
+
+    async fn bill(&self, day: BillDay) -> Result<Bill, PayError> {
+        if !self.spec.bill {
+            return Err(PayError::Unsupported("bill download"));
+        }
+        self.gates
+            .pass(format!("{} serves its bill", self.name()))
+            .await;
+        self.down()?;
+        let (from, to) = day_window(day);
+        let within = |at: Option<Millis>| at.is_some_and(|at| (from..to).contains(&at));
+        let mut l = self.ledger();
+        let mut rows = Vec::new();
+        for t in l.trades.values() {
+            let gateway_trade_no = t.gateway_no(self.name());
+            if let (TradeStatus::Paid, Some(paid)) = (t.status, t.paid) {
+                if within(t.paid_at) {
+                    rows.push(BillRow {
+                        trade_no: t.trade_no.clone(),
+                        gateway_trade_no: gateway_trade_no.clone(),
+                        entry: BillEntry::Payment,
+                        amount: paid,
+                        at_ms: t.paid_at,
+                    });
+                }
+            }
+            for (no, r) in &t.refunds {
+                if within(r.settled_at) {
+                    rows.push(BillRow {
+                        trade_no: t.trade_no.clone(),
+                        gateway_trade_no: gateway_trade_no.clone(),
+                        entry: BillEntry::Refund {
+                            refund_no: no.clone(),
+                        },
+                        amount: r.amount,
+                        at_ms: r.settled_at,
+                    });
+                }
+            }
+        }
+        // The file's own totals line, checked against its rows as every bill parser does.
+        let totals = Bill::totals_of(&rows);
+        let declared = if std::mem::take(&mut l.tamper_next_bill) {
+            BillTotals {
+                paid_minor: totals.paid_minor + 1,
+                ..totals
+            }
+        } else {
+            totals
+        };
+        if declared != totals {
+            l.last_bill = None;
+            return Err(PayError::Malformed(format!(
+                "{} bill: the rows add up to {} paid, the totals line says {}",
+                self.name(),
+                totals.paid_minor,
+                declared.paid_minor
+            )));
+        }
+        let bill = Bill { day, rows, totals };
+        l.last_bill = Some(bill.clone());
+        Ok(bill)
     }
 
     fn refund_is_idempotent(&self) -> bool {

@@ -1,9 +1,13 @@
 //! DESIGN.md section 3, checked from outside after every step: kami's database (raw SQL)
-//! against the gateways' ledgers. Each violation names its invariant.
+//! against the gateways' ledgers. Each violation names its invariant: I1–I6 are the
+//! section's; A1–A4 what payment attempts (failover) add to them, R1 and R4 what
+//! reconciliation does (R2 and R3 are checked by the reconcile step itself).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use kami_core::OrderNo;
+
+use kami_pay::PaymentChannel;
 
 use crate::fake_gateway::TradeStatus;
 use crate::inspect::{int, opt_int, text};
@@ -24,6 +28,8 @@ const PAYMENT_PAID: [&str; 3] = ["paid", "refunded", "partially_refunded"];
 
 struct Order {
     id: i64,
+    method: String,
+    channel: String,
     status: String,
     quantity: i64,
     product: usize,
@@ -34,12 +40,15 @@ struct Order {
 }
 
 struct Payment {
+    id: i64,
     order_id: i64,
+    paid_at: Option<i64>,
     channel: String,
     trade_no: String,
     status: String,
     amount: i64,
     currency: String,
+    gateway_trade_no: String,
 }
 
 /// Read the orders into `w.orders` (what the next step picks from) and check every invariant.
@@ -57,7 +66,7 @@ pub fn check(w: &mut World, settled: bool) -> Result<(), String> {
         .inspect
         .rows(
             "SELECT o.id, o.order_no, o.status, o.quantity, p.slug, o.loop_card_id, o.amount, \
-               o.currency, o.delivered_at \
+               o.currency, o.delivered_at, o.method, o.channel_id \
              FROM orders o JOIN products p ON p.id = o.product_id ORDER BY o.id",
         )
         .into_iter()
@@ -65,6 +74,8 @@ pub fn check(w: &mut World, settled: bool) -> Result<(), String> {
             (
                 Order {
                     id: int(&r, 0),
+                    method: text(&r, 9),
+                    channel: text(&r, 10),
                     status: text(&r, 2),
                     quantity: int(&r, 3),
                     product: slugs[&text(&r, 4)],
@@ -257,16 +268,20 @@ pub fn check(w: &mut World, settled: bool) -> Result<(), String> {
     let payments: Vec<Payment> = w
         .inspect
         .rows(
-            "SELECT order_id, channel_id, trade_no, status, amount, currency FROM payments ORDER BY id",
+            "SELECT order_id, channel_id, trade_no, status, amount, currency, gateway_trade_no, \
+               id, paid_at FROM payments ORDER BY id",
         )
         .into_iter()
         .map(|r| Payment {
+            id: int(&r, 7),
+            paid_at: opt_int(&r, 8),
             order_id: int(&r, 0),
             channel: text(&r, 1),
             trade_no: text(&r, 2),
             status: text(&r, 3),
             amount: int(&r, 4),
             currency: text(&r, 5),
+            gateway_trade_no: text(&r, 6),
         })
         .collect();
     let mut paid_orders: BTreeSet<i64> = BTreeSet::new();
@@ -316,13 +331,22 @@ pub fn check(w: &mut World, settled: bool) -> Result<(), String> {
         }
     }
     for (o, _) in &orders {
-        // A reversal (money came and went back at the channel) is an exception without a
-        // kept payment; anything else paid must have its verified payment.
+        // A reversal (money came and went back at the channel), or a payment of another
+        // amount that reconciliation found, is an exception without a kept payment; anything
+        // else paid must have its verified payment.
         if PAID.contains(&o.status.as_str()) && !paid_orders.contains(&o.id) {
             let reversed = payments
                 .iter()
                 .any(|p| p.order_id == o.id && p.status == "partially_refunded");
-            if !(o.status == "exception" && reversed) {
+            let paid_wrong = payments.iter().filter(|p| p.order_id == o.id).any(|p| {
+                w.fakes.iter().any(|f| {
+                    f.name() == p.channel
+                        && f.ledger()
+                            .by_no(&p.trade_no)
+                            .is_some_and(|t| t.paid.is_some_and(|m| m != t.amount))
+                })
+            });
+            if !(o.status == "exception" && (reversed || paid_wrong)) {
                 v.push(format!(
                     "I3: order {} is {} without a verified payment",
                     o.id, o.status
@@ -330,6 +354,114 @@ pub fn check(w: &mut World, settled: bool) -> Result<(), String> {
             }
         }
     }
+
+    // Payment attempts (failover): each order's attempts are its own trade numbers on
+    // channels of its method, the order names its newest; one paid attempt at most is not
+    // flagged as a second payment; no gateway holds a trade kami has no row for.
+    let order_nos: BTreeMap<i64, &str> = orders.iter().map(|(o, no)| (o.id, no.as_str())).collect();
+    let mut flagged: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
+    for r in w
+        .inspect
+        .rows("SELECT order_id, payload FROM outbox WHERE kind = 'payment.conflict' ORDER BY id")
+    {
+        let payload: serde_json::Value =
+            serde_json::from_str(&text(&r, 1)).unwrap_or(serde_json::Value::Null);
+        let gateway = payload["gateway_trade_no"].as_str().unwrap_or_default();
+        flagged
+            .entry(int(&r, 0))
+            .or_default()
+            .insert(gateway.to_owned());
+    }
+    let mut newest: BTreeMap<i64, &str> = BTreeMap::new();
+    let mut unflagged: BTreeMap<i64, Vec<&str>> = BTreeMap::new();
+    for p in &payments {
+        let Some(o) = by_id.get(&p.order_id) else {
+            continue;
+        };
+        newest.insert(o.id, p.channel.as_str());
+        let no = order_nos[&o.id];
+        let attempt = p.trade_no.strip_prefix(no).and_then(|rest| match rest {
+            "" => Some(1),
+            _ => rest
+                .strip_prefix('A')
+                .and_then(|n| n.parse::<u32>().ok())
+                .filter(|n| (2..=99).contains(n)),
+        });
+        if attempt.is_none() {
+            v.push(format!(
+                "A1: order {} has a payment with trade number {}",
+                o.id, p.trade_no
+            ));
+        }
+        let serves = w.fakes.iter().any(|f| {
+            f.name() == p.channel && f.methods().iter().any(|m| m.as_str() == o.method.as_str())
+        });
+        if !serves {
+            v.push(format!(
+                "A1: order {} ({}) has an attempt on {}, which does not serve it",
+                o.id, o.method, p.channel
+            ));
+        }
+        if PAYMENT_PAID.contains(&p.status.as_str())
+            && !flagged
+                .get(&o.id)
+                .is_some_and(|f| f.contains(&p.gateway_trade_no))
+        {
+            unflagged.entry(o.id).or_default().push(&p.trade_no);
+        }
+    }
+    for (o, _) in &orders {
+        if let Some(c) = newest.get(&o.id) {
+            if *c != o.channel {
+                v.push(format!(
+                    "A2: order {} names channel {}, its newest attempt is on {c}",
+                    o.id, o.channel
+                ));
+            }
+        }
+        if let Some(u) = unflagged.get(&o.id).filter(|u| u.len() > 1) {
+            v.push(format!(
+                "A3: order {} has {} paid attempts and no payment.conflict for all but one: {u:?}",
+                o.id,
+                u.len()
+            ));
+        }
+    }
+    for f in &w.fakes {
+        for t in f.ledger().trades.values() {
+            if !payment_status.contains_key(&(f.name().to_owned(), t.trade_no.clone())) {
+                v.push(format!(
+                    "A4: {} holds trade {} that kami has no payment row for",
+                    f.name(),
+                    t.seq
+                ));
+            }
+        }
+    }
+
+    // Reconciliation: what a bill proved paid is kami's from then on (R1), and no finding
+    // names a trade kami never created (R4: kami records every attempt before its create).
+    for (channel, trade_no) in &w.billed {
+        let st = payment_status.get(&(channel.clone(), trade_no.clone()));
+        if !st.is_some_and(|s| PAYMENT_PAID.contains(&s.as_str())) {
+            v.push(format!(
+                "R1: {channel} billed a payment of {trade_no} (the right amount) that kami holds as {st:?}"
+            ));
+        }
+    }
+    for r in w.inspect.rows(
+        "SELECT b.channel_id, i.trade_no, b.bill_day FROM reconciliation_items i \
+         JOIN reconciliation_batches b ON b.id = i.batch_id WHERE i.kind = 'unknown_payment'",
+    ) {
+        if !payment_status.contains_key(&(text(&r, 0), text(&r, 1))) {
+            v.push(format!(
+                "R4: the reconciliation of {} {} found a payment of a trade kami never created",
+                text(&r, 0),
+                text(&r, 2)
+            ));
+        }
+    }
+    v.append(&mut w.step_violations);
 
     // 4. Acknowledge after commit: every payment the gateway heard "success" for is committed.
     for f in &w.fakes {
@@ -350,20 +482,26 @@ pub fn check(w: &mut World, settled: bool) -> Result<(), String> {
     }
 
     // Refunds: never beyond the payment; each one kami settled is one the gateway made, and
-    // each one the gateway made is in kami, never marked failed.
+    // each one the gateway made is in kami, never marked failed. An order is refunded when
+    // the money it kept went back: every paid attempt (a second payment too) that was paid
+    // before the order became refunded.
     let mut kami_refunds: BTreeMap<String, (i64, String, String, bool)> = BTreeMap::new();
     let mut succeeded: BTreeMap<i64, i64> = BTreeMap::new();
+    // By payment: refunded, and refunded or pending.
+    let mut returned: BTreeMap<i64, i64> = BTreeMap::new();
     let mut holding: BTreeMap<i64, i64> = BTreeMap::new();
     for r in w.inspect.rows(
-        "SELECT f.refund_no, f.amount, f.status, COALESCE(f.error, ''), p.channel_id, p.trade_no, f.order_id \
-         FROM refunds f JOIN payments p ON p.id = f.payment_id ORDER BY f.id",
+        "SELECT f.refund_no, f.amount, f.status, COALESCE(f.error, ''), p.channel_id, p.trade_no, \
+           f.order_id, f.payment_id FROM refunds f JOIN payments p ON p.id = f.payment_id ORDER BY f.id",
     ) {
         let (no, amount, status, order) = (text(&r, 0), int(&r, 1), text(&r, 2), int(&r, 6));
+        let payment = int(&r, 7);
         if status == "succeeded" {
             *succeeded.entry(order).or_default() += amount;
+            *returned.entry(payment).or_default() += amount;
         }
         if status != "failed" {
-            *holding.entry(order).or_default() += amount;
+            *holding.entry(payment).or_default() += amount;
         }
         let channel = text(&r, 4);
         if status == "succeeded" {
@@ -382,26 +520,47 @@ pub fn check(w: &mut World, settled: bool) -> Result<(), String> {
         let flagged = !text(&r, 3).is_empty();
         kami_refunds.insert(no, (amount, status, channel, flagged));
     }
-    for (o, _) in &orders {
-        let (s, h) = (
-            succeeded.get(&o.id).copied().unwrap_or(0),
-            holding.get(&o.id).copied().unwrap_or(0),
-        );
-        if h > o.amount {
+    for p in &payments {
+        let h = holding.get(&p.id).copied().unwrap_or(0);
+        if h > p.amount {
             v.push(format!(
-                "I6: order {} has {h} refunded or pending of {}",
-                o.id, o.amount
+                "I6: a payment of order {} has {h} refunded or pending of {}",
+                p.order_id, p.amount
             ));
         }
+    }
+    let mut refunded_at: BTreeMap<i64, i64> = BTreeMap::new();
+    for r in w.inspect.rows(
+        "SELECT order_id, MIN(created_at) FROM outbox WHERE kind = 'order.refunded' \
+           AND payload LIKE '%\"full\":true%' GROUP BY order_id",
+    ) {
+        refunded_at.insert(int(&r, 0), int(&r, 1));
+    }
+    for (o, _) in &orders {
+        let s = succeeded.get(&o.id).copied().unwrap_or(0);
+        // What the order's paid attempts keep (before `until`, when given).
+        let kept = |until: Option<i64>| -> i64 {
+            payments
+                .iter()
+                .filter(|p| p.order_id == o.id && PAYMENT_PAID.contains(&p.status.as_str()))
+                .filter(|p| until.is_none_or(|t| p.paid_at.is_some_and(|at| at < t)))
+                .map(|p| p.amount - returned.get(&p.id).copied().unwrap_or(0))
+                .sum()
+        };
         let ok = match o.status.as_str() {
-            "refunded" => s == o.amount,
-            "partially_refunded" => s > 0 && s < o.amount,
+            "refunded" => {
+                s >= o.amount && refunded_at.get(&o.id).is_some_and(|t| kept(Some(*t)) == 0)
+            }
+            "partially_refunded" => s > 0 && kept(None) > 0,
             _ => s == 0,
         };
         if !ok {
             v.push(format!(
-                "I6: order {} is {} with {s} refunded of {}",
-                o.id, o.status, o.amount
+                "I6: order {} is {} with {s} refunded of {}; its payments keep {}",
+                o.id,
+                o.status,
+                o.amount,
+                kept(None)
             ));
         }
     }
@@ -479,6 +638,15 @@ pub fn check(w: &mut World, settled: bool) -> Result<(), String> {
             }
         }
         w.stats.mismatches_refused += mismatched.len() as u64;
+        w.stats.failovers += w
+            .inspect
+            .rows("SELECT DISTINCT order_id FROM payments WHERE trade_no LIKE '%A%'")
+            .len() as u64;
+        w.stats.conflicts += flagged.values().map(|f| f.len() as u64).sum::<u64>();
+        w.stats.found_by_bill += w
+            .inspect
+            .rows("SELECT id FROM payments WHERE found_by = 'bill'")
+            .len() as u64;
         w.stats.orders += orders.len() as u64;
         w.stats.paid += paid_orders.len() as u64;
         w.stats.refunds += kami_refunds.len() as u64;

@@ -2,9 +2,19 @@
 //! and the machine do, one step at a time. [`Step::pick`] draws the next step from the seeded
 //! mix; [`World::run`] performs it against the real services.
 //!
-//! Extending the simulation (e.g. checkout failover, reconciliation) is one variant of [`Step`],
-//! its weight in [`Step::pick`], and one arm in [`World::run`]; an operation that must
-//! also run concurrently with others is a variant of [`Op`] and an arm in [`op_future`].
+//! Checkout failover: every method has two channels, so a primary whose creates fail or time
+//! out ([`Step::Failover`], [`Step::CreateFails`], outages) sends the checkout to the other
+//! within the same request, each attempt its own trade number; a buyer who pays the abandoned
+//! attempt's trade anyway ([`Step::PayAbandoned`]) is delivered once, and a second paid
+//! attempt is flagged. Reconciliation ([`Step::Reconcile`], [`Op::Reconcile`]) runs the real
+//! service against the fake gateways' bills (or their queries, for those without one), finds
+//! the payments nothing else could ([`Step::PaySilently`]), is re-run and fed tampered bills.
+//!
+//! Extending the simulation is one variant of [`Step`], its weight in [`Step::pick`], and one
+//! arm in [`World::run`]; an operation that must also run concurrently with others is a
+//! variant of [`Op`] and an arm in [`op_future`]. A check that only the step itself can make
+//! (a re-run changed nothing, say) goes to `World::step_violations`, reported with the
+//! invariants after the step.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,6 +24,7 @@ use axum::http::Request;
 use kami_core::OrderNo;
 use kami_pay::Device;
 use kami_server::i18n::Locale;
+use kami_server::services::reconciliation;
 use kami_server::services::{checkout, checks, fulfilment, order_actions, refunds};
 use kami_server::AppState;
 use kami_store::Actor;
@@ -21,8 +32,9 @@ use rand::Rng;
 use tower::ServiceExt;
 
 use crate::fake_gateway::{CreateFault, FakeGateway, TradeStatus};
+use crate::reconcile::{beijing_day, bill_day, findings};
 use crate::sched::{self, Batch, Gates, OpFuture};
-use crate::world::{fresh_keys, Sabotage, World};
+use crate::world::{fresh_keys, primary, Sabotage, World, METHODS};
 
 /// What happens to one delivery of a notification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,9 +50,10 @@ pub enum Fate {
 /// An operation that can run concurrently with others (a future of the scheduler).
 #[derive(Debug, Clone)]
 pub enum Op {
+    /// A buyer orders `qty` of `product`, paying by `METHODS[method]`.
     Buy {
         product: usize,
-        channel: usize,
+        method: usize,
         qty: i64,
     },
     /// Deliver the notification of a trade (channel, trade sequence number).
@@ -58,6 +71,11 @@ pub enum Op {
     SellerCheck {
         order: usize,
     },
+    /// Reconcile a channel's bill day (today less `days_back`, in Beijing).
+    Reconcile {
+        channel: usize,
+        days_back: u32,
+    },
 }
 
 /// One step of a scenario. `order` and `trade` fields are indexes into the candidates of the
@@ -68,7 +86,7 @@ pub enum Step {
     /// A buyer places an order.
     Buy {
         product: usize,
-        channel: usize,
+        method: usize,
         qty: i64,
     },
     /// Several buyers (and others) at once, interleaved at gateway calls by the seed; the
@@ -102,8 +120,38 @@ pub enum Step {
     Clock { ms: i64 },
     /// A gateway is unreachable for a while.
     Outage { channel: usize, ms: i64 },
-    /// A gateway's next create fails.
-    CreateFails { channel: usize, fault: CreateFault },
+    /// A gateway's next `times` creates fail (once, or for a while).
+    CreateFails {
+        channel: usize,
+        fault: CreateFault,
+        times: u32,
+    },
+    /// A method's primary fails its next `times` creates, then a buyer orders by that
+    /// method: the checkout fails over to the other channel.
+    Failover {
+        method: usize,
+        fault: CreateFault,
+        times: u32,
+        product: usize,
+    },
+    /// The buyer pays the trade of an attempt kami gave up on (its create timed out after the
+    /// gateway made it); with `also_current`, the order's other trades too.
+    PayAbandoned {
+        channel: usize,
+        seq: u64,
+        also_current: bool,
+    },
+    /// The buyer pays; every notification of it is lost and the gateway's query service
+    /// does not see it (until the world settles): only the bill can tell kami.
+    PaySilently { channel: usize, seq: u64 },
+    /// The seller (or the daily job) reconciles a channel's bill day; `twice`: run again at
+    /// once (nothing may change); `tamper`: the bill's totals do not add up.
+    Reconcile {
+        channel: usize,
+        days_back: u32,
+        twice: bool,
+        tamper: bool,
+    },
     /// The seller refunds (part of) a paid order.
     Refund { order: usize, amount: Option<i64> },
     /// The seller cancels a pending order (closed at the gateway first).
@@ -191,12 +239,51 @@ impl Step {
             let max = w.products[product].max_quantity;
             Op::Buy {
                 product,
-                channel: rng.gen_range(0..nch),
+                method: rng.gen_range(0..METHODS.len()),
                 qty: if rng.gen_bool(0.8) {
                     1
                 } else {
                     rng.gen_range(1..=max)
                 },
+            }
+        };
+        let fault = |rng: &mut rand::rngs::StdRng| match rng.gen_range(0..7) {
+            0 | 1 => CreateFault::Refuse,
+            2 | 3 => CreateFault::TimeoutBefore,
+            4 | 5 => CreateFault::TimeoutAfter,
+            _ => CreateFault::RefuseThisPayment,
+        };
+        // Once, mostly; sometimes for a while (long enough to take the channel down).
+        let times = |rng: &mut rand::rngs::StdRng| {
+            if rng.gen_bool(0.7) {
+                1
+            } else {
+                rng.gen_range(2..=8)
+            }
+        };
+        let reconcile = |rng: &mut rand::rngs::StdRng| {
+            // Mostly where a payment only the bill knows of waits, on its pay day.
+            let lost = trades_where(w, |t| t.notify_lost);
+            let now = w.now();
+            match one(rng, &lost).filter(|_| rng.gen_bool(0.7)) {
+                Some((channel, seq)) => {
+                    let paid_at = w.fakes[channel]
+                        .ledger()
+                        .trades
+                        .get(&seq)
+                        .and_then(|t| t.paid_at)
+                        .unwrap_or(now);
+                    let days = (beijing_day(now) - beijing_day(paid_at)).whole_days();
+                    (channel, u32::try_from(days).unwrap_or(0))
+                }
+                None => (
+                    rng.gen_range(0..nch),
+                    match weighted(rng, &[70, 25, 5]) {
+                        0 => 0,
+                        1 => 1,
+                        _ => 2,
+                    },
+                ),
             }
         };
         loop {
@@ -221,17 +308,21 @@ impl Step {
                 2,                         // 17 deliver exception
                 3,                         // 18 crash
                 w.cfg.wrong_amount_weight, // 19 pay a different amount
+                4,                         // 20 failover
+                3,                         // 21 pay an abandoned attempt
+                2,                         // 22 pay silently
+                3,                         // 23 reconcile
             ];
             let created = trades_where(w, |t| t.shown && t.status == TradeStatus::Created);
             let step = match weighted(rng, &kinds) {
                 0 => match buy(rng) {
                     Op::Buy {
                         product,
-                        channel,
+                        method,
                         qty,
                     } => Some(Step::Buy {
                         product,
-                        channel,
+                        method,
                         qty,
                     }),
                     _ => None,
@@ -241,7 +332,7 @@ impl Step {
                     let ops = (0..n)
                         .map(|_| Op::Buy {
                             product: 0,
-                            channel: rng.gen_range(0..nch),
+                            method: rng.gen_range(0..METHODS.len()),
                             qty: 1,
                         })
                         .collect();
@@ -252,7 +343,7 @@ impl Step {
                     let n = rng.gen_range(2..=4);
                     let mut ops = Vec::new();
                     for _ in 0..n {
-                        let op = match rng.gen_range(0..5) {
+                        let op = match rng.gen_range(0..6) {
                             0 => Some(buy(rng)),
                             1 => one(rng, &trades_where(w, |t| t.status == TradeStatus::Paid))
                                 .map(|(channel, seq)| Op::Notify { channel, seq }),
@@ -262,8 +353,12 @@ impl Step {
                                 order,
                                 amount: None,
                             }),
-                            _ => one(rng, &orders_in(w, &["pending", "expired"]))
+                            4 => one(rng, &orders_in(w, &["pending", "expired"]))
                                 .map(|order| Op::SellerCheck { order }),
+                            _ => rng.gen_bool(0.3).then(|| {
+                                let (channel, days_back) = reconcile(rng);
+                                Op::Reconcile { channel, days_back }
+                            }),
                         };
                         ops.extend(op);
                     }
@@ -281,7 +376,9 @@ impl Step {
                     wrong: true,
                 }),
                 4 => {
-                    let unacked = trades_where(w, |t| t.status == TradeStatus::Paid && !t.acked);
+                    let unacked = trades_where(w, |t| {
+                        t.status == TradeStatus::Paid && !t.acked && !t.notify_lost
+                    });
                     let any = trades_where(w, |t| t.status != TradeStatus::Created);
                     let pool = if rng.gen_bool(0.8) && !unacked.is_empty() {
                         unacked
@@ -316,11 +413,8 @@ impl Step {
                 }),
                 11 => Some(Step::CreateFails {
                     channel: rng.gen_range(0..nch),
-                    fault: match rng.gen_range(0..3) {
-                        0 => CreateFault::Refuse,
-                        1 => CreateFault::TimeoutBefore,
-                        _ => CreateFault::TimeoutAfter,
-                    },
+                    fault: fault(rng),
+                    times: times(rng),
                 }),
                 12 => one(rng, &orders_in(w, &PAID)).map(|order| Step::Refund {
                     order,
@@ -340,6 +434,41 @@ impl Step {
                 17 => one(rng, &orders_in(w, &["exception"]))
                     .map(|order| Step::DeliverException { order }),
                 18 => Some(Step::Crash),
+                20 => Some(Step::Failover {
+                    method: rng.gen_range(0..METHODS.len()),
+                    fault: fault(rng),
+                    times: times(rng),
+                    product: rng.gen_range(0..nprod),
+                }),
+                21 => one(
+                    rng,
+                    &trades_where(w, |t| t.status == TradeStatus::Created && !t.shown),
+                )
+                .map(|(channel, seq)| Step::PayAbandoned {
+                    channel,
+                    seq,
+                    also_current: rng.gen_bool(0.4),
+                }),
+                // On a channel with a bill: without one, a payment nothing tells kami of is
+                // found only by the query reconciliation of the day kami made the trade (or
+                // paid it), which a payment days later misses.
+                22 => {
+                    let billed: Vec<(usize, u64)> = created
+                        .iter()
+                        .copied()
+                        .filter(|(c, _)| w.fakes[*c].spec.bill)
+                        .collect();
+                    one(rng, &billed).map(|(channel, seq)| Step::PaySilently { channel, seq })
+                }
+                23 => {
+                    let (channel, days_back) = reconcile(rng);
+                    Some(Step::Reconcile {
+                        channel,
+                        days_back,
+                        twice: rng.gen_bool(0.3),
+                        tamper: w.fakes[channel].spec.bill && rng.gen_bool(0.1),
+                    })
+                }
                 _ => None,
             };
             if let Some(s) = step {
@@ -353,13 +482,12 @@ fn actor() -> Actor {
     Actor::new("simulation", None)
 }
 
-/// A finished operation: a line for the trace, and the order a buyer was shown (payable).
+/// A finished operation: a line for the trace.
 pub struct OpOut {
     pub line: String,
-    pub shown: Option<OrderNo>,
 }
 
-fn short(e: impl std::fmt::Display) -> String {
+pub fn short(e: impl std::fmt::Display) -> String {
     let s = e.to_string();
     // Error texts carry the random order numbers: keep the trace seed-stable.
     let mut out = String::with_capacity(s.len());
@@ -400,11 +528,9 @@ async fn buy(
     match checkout::place_order(&state, input).await {
         Ok(p) => OpOut {
             line: format!("placed {slug}x{qty} via {method}: {}", p.amount.minor()),
-            shown: Some(p.order_no),
         },
         Err(e) => OpOut {
             line: format!("refused {slug}x{qty} via {method}: {}", short(e)),
-            shown: None,
         },
     }
 }
@@ -448,7 +574,6 @@ async fn notify_op(
     let Some(body) = fake.notification(seq, false) else {
         return OpOut {
             line: "nothing to notify".into(),
-            shown: None,
         };
     };
     let answer = post_notification(router, &fake, body).await;
@@ -461,7 +586,6 @@ async fn notify_op(
     fake.answered(seq, &answer);
     OpOut {
         line: format!("{} trade {seq} notified: {answer}", fake.name()),
-        shown: None,
     }
 }
 
@@ -470,13 +594,27 @@ fn op_future(w: &World, op: &Op) -> OpFuture<'static, OpOut> {
     match op.clone() {
         Op::Buy {
             product,
-            channel,
+            method,
             qty,
         } => {
             let slug = w.products[product].slug;
-            let method = crate::world::channel_specs()[channel].1.as_str();
+            let method = METHODS[method].as_str();
             let buyer = w.buyers_next();
             Box::pin(buy(state, slug, method, qty, buyer))
+        }
+        Op::Reconcile { channel, days_back } => {
+            let id = w.fakes[channel].name().to_owned();
+            let day = bill_day(w.now(), days_back);
+            Box::pin(async move {
+                let r = reconciliation::run(&state, &id, day, "simulation").await;
+                OpOut {
+                    line: format!(
+                        "reconcile {id} {}: {}",
+                        reconciliation::format_day(day),
+                        r.map(|r| findings(&r)).unwrap_or_else(short)
+                    ),
+                }
+            })
         }
         Op::Notify { channel, seq } => Box::pin(notify_op(
             w.engine().router.clone(),
@@ -494,7 +632,6 @@ fn op_future(w: &World, op: &Op) -> OpFuture<'static, OpOut> {
                         "cancel order {id}: {}",
                         r.map(|o| o.status.to_string()).unwrap_or_else(short)
                     ),
-                    shown: None,
                 }
             })
         }
@@ -518,7 +655,6 @@ fn op_future(w: &World, op: &Op) -> OpFuture<'static, OpOut> {
                         ))
                         .unwrap_or_else(short)
                     ),
-                    shown: None,
                 }
             })
         }
@@ -537,7 +673,6 @@ fn op_future(w: &World, op: &Op) -> OpFuture<'static, OpOut> {
                         ))
                         .unwrap_or_else(short)
                     ),
-                    shown: None,
                 }
             })
         }
@@ -550,19 +685,6 @@ impl World {
         let n = self.buyers.get() + 1;
         self.buyers.set(n);
         n
-    }
-
-    /// Mark a trade the buyer was shown as payable (the create's answer reached the buyer).
-    fn shown(&self, no: &OrderNo) {
-        for f in &self.fakes {
-            let mut l = f.ledger();
-            let seq = l.by_no(no.as_str()).map(|t| t.seq);
-            if let Some(seq) = seq {
-                if let Some(t) = l.trades.get_mut(&seq) {
-                    t.shown = true;
-                }
-            }
-        }
     }
 
     /// Deliver one notification of trade `seq` of gateway `c` (sequentially).
@@ -590,19 +712,15 @@ impl World {
         match step {
             Step::Buy {
                 product,
-                channel,
+                method,
                 qty,
             } => {
                 let op = Op::Buy {
                     product: *product,
-                    channel: *channel,
+                    method: *method,
                     qty: *qty,
                 };
-                let out = op_future(self, &op).await;
-                if let Some(no) = &out.shown {
-                    self.shown(no);
-                }
-                out.line
+                op_future(self, &op).await.line
             }
             Step::Concurrent { ops, crash_at } => {
                 let futs: Vec<_> = ops.iter().map(|op| op_future(self, op)).collect();
@@ -618,12 +736,7 @@ impl World {
                 let mut lines = Vec::new();
                 for (i, o) in outs.into_iter().enumerate() {
                     match o {
-                        Some(o) => {
-                            if let Some(no) = &o.shown {
-                                self.shown(no);
-                            }
-                            lines.push(format!("op{i}: {}", o.line));
-                        }
+                        Some(o) => lines.push(format!("op{i}: {}", o.line)),
                         None => lines.push(format!("op{i}: dropped in the crash")),
                     }
                 }
@@ -694,13 +807,81 @@ impl World {
                 self.fakes[*channel].ledger().down_until = until;
                 "down".into()
             }
-            Step::CreateFails { channel, fault } => {
-                self.fakes[*channel]
-                    .ledger()
-                    .create_faults
-                    .push_back(*fault);
+            Step::CreateFails {
+                channel,
+                fault,
+                times,
+            } => {
+                let mut l = self.fakes[*channel].ledger();
+                for _ in 0..*times {
+                    l.create_faults.push_back(*fault);
+                }
                 "armed".into()
             }
+            Step::Failover {
+                method,
+                fault,
+                times,
+                product,
+            } => {
+                {
+                    let mut l = self.fakes[primary(*method)].ledger();
+                    for _ in 0..*times {
+                        l.create_faults.push_back(*fault);
+                    }
+                }
+                let op = Op::Buy {
+                    product: *product,
+                    method: *method,
+                    qty: 1,
+                };
+                let out = op_future(self, &op).await;
+                format!(
+                    "{} armed; {}",
+                    self.fakes[primary(*method)].name(),
+                    out.line
+                )
+            }
+            Step::PayAbandoned {
+                channel,
+                seq,
+                also_current,
+            } => {
+                let fake = &self.fakes[*channel];
+                let what = fake.pay_abandoned(*seq);
+                let mut line = format!("{} trade {seq}: {what}", fake.name());
+                let order = fake
+                    .ledger()
+                    .trades
+                    .get(seq)
+                    .map(|t| t.trade_no[..OrderNo::LEN].to_owned());
+                if let (true, Some(order)) = (*also_current, order) {
+                    // The buyer pays the attempt they were shown as well.
+                    let others = trades_where(self, |t| {
+                        t.shown
+                            && t.status == TradeStatus::Created
+                            && t.trade_no.starts_with(&order)
+                    });
+                    for (c, s) in others {
+                        let what = self.fakes[c].pay(s, false);
+                        line.push_str(&format!("; {} trade {s}: {what}", self.fakes[c].name()));
+                    }
+                }
+                line
+            }
+            Step::PaySilently { channel, seq } => {
+                let what = self.fakes[*channel].pay_silently(*seq);
+                format!(
+                    "{} trade {seq}: {what}, unheard",
+                    self.fakes[*channel].name()
+                )
+            }
+            Step::Reconcile {
+                channel,
+                days_back,
+                twice,
+                tamper,
+            } => self.reconcile(*channel, *days_back, *twice, *tamper).await,
             Step::Refund { order, amount } => {
                 let op = Op::Refund {
                     order: *order,

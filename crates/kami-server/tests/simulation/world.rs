@@ -1,7 +1,9 @@
 //! The simulated world of one seed: a database (a copy of a prepared catalogue), the engine
 //! built on it exactly as `kami serve` builds it (but without its listener loop and jobs: the
-//! simulation runs the jobs' services itself, when the seed says), three fake gateways that
-//! outlive engine crashes, a manual clock, and the seed's random source.
+//! simulation runs the jobs' services itself, when the seed says), six fake gateways (two per
+//! payment method: a primary and a backup, or two sharing a priority) that outlive engine
+//! crashes, a manual clock, and the seed's random source — which also seeds kami's routing
+//! (`Channels::seed_routing`) at every start, so the weighted draw replays too.
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
@@ -15,7 +17,7 @@ use kami_server::{AppState, Application, BuildOptions, Config, Extra};
 use kami_store::{Delivery, KeyFiles, NewProduct, Store};
 use kami_testkit::Backend;
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 
 use crate::fake_gateway::{FakeGateway, Spec};
 use crate::inspect::Inspector;
@@ -69,8 +71,14 @@ pub fn catalogue() -> Vec<SimProduct> {
     ]
 }
 
-/// The channels: one per buyer-facing method, each with the protocol traits that matter here.
-pub fn channel_specs() -> [(&'static str, Method, Spec); 3] {
+/// The buyer-facing methods, each served by two of the channels.
+pub const METHODS: [Method; 3] = [Method::Alipay, Method::Wxpay, Method::Qqpay];
+
+/// The channels, each with the protocol traits that matter here: the first three are the
+/// methods' primaries (`primary(m)`), the last three their second channels. Alipay and QQ Pay
+/// fail over by priority to a backup of another kind; WeChat Pay's two share a priority, so
+/// the seeded routing draw splits them.
+pub fn channel_specs() -> [(&'static str, Method, Spec); 6] {
     [
         (
             "alpha",
@@ -79,6 +87,8 @@ pub fn channel_specs() -> [(&'static str, Method, Spec); 3] {
                 closable: true,
                 idempotent_refunds: true,
                 honours_expiry: true,
+                priority: 10,
+                bill: true,
             },
         ),
         (
@@ -88,9 +98,11 @@ pub fn channel_specs() -> [(&'static str, Method, Spec); 3] {
                 closable: true,
                 idempotent_refunds: true,
                 honours_expiry: false,
+                priority: 10,
+                bill: true,
             },
         ),
-        // Epay-like: cannot close a trade, does not de-duplicate refunds.
+        // Epay-like: cannot close a trade, does not de-duplicate refunds, has no bill.
         (
             "gamma",
             Method::Qqpay,
@@ -98,10 +110,57 @@ pub fn channel_specs() -> [(&'static str, Method, Spec); 3] {
                 closable: false,
                 idempotent_refunds: false,
                 honours_expiry: false,
+                priority: 10,
+                bill: false,
+            },
+        ),
+        // Alipay's backup: an Epay-like aggregator.
+        (
+            "alpha2",
+            Method::Alipay,
+            Spec {
+                closable: false,
+                idempotent_refunds: false,
+                honours_expiry: false,
+                priority: 0,
+                bill: false,
+            },
+        ),
+        // WeChat Pay's second channel, at the same priority.
+        (
+            "beta2",
+            Method::Wxpay,
+            Spec {
+                closable: true,
+                idempotent_refunds: true,
+                honours_expiry: true,
+                priority: 10,
+                bill: true,
+            },
+        ),
+        // QQ Pay's backup: a direct channel with a bill.
+        (
+            "gamma2",
+            Method::Qqpay,
+            Spec {
+                closable: true,
+                idempotent_refunds: true,
+                honours_expiry: false,
+                priority: 0,
+                bill: true,
             },
         ),
     ]
 }
+
+/// The channel tried first for method `m` (index into [`METHODS`]) unless it is resting
+/// (WeChat Pay's two share that place: the routing draw decides).
+pub fn primary(m: usize) -> usize {
+    m
+}
+
+/// How each seed's kami routes (`[routing] mode`): the seed picks one.
+const ROUTING_MODES: [&str; 3] = ["priority", "success_rate", "shadow"];
 
 /// A deliberate fault in kami's database, written by the harness, that the invariants must
 /// catch (the proof that the checker can fail).
@@ -141,6 +200,13 @@ pub struct Stats {
     pub notifications: u64,
     pub mismatches_refused: u64,
     pub late_payments: u64,
+    /// Orders whose payment was created on a later attempt (the first failed or timed out).
+    pub failovers: u64,
+    /// Second payments of an order (flagged `payment.conflict`).
+    pub conflicts: u64,
+    /// Reconciliation runs, and the payments only a bill found.
+    pub reconciliations: u64,
+    pub found_by_bill: u64,
 }
 
 impl Stats {
@@ -153,6 +219,10 @@ impl Stats {
         self.notifications += o.notifications;
         self.mismatches_refused += o.mismatches_refused;
         self.late_payments += o.late_payments;
+        self.failovers += o.failovers;
+        self.conflicts += o.conflicts;
+        self.reconciliations += o.reconciliations;
+        self.found_by_bill += o.found_by_bill;
     }
 }
 
@@ -186,6 +256,14 @@ pub struct World {
     pub stats: Stats,
     pub buyers: std::cell::Cell<u64>,
     pub sabotaged: bool,
+    /// `[routing] mode` of this seed.
+    pub routing_mode: &'static str,
+    /// Payments (channel, trade number) of the right amount on a bill a reconciliation run
+    /// took without failing: kami must hold each paid from then on.
+    pub billed: BTreeSet<(String, String)>,
+    /// What a step itself found wrong (a re-run that changed something, a failed batch that
+    /// applied something), reported with the invariants after it.
+    pub step_violations: Vec<String>,
     /// Last: removed when everything else is gone.
     pub db: SimDb,
 }
@@ -412,12 +490,13 @@ fn replace_db(url: &str, db: &str) -> String {
     out
 }
 
-fn config(url: &str) -> Config {
+fn config(url: &str, routing_mode: &str) -> Config {
     let toml = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"http://kami.sim\"\n\
          data_dir = \"{dir}\"\n\
          [database]\nurl = \"{url}\"\nmax_connections = 4\n\
-         [security]\nmaster_key_file = \"{key}\"\n{risk}",
+         [security]\nmaster_key_file = \"{key}\"\n\
+         [routing]\nmode = \"{routing_mode}\"\n{risk}",
         dir = prepared().keys.path().display(),
         key = key_file().display(),
         risk = kami_testkit::RAISED_RISK,
@@ -446,10 +525,15 @@ impl World {
             .collect();
         let db = SimDb::create(cfg.backend, seed);
         let inspect = Inspector::open(&db.url);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let routing_mode = ROUTING_MODES[rng.gen_range(0..ROUTING_MODES.len())];
         let mut w = World {
             seed,
             cfg,
-            rng: RefCell::new(StdRng::seed_from_u64(seed)),
+            rng: RefCell::new(rng),
+            routing_mode,
+            billed: BTreeSet::new(),
+            step_violations: Vec::new(),
             clock,
             gates,
             fakes,
@@ -489,10 +573,17 @@ impl World {
             })),
             clock: Some(self.clock.clone() as kami_core::SharedClock),
         };
-        let app = Application::build_with_theme(config(&self.db.url), store, theme(), opts)
-            .await
-            .expect("the engine builds");
+        let app = Application::build_with_theme(
+            config(&self.db.url, self.routing_mode),
+            store,
+            theme(),
+            opts,
+        )
+        .await
+        .expect("the engine builds");
         let state = app.state();
+        // Before any checkout: the routes this engine draws are the seed's.
+        state.channels.seed_routing(self.rng.borrow_mut().gen());
         // The listener goes with the application: the simulation calls the router directly.
         drop(app);
         let router = kami_server::http::router(state.clone());
