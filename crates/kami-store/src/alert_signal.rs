@@ -35,10 +35,14 @@ pub enum AlertEvent {
     LowStock,
     /// A validly signed success the gateway's own query does not confirm (held, not delivered).
     UnconfirmedPayment,
+    /// An order was paid twice (a second payment attempt, or another payment of a paid
+    /// trade): the buyer is owed a refund of one. Fires once per order; there is nothing to
+    /// resolve it by itself.
+    DuplicatePayment,
 }
 
 impl AlertEvent {
-    pub const ALL: [AlertEvent; 8] = [
+    pub const ALL: [AlertEvent; 9] = [
         AlertEvent::ChannelDown,
         AlertEvent::SuccessRateLow,
         AlertEvent::NotifyLag,
@@ -47,6 +51,7 @@ impl AlertEvent {
         AlertEvent::ReconciliationMismatch,
         AlertEvent::LowStock,
         AlertEvent::UnconfirmedPayment,
+        AlertEvent::DuplicatePayment,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +64,7 @@ impl AlertEvent {
             AlertEvent::ReconciliationMismatch => "reconciliation_mismatch",
             AlertEvent::LowStock => "low_stock",
             AlertEvent::UnconfirmedPayment => "unconfirmed_payment",
+            AlertEvent::DuplicatePayment => "duplicate_payment",
         }
     }
 

@@ -284,7 +284,13 @@ fn apply_payment(
             if p.get::<Option<String>>("gateway_trade_no")?.as_deref() == Some(gateway_trade_no) {
                 NotifyOutcome::Duplicate { order_no }
             } else {
-                conflict_alert(tx, order_id, gateway_trade_no, now)?;
+                conflict_alert(
+                    tx,
+                    (order_id, order_no.as_str()),
+                    channel_id,
+                    gateway_trade_no,
+                    now,
+                )?;
                 NotifyOutcome::ConflictingPayment { order_no }
             },
             None,
@@ -325,7 +331,13 @@ fn apply_payment(
 
     if order.status.on(OrderEvent::PaymentConfirmed).is_err() {
         // The order was already paid through another payment attempt: money arrived twice.
-        conflict_alert(tx, order_id, gateway_trade_no, now)?;
+        conflict_alert(
+            tx,
+            (order_id, order_no.as_str()),
+            channel_id,
+            gateway_trade_no,
+            now,
+        )?;
         return Ok((NotifyOutcome::ConflictingPayment { order_no }, None));
     }
     let late = order.status == OrderStatus::Expired;
@@ -391,20 +403,34 @@ fn apply_payment(
     Ok((outcome, Some(confirmed)))
 }
 
-/// A second, different payment for an order already paid: recorded for the seller.
+/// A second, different payment for an order already paid: recorded with the order, and the
+/// seller alerted (one of the two is the buyer's to get back).
 fn conflict_alert(
     tx: &mut dyn Tx,
-    order_id: i64,
+    order: (i64, &str),
+    channel_id: &str,
     gateway_trade_no: &str,
     now: Millis,
 ) -> Result<()> {
+    let (order_id, order_no) = order;
     outbox::insert(
         tx,
         "payment.conflict",
         order_id,
         serde_json::json!({ "gateway_trade_no": gateway_trade_no }).to_string(),
         now,
-    )
+    )?;
+    let signal = AlertSignal {
+        event: AlertEvent::DuplicatePayment,
+        subject: order_no.to_owned(),
+        firing: true,
+        details: serde_json::json!({
+            "order_no": order_no,
+            "channel": channel_id,
+            "gateway_trade_no": gateway_trade_no,
+        }),
+    };
+    alert_signal::emit(tx, &signal, now)
 }
 
 #[cfg(test)]

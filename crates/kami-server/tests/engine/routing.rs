@@ -503,6 +503,11 @@ async fn late_payment_of_an_abandoned_attempt_is_delivered_once(backend: Backend
         "the second payment flagged",
         scalar(&app.db_url, &conflicts).await == 1
     );
+    assert_eq!(
+        alert_signals(&app.db_url, "duplicate_payment", no, true).await,
+        1,
+        "the seller is alerted to the second payment"
+    );
     let v = app.wait_settled(&order).await;
     assert_eq!(
         v["cards"].as_array().unwrap().len(),
