@@ -399,9 +399,12 @@ pub(crate) fn expire_locked(
 /// rows another transaction holds are skipped, and each expiry is a compare-and-set.
 pub(crate) fn expire_due(tx: &mut dyn Tx, now: Millis, limit: u32) -> Result<Vec<OrderNo>> {
     let due = tx.query(
+        // `'pending'` written out: the partial index orders_pending_expiry is chosen only for
+        // a query whose WHERE states its predicate.
         "SELECT id, order_no, status, product_id, quantity FROM orders \
-         WHERE status = $3 AND expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED",
-        params![now, i64::from(limit), OrderStatus::Pending],
+         WHERE status = 'pending' AND expires_at <= $1 ORDER BY expires_at LIMIT $2 \
+         FOR UPDATE SKIP LOCKED",
+        params![now, i64::from(limit)],
     )?;
     let mut expired = Vec::with_capacity(due.len());
     for r in &due {

@@ -32,3 +32,9 @@ CREATE INDEX payments_gateway_trade ON payments (gateway_trade_no) WHERE gateway
 -- A trade's notifications: payment_events_trade_no (trade_no, id) finds them; the channel is a
 -- filter on those few rows.
 DROP INDEX payment_events_trade;
+-- The expiry job's index holds only pending orders (status leads, so SQLite's planner prefers
+-- it to orders_status_id): a paid order leaves it instead of being
+-- re-filed under its new status (on PostgreSQL, where every status change writes a new entry
+-- into each index whose predicate the row meets, one index less per order).
+DROP INDEX IF EXISTS orders_expiry;
+CREATE INDEX orders_pending_expiry ON orders (status, expires_at) WHERE status = 'pending';
