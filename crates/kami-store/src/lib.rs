@@ -726,13 +726,6 @@ impl Store {
             .await
     }
 
-    /// The retry job leaves this pending refund alone: its channel does not de-duplicate
-    /// refunds, so asking again after a lost answer could pay the buyer twice.
-    pub async fn stop_refund_retries(&self, refund_no: &str) -> Result<()> {
-        let no = refund_no.to_owned();
-        self.write(move |tx| refunds::stop_retries(tx, &no)).await
-    }
-
     pub async fn claim_pending_refunds(
         &self,
         now: Millis,

@@ -17,6 +17,29 @@ use crate::params;
 use crate::transitions::{apply_order_event, Details, LockedOrder};
 use crate::{audit, Store};
 
+/// A reconciliation's view of the channel's payments (`payment_from_row`), filtered by `$where`.
+macro_rules! recon_payments {
+    ($where:literal) => {
+        concat!(
+            "SELECT p.trade_no, p.gateway_trade_no, p.amount, p.currency, p.status, p.paid_at, \
+             p.billed_day, o.order_no FROM payments p JOIN orders o ON o.id = p.order_id ",
+            $where
+        )
+    };
+}
+
+/// A reconciliation's view of refunds of the channel's payments, filtered by `$where`.
+macro_rules! recon_refunds {
+    ($where:literal) => {
+        concat!(
+            "SELECT f.refund_no, p.trade_no, f.amount, f.currency, o.order_no, f.status \
+             FROM refunds f JOIN payments p ON p.id = f.payment_id \
+             JOIN orders o ON o.id = f.order_id ",
+            $where
+        )
+    };
+}
+
 /// What a reconciliation found about one trade or refund.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ItemKind {
@@ -770,9 +793,9 @@ impl Store {
         let c = channel_id.to_owned();
         self.read(move |tx| {
             tx.query(
-                "SELECT p.trade_no, p.gateway_trade_no, p.amount, p.currency, p.status, \
-                 p.paid_at, p.billed_day, o.order_no FROM payments p JOIN orders o ON o.id = p.order_id \
-                 WHERE p.channel_id = $1 AND p.paid_at >= $2 AND p.paid_at < $3 ORDER BY p.id",
+                recon_payments!(
+                    "WHERE p.channel_id = $1 AND p.paid_at >= $2 AND p.paid_at < $3 ORDER BY p.id"
+                ),
                 params![c.as_str(), from, to],
             )?
             .iter()
@@ -792,10 +815,10 @@ impl Store {
         let c = channel_id.to_owned();
         self.read(move |tx| {
             tx.query(
-                "SELECT p.trade_no, p.gateway_trade_no, p.amount, p.currency, p.status, \
-                 p.paid_at, p.billed_day, o.order_no FROM payments p JOIN orders o ON o.id = p.order_id \
-                 WHERE p.channel_id = $1 AND ((p.created_at >= $2 AND p.created_at < $3) \
-                   OR (p.paid_at >= $2 AND p.paid_at < $3)) ORDER BY p.id",
+                recon_payments!(
+                    "WHERE p.channel_id = $1 AND ((p.created_at >= $2 AND p.created_at < $3) \
+                   OR (p.paid_at >= $2 AND p.paid_at < $3)) ORDER BY p.id"
+                ),
                 params![c.as_str(), from, to],
             )?
             .iter()
@@ -816,9 +839,7 @@ impl Store {
             let mut out = Vec::new();
             for t in &trade_nos {
                 if let Some(r) = tx.query_opt(
-                    "SELECT p.trade_no, p.gateway_trade_no, p.amount, p.currency, p.status, \
-                     p.paid_at, p.billed_day, o.order_no FROM payments p JOIN orders o ON o.id = p.order_id \
-                     WHERE p.channel_id = $1 AND p.trade_no = $2",
+                    recon_payments!("WHERE p.channel_id = $1 AND p.trade_no = $2"),
                     params![c.as_str(), t.as_str()],
                 )? {
                     out.push(payment_from_row(&r)?);
@@ -851,11 +872,10 @@ impl Store {
             };
             let mut out = Vec::new();
             for r in tx.query(
-                "SELECT f.refund_no, p.trade_no, f.amount, f.currency, o.order_no, f.status \
-                 FROM refunds f JOIN payments p ON p.id = f.payment_id \
-                 JOIN orders o ON o.id = f.order_id \
-                 WHERE p.channel_id = $1 AND f.settled_at >= $2 AND f.settled_at < $3 \
-                   AND f.status = 'succeeded' ORDER BY f.id",
+                recon_refunds!(
+                    "WHERE p.channel_id = $1 AND f.settled_at >= $2 AND f.settled_at < $3 \
+                   AND f.status = 'succeeded' ORDER BY f.id"
+                ),
                 params![c.as_str(), from, to],
             )? {
                 out.push(from_row(&r)?);
@@ -865,10 +885,7 @@ impl Store {
                     continue;
                 }
                 if let Some(r) = tx.query_opt(
-                    "SELECT f.refund_no, p.trade_no, f.amount, f.currency, o.order_no, f.status \
-                     FROM refunds f JOIN payments p ON p.id = f.payment_id \
-                     JOIN orders o ON o.id = f.order_id \
-                     WHERE p.channel_id = $1 AND f.refund_no = $2",
+                    recon_refunds!("WHERE p.channel_id = $1 AND f.refund_no = $2"),
                     params![c.as_str(), no.as_str()],
                 )? {
                     out.push(from_row(&r)?);

@@ -111,19 +111,21 @@ pub struct NewRefund {
     /// Idempotency key; generated when absent.
     pub refund_no: Option<String>,
     pub now: Millis,
-    /// When the retry worker may ask the channel again (`None`: never automatically).
-    pub retry_at: Option<Millis>,
+    /// When the retry worker may ask the channel again, if the refunded payment's channel is
+    /// one of `retrying_channels`; else never automatically.
+    pub retry_at: Millis,
+    /// The channels whose gateways de-duplicate refunds, so a lost answer may be asked again.
+    pub retrying_channels: Vec<String>,
     /// The caller's own call to the channel holds the refund until then.
     pub lease_until: Millis,
 }
 
 pub(crate) fn begin(tx: &mut dyn Tx, order_no: &str, r: &NewRefund) -> Result<RefundCall> {
-    let (amount, reason, refund_no, now, retry_at, lease_until) = (
+    let (amount, reason, refund_no, now, lease_until) = (
         r.amount,
         r.reason.as_deref(),
         r.refund_no.as_deref(),
         r.now,
-        r.retry_at,
         r.lease_until,
     );
     let o = tx
@@ -153,8 +155,8 @@ pub(crate) fn begin(tx: &mut dyn Tx, order_no: &str, r: &NewRefund) -> Result<Re
         }
     }
     let paid_payments = tx.query(
-        "SELECT id, amount, currency FROM payments WHERE order_id = $1 AND status IN ($2, $3) \
-             ORDER BY id FOR UPDATE",
+        "SELECT id, amount, currency, channel_id FROM payments WHERE order_id = $1 \
+             AND status IN ($2, $3) ORDER BY id FOR UPDATE",
         params![
             order_id,
             PaymentStatus::Paid,
@@ -177,8 +179,12 @@ pub(crate) fn begin(tx: &mut dyn Tx, order_no: &str, r: &NewRefund) -> Result<Re
     // with money left is refunded.
     let mut chosen = None;
     for p in &paid_payments {
-        let (payment_id, paid, currency): (i64, i64, String) =
-            (p.get("id")?, p.get("amount")?, p.get("currency")?);
+        let (payment_id, paid, currency, channel): (i64, i64, String, String) = (
+            p.get("id")?,
+            p.get("amount")?,
+            p.get("currency")?,
+            p.get("channel_id")?,
+        );
         let taken = tx.query_one(
             "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS taken FROM refunds \
                  WHERE payment_id = $1 AND status IN ($2, $3)",
@@ -186,15 +192,18 @@ pub(crate) fn begin(tx: &mut dyn Tx, order_no: &str, r: &NewRefund) -> Result<Re
         )?;
         let refundable = paid - taken.get::<i64>("taken")?;
         if refundable > 0 {
-            chosen = Some((payment_id, currency, refundable));
+            chosen = Some((payment_id, currency, channel, refundable));
             break;
         }
     }
-    let Some((payment_id, currency, refundable)) = chosen else {
+    let Some((payment_id, currency, channel, refundable)) = chosen else {
         return Err(StoreError::NotRefundable(
             "the payment is already fully refunded".into(),
         ));
     };
+    // Retries follow the channel of the payment refunded, which after a failover is not
+    // always the order's newest.
+    let retry_at = r.retrying_channels.contains(&channel).then_some(r.retry_at);
     let amount = amount.unwrap_or(refundable);
     if amount <= 0 || amount > refundable {
         return Err(StoreError::InvalidAmount(format!(
@@ -342,14 +351,6 @@ fn settle(
             expected: from.as_str(),
         });
     }
-    Ok(())
-}
-
-pub(crate) fn stop_retries(tx: &mut dyn Tx, refund_no: &str) -> Result<()> {
-    tx.exec(
-        "UPDATE refunds SET next_check_at = NULL WHERE refund_no = $1 AND status = $2",
-        params![refund_no, RefundStatus::Pending],
-    )?;
     Ok(())
 }
 

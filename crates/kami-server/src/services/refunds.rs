@@ -71,15 +71,15 @@ pub async fn refund(
     }
     let not_found = || ServiceError::not_found("order_not_found", "no such order");
     let now = state.now_ms();
-    let channel = {
-        let order = state.store.order(no).await?.ok_or_else(not_found)?;
-        state.channels.get(order.channel_id.as_str())
-    };
-    let idempotent = channel.as_ref().is_some_and(|c| c.refund_is_idempotent());
-    // Where the gateway does not de-duplicate refunds, nothing retries automatically (the
-    // order's newest channel, usually the payment's: corrected below once the store has
-    // chosen the payment).
-    let retry_at = idempotent.then_some(now + REFUND_RETRY_MS);
+    state.store.order(no).await?.ok_or_else(not_found)?;
+    // Where the gateway does not de-duplicate refunds, nothing retries automatically.
+    let retrying_channels = state
+        .channels
+        .entries()
+        .iter()
+        .filter(|e| e.channel.refund_is_idempotent())
+        .map(|e| e.id().as_str().to_owned())
+        .collect();
     let call = state
         .store
         .begin_refund(
@@ -89,24 +89,17 @@ pub async fn refund(
                 reason: input.reason,
                 refund_no: input.refund_no,
                 now,
-                retry_at,
+                retry_at: now + REFUND_RETRY_MS,
+                retrying_channels,
                 lease_until: now + REFUND_LEASE_MS,
             },
             actor.entry("order.refund", format!("order:{no}"), None, None),
         )
         .await?;
-    // The refund goes to the channel of the payment the store chose, which is not the
-    // order's newest when the order was paid through an earlier attempt (a failover).
     let idempotent = state
         .channels
         .get(call.channel_id.as_str())
         .is_some_and(|c| c.refund_is_idempotent());
-    if retry_at.is_some() && !idempotent && !call.existing {
-        state
-            .store
-            .stop_refund_retries(&call.refund.refund_no)
-            .await?;
-    }
     // A repeated request for an existing refund asks the gateway again only where that is safe.
     let call = if call.refund.status == RefundStatus::Pending
         && (!call.existing || idempotent)
