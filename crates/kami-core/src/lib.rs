@@ -2,6 +2,7 @@
 //! machines. No I/O.
 
 pub mod clock;
+pub mod coin;
 pub mod coupon;
 pub mod fields;
 pub mod ids;
@@ -12,6 +13,7 @@ pub mod refund;
 
 pub use cards::{CardEvent, CardStatus, CardTransitionError};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use coin::{CoinAmount, CoinError};
 pub use coupon::{
     BasisPoints, CouponCode, CouponError, CouponRefusal, CouponRules, CouponValue, Discounted,
 };

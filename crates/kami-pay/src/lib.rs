@@ -7,6 +7,7 @@ pub mod bill;
 pub mod common;
 pub mod crypto;
 pub mod epay;
+pub mod epusdt;
 mod http;
 pub mod routing;
 pub mod sandbox;
@@ -19,7 +20,7 @@ pub use common::form;
 pub use settings::{ChannelKind, ChannelSettings};
 
 use async_trait::async_trait;
-use kami_core::{ChannelId, Method, Money, TradeNo};
+use kami_core::{ChannelId, CoinAmount, Method, Money, TradeNo};
 
 /// Everything a channel needs to start collecting money for one order.
 #[derive(Debug, Clone)]
@@ -100,6 +101,10 @@ pub struct PaymentConfirmation {
     /// message has none or it does not parse (the payment still counts; only the notify-lag
     /// measure misses it).
     pub paid_at: Option<i64>,
+    /// What the buyer paid in coin, where a crypto gateway reports it (epusdt / BEpusdt
+    /// `actual_amount`, TokenPay `Amount`): the store refuses a payment whose coin amount is
+    /// not the one the attempt was created for (an underpayment). `None` for fiat channels.
+    pub coin_amount: Option<CoinAmount>,
 }
 
 /// The outcome of parsing and verifying one notification.

@@ -80,6 +80,7 @@ impl AlipayChannel {
                         field(&params, "gmt_payment"),
                         parse_beijing_time,
                     ),
+                    coin_amount: None,
                 }))
             }
             other => not_paid(other),

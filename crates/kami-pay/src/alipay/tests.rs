@@ -537,6 +537,7 @@ fn v3_notify_sign_string_signature_and_verdict() {
             amount: Money::new(8888, Currency::Cny).unwrap(),
             // gmt_payment 2024-01-01 12:00:09, Beijing time
             paid_at: Some(1_704_081_609_000),
+            coin_amount: None,
         })
     );
     // The same as a GET query string.
@@ -581,6 +582,7 @@ fn v0_real_alipay_notify() {
             amount: Money::new(10, Currency::Cny).unwrap(),
             // gmt_payment 2019-08-15 15:56:24, Beijing time
             paid_at: Some(1_565_855_784_000),
+            coin_amount: None,
         })
     );
     // Verifying with sign_type kept (the request rule) must fail, as with the real gateway.

@@ -321,6 +321,7 @@ pub(super) fn trade_state(
                 map.get("send_pay_date").and_then(Value::as_str),
                 parse_beijing_time,
             ),
+            coin_amount: None,
         })),
         other => Err(PayError::Malformed(format!(
             "unknown trade_status {}",

@@ -6,6 +6,7 @@
 
 pub mod ack;
 pub mod bill_text;
+pub mod coin_ref;
 pub mod form;
 pub mod pay_time;
 pub mod settings;

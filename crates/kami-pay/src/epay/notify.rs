@@ -74,6 +74,7 @@ impl EpayChannel {
                 gateway_trade_no: trade_no.to_owned(),
                 amount,
                 paid_at: None,
+                coin_amount: None,
             }))
         } else {
             Ok(NotifyVerdict::NotPaid {

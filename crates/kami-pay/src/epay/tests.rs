@@ -105,6 +105,7 @@ fn paid(amount_fen: i64) -> NotifyVerdict {
         gateway_trade_no: "2024010112000001".into(),
         amount: Money::new(amount_fen, Currency::Cny).unwrap(),
         paid_at: None,
+        coin_amount: None,
     })
 }
 #[test]

@@ -37,6 +37,7 @@ pub(crate) fn verify_notification(
             gateway_trade_no: gateway_trade_no.to_owned(),
             amount,
             paid_at: super::wire::paid_at(&params),
+            coin_amount: None,
         }))
     } else {
         Ok(NotifyVerdict::NotPaid {

@@ -112,6 +112,7 @@ fn valid_notification_is_paid() {
             gateway_trade_no: "SBX12345678901234567890".into(),
             amount: Money::new(1230, Currency::Cny).unwrap(),
             paid_at: Some(1_700_000_000_000),
+            coin_amount: None,
         })
     );
 }

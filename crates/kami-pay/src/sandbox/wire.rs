@@ -118,6 +118,7 @@ impl SandboxChannel {
                     gateway_trade_no: gateway_trade_no.to_owned(),
                     amount,
                     paid_at: paid_at(fields),
+                    coin_amount: None,
                 }))
             }
             other => Err(PayError::Malformed(format!(

@@ -104,6 +104,7 @@ fn w4_paid() -> NotifyVerdict {
         amount: Money::new(100, Currency::Cny).unwrap(),
         // success_time 2024-01-01T12:00:09+08:00
         paid_at: Some(1_704_081_609_000),
+        coin_amount: None,
     })
 }
 
@@ -501,6 +502,7 @@ fn fresh_notification_paid_and_not_paid() {
             gateway_trade_no: "4200000001202401010000000002".into(),
             amount: Money::new(1230, Currency::Cny).unwrap(),
             paid_at: Some(1_704_081_609_000),
+            coin_amount: None,
         })
     );
     // Other trade states / events are authentic but not payments.

@@ -319,6 +319,7 @@ impl WechatPayChannel {
                 tx.success_time.as_deref(),
                 parse_rfc3339_ms,
             ),
+            coin_amount: None,
         })
     }
 
