@@ -12,6 +12,7 @@ mod http;
 pub mod routing;
 pub mod sandbox;
 pub mod settings;
+pub mod tokenpay;
 pub mod wechatpay;
 
 pub use bill::{Bill, BillDay, BillEntry, BillRow, BillTotals};

@@ -17,7 +17,9 @@ use serde::Deserialize;
 pub use crate::alipay::settings::AlipaySettings;
 pub use crate::common::settings::*;
 pub use crate::epay::settings::{EpaySettings, EpayVersion};
+pub use crate::epusdt::settings::EpusdtSettings;
 pub use crate::sandbox::settings::SandboxSettings;
+pub use crate::tokenpay::settings::TokenPaySettings;
 pub use crate::wechatpay::settings::WechatPaySettings;
 
 /// The protocol a channel speaks (`kind`).
@@ -27,14 +29,18 @@ pub enum ChannelKind {
     Wechatpay,
     Epay,
     Sandbox,
+    Epusdt,
+    Tokenpay,
 }
 
 impl ChannelKind {
-    pub const ALL: [ChannelKind; 4] = [
+    pub const ALL: [ChannelKind; 6] = [
         ChannelKind::Alipay,
         ChannelKind::Wechatpay,
         ChannelKind::Epay,
         ChannelKind::Sandbox,
+        ChannelKind::Epusdt,
+        ChannelKind::Tokenpay,
     ];
 
     pub fn parse(s: &str) -> Option<ChannelKind> {
@@ -47,6 +53,8 @@ impl ChannelKind {
             ChannelKind::Wechatpay => "wechatpay",
             ChannelKind::Epay => "epay",
             ChannelKind::Sandbox => "sandbox",
+            ChannelKind::Epusdt => "epusdt",
+            ChannelKind::Tokenpay => "tokenpay",
         }
     }
 
@@ -57,6 +65,8 @@ impl ChannelKind {
             ChannelKind::Wechatpay => keys_of::<WechatPaySettings>(),
             ChannelKind::Epay => keys_of::<EpaySettings>(),
             ChannelKind::Sandbox => keys_of::<SandboxSettings>(),
+            ChannelKind::Epusdt => keys_of::<EpusdtSettings>(),
+            ChannelKind::Tokenpay => keys_of::<TokenPaySettings>(),
         }
     }
 
@@ -88,6 +98,8 @@ pub enum ChannelSettings {
     Wechatpay(WechatPaySettings),
     Epay(EpaySettings),
     Sandbox(SandboxSettings),
+    Epusdt(EpusdtSettings),
+    Tokenpay(TokenPaySettings),
 }
 
 impl ChannelSettings {
@@ -97,6 +109,8 @@ impl ChannelSettings {
             ChannelSettings::Wechatpay(_) => ChannelKind::Wechatpay,
             ChannelSettings::Epay(_) => ChannelKind::Epay,
             ChannelSettings::Sandbox(_) => ChannelKind::Sandbox,
+            ChannelSettings::Epusdt(_) => ChannelKind::Epusdt,
+            ChannelSettings::Tokenpay(_) => ChannelKind::Tokenpay,
         }
     }
 
@@ -113,6 +127,8 @@ impl ChannelSettings {
             }
             ChannelKind::Epay => ChannelSettings::Epay(EpaySettings::deserialize(d)?),
             ChannelKind::Sandbox => ChannelSettings::Sandbox(SandboxSettings::deserialize(d)?),
+            ChannelKind::Epusdt => ChannelSettings::Epusdt(EpusdtSettings::deserialize(d)?),
+            ChannelKind::Tokenpay => ChannelSettings::Tokenpay(TokenPaySettings::deserialize(d)?),
         })
     }
 
@@ -123,6 +139,8 @@ impl ChannelSettings {
             ChannelSettings::Wechatpay(s) => s.validate(),
             ChannelSettings::Epay(s) => s.validate(),
             ChannelSettings::Sandbox(s) => s.validate(methods),
+            ChannelSettings::Epusdt(s) => s.validate(),
+            ChannelSettings::Tokenpay(s) => s.validate(),
         }
     }
 
@@ -134,6 +152,8 @@ impl ChannelSettings {
             ChannelSettings::Wechatpay(s) => s.resolve_files(base_dir),
             ChannelSettings::Epay(s) => s.resolve_files(base_dir),
             ChannelSettings::Sandbox(s) => return s.resolve_files(base_dir),
+            ChannelSettings::Epusdt(s) => s.resolve_files(base_dir),
+            ChannelSettings::Tokenpay(s) => s.resolve_files(base_dir),
         }
         Ok(())
     }
@@ -170,6 +190,8 @@ mod tests {
             ["key", "merchant_private_key", "platform_public_key"]
         );
         assert_eq!(ChannelKind::Sandbox.secret_keys(), ["secret"]);
+        assert_eq!(ChannelKind::Epusdt.secret_keys(), ["token"]);
+        assert_eq!(ChannelKind::Tokenpay.secret_keys(), ["secret"]);
     }
 
     #[test]

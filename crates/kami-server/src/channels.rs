@@ -701,6 +701,8 @@ fn build_settings(
         ChannelSettings::Alipay(s) => Arc::new(s.build(cx)?),
         ChannelSettings::Wechatpay(s) => Arc::new(s.build(cx)?),
         ChannelSettings::Epay(s) => Arc::new(s.build(cx)?),
+        ChannelSettings::Epusdt(s) => Arc::new(s.build(cx)?),
+        ChannelSettings::Tokenpay(s) => Arc::new(s.build(cx)?),
     })
 }
 

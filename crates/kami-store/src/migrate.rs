@@ -155,6 +155,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0024_leaner_writes.sql"),
         postgres: include_str!("migrations/postgres/0024_leaner_writes.sql"),
     },
+    Migration {
+        version: 26,
+        name: "coin_amount",
+        sqlite: include_str!("migrations/sqlite/0026_coin_amount.sql"),
+        postgres: include_str!("migrations/postgres/0026_coin_amount.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kami_migrations \

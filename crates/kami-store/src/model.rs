@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use kami_core::{
+    CoinAmount,
     CardStatus, ChannelId, CouponCode, Email, InputFields, Method, Millis, Money, OrderNo,
     OrderStatus, PriceTiers, Pricing, Quantity, Slug,
 };
@@ -384,6 +385,9 @@ pub enum Verdict {
         amount: Money,
         /// When the gateway says the buyer paid (unix ms), if it said.
         gateway_paid_at: Option<Millis>,
+        /// The coin amount a crypto gateway reports paid; must equal the payment's
+        /// `coin_amount` (what its create asked for) when both are known.
+        coin_amount: Option<CoinAmount>,
     },
     /// Authentic and says paid, but the channel's own query does not confirm it
     /// (`confirm_by_query`): recorded (`unconfirmed`) and alerted, never applied; the order

@@ -2,7 +2,7 @@
 //! move to paid and its delivery, all in one transaction. Locks are always taken order first,
 //! then payment, then cards (the same order as expiry), so concurrent paths cannot deadlock.
 
-use kami_core::{Method, Millis, Money, OrderEvent, OrderStatus, PaymentEvent};
+use kami_core::{CoinAmount, Method, Millis, Money, OrderEvent, OrderStatus, PaymentEvent};
 
 use crate::alert_signal::{self, AlertEvent, AlertSignal};
 use crate::cards;
@@ -91,6 +91,7 @@ pub(crate) fn record_notification(
             gateway_trade_no,
             amount,
             gateway_paid_at,
+            coin_amount,
         } => {
             let (outcome, paid) = apply_payment(
                 tx,
@@ -100,6 +101,7 @@ pub(crate) fn record_notification(
                     gateway_trade_no,
                     paid: *amount,
                     gateway_paid_at: *gateway_paid_at,
+                    coin_amount: coin_amount.as_ref(),
                     found_by,
                 },
                 ev.received_at,
@@ -155,6 +157,7 @@ struct Signal<'a> {
     gateway_trade_no: &'a str,
     paid: Money,
     gateway_paid_at: Option<Millis>,
+    coin_amount: Option<&'a CoinAmount>,
     found_by: FoundBy,
 }
 
@@ -237,6 +240,7 @@ fn apply_payment(
         gateway_trade_no,
         paid,
         gateway_paid_at,
+        coin_amount,
         found_by,
     } = signal;
     let Some(p) = tx.query_opt(
@@ -262,7 +266,8 @@ fn apply_payment(
     let method: Method = o.get("method")?;
 
     let p = tx.query_one(
-        "SELECT id, status, amount, currency, gateway_trade_no FROM payments WHERE id = $1 FOR UPDATE",
+        "SELECT id, status, amount, currency, gateway_trade_no, coin_amount FROM payments \
+         WHERE id = $1 FOR UPDATE",
         params![payment_id],
     )?;
     let payment = LockedPayment::from_row(&p)?;
@@ -277,6 +282,20 @@ fn apply_payment(
             },
             None,
         ));
+    }
+    // A crypto gateway's coin amount must be the one its create asked for: the fiat amount
+    // it echoes says nothing about what reached the wallet (an underpayment).
+    let expected_coin: Option<String> = p.get("coin_amount")?;
+    if let (Some(expected), Some(got)) = (expected_coin, coin_amount) {
+        if expected.parse::<CoinAmount>().ok().as_ref() != Some(got) {
+            return Ok((
+                NotifyOutcome::AmountMismatch {
+                    expected,
+                    got: got.to_string(),
+                },
+                None,
+            ));
+        }
     }
 
     if payment.status.is_paid() {

@@ -62,24 +62,35 @@ pub async fn confirm_by_query(channel: &dyn PaymentChannel, verdict: Verdict) ->
         gateway_trade_no,
         amount,
         gateway_paid_at,
+        coin_amount,
     } = verdict
     else {
         return verdict;
     };
     let queried = tokio::time::timeout(CONFIRM_TIMEOUT, channel.query(&trade_no)).await;
     let reason = match queried {
-        Ok(Ok(TradeState::Paid(c))) if c.trade_no == trade_no && c.amount == amount => {
+        Ok(Ok(TradeState::Paid(c)))
+            if c.trade_no == trade_no
+                && c.amount == amount
+                && (c.coin_amount.is_none() || c.coin_amount == coin_amount) =>
+        {
             return Verdict::Paid {
                 trade_no,
                 gateway_trade_no,
                 amount,
                 // Epay notifications carry no pay time; its query's `endtime` does.
                 gateway_paid_at: gateway_paid_at.or(c.paid_at),
+                coin_amount: coin_amount.or(c.coin_amount),
             };
         }
         Ok(Ok(TradeState::Paid(c))) if c.trade_no != trade_no => {
             "the query answered for another trade".to_owned()
         }
+        Ok(Ok(TradeState::Paid(c))) if c.amount == amount => format!(
+            "paid {}, not {}",
+            c.coin_amount.map(|a| a.to_string()).unwrap_or_default(),
+            coin_amount.map(|a| a.to_string()).unwrap_or_default()
+        ),
         Ok(Ok(TradeState::Paid(c))) => format!(
             "paid {} {}, not {} {}",
             c.amount.to_major_string(),
@@ -201,6 +212,7 @@ pub async fn apply_confirmation(
             "amount": conf.amount.minor(),
             "currency": conf.amount.currency().code(),
             "paid_at": conf.paid_at,
+            "coin_amount": conf.coin_amount.as_ref().map(ToString::to_string),
             "found_by": found_by.as_str(),
         })
         .to_string()
@@ -212,6 +224,7 @@ pub async fn apply_confirmation(
         gateway_trade_no: conf.gateway_trade_no,
         amount: conf.amount,
         gateway_paid_at: conf.paid_at,
+        coin_amount: conf.coin_amount,
     };
     apply_verdict(state, event, verdict, found_by).await
 }

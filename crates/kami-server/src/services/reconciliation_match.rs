@@ -146,6 +146,7 @@ fn confirmation(r: &BillRow) -> PaymentConfirmation {
         gateway_trade_no: r.gateway_trade_no.clone(),
         amount: r.amount,
         paid_at: r.at_ms,
+        coin_amount: None,
     }
 }
 

@@ -56,6 +56,7 @@ pub async fn notify(
             gateway_trade_no: c.gateway_trade_no,
             amount: c.amount,
             gateway_paid_at: c.paid_at,
+            coin_amount: c.coin_amount,
         },
         Ok(NotifyVerdict::NotPaid { trade_no, status }) => Verdict::NotPaid { trade_no, status },
         Err(e) => {
