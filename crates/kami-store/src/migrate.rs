@@ -156,6 +156,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/postgres/0024_leaner_writes.sql"),
     },
     Migration {
+        version: 25,
+        name: "gateway_ref",
+        sqlite: include_str!("migrations/sqlite/0025_gateway_ref.sql"),
+        postgres: include_str!("migrations/postgres/0025_gateway_ref.sql"),
+    },
+    Migration {
         version: 26,
         name: "coin_amount",
         sqlite: include_str!("migrations/sqlite/0026_coin_amount.sql"),

@@ -32,14 +32,15 @@ mod wire;
 mod tests;
 
 use async_trait::async_trait;
-use kami_core::{ChannelId, Currency, Method};
+use kami_core::{ChannelId, CoinAmount, Currency, Method};
 use serde_json::{Map, Value};
 
 use crate::common::coin_ref::CoinRef;
 use crate::http::send;
 use crate::{
-    Ack, AckResponse, CreatePayment, NotifyVerdict, PayError, PaymentAction, PaymentChannel,
-    PaymentConfirmation, RawNotification, RefundOutcome, RefundRequest, TradeState,
+    Ack, AckResponse, CreatePayment, Created, NotifyVerdict, PayError, PaymentAction,
+    PaymentChannel, PaymentConfirmation, RawNotification, RefundOutcome, RefundRequest,
+    TradeRef, TradeState,
 };
 
 pub use notify::{ack as notify_ack, MAX_NOTIFY_BYTES};
@@ -139,6 +140,18 @@ impl EpusdtChannel {
         Ok(signed(m, &self.token, self.flavor()))
     }
 
+    /// BEpusdt `check-status` of a trade id nobody created: reachability only (the answer
+    /// is unsigned).
+    async fn check_unknown(&self) -> Result<TradeState, PayError> {
+        let url = self.url("/pay/check-status/kamitest")?;
+        let reply = send(self.http.get(url)).await?;
+        let obj = wire::object(&reply.body)?;
+        match obj.get("trade_id") {
+            None => Ok(TradeState::NotFound),
+            Some(_) => Err(PayError::Malformed("check-status knows a trade nobody created".into())),
+        }
+    }
+
     /// BEpusdt `check-status` of the attempt `r`.
     async fn check_status(&self, trade_no: &str, r: &CoinRef) -> Result<TradeState, PayError> {
         let url = self.url(&format!("/pay/check-status/{}", r.id))?;
@@ -205,8 +218,16 @@ impl PaymentChannel for EpusdtChannel {
         self.priority
     }
 
-    async fn create(&self, req: &CreatePayment) -> Result<PaymentAction, PayError> {
-        self.create_inner(req).await.map(|(a, _)| a)
+    fn accepts_currency(&self, currency: Currency) -> bool {
+        currency == Currency::Cny
+    }
+
+    async fn create(&self, req: &CreatePayment) -> Result<Created, PayError> {
+        let (action, gateway_ref) = self.create_inner(req).await?;
+        Ok(Created {
+            action,
+            gateway_ref: Some(gateway_ref),
+        })
     }
 
     fn verify_notification(&self, raw: &RawNotification) -> Result<NotifyVerdict, PayError> {
@@ -217,14 +238,31 @@ impl PaymentChannel for EpusdtChannel {
         notify::ack(ack)
     }
 
-    async fn query(&self, trade_no: &str) -> Result<TradeState, PayError> {
-        let _ = trade_no;
-        Err(PayError::Unsupported("epusdt has no order query"))
+    /// epusdt has no order query API: `Unsupported`. BEpusdt: `check-status` of the
+    /// attempt's `trade_id`; an attempt without a reference (never created there, or the
+    /// console's test call) is not found.
+    async fn query(&self, trade: &TradeRef) -> Result<TradeState, PayError> {
+        if !self.is_bepusdt() {
+            return Err(PayError::Unsupported("epusdt has no order query"));
+        }
+        match &trade.gateway_ref {
+            Some(r) => self.check_status(&trade.trade_no, &CoinRef::parse(r)?).await,
+            None => self.check_unknown().await,
+        }
     }
 
-    async fn close(&self, trade_no: &str) -> Result<TradeState, PayError> {
-        let _ = trade_no;
-        Ok(TradeState::Waiting)
+    /// BEpusdt: `cancel-transaction`, then the query (a trade paid meanwhile is reported
+    /// paid). epusdt cannot cancel; its trades expire at the gateway: `Waiting`.
+    async fn close(&self, trade: &TradeRef) -> Result<TradeState, PayError> {
+        let Some(r) = trade.gateway_ref.as_deref().filter(|_| self.is_bepusdt()) else {
+            return Ok(TradeState::Waiting);
+        };
+        let r = CoinRef::parse(r)?;
+        if let Err(e) = self.cancel(&r).await {
+            // A paid or expired trade refuses the cancel: its state tells.
+            tracing::debug!(channel = %self.id, "cancel-transaction refused: {e}");
+        }
+        self.check_status(&trade.trade_no, &r).await
     }
 
     async fn refund(&self, req: &RefundRequest) -> Result<RefundOutcome, PayError> {
@@ -235,11 +273,14 @@ impl PaymentChannel for EpusdtChannel {
     fn confirm_by_query(&self) -> bool {
         self.is_bepusdt()
     }
+
+    fn coin_amount(&self, gateway_ref: &str) -> Option<CoinAmount> {
+        CoinRef::parse(gateway_ref).ok().map(|r| r.coin)
+    }
 }
 
 impl EpusdtChannel {
     /// BEpusdt `cancel-transaction` of the attempt (a signed `{trade_id}`).
-    #[allow(dead_code)]
     async fn cancel(&self, r: &CoinRef) -> Result<(), PayError> {
         let mut m = Map::new();
         m.insert("trade_id".into(), Value::String(r.id.clone()));

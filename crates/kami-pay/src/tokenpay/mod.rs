@@ -25,19 +25,23 @@ mod wire;
 mod tests;
 
 use async_trait::async_trait;
-use kami_core::{ChannelId, Method};
+use kami_core::{ChannelId, CoinAmount, Method};
 use serde_json::Value;
 
 use crate::common::coin_ref::CoinRef;
 use crate::http::send;
 use crate::{
-    Ack, AckResponse, CreatePayment, NotifyVerdict, PayError, PaymentAction, PaymentChannel,
-    PaymentConfirmation, RawNotification, RefundOutcome, RefundRequest, TradeState,
+    Ack, AckResponse, CreatePayment, Created, NotifyVerdict, PayError, PaymentAction,
+    PaymentChannel, PaymentConfirmation, RawNotification, RefundOutcome, RefundRequest,
+    TradeRef, TradeState,
 };
 
 pub use notify::{ack as notify_ack, MAX_NOTIFY_BYTES};
 pub use sign::{json_pairs, sign_string, signature, verify};
 pub use wire::{create_fields, create_json, CoinCurrency, OrderStatus};
+
+/// The id asked when an attempt has no reference: a GUID no TokenPay order has.
+const UNKNOWN_ID: &str = "00000000-0000-0000-0000-000000000000";
 
 #[derive(Debug)]
 pub struct TokenPayConfig {
@@ -198,8 +202,12 @@ impl PaymentChannel for TokenPayChannel {
         self.priority
     }
 
-    async fn create(&self, req: &CreatePayment) -> Result<PaymentAction, PayError> {
-        self.create_inner(req).await.map(|(a, _)| a)
+    async fn create(&self, req: &CreatePayment) -> Result<Created, PayError> {
+        let (action, gateway_ref) = self.create_inner(req).await?;
+        Ok(Created {
+            action,
+            gateway_ref: Some(gateway_ref),
+        })
     }
 
     fn verify_notification(&self, raw: &RawNotification) -> Result<NotifyVerdict, PayError> {
@@ -210,13 +218,27 @@ impl PaymentChannel for TokenPayChannel {
         notify::ack(ack)
     }
 
-    async fn query(&self, trade_no: &str) -> Result<TradeState, PayError> {
-        let _ = trade_no;
-        Err(PayError::Unsupported("tokenpay queries need the attempt's gateway reference"))
+    /// `/Query` of the attempt's `Id`. Without a reference (the console's test call, or an
+    /// attempt whose create never answered) the all-zero id is asked, which no order has:
+    /// TokenPay's "订单不存在" then proves the signature, a refusal names the problem.
+    async fn query(&self, trade: &TradeRef) -> Result<TradeState, PayError> {
+        let r = match &trade.gateway_ref {
+            Some(r) => CoinRef::parse(r)?,
+            None => CoinRef {
+                id: UNKNOWN_ID.into(),
+                fiat: kami_core::Money::new(0, kami_core::Currency::Cny)
+                    .map_err(|e| PayError::Malformed(e.to_string()))?,
+                coin: CoinAmount::parse("1", &self.currency.unit())
+                    .map_err(|e| PayError::Malformed(e.to_string()))?,
+            },
+        };
+        self.query_ref(&trade.trade_no, &r).await
     }
 
-    async fn close(&self, trade_no: &str) -> Result<TradeState, PayError> {
-        self.query(trade_no).await
+    /// TokenPay cannot cancel an order: the query's state (a pending order is `Waiting`, so
+    /// kami expires it after a short grace; the gateway expires it by itself).
+    async fn close(&self, trade: &TradeRef) -> Result<TradeState, PayError> {
+        self.query(trade).await
     }
 
     async fn refund(&self, req: &RefundRequest) -> Result<RefundOutcome, PayError> {
@@ -226,5 +248,9 @@ impl PaymentChannel for TokenPayChannel {
 
     fn confirm_by_query(&self) -> bool {
         true
+    }
+
+    fn coin_amount(&self, gateway_ref: &str) -> Option<CoinAmount> {
+        CoinRef::parse(gateway_ref).ok().map(|r| r.coin)
     }
 }
