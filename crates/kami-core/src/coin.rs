@@ -102,18 +102,33 @@ mod tests {
             CoinAmount::parse("004.25", "USDT"),
             CoinAmount::parse("4.25", "USDT")
         );
-        assert_eq!(CoinAmount::parse("10.0", "TRX").map(|c| c.to_string()).as_deref(), Ok("10 TRX"));
-        assert_eq!(CoinAmount::parse("0.5", "TRX").map(|c| c.value().to_owned()).as_deref(), Ok("0.5"));
+        assert_eq!(
+            CoinAmount::parse("10.0", "TRX")
+                .map(|c| c.to_string())
+                .as_deref(),
+            Ok("10 TRX")
+        );
+        assert_eq!(
+            CoinAmount::parse("0.5", "TRX")
+                .map(|c| c.value().to_owned())
+                .as_deref(),
+            Ok("0.5")
+        );
         assert_ne!(
             CoinAmount::parse("4.25", "USDT"),
             CoinAmount::parse("4.2499", "USDT")
         );
-        assert_eq!("4.25 USDT".parse::<CoinAmount>(), CoinAmount::parse("4.25", "USDT"));
+        assert_eq!(
+            "4.25 USDT".parse::<CoinAmount>(),
+            CoinAmount::parse("4.25", "USDT")
+        );
     }
 
     #[test]
     fn only_plain_positive_decimals() {
-        for bad in ["", "0", "0.000", "-1", "1e3", "4.", ".5", "4,25", " 4", "NaN", "1.2.3"] {
+        for bad in [
+            "", "0", "0.000", "-1", "1e3", "4.", ".5", "4,25", " 4", "NaN", "1.2.3",
+        ] {
             assert!(CoinAmount::parse(bad, "USDT").is_err(), "{bad:?}");
         }
         assert!(CoinAmount::parse("1", "US DT").is_err());

@@ -11,10 +11,14 @@ use kami_core::{ChannelId, IdError, Method, SharedClock};
 use kami_pay::alipay::{AlipayConfig, AlipayMode, AlipaySignType};
 use kami_pay::crypto::{KeyError, RsaSigner};
 use kami_pay::epay::{EpayConfig, EpayCredentials, EpayFlow};
+use kami_pay::epusdt::EpusdtConfig;
+use kami_pay::tokenpay::{CoinCurrency, TokenPayConfig};
 use kami_pay::wechatpay::{PlatformKeys, WechatMode, WechatPayConfig};
 
 use crate::alipay::{AlipaySim, AlipaySimConfig};
 use crate::epay::{EpaySim, EpaySimConfig};
+use crate::epusdt::{EpusdtSim, EpusdtSimConfig};
+use crate::tokenpay::{TokenPaySim, TokenPaySimConfig};
 use crate::wechatpay::{WechatSim, WechatSimConfig};
 
 pub const ALIPAY_APP_ID: &str = "2021000000000001";
@@ -24,6 +28,8 @@ pub const WECHAT_APPID: &str = "wx0000000000000001";
 pub const WECHAT_SERIAL: &str = "5157F09EFDC096DE15EBE81A47057A7232F1B8E1";
 pub const WECHAT_PUB_KEY_ID: &str = "PUB_KEY_ID_0000000000000000000000000001";
 pub const EPAY_PID: &str = "1001";
+/// The TokenPay simulator's currency.
+pub const TOKENPAY_CURRENCY: &str = "USDT_TRC20";
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -43,6 +49,8 @@ struct Keys {
     wechat_platform: String,
     apiv3: String,
     epay_key: String,
+    epusdt_token: String,
+    tokenpay_secret: String,
 }
 
 fn random_alnum(n: usize) -> String {
@@ -70,6 +78,10 @@ pub struct MerchantKeys {
     pub apiv3_key: String,
     /// Epay version 1 `key`.
     pub epay_key: String,
+    /// epusdt `token`.
+    pub epusdt_token: String,
+    /// TokenPay `secret`.
+    pub tokenpay_secret: String,
 }
 
 /// All simulators and the matching merchant configurations.
@@ -79,6 +91,10 @@ pub struct Gateways {
     pub alipay: Arc<AlipaySim>,
     pub wechatpay: Arc<WechatSim>,
     pub epay: Arc<EpaySim>,
+    /// epusdt (channel `usdt-sim`, method `usdt`).
+    pub epusdt: Arc<EpusdtSim>,
+    /// TokenPay (channel `tokenpay-sim`, method `usdt`, below `usdt-sim`).
+    pub tokenpay: Arc<TokenPaySim>,
     base_url: String,
     keys: Keys,
     /// What the simulators and [`Gateways::channels`] read the time from.
@@ -107,6 +123,8 @@ impl Gateways {
             wechat_platform: RsaSigner::generate()?.private_key_pem()?,
             apiv3: random_alnum(32),
             epay_key: random_alnum(32),
+            epusdt_token: random_alnum(32),
+            tokenpay_secret: random_alnum(32),
         };
         let schedule = |real: Vec<Duration>| {
             if opts.fast_retries {
@@ -156,15 +174,25 @@ impl Gateways {
         let mut epay_cfg = EpaySimConfig::v1(EPAY_PID, &keys.epay_key);
         epay_cfg.retry_schedule = schedule(EpaySimConfig::default_schedule());
         let epay = EpaySim::with_clock(epay_cfg, clock.clone());
+        let mut epusdt_cfg = EpusdtSimConfig::epusdt(&keys.epusdt_token);
+        epusdt_cfg.retry_schedule = schedule(epusdt_cfg.retry_schedule);
+        let epusdt = EpusdtSim::new(epusdt_cfg);
+        let mut tokenpay_cfg = TokenPaySimConfig::new(&keys.tokenpay_secret, TOKENPAY_CURRENCY);
+        tokenpay_cfg.retry_schedule = schedule(tokenpay_cfg.retry_schedule);
+        let tokenpay = TokenPaySim::new(tokenpay_cfg);
         let router = axum::Router::new()
             .merge(alipay.router())
             .merge(wechatpay.router())
-            .merge(epay.router());
+            .merge(epay.router())
+            .merge(epusdt.router())
+            .merge(tokenpay.router());
         Ok(Gateways {
             router,
             alipay,
             wechatpay,
             epay,
+            epusdt,
+            tokenpay,
             base_url: base_url.trim_end_matches('/').to_owned(),
             keys,
             clock,
@@ -186,6 +214,8 @@ impl Gateways {
                 .public_key_pem()?,
             apiv3_key: self.keys.apiv3.clone(),
             epay_key: self.keys.epay_key.clone(),
+            epusdt_token: self.keys.epusdt_token.clone(),
+            tokenpay_secret: self.keys.tokenpay_secret.clone(),
         })
     }
 
@@ -214,7 +244,42 @@ impl Gateways {
                 kami_pay::epay::EpayChannel::new(self.epay_config("epay-sim")?, http.clone())
                     .with_clock(self.clock.clone()),
             ),
+            Arc::new(kami_pay::epusdt::EpusdtChannel::new(
+                self.epusdt_config("usdt-sim")?,
+                http.clone(),
+            )),
+            Arc::new(kami_pay::tokenpay::TokenPayChannel::new(
+                self.tokenpay_config("tokenpay-sim")?,
+                http.clone(),
+            )),
         ])
+    }
+
+    /// epusdt serves `usdt`.
+    pub fn epusdt_config(&self, id: &str) -> Result<EpusdtConfig, GatewayError> {
+        Ok(EpusdtConfig {
+            id: ChannelId::parse(id)?,
+            methods: vec![Method::Usdt],
+            priority: 10,
+            gateway: format!("{}/sim/epusdt", self.base_url),
+            token: self.keys.epusdt_token.clone(),
+            trade_type: None,
+        })
+    }
+
+    /// TokenPay serves `usdt` behind epusdt (a failover target; tests raise it).
+    pub fn tokenpay_config(&self, id: &str) -> Result<TokenPayConfig, GatewayError> {
+        Ok(TokenPayConfig {
+            id: ChannelId::parse(id)?,
+            methods: vec![Method::Usdt],
+            priority: 5,
+            gateway: format!("{}/sim/tokenpay", self.base_url),
+            secret: self.keys.tokenpay_secret.clone(),
+            currency: CoinCurrency::parse(TOKENPAY_CURRENCY).map_err(|e| GatewayError::Io {
+                path: "currency".into(),
+                err: std::io::Error::other(e),
+            })?,
+        })
     }
 
     pub fn alipay_config(&self, id: &str) -> Result<AlipayConfig, GatewayError> {
@@ -311,6 +376,8 @@ impl Gateways {
         )?;
         let apiv3 = write("wechatpay_apiv3_key", &self.keys.apiv3)?;
         let epay = write("epay_key", &self.keys.epay_key)?;
+        let epusdt = write("epusdt_token", &self.keys.epusdt_token)?;
+        let tokenpay = write("tokenpay_secret", &self.keys.tokenpay_secret)?;
         let b = &self.base_url;
         Ok(format!(
             r#"[[channels]]
@@ -351,6 +418,23 @@ pid = "{EPAY_PID}"
 key_file = "{epay}"
 version = 1
 mode = "submit"
+
+[[channels]]
+id = "usdt-sim"
+kind = "epusdt"
+methods = ["usdt"]
+priority = 10
+gateway = "{b}/sim/epusdt"
+token_file = "{epusdt}"
+
+[[channels]]
+id = "tokenpay-sim"
+kind = "tokenpay"
+methods = ["usdt"]
+priority = 5
+gateway = "{b}/sim/tokenpay"
+secret_file = "{tokenpay}"
+currency = "{TOKENPAY_CURRENCY}"
 "#
         ))
     }

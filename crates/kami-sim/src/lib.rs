@@ -8,8 +8,10 @@
 pub mod alipay;
 pub mod common;
 pub mod epay;
+pub mod epusdt;
 pub mod gateways;
 pub mod sandbox;
+pub mod tokenpay;
 pub mod wechatpay;
 
 /// Every simulator on one router, for `kami sim --listen`. Default options (the real-ish

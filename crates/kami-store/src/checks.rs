@@ -146,6 +146,8 @@ pub struct OrderPayment {
     pub status: PaymentStatus,
     pub created_at: Millis,
     pub paid_at: Option<Millis>,
+    /// What a USDT attempt asks in coin (`4.25 USDT`).
+    pub coin_amount: Option<String>,
 }
 
 /// Every payment attempt of an order, oldest first (`None`: no such order).
@@ -159,7 +161,7 @@ pub(crate) fn order_payments(tx: &mut dyn Tx, order_no: &str) -> Result<Option<V
     };
     tx.query(
         "SELECT id, channel_id, trade_no, gateway_ref, gateway_trade_no, amount, currency, status, \
-         created_at, paid_at FROM payments WHERE order_id = $1 ORDER BY id",
+         created_at, paid_at, coin_amount FROM payments WHERE order_id = $1 ORDER BY id",
         params![o.get::<i64>("id")?],
     )?
     .iter()
@@ -174,6 +176,7 @@ pub(crate) fn order_payments(tx: &mut dyn Tx, order_no: &str) -> Result<Option<V
             status: r.get("status")?,
             created_at: r.get("created_at")?,
             paid_at: r.get("paid_at")?,
+            coin_amount: r.get("coin_amount")?,
         })
     })
     .collect::<Result<Vec<_>>>()

@@ -3,9 +3,8 @@
 use std::collections::BTreeMap;
 
 use kami_core::{
-    CoinAmount,
-    CardStatus, ChannelId, CouponCode, Email, InputFields, Method, Millis, Money, OrderNo,
-    OrderStatus, PriceTiers, Pricing, Quantity, Slug,
+    CardStatus, ChannelId, CoinAmount, CouponCode, Email, InputFields, Method, Millis, Money,
+    OrderNo, OrderStatus, PriceTiers, Pricing, Quantity, Slug,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

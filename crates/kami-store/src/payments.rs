@@ -432,7 +432,9 @@ pub(crate) fn set_coin_amount(tx: &mut dyn Tx, trade_no: &str, coin: &CoinAmount
     if n == 1 {
         Ok(())
     } else {
-        Err(StoreError::InvalidInput(format!("payment {trade_no} is unknown")))
+        Err(StoreError::InvalidInput(format!(
+            "payment {trade_no} is unknown"
+        )))
     }
 }
 
@@ -440,7 +442,8 @@ impl crate::Store {
     /// Keep the coin amount of an attempt, as its create call returned it.
     pub async fn set_coin_amount(&self, trade_no: &str, coin: CoinAmount) -> Result<()> {
         let trade_no = trade_no.to_owned();
-        self.write(move |tx| set_coin_amount(tx, &trade_no, &coin)).await
+        self.write(move |tx| set_coin_amount(tx, &trade_no, &coin))
+            .await
     }
 }
 

@@ -21,7 +21,9 @@ pub struct CoinRef {
 
 impl CoinRef {
     pub fn parse(s: &str) -> Result<CoinRef, PayError> {
-        let bad = || PayError::Malformed("the attempt's gateway reference is not a coin reference".into());
+        let bad = || {
+            PayError::Malformed("the attempt's gateway reference is not a coin reference".into())
+        };
         let parts: Vec<&str> = s.split(' ').collect();
         let [id, fiat, cur, coin, unit] = parts[..] else {
             return Err(bad());
@@ -79,13 +81,25 @@ mod tests {
             coin: CoinAmount::parse("4.2500", "USDT").unwrap_or_else(|e| panic!("{e}")),
         };
         let text = r.to_string();
-        assert_eq!(text, "b3d2477c-d945-41da-96b7-f925bbd1b415 28.88 CNY 4.25 USDT");
+        assert_eq!(
+            text,
+            "b3d2477c-d945-41da-96b7-f925bbd1b415 28.88 CNY 4.25 USDT"
+        );
         assert_eq!(CoinRef::parse(&text).ok(), Some(r));
-        for bad in ["", "id", "id 28.88 CNY 4.25", "id x CNY 4.25 USDT", " 1 CNY 1 USDT"] {
+        for bad in [
+            "",
+            "id",
+            "id 28.88 CNY 4.25",
+            "id x CNY 4.25 USDT",
+            " 1 CNY 1 USDT",
+        ] {
             assert!(CoinRef::parse(bad).is_err(), "{bad:?}");
         }
         assert!(gateway_id("a b").is_err());
         assert!(gateway_id("").is_err());
-        assert_eq!(gateway_id("644bc479-df0c_3f1c").ok().as_deref(), Some("644bc479-df0c_3f1c"));
+        assert_eq!(
+            gateway_id("644bc479-df0c_3f1c").ok().as_deref(),
+            Some("644bc479-df0c_3f1c")
+        );
     }
 }

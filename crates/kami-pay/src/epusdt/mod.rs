@@ -39,8 +39,8 @@ use crate::common::coin_ref::CoinRef;
 use crate::http::send;
 use crate::{
     Ack, AckResponse, CreatePayment, Created, NotifyVerdict, PayError, PaymentAction,
-    PaymentChannel, PaymentConfirmation, RawNotification, RefundOutcome, RefundRequest,
-    TradeRef, TradeState,
+    PaymentChannel, PaymentConfirmation, RawNotification, RefundOutcome, RefundRequest, TradeRef,
+    TradeState,
 };
 
 pub use notify::{ack as notify_ack, MAX_NOTIFY_BYTES};
@@ -117,18 +117,27 @@ impl EpusdtChannel {
 
     fn url(&self, path: &str) -> Result<String, PayError> {
         if !(self.base.starts_with("http://") || self.base.starts_with("https://")) {
-            return Err(PayError::Config("epusdt gateway must be an http(s) URL".into()));
+            return Err(PayError::Config(
+                "epusdt gateway must be an http(s) URL".into(),
+            ));
         }
         Ok(format!("{}{path}", self.base))
     }
 
     /// The create request's signed JSON object.
-    pub fn create_body(&self, req: &CreatePayment, now_ms: i64) -> Result<Map<String, Value>, PayError> {
+    pub fn create_body(
+        &self,
+        req: &CreatePayment,
+        now_ms: i64,
+    ) -> Result<Map<String, Value>, PayError> {
         if req.amount.currency() != Currency::Cny {
             return Err(PayError::Unsupported("epusdt takes CNY amounts only"));
         }
         let mut m = Map::new();
-        m.insert("order_id".into(), Value::String(req.trade_no.as_str().to_owned()));
+        m.insert(
+            "order_id".into(),
+            Value::String(req.trade_no.as_str().to_owned()),
+        );
         m.insert("amount".into(), wire::amount_number(req.amount)?);
         m.insert("notify_url".into(), Value::String(req.notify_url.clone()));
         m.insert("redirect_url".into(), Value::String(req.return_url.clone()));
@@ -148,7 +157,9 @@ impl EpusdtChannel {
         let obj = wire::object(&reply.body)?;
         match obj.get("trade_id") {
             None => Ok(TradeState::NotFound),
-            Some(_) => Err(PayError::Malformed("check-status knows a trade nobody created".into())),
+            Some(_) => Err(PayError::Malformed(
+                "check-status knows a trade nobody created".into(),
+            )),
         }
     }
 
@@ -162,7 +173,9 @@ impl EpusdtChannel {
             return Ok(TradeState::NotFound);
         }
         if wire::text(&obj, "trade_id")? != r.id {
-            return Err(PayError::Malformed("check-status answered for another trade".into()));
+            return Err(PayError::Malformed(
+                "check-status answered for another trade".into(),
+            ));
         }
         let code = wire::int(&obj, "status")?;
         Ok(match TradeStatus::from_code(code) {
@@ -196,7 +209,10 @@ impl EpusdtChannel {
             fiat: req.amount,
             coin: a.coin,
         };
-        Ok((PaymentAction::Redirect { url: a.payment_url }, r.to_string()))
+        Ok((
+            PaymentAction::Redirect { url: a.payment_url },
+            r.to_string(),
+        ))
     }
 }
 
@@ -246,7 +262,10 @@ impl PaymentChannel for EpusdtChannel {
             return Err(PayError::Unsupported("epusdt has no order query"));
         }
         match &trade.gateway_ref {
-            Some(r) => self.check_status(&trade.trade_no, &CoinRef::parse(r)?).await,
+            Some(r) => {
+                self.check_status(&trade.trade_no, &CoinRef::parse(r)?)
+                    .await
+            }
             None => self.check_unknown().await,
         }
     }

@@ -58,7 +58,10 @@ fn epusdt_create_vector() {
         );
     }
     let mut with = params.clone();
-    with.insert("signature".into(), json!("1cd4b52df5587cfb1968b0c0c6e156cd"));
+    with.insert(
+        "signature".into(),
+        json!("1cd4b52df5587cfb1968b0c0c6e156cd"),
+    );
     assert!(verify(&with, DOC_TOKEN));
     assert!(!verify(&with, "epusdt_password_xasddawqf"));
 }
@@ -152,7 +155,10 @@ fn epusdt_signs_empty_strings_bepusdt_skips_them() {
 fn tampering_any_field_is_refused() {
     let ch = channel(Some("usdt.trc20"));
     let good = bepusdt_doc_notify();
-    assert!(matches!(ch.verify_notification(&post(&good)), Ok(NotifyVerdict::Paid(_))));
+    assert!(matches!(
+        ch.verify_notification(&post(&good)),
+        Ok(NotifyVerdict::Paid(_))
+    ));
     let tamper: [(&str, Value); 8] = [
         ("trade_id", json!("b3d2477c-d945-41da-96b7-f925bbd1b416")),
         ("order_id", json!("20250120002")),
@@ -179,7 +185,10 @@ fn tampering_any_field_is_refused() {
     let mut get = post(&good);
     get.method = "GET".into();
     malformed(ch.verify_notification(&get));
-    malformed(ch.verify_notification(&RawNotification { body: b"amount=1".to_vec(), ..post(&good) }));
+    malformed(ch.verify_notification(&RawNotification {
+        body: b"amount=1".to_vec(),
+        ..post(&good)
+    }));
 }
 
 fn resigned(mut body: Value, token: &str, flavor: Flavor) -> Value {
@@ -226,7 +235,10 @@ fn epusdt_notification_reads_the_coin_amount() {
     match channel(None).verify_notification(&post(&body)).unwrap() {
         NotifyVerdict::Paid(c) => {
             assert_eq!(c.amount, Money::new(10000, Currency::Cny).unwrap());
-            assert_eq!(c.coin_amount.map(|c| c.to_string()).as_deref(), Some("15.625 USDT"));
+            assert_eq!(
+                c.coin_amount.map(|c| c.to_string()).as_deref(),
+                Some("15.625 USDT")
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -259,7 +271,9 @@ fn create_req(amount: i64) -> CreatePayment {
 
 #[test]
 fn create_body_signs_the_amount_as_go_reads_it() {
-    let body = channel(None).create_body(&create_req(2880), 1_000_000).unwrap();
+    let body = channel(None)
+        .create_body(&create_req(2880), 1_000_000)
+        .unwrap();
     assert_eq!(body["amount"], json!(28.8));
     assert_eq!(serde_json::to_string(&body["amount"]).unwrap(), "28.8");
     assert!(!body.contains_key("trade_type"));
@@ -267,26 +281,37 @@ fn create_body_signs_the_amount_as_go_reads_it() {
     assert!(s.starts_with("amount=28.8&notify_url="), "{s}");
     assert!(verify(&body, DOC_TOKEN));
     // BEpusdt: trade type and the time left (at least 120 s).
-    let b = channel(Some("usdt.trc20")).create_body(&create_req(2880), 1_000_000).unwrap();
+    let b = channel(Some("usdt.trc20"))
+        .create_body(&create_req(2880), 1_000_000)
+        .unwrap();
     assert_eq!(b["trade_type"], json!("usdt.trc20"));
     assert_eq!(b["timeout"], json!(900));
-    let late = channel(Some("usdt.trc20")).create_body(&create_req(2880), 1_890_000).unwrap();
+    let late = channel(Some("usdt.trc20"))
+        .create_body(&create_req(2880), 1_890_000)
+        .unwrap();
     assert_eq!(late["timeout"], json!(120));
     let mut usd = create_req(100);
     usd.amount = Money::new(100, Currency::Usd).unwrap();
-    assert!(matches!(channel(None).create_body(&usd, 0), Err(PayError::Unsupported(_))));
+    assert!(matches!(
+        channel(None).create_body(&usd, 0),
+        Err(PayError::Unsupported(_))
+    ));
 }
 
 #[test]
 fn create_answers_are_checked() {
     let answer = |data: Value, code: i64| {
-        serde_json::to_vec(&json!({"status_code": code, "message": "m", "data": data, "request_id": "r"})).unwrap()
+        serde_json::to_vec(
+            &json!({"status_code": code, "message": "m", "data": data, "request_id": "r"}),
+        )
+        .unwrap()
     };
     let data = json!({"trade_id": "202203271648380592218340", "order_id": "K2026A1", "amount": 28.8,
                       "actual_amount": 4.0123, "token": "T", "expiration_time": 1648381192,
                       "payment_url": "http://example.com/pay/checkout-counter/202203271648380592218340"});
     let amount = Money::new(2880, Currency::Cny).unwrap();
-    let a = wire::create_answer(200, &answer(data.clone(), 200), "K2026A1", amount, "USDT").unwrap();
+    let a =
+        wire::create_answer(200, &answer(data.clone(), 200), "K2026A1", amount, "USDT").unwrap();
     assert_eq!(a.coin.to_string(), "4.0123 USDT");
     assert_eq!(a.trade_id, "202203271648380592218340");
     // BEpusdt quotes its amounts.
@@ -296,15 +321,24 @@ fn create_answers_are_checked() {
     assert!(wire::create_answer(200, &answer(quoted, 200), "K2026A1", amount, "USDT").is_ok());
     let mut other = data.clone();
     other["order_id"] = json!("K2026A2");
-    assert!(matches!(wire::create_answer(200, &answer(other, 200), "K2026A1", amount, "USDT"), Err(PayError::Malformed(_))));
+    assert!(matches!(
+        wire::create_answer(200, &answer(other, 200), "K2026A1", amount, "USDT"),
+        Err(PayError::Malformed(_))
+    ));
     let mut other = data.clone();
     other["amount"] = json!(28.7);
-    assert!(matches!(wire::create_answer(200, &answer(other, 200), "K2026A1", amount, "USDT"), Err(PayError::Malformed(_))));
+    assert!(matches!(
+        wire::create_answer(200, &answer(other, 200), "K2026A1", amount, "USDT"),
+        Err(PayError::Malformed(_))
+    ));
     match wire::create_answer(200, &answer(Value::Null, 10002), "K2026A1", amount, "USDT") {
         Err(PayError::Gateway { code, .. }) => assert_eq!(code, "10002"),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(wire::create_answer(502, b"<html>", "K2026A1", amount, "USDT"), Err(PayError::Gateway { .. })));
+    assert!(matches!(
+        wire::create_answer(502, b"<html>", "K2026A1", amount, "USDT"),
+        Err(PayError::Gateway { .. })
+    ));
 }
 
 #[test]

@@ -66,7 +66,8 @@ impl TradeType {
             [coin, net].iter().all(|p| {
                 !p.is_empty()
                     && p.len() <= 16
-                    && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                    && p.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
             })
         });
         if ok {
@@ -136,7 +137,9 @@ pub fn coin(value: Option<&Value>, unit: &str, what: &str) -> Result<CoinAmount,
 pub fn text<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<&'a str, PayError> {
     match obj.get(key) {
         Some(Value::String(s)) if !s.is_empty() => Ok(s),
-        _ => Err(PayError::Malformed(format!("`{key}` missing or not a string"))),
+        _ => Err(PayError::Malformed(format!(
+            "`{key}` missing or not a string"
+        ))),
     }
 }
 
@@ -199,7 +202,9 @@ pub fn create_answer(
         return Err(PayError::Malformed("answer without `data`".into()));
     };
     if text(data, "order_id")? != order_id {
-        return Err(PayError::Malformed("the answer is for another order".into()));
+        return Err(PayError::Malformed(
+            "the answer is for another order".into(),
+        ));
     }
     if fiat(data.get("amount"), "amount")? != amount {
         return Err(PayError::Malformed(

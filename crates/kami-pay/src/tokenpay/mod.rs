@@ -32,8 +32,8 @@ use crate::common::coin_ref::CoinRef;
 use crate::http::send;
 use crate::{
     Ack, AckResponse, CreatePayment, Created, NotifyVerdict, PayError, PaymentAction,
-    PaymentChannel, PaymentConfirmation, RawNotification, RefundOutcome, RefundRequest,
-    TradeRef, TradeState,
+    PaymentChannel, PaymentConfirmation, RawNotification, RefundOutcome, RefundRequest, TradeRef,
+    TradeState,
 };
 
 pub use notify::{ack as notify_ack, MAX_NOTIFY_BYTES};
@@ -90,7 +90,9 @@ impl TokenPayChannel {
 
     fn url(&self, path: &str) -> Result<String, PayError> {
         if !(self.base.starts_with("http://") || self.base.starts_with("https://")) {
-            return Err(PayError::Config("tokenpay gateway must be an http(s) URL".into()));
+            return Err(PayError::Config(
+                "tokenpay gateway must be an http(s) URL".into(),
+            ));
         }
         Ok(format!("{}{path}", self.base))
     }
@@ -156,7 +158,9 @@ impl TokenPayChannel {
         if !wire::string(data, "id")?.eq_ignore_ascii_case(&r.id)
             || wire::string(data, "outOrderId")? != trade_no
         {
-            return Err(PayError::Malformed("the query answered for another order".into()));
+            return Err(PayError::Malformed(
+                "the query answered for another order".into(),
+            ));
         }
         Ok(match OrderStatus::read(data.get("status")) {
             Some(OrderStatus::Paid) => TradeState::Paid(PaymentConfirmation {
@@ -169,7 +173,11 @@ impl TokenPayChannel {
                     data.get("payTime").and_then(Value::as_str),
                     parse_dotnet_time,
                 ),
-                coin_amount: Some(wire::coin(data.get("amount"), &self.currency.unit(), "amount")?),
+                coin_amount: Some(wire::coin(
+                    data.get("amount"),
+                    &self.currency.unit(),
+                    "amount",
+                )?),
             }),
             Some(OrderStatus::Pending) => TradeState::Waiting,
             Some(OrderStatus::Expired) => TradeState::Closed,

@@ -56,7 +56,10 @@ fn create_vector() {
          &OrderUserKey=admin@qq.com&OutOrderId=AJIHK72N34BR2CWG\
          &RedirectUrl=http://localhost:1011/pay/tokenpay/return_url?order_id=AJIHK72N34BR2CWG"
     );
-    assert_eq!(signature(&fields, "666"), "e9765880db6081496456283678e70152");
+    assert_eq!(
+        signature(&fields, "666"),
+        "e9765880db6081496456283678e70152"
+    );
     // The same request as its JSON body (the number as written) verifies.
     let body = r#"{"OutOrderId":"AJIHK72N34BR2CWG","OrderUserKey":"admin@qq.com","ActualAmount":15,"Currency":"TRX","NotifyUrl":"http://localhost:1011/pay/tokenpay/notify_url","RedirectUrl":"http://localhost:1011/pay/tokenpay/return_url?order_id=AJIHK72N34BR2CWG","Signature":"e9765880db6081496456283678e70152"}"#;
     assert!(verify(&obj(serde_json::from_str(body).unwrap()), "666"));
@@ -164,12 +167,18 @@ fn only_status_1_pays_and_empty_values_are_not_signed() {
     // An empty field is left out of the signature, as TokenPay leaves it out.
     let mut body = doc_notify();
     body["PassThroughInfo"] = json!("");
-    assert!(matches!(ch.verify_notification(&post(&body)), Ok(NotifyVerdict::Paid(_))));
+    assert!(matches!(
+        ch.verify_notification(&post(&body)),
+        Ok(NotifyVerdict::Paid(_))
+    ));
     // Integers sign as their digits; newer fields are signed like the others.
     let mut body = doc_notify();
     body["IsDynamicAmount"] = json!(0);
     body["PayAmount"] = json!("34.91");
-    assert!(matches!(ch.verify_notification(&post(&resign(body))), Ok(NotifyVerdict::Paid(_))));
+    assert!(matches!(
+        ch.verify_notification(&post(&resign(body))),
+        Ok(NotifyVerdict::Paid(_))
+    ));
 }
 
 #[test]
@@ -192,28 +201,53 @@ fn create_body_carries_the_signed_amount_text() {
     let parsed = obj(serde_json::from_str(&body).unwrap());
     assert_eq!(parsed["Currency"], json!("USDT_TRC20"));
     // Signed over `ActualAmount=28.80`, the text .NET's decimal keeps.
-    let fields = create_fields(req.trade_no.as_str(), req.amount, &CoinCurrency::parse("USDT_TRC20").unwrap(), &req.notify_url, &req.return_url);
+    let fields = create_fields(
+        req.trade_no.as_str(),
+        req.amount,
+        &CoinCurrency::parse("USDT_TRC20").unwrap(),
+        &req.notify_url,
+        &req.return_url,
+    );
     assert!(sign_string(&fields).starts_with("ActualAmount=28.80&Currency=USDT_TRC20&"));
     assert_eq!(parsed["Signature"], json!(signature(&fields, "666")));
 }
 
 #[test]
 fn create_answers_are_checked() {
-    let ok = |info: Value| serde_json::to_vec(&json!({"success": true, "message": "创建订单成功！", "data": "http://127.0.0.1:5000/Pay?Id=644bc479-df0c-3f1c-00fe-9cb3012b148b", "info": info})).unwrap();
+    let ok = |info: Value| {
+        serde_json::to_vec(&json!({"success": true, "message": "创建订单成功！", "data": "http://127.0.0.1:5000/Pay?Id=644bc479-df0c-3f1c-00fe-9cb3012b148b", "info": info})).unwrap()
+    };
     let info = json!({"ActualAmount": "15", "Amount": "227.34", "BaseCurrency": "CNY", "Id": "644bc479-df0c-3f1c-00fe-9cb3012b148b", "OutOrderId": "AJIHK72N34BR2CWG", "CurrencyName": "TRX"});
     let fifteen = Money::new(1500, Currency::Cny).unwrap();
-    let a = wire::create_answer(200, &ok(info.clone()), "AJIHK72N34BR2CWG", fifteen, "TRX").unwrap();
+    let a =
+        wire::create_answer(200, &ok(info.clone()), "AJIHK72N34BR2CWG", fifteen, "TRX").unwrap();
     assert_eq!(a.coin.to_string(), "227.34 TRX");
     assert_eq!(a.id, "644bc479-df0c-3f1c-00fe-9cb3012b148b");
     assert!(wire::create_answer(200, &ok(info.clone()), "OTHER", fifteen, "TRX").is_err());
-    assert!(wire::create_answer(200, &ok(info), "AJIHK72N34BR2CWG", Money::new(1501, Currency::Cny).unwrap(), "TRX").is_err());
-    let refused = serde_json::to_vec(&json!({"success": false, "message": "签名验证失败！"})).unwrap();
-    assert!(matches!(wire::create_answer(200, &refused, "A", fifteen, "TRX"), Err(PayError::Gateway { .. })));
+    assert!(wire::create_answer(
+        200,
+        &ok(info),
+        "AJIHK72N34BR2CWG",
+        Money::new(1501, Currency::Cny).unwrap(),
+        "TRX"
+    )
+    .is_err());
+    let refused =
+        serde_json::to_vec(&json!({"success": false, "message": "签名验证失败！"})).unwrap();
+    assert!(matches!(
+        wire::create_answer(200, &refused, "A", fifteen, "TRX"),
+        Err(PayError::Gateway { .. })
+    ));
 }
 
 #[test]
 fn currencies_name_their_coin_and_acks_are_ok() {
-    for (c, unit) in [("USDT_TRC20", "USDT"), ("TRX", "TRX"), ("EVM_BSC_USDT_BEP20", "USDT"), ("EVM_ETH_ETH", "ETH")] {
+    for (c, unit) in [
+        ("USDT_TRC20", "USDT"),
+        ("TRX", "TRX"),
+        ("EVM_BSC_USDT_BEP20", "USDT"),
+        ("EVM_ETH_ETH", "ETH"),
+    ] {
         assert_eq!(CoinCurrency::parse(c).unwrap().unit(), unit);
     }
     assert!(CoinCurrency::parse("usdt_trc20").is_err());

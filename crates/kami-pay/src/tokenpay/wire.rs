@@ -79,7 +79,9 @@ pub fn coin(v: Option<&Value>, unit: &str, what: &str) -> Result<CoinAmount, Pay
 pub fn string<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<&'a str, PayError> {
     match obj.get(key) {
         Some(Value::String(s)) if !s.is_empty() => Ok(s),
-        _ => Err(PayError::Malformed(format!("`{key}` missing or not a string"))),
+        _ => Err(PayError::Malformed(format!(
+            "`{key}` missing or not a string"
+        ))),
     }
 }
 
@@ -177,10 +179,14 @@ pub fn create_answer(
         return Err(PayError::Malformed("answer without `info`".into()));
     };
     if string(info, "OutOrderId")? != out_order_id {
-        return Err(PayError::Malformed("the answer is for another order".into()));
+        return Err(PayError::Malformed(
+            "the answer is for another order".into(),
+        ));
     }
     if fiat(info.get("ActualAmount"), amount.currency(), "ActualAmount")? != amount {
-        return Err(PayError::Malformed("the answer is for another amount".into()));
+        return Err(PayError::Malformed(
+            "the answer is for another amount".into(),
+        ));
     }
     Ok(CreateAnswer {
         id: crate::common::coin_ref::gateway_id(string(info, "Id")?)?,

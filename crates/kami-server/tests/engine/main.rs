@@ -24,6 +24,7 @@ mod seller_products;
 mod stats;
 mod stored_channels;
 mod tampering;
+mod usdt;
 // Settings (issue 10 part 8).
 mod reconciliation;
 mod settings;

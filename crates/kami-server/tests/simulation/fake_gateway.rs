@@ -212,6 +212,7 @@ impl FakeGateway {
             gateway_trade_no: t.gateway_no(self.name()),
             amount: t.paid?,
             paid_at: t.paid_at,
+            coin_amount: None,
         })
     }
 
@@ -452,6 +453,7 @@ impl PaymentChannel for FakeGateway {
                 gateway_trade_no: field(fields, "gateway_trade_no")?.to_owned(),
                 amount,
                 paid_at: field(fields, "paid_at").ok().and_then(|v| v.parse().ok()),
+                coin_amount: None,
             })),
             other => Ok(NotifyVerdict::NotPaid {
                 trade_no,

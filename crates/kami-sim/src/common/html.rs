@@ -19,6 +19,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/sandbox/pay.html"),
     ),
     (
+        "usdt/cashier.html",
+        include_str!("../../templates/usdt/cashier.html"),
+    ),
+    (
         "epay/cashier.html",
         include_str!("../../templates/epay/cashier.html"),
     ),

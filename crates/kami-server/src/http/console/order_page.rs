@@ -79,6 +79,8 @@ pub async fn page(
                 channel => p.channel_id.as_str(),
                 trade_no => p.trade_no.as_str(),
                 gateway_trade_no => p.gateway_trade_no.as_deref(),
+                amount => p.amount.to_major_string(),
+                coin_amount => p.coin_amount.as_deref(),
                 status => p.status.as_str(),
             }
         })
