@@ -16,6 +16,8 @@ pub enum PayMethod {
     Qqpay,
     /// The built-in sandbox channel (HMAC).
     Sandbox,
+    /// Channel `usdt-sim`: epusdt (MD5, JSON notifications).
+    Usdt,
 }
 
 impl PayMethod {
@@ -26,6 +28,7 @@ impl PayMethod {
             PayMethod::Wxpay => "wxpay",
             PayMethod::Qqpay => "qqpay",
             PayMethod::Sandbox => "sandbox",
+            PayMethod::Usdt => "usdt",
         }
     }
 
@@ -36,6 +39,7 @@ impl PayMethod {
             PayMethod::Wxpay => "wechat-sim",
             PayMethod::Qqpay => "epay-sim",
             PayMethod::Sandbox => "sandbox",
+            PayMethod::Usdt => "usdt-sim",
         }
     }
 
