@@ -266,7 +266,7 @@ fn unknown_kind_and_method() {
     assert_eq!(
         msg,
         "channel `sb` (channels[0]): invalid `methods`: unknown payment method `bitcoin` \
-         (expected one of: alipay, wxpay, qqpay, sandbox)"
+         (expected one of: alipay, wxpay, qqpay, usdt, card, paypal, sandbox)"
     );
 }
 
