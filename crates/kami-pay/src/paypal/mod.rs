@@ -328,7 +328,9 @@ impl PaypalChannel {
             .await
         {
             Ok(a) => a,
-            Err(PayError::Gateway { code, .. }) if code == "RESOURCE_NOT_FOUND" => {
+            Err(PayError::Gateway { code, .. })
+                if matches!(code.as_str(), "RESOURCE_NOT_FOUND" | "INVALID_RESOURCE_ID") =>
+            {
                 return Ok(OrderState::Trade(TradeState::NotFound))
             }
             Err(e) => return Err(e),
