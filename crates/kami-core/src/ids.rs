@@ -327,14 +327,16 @@ pub enum Method {
     Wxpay,
     Qqpay,
     Sandbox,
+    Paypal,
 }
 
 impl Method {
-    pub const ALL: [Method; 4] = [
+    pub const ALL: [Method; 5] = [
         Method::Alipay,
         Method::Wxpay,
         Method::Qqpay,
         Method::Sandbox,
+        Method::Paypal,
     ];
 
     pub fn parse(s: &str) -> Result<Method, IdError> {
@@ -349,6 +351,7 @@ impl Method {
             Method::Wxpay => "wxpay",
             Method::Qqpay => "qqpay",
             Method::Sandbox => "sandbox",
+            Method::Paypal => "paypal",
         }
     }
 }

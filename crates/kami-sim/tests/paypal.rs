@@ -19,8 +19,8 @@ use kami_core::{ChannelId, Currency, Method, Money, TradeNo};
 use kami_pay::paypal::{CertPolicy, PaypalChannel, PaypalConfig};
 use kami_pay::settings::Secret;
 use kami_pay::{
-    CreatePayment, Device, NotifyVerdict, PayError, PaymentChannel, RawNotification,
-    RefundRequest, TradeState,
+    CreatePayment, Device, NotifyVerdict, PayError, PaymentChannel, RawNotification, RefundRequest,
+    TradeState,
 };
 use kami_sim::paypal::{PaypalSim, PaypalSimConfig};
 use support::{interop_python, listen, new_trade_no, serve, workspace_root};
@@ -133,13 +133,23 @@ impl World {
         let r = self
             .http
             .post(&url)
-            .form(&[("action", "approve"), ("notify", "normal"), ("capture", capture)])
+            .form(&[
+                ("action", "approve"),
+                ("notify", "normal"),
+                ("capture", capture),
+            ])
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 303);
         let back = r.headers()["location"].to_str().unwrap().to_owned();
-        assert!(back.starts_with(&format!("{}/return?order_no={trade}&token={order_id}&PayerID=", self.base)), "{back}");
+        assert!(
+            back.starts_with(&format!(
+                "{}/return?order_no={trade}&token={order_id}&PayerID=",
+                self.base
+            )),
+            "{back}"
+        );
         (trade, order_id)
     }
 
@@ -167,13 +177,26 @@ async fn approve_capture_refund_and_signed_webhooks() {
     let w = world().await;
     let (trade, order_id) = w.approved(usd(1230), "completed").await;
     // Approval moved no money; the query captures, once.
-    let paid = match w.channel.order_state(trade.as_str(), Some(&order_id)).await.unwrap() {
+    let paid = match w
+        .channel
+        .order_state(trade.as_str(), Some(&order_id))
+        .await
+        .unwrap()
+    {
         TradeState::Paid(c) => c,
         other => panic!("{other:?}"),
     };
     assert_eq!(paid.amount, usd(1230));
-    assert_eq!(w.sim.status(&order_id), Some(("COMPLETED", Some("COMPLETED"))));
-    match w.channel.order_state(trade.as_str(), Some(&order_id)).await.unwrap() {
+    assert_eq!(
+        w.sim.status(&order_id),
+        Some(("COMPLETED", Some("COMPLETED")))
+    );
+    match w
+        .channel
+        .order_state(trade.as_str(), Some(&order_id))
+        .await
+        .unwrap()
+    {
         TradeState::Paid(c) => assert_eq!(c.gateway_trade_no, paid.gateway_trade_no),
         other => panic!("{other:?}"),
     }
@@ -197,63 +220,115 @@ async fn approve_capture_refund_and_signed_webhooks() {
         total: usd(1230),
         reason: Some("test".into()),
     };
-    let r = w.channel.refund_capture(&refund("R1", 230), &paid.gateway_trade_no).await.unwrap();
+    let r = w
+        .channel
+        .refund_capture(&refund("R1", 230), &paid.gateway_trade_no)
+        .await
+        .unwrap();
     assert!(r.settled);
     assert_eq!(r.amount, usd(230));
-    w.channel.refund_capture(&refund("R1", 230), &paid.gateway_trade_no).await.unwrap();
+    w.channel
+        .refund_capture(&refund("R1", 230), &paid.gateway_trade_no)
+        .await
+        .unwrap();
     assert_eq!(w.sim.refunded_total(&order_id), 230);
-    match w.channel.refund_capture(&refund("R2", 1001), &paid.gateway_trade_no).await {
+    match w
+        .channel
+        .refund_capture(&refund("R2", 1001), &paid.gateway_trade_no)
+        .await
+    {
         Err(PayError::Gateway { code, .. }) => assert_eq!(code, "REFUND_AMOUNT_EXCEEDED"),
         other => panic!("{other:?}"),
     }
-    w.channel.refund_capture(&refund("R3", 1000), &paid.gateway_trade_no).await.unwrap();
+    w.channel
+        .refund_capture(&refund("R3", 1000), &paid.gateway_trade_no)
+        .await
+        .unwrap();
     assert_eq!(
-        w.channel.order_state(trade.as_str(), Some(&order_id)).await.unwrap(),
+        w.channel
+            .order_state(trade.as_str(), Some(&order_id))
+            .await
+            .unwrap(),
         TradeState::Refunded
     );
     // The transaction search lists the capture and both refunds.
-    let today = time::OffsetDateTime::now_utc().to_offset(kami_pay::bill::BILL_OFFSET).date();
+    let today = time::OffsetDateTime::now_utc()
+        .to_offset(kami_pay::bill::BILL_OFFSET)
+        .date();
     let bill = w.channel.bill(today).await.unwrap();
-    let mine: Vec<_> = bill.rows.iter().filter(|r| r.trade_no == trade.as_str()).collect();
+    let mine: Vec<_> = bill
+        .rows
+        .iter()
+        .filter(|r| r.trade_no == trade.as_str())
+        .collect();
     assert_eq!(mine.len(), 3, "{:?}", bill.rows);
 }
 
 #[tokio::test]
 async fn pending_captures_wait_and_unapproved_orders_close() {
     let w = world().await;
-    let (trade, order_id) = w.approved(Money::new(1230, Currency::Jpy).unwrap(), "pending").await;
+    let (trade, order_id) = w
+        .approved(Money::new(1230, Currency::Jpy).unwrap(), "pending")
+        .await;
     assert_eq!(
-        w.channel.order_state(trade.as_str(), Some(&order_id)).await.unwrap(),
+        w.channel
+            .order_state(trade.as_str(), Some(&order_id))
+            .await
+            .unwrap(),
         TradeState::Waiting
     );
     // At the deadline a pending capture is money on its way: not closed.
-    assert!(w.channel.close_order(trade.as_str(), Some(&order_id)).await.is_err());
+    assert!(w
+        .channel
+        .close_order(trade.as_str(), Some(&order_id))
+        .await
+        .is_err());
     assert!(w.sim.complete_pending(&order_id));
-    match w.channel.order_state(trade.as_str(), Some(&order_id)).await.unwrap() {
+    match w
+        .channel
+        .order_state(trade.as_str(), Some(&order_id))
+        .await
+        .unwrap()
+    {
         TradeState::Paid(c) => assert_eq!(c.amount, Money::new(1230, Currency::Jpy).unwrap()),
         other => panic!("{other:?}"),
     }
     // An order the buyer never approved closes (kami will not capture it any more).
     let trade2 = TradeNo::first(&new_trade_no());
-    let (_, id2) = w.channel.create_order(&request(&trade2, usd(100), &w.base)).await.unwrap();
+    let (_, id2) = w
+        .channel
+        .create_order(&request(&trade2, usd(100), &w.base))
+        .await
+        .unwrap();
     assert_eq!(
-        w.channel.close_order(trade2.as_str(), Some(&id2)).await.unwrap(),
+        w.channel
+            .close_order(trade2.as_str(), Some(&id2))
+            .await
+            .unwrap(),
         TradeState::Closed
     );
     // Declined capture: closed.
     let (trade3, id3) = w.approved(usd(100), "declined").await;
     assert_eq!(
-        w.channel.order_state(trade3.as_str(), Some(&id3)).await.unwrap(),
+        w.channel
+            .order_state(trade3.as_str(), Some(&id3))
+            .await
+            .unwrap(),
         TradeState::Closed
     );
     // Unknown order; CNY refused before any call.
     assert_eq!(
-        w.channel.order_state(trade3.as_str(), Some("NOSUCHORDER")).await.unwrap(),
+        w.channel
+            .order_state(trade3.as_str(), Some("NOSUCHORDER"))
+            .await
+            .unwrap(),
         TradeState::NotFound
     );
     let cny = Money::new(100, Currency::Cny).unwrap();
     assert!(matches!(
-        w.channel.create_order(&request(&trade3, cny, &w.base)).await,
+        w.channel
+            .create_order(&request(&trade3, cny, &w.base))
+            .await,
         Err(PayError::Unsupported(_))
     ));
 }
@@ -272,7 +347,10 @@ async fn interop_with_a_python_reference() {
     let w = world().await;
     // A real delivery of the simulator, and messages over bodies with every kind of byte.
     let (trade, order_id) = w.approved(usd(1230), "completed").await;
-    w.channel.order_state(trade.as_str(), Some(&order_id)).await.unwrap();
+    w.channel
+        .order_state(trade.as_str(), Some(&order_id))
+        .await
+        .unwrap();
     let mut signed = Vec::new();
     for _ in 0..250 {
         signed = w.inbox.lock().unwrap().clone();
@@ -321,7 +399,11 @@ async fn interop_with_a_python_reference() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(run.status.success(), "{stdout}{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let out: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     // kami's message strings equal Python's, byte for byte.
     for (c, m) in cases.iter().zip(out["messages"].as_array().unwrap()) {
@@ -364,16 +446,29 @@ async fn interop_with_a_python_reference() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|h| (h[0].as_str().unwrap().to_lowercase(), h[1].as_str().unwrap().to_owned()))
+                .map(|h| {
+                    (
+                        h[0].as_str().unwrap().to_lowercase(),
+                        h[1].as_str().unwrap().to_owned(),
+                    )
+                })
                 .collect(),
             body: d["body"].as_str().unwrap().as_bytes().to_vec(),
         };
         channel.prepare_notification(&raw).await;
         let verdict = channel.verify_notification(&raw);
         if d["genuine"] == true {
-            assert!(matches!(verdict, Ok(NotifyVerdict::Paid(_))), "{}: {verdict:?}", d["what"]);
+            assert!(
+                matches!(verdict, Ok(NotifyVerdict::Paid(_))),
+                "{}: {verdict:?}",
+                d["what"]
+            );
         } else {
-            assert!(matches!(verdict, Err(PayError::BadSignature)), "{}: {verdict:?}", d["what"]);
+            assert!(
+                matches!(verdict, Err(PayError::BadSignature)),
+                "{}: {verdict:?}",
+                d["what"]
+            );
         }
     }
 }

@@ -54,6 +54,7 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -119,7 +120,13 @@ pub struct PaypalChannel {
     clock: SharedClock,
     token: Mutex<Option<Token>>,
     certs: certs::CertCache,
+    /// Trade number → (PayPal order id, capture id) seen by this process: what `query`,
+    /// `close` and `refund` fall back on when the caller does not name them.
+    refs: Mutex<HashMap<String, (Option<String>, Option<String>)>>,
 }
+
+/// Entries of [`PaypalChannel::refs`] kept before it is emptied.
+const MAX_REFS: usize = 100_000;
 
 impl std::fmt::Debug for PaypalChannel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -149,6 +156,7 @@ impl PaypalChannel {
             clock: kami_core::clock::system(),
             token: Mutex::new(None),
             certs: certs::CertCache::default(),
+            refs: Mutex::new(HashMap::new()),
         }
     }
 
@@ -279,6 +287,7 @@ impl PaypalChannel {
         let link = wire::approve_link(&order)
             .filter(|l| l.starts_with("https://") || l.starts_with("http://"))
             .ok_or_else(|| PayError::Malformed("order answer has no approval link".into()))?;
+        self.remember(req.trade_no.as_str(), Some(&order.id), None);
         Ok((link.to_owned(), order.id.clone()))
     }
 
@@ -336,10 +345,14 @@ impl PaypalChannel {
             Err(e) => return Err(e),
         };
         let order: Order = json(&a.body, "order")?;
-        match wire::order_state(&order, trade_no)? {
-            OrderState::Approved => self.capture(trade_no, id).await,
-            other => Ok(other),
+        let state = match wire::order_state(&order, trade_no)? {
+            OrderState::Approved => self.capture(trade_no, id).await?,
+            other => other,
+        };
+        if let OrderState::Trade(TradeState::Paid(c)) = &state {
+            self.remember(trade_no, Some(id), Some(&c.gateway_trade_no));
         }
+        Ok(state)
     }
 
     /// `POST /v2/checkout/orders/{id}/capture`, idempotent per trade.
@@ -415,6 +428,29 @@ impl PaypalChannel {
             amount,
             settled,
         })
+    }
+
+    fn remember(&self, trade_no: &str, order_id: Option<&str>, capture_id: Option<&str>) {
+        let mut refs = self.refs.lock().unwrap_or_else(|e| e.into_inner());
+        if refs.len() >= MAX_REFS {
+            refs.clear();
+        }
+        let e = refs.entry(trade_no.to_owned()).or_default();
+        if let Some(o) = order_id {
+            e.0 = Some(o.to_owned());
+        }
+        if let Some(c) = capture_id {
+            e.1 = Some(c.to_owned());
+        }
+    }
+
+    fn known(&self, trade_no: &str) -> (Option<String>, Option<String>) {
+        self.refs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(trade_no)
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn takes(&self, c: Currency) -> bool {
@@ -519,16 +555,21 @@ impl PaymentChannel for PaypalChannel {
     }
 
     async fn query(&self, trade_no: &str) -> Result<TradeState, PayError> {
-        self.order_state(trade_no, None).await
+        let (order_id, _) = self.known(trade_no);
+        self.order_state(trade_no, order_id.as_deref()).await
     }
 
     async fn close(&self, trade_no: &str) -> Result<TradeState, PayError> {
-        self.close_order(trade_no, None).await
+        let (order_id, _) = self.known(trade_no);
+        self.close_order(trade_no, order_id.as_deref()).await
     }
 
     async fn refund(&self, req: &RefundRequest) -> Result<RefundOutcome, PayError> {
-        let _ = req;
-        Err(PayError::Unsupported("refund without the capture id"))
+        let (_, capture) = self.known(&req.trade_no);
+        let capture = capture.ok_or_else(|| {
+            PayError::Malformed("the capture id of this trade is not known".into())
+        })?;
+        self.refund_capture(req, &capture).await
     }
 
     async fn bill(&self, day: BillDay) -> Result<Bill, PayError> {

@@ -12,8 +12,7 @@ use kami_core::{Currency, Money};
 use serde_json::{json, Value};
 
 use super::{
-    random_id, rfc3339, CaptureMode, NotifyMode, PaypalSim, SimCapture, SimOrder, SimRefund,
-    PREFIX,
+    random_id, rfc3339, CaptureMode, NotifyMode, PaypalSim, SimCapture, SimOrder, SimRefund, PREFIX,
 };
 
 /// Largest API request body accepted.
@@ -32,7 +31,8 @@ fn answer(status: StatusCode, body: &Value) -> Response {
 
 /// PayPal's error shape: `{name, message, debug_id, details[{issue, description}]}`.
 fn error(status: StatusCode, name: &str, issue: Option<&str>, description: &str) -> Response {
-    let mut body = json!({"name": name, "message": description, "debug_id": random_id(13).to_lowercase()});
+    let mut body =
+        json!({"name": name, "message": description, "debug_id": random_id(13).to_lowercase()});
     if let Some(i) = issue {
         body["details"] = json!([{"issue": i, "description": description}]);
     }
@@ -53,10 +53,7 @@ impl PaypalSim {
             return false;
         };
         let now = self.clock.now_ms();
-        self.lock()
-            .tokens
-            .get(token)
-            .is_some_and(|exp| *exp > now)
+        self.lock().tokens.get(token).is_some_and(|exp| *exp > now)
     }
 
     pub(super) fn capture_json(&self, o: &SimOrder, c: &SimCapture) -> Value {
@@ -91,7 +88,9 @@ impl PaypalSim {
         if let Some(c) = &o.capture {
             unit["payments"] = json!({"captures": [self.capture_json(o, c)]});
         }
-        let mut links = vec![json!({"href": format!("{base}/v2/checkout/orders/{}", o.id), "rel": "self", "method": "GET"})];
+        let mut links = vec![
+            json!({"href": format!("{base}/v2/checkout/orders/{}", o.id), "rel": "self", "method": "GET"}),
+        ];
         if matches!(o.status, "CREATED" | "PAYER_ACTION_REQUIRED") {
             links.push(json!({"href": format!("{base}/checkoutnow?token={}", o.id), "rel": "payer-action", "method": "GET"}));
         }
@@ -189,18 +188,24 @@ fn parse_create(v: &Value) -> Result<(String, String, String, Money, String, Str
     if v["intent"] != "CAPTURE" {
         return Err("INTENT_INVALID".into());
     }
-    let units = v["purchase_units"].as_array().ok_or("MISSING_REQUIRED_PARAMETER")?;
+    let units = v["purchase_units"]
+        .as_array()
+        .ok_or("MISSING_REQUIRED_PARAMETER")?;
     if units.len() != 1 {
         return Err("INVALID_ARRAY_LENGTH".into());
     }
     let u = &units[0];
-    let code = u["amount"]["currency_code"].as_str().ok_or("MISSING_REQUIRED_PARAMETER")?;
+    let code = u["amount"]["currency_code"]
+        .as_str()
+        .ok_or("MISSING_REQUIRED_PARAMETER")?;
     let currency = Currency::parse(code).map_err(|_| "CURRENCY_NOT_SUPPORTED")?;
     if currency == Currency::Cny {
         // CNY only for accounts inside China.
         return Err("CURRENCY_NOT_SUPPORTED".into());
     }
-    let value = u["amount"]["value"].as_str().ok_or("MISSING_REQUIRED_PARAMETER")?;
+    let value = u["amount"]["value"]
+        .as_str()
+        .ok_or("MISSING_REQUIRED_PARAMETER")?;
     let amount = Money::from_major_str(value, currency)
         .ok()
         .filter(|m| m.minor() > 0)
@@ -247,7 +252,12 @@ pub(super) async fn create_order(
         }
     }
     if body.len() > MAX_BODY {
-        return error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", None, "too large");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_REQUEST",
+            None,
+            "too large",
+        );
     }
     let v: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
@@ -493,7 +503,11 @@ pub(super) async fn search(
         start.unix_timestamp() * 1000,
         end.unix_timestamp() * 1000 + 999,
     );
-    let page: usize = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1).max(1);
+    let page: usize = q
+        .get("page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     let size: usize = q
         .get("page_size")
         .and_then(|p| p.parse().ok())
@@ -517,7 +531,11 @@ pub(super) async fn search(
                     "invoice_id": o.invoice_id, "custom_field": o.custom_id}}));
             }
         }
-        for r in inner.refunds.iter().filter(|r| (from..=to).contains(&r.time)) {
+        for r in inner
+            .refunds
+            .iter()
+            .filter(|r| (from..=to).contains(&r.time))
+        {
             items.push(json!({"transaction_info": {
                 "transaction_id": r.id, "paypal_reference_id": r.capture_id,
                 "paypal_reference_id_type": "TXN", "transaction_event_code": "T1107",
@@ -529,7 +547,11 @@ pub(super) async fn search(
     }
     let total = items.len();
     let pages = total.div_ceil(size).max(1);
-    let shown: Vec<Value> = items.into_iter().skip((page - 1) * size).take(size).collect();
+    let shown: Vec<Value> = items
+        .into_iter()
+        .skip((page - 1) * size)
+        .take(size)
+        .collect();
     answer(
         StatusCode::OK,
         &json!({"transaction_details": shown, "account_number": "SIMACCOUNT01",

@@ -446,11 +446,8 @@ impl PaypalSim {
                     mode,
                     |_| {
                         let mut o = Outbound::post(&url, "application/json", body.clone());
-                        o.headers.extend(me.sign(
-                            body.as_bytes(),
-                            &me.cfg.webhook_id,
-                            &cert_url,
-                        ));
+                        o.headers
+                            .extend(me.sign(body.as_bytes(), &me.cfg.webhook_id, &cert_url));
                         o.headers
                             .push(("user-agent", "PayPal/AUHD-214.0-58187024".to_owned()));
                         Some(o)

@@ -45,13 +45,19 @@ pub(super) async fn approve_page(
 ) -> Response {
     let id = token(&q);
     let Some(o) = sim.lock().orders.get(&id).cloned() else {
-        return refused(wants_json(&headers), StatusCode::NOT_FOUND, "Unknown order.");
+        return refused(
+            wants_json(&headers),
+            StatusCode::NOT_FOUND,
+            "Unknown order.",
+        );
     };
     let capture_status = o.capture.as_ref().map(|c| c.status);
     if wants_json(&headers) {
-        return Json(json!({"order_id": o.id, "status": o.status, "capture_status": capture_status,
+        return Json(
+            json!({"order_id": o.id, "status": o.status, "capture_status": capture_status,
                            "custom_id": o.custom_id, "value": o.amount.to_major_string(),
-                           "currency": o.amount.currency().code()}))
+                           "currency": o.amount.currency().code()}),
+        )
         .into_response();
     }
     let back = if o.status == "PAYER_ACTION_REQUIRED" {
@@ -103,7 +109,13 @@ pub(super) async fn approve_submit(
     match form_value(&form, "action").unwrap_or("approve") {
         "complete" => {
             if sim.complete_pending(&id) {
-                html::message(StatusCode::OK, &LOOK, "Completed", "The pending capture completed.", None)
+                html::message(
+                    StatusCode::OK,
+                    &LOOK,
+                    "Completed",
+                    "The pending capture completed.",
+                    None,
+                )
             } else {
                 refused(json_out, StatusCode::CONFLICT, "No pending capture.")
             }
@@ -115,7 +127,11 @@ pub(super) async fn approve_submit(
 
 fn approve(sim: &Arc<PaypalSim>, id: &str, form: &[(String, String)], json_out: bool) -> Response {
     let Ok(delay) = form_millis(form, "delay_ms", 600_000) else {
-        return refused(json_out, StatusCode::BAD_REQUEST, "delay_ms must be milliseconds.");
+        return refused(
+            json_out,
+            StatusCode::BAD_REQUEST,
+            "delay_ms must be milliseconds.",
+        );
     };
     let notify = match NotifyMode::parse(
         form_value(form, "notify").unwrap_or(""),
@@ -129,7 +145,13 @@ fn approve(sim: &Arc<PaypalSim>, id: &str, form: &[(String, String)], json_out: 
         "completed" => CaptureMode::Completed,
         "pending" => CaptureMode::Pending,
         "declined" => CaptureMode::Declined,
-        _ => return refused(json_out, StatusCode::BAD_REQUEST, "Unknown capture outcome."),
+        _ => {
+            return refused(
+                json_out,
+                StatusCode::BAD_REQUEST,
+                "Unknown capture outcome.",
+            )
+        }
     };
     let (order, event) = {
         let mut inner = sim.lock();
@@ -137,7 +159,11 @@ fn approve(sim: &Arc<PaypalSim>, id: &str, form: &[(String, String)], json_out: 
             return refused(json_out, StatusCode::NOT_FOUND, "Unknown order.");
         };
         if o.status != "PAYER_ACTION_REQUIRED" {
-            return refused(json_out, StatusCode::CONFLICT, "This order can no longer be approved.");
+            return refused(
+                json_out,
+                StatusCode::CONFLICT,
+                "This order can no longer be approved.",
+            );
         }
         o.status = "APPROVED";
         o.payer_id = Some(random_id(13));
@@ -145,20 +171,23 @@ fn approve(sim: &Arc<PaypalSim>, id: &str, form: &[(String, String)], json_out: 
         o.notify = notify;
         let o = o.clone();
         let resource = sim.order_json(&o);
-        (o, sim.event("CHECKOUT.ORDER.APPROVED", "checkout-order", resource))
+        (
+            o,
+            sim.event("CHECKOUT.ORDER.APPROVED", "checkout-order", resource),
+        )
     };
     sim.send_event(&order.id, event, order.notify);
-    let back = with_params(&order.return_url, &order.id, order.payer_id.as_deref().unwrap_or(""));
+    let back = with_params(
+        &order.return_url,
+        &order.id,
+        order.payer_id.as_deref().unwrap_or(""),
+    );
     if json_out {
         return Json(json!({"order_id": order.id, "status": "APPROVED", "return_url": back}))
             .into_response();
     }
     match web_url(&back) {
-        Some(url) => (
-            StatusCode::SEE_OTHER,
-            [(header::LOCATION, url.to_owned())],
-        )
-            .into_response(),
+        Some(url) => (StatusCode::SEE_OTHER, [(header::LOCATION, url.to_owned())]).into_response(),
         None => html::message(StatusCode::OK, &LOOK, "Approved", "Payment approved.", None),
     }
 }

@@ -65,7 +65,10 @@ pub async fn notify(
         },
         Ok(NotifyVerdict::NotPaid { trade_no, status }) => {
             if channel.check_on_return() {
-                ask_now = kami_core::OrderNo::parse(trade_no.get(..kami_core::OrderNo::LEN).unwrap_or("")).ok();
+                ask_now = kami_core::OrderNo::parse(
+                    trade_no.get(..kami_core::OrderNo::LEN).unwrap_or(""),
+                )
+                .ok();
             }
             Verdict::NotPaid { trade_no, status }
         }
@@ -97,10 +100,10 @@ pub async fn notify(
                 check_now(&state, &channel_id, &no).await;
             }
             reply(if outcome.acknowledge() {
-            Ack::Success
-        } else {
-            Ack::Failure
-        })
+                Ack::Success
+            } else {
+                Ack::Failure
+            })
         }
         Err(e) => {
             // Nothing was committed: the gateway must resend.
