@@ -326,17 +326,23 @@ pub enum Method {
     Alipay,
     Wxpay,
     Qqpay,
-    Sandbox,
+    /// USDT through a crypto gateway (epusdt, BEpusdt, TokenPay).
+    Usdt,
+    /// Bank cards through Stripe Checkout.
+    Card,
     Paypal,
+    Sandbox,
 }
 
 impl Method {
-    pub const ALL: [Method; 5] = [
+    pub const ALL: [Method; 7] = [
         Method::Alipay,
         Method::Wxpay,
         Method::Qqpay,
-        Method::Sandbox,
+        Method::Usdt,
+        Method::Card,
         Method::Paypal,
+        Method::Sandbox,
     ];
 
     pub fn parse(s: &str) -> Result<Method, IdError> {
@@ -350,8 +356,10 @@ impl Method {
             Method::Alipay => "alipay",
             Method::Wxpay => "wxpay",
             Method::Qqpay => "qqpay",
-            Method::Sandbox => "sandbox",
+            Method::Usdt => "usdt",
+            Method::Card => "card",
             Method::Paypal => "paypal",
+            Method::Sandbox => "sandbox",
         }
     }
 }

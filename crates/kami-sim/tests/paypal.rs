@@ -219,6 +219,8 @@ async fn approve_capture_refund_and_signed_webhooks() {
         amount: usd(minor),
         total: usd(1230),
         reason: Some("test".into()),
+        gateway_ref: Some(order_id.clone()),
+        gateway_trade_no: Some(paid.gateway_trade_no.clone()),
     };
     let r = w
         .channel

@@ -54,7 +54,6 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -63,8 +62,9 @@ use kami_core::{ChannelId, Currency, Method, SharedClock};
 use crate::common::settings::Secret;
 use crate::http::{send, Reply};
 use crate::{
-    Ack, AckResponse, Bill, BillDay, CreatePayment, NotifyVerdict, PayError, PaymentAction,
-    PaymentChannel, RawNotification, RefundOutcome, RefundRequest, TradeState,
+    Ack, AckResponse, Bill, BillDay, CreatePayment, Created, NotifyVerdict, PayError,
+    PaymentAction, PaymentChannel, RawNotification, RefundOutcome, RefundRequest, TradeRef,
+    TradeState,
 };
 
 pub use certs::{CertError, CertPolicy};
@@ -120,13 +120,7 @@ pub struct PaypalChannel {
     clock: SharedClock,
     token: Mutex<Option<Token>>,
     certs: certs::CertCache,
-    /// Trade number → (PayPal order id, capture id) seen by this process: what `query`,
-    /// `close` and `refund` fall back on when the caller does not name them.
-    refs: Mutex<HashMap<String, (Option<String>, Option<String>)>>,
 }
-
-/// Entries of [`PaypalChannel::refs`] kept before it is emptied.
-const MAX_REFS: usize = 100_000;
 
 impl std::fmt::Debug for PaypalChannel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -156,7 +150,6 @@ impl PaypalChannel {
             clock: kami_core::clock::system(),
             token: Mutex::new(None),
             certs: certs::CertCache::default(),
-            refs: Mutex::new(HashMap::new()),
         }
     }
 
@@ -287,7 +280,6 @@ impl PaypalChannel {
         let link = wire::approve_link(&order)
             .filter(|l| l.starts_with("https://") || l.starts_with("http://"))
             .ok_or_else(|| PayError::Malformed("order answer has no approval link".into()))?;
-        self.remember(req.trade_no.as_str(), Some(&order.id), None);
         Ok((link.to_owned(), order.id.clone()))
     }
 
@@ -345,14 +337,10 @@ impl PaypalChannel {
             Err(e) => return Err(e),
         };
         let order: Order = json(&a.body, "order")?;
-        let state = match wire::order_state(&order, trade_no)? {
-            OrderState::Approved => self.capture(trade_no, id).await?,
-            other => other,
-        };
-        if let OrderState::Trade(TradeState::Paid(c)) = &state {
-            self.remember(trade_no, Some(id), Some(&c.gateway_trade_no));
+        match wire::order_state(&order, trade_no)? {
+            OrderState::Approved => self.capture(trade_no, id).await,
+            other => Ok(other),
         }
-        Ok(state)
     }
 
     /// `POST /v2/checkout/orders/{id}/capture`, idempotent per trade.
@@ -430,29 +418,6 @@ impl PaypalChannel {
         })
     }
 
-    fn remember(&self, trade_no: &str, order_id: Option<&str>, capture_id: Option<&str>) {
-        let mut refs = self.refs.lock().unwrap_or_else(|e| e.into_inner());
-        if refs.len() >= MAX_REFS {
-            refs.clear();
-        }
-        let e = refs.entry(trade_no.to_owned()).or_default();
-        if let Some(o) = order_id {
-            e.0 = Some(o.to_owned());
-        }
-        if let Some(c) = capture_id {
-            e.1 = Some(c.to_owned());
-        }
-    }
-
-    fn known(&self, trade_no: &str) -> (Option<String>, Option<String>) {
-        self.refs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(trade_no)
-            .cloned()
-            .unwrap_or_default()
-    }
-
     fn takes(&self, c: Currency) -> bool {
         c != Currency::Cny
     }
@@ -526,9 +491,18 @@ impl PaymentChannel for PaypalChannel {
         self.cfg.priority
     }
 
-    async fn create(&self, req: &CreatePayment) -> Result<PaymentAction, PayError> {
-        let (url, _order_id) = self.create_order(req).await?;
-        Ok(PaymentAction::Redirect { url })
+    /// PayPal never receives CNY (only accounts inside China take it).
+    fn accepts_currency(&self, currency: Currency) -> bool {
+        self.takes(currency)
+    }
+
+    /// The PayPal order id is the payment's `gateway_ref`: orders are looked up by it only.
+    async fn create(&self, req: &CreatePayment) -> Result<Created, PayError> {
+        let (url, order_id) = self.create_order(req).await?;
+        Ok(Created {
+            action: PaymentAction::Redirect { url },
+            gateway_ref: Some(order_id),
+        })
     }
 
     /// Fetch the certificate the webhook names (pinned hosts only) unless cached.
@@ -554,22 +528,23 @@ impl PaymentChannel for PaypalChannel {
         notify::ack(ack)
     }
 
-    async fn query(&self, trade_no: &str) -> Result<TradeState, PayError> {
-        let (order_id, _) = self.known(trade_no);
-        self.order_state(trade_no, order_id.as_deref()).await
+    /// Reads the order named by `gateway_ref` and captures it when approved.
+    async fn query(&self, trade: &TradeRef) -> Result<TradeState, PayError> {
+        self.order_state(&trade.trade_no, trade.gateway_ref.as_deref())
+            .await
     }
 
-    async fn close(&self, trade_no: &str) -> Result<TradeState, PayError> {
-        let (order_id, _) = self.known(trade_no);
-        self.close_order(trade_no, order_id.as_deref()).await
+    async fn close(&self, trade: &TradeRef) -> Result<TradeState, PayError> {
+        self.close_order(&trade.trade_no, trade.gateway_ref.as_deref())
+            .await
     }
 
+    /// Refunds the capture the payment's confirmation named (`gateway_trade_no`).
     async fn refund(&self, req: &RefundRequest) -> Result<RefundOutcome, PayError> {
-        let (_, capture) = self.known(&req.trade_no);
-        let capture = capture.ok_or_else(|| {
-            PayError::Malformed("the capture id of this trade is not known".into())
+        let capture = req.gateway_trade_no.as_deref().ok_or_else(|| {
+            PayError::Malformed("the refund does not name the PayPal capture".into())
         })?;
-        self.refund_capture(req, &capture).await
+        self.refund_capture(req, capture).await
     }
 
     async fn bill(&self, day: BillDay) -> Result<Bill, PayError> {
