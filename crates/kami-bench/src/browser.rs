@@ -16,6 +16,9 @@ pub enum PayMethod {
     Qqpay,
     /// The built-in sandbox channel (HMAC).
     Sandbox,
+    /// Channel `paypal-sim`: PayPal Orders v2 (approve, capture on return, signed webhooks);
+    /// the bench's product is priced in USD (PayPal takes no CNY).
+    Paypal,
 }
 
 impl PayMethod {
@@ -26,6 +29,15 @@ impl PayMethod {
             PayMethod::Wxpay => "wxpay",
             PayMethod::Qqpay => "qqpay",
             PayMethod::Sandbox => "sandbox",
+            PayMethod::Paypal => "paypal",
+        }
+    }
+
+    /// The currency the bench's product is priced in for this method.
+    pub fn currency(self) -> &'static str {
+        match self {
+            PayMethod::Paypal => "USD",
+            _ => "CNY",
         }
     }
 
@@ -36,6 +48,7 @@ impl PayMethod {
             PayMethod::Wxpay => "wechat-sim",
             PayMethod::Qqpay => "epay-sim",
             PayMethod::Sandbox => "sandbox",
+            PayMethod::Paypal => "paypal-sim",
         }
     }
 

@@ -781,7 +781,7 @@ async fn drive(
     // Setup: a product of our own and its card keys.
     let run_id = rand_hex(8);
     let slug = format!("bench-{run_id}");
-    load::create_product(&client, &base, token, &slug, 100).await?;
+    load::create_product(&client, &base, token, &slug, 100, args.method.currency()).await?;
     let n_keys = args.key_count();
     let keys = load::generate_keys(&run_id, n_keys);
     let t = Instant::now();

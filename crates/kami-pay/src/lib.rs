@@ -8,6 +8,7 @@ pub mod common;
 pub mod crypto;
 pub mod epay;
 mod http;
+pub mod paypal;
 pub mod routing;
 pub mod sandbox;
 pub mod settings;
@@ -277,6 +278,14 @@ pub trait PaymentChannel: Send + Sync {
     /// Start collecting: returns what the buyer must do.
     async fn create(&self, req: &CreatePayment) -> Result<Created, PayError>;
 
+    /// The I/O a notification's verification needs, done before the pure
+    /// [`verify_notification`](PaymentChannel::verify_notification) and left in the channel
+    /// (PayPal: fetch and check the signing certificate the webhook names, on PayPal's hosts
+    /// only, and cache it). A failure is logged by the channel; verification then refuses.
+    async fn prepare_notification(&self, raw: &RawNotification) {
+        let _ = raw;
+    }
+
     /// Parse and verify a raw notification. Pure: no I/O, no database.
     fn verify_notification(&self, raw: &RawNotification) -> Result<NotifyVerdict, PayError>;
 
@@ -305,6 +314,15 @@ pub trait PaymentChannel: Send + Sync {
     /// (Epay) sign what their own database says, which is not always what the upstream
     /// collected: a success the query does not confirm is held, never delivered.
     fn confirm_by_query(&self) -> bool {
+        false
+    }
+
+    /// Whether the buyer's return from the gateway, and a verified notification that is not
+    /// a payment, make kami ask this channel about the trade at once ([`query`]). PayPal: an
+    /// approved order is paid only once kami captures it, which its `query` does.
+    ///
+    /// [`query`]: PaymentChannel::query
+    fn check_on_return(&self) -> bool {
         false
     }
 

@@ -17,6 +17,7 @@ use serde::Deserialize;
 pub use crate::alipay::settings::AlipaySettings;
 pub use crate::common::settings::*;
 pub use crate::epay::settings::{EpaySettings, EpayVersion};
+pub use crate::paypal::settings::PaypalSettings;
 pub use crate::sandbox::settings::SandboxSettings;
 pub use crate::wechatpay::settings::WechatPaySettings;
 
@@ -27,14 +28,16 @@ pub enum ChannelKind {
     Wechatpay,
     Epay,
     Sandbox,
+    Paypal,
 }
 
 impl ChannelKind {
-    pub const ALL: [ChannelKind; 4] = [
+    pub const ALL: [ChannelKind; 5] = [
         ChannelKind::Alipay,
         ChannelKind::Wechatpay,
         ChannelKind::Epay,
         ChannelKind::Sandbox,
+        ChannelKind::Paypal,
     ];
 
     pub fn parse(s: &str) -> Option<ChannelKind> {
@@ -47,6 +50,7 @@ impl ChannelKind {
             ChannelKind::Wechatpay => "wechatpay",
             ChannelKind::Epay => "epay",
             ChannelKind::Sandbox => "sandbox",
+            ChannelKind::Paypal => "paypal",
         }
     }
 
@@ -57,6 +61,7 @@ impl ChannelKind {
             ChannelKind::Wechatpay => keys_of::<WechatPaySettings>(),
             ChannelKind::Epay => keys_of::<EpaySettings>(),
             ChannelKind::Sandbox => keys_of::<SandboxSettings>(),
+            ChannelKind::Paypal => keys_of::<PaypalSettings>(),
         }
     }
 
@@ -88,6 +93,7 @@ pub enum ChannelSettings {
     Wechatpay(WechatPaySettings),
     Epay(EpaySettings),
     Sandbox(SandboxSettings),
+    Paypal(PaypalSettings),
 }
 
 impl ChannelSettings {
@@ -97,6 +103,7 @@ impl ChannelSettings {
             ChannelSettings::Wechatpay(_) => ChannelKind::Wechatpay,
             ChannelSettings::Epay(_) => ChannelKind::Epay,
             ChannelSettings::Sandbox(_) => ChannelKind::Sandbox,
+            ChannelSettings::Paypal(_) => ChannelKind::Paypal,
         }
     }
 
@@ -113,6 +120,7 @@ impl ChannelSettings {
             }
             ChannelKind::Epay => ChannelSettings::Epay(EpaySettings::deserialize(d)?),
             ChannelKind::Sandbox => ChannelSettings::Sandbox(SandboxSettings::deserialize(d)?),
+            ChannelKind::Paypal => ChannelSettings::Paypal(PaypalSettings::deserialize(d)?),
         })
     }
 
@@ -123,6 +131,7 @@ impl ChannelSettings {
             ChannelSettings::Wechatpay(s) => s.validate(),
             ChannelSettings::Epay(s) => s.validate(),
             ChannelSettings::Sandbox(s) => s.validate(methods),
+            ChannelSettings::Paypal(s) => s.validate(),
         }
     }
 
@@ -133,6 +142,7 @@ impl ChannelSettings {
             ChannelSettings::Alipay(s) => s.resolve_files(base_dir),
             ChannelSettings::Wechatpay(s) => s.resolve_files(base_dir),
             ChannelSettings::Epay(s) => s.resolve_files(base_dir),
+            ChannelSettings::Paypal(s) => s.resolve_files(base_dir),
             ChannelSettings::Sandbox(s) => return s.resolve_files(base_dir),
         }
         Ok(())
@@ -170,6 +180,7 @@ mod tests {
             ["key", "merchant_private_key", "platform_public_key"]
         );
         assert_eq!(ChannelKind::Sandbox.secret_keys(), ["secret"]);
+        assert_eq!(ChannelKind::Paypal.secret_keys(), ["client_secret"]);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use kami_pay::wechatpay::{PlatformKeys, WechatMode, WechatPayConfig};
 
 use crate::alipay::{AlipaySim, AlipaySimConfig};
 use crate::epay::{EpaySim, EpaySimConfig};
+use crate::paypal::{PaypalSim, PaypalSimConfig, PaypalSimError};
 use crate::wechatpay::{WechatSim, WechatSimConfig};
 
 pub const ALIPAY_APP_ID: &str = "2021000000000001";
@@ -24,6 +25,10 @@ pub const WECHAT_APPID: &str = "wx0000000000000001";
 pub const WECHAT_SERIAL: &str = "5157F09EFDC096DE15EBE81A47057A7232F1B8E1";
 pub const WECHAT_PUB_KEY_ID: &str = "PUB_KEY_ID_0000000000000000000000000001";
 pub const EPAY_PID: &str = "1001";
+pub const PAYPAL_CLIENT_ID: &str = "AYkami-sim-client-0001";
+pub const PAYPAL_WEBHOOK_ID: &str = "1JE4291016473214C";
+/// The PayPal simulator's channel id (its webhooks go to `/pay/notify/paypal-sim`).
+pub const PAYPAL_CHANNEL: &str = "paypal-sim";
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -31,6 +36,10 @@ pub enum GatewayError {
     Key(#[from] KeyError),
     #[error("channel id: {0}")]
     Id(#[from] IdError),
+    #[error("paypal simulator: {0}")]
+    Paypal(#[from] PaypalSimError),
+    #[error("paypal simulator certificate policy: {0}")]
+    PaypalCerts(#[from] kami_pay::paypal::CertError),
     #[error("writing {path}: {err}")]
     Io { path: String, err: std::io::Error },
 }
@@ -43,6 +52,7 @@ struct Keys {
     wechat_platform: String,
     apiv3: String,
     epay_key: String,
+    paypal_secret: String,
 }
 
 fn random_alnum(n: usize) -> String {
@@ -79,6 +89,7 @@ pub struct Gateways {
     pub alipay: Arc<AlipaySim>,
     pub wechatpay: Arc<WechatSim>,
     pub epay: Arc<EpaySim>,
+    pub paypal: Arc<PaypalSim>,
     base_url: String,
     keys: Keys,
     /// What the simulators and [`Gateways::channels`] read the time from.
@@ -107,6 +118,7 @@ impl Gateways {
             wechat_platform: RsaSigner::generate()?.private_key_pem()?,
             apiv3: random_alnum(32),
             epay_key: random_alnum(32),
+            paypal_secret: random_alnum(40),
         };
         let schedule = |real: Vec<Duration>| {
             if opts.fast_retries {
@@ -156,15 +168,30 @@ impl Gateways {
         let mut epay_cfg = EpaySimConfig::v1(EPAY_PID, &keys.epay_key);
         epay_cfg.retry_schedule = schedule(EpaySimConfig::default_schedule());
         let epay = EpaySim::with_clock(epay_cfg, clock.clone());
+        let base = base_url.trim_end_matches('/');
+        let paypal = PaypalSim::with_clock(
+            PaypalSimConfig {
+                client_id: PAYPAL_CLIENT_ID.into(),
+                client_secret: keys.paypal_secret.clone(),
+                webhook_id: PAYPAL_WEBHOOK_ID.into(),
+                webhook_url: format!("{base}/pay/notify/{PAYPAL_CHANNEL}"),
+                base_url: base.to_owned(),
+                retry_schedule: schedule(PaypalSimConfig::default_retry_schedule()),
+                notify_timeout: Duration::from_secs(10),
+            },
+            clock.clone(),
+        )?;
         let router = axum::Router::new()
             .merge(alipay.router())
             .merge(wechatpay.router())
-            .merge(epay.router());
+            .merge(epay.router())
+            .merge(paypal.router());
         Ok(Gateways {
             router,
             alipay,
             wechatpay,
             epay,
+            paypal,
             base_url: base_url.trim_end_matches('/').to_owned(),
             keys,
             clock,
@@ -214,7 +241,32 @@ impl Gateways {
                 kami_pay::epay::EpayChannel::new(self.epay_config("epay-sim")?, http.clone())
                     .with_clock(self.clock.clone()),
             ),
+            Arc::new(
+                kami_pay::paypal::PaypalChannel::new(
+                    self.paypal_config(PAYPAL_CHANNEL)?,
+                    http.clone(),
+                )
+                .with_clock(self.clock.clone()),
+            ),
         ])
+    }
+
+    /// PayPal serves `paypal`; its webhook certificates are trusted through the simulator's
+    /// run-time CA, fetched from the simulator's URL prefix only.
+    pub fn paypal_config(&self, id: &str) -> Result<kami_pay::paypal::PaypalConfig, GatewayError> {
+        Ok(kami_pay::paypal::PaypalConfig {
+            id: ChannelId::parse(id)?,
+            methods: vec![Method::Paypal],
+            priority: 10,
+            api_base: format!("{}/sim/paypal", self.base_url),
+            client_id: PAYPAL_CLIENT_ID.into(),
+            client_secret: kami_pay::settings::Secret::new(self.keys.paypal_secret.clone()),
+            webhook_id: PAYPAL_WEBHOOK_ID.into(),
+            certs: kami_pay::paypal::CertPolicy::custom(
+                &[self.paypal.cert_url_prefix()],
+                self.paypal.ca_pem(),
+            )?,
+        })
     }
 
     pub fn alipay_config(&self, id: &str) -> Result<AlipayConfig, GatewayError> {

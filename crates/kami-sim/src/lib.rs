@@ -9,6 +9,7 @@ pub mod alipay;
 pub mod common;
 pub mod epay;
 pub mod gateways;
+pub mod paypal;
 pub mod sandbox;
 pub mod wechatpay;
 

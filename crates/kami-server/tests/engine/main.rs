@@ -18,6 +18,7 @@ mod late_and_expiry;
 mod mail;
 mod notify_storm;
 mod order_actions;
+mod paypal;
 mod routing;
 mod seller_cards;
 mod seller_products;

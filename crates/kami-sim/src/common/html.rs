@@ -46,6 +46,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "alipay/index.html",
         include_str!("../../templates/alipay/index.html"),
     ),
+    (
+        "paypal/approve.html",
+        include_str!("../../templates/paypal/approve.html"),
+    ),
 ];
 
 /// How one simulator's pages look: the `<title>` suffix, the style sheet and the footer.

@@ -256,11 +256,11 @@ fn duplicate_channel_ids() {
 
 #[test]
 fn unknown_kind_and_method() {
-    let msg = parse_err(&SANDBOX.replace("kind = \"sandbox\"", "kind = \"paypal\""));
+    let msg = parse_err(&SANDBOX.replace("kind = \"sandbox\"", "kind = \"bitpay\""));
     assert_eq!(
         msg,
-        "channel `sb` (channels[0]): invalid `kind`: unknown channel kind `paypal` \
-         (expected one of: alipay, wechatpay, epay, sandbox)"
+        "channel `sb` (channels[0]): invalid `kind`: unknown channel kind `bitpay` \
+         (expected one of: alipay, wechatpay, epay, sandbox, paypal)"
     );
     let msg = parse_err(&SANDBOX.replace("[\"sandbox\"]", "[\"sandbox\", \"bitcoin\"]"));
     assert_eq!(

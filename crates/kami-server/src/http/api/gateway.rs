@@ -14,6 +14,7 @@ use kami_store::{RawEvent, Verdict};
 use serde::Deserialize;
 
 use crate::http::extract::ClientIp;
+use crate::services::order_actions::buyer_check;
 use crate::services::payments::record_notification;
 use crate::state::AppState;
 
@@ -50,6 +51,11 @@ pub async fn notify(
             .collect(),
         body: body.to_vec(),
     };
+    // Any I/O verification needs (PayPal: its signing certificate) before the pure check.
+    channel.prepare_notification(&raw).await;
+    // A channel that is paid only once kami acts (PayPal: capture after approval) is asked
+    // at once about the trade an authentic non-payment event names.
+    let mut ask_now = None;
     let verdict = match channel.verify_notification(&raw) {
         Ok(NotifyVerdict::Paid(c)) => Verdict::Paid {
             trade_no: c.trade_no,
@@ -57,7 +63,15 @@ pub async fn notify(
             amount: c.amount,
             gateway_paid_at: c.paid_at,
         },
-        Ok(NotifyVerdict::NotPaid { trade_no, status }) => Verdict::NotPaid { trade_no, status },
+        Ok(NotifyVerdict::NotPaid { trade_no, status }) => {
+            if channel.check_on_return() {
+                ask_now = kami_core::OrderNo::parse(
+                    trade_no.get(..kami_core::OrderNo::LEN).unwrap_or(""),
+                )
+                .ok();
+            }
+            Verdict::NotPaid { trade_no, status }
+        }
         Err(e) => {
             state.metrics.verification_failure(&channel_id, e.code());
             Verdict::Rejected {
@@ -81,11 +95,16 @@ pub async fn notify(
         received_at: state.now_ms(),
     };
     match record_notification(&state, client, event, verdict).await {
-        Ok(outcome) => reply(if outcome.acknowledge() {
-            Ack::Success
-        } else {
-            Ack::Failure
-        }),
+        Ok(outcome) => {
+            if let Some(no) = ask_now {
+                check_now(&state, &channel_id, &no).await;
+            }
+            reply(if outcome.acknowledge() {
+                Ack::Success
+            } else {
+                Ack::Failure
+            })
+        }
         Err(e) => {
             // Nothing was committed: the gateway must resend.
             tracing::error!(channel = %channel_id, "recording notification failed: {e}");
@@ -99,18 +118,34 @@ pub struct ReturnQuery {
     order_no: Option<String>,
 }
 
+/// Ask the order's channel about its payment now, through the buyer's check (rate-limited
+/// per order, applies only what the channel confirms).
+async fn check_now(state: &AppState, channel_id: &str, no: &kami_core::OrderNo) {
+    if let Err(e) = buyer_check(state, no).await {
+        tracing::info!(channel = %channel_id, order = %no, "payment check on the gateway's signal: {e}");
+    }
+}
+
 /// The browser comes back here after paying. It never marks anything paid: it sends the
 /// buyer to the order page, which shows the status (and the keys only to a browser that
-/// holds the order's token).
+/// holds the order's token). For a channel that is paid only once kami acts on the buyer's
+/// approval (PayPal: the capture), the channel is asked first, through the same check as
+/// the buyer's "I have paid".
 pub async fn return_page(
-    Path(_channel_id): Path<String>,
+    State(state): State<Arc<AppState>>,
+    Path(channel_id): Path<String>,
     Query(q): Query<ReturnQuery>,
 ) -> Response {
-    match q
+    let order_no = q
         .order_no
         .as_deref()
-        .and_then(|n| kami_core::OrderNo::parse(n).ok())
-    {
+        .and_then(|n| kami_core::OrderNo::parse(n).ok());
+    if let (Some(no), Some(channel)) = (&order_no, state.channels.get(&channel_id)) {
+        if channel.check_on_return() {
+            check_now(&state, &channel_id, no).await;
+        }
+    }
+    match order_no {
         Some(no) => (
             StatusCode::SEE_OTHER,
             [
