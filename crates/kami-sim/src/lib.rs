@@ -10,6 +10,7 @@ pub mod common;
 pub mod epay;
 pub mod gateways;
 pub mod sandbox;
+pub mod stripe;
 pub mod wechatpay;
 
 /// Every simulator on one router, for `kami sim --listen`. Default options (the real-ish
