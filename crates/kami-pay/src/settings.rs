@@ -18,6 +18,7 @@ pub use crate::alipay::settings::AlipaySettings;
 pub use crate::common::settings::*;
 pub use crate::epay::settings::{EpaySettings, EpayVersion};
 pub use crate::sandbox::settings::SandboxSettings;
+pub use crate::stripe::settings::StripeSettings;
 pub use crate::wechatpay::settings::WechatPaySettings;
 
 /// The protocol a channel speaks (`kind`).
@@ -26,14 +27,16 @@ pub enum ChannelKind {
     Alipay,
     Wechatpay,
     Epay,
+    Stripe,
     Sandbox,
 }
 
 impl ChannelKind {
-    pub const ALL: [ChannelKind; 4] = [
+    pub const ALL: [ChannelKind; 5] = [
         ChannelKind::Alipay,
         ChannelKind::Wechatpay,
         ChannelKind::Epay,
+        ChannelKind::Stripe,
         ChannelKind::Sandbox,
     ];
 
@@ -46,6 +49,7 @@ impl ChannelKind {
             ChannelKind::Alipay => "alipay",
             ChannelKind::Wechatpay => "wechatpay",
             ChannelKind::Epay => "epay",
+            ChannelKind::Stripe => "stripe",
             ChannelKind::Sandbox => "sandbox",
         }
     }
@@ -56,6 +60,7 @@ impl ChannelKind {
             ChannelKind::Alipay => keys_of::<AlipaySettings>(),
             ChannelKind::Wechatpay => keys_of::<WechatPaySettings>(),
             ChannelKind::Epay => keys_of::<EpaySettings>(),
+            ChannelKind::Stripe => keys_of::<StripeSettings>(),
             ChannelKind::Sandbox => keys_of::<SandboxSettings>(),
         }
     }
@@ -87,6 +92,7 @@ pub enum ChannelSettings {
     Alipay(AlipaySettings),
     Wechatpay(WechatPaySettings),
     Epay(EpaySettings),
+    Stripe(StripeSettings),
     Sandbox(SandboxSettings),
 }
 
@@ -96,6 +102,7 @@ impl ChannelSettings {
             ChannelSettings::Alipay(_) => ChannelKind::Alipay,
             ChannelSettings::Wechatpay(_) => ChannelKind::Wechatpay,
             ChannelSettings::Epay(_) => ChannelKind::Epay,
+            ChannelSettings::Stripe(_) => ChannelKind::Stripe,
             ChannelSettings::Sandbox(_) => ChannelKind::Sandbox,
         }
     }
@@ -112,6 +119,7 @@ impl ChannelSettings {
                 ChannelSettings::Wechatpay(WechatPaySettings::deserialize(d)?)
             }
             ChannelKind::Epay => ChannelSettings::Epay(EpaySettings::deserialize(d)?),
+            ChannelKind::Stripe => ChannelSettings::Stripe(StripeSettings::deserialize(d)?),
             ChannelKind::Sandbox => ChannelSettings::Sandbox(SandboxSettings::deserialize(d)?),
         })
     }
@@ -122,6 +130,7 @@ impl ChannelSettings {
             ChannelSettings::Alipay(s) => s.validate(),
             ChannelSettings::Wechatpay(s) => s.validate(),
             ChannelSettings::Epay(s) => s.validate(),
+            ChannelSettings::Stripe(s) => s.validate(),
             ChannelSettings::Sandbox(s) => s.validate(methods),
         }
     }
@@ -133,6 +142,7 @@ impl ChannelSettings {
             ChannelSettings::Alipay(s) => s.resolve_files(base_dir),
             ChannelSettings::Wechatpay(s) => s.resolve_files(base_dir),
             ChannelSettings::Epay(s) => s.resolve_files(base_dir),
+            ChannelSettings::Stripe(s) => s.resolve_files(base_dir),
             ChannelSettings::Sandbox(s) => return s.resolve_files(base_dir),
         }
         Ok(())
@@ -168,6 +178,10 @@ mod tests {
         assert_eq!(
             ChannelKind::Epay.secret_keys(),
             ["key", "merchant_private_key", "platform_public_key"]
+        );
+        assert_eq!(
+            ChannelKind::Stripe.secret_keys(),
+            ["secret_key", "webhook_secret"]
         );
         assert_eq!(ChannelKind::Sandbox.secret_keys(), ["secret"]);
     }
