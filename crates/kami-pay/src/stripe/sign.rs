@@ -55,18 +55,21 @@ pub fn signature_header(secrets: &[&str], t: i64, body: &[u8]) -> String {
     h
 }
 
-/// The header's timestamp and its `v1` signatures, split as stripe-python does (items by `,`,
-/// each at its first `=`); a `t` that is not a whole number is unparsable.
+/// The header's timestamp and its `v1` signatures, split exactly as stripe-python does:
+/// items by `,` (no trimming), each item's name before its first `=` and its value up to the
+/// next `=`, the first `t` counting. A `t` that is not a whole number is unparsable (Python's
+/// `int()` would also take `+5` or `1_0`; Stripe sends plain digits).
 pub fn parse_header(header: &str) -> Result<(i64, Vec<&str>), SignatureFailure> {
     let mut t = None;
     let mut sigs = Vec::new();
     for item in header.split(',') {
-        let Some((k, v)) = item.split_once('=') else {
+        let mut parts = item.splitn(3, '=');
+        let (Some(k), Some(v)) = (parts.next(), parts.next()) else {
             continue;
         };
-        match k.trim() {
-            "t" => t = Some(v.trim()),
-            SCHEME => sigs.push(v.trim()),
+        match k {
+            "t" if t.is_none() => t = Some(v),
+            SCHEME => sigs.push(v),
             _ => {}
         }
     }

@@ -51,10 +51,15 @@ fn any_v1_may_match_and_other_schemes_are_ignored() {
         format!("t={NOW},v1={other},v1={good}"),
         format!("t={NOW},v1={good},v1={other}"),
         format!("v0={good},t={NOW},v1={good}"),
-        format!("t={NOW}, v1={good}"),
     ] {
         assert_eq!(verify_header(&h, body, SECRET, NOW, 300), Ok(NOW), "{h}");
     }
+    // Items are not trimmed (stripe-python): ` v1` is another scheme.
+    let h = format!("t={NOW}, v1={good}");
+    assert_eq!(
+        verify_header(&h, body, SECRET, NOW, 300),
+        Err(SignatureFailure::Unparsable)
+    );
     // A v0 (or any other scheme) never counts, even with the right value.
     let h = format!("t={NOW},v0={good}");
     assert_eq!(
@@ -111,6 +116,8 @@ fn headers_without_timestamp_or_v1_do_not_parse() {
         assert_eq!(parse_header(h), Err(SignatureFailure::Unparsable), "{h}");
     }
     assert_eq!(parse_header("t=5,v1=a,v1=b"), Ok((5, vec!["a", "b"])));
+    // The first `t` counts; a value ends at the next `=`.
+    assert_eq!(parse_header("t=5,t=6,v1=a=b"), Ok((5, vec!["a"])));
 }
 
 fn channel() -> StripeChannel {
