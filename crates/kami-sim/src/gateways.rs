@@ -11,10 +11,12 @@ use kami_core::{ChannelId, IdError, Method, SharedClock};
 use kami_pay::alipay::{AlipayConfig, AlipayMode, AlipaySignType};
 use kami_pay::crypto::{KeyError, RsaSigner};
 use kami_pay::epay::{EpayConfig, EpayCredentials, EpayFlow};
+use kami_pay::stripe::StripeConfig;
 use kami_pay::wechatpay::{PlatformKeys, WechatMode, WechatPayConfig};
 
 use crate::alipay::{AlipaySim, AlipaySimConfig};
 use crate::epay::{EpaySim, EpaySimConfig};
+use crate::stripe::{StripeSim, StripeSimConfig};
 use crate::wechatpay::{WechatSim, WechatSimConfig};
 
 pub const ALIPAY_APP_ID: &str = "2021000000000001";
@@ -24,6 +26,8 @@ pub const WECHAT_APPID: &str = "wx0000000000000001";
 pub const WECHAT_SERIAL: &str = "5157F09EFDC096DE15EBE81A47057A7232F1B8E1";
 pub const WECHAT_PUB_KEY_ID: &str = "PUB_KEY_ID_0000000000000000000000000001";
 pub const EPAY_PID: &str = "1001";
+/// The demo's Stripe channel.
+pub const STRIPE_CHANNEL_ID: &str = "stripe-sim";
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -43,6 +47,8 @@ struct Keys {
     wechat_platform: String,
     apiv3: String,
     epay_key: String,
+    stripe_secret_key: String,
+    stripe_webhook_secret: String,
 }
 
 fn random_alnum(n: usize) -> String {
@@ -70,6 +76,10 @@ pub struct MerchantKeys {
     pub apiv3_key: String,
     /// Epay version 1 `key`.
     pub epay_key: String,
+    /// Stripe `secret_key` (`sk_test_…`).
+    pub stripe_secret_key: String,
+    /// Stripe `webhook_secret` (`whsec_…`).
+    pub stripe_webhook_secret: String,
 }
 
 /// All simulators and the matching merchant configurations.
@@ -79,6 +89,7 @@ pub struct Gateways {
     pub alipay: Arc<AlipaySim>,
     pub wechatpay: Arc<WechatSim>,
     pub epay: Arc<EpaySim>,
+    pub stripe: Arc<StripeSim>,
     base_url: String,
     keys: Keys,
     /// What the simulators and [`Gateways::channels`] read the time from.
@@ -107,6 +118,8 @@ impl Gateways {
             wechat_platform: RsaSigner::generate()?.private_key_pem()?,
             apiv3: random_alnum(32),
             epay_key: random_alnum(32),
+            stripe_secret_key: format!("sk_test_{}", random_alnum(24)),
+            stripe_webhook_secret: format!("whsec_{}", random_alnum(32)),
         };
         let schedule = |real: Vec<Duration>| {
             if opts.fast_retries {
@@ -156,15 +169,31 @@ impl Gateways {
         let mut epay_cfg = EpaySimConfig::v1(EPAY_PID, &keys.epay_key);
         epay_cfg.retry_schedule = schedule(EpaySimConfig::default_schedule());
         let epay = EpaySim::with_clock(epay_cfg, clock.clone());
+        // The simulated account presents CNY too (the demo shop's currency); see
+        // `crate::stripe` on what a real account takes.
+        let stripe = StripeSim::with_clock(
+            StripeSimConfig {
+                secret_key: keys.stripe_secret_key.clone(),
+                webhook_secrets: vec![keys.stripe_webhook_secret.clone()],
+                // Each session's kami endpoint (`/pay/notify/<id>` beside its return URL).
+                webhook_url: None,
+                currencies: None,
+                retry_schedule: schedule(StripeSimConfig::default_schedule()),
+                notify_timeout: Duration::from_secs(10),
+            },
+            clock.clone(),
+        );
         let router = axum::Router::new()
             .merge(alipay.router())
             .merge(wechatpay.router())
-            .merge(epay.router());
+            .merge(epay.router())
+            .merge(stripe.router());
         Ok(Gateways {
             router,
             alipay,
             wechatpay,
             epay,
+            stripe,
             base_url: base_url.trim_end_matches('/').to_owned(),
             keys,
             clock,
@@ -186,11 +215,13 @@ impl Gateways {
                 .public_key_pem()?,
             apiv3_key: self.keys.apiv3.clone(),
             epay_key: self.keys.epay_key.clone(),
+            stripe_secret_key: self.keys.stripe_secret_key.clone(),
+            stripe_webhook_secret: self.keys.stripe_webhook_secret.clone(),
         })
     }
 
     /// One channel of every kind wired to these simulators — `alipay-sim`, `wechat-sim`,
-    /// `epay-sim` — as the demo and the test kit mount them, on the simulators' clock.
+    /// `epay-sim`, `stripe-sim` — as the demo and the test kit mount them, on the simulators' clock.
     pub fn channels(
         &self,
         http: &reqwest::Client,
@@ -213,6 +244,13 @@ impl Gateways {
             Arc::new(
                 kami_pay::epay::EpayChannel::new(self.epay_config("epay-sim")?, http.clone())
                     .with_clock(self.clock.clone()),
+            ),
+            Arc::new(
+                kami_pay::stripe::StripeChannel::new(
+                    self.stripe_config(STRIPE_CHANNEL_ID)?,
+                    http.clone(),
+                )
+                .with_clock(self.clock.clone()),
             ),
         ])
     }
@@ -268,6 +306,18 @@ impl Gateways {
         })
     }
 
+    /// Stripe serves `card`.
+    pub fn stripe_config(&self, id: &str) -> Result<StripeConfig, GatewayError> {
+        Ok(StripeConfig {
+            id: ChannelId::parse(id)?,
+            methods: vec![Method::Card],
+            priority: 10,
+            api_base: format!("{}/sim/stripe", self.base_url),
+            secret_key: self.keys.stripe_secret_key.clone(),
+            webhook_secret: self.keys.stripe_webhook_secret.clone(),
+        })
+    }
+
     /// Write the merchant keys into `dir` and return `[[channels]]` TOML for a kami
     /// configuration that talks to these simulators. The configuration must be written in
     /// `dir`'s parent directory: key paths are relative to it.
@@ -311,6 +361,8 @@ impl Gateways {
         )?;
         let apiv3 = write("wechatpay_apiv3_key", &self.keys.apiv3)?;
         let epay = write("epay_key", &self.keys.epay_key)?;
+        let stripe_key = write("stripe_secret_key", &self.keys.stripe_secret_key)?;
+        let stripe_whsec = write("stripe_webhook_secret", &self.keys.stripe_webhook_secret)?;
         let b = &self.base_url;
         Ok(format!(
             r#"[[channels]]
@@ -351,6 +403,15 @@ pid = "{EPAY_PID}"
 key_file = "{epay}"
 version = 1
 mode = "submit"
+
+[[channels]]
+id = "{STRIPE_CHANNEL_ID}"
+kind = "stripe"
+methods = ["card"]
+priority = 10
+api_base = "{b}/sim/stripe"
+secret_key_file = "{stripe_key}"
+webhook_secret_file = "{stripe_whsec}"
 "#
         ))
     }

@@ -52,7 +52,7 @@ async fn start_with(secrets: &[&str], channel_secret: &str) -> Env {
     let sim = StripeSim::new(StripeSimConfig {
         secret_key: KEY.into(),
         webhook_secrets: secrets.iter().map(|s| (*s).to_owned()).collect(),
-        webhook_url: format!("{base}/notify"),
+        webhook_url: Some(format!("{base}/notify")),
         currencies: None,
         retry_schedule: fast_schedule(4),
         notify_timeout: Duration::from_secs(5),

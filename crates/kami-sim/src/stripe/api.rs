@@ -183,7 +183,7 @@ impl StripeSim {
         }
     }
 
-    fn create(&self, form: &Form) -> Result<(StatusCode, String), (StatusCode, String)> {
+    fn create(&self, form: &Form, origin: String) -> Result<(StatusCode, String), (StatusCode, String)> {
         let mut metadata = BTreeMap::new();
         let mut pi_metadata = BTreeMap::new();
         let mut fields: BTreeMap<&str, &str> = BTreeMap::new();
@@ -305,6 +305,7 @@ impl StripeSim {
         let id = object_id("cs_test_", 40);
         let rec = SessionRec {
             id: id.clone(),
+            origin,
             client_reference_id,
             metadata,
             pi_metadata,
@@ -463,7 +464,10 @@ pub(super) async fn create_session(
             false,
         );
     }
-    sim.idempotent(&headers, "/v1/checkout/sessions", &form, || sim.create(&form))
+    let origin = crate::common::html::origin(&headers);
+    sim.idempotent(&headers, "/v1/checkout/sessions", &form, || {
+        sim.create(&form, origin)
+    })
 }
 
 pub(super) async fn retrieve_session(

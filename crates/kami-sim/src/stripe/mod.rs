@@ -70,9 +70,11 @@ pub struct StripeSimConfig {
     /// The webhook endpoint's signing secrets (`whsec_…`): each event carries one `v1` per
     /// secret (two while a secret is rolled).
     pub webhook_secrets: Vec<String>,
-    /// The endpoint the account sends events to (set in Stripe's dashboard, not per session):
-    /// kami's `/pay/notify/<channel id>`.
-    pub webhook_url: String,
+    /// The endpoint the account sends events to (set in Stripe's dashboard, not per session).
+    /// `None`: kami's own endpoint for the session, `…/pay/notify/<id>` beside the
+    /// `…/pay/return/<id>` kami sends as `success_url` (a simulator convenience, so one
+    /// simulator serves any channel id and runs standalone).
+    pub webhook_url: Option<String>,
     /// Currencies the account presents; `None`: every currency kami knows.
     pub currencies: Option<Vec<Currency>>,
     /// Delay before each webhook attempt; its length is the number of attempts.
@@ -143,6 +145,8 @@ pub(crate) struct RefundRec {
 #[derive(Debug)]
 pub(crate) struct SessionRec {
     id: String,
+    /// `http://host` the API was called at: where the hosted page is.
+    origin: String,
     client_reference_id: Option<String>,
     metadata: BTreeMap<String, String>,
     pi_metadata: BTreeMap<String, String>,
@@ -200,12 +204,14 @@ pub struct StripeSim {
     clock: SharedClock,
     notifier: Notifier,
     state: Mutex<SimState>,
+    /// Starts as the configuration's; [`StripeSim::set_webhook_url`] moves it.
+    webhook_url: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for StripeSim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StripeSim")
-            .field("webhook_url", &self.cfg.webhook_url)
+            .field("webhook_url", &self.webhook_url())
             .finish_non_exhaustive()
     }
 }
@@ -233,6 +239,7 @@ impl StripeSim {
             acknowledged,
         );
         Arc::new(StripeSim {
+            webhook_url: Mutex::new(cfg.webhook_url.clone()),
             cfg,
             clock,
             notifier,
@@ -276,6 +283,36 @@ impl StripeSim {
 
     fn takes(&self, c: Currency) -> bool {
         self.cfg.currencies.as_ref().is_none_or(|l| l.contains(&c))
+    }
+
+    /// The endpoint set for the account, if any (see [`StripeSimConfig::webhook_url`]).
+    pub fn webhook_url(&self) -> Option<String> {
+        self.webhook_url
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Send events to another endpoint (as when the seller edits it in the dashboard);
+    /// `None`: each session's kami endpoint.
+    pub fn set_webhook_url(&self, url: Option<&str>) {
+        *self.webhook_url.lock().unwrap_or_else(|e| e.into_inner()) = url.map(str::to_owned);
+    }
+
+    /// Where a session's events go: the account's endpoint, else kami's beside its return URL.
+    fn endpoint_for(&self, s: &SessionRec) -> Option<String> {
+        if let Some(u) = self.webhook_url() {
+            return Some(u);
+        }
+        let mut u = reqwest::Url::parse(&s.success_url).ok()?;
+        let id = u.path().strip_prefix("/pay/return/")?.to_owned();
+        if id.is_empty() || id.contains('/') {
+            return None;
+        }
+        u.set_path(&format!("/pay/notify/{id}"));
+        u.set_query(None);
+        u.set_fragment(None);
+        Some(u.to_string())
     }
 
     // -- test controls --------------------------------------------------------------------
@@ -459,7 +496,7 @@ impl StripeSim {
             None => (s.amount.minor(), s.amount.currency()),
         };
         let url = (s.status == Status::Open)
-            .then(|| format!("{}{PREFIX}/c/pay/{}", self.base_hint(), s.id));
+            .then(|| format!("{}{PREFIX}/c/pay/{}", s.origin, s.id));
         json!({
             "id": s.id,
             "object": "checkout.session",
@@ -480,15 +517,6 @@ impl StripeSim {
             "success_url": s.success_url,
             "url": url,
         })
-    }
-
-    /// Where buyers reach this simulator: the webhook URL's origin (the simulator and kami
-    /// share a server in the demo and the tests).
-    fn base_hint(&self) -> String {
-        reqwest::Url::parse(&self.cfg.webhook_url)
-            .ok()
-            .map(|u| u.origin().ascii_serialization())
-            .unwrap_or_default()
     }
 
     pub(crate) fn refund_json(&self, s: &SessionRec, r: &RefundRec) -> Value {
@@ -537,14 +565,18 @@ impl StripeSim {
     }
 
     async fn deliver(self: &Arc<Self>, id: &str, kind: &str, mode: NotifyMode) {
-        let body = {
+        let (body, url) = {
             let st = self.lock();
             let Some(s) = st.sessions.get(id) else {
                 return;
             };
-            self.event(s, kind, &object_id("evt_", 24)).to_string()
+            let body = self.event(s, kind, &object_id("evt_", 24)).to_string();
+            (body, self.endpoint_for(s))
         };
-        let url = self.cfg.webhook_url.clone();
+        let Some(url) = url else {
+            tracing::warn!(session = id, "stripe simulator: no webhook endpoint for this session");
+            return;
+        };
         self.notifier
             .deliver(
                 id,
