@@ -248,6 +248,9 @@ async fn idempotency_keys_behave_like_stripes() {
     let (s, e) = env.raw_post("/v1/checkout/sessions", "sk_test_wrong", None, &form).await;
     assert_eq!(s, 401, "{e}");
     let wrong = channel(&env.base, "sk_test_wrong", WHSEC);
+    // Even a query with nothing to look up asks Stripe (the console's test button).
+    let e = wrong.query(&TradeRef::new("K1A1")).await.unwrap_err();
+    assert!(matches!(e, PayError::Gateway { .. }), "{e:?}");
     let e = wrong.create(&env.request(money(100, Currency::Usd))).await.unwrap_err();
     assert!(matches!(e, PayError::Gateway { ref message, .. } if message.contains("Invalid API Key")), "{e:?}");
 }

@@ -26,7 +26,8 @@
 //! * `query`: `GET /v1/checkout/sessions/{gateway_ref}`: `complete` + `paid` → paid (with the
 //!   payment intent `pi_…` as the gateway trade number), `expired` → closed, otherwise
 //!   waiting. Without a `gateway_ref` (the create call's answer was lost, so the buyer never
-//!   saw the page) the trade is `NotFound`.
+//!   saw the page) the trade is `NotFound`, after an authenticated
+//!   `GET /v1/checkout/sessions?limit=1` (so a wrong key still shows).
 //! * `close`: `POST /v1/checkout/sessions/{id}/expire`; Stripe refuses to expire a session
 //!   that is no longer open, and then the session is read: a completed, paid one is `Paid`.
 //! * `refund`: `POST /v1/refunds` with the payment intent (the confirmation's gateway trade
@@ -336,6 +337,11 @@ impl PaymentChannel for StripeChannel {
 
     async fn query(&self, trade: &TradeRef) -> Result<TradeState, PayError> {
         let Some(id) = trade.gateway_ref.as_deref() else {
+            // No session was recorded (its create answer was lost, so the buyer never saw a
+            // page): nothing to find. The authenticated list call makes the answer Stripe's
+            // (a wrong key fails here), which is what the console's test button relies on.
+            self.call(Verb::Get, "/v1/checkout/sessions?limit=1", &[], None)
+                .await?;
             return Ok(TradeState::NotFound);
         };
         match self.retrieve_session(id).await {

@@ -583,3 +583,38 @@ pub(super) async fn list_refunds(
         false,
     )
 }
+
+pub(super) async fn list_sessions(
+    State(sim): State<Arc<StripeSim>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(e) = sim.authenticate(&headers) {
+        return respond(e, false);
+    }
+    let q = match form_or_400(query.unwrap_or_default().as_bytes()) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let limit = get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(10)
+        .clamp(1, 100);
+    let st = sim.lock();
+    let mut all: Vec<&SessionRec> = st
+        .sessions
+        .values()
+        .filter(|s| {
+            get("payment_intent")
+                .is_none_or(|pi| s.payment_intent.as_deref() == Some(pi.as_str()))
+        })
+        .collect();
+    all.sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id)));
+    let has_more = all.len() > limit;
+    let data: Vec<Value> = all.into_iter().take(limit).map(|s| sim.session_json(s)).collect();
+    respond(
+        ok(&json!({"object": "list", "data": data, "has_more": has_more, "url": "/v1/checkout/sessions"})),
+        false,
+    )
+}

@@ -5,6 +5,7 @@
 //! | route | what |
 //! | --- | --- |
 //! | `POST v1/checkout/sessions` | create a Checkout Session (form fields checked like Stripe) |
+//! | `GET v1/checkout/sessions?limit=&payment_intent=` | list sessions, newest first |
 //! | `GET v1/checkout/sessions/{id}` | retrieve it |
 //! | `POST v1/checkout/sessions/{id}/expire` | expire an open session (400 otherwise) |
 //! | `POST v1/refunds`, `GET v1/refunds?payment_intent=` | refund a payment intent; list its refunds |
@@ -252,7 +253,7 @@ impl StripeSim {
         Router::new()
             .route(
                 "/sim/stripe/v1/checkout/sessions",
-                post(api::create_session),
+                post(api::create_session).get(api::list_sessions),
             )
             .route(
                 "/sim/stripe/v1/checkout/sessions/{id}",
