@@ -323,6 +323,57 @@ async fn a_channel_with_another_secret_refuses_every_webhook() {
     assert!(env.merchant.verdicts().is_empty());
 }
 
+#[tokio::test]
+async fn the_days_balance_transactions_are_kamis_bill() {
+    let env = start().await;
+    env.sim.set_page_cap(2);
+    let mut paid = Vec::new();
+    for minor in [1230, 500, 990] {
+        let req = env.request(money(minor, Currency::Usd));
+        let (page, id) = env.create(&req).await;
+        let (s, body) = env.pay(&page, &[("notify", "drop")]).await;
+        assert_eq!(s, 200, "{body}");
+        paid.push((req, id));
+    }
+    let (req, id) = &paid[0];
+    let pi = env.sim.payment_intent(id);
+    env.channel.refund(&refund_req(req, id, pi.clone(), "R9", 230)).await.unwrap();
+    // A payment another integration made on the account: not kami's, left out.
+    let form = [
+        ("mode", "payment"),
+        ("success_url", "https://elsewhere.example/ok"),
+        ("line_items[0][price_data][currency]", "usd"),
+        ("line_items[0][price_data][unit_amount]", "7700"),
+        ("line_items[0][price_data][product_data][name]", "x"),
+        ("line_items[0][quantity]", "1"),
+    ];
+    let (_, foreign) = env.raw_post("/v1/checkout/sessions", KEY, None, &form).await;
+    let url = foreign["url"].as_str().unwrap().to_owned();
+    env.pay(&url, &[("notify", "drop")]).await;
+
+    let today = time::OffsetDateTime::now_utc()
+        .to_offset(kami_pay::bill::BILL_OFFSET)
+        .date();
+    let bill = env.channel.bill(today).await.unwrap();
+    assert_eq!(bill.totals.payments, 3, "{bill:?}");
+    assert_eq!(bill.totals.paid_minor, 1230 + 500 + 990);
+    assert_eq!((bill.totals.refunds, bill.totals.refunded_minor), (1, 230));
+    for (req, id) in &paid {
+        let row = bill
+            .rows
+            .iter()
+            .find(|r| r.trade_no == req.trade_no.as_str() && r.entry == kami_pay::BillEntry::Payment)
+            .unwrap_or_else(|| panic!("{bill:?}"));
+        assert_eq!(Some(row.gateway_trade_no.clone()), env.sim.payment_intent(id));
+        assert_eq!(row.amount, req.amount);
+    }
+    assert!(bill.rows.iter().any(|r| r.entry
+        == kami_pay::BillEntry::Refund { refund_no: "R9".into() }
+        && Some(r.gateway_trade_no.clone()) == pi));
+    let yesterday = today.previous_day().unwrap();
+    assert!(env.channel.bill(yesterday).await.unwrap().rows.is_empty());
+}
+
 // ----------------------------------------------------------------------------------------
 // Interop (interop/stripe/check.py): the official `stripe` package, both ways.
 // ----------------------------------------------------------------------------------------

@@ -35,6 +35,9 @@
 //!   `Idempotency-Key` = kami's refund number. `succeeded` is settled; `pending` and
 //!   `requires_action` are not yet; `failed` / `canceled` are errors.
 //!
+//! * `bill`: the day's balance transactions ([`bill`]), kami's trades picked by the payment
+//!   intent's `metadata[trade_no]`.
+//!
 //! # Binding and money
 //!
 //! A session is bound to its trade by `client_reference_id` and `metadata[trade_no]`: both
@@ -48,6 +51,7 @@
 //! the reply), `settings`, `tests`. Webhook freshness reads the channel's
 //! [`kami_core::Clock`] ([`StripeChannel::with_clock`]).
 
+mod bill;
 mod notify;
 pub mod settings;
 mod sign;
@@ -62,10 +66,11 @@ use kami_core::{ChannelId, Method, SharedClock};
 use crate::common::form::clip;
 use crate::http::send;
 use crate::{
-    Ack, AckResponse, CreatePayment, Created, NotifyVerdict, PayError, PaymentAction,
+    Ack, AckResponse, Bill, BillDay, CreatePayment, Created, NotifyVerdict, PayError, PaymentAction,
     PaymentChannel, RawNotification, RefundOutcome, RefundRequest, TradeRef, TradeState,
 };
 
+pub use bill::day_bounds;
 pub use notify::{MAX_WEBHOOK_BYTES, SIGNATURE_HEADER};
 pub use sign::{
     parse_header, signature_header, v1_signature, verify_header, SignatureFailure,
@@ -380,6 +385,10 @@ impl PaymentChannel for StripeChannel {
             None => self.post_refund(&pi, req).await?,
         };
         refund_outcome(&r, req)
+    }
+
+    async fn bill(&self, day: BillDay) -> Result<Bill, PayError> {
+        self.fetch_bill(day).await
     }
 }
 

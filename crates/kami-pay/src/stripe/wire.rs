@@ -287,7 +287,6 @@ impl Refund {
 pub struct List<T> {
     pub data: Vec<T>,
     #[serde(default)]
-    #[allow(dead_code)]
     pub has_more: bool,
 }
 

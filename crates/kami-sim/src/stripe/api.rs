@@ -14,7 +14,7 @@ use kami_pay::form::parse_form;
 use serde_json::{json, Value};
 
 use super::{
-    object_id, RefundRec, SessionRec, Status, Stored, StripeSim, IDEMPOTENCY_TTL_SECS,
+    object_id, Txn, RefundRec, SessionRec, Status, Stored, StripeSim, IDEMPOTENCY_TTL_SECS,
 };
 use kami_pay::stripe::{MAX_EXPIRY_SECS, MIN_EXPIRY_SECS};
 
@@ -418,7 +418,14 @@ impl StripeSim {
             reason,
         };
         s.refunds.push(r.clone());
+        let index = s.refunds.len() - 1;
         let v = self.refund_json(s, &r);
+        st.txns.push(super::Txn {
+            id: object_id("txn_3", 23),
+            created: now,
+            session: sid,
+            refund: Some(index),
+        });
         Ok(ok(&v))
     }
 }
@@ -615,6 +622,94 @@ pub(super) async fn list_sessions(
     let data: Vec<Value> = all.into_iter().take(limit).map(|s| sim.session_json(s)).collect();
     respond(
         ok(&json!({"object": "list", "data": data, "has_more": has_more, "url": "/v1/checkout/sessions"})),
+        false,
+    )
+}
+
+/// `GET /v1/balance_transactions`: newest first, `created[gte]` / `created[lt]`, `limit`,
+/// `starting_after`, and `expand[]=data.source` / `data.source.payment_intent`.
+pub(super) async fn balance_transactions(
+    State(sim): State<Arc<StripeSim>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(e) = sim.authenticate(&headers) {
+        return respond(e, false);
+    }
+    let q: Form = match serde_urlencoded::from_str(query.as_deref().unwrap_or("")) {
+        Ok(f) => f,
+        Err(e) => return respond(invalid(None, &format!("Invalid query: {e}"), None), false),
+    };
+    let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let num = |k: &str| get(k).and_then(|v| v.parse::<i64>().ok());
+    let expands: Vec<&str> = q
+        .iter()
+        .filter(|(k, _)| k == "expand[]")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let expand_pi = expands.contains(&"data.source.payment_intent");
+    let expand_source = expand_pi || expands.contains(&"data.source");
+    let limit = num("limit").unwrap_or(10).clamp(1, 100) as usize;
+    let (gte, lt) = (num("created[gte]").unwrap_or(i64::MIN), num("created[lt]").unwrap_or(i64::MAX));
+    let st = sim.lock();
+    let limit = match st.controls.page_cap {
+        0 => limit,
+        cap => limit.min(cap),
+    };
+    let mut list: Vec<&Txn> = st
+        .txns
+        .iter()
+        .filter(|t| t.created >= gte && t.created < lt)
+        .collect();
+    list.reverse();
+    if let Some(after) = get("starting_after") {
+        match list.iter().position(|t| t.id == after) {
+            Some(i) => list.drain(..=i).for_each(drop),
+            None => {
+                return respond(
+                    error(
+                        StatusCode::NOT_FOUND,
+                        "invalid_request_error",
+                        Some("resource_missing"),
+                        &format!("No such balance transaction: '{after}'"),
+                        Some("starting_after"),
+                    ),
+                    false,
+                )
+            }
+        }
+    }
+    let has_more = list.len() > limit;
+    let mut data = Vec::new();
+    for t in list.into_iter().take(limit) {
+        let Some(s) = st.sessions.get(&t.session) else {
+            continue;
+        };
+        let currency = kami_pay::stripe::currency_param(s.amount.currency());
+        let (kind, amount, source) = match t.refund.and_then(|i| s.refunds.get(i)) {
+            Some(r) => {
+                let mut obj = sim.refund_json(s, r);
+                obj["payment_intent"] = sim.pi_value(s, expand_pi);
+                (
+                    "refund",
+                    -r.amount,
+                    if expand_source { obj } else { json!(r.id) },
+                )
+            }
+            None => {
+                let obj = sim.charge_json(s, expand_pi);
+                let id = obj["id"].clone();
+                ("charge", s.amount.minor(), if expand_source { obj } else { id })
+            }
+        };
+        data.push(json!({
+            "id": t.id, "object": "balance_transaction", "amount": amount,
+            "currency": currency, "created": t.created, "fee": 0, "net": amount,
+            "reporting_category": kind, "source": source, "status": "available", "type": kind,
+        }));
+    }
+    respond(
+        ok(&json!({"object": "list", "data": data, "has_more": has_more, "url": "/v1/balance_transactions"})),
         false,
     )
 }

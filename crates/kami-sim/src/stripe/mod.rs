@@ -9,6 +9,7 @@
 //! | `GET v1/checkout/sessions/{id}` | retrieve it |
 //! | `POST v1/checkout/sessions/{id}/expire` | expire an open session (400 otherwise) |
 //! | `POST v1/refunds`, `GET v1/refunds?payment_intent=` | refund a payment intent; list its refunds |
+//! | `GET v1/balance_transactions` | the balance's payments and refunds (reconciliation) |
 //! | `GET\|POST c/pay/{id}` | the hosted checkout page the buyer pays on, with test controls |
 //!
 //! The API wants `Authorization: Bearer <secret key>` (or the key as the Basic user name) and
@@ -187,12 +188,26 @@ pub(crate) struct Stored {
 #[derive(Debug, Default)]
 struct Controls {
     creation: CreationFaults,
+    /// Lists answer at most this many items a page (0: as asked), to exercise paging.
+    page_cap: usize,
     held: Held<(String, Vec<&'static str>)>,
+}
+
+/// A balance transaction: a payment or a refund landing in the balance.
+#[derive(Debug, Clone)]
+pub(crate) struct Txn {
+    id: String,
+    created: i64,
+    session: String,
+    /// The refund's index in its session, for a refund.
+    refund: Option<usize>,
 }
 
 #[derive(Debug, Default)]
 struct SimState {
     sessions: HashMap<String, SessionRec>,
+    /// Balance transactions, oldest first.
+    txns: Vec<Txn>,
     /// payment intent → session id.
     by_pi: HashMap<String, String>,
     idempotency: HashMap<String, Stored>,
@@ -268,6 +283,10 @@ impl StripeSim {
                 post(api::create_refund).get(api::list_refunds),
             )
             .route(
+                "/sim/stripe/v1/balance_transactions",
+                get(api::balance_transactions),
+            )
+            .route(
                 "/sim/stripe/c/pay/{id}",
                 get(pages::checkout).post(pages::submit),
             )
@@ -326,6 +345,11 @@ impl StripeSim {
     /// Fail the next `n` session creates.
     pub fn fail_next_creates(&self, n: u32) {
         self.lock().controls.creation.fail_next = n;
+    }
+
+    /// Lists answer at most `n` items a page whatever `limit` asks (0: as asked).
+    pub fn set_page_cap(&self, n: usize) {
+        self.lock().controls.page_cap = n;
     }
 
     /// Answer every session create only after this delay.
@@ -423,6 +447,15 @@ impl StripeSim {
                 events.reverse();
             }
             st.by_pi.insert(pi.clone(), id.to_owned());
+            if opts.outcome != Outcome::AsyncFailed {
+                let created = self.clock.now_secs();
+                st.txns.push(Txn {
+                    id: object_id("txn_3", 23),
+                    created,
+                    session: id.to_owned(),
+                    refund: None,
+                });
+            }
             if opts.notify == NotifyMode::Hold {
                 st.controls.held.hold((id.to_owned(), events.clone()));
             }
@@ -531,6 +564,36 @@ impl StripeSim {
             "metadata": r.metadata,
             "payment_intent": s.payment_intent,
             "reason": r.reason,
+            "status": "succeeded",
+        })
+    }
+
+    /// The charge behind a paid session (a balance transaction's source).
+    pub(crate) fn charge_json(&self, s: &SessionRec, expand_pi: bool) -> Value {
+        json!({
+            "id": s.payment_intent.as_deref().map(|p| p.replacen("pi_", "ch_", 1)),
+            "object": "charge",
+            "amount": s.amount.minor(),
+            "amount_refunded": s.refunded(),
+            "currency": currency_param(s.amount.currency()),
+            "metadata": {},
+            "paid": true,
+            "payment_intent": self.pi_value(s, expand_pi),
+            "status": "succeeded",
+        })
+    }
+
+    /// A payment intent as an id or, expanded, the object.
+    pub(crate) fn pi_value(&self, s: &SessionRec, expand: bool) -> Value {
+        if !expand {
+            return json!(s.payment_intent);
+        }
+        json!({
+            "id": s.payment_intent,
+            "object": "payment_intent",
+            "amount": s.amount.minor(),
+            "currency": currency_param(s.amount.currency()),
+            "metadata": s.pi_metadata,
             "status": "succeeded",
         })
     }
