@@ -57,6 +57,7 @@ impl StripeSim {
                 currency => code,
                 currency_code => code.to_ascii_lowercase(),
                 id => s.id,
+                reference => s.client_reference_id.as_deref().unwrap_or(""),
                 status => s.status.name(),
                 payment_status => if s.paid { "paid" } else { "unpaid" },
                 action => action,
