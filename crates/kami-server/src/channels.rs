@@ -701,6 +701,7 @@ fn build_settings(
         ChannelSettings::Alipay(s) => Arc::new(s.build(cx)?),
         ChannelSettings::Wechatpay(s) => Arc::new(s.build(cx)?),
         ChannelSettings::Epay(s) => Arc::new(s.build(cx)?),
+        ChannelSettings::Stripe(s) => Arc::new(s.build(cx)?),
     })
 }
 
