@@ -11,6 +11,7 @@ mod http;
 pub mod routing;
 pub mod sandbox;
 pub mod settings;
+pub mod stripe;
 pub mod wechatpay;
 
 pub use bill::{Bill, BillDay, BillEntry, BillRow, BillTotals};
