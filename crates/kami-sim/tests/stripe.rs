@@ -18,8 +18,8 @@ use kami_pay::{
 };
 use kami_sim::stripe::{StripeSim, StripeSimConfig};
 use support::{
-    eventually, fast_schedule, interop_python, listen, merchant_app, new_trade_no, now_ms,
-    serve, workspace_root, Merchant,
+    eventually, fast_schedule, interop_python, listen, merchant_app, new_trade_no, now_ms, serve,
+    workspace_root, Merchant,
 };
 
 const KEY: &str = "sk_test_kami_0123456789";
@@ -114,7 +114,13 @@ impl Env {
         (r.status().as_u16(), r.text().await.unwrap())
     }
 
-    async fn raw_post(&self, path: &str, key: &str, idem: Option<&str>, form: &[(&str, &str)]) -> (u16, serde_json::Value) {
+    async fn raw_post(
+        &self,
+        path: &str,
+        key: &str,
+        idem: Option<&str>,
+        form: &[(&str, &str)],
+    ) -> (u16, serde_json::Value) {
         let mut rb = self
             .http
             .post(format!("{}/sim/stripe{path}", self.base))
@@ -136,7 +142,13 @@ fn trade(req: &CreatePayment, id: &str) -> TradeRef {
     TradeRef::with_ref(req.trade_no.as_str(), Some(id.to_owned()))
 }
 
-fn refund_req(req: &CreatePayment, id: &str, pi: Option<String>, no: &str, minor: i64) -> RefundRequest {
+fn refund_req(
+    req: &CreatePayment,
+    id: &str,
+    pi: Option<String>,
+    no: &str,
+    minor: i64,
+) -> RefundRequest {
     RefundRequest {
         trade_no: req.trade_no.as_str().to_owned(),
         gateway_ref: Some(id.to_owned()),
@@ -154,15 +166,32 @@ async fn pay_with_duplicate_webhooks_query_close_and_refund() {
     let req = env.request(money(1230, Currency::Cny));
     let (page, id) = env.create(&req).await;
     assert!(page.ends_with(&format!("/sim/stripe/c/pay/{id}")), "{page}");
-    assert_eq!(env.channel.query(&trade(&req, &id)).await.unwrap(), TradeState::Waiting);
-    let html = env.http.get(&page).send().await.unwrap().text().await.unwrap();
-    assert!(html.contains("12.30 CNY") && html.contains("VIP 月卡"), "{html}");
+    assert_eq!(
+        env.channel.query(&trade(&req, &id)).await.unwrap(),
+        TradeState::Waiting
+    );
+    let html = env
+        .http
+        .get(&page)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("12.30 CNY") && html.contains("VIP 月卡"),
+        "{html}"
+    );
 
     let (s, body) = env.pay(&page, &[("notify", "duplicate")]).await;
     assert_eq!(s, 200, "{body}");
     let pi = env.sim.payment_intent(&id).unwrap();
     let pi_meta = env.sim.payment_intent_metadata(&id).unwrap();
-    assert_eq!(pi_meta.get("trade_no").map(String::as_str), Some(req.trade_no.as_str()));
+    assert_eq!(
+        pi_meta.get("trade_no").map(String::as_str),
+        Some(req.trade_no.as_str())
+    );
     let verdicts = eventually(
         200,
         || (env.merchant.verdicts().len() >= 2).then(|| env.merchant.verdicts()),
@@ -179,28 +208,59 @@ async fn pay_with_duplicate_webhooks_query_close_and_refund() {
             other => panic!("{other:?}"),
         }
     }
-    assert!(env.merchant.rejected().is_empty(), "{:?}", env.merchant.rejected());
+    assert!(
+        env.merchant.rejected().is_empty(),
+        "{:?}",
+        env.merchant.rejected()
+    );
     assert_eq!(env.sim.notify_stats(&id).unwrap().attempts, 2);
 
-    assert!(matches!(env.channel.query(&trade(&req, &id)).await.unwrap(), TradeState::Paid(c) if c.gateway_trade_no == pi));
+    assert!(
+        matches!(env.channel.query(&trade(&req, &id)).await.unwrap(), TradeState::Paid(c) if c.gateway_trade_no == pi)
+    );
     // A paid session cannot be expired: close reports the payment.
-    assert!(matches!(env.channel.close(&trade(&req, &id)).await.unwrap(), TradeState::Paid(_)));
+    assert!(matches!(
+        env.channel.close(&trade(&req, &id)).await.unwrap(),
+        TradeState::Paid(_)
+    ));
     // Paying again is refused.
     let (s, _) = env.pay(&page, &[]).await;
     assert_eq!(s, 409);
 
     // Partial refund, the same refund again (not twice), then the rest; more is refused.
-    let o = env.channel.refund(&refund_req(&req, &id, Some(pi.clone()), "R1", 230)).await.unwrap();
+    let o = env
+        .channel
+        .refund(&refund_req(&req, &id, Some(pi.clone()), "R1", 230))
+        .await
+        .unwrap();
     assert!(o.settled);
-    let o = env.channel.refund(&refund_req(&req, &id, Some(pi.clone()), "R1", 230)).await.unwrap();
+    let o = env
+        .channel
+        .refund(&refund_req(&req, &id, Some(pi.clone()), "R1", 230))
+        .await
+        .unwrap();
     assert!(o.settled);
-    assert_eq!((env.sim.refunded(&id), env.sim.refund_count(&id)), (Some(230), 1));
+    assert_eq!(
+        (env.sim.refunded(&id), env.sim.refund_count(&id)),
+        (Some(230), 1)
+    );
     // Without the payment intent, the session names it.
-    let o = env.channel.refund(&refund_req(&req, &id, None, "R2", 1000)).await.unwrap();
+    let o = env
+        .channel
+        .refund(&refund_req(&req, &id, None, "R2", 1000))
+        .await
+        .unwrap();
     assert!(o.settled);
     assert_eq!(env.sim.refunded(&id), Some(1230));
-    let e = env.channel.refund(&refund_req(&req, &id, Some(pi), "R3", 1)).await.unwrap_err();
-    assert!(matches!(e, PayError::Gateway { ref code, .. } if code == "charge_already_refunded"), "{e:?}");
+    let e = env
+        .channel
+        .refund(&refund_req(&req, &id, Some(pi), "R3", 1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, PayError::Gateway { ref code, .. } if code == "charge_already_refunded"),
+        "{e:?}"
+    );
 }
 
 #[tokio::test]
@@ -215,7 +275,10 @@ async fn idempotency_keys_behave_like_stripes() {
     let mut other = req.clone();
     other.amount = money(600, Currency::Usd);
     let e = env.channel.create(&other).await.unwrap_err();
-    assert!(matches!(e, PayError::Gateway { ref code, .. } if code == "idempotency_error"), "{e:?}");
+    assert!(
+        matches!(e, PayError::Gateway { ref code, .. } if code == "idempotency_error"),
+        "{e:?}"
+    );
 
     let form = [
         ("mode", "payment"),
@@ -225,34 +288,73 @@ async fn idempotency_keys_behave_like_stripes() {
         ("line_items[0][price_data][product_data][name]", "x"),
         ("line_items[0][quantity]", "1"),
     ];
-    let (s, a) = env.raw_post("/v1/checkout/sessions", KEY, Some("k1"), &form).await;
+    let (s, a) = env
+        .raw_post("/v1/checkout/sessions", KEY, Some("k1"), &form)
+        .await;
     assert_eq!(s, 200, "{a}");
-    let (s, b) = env.raw_post("/v1/checkout/sessions", KEY, Some("k1"), &form).await;
-    assert_eq!((s, &b["id"], &b["_replayed"]), (200, &a["id"], &serde_json::json!(true)));
-    let (s, e) = env.raw_post("/v1/refunds", KEY, Some("k1"), &[("payment_intent", "pi_x")]).await;
-    assert_eq!((s, e["error"]["type"].as_str()), (400, Some("idempotency_error")), "{e}");
+    let (s, b) = env
+        .raw_post("/v1/checkout/sessions", KEY, Some("k1"), &form)
+        .await;
+    assert_eq!(
+        (s, &b["id"], &b["_replayed"]),
+        (200, &a["id"], &serde_json::json!(true))
+    );
+    let (s, e) = env
+        .raw_post(
+            "/v1/refunds",
+            KEY,
+            Some("k1"),
+            &[("payment_intent", "pi_x")],
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"]["type"].as_str()),
+        (400, Some("idempotency_error")),
+        "{e}"
+    );
     // A refused request stores nothing: the key is still free.
     let mut bad = form.to_vec();
     bad.push(("surprise", "1"));
-    let (s, e) = env.raw_post("/v1/checkout/sessions", KEY, Some("k2"), &bad).await;
-    assert_eq!((s, e["error"]["code"].as_str(), e["error"]["param"].as_str()), (400, Some("parameter_unknown"), Some("surprise")));
-    let (s, _) = env.raw_post("/v1/checkout/sessions", KEY, Some("k2"), &form).await;
+    let (s, e) = env
+        .raw_post("/v1/checkout/sessions", KEY, Some("k2"), &bad)
+        .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str(), e["error"]["param"].as_str()),
+        (400, Some("parameter_unknown"), Some("surprise"))
+    );
+    let (s, _) = env
+        .raw_post("/v1/checkout/sessions", KEY, Some("k2"), &form)
+        .await;
     assert_eq!(s, 200);
     // expires_at outside 30 min..24 h.
     let soon = (support::now_secs() + 600).to_string();
     let mut early = form.to_vec();
     early.push(("expires_at", &soon));
-    let (s, e) = env.raw_post("/v1/checkout/sessions", KEY, None, &early).await;
-    assert_eq!((s, e["error"]["param"].as_str()), (400, Some("expires_at")), "{e}");
+    let (s, e) = env
+        .raw_post("/v1/checkout/sessions", KEY, None, &early)
+        .await;
+    assert_eq!(
+        (s, e["error"]["param"].as_str()),
+        (400, Some("expires_at")),
+        "{e}"
+    );
     // A wrong key.
-    let (s, e) = env.raw_post("/v1/checkout/sessions", "sk_test_wrong", None, &form).await;
+    let (s, e) = env
+        .raw_post("/v1/checkout/sessions", "sk_test_wrong", None, &form)
+        .await;
     assert_eq!(s, 401, "{e}");
     let wrong = channel(&env.base, "sk_test_wrong", WHSEC);
     // Even a query with nothing to look up asks Stripe (the console's test button).
     let e = wrong.query(&TradeRef::new("K1A1")).await.unwrap_err();
     assert!(matches!(e, PayError::Gateway { .. }), "{e:?}");
-    let e = wrong.create(&env.request(money(100, Currency::Usd))).await.unwrap_err();
-    assert!(matches!(e, PayError::Gateway { ref message, .. } if message.contains("Invalid API Key")), "{e:?}");
+    let e = wrong
+        .create(&env.request(money(100, Currency::Usd)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, PayError::Gateway { ref message, .. } if message.contains("Invalid API Key")),
+        "{e:?}"
+    );
 }
 
 #[tokio::test]
@@ -260,10 +362,16 @@ async fn an_expired_session_cannot_be_paid_and_says_so() {
     let env = start().await;
     let req = env.request(money(500, Currency::Jpy));
     let (page, id) = env.create(&req).await;
-    assert_eq!(env.channel.close(&trade(&req, &id)).await.unwrap(), TradeState::Closed);
+    assert_eq!(
+        env.channel.close(&trade(&req, &id)).await.unwrap(),
+        TradeState::Closed
+    );
     assert_eq!(env.sim.session_status(&id), Some("expired"));
     // Closing again: Stripe refuses, the session reads closed.
-    assert_eq!(env.channel.close(&trade(&req, &id)).await.unwrap(), TradeState::Closed);
+    assert_eq!(
+        env.channel.close(&trade(&req, &id)).await.unwrap(),
+        TradeState::Closed
+    );
     let (s, _) = env.pay(&page, &[]).await;
     assert_eq!(s, 409);
     let v = eventually(
@@ -272,10 +380,16 @@ async fn an_expired_session_cannot_be_paid_and_says_so() {
         || env.merchant.rejected(),
     )
     .await;
-    assert!(matches!(v, NotifyVerdict::NotPaid { ref status, .. } if status.starts_with("checkout.session.expired")), "{v:?}");
+    assert!(
+        matches!(v, NotifyVerdict::NotPaid { ref status, .. } if status.starts_with("checkout.session.expired")),
+        "{v:?}"
+    );
     // Without a session id there is nothing to ask.
     let bare = TradeRef::new(req.trade_no.as_str());
-    assert_eq!(env.channel.query(&bare).await.unwrap(), TradeState::NotFound);
+    assert_eq!(
+        env.channel.query(&bare).await.unwrap(),
+        TradeState::NotFound
+    );
 }
 
 #[tokio::test]
@@ -285,7 +399,10 @@ async fn delayed_payments_out_of_order_and_rolled_secrets() {
     let req = env.request(money(990, Currency::Eur));
     let (page, id) = env.create(&req).await;
     let (s, body) = env
-        .pay(&page, &[("outcome", "async_succeeded"), ("notify", "reorder")])
+        .pay(
+            &page,
+            &[("outcome", "async_succeeded"), ("notify", "reorder")],
+        )
         .await;
     assert_eq!(s, 200, "{body}");
     let v = eventually(
@@ -295,8 +412,14 @@ async fn delayed_payments_out_of_order_and_rolled_secrets() {
     )
     .await;
     // The success arrives first, the stale `completed` (unpaid) after it.
-    assert!(matches!(&v[0], NotifyVerdict::Paid(c) if c.trade_no == req.trade_no.as_str()), "{v:?}");
-    assert!(matches!(&v[1], NotifyVerdict::NotPaid { status, .. } if status == "checkout.session.completed: unpaid"), "{v:?}");
+    assert!(
+        matches!(&v[0], NotifyVerdict::Paid(c) if c.trade_no == req.trade_no.as_str()),
+        "{v:?}"
+    );
+    assert!(
+        matches!(&v[1], NotifyVerdict::NotPaid { status, .. } if status == "checkout.session.completed: unpaid"),
+        "{v:?}"
+    );
 
     let req = env.request(money(990, Currency::Eur));
     let (page, id2) = env.create(&req).await;
@@ -307,8 +430,16 @@ async fn delayed_payments_out_of_order_and_rolled_secrets() {
         || env.merchant.rejected(),
     )
     .await;
-    assert!(v[2..].iter().all(|v| matches!(v, NotifyVerdict::NotPaid { .. })), "{v:?}");
-    assert_eq!(env.channel.query(&trade(&req, &id2)).await.unwrap(), TradeState::Waiting);
+    assert!(
+        v[2..]
+            .iter()
+            .all(|v| matches!(v, NotifyVerdict::NotPaid { .. })),
+        "{v:?}"
+    );
+    assert_eq!(
+        env.channel.query(&trade(&req, &id2)).await.unwrap(),
+        TradeState::Waiting
+    );
     assert!(env.sim.session_status(&id).is_some());
 }
 
@@ -337,7 +468,10 @@ async fn the_days_balance_transactions_are_kamis_bill() {
     }
     let (req, id) = &paid[0];
     let pi = env.sim.payment_intent(id);
-    env.channel.refund(&refund_req(req, id, pi.clone(), "R9", 230)).await.unwrap();
+    env.channel
+        .refund(&refund_req(req, id, pi.clone(), "R9", 230))
+        .await
+        .unwrap();
     // A payment another integration made on the account: not kami's, left out.
     let form = [
         ("mode", "payment"),
@@ -347,7 +481,9 @@ async fn the_days_balance_transactions_are_kamis_bill() {
         ("line_items[0][price_data][product_data][name]", "x"),
         ("line_items[0][quantity]", "1"),
     ];
-    let (_, foreign) = env.raw_post("/v1/checkout/sessions", KEY, None, &form).await;
+    let (_, foreign) = env
+        .raw_post("/v1/checkout/sessions", KEY, None, &form)
+        .await;
     let url = foreign["url"].as_str().unwrap().to_owned();
     env.pay(&url, &[("notify", "drop")]).await;
 
@@ -362,13 +498,20 @@ async fn the_days_balance_transactions_are_kamis_bill() {
         let row = bill
             .rows
             .iter()
-            .find(|r| r.trade_no == req.trade_no.as_str() && r.entry == kami_pay::BillEntry::Payment)
+            .find(|r| {
+                r.trade_no == req.trade_no.as_str() && r.entry == kami_pay::BillEntry::Payment
+            })
             .unwrap_or_else(|| panic!("{bill:?}"));
-        assert_eq!(Some(row.gateway_trade_no.clone()), env.sim.payment_intent(id));
+        assert_eq!(
+            Some(row.gateway_trade_no.clone()),
+            env.sim.payment_intent(id)
+        );
         assert_eq!(row.amount, req.amount);
     }
     assert!(bill.rows.iter().any(|r| r.entry
-        == kami_pay::BillEntry::Refund { refund_no: "R9".into() }
+        == kami_pay::BillEntry::Refund {
+            refund_no: "R9".into()
+        }
         && Some(r.gateway_trade_no.clone()) == pi));
     let yesterday = today.previous_day().unwrap();
     assert!(env.channel.bill(yesterday).await.unwrap().rows.is_empty());
@@ -390,7 +533,10 @@ async fn interop_with_the_official_stripe_package() {
     let req = env.request(money(1230, Currency::Cny));
     let form = env.channel.session_form_for(&req, now);
     let (_, id) = env.create(&req).await;
-    let body = env.sim.event_body(&id, "checkout.session.completed").unwrap();
+    let body = env
+        .sim
+        .event_body(&id, "checkout.session.completed")
+        .unwrap();
     let header = env.sim.sign(body.as_bytes(), now);
     let dir = std::env::temp_dir().join(format!("kami-stripe-interop-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -76,8 +76,8 @@ pub(super) fn row(t: &BalanceTransaction) -> Result<Option<BillRow>, PayError> {
         .and_then(Value::as_i64)
         .filter(|a| *a > 0)
         .ok_or_else(|| malformed(format!("{}: no positive amount", clip(&t.id))))?;
-    let currency =
-        str_field(src, "currency").ok_or_else(|| malformed(format!("{}: no currency", clip(&t.id))))?;
+    let currency = str_field(src, "currency")
+        .ok_or_else(|| malformed(format!("{}: no currency", clip(&t.id))))?;
     let entry = if refund {
         BillEntry::Refund {
             refund_no: src
@@ -131,7 +131,10 @@ impl StripeChannel {
                 .last()
                 .ok_or_else(|| malformed("has_more with an empty page"))?;
             if !super::valid_object_id(&last.id, "txn_") {
-                return Err(malformed(format!("odd transaction id {:?}", clip(&last.id))));
+                return Err(malformed(format!(
+                    "odd transaction id {:?}",
+                    clip(&last.id)
+                )));
             }
             after = Some(last.id.clone());
         }

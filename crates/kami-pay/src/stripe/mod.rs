@@ -66,8 +66,9 @@ use kami_core::{ChannelId, Method, SharedClock};
 use crate::common::form::clip;
 use crate::http::send;
 use crate::{
-    Ack, AckResponse, Bill, BillDay, CreatePayment, Created, NotifyVerdict, PayError, PaymentAction,
-    PaymentChannel, RawNotification, RefundOutcome, RefundRequest, TradeRef, TradeState,
+    Ack, AckResponse, Bill, BillDay, CreatePayment, Created, NotifyVerdict, PayError,
+    PaymentAction, PaymentChannel, RawNotification, RefundOutcome, RefundRequest, TradeRef,
+    TradeState,
 };
 
 pub use bill::day_bounds;
@@ -77,9 +78,8 @@ pub use sign::{
     DEFAULT_TOLERANCE_SECS, SCHEME,
 };
 pub use wire::{
-    currency_param, expires_at, money, parse_currency, refund_form, session_form, Event,
-    Refund, Session, EXPIRY_MARGIN_SECS, MAX_EXPIRY_SECS, MIN_EXPIRY_SECS, REFUND_NO_KEY,
-    TRADE_NO_KEY,
+    currency_param, expires_at, money, parse_currency, refund_form, session_form, Event, Refund,
+    Session, EXPIRY_MARGIN_SECS, MAX_EXPIRY_SECS, MIN_EXPIRY_SECS, REFUND_NO_KEY, TRADE_NO_KEY,
 };
 
 /// Stripe's API host.
@@ -405,7 +405,10 @@ impl StripeChannel {
             )
             .await?;
         let list: wire::List<Refund> = wire::json(&body, "refund list")?;
-        Ok(list.data.into_iter().find(|r| r.refund_no() == Some(refund_no)))
+        Ok(list
+            .data
+            .into_iter()
+            .find(|r| r.refund_no() == Some(refund_no)))
     }
 
     async fn post_refund(&self, pi: &str, req: &RefundRequest) -> Result<Refund, PayError> {

@@ -112,7 +112,15 @@ fn only_old_timestamps_are_refused_after_the_signature() {
 
 #[test]
 fn headers_without_timestamp_or_v1_do_not_parse() {
-    for h in ["", "v1=abc", "t=", "t=12a,v1=ab", "t=-5,v1=ab", "garbage", "t=1"] {
+    for h in [
+        "",
+        "v1=abc",
+        "t=",
+        "t=12a,v1=ab",
+        "t=-5,v1=ab",
+        "garbage",
+        "t=1",
+    ] {
         assert_eq!(parse_header(h), Err(SignatureFailure::Unparsable), "{h}");
     }
     assert_eq!(parse_header("t=5,v1=a,v1=b"), Ok((5, vec!["a", "b"])));
@@ -212,7 +220,11 @@ fn unpaid_failed_and_expired_sessions_are_not_payments() {
     let ch = channel();
     let cases = [
         ("checkout.session.completed", "unpaid", "complete"),
-        ("checkout.session.async_payment_failed", "unpaid", "complete"),
+        (
+            "checkout.session.async_payment_failed",
+            "unpaid",
+            "complete",
+        ),
         ("checkout.session.expired", "unpaid", "expired"),
         // A paid-looking body under an event that does not mean payment.
         ("checkout.session.expired", "paid", "complete"),
@@ -255,25 +267,19 @@ fn binding_that_disagrees_is_refused() {
     let ch = channel();
     let mut s = session("K4A1");
     s["client_reference_id"] = json!("K9A1");
-    let m = malformed(ch.verify_notification_at(
-        &signed(&event("checkout.session.completed", s)),
-        NOW,
-    ));
+    let m =
+        malformed(ch.verify_notification_at(&signed(&event("checkout.session.completed", s)), NOW));
     assert!(m.contains("disagree"), "{m}");
     let mut s = session("K4A1");
     s["metadata"] = json!({});
-    malformed(ch.verify_notification_at(
-        &signed(&event("checkout.session.completed", s)),
-        NOW,
-    ));
+    malformed(ch.verify_notification_at(&signed(&event("checkout.session.completed", s)), NOW));
     // A paid session needs its payment intent, amount and currency.
     for field in ["payment_intent", "amount_total", "currency"] {
         let mut s = session("K4A1");
         s[field] = json!(null);
-        let m = malformed(ch.verify_notification_at(
-            &signed(&event("checkout.session.completed", s)),
-            NOW,
-        ));
+        let m = malformed(
+            ch.verify_notification_at(&signed(&event("checkout.session.completed", s)), NOW),
+        );
         assert!(m.contains(field), "{field}: {m}");
     }
 }
@@ -287,8 +293,14 @@ fn tampered_or_stale_webhooks_are_refused() {
     for (from, to) in [
         ("\"amount_total\":1230", "\"amount_total\":1"),
         ("\"currency\":\"cny\"", "\"currency\":\"usd\""),
-        ("\"client_reference_id\":\"K5A1\"", "\"client_reference_id\":\"K6A1\""),
-        ("\"payment_status\":\"paid\"", "\"payment_status\":\"unpaid\""),
+        (
+            "\"client_reference_id\":\"K5A1\"",
+            "\"client_reference_id\":\"K6A1\"",
+        ),
+        (
+            "\"payment_status\":\"paid\"",
+            "\"payment_status\":\"unpaid\"",
+        ),
     ] {
         let text = String::from_utf8(body.clone()).unwrap();
         assert!(text.contains(from), "{from} in {text}");
@@ -325,23 +337,35 @@ fn acks_are_what_stripe_expects() {
     let ok = ch.ack(Ack::Success);
     assert_eq!((ok.status, ok.body.as_str()), (200, r#"{"received":true}"#));
     let fail = ch.ack(Ack::Failure);
-    assert!(!(200..300).contains(&fail.status), "any non-2xx makes Stripe resend");
+    assert!(
+        !(200..300).contains(&fail.status),
+        "any non-2xx makes Stripe resend"
+    );
 }
 
 #[test]
 fn expiry_is_moved_into_stripes_window() {
     let now = 1_800_000_000; // a whole minute
-    // A 15-minute order: the earliest Stripe takes, with the margin, rounded up.
+                             // A 15-minute order: the earliest Stripe takes, with the margin, rounded up.
     let t = expires_at(now, now + 15 * 60);
-    assert!(t >= now + MIN_EXPIRY_SECS + EXPIRY_MARGIN_SECS && t < now + 34 * 60, "{t}");
+    assert!(
+        t >= now + MIN_EXPIRY_SECS + EXPIRY_MARGIN_SECS && t < now + 34 * 60,
+        "{t}"
+    );
     assert_eq!(t % 60, 0);
     // Inside the window: the deadline itself (to the minute).
     assert_eq!(expires_at(now, now + 3 * 3600), now + 3 * 3600);
     // Beyond a day: the latest Stripe takes.
     let t = expires_at(now, now + 3 * 86400);
-    assert!(t <= now + MAX_EXPIRY_SECS - EXPIRY_MARGIN_SECS && t > now + 23 * 3600, "{t}");
+    assert!(
+        t <= now + MAX_EXPIRY_SECS - EXPIRY_MARGIN_SECS && t > now + 23 * 3600,
+        "{t}"
+    );
     // The same minute gives the same value (a retried create sends the same form).
-    assert_eq!(expires_at(now + 1, now + 60), expires_at(now + 30, now + 60));
+    assert_eq!(
+        expires_at(now + 1, now + 60),
+        expires_at(now + 30, now + 60)
+    );
 }
 
 #[test]
@@ -359,11 +383,17 @@ fn the_create_form_binds_the_trade_and_prices_in_minor_units() {
     assert_eq!(get("payment_method_types[0]"), Some("card"));
     assert_eq!(get("line_items[0][price_data][currency]"), Some("usd"));
     assert_eq!(get("line_items[0][price_data][unit_amount]"), Some("1230"));
-    assert_eq!(get("line_items[0][price_data][product_data][name]"), Some("VIP 月卡"));
+    assert_eq!(
+        get("line_items[0][price_data][product_data][name]"),
+        Some("VIP 月卡")
+    );
     assert_eq!(get("line_items[0][quantity]"), Some("1"));
     assert_eq!(get("client_reference_id"), Some("K20260101A1"));
     assert_eq!(get("metadata[trade_no]"), Some("K20260101A1"));
-    assert_eq!(get("payment_intent_data[metadata][trade_no]"), Some("K20260101A1"));
+    assert_eq!(
+        get("payment_intent_data[metadata][trade_no]"),
+        Some("K20260101A1")
+    );
     assert_eq!(get("expires_at"), Some("1800002000"));
     assert_eq!(checkout_idempotency_key("K1A1"), "kami-checkout-K1A1");
     let refund = refund_form(
@@ -390,7 +420,9 @@ fn the_create_form_binds_the_trade_and_prices_in_minor_units() {
 fn sessions_read_as_trade_states() {
     let read = |v: serde_json::Value| serde_json::from_value::<Session>(v).unwrap();
     let s = read(session("K7A1"));
-    assert!(matches!(s.state_for("K7A1"), Ok(TradeState::Paid(c)) if c.gateway_trade_no == "pi_3Abc"));
+    assert!(
+        matches!(s.state_for("K7A1"), Ok(TradeState::Paid(c)) if c.gateway_trade_no == "pi_3Abc")
+    );
     assert!(s.state_for("K8A1").is_err(), "bound to another trade");
     let mut open = session("K7A1");
     open["status"] = json!("open");
@@ -403,7 +435,10 @@ fn sessions_read_as_trade_states() {
     assert_eq!(read(expired).state_for("K7A1").unwrap(), TradeState::Closed);
     let mut processing = session("K7A1");
     processing["payment_status"] = json!("unpaid");
-    assert_eq!(read(processing).state_for("K7A1").unwrap(), TradeState::Waiting);
+    assert_eq!(
+        read(processing).state_for("K7A1").unwrap(),
+        TradeState::Waiting
+    );
     let mut expanded = session("K7A1");
     expanded["payment_intent"] = json!({"id": "pi_9", "object": "payment_intent"});
     assert_eq!(read(expanded).payment_intent_id(), Some("pi_9"));
@@ -412,7 +447,14 @@ fn sessions_read_as_trade_states() {
 #[test]
 fn object_ids_are_checked_before_they_reach_a_path() {
     assert!(valid_object_id("cs_test_a1B2", "cs_"));
-    for bad in ["cs_", "pi_1", "cs_../../v1/refunds", "cs_a?x=1", "cs_a/expire", ""] {
+    for bad in [
+        "cs_",
+        "pi_1",
+        "cs_../../v1/refunds",
+        "cs_a?x=1",
+        "cs_a/expire",
+        "",
+    ] {
         assert!(!valid_object_id(bad, "cs_"), "{bad}");
     }
 }
@@ -423,7 +465,10 @@ fn api_errors_name_stripes_code() {
         400,
         br#"{"error":{"type":"idempotency_error","message":"Keys for idempotent requests can only be used with the same parameters they were first used with."}}"#,
     );
-    assert!(matches!(e, PayError::Gateway { ref code, .. } if code == "idempotency_error"), "{e:?}");
+    assert!(
+        matches!(e, PayError::Gateway { ref code, .. } if code == "idempotency_error"),
+        "{e:?}"
+    );
     let e = wire::api_error(
         404,
         br#"{"error":{"type":"invalid_request_error","code":"resource_missing","message":"No such checkout.session: 'cs_x'"}}"#,

@@ -102,13 +102,13 @@ pub fn session_form(
         ("cancel_url", cancel_url.to_owned()),
         ("client_reference_id", cut(trade_no, MAX_REFERENCE_CHARS)),
         ("metadata[trade_no]", trade_no.to_owned()),
-        ("payment_intent_data[metadata][trade_no]", trade_no.to_owned()),
+        (
+            "payment_intent_data[metadata][trade_no]",
+            trade_no.to_owned(),
+        ),
         ("expires_at", expires_at.to_string()),
     ];
-    pairs
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
 /// The form of `POST /v1/refunds`.
@@ -179,7 +179,10 @@ impl Session {
     /// must both name it. `Ok(None)`: neither is set (a session another integration on the
     /// same account created); one set without the other, or the two disagreeing, is refused.
     pub fn bound_trade_no(&self) -> Result<Option<&str>, PayError> {
-        match (self.client_reference_id.as_deref(), self.metadata_trade_no()) {
+        match (
+            self.client_reference_id.as_deref(),
+            self.metadata_trade_no(),
+        ) {
             (None, None) => Ok(None),
             (Some(a), Some(b)) if a == b && !a.is_empty() => Ok(Some(a)),
             _ => Err(PayError::Malformed(

@@ -50,25 +50,42 @@ async fn duplicate_webhooks_deliver_once_and_refunds_go_back_to_stripe(backend: 
     assert_eq!(v["cards"].as_array().unwrap().len(), 1);
     // Both copies acknowledged, one delivery.
     for _ in 0..100 {
-        if gw.stripe.notify_stats(&id).is_some_and(|s| s.delivered && s.attempts >= 2) {
+        if gw
+            .stripe
+            .notify_stats(&id)
+            .is_some_and(|s| s.delivered && s.attempts >= 2)
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert!(gw.stripe.notify_stats(&id).unwrap().delivered);
     assert_eq!(
-        app.metric("kami_notifications_total{outcome=\"delivered\"}").await,
+        app.metric("kami_notifications_total{outcome=\"delivered\"}")
+            .await,
         1
     );
     let no = order["order_no"].as_str().unwrap();
     let detail = app.admin_order(no).await;
-    assert!(detail.to_string().contains(&gw.stripe.payment_intent(&id).unwrap()),
-        "the payment intent is the gateway trade number: {detail}");
+    assert!(
+        detail
+            .to_string()
+            .contains(&gw.stripe.payment_intent(&id).unwrap()),
+        "the payment intent is the gateway trade number: {detail}"
+    );
 
     let (s, r) = app.refund(no, json!({"amount": 230})).await;
-    assert_eq!((s, r["order_status"].as_str()), (200, Some("partially_refunded")), "{r}");
+    assert_eq!(
+        (s, r["order_status"].as_str()),
+        (200, Some("partially_refunded")),
+        "{r}"
+    );
     let (s, r) = app.refund(no, json!({})).await;
-    assert_eq!((s, r["order_status"].as_str(), r["amount"].as_i64()), (200, Some("refunded"), Some(1000)), "{r}");
+    assert_eq!(
+        (s, r["order_status"].as_str(), r["amount"].as_i64()),
+        (200, Some("refunded"), Some(1000)),
+        "{r}"
+    );
     assert_eq!(gw.stripe.refunded(&id), Some(1230));
     assert_eq!(gw.stripe.refund_count(&id), 2);
 }
@@ -84,16 +101,20 @@ async fn every_tampered_webhook_field_is_refused(backend: Backend) {
     let secret = gw.merchant_keys().unwrap().stripe_webhook_secret;
     // The event Stripe would send had the buyer paid (the session stays open at the
     // simulator, so kami's own checks find nothing meanwhile).
-    let mut event: Value =
-        serde_json::from_str(&gw.stripe.event_body(&id, "checkout.session.completed").unwrap())
-            .unwrap();
+    let mut event: Value = serde_json::from_str(
+        &gw.stripe
+            .event_body(&id, "checkout.session.completed")
+            .unwrap(),
+    )
+    .unwrap();
     let obj = &mut event["data"]["object"];
     obj["status"] = json!("complete");
     obj["payment_status"] = json!("paid");
     obj["payment_intent"] = json!("pi_3EngineTest");
     obj["url"] = json!(null);
     let genuine = event.to_string();
-    let sign = |body: &str, t: i64| kami_pay::stripe::signature_header(&[&secret], t, body.as_bytes());
+    let sign =
+        |body: &str, t: i64| kami_pay::stripe::signature_header(&[&secret], t, body.as_bytes());
 
     // Signed by Stripe but wrong for this order: never delivered.
     // Amount and currency mismatches and broken bindings are refused (400: not
@@ -104,7 +125,11 @@ async fn every_tampered_webhook_field_is_refused(backend: Backend) {
         ("currency", json!("usd"), 400),
         ("client_reference_id", json!(format!("{no}X")), 400),
         ("payment_status", json!("unpaid"), 200),
-        ("metadata", json!({"trade_no": "K20990101000000000000000000"}), 400),
+        (
+            "metadata",
+            json!({"trade_no": "K20990101000000000000000000"}),
+            400,
+        ),
     ];
     for (field, value, want) in signed_cases {
         let mut e = event.clone();
@@ -120,7 +145,8 @@ async fn every_tampered_webhook_field_is_refused(backend: Backend) {
     assert_eq!(s, 400, "body changed after signing");
     let (s, _) = post_webhook(&app, "stripe-sim", &genuine, &sign(&genuine, now() - 301)).await;
     assert_eq!(s, 400, "older than 300 s");
-    let other = kami_pay::stripe::signature_header(&["whsec_not_the_endpoints"], now(), genuine.as_bytes());
+    let other =
+        kami_pay::stripe::signature_header(&["whsec_not_the_endpoints"], now(), genuine.as_bytes());
     let (s, _) = post_webhook(&app, "stripe-sim", &genuine, &other).await;
     assert_eq!(s, 400, "another secret");
     let r = app
@@ -150,7 +176,8 @@ async fn every_tampered_webhook_field_is_refused(backend: Backend) {
     );
     assert!(outcomes.iter().any(|o| o == "not_paid"), "{outcomes:?}");
     assert_eq!(
-        app.metric("kami_notifications_total{outcome=\"rejected\"}").await,
+        app.metric("kami_notifications_total{outcome=\"rejected\"}")
+            .await,
         6,
         "the two broken bindings and the four forged ones"
     );
@@ -163,7 +190,8 @@ async fn every_tampered_webhook_field_is_refused(backend: Backend) {
     let (s, _) = post_webhook(&app, "stripe-sim", &genuine, &sign(&genuine, now() + 5)).await;
     assert_eq!(s, 200);
     assert_eq!(
-        app.metric("kami_notifications_total{outcome=\"duplicate\"}").await,
+        app.metric("kami_notifications_total{outcome=\"duplicate\"}")
+            .await,
         1
     );
     assert_eq!(app.stock("safe").await, json!(2));
@@ -176,7 +204,12 @@ async fn sessions_close_at_the_deadline(backend: Backend) {
     app.create_product("late", 500, "auto").await;
     app.import_keys("late", 4).await;
     let unpaid = app.order_via("late", "card", "pc").await;
-    let _ = app.http.get(unpaid["payment"]["url"].as_str().unwrap()).send().await.unwrap();
+    let _ = app
+        .http
+        .get(unpaid["payment"]["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
     // Paid, its webhook lost: found when kami asks (or closes) instead.
     let quiet = app.order_via("late", "card", "mobile").await;
     let (s, body) = app.pay_in_browser(&quiet, "drop").await;
@@ -184,7 +217,11 @@ async fn sessions_close_at_the_deadline(backend: Backend) {
     assert_eq!(app.wait_settled_for(&unpaid, 60).await["status"], "expired");
     assert_eq!(app.wait_settled(&quiet).await["status"], "delivered");
     let id = session_id(&unpaid);
-    assert_eq!(gw.stripe.session_status(&id), Some("expired"), "kami expired the session");
+    assert_eq!(
+        gw.stripe.session_status(&id),
+        Some("expired"),
+        "kami expired the session"
+    );
     // The buyer's page can no longer take money.
     let r = app
         .http
@@ -205,7 +242,10 @@ async fn a_delayed_payment_out_of_order_is_delivered_once(backend: Backend) {
     app.import_keys("slow", 3).await;
     let ok = app.order_via("slow", "card", "pc").await;
     let (s, body) = app
-        .pay_in_browser_with(&ok, &[("outcome", "async_succeeded"), ("notify", "reorder")])
+        .pay_in_browser_with(
+            &ok,
+            &[("outcome", "async_succeeded"), ("notify", "reorder")],
+        )
         .await;
     assert_eq!(s, 200, "{body}");
     assert_eq!(app.wait_settled(&ok).await["status"], "delivered");
@@ -222,7 +262,10 @@ async fn a_delayed_payment_out_of_order_is_delivered_once(backend: Backend) {
             0,
         )
         .await;
-    assert_eq!(v["status"], "pending", "a failed delayed payment delivers nothing: {v}");
+    assert_eq!(
+        v["status"], "pending",
+        "a failed delayed payment delivers nothing: {v}"
+    );
     assert_eq!(app.admin_orders("delivered").await.len(), 1);
 }
 both_backends!(a_delayed_payment_out_of_order_is_delivered_once);
@@ -246,8 +289,12 @@ async fn a_stripe_channel_added_through_the_api_keeps_its_secrets(backend: Backe
     assert_eq!(s, 201, "{v}");
     assert_eq!(v["keys_set"], json!(["secret_key", "webhook_secret"]));
     let listed = app.admin_get("/api/v1/admin/channels").await.to_string();
-    assert!(!listed.contains(&keys.stripe_secret_key) && !listed.contains(&keys.stripe_webhook_secret));
-    let (s, t) = app.admin_post("/api/v1/admin/channels/stripe-db/test", json!({})).await;
+    assert!(
+        !listed.contains(&keys.stripe_secret_key) && !listed.contains(&keys.stripe_webhook_secret)
+    );
+    let (s, t) = app
+        .admin_post("/api/v1/admin/channels/stripe-db/test", json!({}))
+        .await;
     assert_eq!((s, t["ok"].as_bool()), (200, Some(true)), "{t}");
 
     let order = app.order_via("vip", "card", "pc").await;

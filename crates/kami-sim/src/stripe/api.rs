@@ -14,7 +14,7 @@ use kami_pay::form::parse_form;
 use serde_json::{json, Value};
 
 use super::{
-    object_id, Txn, RefundRec, SessionRec, Status, Stored, StripeSim, IDEMPOTENCY_TTL_SECS,
+    object_id, RefundRec, SessionRec, Status, Stored, StripeSim, Txn, IDEMPOTENCY_TTL_SECS,
 };
 use kami_pay::stripe::{MAX_EXPIRY_SECS, MIN_EXPIRY_SECS};
 
@@ -53,10 +53,7 @@ fn respond((status, body): (StatusCode, String), replayed: bool) -> Response {
         status,
         [
             (header::CONTENT_TYPE, "application/json"),
-            (
-                header::HeaderName::from_static("request-id"),
-                "req_sim",
-            ),
+            (header::HeaderName::from_static("request-id"), "req_sim"),
         ],
         body,
     )
@@ -85,7 +82,9 @@ impl StripeSim {
                     return Some(k.trim().to_owned());
                 }
                 let b = v.strip_prefix("Basic ")?;
-                let raw = base64::engine::general_purpose::STANDARD.decode(b.trim()).ok()?;
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(b.trim())
+                    .ok()?;
                 let text = String::from_utf8(raw).ok()?;
                 Some(text.split(':').next().unwrap_or("").to_owned())
             });
@@ -183,12 +182,19 @@ impl StripeSim {
         }
     }
 
-    fn create(&self, form: &Form, origin: String) -> Result<(StatusCode, String), (StatusCode, String)> {
+    fn create(
+        &self,
+        form: &Form,
+        origin: String,
+    ) -> Result<(StatusCode, String), (StatusCode, String)> {
         let mut metadata = BTreeMap::new();
         let mut pi_metadata = BTreeMap::new();
         let mut fields: BTreeMap<&str, &str> = BTreeMap::new();
         for (k, v) in form {
-            if let Some(m) = k.strip_prefix("metadata[").and_then(|r| r.strip_suffix(']')) {
+            if let Some(m) = k
+                .strip_prefix("metadata[")
+                .and_then(|r| r.strip_suffix(']'))
+            {
                 metadata_entry(&mut metadata, m, v, k)?;
             } else if let Some(m) = k
                 .strip_prefix("payment_intent_data[metadata][")
@@ -220,13 +226,17 @@ impl StripeSim {
             }
         }
         let need = |k: &'static str| {
-            fields.get(k).copied().filter(|v| !v.is_empty()).ok_or_else(|| {
-                invalid(
-                    Some("parameter_missing"),
-                    &format!("Missing required param: {k}."),
-                    Some(k),
-                )
-            })
+            fields
+                .get(k)
+                .copied()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| {
+                    invalid(
+                        Some("parameter_missing"),
+                        &format!("Missing required param: {k}."),
+                        Some(k),
+                    )
+                })
         };
         if need("mode")? != "payment" {
             return Err(invalid(
@@ -245,9 +255,13 @@ impl StripeSim {
             }
         }
         let success_url = need("success_url")?;
-        for (k, u) in [("success_url", Some(success_url)), ("cancel_url", fields.get("cancel_url").copied())] {
+        for (k, u) in [
+            ("success_url", Some(success_url)),
+            ("cancel_url", fields.get("cancel_url").copied()),
+        ] {
             if let Some(u) = u {
-                if reqwest::Url::parse(u).map_or(true, |p| !matches!(p.scheme(), "http" | "https")) {
+                if reqwest::Url::parse(u).map_or(true, |p| !matches!(p.scheme(), "http" | "https"))
+                {
                     return Err(invalid(Some("url_invalid"), "Not a valid URL", Some(k)));
                 }
             }
@@ -285,9 +299,9 @@ impl StripeSim {
         let expires_at = match fields.get("expires_at") {
             None => now + MAX_EXPIRY_SECS,
             Some(t) => {
-                let t: i64 = t.parse().map_err(|_| {
-                    invalid(None, "Invalid timestamp", Some("expires_at"))
-                })?;
+                let t: i64 = t
+                    .parse()
+                    .map_err(|_| invalid(None, "Invalid timestamp", Some("expires_at")))?;
                 if t < now + MIN_EXPIRY_SECS || t > now + MAX_EXPIRY_SECS {
                     return Err(invalid(
                         None,
@@ -299,8 +313,15 @@ impl StripeSim {
             }
         };
         let client_reference_id = fields.get("client_reference_id").map(|s| (*s).to_owned());
-        if client_reference_id.as_ref().is_some_and(|c| c.chars().count() > 200) {
-            return Err(invalid(None, "client_reference_id is too long (200 characters at most).", Some("client_reference_id")));
+        if client_reference_id
+            .as_ref()
+            .is_some_and(|c| c.chars().count() > 200)
+        {
+            return Err(invalid(
+                None,
+                "client_reference_id is too long (200 characters at most).",
+                Some("client_reference_id"),
+            ));
         }
         let id = object_id("cs_test_", 40);
         let rec = SessionRec {
@@ -312,7 +333,10 @@ impl StripeSim {
             amount,
             product_name: name.to_owned(),
             success_url: success_url.to_owned(),
-            cancel_url: fields.get("cancel_url").map(|s| (*s).to_owned()).unwrap_or_default(),
+            cancel_url: fields
+                .get("cancel_url")
+                .map(|s| (*s).to_owned())
+                .unwrap_or_default(),
             created: now,
             expires_at,
             status: Status::Open,
@@ -344,19 +368,26 @@ impl StripeSim {
         let mut amount = None;
         let mut reason = None;
         for (k, v) in form {
-            if let Some(m) = k.strip_prefix("metadata[").and_then(|r| r.strip_suffix(']')) {
+            if let Some(m) = k
+                .strip_prefix("metadata[")
+                .and_then(|r| r.strip_suffix(']'))
+            {
                 metadata_entry(&mut metadata, m, v, k)?;
                 continue;
             }
             match k.as_str() {
                 "payment_intent" => pi = Some(v.clone()),
                 "amount" => {
-                    amount = Some(v.parse::<i64>().ok().filter(|a| *a > 0).ok_or_else(|| {
-                        invalid(None, "Invalid positive integer", Some("amount"))
-                    })?)
+                    amount =
+                        Some(v.parse::<i64>().ok().filter(|a| *a > 0).ok_or_else(|| {
+                            invalid(None, "Invalid positive integer", Some("amount"))
+                        })?)
                 }
                 "reason" => {
-                    if !matches!(v.as_str(), "duplicate" | "fraudulent" | "requested_by_customer") {
+                    if !matches!(
+                        v.as_str(),
+                        "duplicate" | "fraudulent" | "requested_by_customer"
+                    ) {
                         return Err(invalid(None, &format!("Invalid reason: must be one of duplicate, fraudulent, or requested_by_customer"), Some("reason")));
                     }
                     reason = Some(v.clone());
@@ -371,7 +402,11 @@ impl StripeSim {
             }
         }
         let pi = pi.ok_or_else(|| {
-            invalid(Some("parameter_missing"), "Missing required param: payment_intent.", Some("payment_intent"))
+            invalid(
+                Some("parameter_missing"),
+                "Missing required param: payment_intent.",
+                Some("payment_intent"),
+            )
         })?;
         let mut st = self.lock();
         let Some(sid) = st.by_pi.get(&pi).cloned() else {
@@ -406,7 +441,9 @@ impl StripeSim {
         if amount > left {
             return Err(invalid(
                 None,
-                &format!("Refund amount ({amount}) is greater than unrefunded amount on charge ({left})"),
+                &format!(
+                    "Refund amount ({amount}) is greater than unrefunded amount on charge ({left})"
+                ),
                 Some("amount"),
             ));
         }
@@ -449,7 +486,12 @@ fn metadata_entry(
 }
 
 fn form_or_400(body: &[u8]) -> Result<Form, Response> {
-    parse_form(body).map_err(|e| respond(invalid(None, &format!("Invalid request body: {e}"), None), false))
+    parse_form(body).map_err(|e| {
+        respond(
+            invalid(None, &format!("Invalid request body: {e}"), None),
+            false,
+        )
+    })
 }
 
 pub(super) async fn create_session(
@@ -467,7 +509,13 @@ pub(super) async fn create_session(
     let creation = sim.lock().controls.creation.next("simulated outage");
     if let Err(m) = creation.apply().await {
         return respond(
-            error(StatusCode::INTERNAL_SERVER_ERROR, "api_error", None, &m, None),
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "api_error",
+                None,
+                &m,
+                None,
+            ),
             false,
         );
     }
@@ -508,7 +556,11 @@ pub(super) async fn expire_session(
     };
     if let Some((k, _)) = form.first() {
         return respond(
-            invalid(Some("parameter_unknown"), &format!("Received unknown parameter: {k}"), Some(k)),
+            invalid(
+                Some("parameter_unknown"),
+                &format!("Received unknown parameter: {k}"),
+                Some(k),
+            ),
             false,
         );
     }
@@ -575,7 +627,8 @@ pub(super) async fn list_refunds(
     let st = sim.lock();
     let mut data = Vec::new();
     for s in st.sessions.values() {
-        if get("payment_intent").is_some_and(|pi| s.payment_intent.as_deref() != Some(pi.as_str())) {
+        if get("payment_intent").is_some_and(|pi| s.payment_intent.as_deref() != Some(pi.as_str()))
+        {
             continue;
         }
         for r in s.refunds.iter().rev() {
@@ -613,15 +666,20 @@ pub(super) async fn list_sessions(
         .sessions
         .values()
         .filter(|s| {
-            get("payment_intent")
-                .is_none_or(|pi| s.payment_intent.as_deref() == Some(pi.as_str()))
+            get("payment_intent").is_none_or(|pi| s.payment_intent.as_deref() == Some(pi.as_str()))
         })
         .collect();
     all.sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id)));
     let has_more = all.len() > limit;
-    let data: Vec<Value> = all.into_iter().take(limit).map(|s| sim.session_json(s)).collect();
+    let data: Vec<Value> = all
+        .into_iter()
+        .take(limit)
+        .map(|s| sim.session_json(s))
+        .collect();
     respond(
-        ok(&json!({"object": "list", "data": data, "has_more": has_more, "url": "/v1/checkout/sessions"})),
+        ok(
+            &json!({"object": "list", "data": data, "has_more": has_more, "url": "/v1/checkout/sessions"}),
+        ),
         false,
     )
 }
@@ -650,7 +708,10 @@ pub(super) async fn balance_transactions(
     let expand_pi = expands.contains(&"data.source.payment_intent");
     let expand_source = expand_pi || expands.contains(&"data.source");
     let limit = num("limit").unwrap_or(10).clamp(1, 100) as usize;
-    let (gte, lt) = (num("created[gte]").unwrap_or(i64::MIN), num("created[lt]").unwrap_or(i64::MAX));
+    let (gte, lt) = (
+        num("created[gte]").unwrap_or(i64::MIN),
+        num("created[lt]").unwrap_or(i64::MAX),
+    );
     let st = sim.lock();
     let limit = match st.controls.page_cap {
         0 => limit,
@@ -699,7 +760,11 @@ pub(super) async fn balance_transactions(
             None => {
                 let obj = sim.charge_json(s, expand_pi);
                 let id = obj["id"].clone();
-                ("charge", s.amount.minor(), if expand_source { obj } else { id })
+                (
+                    "charge",
+                    s.amount.minor(),
+                    if expand_source { obj } else { id },
+                )
             }
         };
         data.push(json!({
@@ -709,7 +774,9 @@ pub(super) async fn balance_transactions(
         }));
     }
     respond(
-        ok(&json!({"object": "list", "data": data, "has_more": has_more, "url": "/v1/balance_transactions"})),
+        ok(
+            &json!({"object": "list", "data": data, "has_more": has_more, "url": "/v1/balance_transactions"}),
+        ),
         false,
     )
 }

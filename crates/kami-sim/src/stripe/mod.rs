@@ -407,7 +407,12 @@ impl StripeSim {
 
     /// `body` signed as the account signs its webhooks, at unix time `t`.
     pub fn sign(&self, body: &[u8], t: i64) -> String {
-        let secrets: Vec<&str> = self.cfg.webhook_secrets.iter().map(String::as_str).collect();
+        let secrets: Vec<&str> = self
+            .cfg
+            .webhook_secrets
+            .iter()
+            .map(String::as_str)
+            .collect();
         signature_header(&secrets, t, body)
     }
 
@@ -529,8 +534,8 @@ impl StripeSim {
             Some((a, c)) => (a, c),
             None => (s.amount.minor(), s.amount.currency()),
         };
-        let url = (s.status == Status::Open)
-            .then(|| format!("{}{PREFIX}/c/pay/{}", s.origin, s.id));
+        let url =
+            (s.status == Status::Open).then(|| format!("{}{PREFIX}/c/pay/{}", s.origin, s.id));
         json!({
             "id": s.id,
             "object": "checkout.session",
@@ -638,7 +643,10 @@ impl StripeSim {
             (body, self.endpoint_for(s))
         };
         let Some(url) = url else {
-            tracing::warn!(session = id, "stripe simulator: no webhook endpoint for this session");
+            tracing::warn!(
+                session = id,
+                "stripe simulator: no webhook endpoint for this session"
+            );
             return;
         };
         self.notifier
@@ -647,9 +655,12 @@ impl StripeSim {
                 mode,
                 |_| {
                     // Re-signed with a fresh timestamp on every attempt; same event id.
-                    let mut o = Outbound::post(&url, "application/json; charset=utf-8", body.clone());
-                    o.headers
-                        .push(("stripe-signature", self.sign(body.as_bytes(), self.clock.now_secs())));
+                    let mut o =
+                        Outbound::post(&url, "application/json; charset=utf-8", body.clone());
+                    o.headers.push((
+                        "stripe-signature",
+                        self.sign(body.as_bytes(), self.clock.now_secs()),
+                    ));
                     Some(o)
                 },
                 |round| {

@@ -116,7 +116,10 @@ fn pay_options(form: &[(String, String)]) -> Result<PayOptions, String> {
     let notify = NotifyMode::parse(mode, Duration::from_millis(delay_ms), &NOTIFY_MODES)
         .ok_or("notify must be normal, drop, duplicate, delay, hold or reorder")?;
     let amount = form_value(form, "amount")
-        .map(|a| a.parse::<i64>().map_err(|_| "amount must be whole minor units"))
+        .map(|a| {
+            a.parse::<i64>()
+                .map_err(|_| "amount must be whole minor units")
+        })
         .transpose()?;
     let currency = form_value(form, "currency")
         .map(|c| Currency::parse(&c.to_ascii_uppercase()).map_err(|_| "unknown currency"))
@@ -133,7 +136,10 @@ fn pay_options(form: &[(String, String)]) -> Result<PayOptions, String> {
 fn apply_controls(sim: &StripeSim, form: &[(String, String)]) -> Result<(), String> {
     let num = |k: &str| -> Result<u64, String> {
         form_value(form, k)
-            .map(|v| v.parse::<u64>().map_err(|_| format!("{k} must be a whole number")))
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| format!("{k} must be a whole number"))
+            })
             .transpose()
             .map(Option::unwrap_or_default)
     };
