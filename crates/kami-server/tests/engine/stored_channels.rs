@@ -218,6 +218,7 @@ async fn a_channel_added_through_the_api_takes_orders_without_a_restart(backend:
             "alipay-sim",
             "wechat-sim",
             "epay-sim",
+            "stripe-sim",
             "epay-db",
             "ali-db"
         ]
@@ -227,7 +228,7 @@ async fn a_channel_added_through_the_api_takes_orders_without_a_restart(backend:
         (sim["source"].as_str(), sim["read_only"].as_bool()),
         (Some("extension"), Some(true))
     );
-    let db = &list["channels"][4];
+    let db = &list["channels"][5];
     assert_eq!(db["health"]["created"], 1, "{db}");
     assert_eq!(db["health"]["paid"], 1, "{db}");
     assert_eq!(db["health"]["calls"], 1, "{db}");
