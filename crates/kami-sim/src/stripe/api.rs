@@ -388,7 +388,11 @@ impl StripeSim {
                         v.as_str(),
                         "duplicate" | "fraudulent" | "requested_by_customer"
                     ) {
-                        return Err(invalid(None, &format!("Invalid reason: must be one of duplicate, fraudulent, or requested_by_customer"), Some("reason")));
+                        return Err(invalid(
+                            None,
+                            "Invalid reason: must be one of duplicate, fraudulent, or requested_by_customer",
+                            Some("reason"),
+                        ));
                     }
                     reason = Some(v.clone());
                 }
@@ -485,12 +489,12 @@ fn metadata_entry(
     Ok(())
 }
 
-fn form_or_400(body: &[u8]) -> Result<Form, Response> {
+fn form_or_400(body: &[u8]) -> Result<Form, Box<Response>> {
     parse_form(body).map_err(|e| {
-        respond(
+        Box::new(respond(
             invalid(None, &format!("Invalid request body: {e}"), None),
             false,
-        )
+        ))
     })
 }
 
@@ -504,7 +508,7 @@ pub(super) async fn create_session(
     }
     let form = match form_or_400(&body) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let creation = sim.lock().controls.creation.next("simulated outage");
     if let Err(m) = creation.apply().await {
@@ -552,7 +556,7 @@ pub(super) async fn expire_session(
     }
     let form = match form_or_400(&body) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Some((k, _)) = form.first() {
         return respond(
@@ -602,7 +606,7 @@ pub(super) async fn create_refund(
     }
     let form = match form_or_400(&body) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     sim.idempotent(&headers, "/v1/refunds", &form, || sim.refund(&form))
 }
@@ -617,7 +621,7 @@ pub(super) async fn list_refunds(
     }
     let q = match form_or_400(query.unwrap_or_default().as_bytes()) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let limit = get("limit")
@@ -635,7 +639,7 @@ pub(super) async fn list_refunds(
             data.push((r.created, sim.refund_json(s, r)));
         }
     }
-    data.sort_by(|a, b| b.0.cmp(&a.0));
+    data.sort_by_key(|d| std::cmp::Reverse(d.0));
     let has_more = data.len() > limit;
     let data: Vec<Value> = data.into_iter().take(limit).map(|(_, v)| v).collect();
     respond(
@@ -654,7 +658,7 @@ pub(super) async fn list_sessions(
     }
     let q = match form_or_400(query.unwrap_or_default().as_bytes()) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let limit = get("limit")
