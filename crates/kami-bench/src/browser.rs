@@ -14,6 +14,8 @@ pub enum PayMethod {
     Wxpay,
     /// Channel `epay-sim`: Epay v1 (MD5).
     Qqpay,
+    /// Channel `stripe-sim`: Stripe Checkout (signed webhooks).
+    Card,
     /// The built-in sandbox channel (HMAC).
     Sandbox,
     /// Channel `paypal-sim`: PayPal Orders v2 (approve, capture on return, signed webhooks);
@@ -28,6 +30,7 @@ impl PayMethod {
             PayMethod::Alipay => "alipay",
             PayMethod::Wxpay => "wxpay",
             PayMethod::Qqpay => "qqpay",
+            PayMethod::Card => "card",
             PayMethod::Sandbox => "sandbox",
             PayMethod::Paypal => "paypal",
         }
@@ -47,6 +50,7 @@ impl PayMethod {
             PayMethod::Alipay => "alipay-sim",
             PayMethod::Wxpay => "wechat-sim",
             PayMethod::Qqpay => "epay-sim",
+            PayMethod::Card => "stripe-sim",
             PayMethod::Sandbox => "sandbox",
             PayMethod::Paypal => "paypal-sim",
         }
@@ -200,6 +204,7 @@ mod tests {
     fn names() {
         assert_eq!(PayMethod::Wxpay.as_str(), "wxpay");
         assert_eq!(PayMethod::Qqpay.demo_channel(), "epay-sim");
+        assert_eq!(PayMethod::Card.demo_channel(), "stripe-sim");
         assert!(!PayMethod::Sandbox.needs_demo());
         assert!(PayMethod::Alipay.needs_demo());
         assert_eq!(Device::Mobile.as_str(), "mobile");

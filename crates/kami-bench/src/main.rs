@@ -9,9 +9,9 @@
 //! do, so the throughput can be read as "kami durable commits/s vs. what the disk allows".
 //!
 //! Pay step: with `--method sandbox` (default) `POST payment.url` with `notify=normal`
-//! (JSON). With `--method alipay|wxpay|qqpay` the server is spawned with `serve --demo`,
+//! (JSON). With `--method alipay|wxpay|qqpay|card` the server is spawned with `serve --demo`,
 //! which mounts the gateway simulators on it and routes alipay → `alipay-sim` (Alipay
-//! OpenAPI RSA2), wxpay → `wechat-sim` (WeChat Pay v3), qqpay → `epay-sim` (Epay v1 MD5);
+//! OpenAPI RSA2), wxpay → `wechat-sim` (WeChat Pay v3), qqpay → `epay-sim` (Epay v1 MD5), card → `stripe-sim` (Stripe Checkout);
 //! the buyer then pays like a browser: GET `payment.url` or `payment.qr_code` (a
 //! `weixin://` code becomes `{base}/sim/wechatpay/scan/{TOKEN}`), take the page's first
 //! `<form method="post">`, POST it with `notify=normal`, expect HTTP 200. The simulator then

@@ -12,6 +12,7 @@ pub mod paypal;
 pub mod routing;
 pub mod sandbox;
 pub mod settings;
+pub mod stripe;
 pub mod wechatpay;
 
 pub use bill::{Bill, BillDay, BillEntry, BillRow, BillTotals};

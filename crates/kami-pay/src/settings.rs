@@ -19,6 +19,7 @@ pub use crate::common::settings::*;
 pub use crate::epay::settings::{EpaySettings, EpayVersion};
 pub use crate::paypal::settings::PaypalSettings;
 pub use crate::sandbox::settings::SandboxSettings;
+pub use crate::stripe::settings::StripeSettings;
 pub use crate::wechatpay::settings::WechatPaySettings;
 
 /// The protocol a channel speaks (`kind`).
@@ -27,17 +28,19 @@ pub enum ChannelKind {
     Alipay,
     Wechatpay,
     Epay,
-    Sandbox,
+    Stripe,
     Paypal,
+    Sandbox,
 }
 
 impl ChannelKind {
-    pub const ALL: [ChannelKind; 5] = [
+    pub const ALL: [ChannelKind; 6] = [
         ChannelKind::Alipay,
         ChannelKind::Wechatpay,
         ChannelKind::Epay,
-        ChannelKind::Sandbox,
+        ChannelKind::Stripe,
         ChannelKind::Paypal,
+        ChannelKind::Sandbox,
     ];
 
     pub fn parse(s: &str) -> Option<ChannelKind> {
@@ -49,6 +52,7 @@ impl ChannelKind {
             ChannelKind::Alipay => "alipay",
             ChannelKind::Wechatpay => "wechatpay",
             ChannelKind::Epay => "epay",
+            ChannelKind::Stripe => "stripe",
             ChannelKind::Sandbox => "sandbox",
             ChannelKind::Paypal => "paypal",
         }
@@ -60,6 +64,7 @@ impl ChannelKind {
             ChannelKind::Alipay => keys_of::<AlipaySettings>(),
             ChannelKind::Wechatpay => keys_of::<WechatPaySettings>(),
             ChannelKind::Epay => keys_of::<EpaySettings>(),
+            ChannelKind::Stripe => keys_of::<StripeSettings>(),
             ChannelKind::Sandbox => keys_of::<SandboxSettings>(),
             ChannelKind::Paypal => keys_of::<PaypalSettings>(),
         }
@@ -92,6 +97,7 @@ pub enum ChannelSettings {
     Alipay(AlipaySettings),
     Wechatpay(WechatPaySettings),
     Epay(EpaySettings),
+    Stripe(StripeSettings),
     Sandbox(SandboxSettings),
     Paypal(PaypalSettings),
 }
@@ -102,6 +108,7 @@ impl ChannelSettings {
             ChannelSettings::Alipay(_) => ChannelKind::Alipay,
             ChannelSettings::Wechatpay(_) => ChannelKind::Wechatpay,
             ChannelSettings::Epay(_) => ChannelKind::Epay,
+            ChannelSettings::Stripe(_) => ChannelKind::Stripe,
             ChannelSettings::Sandbox(_) => ChannelKind::Sandbox,
             ChannelSettings::Paypal(_) => ChannelKind::Paypal,
         }
@@ -119,6 +126,7 @@ impl ChannelSettings {
                 ChannelSettings::Wechatpay(WechatPaySettings::deserialize(d)?)
             }
             ChannelKind::Epay => ChannelSettings::Epay(EpaySettings::deserialize(d)?),
+            ChannelKind::Stripe => ChannelSettings::Stripe(StripeSettings::deserialize(d)?),
             ChannelKind::Sandbox => ChannelSettings::Sandbox(SandboxSettings::deserialize(d)?),
             ChannelKind::Paypal => ChannelSettings::Paypal(PaypalSettings::deserialize(d)?),
         })
@@ -130,6 +138,7 @@ impl ChannelSettings {
             ChannelSettings::Alipay(s) => s.validate(),
             ChannelSettings::Wechatpay(s) => s.validate(),
             ChannelSettings::Epay(s) => s.validate(),
+            ChannelSettings::Stripe(s) => s.validate(),
             ChannelSettings::Sandbox(s) => s.validate(methods),
             ChannelSettings::Paypal(s) => s.validate(),
         }
@@ -143,6 +152,7 @@ impl ChannelSettings {
             ChannelSettings::Wechatpay(s) => s.resolve_files(base_dir),
             ChannelSettings::Epay(s) => s.resolve_files(base_dir),
             ChannelSettings::Paypal(s) => s.resolve_files(base_dir),
+            ChannelSettings::Stripe(s) => s.resolve_files(base_dir),
             ChannelSettings::Sandbox(s) => return s.resolve_files(base_dir),
         }
         Ok(())
@@ -178,6 +188,10 @@ mod tests {
         assert_eq!(
             ChannelKind::Epay.secret_keys(),
             ["key", "merchant_private_key", "platform_public_key"]
+        );
+        assert_eq!(
+            ChannelKind::Stripe.secret_keys(),
+            ["secret_key", "webhook_secret"]
         );
         assert_eq!(ChannelKind::Sandbox.secret_keys(), ["secret"]);
         assert_eq!(ChannelKind::Paypal.secret_keys(), ["client_secret"]);

@@ -702,6 +702,7 @@ fn build_settings(
         ChannelSettings::Wechatpay(s) => Arc::new(s.build(cx)?),
         ChannelSettings::Epay(s) => Arc::new(s.build(cx)?),
         ChannelSettings::Paypal(s) => Arc::new(s.build(cx)?),
+        ChannelSettings::Stripe(s) => Arc::new(s.build(cx)?),
     })
 }
 

@@ -11,11 +11,13 @@ use kami_core::{ChannelId, IdError, Method, SharedClock};
 use kami_pay::alipay::{AlipayConfig, AlipayMode, AlipaySignType};
 use kami_pay::crypto::{KeyError, RsaSigner};
 use kami_pay::epay::{EpayConfig, EpayCredentials, EpayFlow};
+use kami_pay::stripe::StripeConfig;
 use kami_pay::wechatpay::{PlatformKeys, WechatMode, WechatPayConfig};
 
 use crate::alipay::{AlipaySim, AlipaySimConfig};
 use crate::epay::{EpaySim, EpaySimConfig};
 use crate::paypal::{PaypalSim, PaypalSimConfig, PaypalSimError};
+use crate::stripe::{StripeSim, StripeSimConfig};
 use crate::wechatpay::{WechatSim, WechatSimConfig};
 
 pub const ALIPAY_APP_ID: &str = "2021000000000001";
@@ -29,6 +31,8 @@ pub const PAYPAL_CLIENT_ID: &str = "AYkami-sim-client-0001";
 pub const PAYPAL_WEBHOOK_ID: &str = "1JE4291016473214C";
 /// The PayPal simulator's channel id (its webhooks go to `/pay/notify/paypal-sim`).
 pub const PAYPAL_CHANNEL: &str = "paypal-sim";
+/// The demo's Stripe channel.
+pub const STRIPE_CHANNEL_ID: &str = "stripe-sim";
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -53,6 +57,8 @@ struct Keys {
     apiv3: String,
     epay_key: String,
     paypal_secret: String,
+    stripe_secret_key: String,
+    stripe_webhook_secret: String,
 }
 
 fn random_alnum(n: usize) -> String {
@@ -80,6 +86,10 @@ pub struct MerchantKeys {
     pub apiv3_key: String,
     /// Epay version 1 `key`.
     pub epay_key: String,
+    /// Stripe `secret_key` (`sk_test_…`).
+    pub stripe_secret_key: String,
+    /// Stripe `webhook_secret` (`whsec_…`).
+    pub stripe_webhook_secret: String,
 }
 
 /// All simulators and the matching merchant configurations.
@@ -90,6 +100,7 @@ pub struct Gateways {
     pub wechatpay: Arc<WechatSim>,
     pub epay: Arc<EpaySim>,
     pub paypal: Arc<PaypalSim>,
+    pub stripe: Arc<StripeSim>,
     base_url: String,
     keys: Keys,
     /// What the simulators and [`Gateways::channels`] read the time from.
@@ -119,6 +130,8 @@ impl Gateways {
             apiv3: random_alnum(32),
             epay_key: random_alnum(32),
             paypal_secret: random_alnum(40),
+            stripe_secret_key: format!("sk_test_{}", random_alnum(24)),
+            stripe_webhook_secret: format!("whsec_{}", random_alnum(32)),
         };
         let schedule = |real: Vec<Duration>| {
             if opts.fast_retries {
@@ -181,17 +194,33 @@ impl Gateways {
             },
             clock.clone(),
         )?;
+        // The simulated account presents CNY too (the demo shop's currency); see
+        // `crate::stripe` on what a real account takes.
+        let stripe = StripeSim::with_clock(
+            StripeSimConfig {
+                secret_key: keys.stripe_secret_key.clone(),
+                webhook_secrets: vec![keys.stripe_webhook_secret.clone()],
+                // Each session's kami endpoint (`/pay/notify/<id>` beside its return URL).
+                webhook_url: None,
+                currencies: None,
+                retry_schedule: schedule(StripeSimConfig::default_schedule()),
+                notify_timeout: Duration::from_secs(10),
+            },
+            clock.clone(),
+        );
         let router = axum::Router::new()
             .merge(alipay.router())
             .merge(wechatpay.router())
             .merge(epay.router())
-            .merge(paypal.router());
+            .merge(paypal.router())
+            .merge(stripe.router());
         Ok(Gateways {
             router,
             alipay,
             wechatpay,
             epay,
             paypal,
+            stripe,
             base_url: base_url.trim_end_matches('/').to_owned(),
             keys,
             clock,
@@ -213,11 +242,13 @@ impl Gateways {
                 .public_key_pem()?,
             apiv3_key: self.keys.apiv3.clone(),
             epay_key: self.keys.epay_key.clone(),
+            stripe_secret_key: self.keys.stripe_secret_key.clone(),
+            stripe_webhook_secret: self.keys.stripe_webhook_secret.clone(),
         })
     }
 
     /// One channel of every kind wired to these simulators — `alipay-sim`, `wechat-sim`,
-    /// `epay-sim` — as the demo and the test kit mount them, on the simulators' clock.
+    /// `epay-sim`, `stripe-sim` — as the demo and the test kit mount them, on the simulators' clock.
     pub fn channels(
         &self,
         http: &reqwest::Client,
@@ -244,6 +275,13 @@ impl Gateways {
             Arc::new(
                 kami_pay::paypal::PaypalChannel::new(
                     self.paypal_config(PAYPAL_CHANNEL)?,
+                    http.clone(),
+                )
+                .with_clock(self.clock.clone()),
+            ),
+            Arc::new(
+                kami_pay::stripe::StripeChannel::new(
+                    self.stripe_config(STRIPE_CHANNEL_ID)?,
                     http.clone(),
                 )
                 .with_clock(self.clock.clone()),
@@ -320,6 +358,18 @@ impl Gateways {
         })
     }
 
+    /// Stripe serves `card`.
+    pub fn stripe_config(&self, id: &str) -> Result<StripeConfig, GatewayError> {
+        Ok(StripeConfig {
+            id: ChannelId::parse(id)?,
+            methods: vec![Method::Card],
+            priority: 10,
+            api_base: format!("{}/sim/stripe", self.base_url),
+            secret_key: self.keys.stripe_secret_key.clone(),
+            webhook_secret: self.keys.stripe_webhook_secret.clone(),
+        })
+    }
+
     /// Write the merchant keys into `dir` and return `[[channels]]` TOML for a kami
     /// configuration that talks to these simulators. The configuration must be written in
     /// `dir`'s parent directory: key paths are relative to it.
@@ -363,6 +413,8 @@ impl Gateways {
         )?;
         let apiv3 = write("wechatpay_apiv3_key", &self.keys.apiv3)?;
         let epay = write("epay_key", &self.keys.epay_key)?;
+        let stripe_key = write("stripe_secret_key", &self.keys.stripe_secret_key)?;
+        let stripe_whsec = write("stripe_webhook_secret", &self.keys.stripe_webhook_secret)?;
         let b = &self.base_url;
         Ok(format!(
             r#"[[channels]]
@@ -403,6 +455,15 @@ pid = "{EPAY_PID}"
 key_file = "{epay}"
 version = 1
 mode = "submit"
+
+[[channels]]
+id = "{STRIPE_CHANNEL_ID}"
+kind = "stripe"
+methods = ["card"]
+priority = 10
+api_base = "{b}/sim/stripe"
+secret_key_file = "{stripe_key}"
+webhook_secret_file = "{stripe_whsec}"
 "#
         ))
     }

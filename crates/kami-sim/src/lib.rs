@@ -11,6 +11,7 @@ pub mod epay;
 pub mod gateways;
 pub mod paypal;
 pub mod sandbox;
+pub mod stripe;
 pub mod wechatpay;
 
 /// Every simulator on one router, for `kami sim --listen`. Default options (the real-ish

@@ -24,6 +24,7 @@ mod seller_cards;
 mod seller_products;
 mod stats;
 mod stored_channels;
+mod stripe;
 mod tampering;
 // Settings (issue 10 part 8).
 mod reconciliation;

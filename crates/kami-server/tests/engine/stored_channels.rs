@@ -219,6 +219,7 @@ async fn a_channel_added_through_the_api_takes_orders_without_a_restart(backend:
             "wechat-sim",
             "epay-sim",
             "paypal-sim",
+            "stripe-sim",
             "epay-db",
             "ali-db"
         ]

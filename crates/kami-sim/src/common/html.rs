@@ -35,6 +35,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/wechatpay/pay.html"),
     ),
     (
+        "stripe/checkout.html",
+        include_str!("../../templates/stripe/checkout.html"),
+    ),
+    (
         "alipay/cashier.html",
         include_str!("../../templates/alipay/cashier.html"),
     ),
