@@ -250,6 +250,7 @@ impl Gateways {
                 key: RsaSigner::from_text(&self.keys.wechat_platform)?.verifier()?,
             },
             mode: WechatMode::Auto,
+            jsapi: None,
         })
     }
 

@@ -238,6 +238,7 @@ async fn unreachable_merchant_exhausts_schedule() {
         expires_at_ms: now_ms() + 60_000,
         user_agent: None,
         client_ip: None,
+        payer_openid: None,
     };
     let PaymentAction::Redirect { url } = env.channel.create(&req).await.unwrap() else {
         panic!()

@@ -59,6 +59,7 @@ pub fn demo_pair(
                 key: platform_verifier,
             },
             mode,
+            jsapi: None,
         },
     })
 }
