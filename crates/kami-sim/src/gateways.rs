@@ -43,6 +43,8 @@ struct Keys {
     wechat_platform: String,
     apiv3: String,
     epay_key: String,
+    /// The WeChat Official Account's AppSecret (JSAPI OAuth).
+    wechat_appsecret: String,
 }
 
 fn random_alnum(n: usize) -> String {
@@ -107,6 +109,7 @@ impl Gateways {
             wechat_platform: RsaSigner::generate()?.private_key_pem()?,
             apiv3: random_alnum(32),
             epay_key: random_alnum(32),
+            wechat_appsecret: hex::encode(rand::random::<[u8; 16]>()),
         };
         let schedule = |real: Vec<Duration>| {
             if opts.fast_retries {
@@ -150,6 +153,7 @@ impl Gateways {
                     21600, 21600,
                 ])),
                 notify_timeout: Duration::from_secs(5),
+                appsecret: keys.wechat_appsecret.clone(),
             },
             clock.clone(),
         );
@@ -250,7 +254,14 @@ impl Gateways {
                 key: RsaSigner::from_text(&self.keys.wechat_platform)?.verifier()?,
             },
             mode: WechatMode::Auto,
-            jsapi: None,
+            // Inside WeChat: JSAPI, its OAuth played by the simulator on this server.
+            jsapi: Some(kami_pay::wechatpay::JsapiConfig {
+                appsecret: kami_pay::common::settings::Secret::new(
+                    self.keys.wechat_appsecret.clone(),
+                ),
+                oauth_base: format!("{}/sim/wechatpay/open", self.base_url),
+                sns_api_base: format!("{}/sim/wechatpay", self.base_url),
+            }),
         })
     }
 
@@ -311,6 +322,7 @@ impl Gateways {
             &RsaSigner::from_text(&self.keys.wechat_platform)?.public_key_pem()?,
         )?;
         let apiv3 = write("wechatpay_apiv3_key", &self.keys.apiv3)?;
+        let appsecret = write("wechatpay_appsecret", &self.keys.wechat_appsecret)?;
         let epay = write("epay_key", &self.keys.epay_key)?;
         let b = &self.base_url;
         Ok(format!(
@@ -341,6 +353,9 @@ apiv3_key_file = "{apiv3}"
 wechatpay_public_key_file = "{wx_pub}"
 wechatpay_public_key_id = "{WECHAT_PUB_KEY_ID}"
 mode = "auto"
+appsecret_file = "{appsecret}"
+oauth_base = "{b}/sim/wechatpay/open"
+sns_api_base = "{b}/sim/wechatpay"
 
 [[channels]]
 id = "epay-sim"
