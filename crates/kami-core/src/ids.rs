@@ -326,14 +326,22 @@ pub enum Method {
     Alipay,
     Wxpay,
     Qqpay,
+    /// USDT through a crypto gateway (epusdt, BEpusdt, TokenPay).
+    Usdt,
+    /// Bank cards through Stripe Checkout.
+    Card,
+    Paypal,
     Sandbox,
 }
 
 impl Method {
-    pub const ALL: [Method; 4] = [
+    pub const ALL: [Method; 7] = [
         Method::Alipay,
         Method::Wxpay,
         Method::Qqpay,
+        Method::Usdt,
+        Method::Card,
+        Method::Paypal,
         Method::Sandbox,
     ];
 
@@ -348,6 +356,9 @@ impl Method {
             Method::Alipay => "alipay",
             Method::Wxpay => "wxpay",
             Method::Qqpay => "qqpay",
+            Method::Usdt => "usdt",
+            Method::Card => "card",
+            Method::Paypal => "paypal",
             Method::Sandbox => "sandbox",
         }
     }

@@ -19,7 +19,7 @@ pub use common::form;
 pub use settings::{ChannelKind, ChannelSettings};
 
 use async_trait::async_trait;
-use kami_core::{ChannelId, Method, Money, TradeNo};
+use kami_core::{ChannelId, Currency, Method, Money, TradeNo};
 
 /// Everything a channel needs to start collecting money for one order.
 #[derive(Debug, Clone)]
@@ -115,6 +115,56 @@ impl std::fmt::Debug for PayerReturn {
     }
 }
 
+/// What a create call started at the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    pub action: PaymentAction,
+    /// The gateway's own id of this attempt, when kami must name it later to query, close or
+    /// refund it (a Stripe Checkout Session, a PayPal order). The server keeps it on the
+    /// payment row and hands it back in [`TradeRef`]. `None` for gateways that know the trade
+    /// by kami's trade number.
+    pub gateway_ref: Option<String>,
+}
+
+impl From<PaymentAction> for Created {
+    fn from(action: PaymentAction) -> Created {
+        Created {
+            action,
+            gateway_ref: None,
+        }
+    }
+}
+
+/// One payment attempt as kami names it to its channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TradeRef {
+    /// Our trade number (`out_trade_no`).
+    pub trade_no: String,
+    /// What the channel returned in [`Created::gateway_ref`], if anything.
+    pub gateway_ref: Option<String>,
+}
+
+impl TradeRef {
+    pub fn new(trade_no: impl Into<String>) -> TradeRef {
+        TradeRef {
+            trade_no: trade_no.into(),
+            gateway_ref: None,
+        }
+    }
+    pub fn with_ref(trade_no: impl Into<String>, gateway_ref: Option<String>) -> TradeRef {
+        TradeRef {
+            trade_no: trade_no.into(),
+            gateway_ref,
+        }
+    }
+}
+
+impl From<&str> for TradeRef {
+    fn from(trade_no: &str) -> TradeRef {
+        TradeRef::new(trade_no)
+    }
+}
+
 /// A notification exactly as it reached `/pay/notify/{channel_id}`.
 #[derive(Debug, Clone)]
 pub struct RawNotification {
@@ -194,6 +244,11 @@ pub enum TradeState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefundRequest {
     pub trade_no: String,
+    /// The attempt's [`Created::gateway_ref`], if the channel returned one.
+    pub gateway_ref: Option<String>,
+    /// The gateway's id of the money to return (the confirmation's `gateway_trade_no`: a
+    /// Stripe payment intent, a PayPal capture), when known.
+    pub gateway_trade_no: Option<String>,
     /// Idempotency key for this refund at the gateway (`out_request_no` / `out_refund_no`).
     pub refund_no: String,
     pub amount: Money,
@@ -259,8 +314,15 @@ pub trait PaymentChannel: Send + Sync {
     fn methods(&self) -> &[Method];
     fn priority(&self) -> i32;
 
+    /// Whether the channel can charge in this currency (PayPal takes CNY only from accounts
+    /// inside China). Checkout skips a channel that cannot take the order's currency.
+    fn accepts_currency(&self, currency: Currency) -> bool {
+        let _ = currency;
+        true
+    }
+
     /// Start collecting: returns what the buyer must do.
-    async fn create(&self, req: &CreatePayment) -> Result<PaymentAction, PayError>;
+    async fn create(&self, req: &CreatePayment) -> Result<Created, PayError>;
 
     /// Parse and verify a raw notification. Pure: no I/O, no database.
     fn verify_notification(&self, raw: &RawNotification) -> Result<NotifyVerdict, PayError>;
@@ -269,12 +331,12 @@ pub trait PaymentChannel: Send + Sync {
     fn ack(&self, ack: Ack) -> AckResponse;
 
     /// Ask the gateway for the trade's state (authenticated, verified response).
-    async fn query(&self, trade_no: &str) -> Result<TradeState, PayError>;
+    async fn query(&self, trade: &TradeRef) -> Result<TradeState, PayError>;
 
     /// Close the trade at the gateway so it can no longer be paid. Returns the state the
     /// gateway reports afterwards: `Closed`/`NotFound` when closed, `Paid` if it was paid in
     /// the meantime (then the order must be delivered, not expired).
-    async fn close(&self, trade_no: &str) -> Result<TradeState, PayError>;
+    async fn close(&self, trade: &TradeRef) -> Result<TradeState, PayError>;
 
     async fn refund(&self, req: &RefundRequest) -> Result<RefundOutcome, PayError>;
 

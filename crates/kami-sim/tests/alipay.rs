@@ -6,6 +6,7 @@
 
 mod support;
 
+use kami_pay::TradeRef;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -168,6 +169,7 @@ impl Env {
             .create(&self.request(trade, minor, Device::Pc))
             .await
             .unwrap()
+            .action
         {
             PaymentAction::Qr { qr_code } => qr_code,
             other => panic!("expected a QR code, got {other:?}"),
@@ -236,6 +238,8 @@ impl Env {
 
     fn refund_req(&self, trade: &OrderNo, refund_no: &str, minor: i64) -> RefundRequest {
         RefundRequest {
+            gateway_ref: None,
+            gateway_trade_no: None,
             trade_no: trade.to_string(),
             refund_no: refund_no.into(),
             amount: cny(minor),
@@ -310,7 +314,10 @@ async fn full_purchase_qr_precreate_scan_pay_notify() {
     );
     // Precreated but unscanned: invisible (A.5).
     assert_eq!(
-        env.channel.query(trade.as_str()).await.unwrap(),
+        env.channel
+            .query(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::NotFound
     );
     assert!(!env.view(&trade).visible);
@@ -323,7 +330,10 @@ async fn full_purchase_qr_precreate_scan_pay_notify() {
     assert!(page.contains("Steam &lt;b&gt;10&lt;/b&gt; &amp; &quot;more&quot; 月卡"));
     assert!(!page.contains("<b>10</b>"));
     assert_eq!(
-        env.channel.query(trade.as_str()).await.unwrap(),
+        env.channel
+            .query(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::Waiting
     );
 
@@ -376,7 +386,12 @@ async fn full_purchase_qr_precreate_scan_pay_notify() {
     }
     // Query agrees with the notification.
     assert_eq!(
-        untimed(env.channel.query(trade.as_str()).await.unwrap()),
+        untimed(
+            env.channel
+                .query(&TradeRef::from(trade.as_str()))
+                .await
+                .unwrap()
+        ),
         TradeState::Paid(paid(&trade, &view.trade_no, 1230))
     );
     // Scanning again shows it paid; paying again changes nothing.
@@ -404,6 +419,7 @@ async fn page_and_wap_redirect_flows() {
         .create(&env.request(&trade, 990, Device::Pc))
         .await
         .unwrap()
+        .action
     else {
         panic!("expected a redirect")
     };
@@ -411,7 +427,10 @@ async fn page_and_wap_redirect_flows() {
     // No server call was made: the trade does not exist until the browser arrives.
     assert!(env.sim.trade(trade.as_str()).is_none());
     assert_eq!(
-        env.channel.query(trade.as_str()).await.unwrap(),
+        env.channel
+            .query(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::NotFound
     );
     let (status, page) = env.get(&url).await;
@@ -419,7 +438,10 @@ async fn page_and_wap_redirect_flows() {
     assert!(page.contains(">Pay</button>") && page.contains("9.90"));
     assert!(page.contains("alipay.trade.page.pay"));
     assert_eq!(
-        env.channel.query(trade.as_str()).await.unwrap(),
+        env.channel
+            .query(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::Waiting
     );
     // Opening the cashier twice is fine (same trade).
@@ -465,6 +487,7 @@ async fn page_and_wap_redirect_flows() {
         .create(&env.request(&trade, 500, Device::Mobile))
         .await
         .unwrap()
+        .action
     else {
         panic!("expected a redirect")
     };
@@ -474,7 +497,7 @@ async fn page_and_wap_redirect_flows() {
     assert!(page.contains("alipay.trade.wap.pay"));
     assert_eq!(env.view(&trade).method, "alipay.trade.wap.pay");
     assert_eq!(
-        wap.query(trade.as_str()).await.unwrap(),
+        wap.query(&TradeRef::from(trade.as_str())).await.unwrap(),
         TradeState::Waiting
     );
     // A tampered redirect is refused with an HTML error naming the signature problem.
@@ -486,7 +509,7 @@ async fn page_and_wap_redirect_flows() {
     // The same trade number with another amount: ACQ.CONTEXT_INCONSISTENT.
     let mut other = env.request(&trade, 600, Device::Mobile);
     other.subject = "x".into();
-    let PaymentAction::Redirect { url } = wap.create(&other).await.unwrap() else {
+    let PaymentAction::Redirect { url } = wap.create(&other).await.unwrap().action else {
         panic!()
     };
     let (status, page) = env.get(&url).await;
@@ -499,22 +522,36 @@ async fn query_not_found_waiting_paid_closed() {
     let env = start(AlipayMode::Qr).await;
     let trade = trade_no();
     assert_eq!(
-        env.channel.query(trade.as_str()).await.unwrap(),
+        env.channel
+            .query(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::NotFound
     );
     env.precreate(&trade, 1230).await;
     assert_eq!(
-        env.channel.query(trade.as_str()).await.unwrap(),
+        env.channel
+            .query(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::NotFound
     );
     env.sim.scan(trade.as_str()).unwrap();
     assert_eq!(
-        env.channel.query(trade.as_str()).await.unwrap(),
+        env.channel
+            .query(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::Waiting
     );
     let g = env.pay_dropped(trade.as_str());
     assert_eq!(
-        untimed(env.channel.query(trade.as_str()).await.unwrap()),
+        untimed(
+            env.channel
+                .query(&TradeRef::from(trade.as_str()))
+                .await
+                .unwrap()
+        ),
         TradeState::Paid(paid(&trade, &g, 1230))
     );
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -524,18 +561,27 @@ async fn query_not_found_waiting_paid_closed() {
     env.precreate(&waiting, 100).await;
     env.sim.scan(waiting.as_str()).unwrap();
     assert_eq!(
-        env.channel.close(waiting.as_str()).await.unwrap(),
+        env.channel
+            .close(&TradeRef::from(waiting.as_str()))
+            .await
+            .unwrap(),
         TradeState::Closed
     );
     assert_eq!(
-        env.channel.query(waiting.as_str()).await.unwrap(),
+        env.channel
+            .query(&TradeRef::from(waiting.as_str()))
+            .await
+            .unwrap(),
         TradeState::Closed
     );
     // The close of a visible trade is notified (TRADE_CLOSED → NotPaid).
     env.closed_notified(&waiting).await;
     // Closing twice: the gateway says TRADE_STATUS_ERROR, kami asks and reports Closed.
     assert_eq!(
-        env.channel.close(waiting.as_str()).await.unwrap(),
+        env.channel
+            .close(&TradeRef::from(waiting.as_str()))
+            .await
+            .unwrap(),
         TradeState::Closed
     );
 }
@@ -547,7 +593,10 @@ async fn close_of_unscanned_precreate_cancels_it() {
     let qr = env.precreate(&trade, 1230).await;
     // close → ACQ.TRADE_NOT_EXIST → cancel (action=close) → Closed.
     assert_eq!(
-        env.channel.close(trade.as_str()).await.unwrap(),
+        env.channel
+            .close(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::Closed
     );
     assert_eq!(env.view(&trade).status, "TRADE_CLOSED");
@@ -558,14 +607,20 @@ async fn close_of_unscanned_precreate_cancels_it() {
     let (status, body) = env.pay_button(&trade, "notify=normal").await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(
-        env.channel.query(trade.as_str()).await.unwrap(),
+        env.channel
+            .query(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::Closed
     );
     // Never scanned: nothing to notify.
     assert!(env.sim.notifications(trade.as_str()).is_empty());
     // Unknown to the gateway altogether: NotFound.
     assert_eq!(
-        env.channel.close(trade_no().as_str()).await.unwrap(),
+        env.channel
+            .close(&TradeRef::from(trade_no().as_str()))
+            .await
+            .unwrap(),
         TradeState::NotFound
     );
     // Cancel asking to retry once: retried.
@@ -574,7 +629,10 @@ async fn close_of_unscanned_precreate_cancels_it() {
     env.sim
         .inject_fault("alipay.trade.cancel", Fault::RetryLater, 1);
     assert_eq!(
-        env.channel.close(retry.as_str()).await.unwrap(),
+        env.channel
+            .close(&TradeRef::from(retry.as_str()))
+            .await
+            .unwrap(),
         TradeState::Closed
     );
 }
@@ -588,7 +646,12 @@ async fn pay_during_close_returns_paid() {
     env.sim.scan(trade.as_str()).unwrap();
     let g = env.pay_dropped(trade.as_str());
     assert_eq!(
-        untimed(env.channel.close(trade.as_str()).await.unwrap()),
+        untimed(
+            env.channel
+                .close(&TradeRef::from(trade.as_str()))
+                .await
+                .unwrap()
+        ),
         TradeState::Paid(paid(&trade, &g, 1230))
     );
     assert_eq!(env.view(&trade).status, "TRADE_SUCCESS");
@@ -604,7 +667,10 @@ async fn pay_during_close_returns_paid() {
     );
     env.pay_dropped(trade.as_str());
     assert_eq!(
-        env.channel.close(trade.as_str()).await.unwrap(),
+        env.channel
+            .close(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::Refunded
     );
     let v = env.view(&trade);
@@ -621,7 +687,12 @@ async fn pay_during_close_returns_paid() {
         1,
     );
     assert_eq!(
-        untimed(env.channel.close(trade.as_str()).await.unwrap()),
+        untimed(
+            env.channel
+                .close(&TradeRef::from(trade.as_str()))
+                .await
+                .unwrap()
+        ),
         TradeState::Paid(paid(&trade, &g, 800))
     );
 }
@@ -661,7 +732,10 @@ async fn refunds_partial_full_replay_and_bounds() {
     assert_eq!((out.amount, out.settled), (cny(500), true));
     assert_eq!(env.view(&trade).refunded, cny(500));
     assert!(matches!(
-        env.channel.query(trade.as_str()).await.unwrap(),
+        env.channel
+            .query(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::Paid(_)
     ));
     // 5.00 + 8.00 > 12.30.
@@ -683,7 +757,10 @@ async fn refunds_partial_full_replay_and_bounds() {
     assert_eq!(v.refunded, cny(1230));
     assert_eq!(v.refund_nos, vec!["R1".to_owned(), "R3".to_owned()]);
     assert_eq!(
-        env.channel.query(trade.as_str()).await.unwrap(),
+        env.channel
+            .query(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::Closed
     );
     let r = env.channel.refund(&env.refund_req(&trade, "R4", 1)).await;
@@ -828,7 +905,12 @@ async fn notify_modes_duplicate_drop_delay_reorder_and_other_amount() {
     assert_eq!(env.merchant.requests.load(Ordering::SeqCst), requests);
     assert!(env.sim.notifications(dropped.as_str()).is_empty());
     assert_eq!(
-        untimed(env.channel.query(dropped.as_str()).await.unwrap()),
+        untimed(
+            env.channel
+                .query(&TradeRef::from(dropped.as_str()))
+                .await
+                .unwrap()
+        ),
         TradeState::Paid(paid(&dropped, &g, 400))
     );
 
@@ -844,7 +926,12 @@ async fn notify_modes_duplicate_drop_delay_reorder_and_other_amount() {
         .verdicts()
         .contains(&NotifyVerdict::Paid(paid(&other, &g, 1))));
     assert_eq!(
-        untimed(env.channel.query(other.as_str()).await.unwrap()),
+        untimed(
+            env.channel
+                .query(&TradeRef::from(other.as_str()))
+                .await
+                .unwrap()
+        ),
         TradeState::Paid(paid(&other, &g, 1))
     );
     // Bad controls are refused.
@@ -942,11 +1029,11 @@ async fn forged_or_unsigned_responses_are_rejected() {
     env.sim.scan(trade.as_str()).unwrap();
     env.sim
         .inject_fault("alipay.trade.query", Fault::ForgeSignature, 1);
-    let r = env.channel.query(trade.as_str()).await;
+    let r = env.channel.query(&TradeRef::from(trade.as_str())).await;
     assert!(matches!(r, Err(PayError::BadResponseSignature)), "{r:?}");
     env.sim
         .inject_fault("alipay.trade.query", Fault::Unsigned, 1);
-    let r = env.channel.query(trade.as_str()).await;
+    let r = env.channel.query(&TradeRef::from(trade.as_str())).await;
     assert!(matches!(r, Err(PayError::BadResponseSignature)), "{r:?}");
     env.sim
         .inject_fault("alipay.trade.precreate", Fault::ForgeSignature, 1);
@@ -957,7 +1044,10 @@ async fn forged_or_unsigned_responses_are_rejected() {
     assert!(matches!(r, Err(PayError::BadResponseSignature)), "{r:?}");
     // The next call is honest again.
     assert_eq!(
-        env.channel.query(trade.as_str()).await.unwrap(),
+        env.channel
+            .query(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::Waiting
     );
     // A whole fake gateway signing with another key.
@@ -966,7 +1056,9 @@ async fn forged_or_unsigned_responses_are_rejected() {
         AlipayMode::Qr,
         AlipaySignType::Rsa2,
     );
-    let r = fake.query("K20240101120000000000000001").await;
+    let r = fake
+        .query(&TradeRef::from("K20240101120000000000000001"))
+        .await;
     assert!(matches!(r, Err(PayError::BadResponseSignature)), "{r:?}");
     // A gateway that is not there.
     let r = channel_for(
@@ -974,7 +1066,7 @@ async fn forged_or_unsigned_responses_are_rejected() {
         AlipayMode::Qr,
         AlipaySignType::Rsa2,
     )
-    .query("K20240101120000000000000001")
+    .query(&TradeRef::from("K20240101120000000000000001"))
     .await;
     assert_eq!(gateway_code(&r), "HTTP_404");
 }
@@ -991,7 +1083,9 @@ async fn gateway_checks_requests_like_alipay() {
         RsaSigner::generate().unwrap(),
         APP_ID,
     );
-    let r = wrong.query("K20240101120000000000000001").await;
+    let r = wrong
+        .query(&TradeRef::from("K20240101120000000000000001"))
+        .await;
     match &r {
         Err(PayError::Gateway { code, message }) => {
             assert_eq!(code, "isv.invalid-signature");
@@ -1009,7 +1103,9 @@ async fn gateway_checks_requests_like_alipay() {
         merchant_key(),
         "2021000000000009",
     );
-    let r = other_app.query("K20240101120000000000000001").await;
+    let r = other_app
+        .query(&TradeRef::from("K20240101120000000000000001"))
+        .await;
     assert_eq!(gateway_code(&r), "isv.invalid-app-id");
 
     // Raw requests: stale timestamp, unknown/missing method, duplicated parameter.
@@ -1129,7 +1225,7 @@ async fn expired_trade_is_closed_and_notified() {
     let mut req = env.request(&trade, 1230, Device::Pc);
     // time_expire has whole seconds: at least 1 s, at most 2 s from now.
     req.expires_at_ms = now_ms() + 2000;
-    let PaymentAction::Qr { qr_code } = env.channel.create(&req).await.unwrap() else {
+    let PaymentAction::Qr { qr_code } = env.channel.create(&req).await.unwrap().action else {
         panic!()
     };
     env.get(&qr_code).await;
@@ -1137,7 +1233,10 @@ async fn expired_trade_is_closed_and_notified() {
     let (status, _) = env.pay_button(&trade, "notify=normal").await;
     assert_eq!(status, StatusCode::GONE);
     assert_eq!(
-        env.channel.query(trade.as_str()).await.unwrap(),
+        env.channel
+            .query(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::Closed
     );
     env.closed_notified(&trade).await;
@@ -1149,7 +1248,10 @@ async fn legacy_rsa_sign_type_end_to_end() {
     let trade = trade_no();
     env.precreate(&trade, 4200).await;
     assert_eq!(
-        env.channel.query(trade.as_str()).await.unwrap(),
+        env.channel
+            .query(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::NotFound
     );
     let g = env.sim.pay(trade.as_str(), PayOptions::default()).unwrap();
@@ -1295,7 +1397,7 @@ async fn sdk_interop() {
         let ch = channel_for(&env.base, mode, AlipaySignType::Rsa2);
         let mut req = env.request(&trade_no(), 1230, device);
         req.subject = "Key & 月卡 = 100% + \"quotes\" <b>".into();
-        let PaymentAction::Redirect { url } = ch.create(&req).await.unwrap() else {
+        let PaymentAction::Redirect { url } = ch.create(&req).await.unwrap().action else {
             panic!()
         };
         let params = parse_form(url.split_once('?').unwrap().1.as_bytes()).unwrap();

@@ -7,6 +7,7 @@
 
 mod support;
 
+use kami_pay::TradeRef;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -227,6 +228,7 @@ impl Env {
             .create(&self.request(trade_no, amount, device))
             .await
             .unwrap()
+            .action
     }
 
     async fn open(&self, url: &str) -> (StatusCode, String) {
@@ -321,7 +323,10 @@ async fn v1_submit_purchase_with_get_notification() {
     assert!(page.contains("Steam &lt;b&gt;10&lt;/b&gt; &amp; &quot;more&quot; 月卡"));
     assert_eq!(env.sim.trade_status(trade.as_str()), "WAITING");
     assert_eq!(
-        env.channel.query(trade.as_str()).await.unwrap(),
+        env.channel
+            .query(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::Waiting
     );
 
@@ -350,7 +355,12 @@ async fn v1_submit_purchase_with_get_notification() {
     assert!(env.rejected().is_empty());
 
     // Query and close both report it paid.
-    let TradeState::Paid(queried) = env.channel.query(trade.as_str()).await.unwrap() else {
+    let TradeState::Paid(queried) = env
+        .channel
+        .query(&TradeRef::from(trade.as_str()))
+        .await
+        .unwrap()
+    else {
         panic!("the query does not say paid");
     };
     // `endtime`, China time, to the second.
@@ -368,7 +378,10 @@ async fn v1_submit_purchase_with_get_notification() {
         }
     );
     assert!(matches!(
-        env.channel.close(trade.as_str()).await.unwrap(),
+        env.channel
+            .close(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::Paid(_)
     ));
     // Re-opening the submit URL shows the paid trade; paying again sends nothing.
@@ -439,7 +452,7 @@ async fn v1_mapi_qrcode_payurl_and_urlscheme() {
     let mut req = env.request(&new_trade_no(), cny(1230), Device::Mobile);
     req.user_agent = Some("Mozilla/5.0 (iPhone) MicroMessenger/8.0.40".into());
     assert!(matches!(
-        capture.create(&req).await.unwrap(),
+        capture.create(&req).await.unwrap().action,
         PaymentAction::Qr { .. }
     ));
     let form = env.merchant.captured.lock().unwrap()[0].clone();
@@ -491,21 +504,33 @@ async fn v1_query_states_close_and_refunds() {
     let trade = new_trade_no();
     // Unknown to the host.
     assert_eq!(
-        env.channel.query(trade.as_str()).await.unwrap(),
+        env.channel
+            .query(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::NotFound
     );
     // v1 has no close: an unknown or waiting trade "cannot be closed" → Waiting.
     assert_eq!(
-        env.channel.close(trade.as_str()).await.unwrap(),
+        env.channel
+            .close(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::Waiting
     );
     env.create(&trade, cny(1230), Device::Pc).await;
     assert_eq!(
-        env.channel.query(trade.as_str()).await.unwrap(),
+        env.channel
+            .query(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::Waiting
     );
     assert_eq!(
-        env.channel.close(trade.as_str()).await.unwrap(),
+        env.channel
+            .close(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::Waiting
     );
     // Refund before payment is refused.
@@ -528,7 +553,12 @@ async fn v1_query_states_close_and_refunds() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(env.merchant.requests.load(Ordering::SeqCst), 0);
-    let TradeState::Paid(c) = env.channel.query(trade.as_str()).await.unwrap() else {
+    let TradeState::Paid(c) = env
+        .channel
+        .query(&TradeRef::from(trade.as_str()))
+        .await
+        .unwrap()
+    else {
         panic!("paid");
     };
     assert_eq!(
@@ -545,16 +575,25 @@ async fn v1_query_states_close_and_refunds() {
         "{r:?}"
     );
     assert!(matches!(
-        env.channel.query(trade.as_str()).await.unwrap(),
+        env.channel
+            .query(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::Paid(_)
     ));
     assert_eq!(env.refund(&trade, "R3", 730).await.unwrap(), cny(730));
     assert_eq!(
-        env.channel.query(trade.as_str()).await.unwrap(),
+        env.channel
+            .query(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::Refunded
     );
     assert_eq!(
-        env.channel.close(trade.as_str()).await.unwrap(),
+        env.channel
+            .close(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::Refunded
     );
     // Epay v1 refunds have no refund number: a "retry" of R1 is a new refund (here refused
@@ -568,7 +607,7 @@ async fn v1_query_states_close_and_refunds() {
         EpayFlow::Api,
         credentials(None, "not-the-key"),
     );
-    let r = wrong.query(trade.as_str()).await;
+    let r = wrong.query(&TradeRef::from(trade.as_str())).await;
     assert!(
         matches!(&r, Err(PayError::Gateway { code, message }) if code == "-3" && !message.contains("not-the-key")),
         "{r:?}"
@@ -587,7 +626,7 @@ async fn v1_query_states_close_and_refunds() {
         EpayFlow::Api,
         credentials(None, KEY),
     );
-    let r = other.query("X").await;
+    let r = other.query(&TradeRef::from("X")).await;
     assert!(matches!(r, Err(PayError::WrongMerchant)), "{r:?}");
 }
 
@@ -610,11 +649,17 @@ async fn v2_purchase_query_refund_close() {
         PaymentAction::Redirect { .. }
     ));
     assert_eq!(
-        env.channel.query(trade.as_str()).await.unwrap(),
+        env.channel
+            .query(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::Waiting
     );
     assert_eq!(
-        env.channel.query(new_trade_no().as_str()).await.unwrap(),
+        env.channel
+            .query(&TradeRef::from(new_trade_no().as_str()))
+            .await
+            .unwrap(),
         TradeState::NotFound
     );
 
@@ -625,7 +670,7 @@ async fn v2_purchase_query_refund_close() {
     let g = env.sim.trade_no(trade.as_str()).unwrap();
     assert_eq!(env.verdicts(), vec![paid(&trade, &g, 1230)]);
     assert!(matches!(
-        env.channel.query(trade.as_str()).await.unwrap(),
+        env.channel.query(&TradeRef::from(trade.as_str())).await.unwrap(),
         TradeState::Paid(c) if c.gateway_trade_no == g && c.amount == cny(1230)
     ));
 
@@ -637,20 +682,29 @@ async fn v2_purchase_query_refund_close() {
 
     // Close: a waiting trade is closed and can no longer be paid; a paid one stays paid.
     assert_eq!(
-        env.channel.close(mobile.as_str()).await.unwrap(),
+        env.channel
+            .close(&TradeRef::from(mobile.as_str()))
+            .await
+            .unwrap(),
         TradeState::Closed
     );
     assert_eq!(env.sim.trade_status(mobile.as_str()), "CLOSED");
     let (status, _) = env.pay_page(&env.page_url(&mobile), "notify=normal").await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert!(matches!(
-        env.channel.close(trade.as_str()).await.unwrap(),
+        env.channel
+            .close(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::Paid(_)
     ));
     // Closing a trade the host does not know: the host refuses, so kami cannot confirm the
     // close and reports Waiting (keep querying until the grace period ends).
     assert_eq!(
-        env.channel.close(new_trade_no().as_str()).await.unwrap(),
+        env.channel
+            .close(&TradeRef::from(new_trade_no().as_str()))
+            .await
+            .unwrap(),
         TradeState::Waiting
     );
 
@@ -665,6 +719,7 @@ async fn v2_purchase_query_refund_close() {
         .create(&env.request(&t2, cny(300), Device::Pc))
         .await
         .unwrap()
+        .action
     else {
         panic!()
     };
@@ -683,7 +738,7 @@ async fn v2_purchase_query_refund_close() {
         EpayFlow::Api,
         credentials(Some(&stranger), KEY),
     );
-    let r = wrong.query(trade.as_str()).await;
+    let r = wrong.query(&TradeRef::from(trade.as_str())).await;
     assert!(
         matches!(&r, Err(PayError::Gateway { message, .. }) if message.contains("签名")),
         "{r:?}"
@@ -693,7 +748,7 @@ async fn v2_purchase_query_refund_close() {
         EpayFlow::Api,
         credentials(Some(&keys), KEY),
     );
-    let r = forged.query("X").await;
+    let r = forged.query(&TradeRef::from("X")).await;
     assert!(matches!(r, Err(PayError::BadResponseSignature)), "{r:?}");
 }
 
@@ -986,7 +1041,10 @@ async fn forged_upstream_queries_contradict_the_notification() {
             "signed as paid"
         );
         assert_eq!(
-            env.channel.query(trade.as_str()).await.unwrap(),
+            env.channel
+                .query(&TradeRef::from(trade.as_str()))
+                .await
+                .unwrap(),
             TradeState::Waiting,
             "the host's query says unpaid"
         );
@@ -1000,7 +1058,7 @@ async fn forged_upstream_queries_contradict_the_notification() {
             .unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         assert!(matches!(
-            env.channel.query(trade.as_str()).await.unwrap(),
+            env.channel.query(&TradeRef::from(trade.as_str())).await.unwrap(),
             TradeState::Paid(c) if c.gateway_trade_no == g && c.paid_at.is_some()
         ));
         let r = env
@@ -1051,7 +1109,7 @@ async fn interop_with_independent_epay_implementations() {
     ] {
         let mut req = v1.request(&new_trade_no(), cny(minor), Device::Pc);
         req.subject = subject.into();
-        let PaymentAction::Redirect { url } = submit.create(&req).await.unwrap() else {
+        let PaymentAction::Redirect { url } = submit.create(&req).await.unwrap().action else {
             panic!()
         };
         submit_urls.push(url);

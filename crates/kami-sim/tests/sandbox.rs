@@ -5,6 +5,7 @@
 
 mod support;
 
+use kami_pay::TradeRef;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -98,8 +99,9 @@ impl Env {
             expires_at_ms,
             user_agent: None,
             client_ip: None,
+            payer_openid: None,
         };
-        match self.channel.create(&req).await.unwrap() {
+        match self.channel.create(&req).await.unwrap().action {
             PaymentAction::Redirect { url } => url,
             other => panic!("expected redirect, got {other:?}"),
         }
@@ -240,7 +242,7 @@ async fn unreachable_merchant_exhausts_schedule() {
         client_ip: None,
         payer_openid: None,
     };
-    let PaymentAction::Redirect { url } = env.channel.create(&req).await.unwrap() else {
+    let PaymentAction::Redirect { url } = env.channel.create(&req).await.unwrap().action else {
         panic!()
     };
     let (status, done) = env.pay(&url, "normal", false).await;
@@ -252,7 +254,7 @@ async fn unreachable_merchant_exhausts_schedule() {
     assert_eq!(env.sim.notify_stats(trade.as_str()).unwrap().attempts, 4);
     // The payment is still found by query.
     assert!(matches!(
-        env.channel.query(trade.as_str()).await.unwrap(),
+        env.channel.query(&TradeRef::from(trade.as_str())).await.unwrap(),
         TradeState::Paid(c) if c.amount == cny(100)
     ));
 }
@@ -276,7 +278,12 @@ async fn drop_mode_never_notifies() {
         })
     );
     // kami finds it by query, and close reports it paid.
-    match env.channel.query(trade.as_str()).await.unwrap() {
+    match env
+        .channel
+        .query(&TradeRef::from(trade.as_str()))
+        .await
+        .unwrap()
+    {
         TradeState::Paid(c) => {
             assert_eq!(c.gateway_trade_no, g);
             assert_eq!(c.amount, cny(1230));
@@ -284,7 +291,10 @@ async fn drop_mode_never_notifies() {
         other => panic!("expected Paid, got {other:?}"),
     }
     assert!(matches!(
-        env.channel.close(trade.as_str()).await.unwrap(),
+        env.channel
+            .close(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::Paid(_)
     ));
     assert_eq!(env.sim.trade_status(trade.as_str()), "PAID");
@@ -357,18 +367,29 @@ async fn query_follows_the_trade() {
     let trade = new_trade_no();
     let url = env.create(&trade, cny(1230)).await;
     assert_eq!(
-        env.channel.query(trade.as_str()).await.unwrap(),
+        env.channel
+            .query(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::NotFound
     );
     let (status, _) = env.open(&url).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
-        env.channel.query(trade.as_str()).await.unwrap(),
+        env.channel
+            .query(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::Waiting
     );
     let (_, body) = env.pay(&url, "drop", true).await;
     let g = paid_json_gateway_no(&body);
-    match env.channel.query(trade.as_str()).await.unwrap() {
+    match env
+        .channel
+        .query(&TradeRef::from(trade.as_str()))
+        .await
+        .unwrap()
+    {
         TradeState::Paid(c) => {
             assert_eq!(c.trade_no, trade.as_str());
             assert_eq!(c.gateway_trade_no, g);
@@ -384,7 +405,10 @@ async fn close_blocks_payment() {
     // Unknown trade: recorded as closed, later payment refused.
     let trade = new_trade_no();
     assert_eq!(
-        env.channel.close(trade.as_str()).await.unwrap(),
+        env.channel
+            .close(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::Closed
     );
     let url = env.create(&trade, cny(1230)).await;
@@ -395,7 +419,10 @@ async fn close_blocks_payment() {
     assert_eq!(status, StatusCode::CONFLICT);
     assert!(body.contains("TRADE_CLOSED"));
     assert_eq!(
-        env.channel.query(trade.as_str()).await.unwrap(),
+        env.channel
+            .query(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::Closed
     );
     assert_eq!(env.sim.notify_stats(trade.as_str()), None);
@@ -405,14 +432,20 @@ async fn close_blocks_payment() {
     let url = env.create(&waiting, cny(500)).await;
     env.open(&url).await;
     assert_eq!(
-        env.channel.close(waiting.as_str()).await.unwrap(),
+        env.channel
+            .close(&TradeRef::from(waiting.as_str()))
+            .await
+            .unwrap(),
         TradeState::Closed
     );
     let (status, _) = env.pay(&url, "normal", false).await;
     assert_eq!(status, StatusCode::CONFLICT);
     // Closing twice is fine.
     assert_eq!(
-        env.channel.close(waiting.as_str()).await.unwrap(),
+        env.channel
+            .close(&TradeRef::from(waiting.as_str()))
+            .await
+            .unwrap(),
         TradeState::Closed
     );
 }
@@ -438,7 +471,10 @@ async fn refunds_partial_full_idempotent_and_bounded() {
     // Same refund_no again: same answer, not counted twice.
     assert_eq!(env.refund(&trade, "R1", 500).await.unwrap(), cny(500));
     assert!(matches!(
-        env.channel.query(trade.as_str()).await.unwrap(),
+        env.channel
+            .query(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::Paid(_)
     ));
     // 5.00 + 8.00 > 12.30.
@@ -450,7 +486,10 @@ async fn refunds_partial_full_idempotent_and_bounded() {
     // The rest: 7.30.
     assert_eq!(env.refund(&trade, "R3", 730).await.unwrap(), cny(730));
     assert_eq!(
-        env.channel.query(trade.as_str()).await.unwrap(),
+        env.channel
+            .query(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::Refunded
     );
     // Replays still answer; nothing more can be refunded.
@@ -461,6 +500,8 @@ async fn refunds_partial_full_idempotent_and_bounded() {
     let r = env
         .channel
         .refund(&RefundRequest {
+            gateway_ref: None,
+            gateway_trade_no: None,
             trade_no: trade.to_string(),
             refund_no: "R5".into(),
             amount: Money::new(1, Currency::Usd).unwrap(),
@@ -477,8 +518,12 @@ async fn api_signatures_are_enforced_both_ways() {
     // kami signs with the wrong secret: the gateway refuses, unsigned.
     let wrong = channel_for(&env.base, b"not-the-secret");
     for r in [
-        wrong.query("K2024010112000000000001").await,
-        wrong.close("K2024010112000000000001").await,
+        wrong
+            .query(&TradeRef::from("K2024010112000000000001"))
+            .await,
+        wrong
+            .close(&TradeRef::from("K2024010112000000000001"))
+            .await,
     ] {
         assert!(
             matches!(&r, Err(PayError::Gateway { code, .. }) if code == "BAD_SIGNATURE"),
@@ -514,12 +559,14 @@ async fn api_signatures_are_enforced_both_ways() {
 
     // A forged gateway answer is not believed.
     let forged = channel_for(&format!("{}/fake", env.base), SECRET);
-    let r = forged.query("K2024010112000000000001").await;
+    let r = forged
+        .query(&TradeRef::from("K2024010112000000000001"))
+        .await;
     assert!(matches!(r, Err(PayError::BadResponseSignature)), "{r:?}");
 
     // A gateway that is not there.
     let gone = channel_for(&format!("{}/nothing-here", env.base), SECRET);
-    let r = gone.query("K2024010112000000000001").await;
+    let r = gone.query(&TradeRef::from("K2024010112000000000001")).await;
     assert!(matches!(r, Err(PayError::Gateway { .. })), "{r:?}");
 }
 
@@ -531,7 +578,9 @@ async fn standalone_router_serves_the_sandbox() {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let ch = channel_for(&base, SECRET);
     assert_eq!(
-        ch.query("K2024010112000000000001").await.unwrap(),
+        ch.query(&TradeRef::from("K2024010112000000000001"))
+            .await
+            .unwrap(),
         TradeState::NotFound
     );
 }

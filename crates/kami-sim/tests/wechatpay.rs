@@ -6,6 +6,7 @@
 
 mod support;
 
+use kami_pay::TradeRef;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -182,6 +183,7 @@ impl Env {
             .create(&self.request(trade_no, cny(fen), Device::Pc))
             .await
             .unwrap()
+            .action
         {
             PaymentAction::Qr { qr_code } => qr_code,
             other => panic!("expected Qr, got {other:?}"),
@@ -219,6 +221,8 @@ impl Env {
     ) -> Result<kami_pay::RefundOutcome, PayError> {
         self.channel
             .refund(&RefundRequest {
+                gateway_ref: None,
+                gateway_trade_no: None,
                 trade_no: trade_no.to_string(),
                 refund_no: refund_no.into(),
                 amount: cny(fen),
@@ -276,7 +280,10 @@ async fn native_purchase_end_to_end() {
         Some(trade.as_str())
     );
     assert_eq!(
-        env.channel.query(trade.as_str()).await.unwrap(),
+        env.channel
+            .query(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::Waiting
     );
 
@@ -308,7 +315,12 @@ async fn native_purchase_end_to_end() {
     assert!(env.rejected().is_empty());
 
     // Query agrees; paying again is idempotent and sends nothing new.
-    match env.channel.query(trade.as_str()).await.unwrap() {
+    match env
+        .channel
+        .query(&TradeRef::from(trade.as_str()))
+        .await
+        .unwrap()
+    {
         TradeState::Paid(c) => assert_eq!(&c, conf),
         other => panic!("{other:?}"),
     }
@@ -335,7 +347,7 @@ async fn h5_flow_with_return_link() {
     let env = start(5).await;
     let trade = new_trade_no();
     let req = env.request(&trade, cny(500), Device::Mobile);
-    let PaymentAction::Redirect { url } = env.channel.create(&req).await.unwrap() else {
+    let PaymentAction::Redirect { url } = env.channel.create(&req).await.unwrap().action else {
         panic!("expected redirect")
     };
     assert!(
@@ -377,13 +389,13 @@ async fn h5_flow_with_return_link() {
     let mut req = env.request(&t2, cny(500), Device::Mobile);
     req.user_agent = Some("Mozilla/5.0 (Linux; Android 14) MicroMessenger/8.0.47".into());
     assert!(matches!(
-        env.channel.create(&req).await.unwrap(),
+        env.channel.create(&req).await.unwrap().action,
         PaymentAction::Qr { .. }
     ));
     let t3 = new_trade_no();
     let mut req = env.request(&t3, cny(500), Device::Mobile);
     req.return_url = "javascript:alert(1)".into();
-    let PaymentAction::Redirect { url } = env.channel.create(&req).await.unwrap() else {
+    let PaymentAction::Redirect { url } = env.channel.create(&req).await.unwrap().action else {
         panic!()
     };
     let (_, done) = env
@@ -397,12 +409,18 @@ async fn query_reports_every_state() {
     let env = start(3).await;
     let trade = new_trade_no();
     assert_eq!(
-        env.channel.query(trade.as_str()).await.unwrap(),
+        env.channel
+            .query(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::NotFound
     );
     env.create_native(&trade, 1230).await;
     assert_eq!(
-        env.channel.query(trade.as_str()).await.unwrap(),
+        env.channel
+            .query(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::Waiting
     );
     for (state, want) in [
@@ -414,22 +432,35 @@ async fn query_reports_every_state() {
     ] {
         assert!(env.sim.force_state(trade.as_str(), state));
         assert_eq!(
-            env.channel.query(trade.as_str()).await.unwrap(),
+            env.channel
+                .query(&TradeRef::from(trade.as_str()))
+                .await
+                .unwrap(),
             want,
             "{state}"
         );
     }
     assert!(!env.sim.force_state(trade.as_str(), "PAID"));
     let tx = env.pay_dropped(trade.as_str());
-    assert_paid(env.channel.query(trade.as_str()).await.unwrap(), &tx, 1230);
+    assert_paid(
+        env.channel
+            .query(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
+        &tx,
+        1230,
+    );
     assert!(env.refund(&trade, "R1", 1230, 1230).await.unwrap().settled);
     assert_eq!(
-        env.channel.query(trade.as_str()).await.unwrap(),
+        env.channel
+            .query(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::Refunded
     );
     // Malformed trade numbers never reach the wire.
     assert!(matches!(
-        env.channel.query("x").await,
+        env.channel.query(&TradeRef::from("x")).await,
         Err(PayError::Malformed(_))
     ));
 }
@@ -440,13 +471,19 @@ async fn close_then_closed() {
     let trade = new_trade_no();
     let code_url = env.create_native(&trade, 1230).await;
     assert_eq!(
-        env.channel.close(trade.as_str()).await.unwrap(),
+        env.channel
+            .close(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::Closed
     );
     assert_eq!(env.sim.trade_state(trade.as_str()), "CLOSED");
     // Closing twice is fine; paying is refused (API and page).
     assert_eq!(
-        env.channel.close(trade.as_str()).await.unwrap(),
+        env.channel
+            .close(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::Closed
     );
     assert_eq!(
@@ -457,7 +494,10 @@ async fn close_then_closed() {
     let (status, _) = env.form(&scan, &[("action", "pay")], true).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(
-        env.channel.query(trade.as_str()).await.unwrap(),
+        env.channel
+            .query(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::Closed
     );
     assert_eq!(env.sim.notify_stats(trade.as_str()), None);
@@ -473,7 +513,10 @@ async fn close_then_closed() {
     // A trade WeChat never saw.
     let unknown = new_trade_no();
     assert_eq!(
-        env.channel.close(unknown.as_str()).await.unwrap(),
+        env.channel
+            .close(&TradeRef::from(unknown.as_str()))
+            .await
+            .unwrap(),
         TradeState::NotFound
     );
     // Expired orders cannot be paid.
@@ -493,7 +536,14 @@ async fn pay_during_close_is_paid() {
     let trade = new_trade_no();
     env.create_native(&trade, 1230).await;
     let tx = env.pay_dropped(trade.as_str());
-    assert_paid(env.channel.close(trade.as_str()).await.unwrap(), &tx, 1230);
+    assert_paid(
+        env.channel
+            .close(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
+        &tx,
+        1230,
+    );
     assert_eq!(env.sim.trade_state(trade.as_str()), "SUCCESS");
 }
 
@@ -528,7 +578,10 @@ async fn refunds_partial_full_processing_and_replay() {
     assert_eq!(env.sim.refunded_total(trade.as_str()), 500);
     // WeChat reports REFUND after any refund.
     assert_eq!(
-        env.channel.query(trade.as_str()).await.unwrap(),
+        env.channel
+            .query(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::Refunded
     );
     // Same refund number, other amount: refused.
@@ -560,6 +613,8 @@ async fn refunds_partial_full_processing_and_replay() {
     let r = env
         .channel
         .refund(&RefundRequest {
+            gateway_ref: None,
+            gateway_trade_no: None,
             trade_no: trade.to_string(),
             refund_no: "R5".into(),
             amount: Money::new(1, Currency::Usd).unwrap(),
@@ -794,7 +849,7 @@ async fn forged_or_faulty_response_signatures() {
         (ResponseFault::Stale, true),
     ] {
         env.sim.set_response_fault(fault);
-        let r = env.channel.query(trade.as_str()).await;
+        let r = env.channel.query(&TradeRef::from(trade.as_str())).await;
         if stale {
             assert!(matches!(r, Err(PayError::Stale)), "{fault:?}: {r:?}");
         } else {
@@ -804,7 +859,7 @@ async fn forged_or_faulty_response_signatures() {
             );
         }
         // The 204 of close is verified too.
-        let r = env.channel.close(trade.as_str()).await;
+        let r = env.channel.close(&TradeRef::from(trade.as_str())).await;
         assert!(r.is_err(), "{fault:?}: {r:?}");
         let r = env
             .channel
@@ -814,7 +869,10 @@ async fn forged_or_faulty_response_signatures() {
     }
     env.sim.set_response_fault(ResponseFault::None);
     assert_eq!(
-        env.channel.query(trade.as_str()).await.unwrap(),
+        env.channel
+            .query(&TradeRef::from(trade.as_str()))
+            .await
+            .unwrap(),
         TradeState::Closed
     );
     // A channel that trusts another platform key rejects the genuine simulator.
@@ -829,12 +887,14 @@ async fn forged_or_faulty_response_signatures() {
     );
     let wrong = WechatPayChannel::new(cfg, reqwest::Client::new());
     assert!(matches!(
-        wrong.query(trade.as_str()).await,
+        wrong.query(&TradeRef::from(trade.as_str())).await,
         Err(PayError::BadResponseSignature)
     ));
     // Errors are API errors, not signature failures.
     let r = wrong
         .refund(&RefundRequest {
+            gateway_ref: None,
+            gateway_trade_no: None,
             trade_no: new_trade_no().to_string(),
             refund_no: "X1".into(),
             amount: cny(1),
@@ -861,19 +921,19 @@ async fn merchant_authorization_is_enforced() {
         env.platform_keys(),
     );
     let wrong_key = WechatPayChannel::new(cfg, reqwest::Client::new());
-    let r = wrong_key.query(trade.as_str()).await;
+    let r = wrong_key.query(&TradeRef::from(trade.as_str())).await;
     assert_sign_error(&r);
     // Other serial / mchid.
     let mut cfg = env.own_config();
     cfg.merchant_serial_no = "ABCDEF".into();
     let r = WechatPayChannel::new(cfg, reqwest::Client::new())
-        .query(trade.as_str())
+        .query(&TradeRef::from(trade.as_str()))
         .await;
     assert_sign_error(&r);
     let mut cfg = env.own_config();
     cfg.mchid = "1900000001".into();
     let r = WechatPayChannel::new(cfg, reqwest::Client::new())
-        .query(trade.as_str())
+        .query(&TradeRef::from(trade.as_str()))
         .await;
     assert_sign_error(&r);
 
@@ -985,7 +1045,7 @@ async fn unreachable_merchant_exhausts_schedule() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(env.sim.notify_stats(trade.as_str()).unwrap().attempts, 4);
     assert!(
-        matches!(env.channel.query(trade.as_str()).await.unwrap(), TradeState::Paid(c) if c.amount == cny(100))
+        matches!(env.channel.query(&TradeRef::from(trade.as_str())).await.unwrap(), TradeState::Paid(c) if c.amount == cny(100))
     );
 }
 
@@ -1069,7 +1129,7 @@ async fn creation_faults_and_idempotency() {
     let mut req = env.request(&new_trade_no(), cny(100), Device::Pc);
     req.subject = "点卡".repeat(100);
     assert!(matches!(
-        env.channel.create(&req).await.unwrap(),
+        env.channel.create(&req).await.unwrap().action,
         PaymentAction::Qr { .. }
     ));
     // Slow creation.
@@ -1145,7 +1205,7 @@ async fn pay_a_different_amount_is_reported_as_paid() {
     // The channel reports what WeChat says; the order engine compares with the order.
     assert_eq!(paid(&env.verdicts()[0]).amount, cny(1));
     assert!(
-        matches!(env.channel.query(trade.as_str()).await.unwrap(), TradeState::Paid(c) if c.amount == cny(1))
+        matches!(env.channel.query(&TradeRef::from(trade.as_str())).await.unwrap(), TradeState::Paid(c) if c.amount == cny(1))
     );
 }
 
@@ -1161,9 +1221,9 @@ async fn demo_pair_and_standalone_root_api() {
         .create(&env.request(&trade, cny(100), Device::Pc))
         .await
         .unwrap();
-    assert!(matches!(qr, PaymentAction::Qr { .. }));
+    assert!(matches!(qr.action, PaymentAction::Qr { .. }));
     assert_eq!(
-        root.query(trade.as_str()).await.unwrap(),
+        root.query(&TradeRef::from(trade.as_str())).await.unwrap(),
         TradeState::Waiting
     );
     assert!(!format!("{:?}", env.sim)

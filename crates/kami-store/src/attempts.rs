@@ -137,7 +137,52 @@ pub(crate) fn close_attempt(tx: &mut dyn Tx, payment_id: i64, now: Millis) -> Re
     Ok(true)
 }
 
+/// Keep the gateway's own id of an attempt (`payments.gateway_ref`), as its create call
+/// returned it. Written once: a repeated create (an idempotent retry) returns the same id.
+pub(crate) fn set_gateway_ref(
+    tx: &mut dyn Tx,
+    trade_no: &TradeNo,
+    gateway_ref: &str,
+) -> Result<()> {
+    let n = tx.exec(
+        "UPDATE payments SET gateway_ref = $2 WHERE trade_no = $1 \
+           AND (gateway_ref IS NULL OR gateway_ref = $2)",
+        params![trade_no.as_str(), gateway_ref],
+    )?;
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidInput(format!(
+            "payment {trade_no} is unknown or already names another gateway reference"
+        )))
+    }
+}
+
+/// The gateway's id of the attempt with this trade number (`None`: none kept, or no such
+/// attempt).
+pub(crate) fn gateway_ref(tx: &mut dyn Tx, trade_no: &str) -> Result<Option<String>> {
+    match tx.query_opt(
+        "SELECT gateway_ref FROM payments WHERE trade_no = $1",
+        params![trade_no],
+    )? {
+        Some(r) => r.get("gateway_ref"),
+        None => Ok(None),
+    }
+}
+
 impl crate::Store {
+    /// The gateway's id of an attempt, as its create call returned it.
+    pub async fn gateway_ref(&self, trade_no: &str) -> Result<Option<String>> {
+        let trade_no = trade_no.to_owned();
+        self.read(move |tx| gateway_ref(tx, &trade_no)).await
+    }
+
+    /// Keep the gateway's id of an attempt, returned by its create call.
+    pub async fn set_gateway_ref(&self, trade_no: TradeNo, gateway_ref: String) -> Result<()> {
+        self.write(move |tx| set_gateway_ref(tx, &trade_no, &gateway_ref))
+            .await
+    }
+
     /// Add a payment attempt to a pending order (failover, method switch); its trade number.
     pub async fn add_attempt(&self, attempt: NewAttempt) -> Result<TradeNo> {
         self.write(move |tx| add_attempt(tx, &attempt)).await

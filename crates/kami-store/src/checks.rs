@@ -21,6 +21,8 @@ pub struct PaymentCheck {
     pub order_no: OrderNo,
     pub channel_id: ChannelId,
     pub trade_no: String,
+    /// The gateway's own id of the attempt, when its create call returned one.
+    pub gateway_ref: Option<String>,
     pub amount: Money,
     /// Checks done so far (drives the backoff).
     pub attempts: i64,
@@ -48,7 +50,8 @@ pub(crate) fn claim(
             params![id, lease_until],
         )?;
         let d = tx.query_one(
-            "SELECT o.order_no, p.channel_id, p.trade_no, p.amount, p.currency, p.check_attempts, o.expires_at \
+            "SELECT o.order_no, p.channel_id, p.trade_no, p.gateway_ref, p.amount, p.currency, \
+             p.check_attempts, o.expires_at \
              FROM payments p JOIN orders o ON o.id = p.order_id WHERE p.id = $1",
             params![id],
         )?;
@@ -57,6 +60,7 @@ pub(crate) fn claim(
             order_no: d.get("order_no")?,
             channel_id: d.get("channel_id")?,
             trade_no: d.get("trade_no")?,
+            gateway_ref: d.get("gateway_ref")?,
             amount: d.money("amount", "currency")?,
             attempts: d.get("check_attempts")?,
             expires_at: d.get("expires_at")?,
@@ -134,6 +138,8 @@ pub struct OrderPayment {
     pub payment_id: i64,
     pub channel_id: ChannelId,
     pub trade_no: String,
+    /// The gateway's own id of the attempt, when its create call returned one.
+    pub gateway_ref: Option<String>,
     /// The channel's own number for the payment, once it told us.
     pub gateway_trade_no: Option<String>,
     pub amount: Money,
@@ -152,8 +158,8 @@ pub(crate) fn order_payments(tx: &mut dyn Tx, order_no: &str) -> Result<Option<V
         return Ok(None);
     };
     tx.query(
-        "SELECT id, channel_id, trade_no, gateway_trade_no, amount, currency, status, created_at, \
-         paid_at FROM payments WHERE order_id = $1 ORDER BY id",
+        "SELECT id, channel_id, trade_no, gateway_ref, gateway_trade_no, amount, currency, status, \
+         created_at, paid_at FROM payments WHERE order_id = $1 ORDER BY id",
         params![o.get::<i64>("id")?],
     )?
     .iter()
@@ -162,6 +168,7 @@ pub(crate) fn order_payments(tx: &mut dyn Tx, order_no: &str) -> Result<Option<V
             payment_id: r.get("id")?,
             channel_id: r.get("channel_id")?,
             trade_no: r.get("trade_no")?,
+            gateway_ref: r.get("gateway_ref")?,
             gateway_trade_no: r.get("gateway_trade_no")?,
             amount: r.money("amount", "currency")?,
             status: r.get("status")?,

@@ -155,6 +155,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0024_leaner_writes.sql"),
         postgres: include_str!("migrations/postgres/0024_leaner_writes.sql"),
     },
+    Migration {
+        version: 25,
+        name: "gateway_ref",
+        sqlite: include_str!("migrations/sqlite/0025_gateway_ref.sql"),
+        postgres: include_str!("migrations/postgres/0025_gateway_ref.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kami_migrations \

@@ -21,8 +21,9 @@ use crate::{audit, Store};
 macro_rules! recon_payments {
     ($where:literal) => {
         concat!(
-            "SELECT p.trade_no, p.gateway_trade_no, p.amount, p.currency, p.status, p.paid_at, \
-             p.billed_day, o.order_no FROM payments p JOIN orders o ON o.id = p.order_id ",
+            "SELECT p.trade_no, p.gateway_ref, p.gateway_trade_no, p.amount, p.currency, \
+             p.status, p.paid_at, p.billed_day, o.order_no \
+             FROM payments p JOIN orders o ON o.id = p.order_id ",
             $where
         )
     };
@@ -212,6 +213,8 @@ pub struct ReconciliationItem {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReconPayment {
     pub trade_no: String,
+    /// The gateway's own id of the attempt, when its create call returned one.
+    pub gateway_ref: Option<String>,
     pub gateway_trade_no: Option<String>,
     pub amount: Money,
     pub status: PaymentStatus,
@@ -587,6 +590,7 @@ fn finish(tx: &mut dyn Tx, id: i64, f: &Finish, now: Millis) -> Result<Reconcili
 fn payment_from_row(r: &Row) -> Result<ReconPayment> {
     Ok(ReconPayment {
         trade_no: r.get("trade_no")?,
+        gateway_ref: r.get("gateway_ref")?,
         gateway_trade_no: r.get("gateway_trade_no")?,
         amount: r.money("amount", "currency")?,
         status: r.get("status")?,

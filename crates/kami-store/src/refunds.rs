@@ -33,6 +33,10 @@ pub struct RefundCall {
     pub refund: Refund,
     pub channel_id: ChannelId,
     pub trade_no: String,
+    /// The gateway's own id of the attempt, when its create call returned one.
+    pub gateway_ref: Option<String>,
+    /// The gateway's id of the payment being refunded, once it told us.
+    pub gateway_trade_no: Option<String>,
     /// The payment's full amount (some gateways want it with every refund).
     pub total: Money,
     pub reason: Option<String>,
@@ -85,7 +89,8 @@ fn call_for(tx: &mut dyn Tx, refund_no: &str, existing: bool) -> Result<RefundCa
     let r = tx.query_one(
         concat!(
             refund_columns!(),
-            "o.order_no, p.channel_id, p.trade_no, p.amount AS payment_amount, \
+            "o.order_no, p.channel_id, p.trade_no, p.gateway_ref, p.gateway_trade_no, \
+               p.amount AS payment_amount, \
                p.currency AS payment_currency, f.reason \
              FROM refunds f JOIN orders o ON o.id = f.order_id JOIN payments p ON p.id = f.payment_id \
              WHERE f.refund_no = $1"
@@ -96,6 +101,8 @@ fn call_for(tx: &mut dyn Tx, refund_no: &str, existing: bool) -> Result<RefundCa
         refund: refund_from_row(&r)?,
         channel_id: r.get("channel_id")?,
         trade_no: r.get("trade_no")?,
+        gateway_ref: r.get("gateway_ref")?,
+        gateway_trade_no: r.get("gateway_trade_no")?,
         total: r.money("payment_amount", "payment_currency")?,
         reason: r.get("reason")?,
         existing,

@@ -3,6 +3,10 @@
 //! through them are real sandbox payments (the local sandbox simulator, [`SANDBOX_SECRET`]),
 //! so orders routed to them can be paid, notified, queried and closed like any other.
 //! Several servers (two kami processes on one database) may share one [`Faults`].
+//!
+//! With [`Faults::name_refs`] a channel also behaves like a gateway that knows trades by its
+//! own id (Stripe, PayPal): create returns `gw-<trade_no>` as the gateway reference, and query,
+//! close and refund fail unless kami names that reference back.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,8 +16,8 @@ use async_trait::async_trait;
 use kami_core::{ChannelId, Method};
 use kami_pay::settings::{BuildContext, SandboxSettings};
 use kami_pay::{
-    Ack, AckResponse, CreatePayment, NotifyVerdict, PayError, PaymentAction, PaymentChannel,
-    RawNotification, RefundOutcome, RefundRequest, TradeState,
+    Ack, AckResponse, CreatePayment, Created, NotifyVerdict, PayError, PaymentChannel,
+    RawNotification, RefundOutcome, RefundRequest, TradeRef, TradeState,
 };
 use kami_server::{BuildOptions, ExtensionContext, Extra};
 use kami_sim::sandbox::SandboxSim;
@@ -33,6 +37,10 @@ struct Inner {
 }
 
 struct State {
+    /// Create returns a gateway reference that query, close and refund must name.
+    name_refs: bool,
+    /// `query gw-…`, `close gw-…`, `refund gw-… pi-…` for each call that named it.
+    refs_seen: Vec<String>,
     /// Share of creates that fail, 0.0 to 1.0.
     fail_ratio: f64,
     hang: Option<Duration>,
@@ -44,6 +52,8 @@ impl Faults {
     pub fn new(seed: u64) -> Faults {
         Faults(Arc::new(Inner {
             state: Mutex::new(State {
+                name_refs: false,
+                refs_seen: Vec::new(),
                 fail_ratio: 0.0,
                 hang: None,
                 rng: StdRng::seed_from_u64(seed),
@@ -63,6 +73,16 @@ impl Faults {
         self.0.state.lock().unwrap().hang = d;
     }
 
+    /// From now on, act like a gateway that knows trades by its own reference.
+    pub fn name_refs(&self) {
+        self.0.state.lock().unwrap().name_refs = true;
+    }
+
+    /// The calls that named the gateway reference, in order.
+    pub fn refs_seen(&self) -> Vec<String> {
+        self.0.state.lock().unwrap().refs_seen.clone()
+    }
+
     /// Create calls made so far, and how many of them failed on purpose.
     pub fn creates(&self) -> u64 {
         self.0.creates.load(Ordering::Relaxed)
@@ -80,6 +100,27 @@ impl Faults {
             self.0.failed.fetch_add(1, Ordering::Relaxed);
         }
         (fail, s.hang)
+    }
+
+    /// In reference mode, whether `call` named the trade's reference (recorded if so).
+    fn check_ref(
+        &self,
+        call: &str,
+        trade_no: &str,
+        gateway_ref: Option<&str>,
+    ) -> Result<(), PayError> {
+        let mut s = self.0.state.lock().unwrap();
+        if !s.name_refs {
+            return Ok(());
+        }
+        let expected = format!("gw-{trade_no}");
+        if gateway_ref != Some(expected.as_str()) {
+            return Err(PayError::Malformed(format!(
+                "{call} of {trade_no} named {gateway_ref:?}, not {expected}"
+            )));
+        }
+        s.refs_seen.push(format!("{call} {expected}"));
+        Ok(())
     }
 }
 
@@ -103,7 +144,7 @@ impl PaymentChannel for FaultyChannel {
     fn priority(&self) -> i32 {
         self.inner.priority()
     }
-    async fn create(&self, req: &CreatePayment) -> Result<PaymentAction, PayError> {
+    async fn create(&self, req: &CreatePayment) -> Result<Created, PayError> {
         let (fail, hang) = self.faults.next();
         if let Some(d) = hang {
             tokio::time::sleep(d).await;
@@ -114,7 +155,11 @@ impl PaymentChannel for FaultyChannel {
                 message: "simulated gateway failure".into(),
             });
         }
-        self.inner.create(req).await
+        let mut made = self.inner.create(req).await?;
+        if self.faults.0.state.lock().unwrap().name_refs {
+            made.gateway_ref = Some(format!("gw-{}", req.trade_no));
+        }
+        Ok(made)
     }
     fn verify_notification(&self, raw: &RawNotification) -> Result<NotifyVerdict, PayError> {
         self.inner.verify_notification(raw)
@@ -122,13 +167,24 @@ impl PaymentChannel for FaultyChannel {
     fn ack(&self, ack: Ack) -> AckResponse {
         self.inner.ack(ack)
     }
-    async fn query(&self, trade_no: &str) -> Result<TradeState, PayError> {
-        self.inner.query(trade_no).await
+    async fn query(&self, trade: &TradeRef) -> Result<TradeState, PayError> {
+        let named = trade.gateway_ref.as_deref();
+        self.faults.check_ref("query", &trade.trade_no, named)?;
+        self.inner.query(trade).await
     }
-    async fn close(&self, trade_no: &str) -> Result<TradeState, PayError> {
-        self.inner.close(trade_no).await
+    async fn close(&self, trade: &TradeRef) -> Result<TradeState, PayError> {
+        let named = trade.gateway_ref.as_deref();
+        self.faults.check_ref("close", &trade.trade_no, named)?;
+        self.inner.close(trade).await
     }
     async fn refund(&self, req: &RefundRequest) -> Result<RefundOutcome, PayError> {
+        let named = req.gateway_ref.as_deref();
+        self.faults.check_ref("refund", &req.trade_no, named)?;
+        if self.faults.0.state.lock().unwrap().name_refs && req.gateway_trade_no.is_none() {
+            return Err(PayError::Malformed(
+                "refund names no gateway payment".into(),
+            ));
+        }
         self.inner.refund(req).await
     }
 }

@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 use super::wire::{self, check_echo, clean_subject, clip, required_str, str_field};
 use super::AlipayChannel;
 use crate::common::text::urlencode;
-use crate::{CreatePayment, PayError, PaymentAction, PaymentChannel, TradeState};
+use crate::{CreatePayment, PayError, PaymentAction, PaymentChannel, TradeRef, TradeState};
 
 /// Per-request timeout for gateway API calls.
 const API_TIMEOUT: Duration = Duration::from_secs(15);
@@ -242,7 +242,7 @@ impl AlipayChannel {
         trade_no: &str,
         refusal: ApiError,
     ) -> Result<TradeState, PayError> {
-        match self.query(trade_no).await? {
+        match self.query(&TradeRef::new(trade_no)).await? {
             // Still payable although close/cancel said otherwise: report the refusal.
             TradeState::Waiting => Err(refusal.into_pay_error()),
             state => Ok(state),

@@ -114,8 +114,9 @@ use serde_json::{json, Value};
 use crate::common::ack::plain_text_ack;
 use crate::crypto::{RsaSigner, RsaVerifier};
 use crate::{
-    Ack, AckResponse, Bill, BillDay, CreatePayment, Device, NotifyVerdict, PayError, PaymentAction,
-    PaymentChannel, RawNotification, RefundOutcome, RefundRequest, TradeState,
+    Ack, AckResponse, Bill, BillDay, CreatePayment, Created, Device, NotifyVerdict, PayError,
+    PaymentAction, PaymentChannel, RawNotification, RefundOutcome, RefundRequest, TradeRef,
+    TradeState,
 };
 
 use api::{ApiError, SETTLED_STATE_CODES};
@@ -271,10 +272,15 @@ impl PaymentChannel for AlipayChannel {
         self.cfg.priority
     }
 
-    async fn create(&self, req: &CreatePayment) -> Result<PaymentAction, PayError> {
+    /// Mainland gateways settle in CNY only.
+    fn accepts_currency(&self, currency: Currency) -> bool {
+        currency == Currency::Cny
+    }
+
+    async fn create(&self, req: &CreatePayment) -> Result<Created, PayError> {
         match self.flavour(req) {
-            AlipayMode::Page => self.redirect(req, false),
-            AlipayMode::Wap | AlipayMode::Auto => self.redirect(req, true),
+            AlipayMode::Page => self.redirect(req, false).map(Created::from),
+            AlipayMode::Wap | AlipayMode::Auto => self.redirect(req, true).map(Created::from),
             AlipayMode::Qr => {
                 let biz = self.create_biz(req, "FACE_TO_FACE_PAYMENT")?;
                 let trade_no = req.trade_no.as_str();
@@ -290,7 +296,8 @@ impl PaymentChannel for AlipayChannel {
                 let qr_code = required_str(&map, "qr_code")?;
                 Ok(PaymentAction::Qr {
                     qr_code: qr_code.to_owned(),
-                })
+                }
+                .into())
             }
         }
     }
@@ -303,7 +310,8 @@ impl PaymentChannel for AlipayChannel {
         plain_text_ack(ack)
     }
 
-    async fn query(&self, trade_no: &str) -> Result<TradeState, PayError> {
+    async fn query(&self, trade: &TradeRef) -> Result<TradeState, PayError> {
+        let trade_no = trade.trade_no.as_str();
         let biz = json!({ "out_trade_no": trade_no });
         match self.call("alipay.trade.query", &biz, &[]).await? {
             Ok(map) => trade_state(&map, trade_no),
@@ -312,7 +320,8 @@ impl PaymentChannel for AlipayChannel {
         }
     }
 
-    async fn close(&self, trade_no: &str) -> Result<TradeState, PayError> {
+    async fn close(&self, trade: &TradeRef) -> Result<TradeState, PayError> {
+        let trade_no = trade.trade_no.as_str();
         let biz = json!({ "out_trade_no": trade_no });
         match self.call("alipay.trade.close", &biz, &[]).await? {
             Ok(map) => {

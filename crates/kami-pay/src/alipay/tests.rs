@@ -10,6 +10,7 @@ use crate::common::form::parse_form;
 use crate::common::test_support::{bad_signature, encode, malformed};
 use crate::crypto::RsaHash;
 use crate::PaymentConfirmation;
+use crate::TradeRef;
 use kami_core::{Money, OrderNo, TradeNo};
 
 fn k1_signer() -> RsaSigner {
@@ -877,6 +878,7 @@ async fn page_and_wap_redirects_are_signed_get_urls() {
         .create(&create_req(Device::Mobile, None))
         .await
         .unwrap()
+        .action
     else {
         panic!("expected a redirect");
     };
@@ -957,6 +959,7 @@ async fn page_and_wap_redirects_are_signed_get_urls() {
         .create(&create_req(Device::Mobile, None))
         .await
         .unwrap()
+        .action
     else {
         panic!("expected a redirect");
     };
@@ -987,7 +990,9 @@ async fn page_and_wap_redirects_are_signed_get_urls() {
 #[tokio::test]
 async fn unreachable_gateway_is_a_transport_error() {
     let ch = v3_channel();
-    let r = ch.query("K20240101120000123456789012").await;
+    let r = ch
+        .query(&TradeRef::from("K20240101120000123456789012"))
+        .await;
     assert!(matches!(r, Err(PayError::Transport(_))), "{r:?}");
     let r = ch.create(&create_req(Device::Pc, None)).await;
     assert!(matches!(r, Err(PayError::Transport(_))), "{r:?}");

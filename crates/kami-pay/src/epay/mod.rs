@@ -105,13 +105,13 @@ mod wire;
 mod tests;
 
 use async_trait::async_trait;
-use kami_core::{ChannelId, Method, SharedClock};
+use kami_core::{ChannelId, Currency, Method, SharedClock};
 
 use crate::common::ack::plain_text_ack;
 use crate::crypto::{RsaSigner, RsaVerifier};
 use crate::{
-    Ack, AckResponse, CreatePayment, NotifyVerdict, PayError, PaymentAction, PaymentChannel,
-    RawNotification, RefundOutcome, RefundRequest, TradeState,
+    Ack, AckResponse, CreatePayment, Created, NotifyVerdict, PayError, PaymentAction,
+    PaymentChannel, RawNotification, RefundOutcome, RefundRequest, TradeRef, TradeState,
 };
 
 pub use crate::common::form::{field, parse_form, MAX_FORM_BYTES, MAX_FORM_FIELDS};
@@ -303,13 +303,19 @@ impl PaymentChannel for EpayChannel {
         self.priority
     }
 
-    async fn create(&self, req: &CreatePayment) -> Result<PaymentAction, PayError> {
+    /// Mainland gateways settle in CNY only.
+    fn accepts_currency(&self, currency: Currency) -> bool {
+        currency == Currency::Cny
+    }
+
+    async fn create(&self, req: &CreatePayment) -> Result<Created, PayError> {
         match (self.flow, self.version()) {
             (EpayFlow::Submit, _) => Ok(PaymentAction::Redirect {
                 url: self.submit_url(req)?,
-            }),
-            (EpayFlow::Api, Version::V1) => self.create_api_v1(req).await,
-            (EpayFlow::Api, Version::V2) => self.create_api_v2(req).await,
+            }
+            .into()),
+            (EpayFlow::Api, Version::V1) => self.create_api_v1(req).await.map(Created::from),
+            (EpayFlow::Api, Version::V2) => self.create_api_v2(req).await.map(Created::from),
         }
     }
 
@@ -322,7 +328,8 @@ impl PaymentChannel for EpayChannel {
         plain_text_ack(ack)
     }
 
-    async fn query(&self, trade_no: &str) -> Result<TradeState, PayError> {
+    async fn query(&self, trade: &TradeRef) -> Result<TradeState, PayError> {
+        let trade_no = trade.trade_no.as_str();
         match self.version() {
             Version::V1 => self.query_v1(trade_no).await,
             Version::V2 => self.query_v2(trade_no).await,
@@ -331,7 +338,8 @@ impl PaymentChannel for EpayChannel {
 
     /// v1 cannot close (see the module documentation): the queried state, with anything
     /// not paid or refunded reported as `Waiting`. v2: `api/pay/close`, then a query.
-    async fn close(&self, trade_no: &str) -> Result<TradeState, PayError> {
+    async fn close(&self, trade: &TradeRef) -> Result<TradeState, PayError> {
+        let trade_no = trade.trade_no.as_str();
         match self.version() {
             Version::V1 => self.close_v1(trade_no).await,
             Version::V2 => self.close_v2(trade_no).await,

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use crate::TradeRef;
 use std::sync::Arc;
 
 use super::notify::NOTIFY_REQUIRED;
@@ -493,7 +494,7 @@ fn create_req(subject: &str, device: Device) -> CreatePayment {
 async fn submit_flow_builds_signed_urls() {
     let ch = v1_channel(EpayFlow::Submit);
     let req = create_req("Steam 10 & more <b>", Device::Pc);
-    let PaymentAction::Redirect { url } = ch.create(&req).await.unwrap() else {
+    let PaymentAction::Redirect { url } = ch.create(&req).await.unwrap().action else {
         panic!("expected redirect");
     };
     let prefix = "http://127.0.0.1:9/submit.php?";
@@ -514,7 +515,7 @@ async fn submit_flow_builds_signed_urls() {
 
     let keys = v2_keys();
     let ch = v2_channel(&keys, EpayFlow::Submit);
-    let PaymentAction::Redirect { url } = ch.create(&req).await.unwrap() else {
+    let PaymentAction::Redirect { url } = ch.create(&req).await.unwrap().action else {
         panic!("expected redirect");
     };
     let prefix = "http://127.0.0.1:9/api/pay/submit?";
@@ -543,7 +544,10 @@ async fn submit_flow_builds_signed_urls() {
 #[tokio::test]
 async fn unreachable_gateway_is_transport_error_without_the_key() {
     let ch = v1_channel(EpayFlow::Api);
-    for r in [ch.query("ORD1").await, ch.close("ORD1").await] {
+    for r in [
+        ch.query(&TradeRef::from("ORD1")).await,
+        ch.close(&TradeRef::from("ORD1")).await,
+    ] {
         match r {
             Err(PayError::Transport(m)) => assert!(!m.contains(KEY), "{m}"),
             other => panic!("expected Transport, got {other:?}"),
@@ -551,6 +555,8 @@ async fn unreachable_gateway_is_transport_error_without_the_key() {
     }
     let r = ch
         .refund(&RefundRequest {
+            gateway_ref: None,
+            gateway_trade_no: None,
             trade_no: "ORD1".into(),
             refund_no: "R1".into(),
             amount: Money::new(100, Currency::Cny).unwrap(),

@@ -26,7 +26,9 @@ pub fn pay_type(method: Method) -> Result<&'static str, PayError> {
         Method::Alipay => Ok("alipay"),
         Method::Wxpay => Ok("wxpay"),
         Method::Qqpay => Ok("qqpay"),
-        Method::Sandbox => Err(PayError::Unsupported("epay serves alipay, wxpay and qqpay")),
+        Method::Usdt | Method::Card | Method::Paypal | Method::Sandbox => {
+            Err(PayError::Unsupported("epay serves alipay, wxpay and qqpay"))
+        }
     }
 }
 

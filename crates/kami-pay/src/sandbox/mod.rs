@@ -80,8 +80,9 @@ use crate::common::ack::plain_text_ack;
 use crate::common::form::{clip, required};
 use crate::common::text::owned;
 use crate::{
-    Ack, AckResponse, Bill, BillDay, CreatePayment, NotifyVerdict, PayError, PaymentAction,
-    PaymentChannel, RawNotification, RefundOutcome, RefundRequest, TradeState,
+    Ack, AckResponse, Bill, BillDay, CreatePayment, Created, NotifyVerdict, PayError,
+    PaymentAction, PaymentChannel, RawNotification, RefundOutcome, RefundRequest, TradeRef,
+    TradeState,
 };
 
 pub use crate::common::form::{field, parse_form, MAX_FORM_BYTES, MAX_FORM_FIELDS};
@@ -154,7 +155,7 @@ impl PaymentChannel for SandboxChannel {
         self.priority
     }
 
-    async fn create(&self, req: &CreatePayment) -> Result<PaymentAction, PayError> {
+    async fn create(&self, req: &CreatePayment) -> Result<Created, PayError> {
         let trade_no = req.trade_no.as_str();
         let amount = req.amount.to_major_string();
         let expires = req.expires_at_ms.to_string();
@@ -170,7 +171,8 @@ impl PaymentChannel for SandboxChannel {
         let query = self.signed_form(params)?;
         Ok(PaymentAction::Redirect {
             url: format!("{}/sim/sandbox/pay/{trade_no}?{query}", self.gateway),
-        })
+        }
+        .into())
     }
 
     fn verify_notification(&self, raw: &RawNotification) -> Result<NotifyVerdict, PayError> {
@@ -181,7 +183,8 @@ impl PaymentChannel for SandboxChannel {
         plain_text_ack(ack)
     }
 
-    async fn query(&self, trade_no: &str) -> Result<TradeState, PayError> {
+    async fn query(&self, trade: &TradeRef) -> Result<TradeState, PayError> {
+        let trade_no = trade.trade_no.as_str();
         let n = nonce();
         let query = self.signed_form(owned(&[("trade_no", trade_no), ("nonce", &n)]))?;
         let url = format!("{}?{query}", self.api_url("query"));
@@ -189,7 +192,8 @@ impl PaymentChannel for SandboxChannel {
         self.trade_state(trade_no, &fields)
     }
 
-    async fn close(&self, trade_no: &str) -> Result<TradeState, PayError> {
+    async fn close(&self, trade: &TradeRef) -> Result<TradeState, PayError> {
+        let trade_no = trade.trade_no.as_str();
         let n = nonce();
         let fields = self
             .post("close", owned(&[("trade_no", trade_no), ("nonce", &n)]))

@@ -9,6 +9,7 @@ use super::*;
 use crate::common::ack::assert_plain_text_ack;
 use crate::common::test_support::{bad_signature, encode, form_post as post, malformed};
 use crate::common::text::owned;
+use crate::TradeRef;
 use crate::{NotifyVerdict, PaymentAction, PaymentChannel, PaymentConfirmation, RawNotification};
 use kami_core::OrderNo;
 use kami_core::{Currency, Money};
@@ -286,7 +287,7 @@ async fn create_builds_signed_redirect() {
         client_ip: None,
         payer_openid: None,
     };
-    let PaymentAction::Redirect { url } = ch.create(&req).await.unwrap() else {
+    let PaymentAction::Redirect { url } = ch.create(&req).await.unwrap().action else {
         panic!("expected redirect");
     };
     let prefix = format!("http://127.0.0.1:9/sim/sandbox/pay/{trade_no}?");
@@ -307,6 +308,6 @@ async fn create_builds_signed_redirect() {
 #[tokio::test]
 async fn unreachable_gateway_is_transport_error() {
     let ch = channel();
-    let r = ch.query("K2024010112000012345678").await;
+    let r = ch.query(&TradeRef::from("K2024010112000012345678")).await;
     assert!(matches!(r, Err(PayError::Transport(_))), "{r:?}");
 }

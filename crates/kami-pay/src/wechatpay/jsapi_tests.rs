@@ -286,7 +286,7 @@ async fn inside_wechat_the_first_create_is_the_oauth_hop() {
         payer_openid: None,
     };
     // No network: the OAuth URL is built locally.
-    let PaymentAction::Authorize { url } = ch.create(&req).await.unwrap() else {
+    let PaymentAction::Authorize { url } = ch.create(&req).await.unwrap().action else {
         panic!("expected the OAuth hop");
     };
     let prefix = "https://open.example/connect/oauth2/authorize?appid=wxd678efh567hg6787&redirect_uri=https%3A%2F%2Fshop%2Fpay%2Freturn%2Fwx-main%3Forder_no%3DK1&response_type=code&scope=snsapi_base&state=";

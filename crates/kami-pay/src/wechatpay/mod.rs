@@ -87,8 +87,9 @@ use kami_core::{ChannelId, Currency, Method, SharedClock};
 
 use crate::crypto::RsaSigner;
 use crate::{
-    Ack, AckResponse, Bill, BillDay, CreatePayment, Device, NotifyVerdict, PayError, PayerReturn,
-    PaymentAction, PaymentChannel, RawNotification, RefundOutcome, RefundRequest, TradeState,
+    Ack, AckResponse, Bill, BillDay, CreatePayment, Created, Device, NotifyVerdict, PayError,
+    PayerReturn, PaymentAction, PaymentChannel, RawNotification, RefundOutcome, RefundRequest,
+    TradeRef, TradeState,
 };
 
 pub use bill::{sha1_hex, NO_BILL};
@@ -374,8 +375,13 @@ impl PaymentChannel for WechatPayChannel {
         self.cfg.priority
     }
 
+    /// Mainland gateways settle in CNY only.
+    fn accepts_currency(&self, currency: Currency) -> bool {
+        currency == Currency::Cny
+    }
+
     /// Native, H5 or JSAPI order (B.4); JSAPI first learns the payer (OAuth).
-    async fn create(&self, req: &CreatePayment) -> Result<PaymentAction, PayError> {
+    async fn create(&self, req: &CreatePayment) -> Result<Created, PayError> {
         if req.amount.currency() != Currency::Cny {
             return Err(PayError::Unsupported("wechatpay charges in CNY only"));
         }
@@ -386,9 +392,14 @@ impl PaymentChannel for WechatPayChannel {
             req.payer_openid.as_deref(),
         ) {
             (Flavour::Jsapi, Some(_), Some(openid)) => {
-                return self.jsapi_order(req, trade_no, openid).await
+                return self
+                    .jsapi_order(req, trade_no, openid)
+                    .await
+                    .map(Created::from)
             }
-            (Flavour::Jsapi, Some(jsapi), None) => return self.authorize(req, jsapi),
+            (Flavour::Jsapi, Some(jsapi), None) => {
+                return self.authorize(req, jsapi).map(Created::from)
+            }
             (Flavour::H5, ..) => WechatMode::H5,
             _ => WechatMode::Native,
         };
@@ -419,11 +430,12 @@ impl PaymentChannel for WechatPayChannel {
                 url.push_str("redirect_url=");
                 url.push_str(&enc);
             }
-            Ok(PaymentAction::Redirect { url })
+            Ok(PaymentAction::Redirect { url }.into())
         } else {
             Ok(PaymentAction::Qr {
                 qr_code: url.to_owned(),
-            })
+            }
+            .into())
         }
     }
 
@@ -468,7 +480,8 @@ impl PaymentChannel for WechatPayChannel {
     }
 
     /// B.4 query by `out_trade_no`.
-    async fn query(&self, trade_no: &str) -> Result<TradeState, PayError> {
+    async fn query(&self, trade: &TradeRef) -> Result<TradeState, PayError> {
+        let trade_no = trade.trade_no.as_str();
         let path = format!("{}?mchid={}", Self::trade_path(trade_no)?, self.cfg.mchid);
         let a = match self.call(reqwest::Method::GET, &path, None).await {
             Ok(a) => a,
@@ -502,7 +515,8 @@ impl PaymentChannel for WechatPayChannel {
     }
 
     /// B.4 close, then a query for the resulting state.
-    async fn close(&self, trade_no: &str) -> Result<TradeState, PayError> {
+    async fn close(&self, trade: &TradeRef) -> Result<TradeState, PayError> {
+        let trade_no = trade.trade_no.as_str();
         let path = format!("{}/close", Self::trade_path(trade_no)?);
         let body = serde_json::json!({ "mchid": self.cfg.mchid }).to_string();
         match self.call(reqwest::Method::POST, &path, Some(body)).await {
@@ -521,7 +535,7 @@ impl PaymentChannel for WechatPayChannel {
                 ) => {}
             Err(e) => return Err(e),
         }
-        self.query(trade_no).await
+        self.query(trade).await
     }
 
     /// B.4 domestic refund, idempotent per `refund_no`.

@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use crate::TradeRef;
 use base64::Engine;
 
 use super::notify::Envelope;
@@ -1069,10 +1070,12 @@ async fn unreachable_gateway_and_local_refusals() {
     let ch = channel(pubkey_mode());
     let r = ch.create(&create_req(Device::Pc, None)).await;
     assert!(matches!(r, Err(PayError::Transport(_))), "{r:?}");
-    let r = ch.query("K20240101120000123456789012").await;
+    let r = ch
+        .query(&TradeRef::from("K20240101120000123456789012"))
+        .await;
     assert!(matches!(r, Err(PayError::Transport(_))), "{r:?}");
     // Refused before any network traffic.
-    let r = ch.query("../../v3/refund").await;
+    let r = ch.query(&TradeRef::from("../../v3/refund")).await;
     assert!(matches!(r, Err(PayError::Malformed(_))), "{r:?}");
     let mut usd = create_req(Device::Pc, None);
     usd.amount = Money::new(100, Currency::Usd).unwrap();
@@ -1082,6 +1085,8 @@ async fn unreachable_gateway_and_local_refusals() {
     ));
     let r = ch
         .refund(&RefundRequest {
+            gateway_ref: None,
+            gateway_trade_no: None,
             trade_no: "K20240101120000123456789012".into(),
             refund_no: "bad refund no".into(),
             amount: Money::new(1, Currency::Cny).unwrap(),

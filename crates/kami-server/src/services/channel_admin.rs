@@ -18,7 +18,7 @@
 use std::time::Duration;
 
 use kami_core::{ChannelId, ChannelLimits, Method, Millis};
-use kami_pay::{ChannelKind, TradeState};
+use kami_pay::{ChannelKind, TradeRef, TradeState};
 use kami_store::{Actor, ChannelRemoval, ChannelSecrets, ChannelSpec, StoreError, StoredChannel};
 use serde_json::{Map, Value};
 
@@ -471,33 +471,36 @@ pub async fn test(state: &AppState, id: &str) -> ServiceResult<TestOutcome> {
         return Err(not_found(id));
     };
     let trade = format!("kamitest{}", hex::encode(rand::random::<[u8; 8]>()));
-    let outcome = match tokio::time::timeout(TEST_TIMEOUT, channel.query(&trade)).await {
-        Err(_) => TestOutcome {
-            ok: false,
-            message: format!(
-                "the gateway did not answer within {} s",
-                TEST_TIMEOUT.as_secs()
-            ),
-        },
-        Ok(Ok(TradeState::NotFound)) => TestOutcome {
-            ok: true,
-            message: format!(
-                "the gateway accepted the signed query and its verified answer is that trade \
+    let outcome =
+        match tokio::time::timeout(TEST_TIMEOUT, channel.query(&TradeRef::new(trade.as_str())))
+            .await
+        {
+            Err(_) => TestOutcome {
+                ok: false,
+                message: format!(
+                    "the gateway did not answer within {} s",
+                    TEST_TIMEOUT.as_secs()
+                ),
+            },
+            Ok(Ok(TradeState::NotFound)) => TestOutcome {
+                ok: true,
+                message: format!(
+                    "the gateway accepted the signed query and its verified answer is that trade \
                  {trade} does not exist: credentials and signatures check out"
-            ),
-        },
-        Ok(Ok(other)) => TestOutcome {
-            ok: true,
-            message: format!(
-                "the gateway accepted the signed query and answered with a verified reply \
+                ),
+            },
+            Ok(Ok(other)) => TestOutcome {
+                ok: true,
+                message: format!(
+                    "the gateway accepted the signed query and answered with a verified reply \
                  ({other:?} for trade {trade})"
-            ),
-        },
-        Ok(Err(e)) => TestOutcome {
-            ok: false,
-            message: e.to_string(),
-        },
-    };
+                ),
+            },
+            Ok(Err(e)) => TestOutcome {
+                ok: false,
+                message: e.to_string(),
+            },
+        };
     tracing::info!(channel = %id, ok = outcome.ok, "channel test: {}", outcome.message);
     Ok(outcome)
 }

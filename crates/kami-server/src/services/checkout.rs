@@ -306,14 +306,21 @@ pub(crate) async fn create_with_failover(
         super::channel_calls::record_create(state, id, method, &result, call_started);
         let latency_ms = i64::try_from(call_started.elapsed().as_millis()).unwrap_or(i64::MAX);
         let e = match result {
-            Ok(action) => {
+            Ok(made) => {
                 state
                     .channels
                     .record(id, method, &Outcome::Success { latency_ms }, state.now_ms());
                 if !tried.is_empty() {
                     tracing::info!(order = %created.order_no, channel = id, method = %method, "failed over: {}", tried.join("; "));
                 }
-                return Ok((id.to_owned(), action));
+                // Without it the attempt could not be queried or closed later.
+                if let Some(gateway_ref) = made.gateway_ref {
+                    state
+                        .store
+                        .set_gateway_ref(req.trade_no.clone(), gateway_ref)
+                        .await?;
+                }
+                return Ok((id.to_owned(), made.action));
             }
             Err(e) => e,
         };

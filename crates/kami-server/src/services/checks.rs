@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use kami_pay::TradeState;
+use kami_pay::{TradeRef, TradeState};
 use kami_store::{FoundBy, PaymentCheck};
 
 use super::payments::apply_confirmation;
@@ -95,8 +95,9 @@ async fn check_one(state: &Arc<AppState>, c: PaymentCheck) -> Result<(), kami_st
             .reschedule_check(c.payment_id, Some(now + 10 * 60_000))
             .await;
     };
+    let trade = TradeRef::with_ref(c.trade_no.as_str(), c.gateway_ref.clone());
     if now < c.expires_at {
-        let queried = channel.query(&c.trade_no).await;
+        let queried = channel.query(&trade).await;
         tracing::debug!(order = %c.order_no, channel = %c.channel_id, "query at the channel: {queried:?}");
         return match queried {
             Ok(TradeState::Paid(conf)) => apply_paid(state, &c, FoundBy::Query, conf).await,
@@ -116,7 +117,7 @@ async fn check_one(state: &Arc<AppState>, c: PaymentCheck) -> Result<(), kami_st
         };
     }
     // Deadline passed: close at the channel before the stock goes back.
-    let closed = channel.close(&c.trade_no).await;
+    let closed = channel.close(&trade).await;
     tracing::debug!(order = %c.order_no, channel = %c.channel_id, "close at the channel: {closed:?}");
     match closed {
         Ok(TradeState::Paid(conf)) => apply_paid(state, &c, FoundBy::Close, conf).await,

@@ -5,7 +5,7 @@
 //! ([`super::payments::apply_confirmation`]), and nothing else can pay an order.
 
 use kami_core::{OrderNo, PaymentStatus};
-use kami_pay::TradeState;
+use kami_pay::{TradeRef, TradeState};
 use kami_store::{Actor, FoundBy, Order, OrderPayment};
 use serde::Serialize;
 
@@ -86,7 +86,13 @@ async fn ask(
         answer.answer = "not_configured";
         return Ok(answer);
     };
-    match channel.query(&p.trade_no).await {
+    match channel
+        .query(&TradeRef::with_ref(
+            p.trade_no.as_str(),
+            p.gateway_ref.clone(),
+        ))
+        .await
+    {
         Ok(TradeState::Paid(conf)) => {
             answer.answer = "paid";
             let outcome = apply_confirmation(state, p.channel_id.as_str(), found_by, conf).await?;
@@ -175,7 +181,13 @@ pub async fn cancel(state: &AppState, no: &OrderNo, actor: &Actor) -> ServiceRes
                 ),
             });
         };
-        match channel.close(&p.trade_no).await {
+        match channel
+            .close(&TradeRef::with_ref(
+                p.trade_no.as_str(),
+                p.gateway_ref.clone(),
+            ))
+            .await
+        {
             Ok(TradeState::Paid(conf)) => {
                 let outcome =
                     apply_confirmation(state, p.channel_id.as_str(), FoundBy::Close, conf).await?;

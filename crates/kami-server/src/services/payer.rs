@@ -156,12 +156,19 @@ pub async fn payer_returned(state: &AppState, r: Returning) -> ServiceResult<Ret
         Err(_) => Err(PayError::Transport("timed out".into())),
     };
     super::channel_calls::record_create(state, id, order.method, &result, started);
-    let action = result.map_err(|e| {
+    let made = result.map_err(|e| {
         tracing::warn!(order = %no, channel = id, "creating the payment for the payer: {e}");
         ServiceError::ChannelUnavailable {
             cause: e.to_string(),
         }
     })?;
+    if let Some(gateway_ref) = made.gateway_ref {
+        state
+            .store
+            .set_gateway_ref(req.trade_no.clone(), gateway_ref)
+            .await?;
+    }
+    let action = made.action;
     if !matches!(action, PaymentAction::JsApi { .. }) {
         return Err(ServiceError::Internal(
             "the channel answered a payer with another sign-in".into(),

@@ -14,7 +14,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use kami_pay::{PaymentChannel, PaymentConfirmation, TradeState};
+use kami_pay::{PaymentChannel, PaymentConfirmation, TradeRef, TradeState};
 use kami_store::{FoundBy, NotifyOutcome, RawEvent, Recorded, StoreError, Verdict};
 
 use crate::state::AppState;
@@ -46,7 +46,11 @@ pub async fn record_notification(
     }
     let verdict = match state.channels.get(&event.channel_id) {
         Some(channel) if channel.confirm_by_query() => {
-            confirm_by_query(channel.as_ref(), verdict).await
+            let gateway_ref = match &verdict {
+                Verdict::Paid { trade_no, .. } => state.store.gateway_ref(trade_no).await?,
+                _ => None,
+            };
+            confirm_by_query(channel.as_ref(), verdict, gateway_ref).await
         }
         _ => verdict,
     };
@@ -56,7 +60,11 @@ pub async fn record_notification(
 /// `verdict` as the channel's own query confirms it: a `Paid` verdict stays `Paid` only when
 /// the query says the same trade is paid for the same amount; otherwise it becomes
 /// `Unconfirmed` with what the query said. Other verdicts pass unchanged.
-pub async fn confirm_by_query(channel: &dyn PaymentChannel, verdict: Verdict) -> Verdict {
+pub async fn confirm_by_query(
+    channel: &dyn PaymentChannel,
+    verdict: Verdict,
+    gateway_ref: Option<String>,
+) -> Verdict {
     let Verdict::Paid {
         trade_no,
         gateway_trade_no,
@@ -66,7 +74,8 @@ pub async fn confirm_by_query(channel: &dyn PaymentChannel, verdict: Verdict) ->
     else {
         return verdict;
     };
-    let queried = tokio::time::timeout(CONFIRM_TIMEOUT, channel.query(&trade_no)).await;
+    let trade = TradeRef::with_ref(trade_no.as_str(), gateway_ref);
+    let queried = tokio::time::timeout(CONFIRM_TIMEOUT, channel.query(&trade)).await;
     let reason = match queried {
         Ok(Ok(TradeState::Paid(c))) if c.trade_no == trade_no && c.amount == amount => {
             return Verdict::Paid {

@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 
 use kami_core::{Millis, Money};
 use kami_pay::{
-    Bill, BillDay, BillEntry, BillRow, PaymentChannel, PaymentConfirmation, TradeState,
+    Bill, BillDay, BillEntry, BillRow, PaymentChannel, PaymentConfirmation, TradeRef, TradeState,
 };
 use kami_store::{
     BatchTotals, CarryIn, Finish, FoundBy, ItemKind, NewItem, NotifyOutcome, ReconPayment,
@@ -342,7 +342,13 @@ pub async fn match_by_queries(
     let (from, to) = day_window(day);
     let mut items = Vec::new();
     for p in state.store.payments_of_day(channel_id, from, to).await? {
-        match channel.query(&p.trade_no).await {
+        match channel
+            .query(&TradeRef::with_ref(
+                p.trade_no.as_str(),
+                p.gateway_ref.clone(),
+            ))
+            .await
+        {
             Err(e) => items.push(NewItem {
                 detail: e.to_string(),
                 ..item_for(ItemKind::QueryFailed, &p)

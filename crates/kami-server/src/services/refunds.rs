@@ -128,6 +128,8 @@ pub async fn settle_refund(state: &AppState, call: RefundCall) -> ServiceResult<
         })?;
     let req = RefundRequest {
         trade_no: call.trade_no.clone(),
+        gateway_ref: call.gateway_ref.clone(),
+        gateway_trade_no: call.gateway_trade_no.clone(),
         refund_no: call.refund.refund_no.clone(),
         amount: call.refund.amount,
         total: call.total,

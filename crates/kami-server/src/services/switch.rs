@@ -9,7 +9,7 @@
 use std::net::IpAddr;
 
 use kami_core::{Method, Millis, OrderNo, OrderStatus, PaymentStatus};
-use kami_pay::{Device, PaymentAction, TradeState};
+use kami_pay::{Device, PaymentAction, TradeRef, TradeState};
 use kami_store::{CreatedOrder, FoundBy, NewAttempt, StoreError};
 
 use super::checkout::{create_with_failover, Call};
@@ -180,7 +180,13 @@ async fn close_open_trades(state: &AppState, no: &OrderNo) -> ServiceResult<bool
                 ),
             ));
         };
-        match channel.close(&p.trade_no).await {
+        match channel
+            .close(&TradeRef::with_ref(
+                p.trade_no.as_str(),
+                p.gateway_ref.clone(),
+            ))
+            .await
+        {
             Ok(TradeState::Paid(conf)) => {
                 let outcome =
                     apply_confirmation(state, p.channel_id.as_str(), FoundBy::Close, conf).await?;

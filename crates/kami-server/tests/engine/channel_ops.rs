@@ -202,6 +202,8 @@ async fn money_returned_by_the_gateway_is_never_delivered(backend: Backend) {
     let money = kami_core::Money::new(700, kami_core::Currency::Cny).unwrap();
     let r = channel
         .refund(&kami_pay::RefundRequest {
+            gateway_ref: None,
+            gateway_trade_no: None,
             trade_no: no.to_owned(),
             refund_no: "console-1".into(),
             amount: money,

@@ -12,6 +12,7 @@ mod confirm_by_query;
 mod coupons;
 mod flash_sale;
 mod fulfilment;
+mod gateway_refs;
 mod happy_path;
 mod late_and_expiry;
 mod mail;

@@ -3,6 +3,7 @@
 //! The background payment check is held off (its lease taken) wherever it could otherwise
 //! find the payment first, so what these tests see is the seller's action alone.
 
+use kami_pay::TradeRef;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -186,7 +187,7 @@ async fn cancel_closes_the_trade_at_the_channel_first(backend: Backend) {
         .channels
         .get(order["payment"]["channel"].as_str().unwrap())
         .unwrap();
-    let at_channel = channel.query(no(&order)).await;
+    let at_channel = channel.query(&TradeRef::from(no(&order))).await;
     assert!(
         matches!(at_channel, Ok(kami_pay::TradeState::Closed)),
         "{at_channel:?}"

@@ -19,9 +19,9 @@ use async_trait::async_trait;
 use aws_lc_rs::hmac;
 use kami_core::{ChannelId, Clock, Currency, ManualClock, Method, Millis, Money};
 use kami_pay::{
-    Ack, AckResponse, Bill, BillDay, BillEntry, BillRow, BillTotals, CreatePayment, NotifyVerdict,
-    PayError, PaymentAction, PaymentChannel, PaymentConfirmation, RawNotification, RefundOutcome,
-    RefundRequest, TradeState,
+    Ack, AckResponse, Bill, BillDay, BillEntry, BillRow, BillTotals, CreatePayment, Created,
+    NotifyVerdict, PayError, PaymentAction, PaymentChannel, PaymentConfirmation, RawNotification,
+    RefundOutcome, RefundRequest, TradeRef, TradeState,
 };
 
 use crate::sched::Gates;
@@ -367,7 +367,7 @@ impl PaymentChannel for FakeGateway {
         self.spec.priority
     }
 
-    async fn create(&self, req: &CreatePayment) -> Result<PaymentAction, PayError> {
+    async fn create(&self, req: &CreatePayment) -> Result<Created, PayError> {
         self.gate("create", req.trade_no.as_str()).await;
         self.down()?;
         let mut l = self.ledger();
@@ -427,7 +427,8 @@ impl PaymentChannel for FakeGateway {
         }
         Ok(PaymentAction::Qr {
             qr_code: format!("fake://{}/{seq}", self.name()),
-        })
+        }
+        .into())
     }
 
     fn verify_notification(&self, raw: &RawNotification) -> Result<NotifyVerdict, PayError> {
@@ -470,7 +471,8 @@ impl PaymentChannel for FakeGateway {
         }
     }
 
-    async fn query(&self, trade_no: &str) -> Result<TradeState, PayError> {
+    async fn query(&self, trade: &TradeRef) -> Result<TradeState, PayError> {
+        let trade_no = trade.trade_no.as_str();
         self.gate("query", trade_no).await;
         self.down()?;
         let now = self.now();
@@ -501,7 +503,8 @@ impl PaymentChannel for FakeGateway {
         Ok(state)
     }
 
-    async fn close(&self, trade_no: &str) -> Result<TradeState, PayError> {
+    async fn close(&self, trade: &TradeRef) -> Result<TradeState, PayError> {
+        let trade_no = trade.trade_no.as_str();
         self.gate("close", trade_no).await;
         self.down()?;
         let mut l = self.ledger();

@@ -2,6 +2,7 @@
 //! channel reads the simulator's bill of the trades it created and paid (notifications
 //! dropped: these tests read the bill), through the simulator's bill controls ([`Billed`]).
 
+use kami_pay::TradeRef;
 use std::sync::Arc;
 
 use kami_core::{Method, OrderNo, TradeNo};
@@ -76,7 +77,7 @@ impl<S: Billed, C: PaymentChannel> BillEnv<S, C> {
             payer_openid: None,
         };
         assert!(matches!(
-            self.channel.create(&req).await.unwrap(),
+            self.channel.create(&req).await.unwrap().action,
             PaymentAction::Qr { .. }
         ));
         trade
@@ -246,10 +247,18 @@ pub async fn queries_fail_until_cleared_and_notifications_can_be_dropped<
     assert_eq!(env.sim.notifications_sent(a.as_str()), 0, "dropped");
     env.sim.fail_queries(true);
     for _ in 0..3 {
-        gateway_error(env.channel.query(a.as_str()).await, S::QUERY_ERROR);
+        gateway_error(
+            env.channel.query(&TradeRef::from(a.as_str())).await,
+            S::QUERY_ERROR,
+        );
     }
     env.sim.fail_queries(false);
-    match env.channel.query(a.as_str()).await.unwrap() {
+    match env
+        .channel
+        .query(&TradeRef::from(a.as_str()))
+        .await
+        .unwrap()
+    {
         TradeState::Paid(c) => assert_eq!((c.gateway_trade_no, c.amount), (no, cny(100))),
         other => panic!("expected Paid, got {other:?}"),
     }

@@ -269,6 +269,8 @@ pub async fn settled_refund<C: PaymentChannel>(
     total: Money,
 ) -> Result<Money, kami_pay::PayError> {
     let req = kami_pay::RefundRequest {
+        gateway_ref: None,
+        gateway_trade_no: None,
         trade_no: trade_no.to_owned(),
         refund_no: refund_no.into(),
         amount,
