@@ -71,7 +71,7 @@ describe('phone inside WeChat pays with JSAPI', { timeout: 240_000 }, () => {
       };
       page.on('framenavigated', onNav);
       await Promise.all([
-        page.waitForURL(/\/orders\/K\d{26}$/, { waitUntil: 'load' }),
+        page.waitForURL(/\/orders\/K\d{26}(#.*)?$/, { waitUntil: 'load' }),
         form.locator(`button${tid('buy')}`).click(),
       ]);
       page.off('framenavigated', onNav);
