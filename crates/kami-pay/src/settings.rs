@@ -183,7 +183,12 @@ mod tests {
         );
         assert_eq!(
             ChannelKind::Wechatpay.secret_keys(),
-            ["merchant_private_key", "apiv3_key", "wechatpay_public_key"]
+            [
+                "merchant_private_key",
+                "apiv3_key",
+                "wechatpay_public_key",
+                "appsecret"
+            ]
         );
         assert_eq!(
             ChannelKind::Epay.secret_keys(),

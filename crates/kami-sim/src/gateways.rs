@@ -59,6 +59,8 @@ struct Keys {
     paypal_secret: String,
     stripe_secret_key: String,
     stripe_webhook_secret: String,
+    /// The WeChat Official Account's AppSecret (JSAPI OAuth).
+    wechat_appsecret: String,
 }
 
 fn random_alnum(n: usize) -> String {
@@ -132,6 +134,7 @@ impl Gateways {
             paypal_secret: random_alnum(40),
             stripe_secret_key: format!("sk_test_{}", random_alnum(24)),
             stripe_webhook_secret: format!("whsec_{}", random_alnum(32)),
+            wechat_appsecret: hex::encode(rand::random::<[u8; 16]>()),
         };
         let schedule = |real: Vec<Duration>| {
             if opts.fast_retries {
@@ -175,6 +178,7 @@ impl Gateways {
                     21600, 21600,
                 ])),
                 notify_timeout: Duration::from_secs(5),
+                appsecret: keys.wechat_appsecret.clone(),
             },
             clock.clone(),
         );
@@ -340,6 +344,14 @@ impl Gateways {
                 key: RsaSigner::from_text(&self.keys.wechat_platform)?.verifier()?,
             },
             mode: WechatMode::Auto,
+            // Inside WeChat: JSAPI, its OAuth played by the simulator on this server.
+            jsapi: Some(kami_pay::wechatpay::JsapiConfig {
+                appsecret: kami_pay::common::settings::Secret::new(
+                    self.keys.wechat_appsecret.clone(),
+                ),
+                oauth_base: format!("{}/sim/wechatpay/open", self.base_url),
+                sns_api_base: format!("{}/sim/wechatpay", self.base_url),
+            }),
         })
     }
 
@@ -412,6 +424,7 @@ impl Gateways {
             &RsaSigner::from_text(&self.keys.wechat_platform)?.public_key_pem()?,
         )?;
         let apiv3 = write("wechatpay_apiv3_key", &self.keys.apiv3)?;
+        let appsecret = write("wechatpay_appsecret", &self.keys.wechat_appsecret)?;
         let epay = write("epay_key", &self.keys.epay_key)?;
         let stripe_key = write("stripe_secret_key", &self.keys.stripe_secret_key)?;
         let stripe_whsec = write("stripe_webhook_secret", &self.keys.stripe_webhook_secret)?;
@@ -444,6 +457,9 @@ apiv3_key_file = "{apiv3}"
 wechatpay_public_key_file = "{wx_pub}"
 wechatpay_public_key_id = "{WECHAT_PUB_KEY_ID}"
 mode = "auto"
+appsecret_file = "{appsecret}"
+oauth_base = "{b}/sim/wechatpay/open"
+sns_api_base = "{b}/sim/wechatpay"
 
 [[channels]]
 id = "epay-sim"

@@ -110,6 +110,7 @@ fn request(trade_no: &TradeNo, amount: Money, base: &str) -> CreatePayment {
         expires_at_ms: 0,
         user_agent: None,
         client_ip: None,
+        payer_openid: None,
     }
 }
 

@@ -63,6 +63,7 @@ fn create_req(minor: i64, currency: Currency) -> CreatePayment {
         expires_at_ms: 0,
         user_agent: None,
         client_ip: None,
+        payer_openid: None,
     }
 }
 

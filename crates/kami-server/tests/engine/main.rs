@@ -26,6 +26,8 @@ mod stats;
 mod stored_channels;
 mod stripe;
 mod tampering;
+// WeChat Pay JSAPI inside WeChat (issue 12 part 1).
+mod wechat_jsapi;
 // Settings (issue 10 part 8).
 mod reconciliation;
 mod settings;

@@ -15,7 +15,9 @@ use serde::Deserialize;
 
 use crate::http::extract::ClientIp;
 use crate::services::order_actions::buyer_check;
+use crate::services::payer::{payer_returned, Returning};
 use crate::services::payments::record_notification;
+use crate::services::ServiceError;
 use crate::state::AppState;
 
 /// Largest notification body accepted (real gateways send a few KiB).
@@ -126,27 +128,56 @@ async fn check_now(state: &AppState, channel_id: &str, no: &kami_core::OrderNo) 
     }
 }
 
-/// The browser comes back here after paying. It never marks anything paid: it sends the
-/// buyer to the order page, which shows the status (and the keys only to a browser that
-/// holds the order's token). For a channel that is paid only once kami acts on the buyer's
-/// approval (PayPal: the capture), the channel is asked first, through the same check as
-/// the buyer's "I have paid".
+/// The browser comes back here after paying, or from the wallet's sign-in (WeChat OAuth
+/// before JSAPI: `code` and `state` added by WeChat, see `services/payer.rs`). It never marks
+/// anything paid: it sends the buyer to the order page, which shows the status (and the keys
+/// only to a browser that holds the order's token). For a channel that is paid only once kami
+/// acts on the buyer's approval (PayPal: the capture), the channel is asked first, through the
+/// same check as the buyer's "I have paid".
 pub async fn return_page(
     State(state): State<Arc<AppState>>,
     Path(channel_id): Path<String>,
     Query(q): Query<ReturnQuery>,
+    uri: Uri,
+    headers: HeaderMap,
+    ClientIp(client_ip): ClientIp,
 ) -> Response {
-    let order_no = q
+    let Some(no) = q
         .order_no
         .as_deref()
-        .and_then(|n| kami_core::OrderNo::parse(n).ok());
-    if let (Some(no), Some(channel)) = (&order_no, state.channels.get(&channel_id)) {
-        if channel.check_on_return() {
-            check_now(&state, &channel_id, no).await;
-        }
+        .and_then(|n| kami_core::OrderNo::parse(n).ok())
+    else {
+        return (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "unknown order; open your order from the shop's lookup page",
+        )
+            .into_response();
+    };
+    if state
+        .channels
+        .get(&channel_id)
+        .is_some_and(|c| c.check_on_return())
+    {
+        check_now(&state, &channel_id, &no).await;
     }
-    match order_no {
-        Some(no) => (
+    let returning = Returning {
+        channel_id,
+        order_no: no.to_string(),
+        query: uri.query().unwrap_or("").to_owned(),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(512).collect()),
+        client_ip,
+    };
+    match payer_returned(&state, returning).await {
+        // Prepared, an ordinary return, or nothing left to prepare: the order page says which.
+        Ok(_)
+        | Err(ServiceError::Conflict {
+            code: "payer_known" | "order_not_pending",
+            ..
+        }) => (
             StatusCode::SEE_OTHER,
             [
                 (header::LOCATION, format!("/orders/{no}")),
@@ -154,11 +185,17 @@ pub async fn return_page(
             ],
         )
             .into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            "unknown order; open your order from the shop's lookup page",
-        )
-            .into_response(),
+        Err(e) => {
+            let e = crate::http::error::ApiError::from(e);
+            (
+                e.status,
+                [
+                    (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                    (header::CACHE_CONTROL, "no-store"),
+                ],
+                format!("{}\n\nYour order: /orders/{no}", e.message),
+            )
+                .into_response()
+        }
     }
 }
