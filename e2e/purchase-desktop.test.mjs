@@ -1,6 +1,6 @@
 // Desktop buyer: one purchase through every demo payment channel's simulator. Alipay and WeChat
-// Pay show a QR code (the demo's sim-link is the phone that scans it), Epay and the sandbox
-// redirect to their cashier. The key must appear on the checkout page without a reload.
+// Pay show a QR code (the demo's sim-link is the phone that scans it), Epay, Stripe and the
+// sandbox redirect to their cashier. The key must appear on the checkout page without a reload.
 
 import { after, before, describe, it } from 'node:test';
 import {
@@ -40,6 +40,8 @@ describe('desktop purchase through each simulator channel', { timeout: 240_000 }
     { flow: 'desktop-wxpay', method: 'wxpay', expect: 'qr', simulator: /WeChat Pay — scan/ },
     // 易支付 submit.php page jump to the cashier.
     { flow: 'desktop-qqpay', method: 'qqpay', expect: 'redirect', simulator: /易支付收银台[\s\S]*qqpay/ },
+    // Stripe Checkout: a redirect to the hosted page; delivery only from the signed webhook.
+    { flow: 'desktop-card', method: 'card', expect: 'redirect', simulator: /Checkout[\s\S]*CNY/ },
     // Five keys at the 5+ tier price (¥11.00 each): the live total and five distinct keys.
     {
       flow: 'desktop-sandbox',

@@ -14,10 +14,15 @@ pub enum PayMethod {
     Wxpay,
     /// Channel `epay-sim`: Epay v1 (MD5).
     Qqpay,
+    /// Channel `stripe-sim`: Stripe Checkout (signed webhooks).
+    Card,
     /// The built-in sandbox channel (HMAC).
     Sandbox,
     /// Channel `usdt-sim`: epusdt (MD5, JSON notifications).
     Usdt,
+    /// Channel `paypal-sim`: PayPal Orders v2 (approve, capture on return, signed webhooks);
+    /// the bench's product is priced in USD (PayPal takes no CNY).
+    Paypal,
 }
 
 impl PayMethod {
@@ -27,8 +32,18 @@ impl PayMethod {
             PayMethod::Alipay => "alipay",
             PayMethod::Wxpay => "wxpay",
             PayMethod::Qqpay => "qqpay",
+            PayMethod::Card => "card",
             PayMethod::Sandbox => "sandbox",
             PayMethod::Usdt => "usdt",
+            PayMethod::Paypal => "paypal",
+        }
+    }
+
+    /// The currency the bench's product is priced in for this method.
+    pub fn currency(self) -> &'static str {
+        match self {
+            PayMethod::Paypal => "USD",
+            _ => "CNY",
         }
     }
 
@@ -38,8 +53,10 @@ impl PayMethod {
             PayMethod::Alipay => "alipay-sim",
             PayMethod::Wxpay => "wechat-sim",
             PayMethod::Qqpay => "epay-sim",
+            PayMethod::Card => "stripe-sim",
             PayMethod::Sandbox => "sandbox",
             PayMethod::Usdt => "usdt-sim",
+            PayMethod::Paypal => "paypal-sim",
         }
     }
 
@@ -191,6 +208,7 @@ mod tests {
     fn names() {
         assert_eq!(PayMethod::Wxpay.as_str(), "wxpay");
         assert_eq!(PayMethod::Qqpay.demo_channel(), "epay-sim");
+        assert_eq!(PayMethod::Card.demo_channel(), "stripe-sim");
         assert!(!PayMethod::Sandbox.needs_demo());
         assert!(PayMethod::Alipay.needs_demo());
         assert_eq!(Device::Mobile.as_str(), "mobile");

@@ -86,13 +86,14 @@ pub async fn create_product(
     token: &str,
     slug: &str,
     price: i64,
+    currency: &str,
 ) -> Result<()> {
     let url = api_url(base, &["api", "v1", "admin", "products"])?;
     let body = json!({
         "slug": slug,
         "title": "Bench",
         "price": price,
-        "currency": "CNY",
+        "currency": currency,
         "delivery": "auto",
         "description": "created by kami-bench",
     });

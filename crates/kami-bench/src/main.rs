@@ -9,10 +9,11 @@
 //! do, so the throughput can be read as "kami durable commits/s vs. what the disk allows".
 //!
 //! Pay step: with `--method sandbox` (default) `POST payment.url` with `notify=normal`
-//! (JSON). With `--method alipay|wxpay|qqpay` the server is spawned with `serve --demo`,
-//! which mounts the gateway simulators on it and routes alipay → `alipay-sim` (Alipay
-//! OpenAPI RSA2), wxpay → `wechat-sim` (WeChat Pay v3), qqpay → `epay-sim` (Epay v1 MD5),
-//! usdt → `usdt-sim` (epusdt MD5);
+//! (JSON). With `--method alipay|wxpay|qqpay|usdt|card|paypal` the server is spawned with
+//! `serve --demo`, which mounts the gateway simulators on it and routes alipay → `alipay-sim`
+//! (Alipay OpenAPI RSA2), wxpay → `wechat-sim` (WeChat Pay v3), qqpay → `epay-sim` (Epay v1
+//! MD5), usdt → `usdt-sim` (epusdt MD5), card → `stripe-sim` (Stripe Checkout), paypal →
+//! `paypal-sim` (PayPal Orders v2);
 //! the buyer then pays like a browser: GET `payment.url` or `payment.qr_code` (a
 //! `weixin://` code becomes `{base}/sim/wechatpay/scan/{TOKEN}`), take the page's first
 //! `<form method="post">`, POST it with `notify=normal`, expect HTTP 200. The simulator then
@@ -782,7 +783,7 @@ async fn drive(
     // Setup: a product of our own and its card keys.
     let run_id = rand_hex(8);
     let slug = format!("bench-{run_id}");
-    load::create_product(&client, &base, token, &slug, 100).await?;
+    load::create_product(&client, &base, token, &slug, 100, args.method.currency()).await?;
     let n_keys = args.key_count();
     let keys = load::generate_keys(&run_id, n_keys);
     let t = Instant::now();

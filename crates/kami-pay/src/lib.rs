@@ -9,9 +9,11 @@ pub mod crypto;
 pub mod epay;
 pub mod epusdt;
 mod http;
+pub mod paypal;
 pub mod routing;
 pub mod sandbox;
 pub mod settings;
+pub mod stripe;
 pub mod tokenpay;
 pub mod wechatpay;
 
@@ -44,6 +46,9 @@ pub struct CreatePayment {
     /// The buyer's IP address (WeChat H5 `payer_client_ip`, Epay `clientip`); channels send
     /// a loopback placeholder when it is unknown (API orders).
     pub client_ip: Option<std::net::IpAddr>,
+    /// The buyer's id at the gateway, learned through the browser before this call (WeChat
+    /// OAuth `openid` for JSAPI, see [`PaymentChannel::payer_return`]); `None` otherwise.
+    pub payer_openid: Option<String>,
 }
 
 impl CreatePayment {
@@ -68,6 +73,50 @@ pub enum PaymentAction {
     Qr { qr_code: String },
     /// Send the browser to this URL.
     Redirect { url: String },
+    /// Send the browser (in the same window) to the gateway to learn who pays first (WeChat
+    /// OAuth `snsapi_base` before JSAPI); it comes back to the return URL, where
+    /// [`PaymentChannel::payer_return`] reads it and the payment is created with the payer.
+    Authorize { url: String },
+    /// Ask the wallet the page runs inside to pay (WeChat JSAPI:
+    /// `WeixinJSBridge.invoke('getBrandWCPayRequest', params, cb)`). What the page's callback
+    /// says never marks anything paid.
+    JsApi { params: JsApiParams },
+}
+
+/// The parameters of `getBrandWCPayRequest`, named as the bridge wants them (B.4): `appId`,
+/// `timeStamp` (unix seconds as a string), `nonceStr`, `package` (`prepay_id=…`),
+/// `signType` (`RSA`) and `paySign` (base64 SHA256withRSA over
+/// `appId\ntimeStamp\nonceStr\npackage\n` with the merchant key).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JsApiParams {
+    #[serde(rename = "appId")]
+    pub app_id: String,
+    #[serde(rename = "timeStamp")]
+    pub time_stamp: String,
+    #[serde(rename = "nonceStr")]
+    pub nonce_str: String,
+    pub package: String,
+    #[serde(rename = "signType")]
+    pub sign_type: String,
+    #[serde(rename = "paySign")]
+    pub pay_sign: String,
+}
+
+/// A browser back from the gateway's payer sign-in, its `state` verified: which trade it is
+/// for, and the one-time code that names the payer ([`PaymentChannel::payer_id`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PayerReturn {
+    pub trade_no: String,
+    /// One-time (WeChat: five minutes, single use); never logged.
+    pub code: String,
+}
+
+impl std::fmt::Debug for PayerReturn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PayerReturn")
+            .field("trade_no", &self.trade_no)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a create call started at the gateway.
@@ -283,6 +332,14 @@ pub trait PaymentChannel: Send + Sync {
     /// Start collecting: returns what the buyer must do.
     async fn create(&self, req: &CreatePayment) -> Result<Created, PayError>;
 
+    /// The I/O a notification's verification needs, done before the pure
+    /// [`verify_notification`](PaymentChannel::verify_notification) and left in the channel
+    /// (PayPal: fetch and check the signing certificate the webhook names, on PayPal's hosts
+    /// only, and cache it). A failure is logged by the channel; verification then refuses.
+    async fn prepare_notification(&self, raw: &RawNotification) {
+        let _ = raw;
+    }
+
     /// Parse and verify a raw notification. Pure: no I/O, no database.
     fn verify_notification(&self, raw: &RawNotification) -> Result<NotifyVerdict, PayError>;
 
@@ -320,6 +377,31 @@ pub trait PaymentChannel: Send + Sync {
     /// collected: a success the query does not confirm is held, never delivered.
     fn confirm_by_query(&self) -> bool {
         false
+    }
+
+    /// Whether the buyer's return from the gateway, and a verified notification that is not
+    /// a payment, make kami ask this channel about the trade at once ([`query`]). PayPal: an
+    /// approved order is paid only once kami captures it, which its `query` does.
+    ///
+    /// [`query`]: PaymentChannel::query
+    fn check_on_return(&self) -> bool {
+        false
+    }
+
+    /// A browser at `/pay/return/{channel}` may come back from the payer sign-in this
+    /// channel sent it to ([`PaymentAction::Authorize`]). Pure: reads the query string and
+    /// verifies its `state` (unforgeable, bound to one trade, not past the trade's expiry).
+    /// `Ok(None)`: an ordinary return.
+    fn payer_return(&self, query: &str) -> Result<Option<PayerReturn>, PayError> {
+        let _ = query;
+        Ok(None)
+    }
+
+    /// The payer's id at the gateway (WeChat `openid`) for a verified [`PayerReturn`]: the
+    /// code is exchanged at the gateway, once.
+    async fn payer_id(&self, ret: &PayerReturn) -> Result<String, PayError> {
+        let _ = ret;
+        Err(PayError::Unsupported("payer sign-in"))
     }
 
     /// The gateway's bill for one day (authenticated download, totals checked). Channels

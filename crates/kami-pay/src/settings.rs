@@ -18,7 +18,9 @@ pub use crate::alipay::settings::AlipaySettings;
 pub use crate::common::settings::*;
 pub use crate::epay::settings::{EpaySettings, EpayVersion};
 pub use crate::epusdt::settings::EpusdtSettings;
+pub use crate::paypal::settings::PaypalSettings;
 pub use crate::sandbox::settings::SandboxSettings;
+pub use crate::stripe::settings::StripeSettings;
 pub use crate::tokenpay::settings::TokenPaySettings;
 pub use crate::wechatpay::settings::WechatPaySettings;
 
@@ -28,19 +30,23 @@ pub enum ChannelKind {
     Alipay,
     Wechatpay,
     Epay,
-    Sandbox,
     Epusdt,
     Tokenpay,
+    Stripe,
+    Paypal,
+    Sandbox,
 }
 
 impl ChannelKind {
-    pub const ALL: [ChannelKind; 6] = [
+    pub const ALL: [ChannelKind; 8] = [
         ChannelKind::Alipay,
         ChannelKind::Wechatpay,
         ChannelKind::Epay,
-        ChannelKind::Sandbox,
         ChannelKind::Epusdt,
         ChannelKind::Tokenpay,
+        ChannelKind::Stripe,
+        ChannelKind::Paypal,
+        ChannelKind::Sandbox,
     ];
 
     pub fn parse(s: &str) -> Option<ChannelKind> {
@@ -52,9 +58,11 @@ impl ChannelKind {
             ChannelKind::Alipay => "alipay",
             ChannelKind::Wechatpay => "wechatpay",
             ChannelKind::Epay => "epay",
+            ChannelKind::Stripe => "stripe",
             ChannelKind::Sandbox => "sandbox",
             ChannelKind::Epusdt => "epusdt",
             ChannelKind::Tokenpay => "tokenpay",
+            ChannelKind::Paypal => "paypal",
         }
     }
 
@@ -64,9 +72,11 @@ impl ChannelKind {
             ChannelKind::Alipay => keys_of::<AlipaySettings>(),
             ChannelKind::Wechatpay => keys_of::<WechatPaySettings>(),
             ChannelKind::Epay => keys_of::<EpaySettings>(),
+            ChannelKind::Stripe => keys_of::<StripeSettings>(),
             ChannelKind::Sandbox => keys_of::<SandboxSettings>(),
             ChannelKind::Epusdt => keys_of::<EpusdtSettings>(),
             ChannelKind::Tokenpay => keys_of::<TokenPaySettings>(),
+            ChannelKind::Paypal => keys_of::<PaypalSettings>(),
         }
     }
 
@@ -97,9 +107,11 @@ pub enum ChannelSettings {
     Alipay(AlipaySettings),
     Wechatpay(WechatPaySettings),
     Epay(EpaySettings),
+    Stripe(StripeSettings),
     Sandbox(SandboxSettings),
     Epusdt(EpusdtSettings),
     Tokenpay(TokenPaySettings),
+    Paypal(PaypalSettings),
 }
 
 impl ChannelSettings {
@@ -108,9 +120,11 @@ impl ChannelSettings {
             ChannelSettings::Alipay(_) => ChannelKind::Alipay,
             ChannelSettings::Wechatpay(_) => ChannelKind::Wechatpay,
             ChannelSettings::Epay(_) => ChannelKind::Epay,
+            ChannelSettings::Stripe(_) => ChannelKind::Stripe,
             ChannelSettings::Sandbox(_) => ChannelKind::Sandbox,
             ChannelSettings::Epusdt(_) => ChannelKind::Epusdt,
             ChannelSettings::Tokenpay(_) => ChannelKind::Tokenpay,
+            ChannelSettings::Paypal(_) => ChannelKind::Paypal,
         }
     }
 
@@ -126,9 +140,11 @@ impl ChannelSettings {
                 ChannelSettings::Wechatpay(WechatPaySettings::deserialize(d)?)
             }
             ChannelKind::Epay => ChannelSettings::Epay(EpaySettings::deserialize(d)?),
+            ChannelKind::Stripe => ChannelSettings::Stripe(StripeSettings::deserialize(d)?),
             ChannelKind::Sandbox => ChannelSettings::Sandbox(SandboxSettings::deserialize(d)?),
             ChannelKind::Epusdt => ChannelSettings::Epusdt(EpusdtSettings::deserialize(d)?),
             ChannelKind::Tokenpay => ChannelSettings::Tokenpay(TokenPaySettings::deserialize(d)?),
+            ChannelKind::Paypal => ChannelSettings::Paypal(PaypalSettings::deserialize(d)?),
         })
     }
 
@@ -138,9 +154,11 @@ impl ChannelSettings {
             ChannelSettings::Alipay(s) => s.validate(),
             ChannelSettings::Wechatpay(s) => s.validate(),
             ChannelSettings::Epay(s) => s.validate(),
+            ChannelSettings::Stripe(s) => s.validate(),
             ChannelSettings::Sandbox(s) => s.validate(methods),
             ChannelSettings::Epusdt(s) => s.validate(),
             ChannelSettings::Tokenpay(s) => s.validate(),
+            ChannelSettings::Paypal(s) => s.validate(),
         }
     }
 
@@ -151,6 +169,8 @@ impl ChannelSettings {
             ChannelSettings::Alipay(s) => s.resolve_files(base_dir),
             ChannelSettings::Wechatpay(s) => s.resolve_files(base_dir),
             ChannelSettings::Epay(s) => s.resolve_files(base_dir),
+            ChannelSettings::Paypal(s) => s.resolve_files(base_dir),
+            ChannelSettings::Stripe(s) => s.resolve_files(base_dir),
             ChannelSettings::Sandbox(s) => return s.resolve_files(base_dir),
             ChannelSettings::Epusdt(s) => s.resolve_files(base_dir),
             ChannelSettings::Tokenpay(s) => s.resolve_files(base_dir),
@@ -183,15 +203,25 @@ mod tests {
         );
         assert_eq!(
             ChannelKind::Wechatpay.secret_keys(),
-            ["merchant_private_key", "apiv3_key", "wechatpay_public_key"]
+            [
+                "merchant_private_key",
+                "apiv3_key",
+                "wechatpay_public_key",
+                "appsecret"
+            ]
         );
         assert_eq!(
             ChannelKind::Epay.secret_keys(),
             ["key", "merchant_private_key", "platform_public_key"]
         );
+        assert_eq!(
+            ChannelKind::Stripe.secret_keys(),
+            ["secret_key", "webhook_secret"]
+        );
         assert_eq!(ChannelKind::Sandbox.secret_keys(), ["secret"]);
         assert_eq!(ChannelKind::Epusdt.secret_keys(), ["token"]);
         assert_eq!(ChannelKind::Tokenpay.secret_keys(), ["secret"]);
+        assert_eq!(ChannelKind::Paypal.secret_keys(), ["client_secret"]);
     }
 
     #[test]

@@ -68,6 +68,8 @@ pub struct Extra {
     pub routes: Router,
     /// Demo: beside each QR code, a link to the simulator's payment page.
     pub qr_link: Option<QrLink>,
+    /// Demo: the stand-in `WeixinJSBridge` script (a path on this server) JSAPI pages load.
+    pub jsapi_bridge: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -185,6 +187,7 @@ impl Application {
             limits: Limits::new(&settings.shop, &settings.risk),
             notify_limits: RejectedEventLimits::new(config.retention.rejected_events_per_minute),
             qr_link: extra.qr_link,
+            jsapi_bridge: extra.jsapi_bridge,
             stats_cache: Default::default(),
             call_log: Default::default(),
             settings: SettingsCell::new(settings),

@@ -703,6 +703,8 @@ fn build_settings(
         ChannelSettings::Epay(s) => Arc::new(s.build(cx)?),
         ChannelSettings::Epusdt(s) => Arc::new(s.build(cx)?),
         ChannelSettings::Tokenpay(s) => Arc::new(s.build(cx)?),
+        ChannelSettings::Paypal(s) => Arc::new(s.build(cx)?),
+        ChannelSettings::Stripe(s) => Arc::new(s.build(cx)?),
     })
 }
 

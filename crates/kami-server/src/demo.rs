@@ -84,13 +84,30 @@ const PRODUCTS: &[DemoProduct] = &[
     },
 ];
 
+/// Priced in US dollars: PayPal takes no CNY, so the demo's PayPal channel sells these.
+const USD_PRODUCTS: &[DemoProduct] = &[DemoProduct {
+    slug: "demo-paypal-key",
+    title: "Demo game key (USD, PayPal)",
+    description: "Priced in US dollars: pay with PayPal on the simulator.",
+    price: 199,
+    delivery: Delivery::Auto,
+    keys: 20,
+    loop_key: None,
+    category: "Games",
+    tiers: "",
+}];
+
 /// Seed the demo catalogue (skipping products that already exist) and create an admin token.
 /// Returns the token.
 pub async fn seed(store: &Store) -> Result<String, StoreError> {
     let now = now_ms();
-    for p in PRODUCTS {
+    let priced = PRODUCTS
+        .iter()
+        .map(|p| (p, Currency::Cny))
+        .chain(USD_PRODUCTS.iter().map(|p| (p, Currency::Usd)));
+    for (p, currency) in priced {
         let slug = Slug::parse(p.slug).map_err(|e| StoreError::InvalidInput(e.to_string()))?;
-        let price = Money::new(p.price, Currency::Cny)?;
+        let price = Money::new(p.price, currency)?;
         let new = NewProduct {
             slug,
             title: p.title.into(),
@@ -144,7 +161,8 @@ kami demo shop is running at {base}
 
 In a browser: open {base}/ , pick a product, pay with any method (Alipay and WeChat show a
 QR code with a "Demo: open the simulator's payment page" link; QQ Wallet (Epay) and Sandbox
-open the simulator's cashier), press Pay there, and watch the key appear on the checkout page.
+open the simulator's cashier; PayPal sells the USD-priced "demo-paypal-key"), press Pay there,
+and watch the key appear on the checkout page.
 Find the order again at {base}/lookup with its email and query password.
 
 Or with curl (sandbox payment channel, simulator on this server):

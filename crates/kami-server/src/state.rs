@@ -45,6 +45,9 @@ pub struct AppState {
     pub notify_limits: RejectedEventLimits,
     /// Demo: links from QR codes to the simulator's payment page.
     pub qr_link: Option<QrLink>,
+    /// Demo and tests: the stand-in `WeixinJSBridge` script a JSAPI checkout page loads
+    /// (WeChat's browser has the real one; production never sets this).
+    pub jsapi_bridge: Option<String>,
     /// The stats of closed days, for the dashboard and the stats API.
     pub stats_cache: StatsCache,
     /// Channel calls not yet written (`services/channel_calls.rs`).

@@ -12,12 +12,15 @@ use kami_pay::alipay::{AlipayConfig, AlipayMode, AlipaySignType};
 use kami_pay::crypto::{KeyError, RsaSigner};
 use kami_pay::epay::{EpayConfig, EpayCredentials, EpayFlow};
 use kami_pay::epusdt::EpusdtConfig;
+use kami_pay::stripe::StripeConfig;
 use kami_pay::tokenpay::{CoinCurrency, TokenPayConfig};
 use kami_pay::wechatpay::{PlatformKeys, WechatMode, WechatPayConfig};
 
 use crate::alipay::{AlipaySim, AlipaySimConfig};
 use crate::epay::{EpaySim, EpaySimConfig};
 use crate::epusdt::{EpusdtSim, EpusdtSimConfig};
+use crate::paypal::{PaypalSim, PaypalSimConfig, PaypalSimError};
+use crate::stripe::{StripeSim, StripeSimConfig};
 use crate::tokenpay::{TokenPaySim, TokenPaySimConfig};
 use crate::wechatpay::{WechatSim, WechatSimConfig};
 
@@ -30,6 +33,12 @@ pub const WECHAT_PUB_KEY_ID: &str = "PUB_KEY_ID_0000000000000000000000000001";
 pub const EPAY_PID: &str = "1001";
 /// The TokenPay simulator's currency.
 pub const TOKENPAY_CURRENCY: &str = "USDT_TRC20";
+pub const PAYPAL_CLIENT_ID: &str = "AYkami-sim-client-0001";
+pub const PAYPAL_WEBHOOK_ID: &str = "1JE4291016473214C";
+/// The PayPal simulator's channel id (its webhooks go to `/pay/notify/paypal-sim`).
+pub const PAYPAL_CHANNEL: &str = "paypal-sim";
+/// The demo's Stripe channel.
+pub const STRIPE_CHANNEL_ID: &str = "stripe-sim";
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -37,6 +46,10 @@ pub enum GatewayError {
     Key(#[from] KeyError),
     #[error("channel id: {0}")]
     Id(#[from] IdError),
+    #[error("paypal simulator: {0}")]
+    Paypal(#[from] PaypalSimError),
+    #[error("paypal simulator certificate policy: {0}")]
+    PaypalCerts(#[from] kami_pay::paypal::CertError),
     #[error("writing {path}: {err}")]
     Io { path: String, err: std::io::Error },
 }
@@ -51,6 +64,11 @@ struct Keys {
     epay_key: String,
     epusdt_token: String,
     tokenpay_secret: String,
+    paypal_secret: String,
+    stripe_secret_key: String,
+    stripe_webhook_secret: String,
+    /// The WeChat Official Account's AppSecret (JSAPI OAuth).
+    wechat_appsecret: String,
 }
 
 fn random_alnum(n: usize) -> String {
@@ -82,6 +100,10 @@ pub struct MerchantKeys {
     pub epusdt_token: String,
     /// TokenPay `secret`.
     pub tokenpay_secret: String,
+    /// Stripe `secret_key` (`sk_test_…`).
+    pub stripe_secret_key: String,
+    /// Stripe `webhook_secret` (`whsec_…`).
+    pub stripe_webhook_secret: String,
 }
 
 /// All simulators and the matching merchant configurations.
@@ -95,6 +117,8 @@ pub struct Gateways {
     pub epusdt: Arc<EpusdtSim>,
     /// TokenPay (channel `tokenpay-sim`, method `usdt`, below `usdt-sim`).
     pub tokenpay: Arc<TokenPaySim>,
+    pub paypal: Arc<PaypalSim>,
+    pub stripe: Arc<StripeSim>,
     base_url: String,
     keys: Keys,
     /// What the simulators and [`Gateways::channels`] read the time from.
@@ -125,6 +149,10 @@ impl Gateways {
             epay_key: random_alnum(32),
             epusdt_token: random_alnum(32),
             tokenpay_secret: random_alnum(32),
+            paypal_secret: random_alnum(40),
+            stripe_secret_key: format!("sk_test_{}", random_alnum(24)),
+            stripe_webhook_secret: format!("whsec_{}", random_alnum(32)),
+            wechat_appsecret: hex::encode(rand::random::<[u8; 16]>()),
         };
         let schedule = |real: Vec<Duration>| {
             if opts.fast_retries {
@@ -168,6 +196,7 @@ impl Gateways {
                     21600, 21600,
                 ])),
                 notify_timeout: Duration::from_secs(5),
+                appsecret: keys.wechat_appsecret.clone(),
             },
             clock.clone(),
         );
@@ -180,12 +209,41 @@ impl Gateways {
         let mut tokenpay_cfg = TokenPaySimConfig::new(&keys.tokenpay_secret, TOKENPAY_CURRENCY);
         tokenpay_cfg.retry_schedule = schedule(tokenpay_cfg.retry_schedule);
         let tokenpay = TokenPaySim::new(tokenpay_cfg);
+        let base = base_url.trim_end_matches('/');
+        let paypal = PaypalSim::with_clock(
+            PaypalSimConfig {
+                client_id: PAYPAL_CLIENT_ID.into(),
+                client_secret: keys.paypal_secret.clone(),
+                webhook_id: PAYPAL_WEBHOOK_ID.into(),
+                webhook_url: format!("{base}/pay/notify/{PAYPAL_CHANNEL}"),
+                base_url: base.to_owned(),
+                retry_schedule: schedule(PaypalSimConfig::default_retry_schedule()),
+                notify_timeout: Duration::from_secs(10),
+            },
+            clock.clone(),
+        )?;
+        // The simulated account presents CNY too (the demo shop's currency); see
+        // `crate::stripe` on what a real account takes.
+        let stripe = StripeSim::with_clock(
+            StripeSimConfig {
+                secret_key: keys.stripe_secret_key.clone(),
+                webhook_secrets: vec![keys.stripe_webhook_secret.clone()],
+                // Each session's kami endpoint (`/pay/notify/<id>` beside its return URL).
+                webhook_url: None,
+                currencies: None,
+                retry_schedule: schedule(StripeSimConfig::default_schedule()),
+                notify_timeout: Duration::from_secs(10),
+            },
+            clock.clone(),
+        );
         let router = axum::Router::new()
             .merge(alipay.router())
             .merge(wechatpay.router())
             .merge(epay.router())
             .merge(epusdt.router())
-            .merge(tokenpay.router());
+            .merge(tokenpay.router())
+            .merge(paypal.router())
+            .merge(stripe.router());
         Ok(Gateways {
             router,
             alipay,
@@ -193,6 +251,8 @@ impl Gateways {
             epay,
             epusdt,
             tokenpay,
+            paypal,
+            stripe,
             base_url: base_url.trim_end_matches('/').to_owned(),
             keys,
             clock,
@@ -216,11 +276,13 @@ impl Gateways {
             epay_key: self.keys.epay_key.clone(),
             epusdt_token: self.keys.epusdt_token.clone(),
             tokenpay_secret: self.keys.tokenpay_secret.clone(),
+            stripe_secret_key: self.keys.stripe_secret_key.clone(),
+            stripe_webhook_secret: self.keys.stripe_webhook_secret.clone(),
         })
     }
 
     /// One channel of every kind wired to these simulators — `alipay-sim`, `wechat-sim`,
-    /// `epay-sim` — as the demo and the test kit mount them, on the simulators' clock.
+    /// `epay-sim`, `usdt-sim`, `tokenpay-sim`, `paypal-sim`, `stripe-sim` — as the demo and the test kit mount them, on the simulators' clock.
     pub fn channels(
         &self,
         http: &reqwest::Client,
@@ -252,6 +314,20 @@ impl Gateways {
                 self.tokenpay_config("tokenpay-sim")?,
                 http.clone(),
             )),
+            Arc::new(
+                kami_pay::paypal::PaypalChannel::new(
+                    self.paypal_config(PAYPAL_CHANNEL)?,
+                    http.clone(),
+                )
+                .with_clock(self.clock.clone()),
+            ),
+            Arc::new(
+                kami_pay::stripe::StripeChannel::new(
+                    self.stripe_config(STRIPE_CHANNEL_ID)?,
+                    http.clone(),
+                )
+                .with_clock(self.clock.clone()),
+            ),
         ])
     }
 
@@ -279,6 +355,24 @@ impl Gateways {
                 path: "currency".into(),
                 err: std::io::Error::other(e),
             })?,
+        })
+    }
+
+    /// PayPal serves `paypal`; its webhook certificates are trusted through the simulator's
+    /// run-time CA, fetched from the simulator's URL prefix only.
+    pub fn paypal_config(&self, id: &str) -> Result<kami_pay::paypal::PaypalConfig, GatewayError> {
+        Ok(kami_pay::paypal::PaypalConfig {
+            id: ChannelId::parse(id)?,
+            methods: vec![Method::Paypal],
+            priority: 10,
+            api_base: format!("{}/sim/paypal", self.base_url),
+            client_id: PAYPAL_CLIENT_ID.into(),
+            client_secret: kami_pay::settings::Secret::new(self.keys.paypal_secret.clone()),
+            webhook_id: PAYPAL_WEBHOOK_ID.into(),
+            certs: kami_pay::paypal::CertPolicy::custom(
+                &[self.paypal.cert_url_prefix()],
+                self.paypal.ca_pem(),
+            )?,
         })
     }
 
@@ -315,6 +409,14 @@ impl Gateways {
                 key: RsaSigner::from_text(&self.keys.wechat_platform)?.verifier()?,
             },
             mode: WechatMode::Auto,
+            // Inside WeChat: JSAPI, its OAuth played by the simulator on this server.
+            jsapi: Some(kami_pay::wechatpay::JsapiConfig {
+                appsecret: kami_pay::common::settings::Secret::new(
+                    self.keys.wechat_appsecret.clone(),
+                ),
+                oauth_base: format!("{}/sim/wechatpay/open", self.base_url),
+                sns_api_base: format!("{}/sim/wechatpay", self.base_url),
+            }),
         })
     }
 
@@ -330,6 +432,18 @@ impl Gateways {
                 key: self.keys.epay_key.clone(),
             },
             flow: EpayFlow::Submit,
+        })
+    }
+
+    /// Stripe serves `card`.
+    pub fn stripe_config(&self, id: &str) -> Result<StripeConfig, GatewayError> {
+        Ok(StripeConfig {
+            id: ChannelId::parse(id)?,
+            methods: vec![Method::Card],
+            priority: 10,
+            api_base: format!("{}/sim/stripe", self.base_url),
+            secret_key: self.keys.stripe_secret_key.clone(),
+            webhook_secret: self.keys.stripe_webhook_secret.clone(),
         })
     }
 
@@ -375,9 +489,12 @@ impl Gateways {
             &RsaSigner::from_text(&self.keys.wechat_platform)?.public_key_pem()?,
         )?;
         let apiv3 = write("wechatpay_apiv3_key", &self.keys.apiv3)?;
+        let appsecret = write("wechatpay_appsecret", &self.keys.wechat_appsecret)?;
         let epay = write("epay_key", &self.keys.epay_key)?;
         let epusdt = write("epusdt_token", &self.keys.epusdt_token)?;
         let tokenpay = write("tokenpay_secret", &self.keys.tokenpay_secret)?;
+        let stripe_key = write("stripe_secret_key", &self.keys.stripe_secret_key)?;
+        let stripe_whsec = write("stripe_webhook_secret", &self.keys.stripe_webhook_secret)?;
         let b = &self.base_url;
         Ok(format!(
             r#"[[channels]]
@@ -407,6 +524,9 @@ apiv3_key_file = "{apiv3}"
 wechatpay_public_key_file = "{wx_pub}"
 wechatpay_public_key_id = "{WECHAT_PUB_KEY_ID}"
 mode = "auto"
+appsecret_file = "{appsecret}"
+oauth_base = "{b}/sim/wechatpay/open"
+sns_api_base = "{b}/sim/wechatpay"
 
 [[channels]]
 id = "epay-sim"
@@ -435,6 +555,15 @@ priority = 5
 gateway = "{b}/sim/tokenpay"
 secret_file = "{tokenpay}"
 currency = "{TOKENPAY_CURRENCY}"
+
+[[channels]]
+id = "{STRIPE_CHANNEL_ID}"
+kind = "stripe"
+methods = ["card"]
+priority = 10
+api_base = "{b}/sim/stripe"
+secret_key_file = "{stripe_key}"
+webhook_secret_file = "{stripe_whsec}"
 "#
         ))
     }

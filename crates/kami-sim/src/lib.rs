@@ -10,7 +10,9 @@ pub mod common;
 pub mod epay;
 pub mod epusdt;
 pub mod gateways;
+pub mod paypal;
 pub mod sandbox;
+pub mod stripe;
 pub mod tokenpay;
 pub mod wechatpay;
 

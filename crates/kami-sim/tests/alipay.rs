@@ -159,6 +159,7 @@ impl Env {
             expires_at_ms: now_ms() + 15 * 60_000,
             user_agent: None,
             client_ip: None,
+            payer_openid: None,
         }
     }
 

@@ -219,6 +219,7 @@ impl Env {
             expires_at_ms: 0,
             user_agent: None,
             client_ip: None,
+            payer_openid: None,
         }
     }
 

@@ -99,6 +99,7 @@ impl Env {
             expires_at_ms,
             user_agent: None,
             client_ip: None,
+            payer_openid: None,
         };
         match self.channel.create(&req).await.unwrap().action {
             PaymentAction::Redirect { url } => url,
@@ -239,6 +240,7 @@ async fn unreachable_merchant_exhausts_schedule() {
         expires_at_ms: now_ms() + 60_000,
         user_agent: None,
         client_ip: None,
+        payer_openid: None,
     };
     let PaymentAction::Redirect { url } = env.channel.create(&req).await.unwrap().action else {
         panic!()

@@ -137,6 +137,7 @@ impl Env {
             apiv3_key: sc.apiv3_key.clone(),
             platform,
             mode: WechatMode::Auto,
+            jsapi: None,
         }
     }
 
@@ -172,6 +173,7 @@ impl Env {
             expires_at_ms: now_ms() + 15 * 60_000,
             user_agent: None,
             client_ip: None,
+            payer_openid: None,
         }
     }
 

@@ -90,6 +90,7 @@ fn gateway_simulators(
         channels: gw.channels(cx.http).map_err(e)?,
         routes: gw.router.clone(),
         qr_link: Some(Box::new(kami_sim::gateways::payer_page)),
+        jsapi_bridge: Some(kami_sim::wechatpay::BRIDGE_SCRIPT.to_owned()),
     };
     Ok((extra, gw))
 }

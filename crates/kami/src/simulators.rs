@@ -19,6 +19,7 @@ pub fn extension(demo: bool) -> Extension {
                 .map_err(|e| format!("gateway simulators: {e}"))?;
             extra.routes = gw.router.clone();
             extra.qr_link = Some(Box::new(kami_sim::gateways::payer_page));
+            extra.jsapi_bridge = Some(kami_sim::wechatpay::BRIDGE_SCRIPT.to_owned());
         }
         for local in cx.local_sandboxes {
             let sim = SandboxSim::new(local.secret.clone(), Default::default());

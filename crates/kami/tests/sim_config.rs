@@ -23,7 +23,7 @@ const QUICK_EXIT: Duration = Duration::from_secs(30);
 
 /// Each (method, device) flavour: the expected payment action, the channel serving it, and how
 /// its QR code / redirect URL starts (`SIM` stands for the simulator's base URL).
-const FLAVOURS: [(&str, &str, &str, &str, &str); 6] = [
+const FLAVOURS: [(&str, &str, &str, &str, &str); 7] = [
     // 当面付 precreate
     ("alipay", "pc", "qr", "alipay-sim", "SIM/sim/alipay/qr/"),
     // wap.pay
@@ -51,6 +51,14 @@ const FLAVOURS: [(&str, &str, &str, &str, &str); 6] = [
         "redirect",
         "epay-sim",
         "SIM/sim/epay/submit.php?",
+    ),
+    // Stripe Checkout: the hosted page; the webhook finds kami beside its return URL
+    (
+        "card",
+        "pc",
+        "redirect",
+        "stripe-sim",
+        "SIM/sim/stripe/c/pay/",
     ),
     (
         "sandbox",
@@ -201,11 +209,12 @@ async fn every_protocol() {
     let sim = start_sim(d, d.join("sim.toml").to_str().unwrap(), d.join("sim.log")).await;
     let sim_ready = started.elapsed();
 
-    // What was written: four channels, key files in sim.toml.keys/, paths relative to the config file.
+    // What was written: five channels, key files in sim.toml.keys/, paths relative to the config file.
     for (id, kind) in [
         ("alipay-sim", "alipay"),
         ("wechat-sim", "wechatpay"),
         ("epay-sim", "epay"),
+        ("stripe-sim", "stripe"),
         ("sandbox-sim", "sandbox"),
     ] {
         assert_eq!(channel_value(&sim.toml, id, "kind"), kind);
@@ -217,6 +226,8 @@ async fn every_protocol() {
         ("wechat-sim", "apiv3_key_file"),
         ("wechat-sim", "wechatpay_public_key_file"),
         ("epay-sim", "key_file"),
+        ("stripe-sim", "secret_key_file"),
+        ("stripe-sim", "webhook_secret_file"),
     ] {
         // Relative to the configuration file's directory, as kami resolves `*_file` keys.
         let written = PathBuf::from(channel_value(&sim.toml, id, key));
@@ -256,7 +267,7 @@ async fn every_protocol() {
         .iter()
         .map(|m| m.as_str().unwrap())
         .collect();
-    for m in ["alipay", "wxpay", "qqpay", "sandbox"] {
+    for m in ["alipay", "wxpay", "qqpay", "card", "sandbox"] {
         assert!(methods.contains(m), "{m} not offered: {product}");
     }
 

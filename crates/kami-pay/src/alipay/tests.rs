@@ -860,6 +860,7 @@ fn create_req(device: Device, ua: Option<&str>) -> CreatePayment {
         expires_at_ms: 1_704_082_500_500,
         user_agent: ua.map(str::to_owned),
         client_ip: None,
+        payer_openid: None,
     }
 }
 

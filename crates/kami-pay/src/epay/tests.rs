@@ -487,6 +487,7 @@ fn create_req(subject: &str, device: Device) -> CreatePayment {
         expires_at_ms: 0,
         user_agent: None,
         client_ip: None,
+        payer_openid: None,
     }
 }
 

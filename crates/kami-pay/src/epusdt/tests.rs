@@ -256,6 +256,7 @@ fn acks_are_exactly_ok() {
 
 fn create_req(amount: i64) -> CreatePayment {
     CreatePayment {
+        payer_openid: None,
         trade_no: kami_core::TradeNo::first(&kami_core::OrderNo::generate("20260101120000")),
         amount: Money::new(amount, Currency::Cny).unwrap(),
         subject: "月卡".into(),

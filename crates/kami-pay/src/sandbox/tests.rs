@@ -286,6 +286,7 @@ async fn create_builds_signed_redirect() {
         expires_at_ms: 1_700_000_000_000,
         user_agent: None,
         client_ip: None,
+        payer_openid: None,
     };
     let PaymentAction::Redirect { url } = ch.create(&req).await.unwrap().action else {
         panic!("expected redirect");

@@ -185,6 +185,7 @@ fn only_status_1_pays_and_empty_values_are_not_signed() {
 fn create_body_carries_the_signed_amount_text() {
     let ch = channel("USDT_TRC20");
     let req = CreatePayment {
+        payer_openid: None,
         trade_no: kami_core::TradeNo::first(&kami_core::OrderNo::generate("20260101120000")),
         amount: Money::new(2880, Currency::Cny).unwrap(),
         subject: "x".into(),

@@ -48,8 +48,12 @@
 //! download_url}` (`NO_STATEMENT_EXIST` → an empty bill); the signed GET of `download_url`
 //! answers unsigned bytes whose SHA1 must equal `hash_value`; [`bill_file`] reads the CSV.
 //!
-//! Mode `auto` uses H5 on mobile browsers and Native (a QR code) on PCs and inside WeChat's
-//! own browser, where H5 pay is refused but a QR code can be long-pressed.
+//! Mode `auto` uses H5 on mobile browsers, Native (a QR code) on PCs, and inside WeChat's own
+//! browser (where H5 pay is refused) JSAPI when the channel has the Official Account's
+//! `appsecret` ([`jsapi`]: OAuth `snsapi_base` for the buyer's openid through
+//! [`PaymentAction::Authorize`], then `POST /v3/pay/transactions/jsapi` with
+//! `payer{openid}` → `prepay_id` → [`PaymentAction::JsApi`] with the RSA `paySign`), else
+//! Native.
 //!
 //! # Files
 //!
@@ -61,6 +65,7 @@
 
 mod bill;
 pub mod bill_file;
+pub mod jsapi;
 mod notify;
 pub mod settings;
 mod sign;
@@ -68,6 +73,8 @@ mod wire;
 
 #[cfg(test)]
 mod bill_tests;
+#[cfg(test)]
+mod jsapi_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -81,11 +88,12 @@ use kami_core::{ChannelId, Currency, Method, SharedClock};
 use crate::crypto::RsaSigner;
 use crate::{
     Ack, AckResponse, Bill, BillDay, CreatePayment, Created, Device, NotifyVerdict, PayError,
-    PaymentAction, PaymentChannel, RawNotification, RefundOutcome, RefundRequest, TradeRef,
-    TradeState,
+    PayerReturn, PaymentAction, PaymentChannel, RawNotification, RefundOutcome, RefundRequest,
+    TradeRef, TradeState,
 };
 
 pub use bill::{sha1_hex, NO_BILL};
+pub use jsapi::JsapiConfig;
 pub use notify::{decrypt_resource, Resource};
 pub use sign::{
     authorization, nonce_str, request_message, response_message, verify_signature,
@@ -165,6 +173,8 @@ pub struct WechatPayConfig {
     pub apiv3_key: Vec<u8>,
     pub platform: PlatformKeys,
     pub mode: WechatMode,
+    /// JSAPI inside WeChat (`appsecret_file`): `None` keeps WeChat's browser on Native.
+    pub jsapi: Option<JsapiConfig>,
 }
 
 impl std::fmt::Debug for WechatPayConfig {
@@ -181,6 +191,7 @@ impl std::fmt::Debug for WechatPayConfig {
             .field("apiv3_key", &"<redacted>")
             .field("platform", &self.platform)
             .field("mode", &self.mode)
+            .field("jsapi", &self.jsapi)
             .finish()
     }
 }
@@ -256,22 +267,94 @@ impl WechatPayChannel {
         &self.cfg
     }
 
-    fn flavour(&self, req: &CreatePayment) -> WechatMode {
+    fn flavour(&self, req: &CreatePayment) -> Flavour {
         match self.cfg.mode {
             WechatMode::Auto => {
                 let in_wechat = req
                     .user_agent
                     .as_deref()
                     .is_some_and(|ua| ua.contains("MicroMessenger"));
-                if req.device == Device::Mobile && !in_wechat {
-                    WechatMode::H5
+                if in_wechat && self.cfg.jsapi.is_some() && !req.return_url.is_empty() {
+                    Flavour::Jsapi
+                } else if req.device == Device::Mobile && !in_wechat {
+                    Flavour::H5
                 } else {
-                    WechatMode::Native
+                    Flavour::Native
                 }
             }
-            m => m,
+            WechatMode::H5 => Flavour::H5,
+            WechatMode::Native => Flavour::Native,
         }
     }
+
+    /// JSAPI without the payer yet: the OAuth hop, coming back to the return URL with a
+    /// `state` bound to this trade until its expiry.
+    fn authorize(
+        &self,
+        req: &CreatePayment,
+        jsapi: &JsapiConfig,
+    ) -> Result<PaymentAction, PayError> {
+        let state = jsapi::make_state(
+            &jsapi.appsecret,
+            self.cfg.id.as_str(),
+            req.trade_no.as_str(),
+            req.expires_at_ms.div_euclid(1000),
+        )?;
+        Ok(PaymentAction::Authorize {
+            url: jsapi::authorize_url(&jsapi.oauth_base, &self.cfg.appid, &req.return_url, &state),
+        })
+    }
+
+    /// B.4 JSAPI order for a known payer, then the bridge parameters of its `prepay_id`.
+    async fn jsapi_order(
+        &self,
+        req: &CreatePayment,
+        trade_no: &str,
+        openid: &str,
+    ) -> Result<PaymentAction, PayError> {
+        if !jsapi::valid_openid(openid) {
+            return Err(PayError::Malformed(
+                "the payer's openid is not valid".into(),
+            ));
+        }
+        let body = self.order_body(req, trade_no, WechatMode::Native, Some(openid))?;
+        let a = self
+            .call(
+                reqwest::Method::POST,
+                "/v3/pay/transactions/jsapi",
+                Some(body),
+            )
+            .await?;
+        let v: serde_json::Value = json(&a.body, "order answer")?;
+        let prepay_id = v
+            .get("prepay_id")
+            .and_then(|u| u.as_str())
+            .filter(|p| {
+                !p.is_empty()
+                    && p.len() <= 64
+                    && p.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            })
+            .ok_or_else(|| PayError::Malformed("order answer has no prepay_id".into()))?;
+        let params = jsapi::jsapi_params(
+            &self.cfg.merchant_private_key,
+            &self.cfg.appid,
+            prepay_id,
+            self.clock.now_secs(),
+            &nonce_str(),
+        )
+        .map_err(|e| PayError::Config(format!("wechatpay: signing paySign: {e}")))?;
+        Ok(PaymentAction::JsApi { params })
+    }
+}
+
+/// What a create call asks WeChat for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flavour {
+    Native,
+    H5,
+    /// Inside WeChat's browser with `appsecret` set: OAuth for the openid, then JSAPI.
+    Jsapi,
 }
 
 #[async_trait]
@@ -297,14 +380,30 @@ impl PaymentChannel for WechatPayChannel {
         currency == Currency::Cny
     }
 
-    /// Native or H5 order (B.4).
+    /// Native, H5 or JSAPI order (B.4); JSAPI first learns the payer (OAuth).
     async fn create(&self, req: &CreatePayment) -> Result<Created, PayError> {
         if req.amount.currency() != Currency::Cny {
             return Err(PayError::Unsupported("wechatpay charges in CNY only"));
         }
         let trade_no = checked_trade_no(req.trade_no.as_str())?;
-        let mode = self.flavour(req);
-        let body = self.order_body(req, trade_no, mode)?;
+        let mode = match (
+            self.flavour(req),
+            &self.cfg.jsapi,
+            req.payer_openid.as_deref(),
+        ) {
+            (Flavour::Jsapi, Some(_), Some(openid)) => {
+                return self
+                    .jsapi_order(req, trade_no, openid)
+                    .await
+                    .map(Created::from)
+            }
+            (Flavour::Jsapi, Some(jsapi), None) => {
+                return self.authorize(req, jsapi).map(Created::from)
+            }
+            (Flavour::H5, ..) => WechatMode::H5,
+            _ => WechatMode::Native,
+        };
+        let body = self.order_body(req, trade_no, mode, None)?;
         let path = if mode == WechatMode::H5 {
             "/v3/pay/transactions/h5"
         } else {
@@ -343,6 +442,36 @@ impl PaymentChannel for WechatPayChannel {
     /// B.3 notification: headers, clock window, decryption, merchant, state.
     fn verify_notification(&self, raw: &RawNotification) -> Result<NotifyVerdict, PayError> {
         self.verify_notification_at(raw, self.clock.now_secs())
+    }
+
+    /// The OAuth hop's return: `state` verified against this channel's appsecret.
+    fn payer_return(&self, query: &str) -> Result<Option<PayerReturn>, PayError> {
+        match &self.cfg.jsapi {
+            Some(j) => jsapi::read_return(
+                &j.appsecret,
+                self.cfg.id.as_str(),
+                query,
+                self.clock.now_secs(),
+            ),
+            None => Ok(None),
+        }
+    }
+
+    /// `sns/oauth2/access_token`: the code (once) for the buyer's openid.
+    async fn payer_id(&self, ret: &PayerReturn) -> Result<String, PayError> {
+        let Some(j) = &self.cfg.jsapi else {
+            return Err(PayError::Unsupported("JSAPI needs appsecret"));
+        };
+        let url =
+            jsapi::access_token_url(&j.sns_api_base, &self.cfg.appid, &j.appsecret, &ret.code)?;
+        let reply = crate::http::send(self.http.get(url).timeout(Duration::from_secs(10))).await?;
+        if !(200..300).contains(&reply.status) {
+            return Err(PayError::Gateway {
+                code: format!("HTTP_{}", reply.status),
+                message: "sns/oauth2/access_token failed".into(),
+            });
+        }
+        jsapi::openid_of(&reply.body)
     }
 
     /// B.3 reply: 204 for success, 400 `{"code":"FAIL",...}` to have WeChat resend.

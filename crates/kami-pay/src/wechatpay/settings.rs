@@ -5,9 +5,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer};
 
+use super::jsapi::{JsapiConfig, DEFAULT_OAUTH_BASE, DEFAULT_SNS_API_BASE};
 use super::{PlatformKeys, WechatMode, WechatPayChannel, WechatPayConfig, DEFAULT_API_BASE};
 use crate::common::settings::{
-    self as s, one_key, BuildContext, KeyMaterial, Secret, SettingsError, SetupError,
+    self as s, at_most_one_key, one_key, BuildContext, KeyMaterial, Secret, SettingsError,
+    SetupError,
 };
 use crate::crypto::{Certificate, RsaVerifier};
 
@@ -45,6 +47,26 @@ pub struct WechatPaySettings {
     /// `native` | `h5` | `auto` (default).
     #[serde(default = "default_mode", deserialize_with = "mode")]
     pub mode: WechatMode,
+    /// The Official Account's AppSecret (JSAPI inside WeChat: OAuth `snsapi_base` for the
+    /// buyer's openid). Without it WeChat's browser gets Native.
+    #[serde(default, deserialize_with = "s::opt_path")]
+    pub appsecret_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "s::opt_secret")]
+    pub appsecret: Option<Secret>,
+    /// Default `https://open.weixin.qq.com` (the OAuth authorize page).
+    #[serde(default = "default_oauth_base", deserialize_with = "s::http_url")]
+    pub oauth_base: String,
+    /// Default `https://api.weixin.qq.com` (`sns/oauth2/access_token`).
+    #[serde(default = "default_sns_api_base", deserialize_with = "s::http_url")]
+    pub sns_api_base: String,
+}
+
+fn default_oauth_base() -> String {
+    DEFAULT_OAUTH_BASE.to_owned()
+}
+
+fn default_sns_api_base() -> String {
+    DEFAULT_SNS_API_BASE.to_owned()
 }
 
 fn default_api_base() -> String {
@@ -94,12 +116,22 @@ impl WechatPaySettings {
         )
     }
 
+    fn appsecret(&self) -> KeyMaterial<'_> {
+        KeyMaterial::new(
+            "appsecret",
+            "appsecret_file",
+            &self.appsecret,
+            &self.appsecret_file,
+        )
+    }
+
     /// Each key given once, as text or as a file.
     pub fn validate(&self) -> Result<(), SettingsError> {
         let required = "required for kind `wechatpay`";
         one_key(self.merchant_private_key(), required)?;
         one_key(self.apiv3_key(), required)?;
-        one_key(self.wechatpay_public_key(), required)
+        one_key(self.wechatpay_public_key(), required)?;
+        at_most_one_key(self.appsecret())
     }
 
     pub fn resolve_files(&mut self, base_dir: &Path) {
@@ -107,6 +139,7 @@ impl WechatPaySettings {
             &mut self.merchant_private_key_file,
             &mut self.apiv3_key_file,
             &mut self.wechatpay_public_key_file,
+            &mut self.appsecret_file,
         ]
         .into_iter()
         .flatten()
@@ -156,8 +189,32 @@ impl WechatPaySettings {
             apiv3_key,
             platform,
             mode: self.mode,
+            jsapi: self.jsapi(cx)?,
         };
         Ok(WechatPayChannel::new(cfg, cx.http.clone()))
+    }
+}
+
+impl WechatPaySettings {
+    /// JSAPI when an appsecret is given (32 hex characters, as WeChat issues them).
+    fn jsapi(&self, cx: &BuildContext<'_>) -> Result<Option<JsapiConfig>, SetupError> {
+        let m = self.appsecret();
+        if m.text.is_none() && m.file.is_none() {
+            return Ok(None);
+        }
+        let (text, name) = cx.material(m)?;
+        let secret = text.trim();
+        if secret.is_empty()
+            || secret.len() > 128
+            || !secret.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            return Err(cx.err(name, "the AppSecret must be letters and digits"));
+        }
+        Ok(Some(JsapiConfig {
+            appsecret: Secret::new(secret),
+            oauth_base: self.oauth_base.clone(),
+            sns_api_base: self.sns_api_base.clone(),
+        }))
     }
 }
 

@@ -54,6 +54,7 @@ fn channel_with(platform: PlatformKeys, apiv3_key: &[u8], mode: WechatMode) -> W
             apiv3_key: apiv3_key.to_vec(),
             platform,
             mode,
+            jsapi: None,
         },
         reqwest::Client::new(),
     )
@@ -1019,34 +1020,51 @@ fn create_req(device: Device, ua: Option<&str>) -> CreatePayment {
         expires_at_ms: 1_700_000_000_000,
         user_agent: ua.map(str::to_owned),
         client_ip: None,
+        payer_openid: None,
     }
 }
 
 #[test]
 fn auto_mode_picks_the_flavour() {
     let ch = channel(pubkey_mode());
+    let wechat = Some("Mozilla/5.0 (iPhone) MicroMessenger/8.0.44");
+    assert_eq!(ch.flavour(&create_req(Device::Pc, None)), Flavour::Native);
+    assert_eq!(ch.flavour(&create_req(Device::Mobile, None)), Flavour::H5);
+    // Inside WeChat without an appsecret: a QR code that can be long-pressed.
     assert_eq!(
-        ch.flavour(&create_req(Device::Pc, None)),
-        WechatMode::Native
+        ch.flavour(&create_req(Device::Mobile, wechat)),
+        Flavour::Native
+    );
+    // With one: JSAPI.
+    let mut cfg_ch = channel(pubkey_mode());
+    cfg_ch.cfg.jsapi = Some(jsapi_config());
+    assert_eq!(
+        cfg_ch.flavour(&create_req(Device::Mobile, wechat)),
+        Flavour::Jsapi
     );
     assert_eq!(
-        ch.flavour(&create_req(Device::Mobile, None)),
-        WechatMode::H5
+        cfg_ch.flavour(&create_req(Device::Mobile, None)),
+        Flavour::H5
     );
     assert_eq!(
-        ch.flavour(&create_req(
-            Device::Mobile,
-            Some("Mozilla/5.0 (iPhone) MicroMessenger/8.0.44")
-        )),
-        WechatMode::Native
+        cfg_ch.flavour(&create_req(Device::Pc, None)),
+        Flavour::Native
     );
     let native = channel_with(pubkey_mode(), W4_KEY, WechatMode::Native);
     assert_eq!(
         native.flavour(&create_req(Device::Mobile, None)),
-        WechatMode::Native
+        Flavour::Native
     );
     let h5 = channel_with(pubkey_mode(), W4_KEY, WechatMode::H5);
-    assert_eq!(h5.flavour(&create_req(Device::Pc, None)), WechatMode::H5);
+    assert_eq!(h5.flavour(&create_req(Device::Pc, None)), Flavour::H5);
+}
+
+pub(super) fn jsapi_config() -> JsapiConfig {
+    JsapiConfig {
+        appsecret: crate::common::settings::Secret::new("0123456789abcdef0123456789abcdef"),
+        oauth_base: "https://open.example".into(),
+        sns_api_base: "http://127.0.0.1:9".into(),
+    }
 }
 
 #[tokio::test]

@@ -124,6 +124,14 @@ pub(super) struct OrderReq<'a> {
     pub(super) amount: AmountReq<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) scene_info: Option<SceneInfo<'a>>,
+    /// JSAPI only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) payer: Option<Payer<'a>>,
+}
+
+#[derive(Serialize)]
+pub(super) struct Payer<'a> {
+    pub(super) openid: &'a str,
 }
 
 #[derive(Serialize)]
@@ -239,6 +247,7 @@ impl WechatPayChannel {
         req: &CreatePayment,
         trade_no: &str,
         mode: WechatMode,
+        payer_openid: Option<&str>,
     ) -> Result<String, PayError> {
         let mut description = String::new();
         for c in req.subject.chars().filter(|c| !c.is_control()) {
@@ -271,6 +280,7 @@ impl WechatPayChannel {
                 currency: "CNY",
             },
             scene_info,
+            payer: payer_openid.map(|openid| Payer { openid }),
         })
         .map_err(|e| PayError::Malformed(e.to_string()))
     }

@@ -293,6 +293,7 @@ pub(crate) async fn create_with_failover(
             expires_at_ms: created.expires_at,
             user_agent: call.user_agent.clone(),
             client_ip: call.client_ip,
+            payer_openid: None,
         };
         let call_started = Instant::now();
         let result = match tokio::time::timeout(slice, channel.create(&req)).await {

@@ -26,6 +26,7 @@ pub mod order_detail;
 pub mod order_search;
 pub mod orders;
 pub mod passwords;
+pub mod payer;
 pub mod payments;
 pub mod product_images;
 pub mod products;

@@ -18,13 +18,17 @@ mod late_and_expiry;
 mod mail;
 mod notify_storm;
 mod order_actions;
+mod paypal;
 mod routing;
 mod seller_cards;
 mod seller_products;
 mod stats;
 mod stored_channels;
+mod stripe;
 mod tampering;
 mod usdt;
+// WeChat Pay JSAPI inside WeChat (issue 12 part 1).
+mod wechat_jsapi;
 // Settings (issue 10 part 8).
 mod reconciliation;
 mod settings;

@@ -232,6 +232,9 @@ async fn not_found_page() {
     }
 }
 
+const UA_QQ: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 \
+     (KHTML, like Gecko) Mobile/15E148 QQ/9.0.0.0 V1_IPH_SQ_9.0.0_1_APP_A Pixel/1170";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn in_app_browser_guide() {
     let app = TestApp::spawn_gateways(Backend::Sqlite, SHOP).await;
@@ -244,7 +247,37 @@ async fn in_app_browser_guide() {
         )
         .await;
         assert!(p.body.contains("class=\"method blocked\""), "{}", p.body);
+        // The guide comes before the form, naming what WeChat's browser cannot open.
+        let guide = p
+            .body
+            .find("data-testid=\"inapp-guide\"")
+            .expect("the in-app guide");
+        let form = p.body.find("data-testid=\"order-form\"").expect("the form");
+        assert!(guide < form, "the guide shows before the form");
+        assert!(p.body.contains("data-app=\"wechat\""));
         snapshot(&format!("product-in-wechat-{lang}"), &p);
+
+        // QQ's browser: Alipay and WeChat Pay both need the real browser.
+        let p = get(
+            &app,
+            "/p/vip",
+            &[("accept-language", lang), ("user-agent", UA_QQ)],
+        )
+        .await;
+        assert!(p.body.contains("data-app=\"qq\""), "{}", p.body);
+        snapshot(&format!("product-in-qq-{lang}"), &p);
+        let p = post(
+            &app,
+            "/p/vip",
+            &order_form("1", "buyer@example.com", "wxpay", ""),
+            &[("accept-language", lang), ("user-agent", UA_QQ)],
+        )
+        .await;
+        assert!(p.has("message-open_in_browser"));
+
+        // A plain phone browser: no guide.
+        let p = get(&app, "/p/vip", &[("accept-language", lang)]).await;
+        assert!(!p.body.contains("inapp-guide"));
 
         let p = post(
             &app,

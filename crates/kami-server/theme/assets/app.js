@@ -76,6 +76,30 @@
     follow();
   }
 
+  // ---- WeChat JSAPI: hand the prepared payment to the wallet (inside WeChat) ----
+  // The callback only tells the buyer what WeChat said; the order page keeps following the
+  // order, which becomes paid from the gateway's verified notification alone.
+  var wxPay = function () {
+    var b = $('[data-testid="jsapi-pay"]');
+    if (!b || !window.WeixinJSBridge) return;
+    var params;
+    try { params = JSON.parse(b.getAttribute("data-jsapi")); } catch (_) { return; }
+    var out = $('[data-testid="jsapi-result"]');
+    window.WeixinJSBridge.invoke("getBrandWCPayRequest", params, function (res) {
+      var m = (res && res.err_msg) || "";
+      if (!out) return;
+      out.textContent = b.getAttribute(/:ok$/.test(m) ? "data-ok" : /:cancel$/.test(m) ? "data-cancel" : "data-fail");
+      out.setAttribute("data-result", m);
+    });
+  };
+  if ($('[data-testid="jsapi-pay"]')) {
+    if (window.WeixinJSBridge) wxPay();
+    else document.addEventListener("WeixinJSBridgeReady", wxPay, { once: true });
+  }
+  document.addEventListener("click", function (e) {
+    if (e.target.closest && e.target.closest('[data-testid="jsapi-pay"]')) wxPay();
+  });
+
   // ---- copy buttons (also on content swapped in later) ----
   document.addEventListener("click", function (e) {
     var b = e.target.closest && e.target.closest("button.copy");

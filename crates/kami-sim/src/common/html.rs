@@ -39,6 +39,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/wechatpay/pay.html"),
     ),
     (
+        "stripe/checkout.html",
+        include_str!("../../templates/stripe/checkout.html"),
+    ),
+    (
         "alipay/cashier.html",
         include_str!("../../templates/alipay/cashier.html"),
     ),
@@ -49,6 +53,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "alipay/index.html",
         include_str!("../../templates/alipay/index.html"),
+    ),
+    (
+        "paypal/approve.html",
+        include_str!("../../templates/paypal/approve.html"),
     ),
 ];
 

@@ -58,6 +58,12 @@ struct OrderReq {
     notify_url: Option<String>,
     amount: Option<OrderAmount>,
     scene_info: Option<SceneInfo>,
+    payer: Option<PayerReq>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PayerReq {
+    openid: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -167,6 +173,21 @@ impl WechatSim {
                 return Err(param("scene_info.h5_info.type must be Wap, iOS or Android"));
             }
         }
+        let payer_openid = if kind == Kind::Jsapi {
+            let openid = req
+                .payer
+                .and_then(|p| p.openid)
+                .filter(|o| !o.is_empty())
+                .ok_or_else(|| param("payer.openid is required for JSAPI"))?;
+            if !self.lock().oauth.issued(&openid) {
+                return Err(param(
+                    "openid is not a user of this appid (openid和appid不匹配)",
+                ));
+            }
+            Some(openid)
+        } else {
+            None
+        };
         let base = self.public_base(&headers);
         let mut inner = self.lock();
         let url = if let Some(t) = inner.trades.get(&out_trade_no) {
@@ -183,6 +204,7 @@ impl WechatSim {
                 || t.total != total
                 || t.description != description
                 || t.notify_url != notify_url
+                || t.payer_openid != payer_openid
             {
                 return Err(self.error(
                     StatusCode::BAD_REQUEST,
@@ -192,10 +214,14 @@ impl WechatSim {
             }
             t.url.clone()
         } else {
-            let token = random_alnum(16);
+            let token = match kind {
+                Kind::Jsapi => format!("wx{}", random_alnum(34)),
+                _ => random_alnum(16),
+            };
             let url = match kind {
                 Kind::Native => format!("{CODE_URL_PREFIX}{token}"),
                 Kind::H5 => format!("{base}{PREFIX}/h5/{token}"),
+                Kind::Jsapi => token.clone(),
             };
             inner.tokens.insert(token.clone(), out_trade_no.clone());
             inner.trades.insert(
@@ -212,6 +238,7 @@ impl WechatSim {
                     paid: None,
                     refund_reserved: 0,
                     stats: NotifyStats::default(),
+                    payer_openid,
                 },
             );
             url
@@ -220,6 +247,7 @@ impl WechatSim {
         let body = match kind {
             Kind::Native => json!({ "code_url": url }),
             Kind::H5 => json!({ "h5_url": url }),
+            Kind::Jsapi => json!({ "prepay_id": url }),
         };
         Ok(self.answer(StatusCode::OK, Some(&body)))
     }
@@ -428,6 +456,10 @@ pub(super) async fn api_native(State(sim): State<Arc<WechatSim>>, call: ApiCall)
 
 pub(super) async fn api_h5(State(sim): State<Arc<WechatSim>>, call: ApiCall) -> Response {
     flatten(sim.create(Kind::H5, call).await)
+}
+
+pub(super) async fn api_jsapi(State(sim): State<Arc<WechatSim>>, call: ApiCall) -> Response {
+    flatten(sim.create(Kind::Jsapi, call).await)
 }
 
 pub(super) async fn api_query_out_trade_no(

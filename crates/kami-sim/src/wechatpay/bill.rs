@@ -417,6 +417,7 @@ impl WechatSim {
             paid: Some(paid),
             refund_reserved: 0,
             stats: Default::default(),
+            payer_openid: None,
         };
         self.lock().trades.insert(out_trade_no.to_owned(), t);
         id

@@ -43,6 +43,7 @@ pub fn demo_pair(
             retry_schedule: WechatSimConfig::default_retry_schedule(),
             notify_timeout: Duration::from_secs(5),
             platform_key: platform,
+            appsecret: random_alnum(32).to_ascii_lowercase(),
         },
         channel: WechatPayConfig {
             id,
@@ -59,6 +60,7 @@ pub fn demo_pair(
                 key: platform_verifier,
             },
             mode,
+            jsapi: None,
         },
     })
 }

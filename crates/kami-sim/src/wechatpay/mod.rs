@@ -38,6 +38,7 @@
 mod api;
 mod bill;
 mod demo;
+mod jsapi;
 mod pages;
 mod wire;
 
@@ -65,6 +66,8 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// Path prefix of every route.
 pub const PREFIX: &str = "/sim/wechatpay";
+/// The stand-in `WeixinJSBridge` script (demo and tests; see `jsapi`).
+pub const BRIDGE_SCRIPT: &str = "/sim/wechatpay/jsapi/bridge.js";
 /// Scheme + path of the `code_url`s the simulator hands out (token in `pr`).
 pub const CODE_URL_PREFIX: &str = "weixin://wxpay/bizpayurl?pr=";
 
@@ -86,6 +89,8 @@ pub struct WechatSimConfig {
     pub retry_schedule: Vec<Duration>,
     /// Timeout of one notification request.
     pub notify_timeout: Duration,
+    /// The Official Account's AppSecret (OAuth `sns/oauth2/access_token`).
+    pub appsecret: String,
 }
 
 impl std::fmt::Debug for WechatSimConfig {
@@ -98,6 +103,7 @@ impl std::fmt::Debug for WechatSimConfig {
             .field("apiv3_key", &"<redacted>")
             .field("retry_schedule", &self.retry_schedule)
             .field("notify_timeout", &self.notify_timeout)
+            .field("appsecret", &"<redacted>")
             .finish_non_exhaustive()
     }
 }
@@ -180,6 +186,8 @@ pub struct NotifyStats {
 enum Kind {
     Native,
     H5,
+    /// `POST /v3/pay/transactions/jsapi`: `url` holds the `prepay_id`.
+    Jsapi,
 }
 
 impl Kind {
@@ -187,6 +195,7 @@ impl Kind {
         match self {
             Kind::Native => "NATIVE",
             Kind::H5 => "MWEB",
+            Kind::Jsapi => "JSAPI",
         }
     }
 }
@@ -213,6 +222,8 @@ struct Trade {
     /// Sum of all refunds accepted (processing or settled).
     refund_reserved: i64,
     stats: NotifyStats,
+    /// JSAPI: `payer.openid` (only that WeChat user can pay it).
+    payer_openid: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -256,6 +267,8 @@ struct Inner {
     /// Bill download token → (the file, expiry in unix ms).
     bill_files: HashMap<String, (Vec<u8>, i64)>,
     held: HeldQueue<Held>,
+    /// OAuth codes handed out by the authorize page.
+    oauth: jsapi::OAuthState,
 }
 
 /// The WeChat Pay v3 gateway simulator. Share it as `Arc<WechatSim>`.
@@ -374,6 +387,7 @@ impl WechatSim {
                 &p("/h5/{token}"),
                 get(pages::h5_page).post(pages::page_submit),
             )
+            .merge(jsapi::routes())
             .with_state(Arc::clone(self))
     }
 
@@ -388,6 +402,7 @@ impl WechatSim {
         Router::new()
             .route(&p("/v3/pay/transactions/native"), post(api::api_native))
             .route(&p("/v3/pay/transactions/h5"), post(api::api_h5))
+            .route(&p("/v3/pay/transactions/jsapi"), post(api::api_jsapi))
             .route(
                 &p("/v3/pay/transactions/out-trade-no/{no}"),
                 get(api::api_query_out_trade_no),
@@ -573,7 +588,10 @@ impl WechatSim {
                 transaction_id: format!("4200{}", random_digits(24)),
                 total,
                 success_time: self.clock.now_secs(),
-                openid: format!("o{}", random_alnum(27)),
+                openid: trade
+                    .payer_openid
+                    .clone()
+                    .unwrap_or_else(|| format!("o{}", random_alnum(27))),
             };
             trade.paid = Some(paid.clone());
             trade.state = "SUCCESS";

@@ -81,6 +81,7 @@ fn render_page(v: &PageView, action: &str, query: Option<&str>, notice: Option<&
     let title = match v.kind {
         Kind::Native => "WeChat Pay — scan",
         Kind::H5 => "WeChat Pay — H5 cashier",
+        Kind::Jsapi => "WeChat Pay — JSAPI",
     };
     html::page(
         StatusCode::OK,

@@ -74,6 +74,7 @@ impl<S: Billed, C: PaymentChannel> BillEnv<S, C> {
             expires_at_ms: now_ms() + 15 * 60_000,
             user_agent: None,
             client_ip: None,
+            payer_openid: None,
         };
         assert!(matches!(
             self.channel.create(&req).await.unwrap().action,

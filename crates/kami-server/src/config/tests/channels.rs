@@ -256,17 +256,17 @@ fn duplicate_channel_ids() {
 
 #[test]
 fn unknown_kind_and_method() {
-    let msg = parse_err(&SANDBOX.replace("kind = \"sandbox\"", "kind = \"paypal\""));
+    let msg = parse_err(&SANDBOX.replace("kind = \"sandbox\"", "kind = \"bitpay\""));
     assert_eq!(
         msg,
-        "channel `sb` (channels[0]): invalid `kind`: unknown channel kind `paypal` \
-         (expected one of: alipay, wechatpay, epay, sandbox)"
+        "channel `sb` (channels[0]): invalid `kind`: unknown channel kind `bitpay` \
+         (expected one of: alipay, wechatpay, epay, sandbox, paypal)"
     );
     let msg = parse_err(&SANDBOX.replace("[\"sandbox\"]", "[\"sandbox\", \"bitcoin\"]"));
     assert_eq!(
         msg,
         "channel `sb` (channels[0]): invalid `methods`: unknown payment method `bitcoin` \
-         (expected one of: alipay, wxpay, qqpay, sandbox)"
+         (expected one of: alipay, wxpay, qqpay, usdt, card, paypal, sandbox)"
     );
 }
 

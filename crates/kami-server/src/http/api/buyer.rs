@@ -9,7 +9,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use kami_core::{Method, OrderStatus};
-use kami_pay::{Device, PaymentAction};
+use kami_pay::Device;
 use kami_store::{Order, Stock};
 use serde::Deserialize;
 use serde_json::json;
@@ -148,14 +148,7 @@ pub async fn create_order(
 /// The payment part of a created order's JSON.
 fn payment_json(p: &Placed) -> serde_json::Value {
     let (channel, method) = (p.channel_id.as_str(), p.method.as_str());
-    match &p.action {
-        PaymentAction::Qr { qr_code } => {
-            json!({"channel": channel, "method": method, "action": "qr", "qr_code": qr_code})
-        }
-        PaymentAction::Redirect { url } => {
-            json!({"channel": channel, "method": method, "action": "redirect", "url": url})
-        }
-    }
+    crate::services::payer::action_json(channel, method, &p.action)
 }
 
 #[derive(Deserialize)]
@@ -208,6 +201,17 @@ pub(crate) fn order_json(o: &Order, admin: bool) -> serde_json::Value {
     }
     if let Some(cards) = &o.cards {
         v["cards"] = json!(cards);
+    }
+    // A JSAPI payment prepared after the wallet sign-in: its bridge parameters.
+    if let (false, OrderStatus::Pending, Some((kind, target))) =
+        (admin, o.status, o.pay_action.as_ref())
+    {
+        if kind == "jsapi" {
+            if let Ok(params) = serde_json::from_str::<serde_json::Value>(target) {
+                v["payment"] = json!({"channel": o.channel_id, "method": o.method,
+                                      "action": "jsapi", "jsapi": params});
+            }
+        }
     }
     // The seller's content is the buyer's once the order is fulfilled.
     if let Some(f) = o

@@ -14,7 +14,10 @@ use kami_store::{RawEvent, Verdict};
 use serde::Deserialize;
 
 use crate::http::extract::ClientIp;
+use crate::services::order_actions::buyer_check;
+use crate::services::payer::{payer_returned, Returning};
 use crate::services::payments::record_notification;
+use crate::services::ServiceError;
 use crate::state::AppState;
 
 /// Largest notification body accepted (real gateways send a few KiB).
@@ -50,6 +53,11 @@ pub async fn notify(
             .collect(),
         body: body.to_vec(),
     };
+    // Any I/O verification needs (PayPal: its signing certificate) before the pure check.
+    channel.prepare_notification(&raw).await;
+    // A channel that is paid only once kami acts (PayPal: capture after approval) is asked
+    // at once about the trade an authentic non-payment event names.
+    let mut ask_now = None;
     let verdict = match channel.verify_notification(&raw) {
         Ok(NotifyVerdict::Paid(c)) => Verdict::Paid {
             trade_no: c.trade_no,
@@ -58,7 +66,15 @@ pub async fn notify(
             gateway_paid_at: c.paid_at,
             coin_amount: c.coin_amount,
         },
-        Ok(NotifyVerdict::NotPaid { trade_no, status }) => Verdict::NotPaid { trade_no, status },
+        Ok(NotifyVerdict::NotPaid { trade_no, status }) => {
+            if channel.check_on_return() {
+                ask_now = kami_core::OrderNo::parse(
+                    trade_no.get(..kami_core::OrderNo::LEN).unwrap_or(""),
+                )
+                .ok();
+            }
+            Verdict::NotPaid { trade_no, status }
+        }
         Err(e) => {
             state.metrics.verification_failure(&channel_id, e.code());
             Verdict::Rejected {
@@ -82,11 +98,16 @@ pub async fn notify(
         received_at: state.now_ms(),
     };
     match record_notification(&state, client, event, verdict).await {
-        Ok(outcome) => reply(if outcome.acknowledge() {
-            Ack::Success
-        } else {
-            Ack::Failure
-        }),
+        Ok(outcome) => {
+            if let Some(no) = ask_now {
+                check_now(&state, &channel_id, &no).await;
+            }
+            reply(if outcome.acknowledge() {
+                Ack::Success
+            } else {
+                Ack::Failure
+            })
+        }
         Err(e) => {
             // Nothing was committed: the gateway must resend.
             tracing::error!(channel = %channel_id, "recording notification failed: {e}");
@@ -100,19 +121,64 @@ pub struct ReturnQuery {
     order_no: Option<String>,
 }
 
-/// The browser comes back here after paying. It never marks anything paid: it sends the
-/// buyer to the order page, which shows the status (and the keys only to a browser that
-/// holds the order's token).
+/// Ask the order's channel about its payment now, through the buyer's check (rate-limited
+/// per order, applies only what the channel confirms).
+async fn check_now(state: &AppState, channel_id: &str, no: &kami_core::OrderNo) {
+    if let Err(e) = buyer_check(state, no).await {
+        tracing::info!(channel = %channel_id, order = %no, "payment check on the gateway's signal: {e}");
+    }
+}
+
+/// The browser comes back here after paying, or from the wallet's sign-in (WeChat OAuth
+/// before JSAPI: `code` and `state` added by WeChat, see `services/payer.rs`). It never marks
+/// anything paid: it sends the buyer to the order page, which shows the status (and the keys
+/// only to a browser that holds the order's token). For a channel that is paid only once kami
+/// acts on the buyer's approval (PayPal: the capture), the channel is asked first, through the
+/// same check as the buyer's "I have paid".
 pub async fn return_page(
-    Path(_channel_id): Path<String>,
+    State(state): State<Arc<AppState>>,
+    Path(channel_id): Path<String>,
     Query(q): Query<ReturnQuery>,
+    uri: Uri,
+    headers: HeaderMap,
+    ClientIp(client_ip): ClientIp,
 ) -> Response {
-    match q
+    let Some(no) = q
         .order_no
         .as_deref()
         .and_then(|n| kami_core::OrderNo::parse(n).ok())
+    else {
+        return (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "unknown order; open your order from the shop's lookup page",
+        )
+            .into_response();
+    };
+    if state
+        .channels
+        .get(&channel_id)
+        .is_some_and(|c| c.check_on_return())
     {
-        Some(no) => (
+        check_now(&state, &channel_id, &no).await;
+    }
+    let returning = Returning {
+        channel_id,
+        order_no: no.to_string(),
+        query: uri.query().unwrap_or("").to_owned(),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(512).collect()),
+        client_ip,
+    };
+    match payer_returned(&state, returning).await {
+        // Prepared, an ordinary return, or nothing left to prepare: the order page says which.
+        Ok(_)
+        | Err(ServiceError::Conflict {
+            code: "payer_known" | "order_not_pending",
+            ..
+        }) => (
             StatusCode::SEE_OTHER,
             [
                 (header::LOCATION, format!("/orders/{no}")),
@@ -120,11 +186,17 @@ pub async fn return_page(
             ],
         )
             .into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            "unknown order; open your order from the shop's lookup page",
-        )
-            .into_response(),
+        Err(e) => {
+            let e = crate::http::error::ApiError::from(e);
+            (
+                e.status,
+                [
+                    (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                    (header::CACHE_CONTROL, "no-store"),
+                ],
+                format!("{}\n\nYour order: /orders/{no}", e.message),
+            )
+                .into_response()
+        }
     }
 }

@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-use kami_pay::{Device, PaymentAction};
+use kami_pay::Device;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -83,14 +83,8 @@ pub async fn switch(
             action,
             expires_at,
         } => {
-            let payment = match &action {
-                PaymentAction::Qr { qr_code } => {
-                    json!({"channel": channel_id, "method": method.as_str(), "action": "qr", "qr_code": qr_code})
-                }
-                PaymentAction::Redirect { url } => {
-                    json!({"channel": channel_id, "method": method.as_str(), "action": "redirect", "url": url})
-                }
-            };
+            let payment =
+                crate::services::payer::action_json(&channel_id, method.as_str(), &action);
             Ok((
                 [(header::CACHE_CONTROL, "no-store")],
                 Json(json!({

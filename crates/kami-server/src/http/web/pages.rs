@@ -211,6 +211,21 @@ fn method_views(state: &AppState, ctx: &Ctx, chosen: Option<&str>) -> Vec<Method
         .collect()
 }
 
+/// Inside an app's browser that cannot open some of the shop's methods (WeChat: Alipay and
+/// QQ; QQ: Alipay and WeChat Pay): the app and those methods, so the product page says so
+/// before the buyer fills the form (the same guide follows a submit with one of them).
+fn inapp_guide(state: &AppState, ctx: &Ctx) -> Option<Value> {
+    let app = ctx.in_app?;
+    let blocked: Vec<&'static str> = state
+        .channels
+        .methods(state.now_ms())
+        .into_iter()
+        .filter(|m| app.blocks(*m))
+        .map(Method::as_str)
+        .collect();
+    (!blocked.is_empty()).then(|| context! { app => app.as_str(), methods => blocked })
+}
+
 async fn find_product(
     state: &AppState,
     slug: &str,
@@ -271,6 +286,7 @@ fn product_page(
         context! {
             product => p,
             methods => method_views(state, ctx, chosen),
+            inapp_guide => inapp_guide(state, ctx),
             form => context! { quantity => qty, email => form.email, coupon => form.coupon, fields => form.fields },
             unit => unit,
             error => error,
@@ -464,13 +480,10 @@ pub async fn place(State(state): St, ctx: Ctx, Path(slug): Path<String>, body: B
             return with_retry_after(fail(e.status, text), e.retry_after);
         }
     };
-    let (action, target) = match &placed.action {
-        PaymentAction::Qr { qr_code } => ("qr", qr_code.as_str()),
-        PaymentAction::Redirect { url } => ("redirect", url.as_str()),
-    };
+    let (action, target) = crate::services::payer::stored_action(&placed.action);
     if let Err(e) = state
         .store
-        .set_pay_action(&placed.order_no, action, target)
+        .set_pay_action(&placed.order_no, action, &target)
         .await
     {
         // The order stands; the page can still follow it, only without the QR code.
@@ -478,7 +491,12 @@ pub async fn place(State(state): St, ctx: Ctx, Path(slug): Path<String>, body: B
     }
     state.catalog.invalidate();
     let token = placed.token.expose();
-    let location = format!("/orders/{}?t={}", placed.order_no, token);
+    // The wallet's sign-in first (WeChat OAuth before JSAPI), in this window: it comes back
+    // to the order page, which the cookie below opens.
+    let location = match &placed.action {
+        PaymentAction::Authorize { url } => url.clone(),
+        _ => format!("/orders/{}?t={}", placed.order_no, token),
+    };
     let mut resp = (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response();
     // The cookie holds order tokens: an https shop never lets it travel in clear text.
     let secure = if state.public_url.starts_with("https://") {
@@ -665,6 +683,10 @@ struct PayView {
     url: Option<String>,
     /// Demo only: the simulator's payer page for a QR code.
     sim_link: Option<String>,
+    /// JSAPI: the `getBrandWCPayRequest` parameters (JSON) for the page script.
+    jsapi: Option<String>,
+    /// Demo and tests only: the stand-in `WeixinJSBridge` script.
+    bridge: Option<String>,
 }
 
 fn order_view(state: &AppState, o: &Order, token: Option<&str>, mail: &'static str) -> OrderView {
@@ -679,6 +701,17 @@ fn order_view(state: &AppState, o: &Order, token: Option<&str>, mail: &'static s
                 qr_text: Some(target.clone()),
                 url: None,
                 sim_link: state.qr_link.as_ref().and_then(|link| link(target)),
+                jsapi: None,
+                bridge: None,
+            },
+            "jsapi" => PayView {
+                action: "jsapi".into(),
+                qr_svg: None,
+                qr_text: None,
+                url: None,
+                sim_link: None,
+                jsapi: Some(target.clone()),
+                bridge: state.jsapi_bridge.clone(),
             },
             _ => PayView {
                 action: "redirect".into(),
@@ -686,6 +719,8 @@ fn order_view(state: &AppState, o: &Order, token: Option<&str>, mail: &'static s
                 qr_text: None,
                 url: Some(target.clone()),
                 sim_link: None,
+                jsapi: None,
+                bridge: None,
             },
         }),
         _ => None,

@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use kami_pay::{Device, PaymentAction};
+use kami_pay::Device;
 use serde::Deserialize;
 
 use super::pages::{internal, not_found, open_order, refused};
@@ -56,11 +56,8 @@ pub async fn switch_method(
         Ok(Switched::Switched {
             order_no, action, ..
         }) => {
-            let (kind, target) = match &action {
-                PaymentAction::Qr { qr_code } => ("qr", qr_code.as_str()),
-                PaymentAction::Redirect { url } => ("redirect", url.as_str()),
-            };
-            if let Err(e) = state.store.set_pay_action(&order_no, kind, target).await {
+            let (kind, target) = crate::services::payer::stored_action(&action);
+            if let Err(e) = state.store.set_pay_action(&order_no, kind, &target).await {
                 tracing::error!(order = %order_no, "saving the payment action: {e}");
             }
             false
