@@ -139,7 +139,7 @@ async fn api_filters_find_exactly(backend: Backend) {
         ("limit=501", "invalid_limit"),
         ("limit=0", "invalid_limit"),
         ("q=not%20an%40email", "invalid_query"),
-        ("method=paypal", "invalid_method"),
+        ("method=bitcoin", "invalid_method"),
         ("before=x", "invalid_cursor"),
     ] {
         let (status, body) = search(&app, bad).await;

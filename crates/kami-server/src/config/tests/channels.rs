@@ -260,7 +260,7 @@ fn unknown_kind_and_method() {
     assert_eq!(
         msg,
         "channel `sb` (channels[0]): invalid `kind`: unknown channel kind `bitpay` \
-         (expected one of: alipay, wechatpay, epay, sandbox, paypal)"
+         (expected one of: alipay, wechatpay, epay, epusdt, tokenpay, stripe, paypal, sandbox)"
     );
     let msg = parse_err(&SANDBOX.replace("[\"sandbox\"]", "[\"sandbox\", \"bitcoin\"]"));
     assert_eq!(
