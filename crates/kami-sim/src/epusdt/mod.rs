@@ -442,11 +442,14 @@ async fn create(State(sim): State<Arc<EpusdtSim>>, headers: HeaderMap, body: Byt
         } else {
             // Fiat at the rate, rounded up to 1e-4, then above any waiting trade's amount.
             let mut units = (fiat.minor() * 10_000 + sim.cfg.rate_fen - 1) / sim.cfg.rate_fen;
-            while st
+            // One pass over the trades, not one per step (a load test holds thousands).
+            let taken: std::collections::HashSet<i64> = st
                 .trades
                 .values()
-                .any(|t| t.status == Status::Waiting && t.coin_units == units)
-            {
+                .filter(|t| t.status == Status::Waiting)
+                .map(|t| t.coin_units)
+                .collect();
+            while taken.contains(&units) {
                 units += 1;
             }
             st.seq += 1;
