@@ -42,6 +42,9 @@ describe('desktop purchase through each simulator channel', { timeout: 240_000 }
     { flow: 'desktop-qqpay', method: 'qqpay', expect: 'redirect', simulator: /易支付收银台[\s\S]*qqpay/ },
     // Stripe Checkout: a redirect to the hosted page; delivery only from the signed webhook.
     { flow: 'desktop-card', method: 'card', expect: 'redirect', simulator: /Checkout[\s\S]*CNY/ },
+    // epusdt: a redirect to the gateway's cashier (coin amount, receiving address); delivery
+    // only from the MD5-signed notification.
+    { flow: 'desktop-usdt', method: 'usdt', expect: 'redirect', simulator: /USDT 收银台[\s\S]*USDT[\s\S]*收款地址/ },
     // Five keys at the 5+ tier price (¥11.00 each): the live total and five distinct keys.
     {
       flow: 'desktop-sandbox',
