@@ -34,6 +34,7 @@ fn channel() -> &'static WechatPayChannel {
                     key: RsaSigner::generate().unwrap().verifier().unwrap(),
                 },
                 mode: WechatMode::Auto,
+                jsapi: None,
             },
             reqwest::Client::new(),
         )
