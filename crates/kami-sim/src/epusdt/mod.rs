@@ -26,11 +26,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use kami_core::{CoinAmount, Currency, Money};
+use kami_core::{Currency, Money};
 use kami_pay::epay::{field, parse_form};
 use kami_pay::epusdt::{signature, Flavor};
 use serde_json::{json, Map, Value};
 
+pub use crate::common::coin::{units_of, PayOptions};
 use crate::common::html::{self, origin, web_url, Look};
 use crate::common::notify::{Notifier, Outbound};
 pub use crate::common::{NotifyMode, NotifyStats};
@@ -119,16 +120,6 @@ struct SimState {
     trades: HashMap<String, Trade>,
     by_order: HashMap<String, String>,
     seq: u64,
-}
-
-/// How a payment is made on the cashier (test controls).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PayOptions {
-    /// Coin sent, in 1e-4 units, instead of the asked amount.
-    pub coin_units: Option<i64>,
-    /// The fiat amount the notification states instead of the order's.
-    pub fiat: Option<Money>,
-    pub notify: NotifyMode,
 }
 
 pub struct EpusdtSim {
@@ -592,50 +583,12 @@ async fn pay_form(
         sim.expire(&order_id);
         return sim.cashier_page(&trade_id);
     }
-    let coin_units = match field(&form, "coin").filter(|v| !v.is_empty()) {
-        None => None,
-        Some(c) => match CoinAmount::parse(c, "USDT")
-            .ok()
-            .and_then(|c| units_of(c.value()))
-        {
-            Some(u) => Some(u),
-            None => {
-                return html::message(
-                    StatusCode::BAD_REQUEST,
-                    &LOOK,
-                    "epusdt",
-                    "coin must be a decimal with at most 4 digits",
-                    Some("error"),
-                )
-            }
-        },
+    let opts = match PayOptions::from_cashier_form(&form) {
+        Ok(o) => o,
+        Err(e) => return html::message(StatusCode::BAD_REQUEST, &LOOK, "epusdt", e, Some("error")),
     };
-    let notify = NotifyMode::parse(
-        field(&form, "notify").unwrap_or(""),
-        Duration::ZERO,
-        &["normal", "drop", "duplicate"],
-    )
-    .unwrap_or_default();
-    if let Err(e) = sim.pay(
-        &order_id,
-        PayOptions {
-            coin_units,
-            fiat: None,
-            notify,
-        },
-    ) {
+    if let Err(e) = sim.pay(&order_id, opts) {
         return html::message(StatusCode::CONFLICT, &LOOK, "epusdt", &e, Some("error"));
     }
     sim.cashier_page(&trade_id)
-}
-
-/// `4.1258` → 41258 (at most 4 decimals).
-pub fn units_of(value: &str) -> Option<i64> {
-    let (int, frac) = value.split_once('.').unwrap_or((value, ""));
-    if frac.len() > 4 {
-        return None;
-    }
-    let int: i64 = int.parse().ok()?;
-    let frac: i64 = format!("{frac:0<4}").parse().ok()?;
-    int.checked_mul(10_000)?.checked_add(frac)
 }

@@ -17,15 +17,15 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use kami_core::{CoinAmount, Currency, Money};
+use kami_core::{Currency, Money};
 use kami_pay::epay::{field, parse_form};
 use kami_pay::tokenpay::{signature, CoinCurrency};
 use serde_json::{json, Value};
 
+pub use crate::common::coin::PayOptions;
 use crate::common::html::{self, origin, web_url, Look};
 use crate::common::notify::{Notifier, Outbound};
 pub use crate::common::{NotifyMode, NotifyStats};
-use crate::epusdt::units_of;
 
 #[derive(Debug, Clone)]
 pub struct TokenPaySimConfig {
@@ -89,13 +89,6 @@ struct Order {
 struct SimState {
     orders: HashMap<String, Order>,
     by_out: HashMap<String, String>,
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PayOptions {
-    pub coin_units: Option<i64>,
-    pub fiat: Option<Money>,
-    pub notify: NotifyMode,
 }
 
 pub struct TokenPaySim {
@@ -557,38 +550,13 @@ async fn pay_form(
         sim.expire(&out);
         return sim.cashier_page(&id);
     }
-    let coin_units = match field(&form, "coin").filter(|v| !v.is_empty()) {
-        None => None,
-        Some(c) => match CoinAmount::parse(c, "USDT")
-            .ok()
-            .and_then(|c| units_of(c.value()))
-        {
-            Some(u) => Some(u),
-            None => {
-                return html::message(
-                    StatusCode::BAD_REQUEST,
-                    &LOOK,
-                    "TokenPay",
-                    "coin must be a decimal with at most 4 digits",
-                    Some("error"),
-                )
-            }
-        },
+    let opts = match PayOptions::from_cashier_form(&form) {
+        Ok(o) => o,
+        Err(e) => {
+            return html::message(StatusCode::BAD_REQUEST, &LOOK, "TokenPay", e, Some("error"))
+        }
     };
-    let notify = NotifyMode::parse(
-        field(&form, "notify").unwrap_or(""),
-        Duration::ZERO,
-        &["normal", "drop", "duplicate"],
-    )
-    .unwrap_or_default();
-    if let Err(e) = sim.pay(
-        &out,
-        PayOptions {
-            coin_units,
-            fiat: None,
-            notify,
-        },
-    ) {
+    if let Err(e) = sim.pay(&out, opts) {
         return html::message(StatusCode::CONFLICT, &LOOK, "TokenPay", &e, Some("error"));
     }
     sim.cashier_page(&id)
