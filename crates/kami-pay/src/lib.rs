@@ -128,6 +128,9 @@ pub struct Created {
     /// payment row and hands it back in [`TradeRef`]. `None` for gateways that know the trade
     /// by kami's trade number.
     pub gateway_ref: Option<String>,
+    /// The coin amount the attempt asks the buyer for (USDT gateways): kept on the payment,
+    /// shown to the seller, and every later payment of the attempt must report the same.
+    pub coin_amount: Option<CoinAmount>,
 }
 
 impl From<PaymentAction> for Created {
@@ -135,6 +138,7 @@ impl From<PaymentAction> for Created {
         Created {
             action,
             gateway_ref: None,
+            coin_amount: None,
         }
     }
 }
@@ -361,14 +365,6 @@ pub trait PaymentChannel: Send + Sync {
     /// retried automatically: it could pay the buyer back twice.
     fn refund_is_idempotent(&self) -> bool {
         true
-    }
-
-    /// The coin amount an attempt asks the buyer for, read from the `gateway_ref` this
-    /// channel's create returned (USDT gateways): kept on the payment (`coin_amount`), shown
-    /// to the seller, and every later payment of the attempt must report the same.
-    fn coin_amount(&self, gateway_ref: &str) -> Option<CoinAmount> {
-        let _ = gateway_ref;
-        None
     }
 
     /// Whether a verified notification saying "paid" must be confirmed by this channel's own

@@ -6,7 +6,8 @@
 //! number maps back to its order through this table only.
 
 use kami_core::{
-    ChannelId, Method, Millis, OrderNo, OrderStatus, PaymentEvent, PaymentStatus, TradeNo,
+    ChannelId, CoinAmount, Method, Millis, OrderNo, OrderStatus, PaymentEvent, PaymentStatus,
+    TradeNo,
 };
 
 use crate::db::Tx;
@@ -137,17 +138,24 @@ pub(crate) fn close_attempt(tx: &mut dyn Tx, payment_id: i64, now: Millis) -> Re
     Ok(true)
 }
 
-/// Keep the gateway's own id of an attempt (`payments.gateway_ref`), as its create call
-/// returned it. Written once: a repeated create (an idempotent retry) returns the same id.
+/// Keep the gateway's own id of an attempt (`payments.gateway_ref`), and the coin amount it
+/// asks for (`payments.coin_amount`, USDT gateways: every later payment of the attempt must
+/// report the same), as its create call returned them. Written once: a repeated create (an
+/// idempotent retry) returns the same id.
 pub(crate) fn set_gateway_ref(
     tx: &mut dyn Tx,
     trade_no: &TradeNo,
     gateway_ref: &str,
+    coin_amount: Option<&CoinAmount>,
 ) -> Result<()> {
     let n = tx.exec(
-        "UPDATE payments SET gateway_ref = $2 WHERE trade_no = $1 \
+        "UPDATE payments SET gateway_ref = $2, coin_amount = $3 WHERE trade_no = $1 \
            AND (gateway_ref IS NULL OR gateway_ref = $2)",
-        params![trade_no.as_str(), gateway_ref],
+        params![
+            trade_no.as_str(),
+            gateway_ref,
+            coin_amount.map(|c| c.to_string())
+        ],
     )?;
     if n == 1 {
         Ok(())
@@ -177,9 +185,14 @@ impl crate::Store {
         self.read(move |tx| gateway_ref(tx, &trade_no)).await
     }
 
-    /// Keep the gateway's id of an attempt, returned by its create call.
-    pub async fn set_gateway_ref(&self, trade_no: TradeNo, gateway_ref: String) -> Result<()> {
-        self.write(move |tx| set_gateway_ref(tx, &trade_no, &gateway_ref))
+    /// Keep the gateway's id of an attempt and its coin amount, returned by its create call.
+    pub async fn set_gateway_ref(
+        &self,
+        trade_no: TradeNo,
+        gateway_ref: String,
+        coin_amount: Option<CoinAmount>,
+    ) -> Result<()> {
+        self.write(move |tx| set_gateway_ref(tx, &trade_no, &gateway_ref, coin_amount.as_ref()))
             .await
     }
 

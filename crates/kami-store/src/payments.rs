@@ -422,31 +422,6 @@ fn apply_payment(
     Ok((outcome, Some(confirmed)))
 }
 
-/// Keep the coin amount a USDT gateway's create asked for (`payments.coin_amount`): every
-/// later payment of the attempt must report the same.
-pub(crate) fn set_coin_amount(tx: &mut dyn Tx, trade_no: &str, coin: &CoinAmount) -> Result<()> {
-    let n = tx.exec(
-        "UPDATE payments SET coin_amount = $2 WHERE trade_no = $1",
-        params![trade_no, coin.to_string()],
-    )?;
-    if n == 1 {
-        Ok(())
-    } else {
-        Err(StoreError::InvalidInput(format!(
-            "payment {trade_no} is unknown"
-        )))
-    }
-}
-
-impl crate::Store {
-    /// Keep the coin amount of an attempt, as its create call returned it.
-    pub async fn set_coin_amount(&self, trade_no: &str, coin: CoinAmount) -> Result<()> {
-        let trade_no = trade_no.to_owned();
-        self.write(move |tx| set_coin_amount(tx, &trade_no, &coin))
-            .await
-    }
-}
-
 /// A second, different payment for an order already paid: recorded with the order, and the
 /// seller alerted (one of the two is the buyer's to get back).
 fn conflict_alert(

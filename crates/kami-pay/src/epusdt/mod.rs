@@ -32,7 +32,7 @@ mod wire;
 mod tests;
 
 use async_trait::async_trait;
-use kami_core::{ChannelId, CoinAmount, Currency, Method};
+use kami_core::{ChannelId, Currency, Method};
 use serde_json::{Map, Value};
 
 use crate::common::coin_ref::CoinRef;
@@ -192,7 +192,10 @@ impl EpusdtChannel {
         })
     }
 
-    async fn create_inner(&self, req: &CreatePayment) -> Result<(PaymentAction, String), PayError> {
+    async fn create_inner(
+        &self,
+        req: &CreatePayment,
+    ) -> Result<(PaymentAction, CoinRef), PayError> {
         let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
         let body = self.create_body(req, now_ms)?;
         let url = self.url("/api/v1/order/create-transaction")?;
@@ -209,10 +212,7 @@ impl EpusdtChannel {
             fiat: req.amount,
             coin: a.coin,
         };
-        Ok((
-            PaymentAction::Redirect { url: a.payment_url },
-            r.to_string(),
-        ))
+        Ok((PaymentAction::Redirect { url: a.payment_url }, r))
     }
 }
 
@@ -239,10 +239,11 @@ impl PaymentChannel for EpusdtChannel {
     }
 
     async fn create(&self, req: &CreatePayment) -> Result<Created, PayError> {
-        let (action, gateway_ref) = self.create_inner(req).await?;
+        let (action, r) = self.create_inner(req).await?;
         Ok(Created {
             action,
-            gateway_ref: Some(gateway_ref),
+            coin_amount: Some(r.coin.clone()),
+            gateway_ref: Some(r.to_string()),
         })
     }
 
@@ -291,10 +292,6 @@ impl PaymentChannel for EpusdtChannel {
 
     fn confirm_by_query(&self) -> bool {
         self.is_bepusdt()
-    }
-
-    fn coin_amount(&self, gateway_ref: &str) -> Option<CoinAmount> {
-        CoinRef::parse(gateway_ref).ok().map(|r| r.coin)
     }
 }
 

@@ -502,6 +502,7 @@ impl PaymentChannel for PaypalChannel {
         Ok(Created {
             action: PaymentAction::Redirect { url },
             gateway_ref: Some(order_id),
+            coin_amount: None,
         })
     }
 

@@ -329,6 +329,7 @@ impl PaymentChannel for StripeChannel {
         Ok(Created {
             action: PaymentAction::Redirect { url },
             gateway_ref: Some(session.id),
+            coin_amount: None,
         })
     }
 

@@ -110,7 +110,10 @@ impl TokenPayChannel {
         create_json(&fields, &sig)
     }
 
-    async fn create_inner(&self, req: &CreatePayment) -> Result<(PaymentAction, String), PayError> {
+    async fn create_inner(
+        &self,
+        req: &CreatePayment,
+    ) -> Result<(PaymentAction, CoinRef), PayError> {
         let url = self.url("/CreateOrder")?;
         let reply = send(
             self.http
@@ -131,7 +134,7 @@ impl TokenPayChannel {
             fiat: req.amount,
             coin: a.coin,
         };
-        Ok((PaymentAction::Redirect { url: a.pay_url }, r.to_string()))
+        Ok((PaymentAction::Redirect { url: a.pay_url }, r))
     }
 
     /// `/Query` of the attempt `r`.
@@ -211,10 +214,11 @@ impl PaymentChannel for TokenPayChannel {
     }
 
     async fn create(&self, req: &CreatePayment) -> Result<Created, PayError> {
-        let (action, gateway_ref) = self.create_inner(req).await?;
+        let (action, r) = self.create_inner(req).await?;
         Ok(Created {
             action,
-            gateway_ref: Some(gateway_ref),
+            coin_amount: Some(r.coin.clone()),
+            gateway_ref: Some(r.to_string()),
         })
     }
 
@@ -256,9 +260,5 @@ impl PaymentChannel for TokenPayChannel {
 
     fn confirm_by_query(&self) -> bool {
         true
-    }
-
-    fn coin_amount(&self, gateway_ref: &str) -> Option<CoinAmount> {
-        CoinRef::parse(gateway_ref).ok().map(|r| r.coin)
     }
 }

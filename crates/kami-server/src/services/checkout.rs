@@ -315,18 +315,10 @@ pub(crate) async fn create_with_failover(
                 }
                 // Without it the attempt could not be queried or closed later.
                 if let Some(gateway_ref) = made.gateway_ref {
-                    // A USDT attempt's coin amount: what its payment must report.
-                    let coin = channel.coin_amount(&gateway_ref);
                     state
                         .store
-                        .set_gateway_ref(req.trade_no.clone(), gateway_ref)
+                        .set_gateway_ref(req.trade_no.clone(), gateway_ref, made.coin_amount)
                         .await?;
-                    if let Some(coin) = coin {
-                        state
-                            .store
-                            .set_coin_amount(req.trade_no.as_str(), coin)
-                            .await?;
-                    }
                 }
                 return Ok((id.to_owned(), made.action));
             }

@@ -165,7 +165,7 @@ pub async fn payer_returned(state: &AppState, r: Returning) -> ServiceResult<Ret
     if let Some(gateway_ref) = made.gateway_ref {
         state
             .store
-            .set_gateway_ref(req.trade_no.clone(), gateway_ref)
+            .set_gateway_ref(req.trade_no.clone(), gateway_ref, made.coin_amount)
             .await?;
     }
     let action = made.action;
