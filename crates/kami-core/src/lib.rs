@@ -5,6 +5,7 @@ pub mod clock;
 pub mod coin;
 pub mod coupon;
 pub mod fields;
+pub mod fx;
 pub mod ids;
 pub mod money;
 pub mod order;
@@ -18,6 +19,7 @@ pub use coupon::{
     BasisPoints, CouponCode, CouponError, CouponRefusal, CouponRules, CouponValue, Discounted,
 };
 pub use fields::{FieldSpec, FieldsError, InputFields};
+pub use fx::{Charge, ChargeCurrencies, FxError, FxTable, OwnPrices, Rate, Rounding};
 pub use ids::{
     AmountLimits, ChannelId, ChannelLimits, Email, IdError, LimitsError, Method, OrderNo, Quantity,
     SecretToken, Slug, TradeNo,

@@ -326,11 +326,18 @@ pub trait PaymentChannel: Send + Sync {
     fn methods(&self) -> &[Method];
     fn priority(&self) -> i32;
 
-    /// Whether the channel can charge in this currency (PayPal takes CNY only from accounts
-    /// inside China). Checkout skips a channel that cannot take the order's currency.
+    /// The currency this channel charges for an order priced in `offered`: `offered` when
+    /// it takes it, else the one it settles in (mainland gateways: CNY; PayPal, which never
+    /// takes CNY: its `currency`). Checkout converts the order's amount with the product's
+    /// own price in that currency or the `[fx]` rate table, and skips the channel when
+    /// neither can. The default takes every currency.
+    fn charge_currency(&self, offered: Currency) -> Currency {
+        offered
+    }
+
+    /// Whether the channel can charge in this currency.
     fn accepts_currency(&self, currency: Currency) -> bool {
-        let _ = currency;
-        true
+        self.charge_currency(currency) == currency
     }
 
     /// Start collecting: returns what the buyer must do.

@@ -44,6 +44,12 @@ pub struct ProductView {
     /// thumbnail's, for the catalogue.
     pub image: Option<String>,
     pub thumb: Option<String>,
+    /// The price and the product's own prices in other currencies: which methods can charge
+    /// it (`Channels::methods_for`).
+    #[serde(skip)]
+    pub money: kami_core::Money,
+    #[serde(skip)]
+    pub own_prices: kami_core::OwnPrices,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -131,6 +137,8 @@ pub fn view(p: &Product, low_threshold: u32) -> ProductView {
         category: p.category.clone(),
         description_html: markdown(&p.description),
         price: format_money(p.price),
+        money: p.price,
+        own_prices: p.prices.clone(),
         price_minor: p.price.minor(),
         currency: cur.code().to_owned(),
         currency_exp: cur.exponent(),

@@ -22,7 +22,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
-use kami_core::{AmountLimits, ChannelId, ChannelLimits, Method, Millis};
+use kami_core::{
+    AmountLimits, ChannelId, ChannelLimits, Currency, FxTable, Method, Millis, OwnPrices,
+};
 use kami_pay::routing::{
     self, Admission, Candidate, ChannelHealth, HealthState as Health, Outcome, RoutingMode,
     RoutingPolicy, SharedHealth, SuccessWindow, Transition,
@@ -557,18 +559,45 @@ impl Channels {
 
     /// Methods some channel serves now (resting channels do not count), for the catalogue.
     pub fn methods(&self, now: Millis) -> Vec<Method> {
+        self.methods_where(now, |_| true)
+    }
+
+    /// Methods some channel serves now that can charge a product priced in `currency` with
+    /// its own prices `own`: the channel takes the currency, or the product has a price in
+    /// the one it charges, or the rate table `fx` converts to it.
+    pub fn methods_for(
+        &self,
+        now: Millis,
+        currency: Currency,
+        own: &OwnPrices,
+        fx: &FxTable,
+    ) -> Vec<Method> {
+        self.methods_where(now, |ch| can_charge(ch, currency, own, fx))
+    }
+
+    fn methods_where(
+        &self,
+        now: Millis,
+        takes: impl Fn(&dyn PaymentChannel) -> bool,
+    ) -> Vec<Method> {
         Method::ALL
             .into_iter()
-            .filter(|m| !self.plan_quiet(*m, now))
+            .filter(|m| !self.plan_quiet(*m, now, &takes))
             .collect()
     }
 
     /// No channel could take an order for `method` now.
-    fn plan_quiet(&self, method: Method, now: Millis) -> bool {
+    fn plan_quiet(
+        &self,
+        method: Method,
+        now: Millis,
+        takes: &impl Fn(&dyn PaymentChannel) -> bool,
+    ) -> bool {
         let entries: Vec<Entry> = self
             .entries()
             .into_iter()
             .filter(|e| e.enabled && e.channel.methods().contains(&method))
+            .filter(|e| takes(e.channel.as_ref()))
             .collect();
         let mut book = self.book();
         !entries.iter().any(|e| {
@@ -904,4 +933,16 @@ mod tests {
         );
         assert_ne!(one, draws(8), "another seed, other routes");
     }
+}
+
+/// Whether `channel` can charge a product priced in `currency` (own prices `own`): it takes
+/// the currency, or the product has a price in the one it charges, or `fx` converts to it.
+pub fn can_charge(
+    channel: &dyn PaymentChannel,
+    currency: Currency,
+    own: &OwnPrices,
+    fx: &FxTable,
+) -> bool {
+    let to = channel.charge_currency(currency);
+    to == currency || own.get(to).is_some() || fx.converts(currency, to)
 }

@@ -25,6 +25,19 @@ pub fn add_sandbox_channel(config: &mut Config) {
     }
 }
 
+/// The demo's rate table, unless the configuration has one: PayPal (which never takes CNY)
+/// can then charge every CNY product in USD, at a rate the console's settings page shows.
+pub fn add_rates(config: &mut Config) {
+    if !config.fx.rates().is_empty() {
+        return;
+    }
+    const SNIPPET: &str = "[fx]\nrounding = \"up\"\n[fx.rates]\nUSD = \"7.2\"\nEUR = \"7.8\"\nHKD = \"0.92\"\nJPY = \"0.048\"\n";
+    match Config::from_toml_str(SNIPPET) {
+        Ok(loaded) => config.fx = loaded.config.fx,
+        Err(e) => tracing::error!("demo rates: {e}"),
+    }
+}
+
 struct DemoProduct {
     slug: &'static str,
     title: &'static str,
@@ -35,6 +48,8 @@ struct DemoProduct {
     loop_key: Option<&'static str>,
     category: &'static str,
     tiers: &'static str,
+    /// Own prices in other currencies, stored form (`USD:139`).
+    prices: &'static str,
 }
 
 const PRODUCTS: &[DemoProduct] = &[
@@ -48,6 +63,7 @@ const PRODUCTS: &[DemoProduct] = &[
         loop_key: None,
         category: "Games",
         tiers: "5:1100,10:990",
+        prices: "USD:139",
     },
     DemoProduct {
         slug: "demo-gift-card",
@@ -59,6 +75,7 @@ const PRODUCTS: &[DemoProduct] = &[
         loop_key: None,
         category: "Gift cards",
         tiers: "",
+        prices: "",
     },
     DemoProduct {
         slug: "demo-tutorial",
@@ -70,6 +87,7 @@ const PRODUCTS: &[DemoProduct] = &[
         loop_key: Some("https://example.com/demo-tutorial (demo link)"),
         category: "Downloads",
         tiers: "",
+        prices: "",
     },
     DemoProduct {
         slug: "demo-recharge",
@@ -81,6 +99,7 @@ const PRODUCTS: &[DemoProduct] = &[
         loop_key: None,
         category: "Services",
         tiers: "",
+        prices: "",
     },
 ];
 
@@ -95,6 +114,7 @@ const USD_PRODUCTS: &[DemoProduct] = &[DemoProduct {
     loop_key: None,
     category: "Games",
     tiers: "",
+    prices: "",
 }];
 
 /// Seed the demo catalogue (skipping products that already exist) and create an admin token.
@@ -121,6 +141,10 @@ pub async fn seed(store: &Store) -> Result<String, StoreError> {
                 .map_err(|e| StoreError::InvalidInput(e.to_string()))?,
             min_quantity: 1,
             max_quantity: if p.loop_key.is_some() { 1 } else { 100 },
+            prices: kami_core::OwnPrices::parse(p.prices, currency)
+                .map_err(|e| StoreError::InvalidInput(e.to_string()))?
+                .iter()
+                .collect(),
         };
         match store.create_product(new, now).await {
             Ok(()) => {}

@@ -7,6 +7,7 @@
 
 use std::sync::{Arc, RwLock};
 
+use kami_core::FxTable;
 use kami_store::SavedSettings;
 
 use crate::config::overlay::{self, Overlaid};
@@ -21,6 +22,8 @@ pub struct Settings {
     /// `None`: no mail is sent (neither the file nor the console set up SMTP).
     pub smtp: Option<SmtpConfig>,
     pub risk: RiskConfig,
+    /// `[fx]`: the rate table checkout converts with (shared with each order that needs it).
+    pub fx: Arc<FxTable>,
     /// `shop.notice` and `shop.footer` rendered from Markdown.
     pub notice_html: String,
     pub footer_html: String,
@@ -56,6 +59,7 @@ impl Settings {
             orders,
             smtp,
             risk,
+            fx,
         } = overlay::overlay(config, &saved.values())?;
         let mailer = match (&smtp, previous) {
             (None, _) => None,
@@ -73,6 +77,7 @@ impl Settings {
             orders,
             smtp,
             risk,
+            fx: Arc::new(fx),
             notice_html,
             footer_html,
             mailer,
@@ -92,6 +97,7 @@ impl Settings {
             orders: config.orders.clone(),
             smtp: config.smtp.clone(),
             risk: config.risk.clone(),
+            fx: Arc::new(config.fx.clone()),
             notice_html: markdown(&config.shop.notice),
             footer_html: markdown(&config.shop.footer),
             mailer,

@@ -373,6 +373,7 @@ impl Gateways {
                 &[self.paypal.cert_url_prefix()],
                 self.paypal.ca_pem(),
             )?,
+            currency: kami_core::Currency::Usd,
         })
     }
 

@@ -79,6 +79,7 @@ async fn world() -> World {
             client_secret: Secret::new("secret-1"),
             webhook_id: WEBHOOK_ID.into(),
             certs: CertPolicy::custom(&[sim.cert_url_prefix()], sim.ca_pem()).unwrap(),
+            currency: kami_core::Currency::Usd,
         },
         reqwest::Client::new(),
     );
@@ -436,6 +437,7 @@ async fn interop_with_a_python_reference() {
                 out["ca_pem"].as_str().unwrap(),
             )
             .unwrap(),
+            currency: kami_core::Currency::Usd,
         },
         reqwest::Client::new(),
     );

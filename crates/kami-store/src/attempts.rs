@@ -5,11 +5,14 @@
 //! follow the newest attempt — a plain column update, not a status change. Every trade
 //! number maps back to its order through this table only.
 
+use std::sync::Arc;
+
 use kami_core::{
-    ChannelId, CoinAmount, Method, Millis, OrderNo, OrderStatus, PaymentEvent, PaymentStatus,
-    TradeNo,
+    AmountLimits, ChannelId, ChargeCurrencies, CoinAmount, FxTable, Method, Millis, Money, OrderNo,
+    OrderStatus, PaymentEvent, PaymentStatus, TradeNo,
 };
 
+use crate::charges;
 use crate::db::Tx;
 use crate::error::{Result, StoreError};
 use crate::orders::expire_locked;
@@ -30,17 +33,25 @@ pub struct NewAttempt {
     pub close_others: bool,
     pub now: Millis,
     pub first_check_at: Millis,
+    /// The currency the channel charges in, by the product's (see `RouteChoice`).
+    pub charges: ChargeCurrencies,
+    /// The channel's limits on what it is charged: outside them nothing is added
+    /// ([`StoreError::NoChannelForAmount`] with the charge).
+    pub limits: AmountLimits,
+    pub fx: Arc<FxTable>,
 }
 
-/// Add an attempt; returns its trade number. The order must be pending
-/// ([`StoreError::InvalidStatus`] otherwise, nothing changed).
-pub(crate) fn add_attempt(tx: &mut dyn Tx, a: &NewAttempt) -> Result<TradeNo> {
+/// Add an attempt; returns its trade number and what it charges. The order must be pending
+/// ([`StoreError::InvalidStatus`] otherwise, nothing changed), and its amount convertible to
+/// the channel's currency ([`StoreError::NoChannelForCurrency`] otherwise).
+pub(crate) fn add_attempt(tx: &mut dyn Tx, a: &NewAttempt) -> Result<(TradeNo, Money)> {
     if a.stored_channel {
         crate::stored_channels::hold_for_order(tx, &a.channel_id)?;
     }
     let o = tx
         .query_opt(
-            "SELECT id, status, amount, currency FROM orders WHERE order_no = $1 FOR UPDATE",
+            "SELECT o.id, o.status, o.amount, o.currency, p.price, p.currency AS price_currency, p.prices \
+             FROM orders o JOIN products p ON p.id = o.product_id WHERE o.order_no = $1 FOR UPDATE OF o",
             params![a.order_no.as_str()],
         )?
         .ok_or(StoreError::OrderNotFound)?;
@@ -63,28 +74,47 @@ pub(crate) fn add_attempt(tx: &mut dyn Tx, a: &NewAttempt) -> Result<TradeNo> {
         .ok_or_else(|| {
             StoreError::InvalidInput("too many payment attempts for this order".into())
         })?;
+    let total = o.money("amount", "currency")?;
+    let list = o.money("price", "price_currency")?;
+    let own = charges::own_prices(&o, list.currency())?;
+    let charge = charges::charge(&a.fx, total, list, &own, a.charges.of(total.currency()))
+        .ok_or(StoreError::NoChannelForCurrency { amount: total })?;
+    if !a.limits.admits(charge.money.minor()) {
+        return Err(StoreError::NoChannelForAmount {
+            amount: charge.money,
+        });
+    }
     if a.close_others {
         close_open_payments(tx, order_id)?;
     }
     tx.exec(
-        "INSERT INTO payments (order_id, channel_id, trade_no, amount, currency, status, created_at, next_check_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO payments (order_id, channel_id, trade_no, amount, currency, status, created_at, next_check_at, charge_basis) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         params![
             order_id,
             a.channel_id.as_str(),
             trade_no.as_str(),
-            o.get::<i64>("amount")?,
-            o.get::<String>("currency")?,
+            charge.money.minor(),
+            charge.money.currency().code(),
             PaymentStatus::Created,
             a.now,
-            a.first_check_at
+            a.first_check_at,
+            charge.basis
         ],
     )?;
+    let charged = (charge.money != total).then_some(charge.money);
     tx.exec(
-        "UPDATE orders SET channel_id = $2, method = $3, pay_action = NULL, pay_target = NULL WHERE id = $1",
-        params![order_id, a.channel_id.as_str(), a.method.as_str()],
+        "UPDATE orders SET channel_id = $2, method = $3, pay_action = NULL, pay_target = NULL, \
+           charge_amount = $4, charge_currency = $5 WHERE id = $1",
+        params![
+            order_id,
+            a.channel_id.as_str(),
+            a.method.as_str(),
+            charged.map(Money::minor),
+            charged.map(|m| m.currency().code())
+        ],
     )?;
-    Ok(trade_no)
+    Ok((trade_no, charge.money))
 }
 
 /// The trade of one attempt was closed at its channel after the order's deadline: close the
@@ -197,7 +227,7 @@ impl crate::Store {
     }
 
     /// Add a payment attempt to a pending order (failover, method switch); its trade number.
-    pub async fn add_attempt(&self, attempt: NewAttempt) -> Result<TradeNo> {
+    pub async fn add_attempt(&self, attempt: NewAttempt) -> Result<(TradeNo, Money)> {
         self.write(move |tx| add_attempt(tx, &attempt)).await
     }
 

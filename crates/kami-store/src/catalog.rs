@@ -1,6 +1,6 @@
 //! Products and card-key stock.
 
-use kami_core::{CardStatus, InputFields, Millis, Money, PriceTiers, Pricing};
+use kami_core::{CardStatus, InputFields, Millis, Money, OwnPrices, PriceTiers, Pricing};
 
 use crate::db::{Row, Tx};
 use crate::error::{Result, StoreError};
@@ -11,10 +11,12 @@ use crate::params;
 use crate::sealed::{card_place, Keyring};
 
 pub(crate) fn create_product(tx: &mut dyn Tx, p: &NewProduct, now: Millis) -> Result<()> {
+    let prices = OwnPrices::new(p.prices.clone(), p.price.currency())
+        .map_err(|e| StoreError::InvalidPricing(e.to_string()))?;
     let inserted = tx.exec(
         "INSERT INTO products (slug, title, description, price, currency, delivery, manual_stock, created_at, \
-           category, sort_order, min_quantity, max_quantity, price_tiers) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (slug) DO NOTHING",
+           category, sort_order, min_quantity, max_quantity, price_tiers, prices) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (slug) DO NOTHING",
         params![
             p.slug.as_str(),
             p.title.as_str(),
@@ -28,7 +30,8 @@ pub(crate) fn create_product(tx: &mut dyn Tx, p: &NewProduct, now: Millis) -> Re
             p.sort_order,
             p.min_quantity,
             p.max_quantity,
-            p.tiers.to_string()
+            p.tiers.to_string(),
+            prices.to_string()
         ],
     )?;
     if inserted == 0 {
@@ -48,7 +51,7 @@ macro_rules! product_fields {
            (SELECT COUNT(*) FROM cards c WHERE c.product_id = p.id AND c.status = 'available' AND c.is_loop = 0) AS available, \
            (SELECT COUNT(*) FROM cards c WHERE c.product_id = p.id AND c.is_loop = 1) AS loop_cards, \
            p.category, p.sort_order, p.min_quantity, p.max_quantity, p.price_tiers, p.input_fields, \
-           p.image, p.image_thumb"
+           p.image, p.image_thumb, p.prices"
     };
 }
 macro_rules! product_columns {
@@ -101,6 +104,7 @@ fn product_from_row(r: &Row) -> Result<Product> {
             .map_err(|e| StoreError::Corrupt(format!("product input fields: {e}")))?,
         image: r.get("image")?,
         image_thumb: r.get("image_thumb")?,
+        prices: crate::charges::own_prices(r, price.currency())?,
     })
 }
 

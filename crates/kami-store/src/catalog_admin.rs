@@ -3,7 +3,7 @@
 //! it). Each change writes its audit row, with the changed fields before and after, in the
 //! transaction that makes it.
 
-use kami_core::{InputFields, Millis, Money, PriceTiers, Pricing};
+use kami_core::{InputFields, Millis, Money, OwnPrices, PriceTiers, Pricing};
 use serde_json::{json, Map, Value};
 
 use crate::audit;
@@ -27,6 +27,8 @@ struct Editable {
     max_quantity: i64,
     sort_order: i64,
     input_fields: String,
+    /// [`OwnPrices`] as stored.
+    prices: String,
 }
 
 impl Editable {
@@ -52,11 +54,13 @@ impl Editable {
             ("max_quantity", json!(self.max_quantity)),
             ("sort_order", json!(self.sort_order)),
             ("input_fields", input_fields),
+            ("prices", json!(self.prices)),
         ])
     }
 }
 
-fn apply(cur: &Editable, p: &ProductPatch) -> Editable {
+/// `p` over `cur`; `prices` is the patch's own prices, checked and in their stored form.
+fn apply(cur: &Editable, p: &ProductPatch, prices: Option<String>) -> Editable {
     let or = |new: &Option<String>, old: &String| new.clone().unwrap_or_else(|| old.clone());
     Editable {
         title: or(&p.title, &cur.title),
@@ -75,6 +79,7 @@ fn apply(cur: &Editable, p: &ProductPatch) -> Editable {
             .input_fields
             .as_ref()
             .map_or_else(|| cur.input_fields.clone(), InputFields::to_json),
+        prices: prices.unwrap_or_else(|| cur.prices.clone()),
     }
 }
 
@@ -92,7 +97,7 @@ pub(crate) fn update(
     let r = tx
         .query_opt(
             "SELECT id, title, price, currency, description, category, active, price_tiers, \
-               min_quantity, max_quantity, sort_order, input_fields \
+               min_quantity, max_quantity, sort_order, input_fields, prices \
              FROM products WHERE slug = $1 FOR UPDATE",
             params![slug],
         )?
@@ -110,9 +115,16 @@ pub(crate) fn update(
         max_quantity: r.get("max_quantity")?,
         sort_order: r.get("sort_order")?,
         input_fields: r.get("input_fields")?,
+        prices: r.get("prices")?,
     };
-    let new = apply(&cur, patch);
     let invalid = |e: &dyn std::fmt::Display| StoreError::InvalidPricing(e.to_string());
+    let prices = patch
+        .prices
+        .as_ref()
+        .map(|p| OwnPrices::new(p.clone(), currency).map(|p| p.to_string()))
+        .transpose()
+        .map_err(|e| invalid(&e))?;
+    let new = apply(&cur, patch, prices);
     let price = Money::new(new.price, currency).map_err(|e| invalid(&e))?;
     let tiers = PriceTiers::parse(&new.tiers).map_err(|e| invalid(&e))?;
     Pricing::new(price, tiers, new.min_quantity, new.max_quantity).map_err(|e| invalid(&e))?;
@@ -124,7 +136,8 @@ pub(crate) fn update(
     }
     tx.exec(
         "UPDATE products SET title = $2, price = $3, description = $4, category = $5, active = $6, \
-           price_tiers = $7, min_quantity = $8, max_quantity = $9, sort_order = $10, input_fields = $11 \
+           price_tiers = $7, min_quantity = $8, max_quantity = $9, sort_order = $10, input_fields = $11, \
+           prices = $12 \
          WHERE id = $1",
         params![
             id,
@@ -137,7 +150,8 @@ pub(crate) fn update(
             new.min_quantity,
             new.max_quantity,
             new.sort_order,
-            new.input_fields.as_str()
+            new.input_fields.as_str(),
+            new.prices.as_str()
         ],
     )?;
     let (mut before, mut after) = (Map::new(), Map::new());
@@ -242,6 +256,10 @@ pub(crate) fn create(
         max_quantity: p.max_quantity,
         sort_order: p.sort_order,
         input_fields: input_fields.to_json(),
+        // Checked by `create_product` above.
+        prices: OwnPrices::new(p.prices.clone(), p.price.currency())
+            .map_err(|e| StoreError::InvalidPricing(e.to_string()))?
+            .to_string(),
     };
     let mut after = Map::new();
     after.insert("slug".into(), json!(slug));

@@ -148,6 +148,8 @@ pub struct OrderPayment {
     pub paid_at: Option<Millis>,
     /// What a USDT attempt asks in coin (`4.25 USDT`).
     pub coin_amount: Option<String>,
+    /// How `amount` follows from the order's when the channel charges another currency.
+    pub charge_basis: Option<String>,
 }
 
 /// Every payment attempt of an order, oldest first (`None`: no such order).
@@ -161,7 +163,7 @@ pub(crate) fn order_payments(tx: &mut dyn Tx, order_no: &str) -> Result<Option<V
     };
     tx.query(
         "SELECT id, channel_id, trade_no, gateway_ref, gateway_trade_no, amount, currency, status, \
-         created_at, paid_at, coin_amount FROM payments WHERE order_id = $1 ORDER BY id",
+         created_at, paid_at, coin_amount, charge_basis FROM payments WHERE order_id = $1 ORDER BY id",
         params![o.get::<i64>("id")?],
     )?
     .iter()
@@ -177,6 +179,7 @@ pub(crate) fn order_payments(tx: &mut dyn Tx, order_no: &str) -> Result<Option<V
             created_at: r.get("created_at")?,
             paid_at: r.get("paid_at")?,
             coin_amount: r.get("coin_amount")?,
+            charge_basis: r.get("charge_basis")?,
         })
     })
     .collect::<Result<Vec<_>>>()

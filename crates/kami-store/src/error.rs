@@ -57,6 +57,12 @@ pub enum StoreError {
     /// the order's total.
     #[error("no payment channel takes an order of {amount}")]
     NoChannelForAmount { amount: kami_core::Money },
+    /// None of the routed channels takes the order's currency, and neither the product's own
+    /// prices nor the rate table convert the total to one they take.
+    #[error(
+        "no payment channel can be charged {amount} (no price or rate in a currency it takes)"
+    )]
+    NoChannelForCurrency { amount: kami_core::Money },
     /// The key is reserved by a pending order or sold: it cannot be removed.
     #[error("the card key is reserved or sold")]
     CardSold,

@@ -10,6 +10,7 @@ use crate::{KeyFiles, KeyLock, RotateStep, Rotation, Store, StoreError};
 
 fn product(slug: &str) -> NewProduct {
     NewProduct {
+        prices: Default::default(),
         slug: Slug::parse(slug).unwrap(),
         title: "Keys".into(),
         description: String::new(),
@@ -574,6 +575,7 @@ async fn buyer_answers_are_sealed_and_moved_by_rotation() {
     let order_no = OrderNo::generate("20260101000000");
     store
         .create_order(NewOrder {
+            fx: Default::default(),
             order_no: order_no.clone(),
             product: Slug::parse("topup").unwrap(),
             quantity: Quantity::new(1).unwrap(),

@@ -22,6 +22,7 @@ mod cards;
 mod catalog;
 mod catalog_admin;
 mod channel_measures;
+mod charges;
 mod checks;
 mod coupons;
 pub mod db;

@@ -167,6 +167,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0026_coin_amount.sql"),
         postgres: include_str!("migrations/postgres/0026_coin_amount.sql"),
     },
+    Migration {
+        version: 27,
+        name: "charges",
+        sqlite: include_str!("migrations/sqlite/0027_charges.sql"),
+        postgres: include_str!("migrations/postgres/0027_charges.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kami_migrations \

@@ -1,10 +1,11 @@
 //! The store's public records.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use kami_core::{
-    CardStatus, ChannelId, CoinAmount, CouponCode, Email, InputFields, Method, Millis, Money,
-    OrderNo, OrderStatus, PriceTiers, Pricing, Quantity, Slug,
+    CardStatus, ChannelId, ChargeCurrencies, CoinAmount, CouponCode, Email, FxTable, InputFields,
+    Method, Millis, Money, OrderNo, OrderStatus, OwnPrices, PriceTiers, Pricing, Quantity, Slug,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +48,9 @@ pub struct NewProduct {
     pub tiers: PriceTiers,
     pub min_quantity: i64,
     pub max_quantity: i64,
+    /// The product's own unit prices in other currencies (checked against `price`'s
+    /// currency: [`StoreError::InvalidPricing`](crate::StoreError::InvalidPricing)).
+    pub prices: Vec<Money>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +71,8 @@ pub struct Product {
     pub sort_order: i64,
     /// Base price, wholesale tiers and quantity limits: what an order of N costs.
     pub pricing: Pricing,
+    /// Its own unit prices in other currencies, for channels that cannot take `price`'s.
+    pub prices: OwnPrices,
     /// What the buyer is asked when ordering (checked on order creation).
     pub input_fields: InputFields,
     /// The picture's media file name (`<sha256>.<ext>`) and its thumbnail's; `None`: none.
@@ -146,6 +152,8 @@ pub struct ProductPatch {
     pub max_quantity: Option<i64>,
     pub sort_order: Option<i64>,
     pub input_fields: Option<InputFields>,
+    /// Replaces the own prices in other currencies (empty: none).
+    pub prices: Option<Vec<Money>>,
 }
 
 /// What deleting a product did.
@@ -254,6 +262,8 @@ pub struct NewOrder {
     /// coupon); none → [`crate::StoreError::NoChannelForAmount`], nothing kept. Empty: use
     /// `channel_id` / `stored_channel`.
     pub route: Vec<RouteChoice>,
+    /// The shop's rate table, for a candidate that charges in another currency.
+    pub fx: Arc<FxTable>,
 }
 
 /// One routed candidate channel of a new order.
@@ -262,7 +272,11 @@ pub struct RouteChoice {
     pub channel_id: ChannelId,
     /// A stored channel (see [`NewOrder::stored_channel`]).
     pub stored: bool,
+    /// Limits on what the channel is charged (in `charge_in`).
     pub limits: kami_core::AmountLimits,
+    /// The currency the channel charges an order in, by the product's currency: when it
+    /// differs, the total is converted with the product's own price there or `NewOrder::fx`.
+    pub charges: ChargeCurrencies,
 }
 
 /// How many unexpired pending orders one client key and one email may hold at once
@@ -285,8 +299,10 @@ pub struct CreatedOrder {
     pub order_no: OrderNo,
     /// The channel the order went to (the first of `NewOrder::route` its total fits).
     pub channel_id: ChannelId,
-    /// What the buyer pays (after the coupon).
+    /// What the buyer pays (after the coupon), in the product's currency.
     pub amount: Money,
+    /// What the first attempt charges: `amount`, or it in the channel's currency.
+    pub charge: Money,
     /// What the coupon took off (`None`: no coupon).
     pub discount: Option<Money>,
     pub product_title: String,
@@ -299,7 +315,10 @@ pub struct Order {
     pub product_slug: Slug,
     pub product_title: String,
     pub quantity: i64,
+    /// What the order costs in its product's currency (after the coupon).
     pub amount: Money,
+    /// What the buyer is charged when the channel takes another currency (`None`: `amount`).
+    pub charge: Option<Money>,
     pub email: Email,
     pub method: Method,
     pub channel_id: ChannelId,

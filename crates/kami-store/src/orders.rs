@@ -1,7 +1,9 @@
 //! Orders: creation with stock reservation, reading, expiry. Status changes go through
 //! [`crate::transitions`].
 
-use kami_core::{CardStatus, Millis, Money, OrderEvent, OrderNo, OrderStatus, PaymentStatus};
+use kami_core::{
+    CardStatus, Charge, Millis, Money, OrderEvent, OrderNo, OrderStatus, PaymentStatus,
+};
 
 use crate::cards;
 use crate::coupons;
@@ -93,7 +95,7 @@ pub(crate) fn create_order(tx: &mut dyn Tx, ring: &Keyring, n: &NewOrder) -> Res
         .query_opt(
             "SELECT p.id, p.title, p.price, p.currency, p.delivery, p.manual_stock, \
                (SELECT c.id FROM cards c WHERE c.product_id = p.id AND c.is_loop = 1 ORDER BY c.id DESC LIMIT 1) AS loop_card_id, \
-               p.price_tiers, p.min_quantity, p.max_quantity, p.input_fields \
+               p.price_tiers, p.min_quantity, p.max_quantity, p.input_fields, p.prices \
              FROM products p WHERE p.slug = $1 AND p.active = 1",
             params![n.product.as_str()],
         )?
@@ -130,16 +132,38 @@ pub(crate) fn create_order(tx: &mut dyn Tx, ring: &Keyring, n: &NewOrder) -> Res
         )),
     };
     let amount = coupon.map_or(amount, |(_, r)| r.discounted.total);
-    // The first routed channel whose amount limits admit the total; none: nothing is kept.
-    let (channel_id, stored_channel) = if n.route.is_empty() {
-        (&n.channel_id, n.stored_channel)
+    // The first routed channel whose amount limits admit what it would charge (the total,
+    // or it in the channel's currency); none: nothing is kept.
+    let own = crate::charges::own_prices(&p, price.currency())?;
+    let (channel_id, stored_channel, charge) = if n.route.is_empty() {
+        let same = Charge {
+            money: amount,
+            basis: None,
+        };
+        (&n.channel_id, n.stored_channel, same)
     } else {
+        let charges: Vec<Option<Charge>> = n
+            .route
+            .iter()
+            .map(|c| {
+                crate::charges::charge(&n.fx, amount, price, &own, c.charges.of(amount.currency()))
+            })
+            .collect();
+        if charges.iter().all(Option::is_none) {
+            return Err(StoreError::NoChannelForCurrency { amount });
+        }
         n.route
             .iter()
-            .find(|c| c.limits.admits(amount.minor()))
-            .map(|c| (&c.channel_id, c.stored))
+            .zip(charges)
+            .find_map(|(c, charge)| {
+                let charge = charge?;
+                c.limits
+                    .admits(charge.money.minor())
+                    .then_some((&c.channel_id, c.stored, charge))
+            })
             .ok_or(StoreError::NoChannelForAmount { amount })?
     };
+    let charged = (charge.money != amount).then_some(charge.money);
     if stored_channel {
         crate::stored_channels::hold_for_order(tx, channel_id)?;
     }
@@ -167,8 +191,8 @@ pub(crate) fn create_order(tx: &mut dyn Tx, ring: &Keyring, n: &NewOrder) -> Res
     let order_id = tx.insert_returning_id(
             "INSERT INTO orders (order_no, product_id, quantity, amount, currency, email, method, channel_id, \
                status, access_token_hash, query_password_hash, loop_card_id, created_at, expires_at, locale, client_ip, \
-               coupon_id, coupon_code, discount) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) RETURNING id",
+               coupon_id, coupon_code, discount, charge_amount, charge_currency) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) RETURNING id",
             params![
                 n.order_no.as_str(),
                 product_id,
@@ -188,7 +212,9 @@ pub(crate) fn create_order(tx: &mut dyn Tx, ring: &Keyring, n: &NewOrder) -> Res
                 n.client_ip.clone(),
                 coupon.map(|(_, r)| r.id),
                 coupon.map(|(code, _)| code.as_str()),
-                coupon.map(|(_, r)| r.discounted.discount.minor())
+                coupon.map(|(_, r)| r.discounted.discount.minor()),
+                charged.map(Money::minor),
+                charged.map(|m| m.currency().code())
             ],
         )?;
     if !fields.is_empty() {
@@ -212,17 +238,18 @@ pub(crate) fn create_order(tx: &mut dyn Tx, ring: &Keyring, n: &NewOrder) -> Res
     }
 
     tx.exec(
-        "INSERT INTO payments (order_id, channel_id, trade_no, amount, currency, status, created_at, next_check_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO payments (order_id, channel_id, trade_no, amount, currency, status, created_at, next_check_at, charge_basis) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         params![
             order_id,
             channel_id.as_str(),
             n.order_no.as_str(),
-            amount.minor(),
-            amount.currency().code(),
+            charge.money.minor(),
+            charge.money.currency().code(),
             PaymentStatus::Created,
             n.now,
-            n.first_check_at
+            n.first_check_at,
+            charge.basis
         ],
     )?;
 
@@ -230,6 +257,7 @@ pub(crate) fn create_order(tx: &mut dyn Tx, ring: &Keyring, n: &NewOrder) -> Res
         order_no: n.order_no.clone(),
         channel_id: channel_id.clone(),
         amount,
+        charge: charge.money,
         discount: coupon.map(|(_, r)| r.discounted.discount),
         product_title: title,
         expires_at: n.expires_at,
@@ -242,7 +270,7 @@ macro_rules! order_columns {
         "SELECT o.id, o.order_no, p.slug, p.title, o.quantity, o.amount, o.currency, o.email, o.method, \
            o.status, o.channel_id, o.access_token_hash, o.query_password_hash, o.note, o.created_at, \
            o.expires_at, o.paid_at, o.delivered_at, o.locale, o.pay_action, o.pay_target, o.loop_card_id, o.fulfilment, o.fields, \
-           o.coupon_code, o.discount \
+           o.coupon_code, o.discount, o.charge_amount, o.charge_currency \
          FROM orders o JOIN products p ON p.id = o.product_id "
     };
 }
@@ -254,6 +282,7 @@ pub(crate) fn order_from_row(ring: &Keyring, r: &Row) -> Result<Order> {
         product_title: r.get("title")?,
         quantity: r.get("quantity")?,
         amount: r.money("amount", "currency")?,
+        charge: r.opt_money("charge_amount", "charge_currency")?,
         email: r.get("email")?,
         method: r.get("method")?,
         status: r.get("status")?,
@@ -478,6 +507,7 @@ mod tests {
             coupon: None,
             stored_channel: false,
             route: Vec::new(),
+            fx: Default::default(),
         }
     }
 
@@ -488,6 +518,7 @@ mod tests {
         let ring = crate::sealed::Keyring::generate().unwrap();
         let store = Store::connect_with_keyring(&url, 2, ring).await.unwrap();
         let product = NewProduct {
+            prices: Default::default(),
             slug: Slug::parse("gift").unwrap(),
             title: "Gift".into(),
             description: String::new(),

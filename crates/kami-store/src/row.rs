@@ -110,6 +110,19 @@ impl Row {
         Money::new(minor, currency)
             .map_err(|e| StoreError::Corrupt(format!("columns {amount}/{currency}: {e}")))
     }
+
+    /// [`Row::money`] of two nullable columns: `None` when either is NULL.
+    pub fn opt_money(&self, amount: &str, currency: &str) -> Result<Option<Money>> {
+        match (
+            self.get::<Option<i64>>(amount)?,
+            self.get::<Option<Currency>>(currency)?,
+        ) {
+            (Some(minor), Some(c)) => Money::new(minor, c)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("columns {amount}/{currency}: {e}"))),
+            _ => Ok(None),
+        }
+    }
 }
 
 /// A Rust type a column value converts into; the error describes the value's problem.

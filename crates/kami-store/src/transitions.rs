@@ -208,6 +208,7 @@ mod tests {
         let store = Store::connect_with_keyring(&url, 2, ring).await.unwrap();
         let price = Money::new(500, Currency::parse("CNY").unwrap()).unwrap();
         let product = NewProduct {
+            prices: Default::default(),
             slug: Slug::parse("gift").unwrap(),
             title: "Gift".into(),
             description: String::new(),
@@ -224,6 +225,7 @@ mod tests {
         let order_no = OrderNo::generate("20260101000000");
         store
             .create_order(NewOrder {
+                fx: Default::default(),
                 order_no: order_no.clone(),
                 product: Slug::parse("gift").unwrap(),
                 quantity: Quantity::new(1).unwrap(),

@@ -471,6 +471,7 @@ async fn serve(config_path: Option<&PathBuf>, demo: bool) -> anyhow::Result<()> 
     let mut config = load_config(config_path)?;
     if demo {
         demo::add_sandbox_channel(&mut config);
+        demo::add_rates(&mut config);
     }
     // Held for the server's whole life: `kami keys rotate` refuses while it is.
     let _lock = shared_lock(&config, "kami serve").await?;

@@ -272,9 +272,9 @@ impl PaymentChannel for AlipayChannel {
         self.cfg.priority
     }
 
-    /// Mainland gateways settle in CNY only.
-    fn accepts_currency(&self, currency: Currency) -> bool {
-        currency == Currency::Cny
+    /// Mainland gateways settle in CNY only (epusdt and BEpusdt take the fiat amount in CNY).
+    fn charge_currency(&self, _offered: Currency) -> Currency {
+        Currency::Cny
     }
 
     async fn create(&self, req: &CreatePayment) -> Result<Created, PayError> {

@@ -14,7 +14,8 @@
 //! header `PayPal-Request-Id: kami-create-<trade>` (a retried create returns the same order).
 //! The buyer is sent to the `payer-action` (or `approve`) link; the PayPal order id is the
 //! payment's `gateway_ref`. PayPal takes CNY only from accounts inside China: a CNY payment is
-//! refused before any call ([`PaymentChannel::accepts_currency`] says so to checkout).
+//! refused before any call; [`PaymentChannel::charge_currency`] tells checkout to charge such an
+//! order in the channel's `currency` instead.
 //!
 //! **Capture = query.** Approval moves no money: kami must `POST
 //! /v2/checkout/orders/{id}/capture` (`PayPal-Request-Id: kami-capture-<trade>`, so a repeated
@@ -90,6 +91,8 @@ pub struct PaypalConfig {
     pub webhook_id: String,
     /// Which certificate URLs are fetched and which roots vouch for them.
     pub certs: CertPolicy,
+    /// What an order priced in CNY is charged in (settings `currency`, default USD).
+    pub currency: Currency,
 }
 
 impl std::fmt::Debug for PaypalConfig {
@@ -491,9 +494,14 @@ impl PaymentChannel for PaypalChannel {
         self.cfg.priority
     }
 
-    /// PayPal never receives CNY (only accounts inside China take it).
-    fn accepts_currency(&self, currency: Currency) -> bool {
-        self.takes(currency)
+    /// PayPal never receives CNY (only accounts inside China take it): such an order is
+    /// charged in the channel's `currency` (USD unless set).
+    fn charge_currency(&self, offered: Currency) -> Currency {
+        if self.takes(offered) {
+            offered
+        } else {
+            self.cfg.currency
+        }
     }
 
     /// The PayPal order id is the payment's `gateway_ref`: orders are looked up by it only.

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use kami_core::Currency;
 use serde::Deserialize;
 
 use super::{CertPolicy, PaypalChannel, PaypalConfig, DEFAULT_API_BASE};
@@ -25,6 +26,9 @@ pub struct PaypalSettings {
     /// The id PayPal gave the webhook pointing at `/pay/notify/<channel id>`.
     #[serde(deserialize_with = "s::required_text")]
     pub webhook_id: String,
+    /// What orders priced in CNY are charged in (PayPal never takes CNY): `USD` unless set.
+    #[serde(default)]
+    pub currency: Option<String>,
 }
 
 fn default_api_base() -> String {
@@ -41,8 +45,31 @@ impl PaypalSettings {
         )
     }
 
+    /// The `currency` key: a currency kami prices in, other than CNY.
+    fn charge_currency(&self) -> Result<Currency, SettingsError> {
+        let Some(code) = self.currency.as_deref() else {
+            return Ok(Currency::Usd);
+        };
+        match Currency::parse(code.trim()) {
+            Ok(Currency::Cny) | Err(_) => Err(SettingsError::Invalid {
+                key: "currency",
+                message: format!(
+                    "must be one of {} (PayPal never takes CNY)",
+                    Currency::ALL
+                        .iter()
+                        .filter(|c| **c != Currency::Cny)
+                        .map(|c| c.code())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }),
+            Ok(c) => Ok(c),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), SettingsError> {
         one_key(self.client_secret(), "required for kind `paypal`")?;
+        self.charge_currency()?;
         if self.webhook_id.contains('|') {
             return Err(SettingsError::Invalid {
                 key: "webhook_id",
@@ -75,6 +102,10 @@ impl PaypalSettings {
             client_secret: Secret::new(secret),
             webhook_id: self.webhook_id.trim().to_owned(),
             certs: CertPolicy::paypal(),
+            currency: self.charge_currency().map_err(|e| match e {
+                SettingsError::Invalid { key, message } => cx.err(key, &message),
+                other => cx.err("currency", &other.to_string()),
+            })?,
         };
         Ok(PaypalChannel::new(cfg, cx.http.clone()))
     }

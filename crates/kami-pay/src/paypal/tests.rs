@@ -105,6 +105,7 @@ fn channel(policy: CertPolicy) -> PaypalChannel {
             client_secret: Secret::new("secret"),
             webhook_id: "WH-ID-1".into(),
             certs: policy,
+            currency: kami_core::Currency::Usd,
         },
         reqwest::Client::new(),
     )

@@ -375,9 +375,9 @@ impl PaymentChannel for WechatPayChannel {
         self.cfg.priority
     }
 
-    /// Mainland gateways settle in CNY only.
-    fn accepts_currency(&self, currency: Currency) -> bool {
-        currency == Currency::Cny
+    /// Mainland gateways settle in CNY only (epusdt and BEpusdt take the fiat amount in CNY).
+    fn charge_currency(&self, _offered: Currency) -> Currency {
+        Currency::Cny
     }
 
     /// Native, H5 or JSAPI order (B.4); JSAPI first learns the payer (OAuth).

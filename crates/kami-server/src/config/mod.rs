@@ -18,6 +18,7 @@ mod alerts;
 mod channels;
 mod console;
 mod database;
+pub mod fx;
 mod metrics;
 mod orders;
 pub mod overlay;
@@ -95,6 +96,8 @@ pub struct Config {
     pub alerting: AlertingConfig,
     /// `[routing]`: choosing among a method's channels, failover, resting channels.
     pub routing: RoutingConfig,
+    /// `[fx]`: the rate table and rounding for charging in another currency.
+    pub fx: kami_core::FxTable,
     /// Directory of the configuration file (absolute when loaded from a file); relative
     /// `*_file` paths resolve against it, against the current directory when there is no
     /// file. The `*_file` paths in [`ChannelConfig`] are already resolved.
@@ -119,6 +122,7 @@ impl Default for Config {
             alerts: Vec::new(),
             alerting: AlertingConfig::default(),
             routing: RoutingConfig::default(),
+            fx: kami_core::FxTable::default(),
             base_dir: PathBuf::from("."),
         }
     }
@@ -308,6 +312,7 @@ fn load_text(
     alerts::check_alerting(&raw.alerting, &origins)?;
     let alerts = alerts::build_alerts(raw.alerts, &base_dir, &origins)?;
     let routing = routing::build_routing(raw.routing, &origins)?;
+    let fx = fx::build_fx(raw.fx, &origins)?;
     Ok(Loaded {
         config: Config {
             server: raw.server,
@@ -325,6 +330,7 @@ fn load_text(
             alerts,
             alerting: raw.alerting,
             routing,
+            fx,
             base_dir,
         },
         warnings,
@@ -350,6 +356,7 @@ struct RawConfig {
     alerts: Vec<alerts::RawAlert>,
     alerting: AlertingConfig,
     routing: routing::RawRouting,
+    fx: fx::RawFx,
 }
 
 /// A deserialization failure at `prefix` + its path as a [`ConfigError::Type`].

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use kami_core::{FxTable, Rounding};
 use kami_store::SettingValue;
 use serde_json::{json, Value as Json};
 
@@ -138,10 +139,20 @@ pub const KEYS: &[SettingKey] = &[
         group: "risk",
         kind: Kind::List,
     },
+    SettingKey {
+        key: "fx.rates",
+        group: "fx",
+        kind: Kind::List,
+    },
+    SettingKey {
+        key: "fx.rounding",
+        group: "fx",
+        kind: Kind::Choice(&["up", "nearest", "down"]),
+    },
 ];
 
 /// The groups, in the console's order.
-pub const GROUPS: [&str; 4] = ["shop", "orders", "smtp", "risk"];
+pub const GROUPS: [&str; 5] = ["shop", "orders", "smtp", "risk", "fx"];
 
 /// Entries in a list setting, at most.
 pub const LIST_MAX: usize = 1000;
@@ -211,6 +222,7 @@ pub fn parse(key: &SettingKey, v: &Json) -> Result<SettingValue, String> {
                     .ok_or_else(|| bad(key, format!("expected strings, got {}", kind_of(item))))?;
                 let one = match key.key {
                     "risk.blocked_ips" => super::server::parse_cidr(s).map(|n| n.to_string()),
+                    "fx.rates" => super::fx::parse_rate_line(s).map(|(c, r)| format!("{c} {r}")),
                     _ => super::risk::check_blocked_email(s),
                 }
                 .map_err(|m| bad(key, m))?;
@@ -313,6 +325,7 @@ pub struct Overlaid {
     pub orders: OrdersConfig,
     pub smtp: Option<SmtpConfig>,
     pub risk: RiskConfig,
+    pub fx: FxTable,
 }
 
 fn saved_json<'a>(saved: &'a BTreeMap<String, SettingValue>, key: &str) -> Option<&'a Json> {
@@ -415,12 +428,44 @@ pub fn overlay(
         risk.blocked_emails = list;
     }
     let smtp = overlay_smtp(config, saved)?;
+    let fx = overlay_fx(config, saved)?;
     Ok(Overlaid {
         shop,
         orders,
         smtp,
         risk,
+        fx,
     })
+}
+
+/// `[fx]` with the saved rate table (it replaces the file's whole table) and rounding over
+/// it. A currency listed twice, or the base currency listed, is refused.
+fn overlay_fx(config: &Config, saved: &BTreeMap<String, SettingValue>) -> Result<FxTable, String> {
+    let base = &config.fx;
+    let rounding = match saved_str(saved, "fx.rounding") {
+        Some(r) => Rounding::parse(&r).map_err(|e| format!("fx.rounding: {e}"))?,
+        None => base.rounding(),
+    };
+    let rates = match saved_list(saved, "fx.rates") {
+        None => base.rates().clone(),
+        Some(lines) => {
+            let mut rates = BTreeMap::new();
+            for line in &lines {
+                let (c, r) =
+                    super::fx::parse_rate_line(line).map_err(|m| format!("fx.rates: {m}"))?;
+                if rates.insert(c, r).is_some() {
+                    return Err(format!("fx.rates: {c} is listed twice"));
+                }
+            }
+            rates
+        }
+    };
+    FxTable::new(base.base(), rates, rounding).map_err(|e| format!("fx.rates: {e}"))
+}
+
+/// The rate table as the console shows it: one `CODE RATE` line per currency.
+fn rate_lines(fx: &FxTable) -> Vec<String> {
+    fx.rates().iter().map(|(c, r)| format!("{c} {r}")).collect()
 }
 
 /// `[smtp]` with the saved `smtp.*` keys over it, checked as the file's section is: mail is
@@ -485,6 +530,7 @@ pub fn value_of(
     orders: &OrdersConfig,
     smtp: Option<&SmtpConfig>,
     risk: &RiskConfig,
+    fx: &FxTable,
     key: &str,
 ) -> Json {
     match key {
@@ -512,6 +558,8 @@ pub fn value_of(
             .map(ToString::to_string)
             .collect::<Vec<_>>()),
         "risk.blocked_emails" => json!(risk.blocked_emails),
+        "fx.rates" => json!(rate_lines(fx)),
+        "fx.rounding" => json!(fx.rounding().as_str()),
         _ => Json::Null,
     }
 }
@@ -524,6 +572,7 @@ impl Overlaid {
             &self.orders,
             self.smtp.as_ref(),
             &self.risk,
+            &self.fx,
             key,
         )
     }
@@ -537,6 +586,7 @@ impl Config {
             &self.orders,
             self.smtp.as_ref(),
             &self.risk,
+            &self.fx,
             key,
         )
     }

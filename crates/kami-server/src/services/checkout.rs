@@ -12,8 +12,8 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use kami_core::{
-    CouponCode, CouponRefusal, Email, Method, Millis, Money, OrderNo, Quantity, SecretToken, Slug,
-    TradeNo,
+    ChargeCurrencies, CouponCode, CouponRefusal, Email, Method, Millis, Money, OrderNo, Quantity,
+    SecretToken, Slug, TradeNo,
 };
 use kami_pay::routing::{attribute, Attribution, Outcome};
 use kami_pay::{CreatePayment, Device, PayError, PaymentAction};
@@ -48,8 +48,10 @@ pub struct OrderInput {
 pub struct Placed {
     pub order_no: OrderNo,
     pub token: SecretToken,
-    /// What the buyer pays (after the coupon).
+    /// What the buyer pays (after the coupon), in the product's currency.
     pub amount: Money,
+    /// What the channel charges: `amount`, or it in the channel's currency.
+    pub charge: Money,
     /// What the coupon took off.
     pub discount: Option<Money>,
     pub quantity: u32,
@@ -127,14 +129,26 @@ pub async fn place_order(state: &AppState, b: OrderInput) -> ServiceResult<Place
                 channel_id: r.entry.id().clone(),
                 stored: r.entry.origin == Origin::Stored,
                 limits: r.limits,
+                charges: charge_currencies(r),
             })
             .collect(),
+        fx: state.settings().fx.clone(),
     };
     let created = match state.store.create_order(new).await {
         Ok(c) => c,
         Err(StoreError::OutOfStock) => {
             state.metrics.out_of_stock();
             return Err(StoreError::OutOfStock.into());
+        }
+        Err(StoreError::NoChannelForCurrency { amount }) => {
+            return Err(ServiceError::invalid(
+                "currency_not_accepted",
+                format!(
+                    "no payment channel for {method} takes {}, and this product has no price \
+                     in a currency they take nor does the shop's rate table ([fx]) convert it",
+                    amount.currency()
+                ),
+            ));
         }
         Err(StoreError::NoChannelForAmount { amount }) => {
             return Err(ServiceError::invalid(
@@ -157,11 +171,11 @@ pub async fn place_order(state: &AppState, b: OrderInput) -> ServiceResult<Place
     };
     state.metrics.order_created();
 
-    // The candidates whose limits admit the total, from the one the store chose.
+    // The candidates from the one the store chose on; each later one's limits are checked
+    // against what it would charge when its attempt is added.
     let candidates: Vec<Routed> = plan
         .candidates
         .into_iter()
-        .filter(|r| r.limits.admits(created.amount.minor()))
         .skip_while(|r| *r.entry.id() != created.channel_id)
         .collect();
     let call = Call {
@@ -183,15 +197,16 @@ pub async fn place_order(state: &AppState, b: OrderInput) -> ServiceResult<Place
     // Counted where the order ends up, as the orders table has it: on the channel that took
     // it after failover, or on the first one routed when none could.
     let counted = match &attempt {
-        Ok((channel_id, _)) => channel_id.as_str(),
+        Ok((channel_id, _, _)) => channel_id.as_str(),
         Err(_) => created.channel_id.as_str(),
     };
     state.metrics.channel_order_created(counted, method);
-    let (channel_id, action) = attempt?;
+    let (channel_id, action, charge) = attempt?;
     Ok(Placed {
         order_no: created.order_no,
         token,
         amount: created.amount,
+        charge,
         discount: created.discount,
         quantity: quantity.get(),
         expires_at: created.expires_at,
@@ -213,7 +228,7 @@ const MIN_ATTEMPT: Duration = Duration::from_millis(150);
 
 /// Try the candidates in order within the create budget; the first attempt uses the payment
 /// row already made for `created.channel_id` (`first_trade`), later ones add theirs. Returns
-/// the channel that created the payment and what the buyer does next. A buyer-caused refusal
+/// the channel that created the payment, what the buyer does next and what it charges. A buyer-caused refusal
 /// stops at once; when no candidate could create it, the error names every channel tried and
 /// why — and with `cancel_on_failure` the order is cancelled with that note (a new order's
 /// stock goes back at once; a method switch leaves the order to its deadline).
@@ -225,7 +240,7 @@ pub(crate) async fn create_with_failover(
     call: &Call,
     mut first_trade: Option<TradeNo>,
     cancel_on_failure: bool,
-) -> ServiceResult<(String, PaymentAction)> {
+) -> ServiceResult<(String, PaymentAction, Money)> {
     let budget = Duration::from_millis(u64::from(state.config.routing.create_budget_ms));
     let started = Instant::now();
     let mut tried: Vec<String> = Vec::new();
@@ -248,8 +263,8 @@ pub(crate) async fn create_with_failover(
         } else {
             None
         };
-        let trade_no = if let Some(t) = ready {
-            t
+        let (trade_no, charge) = if let Some(t) = ready {
+            (t, created.charge)
         } else {
             let attempt = NewAttempt {
                 order_no: created.order_no.clone(),
@@ -259,9 +274,22 @@ pub(crate) async fn create_with_failover(
                 close_others: false,
                 now: state.now_ms(),
                 first_check_at: state.now_ms() + FIRST_CHECK_MS,
+                charges: charge_currencies(r),
+                limits: r.limits,
+                fx: state.settings().fx.clone(),
             };
             match state.store.add_attempt(attempt).await {
                 Ok(t) => t,
+                Err(StoreError::NoChannelForAmount { amount }) => {
+                    tried.push(format!(
+                        "{id}: not tried, its amount limits exclude {amount}"
+                    ));
+                    continue;
+                }
+                Err(e @ StoreError::NoChannelForCurrency { .. }) => {
+                    tried.push(format!("{id}: not tried, {e}"));
+                    continue;
+                }
                 Err(e) => {
                     tracing::warn!(order = %created.order_no, channel = id, "adding a payment attempt: {e}");
                     tried.push(format!("{id}: not tried ({e})"));
@@ -281,7 +309,7 @@ pub(crate) async fn create_with_failover(
         };
         let req = CreatePayment {
             trade_no,
-            amount: created.amount,
+            amount: charge,
             subject: created.product_title.clone(),
             method,
             device: call.device,
@@ -320,7 +348,7 @@ pub(crate) async fn create_with_failover(
                         .set_gateway_ref(req.trade_no.clone(), gateway_ref, made.coin_amount)
                         .await?;
                 }
-                return Ok((id.to_owned(), made.action));
+                return Ok((id.to_owned(), made.action, charge));
             }
             Err(e) => e,
         };
@@ -344,6 +372,12 @@ pub(crate) async fn create_with_failover(
         tried.push(format!("no channel for {method} was available"));
     }
     Err(give_up(state, created, &tried, cancel_on_failure).await)
+}
+
+/// What the routed channel charges an order priced in each currency.
+pub(crate) fn charge_currencies(r: &Routed) -> ChargeCurrencies {
+    let channel = &r.entry.channel;
+    ChargeCurrencies::new(|c| channel.charge_currency(c))
 }
 
 /// The gateway's code of a failure, for the log (`-` when it gave none).

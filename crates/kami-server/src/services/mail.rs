@@ -300,6 +300,7 @@ mod tests {
 
     fn order(locale: &str) -> Order {
         Order {
+            charge: Default::default(),
             order_no: OrderNo::parse("K20261122030000123456789012").unwrap(),
             product_slug: kami_core::Slug::parse("game").unwrap(),
             product_title: "Game <Deluxe> & \"More\"".into(),

@@ -5,7 +5,9 @@
 //! console both come here; each change is audited by the store.
 
 use kami_core::money::MAX_MINOR;
-use kami_core::{Currency, FieldSpec, InputFields, Money, PriceTiers, Pricing, Slug};
+use std::collections::BTreeMap;
+
+use kami_core::{Currency, FieldSpec, InputFields, Money, OwnPrices, PriceTiers, Pricing, Slug};
 use kami_store::{
     Actor, AdminProduct, Delivery, Direction, NewProduct, ProductPatch, ProductRemoval,
 };
@@ -43,6 +45,8 @@ pub struct ProductChanges {
     pub max_quantity: Option<i64>,
     pub sort_order: Option<i64>,
     pub input_fields: Option<Vec<FieldSpec>>,
+    /// Replaces the own prices in other currencies: `{"USD": 999}` (minor units); `{}`: none.
+    pub prices: Option<BTreeMap<String, i64>>,
 }
 
 pub fn parse_title(title: &str) -> ServiceResult<String> {
@@ -122,7 +126,28 @@ pub fn parse_changes(c: ProductChanges) -> ServiceResult<ProductPatch> {
         max_quantity: c.max_quantity,
         sort_order: c.sort_order.map(parse_sort_order).transpose()?,
         input_fields: c.input_fields.map(parse_input_fields).transpose()?,
+        prices: c.prices.as_ref().map(parse_prices).transpose()?,
     })
+}
+
+/// `{"USD": 999, "JPY": 1500}`: a product's own unit prices in other currencies, minor
+/// units. Whether one is in the product's own currency the store says (it knows it).
+pub fn parse_prices(prices: &BTreeMap<String, i64>) -> ServiceResult<Vec<Money>> {
+    prices
+        .iter()
+        .map(|(code, minor)| {
+            let c = Currency::parse(code.trim())
+                .map_err(|e| ServiceError::invalid("invalid_prices", e.to_string()))?;
+            if *minor <= 0 || *minor > MAX_MINOR {
+                return Err(ServiceError::invalid(
+                    "invalid_prices",
+                    format!("the {c} price must be between 1 and {MAX_MINOR} minor units"),
+                ));
+            }
+            Money::new(*minor, c)
+                .map_err(|e| ServiceError::invalid("invalid_prices", e.to_string()))
+        })
+        .collect()
 }
 
 pub async fn list(state: &AppState) -> ServiceResult<Vec<AdminProduct>> {
@@ -204,6 +229,10 @@ pub struct NewProductInput {
     /// Listed in the catalogue and orderable (default true).
     #[serde(default = "yes")]
     pub visible: bool,
+    /// Its own unit prices in other currencies, `{"USD": 999}` (minor units), charged by
+    /// channels that cannot take `currency` before the `[fx]` rate table is asked.
+    #[serde(default)]
+    pub prices: BTreeMap<String, i64>,
 }
 
 fn yes() -> bool {
@@ -261,6 +290,9 @@ pub fn parse_new(b: NewProductInput) -> ServiceResult<(NewProduct, InputFields, 
     let pricing = Pricing::new(price, tiers.clone(), b.min_quantity, b.max_quantity)
         .map_err(|e| ServiceError::invalid("invalid_pricing", e.to_string()))?;
     let input_fields = parse_input_fields(b.input_fields)?;
+    let prices = parse_prices(&b.prices)?;
+    OwnPrices::new(prices.clone(), currency)
+        .map_err(|e| ServiceError::invalid("invalid_prices", e.to_string()))?;
     Ok((
         NewProduct {
             slug,
@@ -274,6 +306,7 @@ pub fn parse_new(b: NewProductInput) -> ServiceResult<(NewProduct, InputFields, 
             tiers,
             min_quantity: i64::from(pricing.min_quantity()),
             max_quantity: i64::from(pricing.max_quantity()),
+            prices,
         },
         input_fields,
         b.visible,

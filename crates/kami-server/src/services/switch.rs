@@ -12,7 +12,7 @@ use kami_core::{Method, Millis, OrderNo, OrderStatus, PaymentStatus};
 use kami_pay::{Device, PaymentAction, TradeRef, TradeState};
 use kami_store::{CreatedOrder, FoundBy, NewAttempt, StoreError};
 
-use super::checkout::{create_with_failover, Call};
+use super::checkout::{charge_currencies, create_with_failover, Call};
 use super::checks::FIRST_CHECK_MS;
 use super::payments::apply_confirmation;
 use super::{orders, ServiceError, ServiceResult};
@@ -74,14 +74,18 @@ pub async fn switch_method(state: &AppState, input: SwitchInput) -> ServiceResul
             format!("the order is already paid with {method}"),
         ));
     }
-    // Route first: a method no channel takes for this amount changes nothing.
-    let amount = order.amount.minor();
+    // Route first: a method no channel takes for this amount changes nothing. A channel that
+    // charges another currency has its limits checked on that amount when its attempt is added.
+    let amount = order.amount;
     let candidates: Vec<Routed> = state
         .channels
         .plan(method, state.now_ms())
         .candidates
         .into_iter()
-        .filter(|r| r.limits.admits(amount))
+        .filter(|r| {
+            r.entry.channel.charge_currency(amount.currency()) != amount.currency()
+                || r.limits.admits(amount.minor())
+        })
         .collect();
     let Some(first) = candidates.first().cloned() else {
         return Err(ServiceError::invalid(
@@ -113,9 +117,26 @@ pub async fn switch_method(state: &AppState, input: SwitchInput) -> ServiceResul
         close_others: true,
         now: state.now_ms(),
         first_check_at: state.now_ms() + FIRST_CHECK_MS,
+        charges: charge_currencies(&first),
+        limits: first.limits,
+        fx: state.settings().fx.clone(),
     };
-    let trade_no = match state.store.add_attempt(attempt).await {
+    let (trade_no, charge) = match state.store.add_attempt(attempt).await {
         Ok(t) => t,
+        Err(StoreError::NoChannelForAmount { amount }) => {
+            return Err(ServiceError::invalid(
+                "unknown_method",
+                format!("no payment channel takes {method} payments of {amount}"),
+            ));
+        }
+        // The product has no price in the channel's currency and the rate table cannot
+        // convert to it.
+        Err(e @ StoreError::NoChannelForCurrency { .. }) => {
+            return Err(ServiceError::invalid(
+                "currency_not_accepted",
+                e.to_string(),
+            ));
+        }
         // Paid (a notification) or expired while the trades were being closed.
         Err(StoreError::InvalidStatus(_)) => {
             let now = state.store.order(&no).await?;
@@ -134,6 +155,7 @@ pub async fn switch_method(state: &AppState, input: SwitchInput) -> ServiceResul
         order_no: no.clone(),
         channel_id: first.entry.id().clone(),
         amount: order.amount,
+        charge,
         discount: order.coupon.as_ref().map(|c| c.discount),
         product_title: order.product_title.clone(),
         expires_at: order.expires_at,
@@ -143,7 +165,7 @@ pub async fn switch_method(state: &AppState, input: SwitchInput) -> ServiceResul
         user_agent: input.user_agent,
         client_ip: input.client_ip,
     };
-    let (channel_id, action) = create_with_failover(
+    let (channel_id, action, _) = create_with_failover(
         state,
         &created,
         method,

@@ -162,6 +162,7 @@ async fn seed(app: &TestApp) -> (OrderNo, i64) {
         app.state
             .store
             .create_order(NewOrder {
+                fx: Default::default(),
                 order_no: no,
                 product: Slug::parse(["seed-a", "seed-b", "seed-c"][(i % 3) as usize]).unwrap(),
                 quantity: Quantity::new(1).unwrap(),

@@ -625,6 +625,7 @@ async fn an_order_on_a_deleted_channel_is_refused(backend: Backend) {
     let (s, _, v) = call(&app, Http::DELETE, "/api/v1/admin/channels/gone", None).await;
     assert_eq!((s, v["deleted"].as_bool()), (200, Some(true)));
     let order = |channel: &str, stored: bool| NewOrder {
+        fx: Default::default(),
         order_no: OrderNo::generate("20260101000000"),
         product: Slug::parse("vip").unwrap(),
         quantity: Quantity::new(1).unwrap(),

@@ -360,6 +360,7 @@ async fn orders_cookie_is_secure_on_an_https_shop() {
         .store
         .create_product(
             kami_store::NewProduct {
+                prices: Default::default(),
                 slug: kami_core::Slug::parse("item").unwrap(),
                 title: "Item".into(),
                 description: String::new(),

@@ -338,6 +338,7 @@ fn build_template(url: String) {
                 store
                     .create_product(
                         NewProduct {
+                            prices: Default::default(),
                             slug: Slug::parse(p.slug).expect("slug"),
                             title: p.slug.to_uppercase(),
                             description: String::new(),

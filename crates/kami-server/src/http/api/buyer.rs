@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-use kami_core::{Method, OrderStatus};
+use kami_core::{Method, Money, OrderStatus};
 use kami_pay::Device;
 use kami_store::{Order, Stock};
 use serde::Deserialize;
@@ -24,12 +24,7 @@ use crate::state::AppState;
 use crate::time::rfc3339;
 
 pub async fn products(State(state): State<Arc<AppState>>) -> ApiResult<impl IntoResponse> {
-    let methods: Vec<&str> = state
-        .channels
-        .methods(state.now_ms())
-        .into_iter()
-        .map(Method::as_str)
-        .collect();
+    let (now, fx) = (state.now_ms(), state.settings().fx.clone());
     let list: Vec<_> = state
         .store
         .list_products()
@@ -44,7 +39,14 @@ pub async fn products(State(state): State<Arc<AppState>>) -> ApiResult<impl Into
                 "currency": p.price.currency().code(),
                 "delivery": p.delivery.as_str(),
                 "stock": match p.stock { Stock::Count(n) => json!(n), Stock::Unlimited => json!(null) },
-                "methods": methods,
+                // The methods some channel can charge this product with now.
+                "methods": state
+                    .channels
+                    .methods_for(now, p.price.currency(), &p.prices, &fx)
+                    .into_iter()
+                    .map(Method::as_str)
+                    .collect::<Vec<_>>(),
+                "prices": p.prices.iter().map(|m| (m.currency().code(), m.minor())).collect::<std::collections::BTreeMap<_, _>>(),
                 "category": p.category,
                 "min_quantity": p.pricing.min_quantity(),
                 "max_quantity": p.pricing.max_quantity(),
@@ -138,6 +140,9 @@ pub async fn create_order(
     if let Some(d) = placed.discount {
         body["discount"] = json!(d.minor());
     }
+    if placed.charge != placed.amount {
+        body["charge"] = charge_json(placed.charge);
+    }
     Ok((
         StatusCode::CREATED,
         [(header::CACHE_CONTROL, "no-store")],
@@ -180,6 +185,11 @@ pub async fn get_order(
 }
 
 /// The JSON view of an order. Keys appear only once delivered; `admin` adds internals.
+/// What the channel charges when it takes another currency than the order's.
+fn charge_json(m: Money) -> serde_json::Value {
+    json!({"amount": m.minor(), "currency": m.currency().code()})
+}
+
 pub(crate) fn order_json(o: &Order, admin: bool) -> serde_json::Value {
     let mut v = json!({
         "order_no": o.order_no.as_str(),
@@ -195,6 +205,9 @@ pub(crate) fn order_json(o: &Order, admin: bool) -> serde_json::Value {
         "paid_at": o.paid_at.map(rfc3339),
         "delivered_at": o.delivered_at.map(rfc3339),
     });
+    if let Some(c) = o.charge {
+        v["charge"] = charge_json(c);
+    }
     if let Some(c) = &o.coupon {
         v["coupon"] = json!(c.code);
         v["discount"] = json!(c.discount.minor());

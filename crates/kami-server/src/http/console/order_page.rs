@@ -80,7 +80,9 @@ pub async fn page(
                 trade_no => p.trade_no.as_str(),
                 gateway_trade_no => p.gateway_trade_no.as_deref(),
                 amount => p.amount.to_major_string(),
+                currency => p.amount.currency().code(),
                 coin_amount => p.coin_amount.as_deref(),
+                charge_basis => p.charge_basis.as_deref(),
                 status => p.status.as_str(),
             }
         })
@@ -126,6 +128,7 @@ pub async fn page(
                 quantity => o.quantity,
                 amount => o.amount.minor(),
                 currency => o.amount.currency().code(),
+                charge => o.charge.map(crate::theme::format_money),
                 email => o.email.as_str(),
                 method => o.method.as_str(),
                 channel => o.channel_id.as_str(),

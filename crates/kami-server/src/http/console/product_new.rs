@@ -29,7 +29,7 @@ fn blank() -> Value {
     context! {
         slug => "", currency => "CNY", delivery => "auto", stock => "",
         title => "", price => "", category => "", sort_order => "0", visible => true,
-        min_quantity => "1", max_quantity => "100", description => "", tiers => "", fields => "",
+        min_quantity => "1", max_quantity => "100", description => "", tiers => "", fields => "", prices => "",
     }
 }
 
@@ -94,6 +94,7 @@ fn input(f: &[(String, String)]) -> Result<NewProductInput, ServiceError> {
         tiers: c.tiers.unwrap_or_default(),
         input_fields: c.input_fields.unwrap_or_default(),
         visible: c.visible.unwrap_or(true),
+        prices: c.prices.unwrap_or_default(),
     })
 }
 

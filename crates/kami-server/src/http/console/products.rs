@@ -4,6 +4,7 @@
 //! (hidden instead when the product has orders). Everything goes through
 //! `services::products`, as the JSON API does.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -135,6 +136,13 @@ pub(super) fn form_values(p: &AdminProduct) -> Value {
         description => p.product.description.as_str(),
         tiers => tiers.join("\n"),
         fields => fields.join("\n"),
+        prices => p
+            .product
+            .prices
+            .iter()
+            .map(|m| format!("{} {}", m.currency(), m.to_major_string()))
+            .collect::<Vec<_>>()
+            .join("\n"),
     }
 }
 
@@ -147,6 +155,7 @@ pub(super) fn sent_values(fields: &[(String, String)]) -> Value {
         sort_order => f("sort_order"), visible => field(fields, "visible") == "on",
         min_quantity => f("min_quantity"), max_quantity => f("max_quantity"),
         description => f("description"), tiers => f("tiers"), fields => f("fields"),
+        prices => f("prices"),
     }
 }
 
@@ -294,7 +303,13 @@ pub(super) fn changes(
                 .map(|p| (*p).to_owned()),
         });
     }
+    // Absent from the form (an older page): the prices stay as they are.
+    let prices = match f.iter().any(|(k, _)| k == "prices") {
+        false => None,
+        true => Some(own_prices(field(f, "prices"))?),
+    };
     Ok(ProductChanges {
+        prices,
         title: Some(field(f, "title").to_owned()),
         price: Some(money("price", field(f, "price"))?),
         description: Some(field(f, "description").replace("\r\n", "\n")),
@@ -306,6 +321,28 @@ pub(super) fn changes(
         sort_order: Some(whole("the order", field(f, "sort_order"))?),
         input_fields: Some(specs),
     })
+}
+
+/// `USD 1.39` lines: a currency code, a space, the unit price in that currency.
+fn own_prices(text: &str) -> Result<BTreeMap<String, i64>, ServiceError> {
+    let mut out = BTreeMap::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let mut parts = line.split_whitespace();
+        let (Some(code), Some(price), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(invalid(format!(
+                "price {line:?}: write the currency, a space, then the unit price (e.g. USD 1.39)"
+            )));
+        };
+        let currency = Currency::parse(&code.to_ascii_uppercase())
+            .map_err(|e| invalid(format!("price {line:?}: {e}")))?;
+        let minor = Money::from_major_str(price, currency)
+            .map_err(|e| invalid(format!("price {line:?}: {e}")))?
+            .minor();
+        if out.insert(currency.code().to_owned(), minor).is_some() {
+            return Err(invalid(format!("two prices in {currency}")));
+        }
+    }
+    Ok(out)
 }
 
 pub async fn save(State(state): St, ctx: Ctx, Path(slug): Path<String>, body: Bytes) -> Response {

@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use kami_core::{Method, OrderNo, OrderStatus, SecretToken};
+use kami_core::{Method, OrderNo, OrderStatus, OwnPrices, SecretToken};
 use kami_pay::{Device, PaymentAction};
 use kami_store::{Order, StoreError};
 use minijinja::{context, Value};
@@ -192,8 +192,23 @@ struct MethodView {
     checked: bool,
 }
 
-fn method_views(state: &AppState, ctx: &Ctx, chosen: Option<&str>) -> Vec<MethodView> {
-    let methods = state.channels.methods(state.now_ms());
+/// The methods some channel can charge this product with now.
+fn product_methods(state: &AppState, p: &ProductView) -> Vec<Method> {
+    state.channels.methods_for(
+        state.now_ms(),
+        p.money.currency(),
+        &p.own_prices,
+        &state.settings().fx,
+    )
+}
+
+fn method_views(
+    state: &AppState,
+    ctx: &Ctx,
+    p: &ProductView,
+    chosen: Option<&str>,
+) -> Vec<MethodView> {
+    let methods = product_methods(state, p);
     let first_ok = methods
         .iter()
         .find(|m| !ctx.in_app.is_some_and(|a| a.blocks(**m)))
@@ -214,11 +229,9 @@ fn method_views(state: &AppState, ctx: &Ctx, chosen: Option<&str>) -> Vec<Method
 /// Inside an app's browser that cannot open some of the shop's methods (WeChat: Alipay and
 /// QQ; QQ: Alipay and WeChat Pay): the app and those methods, so the product page says so
 /// before the buyer fills the form (the same guide follows a submit with one of them).
-fn inapp_guide(state: &AppState, ctx: &Ctx) -> Option<Value> {
+fn inapp_guide(state: &AppState, ctx: &Ctx, p: &ProductView) -> Option<Value> {
     let app = ctx.in_app?;
-    let blocked: Vec<&'static str> = state
-        .channels
-        .methods(state.now_ms())
+    let blocked: Vec<&'static str> = product_methods(state, p)
         .into_iter()
         .filter(|m| app.blocks(*m))
         .map(Method::as_str)
@@ -285,8 +298,8 @@ fn product_page(
         "product.html",
         context! {
             product => p,
-            methods => method_views(state, ctx, chosen),
-            inapp_guide => inapp_guide(state, ctx),
+            methods => method_views(state, ctx, p, chosen),
+            inapp_guide => inapp_guide(state, ctx, p),
             form => context! { quantity => qty, email => form.email, coupon => form.coupon, fields => form.fields },
             unit => unit,
             error => error,
@@ -601,7 +614,11 @@ pub async fn order(
         Some(_) => mail_state(&state, &order).await,
         None => "hidden",
     };
-    let mut view = order_view(&state, &order, token.as_deref(), mail);
+    let own = match find_product(&state, order.product_slug.as_str()).await {
+        Ok(Some(p)) => p.own_prices,
+        _ => OwnPrices::default(),
+    };
+    let mut view = order_view(&state, &order, &own, token.as_deref(), mail);
     if view.full && order.status == OrderStatus::Pending {
         view.checked = match q.checked.as_deref() {
             Some("1") => Some("asked"),
@@ -650,6 +667,8 @@ struct OrderView {
     product_slug: String,
     quantity: i64,
     amount: String,
+    /// What the buyer is charged when the channel takes another currency.
+    charge: Option<String>,
     method: String,
     created_at: String,
     /// `2026-05-01 08:00:00` (UTC), as the page shows it.
@@ -689,7 +708,14 @@ struct PayView {
     bridge: Option<String>,
 }
 
-fn order_view(state: &AppState, o: &Order, token: Option<&str>, mail: &'static str) -> OrderView {
+/// `own`: the product's own prices, for which methods can charge it.
+fn order_view(
+    state: &AppState,
+    o: &Order,
+    own: &OwnPrices,
+    token: Option<&str>,
+    mail: &'static str,
+) -> OrderView {
     let full = token.is_some();
     let remaining = ((o.expires_at - state.now_ms()) / 1000).max(0);
     let pending = o.status == OrderStatus::Pending;
@@ -733,6 +759,7 @@ fn order_view(state: &AppState, o: &Order, token: Option<&str>, mail: &'static s
         product_slug: o.product_slug.to_string(),
         quantity: o.quantity,
         amount: format_money(o.amount),
+        charge: o.charge.map(format_money),
         method: o.method.to_string(),
         created_at: crate::time::rfc3339(o.created_at),
         created_text: crate::time::rfc3339(o.created_at - o.created_at.rem_euclid(1000))
@@ -751,10 +778,10 @@ fn order_view(state: &AppState, o: &Order, token: Option<&str>, mail: &'static s
         email_masked: mask_email(o.email.as_str()),
         checked: None,
         switch_methods: if full && pending {
-            let now = state.now_ms();
+            let fx = state.settings().fx.clone();
             state
                 .channels
-                .methods(now)
+                .methods_for(state.now_ms(), o.amount.currency(), own, &fx)
                 .into_iter()
                 .filter(|m| *m != o.method)
                 .map(Method::as_str)
@@ -949,7 +976,7 @@ pub async fn lookup(State(state): St, ctx: Ctx, body: Bytes) -> Response {
     };
     let mut found: Vec<_> = matched
         .iter()
-        .map(|o| order_view(&state, o, Some(""), "hidden"))
+        .map(|o| order_view(&state, o, &OwnPrices::default(), Some(""), "hidden"))
         .collect();
     for v in &mut found {
         // Opened by password: no token to hand out, no live polling.
