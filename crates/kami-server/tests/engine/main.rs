@@ -10,6 +10,7 @@ mod channel_ops;
 mod channels;
 mod confirm_by_query;
 mod coupons;
+mod currencies;
 mod flash_sale;
 mod fulfilment;
 mod gateway_refs;

@@ -211,7 +211,27 @@ pub async fn get_order(
         .iter()
         .map(refund_json)
         .collect();
+    // Each attempt: what it charged, in which currency, and how that followed from the order.
+    let payments: Vec<_> = state
+        .store
+        .order_payments(&no)
+        .await?
+        .unwrap_or_default()
+        .iter()
+        .map(|p| {
+            json!({
+                "channel": p.channel_id,
+                "trade_no": p.trade_no,
+                "amount": p.amount.minor(),
+                "currency": p.amount.currency().code(),
+                "status": p.status,
+                "charge_basis": p.charge_basis,
+                "coin_amount": p.coin_amount,
+            })
+        })
+        .collect();
     let mut body = order_json(&order, true);
+    body["payments"] = json!(payments);
     body["payment_events"] = json!(events);
     body["refunds"] = json!(refunds);
     Ok(Json(body))
