@@ -1,5 +1,5 @@
 //! The settings in effect: the configuration's `[shop]` (name, notice, contact, logo),
-//! `[orders]` expiry, `[smtp]` and `[risk]` with the values saved in the console over them
+//! `[orders]` expiry, `[smtp]`, `[risk]` and `[fx]` with the values saved in the console over them
 //! (`config::overlay`), plus what is derived from them once (the notice and footer as HTML,
 //! the SMTP transport). Handlers, services and jobs read one snapshot per use
 //! (`AppState::settings`); a save or a reload swaps in a new one, so a saved

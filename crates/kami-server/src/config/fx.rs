@@ -57,9 +57,10 @@ pub(super) fn build_fx(raw: RawFx, origins: &Origins) -> Result<FxTable, ConfigE
     FxTable::new(base, rates, rounding).map_err(|e| invalid(origins, "fx", e.to_string()))
 }
 
-/// One rate as the file or the console gives it: a currency code and a decimal.
+/// One rate as the file or the console gives it: a currency code (any case) and a decimal.
 pub fn parse_rate(code: &str, rate: &str) -> Result<(Currency, Rate), String> {
-    let c = Currency::parse(code.trim()).map_err(|e| format!("{e}; {}", known()))?;
+    let c = Currency::parse(&code.trim().to_ascii_uppercase())
+        .map_err(|e| format!("{e}; {}", known()))?;
     let r = Rate::parse(rate.trim()).map_err(|e| e.to_string())?;
     Ok((c, r))
 }

@@ -496,6 +496,15 @@ pub async fn test(state: &AppState, id: &str) -> ServiceResult<TestOutcome> {
                  ({other:?} for trade {trade})"
                 ),
             },
+            // epusdt (and BEpusdt) have no query: nothing short of a payment proves the
+            // token, and a test must not create one. Said as it is, not as a pass.
+            Ok(Err(kami_pay::PayError::Unsupported(what))) => TestOutcome {
+                ok: false,
+                message: format!(
+                    "this gateway cannot be tested without creating a payment ({what}): place \
+                     a small test order instead; a wrong key is refused when the payment is created"
+                ),
+            },
             Ok(Err(e)) => TestOutcome {
                 ok: false,
                 message: e.to_string(),

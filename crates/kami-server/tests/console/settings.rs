@@ -264,3 +264,71 @@ async fn settings_page_saves_resets_and_shows_sources(backend: Backend) {
         .all(|r| !format!("{:?}", r.entry).contains("console-Secret-42")));
 }
 both_backends!(settings_page_saves_resets_and_shows_sources);
+
+async fn exchange_rates_are_edited_on_the_settings_page(backend: Backend) {
+    let (app, _clock) = spawn(backend, "[fx]\n[fx.rates]\nUSD = \"7.245\"\n").await;
+    let mut b = Browser::signed_in(&app).await;
+    let p = b.get("/admin/settings?lang=en").await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(p.body.contains("data-testid=\"settings-fx\""), "{}", p.body);
+    assert!(p.body.contains("USD 7.245"), "{}", p.body);
+    assert_eq!(
+        p.testid("source-fx.rates").as_deref(),
+        Some("From the configuration file")
+    );
+    let token = p.csrf();
+    // A bad line is refused whole, naming the key; the rates in effect stay.
+    let p = b
+        .post(
+            "/admin/settings?lang=en",
+            &[
+                ("csrf", &token),
+                ("group", "fx"),
+                ("fx.rates", "USD 7\r\nJPY abc"),
+                ("fx.rounding", "up"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 422, "{}", p.body);
+    assert!(p.testid("settings-error").unwrap().contains("fx.rates"));
+    assert_eq!(
+        app.state
+            .settings()
+            .fx
+            .rates()
+            .values()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        vec!["7.245".to_owned()]
+    );
+    // Codes in any case, stored upper-case.
+    let p = b
+        .post(
+            "/admin/settings",
+            &[
+                ("csrf", &token),
+                ("group", "fx"),
+                ("fx.rates", "USD 7\r\njpy 0.05"),
+                ("fx.rounding", "down"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let fx = app.state.settings().fx.clone();
+    assert_eq!(fx.rounding().as_str(), "down");
+    assert_eq!(
+        fx.rates()
+            .iter()
+            .map(|(c, r)| format!("{c} {r}"))
+            .collect::<Vec<_>>(),
+        vec!["USD 7".to_owned(), "JPY 0.05".to_owned()]
+    );
+    let p = b.get("/admin/settings?lang=zh-CN").await;
+    assert!(
+        p.body.contains("汇率") && p.body.contains("JPY 0.05"),
+        "{}",
+        p.body
+    );
+    assert_eq!(p.testid("source-fx.rates").as_deref(), Some("在此保存"));
+}
+both_backends!(exchange_rates_are_edited_on_the_settings_page);
