@@ -780,6 +780,18 @@ pub fn stored_settings(
     Ok(settings)
 }
 
+/// Whether `channel` can charge a product priced in `currency` (own prices `own`): it takes
+/// the currency, or the product has a price in the one it charges, or `fx` converts to it.
+pub fn can_charge(
+    channel: &dyn PaymentChannel,
+    currency: Currency,
+    own: &OwnPrices,
+    fx: &FxTable,
+) -> bool {
+    let to = channel.charge_currency(currency);
+    to == currency || own.get(to).is_some() || fx.converts(currency, to)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -933,16 +945,4 @@ mod tests {
         );
         assert_ne!(one, draws(8), "another seed, other routes");
     }
-}
-
-/// Whether `channel` can charge a product priced in `currency` (own prices `own`): it takes
-/// the currency, or the product has a price in the one it charges, or `fx` converts to it.
-pub fn can_charge(
-    channel: &dyn PaymentChannel,
-    currency: Currency,
-    own: &OwnPrices,
-    fx: &FxTable,
-) -> bool {
-    let to = channel.charge_currency(currency);
-    to == currency || own.get(to).is_some() || fx.converts(currency, to)
 }
