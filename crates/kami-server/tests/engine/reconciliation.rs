@@ -18,6 +18,7 @@ use std::sync::Arc;
 use kami_core::{Currency, ManualClock, Money};
 use kami_testkit::kami_sim::alipay::{AlipaySim, Fault};
 use kami_testkit::kami_sim::sandbox::SandboxSim;
+use kami_testkit::kami_sim::stripe::StripeSim;
 use kami_testkit::kami_sim::wechatpay::WechatSim;
 use kami_testkit::{both_backends, cards, inspect, Backend, Sims, TestApp};
 use serde_json::{json, Value};
@@ -231,6 +232,56 @@ impl Billed for WechatPay {
     }
     fn hide_from_bill(&self, trade_no: &str, hidden: bool) {
         self.0.hide_from_bill(trade_no, hidden);
+    }
+}
+
+/// Stripe (`stripe-sim`), paid on the simulator's Checkout page; its "bill" is the day's
+/// balance transactions.
+struct Stripe(Arc<StripeSim>);
+
+impl Gateway for Stripe {
+    fn channel(&self) -> &'static str {
+        "stripe-sim"
+    }
+    fn method(&self) -> &'static str {
+        "card"
+    }
+    fn has_bill(&self) -> bool {
+        true
+    }
+    async fn pay_silently(&self, app: &TestApp, order: &Value) {
+        pay_in_browser(app, order, "drop", None).await;
+    }
+    async fn pay_notified(&self, app: &TestApp, order: &Value) {
+        pay_in_browser(app, order, "normal", None).await;
+        assert_eq!(app.wait_settled(order).await["status"], "delivered");
+    }
+    // Delivery is only from the signed webhook (or the bill): the return page asks nothing.
+    fn fail_queries(&self, _on: bool) {}
+}
+
+impl Billed for Stripe {
+    const BILL_API_ERROR: &str = "api_error";
+    const TOTALS_ERROR: &str = "no positive amount";
+    async fn pay_silently_another_amount(&self, app: &TestApp, order: &Value, amount: Money) {
+        self.pay_silently(app, order).await;
+        let no = order["order_no"].as_str().unwrap();
+        self.0.charge_another_amount(no, amount.minor()).unwrap();
+    }
+    fn fail_bills(&self, on: bool) {
+        self.0.fail_balance_api(on);
+    }
+    fn tamper_next_bill(&self) {
+        self.0.tamper_next_balance_page();
+    }
+    fn portal_refund(&self, trade_no: &str, amount: Money) {
+        self.0.dashboard_refund(trade_no, amount.minor()).unwrap();
+    }
+    fn unknown_payment(&self, trade_no: &str, amount: Money) {
+        self.0.unknown_payment(trade_no, amount);
+    }
+    fn hide_from_bill(&self, trade_no: &str, hidden: bool) {
+        self.0.hide_from_balance(trade_no, hidden);
     }
 }
 
@@ -681,6 +732,40 @@ async fn wechat_missing_is_carried_then_reported(backend: Backend) {
     missing_is_carried_then_reported(&app, &wechat(&sims), &clock).await;
 }
 both_backends!(wechat_missing_is_carried_then_reported);
+
+fn stripe(sims: &Sims) -> Stripe {
+    Stripe(sims.gateways.stripe.clone())
+}
+
+async fn stripe_recovered_exactly_once(backend: Backend) {
+    let (app, sims, _clock) = spawn(backend).await;
+    recovered_exactly_once(&app, &stripe(&sims)).await;
+}
+both_backends!(stripe_recovered_exactly_once);
+
+async fn stripe_other_amount_is_an_exception(backend: Backend) {
+    let (app, sims, _clock) = spawn(backend).await;
+    other_amount_is_an_exception(&app, &stripe(&sims)).await;
+}
+both_backends!(stripe_other_amount_is_an_exception);
+
+async fn stripe_bad_bill_fails_the_batch(backend: Backend) {
+    let (app, sims, _clock) = spawn(backend).await;
+    bad_bill_fails_the_batch(&app, &stripe(&sims)).await;
+}
+both_backends!(stripe_bad_bill_fails_the_batch);
+
+async fn stripe_portal_refund_and_unknown_trade(backend: Backend) {
+    let (app, sims, _clock) = spawn(backend).await;
+    portal_refund_and_unknown_trade(&app, &stripe(&sims)).await;
+}
+both_backends!(stripe_portal_refund_and_unknown_trade);
+
+async fn stripe_missing_is_carried_then_reported(backend: Backend) {
+    let (app, sims, clock) = spawn(backend).await;
+    missing_is_carried_then_reported(&app, &stripe(&sims), &clock).await;
+}
+both_backends!(stripe_missing_is_carried_then_reported);
 
 async fn epay_recovered_by_queries(backend: Backend) {
     let (app, _sims, _clock) = spawn(backend).await;

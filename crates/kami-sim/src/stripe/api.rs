@@ -346,6 +346,7 @@ impl StripeSim {
             reported: None,
             refunds: Vec::new(),
             stats: Default::default(),
+            charged: None,
         };
         let v = self.session_json(&rec);
         self.lock().sessions.insert(id, rec);
@@ -716,7 +717,20 @@ pub(super) async fn balance_transactions(
         num("created[gte]").unwrap_or(i64::MIN),
         num("created[lt]").unwrap_or(i64::MAX),
     );
-    let st = sim.lock();
+    let mut st = sim.lock();
+    if st.controls.balance_failure {
+        return respond(
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "api_error",
+                None,
+                "An unknown error occurred",
+                None,
+            ),
+            false,
+        );
+    }
+    let tamper = std::mem::take(&mut st.controls.tamper_next_page);
     let limit = match st.controls.page_cap {
         0 => limit,
         cap => limit.min(cap),
@@ -725,6 +739,7 @@ pub(super) async fn balance_transactions(
         .txns
         .iter()
         .filter(|t| t.created >= gte && t.created < lt)
+        .filter(|t| !st.controls.hidden.contains(&t.session))
         .collect();
     list.reverse();
     if let Some(after) = get("starting_after") {
@@ -762,7 +777,10 @@ pub(super) async fn balance_transactions(
                 )
             }
             None => {
-                let obj = sim.charge_json(s, expand_pi);
+                let mut obj = sim.charge_json(s, expand_pi);
+                if tamper && data.is_empty() {
+                    obj["amount"] = json!(0);
+                }
                 let id = obj["id"].clone();
                 (
                     "charge",

@@ -38,7 +38,7 @@
 mod api;
 mod pages;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -167,6 +167,8 @@ pub(crate) struct SessionRec {
     reported: Option<(i64, Currency)>,
     refunds: Vec<RefundRec>,
     stats: NotifyStats,
+    /// What the charge says was paid, if not `amount` (a reconciliation test control).
+    charged: Option<i64>,
 }
 
 impl SessionRec {
@@ -191,6 +193,12 @@ struct Controls {
     /// Lists answer at most this many items a page (0: as asked), to exercise paging.
     page_cap: usize,
     held: Held<(String, Vec<&'static str>)>,
+    /// `GET /v1/balance_transactions` answers `api_error` while set.
+    balance_failure: bool,
+    /// The next balance-transactions page states a charge of no amount.
+    tamper_next_page: bool,
+    /// Sessions whose transactions the list leaves out.
+    hidden: HashSet<String>,
 }
 
 /// A balance transaction: a payment or a refund landing in the balance.
@@ -417,6 +425,110 @@ impl StripeSim {
     }
 
     /// Pay an open session as the buyer would. Returns the payment intent.
+    // -- reconciliation controls: the day's balance transactions are Stripe's bill --------
+
+    /// `GET /v1/balance_transactions` answers `api_error` (500) while `on`.
+    pub fn fail_balance_api(&self, on: bool) {
+        self.lock().controls.balance_failure = on;
+    }
+
+    /// The next balance-transactions page states its first charge with no amount.
+    pub fn tamper_next_balance_page(&self) {
+        self.lock().controls.tamper_next_page = true;
+    }
+
+    /// The paid session of `trade_no` was charged `minor` (its charge says so), not its
+    /// amount: a payment of another sum.
+    pub fn charge_another_amount(&self, trade_no: &str, minor: i64) -> Result<(), String> {
+        let id = self
+            .session_for_trade(trade_no)
+            .ok_or_else(|| format!("no session for {trade_no}"))?;
+        let mut st = self.lock();
+        let s = st.sessions.get_mut(&id).ok_or("no such session")?;
+        s.charged = Some(minor);
+        Ok(())
+    }
+
+    /// A refund of `trade_no`'s payment made in the dashboard: no kami refund number.
+    pub fn dashboard_refund(&self, trade_no: &str, minor: i64) -> Result<(), String> {
+        let id = self
+            .session_for_trade(trade_no)
+            .ok_or_else(|| format!("no session for {trade_no}"))?;
+        let now = self.clock.now_secs();
+        let mut st = self.lock();
+        let s = st.sessions.get_mut(&id).ok_or("no such session")?;
+        if !s.paid {
+            return Err("the session is not paid".into());
+        }
+        s.refunds.push(RefundRec {
+            id: object_id("re_3", 23),
+            amount: minor,
+            created: now,
+            metadata: BTreeMap::new(),
+            reason: Some("requested_by_customer".into()),
+        });
+        let refund = Some(s.refunds.len() - 1);
+        st.txns.push(Txn {
+            id: object_id("txn_3", 23),
+            created: now,
+            session: id,
+            refund,
+        });
+        Ok(())
+    }
+
+    /// A paid payment for a trade kami never created (metadata naming `trade_no`).
+    pub fn unknown_payment(&self, trade_no: &str, amount: Money) {
+        let now = self.clock.now_secs();
+        let id = object_id("cs_test_", 40);
+        let meta = BTreeMap::from([(
+            kami_pay::stripe::TRADE_NO_KEY.to_owned(),
+            trade_no.to_owned(),
+        )]);
+        let rec = SessionRec {
+            id: id.clone(),
+            origin: String::new(),
+            client_reference_id: Some(trade_no.to_owned()),
+            metadata: meta.clone(),
+            pi_metadata: meta,
+            amount,
+            product_name: "unknown".into(),
+            success_url: String::new(),
+            cancel_url: String::new(),
+            created: now,
+            expires_at: now + 3600,
+            status: Status::Complete,
+            paid: true,
+            payment_intent: Some(object_id("pi_3", 23)),
+            outcome: Some(Outcome::Paid),
+            reported: None,
+            refunds: Vec::new(),
+            stats: Default::default(),
+            charged: None,
+        };
+        let mut st = self.lock();
+        st.sessions.insert(id.clone(), rec);
+        st.txns.push(Txn {
+            id: object_id("txn_3", 23),
+            created: now,
+            session: id,
+            refund: None,
+        });
+    }
+
+    /// The balance list leaves `trade_no`'s transactions out while `hidden`.
+    pub fn hide_from_balance(&self, trade_no: &str, hidden: bool) {
+        let Some(id) = self.session_for_trade(trade_no) else {
+            return;
+        };
+        let mut st = self.lock();
+        if hidden {
+            st.controls.hidden.insert(id);
+        } else {
+            st.controls.hidden.remove(&id);
+        }
+    }
+
     pub fn pay(self: &Arc<Self>, id: &str, opts: PayOptions) -> Result<String, String> {
         self.expire_due(id);
         let (pi, events) = {
@@ -578,7 +690,7 @@ impl StripeSim {
         json!({
             "id": s.payment_intent.as_deref().map(|p| p.replacen("pi_", "ch_", 1)),
             "object": "charge",
-            "amount": s.amount.minor(),
+            "amount": s.charged.unwrap_or(s.amount.minor()),
             "amount_refunded": s.refunded(),
             "currency": currency_param(s.amount.currency()),
             "metadata": {},
