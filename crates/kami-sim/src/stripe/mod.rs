@@ -424,7 +424,6 @@ impl StripeSim {
         signature_header(&secrets, t, body)
     }
 
-    /// Pay an open session as the buyer would. Returns the payment intent.
     // -- reconciliation controls: the day's balance transactions are Stripe's bill --------
 
     /// `GET /v1/balance_transactions` answers `api_error` (500) while `on`.
@@ -529,6 +528,7 @@ impl StripeSim {
         }
     }
 
+    /// Pay an open session as the buyer would. Returns the payment intent.
     pub fn pay(self: &Arc<Self>, id: &str, opts: PayOptions) -> Result<String, String> {
         self.expire_due(id);
         let (pi, events) = {
