@@ -1,6 +1,7 @@
 //! What the USDT simulators (epusdt, TokenPay) share: coin amounts in 1e-4 units and the
 //! cashier page's test controls.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use kami_core::{CoinAmount, Money};
@@ -54,4 +55,42 @@ pub fn units_of(value: &str) -> Option<i64> {
     let int: i64 = int.parse().ok()?;
     let frac: i64 = format!("{frac:0<4}").parse().ok()?;
     int.checked_mul(10_000)?.checked_add(frac)
+}
+
+/// The coin amounts (1e-4 units) that waiting trades hold on the one wallet: a new trade of
+/// the same fiat amount takes the next free one (both gateways raise a colliding amount by one
+/// unit). Kept as a set beside the trades, so a create costs the collisions it meets, not a
+/// scan of every trade the simulator ever held (a load test holds tens of thousands).
+#[derive(Debug, Default)]
+pub struct HeldUnits(HashSet<i64>);
+
+impl HeldUnits {
+    /// The first free amount from `units` on, now held.
+    pub fn take_free(&mut self, mut units: i64) -> i64 {
+        while !self.0.insert(units) {
+            units += 1;
+        }
+        units
+    }
+
+    /// The trade holding `units` stopped waiting (paid, expired, cancelled).
+    pub fn release(&mut self, units: i64) {
+        self.0.remove(&units);
+    }
+}
+
+#[cfg(test)]
+mod held_tests {
+    use super::HeldUnits;
+
+    #[test]
+    fn colliding_amounts_move_up_and_come_back_free() {
+        let mut h = HeldUnits::default();
+        assert_eq!(h.take_free(42_500), 42_500);
+        assert_eq!(h.take_free(42_500), 42_501);
+        assert_eq!(h.take_free(42_500), 42_502);
+        h.release(42_501);
+        assert_eq!(h.take_free(42_500), 42_501);
+        assert_eq!(h.take_free(10_000), 10_000);
+    }
 }

@@ -31,6 +31,7 @@ use kami_pay::epay::{field, parse_form};
 use kami_pay::epusdt::{signature, Flavor};
 use serde_json::{json, Map, Value};
 
+use crate::common::coin::HeldUnits;
 pub use crate::common::coin::{units_of, PayOptions};
 use crate::common::html::{self, origin, web_url, Look};
 use crate::common::notify::{Notifier, Outbound};
@@ -120,6 +121,8 @@ struct SimState {
     trades: HashMap<String, Trade>,
     by_order: HashMap<String, String>,
     seq: u64,
+    /// The coin amounts waiting trades hold.
+    held: HeldUnits,
 }
 
 pub struct EpusdtSim {
@@ -240,9 +243,11 @@ impl EpusdtSim {
                 Status::Waiting => {}
             }
             t.status = Status::Paid;
+            let units = t.coin_units;
             t.paid_coin_units = Some(opts.coin_units.unwrap_or(t.coin_units));
             t.paid_fiat = Some(opts.fiat.unwrap_or(t.fiat));
             t.block_tx = hex::encode(rand::random::<[u8; 32]>());
+            st.held.release(units);
             id
         };
         if opts.notify != NotifyMode::Drop {
@@ -260,6 +265,8 @@ impl EpusdtSim {
         match st.trades.get_mut(&id) {
             Some(t) if t.status == Status::Waiting => {
                 t.status = Status::Expired;
+                let units = t.coin_units;
+                st.held.release(units);
                 true
             }
             _ => false,
@@ -432,17 +439,9 @@ async fn create(State(sim): State<Arc<EpusdtSim>>, headers: HeaderMap, body: Byt
             }
         } else {
             // Fiat at the rate, rounded up to 1e-4, then above any waiting trade's amount.
-            let mut units = (fiat.minor() * 10_000 + sim.cfg.rate_fen - 1) / sim.cfg.rate_fen;
-            // One pass over the trades, not one per step (a load test holds thousands).
-            let taken: std::collections::HashSet<i64> = st
-                .trades
-                .values()
-                .filter(|t| t.status == Status::Waiting)
-                .map(|t| t.coin_units)
-                .collect();
-            while taken.contains(&units) {
-                units += 1;
-            }
+            let units = st
+                .held
+                .take_free((fiat.minor() * 10_000 + sim.cfg.rate_fen - 1) / sim.cfg.rate_fen);
             st.seq += 1;
             let id = if bep {
                 let r: [u8; 16] = rand::random();
@@ -523,6 +522,8 @@ async fn cancel(State(sim): State<Arc<EpusdtSim>>, body: Bytes) -> Response {
         Some(t) if t.status != Status::Waiting => fail(400, "当前订单状态不允许取消"),
         Some(t) => {
             t.status = Status::Cancelled;
+            let units = t.coin_units;
+            st.held.release(units);
             Json(json!({"status_code": 200, "message": "success", "data": {"trade_id": id}, "request_id": ""}))
                 .into_response()
         }

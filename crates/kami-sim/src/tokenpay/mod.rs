@@ -22,6 +22,7 @@ use kami_pay::epay::{field, parse_form};
 use kami_pay::tokenpay::{signature, CoinCurrency};
 use serde_json::{json, Value};
 
+use crate::common::coin::HeldUnits;
 pub use crate::common::coin::PayOptions;
 use crate::common::html::{self, origin, web_url, Look};
 use crate::common::notify::{Notifier, Outbound};
@@ -89,6 +90,8 @@ struct Order {
 struct SimState {
     orders: HashMap<String, Order>,
     by_out: HashMap<String, String>,
+    /// The coin amounts pending orders hold.
+    held: HeldUnits,
 }
 
 pub struct TokenPaySim {
@@ -207,10 +210,12 @@ impl TokenPaySim {
                 Status::Pending => {}
             }
             o.status = Status::Paid;
+            let units = o.coin_units;
             o.paid_coin_units = Some(opts.coin_units.unwrap_or(o.coin_units));
             o.paid_fiat = Some(opts.fiat.unwrap_or(o.fiat));
             o.block_tx = hex::encode(rand::random::<[u8; 32]>());
             o.pay_time = now_text();
+            st.held.release(units);
             id
         };
         if opts.notify != NotifyMode::Drop {
@@ -227,6 +232,8 @@ impl TokenPaySim {
         match st.orders.get_mut(&id) {
             Some(o) if o.status == Status::Pending => {
                 o.status = Status::Expired;
+                let units = o.coin_units;
+                st.held.release(units);
                 true
             }
             _ => false,
@@ -392,14 +399,9 @@ async fn create(State(sim): State<Arc<TokenPaySim>>, headers: HeaderMap, body: B
                 (id, "订单已存在，查询旧订单！")
             }
             _ => {
-                let mut units = (fiat.minor() * 10_000 + sim.cfg.rate_fen - 1) / sim.cfg.rate_fen;
-                while st
-                    .orders
-                    .values()
-                    .any(|o| o.status == Status::Pending && o.coin_units == units)
-                {
-                    units += 1;
-                }
+                let units = st
+                    .held
+                    .take_free((fiat.minor() * 10_000 + sim.cfg.rate_fen - 1) / sim.cfg.rate_fen);
                 let h = hex::encode(rand::random::<[u8; 16]>());
                 let id = format!(
                     "{}-{}-{}-{}-{}",
