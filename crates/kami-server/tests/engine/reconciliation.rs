@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use kami_core::{Currency, ManualClock, Money};
 use kami_testkit::kami_sim::alipay::{AlipaySim, Fault};
+use kami_testkit::kami_sim::gateways::TOKENPAY_CURRENCY;
 use kami_testkit::kami_sim::sandbox::SandboxSim;
 use kami_testkit::kami_sim::stripe::StripeSim;
 use kami_testkit::kami_sim::wechatpay::WechatSim;
@@ -283,6 +284,30 @@ impl Billed for Stripe {
     fn hide_from_bill(&self, trade_no: &str, hidden: bool) {
         self.0.hide_from_balance(trade_no, hidden);
     }
+}
+
+/// A USDT gateway (`usdt-sim`: epusdt; `tokenpay-sim`) has no bill: reconciliation asks
+/// the gateway about each trade of the day.
+struct Usdt(&'static str);
+
+impl Gateway for Usdt {
+    fn channel(&self) -> &'static str {
+        self.0
+    }
+    fn method(&self) -> &'static str {
+        "usdt"
+    }
+    fn has_bill(&self) -> bool {
+        false
+    }
+    async fn pay_silently(&self, app: &TestApp, order: &Value) {
+        pay_in_browser(app, order, "drop", None).await;
+    }
+    async fn pay_notified(&self, app: &TestApp, order: &Value) {
+        pay_in_browser(app, order, "normal", None).await;
+        assert_eq!(app.wait_settled(order).await["status"], "delivered");
+    }
+    fn fail_queries(&self, _on: bool) {}
 }
 
 /// Epay has no bill: reconciliation queries each trade, so its queries must work.
@@ -766,6 +791,55 @@ async fn stripe_missing_is_carried_then_reported(backend: Backend) {
     missing_is_carried_then_reported(&app, &stripe(&sims), &clock).await;
 }
 both_backends!(stripe_missing_is_carried_then_reported);
+
+/// TokenPay answers queries: a paid trade whose notification was dropped is recovered by the
+/// day's run (a stored channel above `usdt-sim`, as the console adds it).
+async fn tokenpay_recovered_by_queries(backend: Backend) {
+    let (app, sims, _clock) = spawn(backend).await;
+    let gw = &sims.gateways;
+    let secret = gw.merchant_keys().unwrap().tokenpay_secret;
+    let (s, v) = app
+        .admin_post(
+            "/api/v1/admin/channels",
+            json!({"id": "tokenpay-db", "kind": "tokenpay", "methods": ["usdt"], "priority": 20,
+                   "gateway": format!("{}/sim/tokenpay", gw.base_url()), "secret": secret,
+                   "currency": TOKENPAY_CURRENCY}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    recovered_exactly_once(&app, &Usdt("tokenpay-db")).await;
+}
+both_backends!(tokenpay_recovered_by_queries);
+
+/// epusdt has no order query: a day with a silent payment cannot be settled by asking, and
+/// the run says so for that trade (never "matched", never delivered on a guess).
+async fn epusdt_without_a_query_says_so(backend: Backend) {
+    let (app, _sims, _clock) = spawn(backend).await;
+    product(&app, "rc-epusdt").await;
+    let o = app.order_via("rc-epusdt", "usdt", "pc").await;
+    assert_eq!(o["payment"]["channel"], "usdt-sim", "{o}");
+    Usdt("usdt-sim").pay_silently(&app, &o).await;
+    let r = reconcile(&app, "usdt-sim", DAY).await;
+    assert_eq!(
+        (r["status"].as_str(), r["source"].as_str()),
+        (Some("succeeded"), Some("query")),
+        "{r}"
+    );
+    let failed = items(&r, "query_failed");
+    assert_eq!(failed.len(), 1, "{r}");
+    assert_eq!(failed[0]["trade_no"], o["order_no"]);
+    assert!(
+        failed[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("epusdt has no order query"),
+        "{r}"
+    );
+    assert_eq!(r["mismatches"], 1, "{r}");
+    let no = o["order_no"].as_str().unwrap();
+    assert_eq!(app.admin_order(no).await["status"], "pending");
+}
+both_backends!(epusdt_without_a_query_says_so);
 
 async fn epay_recovered_by_queries(backend: Backend) {
     let (app, _sims, _clock) = spawn(backend).await;
