@@ -301,3 +301,119 @@ async fn channels_page_shows_routing_and_takes_limits(backend: Backend) {
         .contains("name=\"max_amount\" inputmode=\"numeric\" value=\"5000\""));
 }
 both_backends!(channels_page_shows_routing_and_takes_limits);
+
+/// The kinds added for issue 12 have forms of their own keys (key material in text areas,
+/// never a file path), and a PayPal channel added on the console takes orders at once; one
+/// that would charge CNY is refused naming `currency`, nothing stored.
+async fn new_kinds_have_their_forms_and_paypal_is_added(backend: Backend) {
+    let (app, _clock) = spawn(backend, "").await;
+    let mut b = Browser::signed_in(&app).await;
+    let token = b.get("/admin/channels?lang=en").await.csrf();
+    for (kind, keys, secrets) in [
+        (
+            "epusdt",
+            &["gateway", "token", "trade_type"][..],
+            &["token"][..],
+        ),
+        (
+            "tokenpay",
+            &["gateway", "secret", "currency"][..],
+            &["secret"][..],
+        ),
+        (
+            "stripe",
+            &["api_base", "secret_key", "webhook_secret"][..],
+            &["secret_key", "webhook_secret"][..],
+        ),
+        (
+            "paypal",
+            &[
+                "api_base",
+                "client_id",
+                "client_secret",
+                "webhook_id",
+                "currency",
+            ][..],
+            &["client_secret"][..],
+        ),
+        ("wechatpay", &["mode", "appsecret"][..], &["appsecret"][..]),
+    ] {
+        let f = b
+            .get(&format!("/admin/channels/new?kind={kind}&lang=en"))
+            .await;
+        assert_eq!(f.status, 200, "{kind}: {}", f.body);
+        for key in keys {
+            assert!(
+                f.body.contains(&format!("name=\"{key}\"")),
+                "{kind} {key}: {}",
+                f.body
+            );
+        }
+        for key in secrets {
+            assert!(
+                f.body.contains(&format!("<textarea name=\"{key}\"")),
+                "{kind} {key}"
+            );
+        }
+        assert!(
+            !f.body.contains("_file\""),
+            "{kind}: no file paths on the form"
+        );
+    }
+
+    let form = |currency: &str| -> Vec<(String, String)> {
+        [
+            ("csrf", token.as_str()),
+            ("kind", "paypal"),
+            ("id", "pp-console"),
+            ("methods", "paypal"),
+            ("priority", "5"),
+            ("weight", "1"),
+            ("enabled", "on"),
+            ("api_base", "https://api-m.sandbox.paypal.com"),
+            ("client_id", "console-client"),
+            ("client_secret", WRONG_SECRET),
+            ("webhook_id", "WH-CONSOLE-1"),
+            ("currency", currency),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+    };
+    let p = post(&mut b, "/admin/channels?lang=en", &form("CNY")).await;
+    assert_eq!(p.status, 422, "{}", p.body);
+    assert!(
+        p.testid("channel-error").unwrap().contains("currency"),
+        "{}",
+        p.body
+    );
+    assert!(!p.body.contains(WRONG_SECRET), "key material echoed");
+    assert!(app.state.store.stored_channels().await.unwrap().is_empty());
+
+    let p = post(&mut b, "/admin/channels", &form("EUR")).await;
+    assert_eq!(
+        (p.status, p.location()),
+        (303, "/admin/channels"),
+        "{}",
+        p.body
+    );
+    let ch = app
+        .state
+        .channels
+        .get("pp-console")
+        .expect("routable at once");
+    assert_eq!(ch.kind(), "paypal");
+    // A CNY order is charged in the channel's currency.
+    assert_eq!(
+        ch.charge_currency(kami_core::Currency::Cny),
+        kami_core::Currency::Eur
+    );
+    assert_eq!(
+        ch.charge_currency(kami_core::Currency::Usd),
+        kami_core::Currency::Usd
+    );
+    let list = b.get("/admin/channels?lang=en").await;
+    assert!(list.body.contains("data-testid=\"channel-pp-console\""));
+    assert!(!list.body.contains(WRONG_SECRET));
+}
+both_backends!(new_kinds_have_their_forms_and_paypal_is_added);
