@@ -18,6 +18,7 @@ use std::sync::Arc;
 use kami_core::{Currency, ManualClock, Money};
 use kami_testkit::kami_sim::alipay::{AlipaySim, Fault};
 use kami_testkit::kami_sim::gateways::TOKENPAY_CURRENCY;
+use kami_testkit::kami_sim::paypal::PaypalSim;
 use kami_testkit::kami_sim::sandbox::SandboxSim;
 use kami_testkit::kami_sim::stripe::StripeSim;
 use kami_testkit::kami_sim::wechatpay::WechatSim;
@@ -283,6 +284,61 @@ impl Billed for Stripe {
     }
     fn hide_from_bill(&self, trade_no: &str, hidden: bool) {
         self.0.hide_from_balance(trade_no, hidden);
+    }
+}
+
+/// PayPal (`paypal-sim`): kami captures an approved order itself, so a payment kami never
+/// saw is a capture whose answer was lost; its bill is the transaction search. The shop's
+/// rate table makes US$1 = ¥1 here, so the scenarios' amounts read the same in USD.
+struct Paypal(Arc<PaypalSim>);
+
+/// `[fx]` for the PayPal scenarios: a CNY product is charged the same number in USD.
+const PAYPAL_AT_PAR: &str = "[fx]\n[fx.rates]\nUSD = \"1\"\n";
+
+impl Gateway for Paypal {
+    fn channel(&self) -> &'static str {
+        "paypal-sim"
+    }
+    fn method(&self) -> &'static str {
+        "paypal"
+    }
+    fn has_bill(&self) -> bool {
+        true
+    }
+    async fn pay_silently(&self, _app: &TestApp, order: &Value) {
+        let no = order["order_no"].as_str().unwrap();
+        self.0.capture_unseen(no, None).unwrap();
+    }
+    async fn pay_notified(&self, app: &TestApp, order: &Value) {
+        pay_in_browser(app, order, "normal", None).await;
+        assert_eq!(app.wait_settled(order).await["status"], "delivered");
+    }
+    // The clock never brings a payment check due; the return is never followed.
+    fn fail_queries(&self, _on: bool) {}
+}
+
+impl Billed for Paypal {
+    const BILL_API_ERROR: &str = "INTERNAL_SERVER_ERROR";
+    const TOTALS_ERROR: &str = "total_items 2 but 1 listed";
+    async fn pay_silently_another_amount(&self, _app: &TestApp, order: &Value, amount: Money) {
+        let no = order["order_no"].as_str().unwrap();
+        self.0.capture_unseen(no, Some(amount.minor())).unwrap();
+    }
+    fn fail_bills(&self, on: bool) {
+        self.0.fail_search(on);
+    }
+    fn tamper_next_bill(&self) {
+        self.0.tamper_next_search();
+    }
+    fn portal_refund(&self, trade_no: &str, amount: Money) {
+        self.0.portal_refund(trade_no, amount.minor()).unwrap();
+    }
+    fn unknown_payment(&self, trade_no: &str, amount: Money) {
+        let usd = Money::new(amount.minor(), Currency::Usd).unwrap();
+        self.0.unknown_payment(trade_no, usd);
+    }
+    fn hide_from_bill(&self, trade_no: &str, hidden: bool) {
+        self.0.hide_from_search(trade_no, hidden);
     }
 }
 
@@ -757,6 +813,42 @@ async fn wechat_missing_is_carried_then_reported(backend: Backend) {
     missing_is_carried_then_reported(&app, &wechat(&sims), &clock).await;
 }
 both_backends!(wechat_missing_is_carried_then_reported);
+
+async fn spawn_paypal(backend: Backend) -> (TestApp, Paypal, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(DEC_1_NOON_BEIJING));
+    let (app, sims) = TestApp::spawn_with_sims(backend, PAYPAL_AT_PAR, clock.clone()).await;
+    (app, Paypal(sims.gateways.paypal.clone()), clock)
+}
+
+async fn paypal_recovered_exactly_once(backend: Backend) {
+    let (app, gw, _clock) = spawn_paypal(backend).await;
+    recovered_exactly_once(&app, &gw).await;
+}
+both_backends!(paypal_recovered_exactly_once);
+
+async fn paypal_other_amount_is_an_exception(backend: Backend) {
+    let (app, gw, _clock) = spawn_paypal(backend).await;
+    other_amount_is_an_exception(&app, &gw).await;
+}
+both_backends!(paypal_other_amount_is_an_exception);
+
+async fn paypal_bad_bill_fails_the_batch(backend: Backend) {
+    let (app, gw, _clock) = spawn_paypal(backend).await;
+    bad_bill_fails_the_batch(&app, &gw).await;
+}
+both_backends!(paypal_bad_bill_fails_the_batch);
+
+async fn paypal_portal_refund_and_unknown_trade(backend: Backend) {
+    let (app, gw, _clock) = spawn_paypal(backend).await;
+    portal_refund_and_unknown_trade(&app, &gw).await;
+}
+both_backends!(paypal_portal_refund_and_unknown_trade);
+
+async fn paypal_missing_is_carried_then_reported(backend: Backend) {
+    let (app, gw, clock) = spawn_paypal(backend).await;
+    missing_is_carried_then_reported(&app, &gw, &clock).await;
+}
+both_backends!(paypal_missing_is_carried_then_reported);
 
 fn stripe(sims: &Sims) -> Stripe {
     Stripe(sims.gateways.stripe.clone())

@@ -514,9 +514,22 @@ pub(super) async fn search(
         .unwrap_or(100)
         .clamp(1, 500);
     let mut items = Vec::new();
-    {
-        let inner = sim.lock();
-        let mut orders: Vec<&SimOrder> = inner.orders.values().collect();
+    let tampered = {
+        let mut inner = sim.lock();
+        if inner.search_failure {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_SERVER_ERROR",
+                None,
+                "An internal server error has occurred.",
+            );
+        }
+        let tampered = std::mem::take(&mut inner.tamper_next_search);
+        let mut orders: Vec<&SimOrder> = inner
+            .orders
+            .values()
+            .filter(|o| !inner.hidden.contains(&o.custom_id))
+            .collect();
         orders.sort_by_key(|o| o.create_time);
         for o in orders {
             if let Some(c) = o.capture.as_ref().filter(|c| {
@@ -534,7 +547,7 @@ pub(super) async fn search(
         for r in inner
             .refunds
             .iter()
-            .filter(|r| (from..=to).contains(&r.time))
+            .filter(|r| (from..=to).contains(&r.time) && !inner.hidden.contains(&r.custom_id))
         {
             items.push(json!({"transaction_info": {
                 "transaction_id": r.id, "paypal_reference_id": r.capture_id,
@@ -544,8 +557,9 @@ pub(super) async fn search(
                                        "value": format!("-{}", r.amount.to_major_string())},
                 "transaction_status": "S", "invoice_id": r.invoice_id, "custom_field": r.custom_id}}));
         }
-    }
-    let total = items.len();
+        tampered
+    };
+    let total = items.len() + usize::from(tampered);
     let pages = total.div_ceil(size).max(1);
     let shown: Vec<Value> = items
         .into_iter()

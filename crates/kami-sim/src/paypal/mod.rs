@@ -149,6 +149,11 @@ struct Inner {
     stats: HashMap<String, WebhookStats>,
     /// Order creations to fail with `500 INTERNAL_SERVER_ERROR`.
     fail_creates: u32,
+    /// Reconciliation controls: the search answers `500` while set; the next search states
+    /// one item more than it lists; trades (`custom_id`) the search leaves out.
+    search_failure: bool,
+    tamper_next_search: bool,
+    hidden: std::collections::HashSet<String>,
 }
 
 /// The PayPal simulator. Share it as `Arc<PaypalSim>`.
@@ -301,6 +306,118 @@ impl PaypalSim {
     /// The next `n` order creations fail with `500 INTERNAL_SERVER_ERROR`.
     pub fn fail_next_creates(&self, n: u32) {
         self.lock().fail_creates = n;
+    }
+
+    // -- reconciliation controls: the transaction search is PayPal's bill ------------------
+
+    /// The buyer approved and the order was captured (for `amount` minor units instead of
+    /// the order's, when given), and nothing told kami: no webhook, no return — a capture
+    /// whose answer kami never saw.
+    pub fn capture_unseen(&self, trade_no: &str, amount: Option<i64>) -> Result<(), String> {
+        let now = self.clock.now_ms();
+        let mut inner = self.lock();
+        let o = inner
+            .orders
+            .values_mut()
+            .find(|o| o.custom_id == trade_no)
+            .ok_or_else(|| format!("no order for {trade_no}"))?;
+        if o.capture.is_some() {
+            return Err("already captured".into());
+        }
+        let amount = match amount {
+            Some(m) => Money::new(m, o.amount.currency()).map_err(|e| e.to_string())?,
+            None => o.amount,
+        };
+        o.status = "COMPLETED";
+        o.payer_id = Some(random_id(13));
+        o.capture = Some(SimCapture {
+            id: random_id(17),
+            status: "COMPLETED",
+            amount,
+            create_time: now,
+            update_time: now,
+            refunded: 0,
+        });
+        Ok(())
+    }
+
+    /// A refund of `trade_no`'s capture made on paypal.com: no kami refund number.
+    pub fn portal_refund(&self, trade_no: &str, minor: i64) -> Result<(), String> {
+        let now = self.clock.now_ms();
+        let mut inner = self.lock();
+        let o = inner
+            .orders
+            .values_mut()
+            .find(|o| o.custom_id == trade_no)
+            .ok_or_else(|| format!("no order for {trade_no}"))?;
+        let c = o.capture.as_mut().ok_or("not captured")?;
+        let amount = Money::new(minor, c.amount.currency()).map_err(|e| e.to_string())?;
+        c.refunded += minor;
+        c.status = if c.refunded >= c.amount.minor() {
+            "REFUNDED"
+        } else {
+            "PARTIALLY_REFUNDED"
+        };
+        c.update_time = now;
+        let refund = SimRefund {
+            id: random_id(17),
+            capture_id: c.id.clone(),
+            custom_id: trade_no.to_owned(),
+            invoice_id: String::new(),
+            amount,
+            time: now,
+        };
+        inner.refunds.push(refund);
+        Ok(())
+    }
+
+    /// A completed capture for a trade kami never created (`custom_id` = `trade_no`).
+    pub fn unknown_payment(&self, trade_no: &str, amount: Money) {
+        let now = self.clock.now_ms();
+        let id = random_id(17);
+        let order = SimOrder {
+            id: id.clone(),
+            status: "COMPLETED",
+            custom_id: trade_no.to_owned(),
+            invoice_id: trade_no.to_owned(),
+            description: "unknown".into(),
+            amount,
+            return_url: String::new(),
+            cancel_url: String::new(),
+            payer_id: Some(random_id(13)),
+            capture: Some(SimCapture {
+                id: random_id(17),
+                status: "COMPLETED",
+                amount,
+                create_time: now,
+                update_time: now,
+                refunded: 0,
+            }),
+            capture_mode: CaptureMode::Completed,
+            notify: NotifyMode::Drop,
+            create_time: now,
+        };
+        self.lock().orders.insert(id, order);
+    }
+
+    /// The search fails with `500 INTERNAL_SERVER_ERROR` while `on`.
+    pub fn fail_search(&self, on: bool) {
+        self.lock().search_failure = on;
+    }
+
+    /// The next search states one item more than its pages hold.
+    pub fn tamper_next_search(&self) {
+        self.lock().tamper_next_search = true;
+    }
+
+    /// The search leaves `trade_no`'s transactions out while `hidden`.
+    pub fn hide_from_search(&self, trade_no: &str, hidden: bool) {
+        let mut inner = self.lock();
+        if hidden {
+            inner.hidden.insert(trade_no.to_owned());
+        } else {
+            inner.hidden.remove(trade_no);
+        }
     }
 
     /// The PayPal order id kami created for `trade_no` (`custom_id`).
