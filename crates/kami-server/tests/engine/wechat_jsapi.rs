@@ -288,3 +288,48 @@ async fn jsapi_orders_expire(backend: Backend) {
     assert_eq!(app.stock("wx").await, serde_json::json!(5));
 }
 both_backends!(jsapi_orders_expire);
+
+/// Inside WeChat, switching a pending order to WeChat Pay goes straight to the sign-in (as a
+/// new order does), and its return prepares the JSAPI payment of the new attempt.
+async fn switching_to_wechat_pay_inside_wechat_goes_to_sign_in(backend: Backend) {
+    let (app, gw) = TestApp::spawn_gateways_keeping(backend, "").await;
+    app.create_product("wx-switch", 1230, "auto").await;
+    app.import_keys("wx-switch", 5).await;
+    let first = app.order_via("wx-switch", "alipay", "mobile").await;
+    let no = first["order_no"].as_str().unwrap();
+    let token = first["access_token"].as_str().unwrap();
+    let alice = Buyer::new("alice");
+    let r = alice
+        .http
+        .post(app.url(&format!("/orders/{no}/switch")))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", "sim_wx_user=alice")
+        .body(format!("t={token}&method=wxpay"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let location = r
+        .headers()
+        .get("location")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        location.contains("/sim/wechatpay/open/connect/oauth2/authorize?appid=")
+            && location.contains("&scope=snsapi_base&state="),
+        "straight to the sign-in, not the order page: {location}"
+    );
+    let order = serde_json::json!({"order_no": no, "access_token": token,
+                                   "payment": {"url": location}});
+    let params = prepared(&app, &gw, &alice, &order).await;
+    assert!(params.package.starts_with("prepay_id=wx"), "{params:?}");
+    // The JSAPI trade is the switch's attempt, alice's.
+    let trade = format!("{no}A2");
+    assert_eq!(
+        gw.wechatpay.trade_openid(&trade),
+        Some(gw.wechatpay.openid_for_user("alice"))
+    );
+}
+both_backends!(switching_to_wechat_pay_inside_wechat_goes_to_sign_in);

@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use kami_pay::Device;
+use kami_pay::{Device, PaymentAction};
 use serde::Deserialize;
 
 use super::pages::{internal, not_found, open_order, refused};
@@ -52,6 +52,9 @@ pub async fn switch_method(
         user_agent: Some(ctx.user_agent.clone()),
         client_ip: ctx.ip,
     };
+    // The wallet's sign-in first (WeChat OAuth before JSAPI), in this window, as a new
+    // order's: it comes back to the order page.
+    let mut sign_in = None;
     let failed = match switch(&state, input).await {
         Ok(Switched::Switched {
             order_no, action, ..
@@ -59,6 +62,9 @@ pub async fn switch_method(
             let (kind, target) = crate::services::payer::stored_action(&action);
             if let Err(e) = state.store.set_pay_action(&order_no, kind, &target).await {
                 tracing::error!(order = %order_no, "saving the payment action: {e}");
+            }
+            if let PaymentAction::Authorize { url } = action {
+                sign_in = Some(url);
             }
             false
         }
@@ -70,7 +76,7 @@ pub async fn switch_method(
     };
     let t: String = url::form_urlencoded::byte_serialize(token.as_bytes()).collect();
     let suffix = if failed { "&switch=failed" } else { "" };
-    let location = format!("/orders/{order_no}?t={t}{suffix}");
+    let location = sign_in.unwrap_or_else(|| format!("/orders/{order_no}?t={t}{suffix}"));
     let mut resp = (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response();
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
