@@ -17,7 +17,6 @@ use std::sync::Arc;
 
 use kami_core::{Currency, ManualClock, Money};
 use kami_testkit::kami_sim::alipay::{AlipaySim, Fault};
-use kami_testkit::kami_sim::gateways::TOKENPAY_CURRENCY;
 use kami_testkit::kami_sim::paypal::PaypalSim;
 use kami_testkit::kami_sim::sandbox::SandboxSim;
 use kami_testkit::kami_sim::stripe::StripeSim;
@@ -38,10 +37,16 @@ trait Gateway {
     fn method(&self) -> &'static str;
     /// Whether the channel has a bill (else reconciliation queries each trade).
     fn has_bill(&self) -> bool;
-    /// Pay the order at the gateway; its notification is dropped.
-    async fn pay_silently(&self, app: &TestApp, order: &Value);
+    /// Pay the order at the gateway; its notification is dropped. By default on the
+    /// simulator's own page, with its `notify=drop` control.
+    async fn pay_silently(&self, app: &TestApp, order: &Value) {
+        pay_in_browser(app, order, "drop", None).await;
+    }
     /// Pay the order at the gateway, notified as usual (returns once kami delivered).
-    async fn pay_notified(&self, app: &TestApp, order: &Value);
+    async fn pay_notified(&self, app: &TestApp, order: &Value) {
+        pay_in_browser(app, order, "normal", None).await;
+        assert_eq!(app.wait_settled(order).await["status"], "delivered");
+    }
     /// Trade queries fail (so no payment check could find the payment).
     fn fail_queries(&self, on: bool);
 }
@@ -145,13 +150,6 @@ impl Gateway for Alipay {
     fn has_bill(&self) -> bool {
         true
     }
-    async fn pay_silently(&self, app: &TestApp, order: &Value) {
-        pay_in_browser(app, order, "drop", None).await;
-    }
-    async fn pay_notified(&self, app: &TestApp, order: &Value) {
-        pay_in_browser(app, order, "normal", None).await;
-        assert_eq!(app.wait_settled(order).await["status"], "delivered");
-    }
     fn fail_queries(&self, on: bool) {
         self.0
             .set_failing("alipay.trade.query", on.then(Fault::system_error));
@@ -195,13 +193,6 @@ impl Gateway for WechatPay {
     }
     fn has_bill(&self) -> bool {
         true
-    }
-    async fn pay_silently(&self, app: &TestApp, order: &Value) {
-        pay_in_browser(app, order, "drop", None).await;
-    }
-    async fn pay_notified(&self, app: &TestApp, order: &Value) {
-        pay_in_browser(app, order, "normal", None).await;
-        assert_eq!(app.wait_settled(order).await["status"], "delivered");
     }
     fn fail_queries(&self, on: bool) {
         self.0.fail_queries(on);
@@ -250,13 +241,6 @@ impl Gateway for Stripe {
     }
     fn has_bill(&self) -> bool {
         true
-    }
-    async fn pay_silently(&self, app: &TestApp, order: &Value) {
-        pay_in_browser(app, order, "drop", None).await;
-    }
-    async fn pay_notified(&self, app: &TestApp, order: &Value) {
-        pay_in_browser(app, order, "normal", None).await;
-        assert_eq!(app.wait_settled(order).await["status"], "delivered");
     }
     // Delivery is only from the signed webhook (or the bill): the return page asks nothing.
     fn fail_queries(&self, _on: bool) {}
@@ -309,10 +293,6 @@ impl Gateway for Paypal {
         let no = order["order_no"].as_str().unwrap();
         self.0.capture_unseen(no, None).unwrap();
     }
-    async fn pay_notified(&self, app: &TestApp, order: &Value) {
-        pay_in_browser(app, order, "normal", None).await;
-        assert_eq!(app.wait_settled(order).await["status"], "delivered");
-    }
     // The clock never brings a payment check due; the return is never followed.
     fn fail_queries(&self, _on: bool) {}
 }
@@ -356,13 +336,6 @@ impl Gateway for Usdt {
     fn has_bill(&self) -> bool {
         false
     }
-    async fn pay_silently(&self, app: &TestApp, order: &Value) {
-        pay_in_browser(app, order, "drop", None).await;
-    }
-    async fn pay_notified(&self, app: &TestApp, order: &Value) {
-        pay_in_browser(app, order, "normal", None).await;
-        assert_eq!(app.wait_settled(order).await["status"], "delivered");
-    }
     fn fail_queries(&self, _on: bool) {}
 }
 
@@ -378,13 +351,6 @@ impl Gateway for Epay {
     }
     fn has_bill(&self) -> bool {
         false
-    }
-    async fn pay_silently(&self, app: &TestApp, order: &Value) {
-        pay_in_browser(app, order, "drop", None).await;
-    }
-    async fn pay_notified(&self, app: &TestApp, order: &Value) {
-        pay_in_browser(app, order, "normal", None).await;
-        assert_eq!(app.wait_settled(order).await["status"], "delivered");
     }
     fn fail_queries(&self, _on: bool) {}
 }
@@ -888,17 +854,7 @@ both_backends!(stripe_missing_is_carried_then_reported);
 /// day's run (a stored channel above `usdt-sim`, as the console adds it).
 async fn tokenpay_recovered_by_queries(backend: Backend) {
     let (app, sims, _clock) = spawn(backend).await;
-    let gw = &sims.gateways;
-    let secret = gw.merchant_keys().unwrap().tokenpay_secret;
-    let (s, v) = app
-        .admin_post(
-            "/api/v1/admin/channels",
-            json!({"id": "tokenpay-db", "kind": "tokenpay", "methods": ["usdt"], "priority": 20,
-                   "gateway": format!("{}/sim/tokenpay", gw.base_url()), "secret": secret,
-                   "currency": TOKENPAY_CURRENCY}),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
+    crate::usdt::add_tokenpay(&app, &sims.gateways).await;
     recovered_exactly_once(&app, &Usdt("tokenpay-db")).await;
 }
 both_backends!(tokenpay_recovered_by_queries);

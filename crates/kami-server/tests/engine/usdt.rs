@@ -194,7 +194,7 @@ async fn epusdt_tampering_and_underpayment_are_refused(backend: Backend) {
 both_backends!(epusdt_tampering_and_underpayment_are_refused);
 
 /// A stored TokenPay channel above `usdt-sim`: the secret is given as text and kept sealed.
-async fn add_tokenpay(app: &TestApp, gw: &Gateways) {
+pub(crate) async fn add_tokenpay(app: &TestApp, gw: &Gateways) {
     let secret = gw.merchant_keys().unwrap().tokenpay_secret;
     let (s, v) = app
         .admin_post(

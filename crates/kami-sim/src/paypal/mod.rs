@@ -156,6 +156,16 @@ struct Inner {
     hidden: std::collections::HashSet<String>,
 }
 
+impl Inner {
+    /// The order kami created for `trade_no` (its `custom_id`).
+    fn order_of_trade(&mut self, trade_no: &str) -> Result<&mut SimOrder, String> {
+        self.orders
+            .values_mut()
+            .find(|o| o.custom_id == trade_no)
+            .ok_or_else(|| format!("no order for {trade_no}"))
+    }
+}
+
 /// The PayPal simulator. Share it as `Arc<PaypalSim>`.
 pub struct PaypalSim {
     cfg: PaypalSimConfig,
@@ -316,11 +326,7 @@ impl PaypalSim {
     pub fn capture_unseen(&self, trade_no: &str, amount: Option<i64>) -> Result<(), String> {
         let now = self.clock.now_ms();
         let mut inner = self.lock();
-        let o = inner
-            .orders
-            .values_mut()
-            .find(|o| o.custom_id == trade_no)
-            .ok_or_else(|| format!("no order for {trade_no}"))?;
+        let o = inner.order_of_trade(trade_no)?;
         if o.capture.is_some() {
             return Err("already captured".into());
         }
@@ -345,11 +351,7 @@ impl PaypalSim {
     pub fn portal_refund(&self, trade_no: &str, minor: i64) -> Result<(), String> {
         let now = self.clock.now_ms();
         let mut inner = self.lock();
-        let o = inner
-            .orders
-            .values_mut()
-            .find(|o| o.custom_id == trade_no)
-            .ok_or_else(|| format!("no order for {trade_no}"))?;
+        let o = inner.order_of_trade(trade_no)?;
         let c = o.capture.as_mut().ok_or("not captured")?;
         let amount = Money::new(minor, c.amount.currency()).map_err(|e| e.to_string())?;
         c.refunded += minor;
