@@ -102,6 +102,20 @@ struct SimCapture {
     refunded: i64,
 }
 
+impl SimCapture {
+    /// A completed capture of `amount`, made `now` (ms).
+    fn completed(amount: Money, now: i64) -> SimCapture {
+        SimCapture {
+            id: random_id(17),
+            status: "COMPLETED",
+            amount,
+            create_time: now,
+            update_time: now,
+            refunded: 0,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct SimOrder {
     id: String,
@@ -336,14 +350,7 @@ impl PaypalSim {
         };
         o.status = "COMPLETED";
         o.payer_id = Some(random_id(13));
-        o.capture = Some(SimCapture {
-            id: random_id(17),
-            status: "COMPLETED",
-            amount,
-            create_time: now,
-            update_time: now,
-            refunded: 0,
-        });
+        o.capture = Some(SimCapture::completed(amount, now));
         Ok(())
     }
 
@@ -387,14 +394,7 @@ impl PaypalSim {
             return_url: String::new(),
             cancel_url: String::new(),
             payer_id: Some(random_id(13)),
-            capture: Some(SimCapture {
-                id: random_id(17),
-                status: "COMPLETED",
-                amount,
-                create_time: now,
-                update_time: now,
-                refunded: 0,
-            }),
+            capture: Some(SimCapture::completed(amount, now)),
             capture_mode: CaptureMode::Completed,
             notify: NotifyMode::Drop,
             create_time: now,
