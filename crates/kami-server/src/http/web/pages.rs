@@ -614,8 +614,15 @@ pub async fn order(
         Some(_) => mail_state(&state, &order).await,
         None => "hidden",
     };
-    let own = match find_product(&state, order.product_slug.as_str()).await {
-        Ok(Some(p)) => p.own_prices,
+    // The product's own prices decide which methods a switch may offer: looked up only for
+    // a page that offers one (pending, with the token), not for every view of the order.
+    let own = match (&token, order.status) {
+        (Some(_), OrderStatus::Pending) => {
+            match find_product(&state, order.product_slug.as_str()).await {
+                Ok(Some(p)) => p.own_prices,
+                _ => OwnPrices::default(),
+            }
+        }
         _ => OwnPrices::default(),
     };
     let mut view = order_view(&state, &order, &own, token.as_deref(), mail);
