@@ -10,6 +10,7 @@ use super::*;
 
 mod alerts;
 mod channels;
+mod fx;
 mod risk;
 mod routing;
 mod security;
