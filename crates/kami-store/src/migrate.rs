@@ -173,6 +173,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0027_charges.sql"),
         postgres: include_str!("migrations/postgres/0027_charges.sql"),
     },
+    Migration {
+        version: 28,
+        name: "payment_lookup",
+        sqlite: include_str!("migrations/sqlite/0028_payment_lookup.sql"),
+        postgres: include_str!("migrations/postgres/0028_payment_lookup.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kami_migrations \

@@ -147,7 +147,20 @@ async fn channel_success_rate_and_p95_from_recorded_calls(backend: Backend) {
             };
             (call, MARCH_10_10H_UTC)
         })
-        .collect();
+        .collect::<Vec<_>>();
+    // In the same batch, 50 calls of "busy" lasting 1..=50 ms: the batch is written 32 rows
+    // per statement and the rest one by one, and every row keeps its own values.
+    let busy = (1..=50).map(|duration_ms| {
+        let call = ChannelCall {
+            channel: "busy".into(),
+            method: "create",
+            pay_method: None,
+            outcome: CallOutcome::Ok,
+            duration_ms,
+        };
+        (call, MARCH_10_10H_UTC)
+    });
+    let calls = busy.chain(calls).collect();
     app.state.store.record_channel_calls(calls).await.unwrap();
     // Outside the range: not counted.
     let old = ChannelCall {
@@ -179,6 +192,18 @@ async fn channel_success_rate_and_p95_from_recorded_calls(backend: Backend) {
     // nearest rank: the 19th of 20 sorted durations
     assert_eq!(slow["p95_ms"], 640);
     assert_eq!((&slow["created"], &slow["paid"]), (&json!(0), &json!(0)));
+    let busy = v["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["channel"] == "busy")
+        .unwrap();
+    assert_eq!(
+        busy["calls"],
+        json!({"total": 50, "ok": 50, "error": 0, "timeout": 0})
+    );
+    // nearest rank: the 48th of 1..=50
+    assert_eq!(busy["p95_ms"], 48);
 
     // Pruning (the hourly job's store call) removes only what is older.
     let gone = app
