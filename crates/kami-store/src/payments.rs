@@ -263,10 +263,14 @@ fn apply_payment(
     let delivery: Delivery = o.get("delivery")?;
     let method: Method = o.get("method")?;
 
+    // `reused_by`: another of our payments the gateway gave the same trade number (read here
+    // to save a round trip; it is used only if this payment applies).
     let p = tx.query_one(
-        "SELECT id, status, amount, currency, gateway_trade_no, coin_amount FROM payments \
-         WHERE id = $1 FOR UPDATE",
-        params![payment_id],
+        "SELECT id, status, amount, currency, gateway_trade_no, coin_amount, \
+         (SELECT o.order_no FROM payments r JOIN orders o ON o.id = r.order_id \
+          WHERE r.channel_id = $2 AND r.gateway_trade_no = $3 AND r.id <> $1 LIMIT 1) AS reused_by \
+         FROM payments WHERE id = $1 FOR UPDATE",
+        params![payment_id, channel_id, gateway_trade_no],
     )?;
     let payment = LockedPayment::from_row(&p)?;
     let (expected_minor, expected_currency): (i64, String) = (p.get("amount")?, p.get("currency")?);
@@ -316,14 +320,10 @@ fn apply_payment(
     // A gateway trade number already seen on another of our payments: the gateway (or its
     // configuration) is reusing numbers. This payment is still bound by our trade number and
     // its amount, so it counts; the seller gets an alert to look at both.
-    if let Some(other) = tx.query_opt(
-        "SELECT o.order_no FROM payments p JOIN orders o ON o.id = p.order_id \
-         WHERE p.channel_id = $1 AND p.gateway_trade_no = $2 AND p.id <> $3 LIMIT 1",
-        params![channel_id, gateway_trade_no, payment_id],
-    )? {
+    if let Some(other) = p.get::<Option<String>>("reused_by")? {
         let payload = serde_json::json!({
             "gateway_trade_no": gateway_trade_no,
-            "other_order_no": other.get::<String>("order_no")?,
+            "other_order_no": other,
         });
         outbox::insert(
             tx,

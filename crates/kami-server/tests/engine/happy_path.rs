@@ -3,7 +3,7 @@ use std::collections::HashSet;
 use serde_json::json;
 
 use kami_testkit::both_backends;
-use kami_testkit::{Backend, TestApp};
+use kami_testkit::{inspect, Backend, TestApp};
 
 async fn buy_through_the_simulator(backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -166,5 +166,19 @@ async fn a_reused_gateway_trade_number_does_not_block_delivery(backend: Backend)
     for o in [&a, &b] {
         assert_eq!(app.wait_settled(o).await["status"], "delivered");
     }
+    // The second payment is noted for the seller, naming the order that had the number first.
+    let (a_no, b_no) = (
+        a["order_no"].as_str().unwrap(),
+        b["order_no"].as_str().unwrap(),
+    );
+    let reused = |order_no: &str, other: &str| {
+        format!(
+            "SELECT COUNT(*) FROM outbox x JOIN orders o ON o.id = x.order_id \
+             WHERE x.kind = 'payment.gateway_trade_reused' AND o.order_no = '{order_no}' \
+             AND x.payload LIKE '%\"other_order_no\":\"{other}\"%'"
+        )
+    };
+    assert_eq!(inspect::scalar(&app.db_url, &reused(b_no, a_no)).await, 1);
+    assert_eq!(inspect::scalar(&app.db_url, &reused(a_no, b_no)).await, 0);
 }
 both_backends!(a_reused_gateway_trade_number_does_not_block_delivery);
