@@ -8,7 +8,7 @@ use std::sync::Arc;
 use kami_core::ManualClock;
 use kami_store::{CallOutcome, ChannelCall};
 use kami_testkit::{both_backends, sandbox_on_clock, Backend, TestApp};
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// 2025-03-10T10:00:00Z = 18:00 in Shanghai on 10 March.
 const MARCH_10_10H_UTC: i64 = 1_741_600_800_000;
@@ -178,12 +178,11 @@ async fn channel_success_rate_and_p95_from_recorded_calls(backend: Backend) {
     let v = app
         .admin_get("/api/v1/admin/stats?from=2025-03-10&to=2025-03-10")
         .await;
-    let slow = v["channels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["channel"] == "slow")
-        .unwrap();
+    let channel = |name: &str| -> Value {
+        let all = v["channels"].as_array().unwrap();
+        all.iter().find(|c| c["channel"] == name).unwrap().clone()
+    };
+    let slow = channel("slow");
     assert_eq!(
         slow["calls"],
         json!({"total": 20, "ok": 18, "error": 1, "timeout": 1})
@@ -192,12 +191,7 @@ async fn channel_success_rate_and_p95_from_recorded_calls(backend: Backend) {
     // nearest rank: the 19th of 20 sorted durations
     assert_eq!(slow["p95_ms"], 640);
     assert_eq!((&slow["created"], &slow["paid"]), (&json!(0), &json!(0)));
-    let busy = v["channels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["channel"] == "busy")
-        .unwrap();
+    let busy = channel("busy");
     assert_eq!(
         busy["calls"],
         json!({"total": 50, "ok": 50, "error": 0, "timeout": 0})
