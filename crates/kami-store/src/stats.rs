@@ -267,8 +267,7 @@ impl Store {
             }
             for call in chunks.remainder() {
                 tx.exec(
-                    "INSERT INTO channel_calls (channel_id, method, pay_method, outcome, duration_ms, at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    concat!(insert_calls!(), "($1, $2, $3, $4, $5, $6)"),
                     &call_values(call),
                 )?;
             }
@@ -290,6 +289,14 @@ impl Store {
     }
 }
 
+/// The channel-call insert up to its rows (one row's six values per [`call_values`]).
+macro_rules! insert_calls {
+    () => {
+        "INSERT INTO channel_calls (channel_id, method, pay_method, outcome, duration_ms, at) VALUES "
+    };
+}
+use insert_calls;
+
 /// Rows per multi-row channel-call insert (6 parameters each, far below either backend's cap).
 const CALLS_PER_INSERT: usize = 32;
 
@@ -303,11 +310,7 @@ fn insert_calls_sql() -> &'static str {
                 format!("({})", p.join(", "))
             })
             .collect();
-        format!(
-            "INSERT INTO channel_calls (channel_id, method, pay_method, outcome, duration_ms, at) \
-             VALUES {}",
-            rows.join(", ")
-        )
+        format!("{}{}", insert_calls!(), rows.join(", "))
     });
     SQL.as_str()
 }

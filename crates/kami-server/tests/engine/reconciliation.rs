@@ -362,9 +362,18 @@ fn cny(minor: i64) -> Money {
 /// A server and every simulator on a manual clock at noon of [`DAY`] in Beijing (payment
 /// checks never come due unless the test moves the clock).
 async fn spawn(backend: Backend) -> (TestApp, Sims, Arc<ManualClock>) {
+    spawn_gateway(backend, "", |sims| sims).await
+}
+
+/// As [`spawn`], with `config`, and the gateway `gw` makes of the simulators.
+async fn spawn_gateway<G>(
+    backend: Backend,
+    config: &str,
+    gw: impl FnOnce(Sims) -> G,
+) -> (TestApp, G, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(DEC_1_NOON_BEIJING));
-    let (app, sims) = TestApp::spawn_with_sims(backend, "", clock.clone()).await;
-    (app, sims, clock)
+    let (app, sims) = TestApp::spawn_with_sims(backend, config, clock.clone()).await;
+    (app, gw(sims), clock)
 }
 
 /// `POST /api/v1/admin/reconciliations`, which must answer 200: the report.
@@ -682,173 +691,55 @@ async fn missing_is_carried_then_reported<G: Billed>(app: &TestApp, gw: &G, cloc
 
 // -- the variants --------------------------------------------------------------------------
 
-async fn sandbox_recovered_exactly_once(backend: Backend) {
-    let (app, sims, _clock) = spawn(backend).await;
-    recovered_exactly_once(&app, &Sandbox(sims.sandbox)).await;
-}
-both_backends!(sandbox_recovered_exactly_once);
+/// The five bill scenarios of one billed gateway, as the tests of module `$gateway`, each on
+/// both backends: a server with `$config` and the gateway `$make` builds from its simulators.
+macro_rules! billed_scenarios {
+    ($gateway:ident, $config:expr, $make:expr) => {
+        mod $gateway {
+            use super::*;
 
-async fn sandbox_other_amount_is_an_exception(backend: Backend) {
-    let (app, sims, _clock) = spawn(backend).await;
-    other_amount_is_an_exception(&app, &Sandbox(sims.sandbox)).await;
-}
-both_backends!(sandbox_other_amount_is_an_exception);
+            async fn recovered_exactly_once(backend: Backend) {
+                let (app, gw, _clock) = spawn_gateway(backend, $config, $make).await;
+                super::recovered_exactly_once(&app, &gw).await;
+            }
+            both_backends!(recovered_exactly_once);
 
-async fn sandbox_bad_bill_fails_the_batch(backend: Backend) {
-    let (app, sims, _clock) = spawn(backend).await;
-    bad_bill_fails_the_batch(&app, &Sandbox(sims.sandbox)).await;
-}
-both_backends!(sandbox_bad_bill_fails_the_batch);
+            async fn other_amount_is_an_exception(backend: Backend) {
+                let (app, gw, _clock) = spawn_gateway(backend, $config, $make).await;
+                super::other_amount_is_an_exception(&app, &gw).await;
+            }
+            both_backends!(other_amount_is_an_exception);
 
-async fn sandbox_portal_refund_and_unknown_trade(backend: Backend) {
-    let (app, sims, _clock) = spawn(backend).await;
-    portal_refund_and_unknown_trade(&app, &Sandbox(sims.sandbox)).await;
-}
-both_backends!(sandbox_portal_refund_and_unknown_trade);
+            async fn bad_bill_fails_the_batch(backend: Backend) {
+                let (app, gw, _clock) = spawn_gateway(backend, $config, $make).await;
+                super::bad_bill_fails_the_batch(&app, &gw).await;
+            }
+            both_backends!(bad_bill_fails_the_batch);
 
-async fn sandbox_missing_is_carried_then_reported(backend: Backend) {
-    let (app, sims, clock) = spawn(backend).await;
-    missing_is_carried_then_reported(&app, &Sandbox(sims.sandbox), &clock).await;
-}
-both_backends!(sandbox_missing_is_carried_then_reported);
+            async fn portal_refund_and_unknown_trade(backend: Backend) {
+                let (app, gw, _clock) = spawn_gateway(backend, $config, $make).await;
+                super::portal_refund_and_unknown_trade(&app, &gw).await;
+            }
+            both_backends!(portal_refund_and_unknown_trade);
 
-fn alipay(sims: &Sims) -> Alipay {
-    Alipay(sims.gateways.alipay.clone())
-}
-
-fn wechat(sims: &Sims) -> WechatPay {
-    WechatPay(sims.gateways.wechatpay.clone())
-}
-
-async fn alipay_recovered_exactly_once(backend: Backend) {
-    let (app, sims, _clock) = spawn(backend).await;
-    recovered_exactly_once(&app, &alipay(&sims)).await;
-}
-both_backends!(alipay_recovered_exactly_once);
-
-async fn alipay_other_amount_is_an_exception(backend: Backend) {
-    let (app, sims, _clock) = spawn(backend).await;
-    other_amount_is_an_exception(&app, &alipay(&sims)).await;
-}
-both_backends!(alipay_other_amount_is_an_exception);
-
-async fn alipay_bad_bill_fails_the_batch(backend: Backend) {
-    let (app, sims, _clock) = spawn(backend).await;
-    bad_bill_fails_the_batch(&app, &alipay(&sims)).await;
-}
-both_backends!(alipay_bad_bill_fails_the_batch);
-
-async fn alipay_portal_refund_and_unknown_trade(backend: Backend) {
-    let (app, sims, _clock) = spawn(backend).await;
-    portal_refund_and_unknown_trade(&app, &alipay(&sims)).await;
-}
-both_backends!(alipay_portal_refund_and_unknown_trade);
-
-async fn alipay_missing_is_carried_then_reported(backend: Backend) {
-    let (app, sims, clock) = spawn(backend).await;
-    missing_is_carried_then_reported(&app, &alipay(&sims), &clock).await;
-}
-both_backends!(alipay_missing_is_carried_then_reported);
-
-async fn wechat_recovered_exactly_once(backend: Backend) {
-    let (app, sims, _clock) = spawn(backend).await;
-    recovered_exactly_once(&app, &wechat(&sims)).await;
-}
-both_backends!(wechat_recovered_exactly_once);
-
-async fn wechat_other_amount_is_an_exception(backend: Backend) {
-    let (app, sims, _clock) = spawn(backend).await;
-    other_amount_is_an_exception(&app, &wechat(&sims)).await;
-}
-both_backends!(wechat_other_amount_is_an_exception);
-
-async fn wechat_bad_bill_fails_the_batch(backend: Backend) {
-    let (app, sims, _clock) = spawn(backend).await;
-    bad_bill_fails_the_batch(&app, &wechat(&sims)).await;
-}
-both_backends!(wechat_bad_bill_fails_the_batch);
-
-async fn wechat_portal_refund_and_unknown_trade(backend: Backend) {
-    let (app, sims, _clock) = spawn(backend).await;
-    portal_refund_and_unknown_trade(&app, &wechat(&sims)).await;
-}
-both_backends!(wechat_portal_refund_and_unknown_trade);
-
-async fn wechat_missing_is_carried_then_reported(backend: Backend) {
-    let (app, sims, clock) = spawn(backend).await;
-    missing_is_carried_then_reported(&app, &wechat(&sims), &clock).await;
-}
-both_backends!(wechat_missing_is_carried_then_reported);
-
-async fn spawn_paypal(backend: Backend) -> (TestApp, Paypal, Arc<ManualClock>) {
-    let clock = Arc::new(ManualClock::new(DEC_1_NOON_BEIJING));
-    let (app, sims) = TestApp::spawn_with_sims(backend, PAYPAL_AT_PAR, clock.clone()).await;
-    (app, Paypal(sims.gateways.paypal.clone()), clock)
+            async fn missing_is_carried_then_reported(backend: Backend) {
+                let (app, gw, clock) = spawn_gateway(backend, $config, $make).await;
+                super::missing_is_carried_then_reported(&app, &gw, &clock).await;
+            }
+            both_backends!(missing_is_carried_then_reported);
+        }
+    };
 }
 
-async fn paypal_recovered_exactly_once(backend: Backend) {
-    let (app, gw, _clock) = spawn_paypal(backend).await;
-    recovered_exactly_once(&app, &gw).await;
-}
-both_backends!(paypal_recovered_exactly_once);
-
-async fn paypal_other_amount_is_an_exception(backend: Backend) {
-    let (app, gw, _clock) = spawn_paypal(backend).await;
-    other_amount_is_an_exception(&app, &gw).await;
-}
-both_backends!(paypal_other_amount_is_an_exception);
-
-async fn paypal_bad_bill_fails_the_batch(backend: Backend) {
-    let (app, gw, _clock) = spawn_paypal(backend).await;
-    bad_bill_fails_the_batch(&app, &gw).await;
-}
-both_backends!(paypal_bad_bill_fails_the_batch);
-
-async fn paypal_portal_refund_and_unknown_trade(backend: Backend) {
-    let (app, gw, _clock) = spawn_paypal(backend).await;
-    portal_refund_and_unknown_trade(&app, &gw).await;
-}
-both_backends!(paypal_portal_refund_and_unknown_trade);
-
-async fn paypal_missing_is_carried_then_reported(backend: Backend) {
-    let (app, gw, clock) = spawn_paypal(backend).await;
-    missing_is_carried_then_reported(&app, &gw, &clock).await;
-}
-both_backends!(paypal_missing_is_carried_then_reported);
-
-fn stripe(sims: &Sims) -> Stripe {
-    Stripe(sims.gateways.stripe.clone())
-}
-
-async fn stripe_recovered_exactly_once(backend: Backend) {
-    let (app, sims, _clock) = spawn(backend).await;
-    recovered_exactly_once(&app, &stripe(&sims)).await;
-}
-both_backends!(stripe_recovered_exactly_once);
-
-async fn stripe_other_amount_is_an_exception(backend: Backend) {
-    let (app, sims, _clock) = spawn(backend).await;
-    other_amount_is_an_exception(&app, &stripe(&sims)).await;
-}
-both_backends!(stripe_other_amount_is_an_exception);
-
-async fn stripe_bad_bill_fails_the_batch(backend: Backend) {
-    let (app, sims, _clock) = spawn(backend).await;
-    bad_bill_fails_the_batch(&app, &stripe(&sims)).await;
-}
-both_backends!(stripe_bad_bill_fails_the_batch);
-
-async fn stripe_portal_refund_and_unknown_trade(backend: Backend) {
-    let (app, sims, _clock) = spawn(backend).await;
-    portal_refund_and_unknown_trade(&app, &stripe(&sims)).await;
-}
-both_backends!(stripe_portal_refund_and_unknown_trade);
-
-async fn stripe_missing_is_carried_then_reported(backend: Backend) {
-    let (app, sims, clock) = spawn(backend).await;
-    missing_is_carried_then_reported(&app, &stripe(&sims), &clock).await;
-}
-both_backends!(stripe_missing_is_carried_then_reported);
+billed_scenarios!(sandbox, "", |s: Sims| Sandbox(s.sandbox));
+billed_scenarios!(alipay, "", |s: Sims| Alipay(s.gateways.alipay.clone()));
+billed_scenarios!(wechat, "", |s: Sims| WechatPay(
+    s.gateways.wechatpay.clone()
+));
+billed_scenarios!(stripe, "", |s: Sims| Stripe(s.gateways.stripe.clone()));
+billed_scenarios!(paypal, PAYPAL_AT_PAR, |s: Sims| Paypal(
+    s.gateways.paypal.clone()
+));
 
 /// TokenPay answers queries: a paid trade whose notification was dropped is recovered by the
 /// day's run (a stored channel above `usdt-sim`, as the console adds it).

@@ -35,13 +35,19 @@ impl Buyer {
 
     /// GET `url` with the WeChat user's cookie: (status, Location).
     async fn get(&self, url: &str) -> (u16, String) {
-        let r = self
-            .http
-            .get(url)
-            .header("cookie", format!("sim_wx_user={}", self.user))
-            .send()
-            .await
-            .unwrap();
+        self.send(self.http.get(url)).await
+    }
+
+    /// POST the form `body` to `url` with the WeChat user's cookie: (status, Location).
+    async fn post_form(&self, url: &str, body: String) -> (u16, String) {
+        let req = self.http.post(url);
+        let req = req.header("content-type", "application/x-www-form-urlencoded");
+        self.send(req.body(body)).await
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> (u16, String) {
+        let cookie = format!("sim_wx_user={}", self.user);
+        let r = req.header("cookie", cookie).send().await.unwrap();
         let loc = r
             .headers()
             .get("location")
@@ -299,23 +305,13 @@ async fn switching_to_wechat_pay_inside_wechat_goes_to_sign_in(backend: Backend)
     let no = first["order_no"].as_str().unwrap();
     let token = first["access_token"].as_str().unwrap();
     let alice = Buyer::new("alice");
-    let r = alice
-        .http
-        .post(app.url(&format!("/orders/{no}/switch")))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("cookie", "sim_wx_user=alice")
-        .body(format!("t={token}&method=wxpay"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 303);
-    let location = r
-        .headers()
-        .get("location")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let (status, location) = alice
+        .post_form(
+            &app.url(&format!("/orders/{no}/switch")),
+            format!("t={token}&method=wxpay"),
+        )
+        .await;
+    assert_eq!(status, 303);
     assert!(
         location.contains("/sim/wechatpay/open/connect/oauth2/authorize?appid=")
             && location.contains("&scope=snsapi_base&state="),

@@ -371,14 +371,7 @@ pub(super) async fn capture(
             CaptureMode::Declined => ("DECLINED", "PAYMENT.CAPTURE.DENIED"),
         };
         o.status = "COMPLETED";
-        o.capture = Some(SimCapture {
-            id: random_id(17),
-            status,
-            amount: o.amount,
-            create_time: now,
-            update_time: now,
-            refunded: 0,
-        });
+        o.capture = Some(SimCapture::new(status, o.amount, now));
         (o.clone(), event)
     };
     let out = sim.order_json(&order);

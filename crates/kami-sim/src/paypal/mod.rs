@@ -103,16 +103,21 @@ struct SimCapture {
 }
 
 impl SimCapture {
-    /// A completed capture of `amount`, made `now` (ms).
-    fn completed(amount: Money, now: i64) -> SimCapture {
+    /// A new capture of `amount` in `status`, made `now` (ms).
+    fn new(status: &'static str, amount: Money, now: i64) -> SimCapture {
         SimCapture {
             id: random_id(17),
-            status: "COMPLETED",
+            status,
             amount,
             create_time: now,
             update_time: now,
             refunded: 0,
         }
+    }
+
+    /// A completed capture of `amount`, made `now` (ms).
+    fn completed(amount: Money, now: i64) -> SimCapture {
+        SimCapture::new("COMPLETED", amount, now)
     }
 }
 
@@ -424,11 +429,8 @@ impl PaypalSim {
 
     /// The PayPal order id kami created for `trade_no` (`custom_id`).
     pub fn order_for_trade(&self, trade_no: &str) -> Option<String> {
-        self.lock()
-            .orders
-            .values()
-            .find(|o| o.custom_id == trade_no)
-            .map(|o| o.id.clone())
+        let mut inner = self.lock();
+        inner.order_of_trade(trade_no).ok().map(|o| o.id.clone())
     }
 
     /// The order's status and its capture's (`None` before a capture).
