@@ -179,6 +179,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0028_payment_lookup.sql"),
         postgres: include_str!("migrations/postgres/0028_payment_lookup.sql"),
     },
+    Migration {
+        version: 29,
+        name: "pending_plans",
+        sqlite: include_str!("migrations/sqlite/0029_pending_plans.sql"),
+        postgres: include_str!("migrations/postgres/0029_pending_plans.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kami_migrations \

@@ -428,8 +428,9 @@ pub(crate) fn expire_locked(
 /// rows another transaction holds are skipped, and each expiry is a compare-and-set.
 pub(crate) fn expire_due(tx: &mut dyn Tx, now: Millis, limit: u32) -> Result<Vec<OrderNo>> {
     let due = tx.query(
-        // `'pending'` written out: the partial index orders_pending_expiry is chosen only for
-        // a query whose WHERE states its predicate.
+        // `'pending'` written out: SQLite's partial index orders_pending_expiry is chosen only
+        // for a query whose WHERE states its predicate; PostgreSQL reads the pending range of
+        // orders_status_id (migration 0029).
         "SELECT id, order_no, status, product_id, quantity FROM orders \
          WHERE status = 'pending' AND expires_at <= $1 ORDER BY expires_at LIMIT $2 \
          FOR UPDATE SKIP LOCKED",

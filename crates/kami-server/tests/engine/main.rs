@@ -5,6 +5,7 @@
 
 mod alerts;
 mod api_errors;
+mod cached_plans;
 mod channel_measures;
 mod channel_ops;
 mod channels;
