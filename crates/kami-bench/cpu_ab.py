@@ -61,13 +61,28 @@ def run(bin_, args):
         return min(samples, key=lambda s: abs(s[0] - t))
     a, b = at(t0[0]), at(t0[0] + wall)
     return tp, (b[1] - a[1]) / n * 1e6, (b[2] - a[2]) / n * 1e6, n, ok
-rounds = int(sys.argv[1]); A, B = sys.argv[2], sys.argv[3]
-only = sys.argv[4:]
+rounds = int(sys.argv[1])
+labels = [c for c, _ in CONFIGS]
+only = [a for a in sys.argv[2:] if a in labels]
+bins = [(chr(ord("A") + i), b) for i, b in enumerate(a for a in sys.argv[2:] if a not in labels)]
+rates = {}
 for r in range(1, rounds + 1):
-    order = [("A", A), ("B", B)] if r % 2 else [("B", B), ("A", A)]
+    turn = (r - 1) % len(bins)
+    order = bins[turn:] + bins[:turn]
     for label, args in CONFIGS:
         if only and label not in only:
             continue
         for w, b in order:
             tp, per, dbper, n, ok = run(b, args)
+            rates.setdefault((label, w), []).append(tp)
             print(f"r{r} {label} {w} | {tp:8.1f} orders/s | CPU per order: kami {per - dbper:6.1f} µs + db {dbper:6.1f} µs = {per:7.1f} µs | {n} orders | {'PASS' if ok else 'FAIL'} | load {open('/proc/loadavg').read().split()[0]}", flush=True)
+print("mean orders/s (difference from A):")
+for label, _ in CONFIGS:
+    if ("A" not in [w for w, _ in bins]) or (label, "A") not in rates:
+        continue
+    base = sum(rates[(label, "A")]) / len(rates[(label, "A")])
+    cells = []
+    for w, _ in bins:
+        m = sum(rates[(label, w)]) / len(rates[(label, w)])
+        cells.append(f"{w} {m:7.1f}" + ("" if w == "A" else f" ({(m / base - 1) * 100:+.1f} %)"))
+    print(f"  {label:15} " + " | ".join(cells))
