@@ -237,10 +237,12 @@ fn apply_payment(
         found_by,
     } = signal;
     // With it, whether a notification of this trade was held as unconfirmed (its alert is
-    // resolved when the payment applies): one round trip, not two, on every payment.
+    // resolved when the payment applies): one round trip, not two, on every payment. The
+    // trade's few events are found by its number; `outcome || ''` keeps a plan made on empty
+    // tables off payment_events_outcome, which would read every unconfirmed event of the shop.
     let Some(p) = tx.query_opt(
         "SELECT id, order_id, EXISTS (SELECT 1 FROM payment_events e WHERE e.channel_id = $1 \
-         AND e.trade_no = $2 AND e.outcome = 'unconfirmed') AS held \
+         AND e.trade_no = $2 AND e.outcome || '' = 'unconfirmed') AS held \
          FROM payments WHERE channel_id = $1 AND trade_no = $2",
         params![channel_id, trade_no],
     )?
