@@ -75,6 +75,11 @@ pub use channel_measures::{
 pub use checks::{OrderPayment, PaymentCheck};
 pub use coupons::{Coupon, CouponKind, CouponPatch, CouponRemoval, CouponSettings};
 pub use error::{Result, StoreError};
+/// Order-path statements whose PostgreSQL plans the engine tests check, as sent.
+pub mod planned {
+    pub use crate::orders::EXPIRY_SWEEP;
+    pub use crate::payments::PAYMENT_LOOKUP;
+}
 pub use keyfiles::{create_private_dir, restrict_file, KeyFiles};
 pub use keylock::KeyLock;
 pub use keys::{RotateStep, Rotation};

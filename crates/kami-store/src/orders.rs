@@ -424,18 +424,17 @@ pub(crate) fn expire_locked(
     Ok(())
 }
 
+/// The expiry job's pending orders due at `$1`, at most `$2`. `'pending'` written out: SQLite's
+/// partial index orders_pending_expiry is chosen only for a query whose WHERE states its
+/// predicate; PostgreSQL reads the pending range of orders_status_id (migration 0029).
+pub const EXPIRY_SWEEP: &str = "SELECT id, order_no, status, product_id, quantity FROM orders \
+     WHERE status = 'pending' AND expires_at <= $1 ORDER BY expires_at LIMIT $2 \
+     FOR UPDATE SKIP LOCKED";
+
 /// Expire up to `limit` pending orders whose time is up. Safe to run from several processes:
 /// rows another transaction holds are skipped, and each expiry is a compare-and-set.
 pub(crate) fn expire_due(tx: &mut dyn Tx, now: Millis, limit: u32) -> Result<Vec<OrderNo>> {
-    let due = tx.query(
-        // `'pending'` written out: SQLite's partial index orders_pending_expiry is chosen only
-        // for a query whose WHERE states its predicate; PostgreSQL reads the pending range of
-        // orders_status_id (migration 0029).
-        "SELECT id, order_no, status, product_id, quantity FROM orders \
-         WHERE status = 'pending' AND expires_at <= $1 ORDER BY expires_at LIMIT $2 \
-         FOR UPDATE SKIP LOCKED",
-        params![now, i64::from(limit)],
-    )?;
+    let due = tx.query(EXPIRY_SWEEP, params![now, i64::from(limit)])?;
     let mut expired = Vec::with_capacity(due.len());
     for r in &due {
         let order = LockedOrder::from_row(r)?;

@@ -222,6 +222,16 @@ fn resolve_unconfirmed(
     alert_signal::emit(tx, &signal, now)
 }
 
+/// A notification's payment by (channel, trade number), with whether a notification of the
+/// trade was held as unconfirmed (its alert is resolved when the payment applies): one round
+/// trip, not two, on every payment. The trade's few events are found by its number;
+/// `outcome || ''` keeps a plan made on empty tables off payment_events_outcome, which would
+/// read every unconfirmed event of the shop (`tests/engine/cached_plans.rs`).
+pub const PAYMENT_LOOKUP: &str =
+    "SELECT id, order_id, EXISTS (SELECT 1 FROM payment_events e WHERE e.channel_id = $1 \
+     AND e.trade_no = $2 AND e.outcome || '' = 'unconfirmed') AS held \
+     FROM payments WHERE channel_id = $1 AND trade_no = $2";
+
 fn apply_payment(
     tx: &mut dyn Tx,
     channel_id: &str,
@@ -236,17 +246,7 @@ fn apply_payment(
         coin_amount,
         found_by,
     } = signal;
-    // With it, whether a notification of this trade was held as unconfirmed (its alert is
-    // resolved when the payment applies): one round trip, not two, on every payment. The
-    // trade's few events are found by its number; `outcome || ''` keeps a plan made on empty
-    // tables off payment_events_outcome, which would read every unconfirmed event of the shop.
-    let Some(p) = tx.query_opt(
-        "SELECT id, order_id, EXISTS (SELECT 1 FROM payment_events e WHERE e.channel_id = $1 \
-         AND e.trade_no = $2 AND e.outcome || '' = 'unconfirmed') AS held \
-         FROM payments WHERE channel_id = $1 AND trade_no = $2",
-        params![channel_id, trade_no],
-    )?
-    else {
+    let Some(p) = tx.query_opt(PAYMENT_LOOKUP, params![channel_id, trade_no])? else {
         return Ok((NotifyOutcome::UnknownOrder, None));
     };
     let (payment_id, order_id): (i64, i64) = (p.get("id")?, p.get("order_id")?);

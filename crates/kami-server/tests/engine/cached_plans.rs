@@ -1,5 +1,6 @@
 //! The order path's lookups stay on their own index whatever plan PostgreSQL caches. The
-//! statements are the ones `kami-store` sends (the pending counts are its function itself).
+//! statements are the ones `kami-store` sends (`kami_store::planned`; the pending counts are
+//! its function itself).
 //!
 //! A plan made while the tables are empty (a new shop, the benchmark) costs every usable
 //! index alike; PostgreSQL keeps the newest index on a tie and the pooled connection keeps the
@@ -9,6 +10,7 @@
 //! the wrong index they grow with the rows, on the right one they stay a handful.
 //! PostgreSQL only: SQLite plans each statement when it is prepared, by rule.
 
+use kami_store::planned;
 use kami_testkit::{Backend, TestApp};
 use postgres::{Client, NoTls};
 
@@ -33,16 +35,13 @@ async fn lookups_planned_on_empty_tables_stay_on_their_index() {
 
 fn probe(url: &str) {
     let mut db = Client::connect(url, NoTls).unwrap();
-    db.batch_execute(
+    db.batch_execute(&format!(
         "SET plan_cache_mode = force_generic_plan;
-         PREPARE lookup(text, text) AS
-             SELECT id, order_id, EXISTS (SELECT 1 FROM payment_events e WHERE e.channel_id = $1
-                 AND e.trade_no = $2 AND e.outcome || '' = 'unconfirmed') AS held
-             FROM payments WHERE channel_id = $1 AND trade_no = $2;
-         PREPARE sweep(bigint, bigint) AS
-             SELECT id FROM orders WHERE status = 'pending' AND expires_at <= $1
-             ORDER BY expires_at LIMIT $2;",
-    )
+         PREPARE lookup(text, text) AS {};
+         PREPARE sweep(bigint, bigint) AS {};",
+        planned::PAYMENT_LOOKUP,
+        planned::EXPIRY_SWEEP,
+    ))
     .unwrap();
     // Plan everything on empty tables, in this session.
     db.batch_execute(
